@@ -1,0 +1,523 @@
+//! An integration: one workspace's connection to one CRM, with its credentials
+//! (as ciphertext only), its status lifecycle, sync configuration and field mappings.
+
+use crate::aggregate::{Aggregate, DomainEvent};
+use crate::sync_config::{Entity, FieldError, SyncConfig};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// pending_auth → connected → paused / error / disconnected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    #[default]
+    PendingAuth,
+    Connected,
+    Paused,
+    Error,
+    Disconnected,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::PendingAuth => "pending_auth",
+            Status::Connected => "connected",
+            Status::Paused => "paused",
+            Status::Error => "error",
+            Status::Disconnected => "disconnected",
+        }
+    }
+}
+
+/// What kind of secret the ciphertext holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialKind {
+    Oauth2,
+    ApiKey,
+    Basic,
+}
+
+/// An AEAD ciphertext produced by the key vault. Never plaintext.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncryptedSecret {
+    pub key_id: String,
+    pub nonce: String,
+    pub ciphertext: String,
+}
+
+impl std::fmt::Debug for EncryptedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncryptedSecret")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MappingDirection {
+    Pull,
+    Push,
+    Both,
+    None,
+}
+
+/// CRM field ↔ app field, with an optional transform expression.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldMapping {
+    pub crm_field: String,
+    pub app_field: String,
+    pub direction: MappingDirection,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum IntegrationEvent {
+    IntegrationCreated {
+        integration_id: String,
+        workspace_id: String,
+        provider: String,
+        name: String,
+        sync_config: SyncConfig,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        base_url: Option<String>,
+        at: DateTime<Utc>,
+    },
+    CredentialsStored {
+        kind: CredentialKind,
+        secret: EncryptedSecret,
+        expires_at: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    },
+    CredentialsRotated {
+        kind: CredentialKind,
+        secret: EncryptedSecret,
+        expires_at: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    },
+    ConnectionTested {
+        ok: bool,
+        detail: String,
+        at: DateTime<Utc>,
+    },
+    IntegrationFailed {
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    IntegrationPaused {
+        at: DateTime<Utc>,
+    },
+    IntegrationResumed {
+        at: DateTime<Utc>,
+    },
+    SyncConfigChanged {
+        sync_config: SyncConfig,
+        at: DateTime<Utc>,
+    },
+    FieldMappingsChanged {
+        entity: Entity,
+        mappings: Vec<FieldMapping>,
+        at: DateTime<Utc>,
+    },
+    IntegrationDisconnected {
+        reason: String,
+        at: DateTime<Utc>,
+    },
+}
+
+impl DomainEvent for IntegrationEvent {
+    fn event_type(&self) -> &'static str {
+        use IntegrationEvent as E;
+        match self {
+            E::IntegrationCreated { .. } => "IntegrationCreated",
+            E::CredentialsStored { .. } => "CredentialsStored",
+            E::CredentialsRotated { .. } => "CredentialsRotated",
+            E::ConnectionTested { .. } => "ConnectionTested",
+            E::IntegrationFailed { .. } => "IntegrationFailed",
+            E::IntegrationPaused { .. } => "IntegrationPaused",
+            E::IntegrationResumed { .. } => "IntegrationResumed",
+            E::SyncConfigChanged { .. } => "SyncConfigChanged",
+            E::FieldMappingsChanged { .. } => "FieldMappingsChanged",
+            E::IntegrationDisconnected { .. } => "IntegrationDisconnected",
+        }
+    }
+
+    fn summary(&self) -> String {
+        use IntegrationEvent as E;
+        match self {
+            E::IntegrationCreated { provider, name, .. } => {
+                format!("integration {name:?} created for provider {provider}")
+            }
+            E::CredentialsStored { kind, secret, .. } => format!(
+                "{} credentials stored (encrypted with key {}, secret redacted)",
+                kind_label(*kind),
+                secret.key_id
+            ),
+            E::CredentialsRotated { kind, secret, .. } => format!(
+                "{} credentials rotated (encrypted with key {}, secret redacted)",
+                kind_label(*kind),
+                secret.key_id
+            ),
+            E::ConnectionTested { ok: true, .. } => "connection test succeeded".into(),
+            E::ConnectionTested { ok: false, detail, .. } => {
+                format!("connection test failed: {detail}")
+            }
+            E::IntegrationFailed { reason, .. } => format!("integration failed: {reason}"),
+            E::IntegrationPaused { .. } => "integration paused".into(),
+            E::IntegrationResumed { .. } => "integration resumed".into(),
+            E::SyncConfigChanged { sync_config, .. } => format!(
+                "sync config changed: {:?}, {:?}, conflict strategy {:?}",
+                sync_config.direction, sync_config.frequency, sync_config.conflict_strategy
+            ),
+            E::FieldMappingsChanged {
+                entity, mappings, ..
+            } => format!(
+                "field mappings for {} changed ({} mapping(s))",
+                entity.as_str(),
+                mappings.len()
+            ),
+            E::IntegrationDisconnected { reason, .. } => {
+                format!("integration disconnected: {reason}")
+            }
+        }
+    }
+}
+
+fn kind_label(kind: CredentialKind) -> &'static str {
+    match kind {
+        CredentialKind::Oauth2 => "OAuth 2.0",
+        CredentialKind::ApiKey => "API key",
+        CredentialKind::Basic => "basic-auth",
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum IntegrationCommand {
+    Create {
+        integration_id: String,
+        workspace_id: String,
+        provider: String,
+        name: String,
+        sync_config: SyncConfig,
+        base_url: Option<String>,
+        at: DateTime<Utc>,
+    },
+    /// First credentials, or new ones after an error: moves the integration to connected.
+    StoreCredentials {
+        kind: CredentialKind,
+        secret: EncryptedSecret,
+        expires_at: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    },
+    /// Replace the credentials of a working integration (refresh, key rotation).
+    RotateCredentials {
+        kind: CredentialKind,
+        secret: EncryptedSecret,
+        expires_at: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    },
+    RecordConnectionTest {
+        ok: bool,
+        detail: String,
+        at: DateTime<Utc>,
+    },
+    MarkFailed {
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    Pause {
+        at: DateTime<Utc>,
+    },
+    Resume {
+        at: DateTime<Utc>,
+    },
+    ChangeSyncConfig {
+        sync_config: SyncConfig,
+        at: DateTime<Utc>,
+    },
+    ChangeFieldMappings {
+        entity: Entity,
+        mappings: Vec<FieldMapping>,
+        at: DateTime<Utc>,
+    },
+    Disconnect {
+        reason: String,
+        at: DateTime<Utc>,
+    },
+}
+
+impl IntegrationCommand {
+    fn action(&self) -> &'static str {
+        use IntegrationCommand as C;
+        match self {
+            C::Create { .. } => "create",
+            C::StoreCredentials { .. } => "store credentials",
+            C::RotateCredentials { .. } => "rotate credentials",
+            C::RecordConnectionTest { .. } => "test the connection",
+            C::MarkFailed { .. } => "mark as failed",
+            C::Pause { .. } => "pause",
+            C::Resume { .. } => "resume",
+            C::ChangeSyncConfig { .. } => "change the sync config",
+            C::ChangeFieldMappings { .. } => "change field mappings",
+            C::Disconnect { .. } => "disconnect",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IntegrationError {
+    #[error("integration already exists")]
+    AlreadyExists,
+    #[error("integration not found")]
+    NotFound,
+    #[error("{field}: {message}")]
+    Invalid { field: &'static str, message: String },
+    #[error("cannot {action} an integration that is {}", from.as_str())]
+    InvalidTransition { from: Status, action: &'static str },
+}
+
+impl From<FieldError> for IntegrationError {
+    fn from(e: FieldError) -> Self {
+        IntegrationError::Invalid {
+            field: e.field,
+            message: e.message,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Integration {
+    pub id: Option<String>,
+    pub workspace_id: String,
+    pub provider: String,
+    pub name: String,
+    pub status: Status,
+    pub sync_config: SyncConfig,
+    pub base_url: Option<String>,
+    pub credential_kind: Option<CredentialKind>,
+    pub secret: Option<EncryptedSecret>,
+    pub credentials_expire_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub mappings: Vec<(Entity, Vec<FieldMapping>)>,
+}
+
+fn validate_mappings(mappings: &[FieldMapping]) -> Result<(), IntegrationError> {
+    let invalid = |message: String| IntegrationError::Invalid {
+        field: "mappings",
+        message,
+    };
+    let mut app_fields = std::collections::BTreeSet::new();
+    for m in mappings {
+        if m.crm_field.trim().is_empty() || m.app_field.trim().is_empty() {
+            return Err(invalid("crm_field and app_field must not be empty".into()));
+        }
+        let writes_app = matches!(m.direction, MappingDirection::Pull | MappingDirection::Both);
+        if writes_app && !app_fields.insert(m.app_field.as_str()) {
+            return Err(invalid(format!(
+                "app field {:?} is filled by more than one CRM field",
+                m.app_field
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl Integration {
+    fn reject(&self, command: &IntegrationCommand) -> IntegrationError {
+        IntegrationError::InvalidTransition {
+            from: self.status,
+            action: command.action(),
+        }
+    }
+
+    /// Which statuses each command may start from.
+    fn allowed(&self, command: &IntegrationCommand) -> bool {
+        use IntegrationCommand as C;
+        use Status as S;
+        match (command, self.status) {
+            (_, S::Disconnected) => false,
+            (C::Disconnect { .. }, _) => true,
+            (C::StoreCredentials { .. }, S::PendingAuth | S::Error) => true,
+            (C::RotateCredentials { .. }, S::Connected | S::Paused | S::Error) => true,
+            (C::RecordConnectionTest { .. }, S::Connected | S::Paused | S::Error) => true,
+            (C::MarkFailed { .. }, S::Connected | S::Paused) => true,
+            (C::Pause { .. }, S::Connected | S::Error) => true,
+            (C::Resume { .. }, S::Paused) => true,
+            (C::ChangeSyncConfig { .. } | C::ChangeFieldMappings { .. }, _) => true,
+            _ => false,
+        }
+    }
+}
+
+impl Aggregate for Integration {
+    const TYPE: &'static str = "integration";
+    type Command = IntegrationCommand;
+    type Event = IntegrationEvent;
+    type Error = IntegrationError;
+
+    fn decide(&self, command: IntegrationCommand) -> Result<Vec<IntegrationEvent>, IntegrationError> {
+        use IntegrationCommand as C;
+        use IntegrationEvent as E;
+        if let C::Create {
+            integration_id,
+            workspace_id,
+            provider,
+            name,
+            sync_config,
+            base_url,
+            at,
+        } = command
+        {
+            if self.id.is_some() {
+                return Err(IntegrationError::AlreadyExists);
+            }
+            sync_config.validate()?;
+            return Ok(vec![E::IntegrationCreated {
+                integration_id,
+                workspace_id,
+                provider,
+                name,
+                sync_config,
+                base_url,
+                at,
+            }]);
+        }
+        if self.id.is_none() {
+            return Err(IntegrationError::NotFound);
+        }
+        if !self.allowed(&command) {
+            return Err(self.reject(&command));
+        }
+        let event = match command {
+            C::Create { .. } => return Err(IntegrationError::AlreadyExists),
+            C::StoreCredentials {
+                kind,
+                secret,
+                expires_at,
+                at,
+            } => E::CredentialsStored {
+                kind,
+                secret,
+                expires_at,
+                at,
+            },
+            C::RotateCredentials {
+                kind,
+                secret,
+                expires_at,
+                at,
+            } => E::CredentialsRotated {
+                kind,
+                secret,
+                expires_at,
+                at,
+            },
+            C::RecordConnectionTest { ok, detail, at } => E::ConnectionTested { ok, detail, at },
+            C::MarkFailed { reason, at } => E::IntegrationFailed { reason, at },
+            C::Pause { at } => E::IntegrationPaused { at },
+            C::Resume { at } => E::IntegrationResumed { at },
+            C::ChangeSyncConfig { sync_config, at } => {
+                sync_config.validate()?;
+                if sync_config == self.sync_config {
+                    return Ok(vec![]);
+                }
+                E::SyncConfigChanged { sync_config, at }
+            }
+            C::ChangeFieldMappings {
+                entity,
+                mappings,
+                at,
+            } => {
+                validate_mappings(&mappings)?;
+                E::FieldMappingsChanged {
+                    entity,
+                    mappings,
+                    at,
+                }
+            }
+            C::Disconnect { reason, at } => E::IntegrationDisconnected { reason, at },
+        };
+        Ok(vec![event])
+    }
+
+    fn apply(&mut self, event: &IntegrationEvent) {
+        use IntegrationEvent as E;
+        match event {
+            E::IntegrationCreated {
+                integration_id,
+                workspace_id,
+                provider,
+                name,
+                sync_config,
+                base_url,
+                ..
+            } => {
+                self.id = Some(integration_id.clone());
+                self.workspace_id = workspace_id.clone();
+                self.provider = provider.clone();
+                self.name = name.clone();
+                self.sync_config = sync_config.clone();
+                self.base_url = base_url.clone();
+                self.status = Status::PendingAuth;
+            }
+            E::CredentialsStored {
+                kind,
+                secret,
+                expires_at,
+                ..
+            } => {
+                self.credential_kind = Some(*kind);
+                self.secret = Some(secret.clone());
+                self.credentials_expire_at = *expires_at;
+                self.status = Status::Connected;
+                self.last_error = None;
+            }
+            E::CredentialsRotated {
+                kind,
+                secret,
+                expires_at,
+                ..
+            } => {
+                self.credential_kind = Some(*kind);
+                self.secret = Some(secret.clone());
+                self.credentials_expire_at = *expires_at;
+            }
+            E::ConnectionTested { ok, detail, .. } => match (ok, self.status) {
+                (true, Status::Error) => {
+                    self.status = Status::Connected;
+                    self.last_error = None;
+                }
+                (false, Status::Connected) => {
+                    self.status = Status::Error;
+                    self.last_error = Some(detail.clone());
+                }
+                _ => {}
+            },
+            E::IntegrationFailed { reason, .. } => {
+                self.status = Status::Error;
+                self.last_error = Some(reason.clone());
+            }
+            E::IntegrationPaused { .. } => self.status = Status::Paused,
+            E::IntegrationResumed { .. } => self.status = Status::Connected,
+            E::SyncConfigChanged { sync_config, .. } => self.sync_config = sync_config.clone(),
+            E::FieldMappingsChanged {
+                entity, mappings, ..
+            } => {
+                self.mappings.retain(|(e, _)| e != entity);
+                self.mappings.push((*entity, mappings.clone()));
+            }
+            E::IntegrationDisconnected { .. } => {
+                self.status = Status::Disconnected;
+                self.secret = None;
+                self.credentials_expire_at = None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,19 @@
+//! The pure core of syncledger: aggregates, commands, events and value types.
+//!
+//! Nothing here performs IO. Whatever a decision needs from the outside world
+//! (the current time, fresh ids, ciphertext) is put into the command by the caller.
+//! The event store adapter turns these aggregates into cqrs-es aggregates.
+
+pub mod aggregate;
+pub mod audit;
+pub mod integration;
+pub mod plan;
+pub mod provider;
+pub mod sync_config;
+pub mod workspace;
+
+pub use aggregate::{Aggregate, DomainEvent};
+pub use integration::{Integration, IntegrationCommand, IntegrationError, IntegrationEvent, Status};
+pub use plan::Plan;
+pub use sync_config::{ConflictStrategy, Direction, Entity, Frequency, SyncConfig};
+pub use workspace::{Role, Workspace, WorkspaceCommand, WorkspaceError, WorkspaceEvent};

@@ -1,0 +1,166 @@
+//! The provider catalogue: which CRMs syncledger knows and how they are reached.
+
+use crate::sync_config::Entity;
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthType {
+    Oauth2,
+    ApiKey,
+    Basic,
+    /// Declared per integration by a custom provider spec.
+    Configurable,
+}
+
+/// A provider's published request budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub per_seconds: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub daily_quota: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProviderInfo {
+    pub id: &'static str,
+    pub name: &'static str,
+    pub auth_type: AuthType,
+    pub scopes: &'static [&'static str],
+    pub rate_limit: RateLimit,
+    pub entities: &'static [Entity],
+    pub sync_supported: bool,
+    /// Through the declarative custom-REST provider rather than a dedicated adapter.
+    pub via_custom_spec: bool,
+}
+
+const BOTH: &[Entity] = &[Entity::Contacts, Entity::Companies];
+const CONTACTS: &[Entity] = &[Entity::Contacts];
+
+const fn limit(requests: u32, per_seconds: u32, daily_quota: Option<u32>) -> RateLimit {
+    RateLimit {
+        requests,
+        per_seconds,
+        daily_quota,
+    }
+}
+
+const fn niche(
+    id: &'static str,
+    name: &'static str,
+    auth_type: AuthType,
+    rate_limit: RateLimit,
+    entities: &'static [Entity],
+) -> ProviderInfo {
+    ProviderInfo {
+        id,
+        name,
+        auth_type,
+        scopes: &[],
+        rate_limit,
+        entities,
+        sync_supported: true,
+        via_custom_spec: true,
+    }
+}
+
+static CATALOGUE: &[ProviderInfo] = &[
+    ProviderInfo {
+        id: "salesforce",
+        name: "Salesforce",
+        auth_type: AuthType::Oauth2,
+        scopes: &["api", "refresh_token"],
+        rate_limit: limit(25, 20, Some(100_000)),
+        entities: BOTH,
+        sync_supported: true,
+        via_custom_spec: false,
+    },
+    ProviderInfo {
+        id: "hubspot",
+        name: "HubSpot",
+        auth_type: AuthType::Oauth2,
+        scopes: &[
+            "crm.objects.contacts.read",
+            "crm.objects.contacts.write",
+            "crm.objects.companies.read",
+            "crm.objects.companies.write",
+        ],
+        rate_limit: limit(100, 10, Some(250_000)),
+        entities: BOTH,
+        sync_supported: true,
+        via_custom_spec: false,
+    },
+    ProviderInfo {
+        id: "pipedrive",
+        name: "Pipedrive",
+        auth_type: AuthType::Oauth2,
+        scopes: &["contacts:full"],
+        rate_limit: limit(80, 2, None),
+        entities: BOTH,
+        sync_supported: true,
+        via_custom_spec: false,
+    },
+    ProviderInfo {
+        id: "zoho",
+        name: "Zoho CRM",
+        auth_type: AuthType::Oauth2,
+        scopes: &["ZohoCRM.modules.ALL"],
+        rate_limit: limit(100, 60, Some(5_000)),
+        entities: BOTH,
+        sync_supported: true,
+        via_custom_spec: true,
+    },
+    niche("chatwoot", "Chatwoot", AuthType::ApiKey, limit(60, 60, None), CONTACTS),
+    niche("tave", "Tave", AuthType::ApiKey, limit(60, 60, None), CONTACTS),
+    niche("lightblue", "Light Blue", AuthType::ApiKey, limit(60, 60, None), CONTACTS),
+    niche("honeybook", "HoneyBook", AuthType::Oauth2, limit(60, 60, None), CONTACTS),
+    niche("seventeen", "17hats", AuthType::ApiKey, limit(60, 60, None), CONTACTS),
+    niche("shootq", "ShootQ", AuthType::ApiKey, limit(60, 60, None), CONTACTS),
+    niche("pixieset", "Pixieset Studio Manager", AuthType::ApiKey, limit(60, 60, None), CONTACTS),
+    niche("iris_works", "Iris Works", AuthType::ApiKey, limit(60, 60, None), CONTACTS),
+    niche("dubsado", "Dubsado", AuthType::ApiKey, limit(60, 60, None), CONTACTS),
+    niche("studio_ninja", "Studio Ninja", AuthType::ApiKey, limit(60, 60, None), CONTACTS),
+    ProviderInfo {
+        id: "custom",
+        name: "Custom REST API",
+        auth_type: AuthType::Configurable,
+        scopes: &[],
+        rate_limit: limit(60, 60, None),
+        entities: BOTH,
+        sync_supported: true,
+        via_custom_spec: true,
+    },
+];
+
+pub fn catalogue() -> &'static [ProviderInfo] {
+    CATALOGUE
+}
+
+pub fn find(id: &str) -> Option<&'static ProviderInfo> {
+    CATALOGUE.iter().find(|p| p.id == id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalogue_lists_every_required_provider_once() {
+        let required = [
+            "salesforce", "hubspot", "pipedrive", "zoho", "chatwoot", "tave", "lightblue",
+            "honeybook", "seventeen", "shootq", "pixieset", "iris_works", "dubsado",
+            "studio_ninja", "custom",
+        ];
+        for id in required {
+            assert_eq!(catalogue().iter().filter(|p| p.id == id).count(), 1, "{id}");
+        }
+        assert_eq!(catalogue().len(), required.len());
+    }
+
+    #[test]
+    fn unknown_provider_is_not_found() {
+        assert!(find("myspace").is_none());
+        assert_eq!(find("hubspot").map(|p| p.name), Some("HubSpot"));
+    }
+}

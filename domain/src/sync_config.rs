@@ -1,0 +1,149 @@
+//! How an integration syncs: direction, schedule, entities, conflict strategy.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Pull,
+    Push,
+    Bidirectional,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Entity {
+    Contacts,
+    Companies,
+}
+
+impl Entity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Entity::Contacts => "contacts",
+            Entity::Companies => "companies",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictStrategy {
+    LastWriteWins,
+    CrmWins,
+    AppWins,
+    ManualReview,
+}
+
+/// When scheduled runs happen. `Interval` carries minutes, 15 ..= 1440.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Frequency {
+    Manual,
+    Interval { minutes: u32 },
+    Daily,
+    Realtime,
+}
+
+pub const MIN_INTERVAL_MINUTES: u32 = 15;
+pub const MAX_INTERVAL_MINUTES: u32 = 1440;
+
+impl Frequency {
+    /// Minutes between scheduled runs, if the schedule is periodic.
+    pub fn period_minutes(self) -> Option<u32> {
+        match self {
+            Frequency::Interval { minutes } => Some(minutes),
+            Frequency::Daily => Some(1440),
+            Frequency::Manual | Frequency::Realtime => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncConfig {
+    pub direction: Direction,
+    pub frequency: Frequency,
+    pub entities: Vec<Entity>,
+    pub conflict_strategy: ConflictStrategy,
+}
+
+/// A validation failure that names the offending field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl SyncConfig {
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if let Frequency::Interval { minutes } = self.frequency {
+            if !(MIN_INTERVAL_MINUTES..=MAX_INTERVAL_MINUTES).contains(&minutes) {
+                return Err(FieldError {
+                    field: "sync_config.interval_minutes",
+                    message: format!(
+                        "must be between {MIN_INTERVAL_MINUTES} and {MAX_INTERVAL_MINUTES}, got {minutes}"
+                    ),
+                });
+            }
+        }
+        if self.entities.is_empty() {
+            return Err(FieldError {
+                field: "sync_config.entities",
+                message: "must name at least one entity".into(),
+            });
+        }
+        let mut seen = self.entities.clone();
+        seen.sort();
+        seen.dedup();
+        if seen.len() != self.entities.len() {
+            return Err(FieldError {
+                field: "sync_config.entities",
+                message: "must not repeat an entity".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            direction: Direction::Pull,
+            frequency: Frequency::Manual,
+            entities: vec![Entity::Contacts, Entity::Companies],
+            conflict_strategy: ConflictStrategy::ManualReview,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_interval(minutes: u32) -> SyncConfig {
+        SyncConfig {
+            frequency: Frequency::Interval { minutes },
+            ..SyncConfig::default()
+        }
+    }
+
+    #[test]
+    fn interval_bounds_are_inclusive() {
+        assert!(with_interval(15).validate().is_ok());
+        assert!(with_interval(1440).validate().is_ok());
+        assert_eq!(
+            with_interval(14).validate().map_err(|e| e.field),
+            Err("sync_config.interval_minutes")
+        );
+        assert!(with_interval(1441).validate().is_err());
+    }
+
+    #[test]
+    fn entities_must_be_present_and_distinct() {
+        let mut c = SyncConfig::default();
+        c.entities.clear();
+        assert!(c.validate().is_err());
+        c.entities = vec![Entity::Contacts, Entity::Contacts];
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,464 @@
+//! The workspace: a tenant, its plan, its integration slots and its API tokens.
+
+use crate::aggregate::{Aggregate, DomainEvent};
+use crate::plan::Plan;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// What a bearer token may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    Operator,
+    Viewer,
+    Auditor,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::Viewer => "viewer",
+            Role::Auditor => "auditor",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        [Role::Admin, Role::Operator, Role::Viewer, Role::Auditor]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum WorkspaceEvent {
+    WorkspaceCreated {
+        workspace_id: String,
+        name: String,
+        plan: Plan,
+        at: DateTime<Utc>,
+    },
+    IntegrationSlotReserved {
+        integration_id: String,
+        name: String,
+    },
+    IntegrationSlotReleased {
+        integration_id: String,
+    },
+    TokenIssued {
+        token_id: String,
+        role: Role,
+        label: String,
+        at: DateTime<Utc>,
+    },
+    TokenRevoked {
+        token_id: String,
+        at: DateTime<Utc>,
+    },
+}
+
+impl DomainEvent for WorkspaceEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            WorkspaceEvent::WorkspaceCreated { .. } => "WorkspaceCreated",
+            WorkspaceEvent::IntegrationSlotReserved { .. } => "IntegrationSlotReserved",
+            WorkspaceEvent::IntegrationSlotReleased { .. } => "IntegrationSlotReleased",
+            WorkspaceEvent::TokenIssued { .. } => "TokenIssued",
+            WorkspaceEvent::TokenRevoked { .. } => "TokenRevoked",
+        }
+    }
+
+    fn summary(&self) -> String {
+        match self {
+            WorkspaceEvent::WorkspaceCreated { name, plan, .. } => {
+                format!("workspace {name:?} created on the {plan} plan")
+            }
+            WorkspaceEvent::IntegrationSlotReserved {
+                integration_id,
+                name,
+            } => format!("integration slot reserved for {name:?} ({integration_id})"),
+            WorkspaceEvent::IntegrationSlotReleased { integration_id } => {
+                format!("integration slot released by {integration_id}")
+            }
+            WorkspaceEvent::TokenIssued {
+                token_id,
+                role,
+                label,
+                ..
+            } => format!(
+                "API token {token_id} issued with role {} ({label:?})",
+                role.as_str()
+            ),
+            WorkspaceEvent::TokenRevoked { token_id, .. } => format!("API token {token_id} revoked"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WorkspaceCommand {
+    Create {
+        workspace_id: String,
+        name: String,
+        plan: Plan,
+        at: DateTime<Utc>,
+    },
+    ReserveIntegration {
+        integration_id: String,
+        name: String,
+    },
+    ReleaseIntegration {
+        integration_id: String,
+    },
+    IssueToken {
+        token_id: String,
+        role: Role,
+        label: String,
+        at: DateTime<Utc>,
+    },
+    RevokeToken {
+        token_id: String,
+        at: DateTime<Utc>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WorkspaceError {
+    #[error("workspace already exists")]
+    AlreadyExists,
+    #[error("workspace not found")]
+    NotFound,
+    #[error("workspace name must be 1 to 200 characters")]
+    InvalidName,
+    #[error("the {plan} plan allows {limit} integration(s); upgrade the plan to add more")]
+    PlanLimit { plan: Plan, limit: usize },
+    #[error("an integration named {0:?} already exists in this workspace")]
+    DuplicateIntegrationName(String),
+    #[error("integration name must be 1 to 200 characters")]
+    InvalidIntegrationName,
+    #[error("token not found")]
+    TokenNotFound,
+    #[error("token label must be at most 200 characters")]
+    InvalidTokenLabel,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Workspace {
+    pub id: Option<String>,
+    pub name: String,
+    pub plan: Plan,
+    /// Active integrations: id → connection name.
+    pub integrations: BTreeMap<String, String>,
+    /// Live tokens: id → role.
+    pub tokens: BTreeMap<String, Role>,
+}
+
+fn valid_name(s: &str) -> bool {
+    let n = s.trim().chars().count();
+    (1..=200).contains(&n)
+}
+
+impl Workspace {
+    fn reserve(&self, integration_id: String, name: String) -> Result<Vec<WorkspaceEvent>, WorkspaceError> {
+        if !valid_name(&name) {
+            return Err(WorkspaceError::InvalidIntegrationName);
+        }
+        if self.integrations.contains_key(&integration_id) {
+            return Ok(vec![]);
+        }
+        let wanted = name.trim().to_lowercase();
+        if self
+            .integrations
+            .values()
+            .any(|n| n.trim().to_lowercase() == wanted)
+        {
+            return Err(WorkspaceError::DuplicateIntegrationName(name));
+        }
+        if let Some(limit) = self.plan.max_integrations() {
+            if self.integrations.len() >= limit {
+                return Err(WorkspaceError::PlanLimit {
+                    plan: self.plan,
+                    limit,
+                });
+            }
+        }
+        Ok(vec![WorkspaceEvent::IntegrationSlotReserved {
+            integration_id,
+            name,
+        }])
+    }
+}
+
+impl Aggregate for Workspace {
+    const TYPE: &'static str = "workspace";
+    type Command = WorkspaceCommand;
+    type Event = WorkspaceEvent;
+    type Error = WorkspaceError;
+
+    fn decide(&self, command: WorkspaceCommand) -> Result<Vec<WorkspaceEvent>, WorkspaceError> {
+        use WorkspaceCommand as C;
+        if self.id.is_none() && !matches!(command, C::Create { .. }) {
+            return Err(WorkspaceError::NotFound);
+        }
+        match command {
+            C::Create {
+                workspace_id,
+                name,
+                plan,
+                at,
+            } => {
+                if self.id.is_some() {
+                    return Err(WorkspaceError::AlreadyExists);
+                }
+                if !valid_name(&name) {
+                    return Err(WorkspaceError::InvalidName);
+                }
+                Ok(vec![WorkspaceEvent::WorkspaceCreated {
+                    workspace_id,
+                    name,
+                    plan,
+                    at,
+                }])
+            }
+            C::ReserveIntegration {
+                integration_id,
+                name,
+            } => self.reserve(integration_id, name),
+            C::ReleaseIntegration { integration_id } => {
+                if self.integrations.contains_key(&integration_id) {
+                    Ok(vec![WorkspaceEvent::IntegrationSlotReleased { integration_id }])
+                } else {
+                    Ok(vec![])
+                }
+            }
+            C::IssueToken {
+                token_id,
+                role,
+                label,
+                at,
+            } => {
+                if label.chars().count() > 200 {
+                    return Err(WorkspaceError::InvalidTokenLabel);
+                }
+                Ok(vec![WorkspaceEvent::TokenIssued {
+                    token_id,
+                    role,
+                    label,
+                    at,
+                }])
+            }
+            C::RevokeToken { token_id, at } => {
+                if !self.tokens.contains_key(&token_id) {
+                    return Err(WorkspaceError::TokenNotFound);
+                }
+                Ok(vec![WorkspaceEvent::TokenRevoked { token_id, at }])
+            }
+        }
+    }
+
+    fn apply(&mut self, event: &WorkspaceEvent) {
+        match event {
+            WorkspaceEvent::WorkspaceCreated {
+                workspace_id,
+                name,
+                plan,
+                ..
+            } => {
+                self.id = Some(workspace_id.clone());
+                self.name = name.clone();
+                self.plan = *plan;
+            }
+            WorkspaceEvent::IntegrationSlotReserved {
+                integration_id,
+                name,
+            } => {
+                self.integrations
+                    .insert(integration_id.clone(), name.clone());
+            }
+            WorkspaceEvent::IntegrationSlotReleased { integration_id } => {
+                self.integrations.remove(integration_id);
+            }
+            WorkspaceEvent::TokenIssued { token_id, role, .. } => {
+                self.tokens.insert(token_id.clone(), *role);
+            }
+            WorkspaceEvent::TokenRevoked { token_id, .. } => {
+                self.tokens.remove(token_id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::testing::{given, given_nothing};
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap_or_default()
+    }
+
+    fn created(plan: Plan) -> WorkspaceEvent {
+        WorkspaceEvent::WorkspaceCreated {
+            workspace_id: "ws1".into(),
+            name: "Acme".into(),
+            plan,
+            at: t0(),
+        }
+    }
+
+    fn reserve(id: &str, name: &str) -> WorkspaceCommand {
+        WorkspaceCommand::ReserveIntegration {
+            integration_id: id.into(),
+            name: name.into(),
+        }
+    }
+
+    fn reserved(id: &str, name: &str) -> WorkspaceEvent {
+        WorkspaceEvent::IntegrationSlotReserved {
+            integration_id: id.into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn create_emits_created() {
+        let cmd = WorkspaceCommand::Create {
+            workspace_id: "ws1".into(),
+            name: "Acme".into(),
+            plan: Plan::Starter,
+            at: t0(),
+        };
+        assert_eq!(
+            given_nothing::<Workspace>().when(cmd),
+            Ok(vec![created(Plan::Starter)])
+        );
+    }
+
+    #[test]
+    fn create_twice_is_rejected() {
+        let cmd = WorkspaceCommand::Create {
+            workspace_id: "ws1".into(),
+            name: "Acme".into(),
+            plan: Plan::Starter,
+            at: t0(),
+        };
+        assert_eq!(
+            given::<Workspace>([created(Plan::Free)]).when(cmd),
+            Err(WorkspaceError::AlreadyExists)
+        );
+    }
+
+    #[test]
+    fn create_with_blank_name_is_rejected() {
+        let cmd = WorkspaceCommand::Create {
+            workspace_id: "ws1".into(),
+            name: "  ".into(),
+            plan: Plan::Starter,
+            at: t0(),
+        };
+        assert_eq!(
+            given_nothing::<Workspace>().when(cmd),
+            Err(WorkspaceError::InvalidName)
+        );
+    }
+
+    #[test]
+    fn commands_on_missing_workspace_are_rejected() {
+        assert_eq!(
+            given_nothing::<Workspace>().when(reserve("i1", "Main")),
+            Err(WorkspaceError::NotFound)
+        );
+    }
+
+    #[test]
+    fn plans_cap_integrations() {
+        for plan in Plan::ALL {
+            let mut events = vec![created(plan)];
+            let cap = plan.max_integrations().unwrap_or(25);
+            for n in 0..cap {
+                events.push(reserved(&format!("i{n}"), &format!("CRM {n}")));
+            }
+            let result = given::<Workspace>(events).when(reserve("next", "One more"));
+            match plan.max_integrations() {
+                Some(limit) => assert_eq!(result, Err(WorkspaceError::PlanLimit { plan, limit })),
+                None => assert_eq!(result, Ok(vec![reserved("next", "One more")])),
+            }
+        }
+    }
+
+    #[test]
+    fn released_slots_free_the_cap_and_the_name() {
+        let events = vec![
+            created(Plan::Starter),
+            reserved("i1", "Main"),
+            WorkspaceEvent::IntegrationSlotReleased {
+                integration_id: "i1".into(),
+            },
+        ];
+        assert_eq!(
+            given::<Workspace>(events).when(reserve("i2", "Main")),
+            Ok(vec![reserved("i2", "Main")])
+        );
+    }
+
+    #[test]
+    fn names_are_unique_ignoring_case_and_spaces() {
+        let events = vec![created(Plan::Scale), reserved("i1", "Main HubSpot")];
+        assert_eq!(
+            given::<Workspace>(events).when(reserve("i2", " main hubspot")),
+            Err(WorkspaceError::DuplicateIntegrationName(" main hubspot".into()))
+        );
+    }
+
+    #[test]
+    fn reserving_the_same_integration_twice_is_idempotent() {
+        let events = vec![created(Plan::Starter), reserved("i1", "Main")];
+        assert_eq!(given::<Workspace>(events).when(reserve("i1", "Main")), Ok(vec![]));
+    }
+
+    #[test]
+    fn tokens_are_issued_and_revoked_once() {
+        let issued = WorkspaceEvent::TokenIssued {
+            token_id: "t1".into(),
+            role: Role::Viewer,
+            label: "ci".into(),
+            at: t0(),
+        };
+        let revoke = || WorkspaceCommand::RevokeToken {
+            token_id: "t1".into(),
+            at: t0(),
+        };
+        assert_eq!(
+            given::<Workspace>([created(Plan::Free), issued.clone()]).when(revoke()),
+            Ok(vec![WorkspaceEvent::TokenRevoked {
+                token_id: "t1".into(),
+                at: t0()
+            }])
+        );
+        let revoked = WorkspaceEvent::TokenRevoked {
+            token_id: "t1".into(),
+            at: t0(),
+        };
+        assert_eq!(
+            given::<Workspace>([created(Plan::Free), issued, revoked]).when(revoke()),
+            Err(WorkspaceError::TokenNotFound)
+        );
+    }
+
+    #[test]
+    fn overlong_token_label_is_rejected() {
+        let cmd = WorkspaceCommand::IssueToken {
+            token_id: "t1".into(),
+            role: Role::Admin,
+            label: "x".repeat(201),
+            at: t0(),
+        };
+        assert_eq!(
+            given::<Workspace>([created(Plan::Free)]).when(cmd),
+            Err(WorkspaceError::InvalidTokenLabel)
+        );
+    }
+}
