@@ -19,7 +19,7 @@ pub trait DomainEvent:
 /// A consistency boundary: decides commands against its state and evolves by events.
 pub trait Aggregate: Default + Serialize + DeserializeOwned + Send + Sync {
     const TYPE: &'static str;
-    type Command: Send + Sync;
+    type Command: Clone + Send + Sync;
     type Event: DomainEvent;
     type Error: std::error::Error + Send + Sync + 'static;
 

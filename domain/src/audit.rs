@@ -107,3 +107,54 @@ mod tests {
         }
     }
 }
+
+/// Keys whose values are never shown outside the event store, at any depth.
+const SECRET_KEYS: &[&str] = &[
+    "secret",
+    "ciphertext",
+    "nonce",
+    "access_token",
+    "refresh_token",
+    "token",
+    "password",
+    "api_key",
+    "client_secret",
+];
+
+/// A copy of an event payload fit for an API response or a bus message: every value under a
+/// secret-bearing key is replaced by `"[redacted]"`.
+pub fn redact(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let v = if SECRET_KEYS.contains(&k.as_str()) {
+                        Value::String("[redacted]".into())
+                    } else {
+                        redact(v)
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(redact).collect()),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn secrets_are_redacted_at_any_depth() {
+        let v = json!({"type": "credentials_stored", "secret": {"key_id": "k", "ciphertext": "abc"},
+                       "list": [{"password": "p"}], "name": "kept"});
+        let r = redact(&v);
+        let text = r.to_string();
+        assert!(!text.contains("abc") && !text.contains("\"p\""), "{text}");
+        assert_eq!(r["name"], "kept");
+        assert_eq!(r["secret"], "[redacted]");
+    }
+}

@@ -1,1 +1,158 @@
+//! The event store and the tables shared by every layer.
+//!
+//! Commands are decided by cqrs-es over postgres-es or sqlite-es (see [`es`]). Events are
+//! read back in global commit order through the [`feed`]. Read models, tokens, data keys and
+//! checkpoints live in the same database and are reached through an `sqlx::AnyPool`, with
+//! SQL written once for both dialects (TEXT and BIGINT columns, `$N` placeholders).
 
+pub mod append;
+pub mod config;
+pub mod es;
+pub mod feed;
+pub mod meta;
+
+pub use config::{Backend, StoreConfig};
+pub use es::{CommandError, Cqrs};
+pub use feed::{Feed, Position, StoredEvent};
+pub use meta::Metadata;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{AnyPool, PgPool, SqlitePool};
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("could not open the database: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("could not create the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+/// The native pool the event-store crate needs.
+#[derive(Clone, Debug)]
+pub enum EventPool {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// Connections to one syncledger database.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub events: EventPool,
+    /// Read models, tokens, keys and checkpoints, in SQL common to both dialects.
+    pub any: AnyPool,
+}
+
+static PG_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+
+impl Store {
+    /// Open (creating if needed) and migrate the database the configuration names.
+    pub async fn open(config: &StoreConfig) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let store = match config.backend() {
+            Backend::Postgres(url) => Self::open_postgres(&url, config.max_connections).await?,
+            Backend::Sqlite(path) => Self::open_sqlite(&path).await?,
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn open_postgres(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        let opts = PgConnectOptions::from_str(url).map_err(StoreError::Connect)?;
+        let pg = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts)
+            .await
+            .map_err(StoreError::Connect)?;
+        let any = sqlx::any::AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(url)
+            .await
+            .map_err(StoreError::Connect)?;
+        Ok(Store {
+            events: EventPool::Postgres(pg),
+            any,
+        })
+    }
+
+    async fn open_sqlite(path: &std::path::Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        // synchronous=FULL: a commit is on disk before it is acknowledged (nothing lost on
+        // a machine crash), at a modest cost over NORMAL in WAL mode.
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(30));
+        let sqlite = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts)
+            .await
+            .map_err(StoreError::Connect)?;
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let any = sqlx::any::AnyPoolOptions::new()
+            .max_connections(8)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("PRAGMA busy_timeout = 30000").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn).await?;
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .map_err(StoreError::Connect)?;
+        Ok(Store {
+            events: EventPool::Sqlite(sqlite),
+            any,
+        })
+    }
+
+    /// Apply every embedded migration not yet applied. Safe to run again.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match &self.events {
+            EventPool::Postgres(pool) => PG_MIGRATIONS.run(pool).await?,
+            EventPool::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
+        }
+        Ok(())
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.events, EventPool::Postgres(_))
+    }
+
+    pub fn feed(&self) -> Feed {
+        Feed::new(self.events.clone())
+    }
+
+    pub fn cqrs<A: syncledger_domain::Aggregate + 'static>(&self) -> Cqrs<A> {
+        Cqrs::new(&self.events)
+    }
+
+    pub async fn close(&self) {
+        self.any.close().await;
+        match &self.events {
+            EventPool::Postgres(p) => p.close().await,
+            EventPool::Sqlite(p) => p.close().await,
+        }
+    }
+}

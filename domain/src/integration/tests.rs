@@ -1,1 +1,1192 @@
+use super::*;
+use crate::aggregate::testing::{given, given_nothing};
+use crate::sync_config::{ConflictStrategy, Direction, Frequency};
+use proptest::prelude::*;
 
+// ---------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------
+
+fn t0() -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap_or_default()
+}
+
+fn t1() -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(1_700_086_400, 0).unwrap_or_default()
+}
+
+fn config() -> SyncConfig {
+    SyncConfig::default()
+}
+
+fn other_config() -> SyncConfig {
+    SyncConfig {
+        direction: Direction::Bidirectional,
+        frequency: Frequency::Interval { minutes: 60 },
+        entities: vec![Entity::Contacts],
+        conflict_strategy: ConflictStrategy::LastWriteWins,
+    }
+}
+
+fn with_interval(minutes: u32) -> SyncConfig {
+    SyncConfig {
+        frequency: Frequency::Interval { minutes },
+        ..config()
+    }
+}
+
+fn without_entities() -> SyncConfig {
+    SyncConfig {
+        entities: vec![],
+        ..config()
+    }
+}
+
+fn create_with(sync_config: SyncConfig) -> IntegrationCommand {
+    IntegrationCommand::Create {
+        integration_id: "int1".into(),
+        workspace_id: "ws1".into(),
+        provider: "hubspot".into(),
+        name: "Main HubSpot".into(),
+        sync_config,
+        base_url: Some("https://api.hubapi.com".into()),
+        at: t0(),
+    }
+}
+
+fn create() -> IntegrationCommand {
+    create_with(config())
+}
+
+fn created() -> IntegrationEvent {
+    IntegrationEvent::IntegrationCreated {
+        integration_id: "int1".into(),
+        workspace_id: "ws1".into(),
+        provider: "hubspot".into(),
+        name: "Main HubSpot".into(),
+        sync_config: config(),
+        base_url: Some("https://api.hubapi.com".into()),
+        at: t0(),
+    }
+}
+
+fn secret(tag: &str) -> EncryptedSecret {
+    EncryptedSecret {
+        key_id: format!("key-{tag}"),
+        nonce: format!("NONCE-{tag}-9f8e7d6c"),
+        ciphertext: format!("CIPHERTEXT-{tag}-a1b2c3d4e5f6"),
+    }
+}
+
+fn store() -> IntegrationCommand {
+    IntegrationCommand::StoreCredentials {
+        kind: CredentialKind::Oauth2,
+        secret: secret("first"),
+        expires_at: Some(t1()),
+        at: t0(),
+    }
+}
+
+fn stored() -> IntegrationEvent {
+    IntegrationEvent::CredentialsStored {
+        kind: CredentialKind::Oauth2,
+        secret: secret("first"),
+        expires_at: Some(t1()),
+        at: t0(),
+    }
+}
+
+fn rotate() -> IntegrationCommand {
+    IntegrationCommand::RotateCredentials {
+        kind: CredentialKind::ApiKey,
+        secret: secret("second"),
+        expires_at: None,
+        at: t0(),
+    }
+}
+
+fn rotated() -> IntegrationEvent {
+    IntegrationEvent::CredentialsRotated {
+        kind: CredentialKind::ApiKey,
+        secret: secret("second"),
+        expires_at: None,
+        at: t0(),
+    }
+}
+
+fn test_conn(ok: bool) -> IntegrationCommand {
+    IntegrationCommand::RecordConnectionTest {
+        ok,
+        detail: "HTTP 401 from CRM".into(),
+        at: t0(),
+    }
+}
+
+fn tested(ok: bool) -> IntegrationEvent {
+    IntegrationEvent::ConnectionTested {
+        ok,
+        detail: "HTTP 401 from CRM".into(),
+        at: t0(),
+    }
+}
+
+fn mark_failed() -> IntegrationCommand {
+    IntegrationCommand::MarkFailed {
+        reason: "token revoked".into(),
+        at: t0(),
+    }
+}
+
+fn failed() -> IntegrationEvent {
+    IntegrationEvent::IntegrationFailed {
+        reason: "token revoked".into(),
+        at: t0(),
+    }
+}
+
+fn pause() -> IntegrationCommand {
+    IntegrationCommand::Pause { at: t0() }
+}
+
+fn paused() -> IntegrationEvent {
+    IntegrationEvent::IntegrationPaused { at: t0() }
+}
+
+fn resume() -> IntegrationCommand {
+    IntegrationCommand::Resume { at: t0() }
+}
+
+fn resumed() -> IntegrationEvent {
+    IntegrationEvent::IntegrationResumed { at: t0() }
+}
+
+fn change_config(sync_config: SyncConfig) -> IntegrationCommand {
+    IntegrationCommand::ChangeSyncConfig {
+        sync_config,
+        at: t0(),
+    }
+}
+
+fn mapping(crm: &str, app: &str, direction: MappingDirection) -> FieldMapping {
+    FieldMapping {
+        crm_field: crm.into(),
+        app_field: app.into(),
+        direction,
+        transform: None,
+    }
+}
+
+fn valid_mappings() -> Vec<FieldMapping> {
+    vec![
+        mapping("email", "email", MappingDirection::Both),
+        FieldMapping {
+            transform: Some("lowercase".into()),
+            ..mapping("firstname", "first_name", MappingDirection::Pull)
+        },
+    ]
+}
+
+fn change_mappings(mappings: Vec<FieldMapping>) -> IntegrationCommand {
+    IntegrationCommand::ChangeFieldMappings {
+        entity: Entity::Contacts,
+        mappings,
+        at: t0(),
+    }
+}
+
+fn disconnect() -> IntegrationCommand {
+    IntegrationCommand::Disconnect {
+        reason: "user request".into(),
+        at: t0(),
+    }
+}
+
+fn disconnected() -> IntegrationEvent {
+    IntegrationEvent::IntegrationDisconnected {
+        reason: "user request".into(),
+        at: t0(),
+    }
+}
+
+/// One command of every kind except `Create`, each valid on its own terms.
+fn every_non_create_command() -> Vec<IntegrationCommand> {
+    vec![
+        store(),
+        rotate(),
+        test_conn(true),
+        test_conn(false),
+        mark_failed(),
+        pause(),
+        resume(),
+        change_config(other_config()),
+        change_mappings(valid_mappings()),
+        disconnect(),
+    ]
+}
+
+/// A minimal history that leaves the integration in `status`.
+fn history(status: Status) -> Vec<IntegrationEvent> {
+    match status {
+        Status::PendingAuth => vec![created()],
+        Status::Connected => vec![created(), stored()],
+        Status::Paused => vec![created(), stored(), paused()],
+        Status::Error => vec![created(), stored(), failed()],
+        Status::Disconnected => vec![created(), stored(), disconnected()],
+    }
+}
+
+const ALL_STATUSES: [Status; 5] = [
+    Status::PendingAuth,
+    Status::Connected,
+    Status::Paused,
+    Status::Error,
+    Status::Disconnected,
+];
+
+fn transition(
+    from: Status,
+    action: &'static str,
+) -> Result<Vec<IntegrationEvent>, IntegrationError> {
+    Err(IntegrationError::InvalidTransition { from, action })
+}
+
+fn invalid_field(result: Result<Vec<IntegrationEvent>, IntegrationError>) -> Option<&'static str> {
+    match result {
+        Err(IntegrationError::Invalid { field, .. }) => Some(field),
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Create
+// ---------------------------------------------------------------------------
+
+#[test]
+fn create_emits_created() {
+    assert_eq!(
+        given_nothing::<Integration>().when(create()),
+        Ok(vec![created()])
+    );
+}
+
+#[test]
+fn create_twice_is_rejected() {
+    assert_eq!(
+        given::<Integration>([created()]).when(create()),
+        Err(IntegrationError::AlreadyExists)
+    );
+}
+
+#[test]
+fn create_is_rejected_in_every_status_even_disconnected() {
+    for status in ALL_STATUSES {
+        assert_eq!(
+            given::<Integration>(history(status)).when(create()),
+            Err(IntegrationError::AlreadyExists),
+            "from {status:?}"
+        );
+    }
+}
+
+#[test]
+fn create_with_interval_too_short_is_invalid() {
+    assert_eq!(
+        invalid_field(given_nothing::<Integration>().when(create_with(with_interval(14)))),
+        Some("sync_config.interval_minutes")
+    );
+}
+
+#[test]
+fn create_with_interval_too_long_is_invalid() {
+    assert_eq!(
+        invalid_field(given_nothing::<Integration>().when(create_with(with_interval(1441)))),
+        Some("sync_config.interval_minutes")
+    );
+}
+
+#[test]
+fn create_with_interval_at_the_bounds_is_accepted() {
+    for minutes in [15, 1440] {
+        let result = given_nothing::<Integration>().when(create_with(with_interval(minutes)));
+        assert!(
+            matches!(
+                result.as_deref(),
+                Ok([IntegrationEvent::IntegrationCreated { .. }])
+            ),
+            "{minutes} minutes: {result:?}"
+        );
+    }
+}
+
+#[test]
+fn create_without_entities_is_invalid() {
+    assert_eq!(
+        invalid_field(given_nothing::<Integration>().when(create_with(without_entities()))),
+        Some("sync_config.entities")
+    );
+}
+
+#[test]
+fn created_state_is_pending_auth_without_credentials() {
+    let given = given::<Integration>([created()]);
+    let state = given.state();
+    assert_eq!(state.id.as_deref(), Some("int1"));
+    assert_eq!(state.workspace_id, "ws1");
+    assert_eq!(state.provider, "hubspot");
+    assert_eq!(state.name, "Main HubSpot");
+    assert_eq!(state.base_url.as_deref(), Some("https://api.hubapi.com"));
+    assert_eq!(state.sync_config, config());
+    assert_eq!(state.status, Status::PendingAuth);
+    assert_eq!(state.secret, None);
+    assert_eq!(state.credential_kind, None);
+    assert_eq!(state.credentials_expire_at, None);
+    assert_eq!(state.last_error, None);
+    assert!(state.mappings.is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// Not found
+// ---------------------------------------------------------------------------
+
+#[test]
+fn every_command_on_a_missing_integration_is_not_found() {
+    for cmd in every_non_create_command() {
+        let action = cmd.action();
+        assert_eq!(
+            given_nothing::<Integration>().when(cmd),
+            Err(IntegrationError::NotFound),
+            "{action}"
+        );
+    }
+}
+
+#[test]
+fn invalid_payloads_on_a_missing_integration_are_still_not_found() {
+    assert_eq!(
+        given_nothing::<Integration>().when(change_config(without_entities())),
+        Err(IntegrationError::NotFound)
+    );
+    assert_eq!(
+        given_nothing::<Integration>().when(change_mappings(vec![mapping(
+            "",
+            "email",
+            MappingDirection::Pull
+        )])),
+        Err(IntegrationError::NotFound)
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Status lifecycle: accepted transitions
+// ---------------------------------------------------------------------------
+
+#[test]
+fn store_credentials_from_pending_auth_connects() {
+    assert_eq!(
+        given::<Integration>([created()]).when(store()),
+        Ok(vec![stored()])
+    );
+    let given = given::<Integration>([created(), stored()]);
+    let state = given.state();
+    assert_eq!(state.status, Status::Connected);
+    assert_eq!(state.credential_kind, Some(CredentialKind::Oauth2));
+    assert_eq!(state.secret, Some(secret("first")));
+    assert_eq!(state.credentials_expire_at, Some(t1()));
+    assert_eq!(state.last_error, None);
+}
+
+#[test]
+fn pause_from_connected_pauses() {
+    assert_eq!(
+        given::<Integration>(history(Status::Connected)).when(pause()),
+        Ok(vec![paused()])
+    );
+    assert_eq!(
+        given::<Integration>(history(Status::Paused)).state().status,
+        Status::Paused
+    );
+}
+
+#[test]
+fn resume_from_paused_reconnects() {
+    assert_eq!(
+        given::<Integration>(history(Status::Paused)).when(resume()),
+        Ok(vec![resumed()])
+    );
+    let mut events = history(Status::Paused);
+    events.push(resumed());
+    assert_eq!(
+        given::<Integration>(events).state().status,
+        Status::Connected
+    );
+}
+
+#[test]
+fn full_lifecycle_pending_connected_paused_connected() {
+    let events = vec![created(), stored(), paused(), resumed()];
+    let given = given::<Integration>(events);
+    assert_eq!(given.state().status, Status::Connected);
+    assert_eq!(given.state().secret, Some(secret("first")));
+}
+
+#[test]
+fn mark_failed_from_connected_and_paused_errors() {
+    for status in [Status::Connected, Status::Paused] {
+        assert_eq!(
+            given::<Integration>(history(status)).when(mark_failed()),
+            Ok(vec![failed()]),
+            "from {status:?}"
+        );
+        let mut events = history(status);
+        events.push(failed());
+        let given = given::<Integration>(events);
+        assert_eq!(given.state().status, Status::Error, "from {status:?}");
+        assert_eq!(given.state().last_error.as_deref(), Some("token revoked"));
+    }
+}
+
+#[test]
+fn failed_connection_test_while_connected_errors() {
+    assert_eq!(
+        given::<Integration>(history(Status::Connected)).when(test_conn(false)),
+        Ok(vec![tested(false)])
+    );
+    let given = given::<Integration>([created(), stored(), tested(false)]);
+    assert_eq!(given.state().status, Status::Error);
+    assert_eq!(
+        given.state().last_error.as_deref(),
+        Some("HTTP 401 from CRM")
+    );
+}
+
+#[test]
+fn successful_connection_test_while_connected_changes_nothing() {
+    assert_eq!(
+        given::<Integration>(history(Status::Connected)).when(test_conn(true)),
+        Ok(vec![tested(true)])
+    );
+    let given = given::<Integration>([created(), stored(), tested(true)]);
+    assert_eq!(given.state().status, Status::Connected);
+    assert_eq!(given.state().last_error, None);
+}
+
+#[test]
+fn successful_connection_test_while_in_error_reconnects() {
+    assert_eq!(
+        given::<Integration>(history(Status::Error)).when(test_conn(true)),
+        Ok(vec![tested(true)])
+    );
+    let given = given::<Integration>([created(), stored(), failed(), tested(true)]);
+    assert_eq!(given.state().status, Status::Connected);
+    assert_eq!(given.state().last_error, None);
+}
+
+#[test]
+fn connection_test_while_paused_keeps_it_paused() {
+    for ok in [true, false] {
+        assert_eq!(
+            given::<Integration>(history(Status::Paused)).when(test_conn(ok)),
+            Ok(vec![tested(ok)])
+        );
+        let given = given::<Integration>([created(), stored(), paused(), tested(ok)]);
+        assert_eq!(given.state().status, Status::Paused, "ok = {ok}");
+        assert_eq!(given.state().last_error, None, "ok = {ok}");
+    }
+}
+
+#[test]
+fn failed_connection_test_while_in_error_keeps_the_first_error() {
+    let given = given::<Integration>([created(), stored(), failed(), tested(false)]);
+    assert_eq!(given.state().status, Status::Error);
+    assert_eq!(given.state().last_error.as_deref(), Some("token revoked"));
+}
+
+#[test]
+fn store_credentials_from_error_reconnects_and_clears_the_error() {
+    assert_eq!(
+        given::<Integration>(history(Status::Error)).when(store()),
+        Ok(vec![stored()])
+    );
+    let given = given::<Integration>([created(), stored(), failed(), stored()]);
+    assert_eq!(given.state().status, Status::Connected);
+    assert_eq!(given.state().last_error, None);
+}
+
+#[test]
+fn rotate_credentials_keeps_status_and_replaces_the_secret() {
+    for status in [Status::Connected, Status::Paused, Status::Error] {
+        assert_eq!(
+            given::<Integration>(history(status)).when(rotate()),
+            Ok(vec![rotated()]),
+            "from {status:?}"
+        );
+        let mut events = history(status);
+        events.push(rotated());
+        let given = given::<Integration>(events);
+        let state = given.state();
+        assert_eq!(state.status, status);
+        assert_eq!(state.credential_kind, Some(CredentialKind::ApiKey));
+        assert_eq!(state.secret, Some(secret("second")));
+        assert_eq!(
+            state.credentials_expire_at, None,
+            "expiry replaced, not kept"
+        );
+    }
+}
+
+#[test]
+fn pause_from_error_pauses() {
+    assert_eq!(
+        given::<Integration>(history(Status::Error)).when(pause()),
+        Ok(vec![paused()])
+    );
+}
+
+#[test]
+fn disconnect_is_accepted_from_every_live_status() {
+    for status in [
+        Status::PendingAuth,
+        Status::Connected,
+        Status::Paused,
+        Status::Error,
+    ] {
+        assert_eq!(
+            given::<Integration>(history(status)).when(disconnect()),
+            Ok(vec![disconnected()]),
+            "from {status:?}"
+        );
+        let mut events = history(status);
+        events.push(disconnected());
+        let given = given::<Integration>(events);
+        assert_eq!(
+            given.state().status,
+            Status::Disconnected,
+            "from {status:?}"
+        );
+    }
+}
+
+#[test]
+fn disconnect_clears_the_secret_and_its_expiry() {
+    let given = given::<Integration>([created(), stored(), disconnected()]);
+    let state = given.state();
+    assert_eq!(state.status, Status::Disconnected);
+    assert_eq!(state.secret, None);
+    assert_eq!(state.credentials_expire_at, None);
+}
+
+// ---------------------------------------------------------------------------
+// Status lifecycle: rejected transitions
+// ---------------------------------------------------------------------------
+
+#[test]
+fn every_command_after_disconnect_is_rejected() {
+    let commands = [
+        (resume(), "resume"),
+        (pause(), "pause"),
+        (store(), "store credentials"),
+        (rotate(), "rotate credentials"),
+        (test_conn(true), "test the connection"),
+        (test_conn(false), "test the connection"),
+        (mark_failed(), "mark as failed"),
+        (change_config(other_config()), "change the sync config"),
+        (change_config(config()), "change the sync config"),
+        (change_mappings(valid_mappings()), "change field mappings"),
+        (disconnect(), "disconnect"),
+    ];
+    for (cmd, action) in commands {
+        assert_eq!(
+            given::<Integration>(history(Status::Disconnected)).when(cmd),
+            transition(Status::Disconnected, action)
+        );
+    }
+}
+
+#[test]
+fn invalid_payloads_after_disconnect_report_the_transition_first() {
+    assert_eq!(
+        given::<Integration>(history(Status::Disconnected)).when(change_config(with_interval(14))),
+        transition(Status::Disconnected, "change the sync config")
+    );
+    assert_eq!(
+        given::<Integration>(history(Status::Disconnected)).when(change_mappings(vec![mapping(
+            "",
+            "x",
+            MappingDirection::Pull
+        )])),
+        transition(Status::Disconnected, "change field mappings")
+    );
+}
+
+#[test]
+fn resume_when_connected_is_rejected() {
+    assert_eq!(
+        given::<Integration>(history(Status::Connected)).when(resume()),
+        transition(Status::Connected, "resume")
+    );
+}
+
+#[test]
+fn resume_when_pending_auth_is_rejected() {
+    assert_eq!(
+        given::<Integration>(history(Status::PendingAuth)).when(resume()),
+        transition(Status::PendingAuth, "resume")
+    );
+}
+
+#[test]
+fn resume_when_in_error_is_rejected() {
+    assert_eq!(
+        given::<Integration>(history(Status::Error)).when(resume()),
+        transition(Status::Error, "resume")
+    );
+}
+
+#[test]
+fn pause_when_pending_auth_is_rejected() {
+    assert_eq!(
+        given::<Integration>(history(Status::PendingAuth)).when(pause()),
+        transition(Status::PendingAuth, "pause")
+    );
+}
+
+#[test]
+fn pause_when_already_paused_is_rejected() {
+    assert_eq!(
+        given::<Integration>(history(Status::Paused)).when(pause()),
+        transition(Status::Paused, "pause")
+    );
+}
+
+#[test]
+fn rotate_credentials_when_pending_auth_is_rejected() {
+    assert_eq!(
+        given::<Integration>(history(Status::PendingAuth)).when(rotate()),
+        transition(Status::PendingAuth, "rotate credentials")
+    );
+}
+
+#[test]
+fn store_credentials_when_connected_is_rejected() {
+    assert_eq!(
+        given::<Integration>(history(Status::Connected)).when(store()),
+        transition(Status::Connected, "store credentials")
+    );
+}
+
+#[test]
+fn store_credentials_when_paused_is_rejected() {
+    assert_eq!(
+        given::<Integration>(history(Status::Paused)).when(store()),
+        transition(Status::Paused, "store credentials")
+    );
+}
+
+#[test]
+fn mark_failed_when_pending_auth_is_rejected() {
+    assert_eq!(
+        given::<Integration>(history(Status::PendingAuth)).when(mark_failed()),
+        transition(Status::PendingAuth, "mark as failed")
+    );
+}
+
+#[test]
+fn mark_failed_when_already_in_error_is_rejected() {
+    assert_eq!(
+        given::<Integration>(history(Status::Error)).when(mark_failed()),
+        transition(Status::Error, "mark as failed")
+    );
+}
+
+#[test]
+fn connection_test_when_pending_auth_is_rejected() {
+    for ok in [true, false] {
+        assert_eq!(
+            given::<Integration>(history(Status::PendingAuth)).when(test_conn(ok)),
+            transition(Status::PendingAuth, "test the connection")
+        );
+    }
+}
+
+#[test]
+fn invalid_transition_error_message_names_status_and_action() {
+    let err = IntegrationError::InvalidTransition {
+        from: Status::PendingAuth,
+        action: "pause",
+    };
+    assert_eq!(
+        err.to_string(),
+        "cannot pause an integration that is pending_auth"
+    );
+}
+
+/// Pausing an integration in error and resuming it lands in `connected`
+/// without new credentials or a successful connection test, and the stale
+/// `last_error` survives. Every other way into `connected` (StoreCredentials,
+/// a passing ConnectionTested) clears `last_error`, so this state is
+/// inconsistent: "connected" while still reporting an error.
+#[test]
+#[ignore = "suspected bug in integration.rs: error -> pause -> resume yields connected with stale last_error"]
+fn resuming_after_pausing_from_error_does_not_hide_the_error() {
+    let given = given::<Integration>([created(), stored(), failed(), paused(), resumed()]);
+    let state = given.state();
+    assert!(
+        state.status != Status::Connected || state.last_error.is_none(),
+        "status {:?} with last_error {:?}",
+        state.status,
+        state.last_error
+    );
+}
+
+// ---------------------------------------------------------------------------
+// ChangeSyncConfig
+// ---------------------------------------------------------------------------
+
+#[test]
+fn changing_to_the_same_config_emits_nothing() {
+    assert_eq!(
+        given::<Integration>(history(Status::Connected)).when(change_config(config())),
+        Ok(vec![])
+    );
+}
+
+#[test]
+fn changing_to_a_different_config_emits_changed() {
+    for status in [
+        Status::PendingAuth,
+        Status::Connected,
+        Status::Paused,
+        Status::Error,
+    ] {
+        assert_eq!(
+            given::<Integration>(history(status)).when(change_config(other_config())),
+            Ok(vec![IntegrationEvent::SyncConfigChanged {
+                sync_config: other_config(),
+                at: t0(),
+            }]),
+            "from {status:?}"
+        );
+    }
+}
+
+#[test]
+fn sync_config_changed_updates_the_state() {
+    let mut events = history(Status::Connected);
+    events.push(IntegrationEvent::SyncConfigChanged {
+        sync_config: other_config(),
+        at: t0(),
+    });
+    let given = given::<Integration>(events);
+    assert_eq!(given.state().sync_config, other_config());
+    assert_eq!(given.state().status, Status::Connected);
+    // And changing back to it is now a no-op.
+    assert_eq!(given.when(change_config(other_config())), Ok(vec![]));
+}
+
+#[test]
+fn changing_to_an_invalid_config_is_rejected() {
+    let cases = [
+        (with_interval(14), "sync_config.interval_minutes"),
+        (with_interval(1441), "sync_config.interval_minutes"),
+        (without_entities(), "sync_config.entities"),
+        (
+            SyncConfig {
+                entities: vec![Entity::Companies, Entity::Companies],
+                ..config()
+            },
+            "sync_config.entities",
+        ),
+    ];
+    for (sync_config, field) in cases {
+        assert_eq!(
+            invalid_field(
+                given::<Integration>(history(Status::Connected)).when(change_config(sync_config))
+            ),
+            Some(field)
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// ChangeFieldMappings
+// ---------------------------------------------------------------------------
+
+#[test]
+fn valid_mappings_emit_changed() {
+    assert_eq!(
+        given::<Integration>(history(Status::Connected)).when(change_mappings(valid_mappings())),
+        Ok(vec![IntegrationEvent::FieldMappingsChanged {
+            entity: Entity::Contacts,
+            mappings: valid_mappings(),
+            at: t0(),
+        }])
+    );
+}
+
+#[test]
+fn mappings_can_be_changed_before_credentials_exist() {
+    assert!(given::<Integration>(history(Status::PendingAuth))
+        .when(change_mappings(valid_mappings()))
+        .is_ok());
+}
+
+#[test]
+fn empty_crm_field_is_invalid() {
+    for crm in ["", "   "] {
+        assert_eq!(
+            invalid_field(
+                given::<Integration>(history(Status::Connected)).when(change_mappings(vec![
+                    mapping(crm, "email", MappingDirection::Pull)
+                ]))
+            ),
+            Some("mappings"),
+            "crm_field {crm:?}"
+        );
+    }
+}
+
+#[test]
+fn empty_app_field_is_invalid() {
+    assert_eq!(
+        invalid_field(
+            given::<Integration>(history(Status::Connected)).when(change_mappings(vec![mapping(
+                "email",
+                "",
+                MappingDirection::Push
+            )]))
+        ),
+        Some("mappings")
+    );
+}
+
+#[test]
+fn two_pull_mappings_into_one_app_field_are_invalid() {
+    let mappings = vec![
+        mapping("email", "email", MappingDirection::Pull),
+        mapping("work_email", "email", MappingDirection::Pull),
+    ];
+    assert_eq!(
+        invalid_field(
+            given::<Integration>(history(Status::Connected)).when(change_mappings(mappings))
+        ),
+        Some("mappings")
+    );
+}
+
+#[test]
+fn pull_and_both_into_one_app_field_are_invalid() {
+    let mappings = vec![
+        mapping("email", "email", MappingDirection::Both),
+        mapping("work_email", "email", MappingDirection::Pull),
+    ];
+    assert_eq!(
+        invalid_field(
+            given::<Integration>(history(Status::Connected)).when(change_mappings(mappings))
+        ),
+        Some("mappings")
+    );
+}
+
+#[test]
+fn two_push_mappings_from_different_crm_fields_into_one_app_field_are_fine() {
+    let mappings = vec![
+        mapping("email", "email", MappingDirection::Push),
+        mapping("work_email", "email", MappingDirection::Push),
+    ];
+    assert_eq!(
+        given::<Integration>(history(Status::Connected)).when(change_mappings(mappings.clone())),
+        Ok(vec![IntegrationEvent::FieldMappingsChanged {
+            entity: Entity::Contacts,
+            mappings,
+            at: t0(),
+        }])
+    );
+}
+
+#[test]
+fn one_pull_plus_pushes_into_one_app_field_are_fine() {
+    let mappings = vec![
+        mapping("email", "email", MappingDirection::Pull),
+        mapping("work_email", "email", MappingDirection::Push),
+        mapping("alt_email", "email", MappingDirection::None),
+    ];
+    assert!(given::<Integration>(history(Status::Connected))
+        .when(change_mappings(mappings))
+        .is_ok());
+}
+
+#[test]
+fn field_mappings_changed_replaces_only_that_entity() {
+    let companies = vec![mapping("domain", "domain", MappingDirection::Pull)];
+    let mut events = history(Status::Connected);
+    events.push(IntegrationEvent::FieldMappingsChanged {
+        entity: Entity::Companies,
+        mappings: companies.clone(),
+        at: t0(),
+    });
+    events.push(IntegrationEvent::FieldMappingsChanged {
+        entity: Entity::Contacts,
+        mappings: vec![mapping("phone", "phone", MappingDirection::Both)],
+        at: t0(),
+    });
+    events.push(IntegrationEvent::FieldMappingsChanged {
+        entity: Entity::Contacts,
+        mappings: valid_mappings(),
+        at: t0(),
+    });
+    let given = given::<Integration>(events);
+    let mut mappings = given.state().mappings.clone();
+    mappings.sort_by_key(|(entity, _)| *entity);
+    assert_eq!(
+        mappings,
+        vec![
+            (Entity::Contacts, valid_mappings()),
+            (Entity::Companies, companies)
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Secrets never leak
+// ---------------------------------------------------------------------------
+
+#[test]
+fn credential_summaries_never_contain_the_ciphertext_or_nonce() {
+    for kind in [
+        CredentialKind::Oauth2,
+        CredentialKind::ApiKey,
+        CredentialKind::Basic,
+    ] {
+        let s = secret("leakcheck");
+        let events = [
+            IntegrationEvent::CredentialsStored {
+                kind,
+                secret: s.clone(),
+                expires_at: Some(t1()),
+                at: t0(),
+            },
+            IntegrationEvent::CredentialsRotated {
+                kind,
+                secret: s.clone(),
+                expires_at: None,
+                at: t0(),
+            },
+        ];
+        for event in events {
+            let summary = event.summary();
+            assert!(!summary.contains(&s.ciphertext), "{summary}");
+            assert!(!summary.contains(&s.nonce), "{summary}");
+            assert!(!summary.contains("CIPHERTEXT"), "{summary}");
+            assert!(!summary.contains("NONCE"), "{summary}");
+            assert!(summary.contains("key-leakcheck"), "{summary}");
+            assert!(summary.contains("redacted"), "{summary}");
+        }
+    }
+}
+
+#[test]
+fn debug_output_never_contains_the_ciphertext_or_nonce() {
+    let s = secret("debugcheck");
+    let given = given::<Integration>([
+        created(),
+        IntegrationEvent::CredentialsStored {
+            kind: CredentialKind::Basic,
+            secret: s.clone(),
+            expires_at: None,
+            at: t0(),
+        },
+    ]);
+    for text in [
+        format!("{:?}", given.state()),
+        format!("{:?}", stored()),
+        format!("{:?}", store()),
+    ] {
+        assert!(!text.contains("CIPHERTEXT"), "{text}");
+        assert!(!text.contains("NONCE"), "{text}");
+    }
+}
+
+#[test]
+fn event_types_match_their_variants() {
+    let cases = [
+        (created(), "IntegrationCreated"),
+        (stored(), "CredentialsStored"),
+        (rotated(), "CredentialsRotated"),
+        (tested(true), "ConnectionTested"),
+        (failed(), "IntegrationFailed"),
+        (paused(), "IntegrationPaused"),
+        (resumed(), "IntegrationResumed"),
+        (disconnected(), "IntegrationDisconnected"),
+    ];
+    for (event, name) in cases {
+        assert_eq!(event.event_type(), name);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Property: random command sequences
+// ---------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Create,
+    CreateInvalid,
+    Store,
+    Rotate,
+    TestOk,
+    TestFail,
+    MarkFailed,
+    Pause,
+    Resume,
+    ChangeConfig,
+    ChangeConfigInvalid,
+    ChangeMappings,
+    ChangeMappingsInvalid,
+    Disconnect,
+}
+
+fn kind() -> impl Strategy<Value = Kind> {
+    prop_oneof![
+        Just(Kind::Create),
+        Just(Kind::CreateInvalid),
+        Just(Kind::Store),
+        Just(Kind::Rotate),
+        Just(Kind::TestOk),
+        Just(Kind::TestFail),
+        Just(Kind::MarkFailed),
+        Just(Kind::Pause),
+        Just(Kind::Resume),
+        Just(Kind::ChangeConfig),
+        Just(Kind::ChangeConfigInvalid),
+        Just(Kind::ChangeMappings),
+        Just(Kind::ChangeMappingsInvalid),
+        Just(Kind::Disconnect),
+    ]
+}
+
+fn command(kind: Kind) -> IntegrationCommand {
+    match kind {
+        Kind::Create => create(),
+        Kind::CreateInvalid => create_with(with_interval(5)),
+        Kind::Store => store(),
+        Kind::Rotate => rotate(),
+        Kind::TestOk => test_conn(true),
+        Kind::TestFail => test_conn(false),
+        Kind::MarkFailed => mark_failed(),
+        Kind::Pause => pause(),
+        Kind::Resume => resume(),
+        Kind::ChangeConfig => change_config(other_config()),
+        Kind::ChangeConfigInvalid => change_config(without_entities()),
+        Kind::ChangeMappings => change_mappings(valid_mappings()),
+        Kind::ChangeMappingsInvalid => {
+            change_mappings(vec![mapping(" ", "x", MappingDirection::Both)])
+        }
+        Kind::Disconnect => disconnect(),
+    }
+}
+
+/// The status the lifecycle should move to, or `None` if the command must be
+/// rejected. `None` as the current status means "not created yet".
+fn model(status: Option<Status>, kind: Kind) -> Option<Option<Status>> {
+    use Status as S;
+    let Some(status) = status else {
+        return matches!(kind, Kind::Create).then_some(Some(S::PendingAuth));
+    };
+    let next = match (kind, status) {
+        (Kind::Create | Kind::CreateInvalid, _) | (_, S::Disconnected) => return None,
+        (Kind::Disconnect, _) => S::Disconnected,
+        (Kind::Store, S::PendingAuth | S::Error) => S::Connected,
+        (Kind::Rotate, S::Connected | S::Paused | S::Error) => status,
+        (Kind::TestOk, S::Error) => S::Connected,
+        (Kind::TestOk, S::Connected | S::Paused) => status,
+        (Kind::TestFail, S::Connected) => S::Error,
+        (Kind::TestFail, S::Paused | S::Error) => status,
+        (Kind::MarkFailed, S::Connected | S::Paused) => S::Error,
+        (Kind::Pause, S::Connected | S::Error) => S::Paused,
+        (Kind::Resume, S::Paused) => S::Connected,
+        (Kind::ChangeConfig | Kind::ChangeMappings, _) => status,
+        _ => return None,
+    };
+    Some(Some(next))
+}
+
+proptest! {
+    #[test]
+    fn random_command_sequences_respect_the_lifecycle(
+        kinds in proptest::collection::vec(kind(), 0..40)
+    ) {
+        let mut state = Integration::default();
+        let mut expected: Option<Status> = None;
+        let mut ever_disconnected = false;
+        for k in kinds {
+            let result = state.decide(command(k));
+            let accepted = model(expected, k);
+            match &result {
+                Ok(events) => {
+                    prop_assert!(
+                        accepted.is_some(),
+                        "{:?} accepted from {:?}: {:?}", k, expected, events
+                    );
+                    prop_assert!(events.len() <= 1);
+                    for e in events {
+                        state.apply(e);
+                    }
+                }
+                Err(err) => {
+                    prop_assert!(
+                        accepted.is_none(),
+                        "{:?} rejected from {:?}: {}", k, expected, err
+                    );
+                    match (expected, err) {
+                        (None, IntegrationError::NotFound) => {}
+                        (Some(_), IntegrationError::AlreadyExists) => {}
+                        (Some(from), IntegrationError::InvalidTransition { from: got, .. }) => {
+                            prop_assert_eq!(from, *got);
+                        }
+                        (Some(s), IntegrationError::Invalid { .. }) => {
+                            prop_assert!(s != Status::Disconnected);
+                        }
+                        (None, IntegrationError::Invalid { .. }) => {
+                            prop_assert!(matches!(k, Kind::CreateInvalid));
+                        }
+                        (s, e) => prop_assert!(false, "unexpected {:?} from {:?}", e, s),
+                    }
+                }
+            }
+            if let Some(next) = accepted {
+                expected = next;
+            }
+
+            // The aggregate agrees with the model.
+            prop_assert_eq!(state.id.is_some(), expected.is_some());
+            if let Some(status) = expected {
+                prop_assert_eq!(state.status, status);
+            }
+
+            // Once disconnected, always disconnected.
+            if ever_disconnected {
+                prop_assert_eq!(state.status, Status::Disconnected);
+            }
+            ever_disconnected |= state.status == Status::Disconnected;
+
+            // A secret is held exactly while the integration is live past auth.
+            let holds_secret = matches!(
+                state.status,
+                Status::Connected | Status::Paused | Status::Error
+            ) && state.id.is_some();
+            prop_assert_eq!(state.secret.is_some(), holds_secret);
+        }
+
+        // From a disconnected state, every command is rejected.
+        if state.status == Status::Disconnected && state.id.is_some() {
+            for cmd in every_non_create_command() {
+                let rejected = matches!(
+                    state.decide(cmd),
+                    Err(IntegrationError::InvalidTransition { from: Status::Disconnected, .. })
+                );
+                prop_assert!(rejected);
+            }
+            prop_assert_eq!(state.decide(create()), Err(IntegrationError::AlreadyExists));
+        }
+    }
+}

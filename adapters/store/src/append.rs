@@ -1,0 +1,108 @@
+//! Bulk append: many events in few statements, into the same table with the same
+//! per-aggregate sequence rule and the same conflict detection as the command path
+//! (the primary key on `(aggregate_type, aggregate_id, sequence)`).
+//!
+//! The command path (cqrs-es) loads history and inserts one row per statement; this path
+//! is for ingestion and benchmarks, where the caller already knows the expected sequences.
+
+use crate::meta::Metadata;
+use crate::EventPool;
+use serde_json::Value;
+
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    /// Must be exactly one more than the aggregate's last sequence.
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: Value,
+    pub metadata: Metadata,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("an event with the same aggregate and sequence already exists")]
+    Conflict,
+    #[error("event store: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+fn classify(e: sqlx::Error) -> AppendError {
+    if let sqlx::Error::Database(d) = &e {
+        if matches!(d.code().as_deref(), Some("23505") | Some("1555") | Some("2067")) {
+            return AppendError::Conflict;
+        }
+    }
+    AppendError::Db(e)
+}
+
+/// Append all events in one transaction: all land or none do.
+pub async fn append(pool: &EventPool, events: &[NewEvent]) -> Result<(), AppendError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    match pool {
+        EventPool::Postgres(p) => append_pg(p, events).await.map_err(classify),
+        EventPool::Sqlite(p) => append_lite(p, events).await.map_err(classify),
+    }
+}
+
+async fn append_pg(pool: &sqlx::PgPool, events: &[NewEvent]) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    for chunk in events.chunks(1000) {
+        let mut types = Vec::with_capacity(chunk.len());
+        let mut ids = Vec::with_capacity(chunk.len());
+        let mut seqs = Vec::with_capacity(chunk.len());
+        let mut etypes = Vec::with_capacity(chunk.len());
+        let mut versions = Vec::with_capacity(chunk.len());
+        let mut payloads = Vec::with_capacity(chunk.len());
+        let mut metas = Vec::with_capacity(chunk.len());
+        for e in chunk {
+            types.push(e.aggregate_type.as_str());
+            ids.push(e.aggregate_id.as_str());
+            seqs.push(e.sequence);
+            etypes.push(e.event_type.as_str());
+            versions.push(e.event_version.as_str());
+            payloads.push(e.payload.to_string());
+            metas.push(serde_json::to_string(&e.metadata.to_map()).unwrap_or_else(|_| "{}".into()));
+        }
+        sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+             SELECT t, i, s, et, v, p::json, m::json
+               FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[])
+                 AS u(t, i, s, et, v, p, m)",
+        )
+        .bind(&types)
+        .bind(&ids)
+        .bind(&seqs)
+        .bind(&etypes)
+        .bind(&versions)
+        .bind(&payloads)
+        .bind(&metas)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await
+}
+
+async fn append_lite(pool: &sqlx::SqlitePool, events: &[NewEvent]) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    for e in events {
+        sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&e.aggregate_type)
+        .bind(&e.aggregate_id)
+        .bind(e.sequence)
+        .bind(&e.event_type)
+        .bind(&e.event_version)
+        .bind(e.payload.to_string())
+        .bind(serde_json::to_string(&e.metadata.to_map()).unwrap_or_else(|_| "{}".into()))
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await
+}

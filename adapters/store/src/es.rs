@@ -1,0 +1,140 @@
+//! Bridges the pure domain aggregates to cqrs-es, which decides every command with
+//! optimistic concurrency over postgres-es or sqlite-es.
+//!
+//! The domain crate does not depend on cqrs-es (and so not on tokio); [`Es`] and [`Ev`]
+//! are thin transparent wrappers that implement the framework's traits here.
+
+use crate::meta::Metadata;
+use crate::EventPool;
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::{AggregateError, CqrsFramework, EventStore};
+use postgres_es::PostgresEventRepository;
+use serde::{Deserialize, Serialize};
+use sqlite_es::SqliteEventRepository;
+use syncledger_domain::{Aggregate, DomainEvent};
+
+#[derive(Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Es<A>(pub A);
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Ev<E>(pub E);
+
+impl<E: DomainEvent> cqrs_es::DomainEvent for Ev<E> {
+    fn event_type(&self) -> String {
+        self.0.event_type().to_string()
+    }
+    fn event_version(&self) -> String {
+        self.0.event_version().to_string()
+    }
+}
+
+impl<A: Aggregate> cqrs_es::Aggregate for Es<A> {
+    const TYPE: &'static str = A::TYPE;
+    type Command = A::Command;
+    type Event = Ev<A::Event>;
+    type Error = A::Error;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: A::Command,
+        _services: &(),
+        sink: &cqrs_es::event_sink::EventSink<Self>,
+    ) -> Result<(), A::Error> {
+        let events = self.0.decide(command)?;
+        for event in events {
+            sink.write(Ev(event), self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Ev<A::Event>) {
+        self.0.apply(&event.0);
+    }
+}
+
+/// Why a command did not take effect.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError<E: std::error::Error> {
+    #[error(transparent)]
+    Domain(E),
+    /// Another writer kept winning the race for this aggregate.
+    #[error("the resource was changed concurrently; retry")]
+    Conflict,
+    #[error("event store: {0}")]
+    Store(String),
+}
+
+impl<E: std::error::Error> From<AggregateError<E>> for CommandError<E> {
+    fn from(e: AggregateError<E>) -> Self {
+        match e {
+            AggregateError::UserError(e) => CommandError::Domain(e),
+            AggregateError::AggregateConflict => CommandError::Conflict,
+            other => CommandError::Store(other.to_string()),
+        }
+    }
+}
+
+type PgStore<A> = PersistedEventStore<PostgresEventRepository, Es<A>>;
+type LiteStore<A> = PersistedEventStore<SqliteEventRepository, Es<A>>;
+
+enum Inner<A: Aggregate> {
+    Pg(CqrsFramework<Es<A>, PgStore<A>>, PgStore<A>),
+    Lite(CqrsFramework<Es<A>, LiteStore<A>>, LiteStore<A>),
+}
+
+/// A command bus for one aggregate type.
+pub struct Cqrs<A: Aggregate> {
+    inner: Inner<A>,
+}
+
+/// How many times a command is decided again on fresh state after losing a race.
+const CONFLICT_RETRIES: usize = 5;
+
+impl<A: Aggregate + 'static> Cqrs<A> {
+    pub(crate) fn new(pool: &EventPool) -> Self {
+        let inner = match pool {
+            EventPool::Postgres(p) => {
+                let store = || PersistedEventStore::new_event_store(PostgresEventRepository::new(p.clone()));
+                Inner::Pg(CqrsFramework::new(store(), vec![], ()), store())
+            }
+            EventPool::Sqlite(p) => {
+                let store = || PersistedEventStore::new_event_store(SqliteEventRepository::new(p.clone()));
+                Inner::Lite(CqrsFramework::new(store(), vec![], ()), store())
+            }
+        };
+        Cqrs { inner }
+    }
+
+    /// Decide and append. A version conflict is retried on fresh state a few times,
+    /// so the caller sees `Conflict` only under sustained contention.
+    pub async fn execute(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata: &Metadata,
+    ) -> Result<(), CommandError<A::Error>> {
+        let mut attempt = 0;
+        loop {
+            let result = match &self.inner {
+                Inner::Pg(f, _) => f.execute_with_metadata(aggregate_id, command.clone(), metadata.to_map()).await,
+                Inner::Lite(f, _) => f.execute_with_metadata(aggregate_id, command.clone(), metadata.to_map()).await,
+            };
+            match result.map_err(CommandError::from) {
+                Err(CommandError::Conflict) if attempt < CONFLICT_RETRIES => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    /// The aggregate's current state, replayed from its events (no snapshots).
+    pub async fn load(&self, aggregate_id: &str) -> Result<A, CommandError<A::Error>> {
+        let state = match &self.inner {
+            Inner::Pg(_, s) => s.load_aggregate(aggregate_id).await?.aggregate.0,
+            Inner::Lite(_, s) => s.load_aggregate(aggregate_id).await?.aggregate.0,
+        };
+        Ok(state)
+    }
+}
