@@ -345,7 +345,7 @@ impl Integration {
             (C::RotateCredentials { .. }, S::Connected | S::Paused | S::Error) => true,
             (C::RecordConnectionTest { .. }, S::Connected | S::Paused | S::Error) => true,
             (C::MarkFailed { .. }, S::Connected | S::Paused) => true,
-            (C::Pause { .. }, S::Connected | S::Error) => true,
+            (C::Pause { .. }, S::Connected) => true,
             (C::Resume { .. }, S::Paused) => true,
             (C::ChangeSyncConfig { .. } | C::ChangeFieldMappings { .. }, _) => true,
             _ => false,
@@ -374,6 +374,13 @@ impl Aggregate for Integration {
         {
             if self.id.is_some() {
                 return Err(IntegrationError::AlreadyExists);
+            }
+            let n = name.trim().chars().count();
+            if !(1..=200).contains(&n) {
+                return Err(IntegrationError::Invalid {
+                    field: "name",
+                    message: "must be 1 to 200 characters".into(),
+                });
             }
             sync_config.validate()?;
             return Ok(vec![E::IntegrationCreated {
@@ -513,6 +520,7 @@ impl Aggregate for Integration {
             E::IntegrationDisconnected { .. } => {
                 self.status = Status::Disconnected;
                 self.secret = None;
+                self.credential_kind = None;
                 self.credentials_expire_at = None;
             }
         }

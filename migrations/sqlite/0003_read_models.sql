@@ -41,7 +41,9 @@ CREATE TABLE IF NOT EXISTS integration_status
     created_at             TEXT   NOT NULL,
     updated_at             TEXT   NOT NULL,
     version                BIGINT NOT NULL,
-    last_position          BIGINT NOT NULL
+    last_position          BIGINT NOT NULL,
+    -- The aggregate's state as replayed by the projection, with the credential removed.
+    state                  TEXT   NOT NULL
 );
 CREATE INDEX IF NOT EXISTS integration_status_workspace ON integration_status (workspace_id, id);
 
