@@ -1,1 +1,86 @@
+//! Read models built from the global-order feed.
+//!
+//! A projection turns a batch of events into writes on its own tables. The [`runner`]
+//! applies each batch and moves the projection's checkpoint in the same transaction, so
+//! every event takes effect exactly once across crashes and restarts. [`rebuild`] replays a
+//! projection from position zero into fresh tables and swaps them in.
 
+pub mod audit;
+pub mod checkpoint;
+pub mod integration_status;
+pub mod rebuild;
+pub mod runner;
+
+use async_trait::async_trait;
+use std::collections::HashMap;
+use syncledger_store::StoredEvent;
+
+pub use runner::Runner;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("event at position {position} could not be read: {message}")]
+    BadEvent { position: i64, message: String },
+    #[error("unknown projection {0:?}")]
+    Unknown(String),
+}
+
+/// Physical names for a projection's logical tables: the live names, or the shadow
+/// names a rebuild writes into.
+#[derive(Clone, Debug, Default)]
+pub struct Tables(HashMap<&'static str, String>);
+
+impl Tables {
+    pub fn live(names: &[&'static str]) -> Self {
+        Tables(names.iter().map(|n| (*n, n.to_string())).collect())
+    }
+
+    pub fn shadow(names: &[&'static str]) -> Self {
+        Tables(names.iter().map(|n| (*n, shadow_name(n))).collect())
+    }
+
+    pub fn get(&self, logical: &'static str) -> &str {
+        self.0.get(logical).map(String::as_str).unwrap_or(logical)
+    }
+}
+
+pub(crate) fn shadow_name(table: &str) -> String {
+    format!("{table}_rebuild")
+}
+
+/// One read model.
+#[async_trait]
+pub trait Projection: Send + Sync {
+    /// Stable name: the checkpoint key and the `--projection` argument.
+    fn name(&self) -> &'static str;
+    /// The tables this projection owns (created by migrations).
+    fn tables(&self) -> &'static [&'static str];
+    /// Apply a batch of events, in order, inside the caller's transaction.
+    async fn apply(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        tables: &Tables,
+        events: &[StoredEvent],
+    ) -> Result<(), ProjectionError>;
+}
+
+/// Every projection syncledger maintains.
+pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
+    vec![
+        std::sync::Arc::new(integration_status::IntegrationStatus),
+        std::sync::Arc::new(audit::AuditLog),
+    ]
+}
+
+pub fn by_name(name: &str) -> Result<std::sync::Arc<dyn Projection>, ProjectionError> {
+    all()
+        .into_iter()
+        .find(|p| p.name() == name)
+        .ok_or_else(|| ProjectionError::Unknown(name.to_string()))
+}
+
+pub(crate) fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}

@@ -1,0 +1,214 @@
+//! Read model: the audit log, one SHA-256 hash chain per workspace, and its verification.
+//!
+//! Each row's `hash = SHA-256(prev_hash || canonical bytes of the event)`. Verification
+//! recomputes the chain from the event log itself, so an altered event, an altered or
+//! deleted audit row, or a row out of place is found and named by its position.
+
+use crate::integration_status::event_time;
+use crate::{checkpoint, rfc3339, Projection, ProjectionError, Tables};
+use async_trait::async_trait;
+use serde_json::Value;
+use sqlx::Row;
+use std::collections::{BTreeMap, HashMap};
+use syncledger_domain::audit::{canonical_bytes, chain_hash, GENESIS};
+use syncledger_domain::{Aggregate, DomainEvent, Integration, IntegrationEvent, Workspace, WorkspaceEvent};
+use syncledger_store::{Position, Store, StoredEvent};
+
+pub struct AuditLog;
+
+pub const TABLE: &str = "audit_log";
+pub const NAME: &str = "audit_log";
+
+/// A readable line for the event, with secrets left out.
+pub fn summarize(e: &StoredEvent) -> String {
+    fn typed<E: DomainEvent>(v: &Value) -> Option<String> {
+        serde_json::from_value::<E>(v.clone()).ok().map(|e| e.summary())
+    }
+    let summary = match e.aggregate_type.as_str() {
+        t if t == Workspace::TYPE => typed::<WorkspaceEvent>(&e.payload),
+        t if t == Integration::TYPE => typed::<IntegrationEvent>(&e.payload),
+        _ => None,
+    };
+    summary.unwrap_or_else(|| format!("{} on {} {}", e.event_type, e.aggregate_type, e.aggregate_id))
+}
+
+fn meta_str<'a>(e: &'a StoredEvent, key: &str) -> Option<&'a str> {
+    e.metadata.get(key).and_then(Value::as_str)
+}
+
+async fn chain_head(conn: &mut sqlx::AnyConnection, table: &str, ws: &str) -> Result<(i64, String), sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "SELECT chain_seq, hash FROM {table} WHERE workspace_id = $1 ORDER BY chain_seq DESC LIMIT 1"
+    ))
+    .bind(ws)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match row {
+        Some(r) => Ok((r.try_get("chain_seq")?, r.try_get("hash")?)),
+        None => Ok((0, GENESIS.to_string())),
+    }
+}
+
+#[async_trait]
+impl Projection for AuditLog {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &[TABLE]
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        tables: &Tables,
+        events: &[StoredEvent],
+    ) -> Result<(), ProjectionError> {
+        let table = tables.get(TABLE);
+        let mut heads: HashMap<String, (i64, String)> = HashMap::new();
+        for e in events {
+            let ws = e.workspace_id().to_string();
+            let (seq, prev) = match heads.remove(&ws) {
+                Some(h) => h,
+                None => chain_head(conn, table, &ws).await?,
+            };
+            let hash = chain_hash(&prev, &canonical_bytes(&e.chained()));
+            let integration_id = (e.aggregate_type == Integration::TYPE).then_some(e.aggregate_id.as_str());
+            sqlx::query(&format!(
+                "INSERT INTO {table} (workspace_id, chain_seq, position, recorded_at, aggregate_type, aggregate_id,
+                                      sequence, integration_id, actor, correlation_id, causation_id, action,
+                                      summary, prev_hash, hash)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+            ))
+            .bind(&ws)
+            .bind(seq + 1)
+            .bind(e.position.pos)
+            .bind(rfc3339(event_time(e)))
+            .bind(&e.aggregate_type)
+            .bind(&e.aggregate_id)
+            .bind(e.sequence)
+            .bind(integration_id)
+            .bind(meta_str(e, "actor").unwrap_or("unknown"))
+            .bind(meta_str(e, "correlation_id").unwrap_or(""))
+            .bind(meta_str(e, "causation_id"))
+            .bind(&e.event_type)
+            .bind(summarize(e))
+            .bind(&prev)
+            .bind(&hash)
+            .execute(&mut *conn)
+            .await?;
+            heads.insert(ws, (seq + 1, hash));
+        }
+        Ok(())
+    }
+}
+
+/// Where verification found the chain broken.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Broken {
+    pub workspace_id: String,
+    pub position: i64,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct VerifyReport {
+    pub checked: i64,
+    pub workspaces: usize,
+    pub broken: Option<Broken>,
+}
+
+struct AuditRow {
+    workspace_id: String,
+    chain_seq: i64,
+    prev_hash: String,
+    hash: String,
+}
+
+async fn rows_at(pool: &sqlx::AnyPool, positions: &[i64]) -> Result<HashMap<i64, AuditRow>, sqlx::Error> {
+    if positions.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let placeholders: Vec<String> = (1..=positions.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT position, workspace_id, chain_seq, prev_hash, hash FROM {TABLE} WHERE position IN ({})",
+        placeholders.join(",")
+    );
+    let mut q = sqlx::query(&sql);
+    for p in positions {
+        q = q.bind(*p);
+    }
+    let mut out = HashMap::new();
+    for r in q.fetch_all(pool).await? {
+        out.insert(
+            r.try_get("position")?,
+            AuditRow {
+                workspace_id: r.try_get("workspace_id")?,
+                chain_seq: r.try_get("chain_seq")?,
+                prev_hash: r.try_get("prev_hash")?,
+                hash: r.try_get("hash")?,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Recompute every chain (or one workspace's) from the event log, up to the audit
+/// projection's checkpoint, and report the first position where a stored row disagrees.
+pub async fn verify(store: &Store, workspace: Option<&str>) -> Result<VerifyReport, ProjectionError> {
+    let until = checkpoint::read(&store.any, NAME).await?.unwrap_or_default().position;
+    let feed = store.feed();
+    let mut heads: BTreeMap<String, (i64, String)> = BTreeMap::new();
+    let mut after = Position::START;
+    let mut checked = 0;
+    let broken = |e: &StoredEvent, reason: &str| Broken {
+        workspace_id: e.workspace_id().to_string(),
+        position: e.position.pos,
+        reason: reason.to_string(),
+    };
+    loop {
+        let batch = feed.read(after, 1000).await?;
+        let batch: Vec<StoredEvent> = batch.into_iter().take_while(|e| e.position <= until).collect();
+        let Some(last) = batch.last() else { break };
+        after = last.position;
+        let wanted: Vec<&StoredEvent> = batch
+            .iter()
+            .filter(|e| workspace.is_none_or(|w| e.workspace_id() == w))
+            .collect();
+        let positions: Vec<i64> = wanted.iter().map(|e| e.position.pos).collect();
+        let rows = rows_at(&store.any, &positions).await?;
+        for e in wanted {
+            let ws = e.workspace_id().to_string();
+            let (seq, prev) = heads.remove(&ws).unwrap_or((0, GENESIS.to_string()));
+            let Some(row) = rows.get(&e.position.pos) else {
+                return Ok(report(checked, &heads, Some(broken(e, "no audit row for this event"))));
+            };
+            let expected = chain_hash(&prev, &canonical_bytes(&e.chained()));
+            let problem = if row.workspace_id != ws || row.chain_seq != seq + 1 {
+                Some("audit row is out of place in the chain")
+            } else if row.prev_hash != prev {
+                Some("prev_hash does not match the previous row's hash")
+            } else if row.hash != expected {
+                Some("hash does not match the event: the event or its audit row was altered")
+            } else {
+                None
+            };
+            if let Some(reason) = problem {
+                heads.insert(ws, (seq, prev));
+                return Ok(report(checked, &heads, Some(broken(e, reason))));
+            }
+            checked += 1;
+            heads.insert(ws, (seq + 1, expected));
+        }
+    }
+    Ok(report(checked, &heads, None))
+}
+
+fn report(checked: i64, heads: &BTreeMap<String, (i64, String)>, broken: Option<Broken>) -> VerifyReport {
+    VerifyReport {
+        checked,
+        workspaces: heads.len(),
+        broken,
+    }
+}

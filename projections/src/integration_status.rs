@@ -1,0 +1,199 @@
+//! Read model: each integration's provider, name, status, sync config, schedule and
+//! credential expiry. The credential itself never reaches this table.
+
+use crate::{rfc3339, Projection, ProjectionError, Tables};
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use sqlx::Row;
+use std::collections::BTreeMap;
+use syncledger_domain::{Aggregate, Integration, IntegrationEvent, Status};
+use syncledger_store::StoredEvent;
+
+pub struct IntegrationStatus;
+
+pub const TABLE: &str = "integration_status";
+
+/// The projected row, before it is written.
+#[derive(Debug, Clone)]
+struct Row_ {
+    state: Integration,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    /// When the schedule last (re)started: becoming connected or a config change.
+    schedule_base: Option<DateTime<Utc>>,
+    last_sync_at: Option<DateTime<Utc>>,
+    version: i64,
+    last_position: i64,
+}
+
+impl Row_ {
+    fn next_sync_at(&self) -> Option<DateTime<Utc>> {
+        if self.state.status != Status::Connected {
+            return None;
+        }
+        let period = self.state.sync_config.frequency.period_minutes()?;
+        let base = self.last_sync_at.or(self.schedule_base)?;
+        Some(base + Duration::minutes(i64::from(period)))
+    }
+}
+
+fn decode(e: &StoredEvent) -> Result<IntegrationEvent, ProjectionError> {
+    serde_json::from_value(e.payload.clone()).map_err(|err| ProjectionError::BadEvent {
+        position: e.position.pos,
+        message: err.to_string(),
+    })
+}
+
+async fn load(conn: &mut sqlx::AnyConnection, table: &str, id: &str) -> Result<Option<Row_>, ProjectionError> {
+    let row = sqlx::query(&format!(
+        "SELECT state, created_at, updated_at, last_sync_at, version, last_position, next_sync_at
+           FROM {table} WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    let parse = |s: Option<String>| {
+        s.and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+            .map(|t| t.with_timezone(&Utc))
+    };
+    let state: String = r.try_get("state")?;
+    let state: Integration = serde_json::from_str(&state).map_err(|e| ProjectionError::BadEvent {
+        position: -1,
+        message: format!("stored integration state: {e}"),
+    })?;
+    let last_position: i64 = r.try_get("last_position")?;
+    let created_at = parse(r.try_get("created_at")?).unwrap_or_default();
+    let updated_at = parse(r.try_get("updated_at")?).unwrap_or_default();
+    let last_sync_at = parse(r.try_get("last_sync_at")?);
+    let next: Option<DateTime<Utc>> = parse(r.try_get("next_sync_at")?);
+    let period = state.sync_config.frequency.period_minutes();
+    let schedule_base = match (next, period) {
+        (Some(n), Some(p)) => Some(n - Duration::minutes(i64::from(p))),
+        _ => None,
+    };
+    Ok(Some(Row_ {
+        state,
+        created_at,
+        updated_at,
+        schedule_base,
+        last_sync_at,
+        version: r.try_get("version")?,
+        last_position,
+    }))
+}
+
+async fn store(conn: &mut sqlx::AnyConnection, table: &str, id: &str, row: &Row_) -> Result<(), ProjectionError> {
+    let s = &row.state;
+    let mut state = s.clone();
+    state.secret = None;
+    let state_json = serde_json::to_string(&state).unwrap_or_else(|_| "{}".into());
+    let config = serde_json::to_string(&s.sync_config).unwrap_or_else(|_| "{}".into());
+    let kind = s
+        .credential_kind
+        .and_then(|k| serde_json::to_value(k).ok())
+        .and_then(|v| v.as_str().map(str::to_string));
+    sqlx::query(&format!(
+        "INSERT INTO {table} (id, workspace_id, provider, name, status, sync_config, base_url, last_error,
+                              credential_kind, credentials_expire_at, last_sync_at, next_sync_at,
+                              created_at, updated_at, version, last_position, state)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+         ON CONFLICT (id) DO UPDATE SET
+           workspace_id = excluded.workspace_id, provider = excluded.provider, name = excluded.name,
+           status = excluded.status, sync_config = excluded.sync_config, base_url = excluded.base_url,
+           last_error = excluded.last_error, credential_kind = excluded.credential_kind,
+           credentials_expire_at = excluded.credentials_expire_at, last_sync_at = excluded.last_sync_at,
+           next_sync_at = excluded.next_sync_at, updated_at = excluded.updated_at,
+           version = excluded.version, last_position = excluded.last_position, state = excluded.state"
+    ))
+    .bind(id)
+    .bind(&s.workspace_id)
+    .bind(&s.provider)
+    .bind(&s.name)
+    .bind(s.status.as_str())
+    .bind(config)
+    .bind(s.base_url.clone())
+    .bind(s.last_error.clone())
+    .bind(kind)
+    .bind(s.credentials_expire_at.map(rfc3339))
+    .bind(row.last_sync_at.map(rfc3339))
+    .bind(row.next_sync_at().map(rfc3339))
+    .bind(rfc3339(row.created_at))
+    .bind(rfc3339(row.updated_at))
+    .bind(row.version)
+    .bind(row.last_position)
+    .bind(state_json)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// When the event happened: the metadata's time, else when it was recorded.
+pub(crate) fn event_time(e: &StoredEvent) -> DateTime<Utc> {
+    e.metadata
+        .get("time")
+        .and_then(|t| t.as_str())
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or(e.recorded_at)
+}
+
+#[async_trait]
+impl Projection for IntegrationStatus {
+    fn name(&self) -> &'static str {
+        "integration_status"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &[TABLE]
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        tables: &Tables,
+        events: &[StoredEvent],
+    ) -> Result<(), ProjectionError> {
+        let table = tables.get(TABLE);
+        let mut touched: BTreeMap<String, Row_> = BTreeMap::new();
+        for e in events.iter().filter(|e| e.aggregate_type == Integration::TYPE) {
+            let event = decode(e)?;
+            let mut row = match touched.remove(&e.aggregate_id) {
+                Some(r) => r,
+                None => match load(conn, table, &e.aggregate_id).await? {
+                    Some(r) => r,
+                    None => Row_ {
+                        state: Integration::default(),
+                        created_at: event_time(e),
+                        updated_at: event_time(e),
+                        schedule_base: None,
+                        last_sync_at: None,
+                        version: 0,
+                        last_position: 0,
+                    },
+                },
+            };
+            // An older position never overwrites a newer one (idempotent on replay).
+            if e.sequence <= row.version {
+                touched.insert(e.aggregate_id.clone(), row);
+                continue;
+            }
+            let was = row.state.status;
+            let old_config = row.state.sync_config.clone();
+            row.state.apply(&event);
+            let at = event_time(e);
+            let became_connected = was != Status::Connected && row.state.status == Status::Connected;
+            if became_connected || row.state.sync_config != old_config {
+                row.schedule_base = Some(at);
+            }
+            row.updated_at = at;
+            row.version = e.sequence;
+            row.last_position = e.position.pos;
+            touched.insert(e.aggregate_id.clone(), row);
+        }
+        for (id, row) in &touched {
+            store(conn, table, id, row).await?;
+        }
+        Ok(())
+    }
+}

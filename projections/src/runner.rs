@@ -1,0 +1,98 @@
+//! The projection runner: feed → projections, with the checkpoint in the same transaction.
+
+use crate::checkpoint::{self, Checkpoint};
+use crate::{Projection, ProjectionError, Tables};
+use std::sync::Arc;
+use std::time::Duration;
+use syncledger_store::Store;
+use tokio::sync::{watch, Notify};
+
+pub const DEFAULT_BATCH: i64 = 500;
+
+pub struct Runner {
+    store: Store,
+    projections: Vec<Arc<dyn Projection>>,
+    batch: i64,
+}
+
+impl Runner {
+    pub fn new(store: Store, projections: Vec<Arc<dyn Projection>>) -> Self {
+        Runner {
+            store,
+            projections,
+            batch: DEFAULT_BATCH,
+        }
+    }
+
+    pub fn with_batch(mut self, batch: i64) -> Self {
+        self.batch = batch.max(1);
+        self
+    }
+
+    /// Apply at most one batch to one projection, under the checkpoint key `key`, into
+    /// `tables`. Returns how many events it applied (0 when caught up).
+    pub async fn step_into(
+        store: &Store,
+        projection: &dyn Projection,
+        key: &str,
+        tables: &Tables,
+        batch: i64,
+    ) -> Result<usize, ProjectionError> {
+        let mut tx = store.any.begin().await?;
+        let cp = checkpoint::lock(&mut tx, key).await?;
+        let events = store.feed().read(cp.position, batch).await?;
+        let Some(last) = events.last() else {
+            tx.rollback().await?;
+            return Ok(0);
+        };
+        projection.apply(&mut tx, tables, &events).await?;
+        let next = Checkpoint {
+            position: last.position,
+            events: cp.events + events.len() as i64,
+        };
+        checkpoint::save(&mut tx, key, next).await?;
+        tx.commit().await?;
+        Ok(events.len())
+    }
+
+    /// One batch for one projection on its live tables.
+    pub async fn step(&self, projection: &dyn Projection) -> Result<usize, ProjectionError> {
+        let tables = Tables::live(projection.tables());
+        Self::step_into(&self.store, projection, projection.name(), &tables, self.batch).await
+    }
+
+    /// Apply batches until every projection has caught up with the feed.
+    pub async fn catch_up(&self) -> Result<usize, ProjectionError> {
+        let mut total = 0;
+        loop {
+            let mut applied = 0;
+            for p in &self.projections {
+                applied += self.step(p.as_ref()).await?;
+            }
+            if applied == 0 {
+                return Ok(total);
+            }
+            total += applied;
+        }
+    }
+
+    /// Follow the feed until `shutdown` turns true. A batch in progress always finishes
+    /// (commits or rolls back as a whole) before the loop exits.
+    pub async fn run(&self, mut shutdown: watch::Receiver<bool>, wake: Arc<Notify>) {
+        let mut backoff = Duration::from_millis(100);
+        while !*shutdown.borrow() {
+            match self.catch_up().await {
+                Ok(_) => backoff = Duration::from_millis(100),
+                Err(e) => {
+                    tracing::warn!(error = %e, "projection batch failed; retrying");
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+            tokio::select! {
+                _ = shutdown.changed() => {}
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(backoff) => {}
+            }
+        }
+    }
+}
