@@ -1,1 +1,17 @@
+//! syncledger's HTTP API, CLI and process wiring.
 
+pub mod app;
+pub mod auth;
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod routes;
+pub mod services;
+pub mod state;
+pub mod telemetry;
+
+pub use app::Application;
+pub use config::Settings;

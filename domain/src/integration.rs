@@ -163,7 +163,9 @@ impl DomainEvent for IntegrationEvent {
                 secret.key_id
             ),
             E::ConnectionTested { ok: true, .. } => "connection test succeeded".into(),
-            E::ConnectionTested { ok: false, detail, .. } => {
+            E::ConnectionTested {
+                ok: false, detail, ..
+            } => {
                 format!("connection test failed: {detail}")
             }
             E::IntegrationFailed { reason, .. } => format!("integration failed: {reason}"),
@@ -275,7 +277,10 @@ pub enum IntegrationError {
     #[error("integration not found")]
     NotFound,
     #[error("{field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error("cannot {action} an integration that is {}", from.as_str())]
     InvalidTransition { from: Status, action: &'static str },
 }
@@ -359,7 +364,10 @@ impl Aggregate for Integration {
     type Event = IntegrationEvent;
     type Error = IntegrationError;
 
-    fn decide(&self, command: IntegrationCommand) -> Result<Vec<IntegrationEvent>, IntegrationError> {
+    fn decide(
+        &self,
+        command: IntegrationCommand,
+    ) -> Result<Vec<IntegrationEvent>, IntegrationError> {
         use IntegrationCommand as C;
         use IntegrationEvent as E;
         if let C::Create {

@@ -13,7 +13,9 @@ pub mod sync_config;
 pub mod workspace;
 
 pub use aggregate::{Aggregate, DomainEvent};
-pub use integration::{Integration, IntegrationCommand, IntegrationError, IntegrationEvent, Status};
+pub use integration::{
+    Integration, IntegrationCommand, IntegrationError, IntegrationEvent, Status,
+};
 pub use plan::Plan;
 pub use sync_config::{ConflictStrategy, Direction, Entity, Frequency, SyncConfig};
 pub use workspace::{Role, Workspace, WorkspaceCommand, WorkspaceError, WorkspaceEvent};

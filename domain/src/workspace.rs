@@ -93,7 +93,9 @@ impl DomainEvent for WorkspaceEvent {
                 "API token {token_id} issued with role {} ({label:?})",
                 role.as_str()
             ),
-            WorkspaceEvent::TokenRevoked { token_id, .. } => format!("API token {token_id} revoked"),
+            WorkspaceEvent::TokenRevoked { token_id, .. } => {
+                format!("API token {token_id} revoked")
+            }
         }
     }
 }
@@ -162,7 +164,11 @@ fn valid_name(s: &str) -> bool {
 }
 
 impl Workspace {
-    fn reserve(&self, integration_id: String, name: String) -> Result<Vec<WorkspaceEvent>, WorkspaceError> {
+    fn reserve(
+        &self,
+        integration_id: String,
+        name: String,
+    ) -> Result<Vec<WorkspaceEvent>, WorkspaceError> {
         if !valid_name(&name) {
             return Err(WorkspaceError::InvalidIntegrationName);
         }
@@ -229,7 +235,9 @@ impl Aggregate for Workspace {
             } => self.reserve(integration_id, name),
             C::ReleaseIntegration { integration_id } => {
                 if self.integrations.contains_key(&integration_id) {
-                    Ok(vec![WorkspaceEvent::IntegrationSlotReleased { integration_id }])
+                    Ok(vec![WorkspaceEvent::IntegrationSlotReleased {
+                        integration_id,
+                    }])
                 } else {
                     Ok(vec![])
                 }
@@ -409,14 +417,19 @@ mod tests {
         let events = vec![created(Plan::Scale), reserved("i1", "Main HubSpot")];
         assert_eq!(
             given::<Workspace>(events).when(reserve("i2", " main hubspot")),
-            Err(WorkspaceError::DuplicateIntegrationName(" main hubspot".into()))
+            Err(WorkspaceError::DuplicateIntegrationName(
+                " main hubspot".into()
+            ))
         );
     }
 
     #[test]
     fn reserving_the_same_integration_twice_is_idempotent() {
         let events = vec![created(Plan::Starter), reserved("i1", "Main")];
-        assert_eq!(given::<Workspace>(events).when(reserve("i1", "Main")), Ok(vec![]));
+        assert_eq!(
+            given::<Workspace>(events).when(reserve("i1", "Main")),
+            Ok(vec![])
+        );
     }
 
     #[test]

@@ -11,7 +11,9 @@ use serde_json::Value;
 use sqlx::Row;
 use std::collections::{BTreeMap, HashMap};
 use syncledger_domain::audit::{canonical_bytes, chain_hash, GENESIS};
-use syncledger_domain::{Aggregate, DomainEvent, Integration, IntegrationEvent, Workspace, WorkspaceEvent};
+use syncledger_domain::{
+    Aggregate, DomainEvent, Integration, IntegrationEvent, Workspace, WorkspaceEvent,
+};
 use syncledger_store::{Position, Store, StoredEvent};
 
 pub struct AuditLog;
@@ -22,21 +24,32 @@ pub const NAME: &str = "audit_log";
 /// A readable line for the event, with secrets left out.
 pub fn summarize(e: &StoredEvent) -> String {
     fn typed<E: DomainEvent>(v: &Value) -> Option<String> {
-        serde_json::from_value::<E>(v.clone()).ok().map(|e| e.summary())
+        serde_json::from_value::<E>(v.clone())
+            .ok()
+            .map(|e| e.summary())
     }
     let summary = match e.aggregate_type.as_str() {
         t if t == Workspace::TYPE => typed::<WorkspaceEvent>(&e.payload),
         t if t == Integration::TYPE => typed::<IntegrationEvent>(&e.payload),
         _ => None,
     };
-    summary.unwrap_or_else(|| format!("{} on {} {}", e.event_type, e.aggregate_type, e.aggregate_id))
+    summary.unwrap_or_else(|| {
+        format!(
+            "{} on {} {}",
+            e.event_type, e.aggregate_type, e.aggregate_id
+        )
+    })
 }
 
 fn meta_str<'a>(e: &'a StoredEvent, key: &str) -> Option<&'a str> {
     e.metadata.get(key).and_then(Value::as_str)
 }
 
-async fn chain_head(conn: &mut sqlx::AnyConnection, table: &str, ws: &str) -> Result<(i64, String), sqlx::Error> {
+async fn chain_head(
+    conn: &mut sqlx::AnyConnection,
+    table: &str,
+    ws: &str,
+) -> Result<(i64, String), sqlx::Error> {
     let row = sqlx::query(&format!(
         "SELECT chain_seq, hash FROM {table} WHERE workspace_id = $1 ORDER BY chain_seq DESC LIMIT 1"
     ))
@@ -74,7 +87,8 @@ impl Projection for AuditLog {
                 None => chain_head(conn, table, &ws).await?,
             };
             let hash = chain_hash(&prev, &canonical_bytes(&e.chained()));
-            let integration_id = (e.aggregate_type == Integration::TYPE).then_some(e.aggregate_id.as_str());
+            let integration_id =
+                (e.aggregate_type == Integration::TYPE).then_some(e.aggregate_id.as_str());
             sqlx::query(&format!(
                 "INSERT INTO {table} (workspace_id, chain_seq, position, recorded_at, aggregate_type, aggregate_id,
                                       sequence, integration_id, actor, correlation_id, causation_id, action,
@@ -126,7 +140,10 @@ struct AuditRow {
     hash: String,
 }
 
-async fn rows_at(pool: &sqlx::AnyPool, positions: &[i64]) -> Result<HashMap<i64, AuditRow>, sqlx::Error> {
+async fn rows_at(
+    pool: &sqlx::AnyPool,
+    positions: &[i64],
+) -> Result<HashMap<i64, AuditRow>, sqlx::Error> {
     if positions.is_empty() {
         return Ok(HashMap::new());
     }
@@ -156,8 +173,14 @@ async fn rows_at(pool: &sqlx::AnyPool, positions: &[i64]) -> Result<HashMap<i64,
 
 /// Recompute every chain (or one workspace's) from the event log, up to the audit
 /// projection's checkpoint, and report the first position where a stored row disagrees.
-pub async fn verify(store: &Store, workspace: Option<&str>) -> Result<VerifyReport, ProjectionError> {
-    let until = checkpoint::read(&store.any, NAME).await?.unwrap_or_default().position;
+pub async fn verify(
+    store: &Store,
+    workspace: Option<&str>,
+) -> Result<VerifyReport, ProjectionError> {
+    let until = checkpoint::read(&store.any, NAME)
+        .await?
+        .unwrap_or_default()
+        .position;
     let feed = store.feed();
     let mut heads: BTreeMap<String, (i64, String)> = BTreeMap::new();
     let mut after = Position::START;
@@ -169,7 +192,10 @@ pub async fn verify(store: &Store, workspace: Option<&str>) -> Result<VerifyRepo
     };
     loop {
         let batch = feed.read(after, 1000).await?;
-        let batch: Vec<StoredEvent> = batch.into_iter().take_while(|e| e.position <= until).collect();
+        let batch: Vec<StoredEvent> = batch
+            .into_iter()
+            .take_while(|e| e.position <= until)
+            .collect();
         let Some(last) = batch.last() else { break };
         after = last.position;
         let wanted: Vec<&StoredEvent> = batch
@@ -182,7 +208,11 @@ pub async fn verify(store: &Store, workspace: Option<&str>) -> Result<VerifyRepo
             let ws = e.workspace_id().to_string();
             let (seq, prev) = heads.remove(&ws).unwrap_or((0, GENESIS.to_string()));
             let Some(row) = rows.get(&e.position.pos) else {
-                return Ok(report(checked, &heads, Some(broken(e, "no audit row for this event"))));
+                return Ok(report(
+                    checked,
+                    &heads,
+                    Some(broken(e, "no audit row for this event")),
+                ));
             };
             let expected = chain_hash(&prev, &canonical_bytes(&e.chained()));
             let problem = if row.workspace_id != ws || row.chain_seq != seq + 1 {
@@ -205,7 +235,11 @@ pub async fn verify(store: &Store, workspace: Option<&str>) -> Result<VerifyRepo
     Ok(report(checked, &heads, None))
 }
 
-fn report(checked: i64, heads: &BTreeMap<String, (i64, String)>, broken: Option<Broken>) -> VerifyReport {
+fn report(
+    checked: i64,
+    heads: &BTreeMap<String, (i64, String)>,
+    broken: Option<Broken>,
+) -> VerifyReport {
     VerifyReport {
         checked,
         workspaces: heads.len(),

@@ -35,7 +35,11 @@ pub async fn lock(conn: &mut sqlx::AnyConnection, name: &str) -> Result<Checkpoi
     })
 }
 
-pub async fn save(conn: &mut sqlx::AnyConnection, name: &str, cp: Checkpoint) -> Result<(), sqlx::Error> {
+pub async fn save(
+    conn: &mut sqlx::AnyConnection,
+    name: &str,
+    cp: Checkpoint,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE projection_checkpoints SET tx = $2, position = $3, events = $4, updated_at = $5
           WHERE projection = $1",
@@ -51,10 +55,12 @@ pub async fn save(conn: &mut sqlx::AnyConnection, name: &str, cp: Checkpoint) ->
 }
 
 pub async fn read(pool: &sqlx::AnyPool, name: &str) -> Result<Option<Checkpoint>, sqlx::Error> {
-    let row = sqlx::query("SELECT tx, position, events FROM projection_checkpoints WHERE projection = $1")
-        .bind(name)
-        .fetch_optional(pool)
-        .await?;
+    let row = sqlx::query(
+        "SELECT tx, position, events FROM projection_checkpoints WHERE projection = $1",
+    )
+    .bind(name)
+    .fetch_optional(pool)
+    .await?;
     row.map(|r| {
         Ok(Checkpoint {
             position: Position {

@@ -44,7 +44,11 @@ fn decode(e: &StoredEvent) -> Result<IntegrationEvent, ProjectionError> {
     })
 }
 
-async fn load(conn: &mut sqlx::AnyConnection, table: &str, id: &str) -> Result<Option<Row_>, ProjectionError> {
+async fn load(
+    conn: &mut sqlx::AnyConnection,
+    table: &str,
+    id: &str,
+) -> Result<Option<Row_>, ProjectionError> {
     let row = sqlx::query(&format!(
         "SELECT state, created_at, updated_at, last_sync_at, version, last_position, next_sync_at
            FROM {table} WHERE id = $1"
@@ -58,10 +62,11 @@ async fn load(conn: &mut sqlx::AnyConnection, table: &str, id: &str) -> Result<O
             .map(|t| t.with_timezone(&Utc))
     };
     let state: String = r.try_get("state")?;
-    let state: Integration = serde_json::from_str(&state).map_err(|e| ProjectionError::BadEvent {
-        position: -1,
-        message: format!("stored integration state: {e}"),
-    })?;
+    let state: Integration =
+        serde_json::from_str(&state).map_err(|e| ProjectionError::BadEvent {
+            position: -1,
+            message: format!("stored integration state: {e}"),
+        })?;
     let last_position: i64 = r.try_get("last_position")?;
     let created_at = parse(r.try_get("created_at")?).unwrap_or_default();
     let updated_at = parse(r.try_get("updated_at")?).unwrap_or_default();
@@ -83,7 +88,12 @@ async fn load(conn: &mut sqlx::AnyConnection, table: &str, id: &str) -> Result<O
     }))
 }
 
-async fn store(conn: &mut sqlx::AnyConnection, table: &str, id: &str, row: &Row_) -> Result<(), ProjectionError> {
+async fn store(
+    conn: &mut sqlx::AnyConnection,
+    table: &str,
+    id: &str,
+    row: &Row_,
+) -> Result<(), ProjectionError> {
     let s = &row.state;
     let mut state = s.clone();
     state.secret = None;
@@ -156,7 +166,10 @@ impl Projection for IntegrationStatus {
     ) -> Result<(), ProjectionError> {
         let table = tables.get(TABLE);
         let mut touched: BTreeMap<String, Row_> = BTreeMap::new();
-        for e in events.iter().filter(|e| e.aggregate_type == Integration::TYPE) {
+        for e in events
+            .iter()
+            .filter(|e| e.aggregate_type == Integration::TYPE)
+        {
             let event = decode(e)?;
             let mut row = match touched.remove(&e.aggregate_id) {
                 Some(r) => r,
@@ -182,7 +195,8 @@ impl Projection for IntegrationStatus {
             let old_config = row.state.sync_config.clone();
             row.state.apply(&event);
             let at = event_time(e);
-            let became_connected = was != Status::Connected && row.state.status == Status::Connected;
+            let became_connected =
+                was != Status::Connected && row.state.status == Status::Connected;
             if became_connected || row.state.sync_config != old_config {
                 row.schedule_base = Some(at);
             }

@@ -25,14 +25,18 @@ async fn create_shadows(store: &Store, p: &dyn Projection) -> Result<(), Project
             .execute(&mut *conn)
             .await?;
         if store.is_postgres() {
-            sqlx::query(&format!("CREATE TABLE {shadow} (LIKE {table} INCLUDING ALL)"))
-                .execute(&mut *conn)
-                .await?;
+            sqlx::query(&format!(
+                "CREATE TABLE {shadow} (LIKE {table} INCLUDING ALL)"
+            ))
+            .execute(&mut *conn)
+            .await?;
         } else {
-            let sql: String = sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = $1")
-                .bind(*table)
-                .fetch_one(&mut *conn)
-                .await?;
+            let sql: String = sqlx::query_scalar(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = $1",
+            )
+            .bind(*table)
+            .fetch_one(&mut *conn)
+            .await?;
             let sql = rename_create(&sql, table, &shadow);
             sqlx::query(&sql).execute(&mut *conn).await?;
         }
@@ -77,7 +81,12 @@ pub async fn rebuild(
     Ok(applied)
 }
 
-async fn swap(store: &Store, p: &dyn Projection, key: &str, shadow: &Tables) -> Result<i64, ProjectionError> {
+async fn swap(
+    store: &Store,
+    p: &dyn Projection,
+    key: &str,
+    shadow: &Tables,
+) -> Result<i64, ProjectionError> {
     let mut tx = store.any.begin().await?;
     // The live checkpoint's lock first: the live runner for this projection now waits.
     checkpoint::lock(&mut tx, p.name()).await?;
@@ -108,10 +117,15 @@ async fn swap(store: &Store, p: &dyn Projection, key: &str, shadow: &Tables) -> 
         }
     }
     for table in p.tables() {
-        sqlx::query(&format!("DROP TABLE {table}")).execute(&mut *tx).await?;
-        sqlx::query(&format!("ALTER TABLE {} RENAME TO {table}", shadow_name(table)))
+        sqlx::query(&format!("DROP TABLE {table}"))
             .execute(&mut *tx)
             .await?;
+        sqlx::query(&format!(
+            "ALTER TABLE {} RENAME TO {table}",
+            shadow_name(table)
+        ))
+        .execute(&mut *tx)
+        .await?;
     }
     for sql in index_sql {
         sqlx::query(&sql).execute(&mut *tx).await?;
@@ -129,7 +143,11 @@ mod tests {
     #[test]
     fn only_the_table_name_is_renamed() {
         assert_eq!(
-            rename_create("CREATE TABLE audit_log (audit_log_x TEXT)", "audit_log", "audit_log_rebuild"),
+            rename_create(
+                "CREATE TABLE audit_log (audit_log_x TEXT)",
+                "audit_log",
+                "audit_log_rebuild"
+            ),
             "CREATE TABLE audit_log_rebuild (audit_log_x TEXT)"
         );
     }

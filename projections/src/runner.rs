@@ -58,7 +58,14 @@ impl Runner {
     /// One batch for one projection on its live tables.
     pub async fn step(&self, projection: &dyn Projection) -> Result<usize, ProjectionError> {
         let tables = Tables::live(projection.tables());
-        Self::step_into(&self.store, projection, projection.name(), &tables, self.batch).await
+        Self::step_into(
+            &self.store,
+            projection,
+            projection.name(),
+            &tables,
+            self.batch,
+        )
+        .await
     }
 
     /// Apply batches until every projection has caught up with the feed.

@@ -31,7 +31,10 @@ pub enum AppendError {
 
 fn classify(e: sqlx::Error) -> AppendError {
     if let sqlx::Error::Database(d) = &e {
-        if matches!(d.code().as_deref(), Some("23505") | Some("1555") | Some("2067")) {
+        if matches!(
+            d.code().as_deref(),
+            Some("23505") | Some("1555") | Some("2067")
+        ) {
             return AppendError::Conflict;
         }
     }

@@ -97,11 +97,14 @@ impl<A: Aggregate + 'static> Cqrs<A> {
     pub(crate) fn new(pool: &EventPool) -> Self {
         let inner = match pool {
             EventPool::Postgres(p) => {
-                let store = || PersistedEventStore::new_event_store(PostgresEventRepository::new(p.clone()));
+                let store = || {
+                    PersistedEventStore::new_event_store(PostgresEventRepository::new(p.clone()))
+                };
                 Inner::Pg(CqrsFramework::new(store(), vec![], ()), store())
             }
             EventPool::Sqlite(p) => {
-                let store = || PersistedEventStore::new_event_store(SqliteEventRepository::new(p.clone()));
+                let store =
+                    || PersistedEventStore::new_event_store(SqliteEventRepository::new(p.clone()));
                 Inner::Lite(CqrsFramework::new(store(), vec![], ()), store())
             }
         };
@@ -119,8 +122,14 @@ impl<A: Aggregate + 'static> Cqrs<A> {
         let mut attempt = 0;
         loop {
             let result = match &self.inner {
-                Inner::Pg(f, _) => f.execute_with_metadata(aggregate_id, command.clone(), metadata.to_map()).await,
-                Inner::Lite(f, _) => f.execute_with_metadata(aggregate_id, command.clone(), metadata.to_map()).await,
+                Inner::Pg(f, _) => {
+                    f.execute_with_metadata(aggregate_id, command.clone(), metadata.to_map())
+                        .await
+                }
+                Inner::Lite(f, _) => {
+                    f.execute_with_metadata(aggregate_id, command.clone(), metadata.to_map())
+                        .await
+                }
             };
             match result.map_err(CommandError::from) {
                 Err(CommandError::Conflict) if attempt < CONFLICT_RETRIES => attempt += 1,

@@ -163,9 +163,10 @@ impl Feed {
                 }
             }
             EventPool::Sqlite(pool) => {
-                let pos: Option<i64> = sqlx::query_scalar("SELECT MAX(global_position) FROM events")
-                    .fetch_one(pool)
-                    .await?;
+                let pos: Option<i64> =
+                    sqlx::query_scalar("SELECT MAX(global_position) FROM events")
+                        .fetch_one(pool)
+                        .await?;
                 Ok(Position {
                     tx: 0,
                     pos: pos.unwrap_or(0),
@@ -177,8 +178,16 @@ impl Feed {
     /// How many events are stored (for progress bars).
     pub async fn count(&self) -> Result<i64, sqlx::Error> {
         match &self.pool {
-            EventPool::Postgres(pool) => sqlx::query_scalar("SELECT COUNT(*) FROM events").fetch_one(pool).await,
-            EventPool::Sqlite(pool) => sqlx::query_scalar("SELECT COUNT(*) FROM events").fetch_one(pool).await,
+            EventPool::Postgres(pool) => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM events")
+                    .fetch_one(pool)
+                    .await
+            }
+            EventPool::Sqlite(pool) => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM events")
+                    .fetch_one(pool)
+                    .await
+            }
         }
     }
 }
@@ -231,4 +240,44 @@ fn lite_row(r: sqlx::sqlite::SqliteRow) -> Result<StoredEvent, sqlx::Error> {
             .map(|t| t.with_timezone(&Utc))
             .map_err(|e| sqlx::Error::Decode(format!("recorded_at: {e}").into()))?,
     })
+}
+
+impl Feed {
+    /// Where the aggregate's latest event sits in the feed (`None` if it has none).
+    pub async fn last_position_of(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Option<Position>, sqlx::Error> {
+        match &self.pool {
+            EventPool::Postgres(pool) => {
+                let row = sqlx::query(
+                    "SELECT transaction_id::text AS tx, global_position FROM events
+                      WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence DESC LIMIT 1",
+                )
+                .bind(aggregate_type)
+                .bind(aggregate_id)
+                .fetch_optional(pool)
+                .await?;
+                row.map(|r| {
+                    Ok(Position {
+                        tx: parse_tx(r.try_get("tx")?)?,
+                        pos: r.try_get("global_position")?,
+                    })
+                })
+                .transpose()
+            }
+            EventPool::Sqlite(pool) => {
+                let pos: Option<i64> = sqlx::query_scalar(
+                    "SELECT global_position FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
+                      ORDER BY sequence DESC LIMIT 1",
+                )
+                .bind(aggregate_type)
+                .bind(aggregate_id)
+                .fetch_optional(pool)
+                .await?;
+                Ok(pos.map(|pos| Position { tx: 0, pos }))
+            }
+        }
+    }
 }

@@ -18,7 +18,11 @@ pub struct Metadata {
 }
 
 impl Metadata {
-    pub fn new(actor: impl Into<String>, workspace_id: impl Into<String>, correlation_id: impl Into<String>) -> Self {
+    pub fn new(
+        actor: impl Into<String>,
+        workspace_id: impl Into<String>,
+        correlation_id: impl Into<String>,
+    ) -> Self {
         Metadata {
             actor: actor.into(),
             workspace_id: workspace_id.into(),
@@ -54,7 +58,13 @@ impl Metadata {
 
     /// Read metadata back from the stored JSON object; missing fields become empty.
     pub fn from_json(value: &serde_json::Value) -> Metadata {
-        let get = |k: &str| value.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let get = |k: &str| {
+            value
+                .get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string()
+        };
         Metadata {
             actor: get("actor"),
             workspace_id: get("workspace_id"),

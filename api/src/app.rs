@@ -1,0 +1,264 @@
+//! The application: HTTP API plus its background loops, under one shutdown signal.
+
+use crate::auth::RequestId;
+use crate::config::Settings;
+use crate::error::ApiError;
+use crate::openapi::ApiDoc;
+use crate::routes::{audit, events, health, integrations, providers, tokens};
+use crate::state::AppState;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use secrecy::ExposeSecret;
+use std::net::SocketAddr;
+use std::time::Duration;
+use syncledger_bus::{LocalBus, NatsBus};
+use syncledger_projections::Runner;
+use syncledger_store::Store;
+use syncledger_vault::{MasterKey, Vault};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/health", get(health::health))
+        .route("/openapi.json", get(openapi))
+        .route("/providers", get(providers::list))
+        .route("/tokens", post(tokens::create).get(tokens::list))
+        .route("/tokens/{id}", axum::routing::delete(tokens::revoke))
+        .route(
+            "/integrations",
+            post(integrations::create).get(integrations::list),
+        )
+        .route(
+            "/integrations/{id}",
+            get(integrations::get)
+                .patch(integrations::update)
+                .delete(integrations::disconnect),
+        )
+        .route("/integrations/{id}/pause", post(integrations::pause))
+        .route("/integrations/{id}/resume", post(integrations::resume))
+        .route(
+            "/integrations/{id}/credentials",
+            post(integrations::credentials),
+        )
+        .route("/audit", get(audit::list))
+        .route("/audit/verify", get(audit::verify))
+        .route("/events/stream", get(events::stream));
+    Router::new()
+        .nest("/v1", v1)
+        .fallback(not_found)
+        .with_state(state)
+        .layer(middleware::from_fn(request_id))
+        .layer(RequestBodyLimitLayer::new(1024 * 1024))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            // The route template, never the raw path or query (which may carry ids or codes).
+            let route = req
+                .extensions()
+                .get::<axum::extract::MatchedPath>()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| "unmatched".into());
+            tracing::info_span!("request", method = %req.method(), route)
+        }))
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+/// One correlation id per request: taken from `x-request-id` if sane, else fresh.
+async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut resp = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] syncledger_store::StoreError),
+    #[error("key vault: {0}")]
+    Vault(#[from] syncledger_vault::VaultError),
+    #[error("NATS: {0}")]
+    Nats(#[from] syncledger_bus::BusError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Open the store and the vault as configured.
+pub async fn open(settings: &Settings) -> Result<(Store, Vault), StartError> {
+    let store = Store::open(&settings.store_config()).await?;
+    let env_key = settings
+        .master_key
+        .as_ref()
+        .map(|k| k.expose_secret().to_string());
+    let master = MasterKey::load_or_create(env_key.as_deref(), &settings.data_dir)?;
+    let vault = Vault::new(store.any.clone(), master);
+    Ok((store, vault))
+}
+
+pub struct Application {
+    addr: SocketAddr,
+    listener: TcpListener,
+    state: AppState,
+    settings: Settings,
+}
+
+impl Application {
+    /// Open everything and bind the listener (port 0 picks a free port).
+    pub async fn build(settings: Settings) -> Result<Application, StartError> {
+        let (store, vault) = open(&settings).await?;
+        let listener =
+            TcpListener::bind(settings.addr)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: settings.addr,
+                    source,
+                })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: settings.addr,
+            source,
+        })?;
+        let nats = match &settings.nats_url {
+            Some(url) if !url.is_empty() => {
+                let nats = NatsBus::connect(url).await?;
+                nats.ensure_stream().await?;
+                Some(nats)
+            }
+            _ => None,
+        };
+        let state = AppState::new(
+            store,
+            vault,
+            LocalBus::new(),
+            nats,
+            settings.rate_limit_per_minute,
+            settings.public_url(addr),
+        );
+        Ok(Application {
+            addr,
+            listener,
+            state,
+            settings,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serve until `shutdown` turns true; then stop accepting, let requests and the
+    /// current projection batch finish, and return.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+        let state = self.state.clone();
+        let tasks = spawn_background(&state, &self.settings, shutdown.clone());
+        let mut stop = shutdown.clone();
+        let app = router(state).layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(60),
+        ));
+        let served = axum::serve(self.listener, app.into_make_service())
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+        for t in tasks {
+            if let Err(e) = t.await {
+                tracing::error!(error = %e, "background task ended abnormally");
+            }
+        }
+        served
+    }
+}
+
+fn spawn_background(
+    state: &AppState,
+    settings: &Settings,
+    shutdown: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    let runner = Runner::new(state.store.clone(), syncledger_projections::all())
+        .with_batch(settings.projection_batch);
+    let wake = state.projections_wake.clone();
+    let rx = shutdown.clone();
+    tasks.push(tokio::spawn(async move { runner.run(rx, wake).await }));
+    match &state.nats {
+        Some(nats) => {
+            let (store, nats, rx) = (state.store.clone(), nats.clone(), shutdown.clone());
+            tasks.push(tokio::spawn(syncledger_bus::run_nats_publisher(
+                store, nats, rx,
+            )));
+        }
+        None => {
+            let (feed, bus, rx) = (state.store.feed(), state.bus.clone(), shutdown.clone());
+            tasks.push(tokio::spawn(syncledger_bus::run_local_follower(
+                feed, bus, rx,
+            )));
+        }
+    }
+    tasks
+}
+
+/// A watch channel that turns true on SIGTERM or Ctrl-C.
+pub fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot listen for SIGTERM");
+                        let _ = ctrl_c.await;
+                        let _ = tx.send(true);
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutting down: finishing requests and the current batch");
+        let _ = tx.send(true);
+    });
+    rx
+}

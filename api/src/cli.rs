@@ -1,0 +1,264 @@
+//! The `syncledger` command line.
+
+use crate::app::{self, Application};
+use crate::config::{LogFormat, Settings};
+use crate::services;
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use syncledger_domain::Plan;
+use syncledger_vault::MasterKey;
+
+#[derive(Parser, Debug)]
+#[command(name = "syncledger", version, about = "Event-sourced CRM sync engine")]
+pub struct Cli {
+    /// Configuration file (default: ./syncledger.toml if present).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Log as text or JSON.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the HTTP API with its projection runner and event publisher.
+    Serve {
+        /// Listen address (default 127.0.0.1:8080).
+        #[arg(long)]
+        addr: Option<SocketAddr>,
+    },
+    /// Manage workspaces.
+    Workspace {
+        #[command(subcommand)]
+        command: WorkspaceCommand,
+    },
+    /// Manage encryption keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Rebuild projections from position zero into fresh tables, then swap them in.
+    Replay {
+        /// One projection (integration_status, audit_log); default all.
+        #[arg(long)]
+        projection: Option<String>,
+    },
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Measure throughput on the configured store.
+    Bench(crate::cli::BenchArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WorkspaceCommand {
+    /// Create a workspace; prints {"workspace_id":…,"admin_token":…}.
+    Create {
+        name: String,
+        #[arg(long, default_value = "starter")]
+        plan: Plan,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Generate a new master key and re-wrap every data key with it.
+    RotateMaster,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Recompute the hash chain; exits non-zero naming the first broken position.
+    Verify {
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Integration commands to run.
+    #[arg(long, default_value_t = 2000)]
+    pub commands: usize,
+    /// Events in the log to rebuild projections from.
+    #[arg(long, default_value_t = 200_000)]
+    pub events: usize,
+    /// Commands in flight at once.
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: usize,
+}
+
+pub async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(f) = cli.log_format {
+        settings.log_format = f;
+    }
+    crate::telemetry::init(settings.log_format);
+    match run(cli.command, settings).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, mut settings: Settings) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { addr } => {
+            if let Some(a) = addr {
+                settings.addr = a;
+            }
+            let app = Application::build(settings.clone()).await?;
+            tracing::info!(addr = %app.addr(), store = %settings.store_config().redacted_url(), "syncledger listening");
+            println!("listening on http://{}", app.addr());
+            app.run(app::shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Workspace {
+            command: WorkspaceCommand::Create { name, plan },
+        } => {
+            let (store, _vault) = app::open(&settings).await?;
+            let (workspace_id, token) = services::create_workspace(&store, &name, plan)
+                .await
+                .map_err(|e| anyhow::anyhow!(e.message))?;
+            #[derive(serde::Serialize)]
+            struct Created<'a> {
+                workspace_id: &'a str,
+                admin_token: &'a str,
+            }
+            let line = Created {
+                workspace_id: &workspace_id,
+                admin_token: &token.bearer,
+            };
+            println!("{}", serde_json::to_string(&line)?);
+            store.close().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys {
+            command: KeysCommand::RotateMaster,
+        } => rotate_master(&settings).await,
+        Command::Replay { projection } => replay(&settings, projection).await,
+        Command::Audit {
+            command: AuditCommand::Verify { workspace },
+        } => {
+            let (store, _) = app::open(&settings).await?;
+            syncledger_projections::Runner::new(store.clone(), syncledger_projections::all())
+                .catch_up()
+                .await?;
+            let report =
+                syncledger_projections::audit::verify(&store, workspace.as_deref()).await?;
+            store.close().await;
+            match report.broken {
+                None => {
+                    println!(
+                        "audit chain ok: {} event(s) in {} workspace(s)",
+                        report.checked, report.workspaces
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(b) => {
+                    println!(
+                        "audit chain BROKEN at position {} (workspace {}): {}",
+                        b.position, b.workspace_id, b.reason
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Bench(args) => crate::bench::run(&settings, args).await,
+    }
+}
+
+async fn replay(settings: &Settings, only: Option<String>) -> anyhow::Result<ExitCode> {
+    let (store, _) = app::open(settings).await?;
+    let projections = match only {
+        Some(name) => vec![syncledger_projections::by_name(&name)?],
+        None => syncledger_projections::all(),
+    };
+    let total = store.feed().count().await?;
+    for p in projections {
+        let bar = ProgressBar::new(total.max(0) as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{msg:20} [{bar:40}] {pos}/{len} events ({per_sec}, eta {eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_message(p.name());
+        let started = std::time::Instant::now();
+        let applied = syncledger_projections::rebuild::rebuild(
+            &store,
+            p.as_ref(),
+            settings.projection_batch,
+            &|n| bar.set_position(n.max(0) as u64),
+        )
+        .await?;
+        bar.finish();
+        println!(
+            "{}: rebuilt from {} event(s) in {:.2}s and swapped in",
+            p.name(),
+            applied,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// With a key file: the new key is written beside it first (`master.key.new`), the data keys
+/// are re-wrapped in one transaction, then the new file replaces the old. With
+/// `SYNCLEDGER_MASTER_KEY`: the new key is printed once; put it in the environment.
+async fn rotate_master(settings: &Settings) -> anyhow::Result<ExitCode> {
+    let (store, vault) = app::open(settings).await?;
+    let new = MasterKey::generate();
+    let from_env = settings.master_key.is_some();
+    let key_file = settings.data_dir.join("master.key");
+    let staged = settings.data_dir.join("master.key.new");
+    if !from_env {
+        write_private(&staged, &new.to_base64())?;
+    }
+    let printable = new.to_base64();
+    let new_id = new.id().to_string();
+    let count = vault.rotate_master(new).await?;
+    if from_env {
+        println!("re-wrapped {count} data key(s) with master key {new_id}");
+        println!("set SYNCLEDGER_MASTER_KEY to the new key before the next start:\n{printable}");
+    } else {
+        std::fs::rename(&staged, &key_file)?;
+        println!(
+            "re-wrapped {count} data key(s) with master key {new_id}; {} updated",
+            key_file.display()
+        );
+    }
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()
+}

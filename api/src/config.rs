@@ -1,0 +1,149 @@
+//! Layered configuration: defaults, then an optional `syncledger.toml`, then `SYNCLEDGER_*`
+//! environment variables (plus the conventional `DATABASE_URL` and `NATS_URL`).
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use syncledger_store::StoreConfig;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// Address the HTTP API listens on.
+    pub addr: SocketAddr,
+    /// The URL users and providers reach the API at (OAuth redirects); defaults to `http://{addr}`.
+    pub public_url: Option<String>,
+    /// Where the SQLite database and the master key file live.
+    pub data_dir: PathBuf,
+    /// `postgres://…` selects PostgreSQL; unset means SQLite in `data_dir`.
+    pub database_url: Option<SecretString>,
+    pub database_max_connections: u32,
+    /// Base64 of 32 bytes; unset means a key file in `data_dir`.
+    pub master_key: Option<SecretString>,
+    /// With NATS configured, committed events go to JetStream and SSE reads from it.
+    pub nats_url: Option<String>,
+    pub log_format: LogFormat,
+    /// Requests per minute allowed for each API token.
+    pub rate_limit_per_minute: u32,
+    /// Events per projection batch.
+    pub projection_batch: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            database_max_connections: 16,
+            master_key: None,
+            nats_url: None,
+            log_format: LogFormat::Text,
+            rate_limit_per_minute: 1200,
+            projection_batch: 500,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Invalid(#[from] config::ConfigError),
+}
+
+impl Settings {
+    /// Load from `file` (if it exists) and the environment.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let defaults = Settings::default();
+        let mut builder = config::Config::builder()
+            .set_default("addr", defaults.addr.to_string())?
+            .set_default("data_dir", defaults.data_dir.display().to_string())?
+            .set_default(
+                "database_max_connections",
+                defaults.database_max_connections,
+            )?
+            .set_default("log_format", "text")?
+            .set_default("rate_limit_per_minute", defaults.rate_limit_per_minute)?
+            .set_default("projection_batch", defaults.projection_batch)?;
+        let path = file
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("syncledger.toml"));
+        builder = builder.add_source(config::File::from(path).required(file.is_some()));
+        // Conventional names first, so SYNCLEDGER_* wins when both are set.
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            builder = builder.set_override_option("database_url", Some(url))?;
+        }
+        if let Ok(url) = std::env::var("NATS_URL") {
+            builder = builder.set_override_option("nats_url", Some(url))?;
+        }
+        for (key, var) in [
+            ("addr", "SYNCLEDGER_ADDR"),
+            ("public_url", "SYNCLEDGER_PUBLIC_URL"),
+            ("data_dir", "SYNCLEDGER_DATA_DIR"),
+            ("database_url", "SYNCLEDGER_DATABASE_URL"),
+            (
+                "database_max_connections",
+                "SYNCLEDGER_DATABASE_MAX_CONNECTIONS",
+            ),
+            ("master_key", "SYNCLEDGER_MASTER_KEY"),
+            ("nats_url", "SYNCLEDGER_NATS_URL"),
+            ("log_format", "SYNCLEDGER_LOG_FORMAT"),
+            ("rate_limit_per_minute", "SYNCLEDGER_RATE_LIMIT_PER_MINUTE"),
+            ("projection_batch", "SYNCLEDGER_PROJECTION_BATCH"),
+        ] {
+            if let Ok(v) = std::env::var(var) {
+                builder = builder.set_override(key, v)?;
+            }
+        }
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        Ok(settings)
+    }
+
+    pub fn store_config(&self) -> StoreConfig {
+        StoreConfig {
+            database_url: self
+                .database_url
+                .as_ref()
+                .map(|u| u.expose_secret().to_string())
+                .filter(|u| !u.is_empty()),
+            data_dir: self.data_dir.clone(),
+            max_connections: self.database_max_connections,
+        }
+    }
+
+    pub fn public_url(&self, bound: SocketAddr) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}"))
+            .trim_end_matches('/')
+            .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_prints_secrets() {
+        let s = Settings {
+            database_url: Some(SecretString::from("postgres://u:hunter2@h/db")),
+            master_key: Some(SecretString::from("c2VjcmV0LW1hc3Rlci1rZXk=")),
+            ..Settings::default()
+        };
+        let text = format!("{s:?}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("c2VjcmV0"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,167 @@
+//! API errors: `{"error":{"code":"…","message":"…"}}` with the right status.
+//! Domain failures become 4xx with their own words; infrastructure failures become a
+//! generic 500 whose cause is logged, never sent.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use syncledger_domain::{IntegrationError, WorkspaceError};
+use syncledger_store::CommandError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "validation_failed", message)
+    }
+
+    pub fn invalid_field(field: &str, message: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "validation_failed",
+            format!("{field}: {message}"),
+        )
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token is required",
+        )
+    }
+
+    pub fn forbidden(role: &str) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("role {role} may not do this"),
+        )
+    }
+
+    /// Log the cause; tell the client only that something went wrong.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "an internal error occurred; it has been logged",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+            },
+        };
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+impl From<syncledger_vault::VaultError> for ApiError {
+    fn from(e: syncledger_vault::VaultError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+impl From<syncledger_projections::ProjectionError> for ApiError {
+    fn from(e: syncledger_projections::ProjectionError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+impl From<WorkspaceError> for ApiError {
+    fn from(e: WorkspaceError) -> Self {
+        use WorkspaceError as W;
+        let (status, code) = match &e {
+            W::PlanLimit { .. } => (StatusCode::PAYMENT_REQUIRED, "plan_limit"),
+            W::DuplicateIntegrationName(_) => (StatusCode::CONFLICT, "duplicate_name"),
+            W::AlreadyExists => (StatusCode::CONFLICT, "already_exists"),
+            W::NotFound | W::TokenNotFound => (StatusCode::NOT_FOUND, "not_found"),
+            W::InvalidName | W::InvalidIntegrationName | W::InvalidTokenLabel => {
+                (StatusCode::BAD_REQUEST, "validation_failed")
+            }
+        };
+        let message = match &e {
+            W::InvalidIntegrationName => format!("name: {e}"),
+            W::InvalidTokenLabel => format!("label: {e}"),
+            _ => e.to_string(),
+        };
+        ApiError::new(status, code, message)
+    }
+}
+
+impl From<IntegrationError> for ApiError {
+    fn from(e: IntegrationError) -> Self {
+        let (status, code) = match &e {
+            IntegrationError::AlreadyExists => (StatusCode::CONFLICT, "already_exists"),
+            IntegrationError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            IntegrationError::Invalid { .. } => (StatusCode::BAD_REQUEST, "validation_failed"),
+            IntegrationError::InvalidTransition { .. } => {
+                (StatusCode::CONFLICT, "invalid_transition")
+            }
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl<E> From<CommandError<E>> for ApiError
+where
+    E: std::error::Error + Into<ApiError>,
+{
+    fn from(e: CommandError<E>) -> Self {
+        match e {
+            CommandError::Domain(d) => d.into(),
+            CommandError::Conflict => ApiError::new(
+                StatusCode::CONFLICT,
+                "version_conflict",
+                "the resource was changed concurrently; retry the request",
+            ),
+            CommandError::Store(cause) => ApiError::internal(cause),
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,34 @@
+//! The OpenAPI 3 document served at `GET /v1/openapi.json`.
+
+use crate::routes::{audit, events, health, integrations, providers, tokens};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "syncledger", description = "Event-sourced CRM sync engine: integrations, audit trail, live events."),
+    paths(
+        health::health,
+        providers::list,
+        tokens::create, tokens::list, tokens::revoke,
+        integrations::create, integrations::list, integrations::get, integrations::update,
+        integrations::pause, integrations::resume, integrations::disconnect, integrations::credentials,
+        audit::list, audit::verify,
+        events::stream,
+    ),
+    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
+    modifiers(&BearerAuth),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}

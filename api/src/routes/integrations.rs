@@ -1,0 +1,518 @@
+//! Integrations: create, list, read, change sync config, pause, resume, set credentials,
+//! disconnect. Commands go through the aggregate; reads come from the status projection.
+
+use crate::auth::{Caller, READERS, WRITERS};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Body, List, Page, Query};
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::Utc;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use syncledger_domain::integration::{CredentialKind, EncryptedSecret};
+use syncledger_domain::sync_config::{MAX_INTERVAL_MINUTES, MIN_INTERVAL_MINUTES};
+use syncledger_domain::{
+    Aggregate, ConflictStrategy, Direction, Entity, Frequency, Integration, IntegrationCommand,
+    Status, SyncConfig, WorkspaceCommand,
+};
+
+const PROJECTION: &str = "integration_status";
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FrequencyKind {
+    Manual,
+    Interval,
+    Daily,
+    Realtime,
+}
+
+/// The sync configuration as the API speaks it.
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfigBody {
+    /// pull, push or bidirectional.
+    #[schema(value_type = String, example = "bidirectional")]
+    pub direction: Direction,
+    pub frequency: FrequencyKind,
+    /// Required when frequency is `interval`: 15 to 1440.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_minutes: Option<u32>,
+    /// contacts and/or companies.
+    #[schema(value_type = Vec<String>, example = json!(["contacts", "companies"]))]
+    pub entities: Vec<Entity>,
+    /// last_write_wins, crm_wins, app_wins or manual_review.
+    #[schema(value_type = String, example = "manual_review")]
+    pub conflict_strategy: ConflictStrategy,
+}
+
+impl SyncConfigBody {
+    fn into_domain(self) -> ApiResult<SyncConfig> {
+        let frequency = match (self.frequency, self.interval_minutes) {
+            (FrequencyKind::Interval, Some(minutes)) => Frequency::Interval { minutes },
+            (FrequencyKind::Interval, None) => {
+                return Err(ApiError::invalid_field(
+                    "sync_config.interval_minutes",
+                    format!("is required when frequency is interval ({MIN_INTERVAL_MINUTES} to {MAX_INTERVAL_MINUTES})"),
+                ))
+            }
+            (_, Some(_)) => {
+                return Err(ApiError::invalid_field(
+                    "sync_config.interval_minutes",
+                    "is only allowed when frequency is interval",
+                ))
+            }
+            (FrequencyKind::Manual, None) => Frequency::Manual,
+            (FrequencyKind::Daily, None) => Frequency::Daily,
+            (FrequencyKind::Realtime, None) => Frequency::Realtime,
+        };
+        let config = SyncConfig {
+            direction: self.direction,
+            frequency,
+            entities: self.entities,
+            conflict_strategy: self.conflict_strategy,
+        };
+        config
+            .validate()
+            .map_err(|e| ApiError::invalid_field(e.field, e.message))?;
+        Ok(config)
+    }
+
+    fn from_domain(c: &SyncConfig) -> Self {
+        let (frequency, interval_minutes) = match c.frequency {
+            Frequency::Manual => (FrequencyKind::Manual, None),
+            Frequency::Interval { minutes } => (FrequencyKind::Interval, Some(minutes)),
+            Frequency::Daily => (FrequencyKind::Daily, None),
+            Frequency::Realtime => (FrequencyKind::Realtime, None),
+        };
+        SyncConfigBody {
+            direction: c.direction,
+            frequency,
+            interval_minutes,
+            entities: c.entities.clone(),
+            conflict_strategy: c.conflict_strategy,
+        }
+    }
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateIntegration {
+    /// A provider id from `GET /v1/providers`.
+    pub provider: String,
+    /// Unique in the workspace.
+    pub name: String,
+    pub sync_config: SyncConfigBody,
+    /// Override the provider's API base URL (`https://`, or `http://` on loopback).
+    #[serde(default)]
+    pub base_url: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateIntegration {
+    pub sync_config: SyncConfigBody,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct IntegrationView {
+    pub id: String,
+    pub provider: String,
+    pub name: String,
+    /// pending_auth, connected, paused, error or disconnected.
+    pub status: String,
+    pub sync_config: SyncConfigBody,
+    pub base_url: Option<String>,
+    pub last_error: Option<String>,
+    /// oauth2, api_key or basic: never the credential itself.
+    pub credential_kind: Option<String>,
+    pub credentials_expire_at: Option<String>,
+    pub last_sync_at: Option<String>,
+    pub next_sync_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub version: i64,
+}
+
+/// RFC 3339 in UTC, to the second, as every API time is.
+fn api_time(stored: Option<String>) -> Option<String> {
+    stored
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok())
+        .map(|t| {
+            t.with_timezone(&Utc)
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        })
+}
+
+fn view(r: &sqlx::any::AnyRow) -> ApiResult<IntegrationView> {
+    let config: String = r.try_get("sync_config")?;
+    let config: SyncConfig = serde_json::from_str(&config).map_err(ApiError::internal)?;
+    Ok(IntegrationView {
+        id: r.try_get("id")?,
+        provider: r.try_get("provider")?,
+        name: r.try_get("name")?,
+        status: r.try_get("status")?,
+        sync_config: SyncConfigBody::from_domain(&config),
+        base_url: r.try_get("base_url")?,
+        last_error: r.try_get("last_error")?,
+        credential_kind: r.try_get("credential_kind")?,
+        credentials_expire_at: api_time(r.try_get("credentials_expire_at")?),
+        last_sync_at: api_time(r.try_get("last_sync_at")?),
+        next_sync_at: api_time(r.try_get("next_sync_at")?),
+        created_at: api_time(r.try_get("created_at")?).unwrap_or_default(),
+        updated_at: api_time(r.try_get("updated_at")?).unwrap_or_default(),
+        version: r.try_get("version")?,
+    })
+}
+
+const COLUMNS: &str =
+    "id, provider, name, status, sync_config, base_url, last_error, credential_kind,
+    credentials_expire_at, last_sync_at, next_sync_at, created_at, updated_at, version";
+
+async fn read(state: &AppState, caller: &Caller, id: &str) -> ApiResult<IntegrationView> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM integration_status WHERE id = $1 AND workspace_id = $2"
+    ))
+    .bind(id)
+    .bind(&caller.workspace_id)
+    .fetch_optional(&state.store.any)
+    .await?
+    .ok_or_else(|| ApiError::not_found("integration"))?;
+    view(&row)
+}
+
+/// The aggregate, if it exists and belongs to the caller's workspace (else 404).
+async fn owned(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Integration> {
+    let i = state.integrations.load(id).await?;
+    if i.id.is_none() || i.workspace_id != caller.workspace_id {
+        return Err(ApiError::not_found("integration"));
+    }
+    Ok(i)
+}
+
+/// Run a command on an integration of the caller's workspace and answer with its new view.
+async fn command(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    cmd: IntegrationCommand,
+) -> ApiResult<IntegrationView> {
+    owned(state, caller, id).await?;
+    state
+        .integrations
+        .execute(id, cmd, &caller.metadata())
+        .await?;
+    state.settle(PROJECTION, Integration::TYPE, id).await?;
+    read(state, caller, id).await
+}
+
+pub fn validate_base_url(url: &str) -> ApiResult<()> {
+    let bad = |m: &str| ApiError::invalid_field("base_url", m);
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(bad("must be an absolute http(s) URL"));
+    };
+    let host_port = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host_port.contains('@') {
+        return Err(bad("must not carry credentials"));
+    }
+    let host = if let Some(h) = host_port.strip_prefix('[') {
+        h.split(']').next().unwrap_or("")
+    } else {
+        host_port.rsplit_once(':').map_or(host_port, |(h, _)| h)
+    };
+    if host.is_empty() {
+        return Err(bad("must name a host"));
+    }
+    match scheme {
+        "https" => Ok(()),
+        "http" => {
+            let loopback = host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if loopback {
+                Ok(())
+            } else {
+                Err(bad("http:// is only allowed on loopback; use https://"))
+            }
+        }
+        _ => Err(bad("must use https:// (or http:// on loopback)")),
+    }
+}
+
+/// Create an integration (admin, operator). Counts against the workspace's plan.
+#[utoipa::path(post, path = "/v1/integrations", tag = "integrations", security(("bearer" = [])), request_body = CreateIntegration,
+    responses((status = 201, body = IntegrationView), (status = 400, body = crate::error::ErrorBody),
+               (status = 402, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(req): Body<CreateIntegration>,
+) -> ApiResult<(StatusCode, Json<IntegrationView>)> {
+    caller.require(WRITERS)?;
+    if syncledger_domain::provider::find(&req.provider).is_none() {
+        return Err(ApiError::invalid_field(
+            "provider",
+            format!("unknown provider {:?}; see GET /v1/providers", req.provider),
+        ));
+    }
+    if let Some(url) = &req.base_url {
+        validate_base_url(url)?;
+    }
+    let sync_config = req.sync_config.into_domain()?;
+    let id = uuid::Uuid::now_v7().to_string();
+    let meta = caller.metadata();
+    // The workspace decides the plan cap and the name's uniqueness; then the integration
+    // is created. If creation fails, the slot is given back.
+    state
+        .workspaces
+        .execute(
+            &caller.workspace_id,
+            WorkspaceCommand::ReserveIntegration {
+                integration_id: id.clone(),
+                name: req.name.clone(),
+            },
+            &meta,
+        )
+        .await?;
+    let created = state
+        .integrations
+        .execute(
+            &id,
+            IntegrationCommand::Create {
+                integration_id: id.clone(),
+                workspace_id: caller.workspace_id.clone(),
+                provider: req.provider,
+                name: req.name.trim().to_string(),
+                sync_config,
+                base_url: req.base_url,
+                at: Utc::now(),
+            },
+            &meta,
+        )
+        .await;
+    if let Err(e) = created {
+        let release = WorkspaceCommand::ReleaseIntegration {
+            integration_id: id.clone(),
+        };
+        if let Err(undo) = state
+            .workspaces
+            .execute(&caller.workspace_id, release, &meta)
+            .await
+        {
+            tracing::error!(error = %undo, integration_id = %id, "could not release an integration slot");
+        }
+        return Err(e.into());
+    }
+    state.settle(PROJECTION, Integration::TYPE, &id).await?;
+    Ok((StatusCode::CREATED, Json(read(&state, &caller, &id).await?)))
+}
+
+/// The workspace's integrations, oldest first.
+#[utoipa::path(get, path = "/v1/integrations", tag = "integrations", security(("bearer" = [])), params(Page),
+    responses((status = 200, body = inline(List<IntegrationView>))))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(page): Query<Page>,
+) -> ApiResult<Json<List<IntegrationView>>> {
+    caller.require(READERS)?;
+    let limit = page.limit()?;
+    let after = page.cursor()?.unwrap_or_default();
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM integration_status WHERE workspace_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+    ))
+    .bind(&caller.workspace_id)
+    .bind(after)
+    .bind(limit + 1)
+    .fetch_all(&state.store.any)
+    .await?;
+    let views = rows.iter().map(view).collect::<ApiResult<Vec<_>>>()?;
+    Ok(Json(List::page(views, limit, |v| v.id.clone())))
+}
+
+/// One integration.
+#[utoipa::path(get, path = "/v1/integrations/{id}", tag = "integrations", security(("bearer" = [])),
+    responses((status = 200, body = IntegrationView), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<IntegrationView>> {
+    caller.require(READERS)?;
+    Ok(Json(read(&state, &caller, &id).await?))
+}
+
+/// Change the sync configuration.
+#[utoipa::path(patch, path = "/v1/integrations/{id}", tag = "integrations", security(("bearer" = [])), request_body = UpdateIntegration,
+    responses((status = 200, body = IntegrationView), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(req): Body<UpdateIntegration>,
+) -> ApiResult<Json<IntegrationView>> {
+    caller.require(WRITERS)?;
+    let sync_config = req.sync_config.into_domain()?;
+    let cmd = IntegrationCommand::ChangeSyncConfig {
+        sync_config,
+        at: Utc::now(),
+    };
+    Ok(Json(command(&state, &caller, &id, cmd).await?))
+}
+
+/// Pause scheduled and triggered syncs.
+#[utoipa::path(post, path = "/v1/integrations/{id}/pause", tag = "integrations", security(("bearer" = [])),
+    responses((status = 200, body = IntegrationView), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn pause(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<IntegrationView>> {
+    caller.require(WRITERS)?;
+    let cmd = IntegrationCommand::Pause { at: Utc::now() };
+    Ok(Json(command(&state, &caller, &id, cmd).await?))
+}
+
+/// Resume a paused integration.
+#[utoipa::path(post, path = "/v1/integrations/{id}/resume", tag = "integrations", security(("bearer" = [])),
+    responses((status = 200, body = IntegrationView), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn resume(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<IntegrationView>> {
+    caller.require(WRITERS)?;
+    let cmd = IntegrationCommand::Resume { at: Utc::now() };
+    Ok(Json(command(&state, &caller, &id, cmd).await?))
+}
+
+/// Disconnect: the integration stops for good and frees its plan slot.
+#[utoipa::path(delete, path = "/v1/integrations/{id}", tag = "integrations", security(("bearer" = [])),
+    responses((status = 200, body = IntegrationView), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn disconnect(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<IntegrationView>> {
+    caller.require(WRITERS)?;
+    let cmd = IntegrationCommand::Disconnect {
+        reason: "disconnected through the API".into(),
+        at: Utc::now(),
+    };
+    let view = command(&state, &caller, &id, cmd).await?;
+    let release = WorkspaceCommand::ReleaseIntegration { integration_id: id };
+    state
+        .workspaces
+        .execute(&caller.workspace_id, release, &caller.metadata())
+        .await?;
+    Ok(Json(view))
+}
+
+/// An API key or basic-auth credentials. Stored encrypted; never returned.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum CredentialsBody {
+    ApiKey {
+        #[schema(value_type = String)]
+        api_key: SecretString,
+    },
+    Basic {
+        username: String,
+        #[schema(value_type = String)]
+        password: SecretString,
+    },
+}
+
+/// Set (or replace) an integration's API key or basic credentials.
+#[utoipa::path(post, path = "/v1/integrations/{id}/credentials", tag = "integrations", security(("bearer" = [])), request_body = CredentialsBody,
+    responses((status = 200, body = IntegrationView), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn credentials(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(req): Body<CredentialsBody>,
+) -> ApiResult<Json<IntegrationView>> {
+    caller.require(WRITERS)?;
+    let integration = owned(&state, &caller, &id).await?;
+    let (kind, plaintext) = match req {
+        CredentialsBody::ApiKey { api_key } => {
+            if api_key.expose_secret().trim().is_empty() {
+                return Err(ApiError::invalid_field("api_key", "must not be empty"));
+            }
+            let body = serde_json::json!({ "api_key": api_key.expose_secret() });
+            (
+                CredentialKind::ApiKey,
+                zeroize::Zeroizing::new(body.to_string()),
+            )
+        }
+        CredentialsBody::Basic { username, password } => {
+            if username.trim().is_empty() {
+                return Err(ApiError::invalid_field("username", "must not be empty"));
+            }
+            let body =
+                serde_json::json!({ "username": username, "password": password.expose_secret() });
+            (
+                CredentialKind::Basic,
+                zeroize::Zeroizing::new(body.to_string()),
+            )
+        }
+    };
+    let sealed = state
+        .vault
+        .seal(&caller.workspace_id, plaintext.as_bytes())
+        .await?;
+    let secret = EncryptedSecret {
+        key_id: sealed.key_id,
+        nonce: sealed.nonce,
+        ciphertext: sealed.ciphertext,
+    };
+    let at = Utc::now();
+    let first = matches!(integration.status, Status::PendingAuth | Status::Error);
+    let cmd = if !first {
+        IntegrationCommand::RotateCredentials {
+            kind,
+            secret,
+            expires_at: None,
+            at,
+        }
+    } else {
+        IntegrationCommand::StoreCredentials {
+            kind,
+            secret,
+            expires_at: None,
+            at,
+        }
+    };
+    Ok(Json(command(&state, &caller, &id, cmd).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_base_url;
+
+    #[test]
+    fn base_urls_must_be_https_or_loopback_http() {
+        for ok in [
+            "https://api.hubapi.com",
+            "http://127.0.0.1:9000/x",
+            "http://localhost:1",
+            "http://[::1]:80",
+        ] {
+            assert!(validate_base_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://example.com",
+            "ftp://x",
+            "https://",
+            "http://10.0.0.1",
+            "notaurl",
+            "https://u:p@h",
+        ] {
+            assert!(validate_base_url(bad).is_err(), "{bad}");
+        }
+    }
+}

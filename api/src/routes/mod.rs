@@ -1,0 +1,6 @@
+pub mod audit;
+pub mod events;
+pub mod health;
+pub mod integrations;
+pub mod providers;
+pub mod tokens;

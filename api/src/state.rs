@@ -1,0 +1,102 @@
+//! What every request handler shares.
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+use syncledger_bus::{LocalBus, NatsBus};
+use syncledger_domain::{Integration, Workspace};
+use syncledger_projections::checkpoint;
+use syncledger_store::{Cqrs, Store};
+use syncledger_vault::Vault;
+use tokio::sync::Notify;
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+pub struct Inner {
+    pub store: Store,
+    pub vault: Vault,
+    pub workspaces: Cqrs<Workspace>,
+    pub integrations: Cqrs<Integration>,
+    pub bus: LocalBus,
+    pub nats: Option<NatsBus>,
+    /// Pokes the projection runner after each command.
+    pub projections_wake: Arc<Notify>,
+    pub limiter: DefaultKeyedRateLimiter<String>,
+    pub public_url: String,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+pub fn limiter(per_minute: u32) -> DefaultKeyedRateLimiter<String> {
+    let per_minute = NonZeroU32::new(per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
+    RateLimiter::keyed(Quota::per_minute(per_minute))
+}
+
+/// How long a command waits for the read models to show its effect before answering.
+const READ_YOUR_WRITES: Duration = Duration::from_secs(5);
+
+impl AppState {
+    pub fn new(
+        store: Store,
+        vault: Vault,
+        bus: LocalBus,
+        nats: Option<NatsBus>,
+        rate_limit_per_minute: u32,
+        public_url: String,
+    ) -> Self {
+        AppState(Arc::new(Inner {
+            workspaces: store.cqrs(),
+            integrations: store.cqrs(),
+            store,
+            vault,
+            bus,
+            nats,
+            projections_wake: Arc::new(Notify::new()),
+            limiter: limiter(rate_limit_per_minute),
+            public_url,
+        }))
+    }
+
+    /// After a command: wake the followers, then wait (bounded) until `projection` has
+    /// applied the aggregate's latest event, so the response and the next read agree.
+    pub async fn settle(
+        &self,
+        projection: &str,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<(), sqlx::Error> {
+        self.projections_wake.notify_waiters();
+        self.bus.notify();
+        let Some(target) = self
+            .store
+            .feed()
+            .last_position_of(aggregate_type, aggregate_id)
+            .await?
+        else {
+            return Ok(());
+        };
+        let deadline = tokio::time::Instant::now() + READ_YOUR_WRITES;
+        let mut delay = Duration::from_millis(2);
+        while tokio::time::Instant::now() < deadline {
+            let cp = checkpoint::read(&self.store.any, projection).await?;
+            if cp.is_some_and(|c| c.position >= target) {
+                return Ok(());
+            }
+            self.projections_wake.notify_waiters();
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(50));
+        }
+        tracing::warn!(
+            projection,
+            "read model did not catch up in time; answering anyway"
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,16 @@
+//! Logging: `tracing` to stderr, as text or JSON, filtered by `RUST_LOG` (default `info`).
+
+use crate::config::LogFormat;
+use tracing_subscriber::{fmt, EnvFilter};
+
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let result = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    // A second init (tests build several apps in one process) keeps the first subscriber.
+    drop(result);
+}
