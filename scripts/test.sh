@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Runs syncledger's whole test suite: formatting, lints, and every test on SQLite,
+# PostgreSQL and NATS JetStream. Brings up PostgreSQL and NATS when they are not running:
+# starts them if installed, and as root installs them from Debian's packages first.
+#
+#   scripts/test.sh            # everything
+#   scripts/test.sh --no-lint  # tests only
+#
+# Environment: SYNCLEDGER_TEST_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable),
+# NATS_URL (default nats://127.0.0.1:4222). With CI=true, a test that needs a missing server fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+lint=1
+[[ "${1:-}" == "--no-lint" ]] && lint=0
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() {
+  local port=$1 what=$2
+  for _ in $(seq 1 100); do
+    port_open "$port" && return 0
+    # Bounded wait for a server process we just started (not a test).
+    sleep 0.2
+  done
+  log "$what did not start listening on port $port"
+  return 1
+}
+
+apt_updated=0
+apt_install() {
+  if [[ $(id -u) -ne 0 ]]; then
+    log "$* is not installed and this is not root: install it, or run as root"
+    return 1
+  fi
+  if [[ $apt_updated -eq 0 ]]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_postgres() {
+  if port_open 5432; then return 0; fi
+  log "PostgreSQL is not running on 127.0.0.1:5432; starting it"
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    apt_install postgresql
+  fi
+  local version
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  local hba="/etc/postgresql/$version/main/pg_hba.conf"
+  # The tests connect as postgres over loopback without a password.
+  if [[ -w "$hba" ]] && ! grep -q '^host all all 127.0.0.1/32 trust' "$hba"; then
+    sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+  fi
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start || pg_ctlcluster "$version" main start
+  wait_port 5432 PostgreSQL
+}
+
+ensure_nats() {
+  if port_open 4222; then return 0; fi
+  log "NATS is not running on 127.0.0.1:4222; starting it with JetStream"
+  if ! command -v nats-server >/dev/null 2>&1 && [[ ! -x /usr/sbin/nats-server ]]; then
+    apt_install nats-server
+  fi
+  local bin
+  bin=$(command -v nats-server || echo /usr/sbin/nats-server)
+  local store="${TMPDIR:-/tmp}/syncledger-nats"
+  mkdir -p "$store"
+  nohup "$bin" -a 127.0.0.1 -p 4222 -js -sd "$store" >"$store/nats.log" 2>&1 &
+  wait_port 4222 NATS
+}
+
+ensure_postgres || { [[ "${CI:-}" == "true" ]] && exit 1; log "continuing without PostgreSQL (its tests will skip)"; }
+ensure_nats || { [[ "${CI:-}" == "true" ]] && exit 1; log "continuing without NATS (its tests will skip)"; }
+
+export SYNCLEDGER_TEST_PG_URL="${SYNCLEDGER_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}"
+export NATS_URL="${NATS_URL:-nats://127.0.0.1:4222}"
+
+if [[ $lint -eq 1 ]]; then
+  log "cargo fmt --check"
+  cargo fmt --all -- --check
+  log "cargo clippy"
+  cargo clippy --workspace --all-targets --locked -- -D warnings
+fi
+
+log "cargo test (SQLite, PostgreSQL, NATS)"
+cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"
