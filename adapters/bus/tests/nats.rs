@@ -37,17 +37,21 @@ impl Running {
     }
 }
 
-/// Wait until the publisher's checkpoint reaches the feed's head.
+/// Wait until the publisher's checkpoint covers every stored event and sits at the feed's
+/// head. (On PostgreSQL the visible head can lag behind commits while other transactions
+/// are open on the server, so the head is re-read on every poll.)
 async fn wait_for_checkpoint_at_head(store: &Store) {
-    let head = store.feed().head().await.expect("head");
+    let feed = store.feed();
+    let stored = feed.count().await.expect("count events");
     wait_until(
         CATCH_UP,
         "the NATS publisher checkpoint to reach the head",
         || async {
+            let head = feed.head().await.expect("head");
             load_checkpoint(&store.any, NATS_PUBLISHER_CHECKPOINT)
                 .await
                 .expect("read checkpoint")
-                .is_some_and(|cp| cp.position == head)
+                .is_some_and(|cp| cp.events == stored && cp.position == head)
         },
     )
     .await;

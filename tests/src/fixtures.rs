@@ -1,0 +1,150 @@
+//! Data seeded through the real command path (cqrs-es over the store), so tests see the
+//! same events, sequences and metadata the API would produce.
+
+use chrono::Utc;
+use syncledger_domain::integration::{CredentialKind, EncryptedSecret};
+use syncledger_domain::{
+    Frequency, IntegrationCommand, Plan, Status, SyncConfig, WorkspaceCommand,
+};
+use syncledger_domain::{Integration, Workspace};
+use syncledger_store::{Metadata, Store};
+
+#[derive(Clone, Debug)]
+pub struct SeededIntegration {
+    pub id: String,
+    pub name: String,
+    /// The status the commands left it in.
+    pub status: Status,
+    /// How many events it has (its last sequence).
+    pub events: i64,
+    /// Whether it syncs on a schedule (so a connected one has a next run).
+    pub scheduled: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct SeededWorkspace {
+    pub id: String,
+    pub name: String,
+    pub integrations: Vec<SeededIntegration>,
+}
+
+impl SeededWorkspace {
+    /// Events on the workspace aggregate plus on its integrations.
+    pub fn event_count(&self) -> i64 {
+        1 + self.integrations.len() as i64 + self.integrations.iter().map(|i| i.events).sum::<i64>()
+    }
+}
+
+/// Events produced by [`seed_workspace`].
+pub const EVENTS_PER_WORKSPACE: i64 = 15;
+
+fn metadata(workspace_id: &str) -> Metadata {
+    Metadata::new("user:test", workspace_id, uuid::Uuid::now_v7().to_string())
+}
+
+fn secret() -> EncryptedSecret {
+    EncryptedSecret {
+        key_id: "dk-test".into(),
+        nonce: "bm9uY2U=".into(),
+        ciphertext: "Y2lwaGVydGV4dA==".into(),
+    }
+}
+
+/// Every other integration syncs hourly, so the read model's schedule columns are filled.
+fn sync_config(k: usize) -> SyncConfig {
+    let frequency = if k % 2 == 1 {
+        Frequency::Interval { minutes: 60 }
+    } else {
+        Frequency::Manual
+    };
+    SyncConfig {
+        frequency,
+        ..SyncConfig::default()
+    }
+}
+
+/// A workspace named `name` (Enterprise plan) with four integrations, driven to
+/// pending_auth, connected, paused, and connected again after a pause and a resume.
+/// The workspace's name appears once in its `WorkspaceCreated` payload and once in each
+/// integration's name.
+pub async fn seed_workspace(store: &Store, name: &str) -> anyhow::Result<SeededWorkspace> {
+    let id = uuid::Uuid::now_v7().to_string();
+    let meta = metadata(&id);
+    let create = WorkspaceCommand::Create {
+        workspace_id: id.clone(),
+        name: name.to_string(),
+        plan: Plan::Enterprise,
+        at: Utc::now(),
+    };
+    store
+        .cqrs::<Workspace>()
+        .execute(&id, create, &meta)
+        .await?;
+    let mut integrations = Vec::new();
+    for (k, provider) in ["hubspot", "salesforce", "pipedrive", "zoho"]
+        .into_iter()
+        .enumerate()
+    {
+        let integration =
+            seed_integration(store, &id, &format!("{name} {provider}"), provider, k).await?;
+        integrations.push(integration);
+    }
+    Ok(SeededWorkspace {
+        id,
+        name: name.to_string(),
+        integrations,
+    })
+}
+
+/// Create an integration and run the first `steps` of: store credentials, pause, resume.
+async fn seed_integration(
+    store: &Store,
+    workspace_id: &str,
+    name: &str,
+    provider: &str,
+    steps: usize,
+) -> anyhow::Result<SeededIntegration> {
+    let id = uuid::Uuid::now_v7().to_string();
+    let meta = metadata(workspace_id);
+    let reserve = WorkspaceCommand::ReserveIntegration {
+        integration_id: id.clone(),
+        name: name.to_string(),
+    };
+    store
+        .cqrs::<Workspace>()
+        .execute(workspace_id, reserve, &meta)
+        .await?;
+    let mut commands = vec![IntegrationCommand::Create {
+        integration_id: id.clone(),
+        workspace_id: workspace_id.to_string(),
+        provider: provider.to_string(),
+        name: name.to_string(),
+        sync_config: sync_config(steps),
+        base_url: None,
+        at: Utc::now(),
+    }];
+    let lifecycle = [
+        IntegrationCommand::StoreCredentials {
+            kind: CredentialKind::ApiKey,
+            secret: secret(),
+            expires_at: None,
+            at: Utc::now(),
+        },
+        IntegrationCommand::Pause { at: Utc::now() },
+        IntegrationCommand::Resume { at: Utc::now() },
+    ];
+    commands.extend(lifecycle.into_iter().take(steps));
+    let events = commands.len() as i64;
+    let cqrs = store.cqrs::<Integration>();
+    for command in commands {
+        cqrs.execute(&id, command, &meta).await?;
+    }
+    let status = cqrs.load(&id).await?.status;
+    Ok(SeededIntegration {
+        id,
+        name: name.to_string(),
+        status,
+        events,
+        scheduled: sync_config(steps).frequency.period_minutes().is_some(),
+    })
+}

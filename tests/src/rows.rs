@@ -1,0 +1,28 @@
+//! Table contents as plain strings, for comparing a table before and after an operation.
+
+use sqlx::{AnyPool, Column, Row};
+
+/// Every row of `table` ordered by `order_by`, each cell rendered as text (`NULL` for null).
+pub async fn dump(pool: &AnyPool, table: &str, order_by: &str) -> anyhow::Result<Vec<Vec<String>>> {
+    let rows = sqlx::query(&format!("SELECT * FROM {table} ORDER BY {order_by}"))
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(render_row).collect()
+}
+
+fn render_row(row: &sqlx::any::AnyRow) -> anyhow::Result<Vec<String>> {
+    (0..row.columns().len())
+        .map(|i| render_cell(row, i))
+        .collect()
+}
+
+fn render_cell(row: &sqlx::any::AnyRow, i: usize) -> anyhow::Result<String> {
+    if let Ok(v) = row.try_get::<Option<String>, _>(i) {
+        return Ok(v.unwrap_or_else(|| "NULL".into()));
+    }
+    if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
+        return Ok(v.map_or_else(|| "NULL".into(), |n| n.to_string()));
+    }
+    let name = row.columns()[i].name();
+    anyhow::bail!("column {name} is neither text nor an integer")
+}

@@ -1,0 +1,9 @@
+//! Event store, feed, projections, audit chain, rebuild and migrations, on SQLite and
+//! PostgreSQL. One binary: this file only declares the modules.
+
+mod audit;
+mod feed;
+mod migrations;
+mod rebuild;
+mod runner;
+mod support;

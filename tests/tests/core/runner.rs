@@ -1,0 +1,137 @@
+//! The projection runner: exactly once across a stop mid-stream, a batch that never
+//! commits, and the follow loop under a shutdown signal.
+
+use crate::support::{assert_exactly_once, assert_status_rows, runner, snapshot};
+use std::sync::Arc;
+use std::time::Duration;
+use syncledger_projections::{checkpoint, Tables};
+use syncledger_store::Store;
+use syncledger_tests::fixtures::{seed_workspace, EVENTS_PER_WORKSPACE};
+use syncledger_tests::{feed_settled, wait_until, with_postgres, with_sqlite};
+use tokio::sync::{watch, Notify};
+
+/// A runner stopped after a few small batches, then a new runner on the same store:
+/// every event lands once, and the read model shows the commanded states.
+async fn restart_mid_stream(store: Store) -> anyhow::Result<()> {
+    let ws = seed_workspace(&store, "Acme").await?;
+    feed_settled(&store).await;
+    assert_eq!(ws.event_count(), EVENTS_PER_WORKSPACE);
+    {
+        let first = runner(&store, 3);
+        for p in syncledger_projections::all() {
+            assert_eq!(first.step(&*p).await?, 3);
+            assert_eq!(first.step(&*p).await?, 3);
+        }
+    }
+    for p in syncledger_projections::all() {
+        let cp = checkpoint::read(&store.any, p.name())
+            .await?
+            .unwrap_or_default();
+        assert_eq!(cp.events, 6, "{} stopped after two batches", p.name());
+    }
+    let second = runner(&store, 3);
+    assert_eq!(
+        second.catch_up().await?,
+        2 * (EVENTS_PER_WORKSPACE as usize - 6)
+    );
+    assert_exactly_once(&store).await?;
+    assert_status_rows(&store, &[ws]).await?;
+    assert_eq!(second.catch_up().await?, 0, "nothing left to apply");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_runner_restarted_mid_stream_applies_each_event_once() -> anyhow::Result<()> {
+    with_sqlite(restart_mid_stream).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_runner_restarted_mid_stream_applies_each_event_once() -> anyhow::Result<()> {
+    with_postgres(restart_mid_stream).await
+}
+
+/// A crash mid-batch: the runner's transaction applied a batch and was dropped without
+/// committing. Nothing may change, and a later catch-up applies every event once.
+async fn uncommitted_batch(store: Store) -> anyhow::Result<()> {
+    let ws = seed_workspace(&store, "Acme").await?;
+    feed_settled(&store).await;
+    let live = runner(&store, 4);
+    for p in syncledger_projections::all() {
+        live.step(&*p).await?;
+    }
+    let before = snapshot(&store).await?;
+    for p in syncledger_projections::all() {
+        let mut tx = store.any.begin().await?;
+        let cp = checkpoint::lock(&mut tx, p.name()).await?;
+        let events = store.feed().read(cp.position, 100).await?;
+        assert!(!events.is_empty());
+        p.apply(&mut tx, &Tables::live(p.tables()), &events).await?;
+        drop(tx);
+    }
+    assert_eq!(
+        snapshot(&store).await?,
+        before,
+        "an uncommitted batch changed the read models"
+    );
+    live.catch_up().await?;
+    assert_exactly_once(&store).await?;
+    assert_status_rows(&store, &[ws]).await?;
+    let report = syncledger_projections::audit::verify(&store, None).await?;
+    assert_eq!(report.broken, None);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_uncommitted_batch_changes_nothing() -> anyhow::Result<()> {
+    with_sqlite(uncommitted_batch).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_uncommitted_batch_changes_nothing() -> anyhow::Result<()> {
+    with_postgres(uncommitted_batch).await
+}
+
+async fn audit_rows(store: &Store) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
+        .fetch_one(&store.any)
+        .await
+        .unwrap_or(-1)
+}
+
+/// `run` follows new events as they are appended and returns once shutdown is signalled.
+async fn follow_until_shutdown(store: Store) -> anyhow::Result<()> {
+    let (stop, shutdown) = watch::channel(false);
+    let wake = Arc::new(Notify::new());
+    let live = runner(&store, 5);
+    let task = tokio::spawn({
+        let wake = wake.clone();
+        async move { live.run(shutdown, wake).await }
+    });
+    let mut workspaces = Vec::new();
+    for name in ["Acme", "Globex"] {
+        workspaces.push(seed_workspace(&store, name).await?);
+        wake.notify_one();
+        let expected = EVENTS_PER_WORKSPACE * workspaces.len() as i64;
+        wait_until(
+            Duration::from_secs(20),
+            "the runner has applied every event",
+            || async { audit_rows(&store).await == expected },
+        )
+        .await;
+    }
+    stop.send(true)?;
+    tokio::time::timeout(Duration::from_secs(20), task).await??;
+    assert_exactly_once(&store).await?;
+    assert_status_rows(&store, &workspaces).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_runner_follows_the_feed_until_shutdown() -> anyhow::Result<()> {
+    with_sqlite(follow_until_shutdown).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_runner_follows_the_feed_until_shutdown() -> anyhow::Result<()> {
+    with_postgres(follow_until_shutdown).await
+}
