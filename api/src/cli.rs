@@ -82,8 +82,25 @@ pub enum AuditCommand {
     },
 }
 
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum BenchStore {
+    Sqlite,
+    Postgres,
+    Both,
+}
+
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
+    /// Which store(s) to measure; each run uses a fresh database.
+    #[arg(long, value_enum, default_value = "both")]
+    pub store: BenchStore,
+    /// PostgreSQL server (a database on it is created and dropped for the run).
+    #[arg(
+        long,
+        env = "SYNCLEDGER_BENCH_PG_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+    )]
+    pub pg_url: String,
     /// Integration commands to run.
     #[arg(long, default_value_t = 2000)]
     pub commands: usize,

@@ -80,6 +80,7 @@ impl Projection for AuditLog {
     ) -> Result<(), ProjectionError> {
         let table = tables.get(TABLE);
         let mut heads: HashMap<String, (i64, String)> = HashMap::new();
+        let mut rows: Vec<AuditInsert> = Vec::with_capacity(events.len());
         for e in events {
             let ws = e.workspace_id().to_string();
             let (seq, prev) = match heads.remove(&ws) {
@@ -87,35 +88,75 @@ impl Projection for AuditLog {
                 None => chain_head(conn, table, &ws).await?,
             };
             let hash = chain_hash(&prev, &canonical_bytes(&e.chained()));
-            let integration_id =
-                (e.aggregate_type == Integration::TYPE).then_some(e.aggregate_id.as_str());
-            sqlx::query(&format!(
-                "INSERT INTO {table} (workspace_id, chain_seq, position, recorded_at, aggregate_type, aggregate_id,
-                                      sequence, integration_id, actor, correlation_id, causation_id, action,
-                                      summary, prev_hash, hash)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
-            ))
-            .bind(&ws)
-            .bind(seq + 1)
-            .bind(e.position.pos)
-            .bind(rfc3339(event_time(e)))
-            .bind(&e.aggregate_type)
-            .bind(&e.aggregate_id)
-            .bind(e.sequence)
-            .bind(integration_id)
-            .bind(meta_str(e, "actor").unwrap_or("unknown"))
-            .bind(meta_str(e, "correlation_id").unwrap_or(""))
-            .bind(meta_str(e, "causation_id"))
-            .bind(&e.event_type)
-            .bind(summarize(e))
-            .bind(&prev)
-            .bind(&hash)
-            .execute(&mut *conn)
-            .await?;
-            heads.insert(ws, (seq + 1, hash));
+            heads.insert(ws.clone(), (seq + 1, hash.clone()));
+            rows.push(AuditInsert {
+                workspace_id: ws,
+                chain_seq: seq + 1,
+                event: e,
+                prev_hash: prev,
+                hash,
+            });
+        }
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            insert_rows(conn, table, chunk).await?;
         }
         Ok(())
     }
+}
+
+/// Rows per multi-row INSERT (15 parameters each, well under both databases' limits).
+const INSERT_CHUNK: usize = 200;
+
+struct AuditInsert<'a> {
+    workspace_id: String,
+    chain_seq: i64,
+    event: &'a StoredEvent,
+    prev_hash: String,
+    hash: String,
+}
+
+async fn insert_rows(
+    conn: &mut sqlx::AnyConnection,
+    table: &str,
+    rows: &[AuditInsert<'_>],
+) -> Result<(), sqlx::Error> {
+    let values: Vec<String> = (0..rows.len())
+        .map(|i| {
+            let params: Vec<String> = (1..=15).map(|k| format!("${}", i * 15 + k)).collect();
+            format!("({})", params.join(", "))
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO {table} (workspace_id, chain_seq, position, recorded_at, aggregate_type, aggregate_id,
+                              sequence, integration_id, actor, correlation_id, causation_id, action,
+                              summary, prev_hash, hash)
+         VALUES {}",
+        values.join(", ")
+    );
+    let mut q = sqlx::query(&sql);
+    for r in rows {
+        let e = r.event;
+        let integration_id =
+            (e.aggregate_type == Integration::TYPE).then(|| e.aggregate_id.clone());
+        q = q
+            .bind(r.workspace_id.clone())
+            .bind(r.chain_seq)
+            .bind(e.position.pos)
+            .bind(rfc3339(event_time(e)))
+            .bind(e.aggregate_type.clone())
+            .bind(e.aggregate_id.clone())
+            .bind(e.sequence)
+            .bind(integration_id)
+            .bind(meta_str(e, "actor").unwrap_or("unknown").to_string())
+            .bind(meta_str(e, "correlation_id").unwrap_or("").to_string())
+            .bind(meta_str(e, "causation_id").map(str::to_string))
+            .bind(e.event_type.clone())
+            .bind(summarize(e))
+            .bind(r.prev_hash.clone())
+            .bind(r.hash.clone());
+    }
+    q.execute(&mut *conn).await?;
+    Ok(())
 }
 
 /// Where verification found the chain broken.

@@ -116,6 +116,11 @@ async fn swap(
             }
         }
     }
+    let pg_index_names = if store.is_postgres() {
+        live_index_names(&mut tx, p.tables()).await?
+    } else {
+        Vec::new()
+    };
     for table in p.tables() {
         sqlx::query(&format!("DROP TABLE {table}"))
             .execute(&mut *tx)
@@ -130,10 +135,70 @@ async fn swap(
     for sql in index_sql {
         sqlx::query(&sql).execute(&mut *tx).await?;
     }
+    restore_index_names(&mut tx, pg_index_names).await?;
     checkpoint::save(&mut tx, p.name(), cp).await?;
     checkpoint::delete(&mut tx, key).await?;
     tx.commit().await?;
     Ok(tail)
+}
+
+/// An index of a live table: its name and its definition with the names taken out.
+type IndexName = (String, String, String);
+
+/// `(table, index name, shape)` for each index of the live tables (PostgreSQL).
+async fn live_index_names(
+    conn: &mut sqlx::AnyConnection,
+    tables: &[&'static str],
+) -> Result<Vec<IndexName>, ProjectionError> {
+    let mut out = Vec::new();
+    for table in tables {
+        let rows = sqlx::query("SELECT indexname::text AS indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = $1")
+            .bind(*table)
+            .fetch_all(&mut *conn)
+            .await?;
+        for r in rows {
+            let name: String = r.try_get("indexname")?;
+            let def: String = r.try_get("indexdef")?;
+            out.push((
+                table.to_string(),
+                name.clone(),
+                index_shape(&def, &name, table),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// The definition without the index and table names, to match an index with its copy.
+fn index_shape(def: &str, index: &str, table: &str) -> String {
+    def.replacen(index, "", 1).replace(table, "")
+}
+
+/// `CREATE TABLE … (LIKE … INCLUDING ALL)` names the copied indexes after the shadow
+/// table; once swapped in, give them back the names the migrations chose.
+async fn restore_index_names(
+    conn: &mut sqlx::AnyConnection,
+    live: Vec<IndexName>,
+) -> Result<(), ProjectionError> {
+    for (table, name, shape) in live {
+        let shadow = shadow_name(&table);
+        let rows = sqlx::query("SELECT indexname::text AS indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = $1")
+            .bind(&table)
+            .fetch_all(&mut *conn)
+            .await?;
+        for r in rows {
+            let current: String = r.try_get("indexname")?;
+            let def: String = r.try_get("indexdef")?;
+            let copied_shape = index_shape(&def, &current, &table).replace(&shadow, "");
+            if current != name && copied_shape == shape {
+                sqlx::query(&format!("ALTER INDEX {current} RENAME TO {name}"))
+                    .execute(&mut *conn)
+                    .await?;
+                break;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -404,10 +404,20 @@ pub async fn disconnect(
         at: Utc::now(),
     };
     let view = command(&state, &caller, &id, cmd).await?;
+    // The slot release is caused by the disconnection event.
+    let mut meta = caller.metadata();
+    if let Some(p) = state
+        .store
+        .feed()
+        .last_position_of(Integration::TYPE, &id)
+        .await?
+    {
+        meta = meta.caused_by(format!("event:{}", p.pos));
+    }
     let release = WorkspaceCommand::ReleaseIntegration { integration_id: id };
     state
         .workspaces
-        .execute(&caller.workspace_id, release, &caller.metadata())
+        .execute(&caller.workspace_id, release, &meta)
         .await?;
     Ok(Json(view))
 }

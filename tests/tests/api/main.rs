@@ -1,1 +1,16 @@
-fn main(){}
+//! The HTTP API end to end, on SQLite and PostgreSQL. One binary: this file only declares
+//! the modules.
+
+mod audit;
+mod concurrency;
+mod errors;
+mod events;
+mod health;
+mod helpers;
+mod integrations;
+mod isolation;
+mod openapi;
+mod rate_limit;
+mod read_your_writes;
+mod secrets;
+mod tokens;

@@ -1,0 +1,20 @@
+//! The `syncledger` binary end to end: workspace creation, serving and graceful shutdown,
+//! secrets kept out of logs and storage, audit verification, replay and master-key
+//! rotation, on SQLite and (when reachable) PostgreSQL.
+
+mod common;
+
+#[path = "cli/audit.rs"]
+mod audit;
+#[path = "cli/keys.rs"]
+mod keys;
+#[path = "cli/migrations.rs"]
+mod migrations;
+#[path = "cli/replay.rs"]
+mod replay;
+#[path = "cli/secrets.rs"]
+mod secrets;
+#[path = "cli/shutdown.rs"]
+mod shutdown;
+#[path = "cli/workspace.rs"]
+mod workspace;

@@ -1,0 +1,57 @@
+//! `audit verify` as the tests use it, and waiting for the projections to cover the log.
+
+use super::{describe, stdout, TestEnv};
+use std::process::Output;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How long the projections may take to cover every event.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
+const OK: &str = "audit chain ok: ";
+
+impl TestEnv {
+    /// `audit verify` with extra arguments.
+    pub async fn verify(&self, args: &[&str]) -> Output {
+        let mut all = vec!["audit", "verify"];
+        all.extend(args);
+        self.run(&all).await
+    }
+
+    /// `audit verify` must pass; its stdout.
+    pub async fn assert_verifies(&self) -> String {
+        let out = self.verify(&[]).await;
+        assert!(out.status.success(), "{}", describe(&out));
+        let text = stdout(&out);
+        assert!(text.starts_with(OK), "{text}");
+        text
+    }
+
+    /// Run `audit verify` (which first catches the projections up) until it has covered
+    /// every event; its stdout. On PostgreSQL the feed waits for every transaction in
+    /// flight on the server, in any database, so a busy server may hold it back a while.
+    pub async fn settle(&self) -> String {
+        let total = self.event_count().await;
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        let mut poll = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            poll.tick().await;
+            let ok = self.assert_verifies().await;
+            let checked = ok[OK.len()..].split(' ').next();
+            if checked.and_then(|n| n.parse::<i64>().ok()) == Some(total) {
+                return ok;
+            }
+            let late = Instant::now() > deadline;
+            assert!(!late, "after {SETTLE_TIMEOUT:?}: {ok} (of {total} events)");
+        }
+    }
+
+    pub async fn event_count(&self) -> i64 {
+        let store = self.store().await;
+        let n = sqlx::query_scalar("SELECT COUNT(*) FROM events")
+            .fetch_one(&store.any)
+            .await
+            .expect("count events");
+        store.close().await;
+        n
+    }
+}

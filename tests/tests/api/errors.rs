@@ -1,0 +1,531 @@
+//! Rejected requests: the right status, code and field, and nothing changed.
+
+use crate::helpers::{integration_body, on_both_backends, send, sync_config, Backend, TestApp};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+on_both_backends!(
+    invalid_bodies_are_refused_and_change_nothing,
+    invalid_queries_are_refused,
+    missing_bad_and_revoked_tokens_get_401,
+    roles_are_enforced,
+    unknown_ids_get_404
+);
+
+/// One request expected to fail.
+struct Case {
+    what: &'static str,
+    method: Method,
+    path: String,
+    body: Body,
+    status: StatusCode,
+    code: &'static str,
+    /// Text the error message must contain (usually the offending field).
+    needle: &'static str,
+}
+
+enum Body {
+    Json(Value),
+    Raw(&'static str),
+}
+
+fn with_config(field: &str, value: Value) -> Value {
+    let mut body = integration_body("Validated");
+    body["sync_config"][field] = value;
+    body
+}
+
+fn create(what: &'static str, body: Value, needle: &'static str) -> Case {
+    Case {
+        what,
+        method: Method::POST,
+        path: "/v1/integrations".into(),
+        body: Body::Json(body),
+        status: StatusCode::BAD_REQUEST,
+        code: "validation_failed",
+        needle,
+    }
+}
+
+fn cases(id: &str) -> Vec<Case> {
+    let mut unknown_field = integration_body("Validated");
+    unknown_field["colour"] = json!("red");
+    let mut no_interval = integration_body("Validated");
+    if let Some(c) = no_interval["sync_config"].as_object_mut() {
+        c.remove("interval_minutes");
+    }
+    let mut unknown_provider = integration_body("Validated");
+    unknown_provider["provider"] = json!("myspace");
+    let mut http_url = integration_body("Validated");
+    http_url["base_url"] = json!("http://example.com");
+    let mut userinfo_url = integration_body("Validated");
+    userinfo_url["base_url"] = json!("https://user:pw@api.example.com");
+    let mut blank_name = integration_body("Validated");
+    blank_name["name"] = json!("   ");
+    let mut long_name = integration_body("Validated");
+    long_name["name"] = json!("n".repeat(201));
+    let mut no_provider = integration_body("Validated");
+    if let Some(b) = no_provider.as_object_mut() {
+        b.remove("provider");
+    }
+    let creds = format!("/v1/integrations/{id}/credentials");
+    let patch = format!("/v1/integrations/{id}");
+    vec![
+        Case {
+            what: "malformed JSON",
+            method: Method::POST,
+            path: "/v1/integrations".into(),
+            body: Body::Raw(r#"{"provider": "hubspot", "name": "#),
+            status: StatusCode::BAD_REQUEST,
+            code: "malformed_json",
+            needle: "",
+        },
+        Case {
+            what: "malformed JSON on PATCH",
+            method: Method::PATCH,
+            path: patch.clone(),
+            body: Body::Raw("{not json"),
+            status: StatusCode::BAD_REQUEST,
+            code: "malformed_json",
+            needle: "",
+        },
+        create("unknown top-level field", unknown_field, "colour"),
+        create(
+            "unknown sync_config field",
+            with_config("colour", json!("red")),
+            "sync_config",
+        ),
+        create(
+            "interval below 15 minutes",
+            with_config("interval_minutes", json!(14)),
+            "sync_config.interval_minutes",
+        ),
+        create(
+            "interval above a day",
+            with_config("interval_minutes", json!(1441)),
+            "sync_config.interval_minutes",
+        ),
+        create(
+            "interval frequency without minutes",
+            no_interval,
+            "sync_config.interval_minutes",
+        ),
+        create(
+            "minutes with a daily frequency",
+            with_config("frequency", json!("daily")),
+            "sync_config.interval_minutes",
+        ),
+        create(
+            "no entities",
+            with_config("entities", json!([])),
+            "sync_config.entities",
+        ),
+        create(
+            "repeated entity",
+            with_config("entities", json!(["contacts", "contacts"])),
+            "sync_config.entities",
+        ),
+        create(
+            "unknown entity",
+            with_config("entities", json!(["deals"])),
+            "sync_config.entities",
+        ),
+        create(
+            "unknown direction",
+            with_config("direction", json!("sideways")),
+            "sync_config.direction",
+        ),
+        create(
+            "unknown conflict strategy",
+            with_config("conflict_strategy", json!("coin_flip")),
+            "sync_config.conflict_strategy",
+        ),
+        create("unknown provider", unknown_provider, "provider"),
+        create("missing provider", no_provider, "provider"),
+        create("plain http base_url", http_url, "base_url"),
+        create("base_url with credentials", userinfo_url, "base_url"),
+        create("blank name", blank_name, "name"),
+        create("name over 200 characters", long_name, "name"),
+        Case {
+            what: "invalid sync config on PATCH",
+            method: Method::PATCH,
+            path: patch.clone(),
+            body: Body::Json(json!({"sync_config": {
+                "direction": "pull", "frequency": "interval", "interval_minutes": 14,
+                "entities": ["contacts"], "conflict_strategy": "manual_review"}})),
+            status: StatusCode::BAD_REQUEST,
+            code: "validation_failed",
+            needle: "sync_config.interval_minutes",
+        },
+        Case {
+            what: "unknown field on PATCH",
+            method: Method::PATCH,
+            path: patch,
+            body: Body::Json(json!({"sync_config": sync_config(), "name": "renamed"})),
+            status: StatusCode::BAD_REQUEST,
+            code: "validation_failed",
+            needle: "name",
+        },
+        Case {
+            what: "empty API key",
+            method: Method::POST,
+            path: creds.clone(),
+            body: Body::Json(json!({"type": "api_key", "api_key": "  "})),
+            status: StatusCode::BAD_REQUEST,
+            code: "validation_failed",
+            needle: "api_key",
+        },
+        Case {
+            what: "unknown credential type",
+            method: Method::POST,
+            path: creds.clone(),
+            body: Body::Json(json!({"type": "telepathy", "api_key": "k"})),
+            status: StatusCode::BAD_REQUEST,
+            code: "validation_failed",
+            needle: "telepathy",
+        },
+        Case {
+            what: "basic without a username",
+            method: Method::POST,
+            path: creds,
+            body: Body::Json(json!({"type": "basic", "username": "", "password": "pw"})),
+            status: StatusCode::BAD_REQUEST,
+            code: "validation_failed",
+            needle: "username",
+        },
+        Case {
+            what: "unknown token role",
+            method: Method::POST,
+            path: "/v1/tokens".into(),
+            body: Body::Json(json!({"role": "superuser", "label": "x"})),
+            status: StatusCode::BAD_REQUEST,
+            code: "validation_failed",
+            needle: "role",
+        },
+        Case {
+            what: "token label over 200 characters",
+            method: Method::POST,
+            path: "/v1/tokens".into(),
+            body: Body::Json(json!({"role": "viewer", "label": "l".repeat(201)})),
+            status: StatusCode::BAD_REQUEST,
+            code: "validation_failed",
+            needle: "label",
+        },
+    ]
+}
+
+async fn invalid_bodies_are_refused_and_change_nothing(backend: Backend) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let id = app.create_integration(&app.admin, "Existing").await?;
+    let before = app.snapshot().await?;
+    for case in cases(&id) {
+        let rb = app.request(case.method.clone(), &case.path, &app.admin);
+        let rb = match case.body {
+            Body::Json(v) => rb.json(&v),
+            Body::Raw(s) => rb.header("content-type", "application/json").body(s),
+        };
+        let resp = send(rb).await?;
+        assert_eq!(resp.status, case.status, "{}: {}", case.what, resp.text);
+        assert_eq!(
+            resp.body["error"]["code"], case.code,
+            "{}: {}",
+            case.what, resp.text
+        );
+        let message = resp.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(case.needle),
+            "{}: message {message:?} should name {:?}",
+            case.what,
+            case.needle
+        );
+        assert_eq!(
+            app.snapshot().await?,
+            before,
+            "{} changed something",
+            case.what
+        );
+    }
+    // A body that is not declared JSON.
+    let text = app
+        .request(Method::POST, "/v1/integrations", &app.admin)
+        .header("content-type", "text/plain")
+        .body(integration_body("As text").to_string());
+    let resp = send(text).await?;
+    resp.expect_error(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "",
+    );
+    assert_eq!(app.snapshot().await?, before);
+    app.finish().await
+}
+
+async fn invalid_queries_are_refused(backend: Backend) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    for (path, needle) in [
+        ("/v1/integrations?limit=0", "limit"),
+        ("/v1/integrations?limit=501", "limit"),
+        ("/v1/integrations?limit=-1", "limit"),
+        ("/v1/integrations?limit=ten", "limit"),
+        ("/v1/integrations?cursor=%%%", "cursor"),
+        ("/v1/tokens?limit=0", "limit"),
+        ("/v1/audit?limit=0", "limit"),
+        ("/v1/audit?cursor=bm90LWEtbnVtYmVy", "cursor"),
+        ("/v1/audit?from=yesterday", "from"),
+        ("/v1/audit?to=2024-13-45", "to"),
+    ] {
+        let resp = app.get(path, &app.admin).await?;
+        resp.expect_error(StatusCode::BAD_REQUEST, "validation_failed", needle);
+    }
+    app.finish().await
+}
+
+async fn missing_bad_and_revoked_tokens_get_401(backend: Backend) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let (viewer_id, viewer) = app.issue_token("viewer").await?;
+    let (_, secret) = viewer.rsplit_once('_').unwrap_or_default();
+    let wrong_secret = viewer.replace(secret, &"0".repeat(secret.len()));
+    let before = app.snapshot().await?;
+    let headers = [
+        None,
+        Some("Bearer".to_string()),
+        Some("Bearer garbage".to_string()),
+        Some("Bearer slk_abc_def".to_string()),
+        Some(format!("Bearer {wrong_secret}")),
+        Some(format!("Basic {viewer}")),
+        Some(format!("bearer{viewer}")),
+    ];
+    for header in &headers {
+        for (method, path) in [
+            (Method::GET, "/v1/integrations"),
+            (Method::POST, "/v1/integrations"),
+            (Method::GET, "/v1/audit"),
+            (Method::GET, "/v1/tokens"),
+            (Method::GET, "/v1/events/stream"),
+        ] {
+            let mut rb = app
+                .client
+                .request(method.clone(), app.url(path))
+                .json(&integration_body("Unauthorized"));
+            if let Some(h) = header {
+                rb = rb.header("authorization", h);
+            }
+            let resp = send(rb).await?;
+            assert_eq!(
+                resp.status,
+                StatusCode::UNAUTHORIZED,
+                "{header:?} {method} {path}"
+            );
+            assert_eq!(resp.body["error"]["code"], "unauthorized");
+        }
+    }
+    assert_eq!(
+        app.snapshot().await?,
+        before,
+        "unauthorized requests changed something"
+    );
+
+    app.get("/v1/integrations", &viewer)
+        .await?
+        .expect(StatusCode::OK);
+    let revoke = app
+        .delete(&format!("/v1/tokens/{viewer_id}"), &app.admin)
+        .await?;
+    revoke.expect(StatusCode::NO_CONTENT);
+    let revoked = app.get("/v1/integrations", &viewer).await?;
+    revoked.expect_error(StatusCode::UNAUTHORIZED, "unauthorized", "");
+    app.finish().await
+}
+
+async fn roles_are_enforced(backend: Backend) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let (_, viewer) = app.issue_token("viewer").await?;
+    let (_, operator) = app.issue_token("operator").await?;
+    let (auditor_id, auditor) = app.issue_token("auditor").await?;
+    let id = app.create_integration(&operator, "Operated").await?;
+    app.set_api_key(&operator, &id, "sk_live_operated").await?;
+    let one = format!("/v1/integrations/{id}");
+    let forbidden: Vec<(&str, Method, String, Option<Value>)> = vec![
+        (
+            "viewer",
+            Method::POST,
+            "/v1/integrations".into(),
+            Some(integration_body("V")),
+        ),
+        (
+            "viewer",
+            Method::PATCH,
+            one.clone(),
+            Some(json!({"sync_config": sync_config()})),
+        ),
+        ("viewer", Method::POST, format!("{one}/pause"), None),
+        ("viewer", Method::DELETE, one.clone(), None),
+        (
+            "viewer",
+            Method::POST,
+            format!("{one}/credentials"),
+            Some(json!({"type": "api_key", "api_key": "k"})),
+        ),
+        ("viewer", Method::GET, "/v1/audit".into(), None),
+        ("viewer", Method::GET, "/v1/audit/verify".into(), None),
+        ("viewer", Method::GET, "/v1/tokens".into(), None),
+        (
+            "operator",
+            Method::POST,
+            "/v1/tokens".into(),
+            Some(json!({"role": "admin"})),
+        ),
+        ("operator", Method::GET, "/v1/tokens".into(), None),
+        (
+            "operator",
+            Method::DELETE,
+            format!("/v1/tokens/{auditor_id}"),
+            None,
+        ),
+        ("operator", Method::GET, "/v1/audit".into(), None),
+        ("auditor", Method::GET, "/v1/integrations".into(), None),
+        ("auditor", Method::GET, one.clone(), None),
+        (
+            "auditor",
+            Method::POST,
+            "/v1/integrations".into(),
+            Some(integration_body("A")),
+        ),
+        ("auditor", Method::POST, format!("{one}/pause"), None),
+        ("auditor", Method::GET, "/v1/tokens".into(), None),
+        ("auditor", Method::GET, "/v1/events/stream".into(), None),
+    ];
+    let token_of = |role: &str| match role {
+        "viewer" => viewer.clone(),
+        "operator" => operator.clone(),
+        _ => auditor.clone(),
+    };
+    let before = app.snapshot().await?;
+    for (role, method, path, body) in forbidden {
+        let mut rb = app.request(method.clone(), &path, &token_of(role));
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let resp = send(rb).await?;
+        assert_eq!(
+            resp.status,
+            StatusCode::FORBIDDEN,
+            "{role} {method} {path}: {}",
+            resp.text
+        );
+        assert_eq!(resp.body["error"]["code"], "forbidden");
+        assert_eq!(
+            app.snapshot().await?,
+            before,
+            "{role} {method} {path} changed something"
+        );
+    }
+    // And what each role may do.
+    app.get("/v1/integrations", &viewer)
+        .await?
+        .expect(StatusCode::OK);
+    app.get(&one, &viewer).await?.expect(StatusCode::OK);
+    app.get("/v1/providers", &viewer)
+        .await?
+        .expect(StatusCode::OK);
+    app.post_empty(&format!("{one}/pause"), &operator)
+        .await?
+        .expect(StatusCode::OK);
+    app.get("/v1/audit", &auditor).await?.expect(StatusCode::OK);
+    app.get("/v1/audit/verify", &auditor)
+        .await?
+        .expect(StatusCode::OK);
+    app.finish().await
+}
+
+async fn unknown_ids_get_404(backend: Backend) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    app.create_integration(&app.admin, "Known").await?;
+    let before = app.snapshot().await?;
+    for id in ["0190c4e2-9f5e-7a4b-8c1d-2e3f4a5b6c7d", "not-an-id"] {
+        let one = format!("/v1/integrations/{id}");
+        let requests: Vec<(Method, String, Option<Value>)> = vec![
+            (Method::GET, one.clone(), None),
+            (
+                Method::PATCH,
+                one.clone(),
+                Some(json!({"sync_config": sync_config()})),
+            ),
+            (Method::DELETE, one.clone(), None),
+            (Method::POST, format!("{one}/pause"), None),
+            (Method::POST, format!("{one}/resume"), None),
+            (
+                Method::POST,
+                format!("{one}/credentials"),
+                Some(json!({"type": "api_key", "api_key": "k"})),
+            ),
+            (Method::DELETE, format!("/v1/tokens/{id}"), None),
+        ];
+        for (method, path, body) in requests {
+            let mut rb = app.request(method.clone(), &path, &app.admin);
+            if let Some(b) = body {
+                rb = rb.json(&b);
+            }
+            let resp = send(rb).await?;
+            resp.expect_error(StatusCode::NOT_FOUND, "not_found", "");
+            assert_eq!(
+                app.snapshot().await?,
+                before,
+                "{method} {path} changed something"
+            );
+        }
+    }
+    app.finish().await
+}
+
+/// Errors raised outside the handlers (body limit, method routing) speak the same format.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "product bug: 413 answers text/plain `length limit exceeded` and 405 an empty body, \
+            not {\"error\":{\"code\",\"message\"}}"]
+async fn transport_errors_use_the_error_format() -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await? else {
+        return Ok(());
+    };
+    let before = app.snapshot().await?;
+    let huge = integration_body(&"x".repeat(2 * 1024 * 1024)).to_string();
+    let too_large = app
+        .request(Method::POST, "/v1/integrations", &app.admin)
+        .header("content-type", "application/json")
+        .body(huge);
+    let resp = send(too_large).await?;
+    assert_eq!(resp.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        resp.body["error"]["code"].is_string(),
+        "413 body: {}",
+        resp.text
+    );
+    for (method, path) in [
+        (Method::PUT, "/v1/integrations"),
+        (Method::POST, "/v1/health"),
+        (Method::GET, "/v1/integrations/x/pause"),
+    ] {
+        let resp = send(app.request(method.clone(), path, &app.admin)).await?;
+        assert_eq!(
+            resp.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        assert!(
+            resp.body["error"]["code"].is_string(),
+            "{method} {path} body: {:?}",
+            resp.text
+        );
+    }
+    assert_eq!(app.snapshot().await?, before);
+    app.finish().await
+}

@@ -1,0 +1,589 @@
+//! A running API on a fresh database, and small tools for talking to it.
+//!
+//! Every test spawns its own [`TestApp`]: a new SQLite directory or a new PostgreSQL
+//! database, a server on a free port, a workspace and its admin token. `finish` stops the
+//! server and drops the database; if a test fails first, `PgTestDb`'s `Drop` still does.
+
+use anyhow::{anyhow, bail, Context};
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use reqwest::header::HeaderMap;
+use reqwest::{Method, RequestBuilder, StatusCode};
+use secrecy::SecretString;
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use syncledger_api::state::AppState;
+use syncledger_api::{services, Application, Settings};
+use syncledger_domain::Plan;
+use syncledger_tests::{postgres_store, wait_until, PgTestDb};
+use tempfile::TempDir;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// How long any single wait in these tests may take before it counts as a failure.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates `mod sqlite { #[tokio::test] fn name() }` and `mod postgres { … }` for each
+/// `async fn name(backend: Backend) -> anyhow::Result<()>` of the calling module.
+macro_rules! on_both_backends {
+    ($($test:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() -> anyhow::Result<()> {
+                    super::$test(crate::helpers::Backend::Sqlite).await
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() -> anyhow::Result<()> {
+                    super::$test(crate::helpers::Backend::Postgres).await
+                }
+            )+
+        }
+    };
+}
+pub(crate) use on_both_backends;
+
+pub struct Options {
+    pub plan: Plan,
+    pub rate_limit_per_minute: u32,
+    pub nats_url: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            plan: Plan::Enterprise,
+            rate_limit_per_minute: Settings::default().rate_limit_per_minute,
+            nats_url: None,
+        }
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub data_dir: TempDir,
+    /// The workspace created at start, its admin token's id and bearer string.
+    pub workspace_id: String,
+    pub admin_id: String,
+    pub admin: String,
+    shutdown: watch::Sender<bool>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+    pg: Option<PgTestDb>,
+}
+
+/// A workspace made through the service layer, with its admin token.
+pub struct Tenant {
+    pub id: String,
+    pub admin_id: String,
+    pub admin: String,
+}
+
+fn api_error(e: syncledger_api::error::ApiError) -> anyhow::Error {
+    anyhow!("{} {}: {}", e.status, e.code, e.message)
+}
+
+impl TestApp {
+    /// `None` when the backend is PostgreSQL and it is unreachable outside CI.
+    pub async fn spawn(backend: Backend) -> anyhow::Result<Option<TestApp>> {
+        Self::spawn_with(backend, Options::default()).await
+    }
+
+    pub async fn spawn_with(backend: Backend, opts: Options) -> anyhow::Result<Option<TestApp>> {
+        let data_dir = tempfile::tempdir()?;
+        let pg = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => {
+                let Some((store, db)) = postgres_store().await else {
+                    return Ok(None);
+                };
+                // The test only needs the migrated database; the app opens its own pools.
+                store.close().await;
+                Some(db)
+            }
+        };
+        let settings = Settings {
+            addr: "127.0.0.1:0".parse()?,
+            data_dir: data_dir.path().to_path_buf(),
+            database_url: pg.as_ref().map(|db| SecretString::from(db.url.clone())),
+            database_max_connections: 8,
+            nats_url: opts.nats_url,
+            rate_limit_per_minute: opts.rate_limit_per_minute,
+            ..Settings::default()
+        };
+        let app = Application::build(settings)
+            .await
+            .context("build the application")?;
+        let base = format!("http://{}", app.addr());
+        let state = app.state();
+        let (shutdown, rx) = watch::channel(false);
+        let server = tokio::spawn(app.run(rx));
+        let (workspace_id, token) = services::create_workspace(&state.store, "Acme", opts.plan)
+            .await
+            .map_err(api_error)?;
+        let app = TestApp {
+            base,
+            client: reqwest::Client::builder().timeout(TIMEOUT).build()?,
+            state,
+            data_dir,
+            workspace_id,
+            admin_id: token.id,
+            admin: token.bearer,
+            shutdown,
+            server: Some(server),
+            pg,
+        };
+        app.wait_ready().await;
+        Ok(Some(app))
+    }
+
+    async fn wait_ready(&self) {
+        let (client, url) = (self.client.clone(), self.url("/v1/health"));
+        wait_until(TIMEOUT, "the API answers /v1/health", || {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                client
+                    .get(url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            }
+        })
+        .await;
+    }
+
+    /// Stop the server (it must stop within the timeout), close the pools, drop the database.
+    pub async fn finish(mut self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        if let Some(server) = self.server.take() {
+            let abort = server.abort_handle();
+            match tokio::time::timeout(TIMEOUT, server).await {
+                Ok(joined) => joined.context("server task")?.context("server")?,
+                Err(_) => {
+                    abort.abort();
+                    bail!("the server did not stop within {TIMEOUT:?} of the shutdown signal");
+                }
+            }
+        }
+        self.state.store.close().await;
+        if let Some(db) = self.pg.take() {
+            db.cleanup().await;
+        }
+        Ok(())
+    }
+
+    /// The URL of the test's PostgreSQL database, if it runs on one.
+    pub fn pg_url(&self) -> Option<String> {
+        self.pg.as_ref().map(|db| db.url.clone())
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A request with `Authorization: Bearer <token>` (none if `token` is empty).
+    pub fn request(&self, method: Method, path: &str, token: &str) -> RequestBuilder {
+        let rb = self.client.request(method, self.url(path));
+        if token.is_empty() {
+            rb
+        } else {
+            rb.bearer_auth(token)
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> anyhow::Result<Resp> {
+        send(self.request(Method::GET, path, token)).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> anyhow::Result<Resp> {
+        send(self.request(Method::POST, path, token).json(&body)).await
+    }
+
+    /// POST without a body (pause, resume).
+    pub async fn post_empty(&self, path: &str, token: &str) -> anyhow::Result<Resp> {
+        send(self.request(Method::POST, path, token)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> anyhow::Result<Resp> {
+        send(self.request(Method::PATCH, path, token).json(&body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> anyhow::Result<Resp> {
+        send(self.request(Method::DELETE, path, token)).await
+    }
+
+    /// Create an integration (asserting 201) and return its id.
+    pub async fn create_integration(&self, token: &str, name: &str) -> anyhow::Result<String> {
+        let resp = self
+            .post("/v1/integrations", token, integration_body(name))
+            .await?;
+        resp.expect(StatusCode::CREATED);
+        resp.str("id")
+    }
+
+    /// Store an API key on an integration (asserting 200).
+    pub async fn set_api_key(&self, token: &str, id: &str, key: &str) -> anyhow::Result<Resp> {
+        let body = json!({"type": "api_key", "api_key": key});
+        let resp = self
+            .post(&format!("/v1/integrations/{id}/credentials"), token, body)
+            .await?;
+        resp.expect(StatusCode::OK);
+        Ok(resp)
+    }
+
+    /// Issue a token through the API with the admin token; returns (id, bearer).
+    pub async fn issue_token(&self, role: &str) -> anyhow::Result<(String, String)> {
+        self.issue_token_as(&self.admin, role).await
+    }
+
+    pub async fn issue_token_as(
+        &self,
+        admin: &str,
+        role: &str,
+    ) -> anyhow::Result<(String, String)> {
+        let body = json!({"role": role, "label": format!("{role} token")});
+        let resp = self.post("/v1/tokens", admin, body).await?;
+        resp.expect(StatusCode::CREATED);
+        Ok((resp.str("id")?, resp.str("token")?))
+    }
+
+    /// Another workspace in the same database.
+    pub async fn new_workspace(&self, name: &str, plan: Plan) -> anyhow::Result<Tenant> {
+        let (id, token) = services::create_workspace(&self.state.store, name, plan)
+            .await
+            .map_err(api_error)?;
+        Ok(Tenant {
+            id,
+            admin_id: token.id,
+            admin: token.bearer,
+        })
+    }
+
+    /// Events in the whole store.
+    pub async fn event_count(&self) -> anyhow::Result<i64> {
+        Ok(self.state.store.feed().count().await?)
+    }
+
+    /// Every item of a paged list, following `next_cursor` with pages of `limit`.
+    pub async fn list_all(
+        &self,
+        path: &str,
+        token: &str,
+        query: &[(&str, &str)],
+        limit: usize,
+    ) -> anyhow::Result<Vec<Value>> {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..1000 {
+            let limit = limit.to_string();
+            let mut q: Vec<(&str, &str)> = query.to_vec();
+            q.push(("limit", &limit));
+            if let Some(c) = &cursor {
+                q.push(("cursor", c));
+            }
+            let resp = send(self.request(Method::GET, path, token).query(&q)).await?;
+            resp.expect(StatusCode::OK);
+            let page = resp.body["data"].as_array().cloned().unwrap_or_default();
+            assert!(page.len() <= limit.parse::<usize>()?, "page over limit");
+            items.extend(page);
+            match resp.body["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_string()),
+                None => return Ok(items),
+            }
+        }
+        bail!("{path}: more than 1000 pages")
+    }
+
+    /// What a rejected request must leave as it was.
+    pub async fn snapshot(&self) -> anyhow::Result<Snapshot> {
+        Ok(Snapshot {
+            events: self.event_count().await?,
+            integrations: self
+                .list_all("/v1/integrations", &self.admin, &[], 500)
+                .await?,
+            tokens: self.list_all("/v1/tokens", &self.admin, &[], 500).await?,
+        })
+    }
+
+    /// Wait until every projection has applied every stored event. (On PostgreSQL the
+    /// feed's head can trail the last commit while any transaction in the cluster is open,
+    /// so this counts events rather than comparing with the head.)
+    pub async fn caught_up(&self) {
+        let store = self.state.store.clone();
+        wait_until(TIMEOUT, "the projections apply every stored event", || {
+            let store = store.clone();
+            async move {
+                let Ok(count) = store.feed().count().await else {
+                    return false;
+                };
+                for p in syncledger_projections::all() {
+                    let cp = syncledger_projections::checkpoint::read(&store.any, p.name()).await;
+                    if !matches!(cp, Ok(Some(cp)) if cp.events == count) {
+                        return false;
+                    }
+                }
+                true
+            }
+        })
+        .await;
+    }
+}
+
+#[derive(Debug, PartialEq)]
+pub struct Snapshot {
+    pub events: i64,
+    pub integrations: Vec<Value>,
+    pub tokens: Vec<Value>,
+}
+
+/// A response: status, headers, the body as text and (if it parses) as JSON.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub text: String,
+    pub body: Value,
+}
+
+pub async fn send(rb: RequestBuilder) -> anyhow::Result<Resp> {
+    let resp = rb.send().await.context("send the request")?;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.context("read the response body")?;
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Ok(Resp {
+        status,
+        headers,
+        text,
+        body,
+    })
+}
+
+impl Resp {
+    /// Assert the status, showing the body if it differs.
+    #[track_caller]
+    pub fn expect(&self, status: StatusCode) -> &Value {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        &self.body
+    }
+
+    /// Assert an error response: status, `error.code`, and a message containing `needle`.
+    #[track_caller]
+    pub fn expect_error(&self, status: StatusCode, code: &str, needle: &str) {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        assert_eq!(self.body["error"]["code"], code, "body: {}", self.text);
+        let message = self.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(needle),
+            "error message {message:?} should mention {needle:?}"
+        );
+    }
+
+    pub fn str(&self, field: &str) -> anyhow::Result<String> {
+        self.body[field]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("no string {field:?} in {}", self.text))
+    }
+}
+
+pub fn sync_config() -> Value {
+    json!({
+        "direction": "bidirectional",
+        "frequency": "interval",
+        "interval_minutes": 60,
+        "entities": ["contacts", "companies"],
+        "conflict_strategy": "manual_review"
+    })
+}
+
+pub fn integration_body(name: &str) -> Value {
+    json!({"provider": "hubspot", "name": name, "sync_config": sync_config()})
+}
+
+/// 32 random hex digits.
+pub fn random_hex() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// The NATS URL (`NATS_URL`, default the local server), or `None` with a note when it is
+/// unreachable outside CI; with `CI=true` an unreachable server fails the test.
+pub async fn require_nats() -> Option<String> {
+    let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let connect = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(5))
+        .connect(url.as_str());
+    match connect.await {
+        Ok(client) => {
+            drop(client);
+            Some(url)
+        }
+        Err(e) if syncledger_tests::require_ci_services() => {
+            panic!("NATS is required when CI=true: cannot connect to {url}: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipping: NATS is not reachable at {url} ({e})");
+            None
+        }
+    }
+}
+
+/// One server-sent event.
+#[derive(Clone, Debug)]
+pub struct SseEvent {
+    pub event: String,
+    pub id: String,
+    pub data: Value,
+    /// The frame as received, for searching.
+    pub raw: String,
+}
+
+/// A reader of `GET /v1/events/stream` that keeps every event it has seen.
+pub struct Sse {
+    stream: BoxStream<'static, reqwest::Result<Vec<u8>>>,
+    buf: Vec<u8>,
+    pub seen: Vec<SseEvent>,
+}
+
+impl Sse {
+    /// Open the stream; the server has subscribed once the response head is here.
+    pub async fn open(app: &TestApp, token: &str) -> anyhow::Result<Sse> {
+        let resp = app
+            .client
+            .get(app.url("/v1/events/stream"))
+            .bearer_auth(token)
+            // The client-wide timeout covers the whole body, and this body never ends.
+            .timeout(Duration::from_secs(3600))
+            .send()
+            .await?;
+        assert_eq!(resp.status(), StatusCode::OK, "open the event stream");
+        let ctype = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert!(ctype.starts_with("text/event-stream"), "{ctype}");
+        Ok(Sse {
+            stream: resp.bytes_stream().map(|c| c.map(|b| b.to_vec())).boxed(),
+            buf: Vec::new(),
+            seen: Vec::new(),
+        })
+    }
+
+    /// The next complete event, or `None` if `deadline` passes first.
+    async fn next_event(&mut self, deadline: Instant) -> anyhow::Result<Option<SseEvent>> {
+        loop {
+            if let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
+                let frame: Vec<u8> = self.buf.drain(..end + 2).collect();
+                if let Some(ev) = parse_frame(&String::from_utf8(frame)?)? {
+                    self.seen.push(ev.clone());
+                    return Ok(Some(ev));
+                }
+                continue;
+            }
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Err(_) => return Ok(None),
+                Ok(None) => bail!("the event stream ended"),
+                Ok(Some(chunk)) => self.buf.extend_from_slice(&chunk?),
+            }
+        }
+    }
+
+    /// Read until an event matches `pred`; fail if none does within [`TIMEOUT`].
+    pub async fn wait_for(
+        &mut self,
+        what: &str,
+        pred: impl Fn(&SseEvent) -> bool,
+    ) -> anyhow::Result<SseEvent> {
+        let deadline = Instant::now() + TIMEOUT;
+        while let Some(ev) = self.next_event(deadline).await? {
+            if pred(&ev) {
+                return Ok(ev);
+            }
+        }
+        bail!(
+            "no event {what} within {TIMEOUT:?}; saw {:?}",
+            self.seen.iter().map(|e| &e.event).collect::<Vec<_>>()
+        )
+    }
+}
+
+fn parse_frame(frame: &str) -> anyhow::Result<Option<SseEvent>> {
+    let (mut event, mut id, mut data) = (String::new(), String::new(), Vec::new());
+    for line in frame.lines() {
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match field {
+            "event" => event = value.to_string(),
+            "id" => id = value.to_string(),
+            "data" => data.push(value),
+            _ => {} // comments (keep-alives) and unknown fields
+        }
+    }
+    if data.is_empty() {
+        return Ok(None);
+    }
+    let data = serde_json::from_str(&data.join("\n")).context("SSE data is not JSON")?;
+    Ok(Some(SseEvent {
+        event,
+        id,
+        data,
+        raw: frame.to_string(),
+    }))
+}
+
+/// Everything the process logs from the first call on (DEBUG and up), for checking that no
+/// secret is ever written to a log line.
+pub fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let sink = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || LogSink(sink.clone()))
+            .finish();
+        if tracing::subscriber::set_global_default(subscriber).is_err() {
+            eprintln!("a global tracing subscriber was already set; logs are not captured");
+        }
+        buf
+    })
+    .clone()
+}
+
+struct LogSink(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut buf) = self.0.lock() {
+            buf.extend_from_slice(data);
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
