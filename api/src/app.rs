@@ -9,7 +9,7 @@ use crate::state::AppState;
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use secrecy::ExposeSecret;
@@ -59,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
         .layer(middleware::from_fn(request_id))
         .layer(RequestBodyLimitLayer::new(1024 * 1024))
+        .layer(middleware::map_response(json_errors))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             // The route template, never the raw path or query (which may carry ids or codes).
             let route = req
@@ -72,6 +73,33 @@ pub fn router(state: AppState) -> Router {
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
+}
+
+/// Errors produced below the handlers (wrong method, body too large) get the API's
+/// JSON error format too.
+async fn json_errors(resp: Response) -> Response {
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let status = resp.status();
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let (code, message) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "this endpoint does not accept that method",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ("payload_too_large", "the request body is larger than 1 MiB")
+        }
+        StatusCode::REQUEST_TIMEOUT => ("timeout", "the request took too long"),
+        s if s.is_server_error() => ("internal", "an internal error occurred; it has been logged"),
+        _ => ("bad_request", "the request could not be processed"),
+    };
+    ApiError::new(status, code, message).into_response()
 }
 
 async fn not_found() -> ApiError {
@@ -151,7 +179,14 @@ impl Application {
         })?;
         let nats = match &settings.nats_url {
             Some(url) if !url.is_empty() => {
-                let nats = NatsBus::connect(url).await?;
+                let mut config = syncledger_bus::NatsConfig::new(url.clone());
+                if let Some(stream) = &settings.nats_stream {
+                    config.stream = stream.clone();
+                }
+                if let Some(prefix) = &settings.nats_subject_prefix {
+                    config.subject_prefix = prefix.clone();
+                }
+                let nats = NatsBus::connect_with(config).await?;
                 nats.ensure_stream().await?;
                 Some(nats)
             }
@@ -233,32 +268,19 @@ fn spawn_background(
     tasks
 }
 
-/// A watch channel that turns true on SIGTERM or Ctrl-C.
-pub fn shutdown_signal() -> watch::Receiver<bool> {
+/// A watch channel that turns true on SIGTERM or Ctrl-C. The handlers are installed before
+/// this returns, so a signal that arrives right after start-up is never missed.
+pub fn shutdown_signal() -> std::io::Result<watch::Receiver<bool>> {
     let (tx, rx) = watch::channel(false);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot listen for SIGTERM");
-                        let _ = ctrl_c.await;
-                        let _ = tx.send(true);
-                        return;
-                    }
-                };
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            }
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-        #[cfg(not(unix))]
-        let _ = ctrl_c.await;
         tracing::info!("shutting down: finishing requests and the current batch");
         let _ = tx.send(true);
     });
-    rx
+    Ok(rx)
 }

@@ -140,10 +140,11 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<ExitCod
             if let Some(a) = addr {
                 settings.addr = a;
             }
+            let shutdown = app::shutdown_signal()?;
             let app = Application::build(settings.clone()).await?;
             tracing::info!(addr = %app.addr(), store = %settings.store_config().redacted_url(), "syncledger listening");
             println!("listening on http://{}", app.addr());
-            app.run(app::shutdown_signal()).await?;
+            app.run(shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Workspace {

@@ -30,6 +30,11 @@ pub struct Settings {
     pub master_key: Option<SecretString>,
     /// With NATS configured, committed events go to JetStream and SSE reads from it.
     pub nats_url: Option<String>,
+    /// JetStream stream name (default `SYNCLEDGER_EVENTS`). One stream per database: the
+    /// message id is the event's global position, which another database would reuse.
+    pub nats_stream: Option<String>,
+    /// Subject prefix (default `syncledger.events`).
+    pub nats_subject_prefix: Option<String>,
     pub log_format: LogFormat,
     /// Requests per minute allowed for each API token.
     pub rate_limit_per_minute: u32,
@@ -47,6 +52,8 @@ impl Default for Settings {
             database_max_connections: 16,
             master_key: None,
             nats_url: None,
+            nats_stream: None,
+            nats_subject_prefix: None,
             log_format: LogFormat::Text,
             rate_limit_per_minute: 1200,
             projection_batch: 500,
@@ -96,6 +103,8 @@ impl Settings {
             ),
             ("master_key", "SYNCLEDGER_MASTER_KEY"),
             ("nats_url", "SYNCLEDGER_NATS_URL"),
+            ("nats_stream", "SYNCLEDGER_NATS_STREAM"),
+            ("nats_subject_prefix", "SYNCLEDGER_NATS_SUBJECT_PREFIX"),
             ("log_format", "SYNCLEDGER_LOG_FORMAT"),
             ("rate_limit_per_minute", "SYNCLEDGER_RATE_LIMIT_PER_MINUTE"),
             ("projection_batch", "SYNCLEDGER_PROJECTION_BATCH"),

@@ -29,7 +29,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         }
         let bytes = Bytes::from_request(req, state)
             .await
-            .map_err(|_| ApiError::bad_request("the request body could not be read"))?;
+            .map_err(|e| match e.status() {
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                    axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the request body is larger than 1 MiB",
+                ),
+                _ => ApiError::bad_request("the request body could not be read"),
+            })?;
         parse_json(&bytes).map(Body)
     }
 }

@@ -308,6 +308,9 @@ pub struct Integration {
     pub credentials_expire_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub mappings: Vec<(Entity, Vec<FieldMapping>)>,
+    /// How many events the state has seen (the aggregate's sequence).
+    #[serde(default)]
+    pub version: i64,
 }
 
 fn validate_mappings(mappings: &[FieldMapping]) -> Result<(), IntegrationError> {
@@ -461,6 +464,7 @@ impl Aggregate for Integration {
 
     fn apply(&mut self, event: &IntegrationEvent) {
         use IntegrationEvent as E;
+        self.version += 1;
         match event {
             E::IntegrationCreated {
                 integration_id,

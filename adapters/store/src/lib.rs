@@ -24,15 +24,15 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("could not open the database: {0}")]
+    #[error("could not open the database")]
     Connect(#[source] sqlx::Error),
-    #[error("could not create the data directory {path}: {source}")]
+    #[error("could not create the data directory {path}")]
     DataDir {
         path: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("database migration failed: {0}")]
+    #[error("database migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
@@ -49,6 +49,10 @@ pub enum EventPool {
 #[derive(Clone, Debug)]
 pub struct Store {
     pub events: EventPool,
+    /// Feed readers get their own connections: on SQLite a projection batch holds the write
+    /// lock while it reads the feed, and command writers waiting on that lock must not be
+    /// able to take every connection the reader needs.
+    feed_pool: EventPool,
     /// Read models, tokens, keys and checkpoints, in SQL common to both dialects.
     pub any: AnyPool,
 }
@@ -82,18 +86,33 @@ impl Store {
             .connect(url)
             .await
             .map_err(StoreError::Connect)?;
+        let feed = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(PgConnectOptions::from_str(url).map_err(StoreError::Connect)?)
+            .await
+            .map_err(StoreError::Connect)?;
         Ok(Store {
             events: EventPool::Postgres(pg),
+            feed_pool: EventPool::Postgres(feed),
             any,
         })
     }
 
     async fn open_sqlite(path: &std::path::Path) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
-                path: dir.display().to_string(),
-                source,
-            })?;
+            // Private to the owner: the database holds ciphertext and token hashes.
+            use std::os::unix::fs::DirBuilderExt;
+            if !dir.as_os_str().is_empty() && !dir.exists() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(|source| StoreError::DataDir {
+                        path: dir.display().to_string(),
+                        source,
+                    })?;
+            }
         }
         // synchronous=FULL: a commit is on disk before it is acknowledged (nothing lost on
         // a machine crash), at a modest cost over NORMAL in WAL mode.
@@ -105,7 +124,13 @@ impl Store {
             .busy_timeout(Duration::from_secs(30));
         let sqlite = SqlitePoolOptions::new()
             .max_connections(8)
-            .connect_with(opts)
+            .connect_with(opts.clone())
+            .await
+            .map_err(StoreError::Connect)?;
+        // WAL readers never wait for the writer.
+        let feed = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts.read_only(true))
             .await
             .map_err(StoreError::Connect)?;
         let url = format!("sqlite://{}?mode=rwc", path.display());
@@ -127,17 +152,31 @@ impl Store {
             .map_err(StoreError::Connect)?;
         Ok(Store {
             events: EventPool::Sqlite(sqlite),
+            feed_pool: EventPool::Sqlite(feed),
             any,
         })
     }
 
     /// Apply every embedded migration not yet applied. Safe to run again.
+    ///
+    /// PostgreSQL serialises concurrent migrators with an advisory lock. SQLite has no such
+    /// lock in sqlx: two processes starting on a fresh file can race to record the same
+    /// migration, and the loser simply tries again, finding it applied.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        match &self.events {
-            EventPool::Postgres(pool) => PG_MIGRATIONS.run(pool).await?,
-            EventPool::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
+        let mut attempt = 0;
+        loop {
+            let result = match &self.events {
+                EventPool::Postgres(pool) => PG_MIGRATIONS.run(pool).await,
+                EventPool::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await,
+            };
+            match result {
+                Err(e) if attempt < 5 && !self.is_postgres() => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "migration raced another process; retrying");
+                }
+                other => return Ok(other?),
+            }
         }
-        Ok(())
     }
 
     pub fn is_postgres(&self) -> bool {
@@ -145,7 +184,7 @@ impl Store {
     }
 
     pub fn feed(&self) -> Feed {
-        Feed::new(self.events.clone())
+        Feed::new(self.feed_pool.clone())
     }
 
     pub fn cqrs<A: syncledger_domain::Aggregate + 'static>(&self) -> Cqrs<A> {
@@ -154,9 +193,11 @@ impl Store {
 
     pub async fn close(&self) {
         self.any.close().await;
-        match &self.events {
-            EventPool::Postgres(p) => p.close().await,
-            EventPool::Sqlite(p) => p.close().await,
+        for pool in [&self.events, &self.feed_pool] {
+            match pool {
+                EventPool::Postgres(p) => p.close().await,
+                EventPool::Sqlite(p) => p.close().await,
+            }
         }
     }
 }

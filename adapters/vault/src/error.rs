@@ -7,8 +7,15 @@ pub enum VaultError {
     InsecureKeyFile { path: String },
     #[error("no data key for this workspace (deleted or never created)")]
     KeyNotFound,
+    /// A stored data key is wrapped by master key `found`, but this vault
+    /// holds master key `expected`. Typically the master key was rotated by
+    /// another process (`syncledger keys rotate-master`) while this one kept
+    /// the old key in memory; creating a data key is refused in that case,
+    /// since wrapping it with the stale key would lose it.
     #[error(
-        "data key was wrapped by master key {found}, but the configured master key is {expected}"
+        "data key store uses master key {found}, but this process holds master key {expected}: \
+         the master key was probably rotated by another process; \
+         restart this process with the new master key"
     )]
     WrongMasterKey { expected: String, found: String },
     #[error("ciphertext failed authentication: it was altered, truncated, or belongs to another workspace")]

@@ -54,6 +54,11 @@ struct KeyRow {
 /// Clones share the master key and the cache of unwrapped data keys. The
 /// cache is per process: a data key shredded by another process stays
 /// usable here until this process restarts.
+///
+/// The master key is also held per process. If another process rotates it,
+/// this vault keeps opening data keys it has cached, but refuses to create
+/// a data key ([`VaultError::WrongMasterKey`]) rather than wrap it with the
+/// stale master key; the process must be restarted with the new key.
 #[derive(Clone)]
 pub struct Vault {
     pool: AnyPool,
@@ -191,7 +196,8 @@ impl Vault {
 
     /// Re-wraps every data key with `new_master` in one transaction; on
     /// success the vault uses `new_master` from then on. Sealed values are
-    /// untouched and keep opening. Returns the number of data keys re-wrapped.
+    /// untouched and keep opening. Returns the number of data keys re-wrapped
+    /// (keys already wrapped by `new_master` are left as they are).
     ///
     /// Fails with [`VaultError::WrongMasterKey`] (and changes nothing) if a
     /// data key is wrapped by a master key other than the current one.
@@ -200,38 +206,49 @@ impl Vault {
         // with the old master key meanwhile.
         let mut master = self.master.write().await;
         let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query(
-            "SELECT workspace_id, master_key_id, wrapped_key FROM data_keys ORDER BY workspace_id",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
         let rotated_at = now();
         let mut count = 0usize;
-        for row in rows {
-            let workspace_id: String = row.try_get("workspace_id")?;
-            let master_key_id: String = row.try_get("master_key_id")?;
-            let wrapped: String = row.try_get("wrapped_key")?;
-            if master_key_id != master.id() {
-                return Err(VaultError::WrongMasterKey {
-                    expected: master.id().to_owned(),
-                    found: master_key_id,
-                });
-            }
-            let key = unwrap_data_key(&master, &workspace_id, &wrapped)?;
-            let rewrapped = wrap_data_key(&new_master, &workspace_id, &key)?;
-            let res = sqlx::query(
-                "UPDATE data_keys SET master_key_id = $1, wrapped_key = $2, rotated_at = $3 \
-                 WHERE workspace_id = $4 AND master_key_id = $5",
+        // Repeated until every data key is wrapped by the new master: on
+        // PostgreSQL (READ COMMITTED) each statement sees data keys that
+        // other processes committed after this transaction began, and those
+        // are re-wrapped as well instead of being left under the old master.
+        loop {
+            let rows = sqlx::query(
+                "SELECT workspace_id, master_key_id, wrapped_key FROM data_keys \
+                 WHERE master_key_id <> $1 ORDER BY workspace_id",
             )
             .bind(new_master.id().to_owned())
-            .bind(rewrapped)
-            .bind(rotated_at.clone())
-            .bind(workspace_id)
-            .bind(master_key_id)
-            .execute(&mut *tx)
+            .fetch_all(&mut *tx)
             .await?;
-            if res.rows_affected() > 0 {
-                count += 1;
+            if rows.is_empty() {
+                break;
+            }
+            for row in rows {
+                let workspace_id: String = row.try_get("workspace_id")?;
+                let master_key_id: String = row.try_get("master_key_id")?;
+                let wrapped: String = row.try_get("wrapped_key")?;
+                if master_key_id != master.id() {
+                    return Err(VaultError::WrongMasterKey {
+                        expected: master.id().to_owned(),
+                        found: master_key_id,
+                    });
+                }
+                let key = unwrap_data_key(&master, &workspace_id, &wrapped)?;
+                let rewrapped = wrap_data_key(&new_master, &workspace_id, &key)?;
+                let res = sqlx::query(
+                    "UPDATE data_keys SET master_key_id = $1, wrapped_key = $2, rotated_at = $3 \
+                     WHERE workspace_id = $4 AND master_key_id = $5",
+                )
+                .bind(new_master.id().to_owned())
+                .bind(rewrapped)
+                .bind(rotated_at.clone())
+                .bind(workspace_id)
+                .bind(master_key_id)
+                .execute(&mut *tx)
+                .await?;
+                if res.rows_affected() > 0 {
+                    count += 1;
+                }
             }
         }
         tx.commit().await?;
@@ -337,6 +354,13 @@ impl Vault {
 
     /// Creates, wraps and stores a data key unless the workspace already
     /// has one (race safe via `ON CONFLICT DO NOTHING`).
+    ///
+    /// The insert is guarded, in the same statement, by "no stored data key
+    /// is wrapped by another master key": a vault whose master key was
+    /// rotated by another process (e.g. `syncledger keys rotate-master`
+    /// while the server runs) must not wrap a new data key with the stale
+    /// master, which would be lost with the old key file. That case fails
+    /// with [`VaultError::WrongMasterKey`] and stores nothing.
     async fn insert_new_key(
         &self,
         master: &MasterKey,
@@ -347,9 +371,13 @@ impl Vault {
         OsRng.fill_bytes(&mut id_bytes);
         let key_id = hex::encode(id_bytes);
         let wrapped = wrap_data_key(master, workspace_id, &key)?;
+        // An INSERT ... SELECT with an upsert clause needs the WHERE clause
+        // on SQLite to parse unambiguously; this one has it.
         let res = sqlx::query(
             "INSERT INTO data_keys (workspace_id, key_id, master_key_id, wrapped_key, created_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (workspace_id) DO NOTHING",
+             SELECT $1, $2, $3, $4, $5 \
+             WHERE NOT EXISTS (SELECT 1 FROM data_keys WHERE master_key_id <> $3) \
+             ON CONFLICT (workspace_id) DO NOTHING",
         )
         .bind(workspace_id.to_owned())
         .bind(key_id.clone())
@@ -360,7 +388,45 @@ impl Vault {
         .await?;
         if res.rows_affected() > 0 {
             tracing::info!(workspace_id, key_id = %key_id, "created workspace data key");
+            return Ok(());
         }
-        Ok(())
+        // Nothing inserted: either another vault created the workspace's key
+        // first (fine, the caller uses the stored one) or the guard refused.
+        if self.fetch_row(workspace_id).await?.is_some() {
+            return Ok(());
+        }
+        let found = self
+            .foreign_master_key_id(master)
+            .await?
+            // The conflicting row vanished meanwhile (shredded); still refuse
+            // rather than retry: this vault's master is not trustworthy.
+            .unwrap_or_else(|| "<unknown>".to_owned());
+        tracing::error!(
+            workspace_id,
+            configured_master_key_id = master.id(),
+            stored_master_key_id = %found,
+            "refusing to create a data key: the master key was rotated by another process"
+        );
+        Err(VaultError::WrongMasterKey {
+            expected: master.id().to_owned(),
+            found,
+        })
+    }
+
+    /// Id of a master key, other than `master`, that wraps a stored data key.
+    async fn foreign_master_key_id(
+        &self,
+        master: &MasterKey,
+    ) -> Result<Option<String>, VaultError> {
+        let row = sqlx::query(
+            "SELECT master_key_id FROM data_keys WHERE master_key_id <> $1 \
+             ORDER BY master_key_id LIMIT 1",
+        )
+        .bind(master.id().to_owned())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| row.try_get("master_key_id"))
+            .transpose()
+            .map_err(VaultError::from)
     }
 }

@@ -66,7 +66,12 @@ fn mutate(field: &str, f: impl FnOnce(&mut Vec<u8>)) -> String {
 #[tokio::test]
 async fn round_trip() {
     let db = db().await;
-    let vault = Vault::new(db.pool.clone(), MasterKey::generate());
+    // Every vault over one table must use the same master key.
+    let master_b64 = MasterKey::generate().to_base64();
+    let vault = Vault::new(
+        db.pool.clone(),
+        MasterKey::from_base64(&master_b64).unwrap(),
+    );
     for plaintext in [&b""[..], b"x", b"refresh-token-123", &[0u8; 4096][..]] {
         let sealed = vault.seal("ws-1", plaintext).await.unwrap();
         assert_eq!(
@@ -75,7 +80,6 @@ async fn round_trip() {
         );
     }
     // A second vault over the same table (fresh cache) opens it too.
-    let master_b64 = MasterKey::generate().to_base64();
     let v1 = Vault::new(
         db.pool.clone(),
         MasterKey::from_base64(&master_b64).unwrap(),
@@ -293,6 +297,70 @@ async fn rotate_master_rewraps_data_keys() {
     }
     assert_eq!(row(&db.pool, "ws-1").await.1, new_id);
     assert_eq!(opened(&fresh.open("ws-1", &s1).await.unwrap()), b"one");
+}
+
+/// `keys rotate-master` run by another process while a server holds the
+/// old master key in memory: the server must not create a data key wrapped
+/// by the old master (it would be lost once the old key file is gone).
+#[tokio::test]
+async fn stale_vault_refuses_to_create_data_keys_after_rotation_elsewhere() {
+    let db = db().await;
+    let old = MasterKey::generate();
+    let old_b64 = old.to_base64();
+    let old_id = old.id().to_owned();
+    // A: the running server. B: the rotating process, on the same store.
+    let a = Vault::new(db.pool.clone(), old);
+    let s1 = a.seal("ws-1", b"one").await.unwrap();
+    let b = Vault::new(db.pool.clone(), MasterKey::from_base64(&old_b64).unwrap());
+    let new = MasterKey::generate();
+    let new_b64 = new.to_base64();
+    let new_id = new.id().to_owned();
+    assert_eq!(b.rotate_master(new).await.unwrap(), 1);
+    assert_eq!(a.master_key_id().await, old_id, "A still holds the old key");
+
+    match a.seal("ws-new", b"secret").await {
+        Err(err @ VaultError::WrongMasterKey { .. }) => {
+            let msg = err.to_string();
+            assert!(msg.contains("rotated by another process"), "{msg}");
+            assert!(msg.contains("restart"), "{msg}");
+            let VaultError::WrongMasterKey { expected, found } = err else {
+                unreachable!()
+            };
+            assert_eq!(expected, old_id);
+            assert_eq!(found, new_id);
+        }
+        other => panic!("expected WrongMasterKey, got {other:?}"),
+    }
+    let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM data_keys WHERE workspace_id = $1")
+        .bind("ws-new".to_owned())
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+        .get("n");
+    assert_eq!(n, 0, "no data key was stored for the refused seal");
+    // Refused again (nothing cached), and nothing changed for ws-1.
+    assert!(matches!(
+        a.seal("ws-new", b"secret").await,
+        Err(VaultError::WrongMasterKey { .. })
+    ));
+    assert_eq!(row(&db.pool, "ws-1").await.1, new_id);
+
+    // The rotating vault creates the key, under the new master.
+    let sealed = b.seal("ws-new", b"secret").await.unwrap();
+    assert_eq!(row(&db.pool, "ws-new").await.1, new_id);
+    // A stale vault cannot open it either.
+    assert!(matches!(
+        a.open("ws-new", &sealed).await,
+        Err(VaultError::WrongMasterKey { .. })
+    ));
+
+    // After a "restart" with the new key file, everything opens.
+    let restarted = Vault::new(db.pool.clone(), MasterKey::from_base64(&new_b64).unwrap());
+    assert_eq!(
+        opened(&restarted.open("ws-new", &sealed).await.unwrap()),
+        b"secret"
+    );
+    assert_eq!(opened(&restarted.open("ws-1", &s1).await.unwrap()), b"one");
 }
 
 #[tokio::test]

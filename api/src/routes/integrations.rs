@@ -117,7 +117,7 @@ pub struct UpdateIntegration {
     pub sync_config: SyncConfigBody,
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Clone, Serialize, utoipa::ToSchema)]
 pub struct IntegrationView {
     pub id: String,
     pub provider: String,
@@ -138,7 +138,7 @@ pub struct IntegrationView {
 }
 
 /// RFC 3339 in UTC, to the second, as every API time is.
-fn api_time(stored: Option<String>) -> Option<String> {
+pub(crate) fn api_time(stored: Option<String>) -> Option<String> {
     stored
         .and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok())
         .map(|t| {
@@ -172,16 +172,61 @@ const COLUMNS: &str =
     "id, provider, name, status, sync_config, base_url, last_error, credential_kind,
     credentials_expire_at, last_sync_at, next_sync_at, created_at, updated_at, version";
 
-async fn read(state: &AppState, caller: &Caller, id: &str) -> ApiResult<IntegrationView> {
+async fn read_row(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> ApiResult<Option<IntegrationView>> {
     let row = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM integration_status WHERE id = $1 AND workspace_id = $2"
     ))
     .bind(id)
     .bind(&caller.workspace_id)
     .fetch_optional(&state.store.any)
-    .await?
-    .ok_or_else(|| ApiError::not_found("integration"))?;
-    view(&row)
+    .await?;
+    row.as_ref().map(view).transpose()
+}
+
+async fn read(state: &AppState, caller: &Caller, id: &str) -> ApiResult<IntegrationView> {
+    read_row(state, caller, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("integration"))
+}
+
+/// The view right after a command. Normally the read model has caught up (see
+/// `AppState::settle`); if it has not (on PostgreSQL a long transaction anywhere on the
+/// server holds the feed back), the answer is built from the aggregate, the source of truth.
+async fn read_fresh(state: &AppState, caller: &Caller, id: &str) -> ApiResult<IntegrationView> {
+    let agg = owned(state, caller, id).await?;
+    let row = read_row(state, caller, id).await?;
+    if let Some(v) = row.as_ref().filter(|v| v.version >= agg.version) {
+        return Ok(v.clone());
+    }
+    let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let kind = agg
+        .credential_kind
+        .and_then(|k| serde_json::to_value(k).ok())
+        .and_then(|v| v.as_str().map(str::to_string));
+    Ok(IntegrationView {
+        id: id.to_string(),
+        provider: agg.provider.clone(),
+        name: agg.name.clone(),
+        status: agg.status.as_str().to_string(),
+        sync_config: SyncConfigBody::from_domain(&agg.sync_config),
+        base_url: agg.base_url.clone(),
+        last_error: agg.last_error.clone(),
+        credential_kind: kind,
+        credentials_expire_at: agg
+            .credentials_expire_at
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        last_sync_at: row.as_ref().and_then(|r| r.last_sync_at.clone()),
+        next_sync_at: None,
+        created_at: row
+            .as_ref()
+            .map_or_else(|| now.clone(), |r| r.created_at.clone()),
+        updated_at: now,
+        version: agg.version,
+    })
 }
 
 /// The aggregate, if it exists and belongs to the caller's workspace (else 404).
@@ -206,7 +251,7 @@ async fn command(
         .execute(id, cmd, &caller.metadata())
         .await?;
     state.settle(PROJECTION, Integration::TYPE, id).await?;
-    read(state, caller, id).await
+    read_fresh(state, caller, id).await
 }
 
 pub fn validate_base_url(url: &str) -> ApiResult<()> {
@@ -308,7 +353,10 @@ pub async fn create(
         return Err(e.into());
     }
     state.settle(PROJECTION, Integration::TYPE, &id).await?;
-    Ok((StatusCode::CREATED, Json(read(&state, &caller, &id).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(read_fresh(&state, &caller, &id).await?),
+    ))
 }
 
 /// The workspace's integrations, oldest first.

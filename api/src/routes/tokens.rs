@@ -1,6 +1,7 @@
 use crate::auth::{Caller, ADMINS};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, List, Page, Query};
+use crate::routes::integrations::api_time;
 use crate::services;
 use crate::state::AppState;
 use axum::extract::{Path, State};
@@ -92,8 +93,8 @@ pub async fn list(
             id: r.try_get("id")?,
             role: r.try_get("role")?,
             label: r.try_get("label")?,
-            created_at: r.try_get("created_at")?,
-            revoked_at: r.try_get("revoked_at")?,
+            created_at: api_time(r.try_get("created_at")?).unwrap_or_default(),
+            revoked_at: api_time(r.try_get("revoked_at")?),
             token: None,
         });
     }

@@ -25,8 +25,6 @@ async fn migrations_are_idempotent_on_postgres() {
 }
 
 #[tokio::test]
-#[ignore = "product bug: concurrent first runs on a fresh SQLite data directory race on \
-            _sqlx_migrations (UNIQUE constraint failed: _sqlx_migrations.version)"]
 async fn concurrent_first_runs_on_sqlite_all_succeed() {
     let env = TestEnv::sqlite();
     let runs = (0..4).map(|i| {

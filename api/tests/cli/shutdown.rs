@@ -100,8 +100,6 @@ async fn sigterm_under_load_leaves_a_verifiable_store_on_postgres() {
 }
 
 #[tokio::test]
-#[ignore = "product bug: serve prints its listening line before it handles SIGTERM, \
-            so a SIGTERM right after the line kills it (signal 15) instead of a clean exit"]
 async fn sigterm_right_after_the_listening_line_is_graceful() {
     let env = TestEnv::sqlite();
     for _ in 0..10 {

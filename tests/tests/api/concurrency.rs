@@ -151,8 +151,6 @@ async fn concurrent_creates_respect_the_plan(backend: Backend) -> anyhow::Result
 /// Nine concurrent creates, five times over, on the embedded SQLite store: each answers
 /// 201, 402 or 409, and promptly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "product bug: on SQLite a burst of 9 concurrent creates often stalls 30 s and \
-            then answers 500 internal (`database is locked`, `pool timed out`)"]
 async fn sqlite_survives_a_burst_of_concurrent_creates() -> anyhow::Result<()> {
     let Some(app) = TestApp::spawn(Backend::Sqlite).await? else {
         return Ok(());

@@ -490,8 +490,6 @@ async fn unknown_ids_get_404(backend: Backend) -> anyhow::Result<()> {
 
 /// Errors raised outside the handlers (body limit, method routing) speak the same format.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "product bug: 413 answers text/plain `length limit exceeded` and 405 an empty body, \
-            not {\"error\":{\"code\",\"message\"}}"]
 async fn transport_errors_use_the_error_format() -> anyhow::Result<()> {
     let Some(app) = TestApp::spawn(Backend::Sqlite).await? else {
         return Ok(());

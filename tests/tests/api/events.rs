@@ -81,8 +81,6 @@ async fn check_stream(app: &TestApp) -> anyhow::Result<()> {
 /// With NATS configured, the stream is fed by JetStream. Two fresh databases share the one
 /// NATS stream here, as they do whenever a database is recreated within the duplicate window.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "product bug: Nats-Msg-Id is the bare global position, so JetStream drops a fresh \
-            database's events as duplicates of another database's within the 10-minute window"]
 async fn stream_over_nats_on_postgres() -> anyhow::Result<()> {
     let Some(nats_url) = require_nats().await else {
         return Ok(());

@@ -120,6 +120,16 @@ impl TestApp {
             data_dir: data_dir.path().to_path_buf(),
             database_url: pg.as_ref().map(|db| SecretString::from(db.url.clone())),
             database_max_connections: 8,
+            // One stream per test database: message ids are global positions, which
+            // every fresh database starts again from 1.
+            nats_stream: opts
+                .nats_url
+                .as_ref()
+                .map(|_| format!("SLTEST_{}", uuid::Uuid::new_v4().simple())),
+            nats_subject_prefix: opts
+                .nats_url
+                .as_ref()
+                .map(|_| format!("sltest.{}", uuid::Uuid::new_v4().simple())),
             nats_url: opts.nats_url,
             rate_limit_per_minute: opts.rate_limit_per_minute,
             ..Settings::default()

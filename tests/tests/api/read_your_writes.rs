@@ -11,8 +11,6 @@ use sqlx::{Connection, Executor, PgConnection};
 /// Ignored by default: the open transaction holds back every feed on the server for
 /// several seconds, which would slow the other tests running alongside.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "product bug: while any transaction with an xid is open on the cluster, \
-            POST /v1/integrations answers 404 after 5 s and pause answers the old status"]
 async fn commands_answer_their_own_result_while_another_transaction_is_open() -> anyhow::Result<()>
 {
     let Some(app) = TestApp::spawn(Backend::Postgres).await? else {
