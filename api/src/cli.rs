@@ -187,6 +187,11 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<ExitCod
                         "audit chain ok: {} event(s) in {} workspace(s)",
                         report.checked, report.workspaces
                     );
+                    if let Some(n) = report.unverified.filter(|n| *n > 0) {
+                        eprintln!(
+                            "warning: {n} stored event(s) are not projected yet and were not verified; run again"
+                        );
+                    }
                     Ok(ExitCode::SUCCESS)
                 }
                 Some(b) => {

@@ -23,7 +23,7 @@ pub enum ProjectionError {
     Db(#[from] sqlx::Error),
     #[error("event at position {position} could not be read: {message}")]
     BadEvent { position: i64, message: String },
-    #[error("unknown projection {0:?}")]
+    #[error("unknown projection {0:?}: expected integration_status or audit_log")]
     Unknown(String),
 }
 
