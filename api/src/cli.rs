@@ -55,6 +55,19 @@ pub enum Command {
     },
     /// Measure throughput on the configured store.
     Bench(crate::cli::BenchArgs),
+    /// Run a local simulator of a provider's API (first line: `listening on http://HOST:PORT`).
+    #[cfg(feature = "sandbox")]
+    Sandbox {
+        #[arg(value_parser = ["hubspot"])]
+        provider: String,
+        #[arg(long, default_value = "127.0.0.1:0")]
+        addr: SocketAddr,
+        /// Records seeded per object type.
+        #[arg(long, default_value_t = 100)]
+        records: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -204,6 +217,26 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<ExitCod
             }
         }
         Command::Bench(args) => crate::bench::run(&settings, args).await,
+        #[cfg(feature = "sandbox")]
+        Command::Sandbox {
+            provider: _,
+            addr,
+            records,
+            seed,
+        } => {
+            let config = syncledger_sandbox::SandboxConfig {
+                addr,
+                records,
+                seed,
+                ..Default::default()
+            };
+            let mut shutdown = app::shutdown_signal()?;
+            let sandbox = syncledger_sandbox::Sandbox::start_hubspot(config).await?;
+            println!("listening on {}", sandbox.base_url());
+            shutdown.wait_for(|stop| *stop).await?;
+            sandbox.shutdown().await;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -97,14 +97,22 @@ impl Projection for AuditLog {
                 hash,
             });
         }
-        for chunk in rows.chunks(INSERT_CHUNK) {
+        // Multi-row statements pay off on PostgreSQL (one round trip per chunk); SQLite is
+        // in-process and binds many-parameter statements slowly, so there one row at a time
+        // through a cached prepared statement is faster.
+        let chunk = if conn.backend_name() == "PostgreSQL" {
+            INSERT_CHUNK
+        } else {
+            1
+        };
+        for chunk in rows.chunks(chunk) {
             insert_rows(conn, table, chunk).await?;
         }
         Ok(())
     }
 }
 
-/// Rows per multi-row INSERT (15 parameters each, well under both databases' limits).
+/// Rows per multi-row INSERT on PostgreSQL (15 parameters each).
 const INSERT_CHUNK: usize = 200;
 
 struct AuditInsert<'a> {

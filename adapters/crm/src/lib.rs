@@ -1,1 +1,20 @@
 //! CRM provider adapters.
+//!
+//! One [`CrmAdapter`] trait covers every provider: OAuth 2.0 with PKCE, the
+//! field catalogue, full and incremental pulls, batched pushes and deletions.
+//! Every adapter sends its requests through [`http::Executor`], which paces,
+//! retries and classifies failures the same way for all providers.
+
+pub mod adapter;
+pub mod error;
+pub mod http;
+pub mod hubspot;
+pub mod types;
+
+pub use adapter::CrmAdapter;
+pub use error::CrmError;
+pub use hubspot::{HubSpotAdapter, HubSpotConfig};
+pub use syncledger_domain::Entity;
+pub use types::{
+    Cursor, FieldInfo, Identity, Page, PushKind, PushOp, PushResult, RemoteRecord, Tokens,
+};

@@ -1,1 +1,164 @@
-//! Provider sandboxes.
+//! Provider sandboxes: local simulators of CRM HTTP APIs, embeddable in tests.
+//!
+//! `Sandbox::start_hubspot` binds a listener, seeds records deterministically from the
+//! configured seed and serves the HubSpot wire protocol until `shutdown`. A control API
+//! under `/_sandbox/` lets a test edit records, expire tokens, change rate limits and
+//! inject faults.
+
+mod batch;
+mod control;
+mod error;
+mod faults;
+mod guard;
+mod oauth;
+mod objects;
+mod properties;
+mod ratelimit;
+mod router;
+mod search;
+mod seed;
+mod state;
+mod webhook;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use oauth::{pkce_s256, TokenPair};
+pub use webhook::sign_v3;
+
+/// A rolling-window request budget per token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct RateLimit {
+    pub max: u32,
+    pub interval_ms: u64,
+}
+
+/// How the HubSpot sandbox is seeded and which credentials it accepts.
+#[derive(Clone)]
+pub struct SandboxConfig {
+    pub addr: SocketAddr,
+    /// Records seeded per object type.
+    pub records: usize,
+    pub seed: u64,
+    pub client_id: String,
+    pub client_secret: String,
+    pub access_token_ttl_secs: u64,
+    /// `None` turns rate limiting off.
+    pub rate_limit: Option<RateLimit>,
+    /// Consecutive seeded records sharing one modification timestamp.
+    pub same_timestamp_group: usize,
+    /// A private-app token accepted on every CRM endpoint, never expiring.
+    pub static_token: Option<String>,
+    pub hub_id: u64,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            records: 100,
+            seed: 42,
+            client_id: "sandbox-client".into(),
+            client_secret: "sandbox-secret".into(),
+            access_token_ttl_secs: 1800,
+            rate_limit: None,
+            same_timestamp_group: 25,
+            static_token: None,
+            hub_id: 62515,
+        }
+    }
+}
+
+// The secret stays out of logs.
+impl std::fmt::Debug for SandboxConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxConfig")
+            .field("addr", &self.addr)
+            .field("records", &self.records)
+            .field("seed", &self.seed)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .field("rate_limit", &self.rate_limit)
+            .field("same_timestamp_group", &self.same_timestamp_group)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A running sandbox. Dropping it stops the server; `shutdown` also waits for it.
+pub struct Sandbox {
+    base_url: String,
+    state: state::AppState,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Sandbox {
+    /// Binds `config.addr`, seeds the records and serves until shutdown.
+    pub async fn start_hubspot(config: SandboxConfig) -> std::io::Result<Sandbox> {
+        let listener = tokio::net::TcpListener::bind(config.addr).await?;
+        let base_url = format!("http://{}", listener.local_addr()?);
+        let (stop, stopped) = watch::channel(false);
+        let state = Arc::new(state::Shared::new(
+            config,
+            base_url.clone(),
+            stopped.clone(),
+        ));
+        let app = router::build(state.clone());
+        let task = tokio::spawn(async move {
+            let serve =
+                axum::serve(listener, app).with_graceful_shutdown(state::wait_stop(stopped));
+            // An accept error ends the sandbox; tests then see connection failures.
+            let _ = serve.await;
+        });
+        Ok(Sandbox {
+            base_url,
+            state,
+            stop,
+            task: Some(task),
+        })
+    }
+
+    pub fn base_url(&self) -> String {
+        self.base_url.clone()
+    }
+
+    /// Requests served per endpoint key, e.g. `GET /crm/v3/objects/contacts`.
+    pub fn counters(&self) -> BTreeMap<String, u64> {
+        self.state.lock().counters.clone()
+    }
+
+    /// Issues a fresh token pair without going through the authorize redirect.
+    pub fn issue_tokens(&self) -> TokenPair {
+        let ttl = self.state.config.access_token_ttl_secs;
+        self.state
+            .lock()
+            .auth
+            .issue(oauth::default_scopes(), ttl, self.state.config.hub_id)
+    }
+
+    /// Posts a signed webhook batch to `target_url`; returns the HTTP status.
+    pub async fn send_webhook(
+        &self,
+        target_url: &str,
+        events: Vec<serde_json::Value>,
+    ) -> Result<u16, reqwest::Error> {
+        webhook::send(&self.state.config.client_secret, target_url, events).await
+    }
+
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}

@@ -1,0 +1,406 @@
+//! The shared HTTP stack: one `reqwest::Client`, pacing with `governor`, and
+//! retries with exponential backoff and full jitter.
+//!
+//! Retried: 429 (except daily quota), 5xx, timeouts, connection errors and a
+//! 2xx whose JSON does not parse. Never retried: other 4xx; 401 becomes
+//! [`CrmError::Unauthorized`] so the caller can refresh.
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use rand::Rng;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::{RequestBuilder, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::error::CrmError;
+
+/// Builds the one client every adapter uses. Redirects are not followed: no
+/// provider API needs them, and following them would leak credentials.
+pub fn build_client(
+    connect_timeout: Duration,
+    request_timeout: Duration,
+) -> Result<reqwest::Client, CrmError> {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .timeout(request_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| CrmError::Config(format!("http client: {e}")))
+}
+
+/// A limiter that keeps any rolling `interval` window at or under `max`
+/// requests. It runs at 90% of `max` and allows no bursts, because a burst
+/// plus the steady rate could exceed `max` in one window.
+pub fn pacer(max: u32, interval: Duration) -> Option<Arc<DefaultDirectRateLimiter>> {
+    let effective = (max.saturating_mul(9) / 10).max(1);
+    let period = interval.checked_div(effective)?;
+    let quota = Quota::with_period(period)?.allow_burst(NonZeroU32::MIN);
+    Some(Arc::new(RateLimiter::direct(quota)))
+}
+
+/// Retry and backoff settings.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    pub max_retries: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl RetryPolicy {
+    /// Full jitter: a uniform delay in `[0, min(max, base * 2^attempt)]`.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let ceiling = self
+            .base_delay
+            .saturating_mul(2u32.saturating_pow(attempt.min(20)))
+            .min(self.max_delay);
+        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(rand::thread_rng().gen_range(0..=millis))
+    }
+}
+
+/// The last rate-limit headers the provider sent.
+#[derive(Debug, Default)]
+pub struct RateLimitState {
+    remaining: AtomicU32,
+    interval_ms: AtomicU32,
+    max: AtomicU32,
+}
+
+impl RateLimitState {
+    fn record(&self, headers: &HeaderMap, prefix: &str) {
+        let read = |name: &str| -> Option<u32> {
+            headers
+                .get(format!("{prefix}{name}"))?
+                .to_str()
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        };
+        if let (Some(max), Some(remaining)) = (read("Max"), read("Remaining")) {
+            self.max.store(max, Ordering::Relaxed);
+            self.remaining.store(remaining, Ordering::Relaxed);
+            self.interval_ms.store(
+                read("Interval-Milliseconds").unwrap_or(0),
+                Ordering::Relaxed,
+            );
+        } else {
+            self.max.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// How long to hold back when the provider said the window is used up:
+    /// the time one slot takes to free in a window of `max` requests.
+    fn hold_back(&self) -> Option<Duration> {
+        let max = self.max.load(Ordering::Relaxed);
+        if max == 0 || self.remaining.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        let interval = u64::from(self.interval_ms.load(Ordering::Relaxed));
+        Some(Duration::from_millis(interval / u64::from(max)))
+    }
+}
+
+/// Which pacing lane a request uses. Search requests pass both limiters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    General,
+    Search,
+}
+
+/// Sends requests through pacing and retries and classifies the outcome.
+#[derive(Debug)]
+pub struct Executor {
+    client: reqwest::Client,
+    general: Option<Arc<DefaultDirectRateLimiter>>,
+    search: Option<Arc<DefaultDirectRateLimiter>>,
+    policy: RetryPolicy,
+    header_prefix: &'static str,
+    rate_state: RateLimitState,
+}
+
+/// A successful response: its status and parsed body (`None` when empty).
+#[derive(Debug)]
+pub struct Reply<T> {
+    pub status: StatusCode,
+    pub body: Option<T>,
+}
+
+/// The failure of one attempt, and whether to try again.
+enum Attempt {
+    Retry {
+        error: CrmError,
+        after: Option<Duration>,
+        /// The provider may have applied the request (timeout, 5xx, bad body).
+        ambiguous: bool,
+    },
+    Fail(CrmError),
+}
+
+/// The common shape of provider error bodies.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ErrorBody {
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    category: Option<String>,
+    #[serde(default)]
+    policy_name: Option<String>,
+}
+
+impl Executor {
+    pub fn new(
+        client: reqwest::Client,
+        general: Option<Arc<DefaultDirectRateLimiter>>,
+        search: Option<Arc<DefaultDirectRateLimiter>>,
+        policy: RetryPolicy,
+        header_prefix: &'static str,
+    ) -> Self {
+        Self {
+            client,
+            general,
+            search,
+            policy,
+            header_prefix,
+            rate_state: RateLimitState::default(),
+        }
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// Sends the request `build` makes (once per attempt) and parses the body.
+    pub async fn send<T: DeserializeOwned>(
+        &self,
+        lane: Lane,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Reply<T>, CrmError> {
+        self.send_with(lane, true, build).await
+    }
+
+    /// Like [`Executor::send`] for requests that must not run twice (creates):
+    /// retries only failures where the provider surely did nothing (429,
+    /// connection refused), never timeouts or 5xx.
+    pub async fn send_non_idempotent<T: DeserializeOwned>(
+        &self,
+        lane: Lane,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Reply<T>, CrmError> {
+        self.send_with(lane, false, build).await
+    }
+
+    async fn send_with<T: DeserializeOwned>(
+        &self,
+        lane: Lane,
+        retry_ambiguous: bool,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Reply<T>, CrmError> {
+        let mut attempt = 0;
+        loop {
+            self.pace(lane).await;
+            match self.attempt(build(&self.client), attempt + 1).await {
+                Ok(reply) => return Ok(reply),
+                Err(Attempt::Fail(error)) => return Err(error),
+                Err(Attempt::Retry {
+                    error,
+                    after,
+                    ambiguous,
+                }) => {
+                    if attempt >= self.policy.max_retries || (ambiguous && !retry_ambiguous) {
+                        return Err(error);
+                    }
+                    let delay = after.unwrap_or_default().max(self.policy.backoff(attempt));
+                    tracing::debug!(attempt, ?delay, %error, "retrying provider call");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    async fn pace(&self, lane: Lane) {
+        if let Some(wait) = self.rate_state.hold_back() {
+            tokio::time::sleep(wait).await;
+        }
+        if lane == Lane::Search {
+            if let Some(limiter) = &self.search {
+                limiter.until_ready().await;
+            }
+        }
+        if let Some(limiter) = &self.general {
+            limiter.until_ready().await;
+        }
+    }
+
+    async fn attempt<T: DeserializeOwned>(
+        &self,
+        request: RequestBuilder,
+        attempts: u32,
+    ) -> Result<Reply<T>, Attempt> {
+        let response = request.send().await.map_err(|e| transport(&e, attempts))?;
+        let status = response.status();
+        self.rate_state
+            .record(response.headers(), self.header_prefix);
+        let retry_after = retry_after(response.headers());
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| transport(&e, attempts))?;
+        if status.is_success() {
+            return parse_success(status, &bytes);
+        }
+        Err(classify_failure(status, &bytes, retry_after, attempts))
+    }
+}
+
+fn transport(error: &reqwest::Error, attempts: u32) -> Attempt {
+    let reason = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "connection failed"
+    } else if error.is_body() || error.is_decode() {
+        "response body interrupted"
+    } else {
+        "request failed"
+    };
+    Attempt::Retry {
+        error: CrmError::Transport {
+            attempts,
+            reason: reason.to_owned(),
+        },
+        after: None,
+        ambiguous: !error.is_connect(),
+    }
+}
+
+fn parse_success<T: DeserializeOwned>(
+    status: StatusCode,
+    bytes: &[u8],
+) -> Result<Reply<T>, Attempt> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Reply { status, body: None });
+    }
+    match serde_json::from_slice(bytes) {
+        Ok(body) => Ok(Reply {
+            status,
+            body: Some(body),
+        }),
+        Err(e) => Err(Attempt::Retry {
+            error: CrmError::Malformed(format!("{status}: {e}")),
+            after: None,
+            ambiguous: true,
+        }),
+    }
+}
+
+fn classify_failure(
+    status: StatusCode,
+    bytes: &[u8],
+    retry_after: Option<Duration>,
+    attempts: u32,
+) -> Attempt {
+    let body: ErrorBody = serde_json::from_slice(bytes).unwrap_or_default();
+    match status.as_u16() {
+        401 => Attempt::Fail(CrmError::Unauthorized),
+        429 if body.policy_name.as_deref() == Some("DAILY") => Attempt::Fail(
+            CrmError::QuotaExhausted(body.message.unwrap_or_else(|| "daily limit".into())),
+        ),
+        429 => Attempt::Retry {
+            error: CrmError::RateLimited { attempts },
+            after: retry_after,
+            ambiguous: false,
+        },
+        code @ 500..=599 => Attempt::Retry {
+            error: CrmError::Server {
+                status: code,
+                attempts,
+            },
+            after: retry_after,
+            ambiguous: true,
+        },
+        code => Attempt::Fail(CrmError::Rejected {
+            status: code,
+            category: body.category.unwrap_or_default(),
+            message: body.message.unwrap_or_default(),
+        }),
+    }
+}
+
+/// `Retry-After` in seconds (HTTP dates are not used by the providers here).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let seconds: f64 = headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(3600.0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(status: u16, body: &str) -> Attempt {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::IM_A_TEAPOT);
+        classify_failure(status, body.as_bytes(), None, 1)
+    }
+
+    #[test]
+    fn daily_limit_is_quota_exhaustion_not_retried() {
+        let body = r#"{"status":"error","message":"You have reached your daily limit.","policyName":"DAILY"}"#;
+        let attempt = failure(429, body);
+        assert!(matches!(
+            attempt,
+            Attempt::Fail(CrmError::QuotaExhausted(_))
+        ));
+    }
+
+    #[test]
+    fn rolling_limit_and_server_errors_are_retried() {
+        let body = r#"{"policyName":"TEN_SECONDLY_ROLLING"}"#;
+        assert!(matches!(failure(429, body), Attempt::Retry { .. }));
+        assert!(matches!(failure(503, ""), Attempt::Retry { .. }));
+    }
+
+    #[test]
+    fn client_errors_fail_at_once() {
+        assert!(matches!(
+            failure(401, ""),
+            Attempt::Fail(CrmError::Unauthorized)
+        ));
+        let body = r#"{"message":"gone","category":"OBJECT_NOT_FOUND"}"#;
+        let attempt = failure(404, body);
+        assert!(matches!(
+            attempt,
+            Attempt::Fail(CrmError::Rejected { status: 404, .. })
+        ));
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, reqwest::header::HeaderValue::from_static("2"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn backoff_stays_under_its_ceiling() {
+        let policy = RetryPolicy {
+            max_retries: 6,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(800),
+        };
+        for attempt in 0..10 {
+            assert!(policy.backoff(attempt) <= Duration::from_millis(800));
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! HubSpot CRM v3 adapter.
+
+mod oauth;
+mod pull;
+mod push;
+mod wire;
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use syncledger_domain::Entity;
+
+use crate::adapter::CrmAdapter;
+use crate::error::CrmError;
+use crate::http::{build_client, pacer, Executor, Lane, RetryPolicy};
+use crate::types::{Cursor, FieldInfo, Identity, Page, PushOp, PushResult, Tokens};
+
+/// Settings of one HubSpot app.
+#[derive(Clone, Debug)]
+pub struct HubSpotConfig {
+    /// The API host, e.g. `https://api.hubapi.com`.
+    pub base_url: String,
+    /// The host serving `/oauth/authorize`, e.g. `https://app.hubspot.com`.
+    pub auth_base_url: String,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub scopes: Vec<String>,
+    /// Client-side pacing of all calls; `None` leaves pacing to the retries.
+    pub requests_per_10s: Option<u32>,
+    /// Client-side pacing of search calls.
+    pub search_per_s: Option<u32>,
+    pub max_retries: u32,
+    pub retry_base_delay: Duration,
+    pub retry_max_delay: Duration,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+impl HubSpotConfig {
+    /// Production hosts and the documented limits of a free/starter app.
+    pub fn new(client_id: impl Into<String>, client_secret: SecretString) -> Self {
+        Self {
+            base_url: "https://api.hubapi.com".into(),
+            auth_base_url: "https://app.hubspot.com".into(),
+            client_id: client_id.into(),
+            client_secret,
+            scopes: [
+                "oauth",
+                "crm.objects.contacts.read",
+                "crm.objects.contacts.write",
+                "crm.objects.companies.read",
+                "crm.objects.companies.write",
+            ]
+            .map(String::from)
+            .to_vec(),
+            requests_per_10s: Some(100),
+            search_per_s: Some(4),
+            max_retries: 6,
+            retry_base_delay: Duration::from_millis(500),
+            retry_max_delay: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The HubSpot implementation of [`CrmAdapter`].
+#[derive(Debug)]
+pub struct HubSpotAdapter {
+    config: HubSpotConfig,
+    http: Executor,
+    properties: Mutex<HashMap<Entity, Vec<String>>>,
+}
+
+impl HubSpotAdapter {
+    pub fn new(mut config: HubSpotConfig) -> Result<Self, CrmError> {
+        config.base_url = config.base_url.trim_end_matches('/').to_owned();
+        config.auth_base_url = config.auth_base_url.trim_end_matches('/').to_owned();
+        let client = build_client(config.connect_timeout, config.request_timeout)?;
+        let general = config
+            .requests_per_10s
+            .and_then(|n| pacer(n, Duration::from_secs(10)));
+        let search = config
+            .search_per_s
+            .and_then(|n| pacer(n, Duration::from_secs(1)));
+        let policy = RetryPolicy {
+            max_retries: config.max_retries,
+            base_delay: config.retry_base_delay,
+            max_delay: config.retry_max_delay,
+        };
+        let http = Executor::new(client, general, search, policy, "X-HubSpot-RateLimit-");
+        Ok(Self {
+            config,
+            http,
+            properties: Mutex::default(),
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.config.base_url)
+    }
+
+    fn cached_properties(&self, entity: Entity) -> Option<Vec<String>> {
+        let cache = self
+            .properties
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        cache.get(&entity).cloned()
+    }
+
+    fn cache_properties(&self, entity: Entity, names: Vec<String>) {
+        let mut cache = self
+            .properties
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        cache.insert(entity, names);
+    }
+
+    fn objects_url(&self, entity: Entity, suffix: &str) -> String {
+        self.url(&format!("/crm/v3/objects/{}{suffix}", entity.as_str()))
+    }
+}
+
+fn bearer(tokens: &Tokens) -> String {
+    format!("Bearer {}", tokens.access_token.expose_secret())
+}
+
+#[async_trait]
+impl CrmAdapter for HubSpotAdapter {
+    fn authorization_url(
+        &self,
+        redirect_uri: &str,
+        state: &str,
+    ) -> Result<(String, String), CrmError> {
+        oauth::authorization_url(&self.config, redirect_uri, state)
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn exchange_code(
+        &self,
+        code: &str,
+        pkce_verifier: &str,
+        redirect_uri: &str,
+    ) -> Result<Tokens, CrmError> {
+        oauth::exchange_code(
+            &self.config,
+            self.http.client(),
+            code,
+            pkce_verifier,
+            redirect_uri,
+        )
+        .await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn refresh(&self, refresh_token: &str) -> Result<Tokens, CrmError> {
+        oauth::refresh(&self.config, self.http.client(), refresh_token).await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn revoke(&self, tokens: &Tokens) -> Result<(), CrmError> {
+        let Some(refresh) = &tokens.refresh_token else {
+            return Ok(());
+        };
+        let url = self.url(&format!(
+            "/oauth/v1/refresh-tokens/{}",
+            refresh.expose_secret()
+        ));
+        self.http
+            .send::<serde_json::Value>(Lane::General, |c| c.delete(&url))
+            .await
+            .map(drop)
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn test_connection(&self, tokens: &Tokens) -> Result<Identity, CrmError> {
+        let url = self.url(&format!(
+            "/oauth/v1/access-tokens/{}",
+            tokens.access_token.expose_secret()
+        ));
+        let reply = self
+            .http
+            .send::<wire::TokenInfo>(Lane::General, |c| c.get(&url))
+            .await
+            .map_err(|e| match e {
+                // An unknown token is reported as 404 here.
+                CrmError::Rejected { status: 404, .. } => CrmError::Unauthorized,
+                other => other,
+            })?;
+        let info = reply
+            .body
+            .ok_or_else(|| CrmError::Malformed("empty token info".into()))?;
+        Ok(Identity {
+            account_id: info.hub_id.to_string(),
+            user: info.user,
+        })
+    }
+
+    #[tracing::instrument(skip_all, fields(entity = entity.as_str()), err)]
+    async fn fields(&self, tokens: &Tokens, entity: Entity) -> Result<Vec<FieldInfo>, CrmError> {
+        let url = self.url(&format!("/crm/v3/properties/{}", entity.as_str()));
+        let auth = bearer(tokens);
+        let reply = self
+            .http
+            .send::<wire::PropertiesResponse>(Lane::General, |c| {
+                c.get(&url).header("Authorization", &auth)
+            })
+            .await?;
+        let body = reply
+            .body
+            .ok_or_else(|| CrmError::Malformed("empty properties response".into()))?;
+        Ok(body.results.into_iter().map(Into::into).collect())
+    }
+
+    #[tracing::instrument(skip_all, fields(entity = entity.as_str()), err)]
+    async fn pull_page(
+        &self,
+        tokens: &Tokens,
+        entity: Entity,
+        cursor: Option<Cursor>,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Page, CrmError> {
+        match (cursor, since) {
+            (Some(Cursor::HubSpotSearch { since, after }), _) => {
+                self.search_page(tokens, entity, since, after).await
+            }
+            (Some(Cursor::HubSpotList { after }), _) => {
+                self.list_page(tokens, entity, Some(after), false).await
+            }
+            (None, Some(since)) => self.search_page(tokens, entity, since, None).await,
+            (None, None) => self.list_page(tokens, entity, None, false).await,
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(entity = entity.as_str(), ops = ops.len()), err)]
+    async fn push_batch(
+        &self,
+        tokens: &Tokens,
+        entity: Entity,
+        ops: Vec<PushOp>,
+    ) -> Result<Vec<PushResult>, CrmError> {
+        self.push(tokens, entity, ops).await
+    }
+
+    #[tracing::instrument(skip_all, fields(entity = entity.as_str()), err)]
+    async fn deletions(
+        &self,
+        tokens: &Tokens,
+        entity: Entity,
+        cursor: Option<Cursor>,
+    ) -> Result<Page, CrmError> {
+        let after = match cursor {
+            None => None,
+            Some(Cursor::HubSpotList { after }) => Some(after),
+            Some(other) => {
+                return Err(CrmError::Config(format!(
+                    "cursor {other:?} does not belong to a deletions scan"
+                )))
+            }
+        };
+        self.list_page(tokens, entity, after, true).await
+    }
+}

@@ -1,0 +1,151 @@
+//! The OAuth 2.0 code flow with PKCE, through the `oauth2` crate over the
+//! adapter's own `reqwest` client (one HTTP stack, see ARCHITECTURE.md).
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
+
+use chrono::{Duration as ChronoDuration, Utc};
+use oauth2::basic::{BasicClient, BasicErrorResponseType, BasicTokenResponse};
+use oauth2::{
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
+    EndpointSet, HttpRequest, HttpResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
+    RefreshToken, RequestTokenError, Scope, TokenResponse, TokenUrl,
+};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::HubSpotConfig;
+use crate::error::CrmError;
+use crate::types::Tokens;
+
+type Client = BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
+
+fn client(config: &HubSpotConfig) -> Result<Client, CrmError> {
+    let auth_url = AuthUrl::new(format!("{}/oauth/authorize", config.auth_base_url))
+        .map_err(|e| CrmError::Config(format!("authorize url: {e}")))?;
+    let token_url = TokenUrl::new(format!("{}/oauth/v1/token", config.base_url))
+        .map_err(|e| CrmError::Config(format!("token url: {e}")))?;
+    Ok(BasicClient::new(ClientId::new(config.client_id.clone()))
+        .set_client_secret(ClientSecret::new(
+            config.client_secret.expose_secret().to_owned(),
+        ))
+        .set_auth_uri(auth_url)
+        .set_token_uri(token_url)
+        // HubSpot reads the client credentials from the form body.
+        .set_auth_type(AuthType::RequestBody))
+}
+
+fn redirect(redirect_uri: &str) -> Result<RedirectUrl, CrmError> {
+    RedirectUrl::new(redirect_uri.to_owned())
+        .map_err(|e| CrmError::Config(format!("redirect uri: {e}")))
+}
+
+pub fn authorization_url(
+    config: &HubSpotConfig,
+    redirect_uri: &str,
+    state: &str,
+) -> Result<(String, String), CrmError> {
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let state = state.to_owned();
+    let (url, _) = client(config)?
+        .set_redirect_uri(redirect(redirect_uri)?)
+        .authorize_url(move || CsrfToken::new(state))
+        .add_scopes(config.scopes.iter().cloned().map(Scope::new))
+        .set_pkce_challenge(challenge)
+        .url();
+    Ok((url.to_string(), verifier.secret().clone()))
+}
+
+pub async fn exchange_code(
+    config: &HubSpotConfig,
+    http: &reqwest::Client,
+    code: &str,
+    verifier: &str,
+    redirect_uri: &str,
+) -> Result<Tokens, CrmError> {
+    let redirect = redirect(redirect_uri)?;
+    let response = client(config)?
+        .exchange_code(AuthorizationCode::new(code.to_owned()))
+        .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_owned()))
+        .set_redirect_uri(Cow::Owned(redirect))
+        .request_async(&transport(http))
+        .await
+        .map_err(grant_error)?;
+    Ok(tokens(&response))
+}
+
+pub async fn refresh(
+    config: &HubSpotConfig,
+    http: &reqwest::Client,
+    refresh_token: &str,
+) -> Result<Tokens, CrmError> {
+    let token = RefreshToken::new(refresh_token.to_owned());
+    let response = client(config)?
+        .exchange_refresh_token(&token)
+        .request_async(&transport(http))
+        .await
+        .map_err(grant_error)?;
+    Ok(tokens(&response))
+}
+
+fn tokens(response: &BasicTokenResponse) -> Tokens {
+    let expires_at = response
+        .expires_in()
+        .and_then(|d| ChronoDuration::from_std(d).ok())
+        .map(|d| Utc::now() + d);
+    Tokens {
+        access_token: SecretString::from(response.access_token().secret().as_str()),
+        refresh_token: response
+            .refresh_token()
+            .map(|t| SecretString::from(t.secret().as_str())),
+        expires_at,
+        instance_url: None,
+    }
+}
+
+type HttpFuture = Pin<Box<dyn Future<Output = Result<HttpResponse, reqwest::Error>> + Send>>;
+
+/// oauth2's async HTTP client over the shared `reqwest` client.
+fn transport(http: &reqwest::Client) -> impl Fn(HttpRequest) -> HttpFuture + '_ {
+    move |request: HttpRequest| {
+        let http = http.clone();
+        Box::pin(async move {
+            let request = reqwest::Request::try_from(request)?;
+            let response = http.execute(request).await?;
+            let mut builder = oauth2::http::Response::builder().status(response.status());
+            for (name, value) in response.headers() {
+                builder = builder.header(name, value);
+            }
+            let body = response.bytes().await?.to_vec();
+            // Status and headers were copied from a valid response.
+            Ok(builder.body(body).unwrap_or_default())
+        })
+    }
+}
+
+/// Maps token-endpoint failures without echoing the response body, which may
+/// hold tokens.
+fn grant_error(
+    error: RequestTokenError<reqwest::Error, oauth2::basic::BasicErrorResponse>,
+) -> CrmError {
+    match error {
+        RequestTokenError::ServerResponse(response) => match response.error() {
+            BasicErrorResponseType::InvalidClient => {
+                CrmError::Config("the authorization server rejected the client credentials".into())
+            }
+            other => CrmError::OAuth(other.to_string()),
+        },
+        RequestTokenError::Request(e) if e.is_timeout() || e.is_connect() => CrmError::Transport {
+            attempts: 1,
+            reason: "token endpoint unreachable".into(),
+        },
+        RequestTokenError::Request(_) => CrmError::Transport {
+            attempts: 1,
+            reason: "token request failed".into(),
+        },
+        RequestTokenError::Parse(_, _) => {
+            CrmError::Malformed("token response did not parse".into())
+        }
+        RequestTokenError::Other(_) => CrmError::Malformed("unexpected token response".into()),
+    }
+}

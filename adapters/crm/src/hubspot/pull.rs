@@ -1,0 +1,179 @@
+//! Full pulls (list paging), incremental pulls (search) and deletions.
+
+use chrono::{DateTime, Utc};
+use syncledger_domain::Entity;
+
+use super::{bearer, wire, HubSpotAdapter};
+use crate::error::CrmError;
+use crate::http::Lane;
+use crate::types::{Cursor, Page, RemoteRecord, Tokens};
+
+const LIST_LIMIT: u32 = 100;
+const SEARCH_LIMIT: u32 = 200;
+/// A search can page through at most this many results.
+const SEARCH_CAP: u64 = 10_000;
+
+fn modified_property(entity: Entity) -> &'static str {
+    match entity {
+        Entity::Contacts => "lastmodifieddate",
+        Entity::Companies => "hs_lastmodifieddate",
+    }
+}
+
+impl HubSpotAdapter {
+    /// Property names to request: the list and search endpoints return only
+    /// a default few unless asked. Looked up once per entity.
+    async fn property_names(
+        &self,
+        tokens: &Tokens,
+        entity: Entity,
+    ) -> Result<Vec<String>, CrmError> {
+        if let Some(names) = self.cached_properties(entity) {
+            return Ok(names);
+        }
+        let names: Vec<String> = super::CrmAdapter::fields(self, tokens, entity)
+            .await?
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
+        self.cache_properties(entity, names.clone());
+        Ok(names)
+    }
+
+    pub(super) async fn list_page(
+        &self,
+        tokens: &Tokens,
+        entity: Entity,
+        after: Option<String>,
+        archived: bool,
+    ) -> Result<Page, CrmError> {
+        let properties = self.property_names(tokens, entity).await?.join(",");
+        let url = self.objects_url(entity, "");
+        let auth = bearer(tokens);
+        let limit = LIST_LIMIT.to_string();
+        let archived = archived.to_string();
+        let reply = self
+            .http
+            .send::<wire::Collection>(Lane::General, |c| {
+                let mut query = vec![
+                    ("limit", limit.as_str()),
+                    ("archived", archived.as_str()),
+                    ("properties", properties.as_str()),
+                ];
+                if let Some(after) = &after {
+                    query.push(("after", after.as_str()));
+                }
+                c.get(&url).header("Authorization", &auth).query(&query)
+            })
+            .await?;
+        let body = reply
+            .body
+            .ok_or_else(|| CrmError::Malformed("empty list response".into()))?;
+        let next = body.next_after().map(|after| Cursor::HubSpotList { after });
+        Ok(Page {
+            records: body.results.into_iter().map(RemoteRecord::from).collect(),
+            next,
+        })
+    }
+
+    pub(super) async fn search_page(
+        &self,
+        tokens: &Tokens,
+        entity: Entity,
+        since: DateTime<Utc>,
+        after: Option<String>,
+    ) -> Result<Page, CrmError> {
+        let properties = self.property_names(tokens, entity).await?;
+        let modified = modified_property(entity);
+        let request = wire::SearchRequest {
+            filter_groups: [wire::FilterGroup {
+                filters: [wire::Filter {
+                    property_name: modified,
+                    operator: "GTE",
+                    value: since.timestamp_millis().to_string(),
+                }],
+            }],
+            sorts: [wire::Sort {
+                property_name: modified,
+                direction: "ASCENDING",
+            }],
+            properties: &properties,
+            limit: SEARCH_LIMIT,
+            after: after.as_deref(),
+        };
+        let url = self.objects_url(entity, "/search");
+        let auth = bearer(tokens);
+        let reply = self
+            .http
+            .send::<wire::Collection>(Lane::Search, |c| {
+                c.post(&url).header("Authorization", &auth).json(&request)
+            })
+            .await?;
+        let body = reply
+            .body
+            .ok_or_else(|| CrmError::Malformed("empty search response".into()))?;
+        let next = body.next_after();
+        let records: Vec<RemoteRecord> = body.results.into_iter().map(Into::into).collect();
+        let next = next.map(|after| next_search_cursor(since, after, &records));
+        Ok(Page { records, next })
+    }
+}
+
+/// Continues the search, or restarts it from the last seen modification time
+/// when the next page would pass the 10,000-result cap. The restart repeats
+/// the records sharing that timestamp; the engine deduplicates them.
+fn next_search_cursor(since: DateTime<Utc>, after: String, records: &[RemoteRecord]) -> Cursor {
+    let past_cap = after
+        .parse::<u64>()
+        .is_ok_and(|offset| offset + u64::from(SEARCH_LIMIT) > SEARCH_CAP);
+    let last_seen = records.iter().map(|r| r.updated_at).max();
+    match last_seen {
+        Some(last) if past_cap && last > since => Cursor::HubSpotSearch {
+            since: last,
+            after: None,
+        },
+        _ => {
+            if past_cap {
+                tracing::warn!(%since, "over 10,000 records share one modification time");
+            }
+            Cursor::HubSpotSearch {
+                since,
+                after: Some(after),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn record(ms: i64) -> RemoteRecord {
+        let at = Utc.timestamp_millis_opt(ms).single().unwrap_or_default();
+        RemoteRecord {
+            id: ms.to_string(),
+            properties: Default::default(),
+            created_at: at,
+            updated_at: at,
+            archived: false,
+        }
+    }
+
+    #[test]
+    fn search_continues_below_the_cap() {
+        let since = Utc.timestamp_millis_opt(0).single().unwrap_or_default();
+        let cursor = next_search_cursor(since, "9800".into(), &[record(5)]);
+        let after = Some("9800".to_owned());
+        assert_eq!(cursor, Cursor::HubSpotSearch { since, after });
+    }
+
+    #[test]
+    fn search_restarts_from_last_seen_past_the_cap() {
+        let since = Utc.timestamp_millis_opt(0).single().unwrap_or_default();
+        let cursor = next_search_cursor(since, "10000".into(), &[record(5), record(9)]);
+        let since = record(9).updated_at;
+        assert_eq!(cursor, Cursor::HubSpotSearch { since, after: None });
+    }
+}

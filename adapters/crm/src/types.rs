@@ -1,0 +1,96 @@
+//! Provider-neutral values exchanged between the sync engine and the adapters.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+/// Property values as the provider reports them: strings, or null when unset.
+pub type Properties = BTreeMap<String, Option<String>>;
+
+/// One record as read from the provider.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteRecord {
+    pub id: String,
+    pub properties: Properties,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub archived: bool,
+}
+
+/// Where to resume reading. Opaque to the engine: store it and hand it back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Cursor {
+    /// HubSpot list endpoint (full pulls and deletions): the `after` token.
+    HubSpotList { after: String },
+    /// HubSpot search (incremental pulls): the window start and the offset in it.
+    HubSpotSearch {
+        since: DateTime<Utc>,
+        after: Option<String>,
+    },
+}
+
+/// One page of records; `next` is `None` on the last page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page {
+    pub records: Vec<RemoteRecord>,
+    pub next: Option<Cursor>,
+}
+
+/// What a push does with one record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PushKind {
+    Create,
+    Update {
+        id: String,
+    },
+    /// Create or update the record whose `key_property` equals the value given
+    /// for that property in `properties`.
+    Upsert {
+        key_property: String,
+    },
+}
+
+/// One record to write.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushOp {
+    pub kind: PushKind,
+    pub properties: Properties,
+}
+
+/// The outcome for the input at `index` of a push.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushResult {
+    pub index: usize,
+    pub remote_id: Option<String>,
+    pub error: Option<String>,
+}
+
+/// One entry of a provider's field catalogue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldInfo {
+    pub name: String,
+    pub label: String,
+    pub field_type: String,
+    pub required: bool,
+    pub writable: bool,
+}
+
+/// Who a set of tokens belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub account_id: String,
+    pub user: Option<String>,
+}
+
+/// OAuth tokens. `Debug` never prints the secrets.
+#[derive(Clone, Debug)]
+pub struct Tokens {
+    pub access_token: SecretString,
+    pub refresh_token: Option<SecretString>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub instance_url: Option<String>,
+}

@@ -1,0 +1,157 @@
+//! The `/_sandbox/` control API tests use to steer the simulator. No authentication.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::error::{parse_json, query_pairs, query_value, ApiError};
+use crate::faults::FaultSpec;
+use crate::properties::parse_type;
+use crate::state::{AppState, ObjectType, Record};
+use crate::RateLimit;
+
+#[derive(Deserialize)]
+struct RecordEdit {
+    id: Option<Value>,
+    #[serde(default)]
+    properties: Map<String, Value>,
+    /// `false` restores an archived record, `true` archives it.
+    archived: Option<bool>,
+}
+
+fn raw(ty: ObjectType, record: &Record) -> Value {
+    let names: Vec<String> = record.properties.keys().cloned().collect();
+    record.to_json(ty, Some(&names))
+}
+
+fn stringify(props: Map<String, Value>) -> BTreeMap<String, String> {
+    let text = |v: Value| match v {
+        Value::String(s) => s,
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    props.into_iter().map(|(k, v)| (k, text(v))).collect()
+}
+
+/// Creates a record, or edits one when `id` is given; no validation, timestamps advance.
+pub async fn upsert_record(
+    State(s): State<AppState>,
+    Path(ty): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let ty = parse_type(&ty)?;
+    let edit: RecordEdit = parse_json(&body)?;
+    let props = stringify(edit.properties);
+    let mut inner = s.lock();
+    let record = match edit.id {
+        None => inner.create(ty, props),
+        Some(id) => {
+            let id = id
+                .as_u64()
+                .or_else(|| id.as_str().and_then(|s| s.parse().ok()));
+            let id = id.ok_or_else(|| ApiError::validation("id must be a number"))?;
+            inner
+                .update(ty, id, props)
+                .ok_or_else(|| ApiError::not_found(format!("no record {id}")))?
+        }
+    };
+    let record = match edit.archived {
+        Some(archived) => inner
+            .set_archived(ty, record.id, archived)
+            .unwrap_or(record),
+        None => record,
+    };
+    Ok(Json(raw(ty, &record)))
+}
+
+pub async fn get_record(
+    State(s): State<AppState>,
+    Path((ty, id)): Path<(String, u64)>,
+) -> Result<Json<Value>, ApiError> {
+    let ty = parse_type(&ty)?;
+    let inner = s.lock();
+    let record = inner
+        .get(ty, id)
+        .ok_or_else(|| ApiError::not_found(format!("no record {id}")))?;
+    Ok(Json(raw(ty, record)))
+}
+
+/// Archives the record; `?hard=true` removes it entirely (as after the recycle bin empties).
+pub async fn delete_record(
+    State(s): State<AppState>,
+    Path((ty, id)): Path<(String, u64)>,
+    RawQuery(q): RawQuery,
+) -> Result<StatusCode, ApiError> {
+    let ty = parse_type(&ty)?;
+    let hard = query_value(&query_pairs(q.as_deref()), "hard") == Some("true");
+    let mut inner = s.lock();
+    let found = if hard {
+        inner.table(ty).remove(&id).is_some()
+    } else {
+        inner.archive(ty, id)
+    };
+    if found {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("no record {id}")))
+    }
+}
+
+pub async fn expire_tokens(State(s): State<AppState>) -> StatusCode {
+    s.lock().auth.expire_all();
+    StatusCode::NO_CONTENT
+}
+
+pub async fn issue_tokens(State(s): State<AppState>) -> Json<Value> {
+    let (ttl, hub) = (s.config.access_token_ttl_secs, s.config.hub_id);
+    let pair = s
+        .lock()
+        .auth
+        .issue(crate::oauth::default_scopes(), ttl, hub);
+    Json(json!(pair))
+}
+
+pub async fn set_rate_limit(
+    State(s): State<AppState>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let limit: Option<RateLimit> = parse_json(&body)?;
+    s.lock().limits.set(limit);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum FaultBody {
+    One(FaultSpec),
+    Many(Vec<FaultSpec>),
+}
+
+pub async fn add_faults(State(s): State<AppState>, body: Bytes) -> Result<StatusCode, ApiError> {
+    let specs = match parse_json::<FaultBody>(&body)? {
+        FaultBody::One(spec) => vec![spec],
+        FaultBody::Many(specs) => specs,
+    };
+    let mut inner = s.lock();
+    specs.into_iter().for_each(|spec| inner.faults.push(spec));
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn clear_faults(State(s): State<AppState>) -> StatusCode {
+    s.lock().faults.clear();
+    StatusCode::NO_CONTENT
+}
+
+pub async fn counters(State(s): State<AppState>) -> Json<Value> {
+    Json(json!(s.lock().counters))
+}
+
+pub async fn reset_counters(State(s): State<AppState>) -> StatusCode {
+    s.lock().counters.clear();
+    StatusCode::NO_CONTENT
+}

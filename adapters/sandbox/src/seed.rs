@@ -1,0 +1,243 @@
+//! Deterministic seed data: the same seed always yields the same records.
+
+use std::collections::BTreeMap;
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+use crate::properties::{COLORS, LIFECYCLE, TIERS};
+use crate::state::{ObjectType, Record};
+use crate::SandboxConfig;
+
+/// 2024-01-01T00:00:00Z: seeded history lies in the past, before any live write.
+const EPOCH_MS: i64 = 1_704_067_200_000;
+const GROUP_STEP_MS: i64 = 60_000;
+
+const FIRST: &[&str] = &[
+    "Olivia",
+    "Liam",
+    "Emma",
+    "Noah",
+    "Amelia",
+    "Oliver",
+    "Sophia",
+    "Elijah",
+    "Charlotte",
+    "James",
+    "Ava",
+    "Lucas",
+    "Mia",
+    "Mateo",
+    "Isabella",
+    "Hiroshi",
+    "Priya",
+    "Chen",
+    "Fatima",
+    "Kwame",
+    "Ingrid",
+    "Luca",
+    "Zoe",
+    "Omar",
+    "Anika",
+    "Diego",
+    "Sofia",
+    "Aarav",
+    "Nora",
+    "Felix",
+];
+const LAST: &[&str] = &[
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Rodriguez",
+    "Martinez",
+    "Lopez",
+    "Wilson",
+    "Anderson",
+    "Thomas",
+    "Taylor",
+    "Moore",
+    "Nakamura",
+    "Patel",
+    "Wang",
+    "Okafor",
+    "Schmidt",
+    "Rossi",
+    "Novak",
+    "Kowalski",
+    "Haddad",
+    "Larsen",
+    "Fernandes",
+];
+const MAIL: &[&str] = &[
+    "gmail.com",
+    "outlook.com",
+    "yahoo.com",
+    "proton.me",
+    "fastmail.com",
+];
+const TITLES: &[&str] = &[
+    "CEO",
+    "CTO",
+    "Sales Manager",
+    "Account Executive",
+    "Engineer",
+    "Marketing Lead",
+    "Buyer",
+];
+const CITIES: &[&str] = &[
+    "Boston",
+    "Berlin",
+    "Austin",
+    "Dublin",
+    "Toronto",
+    "Lisbon",
+    "Singapore",
+    "Denver",
+];
+const WORDS: &[&str] = &[
+    "Blue",
+    "Summit",
+    "Northwind",
+    "Apex",
+    "Cedar",
+    "Harbor",
+    "Quantum",
+    "Silver",
+    "Bright",
+    "Iron",
+    "Maple",
+    "Nimbus",
+    "Pioneer",
+    "Granite",
+    "Lumen",
+    "Vertex",
+];
+const NOUNS: &[&str] = &[
+    "Labs",
+    "Systems",
+    "Logistics",
+    "Foods",
+    "Health",
+    "Analytics",
+    "Works",
+    "Partners",
+    "Robotics",
+    "Media",
+];
+const SUFFIX: &[&str] = &["Inc", "LLC", "GmbH", "Ltd", "Co"];
+const INDUSTRIES: &[&str] = &[
+    "COMPUTER_SOFTWARE",
+    "RETAIL",
+    "HOSPITAL_HEALTH_CARE",
+    "LOGISTICS_AND_SUPPLY_CHAIN",
+    "FOOD_BEVERAGES",
+];
+
+/// Seeds `config.records` records of one type, taking ids from `next_id`.
+pub fn generate(
+    ty: ObjectType,
+    config: &SandboxConfig,
+    next_id: &mut u64,
+) -> BTreeMap<u64, Record> {
+    let salt = match ty {
+        ObjectType::Contacts => 0x636f_6e74,
+        ObjectType::Companies => 0x636f_6d70,
+    };
+    let mut rng = StdRng::seed_from_u64(config.seed ^ salt);
+    let group = config.same_timestamp_group.max(1);
+    (0..config.records)
+        .map(|i| {
+            let id = *next_id;
+            *next_id += 1;
+            let updated_ms = EPOCH_MS + (i / group) as i64 * GROUP_STEP_MS;
+            let created_ms = updated_ms - rng.gen_range(0..30 * 86_400_000);
+            let properties = match ty {
+                ObjectType::Contacts => contact(&mut rng, i),
+                ObjectType::Companies => company(&mut rng, i),
+            };
+            (
+                id,
+                Record {
+                    id,
+                    properties,
+                    created_ms,
+                    updated_ms,
+                    archived_ms: None,
+                },
+            )
+        })
+        .collect()
+}
+
+fn pick(rng: &mut StdRng, list: &[&str]) -> String {
+    list.choose(rng).copied().unwrap_or_default().to_string()
+}
+
+fn phone(rng: &mut StdRng) -> String {
+    format!(
+        "+1 555 {:03} {:04}",
+        rng.gen_range(100..1000),
+        rng.gen_range(0..10_000)
+    )
+}
+
+fn contact(rng: &mut StdRng, i: usize) -> BTreeMap<String, String> {
+    let first = pick(rng, FIRST);
+    let last = pick(rng, LAST);
+    // The index keeps emails unique, as HubSpot requires.
+    let email = format!(
+        "{}.{}{}@{}",
+        first.to_lowercase(),
+        last.to_lowercase(),
+        i,
+        pick(rng, MAIL)
+    );
+    let fields = [
+        ("firstname", first),
+        ("lastname", last),
+        ("email", email),
+        ("phone", phone(rng)),
+        (
+            "company",
+            format!("{} {}", pick(rng, WORDS), pick(rng, NOUNS)),
+        ),
+        ("jobtitle", pick(rng, TITLES)),
+        ("city", pick(rng, CITIES)),
+        ("lifecyclestage", pick(rng, LIFECYCLE)),
+        ("favorite_color", pick(rng, COLORS)),
+        ("customer_tier", pick(rng, TIERS)),
+    ];
+    fields
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+}
+
+fn company(rng: &mut StdRng, i: usize) -> BTreeMap<String, String> {
+    let (word, noun) = (pick(rng, WORDS), pick(rng, NOUNS));
+    let domain = format!("{}{}{}.com", word.to_lowercase(), noun.to_lowercase(), i);
+    let fields = [
+        ("name", format!("{word} {noun} {}", pick(rng, SUFFIX))),
+        ("domain", domain),
+        ("phone", phone(rng)),
+        ("city", pick(rng, CITIES)),
+        ("industry", pick(rng, INDUSTRIES)),
+        ("numberofemployees", rng.gen_range(2..5000).to_string()),
+        (
+            "annualrevenue",
+            (rng.gen_range(10..50_000) * 1000).to_string(),
+        ),
+        ("lifecyclestage", pick(rng, LIFECYCLE)),
+        ("customer_tier", pick(rng, TIERS)),
+    ];
+    fields
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+}
