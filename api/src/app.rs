@@ -4,7 +4,7 @@ use crate::auth::RequestId;
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::openapi::ApiDoc;
-use crate::routes::{audit, events, health, integrations, providers, tokens};
+use crate::routes::{audit, events, health, integrations, oauth, providers, tokens};
 use crate::state::AppState;
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode};
@@ -50,6 +50,10 @@ pub fn router(state: AppState) -> Router {
             "/integrations/{id}/credentials",
             post(integrations::credentials),
         )
+        .route("/integrations/{id}/connect", post(oauth::connect))
+        .route("/integrations/{id}/test", post(oauth::test))
+        .route("/integrations/{id}/fields", get(oauth::fields))
+        .route("/oauth/callback", get(oauth::callback))
         .route("/audit", get(audit::list))
         .route("/audit/verify", get(audit::verify))
         .route("/events/stream", get(events::stream));
@@ -199,6 +203,7 @@ impl Application {
             nats,
             settings.rate_limit_per_minute,
             settings.public_url(addr),
+            settings.hubspot_app(),
         );
         Ok(Application {
             addr,

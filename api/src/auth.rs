@@ -31,11 +31,14 @@ impl Caller {
     }
 
     pub fn metadata(&self) -> syncledger_store::Metadata {
+        // Events a request causes directly name the request as their cause; follow-up
+        // events (e.g. a slot released by a disconnection) name the event instead.
         syncledger_store::Metadata::new(
             format!("token:{}", self.token_id),
             &self.workspace_id,
             &self.correlation_id,
         )
+        .caused_by(format!("request:{}", self.correlation_id))
     }
 }
 

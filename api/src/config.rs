@@ -40,6 +40,16 @@ pub struct Settings {
     pub rate_limit_per_minute: u32,
     /// Events per projection batch.
     pub projection_batch: i64,
+    /// The HubSpot app's OAuth client id (the default matches the local sandbox).
+    pub hubspot_client_id: String,
+    pub hubspot_client_secret: SecretString,
+}
+
+/// The credentials of a provider's OAuth app.
+#[derive(Debug, Clone)]
+pub struct OAuthApp {
+    pub client_id: String,
+    pub client_secret: SecretString,
 }
 
 impl Default for Settings {
@@ -57,6 +67,8 @@ impl Default for Settings {
             log_format: LogFormat::Text,
             rate_limit_per_minute: 1200,
             projection_batch: 500,
+            hubspot_client_id: "sandbox-client".into(),
+            hubspot_client_secret: SecretString::from("sandbox-secret"),
         }
     }
 }
@@ -80,7 +92,12 @@ impl Settings {
             )?
             .set_default("log_format", "text")?
             .set_default("rate_limit_per_minute", defaults.rate_limit_per_minute)?
-            .set_default("projection_batch", defaults.projection_batch)?;
+            .set_default("projection_batch", defaults.projection_batch)?
+            .set_default("hubspot_client_id", defaults.hubspot_client_id.clone())?
+            .set_default(
+                "hubspot_client_secret",
+                defaults.hubspot_client_secret.expose_secret(),
+            )?;
         let path = file
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("syncledger.toml"));
@@ -108,6 +125,8 @@ impl Settings {
             ("log_format", "SYNCLEDGER_LOG_FORMAT"),
             ("rate_limit_per_minute", "SYNCLEDGER_RATE_LIMIT_PER_MINUTE"),
             ("projection_batch", "SYNCLEDGER_PROJECTION_BATCH"),
+            ("hubspot_client_id", "SYNCLEDGER_HUBSPOT_CLIENT_ID"),
+            ("hubspot_client_secret", "SYNCLEDGER_HUBSPOT_CLIENT_SECRET"),
         ] {
             if let Ok(v) = std::env::var(var) {
                 builder = builder.set_override(key, v)?;
@@ -129,6 +148,13 @@ impl Settings {
         }
     }
 
+    pub fn hubspot_app(&self) -> OAuthApp {
+        OAuthApp {
+            client_id: self.hubspot_client_id.clone(),
+            client_secret: self.hubspot_client_secret.clone(),
+        }
+    }
+
     pub fn public_url(&self, bound: SocketAddr) -> String {
         self.public_url
             .clone()
@@ -147,11 +173,14 @@ mod tests {
         let s = Settings {
             database_url: Some(SecretString::from("postgres://u:hunter2@h/db")),
             master_key: Some(SecretString::from("c2VjcmV0LW1hc3Rlci1rZXk=")),
+            hubspot_client_secret: SecretString::from("hs-app-secret"),
             ..Settings::default()
         };
         let text = format!("{s:?}");
         assert!(
-            !text.contains("hunter2") && !text.contains("c2VjcmV0"),
+            !text.contains("hunter2")
+                && !text.contains("c2VjcmV0")
+                && !text.contains("hs-app-secret"),
             "{text}"
         );
     }

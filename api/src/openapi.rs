@@ -1,6 +1,6 @@
 //! The OpenAPI 3 document served at `GET /v1/openapi.json`.
 
-use crate::routes::{audit, events, health, integrations, providers, tokens};
+use crate::routes::{audit, events, health, integrations, oauth, providers, tokens};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -13,6 +13,7 @@ use utoipa::{Modify, OpenApi};
         tokens::create, tokens::list, tokens::revoke,
         integrations::create, integrations::list, integrations::get, integrations::update,
         integrations::pause, integrations::resume, integrations::disconnect, integrations::credentials,
+        oauth::connect, oauth::callback, oauth::test, oauth::fields,
         audit::list, audit::verify,
         events::stream,
     ),

@@ -21,7 +21,8 @@ pub async fn create_workspace(
     plan: Plan,
 ) -> ApiResult<(String, IssuedToken)> {
     let workspace_id = uuid::Uuid::now_v7().to_string();
-    let meta = Metadata::new("system", &workspace_id, uuid::Uuid::now_v7().to_string());
+    let meta = Metadata::new("system", &workspace_id, uuid::Uuid::now_v7().to_string())
+        .caused_by("cli:workspace-create");
     let cqrs: Cqrs<Workspace> = store.cqrs();
     cqrs.execute(
         &workspace_id,

@@ -1,5 +1,6 @@
 //! What every request handler shares.
 
+use crate::config::OAuthApp;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -25,6 +26,8 @@ pub struct Inner {
     pub projections_wake: Arc<Notify>,
     pub limiter: DefaultKeyedRateLimiter<String>,
     pub public_url: String,
+    /// The HubSpot OAuth app integrations connect through.
+    pub hubspot: OAuthApp,
 }
 
 impl std::ops::Deref for AppState {
@@ -50,6 +53,7 @@ impl AppState {
         nats: Option<NatsBus>,
         rate_limit_per_minute: u32,
         public_url: String,
+        hubspot: OAuthApp,
     ) -> Self {
         AppState(Arc::new(Inner {
             workspaces: store.cqrs(),
@@ -61,6 +65,7 @@ impl AppState {
             projections_wake: Arc::new(Notify::new()),
             limiter: limiter(rate_limit_per_minute),
             public_url,
+            hubspot,
         }))
     }
 

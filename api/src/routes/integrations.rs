@@ -4,6 +4,7 @@
 use crate::auth::{Caller, READERS, WRITERS};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, List, Page, Query};
+use crate::routes::oauth;
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -18,6 +19,7 @@ use syncledger_domain::{
     Aggregate, ConflictStrategy, Direction, Entity, Frequency, Integration, IntegrationCommand,
     Status, SyncConfig, WorkspaceCommand,
 };
+use syncledger_store::Metadata;
 
 const PROJECTION: &str = "integration_status";
 
@@ -174,21 +176,21 @@ const COLUMNS: &str =
 
 async fn read_row(
     state: &AppState,
-    caller: &Caller,
+    workspace_id: &str,
     id: &str,
 ) -> ApiResult<Option<IntegrationView>> {
     let row = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM integration_status WHERE id = $1 AND workspace_id = $2"
     ))
     .bind(id)
-    .bind(&caller.workspace_id)
+    .bind(workspace_id)
     .fetch_optional(&state.store.any)
     .await?;
     row.as_ref().map(view).transpose()
 }
 
 async fn read(state: &AppState, caller: &Caller, id: &str) -> ApiResult<IntegrationView> {
-    read_row(state, caller, id)
+    read_row(state, &caller.workspace_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("integration"))
 }
@@ -196,9 +198,13 @@ async fn read(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Integrat
 /// The view right after a command. Normally the read model has caught up (see
 /// `AppState::settle`); if it has not (on PostgreSQL a long transaction anywhere on the
 /// server holds the feed back), the answer is built from the aggregate, the source of truth.
-async fn read_fresh(state: &AppState, caller: &Caller, id: &str) -> ApiResult<IntegrationView> {
-    let agg = owned(state, caller, id).await?;
-    let row = read_row(state, caller, id).await?;
+pub(crate) async fn read_fresh(
+    state: &AppState,
+    workspace_id: &str,
+    id: &str,
+) -> ApiResult<IntegrationView> {
+    let agg = owned(state, workspace_id, id).await?;
+    let row = read_row(state, workspace_id, id).await?;
     if let Some(v) = row.as_ref().filter(|v| v.version >= agg.version) {
         return Ok(v.clone());
     }
@@ -229,29 +235,40 @@ async fn read_fresh(state: &AppState, caller: &Caller, id: &str) -> ApiResult<In
     })
 }
 
-/// The aggregate, if it exists and belongs to the caller's workspace (else 404).
-async fn owned(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Integration> {
+/// The aggregate, if it exists and belongs to the workspace (else 404).
+pub(crate) async fn owned(
+    state: &AppState,
+    workspace_id: &str,
+    id: &str,
+) -> ApiResult<Integration> {
     let i = state.integrations.load(id).await?;
-    if i.id.is_none() || i.workspace_id != caller.workspace_id {
+    if i.id.is_none() || i.workspace_id != workspace_id {
         return Err(ApiError::not_found("integration"));
     }
     Ok(i)
 }
 
 /// Run a command on an integration of the caller's workspace and answer with its new view.
-async fn command(
+pub(crate) async fn command(
     state: &AppState,
     caller: &Caller,
     id: &str,
     cmd: IntegrationCommand,
 ) -> ApiResult<IntegrationView> {
-    owned(state, caller, id).await?;
-    state
-        .integrations
-        .execute(id, cmd, &caller.metadata())
-        .await?;
+    command_as(state, &caller.metadata(), id, cmd).await
+}
+
+/// Run a command on an integration of `meta`'s workspace on behalf of `meta`'s actor.
+pub(crate) async fn command_as(
+    state: &AppState,
+    meta: &Metadata,
+    id: &str,
+    cmd: IntegrationCommand,
+) -> ApiResult<IntegrationView> {
+    owned(state, &meta.workspace_id, id).await?;
+    state.integrations.execute(id, cmd, meta).await?;
     state.settle(PROJECTION, Integration::TYPE, id).await?;
-    read_fresh(state, caller, id).await
+    read_fresh(state, &meta.workspace_id, id).await
 }
 
 pub fn validate_base_url(url: &str) -> ApiResult<()> {
@@ -355,7 +372,7 @@ pub async fn create(
     state.settle(PROJECTION, Integration::TYPE, &id).await?;
     Ok((
         StatusCode::CREATED,
-        Json(read_fresh(&state, &caller, &id).await?),
+        Json(read_fresh(&state, &caller.workspace_id, &id).await?),
     ))
 }
 
@@ -438,7 +455,8 @@ pub async fn resume(
     Ok(Json(command(&state, &caller, &id, cmd).await?))
 }
 
-/// Disconnect: the integration stops for good and frees its plan slot.
+/// Disconnect: the integration stops for good and frees its plan slot. OAuth tokens are
+/// revoked at the provider first (best effort).
 #[utoipa::path(delete, path = "/v1/integrations/{id}", tag = "integrations", security(("bearer" = [])),
     responses((status = 200, body = IntegrationView), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
 pub async fn disconnect(
@@ -447,6 +465,11 @@ pub async fn disconnect(
     Path(id): Path<String>,
 ) -> ApiResult<Json<IntegrationView>> {
     caller.require(WRITERS)?;
+    let integration = owned(&state, &caller.workspace_id, &id).await?;
+    if integration.status != Status::Disconnected {
+        // Best effort: a provider that cannot be reached never blocks disconnecting.
+        oauth::revoke_best_effort(&state, &integration).await;
+    }
     let cmd = IntegrationCommand::Disconnect {
         reason: "disconnected through the API".into(),
         at: Utc::now(),
@@ -495,7 +518,7 @@ pub async fn credentials(
     Body(req): Body<CredentialsBody>,
 ) -> ApiResult<Json<IntegrationView>> {
     caller.require(WRITERS)?;
-    let integration = owned(&state, &caller, &id).await?;
+    let integration = owned(&state, &caller.workspace_id, &id).await?;
     let (kind, plaintext) = match req {
         CredentialsBody::ApiKey { api_key } => {
             if api_key.expose_secret().trim().is_empty() {

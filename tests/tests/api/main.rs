@@ -3,6 +3,7 @@
 
 mod audit;
 mod concurrency;
+mod connect;
 mod errors;
 mod events;
 mod health;

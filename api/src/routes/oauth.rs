@@ -1,0 +1,447 @@
+//! Connecting an integration through the provider's OAuth 2.0 code flow with PKCE, then
+//! using the stored tokens: connection test, field catalogue, revocation on disconnect.
+//!
+//! `connect` binds a random `state` to the workspace and integration and keeps the sealed
+//! PKCE verifier in `oauth_states`; the provider sends the browser to `callback`, which
+//! claims the state once, exchanges the code and stores the sealed tokens.
+
+use crate::auth::{Caller, RequestId, READERS, WRITERS};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{List, Query};
+use crate::routes::integrations::{command, command_as, owned, IntegrationView};
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use syncledger_crm::{CrmAdapter, CrmError, Entity, HubSpotAdapter, HubSpotConfig, Tokens};
+use syncledger_domain::integration::{CredentialKind, EncryptedSecret};
+use syncledger_domain::{Integration, IntegrationCommand, Status};
+use syncledger_store::Metadata;
+use syncledger_vault::Sealed;
+use zeroize::Zeroizing;
+
+/// How long a user has to approve at the provider.
+const STATE_TTL_MINUTES: i64 = 10;
+
+/// The actor recorded on events caused by the provider's redirect.
+const CALLBACK_ACTOR: &str = "oauth-callback";
+
+fn unsupported(provider: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "unsupported",
+        format!("connecting {provider} is not supported yet"),
+    )
+}
+
+fn provider_error(cause: &CrmError) -> ApiError {
+    tracing::warn!(error = %cause, "provider call failed");
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        "provider_error",
+        "the provider refused or failed the request; try again later",
+    )
+}
+
+fn not_connected() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "not_connected",
+        "the integration has no OAuth credentials; connect it first",
+    )
+}
+
+fn invalid_state() -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_state",
+        "the authorization state is unknown, expired or already used; connect again",
+    )
+}
+
+/// Fixed-width RFC 3339, so stored times compare correctly as text.
+fn stamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// The adapter for an integration's provider, pointed at its base URL override if any.
+pub fn adapter_for(state: &AppState, integration: &Integration) -> ApiResult<Box<dyn CrmAdapter>> {
+    if integration.provider != "hubspot" {
+        return Err(unsupported(&integration.provider));
+    }
+    let app = &state.hubspot;
+    let mut config = HubSpotConfig::new(app.client_id.clone(), app.client_secret.clone());
+    if let Some(url) = &integration.base_url {
+        // An override (sandbox, proxy) serves the authorize page on the same host.
+        config.base_url = url.clone();
+        config.auth_base_url = url.clone();
+    }
+    let adapter = HubSpotAdapter::new(config).map_err(ApiError::internal)?;
+    Ok(Box::new(adapter))
+}
+
+fn sealed(s: &EncryptedSecret) -> Sealed {
+    Sealed {
+        key_id: s.key_id.clone(),
+        nonce: s.nonce.clone(),
+        ciphertext: s.ciphertext.clone(),
+    }
+}
+
+/// The sealed form of the tokens, as stored in the vault.
+#[derive(Serialize, Deserialize)]
+struct StoredTokens {
+    access_token: String,
+    refresh_token: Option<String>,
+}
+
+async fn seal_tokens(
+    state: &AppState,
+    workspace_id: &str,
+    t: &Tokens,
+) -> ApiResult<EncryptedSecret> {
+    let body = Zeroizing::new(
+        serde_json::json!({
+            "access_token": t.access_token.expose_secret(),
+            "refresh_token": t.refresh_token.as_ref().map(|r| r.expose_secret()),
+        })
+        .to_string(),
+    );
+    let s = state.vault.seal(workspace_id, body.as_bytes()).await?;
+    Ok(EncryptedSecret {
+        key_id: s.key_id,
+        nonce: s.nonce,
+        ciphertext: s.ciphertext,
+    })
+}
+
+/// The integration's OAuth tokens, or `None` when it holds none.
+async fn open_tokens(state: &AppState, integration: &Integration) -> ApiResult<Option<Tokens>> {
+    let (Some(CredentialKind::Oauth2), Some(secret)) =
+        (integration.credential_kind, &integration.secret)
+    else {
+        return Ok(None);
+    };
+    let plain = state
+        .vault
+        .open(&integration.workspace_id, &sealed(secret))
+        .await?;
+    let stored: StoredTokens = serde_json::from_slice(plain.expose_secret())
+        .map_err(|_| ApiError::internal("stored OAuth credentials do not parse"))?;
+    Ok(Some(Tokens {
+        access_token: SecretString::from(stored.access_token),
+        refresh_token: stored.refresh_token.map(SecretString::from),
+        expires_at: integration.credentials_expire_at,
+        instance_url: None,
+    }))
+}
+
+/// Revoke the integration's OAuth tokens at the provider; failures are only logged.
+pub async fn revoke_best_effort(state: &AppState, integration: &Integration) {
+    if integration.credential_kind != Some(CredentialKind::Oauth2) {
+        return;
+    }
+    let result = async {
+        let adapter = adapter_for(state, integration)?;
+        let Some(tokens) = open_tokens(state, integration).await? else {
+            return Ok(());
+        };
+        adapter
+            .revoke(&tokens)
+            .await
+            .map_err(|e| provider_error(&e))
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(
+            code = e.code,
+            "could not revoke the OAuth tokens; disconnecting anyway"
+        );
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ConnectResponse {
+    /// Send the user's browser here to approve access.
+    pub authorization_url: String,
+}
+
+/// Start connecting an integration: answers the provider URL to send the user to.
+#[utoipa::path(post, path = "/v1/integrations/{id}/connect", tag = "integrations", security(("bearer" = [])),
+    responses((status = 200, body = ConnectResponse), (status = 400, body = crate::error::ErrorBody),
+               (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn connect(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ConnectResponse>> {
+    caller.require(WRITERS)?;
+    let integration = owned(&state, &caller.workspace_id, &id).await?;
+    let adapter = adapter_for(&state, &integration)?;
+    if integration.status == Status::Disconnected {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_transition",
+            "cannot connect an integration that is disconnected",
+        ));
+    }
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let oauth_state = hex::encode(bytes);
+    let redirect_uri = format!("{}/v1/oauth/callback", state.public_url);
+    let (url, verifier) = adapter
+        .authorization_url(&redirect_uri, &oauth_state)
+        .map_err(ApiError::internal)?;
+    let verifier = Zeroizing::new(verifier);
+    let sealed = state
+        .vault
+        .seal(&caller.workspace_id, verifier.as_bytes())
+        .await?;
+    let now = Utc::now();
+    sqlx::query(
+        "INSERT INTO oauth_states (state, workspace_id, integration_id, verifier_key_id, verifier_nonce,
+            verifier_ciphertext, redirect_uri, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(&oauth_state)
+    .bind(&caller.workspace_id)
+    .bind(&id)
+    .bind(&sealed.key_id)
+    .bind(&sealed.nonce)
+    .bind(&sealed.ciphertext)
+    .bind(&redirect_uri)
+    .bind(stamp(now))
+    .bind(stamp(now + Duration::minutes(STATE_TTL_MINUTES)))
+    .execute(&state.store.any)
+    .await?;
+    Ok(Json(ConnectResponse {
+        authorization_url: url,
+    }))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct CallbackParams {
+    /// The authorization code.
+    pub code: Option<String>,
+    /// The state `connect` issued.
+    pub state: Option<String>,
+    /// Set by the provider when the user refused.
+    pub error: Option<String>,
+}
+
+/// A claimed authorization: what `connect` bound to its state.
+struct Claimed {
+    workspace_id: String,
+    integration_id: String,
+    verifier: Sealed,
+    redirect_uri: String,
+}
+
+/// Mark the state used, once and before it expires; `None` if that is not possible.
+async fn claim(state: &AppState, oauth_state: &str) -> ApiResult<Option<Claimed>> {
+    let now = stamp(Utc::now());
+    let done = sqlx::query(
+        "UPDATE oauth_states SET used_at = $1 WHERE state = $2 AND used_at IS NULL AND expires_at > $3",
+    )
+    .bind(&now)
+    .bind(oauth_state)
+    .bind(&now)
+    .execute(&state.store.any)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Ok(None);
+    }
+    let row = sqlx::query(
+        "SELECT workspace_id, integration_id, verifier_key_id, verifier_nonce, verifier_ciphertext,
+            redirect_uri FROM oauth_states WHERE state = $1",
+    )
+    .bind(oauth_state)
+    .fetch_one(&state.store.any)
+    .await?;
+    Ok(Some(Claimed {
+        workspace_id: row.try_get("workspace_id")?,
+        integration_id: row.try_get("integration_id")?,
+        verifier: Sealed {
+            key_id: row.try_get("verifier_key_id")?,
+            nonce: row.try_get("verifier_nonce")?,
+            ciphertext: row.try_get("verifier_ciphertext")?,
+        },
+        redirect_uri: row.try_get("redirect_uri")?,
+    }))
+}
+
+/// Where the provider sends the browser back. No bearer token: the single-use state
+/// names the workspace and integration.
+#[utoipa::path(get, path = "/v1/oauth/callback", tag = "integrations", params(CallbackParams),
+    responses((status = 200, body = IntegrationView), (status = 400, body = crate::error::ErrorBody),
+               (status = 502, body = crate::error::ErrorBody)))]
+pub async fn callback(
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    Query(params): Query<CallbackParams>,
+) -> ApiResult<Json<IntegrationView>> {
+    let oauth_state = params.state.ok_or_else(invalid_state)?;
+    let claimed = claim(&state, &oauth_state)
+        .await?
+        .ok_or_else(invalid_state)?;
+    if params.error.is_some() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "authorization_denied",
+            "the provider did not grant access",
+        ));
+    }
+    let code = params
+        .code
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| ApiError::invalid_field("code", "is required"))?;
+    let integration = owned(&state, &claimed.workspace_id, &claimed.integration_id).await?;
+    let adapter = adapter_for(&state, &integration)?;
+    let verifier = state
+        .vault
+        .open(&claimed.workspace_id, &claimed.verifier)
+        .await?;
+    let verifier = std::str::from_utf8(verifier.expose_secret())
+        .map_err(|_| ApiError::internal("stored PKCE verifier is not UTF-8"))?;
+    let tokens = adapter
+        .exchange_code(&code, verifier, &claimed.redirect_uri)
+        .await
+        .map_err(|e| provider_error(&e))?;
+    let secret = seal_tokens(&state, &claimed.workspace_id, &tokens).await?;
+    let (kind, expires_at, at) = (CredentialKind::Oauth2, tokens.expires_at, Utc::now());
+    let cmd = if matches!(integration.status, Status::PendingAuth | Status::Error) {
+        IntegrationCommand::StoreCredentials {
+            kind,
+            secret,
+            expires_at,
+            at,
+        }
+    } else {
+        IntegrationCommand::RotateCredentials {
+            kind,
+            secret,
+            expires_at,
+            at,
+        }
+    };
+    let meta = Metadata::new(CALLBACK_ACTOR, &claimed.workspace_id, request_id.0);
+    Ok(Json(
+        command_as(&state, &meta, &claimed.integration_id, cmd).await?,
+    ))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TestResponse {
+    pub ok: bool,
+    pub detail: String,
+    pub integration: IntegrationView,
+}
+
+/// Check the stored OAuth tokens against the provider and record the outcome.
+#[utoipa::path(post, path = "/v1/integrations/{id}/test", tag = "integrations", security(("bearer" = [])),
+    responses((status = 200, body = TestResponse), (status = 400, body = crate::error::ErrorBody),
+               (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn test(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TestResponse>> {
+    caller.require(WRITERS)?;
+    let integration = owned(&state, &caller.workspace_id, &id).await?;
+    let adapter = adapter_for(&state, &integration)?;
+    let tokens = open_tokens(&state, &integration)
+        .await?
+        .ok_or_else(not_connected)?;
+    let (ok, detail) = match adapter.test_connection(&tokens).await {
+        Ok(identity) => (
+            true,
+            format!(
+                "connected to {} account {}",
+                integration.provider, identity.account_id
+            ),
+        ),
+        // CrmError messages never carry tokens or request bodies.
+        Err(e) => (false, e.to_string()),
+    };
+    let cmd = IntegrationCommand::RecordConnectionTest {
+        ok,
+        detail: detail.clone(),
+        at: Utc::now(),
+    };
+    let integration = command(&state, &caller, &id, cmd).await?;
+    Ok(Json(TestResponse {
+        ok,
+        detail,
+        integration,
+    }))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct FieldsQuery {
+    /// contacts or companies.
+    pub entity: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FieldView {
+    pub name: String,
+    pub label: String,
+    #[serde(rename = "type")]
+    pub field_type: String,
+    pub required: bool,
+    pub writable: bool,
+}
+
+fn parse_entity(entity: Option<&str>) -> ApiResult<Entity> {
+    match entity {
+        Some("contacts") => Ok(Entity::Contacts),
+        Some("companies") => Ok(Entity::Companies),
+        _ => Err(ApiError::invalid_field(
+            "entity",
+            "must be contacts or companies",
+        )),
+    }
+}
+
+/// The provider's field catalogue for one entity.
+#[utoipa::path(get, path = "/v1/integrations/{id}/fields", tag = "integrations", security(("bearer" = [])), params(FieldsQuery),
+    responses((status = 200, body = inline(List<FieldView>)), (status = 400, body = crate::error::ErrorBody),
+               (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody),
+               (status = 502, body = crate::error::ErrorBody)))]
+pub async fn fields(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<FieldsQuery>,
+) -> ApiResult<Json<List<FieldView>>> {
+    caller.require(READERS)?;
+    let entity = parse_entity(q.entity.as_deref())?;
+    let integration = owned(&state, &caller.workspace_id, &id).await?;
+    let adapter = adapter_for(&state, &integration)?;
+    let tokens = open_tokens(&state, &integration)
+        .await?
+        .ok_or_else(not_connected)?;
+    let fields = adapter
+        .fields(&tokens, entity)
+        .await
+        .map_err(|e| provider_error(&e))?;
+    let data = fields
+        .into_iter()
+        .map(|f| FieldView {
+            name: f.name,
+            label: f.label,
+            field_type: f.field_type,
+            required: f.required,
+            writable: f.writable,
+        })
+        .collect();
+    Ok(Json(List {
+        data,
+        next_cursor: None,
+    }))
+}

@@ -1,0 +1,213 @@
+//! Connecting a HubSpot integration through OAuth against the local sandbox: connect,
+//! callback (single use), connection test, field catalogue, disconnect with revocation,
+//! and an audit trail that never shows a token.
+
+use crate::helpers::{on_both_backends, sync_config, Backend, TestApp};
+use anyhow::Context;
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+use syncledger_crm::{CrmAdapter, HubSpotAdapter, HubSpotConfig};
+use syncledger_sandbox::{Sandbox, SandboxConfig};
+use syncledger_vault::Sealed;
+
+on_both_backends!(oauth_connect_test_fields_and_disconnect, connect_refusals);
+
+/// The provider's redirect: `authorization_url` answered with a 302 whose Location is
+/// the API's callback.
+async fn approve(authorization_url: &str) -> anyhow::Result<String> {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let resp = client.get(authorization_url).send().await?;
+    assert_eq!(resp.status(), StatusCode::FOUND, "the sandbox approves");
+    let location = resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .context("a Location header")?
+        .to_str()?
+        .to_string();
+    Ok(location)
+}
+
+/// The tokens the integration holds, opened with the vault (test-only access).
+async fn stored_tokens(app: &TestApp, id: &str) -> anyhow::Result<(String, String)> {
+    let agg = app.state.integrations.load(id).await?;
+    let secret = agg.secret.context("stored credentials")?;
+    let sealed = Sealed {
+        key_id: secret.key_id,
+        nonce: secret.nonce,
+        ciphertext: secret.ciphertext,
+    };
+    let plain = app.state.vault.open(&app.workspace_id, &sealed).await?;
+    let v: serde_json::Value = serde_json::from_slice(plain.expose_secret())?;
+    let get = |k: &str| v[k].as_str().map(str::to_string).context("a token");
+    Ok((get("access_token")?, get("refresh_token")?))
+}
+
+async fn oauth_connect_test_fields_and_disconnect(backend: Backend) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let sandbox = Sandbox::start_hubspot(SandboxConfig::default()).await?;
+    let admin = app.admin.clone();
+    let body = json!({"provider": "hubspot", "name": "Sandbox HubSpot",
+        "sync_config": sync_config(), "base_url": sandbox.base_url()});
+    let resp = app.post("/v1/integrations", &admin, body).await?;
+    resp.expect(StatusCode::CREATED);
+    let id = resp.str("id")?;
+
+    // Not connected yet: no test, no fields.
+    let resp = app
+        .post_empty(&format!("/v1/integrations/{id}/test"), &admin)
+        .await?;
+    resp.expect_error(StatusCode::CONFLICT, "not_connected", "");
+
+    let resp = app
+        .post_empty(&format!("/v1/integrations/{id}/connect"), &admin)
+        .await?;
+    let auth_url = resp.str("authorization_url")?;
+    assert!(auth_url.starts_with(&sandbox.base_url()), "{auth_url}");
+    let callback = approve(&auth_url).await?;
+    assert!(
+        callback.starts_with(&app.url("/v1/oauth/callback?")),
+        "{callback}"
+    );
+
+    let resp = crate::helpers::send(app.client.get(&callback)).await?;
+    let view = resp.expect(StatusCode::OK);
+    assert_eq!(view["status"], "connected", "{}", resp.text);
+    assert_eq!(view["credential_kind"], "oauth2");
+    let version = view["version"].clone();
+    let (access, refresh) = stored_tokens(&app, &id).await?;
+    assert!(!resp.text.contains(&access) && !resp.text.contains(&refresh));
+
+    // The state is single use; an unknown one is refused; neither changes anything.
+    let events = app.event_count().await?;
+    let again = crate::helpers::send(app.client.get(&callback)).await?;
+    again.expect_error(StatusCode::BAD_REQUEST, "invalid_state", "");
+    let unknown = app
+        .get(
+            &format!("/v1/oauth/callback?code=x&state={}", "ab".repeat(32)),
+            "",
+        )
+        .await?;
+    unknown.expect_error(StatusCode::BAD_REQUEST, "invalid_state", "");
+    assert_eq!(app.event_count().await?, events);
+    let resp = app.get(&format!("/v1/integrations/{id}"), &admin).await?;
+    assert_eq!(resp.expect(StatusCode::OK)["version"], version);
+
+    let resp = app
+        .post_empty(&format!("/v1/integrations/{id}/test"), &admin)
+        .await?;
+    let body = resp.expect(StatusCode::OK);
+    assert_eq!(body["ok"], true, "{}", resp.text);
+    assert_eq!(body["integration"]["status"], "connected");
+
+    let resp = app
+        .get(
+            &format!("/v1/integrations/{id}/fields?entity=contacts"),
+            &admin,
+        )
+        .await?;
+    let body = resp.expect(StatusCode::OK);
+    let names: Vec<&str> = body["data"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|f| f["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(names.contains(&"email"), "{}", resp.text);
+    assert!(body["data"][0]["type"].is_string() && body["next_cursor"].is_null());
+    let bad = app
+        .get(
+            &format!("/v1/integrations/{id}/fields?entity=deals"),
+            &admin,
+        )
+        .await?;
+    bad.expect_error(StatusCode::BAD_REQUEST, "validation_failed", "entity");
+
+    let resp = app
+        .delete(&format!("/v1/integrations/{id}"), &admin)
+        .await?;
+    assert_eq!(resp.expect(StatusCode::OK)["status"], "disconnected");
+    let revoked = sandbox
+        .counters()
+        .iter()
+        .any(|(k, n)| k.starts_with("DELETE /oauth/v1/refresh-tokens") && *n > 0);
+    assert!(revoked, "no revocation in {:?}", sandbox.counters());
+    let mut config = HubSpotConfig::new("sandbox-client", SecretString::from("sandbox-secret"));
+    config.base_url = sandbox.base_url();
+    config.auth_base_url = sandbox.base_url();
+    config.max_retries = 0;
+    let adapter = HubSpotAdapter::new(config)?;
+    assert!(
+        adapter.refresh(&refresh).await.is_err(),
+        "refresh after revoke"
+    );
+
+    app.caught_up().await;
+    let audit = app.get("/v1/audit?limit=500", &admin).await?;
+    audit.expect(StatusCode::OK);
+    for action in [
+        "CredentialsStored",
+        "ConnectionTested",
+        "IntegrationDisconnected",
+    ] {
+        assert!(
+            audit.text.contains(&format!("\"{action}\"")),
+            "no {action} in {}",
+            audit.text
+        );
+    }
+    assert!(audit.text.contains("oauth-callback"), "{}", audit.text);
+    for token in [&access, &refresh] {
+        assert!(
+            !audit.text.contains(token.as_str()),
+            "token in the audit trail"
+        );
+    }
+    sandbox.shutdown().await;
+    app.finish().await
+}
+
+/// Other providers, viewers and a missing entity are refused without touching anything.
+async fn connect_refusals(backend: Backend) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let admin = app.admin.clone();
+    let body = json!({"provider": "pipedrive", "name": "Pipes", "sync_config": sync_config()});
+    let resp = app.post("/v1/integrations", &admin, body).await?;
+    resp.expect(StatusCode::CREATED);
+    let pipes = resp.str("id")?;
+    let hubspot = app.create_integration(&admin, "Hub").await?;
+    let events = app.event_count().await?;
+    let resp = app
+        .post_empty(&format!("/v1/integrations/{pipes}/connect"), &admin)
+        .await?;
+    resp.expect_error(
+        StatusCode::BAD_REQUEST,
+        "unsupported",
+        "connecting pipedrive is not supported yet",
+    );
+    let (_, viewer) = app.issue_token("viewer").await?;
+    let events = events + 1;
+    let resp = app
+        .post_empty(&format!("/v1/integrations/{hubspot}/connect"), &viewer)
+        .await?;
+    resp.expect_error(StatusCode::FORBIDDEN, "forbidden", "");
+    let resp = app
+        .get(&format!("/v1/integrations/{hubspot}/fields"), &viewer)
+        .await?;
+    resp.expect_error(StatusCode::BAD_REQUEST, "validation_failed", "entity");
+    let resp = app
+        .get(
+            &format!("/v1/integrations/{hubspot}/fields?entity=contacts"),
+            &viewer,
+        )
+        .await?;
+    resp.expect_error(StatusCode::CONFLICT, "not_connected", "");
+    let resp = app.get("/v1/oauth/callback?code=abc", "").await?;
+    resp.expect_error(StatusCode::BAD_REQUEST, "invalid_state", "");
+    assert_eq!(app.event_count().await?, events);
+    app.finish().await
+}
