@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 /// How long any single wait in these tests may take before it counts as a failure.
-pub const TIMEOUT: Duration = Duration::from_secs(10);
+pub const TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -196,6 +196,8 @@ impl TestApp {
     }
 
     /// The URL of the test's PostgreSQL database, if it runs on one.
+    // Used by the `horizon` test binary, which shares this file.
+    #[allow(dead_code)]
     pub fn pg_url(&self) -> Option<String> {
         self.pg.as_ref().map(|db| db.url.clone())
     }

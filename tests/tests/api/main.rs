@@ -12,6 +12,5 @@ mod integrations;
 mod isolation;
 mod openapi;
 mod rate_limit;
-mod read_your_writes;
 mod secrets;
 mod tokens;
