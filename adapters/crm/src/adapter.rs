@@ -5,10 +5,15 @@ use chrono::{DateTime, Utc};
 use syncledger_domain::Entity;
 
 use crate::error::CrmError;
-use crate::types::{Cursor, FieldInfo, Identity, Page, PushOp, PushResult, Tokens};
+use crate::types::{Credentials, Cursor, FieldInfo, Identity, Page, PushOp, PushResult, Tokens};
 
 #[async_trait]
 pub trait CrmAdapter: Send + Sync {
+    /// Whether this provider connects through OAuth 2.0 (else: API key or basic).
+    fn supports_oauth(&self) -> bool {
+        true
+    }
+
     /// The URL to send the user to, and the PKCE verifier to keep for
     /// [`CrmAdapter::exchange_code`]. Each call makes a fresh verifier; the
     /// caller binds `state` to the workspace and integration.
@@ -25,19 +30,26 @@ pub trait CrmAdapter: Send + Sync {
         redirect_uri: &str,
     ) -> Result<Tokens, CrmError>;
 
+    /// New tokens for a refresh token. When the provider does not rotate refresh
+    /// tokens (Salesforce), the result carries the one passed in; when it does not
+    /// answer with an instance URL, the caller keeps the one it had.
     async fn refresh(&self, refresh_token: &str) -> Result<Tokens, CrmError>;
 
     async fn revoke(&self, tokens: &Tokens) -> Result<(), CrmError>;
 
-    async fn test_connection(&self, tokens: &Tokens) -> Result<Identity, CrmError>;
+    async fn test_connection(&self, credentials: &Credentials) -> Result<Identity, CrmError>;
 
-    async fn fields(&self, tokens: &Tokens, entity: Entity) -> Result<Vec<FieldInfo>, CrmError>;
+    async fn fields(
+        &self,
+        credentials: &Credentials,
+        entity: Entity,
+    ) -> Result<Vec<FieldInfo>, CrmError>;
 
     /// A full pull when `since` is `None`, else the records modified at or
     /// after `since`. Pages may overlap; the engine deduplicates.
     async fn pull_page(
         &self,
-        tokens: &Tokens,
+        credentials: &Credentials,
         entity: Entity,
         cursor: Option<Cursor>,
         since: Option<DateTime<Utc>>,
@@ -50,16 +62,19 @@ pub trait CrmAdapter: Send + Sync {
     /// written, so prefer upserts where a key property exists.
     async fn push_batch(
         &self,
-        tokens: &Tokens,
+        credentials: &Credentials,
         entity: Entity,
         ops: Vec<PushOp>,
     ) -> Result<Vec<PushResult>, CrmError>;
 
-    /// Archived (deleted) records, paged like a full pull.
+    /// Records deleted (archived) at or after `since` (all the provider still
+    /// remembers when `None`), paged like a full pull. Providers that keep
+    /// deletions for a limited time (Salesforce: 15 days) clamp `since`.
     async fn deletions(
         &self,
-        tokens: &Tokens,
+        credentials: &Credentials,
         entity: Entity,
         cursor: Option<Cursor>,
+        since: Option<DateTime<Utc>>,
     ) -> Result<Page, CrmError>;
 }

@@ -9,6 +9,7 @@ pub mod adapter;
 pub mod error;
 pub mod http;
 pub mod hubspot;
+pub mod oauth;
 pub mod types;
 
 pub use adapter::CrmAdapter;
@@ -16,5 +17,6 @@ pub use error::CrmError;
 pub use hubspot::{HubSpotAdapter, HubSpotConfig};
 pub use syncledger_domain::Entity;
 pub use types::{
-    Cursor, FieldInfo, Identity, Page, PushKind, PushOp, PushResult, RemoteRecord, Tokens,
+    Credentials, Cursor, FieldInfo, Identity, Page, PushKind, PushOp, PushResult, RemoteRecord,
+    Tokens,
 };

@@ -30,6 +30,16 @@ pub enum Cursor {
         since: DateTime<Utc>,
         after: Option<String>,
     },
+    /// Salesforce SOQL paging: the `nextRecordsUrl` of the previous page.
+    SalesforceQuery { next_records_url: String },
+    /// Pipedrive v2 list paging: `next_cursor`, and the `updated_since` it was opened with.
+    Pipedrive {
+        cursor: String,
+        since: Option<DateTime<Utc>>,
+    },
+    /// A declarative custom provider: the next cursor token, offset, page number or URL,
+    /// as its pagination style dictates.
+    Custom { next: String },
 }
 
 /// One page of records; `next` is `None` on the last page.
@@ -86,11 +96,35 @@ pub struct Identity {
     pub user: Option<String>,
 }
 
+/// What an adapter authenticates its calls with. `Debug` never prints secrets.
+#[derive(Clone, Debug)]
+pub enum Credentials {
+    OAuth2(Tokens),
+    /// An API key or private-app token, sent where the provider expects it.
+    ApiKey(SecretString),
+    Basic {
+        username: String,
+        password: SecretString,
+    },
+}
+
+impl Credentials {
+    /// The OAuth tokens, if these are OAuth credentials.
+    pub fn tokens(&self) -> Option<&Tokens> {
+        match self {
+            Credentials::OAuth2(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
 /// OAuth tokens. `Debug` never prints the secrets.
 #[derive(Clone, Debug)]
 pub struct Tokens {
     pub access_token: SecretString,
     pub refresh_token: Option<SecretString>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// The host to call with these tokens when the provider names one
+    /// (Salesforce `instance_url`, Pipedrive `api_domain`).
     pub instance_url: Option<String>,
 }

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use syncledger_crm::{
-    CrmAdapter, CrmError, Cursor, Entity, HubSpotAdapter, HubSpotConfig, PushKind, PushOp,
-    RemoteRecord, Tokens,
+    Credentials, CrmAdapter, CrmError, Cursor, Entity, HubSpotAdapter, HubSpotConfig, PushKind,
+    PushOp, RemoteRecord, Tokens,
 };
 use syncledger_sandbox::{RateLimit, Sandbox, SandboxConfig};
 
@@ -47,6 +47,10 @@ fn adapter(config: HubSpotConfig) -> HubSpotAdapter {
     HubSpotAdapter::new(config).expect("adapter builds")
 }
 
+fn creds(tokens: &Tokens) -> Credentials {
+    Credentials::OAuth2(tokens.clone())
+}
+
 fn tokens(sandbox: &Sandbox) -> Tokens {
     let pair = sandbox.issue_tokens();
     Tokens {
@@ -81,7 +85,7 @@ async fn pull_all(
     let (mut records, mut cursor) = (Vec::new(), None::<Cursor>);
     loop {
         let page = adapter
-            .pull_page(tokens, Entity::Contacts, cursor, since)
+            .pull_page(&creds(tokens), Entity::Contacts, cursor, since)
             .await?;
         records.extend(page.records);
         match page.next {
@@ -130,7 +134,10 @@ async fn oauth_code_flow_then_connection_test() {
     assert!(tokens.expires_at.is_some_and(|at| at > Utc::now()));
     assert!(!format!("{tokens:?}").contains(tokens.access_token.expose_secret()));
 
-    let identity = adapter.test_connection(&tokens).await.expect("identity");
+    let identity = adapter
+        .test_connection(&creds(&tokens))
+        .await
+        .expect("identity");
     assert_eq!(
         identity.account_id,
         SandboxConfig::default().hub_id.to_string()
@@ -174,7 +181,7 @@ async fn refresh_rotates_the_refresh_token() {
 
     let fresh = adapter.refresh(old_refresh).await.expect("refresh");
     adapter
-        .test_connection(&fresh)
+        .test_connection(&creds(&fresh))
         .await
         .expect("new token works");
     let again = adapter.refresh(old_refresh).await;
@@ -194,12 +201,12 @@ async fn revoke_ends_the_grant() {
         .expect("refresh")
         .expose_secret();
     assert!(adapter.refresh(refresh).await.is_err());
-    let connection = adapter.test_connection(&tokens).await;
+    let connection = adapter.test_connection(&creds(&tokens)).await;
     assert!(
         matches!(connection, Err(CrmError::Unauthorized)),
         "{connection:?}"
     );
-    let fields = adapter.fields(&tokens, Entity::Contacts).await;
+    let fields = adapter.fields(&creds(&tokens), Entity::Contacts).await;
     assert!(matches!(fields, Err(CrmError::Unauthorized)), "{fields:?}");
 }
 
@@ -208,7 +215,7 @@ async fn fields_include_standard_and_custom_properties() {
     let sandbox = sandbox(10, None).await;
     let adapter = adapter(config(&sandbox));
     let fields = adapter
-        .fields(&tokens(&sandbox), Entity::Contacts)
+        .fields(&creds(&tokens(&sandbox)), Entity::Contacts)
         .await
         .expect("fields");
     let by_name: BTreeMap<&str, _> = fields.iter().map(|f| (f.name.as_str(), f)).collect();
@@ -278,7 +285,9 @@ async fn client_errors_are_not_retried() {
     let sandbox = sandbox(10, None).await;
     let adapter = adapter(config(&sandbox));
     control(&sandbox, "faults", json!({"kind": "status", "status": 400})).await;
-    let result = adapter.fields(&tokens(&sandbox), Entity::Contacts).await;
+    let result = adapter
+        .fields(&creds(&tokens(&sandbox)), Entity::Contacts)
+        .await;
     assert!(
         matches!(result, Err(CrmError::Rejected { status: 400, .. })),
         "{result:?}"
@@ -296,7 +305,7 @@ async fn a_bad_token_is_unauthorized_and_not_retried() {
         expires_at: None,
         instance_url: None,
     };
-    let result = adapter.fields(&tokens, Entity::Contacts).await;
+    let result = adapter.fields(&creds(&tokens), Entity::Contacts).await;
     assert!(matches!(result, Err(CrmError::Unauthorized)), "{result:?}");
     assert_eq!(sandbox.counters()["GET /crm/v3/properties/contacts"], 1);
 }
@@ -347,7 +356,7 @@ async fn partial_batch_failures_map_to_their_inputs() {
         })
         .collect();
     let results = adapter
-        .push_batch(&tokens, Entity::Contacts, ops)
+        .push_batch(&creds(&tokens), Entity::Contacts, ops)
         .await
         .expect("push");
     assert_eq!(results.len(), 10);
@@ -390,7 +399,7 @@ async fn upserts_and_updates_report_remote_ids() {
         },
     ];
     let results = adapter
-        .push_batch(&tokens, Entity::Contacts, ops)
+        .push_batch(&creds(&tokens), Entity::Contacts, ops)
         .await
         .expect("push");
     assert_eq!(results[0].remote_id.as_deref(), Some(target.id.as_str()));
@@ -414,7 +423,7 @@ async fn deletions_list_archived_records() {
     assert!(response.status().is_success());
 
     let page = adapter
-        .deletions(&tokens, Entity::Contacts, None)
+        .deletions(&creds(&tokens), Entity::Contacts, None, None)
         .await
         .expect("deletions");
     let ids: Vec<&str> = page.records.iter().map(|r| r.id.as_str()).collect();
@@ -450,7 +459,7 @@ async fn creates_are_not_repeated_after_a_server_error() {
         properties: BTreeMap::from([("email".to_owned(), Some("once@example.com".to_owned()))]),
     };
     let result = adapter
-        .push_batch(&tokens(&sandbox), Entity::Contacts, vec![op])
+        .push_batch(&creds(&tokens(&sandbox)), Entity::Contacts, vec![op])
         .await;
     assert!(
         matches!(result, Err(CrmError::Server { status: 500, .. })),

@@ -55,7 +55,7 @@ pub enum FaultSpec {
 }
 
 #[derive(Clone, Copy, Debug)]
-enum Action {
+pub(crate) enum Action {
     Status(u16),
     Timeout(u64),
     Slow(u64),
@@ -118,7 +118,7 @@ impl FaultQueue {
     }
 
     /// The first queued fault matching `path`, used up by one.
-    fn take(&mut self, path: &str) -> Option<Action> {
+    pub(crate) fn take(&mut self, path: &str) -> Option<Action> {
         let at = self.pending.iter().position(|p| {
             p.path_prefix
                 .as_deref()

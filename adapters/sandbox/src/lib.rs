@@ -88,16 +88,28 @@ impl std::fmt::Debug for SandboxConfig {
     }
 }
 
+/// What every simulated provider offers a test besides its HTTP API.
+pub trait Simulator: Send + Sync + 'static {
+    /// Requests served per endpoint key, e.g. `GET /crm/v3/objects/contacts`.
+    fn counters(&self) -> BTreeMap<String, u64>;
+    /// Issues a fresh token pair without going through the authorize redirect.
+    fn issue_tokens(&self) -> TokenPair;
+    /// The secret webhooks are signed with, if the provider sends webhooks.
+    fn webhook_secret(&self) -> Option<String> {
+        None
+    }
+}
+
 /// A running sandbox. Dropping it stops the server; `shutdown` also waits for it.
 pub struct Sandbox {
     base_url: String,
-    state: state::AppState,
+    simulator: Arc<dyn Simulator>,
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
 }
 
 impl Sandbox {
-    /// Binds `config.addr`, seeds the records and serves until shutdown.
+    /// Binds `config.addr`, seeds the records and serves HubSpot's API until shutdown.
     pub async fn start_hubspot(config: SandboxConfig) -> std::io::Result<Sandbox> {
         let listener = tokio::net::TcpListener::bind(config.addr).await?;
         let base_url = format!("http://{}", listener.local_addr()?);
@@ -108,18 +120,31 @@ impl Sandbox {
             stopped.clone(),
         ));
         let app = router::build(state.clone());
+        Ok(Self::serve(listener, base_url, app, state, stop, stopped))
+    }
+
+    /// Serves `app` on `listener` until the sandbox is stopped. Each provider's
+    /// `start_*` builds its state and router and hands them here.
+    pub(crate) fn serve(
+        listener: tokio::net::TcpListener,
+        base_url: String,
+        app: axum::Router,
+        simulator: Arc<dyn Simulator>,
+        stop: watch::Sender<bool>,
+        stopped: watch::Receiver<bool>,
+    ) -> Sandbox {
         let task = tokio::spawn(async move {
             let serve =
                 axum::serve(listener, app).with_graceful_shutdown(state::wait_stop(stopped));
             // An accept error ends the sandbox; tests then see connection failures.
             let _ = serve.await;
         });
-        Ok(Sandbox {
+        Sandbox {
             base_url,
-            state,
+            simulator,
             stop,
             task: Some(task),
-        })
+        }
     }
 
     pub fn base_url(&self) -> String {
@@ -128,25 +153,22 @@ impl Sandbox {
 
     /// Requests served per endpoint key, e.g. `GET /crm/v3/objects/contacts`.
     pub fn counters(&self) -> BTreeMap<String, u64> {
-        self.state.lock().counters.clone()
+        self.simulator.counters()
     }
 
     /// Issues a fresh token pair without going through the authorize redirect.
     pub fn issue_tokens(&self) -> TokenPair {
-        let ttl = self.state.config.access_token_ttl_secs;
-        self.state
-            .lock()
-            .auth
-            .issue(oauth::default_scopes(), ttl, self.state.config.hub_id)
+        self.simulator.issue_tokens()
     }
 
-    /// Posts a signed webhook batch to `target_url`; returns the HTTP status.
+    /// Posts a signed (HubSpot v3) webhook batch to `target_url`; returns the HTTP status.
     pub async fn send_webhook(
         &self,
         target_url: &str,
         events: Vec<serde_json::Value>,
     ) -> Result<u16, reqwest::Error> {
-        webhook::send(&self.state.config.client_secret, target_url, events).await
+        let secret = self.simulator.webhook_secret().unwrap_or_default();
+        webhook::send(&secret, target_url, events).await
     }
 
     pub async fn shutdown(mut self) {

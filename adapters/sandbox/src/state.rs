@@ -59,6 +59,23 @@ impl Shared {
     }
 }
 
+impl crate::Simulator for Shared {
+    fn counters(&self) -> BTreeMap<String, u64> {
+        self.lock().counters.clone()
+    }
+
+    fn issue_tokens(&self) -> crate::TokenPair {
+        let ttl = self.config.access_token_ttl_secs;
+        self.lock()
+            .auth
+            .issue(crate::oauth::default_scopes(), ttl, self.config.hub_id)
+    }
+
+    fn webhook_secret(&self) -> Option<String> {
+        Some(self.config.client_secret.clone())
+    }
+}
+
 /// Resolves once the sandbox is told to stop (or its handle is gone).
 pub async fn wait_stop(mut stopped: watch::Receiver<bool>) {
     let _ = stopped.wait_for(|s| *s).await;

@@ -18,7 +18,9 @@ use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
-use syncledger_crm::{CrmAdapter, CrmError, Entity, HubSpotAdapter, HubSpotConfig, Tokens};
+use syncledger_crm::{
+    Credentials, CrmAdapter, CrmError, Entity, HubSpotAdapter, HubSpotConfig, Tokens,
+};
 use syncledger_domain::integration::{CredentialKind, EncryptedSecret};
 use syncledger_domain::{Integration, IntegrationCommand, Status};
 use syncledger_store::Metadata;
@@ -357,7 +359,7 @@ pub async fn test(
     let tokens = open_tokens(&state, &integration)
         .await?
         .ok_or_else(not_connected)?;
-    let (ok, detail) = match adapter.test_connection(&tokens).await {
+    let (ok, detail) = match adapter.test_connection(&Credentials::OAuth2(tokens)).await {
         Ok(identity) => (
             true,
             format!(
@@ -427,7 +429,7 @@ pub async fn fields(
         .await?
         .ok_or_else(not_connected)?;
     let fields = adapter
-        .fields(&tokens, entity)
+        .fields(&Credentials::OAuth2(tokens), entity)
         .await
         .map_err(|e| provider_error(&e))?;
     let data = fields

@@ -1,6 +1,5 @@
 //! HubSpot CRM v3 adapter.
 
-mod oauth;
 mod pull;
 mod push;
 mod wire;
@@ -17,7 +16,8 @@ use syncledger_domain::Entity;
 use crate::adapter::CrmAdapter;
 use crate::error::CrmError;
 use crate::http::{build_client, pacer, Executor, Lane, RetryPolicy};
-use crate::types::{Cursor, FieldInfo, Identity, Page, PushOp, PushResult, Tokens};
+use crate::oauth::{self, OAuthApp};
+use crate::types::{Credentials, Cursor, FieldInfo, Identity, Page, PushOp, PushResult, Tokens};
 
 /// Settings of one HubSpot app.
 #[derive(Clone, Debug)]
@@ -100,6 +100,17 @@ impl HubSpotAdapter {
         })
     }
 
+    fn oauth_app(&self) -> OAuthApp {
+        OAuthApp {
+            authorize_url: format!("{}/oauth/authorize", self.config.auth_base_url),
+            token_url: format!("{}/oauth/v1/token", self.config.base_url),
+            client_id: self.config.client_id.clone(),
+            client_secret: self.config.client_secret.clone(),
+            scopes: self.config.scopes.clone(),
+            basic_auth: false,
+        }
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.config.base_url)
     }
@@ -125,8 +136,15 @@ impl HubSpotAdapter {
     }
 }
 
-fn bearer(tokens: &Tokens) -> String {
-    format!("Bearer {}", tokens.access_token.expose_secret())
+/// OAuth access tokens and private-app tokens both travel as bearer tokens.
+fn bearer(credentials: &Credentials) -> Result<String, CrmError> {
+    match credentials {
+        Credentials::OAuth2(t) => Ok(format!("Bearer {}", t.access_token.expose_secret())),
+        Credentials::ApiKey(key) => Ok(format!("Bearer {}", key.expose_secret())),
+        Credentials::Basic { .. } => Err(CrmError::Config(
+            "HubSpot takes OAuth or private-app tokens, not basic credentials".into(),
+        )),
+    }
 }
 
 #[async_trait]
@@ -136,7 +154,7 @@ impl CrmAdapter for HubSpotAdapter {
         redirect_uri: &str,
         state: &str,
     ) -> Result<(String, String), CrmError> {
-        oauth::authorization_url(&self.config, redirect_uri, state)
+        oauth::authorization_url(&self.oauth_app(), redirect_uri, state)
     }
 
     #[tracing::instrument(skip_all, err)]
@@ -147,7 +165,7 @@ impl CrmAdapter for HubSpotAdapter {
         redirect_uri: &str,
     ) -> Result<Tokens, CrmError> {
         oauth::exchange_code(
-            &self.config,
+            &self.oauth_app(),
             self.http.client(),
             code,
             pkce_verifier,
@@ -158,7 +176,7 @@ impl CrmAdapter for HubSpotAdapter {
 
     #[tracing::instrument(skip_all, err)]
     async fn refresh(&self, refresh_token: &str) -> Result<Tokens, CrmError> {
-        oauth::refresh(&self.config, self.http.client(), refresh_token).await
+        oauth::refresh(&self.oauth_app(), self.http.client(), refresh_token).await
     }
 
     #[tracing::instrument(skip_all, err)]
@@ -177,7 +195,23 @@ impl CrmAdapter for HubSpotAdapter {
     }
 
     #[tracing::instrument(skip_all, err)]
-    async fn test_connection(&self, tokens: &Tokens) -> Result<Identity, CrmError> {
+    async fn test_connection(&self, credentials: &Credentials) -> Result<Identity, CrmError> {
+        let Credentials::OAuth2(tokens) = credentials else {
+            // A private-app token has no token-info endpoint: a one-record read proves it.
+            let url = self.objects_url(Entity::Contacts, "");
+            let auth = bearer(credentials)?;
+            self.http
+                .send::<serde_json::Value>(Lane::General, |c| {
+                    c.get(&url)
+                        .header("Authorization", &auth)
+                        .query(&[("limit", "1")])
+                })
+                .await?;
+            return Ok(Identity {
+                account_id: "private-app".into(),
+                user: None,
+            });
+        };
         let url = self.url(&format!(
             "/oauth/v1/access-tokens/{}",
             tokens.access_token.expose_secret()
@@ -201,9 +235,13 @@ impl CrmAdapter for HubSpotAdapter {
     }
 
     #[tracing::instrument(skip_all, fields(entity = entity.as_str()), err)]
-    async fn fields(&self, tokens: &Tokens, entity: Entity) -> Result<Vec<FieldInfo>, CrmError> {
+    async fn fields(
+        &self,
+        tokens: &Credentials,
+        entity: Entity,
+    ) -> Result<Vec<FieldInfo>, CrmError> {
         let url = self.url(&format!("/crm/v3/properties/{}", entity.as_str()));
-        let auth = bearer(tokens);
+        let auth = bearer(tokens)?;
         let reply = self
             .http
             .send::<wire::PropertiesResponse>(Lane::General, |c| {
@@ -219,7 +257,7 @@ impl CrmAdapter for HubSpotAdapter {
     #[tracing::instrument(skip_all, fields(entity = entity.as_str()), err)]
     async fn pull_page(
         &self,
-        tokens: &Tokens,
+        tokens: &Credentials,
         entity: Entity,
         cursor: Option<Cursor>,
         since: Option<DateTime<Utc>>,
@@ -233,13 +271,16 @@ impl CrmAdapter for HubSpotAdapter {
             }
             (None, Some(since)) => self.search_page(tokens, entity, since, None).await,
             (None, None) => self.list_page(tokens, entity, None, false).await,
+            (Some(other), _) => Err(CrmError::Config(format!(
+                "cursor {other:?} does not belong to a HubSpot pull"
+            ))),
         }
     }
 
     #[tracing::instrument(skip_all, fields(entity = entity.as_str(), ops = ops.len()), err)]
     async fn push_batch(
         &self,
-        tokens: &Tokens,
+        tokens: &Credentials,
         entity: Entity,
         ops: Vec<PushOp>,
     ) -> Result<Vec<PushResult>, CrmError> {
@@ -249,10 +290,12 @@ impl CrmAdapter for HubSpotAdapter {
     #[tracing::instrument(skip_all, fields(entity = entity.as_str()), err)]
     async fn deletions(
         &self,
-        tokens: &Tokens,
+        tokens: &Credentials,
         entity: Entity,
         cursor: Option<Cursor>,
+        _since: Option<DateTime<Utc>>,
     ) -> Result<Page, CrmError> {
+        // The recycle bin keeps archived records for 90 days; all of them are listed.
         let after = match cursor {
             None => None,
             Some(Cursor::HubSpotList { after }) => Some(after),

@@ -6,7 +6,7 @@ use syncledger_domain::Entity;
 use super::{bearer, wire, HubSpotAdapter};
 use crate::error::CrmError;
 use crate::http::Lane;
-use crate::types::{Cursor, Page, RemoteRecord, Tokens};
+use crate::types::{Credentials, Cursor, Page, RemoteRecord};
 
 const LIST_LIMIT: u32 = 100;
 const SEARCH_LIMIT: u32 = 200;
@@ -25,7 +25,7 @@ impl HubSpotAdapter {
     /// a default few unless asked. Looked up once per entity.
     async fn property_names(
         &self,
-        tokens: &Tokens,
+        tokens: &Credentials,
         entity: Entity,
     ) -> Result<Vec<String>, CrmError> {
         if let Some(names) = self.cached_properties(entity) {
@@ -42,14 +42,14 @@ impl HubSpotAdapter {
 
     pub(super) async fn list_page(
         &self,
-        tokens: &Tokens,
+        tokens: &Credentials,
         entity: Entity,
         after: Option<String>,
         archived: bool,
     ) -> Result<Page, CrmError> {
         let properties = self.property_names(tokens, entity).await?.join(",");
         let url = self.objects_url(entity, "");
-        let auth = bearer(tokens);
+        let auth = bearer(tokens)?;
         let limit = LIST_LIMIT.to_string();
         let archived = archived.to_string();
         let reply = self
@@ -78,7 +78,7 @@ impl HubSpotAdapter {
 
     pub(super) async fn search_page(
         &self,
-        tokens: &Tokens,
+        tokens: &Credentials,
         entity: Entity,
         since: DateTime<Utc>,
         after: Option<String>,
@@ -102,7 +102,7 @@ impl HubSpotAdapter {
             after: after.as_deref(),
         };
         let url = self.objects_url(entity, "/search");
-        let auth = bearer(tokens);
+        let auth = bearer(tokens)?;
         let reply = self
             .http
             .send::<wire::Collection>(Lane::Search, |c| {

@@ -9,7 +9,7 @@ use syncledger_domain::Entity;
 use super::{bearer, wire, HubSpotAdapter};
 use crate::error::CrmError;
 use crate::http::Lane;
-use crate::types::{PushKind, PushOp, PushResult, Tokens};
+use crate::types::{Credentials, PushKind, PushOp, PushResult};
 
 const BATCH_LIMIT: usize = 100;
 
@@ -98,7 +98,7 @@ fn input(index: usize, op: &PushOp) -> Result<(Group, Input), String> {
 impl HubSpotAdapter {
     pub(super) async fn push(
         &self,
-        tokens: &Tokens,
+        tokens: &Credentials,
         entity: Entity,
         ops: Vec<PushOp>,
     ) -> Result<Vec<PushResult>, CrmError> {
@@ -127,14 +127,14 @@ impl HubSpotAdapter {
 
     async fn push_chunk(
         &self,
-        tokens: &Tokens,
+        tokens: &Credentials,
         entity: Entity,
         group: &Group,
         chunk: &[Input],
         results: &mut [PushResult],
     ) -> Result<(), CrmError> {
         let url = self.objects_url(entity, group.path());
-        let auth = bearer(tokens);
+        let auth = bearer(tokens)?;
         let body = json!({ "inputs": chunk.iter().map(|i| &i.body).collect::<Vec<_>>() });
         let build = |c: &reqwest::Client| c.post(&url).header("Authorization", &auth).json(&body);
         // A repeated create after an unanswered one would duplicate records.

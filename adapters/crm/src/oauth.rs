@@ -1,38 +1,98 @@
-//! The OAuth 2.0 code flow with PKCE, through the `oauth2` crate over the
-//! adapter's own `reqwest` client (one HTTP stack, see ARCHITECTURE.md).
+//! The OAuth 2.0 code flow with PKCE, shared by every provider, through the
+//! `oauth2` crate over the adapter's own `reqwest` client (one HTTP stack, see
+//! ARCHITECTURE.md).
 
 use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 
 use chrono::{Duration as ChronoDuration, Utc};
-use oauth2::basic::{BasicClient, BasicErrorResponseType, BasicTokenResponse};
+use oauth2::basic::{
+    BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse,
+    BasicTokenIntrospectionResponse, BasicTokenType,
+};
 use oauth2::{
-    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
-    EndpointSet, HttpRequest, HttpResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
-    RefreshToken, RequestTokenError, Scope, TokenResponse, TokenUrl,
+    AuthType, AuthUrl, AuthorizationCode, Client as OAuthClient, ClientId, ClientSecret, CsrfToken,
+    EndpointNotSet, EndpointSet, ExtraTokenFields, HttpRequest, HttpResponse, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope, StandardRevocableToken,
+    StandardTokenResponse, TokenResponse, TokenUrl,
 };
 use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
 
-use super::HubSpotConfig;
 use crate::error::CrmError;
 use crate::types::Tokens;
 
-type Client = BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
+/// Where a provider's OAuth app lives and how it authenticates to the token endpoint.
+#[derive(Clone, Debug)]
+pub struct OAuthApp {
+    /// Full URL of the authorize page.
+    pub authorize_url: String,
+    /// Full URL of the token endpoint.
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub scopes: Vec<String>,
+    /// `true`: client credentials in an HTTP Basic header (Pipedrive); `false`: in
+    /// the form body (HubSpot, Salesforce).
+    pub basic_auth: bool,
+}
 
-fn client(config: &HubSpotConfig) -> Result<Client, CrmError> {
-    let auth_url = AuthUrl::new(format!("{}/oauth/authorize", config.auth_base_url))
+/// Fields some providers add to the token response.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct ProviderFields {
+    /// Salesforce: the host to call the REST API on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_url: Option<String>,
+    /// Pipedrive: the company's API host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_domain: Option<String>,
+    /// Salesforce: the identity URL (`.../id/{orgId}/{userId}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+impl ExtraTokenFields for ProviderFields {}
+
+/// A token response with the provider's extra fields.
+pub type ProviderTokenResponse = StandardTokenResponse<ProviderFields, BasicTokenType>;
+
+type Client = OAuthClient<
+    BasicErrorResponse,
+    ProviderTokenResponse,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointSet,
+>;
+
+fn client(config: &OAuthApp) -> Result<Client, CrmError> {
+    let auth_url = AuthUrl::new(config.authorize_url.clone())
         .map_err(|e| CrmError::Config(format!("authorize url: {e}")))?;
-    let token_url = TokenUrl::new(format!("{}/oauth/v1/token", config.base_url))
+    let token_url = TokenUrl::new(config.token_url.clone())
         .map_err(|e| CrmError::Config(format!("token url: {e}")))?;
-    Ok(BasicClient::new(ClientId::new(config.client_id.clone()))
-        .set_client_secret(ClientSecret::new(
-            config.client_secret.expose_secret().to_owned(),
-        ))
-        .set_auth_uri(auth_url)
-        .set_token_uri(token_url)
-        // HubSpot reads the client credentials from the form body.
-        .set_auth_type(AuthType::RequestBody))
+    let auth_type = if config.basic_auth {
+        AuthType::BasicAuth
+    } else {
+        AuthType::RequestBody
+    };
+    Ok(OAuthClient::<
+        BasicErrorResponse,
+        ProviderTokenResponse,
+        BasicTokenIntrospectionResponse,
+        StandardRevocableToken,
+        BasicRevocationErrorResponse,
+    >::new(ClientId::new(config.client_id.clone()))
+    .set_client_secret(ClientSecret::new(
+        config.client_secret.expose_secret().to_owned(),
+    ))
+    .set_auth_uri(auth_url)
+    .set_token_uri(token_url)
+    .set_auth_type(auth_type))
 }
 
 fn redirect(redirect_uri: &str) -> Result<RedirectUrl, CrmError> {
@@ -41,7 +101,7 @@ fn redirect(redirect_uri: &str) -> Result<RedirectUrl, CrmError> {
 }
 
 pub fn authorization_url(
-    config: &HubSpotConfig,
+    config: &OAuthApp,
     redirect_uri: &str,
     state: &str,
 ) -> Result<(String, String), CrmError> {
@@ -57,7 +117,7 @@ pub fn authorization_url(
 }
 
 pub async fn exchange_code(
-    config: &HubSpotConfig,
+    config: &OAuthApp,
     http: &reqwest::Client,
     code: &str,
     verifier: &str,
@@ -71,11 +131,12 @@ pub async fn exchange_code(
         .request_async(&transport(http))
         .await
         .map_err(grant_error)?;
-    Ok(tokens(&response))
+    Ok(tokens(&response, None))
 }
 
+/// Refreshes; a provider that answers without a new refresh token keeps the old one.
 pub async fn refresh(
-    config: &HubSpotConfig,
+    config: &OAuthApp,
     http: &reqwest::Client,
     refresh_token: &str,
 ) -> Result<Tokens, CrmError> {
@@ -85,10 +146,11 @@ pub async fn refresh(
         .request_async(&transport(http))
         .await
         .map_err(grant_error)?;
-    Ok(tokens(&response))
+    Ok(tokens(&response, Some(refresh_token)))
 }
 
-fn tokens(response: &BasicTokenResponse) -> Tokens {
+fn tokens(response: &ProviderTokenResponse, previous_refresh: Option<&str>) -> Tokens {
+    let extra = response.extra_fields();
     let expires_at = response
         .expires_in()
         .and_then(|d| ChronoDuration::from_std(d).ok())
@@ -97,9 +159,11 @@ fn tokens(response: &BasicTokenResponse) -> Tokens {
         access_token: SecretString::from(response.access_token().secret().as_str()),
         refresh_token: response
             .refresh_token()
-            .map(|t| SecretString::from(t.secret().as_str())),
+            .map(|t| t.secret().as_str())
+            .or(previous_refresh)
+            .map(SecretString::from),
         expires_at,
-        instance_url: None,
+        instance_url: extra.instance_url.clone().or(extra.api_domain.clone()),
     }
 }
 
