@@ -63,6 +63,36 @@ impl RetryPolicy {
     }
 }
 
+/// What a provider's rate-limit headers say about the current window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowReading {
+    pub max: u32,
+    pub remaining: u32,
+    /// The window length (or the time until it resets) in milliseconds; 0 if unknown.
+    pub interval_ms: u32,
+}
+
+/// Reads a provider's rate-limit headers.
+pub type RateHeaderReader = fn(&HeaderMap) -> Option<WindowReading>;
+
+/// Decides a provider-specific failure from the status and raw body: `Some` ends
+/// the call with that error (no retry), `None` leaves it to the generic rules.
+pub type FailureClassifier = fn(StatusCode, &[u8]) -> Option<CrmError>;
+
+/// One numeric header value.
+pub fn header_u32(headers: &HeaderMap, name: &str) -> Option<u32> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// HubSpot: `X-HubSpot-RateLimit-Max`, `-Remaining`, `-Interval-Milliseconds`.
+pub fn hubspot_rate_headers(headers: &HeaderMap) -> Option<WindowReading> {
+    Some(WindowReading {
+        max: header_u32(headers, "X-HubSpot-RateLimit-Max")?,
+        remaining: header_u32(headers, "X-HubSpot-RateLimit-Remaining")?,
+        interval_ms: header_u32(headers, "X-HubSpot-RateLimit-Interval-Milliseconds").unwrap_or(0),
+    })
+}
+
 /// The last rate-limit headers the provider sent.
 #[derive(Debug, Default)]
 pub struct RateLimitState {
@@ -72,25 +102,15 @@ pub struct RateLimitState {
 }
 
 impl RateLimitState {
-    fn record(&self, headers: &HeaderMap, prefix: &str) {
-        let read = |name: &str| -> Option<u32> {
-            headers
-                .get(format!("{prefix}{name}"))?
-                .to_str()
-                .ok()?
-                .trim()
-                .parse()
-                .ok()
-        };
-        if let (Some(max), Some(remaining)) = (read("Max"), read("Remaining")) {
-            self.max.store(max, Ordering::Relaxed);
-            self.remaining.store(remaining, Ordering::Relaxed);
-            self.interval_ms.store(
-                read("Interval-Milliseconds").unwrap_or(0),
-                Ordering::Relaxed,
-            );
-        } else {
-            self.max.store(0, Ordering::Relaxed);
+    fn record(&self, headers: &HeaderMap, reader: Option<RateHeaderReader>) {
+        match reader.and_then(|read| read(headers)) {
+            Some(reading) => {
+                self.max.store(reading.max, Ordering::Relaxed);
+                self.remaining.store(reading.remaining, Ordering::Relaxed);
+                self.interval_ms
+                    .store(reading.interval_ms, Ordering::Relaxed);
+            }
+            None => self.max.store(0, Ordering::Relaxed),
         }
     }
 
@@ -120,7 +140,8 @@ pub struct Executor {
     general: Option<Arc<DefaultDirectRateLimiter>>,
     search: Option<Arc<DefaultDirectRateLimiter>>,
     policy: RetryPolicy,
-    header_prefix: &'static str,
+    rate_headers: Option<RateHeaderReader>,
+    classifier: Option<FailureClassifier>,
     rate_state: RateLimitState,
 }
 
@@ -160,16 +181,30 @@ impl Executor {
         general: Option<Arc<DefaultDirectRateLimiter>>,
         search: Option<Arc<DefaultDirectRateLimiter>>,
         policy: RetryPolicy,
-        header_prefix: &'static str,
     ) -> Self {
         Self {
             client,
             general,
             search,
             policy,
-            header_prefix,
+            rate_headers: None,
+            classifier: None,
             rate_state: RateLimitState::default(),
         }
+    }
+
+    /// Reads the provider's rate-limit headers and holds back when the window is used up.
+    #[must_use]
+    pub fn with_rate_headers(mut self, reader: RateHeaderReader) -> Self {
+        self.rate_headers = Some(reader);
+        self
+    }
+
+    /// Classifies provider-specific failures before the generic rules.
+    #[must_use]
+    pub fn with_classifier(mut self, classifier: FailureClassifier) -> Self {
+        self.classifier = Some(classifier);
+        self
     }
 
     pub fn client(&self) -> &reqwest::Client {
@@ -247,7 +282,7 @@ impl Executor {
         let response = request.send().await.map_err(|e| transport(&e, attempts))?;
         let status = response.status();
         self.rate_state
-            .record(response.headers(), self.header_prefix);
+            .record(response.headers(), self.rate_headers);
         let retry_after = retry_after(response.headers());
         let bytes = response
             .bytes()
@@ -255,6 +290,12 @@ impl Executor {
             .map_err(|e| transport(&e, attempts))?;
         if status.is_success() {
             return parse_success(status, &bytes);
+        }
+        if let Some(error) = self
+            .classifier
+            .and_then(|classify| classify(status, &bytes))
+        {
+            return Err(Attempt::Fail(error));
         }
         Err(classify_failure(status, &bytes, retry_after, attempts))
     }

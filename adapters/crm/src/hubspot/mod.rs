@@ -92,7 +92,8 @@ impl HubSpotAdapter {
             base_delay: config.retry_base_delay,
             max_delay: config.retry_max_delay,
         };
-        let http = Executor::new(client, general, search, policy, "X-HubSpot-RateLimit-");
+        let http = Executor::new(client, general, search, policy)
+            .with_rate_headers(crate::http::hubspot_rate_headers);
         Ok(Self {
             config,
             http,
