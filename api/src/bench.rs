@@ -72,6 +72,7 @@ async fn bench_store(name: &str, store: &Store, args: &BenchArgs) -> anyhow::Res
                             name: format!("bench {id}"),
                             sync_config: SyncConfig::default(),
                             base_url: None,
+                            spec: None,
                             at: Utc::now(),
                         },
                         1 => IntegrationCommand::StoreCredentials {
@@ -148,6 +149,7 @@ async fn fill_log(store: &Store, ws: &str, n: usize) -> anyhow::Result<()> {
                     name: format!("log {id}"),
                     sync_config: SyncConfig::default(),
                     base_url: None,
+                    spec: None,
                     at: Utc::now(),
                 },
                 2 => IntegrationEvent::IntegrationFailed {

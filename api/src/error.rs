@@ -142,6 +142,10 @@ impl From<IntegrationError> for ApiError {
             IntegrationError::InvalidTransition { .. } => {
                 (StatusCode::CONFLICT, "invalid_transition")
             }
+            IntegrationError::CredentialsChanged => (StatusCode::CONFLICT, "credentials_changed"),
+            IntegrationError::RefreshInProgress { .. } => {
+                (StatusCode::CONFLICT, "refresh_in_progress")
+            }
         };
         ApiError::new(status, code, e.to_string())
     }

@@ -85,6 +85,9 @@ pub enum IntegrationEvent {
         sync_config: SyncConfig,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         base_url: Option<String>,
+        /// A declarative provider spec (JSON), for custom and niche providers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        spec: Option<String>,
         at: DateTime<Utc>,
     },
     CredentialsStored {
@@ -127,6 +130,20 @@ pub enum IntegrationEvent {
         reason: String,
         at: DateTime<Utc>,
     },
+    /// One caller won the right to refresh the credentials of `generation`;
+    /// others wait for the result instead of spending the refresh token too.
+    CredentialRefreshClaimed {
+        holder: String,
+        generation: u64,
+        until: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
+    /// The holder gave up a refresh that may succeed later (provider unreachable).
+    CredentialRefreshReleased {
+        holder: String,
+        reason: String,
+        at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for IntegrationEvent {
@@ -143,6 +160,8 @@ impl DomainEvent for IntegrationEvent {
             E::SyncConfigChanged { .. } => "SyncConfigChanged",
             E::FieldMappingsChanged { .. } => "FieldMappingsChanged",
             E::IntegrationDisconnected { .. } => "IntegrationDisconnected",
+            E::CredentialRefreshClaimed { .. } => "CredentialRefreshClaimed",
+            E::CredentialRefreshReleased { .. } => "CredentialRefreshReleased",
         }
     }
 
@@ -185,6 +204,12 @@ impl DomainEvent for IntegrationEvent {
             E::IntegrationDisconnected { reason, .. } => {
                 format!("integration disconnected: {reason}")
             }
+            E::CredentialRefreshClaimed { holder, .. } => {
+                format!("credential refresh started by {holder}")
+            }
+            E::CredentialRefreshReleased { holder, reason, .. } => {
+                format!("credential refresh by {holder} abandoned: {reason}")
+            }
         }
     }
 }
@@ -206,6 +231,7 @@ pub enum IntegrationCommand {
         name: String,
         sync_config: SyncConfig,
         base_url: Option<String>,
+        spec: Option<String>,
         at: DateTime<Utc>,
     },
     /// First credentials, or new ones after an error: moves the integration to connected.
@@ -250,6 +276,33 @@ pub enum IntegrationCommand {
         reason: String,
         at: DateTime<Utc>,
     },
+    /// Take the single right to refresh the credentials of `generation` until `until`.
+    /// Fails with `CredentialsChanged` when they were already replaced, and with
+    /// `RefreshInProgress` while another holder's claim is live.
+    ClaimCredentialRefresh {
+        holder: String,
+        generation: u64,
+        until: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
+    /// The claimed refresh succeeded: store the new credentials.
+    CompleteCredentialRefresh {
+        holder: String,
+        generation: u64,
+        kind: CredentialKind,
+        secret: EncryptedSecret,
+        expires_at: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    },
+    /// The claimed refresh failed. `permanent` (the provider refused the grant) puts
+    /// the integration in error with `reason`; otherwise the claim is released.
+    AbandonCredentialRefresh {
+        holder: String,
+        generation: u64,
+        reason: String,
+        permanent: bool,
+        at: DateTime<Utc>,
+    },
 }
 
 impl IntegrationCommand {
@@ -266,6 +319,9 @@ impl IntegrationCommand {
             C::ChangeSyncConfig { .. } => "change the sync config",
             C::ChangeFieldMappings { .. } => "change field mappings",
             C::Disconnect { .. } => "disconnect",
+            C::ClaimCredentialRefresh { .. } => "refresh the credentials of",
+            C::CompleteCredentialRefresh { .. } => "complete a credential refresh of",
+            C::AbandonCredentialRefresh { .. } => "abandon a credential refresh of",
         }
     }
 }
@@ -283,6 +339,12 @@ pub enum IntegrationError {
     },
     #[error("cannot {action} an integration that is {}", from.as_str())]
     InvalidTransition { from: Status, action: &'static str },
+    /// The credentials were replaced since the caller read them: reload them.
+    #[error("the credentials changed since they were read")]
+    CredentialsChanged,
+    /// Another caller is refreshing the credentials until `until`.
+    #[error("another worker is refreshing the credentials")]
+    RefreshInProgress { until: DateTime<Utc> },
 }
 
 impl From<FieldError> for IntegrationError {
@@ -311,6 +373,22 @@ pub struct Integration {
     /// How many events the state has seen (the aggregate's sequence).
     #[serde(default)]
     pub version: i64,
+    /// The declarative provider spec (JSON), for custom and niche providers.
+    #[serde(default)]
+    pub spec: Option<String>,
+    /// Bumped each time credentials are stored or replaced.
+    #[serde(default)]
+    pub credentials_generation: u64,
+    /// Who may refresh the current credentials, and until when.
+    #[serde(default)]
+    pub refresh_lease: Option<RefreshLease>,
+}
+
+/// A live claim on refreshing the credentials.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshLease {
+    pub holder: String,
+    pub until: DateTime<Utc>,
 }
 
 fn validate_mappings(mappings: &[FieldMapping]) -> Result<(), IntegrationError> {
@@ -335,6 +413,14 @@ fn validate_mappings(mappings: &[FieldMapping]) -> Result<(), IntegrationError> 
 }
 
 impl Integration {
+    fn same_generation(&self, generation: u64) -> Result<(), IntegrationError> {
+        if generation == self.credentials_generation {
+            Ok(())
+        } else {
+            Err(IntegrationError::CredentialsChanged)
+        }
+    }
+
     fn reject(&self, command: &IntegrationCommand) -> IntegrationError {
         IntegrationError::InvalidTransition {
             from: self.status,
@@ -356,6 +442,12 @@ impl Integration {
             (C::Pause { .. }, S::Connected) => true,
             (C::Resume { .. }, S::Paused) => true,
             (C::ChangeSyncConfig { .. } | C::ChangeFieldMappings { .. }, _) => true,
+            (
+                C::ClaimCredentialRefresh { .. }
+                | C::CompleteCredentialRefresh { .. }
+                | C::AbandonCredentialRefresh { .. },
+                S::Connected | S::Paused,
+            ) => true,
             _ => false,
         }
     }
@@ -380,6 +472,7 @@ impl Aggregate for Integration {
             name,
             sync_config,
             base_url,
+            spec,
             at,
         } = command
         {
@@ -401,6 +494,7 @@ impl Aggregate for Integration {
                 name,
                 sync_config,
                 base_url,
+                spec,
                 at,
             }]);
         }
@@ -458,6 +552,55 @@ impl Aggregate for Integration {
                 }
             }
             C::Disconnect { reason, at } => E::IntegrationDisconnected { reason, at },
+            C::ClaimCredentialRefresh {
+                holder,
+                generation,
+                until,
+                at,
+            } => {
+                self.same_generation(generation)?;
+                if let Some(lease) = &self.refresh_lease {
+                    if lease.until > at && lease.holder != holder {
+                        return Err(IntegrationError::RefreshInProgress { until: lease.until });
+                    }
+                }
+                E::CredentialRefreshClaimed {
+                    holder,
+                    generation,
+                    until,
+                    at,
+                }
+            }
+            C::CompleteCredentialRefresh {
+                holder: _,
+                generation,
+                kind,
+                secret,
+                expires_at,
+                at,
+            } => {
+                self.same_generation(generation)?;
+                E::CredentialsRotated {
+                    kind,
+                    secret,
+                    expires_at,
+                    at,
+                }
+            }
+            C::AbandonCredentialRefresh {
+                holder,
+                generation,
+                reason,
+                permanent,
+                at,
+            } => {
+                self.same_generation(generation)?;
+                if permanent {
+                    E::IntegrationFailed { reason, at }
+                } else {
+                    E::CredentialRefreshReleased { holder, reason, at }
+                }
+            }
         };
         Ok(vec![event])
     }
@@ -473,8 +616,10 @@ impl Aggregate for Integration {
                 name,
                 sync_config,
                 base_url,
+                spec,
                 ..
             } => {
+                self.spec = spec.clone();
                 self.id = Some(integration_id.clone());
                 self.workspace_id = workspace_id.clone();
                 self.provider = provider.clone();
@@ -492,6 +637,8 @@ impl Aggregate for Integration {
                 self.credential_kind = Some(*kind);
                 self.secret = Some(secret.clone());
                 self.credentials_expire_at = *expires_at;
+                self.credentials_generation += 1;
+                self.refresh_lease = None;
                 self.status = Status::Connected;
                 self.last_error = None;
             }
@@ -504,6 +651,8 @@ impl Aggregate for Integration {
                 self.credential_kind = Some(*kind);
                 self.secret = Some(secret.clone());
                 self.credentials_expire_at = *expires_at;
+                self.credentials_generation += 1;
+                self.refresh_lease = None;
             }
             E::ConnectionTested { ok, detail, .. } => match (ok, self.status) {
                 (true, Status::Error) => {
@@ -519,6 +668,7 @@ impl Aggregate for Integration {
             E::IntegrationFailed { reason, .. } => {
                 self.status = Status::Error;
                 self.last_error = Some(reason.clone());
+                self.refresh_lease = None;
             }
             E::IntegrationPaused { .. } => self.status = Status::Paused,
             E::IntegrationResumed { .. } => self.status = Status::Connected,
@@ -534,7 +684,15 @@ impl Aggregate for Integration {
                 self.secret = None;
                 self.credential_kind = None;
                 self.credentials_expire_at = None;
+                self.refresh_lease = None;
             }
+            E::CredentialRefreshClaimed { holder, until, .. } => {
+                self.refresh_lease = Some(RefreshLease {
+                    holder: holder.clone(),
+                    until: *until,
+                });
+            }
+            E::CredentialRefreshReleased { .. } => self.refresh_lease = None,
         }
     }
 }

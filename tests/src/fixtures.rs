@@ -121,6 +121,7 @@ async fn seed_integration(
         name: name.to_string(),
         sync_config: sync_config(steps),
         base_url: None,
+        spec: None,
         at: Utc::now(),
     }];
     let lifecycle = [

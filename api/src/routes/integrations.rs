@@ -351,6 +351,7 @@ pub async fn create(
                 name: req.name.trim().to_string(),
                 sync_config,
                 base_url: req.base_url,
+                spec: None,
                 at: Utc::now(),
             },
             &meta,

@@ -50,6 +50,7 @@ fn create_with(sync_config: SyncConfig) -> IntegrationCommand {
         name: "Main HubSpot".into(),
         sync_config,
         base_url: Some("https://api.hubapi.com".into()),
+        spec: None,
         at: t0(),
     }
 }
@@ -66,6 +67,7 @@ fn created() -> IntegrationEvent {
         name: "Main HubSpot".into(),
         sync_config: config(),
         base_url: Some("https://api.hubapi.com".into()),
+        spec: None,
         at: t0(),
     }
 }
@@ -1183,5 +1185,147 @@ proptest! {
             }
             prop_assert_eq!(state.decide(create()), Err(IntegrationError::AlreadyExists));
         }
+    }
+}
+
+// ---- credential refresh: one winner per generation ----
+
+fn claim(holder: &str, generation: u64, until_secs: i64) -> IntegrationCommand {
+    IntegrationCommand::ClaimCredentialRefresh {
+        holder: holder.into(),
+        generation,
+        until: t0() + chrono::Duration::seconds(until_secs),
+        at: t0(),
+    }
+}
+
+fn claimed(holder: &str, generation: u64, until_secs: i64) -> IntegrationEvent {
+    IntegrationEvent::CredentialRefreshClaimed {
+        holder: holder.into(),
+        generation,
+        until: t0() + chrono::Duration::seconds(until_secs),
+        at: t0(),
+    }
+}
+
+fn complete(holder: &str, generation: u64) -> IntegrationCommand {
+    IntegrationCommand::CompleteCredentialRefresh {
+        holder: holder.into(),
+        generation,
+        kind: CredentialKind::Oauth2,
+        secret: secret("refreshed"),
+        expires_at: Some(t1()),
+        at: t1(),
+    }
+}
+
+#[test]
+fn stored_credentials_start_at_generation_one_and_rotation_bumps_it() {
+    let state = given::<Integration>([created(), stored()]);
+    assert_eq!(state.state().credentials_generation, 1);
+    let state = given::<Integration>([created(), stored(), rotated()]);
+    assert_eq!(state.state().credentials_generation, 2);
+}
+
+#[test]
+fn the_first_claim_wins_and_a_second_holder_waits() {
+    assert_eq!(
+        given::<Integration>([created(), stored()]).when(claim("a", 1, 30)),
+        Ok(vec![claimed("a", 1, 30)])
+    );
+    let until = t0() + chrono::Duration::seconds(30);
+    assert_eq!(
+        given::<Integration>([created(), stored(), claimed("a", 1, 30)]).when(claim("b", 1, 30)),
+        Err(IntegrationError::RefreshInProgress { until })
+    );
+}
+
+#[test]
+fn an_expired_claim_can_be_taken_over() {
+    // The lease ended before `at` (t0): a crashed holder does not block refreshes forever.
+    assert_eq!(
+        given::<Integration>([created(), stored(), claimed("a", 1, -1)]).when(claim("b", 1, 30)),
+        Ok(vec![claimed("b", 1, 30)])
+    );
+}
+
+#[test]
+fn a_claim_on_replaced_credentials_is_refused() {
+    assert_eq!(
+        given::<Integration>([created(), stored(), rotated()]).when(claim("a", 1, 30)),
+        Err(IntegrationError::CredentialsChanged)
+    );
+}
+
+#[test]
+fn completing_rotates_the_credentials_and_clears_the_lease() {
+    let history = [created(), stored(), claimed("a", 1, 30)];
+    let events = given::<Integration>(history.clone())
+        .when(complete("a", 1))
+        .expect("completes");
+    assert!(matches!(
+        events.as_slice(),
+        [IntegrationEvent::CredentialsRotated { .. }]
+    ));
+    let mut after: Vec<IntegrationEvent> = history.to_vec();
+    after.extend(events);
+    let state = given::<Integration>(after);
+    assert_eq!(state.state().credentials_generation, 2);
+    assert_eq!(state.state().refresh_lease, None);
+    // A late second completion for generation 1 must not overwrite the newer tokens.
+    assert_eq!(
+        state.when(complete("b", 1)),
+        Err(IntegrationError::CredentialsChanged)
+    );
+}
+
+#[test]
+fn a_refused_grant_puts_the_integration_in_error_and_a_transient_failure_releases() {
+    let history = vec![created(), stored(), claimed("a", 1, 30)];
+    let permanent = IntegrationCommand::AbandonCredentialRefresh {
+        holder: "a".into(),
+        generation: 1,
+        reason: "the provider refused the refresh token (invalid_grant); reconnect".into(),
+        permanent: true,
+        at: t1(),
+    };
+    let events = given::<Integration>(history.clone())
+        .when(permanent)
+        .expect("fails");
+    let mut failed_history = history.clone();
+    failed_history.extend(events);
+    let state = given::<Integration>(failed_history);
+    assert_eq!(state.state().status, Status::Error);
+    assert!(state
+        .state()
+        .last_error
+        .as_deref()
+        .is_some_and(|e| e.contains("invalid_grant")));
+
+    let transient = IntegrationCommand::AbandonCredentialRefresh {
+        holder: "a".into(),
+        generation: 1,
+        reason: "token endpoint unreachable".into(),
+        permanent: false,
+        at: t1(),
+    };
+    let events = given::<Integration>(history.clone())
+        .when(transient)
+        .expect("releases");
+    let mut released = history;
+    released.extend(events);
+    let state = given::<Integration>(released);
+    assert_eq!(state.state().status, Status::Connected);
+    assert_eq!(state.state().refresh_lease, None);
+}
+
+#[test]
+fn refresh_commands_need_working_credentials() {
+    for status in [Status::PendingAuth, Status::Error, Status::Disconnected] {
+        let result = given::<Integration>(history(status)).when(claim("a", 1, 30));
+        assert!(
+            matches!(result, Err(IntegrationError::InvalidTransition { .. })),
+            "{status:?}: {result:?}"
+        );
     }
 }
