@@ -203,7 +203,7 @@ impl Application {
             nats,
             settings.rate_limit_per_minute,
             settings.public_url(addr),
-            settings.hubspot_app(),
+            settings.provider_apps(),
         );
         Ok(Application {
             addr,

@@ -5,6 +5,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use syncledger_engine::{ClientApp, ProviderApps};
 use syncledger_store::StoreConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
@@ -40,16 +41,21 @@ pub struct Settings {
     pub rate_limit_per_minute: u32,
     /// Events per projection batch.
     pub projection_batch: i64,
-    /// The HubSpot app's OAuth client id (the default matches the local sandbox).
+    /// The HubSpot app's OAuth client id (the defaults match the local sandboxes).
     pub hubspot_client_id: String,
     pub hubspot_client_secret: SecretString,
-}
-
-/// The credentials of a provider's OAuth app.
-#[derive(Debug, Clone)]
-pub struct OAuthApp {
-    pub client_id: String,
-    pub client_secret: SecretString,
+    /// The Salesforce connected app's consumer key and secret.
+    pub salesforce_client_id: String,
+    pub salesforce_client_secret: SecretString,
+    /// The Pipedrive app's client id and secret.
+    pub pipedrive_client_id: String,
+    pub pipedrive_client_secret: SecretString,
+    /// The OAuth client used by custom providers whose spec declares OAuth 2.0.
+    pub custom_client_id: String,
+    pub custom_client_secret: SecretString,
+    /// Pace provider calls to each provider's published limits (turn off only for
+    /// benchmarks against a sandbox with limits off).
+    pub provider_pacing: bool,
 }
 
 impl Default for Settings {
@@ -69,6 +75,13 @@ impl Default for Settings {
             projection_batch: 500,
             hubspot_client_id: "sandbox-client".into(),
             hubspot_client_secret: SecretString::from("sandbox-secret"),
+            salesforce_client_id: "sandbox-client".into(),
+            salesforce_client_secret: SecretString::from("sandbox-secret"),
+            pipedrive_client_id: "sandbox-client".into(),
+            pipedrive_client_secret: SecretString::from("sandbox-secret"),
+            custom_client_id: "sandbox-client".into(),
+            custom_client_secret: SecretString::from("sandbox-secret"),
+            provider_pacing: true,
         }
     }
 }
@@ -83,7 +96,8 @@ impl Settings {
     /// Load from `file` (if it exists) and the environment.
     pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
         let defaults = Settings::default();
-        let mut builder = config::Config::builder()
+        let mut builder = config::Config::builder();
+        builder = builder
             .set_default("addr", defaults.addr.to_string())?
             .set_default("data_dir", defaults.data_dir.display().to_string())?
             .set_default(
@@ -93,11 +107,15 @@ impl Settings {
             .set_default("log_format", "text")?
             .set_default("rate_limit_per_minute", defaults.rate_limit_per_minute)?
             .set_default("projection_batch", defaults.projection_batch)?
-            .set_default("hubspot_client_id", defaults.hubspot_client_id.clone())?
-            .set_default(
-                "hubspot_client_secret",
-                defaults.hubspot_client_secret.expose_secret(),
-            )?;
+            .set_default("provider_pacing", defaults.provider_pacing)?;
+        for (provider, app) in defaults.oauth_apps() {
+            builder = builder
+                .set_default(format!("{provider}_client_id"), app.client_id)?
+                .set_default(
+                    format!("{provider}_client_secret"),
+                    app.client_secret.expose_secret(),
+                )?;
+        }
         let path = file
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("syncledger.toml"));
@@ -127,6 +145,19 @@ impl Settings {
             ("projection_batch", "SYNCLEDGER_PROJECTION_BATCH"),
             ("hubspot_client_id", "SYNCLEDGER_HUBSPOT_CLIENT_ID"),
             ("hubspot_client_secret", "SYNCLEDGER_HUBSPOT_CLIENT_SECRET"),
+            ("salesforce_client_id", "SYNCLEDGER_SALESFORCE_CLIENT_ID"),
+            (
+                "salesforce_client_secret",
+                "SYNCLEDGER_SALESFORCE_CLIENT_SECRET",
+            ),
+            ("pipedrive_client_id", "SYNCLEDGER_PIPEDRIVE_CLIENT_ID"),
+            (
+                "pipedrive_client_secret",
+                "SYNCLEDGER_PIPEDRIVE_CLIENT_SECRET",
+            ),
+            ("custom_client_id", "SYNCLEDGER_CUSTOM_CLIENT_ID"),
+            ("custom_client_secret", "SYNCLEDGER_CUSTOM_CLIENT_SECRET"),
+            ("provider_pacing", "SYNCLEDGER_PROVIDER_PACING"),
         ] {
             if let Ok(v) = std::env::var(var) {
                 builder = builder.set_override(key, v)?;
@@ -148,10 +179,40 @@ impl Settings {
         }
     }
 
-    pub fn hubspot_app(&self) -> OAuthApp {
-        OAuthApp {
-            client_id: self.hubspot_client_id.clone(),
-            client_secret: self.hubspot_client_secret.clone(),
+    /// The OAuth app of each provider with a dedicated adapter, and of custom providers.
+    pub fn oauth_apps(&self) -> Vec<(&'static str, ClientApp)> {
+        let app = |id: &String, secret: &SecretString| ClientApp {
+            client_id: id.clone(),
+            client_secret: secret.clone(),
+        };
+        vec![
+            (
+                "hubspot",
+                app(&self.hubspot_client_id, &self.hubspot_client_secret),
+            ),
+            (
+                "salesforce",
+                app(&self.salesforce_client_id, &self.salesforce_client_secret),
+            ),
+            (
+                "pipedrive",
+                app(&self.pipedrive_client_id, &self.pipedrive_client_secret),
+            ),
+            (
+                "custom",
+                app(&self.custom_client_id, &self.custom_client_secret),
+            ),
+        ]
+    }
+
+    pub fn provider_apps(&self) -> ProviderApps {
+        ProviderApps {
+            apps: self
+                .oauth_apps()
+                .into_iter()
+                .map(|(p, a)| (p.to_string(), a))
+                .collect(),
+            pacing: self.provider_pacing,
         }
     }
 
@@ -174,13 +235,17 @@ mod tests {
             database_url: Some(SecretString::from("postgres://u:hunter2@h/db")),
             master_key: Some(SecretString::from("c2VjcmV0LW1hc3Rlci1rZXk=")),
             hubspot_client_secret: SecretString::from("hs-app-secret"),
+            salesforce_client_secret: SecretString::from("sf-app-secret"),
+            pipedrive_client_secret: SecretString::from("pd-app-secret"),
             ..Settings::default()
         };
         let text = format!("{s:?}");
         assert!(
             !text.contains("hunter2")
                 && !text.contains("c2VjcmV0")
-                && !text.contains("hs-app-secret"),
+                && !text.contains("hs-app-secret")
+                && !text.contains("sf-app-secret")
+                && !text.contains("pd-app-secret"),
             "{text}"
         );
     }

@@ -1,12 +1,12 @@
 //! What every request handler shares.
 
-use crate::config::OAuthApp;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 use syncledger_bus::{LocalBus, NatsBus};
 use syncledger_domain::{Integration, Workspace};
+use syncledger_engine::{Connections, Connector, ProviderApps};
 use syncledger_projections::checkpoint;
 use syncledger_store::{Cqrs, Store};
 use syncledger_vault::Vault;
@@ -26,8 +26,8 @@ pub struct Inner {
     pub projections_wake: Arc<Notify>,
     pub limiter: DefaultKeyedRateLimiter<String>,
     pub public_url: String,
-    /// The HubSpot OAuth app integrations connect through.
-    pub hubspot: OAuthApp,
+    /// Provider adapters and the credential lifecycle.
+    pub connections: Connections,
 }
 
 impl std::ops::Deref for AppState {
@@ -53,8 +53,10 @@ impl AppState {
         nats: Option<NatsBus>,
         rate_limit_per_minute: u32,
         public_url: String,
-        hubspot: OAuthApp,
+        apps: ProviderApps,
     ) -> Self {
+        let holder = format!("api:{}", std::process::id());
+        let connections = Connections::new(&store, vault.clone(), Connector::new(apps), holder);
         AppState(Arc::new(Inner {
             workspaces: store.cqrs(),
             integrations: store.cqrs(),
@@ -65,7 +67,7 @@ impl AppState {
             projections_wake: Arc::new(Notify::new()),
             limiter: limiter(rate_limit_per_minute),
             public_url,
-            hubspot,
+            connections,
         }))
     }
 

@@ -13,12 +13,13 @@ use chrono::Utc;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
-use syncledger_domain::integration::{CredentialKind, EncryptedSecret};
+use syncledger_crm::Credentials;
 use syncledger_domain::sync_config::{MAX_INTERVAL_MINUTES, MIN_INTERVAL_MINUTES};
 use syncledger_domain::{
     Aggregate, ConflictStrategy, Direction, Entity, Frequency, Integration, IntegrationCommand,
     Status, SyncConfig, WorkspaceCommand,
 };
+use syncledger_engine::seal_credentials;
 use syncledger_store::Metadata;
 
 const PROJECTION: &str = "integration_status";
@@ -520,38 +521,30 @@ pub async fn credentials(
 ) -> ApiResult<Json<IntegrationView>> {
     caller.require(WRITERS)?;
     let integration = owned(&state, &caller.workspace_id, &id).await?;
-    let (kind, plaintext) = match req {
+    let credentials = match req {
         CredentialsBody::ApiKey { api_key } => {
             if api_key.expose_secret().trim().is_empty() {
                 return Err(ApiError::invalid_field("api_key", "must not be empty"));
             }
-            let body = serde_json::json!({ "api_key": api_key.expose_secret() });
-            (
-                CredentialKind::ApiKey,
-                zeroize::Zeroizing::new(body.to_string()),
-            )
+            Credentials::ApiKey(api_key)
         }
         CredentialsBody::Basic { username, password } => {
             if username.trim().is_empty() {
                 return Err(ApiError::invalid_field("username", "must not be empty"));
             }
-            let body =
-                serde_json::json!({ "username": username, "password": password.expose_secret() });
-            (
-                CredentialKind::Basic,
-                zeroize::Zeroizing::new(body.to_string()),
-            )
+            Credentials::Basic { username, password }
         }
     };
-    let sealed = state
-        .vault
-        .seal(&caller.workspace_id, plaintext.as_bytes())
-        .await?;
-    let secret = EncryptedSecret {
-        key_id: sealed.key_id,
-        nonce: sealed.nonce,
-        ciphertext: sealed.ciphertext,
-    };
+    if integration.provider == "salesforce" {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "unsupported",
+            "salesforce connects through OAuth only: POST /v1/integrations/{id}/connect",
+        ));
+    }
+    let (kind, secret, _) = seal_credentials(&state.vault, &caller.workspace_id, &credentials)
+        .await
+        .map_err(oauth::engine_error)?;
     let at = Utc::now();
     let first = matches!(integration.status, Status::PendingAuth | Status::Error);
     let cmd = if !first {

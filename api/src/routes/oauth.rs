@@ -15,14 +15,13 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use rand::RngCore;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
-use syncledger_crm::{
-    Credentials, CrmAdapter, CrmError, Entity, HubSpotAdapter, HubSpotConfig, Tokens,
-};
-use syncledger_domain::integration::{CredentialKind, EncryptedSecret};
+use syncledger_crm::{Credentials, CrmAdapter, CrmError, Entity};
+use syncledger_domain::integration::CredentialKind;
 use syncledger_domain::{Integration, IntegrationCommand, Status};
+use syncledger_engine::{seal_credentials, EngineError};
 use syncledger_store::Metadata;
 use syncledger_vault::Sealed;
 use zeroize::Zeroizing;
@@ -33,29 +32,63 @@ const STATE_TTL_MINUTES: i64 = 10;
 /// The actor recorded on events caused by the provider's redirect.
 const CALLBACK_ACTOR: &str = "oauth-callback";
 
-fn unsupported(provider: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "unsupported",
-        format!("connecting {provider} is not supported yet"),
-    )
-}
-
 fn provider_error(cause: &CrmError) -> ApiError {
     tracing::warn!(error = %cause, "provider call failed");
-    ApiError::new(
-        StatusCode::BAD_GATEWAY,
-        "provider_error",
-        "the provider refused or failed the request; try again later",
-    )
+    match cause {
+        CrmError::QuotaExhausted(_) => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "provider_quota_exhausted",
+            "the provider's API quota is used up; try again when it resets",
+        ),
+        CrmError::Unauthorized => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "provider_unauthorized",
+            "the provider rejected the stored credentials; reconnect the integration",
+        ),
+        _ => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "provider_error",
+            "the provider refused or failed the request; try again later",
+        ),
+    }
 }
 
-fn not_connected() -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        "not_connected",
-        "the integration has no OAuth credentials; connect it first",
-    )
+/// How a use-case failure reads over HTTP. Messages never carry secrets.
+pub fn engine_error(e: EngineError) -> ApiError {
+    match e {
+        EngineError::NotFound => ApiError::not_found("integration"),
+        EngineError::NotConnected => ApiError::new(
+            StatusCode::CONFLICT,
+            "not_connected",
+            "the integration has no credentials; connect it first",
+        ),
+        EngineError::Unusable { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "integration_unusable", e.to_string())
+        }
+        EngineError::Unsupported(message) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "unsupported", message)
+        }
+        EngineError::RefreshRejected => ApiError::new(
+            StatusCode::CONFLICT,
+            "reauthorization_required",
+            e.to_string(),
+        ),
+        EngineError::Provider(cause) => provider_error(&cause),
+        EngineError::Domain(d) => d.into(),
+        EngineError::Conflict => ApiError::new(
+            StatusCode::CONFLICT,
+            "version_conflict",
+            "the integration was changed concurrently; retry the request",
+        ),
+        EngineError::RefreshTimeout => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "refresh_pending",
+            "another worker is refreshing the credentials; retry shortly",
+        ),
+        EngineError::Vault(_) | EngineError::Store(_) | EngineError::Corrupt(_) => {
+            ApiError::internal(e)
+        }
+    }
 }
 
 fn invalid_state() -> ApiError {
@@ -73,74 +106,7 @@ fn stamp(t: DateTime<Utc>) -> String {
 
 /// The adapter for an integration's provider, pointed at its base URL override if any.
 pub fn adapter_for(state: &AppState, integration: &Integration) -> ApiResult<Box<dyn CrmAdapter>> {
-    if integration.provider != "hubspot" {
-        return Err(unsupported(&integration.provider));
-    }
-    let app = &state.hubspot;
-    let mut config = HubSpotConfig::new(app.client_id.clone(), app.client_secret.clone());
-    if let Some(url) = &integration.base_url {
-        // An override (sandbox, proxy) serves the authorize page on the same host.
-        config.base_url = url.clone();
-        config.auth_base_url = url.clone();
-    }
-    let adapter = HubSpotAdapter::new(config).map_err(ApiError::internal)?;
-    Ok(Box::new(adapter))
-}
-
-fn sealed(s: &EncryptedSecret) -> Sealed {
-    Sealed {
-        key_id: s.key_id.clone(),
-        nonce: s.nonce.clone(),
-        ciphertext: s.ciphertext.clone(),
-    }
-}
-
-/// The sealed form of the tokens, as stored in the vault.
-#[derive(Serialize, Deserialize)]
-struct StoredTokens {
-    access_token: String,
-    refresh_token: Option<String>,
-}
-
-async fn seal_tokens(
-    state: &AppState,
-    workspace_id: &str,
-    t: &Tokens,
-) -> ApiResult<EncryptedSecret> {
-    let body = Zeroizing::new(
-        serde_json::json!({
-            "access_token": t.access_token.expose_secret(),
-            "refresh_token": t.refresh_token.as_ref().map(|r| r.expose_secret()),
-        })
-        .to_string(),
-    );
-    let s = state.vault.seal(workspace_id, body.as_bytes()).await?;
-    Ok(EncryptedSecret {
-        key_id: s.key_id,
-        nonce: s.nonce,
-        ciphertext: s.ciphertext,
-    })
-}
-
-/// The integration's OAuth tokens, or `None` when it holds none.
-async fn open_tokens(state: &AppState, integration: &Integration) -> ApiResult<Option<Tokens>> {
-    let (Some(CredentialKind::Oauth2), Some(secret)) =
-        (integration.credential_kind, &integration.secret)
-    else {
-        return Ok(None);
-    };
-    let plain = state
-        .vault
-        .open(&integration.workspace_id, &sealed(secret))
-        .await?;
-    let stored: StoredTokens = serde_json::from_slice(plain.expose_secret())
-        .map_err(|_| ApiError::internal("stored OAuth credentials do not parse"))?;
-    Ok(Some(Tokens {
-        access_token: SecretString::from(stored.access_token),
-        refresh_token: stored.refresh_token.map(SecretString::from),
-        expires_at: integration.credentials_expire_at,
-        instance_url: None,
-    }))
+    state.connections.adapter(integration).map_err(engine_error)
 }
 
 /// Revoke the integration's OAuth tokens at the provider; failures are only logged.
@@ -148,22 +114,20 @@ pub async fn revoke_best_effort(state: &AppState, integration: &Integration) {
     if integration.credential_kind != Some(CredentialKind::Oauth2) {
         return;
     }
+    let Some(id) = integration.id.as_deref() else {
+        return;
+    };
     let result = async {
-        let adapter = adapter_for(state, integration)?;
-        let Some(tokens) = open_tokens(state, integration).await? else {
+        let session = state.connections.session(id).await?;
+        let Some(tokens) = session.credentials().tokens() else {
             return Ok(());
         };
-        adapter
-            .revoke(&tokens)
-            .await
-            .map_err(|e| provider_error(&e))
+        session.adapter().revoke(tokens).await?;
+        Ok::<(), EngineError>(())
     }
     .await;
     if let Err(e) = result {
-        tracing::warn!(
-            code = e.code,
-            "could not revoke the OAuth tokens; disconnecting anyway"
-        );
+        tracing::warn!(error = %e, "could not revoke the OAuth tokens; disconnecting anyway");
     }
 }
 
@@ -185,6 +149,16 @@ pub async fn connect(
     caller.require(WRITERS)?;
     let integration = owned(&state, &caller.workspace_id, &id).await?;
     let adapter = adapter_for(&state, &integration)?;
+    if !adapter.supports_oauth() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "unsupported",
+            format!(
+                "{} connects with an API key or basic credentials: POST /v1/integrations/{{id}}/credentials",
+                integration.provider
+            ),
+        ));
+    }
     if integration.status == Status::Disconnected {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -205,6 +179,12 @@ pub async fn connect(
         .seal(&caller.workspace_id, verifier.as_bytes())
         .await?;
     let now = Utc::now();
+    // Expired states are useless; clearing them here keeps the table small without a
+    // background job.
+    sqlx::query("DELETE FROM oauth_states WHERE expires_at < $1")
+        .bind(stamp(now))
+        .execute(&state.store.any)
+        .await?;
     sqlx::query(
         "INSERT INTO oauth_states (state, workspace_id, integration_id, verifier_key_id, verifier_nonce,
             verifier_ciphertext, redirect_uri, created_at, expires_at)
@@ -314,8 +294,14 @@ pub async fn callback(
         .exchange_code(&code, verifier, &claimed.redirect_uri)
         .await
         .map_err(|e| provider_error(&e))?;
-    let secret = seal_tokens(&state, &claimed.workspace_id, &tokens).await?;
-    let (kind, expires_at, at) = (CredentialKind::Oauth2, tokens.expires_at, Utc::now());
+    let (kind, secret, expires_at) = seal_credentials(
+        &state.vault,
+        &claimed.workspace_id,
+        &Credentials::OAuth2(tokens),
+    )
+    .await
+    .map_err(engine_error)?;
+    let at = Utc::now();
     let cmd = if matches!(integration.status, Status::PendingAuth | Status::Error) {
         IntegrationCommand::StoreCredentials {
             kind,
@@ -355,11 +341,14 @@ pub async fn test(
 ) -> ApiResult<Json<TestResponse>> {
     caller.require(WRITERS)?;
     let integration = owned(&state, &caller.workspace_id, &id).await?;
-    let adapter = adapter_for(&state, &integration)?;
-    let tokens = open_tokens(&state, &integration)
-        .await?
-        .ok_or_else(not_connected)?;
-    let (ok, detail) = match adapter.test_connection(&Credentials::OAuth2(tokens)).await {
+    let mut session = state.connections.session(&id).await.map_err(engine_error)?;
+    let meta = caller.metadata();
+    let (ok, detail) = match session
+        .call(&meta, |adapter, credentials| {
+            adapter.test_connection(credentials)
+        })
+        .await
+    {
         Ok(identity) => (
             true,
             format!(
@@ -367,8 +356,11 @@ pub async fn test(
                 integration.provider, identity.account_id
             ),
         ),
-        // CrmError messages never carry tokens or request bodies.
-        Err(e) => (false, e.to_string()),
+        // Engine and provider messages never carry tokens or request bodies.
+        Err(e @ (EngineError::Provider(_) | EngineError::RefreshRejected)) => {
+            (false, e.to_string())
+        }
+        Err(other) => return Err(engine_error(other)),
     };
     let cmd = IntegrationCommand::RecordConnectionTest {
         ok,
@@ -423,15 +415,14 @@ pub async fn fields(
 ) -> ApiResult<Json<List<FieldView>>> {
     caller.require(READERS)?;
     let entity = parse_entity(q.entity.as_deref())?;
-    let integration = owned(&state, &caller.workspace_id, &id).await?;
-    let adapter = adapter_for(&state, &integration)?;
-    let tokens = open_tokens(&state, &integration)
-        .await?
-        .ok_or_else(not_connected)?;
-    let fields = adapter
-        .fields(&Credentials::OAuth2(tokens), entity)
+    owned(&state, &caller.workspace_id, &id).await?;
+    let mut session = state.connections.session(&id).await.map_err(engine_error)?;
+    let fields = session
+        .call(&caller.metadata(), |adapter, credentials| {
+            adapter.fields(credentials, entity)
+        })
         .await
-        .map_err(|e| provider_error(&e))?;
+        .map_err(engine_error)?;
     let data = fields
         .into_iter()
         .map(|f| FieldView {

@@ -2,6 +2,7 @@
 //! PostgreSQL. One binary: this file only declares the modules.
 
 mod audit;
+mod credentials;
 mod feed;
 mod migrations;
 mod rebuild;

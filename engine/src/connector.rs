@@ -1,0 +1,77 @@
+//! Which adapter serves an integration, configured from the provider's OAuth app
+//! and the integration's base URL override.
+
+use std::collections::BTreeMap;
+
+use secrecy::SecretString;
+use syncledger_crm::{CrmAdapter, HubSpotAdapter, HubSpotConfig};
+use syncledger_domain::Integration;
+
+use crate::error::EngineError;
+
+/// An OAuth client registered with a provider.
+#[derive(Clone, Debug)]
+pub struct ClientApp {
+    pub client_id: String,
+    pub client_secret: SecretString,
+}
+
+/// The OAuth apps per provider id, and whether adapters pace themselves to the
+/// providers' published limits (on in production; tests may turn it off).
+#[derive(Clone, Debug)]
+pub struct ProviderApps {
+    pub apps: BTreeMap<String, ClientApp>,
+    pub pacing: bool,
+}
+
+impl Default for ProviderApps {
+    fn default() -> Self {
+        Self {
+            apps: BTreeMap::new(),
+            pacing: true,
+        }
+    }
+}
+
+/// Builds adapters for integrations.
+#[derive(Clone, Debug, Default)]
+pub struct Connector {
+    apps: ProviderApps,
+}
+
+impl Connector {
+    pub fn new(apps: ProviderApps) -> Self {
+        Self { apps }
+    }
+
+    fn app(&self, provider: &str) -> ClientApp {
+        self.apps.apps.get(provider).cloned().unwrap_or(ClientApp {
+            client_id: String::new(),
+            client_secret: SecretString::from(""),
+        })
+    }
+
+    /// The adapter for the integration's provider.
+    pub fn adapter(&self, integration: &Integration) -> Result<Box<dyn CrmAdapter>, EngineError> {
+        let app = self.app(&integration.provider);
+        let base = integration.base_url.clone();
+        match integration.provider.as_str() {
+            "hubspot" => {
+                let mut config = HubSpotConfig::new(app.client_id, app.client_secret);
+                if let Some(url) = base {
+                    // An override (sandbox, proxy) serves the authorize page on the same host.
+                    config.auth_base_url.clone_from(&url);
+                    config.base_url = url;
+                }
+                if !self.apps.pacing {
+                    config.requests_per_10s = None;
+                    config.search_per_s = None;
+                }
+                Ok(Box::new(HubSpotAdapter::new(config)?))
+            }
+            other => Err(EngineError::Unsupported(format!(
+                "connecting {other} is not supported yet"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! The sync use cases, between the HTTP API (or a worker) and the adapters.
+//!
+//! [`Connections`] turns an integration into a working provider session: the right
+//! adapter for its provider (pointed at its base URL override), its credentials
+//! opened from the vault, refreshed before they expire and after a 401, with one
+//! refresh per credential generation however many workers ask at once.
+
+pub mod connector;
+pub mod credentials;
+pub mod error;
+pub mod session;
+
+pub use connector::{ClientApp, Connector, ProviderApps};
+pub use credentials::{open_credentials, seal_credentials};
+pub use error::EngineError;
+pub use session::{Connections, Session};
