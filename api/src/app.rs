@@ -4,7 +4,7 @@ use crate::auth::RequestId;
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::openapi::ApiDoc;
-use crate::routes::{audit, events, health, integrations, oauth, providers, tokens};
+use crate::routes::{audit, events, health, integrations, oauth, providers, tokens, webhooks};
 use crate::state::AppState;
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode};
@@ -54,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .route("/integrations/{id}/test", post(oauth::test))
         .route("/integrations/{id}/fields", get(oauth::fields))
         .route("/oauth/callback", get(oauth::callback))
+        .route("/webhooks/hubspot", post(webhooks::hubspot))
         .route("/audit", get(audit::list))
         .route("/audit/verify", get(audit::verify))
         .route("/events/stream", get(events::stream));

@@ -1,6 +1,6 @@
 //! The OpenAPI 3 document served at `GET /v1/openapi.json`.
 
-use crate::routes::{audit, events, health, integrations, oauth, providers, tokens};
+use crate::routes::{audit, events, health, integrations, oauth, providers, tokens, webhooks};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -16,6 +16,7 @@ use utoipa::{Modify, OpenApi};
         oauth::connect, oauth::callback, oauth::test, oauth::fields,
         audit::list, audit::verify,
         events::stream,
+        webhooks::hubspot,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&BearerAuth),

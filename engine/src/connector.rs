@@ -44,7 +44,12 @@ impl Connector {
         Self { apps }
     }
 
-    fn app(&self, provider: &str) -> ClientApp {
+    /// The OAuth app configured for `provider`.
+    pub fn app(&self, provider: &str) -> Option<&ClientApp> {
+        self.apps.apps.get(provider)
+    }
+
+    fn app_or_blank(&self, provider: &str) -> ClientApp {
         self.apps.apps.get(provider).cloned().unwrap_or(ClientApp {
             client_id: String::new(),
             client_secret: SecretString::from(""),
@@ -53,7 +58,7 @@ impl Connector {
 
     /// The adapter for the integration's provider.
     pub fn adapter(&self, integration: &Integration) -> Result<Box<dyn CrmAdapter>, EngineError> {
-        let app = self.app(&integration.provider);
+        let app = self.app_or_blank(&integration.provider);
         let base = integration.base_url.clone();
         match integration.provider.as_str() {
             "hubspot" => {

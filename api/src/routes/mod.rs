@@ -5,3 +5,4 @@ pub mod integrations;
 pub mod oauth;
 pub mod providers;
 pub mod tokens;
+pub mod webhooks;

@@ -14,3 +14,4 @@ mod openapi;
 mod rate_limit;
 mod secrets;
 mod tokens;
+mod webhooks;

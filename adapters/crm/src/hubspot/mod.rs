@@ -2,6 +2,7 @@
 
 mod pull;
 mod push;
+pub mod webhook;
 mod wire;
 
 use std::collections::HashMap;
