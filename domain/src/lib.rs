@@ -7,6 +7,7 @@
 pub mod aggregate;
 pub mod audit;
 pub mod integration;
+pub mod merge;
 pub mod plan;
 pub mod provider;
 pub mod sync_config;

@@ -1,0 +1,159 @@
+//! Three-way, field-by-field merge of one record's app side and CRM side against the
+//! values both sides last agreed on (the base).
+//!
+//! For each field:
+//! - changed on neither side: nothing to do;
+//! - changed on one side only: that side's value wins and goes to the other side —
+//!   a one-sided change is never lost, whatever the strategy;
+//! - changed on both sides to the same value: already converged;
+//! - changed on both sides to different values: a conflict, settled by the field's
+//!   "always use" rule if it has one, else by the integration's strategy —
+//!   `crm_wins`, `app_wins`, `last_write_wins` (the later modification time; the CRM on
+//!   a tie, as the system of record) — or queued for review with `manual_review`.
+//!
+//! A side that does not mention a field has not changed it. Pure: no clock, no IO.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::sync_config::ConflictStrategy;
+
+/// Field values by app field name; `None` is an explicit null.
+pub type Fields = BTreeMap<String, Option<String>>;
+
+/// One side of a sync.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    App,
+    Crm,
+}
+
+/// How conflicts are settled for one record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MergePolicy {
+    pub strategy: ConflictStrategy,
+    /// "Always use" rules: a field listed here is always settled for that side.
+    pub always: BTreeMap<String, Side>,
+}
+
+/// One side's current values and when that side last modified the record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Version<'a> {
+    pub fields: &'a Fields,
+    pub modified_at: DateTime<Utc>,
+}
+
+/// A field changed on both sides to different values.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldConflict {
+    pub field: String,
+    pub base: Option<String>,
+    pub app: Option<String>,
+    pub crm: Option<String>,
+    /// The side whose value was kept; `None` when queued for manual review.
+    pub winner: Option<Side>,
+}
+
+/// What the merge decided.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MergeOutcome {
+    /// Values the app side must take.
+    pub to_app: Fields,
+    /// Values the CRM side must take (to push).
+    pub to_crm: Fields,
+    /// The new base: every field both sides now agree on, after applying the above.
+    /// Queued conflicts keep their old base.
+    pub base: Fields,
+    pub conflicts: Vec<FieldConflict>,
+}
+
+impl MergeOutcome {
+    /// Conflicts waiting for a person.
+    pub fn queued(&self) -> impl Iterator<Item = &FieldConflict> {
+        self.conflicts.iter().filter(|c| c.winner.is_none())
+    }
+}
+
+fn settle(
+    policy: &MergePolicy,
+    field: &str,
+    app_at: DateTime<Utc>,
+    crm_at: DateTime<Utc>,
+) -> Option<Side> {
+    if let Some(side) = policy.always.get(field) {
+        return Some(*side);
+    }
+    match policy.strategy {
+        ConflictStrategy::CrmWins => Some(Side::Crm),
+        ConflictStrategy::AppWins => Some(Side::App),
+        ConflictStrategy::LastWriteWins if app_at > crm_at => Some(Side::App),
+        ConflictStrategy::LastWriteWins => Some(Side::Crm),
+        ConflictStrategy::ManualReview => None,
+    }
+}
+
+/// Merges one record. `base` holds the values last synced to both sides.
+pub fn merge(
+    base: &Fields,
+    app: Version<'_>,
+    crm: Version<'_>,
+    policy: &MergePolicy,
+) -> MergeOutcome {
+    let names: BTreeSet<&String> = base
+        .keys()
+        .chain(app.fields.keys())
+        .chain(crm.fields.keys())
+        .collect();
+    let mut out = MergeOutcome {
+        base: base.clone(),
+        ..MergeOutcome::default()
+    };
+    for name in names {
+        let was = base.get(name).cloned().flatten();
+        // A side that does not mention the field still holds the base value.
+        let a = app.fields.get(name).cloned().unwrap_or_else(|| was.clone());
+        let c = crm.fields.get(name).cloned().unwrap_or_else(|| was.clone());
+        let (app_changed, crm_changed) = (a != was, c != was);
+        let agreed = match (app_changed, crm_changed) {
+            (false, false) => continue,
+            (true, false) => {
+                out.to_crm.insert(name.clone(), a.clone());
+                a
+            }
+            (false, true) => {
+                out.to_app.insert(name.clone(), c.clone());
+                c
+            }
+            (true, true) if a == c => a,
+            (true, true) => {
+                let winner = settle(policy, name, app.modified_at, crm.modified_at);
+                out.conflicts.push(FieldConflict {
+                    field: name.clone(),
+                    base: was,
+                    app: a.clone(),
+                    crm: c.clone(),
+                    winner,
+                });
+                match winner {
+                    Some(Side::App) => {
+                        out.to_crm.insert(name.clone(), a.clone());
+                        a
+                    }
+                    Some(Side::Crm) => {
+                        out.to_app.insert(name.clone(), c.clone());
+                        c
+                    }
+                    None => continue,
+                }
+            }
+        };
+        out.base.insert(name.clone(), agreed);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
