@@ -1,17 +1,39 @@
-//! Connecting a HubSpot integration through OAuth against the local sandbox: connect,
-//! callback (single use), connection test, field catalogue, disconnect with revocation,
-//! and an audit trail that never shows a token.
+//! Connecting each provider through OAuth against its local sandbox, through the HTTP
+//! API only: create, connect (following the provider's redirect), callback (single use),
+//! connection test, field catalogue, disconnect with revocation at the provider, and an
+//! audit trail that shows each step and never a token.
 
 use crate::helpers::{on_both_backends, sync_config, Backend, TestApp};
 use anyhow::Context;
 use reqwest::StatusCode;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::json;
-use syncledger_crm::{CrmAdapter, HubSpotAdapter, HubSpotConfig};
 use syncledger_sandbox::{Sandbox, SandboxConfig};
 use syncledger_vault::Sealed;
 
-on_both_backends!(oauth_connect_test_fields_and_disconnect, connect_refusals);
+on_both_backends!(hubspot_end_to_end, connect_refusals);
+
+/// What differs between providers in the end-to-end connect test.
+struct Provider {
+    id: &'static str,
+    /// A field every contact catalogue of this provider has.
+    contact_field: &'static str,
+    /// The sandbox endpoint that revokes tokens.
+    revoke_endpoint: &'static str,
+    /// The sandbox endpoint that exchanges codes and refreshes.
+    token_endpoint: &'static str,
+}
+
+async fn hubspot_end_to_end(backend: Backend) -> anyhow::Result<()> {
+    let sandbox = Sandbox::start_hubspot(SandboxConfig::default()).await?;
+    let provider = Provider {
+        id: "hubspot",
+        contact_field: "email",
+        revoke_endpoint: "DELETE /oauth/v1/refresh-tokens",
+        token_endpoint: "POST /oauth/v1/token",
+    };
+    connect_test_fields_and_disconnect(backend, &provider, sandbox).await
+}
 
 /// The provider's redirect: `authorization_url` answered with a 302 whose Location is
 /// the API's callback.
@@ -45,13 +67,25 @@ async fn stored_tokens(app: &TestApp, id: &str) -> anyhow::Result<(String, Strin
     Ok((get("access_token")?, get("refresh_token")?))
 }
 
-async fn oauth_connect_test_fields_and_disconnect(backend: Backend) -> anyhow::Result<()> {
+fn count(sandbox: &Sandbox, prefix: &str) -> u64 {
+    sandbox
+        .counters()
+        .iter()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+async fn connect_test_fields_and_disconnect(
+    backend: Backend,
+    provider: &Provider,
+    sandbox: Sandbox,
+) -> anyhow::Result<()> {
     let Some(app) = TestApp::spawn(backend).await? else {
         return Ok(());
     };
-    let sandbox = Sandbox::start_hubspot(SandboxConfig::default()).await?;
     let admin = app.admin.clone();
-    let body = json!({"provider": "hubspot", "name": "Sandbox HubSpot",
+    let body = json!({"provider": provider.id, "name": format!("Sandbox {}", provider.id),
         "sync_config": sync_config(), "base_url": sandbox.base_url()});
     let resp = app.post("/v1/integrations", &admin, body).await?;
     resp.expect(StatusCode::CREATED);
@@ -115,7 +149,7 @@ async fn oauth_connect_test_fields_and_disconnect(backend: Backend) -> anyhow::R
         .as_array()
         .map(|a| a.iter().filter_map(|f| f["name"].as_str()).collect())
         .unwrap_or_default();
-    assert!(names.contains(&"email"), "{}", resp.text);
+    assert!(names.contains(&provider.contact_field), "{}", resp.text);
     assert!(body["data"][0]["type"].is_string() && body["next_cursor"].is_null());
     let bad = app
         .get(
@@ -129,25 +163,26 @@ async fn oauth_connect_test_fields_and_disconnect(backend: Backend) -> anyhow::R
         .delete(&format!("/v1/integrations/{id}"), &admin)
         .await?;
     assert_eq!(resp.expect(StatusCode::OK)["status"], "disconnected");
-    let revoked = sandbox
-        .counters()
-        .iter()
-        .any(|(k, n)| k.starts_with("DELETE /oauth/v1/refresh-tokens") && *n > 0);
-    assert!(revoked, "no revocation in {:?}", sandbox.counters());
-    let mut config = HubSpotConfig::new("sandbox-client", SecretString::from("sandbox-secret"));
-    config.base_url = sandbox.base_url();
-    config.auth_base_url = sandbox.base_url();
-    config.max_retries = 0;
-    let adapter = HubSpotAdapter::new(config)?;
+    assert!(
+        count(&sandbox, provider.revoke_endpoint) > 0,
+        "no revocation in {:?}",
+        sandbox.counters()
+    );
+    // The revoked refresh token no longer works at the provider.
+    let state = app.state.integrations.load(&id).await?;
+    let adapter = app.state.connections.adapter(&state)?;
+    let exchanges = count(&sandbox, provider.token_endpoint);
     assert!(
         adapter.refresh(&refresh).await.is_err(),
         "refresh after revoke"
     );
+    assert_eq!(count(&sandbox, provider.token_endpoint), exchanges + 1);
 
     app.caught_up().await;
     let audit = app.get("/v1/audit?limit=500", &admin).await?;
     audit.expect(StatusCode::OK);
     for action in [
+        "IntegrationCreated",
         "CredentialsStored",
         "ConnectionTested",
         "IntegrationDisconnected",
