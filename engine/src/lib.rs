@@ -9,6 +9,7 @@ pub mod connector;
 pub mod credentials;
 pub mod error;
 pub mod session;
+pub mod transform;
 
 pub use connector::{ClientApp, Connector, ProviderApps};
 pub use credentials::{open_credentials, seal_credentials};
