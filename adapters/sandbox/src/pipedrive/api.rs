@@ -9,7 +9,7 @@ use axum::Json;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
-use super::middleware::{bad_request, error, not_found};
+use super::middleware::{bad_request, error, not_found, Reject};
 use super::state::{Inner, Kind, Record};
 use super::App;
 use crate::error::{query_pairs, query_value};
@@ -17,20 +17,20 @@ use crate::error::{query_pairs, query_value};
 const MAX_LIMIT: usize = 500;
 const DEFAULT_LIMIT: usize = 100;
 
-fn kind(raw: &str) -> Result<Kind, Response> {
-    Kind::parse(raw).ok_or_else(|| not_found("Unknown entity type"))
+fn kind(raw: &str) -> Result<Kind, Reject> {
+    Kind::parse(raw).ok_or_else(|| Reject::missing("Unknown entity type"))
 }
 
 fn ok(data: Value, additional: Value) -> Response {
     Json(json!({ "success": true, "data": data, "additional_data": additional })).into_response()
 }
 
-fn limit(pairs: &[(String, String)], max: usize) -> Result<usize, Response> {
+fn limit(pairs: &[(String, String)], max: usize) -> Result<usize, Reject> {
     match query_value(pairs, "limit") {
         None => Ok(DEFAULT_LIMIT.min(max)),
         Some(raw) => match raw.parse::<usize>() {
             Ok(n) if (1..=max).contains(&n) => Ok(n),
-            _ => Err(bad_request(format!(
+            _ => Err(Reject::bad(format!(
                 "Validation failed: limit: Must be an integer between 1 and {max}"
             ))),
         },
@@ -66,10 +66,10 @@ fn v1_page(items: Vec<Value>, start: usize, limit: usize) -> Response {
     ok(Value::Array(page), json!({ "pagination": pagination }))
 }
 
-fn v1_start(pairs: &[(String, String)]) -> Result<usize, Response> {
+fn v1_start(pairs: &[(String, String)]) -> Result<usize, Reject> {
     query_value(pairs, "start")
         .map_or(Ok(0), str::parse)
-        .map_err(|_| bad_request("start must be a non-negative integer"))
+        .map_err(|_| Reject::bad("start must be a non-negative integer"))
 }
 
 /// `GET /v1/personFields`, `/v1/organizationFields`.
@@ -77,7 +77,7 @@ async fn fields(s: App, kind: Kind, q: Option<String>) -> Response {
     let pairs = query_pairs(q.as_deref());
     let (start, limit) = match (v1_start(&pairs), limit(&pairs, MAX_LIMIT)) {
         (Ok(start), Ok(limit)) => (start, limit),
-        (Err(e), _) | (_, Err(e)) => return e,
+        (Err(e), _) | (_, Err(e)) => return e.into_response(),
     };
     let items = s
         .lock()
@@ -111,14 +111,14 @@ fn sort_key(r: &Record, by: SortBy) -> (i64, u64) {
     }
 }
 
-fn time_param(pairs: &[(String, String)], key: &str) -> Result<Option<i64>, Response> {
+fn time_param(pairs: &[(String, String)], key: &str) -> Result<Option<i64>, Reject> {
     let Some(raw) = query_value(pairs, key) else {
         return Ok(None);
     };
     chrono::DateTime::parse_from_rfc3339(raw.trim())
         .map(|d| Some(d.timestamp_millis()))
         .map_err(|_| {
-            bad_request(format!(
+            Reject::bad(format!(
                 "Validation failed: {key}: Must be a RFC3339 timestamp"
             ))
         })
@@ -144,19 +144,19 @@ pub async fn list(
 ) -> Response {
     let kind = match kind(&raw) {
         Ok(k) => k,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     let pairs = query_pairs(q.as_deref());
     let limit = match limit(&pairs, MAX_LIMIT) {
         Ok(l) => l,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     let (since, until) = match (
         time_param(&pairs, "updated_since"),
         time_param(&pairs, "updated_until"),
     ) {
         (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) | (_, Err(e)) => return e,
+        (Err(e), _) | (_, Err(e)) => return e.into_response(),
     };
     let by = match query_value(&pairs, "sort_by").unwrap_or("id") {
         "id" => SortBy::Id,
@@ -218,7 +218,7 @@ pub async fn list(
 pub async fn get_one(State(s): State<App>, Path((raw, id)): Path<(String, u64)>) -> Response {
     let kind = match kind(&raw) {
         Ok(k) => k,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     match s.lock().live(kind, id) {
         Some(r) => ok(r.to_v2(), Value::Null),
@@ -248,13 +248,11 @@ fn check_contacts(value: &Value, what: &str, email: bool) -> Result<(), String> 
     Ok(())
 }
 
+/// Standard-field and custom-field changes of one write.
+type Changes = (Map<String, Value>, Map<String, Value>);
+
 /// Validates a create or patch body; returns the standard and custom changes.
-fn validate(
-    inner: &Inner,
-    kind: Kind,
-    body: &[u8],
-    create: bool,
-) -> Result<(Map<String, Value>, Map<String, Value>), String> {
+fn validate(inner: &Inner, kind: Kind, body: &[u8], create: bool) -> Result<Changes, String> {
     let Ok(Value::Object(mut map)) = serde_json::from_slice::<Value>(body) else {
         return Err("Request body must be a JSON object".into());
     };
@@ -272,17 +270,13 @@ fn validate(
             return Err(format!("Field {key} is not writable or does not exist"));
         }
         match key.as_str() {
-            "name" => {
-                if value.as_str().is_none_or(|n| n.trim().is_empty()) {
-                    return Err("Name must be a non-empty string".into());
-                }
+            "name" if value.as_str().is_none_or(|n| n.trim().is_empty()) => {
+                return Err("Name must be a non-empty string".into());
             }
             "emails" => check_contacts(value, "emails", true)?,
             "phones" => check_contacts(value, "phones", false)?,
-            "owner_id" | "org_id" | "visible_to" => {
-                if !(value.is_null() || value.is_u64()) {
-                    return Err(format!("{key} must be an integer"));
-                }
+            "owner_id" | "org_id" | "visible_to" if !(value.is_null() || value.is_u64()) => {
+                return Err(format!("{key} must be an integer"));
             }
             _ => {}
         }
@@ -296,7 +290,7 @@ fn validate(
 pub async fn create(State(s): State<App>, Path(raw): Path<String>, body: Bytes) -> Response {
     let kind = match kind(&raw) {
         Ok(k) => k,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     let mut inner = s.lock();
     let (fields, custom) = match validate(&inner, kind, &body, true) {
@@ -317,7 +311,7 @@ pub async fn patch(
 ) -> Response {
     let kind = match kind(&raw) {
         Ok(k) => k,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     let mut inner = s.lock();
     if inner.live(kind, id).is_none() {
@@ -340,7 +334,7 @@ pub async fn patch(
 pub async fn delete(State(s): State<App>, Path((raw, id)): Path<(String, u64)>) -> Response {
     let kind = match kind(&raw) {
         Ok(k) => k,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     let mut inner = s.lock();
     if inner.live(kind, id).is_none() {
@@ -369,7 +363,7 @@ pub async fn search(
 ) -> Response {
     let kind = match kind(&raw) {
         Ok(k) => k,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     let pairs = query_pairs(q.as_deref());
     let Some(term) = query_value(&pairs, "term")
@@ -384,7 +378,7 @@ pub async fn search(
     }
     let limit = match limit(&pairs, MAX_LIMIT) {
         Ok(l) => l,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     let fields: Vec<&str> = match query_value(&pairs, "fields") {
         Some(f) => f.split(',').map(str::trim).collect(),
@@ -455,7 +449,7 @@ pub async fn recents(State(s): State<App>, RawQuery(q): RawQuery) -> Response {
     };
     let (start, limit) = match (v1_start(&pairs), limit(&pairs, MAX_LIMIT)) {
         (Ok(start), Ok(limit)) => (start, limit),
-        (Err(e), _) | (_, Err(e)) => return e,
+        (Err(e), _) | (_, Err(e)) => return e.into_response(),
     };
     let inner = s.lock();
     let mut rows: Vec<(Kind, &Record)> = kinds

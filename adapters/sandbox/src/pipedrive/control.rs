@@ -8,15 +8,15 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::middleware::{bad_request, not_found};
+use super::middleware::{bad_request, not_found, Reject};
 use super::state::{Inner, Kind};
 use super::App;
 use crate::error::{query_pairs, query_value};
 use crate::faults::FaultSpec;
 use crate::RateLimit;
 
-fn kind(raw: &str) -> Result<Kind, Response> {
-    Kind::parse(raw).ok_or_else(|| not_found("Unknown entity type"))
+fn kind(raw: &str) -> Result<Kind, Reject> {
+    Kind::parse(raw).ok_or_else(|| Reject::missing("Unknown entity type"))
 }
 
 /// Custom fields may be given by hash key or by field name.
@@ -39,7 +39,7 @@ fn resolve_custom(inner: &Inner, kind: Kind, custom: Map<String, Value>) -> Map<
 pub async fn upsert_record(State(s): State<App>, Path(raw): Path<String>, body: Bytes) -> Response {
     let kind = match kind(&raw) {
         Ok(k) => k,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     let Ok(Value::Object(mut map)) = serde_json::from_slice::<Value>(&body) else {
         return bad_request("body must be a JSON object");
@@ -77,7 +77,7 @@ pub async fn upsert_record(State(s): State<App>, Path(raw): Path<String>, body: 
 pub async fn get_record(State(s): State<App>, Path((raw, id)): Path<(String, u64)>) -> Response {
     let kind = match kind(&raw) {
         Ok(k) => k,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     let inner = s.lock();
     match inner.records.get(&kind).and_then(|t| t.get(&id)) {
@@ -94,7 +94,7 @@ pub async fn delete_record(
 ) -> Response {
     let kind = match kind(&raw) {
         Ok(k) => k,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     let hard = query_value(&query_pairs(q.as_deref()), "hard") == Some("true");
     let mut inner = s.lock();

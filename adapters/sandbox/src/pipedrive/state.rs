@@ -339,7 +339,7 @@ impl Inner {
         match self.faults.take_partial() {
             Some(every) => {
                 self.writes += 1;
-                self.writes % every == 0
+                self.writes.is_multiple_of(every)
             }
             None => false,
         }
