@@ -707,3 +707,35 @@ async fn deletions_report_soft_deleted_records() {
         .expect("org deletions");
     assert!(orgs.records.is_empty());
 }
+
+#[tokio::test]
+async fn deletions_can_be_turned_off_when_recents_does_not_report_them() {
+    let config = PipedriveSandboxConfig {
+        records: 5,
+        recents_include_deleted: false,
+        ..PipedriveSandboxConfig::default()
+    };
+    let sandbox = Sandbox::start_pipedrive(config).await.expect("sandbox");
+    control(
+        &sandbox,
+        reqwest::Method::DELETE,
+        "records/persons/7",
+        Value::Null,
+    )
+    .await;
+    let on = adapter(crate::config(&sandbox));
+    let page = on
+        .deletions(&api_token(), Entity::Contacts, None, None)
+        .await
+        .expect("deletions");
+    assert!(page.records.is_empty(), "this sandbox hides deletions");
+    let mut off = crate::config(&sandbox);
+    off.deletions_from_recents = false;
+    post(&sandbox, "counters/reset", json!({})).await;
+    let page = adapter(off)
+        .deletions(&api_token(), Entity::Contacts, None, None)
+        .await
+        .expect("deletions");
+    assert!(page.records.is_empty() && page.next.is_none());
+    assert!(sandbox.counters().is_empty(), "no call when turned off");
+}

@@ -43,6 +43,12 @@ pub struct PipedriveConfig {
     /// Client-side pacing per 2-second window (Pipedrive's window); `None`
     /// leaves pacing to the retries.
     pub requests_per_2s: Option<u32>,
+    /// Read deletions from `/v1/recents` (soft-deleted records reported with
+    /// `active_flag: false`). Pipedrive's documentation does not confirm that
+    /// recents lists deleted persons and organizations; with `false`,
+    /// [`CrmAdapter::deletions`] reports none and the engine has to find
+    /// deletions by comparing full pulls.
+    pub deletions_from_recents: bool,
     pub max_retries: u32,
     pub retry_base_delay: Duration,
     pub retry_max_delay: Duration,
@@ -61,6 +67,7 @@ impl PipedriveConfig {
             scopes: Vec::new(),
             page_limit: 500,
             requests_per_2s: Some(80),
+            deletions_from_recents: true,
             max_retries: 6,
             retry_base_delay: Duration::from_millis(500),
             retry_max_delay: Duration::from_secs(30),
@@ -457,6 +464,12 @@ impl CrmAdapter for PipedriveAdapter {
         cursor: Option<Cursor>,
         since: Option<DateTime<Utc>>,
     ) -> Result<Page, CrmError> {
+        if !self.config.deletions_from_recents {
+            return Ok(Page {
+                records: Vec::new(),
+                next: None,
+            });
+        }
         let (start, since) = match cursor {
             None => (0, since),
             Some(Cursor::Pipedrive { cursor, since }) => {

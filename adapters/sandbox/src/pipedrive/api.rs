@@ -462,6 +462,7 @@ pub async fn recents(State(s): State<App>, RawQuery(q): RawQuery) -> Response {
                 .flat_map(move |t| t.values().map(move |r| (*k, r)))
         })
         .filter(|(_, r)| r.update_ms >= since_ms)
+        .filter(|(_, r)| s.config.recents_include_deleted || !r.deleted)
         .collect();
     rows.sort_by_key(|(k, r)| (r.update_ms, *k, r.id));
     let items = rows
@@ -473,5 +474,5 @@ pub async fn recents(State(s): State<App>, RawQuery(q): RawQuery) -> Response {
 
 /// Unknown routes answer in Pipedrive's error shape.
 pub async fn fallback() -> Response {
-    error(StatusCode::NOT_FOUND, "Unknown method .")
+    error(StatusCode::NOT_FOUND, "Unknown method")
 }

@@ -40,6 +40,9 @@ pub struct PipedriveSandboxConfig {
     pub rate_limit: Option<RateLimit>,
     /// Consecutive seeded records sharing one `update_time`.
     pub same_timestamp_group: usize,
+    /// Whether `/v1/recents` lists soft-deleted records (with `active_flag:
+    /// false`). Assumed from Pipedrive's v1 shapes, not confirmed by its docs.
+    pub recents_include_deleted: bool,
     pub company_id: u64,
     pub company_domain: String,
 }
@@ -57,6 +60,7 @@ impl Default for PipedriveSandboxConfig {
             rotate_refresh_tokens: true,
             rate_limit: None,
             same_timestamp_group: 25,
+            recents_include_deleted: true,
             company_id: 7_700_001,
             company_domain: "sandbox".into(),
         }
@@ -77,6 +81,7 @@ impl std::fmt::Debug for PipedriveSandboxConfig {
             .field("rotate_refresh_tokens", &self.rotate_refresh_tokens)
             .field("rate_limit", &self.rate_limit)
             .field("same_timestamp_group", &self.same_timestamp_group)
+            .field("recents_include_deleted", &self.recents_include_deleted)
             .field("company_id", &self.company_id)
             .field("company_domain", &self.company_domain)
             .finish()
