@@ -19,11 +19,10 @@ use crate::state::wait_stop;
 
 /// Pipedrive's error body: `{success:false, error, error_info, data:null, additional_data:null}`.
 pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    let info = match status.as_u16() {
-        401 => "Please check developers.pipedrive.com for more information about Pipedrive API.",
-        404 => "Please check developers.pipedrive.com for more information about Pipedrive API.",
-        429 => "Please slow down your requests.",
-        _ => "Please check developers.pipedrive.com for more information about Pipedrive API.",
+    let info = if status == StatusCode::TOO_MANY_REQUESTS {
+        "Please slow down your requests."
+    } else {
+        "Please check developers.pipedrive.com for more information about Pipedrive API."
     };
     let body = json!({
         "success": false,
