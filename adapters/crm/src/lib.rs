@@ -10,11 +10,13 @@ pub mod error;
 pub mod http;
 pub mod hubspot;
 pub mod oauth;
+pub mod pipedrive;
 pub mod types;
 
 pub use adapter::CrmAdapter;
 pub use error::CrmError;
 pub use hubspot::{HubSpotAdapter, HubSpotConfig};
+pub use pipedrive::{PipedriveAdapter, PipedriveConfig};
 pub use syncledger_domain::Entity;
 pub use types::{
     Credentials, Cursor, FieldInfo, Identity, Page, PushKind, PushOp, PushResult, RemoteRecord,

@@ -12,6 +12,7 @@ mod faults;
 mod guard;
 mod oauth;
 mod objects;
+mod pipedrive;
 mod properties;
 mod ratelimit;
 mod router;
@@ -28,6 +29,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use oauth::{pkce_s256, TokenPair};
+pub use pipedrive::PipedriveSandboxConfig;
 pub use webhook::sign_v3;
 
 /// A rolling-window request budget per token.
