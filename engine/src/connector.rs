@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use secrecy::SecretString;
-use syncledger_crm::{CrmAdapter, HubSpotAdapter, HubSpotConfig};
+use syncledger_crm::{
+    CrmAdapter, HubSpotAdapter, HubSpotConfig, PipedriveAdapter, PipedriveConfig,
+};
 use syncledger_domain::Integration;
 
 use crate::error::EngineError;
@@ -73,6 +75,18 @@ impl Connector {
                     config.search_per_s = None;
                 }
                 Ok(Box::new(HubSpotAdapter::new(config)?))
+            }
+            "pipedrive" => {
+                let mut config = PipedriveConfig::new(app.client_id, app.client_secret);
+                if let Some(url) = base {
+                    // A sandbox serves the OAuth host's paths and the API on one origin.
+                    config.oauth_base_url.clone_from(&url);
+                    config.base_url = url;
+                }
+                if !self.apps.pacing {
+                    config.requests_per_2s = None;
+                }
+                Ok(Box::new(PipedriveAdapter::new(config)?))
             }
             other => Err(EngineError::Unsupported(format!(
                 "connecting {other} is not supported yet"

@@ -8,10 +8,10 @@ use anyhow::Context;
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde_json::json;
-use syncledger_sandbox::{Sandbox, SandboxConfig};
+use syncledger_sandbox::{PipedriveSandboxConfig, Sandbox, SandboxConfig};
 use syncledger_vault::Sealed;
 
-on_both_backends!(hubspot_end_to_end, connect_refusals);
+on_both_backends!(hubspot_end_to_end, pipedrive_end_to_end, connect_refusals);
 
 /// What differs between providers in the end-to-end connect test.
 struct Provider {
@@ -31,6 +31,17 @@ async fn hubspot_end_to_end(backend: Backend) -> anyhow::Result<()> {
         contact_field: "email",
         revoke_endpoint: "DELETE /oauth/v1/refresh-tokens",
         token_endpoint: "POST /oauth/v1/token",
+    };
+    connect_test_fields_and_disconnect(backend, &provider, sandbox).await
+}
+
+async fn pipedrive_end_to_end(backend: Backend) -> anyhow::Result<()> {
+    let sandbox = Sandbox::start_pipedrive(PipedriveSandboxConfig::default()).await?;
+    let provider = Provider {
+        id: "pipedrive",
+        contact_field: "email",
+        revoke_endpoint: "POST /oauth/revoke",
+        token_endpoint: "POST /oauth/token",
     };
     connect_test_fields_and_disconnect(backend, &provider, sandbox).await
 }
@@ -210,7 +221,7 @@ async fn connect_refusals(backend: Backend) -> anyhow::Result<()> {
         return Ok(());
     };
     let admin = app.admin.clone();
-    let body = json!({"provider": "pipedrive", "name": "Pipes", "sync_config": sync_config()});
+    let body = json!({"provider": "tave", "name": "Pipes", "sync_config": sync_config()});
     let resp = app.post("/v1/integrations", &admin, body).await?;
     resp.expect(StatusCode::CREATED);
     let pipes = resp.str("id")?;
@@ -222,7 +233,7 @@ async fn connect_refusals(backend: Backend) -> anyhow::Result<()> {
     resp.expect_error(
         StatusCode::BAD_REQUEST,
         "unsupported",
-        "connecting pipedrive is not supported yet",
+        "connecting tave is not supported yet",
     );
     let (_, viewer) = app.issue_token("viewer").await?;
     let events = events + 1;
