@@ -15,6 +15,7 @@ mod objects;
 mod properties;
 mod ratelimit;
 mod router;
+mod salesforce;
 mod search;
 mod seed;
 mod state;
@@ -28,6 +29,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use oauth::{pkce_s256, TokenPair};
+pub use salesforce::{RollingLimitStatus, SalesforceSandboxConfig};
 pub use webhook::sign_v3;
 
 /// A rolling-window request budget per token.
