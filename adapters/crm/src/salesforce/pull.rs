@@ -130,7 +130,8 @@ impl SalesforceAdapter {
     ) -> Result<Page, CrmError> {
         let now = Utc::now();
         let earliest = now - Duration::days(DELETED_WINDOW_DAYS) + DELETED_MARGIN;
-        let start = since.map_or(earliest, |s| s.max(earliest));
+        // A `since` in the future asks for nothing yet; start must not pass end.
+        let start = since.map_or(earliest, |s| s.max(earliest)).min(now);
         if since.is_some_and(|s| s < earliest) {
             tracing::warn!(%earliest, "deletions older than Salesforce keeps them may be missed");
         }
