@@ -124,25 +124,25 @@ impl SalesforceAdapter {
         }
     }
 
-    /// The host REST calls go to: the token's `instance_url`, else the configured one.
-    fn instance(&self, credentials: &Credentials) -> Result<String, CrmError> {
+    /// The host REST calls go to: the token's `instance_url`, else the
+    /// configured one, else the login host (a My Domain host serves both).
+    fn instance(&self, credentials: &Credentials) -> String {
         credentials
             .tokens()
             .and_then(|t| t.instance_url.as_deref())
             .or(self.config.instance_url.as_deref())
-            .map(|u| u.trim_end_matches('/').to_owned())
-            .ok_or_else(|| {
-                CrmError::Config("no Salesforce instance URL for these credentials".into())
-            })
+            .unwrap_or(&self.config.login_url)
+            .trim_end_matches('/')
+            .to_owned()
     }
 
     /// `{instance}/services/data/{version}{path}`.
-    fn data_url(&self, credentials: &Credentials, path: &str) -> Result<String, CrmError> {
-        Ok(format!(
+    fn data_url(&self, credentials: &Credentials, path: &str) -> String {
+        format!(
             "{}/services/data/{}{path}",
-            self.instance(credentials)?,
+            self.instance(credentials),
             self.config.api_version
-        ))
+        )
     }
 
     fn cached_fields(&self, entity: Entity) -> Option<Vec<String>> {
@@ -268,9 +268,7 @@ impl CrmAdapter for SalesforceAdapter {
 
     #[tracing::instrument(skip_all, err)]
     async fn test_connection(&self, credentials: &Credentials) -> Result<Identity, CrmError> {
-        let base = self
-            .instance(credentials)
-            .unwrap_or_else(|_| self.config.login_url.clone());
+        let base = self.instance(credentials);
         let url = format!("{base}/services/oauth2/userinfo");
         let auth = bearer(credentials)?;
         let reply = self
@@ -297,7 +295,7 @@ impl CrmAdapter for SalesforceAdapter {
         let url = self.data_url(
             credentials,
             &format!("/sobjects/{}/describe", sobject(entity)),
-        )?;
+        );
         let auth = bearer(credentials)?;
         let reply = self
             .http

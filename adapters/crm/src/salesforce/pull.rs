@@ -59,7 +59,7 @@ impl SalesforceAdapter {
     ) -> Result<Page, CrmError> {
         let fields = self.field_names(credentials, entity).await?;
         let query = soql(sobject(entity), &fields, since);
-        let url = self.data_url(credentials, "/query")?;
+        let url = self.data_url(credentials, "/query");
         self.query_page(credentials, &url, Some(&query)).await
     }
 
@@ -74,7 +74,7 @@ impl SalesforceAdapter {
                 "a Salesforce cursor must be a /services/data/ path".into(),
             ));
         }
-        let url = format!("{}{next_records_url}", self.instance(credentials)?);
+        let url = format!("{}{next_records_url}", self.instance(credentials));
         self.query_page(credentials, &url, None).await
     }
 
@@ -141,7 +141,7 @@ impl SalesforceAdapter {
         let url = self.data_url(
             credentials,
             &format!("/sobjects/{}/deleted/", sobject(entity)),
-        )?;
+        );
         let auth = bearer(credentials)?;
         let reply = self
             .http

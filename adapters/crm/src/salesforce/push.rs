@@ -118,9 +118,9 @@ impl SalesforceAdapter {
         results: &mut [PushResult],
     ) -> Result<(), CrmError> {
         let url = match group {
-            Group::Create | Group::Update => self.data_url(credentials, "/composite/sobjects")?,
+            Group::Create | Group::Update => self.data_url(credentials, "/composite/sobjects"),
             Group::Upsert(key) => {
-                self.data_url(credentials, &format!("/composite/sobjects/{object}/{key}"))?
+                self.data_url(credentials, &format!("/composite/sobjects/{object}/{key}"))
             }
         };
         let auth = bearer(credentials)?;
