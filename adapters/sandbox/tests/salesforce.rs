@@ -250,6 +250,24 @@ async fn the_rolling_budget_answers_with_a_retryable_status() {
         error_code(denied).await,
         (429, "REQUEST_LIMIT_EXCEEDED".to_owned())
     );
+
+    let (_sandbox, client) = start(SalesforceSandboxConfig {
+        records: 1,
+        rate_limit: Some(RateLimit {
+            max: 1,
+            interval_ms: 60_000,
+        }),
+        rate_limit_status: RollingLimitStatus::ConcurrentForbidden,
+        ..SalesforceSandboxConfig::default()
+    })
+    .await;
+    client.get("/sobjects/Account/describe").await;
+    let denied = client.get("/sobjects/Account/describe").await;
+    let body: Value = denied.json().await.expect("json");
+    assert_eq!(body[0]["errorCode"], "REQUEST_LIMIT_EXCEEDED");
+    assert!(body[0]["message"]
+        .as_str()
+        .is_some_and(|m| m.starts_with("ConcurrentRequests")));
 }
 
 #[tokio::test]

@@ -203,6 +203,13 @@ fn classify(status: StatusCode, body: &[u8]) -> Option<CrmError> {
         (401, _) => Some(CrmError::Unauthorized),
         // The identity service answers a bad token with a plain-text 403.
         (403, None) if body.starts_with(b"Bad_OAuth_Token") => Some(CrmError::Unauthorized),
+        // The concurrent-request limit shares the code with the daily quota;
+        // it clears within seconds, so it is reported as transient.
+        (403, Some(e))
+            if e.error_code == "REQUEST_LIMIT_EXCEEDED" && e.message.contains("Concurrent") =>
+        {
+            Some(CrmError::RateLimited { attempts: 1 })
+        }
         (403, Some(e)) if e.error_code == "REQUEST_LIMIT_EXCEEDED" => {
             Some(CrmError::QuotaExhausted(e.message))
         }
@@ -374,6 +381,17 @@ mod tests {
             classified(403, body),
             Some(CrmError::QuotaExhausted(_))
         ));
+    }
+
+    #[test]
+    fn the_concurrency_limit_is_transient_not_quota() {
+        let body = r#"[{"message":"ConcurrentRequests (Concurrent API Requests) Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#;
+        let error = classified(403, body);
+        assert!(
+            matches!(error, Some(CrmError::RateLimited { .. })),
+            "{error:?}"
+        );
+        assert!(error.is_some_and(|e| e.is_transient()));
     }
 
     #[test]

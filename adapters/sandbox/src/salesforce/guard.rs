@@ -17,6 +17,9 @@ use crate::faults::Action;
 use crate::ratelimit::Decision;
 use crate::state::wait_stop;
 
+/// The message of the concurrent-request limit.
+const CONCURRENT: &str = "ConcurrentRequests (Concurrent API Requests) Limit exceeded.";
+
 /// Counts the request per endpoint, then applies a pending fault if one matches.
 pub async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
@@ -42,10 +45,7 @@ async fn apply(s: &AppState, action: Action, req: Request, next: Next) -> Respon
         Action::Status(code) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let (code, message) = match status.as_u16() {
-                429 => (
-                    "REQUEST_LIMIT_EXCEEDED",
-                    "ConcurrentPerOrgLongTxn Limit exceeded.",
-                ),
+                429 => ("REQUEST_LIMIT_EXCEEDED", CONCURRENT),
                 503 => ("SERVER_UNAVAILABLE", "Server temporarily unavailable."),
                 _ => (
                     "UNKNOWN_EXCEPTION",
@@ -117,8 +117,11 @@ fn rolling_denied(status: RollingLimitStatus) -> Response {
         RollingLimitStatus::TooManyRequests => SfError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "REQUEST_LIMIT_EXCEEDED",
-            "ConcurrentPerOrgLongTxn Limit exceeded.",
+            CONCURRENT,
         ),
+        RollingLimitStatus::ConcurrentForbidden => {
+            SfError::new(StatusCode::FORBIDDEN, "REQUEST_LIMIT_EXCEEDED", CONCURRENT)
+        }
     };
     error.into_response()
 }

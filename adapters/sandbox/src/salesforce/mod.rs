@@ -24,18 +24,23 @@ use crate::{RateLimit, Sandbox};
 
 /// How the sandbox answers when a token passes its rolling request budget.
 ///
-/// Salesforce documents no 429 for REST: its per-org limits are the daily
-/// `TotalRequests` quota (403 `REQUEST_LIMIT_EXCEEDED`) and the limit on
-/// concurrent long-running requests. A 403 with that code means "stop for the
-/// day" to clients, so the rolling budget (a stand-in for the concurrency
-/// limit) answers with a retryable status instead; which one is configurable.
+/// Salesforce documents no short-window rate limit for REST: its limits are
+/// the daily `TotalRequests` allocation and the number of concurrent requests
+/// running 20 s or longer (25 in production orgs). Both answer with the error
+/// code `REQUEST_LIMIT_EXCEEDED` (messages "TotalRequests Limit exceeded." and
+/// "ConcurrentRequests (Concurrent API Requests) Limit exceeded."). The
+/// rolling budget stands in for the concurrency limit; since a client cannot
+/// tell the two apart by status, how it answers is configurable.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum RollingLimitStatus {
-    /// 503 `SERVER_UNAVAILABLE` (default).
+    /// 503 `SERVER_UNAVAILABLE` (default): retried by any HTTP client.
     #[default]
     ServiceUnavailable,
     /// 429 `REQUEST_LIMIT_EXCEEDED`.
     TooManyRequests,
+    /// 403 `REQUEST_LIMIT_EXCEEDED` with the concurrency message, as a real
+    /// org answers; only the message tells it from the daily quota.
+    ConcurrentForbidden,
 }
 
 /// How the Salesforce sandbox is seeded and which credentials it accepts.
