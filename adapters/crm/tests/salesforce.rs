@@ -619,3 +619,42 @@ async fn describe_maps_salesforce_fields() {
     assert!(accounts.iter().any(|f| f.name == "Name" && f.required));
     assert!(accounts.iter().any(|f| f.name == "BillingCity"));
 }
+
+#[tokio::test]
+async fn injected_record_failures_land_on_their_own_inputs() {
+    let sandbox = sandbox(0).await;
+    let adapter = adapter(&sandbox);
+    let tokens = tokens(&sandbox);
+    post(
+        &sandbox,
+        "faults",
+        json!({ "kind": "partial_batch", "fail_every": 50, "count": 1 }),
+    )
+    .await;
+    let ops: Vec<PushOp> = (0..120)
+        .map(|i| PushOp {
+            kind: PushKind::Upsert {
+                key_property: "Email".into(),
+            },
+            properties: contact(&format!("P{i}"), &format!("p{i}@example.com")),
+        })
+        .collect();
+    let results = adapter
+        .push_batch(&creds(&tokens), Entity::Contacts, ops)
+        .await
+        .expect("push");
+    let failed: Vec<usize> = results
+        .iter()
+        .filter(|r| r.error.is_some())
+        .map(|r| r.index)
+        .collect();
+    assert_eq!(failed, [49, 99]);
+    assert!(results[49]
+        .error
+        .as_deref()
+        .is_some_and(|e| e.contains("UNKNOWN_EXCEPTION")));
+    assert_eq!(
+        results.iter().filter(|r| r.remote_id.is_some()).count(),
+        118
+    );
+}
