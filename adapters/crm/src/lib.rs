@@ -11,12 +11,14 @@ pub mod http;
 pub mod hubspot;
 pub mod oauth;
 pub mod pipedrive;
+pub mod salesforce;
 pub mod types;
 
 pub use adapter::CrmAdapter;
 pub use error::CrmError;
 pub use hubspot::{HubSpotAdapter, HubSpotConfig};
 pub use pipedrive::{PipedriveAdapter, PipedriveConfig};
+pub use salesforce::{SalesforceAdapter, SalesforceConfig};
 pub use syncledger_domain::Entity;
 pub use types::{
     Credentials, Cursor, FieldInfo, Identity, Page, PushKind, PushOp, PushResult, RemoteRecord,

@@ -16,6 +16,7 @@ mod pipedrive;
 mod properties;
 mod ratelimit;
 mod router;
+mod salesforce;
 mod search;
 mod seed;
 mod state;
@@ -30,6 +31,7 @@ use tokio::task::JoinHandle;
 
 pub use oauth::{pkce_s256, TokenPair};
 pub use pipedrive::PipedriveSandboxConfig;
+pub use salesforce::{RollingLimitStatus, SalesforceSandboxConfig};
 pub use webhook::sign_v3;
 
 /// A rolling-window request budget per token.
