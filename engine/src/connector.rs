@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use secrecy::SecretString;
 use syncledger_crm::{
     CrmAdapter, HubSpotAdapter, HubSpotConfig, PipedriveAdapter, PipedriveConfig,
+    SalesforceAdapter, SalesforceConfig,
 };
 use syncledger_domain::Integration;
 
@@ -75,6 +76,19 @@ impl Connector {
                     config.search_per_s = None;
                 }
                 Ok(Box::new(HubSpotAdapter::new(config)?))
+            }
+            "salesforce" => {
+                let mut config = SalesforceConfig::new(app.client_id, app.client_secret);
+                if let Some(url) = base {
+                    // The override is the login host; the token response names the
+                    // instance, and the override is the fallback when it does not.
+                    config.instance_url = Some(url.clone());
+                    config.login_url = url;
+                }
+                if !self.apps.pacing {
+                    config.requests_per_interval = None;
+                }
+                Ok(Box::new(SalesforceAdapter::new(config)?))
             }
             "pipedrive" => {
                 let mut config = PipedriveConfig::new(app.client_id, app.client_secret);

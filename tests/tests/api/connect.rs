@@ -8,10 +8,15 @@ use anyhow::Context;
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde_json::json;
-use syncledger_sandbox::{PipedriveSandboxConfig, Sandbox, SandboxConfig};
+use syncledger_sandbox::{PipedriveSandboxConfig, SalesforceSandboxConfig, Sandbox, SandboxConfig};
 use syncledger_vault::Sealed;
 
-on_both_backends!(hubspot_end_to_end, pipedrive_end_to_end, connect_refusals);
+on_both_backends!(
+    hubspot_end_to_end,
+    salesforce_end_to_end,
+    pipedrive_end_to_end,
+    connect_refusals
+);
 
 /// What differs between providers in the end-to-end connect test.
 struct Provider {
@@ -31,6 +36,17 @@ async fn hubspot_end_to_end(backend: Backend) -> anyhow::Result<()> {
         contact_field: "email",
         revoke_endpoint: "DELETE /oauth/v1/refresh-tokens",
         token_endpoint: "POST /oauth/v1/token",
+    };
+    connect_test_fields_and_disconnect(backend, &provider, sandbox).await
+}
+
+async fn salesforce_end_to_end(backend: Backend) -> anyhow::Result<()> {
+    let sandbox = Sandbox::start_salesforce(SalesforceSandboxConfig::default()).await?;
+    let provider = Provider {
+        id: "salesforce",
+        contact_field: "Email",
+        revoke_endpoint: "POST /services/oauth2/revoke",
+        token_endpoint: "POST /services/oauth2/token",
     };
     connect_test_fields_and_disconnect(backend, &provider, sandbox).await
 }
