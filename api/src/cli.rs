@@ -58,7 +58,7 @@ pub enum Command {
     /// Run a local simulator of a provider's API (first line: `listening on http://HOST:PORT`).
     #[cfg(feature = "sandbox")]
     Sandbox {
-        #[arg(value_parser = ["hubspot"])]
+        #[arg(value_parser = ["hubspot", "salesforce", "pipedrive"])]
         provider: String,
         #[arg(long, default_value = "127.0.0.1:0")]
         addr: SocketAddr,
@@ -219,19 +219,44 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<ExitCod
         Command::Bench(args) => crate::bench::run(&settings, args).await,
         #[cfg(feature = "sandbox")]
         Command::Sandbox {
-            provider: _,
+            provider,
             addr,
             records,
             seed,
         } => {
-            let config = syncledger_sandbox::SandboxConfig {
-                addr,
-                records,
-                seed,
-                ..Default::default()
+            use syncledger_sandbox::{
+                PipedriveSandboxConfig, SalesforceSandboxConfig, Sandbox, SandboxConfig,
             };
             let mut shutdown = app::shutdown_signal()?;
-            let sandbox = syncledger_sandbox::Sandbox::start_hubspot(config).await?;
+            let sandbox = match provider.as_str() {
+                "salesforce" => {
+                    Sandbox::start_salesforce(SalesforceSandboxConfig {
+                        addr,
+                        records,
+                        seed,
+                        ..Default::default()
+                    })
+                    .await?
+                }
+                "pipedrive" => {
+                    Sandbox::start_pipedrive(PipedriveSandboxConfig {
+                        addr,
+                        records,
+                        seed,
+                        ..Default::default()
+                    })
+                    .await?
+                }
+                _ => {
+                    Sandbox::start_hubspot(SandboxConfig {
+                        addr,
+                        records,
+                        seed,
+                        ..Default::default()
+                    })
+                    .await?
+                }
+            };
             println!("listening on {}", sandbox.base_url());
             shutdown.wait_for(|stop| *stop).await?;
             sandbox.shutdown().await;

@@ -12,6 +12,8 @@ mod keys;
 mod migrations;
 #[path = "cli/replay.rs"]
 mod replay;
+#[path = "cli/sandbox.rs"]
+mod sandbox;
 #[path = "cli/secrets.rs"]
 mod secrets;
 #[path = "cli/shutdown.rs"]
