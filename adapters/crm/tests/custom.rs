@@ -145,7 +145,11 @@ async fn control(sandbox: &Sandbox, method: reqwest::Method, path: &str, body: V
         .send()
         .await
         .expect("control call");
-    assert!(response.status().is_success(), "{path}: {}", response.status());
+    assert!(
+        response.status().is_success(),
+        "{path}: {}",
+        response.status()
+    );
     response.json().await.unwrap_or(Value::Null)
 }
 
@@ -209,8 +213,9 @@ fn invalid_specs_name_the_offending_field() {
     };
     let mut spec = spec_value("http://127.0.0.1:9", "cursor", api_key_header());
     spec["contacts"]["pagination"] = json!({"type": "cursor", "param": "cursor"});
-    assert!(error_of(spec)
-        .contains("contacts.pagination.cursor_path: required for cursor pagination"));
+    assert!(
+        error_of(spec).contains("contacts.pagination.cursor_path: required for cursor pagination")
+    );
 
     let spec = spec_value("http://127.0.0.1:9", "cursor", json!({"type": "api_key"}));
     assert!(error_of(spec).contains("auth: api_key needs header or query"));
@@ -249,7 +254,10 @@ async fn every_pagination_style_reads_every_record_exactly_once() {
         assert_eq!(ids(&records), (1..=53).collect::<Vec<_>>(), "{style}");
         let first = records.iter().find(|r| r.id == "1").expect("record 1");
         let email = first.properties.get("email").cloned().flatten();
-        assert!(email.is_some_and(|e| e.ends_with("1@example.com")), "{style}");
+        assert!(
+            email.is_some_and(|e| e.ends_with("1@example.com")),
+            "{style}"
+        );
         // Seeded on 2024-01-01 in groups of five per minute, in every format.
         assert_eq!(
             first.updated_at.to_rfc3339(),
@@ -326,7 +334,11 @@ async fn every_static_auth_style_works_and_wrong_credentials_are_unauthorized() 
         );
     }
     // Credentials of the wrong kind are a configuration error, never sent.
-    let adapter = adapter(&spec_value(&sandbox.base_url(), "cursor", json!({"type": "basic"})));
+    let adapter = adapter(&spec_value(
+        &sandbox.base_url(),
+        "cursor",
+        json!({"type": "basic"}),
+    ));
     assert!(matches!(
         adapter.test_connection(&key("sandbox-key")).await,
         Err(CrmError::Config(_))
@@ -388,7 +400,9 @@ async fn oauth2_with_pkce_code_flow_refresh_and_rotation() {
 
     // A wrong verifier fails the PKCE check.
     assert!(matches!(
-        adapter.exchange_code(code, "not-the-verifier", REDIRECT).await,
+        adapter
+            .exchange_code(code, "not-the-verifier", REDIRECT)
+            .await,
         Err(CrmError::OAuth(_))
     ));
     // The code was used up by that attempt: start again.
@@ -412,7 +426,10 @@ async fn oauth2_with_pkce_code_flow_refresh_and_rotation() {
         .await
         .expect("exchange");
     let creds = Credentials::OAuth2(tokens.clone());
-    assert_eq!(pull_all(&adapter, &creds, None).await.expect("pull").len(), 9);
+    assert_eq!(
+        pull_all(&adapter, &creds, None).await.expect("pull").len(),
+        9
+    );
 
     control(&sandbox, reqwest::Method::POST, "tokens/expire", json!({})).await;
     assert!(matches!(
@@ -483,7 +500,10 @@ async fn a_looping_cursor_is_detected() {
     spec["contacts"]["list"]["query"] = json!({"stuck": "1"});
     let adapter = adapter(&spec);
     let outcome = pull_all(&adapter, &key("sandbox-key"), None).await;
-    assert!(matches!(outcome, Err(CrmError::Malformed(_))), "{outcome:?}");
+    assert!(
+        matches!(outcome, Err(CrmError::Malformed(_))),
+        "{outcome:?}"
+    );
     assert!(sandbox.counters().get("GET /cursor/contacts") <= Some(&3));
 }
 
@@ -552,16 +572,22 @@ async fn writes_report_per_record_results_by_index() {
     assert_eq!(results[0].remote_id.as_deref(), Some("4"));
     assert!(results[0].error.is_none());
     let refused = results[1].error.as_deref().unwrap_or_default();
-    assert!(refused.contains("422") && refused.contains("email is invalid"), "{refused}");
+    assert!(
+        refused.contains("422") && refused.contains("email is invalid"),
+        "{refused}"
+    );
     assert_eq!(results[2].remote_id.as_deref(), Some("2"));
-    assert!(results[3].error.as_deref().unwrap_or_default().contains("404"));
+    assert!(results[3]
+        .error
+        .as_deref()
+        .unwrap_or_default()
+        .contains("404"));
     assert!(results[4].error.is_some());
 
     let records = pull_all(&adapter, &key("sandbox-key"), None)
         .await
         .expect("pull");
-    let by_id: BTreeMap<&str, &RemoteRecord> =
-        records.iter().map(|r| (r.id.as_str(), r)).collect();
+    let by_id: BTreeMap<&str, &RemoteRecord> = records.iter().map(|r| (r.id.as_str(), r)).collect();
     let phone = by_id["2"].properties.get("phone").cloned().flatten();
     assert_eq!(phone.as_deref(), Some("+15550000000"));
     let first = by_id["4"].properties.get("first_name").cloned().flatten();
@@ -572,7 +598,13 @@ async fn writes_report_per_record_results_by_index() {
 #[tokio::test]
 async fn deleted_records_leave_pulls_and_appear_as_deletions() {
     let sandbox = sandbox(12).await;
-    control(&sandbox, reqwest::Method::DELETE, "records/contacts/5", json!({})).await;
+    control(
+        &sandbox,
+        reqwest::Method::DELETE,
+        "records/contacts/5",
+        json!({}),
+    )
+    .await;
     let adapter = adapter(&spec_value(&sandbox.base_url(), "page", api_key_header()));
     let creds = key("sandbox-key");
     let records = pull_all(&adapter, &creds, None).await.expect("pull");

@@ -5,8 +5,8 @@
 //! classification) and OAuth through [`crate::oauth`], exactly like the built-in
 //! providers. See `docs/custom-provider.md` for the spec format.
 
-mod path;
 mod paging;
+mod path;
 mod spec;
 
 use std::cell::RefCell;
@@ -30,8 +30,8 @@ use crate::types::{
     RemoteRecord, Tokens,
 };
 
-pub use path::JsonPath;
 pub use paging::next_link;
+pub use path::JsonPath;
 pub use spec::{
     AuthSpec, ClientAuth, CustomSpec, EntitySpec, FieldSpec, ListMethod, ListSpec, Pagination,
     TimeFormat, UpdatedSinceSpec, WriteCall, WriteMethod, WriteSpec,
@@ -121,8 +121,9 @@ impl Applied {
 }
 
 fn sensitive(text: &str) -> Result<HeaderValue, CrmError> {
-    let mut value = HeaderValue::from_str(text)
-        .map_err(|_| CrmError::Config("the credential contains invalid header characters".into()))?;
+    let mut value = HeaderValue::from_str(text).map_err(|_| {
+        CrmError::Config("the credential contains invalid header characters".into())
+    })?;
     value.set_sensitive(true);
     Ok(value)
 }
@@ -138,8 +139,8 @@ impl CustomAdapter {
     pub fn new(mut spec: CustomSpec, options: CustomOptions) -> Result<Self, CrmError> {
         spec.validate()?;
         spec.base_url = spec.base_url.trim_end_matches('/').to_owned();
-        let base = Url::parse(&spec.base_url)
-            .map_err(|e| CrmError::Config(format!("base_url: {e}")))?;
+        let base =
+            Url::parse(&spec.base_url).map_err(|e| CrmError::Config(format!("base_url: {e}")))?;
         let client = build_client(options.connect_timeout, options.request_timeout)?;
         let general = options
             .requests_per_minute
@@ -367,21 +368,24 @@ impl CustomAdapter {
             })?;
         let mut records = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            records.push(parse_record(spec, item).map_err(|what| {
-                CrmError::Malformed(format!("record {i} of the page: {what}"))
-            })?);
+            records.push(
+                parse_record(spec, item).map_err(|what| {
+                    CrmError::Malformed(format!("record {i} of the page: {what}"))
+                })?,
+            );
         }
         if records.is_empty() {
-            return Ok(Fetched { records, next: None });
+            return Ok(Fetched {
+                records,
+                next: None,
+            });
         }
-        let page_hash = fnv(
-            records
-                .iter()
-                .map(|r| r.id.as_str())
-                .collect::<Vec<_>>()
-                .join("\u{1f}")
-                .as_bytes(),
-        );
+        let page_hash = fnv(records
+            .iter()
+            .map(|r| r.id.as_str())
+            .collect::<Vec<_>>()
+            .join("\u{1f}")
+            .as_bytes());
         if resume.as_ref().and_then(|r| r.last_page) == Some(page_hash) {
             return Err(CrmError::Malformed(
                 "the provider returned the same page twice; pagination stopped".into(),
@@ -410,9 +414,9 @@ impl CustomAdapter {
             Pagination::LinkHeader { .. } => match link {
                 None => None,
                 Some(target) => {
-                    let next = url
-                        .join(&target)
-                        .map_err(|_| CrmError::Malformed("the Link header URL is invalid".into()))?;
+                    let next = url.join(&target).map_err(|_| {
+                        CrmError::Malformed("the Link header URL is invalid".into())
+                    })?;
                     self.same_origin(&next)?;
                     Some(next.to_string())
                 }
@@ -489,7 +493,9 @@ impl CustomAdapter {
         // Only PUT and PATCH are idempotent; a POST (create, or an update some APIs
         // take as POST) is never repeated after an ambiguous failure.
         let reply = if method == Method::POST {
-            self.http.send_non_idempotent::<Value>(Lane::General, build).await
+            self.http
+                .send_non_idempotent::<Value>(Lane::General, build)
+                .await
         } else {
             self.http.send::<Value>(Lane::General, build).await
         };

@@ -127,7 +127,10 @@ mod tests {
             next_link(header).as_deref(),
             Some("https://api.example/x?page=3")
         );
-        assert_eq!(next_link(r#"</x?p=2>; rel=next"#).as_deref(), Some("/x?p=2"));
+        assert_eq!(
+            next_link(r#"</x?p=2>; rel=next"#).as_deref(),
+            Some("/x?p=2")
+        );
         assert_eq!(next_link(r#"<https://a/>; rel="last""#), None);
         assert_eq!(next_link("<unterminated"), None);
         assert_eq!(next_link(""), None);

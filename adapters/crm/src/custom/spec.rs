@@ -308,7 +308,10 @@ impl CustomSpec {
             }
         }
         if self.contacts.is_none() && self.companies.is_none() {
-            bad("contacts", "at least one of contacts and companies is required");
+            bad(
+                "contacts",
+                "at least one of contacts and companies is required",
+            );
         }
         for (name, entity) in [("contacts", &self.contacts), ("companies", &self.companies)] {
             if let Some(entity) = entity {
@@ -344,7 +347,11 @@ impl EntitySpec {
     fn validate(&self, name: &str, bad: &mut impl FnMut(&str, &str)) {
         let list = &self.list;
         check_api_path(&format!("{name}.list.path"), &list.path, bad);
-        check_path(&format!("{name}.list.records_path"), &list.records_path, bad);
+        check_path(
+            &format!("{name}.list.records_path"),
+            &list.records_path,
+            bad,
+        );
         if list.id_path.trim().is_empty() {
             bad(&format!("{name}.list.id_path"), "required");
         }

@@ -85,7 +85,11 @@ pub async fn authorize(State(s): State<Arc<GenericState>>, RawQuery(raw): RawQue
     let params = query(raw.as_deref());
     let get = |name: &str| params.get(name).cloned().unwrap_or_default();
     if get("client_id") != s.config.client_id {
-        return error(StatusCode::BAD_REQUEST, "invalid_client", "unknown client_id");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_client",
+            "unknown client_id",
+        );
     }
     let redirect_uri = get("redirect_uri");
     if redirect_uri.is_empty() {
@@ -142,7 +146,11 @@ fn client_credentials(
 }
 
 /// Code exchange (PKCE-checked) and refresh (rotating: the old refresh token dies).
-pub async fn token(State(s): State<Arc<GenericState>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn token(
+    State(s): State<Arc<GenericState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let form = query(std::str::from_utf8(&body).ok());
     let (id, secret) = client_credentials(&headers, &form);
     if id != s.config.client_id || secret != s.config.client_secret {

@@ -136,11 +136,7 @@ pub async fn delete_record(
         return error(StatusCode::NOT_FOUND, "not_found", "no such entity");
     };
     let mut inner = s.lock();
-    match inner
-        .records
-        .get_mut(&kind)
-        .and_then(|m| m.get_mut(&id))
-    {
+    match inner.records.get_mut(&kind).and_then(|m| m.get_mut(&id)) {
         Some(rec) => {
             rec.deleted = true;
             rec.updated = now_secs();

@@ -11,7 +11,7 @@ use axum::Json;
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{json, Value};
 
-use super::state::{error, query, GenericState, Kind, Rec, Stamp};
+use super::state::{query, GenericState, Kind, Rec, Stamp};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Style {
@@ -41,11 +41,25 @@ impl Style {
     }
 }
 
-fn not_found() -> Response {
-    error(StatusCode::NOT_FOUND, "not_found", "no such resource")
+/// An error response, small enough to travel in a `Result`.
+struct Fail(StatusCode, Value);
+
+impl IntoResponse for Fail {
+    fn into_response(self) -> Response {
+        (self.0, Json(self.1)).into_response()
+    }
 }
 
-fn route(style: &str, entity: &str) -> Result<(Style, Kind), Response> {
+/// The sandbox's error body: `{"message": .., "code": ..}`.
+fn fail(status: StatusCode, code: &str, message: impl Into<String>) -> Fail {
+    Fail(status, json!({ "message": message.into(), "code": code }))
+}
+
+fn not_found() -> Fail {
+    fail(StatusCode::NOT_FOUND, "not_found", "no such resource")
+}
+
+fn route(style: &str, entity: &str) -> Result<(Style, Kind), Fail> {
     match (Style::parse(style), Kind::parse(entity)) {
         (Some(style), Some(kind)) => Ok((style, kind)),
         _ => Err(not_found()),
@@ -64,11 +78,11 @@ fn parse_since(style: Style, raw: &str) -> Option<DateTime<Utc>> {
     }
 }
 
-fn number(params: &BTreeMap<String, String>, name: &str, default: usize) -> Result<usize, Response> {
+fn number(params: &BTreeMap<String, String>, name: &str, default: usize) -> Result<usize, Fail> {
     match params.get(name) {
         None => Ok(default),
         Some(v) => v.parse().map_err(|_| {
-            error(
+            fail(
                 StatusCode::BAD_REQUEST,
                 "invalid_parameter",
                 format!("{name} must be a non-negative integer"),
@@ -83,7 +97,8 @@ pub async fn list(
     RawQuery(raw): RawQuery,
 ) -> Response {
     match list_inner(&s, &style, &entity, raw.as_deref()) {
-        Ok(response) | Err(response) => response,
+        Ok(response) => response,
+        Err(fail) => fail.into_response(),
     }
 }
 
@@ -92,13 +107,13 @@ fn list_inner(
     style: &str,
     entity: &str,
     raw: Option<&str>,
-) -> Result<Response, Response> {
+) -> Result<Response, Fail> {
     let (style, kind) = route(style, entity)?;
     let params = query(raw);
     let since = match params.get("updated_since") {
         None => None,
         Some(v) => Some(parse_since(style, v).ok_or_else(|| {
-            error(
+            fail(
                 StatusCode::BAD_REQUEST,
                 "invalid_parameter",
                 "updated_since is not a valid timestamp",
@@ -133,7 +148,7 @@ fn list_inner(
                     .strip_prefix("after_")
                     .and_then(|n| n.parse::<u64>().ok())
                     .ok_or_else(|| {
-                        error(StatusCode::BAD_REQUEST, "invalid_cursor", "unknown cursor")
+                        fail(StatusCode::BAD_REQUEST, "invalid_cursor", "unknown cursor")
                     })?,
             };
             let rest: Vec<Rec> = all.into_iter().filter(|r| r.id > after).collect();
@@ -206,9 +221,9 @@ fn entity_name(kind: Kind) -> &'static str {
 /// The attributes of a write body: under `attributes`, else the top-level object,
 /// in either case possibly wrapped in `record`. Strings are kept, null clears,
 /// other scalars are stringified.
-fn attributes(body: &[u8]) -> Result<BTreeMap<String, String>, Response> {
+fn attributes(body: &[u8]) -> Result<BTreeMap<String, String>, Fail> {
     let value: Value = serde_json::from_slice(body).map_err(|_| {
-        error(
+        fail(
             StatusCode::BAD_REQUEST,
             "invalid_json",
             "the body is not valid JSON",
@@ -222,7 +237,7 @@ fn attributes(body: &[u8]) -> Result<BTreeMap<String, String>, Response> {
         .as_object()
         .cloned()
         .ok_or_else(|| {
-            error(
+            fail(
                 StatusCode::BAD_REQUEST,
                 "invalid_json",
                 "the body must be a JSON object",
@@ -242,10 +257,10 @@ fn attributes(body: &[u8]) -> Result<BTreeMap<String, String>, Response> {
 }
 
 /// Contacts need a plausible email, companies a name.
-fn validate(kind: Kind, attrs: &BTreeMap<String, String>, creating: bool) -> Result<(), Response> {
+fn validate(kind: Kind, attrs: &BTreeMap<String, String>, creating: bool) -> Result<(), Fail> {
     let invalid = |field: &str, message: &str| {
         let body = json!({ "message": message, "code": "validation_failed", "field": field });
-        (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
+        Fail(StatusCode::UNPROCESSABLE_ENTITY, body)
     };
     match kind {
         Kind::Contacts => match attrs.get("email") {
@@ -266,7 +281,7 @@ pub async fn create(
     Path((style, entity)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let run = || -> Result<Response, Response> {
+    let run = || -> Result<Response, Fail> {
         let (style, kind) = route(&style, &entity)?;
         let attrs = attributes(&body)?;
         validate(kind, &attrs, true)?;
@@ -274,11 +289,12 @@ pub async fn create(
         Ok((StatusCode::CREATED, Json(rec.to_json(style.stamp()))).into_response())
     };
     match run() {
-        Ok(r) | Err(r) => r,
+        Ok(r) => r,
+        Err(fail) => fail.into_response(),
     }
 }
 
-fn parse_id(id: &str) -> Result<u64, Response> {
+fn parse_id(id: &str) -> Result<u64, Fail> {
     id.parse().map_err(|_| not_found())
 }
 
@@ -286,7 +302,7 @@ pub async fn get_one(
     State(s): State<Arc<GenericState>>,
     Path((style, entity, id)): Path<(String, String, String)>,
 ) -> Response {
-    let run = || -> Result<Response, Response> {
+    let run = || -> Result<Response, Fail> {
         let (style, kind) = route(&style, &entity)?;
         let id = parse_id(&id)?;
         let rec = s
@@ -298,7 +314,8 @@ pub async fn get_one(
         Ok(Json(rec.to_json(style.stamp())).into_response())
     };
     match run() {
-        Ok(r) | Err(r) => r,
+        Ok(r) => r,
+        Err(fail) => fail.into_response(),
     }
 }
 
@@ -307,7 +324,7 @@ pub async fn update(
     Path((style, entity, id)): Path<(String, String, String)>,
     body: Bytes,
 ) -> Response {
-    let run = || -> Result<Response, Response> {
+    let run = || -> Result<Response, Fail> {
         let (style, kind) = route(&style, &entity)?;
         let id = parse_id(&id)?;
         let attrs = attributes(&body)?;
@@ -316,6 +333,7 @@ pub async fn update(
         Ok(Json(rec.to_json(style.stamp())).into_response())
     };
     match run() {
-        Ok(r) | Err(r) => r,
+        Ok(r) => r,
+        Err(fail) => fail.into_response(),
     }
 }

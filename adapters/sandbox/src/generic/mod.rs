@@ -102,7 +102,9 @@ impl Sandbox {
         let (stop, stopped) = watch::channel(false);
         let state = Arc::new(GenericState::new(config, base_url.clone(), stopped.clone()));
         let app = router(state.clone());
-        Ok(Sandbox::serve(listener, base_url, app, state, stop, stopped))
+        Ok(Sandbox::serve(
+            listener, base_url, app, state, stop, stopped,
+        ))
     }
 }
 
