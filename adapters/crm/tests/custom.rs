@@ -494,6 +494,29 @@ async fn a_link_header_to_another_host_is_refused() {
 }
 
 #[tokio::test]
+async fn a_query_api_key_echoed_in_link_headers_stays_out_of_cursors() {
+    let sandbox = sandbox(20).await;
+    let auth = json!({"type": "api_key", "query": "api_key"});
+    let adapter = adapter(&spec_value(&sandbox.base_url(), "link", auth));
+    let creds = key("sandbox-key");
+    let page = adapter
+        .pull_page(&creds, Entity::Contacts, None, None)
+        .await
+        .expect("first page");
+    let Some(syncledger_crm::Cursor::Custom { next }) = page.next else {
+        panic!("expected a custom cursor");
+    };
+    assert!(
+        next.contains("page=2") && !next.contains("sandbox-key"),
+        "{next}"
+    );
+    assert_eq!(
+        pull_all(&adapter, &creds, None).await.expect("pull").len(),
+        20
+    );
+}
+
+#[tokio::test]
 async fn a_looping_cursor_is_detected() {
     let sandbox = sandbox(20).await;
     let mut spec = spec_value(&sandbox.base_url(), "cursor", api_key_header());

@@ -337,6 +337,28 @@ impl CustomAdapter {
         }
     }
 
+    /// Drops the API key parameter a provider may echo into its next-page links,
+    /// so the key never ends up in a stored cursor (it is added back per request).
+    fn without_key(&self, mut url: Url) -> Url {
+        let AuthSpec::ApiKey {
+            query: Some(name), ..
+        } = &self.spec.auth
+        else {
+            return url;
+        };
+        let kept: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, _)| k != name.as_str())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        if kept.is_empty() {
+            url.set_query(None);
+        } else {
+            url.query_pairs_mut().clear().extend_pairs(kept);
+        }
+        url
+    }
+
     /// Reads one page and works out where the next one is.
     async fn fetch(
         &self,
@@ -418,7 +440,7 @@ impl CustomAdapter {
                         CrmError::Malformed("the Link header URL is invalid".into())
                     })?;
                     self.same_origin(&next)?;
-                    Some(next.to_string())
+                    Some(self.without_key(next).to_string())
                 }
             },
             Pagination::None => None,

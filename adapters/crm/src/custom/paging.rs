@@ -6,10 +6,11 @@ use serde::{Deserialize, Serialize};
 use crate::error::CrmError;
 use crate::types::Cursor;
 
-/// How many earlier cursors (as hashes) a resume point remembers. A cycle longer
-/// than this goes unnoticed by this check, but every page must also differ from
-/// the one before it.
-const SEEN_LIMIT: usize = 512;
+/// How many earlier cursors (as hashes) a resume point remembers: enough for the
+/// cycles real APIs produce while keeping the stored cursor small (under 1.5 KB).
+/// A longer cycle goes unnoticed by this check, but every page must also differ
+/// from the one before it.
+const SEEN_LIMIT: usize = 64;
 
 /// The state carried in [`Cursor::Custom`]'s `next`, serialized as JSON.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -196,7 +196,8 @@ fn list_inner(
                 ("page".into(), (number_ + 1).to_string()),
                 ("per_page".into(), size.to_string()),
             ];
-            for keep in ["updated_since", "next_host"] {
+            // Like many APIs, the link echoes the query-string API key.
+            for keep in ["updated_since", "next_host", "api_key"] {
                 if let Some(v) = params.get(keep) {
                     next.push((keep.into(), v.clone()));
                 }
