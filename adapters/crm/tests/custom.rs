@@ -698,3 +698,16 @@ async fn fields_come_from_the_catalogue_or_the_field_map() {
         Err(CrmError::Config(_))
     ));
 }
+
+#[test]
+fn the_documented_example_spec_is_valid() {
+    let doc = include_str!("../../../docs/custom-provider.md");
+    let example = doc
+        .split("## Example: a complete spec (TOML)")
+        .nth(1)
+        .and_then(|rest| rest.split("```toml").nth(1))
+        .and_then(|block| block.split("```").next())
+        .expect("the example block");
+    let spec = CustomSpec::from_toml(example).expect("the example parses");
+    assert!(spec.contacts.is_some() && spec.companies.is_some());
+}
