@@ -711,3 +711,104 @@ fn the_documented_example_spec_is_valid() {
     let spec = CustomSpec::from_toml(example).expect("the example parses");
     assert!(spec.contacts.is_some() && spec.companies.is_some());
 }
+
+#[tokio::test]
+async fn creates_are_retried_only_when_the_provider_surely_did_nothing() {
+    let sandbox = sandbox(2).await;
+    let adapter = adapter(&spec_value(&sandbox.base_url(), "cursor", api_key_header()));
+    let creds = key("sandbox-key");
+    let create = |email: &str| PushOp {
+        kind: PushKind::Create,
+        properties: [("email".to_owned(), Some(email.to_owned()))].into(),
+    };
+    // 429: nothing was written, so the create is retried and lands once.
+    control(
+        &sandbox,
+        reqwest::Method::POST,
+        "faults",
+        json!({"kind": "status", "status": 429, "count": 2}),
+    )
+    .await;
+    let results = adapter
+        .push_batch(&creds, Entity::Contacts, vec![create("a@example.com")])
+        .await
+        .expect("push");
+    assert_eq!(results[0].remote_id.as_deref(), Some("3"));
+    // 503: the create may have been applied; it is not repeated and the call fails.
+    control(
+        &sandbox,
+        reqwest::Method::POST,
+        "faults",
+        json!({"kind": "status", "status": 503, "count": 1}),
+    )
+    .await;
+    let outcome = adapter
+        .push_batch(&creds, Entity::Contacts, vec![create("b@example.com")])
+        .await;
+    assert!(
+        matches!(outcome, Err(CrmError::Server { status: 503, .. })),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        sandbox.counters().get("POST /cursor/contacts"),
+        Some(&(3 + 1))
+    );
+    assert_eq!(
+        pull_all(&adapter, &creds, None).await.expect("pull").len(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn companies_use_their_own_entity_spec() {
+    let sandbox = sandbox(8).await;
+    let spec = json!({
+        "base_url": sandbox.base_url(),
+        "auth": {"type": "bearer"},
+        "companies": {
+            "list": {
+                "path": "/offset/companies",
+                "records_path": "results",
+                "id_path": "id",
+                "updated_at_path": "updated",
+                "updated_at_format": "unix_seconds",
+                "fields": {"name": "attributes.name", "domain": "attributes.domain"}
+            },
+            "pagination": {"type": "offset", "offset_param": "offset", "limit_param": "limit",
+                           "limit": 3}
+        }
+    });
+    let adapter = adapter(&spec);
+    let creds = key("sandbox-bearer");
+    let mut records = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = adapter
+            .pull_page(&creds, Entity::Companies, cursor, None)
+            .await
+            .expect("page");
+        records.extend(page.records);
+        match page.next {
+            None => break,
+            next => cursor = next,
+        }
+    }
+    assert_eq!(ids(&records), (1..=8).collect::<Vec<_>>());
+    assert!(records
+        .iter()
+        .all(|r| r.properties.get("name").is_some_and(Option::is_some)));
+    // No contacts in this spec; test_connection uses the companies endpoint.
+    assert!(matches!(
+        adapter
+            .pull_page(&creds, Entity::Contacts, None, None)
+            .await,
+        Err(CrmError::Config(_))
+    ));
+    adapter.test_connection(&creds).await.expect("connects");
+    // Without a delete flag there are no deletions to report.
+    let deletions = adapter
+        .deletions(&creds, Entity::Companies, None, None)
+        .await
+        .expect("deletions");
+    assert!(deletions.records.is_empty() && deletions.next.is_none());
+}
