@@ -6,6 +6,7 @@
 //! retries and classifies failures the same way for all providers.
 
 pub mod adapter;
+pub mod custom;
 pub mod error;
 pub mod http;
 pub mod hubspot;
@@ -15,6 +16,7 @@ pub mod salesforce;
 pub mod types;
 
 pub use adapter::CrmAdapter;
+pub use custom::{CustomAdapter, CustomOptions, CustomSpec};
 pub use error::CrmError;
 pub use hubspot::{HubSpotAdapter, HubSpotConfig};
 pub use pipedrive::{PipedriveAdapter, PipedriveConfig};

@@ -9,6 +9,7 @@ mod batch;
 mod control;
 mod error;
 mod faults;
+mod generic;
 mod guard;
 mod oauth;
 mod objects;
@@ -29,6 +30,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use generic::GenericSandboxConfig;
 pub use oauth::{pkce_s256, TokenPair};
 pub use pipedrive::PipedriveSandboxConfig;
 pub use salesforce::{RollingLimitStatus, SalesforceSandboxConfig};

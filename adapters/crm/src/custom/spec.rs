@@ -1,0 +1,472 @@
+//! The declarative description of a custom provider, read from JSON or TOML.
+//!
+//! A spec says where the API lives, how to authenticate, and for each entity how to
+//! list (and optionally write) records: the request, where the records, ids and
+//! timestamps sit in the response, and how pages follow each other. Secrets are
+//! never part of a spec: OAuth client credentials come from [`super::CustomOptions`],
+//! keys and passwords from the integration's [`crate::Credentials`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use syncledger_domain::Entity;
+
+use super::path::JsonPath;
+use crate::error::CrmError;
+
+/// A custom provider.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomSpec {
+    /// A display name, also the account id `test_connection` reports.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Scheme and host (and optional path prefix) every `path` is appended to.
+    pub base_url: String,
+    pub auth: AuthSpec,
+    #[serde(default)]
+    pub contacts: Option<EntitySpec>,
+    #[serde(default)]
+    pub companies: Option<EntitySpec>,
+}
+
+/// How calls authenticate. Which [`crate::Credentials`] variant each takes:
+/// `api_key` and `bearer` → `ApiKey`, `basic` → `Basic`, `oauth2` → `OAuth2`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AuthSpec {
+    /// The key in a header (`header`) or a query parameter (`query`), with an
+    /// optional prefix such as `Token `.
+    ApiKey {
+        #[serde(default)]
+        header: Option<String>,
+        #[serde(default)]
+        query: Option<String>,
+        #[serde(default)]
+        prefix: Option<String>,
+    },
+    Basic,
+    /// A static token sent as `Authorization: Bearer <token>`.
+    Bearer,
+    Oauth2 {
+        authorize_url: String,
+        token_url: String,
+        #[serde(default)]
+        scopes: Vec<String>,
+        #[serde(default)]
+        client_auth: ClientAuth,
+        /// Must be `true`: the shared OAuth flow always uses PKCE (S256).
+        #[serde(default = "yes")]
+        pkce: bool,
+    },
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Where the OAuth client credentials go on token requests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    #[default]
+    Body,
+    Basic,
+}
+
+/// One entity's endpoints.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntitySpec {
+    pub list: ListSpec,
+    /// Server-side incremental filtering; without it incremental pulls read
+    /// everything and filter by `updated_at_path` on the client.
+    #[serde(default)]
+    pub updated_since: Option<UpdatedSinceSpec>,
+    #[serde(default)]
+    pub pagination: Pagination,
+    #[serde(default)]
+    pub write: Option<WriteSpec>,
+    /// A record field that is truthy on deleted records; such records are left
+    /// out of pulls and reported by `deletions`.
+    #[serde(default)]
+    pub delete_flag_path: Option<String>,
+    /// Returned as is by `fields()`; else derived from `list.fields`.
+    #[serde(default)]
+    pub fields_catalogue: Option<Vec<FieldSpec>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListSpec {
+    pub path: String,
+    #[serde(default)]
+    pub method: ListMethod,
+    /// Static query parameters sent with every list call.
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    /// Where the record array is in the response (`""`/`$`: the body itself).
+    #[serde(default)]
+    pub records_path: String,
+    pub id_path: String,
+    pub updated_at_path: String,
+    #[serde(default)]
+    pub updated_at_format: TimeFormat,
+    /// Defaults to the update time when absent.
+    #[serde(default)]
+    pub created_at_path: Option<String>,
+    /// Readable property name → path inside a record. Empty: every top-level
+    /// scalar member of the record.
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+}
+
+/// Only `GET` lists are supported: a listing must be safe to retry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ListMethod {
+    #[default]
+    #[serde(alias = "get")]
+    GET,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeFormat {
+    #[default]
+    Rfc3339,
+    UnixSeconds,
+    UnixMillis,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdatedSinceSpec {
+    pub param: String,
+    #[serde(default)]
+    pub format: TimeFormat,
+}
+
+/// How pages follow each other.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Pagination {
+    /// The response names the next cursor at `cursor_path`; it goes back in `param`.
+    Cursor {
+        #[serde(default)]
+        param: String,
+        #[serde(default)]
+        cursor_path: String,
+        #[serde(default)]
+        limit_param: Option<String>,
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+    Offset {
+        #[serde(default)]
+        offset_param: String,
+        #[serde(default)]
+        limit_param: String,
+        #[serde(default)]
+        limit: u32,
+    },
+    Page {
+        #[serde(default)]
+        page_param: String,
+        #[serde(default)]
+        size_param: Option<String>,
+        #[serde(default)]
+        size: u32,
+        #[serde(default = "one")]
+        first_page: u32,
+    },
+    /// RFC 8288 `Link: <url>; rel="next"`; the URL must stay on `base_url`'s origin.
+    LinkHeader {
+        #[serde(default)]
+        limit_param: Option<String>,
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+    #[default]
+    None,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriteSpec {
+    #[serde(default)]
+    pub create: Option<WriteCall>,
+    /// `path` contains `{id}`.
+    #[serde(default)]
+    pub update: Option<WriteCall>,
+    /// Wraps the fields under this key: `{"<body_path>": {...}}`.
+    #[serde(default)]
+    pub body_path: Option<String>,
+    /// Where the written record's id is in the response; defaults to `list.id_path`.
+    #[serde(default)]
+    pub response_id_path: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriteCall {
+    pub method: WriteMethod,
+    pub path: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum WriteMethod {
+    Post,
+    Put,
+    Patch,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldSpec {
+    pub name: String,
+    #[serde(default)]
+    pub label: Option<String>,
+    #[serde(default = "string_type", rename = "type")]
+    pub field_type: String,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub writable: bool,
+}
+
+fn string_type() -> String {
+    "string".into()
+}
+
+impl CustomSpec {
+    /// Parses and validates a JSON spec.
+    pub fn from_json(text: &str) -> Result<CustomSpec, CrmError> {
+        let spec: CustomSpec = serde_json::from_str(text)
+            .map_err(|e| CrmError::Config(format!("custom spec (JSON): {e}")))?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Parses and validates a TOML spec.
+    pub fn from_toml(text: &str) -> Result<CustomSpec, CrmError> {
+        let spec: CustomSpec = toml::from_str(text)
+            .map_err(|e| CrmError::Config(format!("custom spec (TOML): {e}")))?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// The spec of `entity`, if the provider offers it.
+    pub fn entity(&self, entity: Entity) -> Option<&EntitySpec> {
+        match entity {
+            Entity::Contacts => self.contacts.as_ref(),
+            Entity::Companies => self.companies.as_ref(),
+        }
+    }
+
+    /// Checks everything parsing cannot: every problem is reported with the field
+    /// path it concerns, e.g. `contacts.pagination.cursor_path: required for cursor
+    /// pagination`, all problems at once.
+    pub fn validate(&self) -> Result<(), CrmError> {
+        let mut problems = Vec::new();
+        let mut bad = |path: &str, what: &str| problems.push(format!("{path}: {what}"));
+        match url::Url::parse(&self.base_url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            Ok(_) => bad("base_url", "must be an http(s) URL with a host"),
+            Err(_) => bad("base_url", "not a valid URL"),
+        }
+        match &self.auth {
+            AuthSpec::ApiKey { header, query, .. } => match (header, query) {
+                (Some(_), Some(_)) => bad("auth", "give either header or query, not both"),
+                (None, None) => bad("auth", "api_key needs header or query"),
+                (Some(h), None) if reqwest::header::HeaderName::try_from(h.as_str()).is_err() => {
+                    bad("auth.header", "not a valid header name")
+                }
+                (_, Some(q)) if q.trim().is_empty() => bad("auth.query", "must not be empty"),
+                _ => {}
+            },
+            AuthSpec::Basic | AuthSpec::Bearer => {}
+            AuthSpec::Oauth2 {
+                authorize_url,
+                token_url,
+                pkce,
+                ..
+            } => {
+                if url::Url::parse(authorize_url).is_err() {
+                    bad("auth.authorize_url", "not a valid URL");
+                }
+                if url::Url::parse(token_url).is_err() {
+                    bad("auth.token_url", "not a valid URL");
+                }
+                if !pkce {
+                    bad("auth.pkce", "must be true (PKCE is always used)");
+                }
+            }
+        }
+        if self.contacts.is_none() && self.companies.is_none() {
+            bad(
+                "contacts",
+                "at least one of contacts and companies is required",
+            );
+        }
+        for (name, entity) in [("contacts", &self.contacts), ("companies", &self.companies)] {
+            if let Some(entity) = entity {
+                entity.validate(name, &mut bad);
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(CrmError::Config(format!(
+                "invalid custom spec: {}",
+                problems.join("; ")
+            )))
+        }
+    }
+}
+
+fn check_path(at: &str, path: &str, bad: &mut impl FnMut(&str, &str)) {
+    if let Err(e) = JsonPath::parse(path) {
+        bad(at, &e);
+    }
+}
+
+fn check_api_path(at: &str, path: &str, bad: &mut impl FnMut(&str, &str)) {
+    if !path.starts_with('/') {
+        bad(at, "must start with `/`");
+    } else if path.contains("://") || path.starts_with("//") {
+        bad(at, "must be a path on base_url, not a URL");
+    }
+}
+
+impl EntitySpec {
+    fn validate(&self, name: &str, bad: &mut impl FnMut(&str, &str)) {
+        let list = &self.list;
+        check_api_path(&format!("{name}.list.path"), &list.path, bad);
+        check_path(
+            &format!("{name}.list.records_path"),
+            &list.records_path,
+            bad,
+        );
+        if list.id_path.trim().is_empty() {
+            bad(&format!("{name}.list.id_path"), "required");
+        }
+        check_path(&format!("{name}.list.id_path"), &list.id_path, bad);
+        if list.updated_at_path.trim().is_empty() {
+            bad(&format!("{name}.list.updated_at_path"), "required");
+        }
+        check_path(
+            &format!("{name}.list.updated_at_path"),
+            &list.updated_at_path,
+            bad,
+        );
+        if let Some(p) = &list.created_at_path {
+            check_path(&format!("{name}.list.created_at_path"), p, bad);
+        }
+        for (field, path) in &list.fields {
+            check_path(&format!("{name}.list.fields.{field}"), path, bad);
+        }
+        if let Some(since) = &self.updated_since {
+            if since.param.trim().is_empty() {
+                bad(&format!("{name}.updated_since.param"), "required");
+            }
+        }
+        let at = |field: &str| format!("{name}.pagination.{field}");
+        match &self.pagination {
+            Pagination::Cursor {
+                param,
+                cursor_path,
+                limit_param,
+                limit,
+            } => {
+                if param.trim().is_empty() {
+                    bad(&at("param"), "required for cursor pagination");
+                }
+                if cursor_path.trim().is_empty() {
+                    bad(&at("cursor_path"), "required for cursor pagination");
+                } else {
+                    check_path(&at("cursor_path"), cursor_path, bad);
+                }
+                if limit.is_some() != limit_param.is_some() {
+                    bad(&at("limit"), "limit and limit_param go together");
+                }
+            }
+            Pagination::Offset {
+                offset_param,
+                limit_param,
+                limit,
+            } => {
+                if offset_param.trim().is_empty() {
+                    bad(&at("offset_param"), "required for offset pagination");
+                }
+                if limit_param.trim().is_empty() {
+                    bad(&at("limit_param"), "required for offset pagination");
+                }
+                if *limit == 0 {
+                    bad(&at("limit"), "must be at least 1 for offset pagination");
+                }
+            }
+            Pagination::Page {
+                page_param,
+                size,
+                first_page,
+                ..
+            } => {
+                if page_param.trim().is_empty() {
+                    bad(&at("page_param"), "required for page pagination");
+                }
+                if *size == 0 {
+                    bad(&at("size"), "must be at least 1 for page pagination");
+                }
+                if *first_page > 1 {
+                    bad(&at("first_page"), "must be 0 or 1");
+                }
+            }
+            Pagination::LinkHeader { limit_param, limit } => {
+                if limit.is_some() != limit_param.is_some() {
+                    bad(&at("limit"), "limit and limit_param go together");
+                }
+            }
+            Pagination::None => {}
+        }
+        if let Some(write) = &self.write {
+            if write.create.is_none() && write.update.is_none() {
+                bad(&format!("{name}.write"), "needs create or update");
+            }
+            if let Some(create) = &write.create {
+                check_api_path(&format!("{name}.write.create.path"), &create.path, bad);
+            }
+            if let Some(update) = &write.update {
+                check_api_path(&format!("{name}.write.update.path"), &update.path, bad);
+                if !update.path.contains("{id}") {
+                    bad(&format!("{name}.write.update.path"), "must contain `{id}`");
+                }
+            }
+            if let Some(p) = &write.response_id_path {
+                check_path(&format!("{name}.write.response_id_path"), p, bad);
+            }
+            for (field, path) in &list.fields {
+                if JsonPath::parse(path).is_ok_and(|p| !p.is_writable()) {
+                    bad(
+                        &format!("{name}.list.fields.{field}"),
+                        "paths with indexes cannot be written",
+                    );
+                }
+            }
+        }
+        if let Some(p) = &self.delete_flag_path {
+            check_path(&format!("{name}.delete_flag_path"), p, bad);
+        }
+        if let Some(catalogue) = &self.fields_catalogue {
+            for (i, field) in catalogue.iter().enumerate() {
+                if field.name.trim().is_empty() {
+                    bad(&format!("{name}.fields_catalogue[{i}].name"), "required");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! The generic sandbox's `/_sandbox/` control API, and the outer middleware that
+//! counts requests and applies injected faults. No authentication.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::state::{error, now_secs, GenericState, Kind, Stamp};
+use crate::faults::{Action, FaultSpec};
+use crate::state::wait_stop;
+
+/// `GET /cursor/contacts/17` → `GET /cursor/contacts/{id}`.
+fn endpoint_key(method: &Method, path: &str) -> String {
+    let segments: Vec<&str> = path
+        .trim_end_matches('/')
+        .split('/')
+        .map(|seg| {
+            if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
+                "{id}"
+            } else {
+                seg
+            }
+        })
+        .collect();
+    format!("{method} {}", segments.join("/"))
+}
+
+/// Counts the request per endpoint, then applies a pending fault if one matches.
+pub async fn track(State(s): State<Arc<GenericState>>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    if path.starts_with("/_sandbox") {
+        return next.run(req).await;
+    }
+    let action = {
+        let mut inner = s.lock();
+        *inner
+            .counters
+            .entry(endpoint_key(req.method(), &path))
+            .or_default() += 1;
+        inner.faults.take(&path)
+    };
+    match action {
+        None => next.run(req).await,
+        Some(Action::Status(code)) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut response = error(status, "injected_fault", "injected fault");
+            if code == 429 {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("0"));
+            }
+            response
+        }
+        Some(Action::Timeout(hold_ms)) => {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(hold_ms)) => {}
+                _ = wait_stop(s.stopped.clone()) => {}
+            }
+            StatusCode::GATEWAY_TIMEOUT.into_response()
+        }
+        Some(Action::Slow(millis)) => {
+            tokio::time::sleep(Duration::from_millis(millis)).await;
+            next.run(req).await
+        }
+        Some(Action::MalformedJson) => {
+            let (mut parts, _) = next.run(req).await.into_parts();
+            parts.headers.remove(header::CONTENT_LENGTH);
+            parts.headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            Response::from_parts(parts, Body::from(r#"{"data":{"items":[{"id":"#))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RecordEdit {
+    id: Option<u64>,
+    #[serde(default)]
+    attributes: Map<String, Value>,
+}
+
+/// Creates a record, or edits one when `id` is given; no validation, `updated` advances.
+pub async fn upsert_record(
+    State(s): State<Arc<GenericState>>,
+    Path(entity): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(kind) = Kind::parse(&entity) else {
+        return error(StatusCode::NOT_FOUND, "not_found", "no such entity");
+    };
+    let Ok(edit) = serde_json::from_slice::<RecordEdit>(&body) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "expected {\"id\"?, \"attributes\"}",
+        );
+    };
+    let attrs: BTreeMap<String, String> = edit
+        .attributes
+        .into_iter()
+        .map(|(k, v)| match v {
+            Value::String(s) => (k, s),
+            Value::Null => (k, String::new()),
+            other => (k, other.to_string()),
+        })
+        .collect();
+    let mut inner = s.lock();
+    let rec = match edit.id {
+        None => Some(inner.create(kind, attrs)),
+        Some(id) => inner.update(kind, id, attrs),
+    };
+    match rec {
+        Some(rec) => Json(rec.to_json(Stamp::Rfc3339)).into_response(),
+        None => error(StatusCode::NOT_FOUND, "not_found", "no such record"),
+    }
+}
+
+/// Soft-deletes: the record stays listed with `"deleted": true` and a new `updated`.
+pub async fn delete_record(
+    State(s): State<Arc<GenericState>>,
+    Path((entity, id)): Path<(String, u64)>,
+) -> Response {
+    let Some(kind) = Kind::parse(&entity) else {
+        return error(StatusCode::NOT_FOUND, "not_found", "no such entity");
+    };
+    let mut inner = s.lock();
+    match inner.records.get_mut(&kind).and_then(|m| m.get_mut(&id)) {
+        Some(rec) => {
+            rec.deleted = true;
+            rec.updated = now_secs();
+            Json(rec.to_json(Stamp::Rfc3339)).into_response()
+        }
+        None => error(StatusCode::NOT_FOUND, "not_found", "no such record"),
+    }
+}
+
+pub async fn push_fault(State(s): State<Arc<GenericState>>, body: Bytes) -> Response {
+    match serde_json::from_slice::<FaultSpec>(&body) {
+        Ok(spec) => {
+            s.lock().faults.push(spec);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, "invalid_fault", e.to_string()),
+    }
+}
+
+pub async fn clear_faults(State(s): State<Arc<GenericState>>) -> Response {
+    s.lock().faults.clear();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+pub async fn counters(State(s): State<Arc<GenericState>>) -> Response {
+    Json(s.lock().counters.clone()).into_response()
+}
+
+/// Expires every OAuth access token at once (refresh tokens stay valid).
+pub async fn expire_tokens(State(s): State<Arc<GenericState>>) -> Response {
+    let past = Utc::now() - chrono::Duration::seconds(1);
+    for expiry in s.lock().access.values_mut() {
+        *expiry = past;
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
