@@ -58,7 +58,7 @@ pub enum Command {
     /// Run a local simulator of a provider's API (first line: `listening on http://HOST:PORT`).
     #[cfg(feature = "sandbox")]
     Sandbox {
-        #[arg(value_parser = ["hubspot", "salesforce", "pipedrive"])]
+        #[arg(value_parser = ["hubspot", "salesforce", "pipedrive", "generic"])]
         provider: String,
         #[arg(long, default_value = "127.0.0.1:0")]
         addr: SocketAddr,
@@ -225,12 +225,22 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<ExitCod
             seed,
         } => {
             use syncledger_sandbox::{
-                PipedriveSandboxConfig, SalesforceSandboxConfig, Sandbox, SandboxConfig,
+                GenericSandboxConfig, PipedriveSandboxConfig, SalesforceSandboxConfig, Sandbox,
+                SandboxConfig,
             };
             let mut shutdown = app::shutdown_signal()?;
             let sandbox = match provider.as_str() {
                 "salesforce" => {
                     Sandbox::start_salesforce(SalesforceSandboxConfig {
+                        addr,
+                        records,
+                        seed,
+                        ..Default::default()
+                    })
+                    .await?
+                }
+                "generic" => {
+                    Sandbox::start_generic(GenericSandboxConfig {
                         addr,
                         records,
                         seed,

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use secrecy::SecretString;
 use syncledger_crm::{
-    CrmAdapter, HubSpotAdapter, HubSpotConfig, PipedriveAdapter, PipedriveConfig,
-    SalesforceAdapter, SalesforceConfig,
+    CrmAdapter, CustomAdapter, CustomOptions, CustomSpec, HubSpotAdapter, HubSpotConfig,
+    PipedriveAdapter, PipedriveConfig, SalesforceAdapter, SalesforceConfig,
 };
 use syncledger_domain::Integration;
 
@@ -63,6 +63,10 @@ impl Connector {
     pub fn adapter(&self, integration: &Integration) -> Result<Box<dyn CrmAdapter>, EngineError> {
         let app = self.app_or_blank(&integration.provider);
         let base = integration.base_url.clone();
+        let info = syncledger_domain::provider::find(&integration.provider);
+        if info.is_some_and(|p| p.via_custom_spec) {
+            return self.custom(integration, info.map(|p| p.rate_limit));
+        }
         match integration.provider.as_str() {
             "hubspot" => {
                 let mut config = HubSpotConfig::new(app.client_id, app.client_secret);
@@ -106,5 +110,39 @@ impl Connector {
                 "connecting {other} is not supported yet"
             ))),
         }
+    }
+
+    /// A provider described by the integration's declarative spec. Its OAuth client is
+    /// the provider's own app if configured, else the shared `custom` one.
+    fn custom(
+        &self,
+        integration: &Integration,
+        limit: Option<syncledger_domain::provider::RateLimit>,
+    ) -> Result<Box<dyn CrmAdapter>, EngineError> {
+        let Some(text) = &integration.spec else {
+            return Err(EngineError::Unsupported(format!(
+                "connecting {} needs a provider spec; create the integration with one",
+                integration.provider
+            )));
+        };
+        let mut spec = CustomSpec::from_json(text)?;
+        if let Some(url) = &integration.base_url {
+            spec.base_url.clone_from(url);
+        }
+        let app = self
+            .app(&integration.provider)
+            .or_else(|| self.app("custom"))
+            .cloned()
+            .unwrap_or_else(|| self.app_or_blank("custom"));
+        let requests_per_minute = limit
+            .filter(|_| self.apps.pacing)
+            .map(|l| l.requests.saturating_mul(60) / l.per_seconds.max(1));
+        let options = CustomOptions {
+            client_id: app.client_id,
+            client_secret: app.client_secret,
+            requests_per_minute,
+            ..CustomOptions::default()
+        };
+        Ok(Box::new(CustomAdapter::new(spec, options)?))
     }
 }

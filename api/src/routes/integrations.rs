@@ -112,6 +112,53 @@ pub struct CreateIntegration {
     /// Override the provider's API base URL (`https://`, or `http://` on loopback).
     #[serde(default)]
     pub base_url: Option<String>,
+    /// The declarative spec of a custom or niche provider (`via_custom_spec` in
+    /// `GET /v1/providers`): a JSON object, or a string holding the same in TOML.
+    /// See docs/custom-provider.md. Required for those providers, refused for others.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub spec: Option<serde_json::Value>,
+}
+
+/// Parses and validates a provider spec; answers its canonical JSON.
+fn provider_spec(
+    info: &syncledger_domain::provider::ProviderInfo,
+    spec: Option<serde_json::Value>,
+) -> ApiResult<Option<String>> {
+    use syncledger_crm::CustomSpec;
+    let parsed = match (info.via_custom_spec, spec) {
+        (false, None) => return Ok(None),
+        (false, Some(_)) => {
+            return Err(ApiError::invalid_field(
+                "spec",
+                format!("{} has a built-in adapter and takes no spec", info.id),
+            ))
+        }
+        (true, None) => {
+            return Err(ApiError::invalid_field(
+                "spec",
+                format!(
+                    "{} is connected through a declarative spec; see docs/custom-provider.md",
+                    info.id
+                ),
+            ))
+        }
+        (true, Some(serde_json::Value::String(toml))) => CustomSpec::from_toml(&toml),
+        (true, Some(json @ serde_json::Value::Object(_))) => {
+            CustomSpec::from_json(&json.to_string())
+        }
+        (true, Some(_)) => {
+            return Err(ApiError::invalid_field(
+                "spec",
+                "must be a JSON object or a TOML string",
+            ))
+        }
+    };
+    let spec = parsed.map_err(|e| ApiError::invalid_field("spec", e))?;
+    validate_base_url(&spec.base_url).map_err(|e| ApiError::invalid_field("spec", e.message))?;
+    serde_json::to_string(&spec)
+        .map(Some)
+        .map_err(ApiError::internal)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -316,15 +363,16 @@ pub async fn create(
     Body(req): Body<CreateIntegration>,
 ) -> ApiResult<(StatusCode, Json<IntegrationView>)> {
     caller.require(WRITERS)?;
-    if syncledger_domain::provider::find(&req.provider).is_none() {
+    let Some(info) = syncledger_domain::provider::find(&req.provider) else {
         return Err(ApiError::invalid_field(
             "provider",
             format!("unknown provider {:?}; see GET /v1/providers", req.provider),
         ));
-    }
+    };
     if let Some(url) = &req.base_url {
         validate_base_url(url)?;
     }
+    let spec = provider_spec(info, req.spec)?;
     let sync_config = req.sync_config.into_domain()?;
     let id = uuid::Uuid::now_v7().to_string();
     let meta = caller.metadata();
@@ -352,7 +400,7 @@ pub async fn create(
                 name: req.name.trim().to_string(),
                 sync_config,
                 base_url: req.base_url,
-                spec: None,
+                spec,
                 at: Utc::now(),
             },
             &meta,

@@ -5,14 +5,19 @@ use crate::common::{Server, TestEnv};
 use reqwest::StatusCode;
 
 /// A path each simulator answers without credentials, and what it answers.
-const PROBES: [(&str, &str, StatusCode); 3] = [
-    ("hubspot", "/crm/v3/objects/contacts", StatusCode::UNAUTHORIZED),
+const PROBES: [(&str, &str, StatusCode); 4] = [
+    (
+        "hubspot",
+        "/crm/v3/objects/contacts",
+        StatusCode::UNAUTHORIZED,
+    ),
     (
         "salesforce",
         "/services/data/v60.0/query?q=SELECT+Id+FROM+Contact",
         StatusCode::UNAUTHORIZED,
     ),
     ("pipedrive", "/api/v2/persons", StatusCode::UNAUTHORIZED),
+    ("generic", "/cursor/contacts", StatusCode::UNAUTHORIZED),
 ];
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 mod audit;
 mod concurrency;
 mod connect;
+mod custom;
 mod errors;
 mod events;
 mod health;
