@@ -145,12 +145,17 @@ pub struct Executor {
     rate_state: RateLimitState,
 }
 
-/// A successful response: its status and parsed body (`None` when empty).
+/// A successful response: its status, headers and parsed body (`None` when empty).
 #[derive(Debug)]
 pub struct Reply<T> {
     pub status: StatusCode,
+    pub headers: HeaderMap,
     pub body: Option<T>,
 }
+
+/// The largest response body read from a provider. A larger one is refused (as a
+/// transport failure) instead of exhausting memory.
+pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
 /// The failure of one attempt, and whether to try again.
 enum Attempt {
@@ -279,17 +284,27 @@ impl Executor {
         request: RequestBuilder,
         attempts: u32,
     ) -> Result<Reply<T>, Attempt> {
-        let response = request.send().await.map_err(|e| transport(&e, attempts))?;
+        let mut response = request.send().await.map_err(|e| transport(&e, attempts))?;
         let status = response.status();
         self.rate_state
             .record(response.headers(), self.rate_headers);
         let retry_after = retry_after(response.headers());
-        let bytes = response
-            .bytes()
+        let headers = response.headers().clone();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| transport(&e, attempts))?;
+            .map_err(|e| transport(&e, attempts))?
+        {
+            if bytes.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(Attempt::Fail(CrmError::Malformed(format!(
+                    "the response body is larger than {MAX_BODY_BYTES} bytes"
+                ))));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         if status.is_success() {
-            return parse_success(status, &bytes);
+            return parse_success(status, headers, &bytes);
         }
         if let Some(error) = self
             .classifier
@@ -323,14 +338,20 @@ fn transport(error: &reqwest::Error, attempts: u32) -> Attempt {
 
 fn parse_success<T: DeserializeOwned>(
     status: StatusCode,
+    headers: HeaderMap,
     bytes: &[u8],
 ) -> Result<Reply<T>, Attempt> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Reply { status, body: None });
+        return Ok(Reply {
+            status,
+            headers,
+            body: None,
+        });
     }
     match serde_json::from_slice(bytes) {
         Ok(body) => Ok(Reply {
             status,
+            headers,
             body: Some(body),
         }),
         Err(e) => Err(Attempt::Retry {

@@ -9,7 +9,6 @@ mod paging;
 mod path;
 mod spec;
 
-use std::cell::RefCell;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,7 +22,7 @@ use url::Url;
 
 use crate::adapter::CrmAdapter;
 use crate::error::CrmError;
-use crate::http::{build_client, pacer, Executor, Lane, RetryPolicy, WindowReading};
+use crate::http::{build_client, pacer, Executor, Lane, RetryPolicy};
 use crate::oauth::{self, OAuthApp};
 use crate::types::{
     Credentials, Cursor, FieldInfo, Identity, Page, Properties, PushKind, PushOp, PushResult,
@@ -80,24 +79,13 @@ pub struct CustomAdapter {
     http: Executor,
 }
 
-tokio::task_local! {
-    /// The `rel="next"` target of the last response seen inside the scope.
-    static NEXT_LINK: RefCell<Option<String>>;
-}
-
-/// Captures the `Link` header through the executor's response-header hook: the
-/// shared executor hands back only status and body, and this hook is the one place
-/// that sees every response's headers. It runs inside the calling task, so a
-/// task-local scoped around one call carries the value back without any shared
-/// state between concurrent calls. It reads no rate-limit headers (`None`).
-fn capture_link(headers: &HeaderMap) -> Option<WindowReading> {
-    let next = headers
+/// The `rel="next"` target of a response's `Link` header, if any.
+fn next_link_of(headers: &HeaderMap) -> Option<String> {
+    headers
         .get_all(LINK)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find_map(next_link);
-    let _ = NEXT_LINK.try_with(|cell| *cell.borrow_mut() = next);
-    None
+        .find_map(next_link)
 }
 
 /// How one request authenticates, prepared once so the per-attempt builder
@@ -150,7 +138,7 @@ impl CustomAdapter {
             base_delay: options.retry_base_delay,
             max_delay: options.retry_max_delay,
         };
-        let http = Executor::new(client, general, None, policy).with_rate_headers(capture_link);
+        let http = Executor::new(client, general, None, policy);
         Ok(Self {
             spec,
             options,
@@ -370,16 +358,12 @@ impl CustomAdapter {
     ) -> Result<Fetched, CrmError> {
         let auth = self.applied(credentials)?;
         let url = self.page_url(spec, resume.as_ref(), since, limit_override)?;
-        let call = async {
-            let reply = self
-                .http
-                .send::<Value>(Lane::General, |c| auth.apply(c.get(url.clone())))
-                .await;
-            let link = NEXT_LINK.with(|cell| cell.borrow_mut().take());
-            (reply, link)
-        };
-        let (reply, link) = NEXT_LINK.scope(RefCell::new(None), call).await;
-        let body = reply?.body.unwrap_or(Value::Null);
+        let reply = self
+            .http
+            .send::<Value>(Lane::General, |c| auth.apply(c.get(url.clone())))
+            .await?;
+        let link = next_link_of(&reply.headers);
+        let body = reply.body.unwrap_or(Value::Null);
         let records_path = JsonPath::parse(&spec.list.records_path)
             .map_err(|e| CrmError::Config(format!("records_path: {e}")))?;
         let items = records_path
