@@ -237,7 +237,12 @@ async fn connect_refusals(backend: Backend) -> anyhow::Result<()> {
         return Ok(());
     };
     let admin = app.admin.clone();
-    let body = json!({"provider": "tave", "name": "Pipes", "sync_config": sync_config()});
+    // A provider reached with an API key has no OAuth flow to start.
+    let spec = json!({"base_url": "https://api.example.com", "auth": {"type": "api_key", "header": "X-Key"},
+        "contacts": {"list": {"path": "/contacts", "records_path": "items", "id_path": "id",
+            "updated_at_path": "updated"}}});
+    let body =
+        json!({"provider": "tave", "name": "Pipes", "sync_config": sync_config(), "spec": spec});
     let resp = app.post("/v1/integrations", &admin, body).await?;
     resp.expect(StatusCode::CREATED);
     let pipes = resp.str("id")?;
@@ -249,7 +254,7 @@ async fn connect_refusals(backend: Backend) -> anyhow::Result<()> {
     resp.expect_error(
         StatusCode::BAD_REQUEST,
         "unsupported",
-        "connecting tave is not supported yet",
+        "connects with an API key",
     );
     let (_, viewer) = app.issue_token("viewer").await?;
     let events = events + 1;
