@@ -11,7 +11,9 @@ use serde::Deserialize;
 
 use crate::error::ApiError;
 use crate::ratelimit::{too_many, Policy};
-use crate::state::{wait_stop, AppState};
+use crate::state::wait_stop;
+use std::sync::Arc;
+use tokio::sync::watch;
 
 /// How long a `timeout` fault holds a request unless the sandbox stops first.
 const DEFAULT_HOLD_MS: u64 = 60_000;
@@ -145,37 +147,42 @@ impl FaultQueue {
     }
 }
 
-/// Counts the request per endpoint, then applies a pending fault if one matches.
-pub async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_string();
+/// What a simulator lends the shared fault middleware.
+pub(crate) trait FaultHost: Send + Sync + 'static {
+    /// Counts the request under its endpoint key and takes the first pending fault
+    /// matching `path`.
+    fn count_and_take(&self, method: &Method, path: &str) -> Option<Action>;
+    /// Resolves when the sandbox stops (ends a held `timeout` fault early).
+    fn stopped(&self) -> watch::Receiver<bool>;
+    /// An injected error status, in the provider's own error format.
+    fn fault_response(&self, status: StatusCode) -> Response;
+    /// The start of a plausible body, cut off: what a `malformed_json` fault sends.
+    const TRUNCATED_BODY: &'static str;
+}
+
+/// Counts every provider request per endpoint, then applies a pending fault if one
+/// matches. The control API under `/_sandbox` is neither counted nor faulted.
+pub(crate) async fn track<H: FaultHost>(
+    State(host): State<Arc<H>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let path = req.uri().path().to_owned();
     if path.starts_with("/_sandbox") {
         return next.run(req).await;
     }
-    let action = {
-        let mut inner = s.lock();
-        *inner
-            .counters
-            .entry(endpoint_key(req.method(), &path))
-            .or_default() += 1;
-        inner.faults.take(&path)
+    let Some(action) = host.count_and_take(req.method(), &path) else {
+        return next.run(req).await;
     };
     match action {
-        None => next.run(req).await,
-        Some(action) => apply(&s, action, req, next).await,
-    }
-}
-
-async fn apply(s: &AppState, action: Action, req: Request, next: Next) -> Response {
-    match action {
-        Action::Status(429) => too_many(Policy::TenSecondly),
         Action::Status(code) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            ApiError::new(status, "INTERNAL_ERROR", "Injected fault").into_response()
+            host.fault_response(status)
         }
         Action::Timeout(hold_ms) => {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(hold_ms)) => {}
-                _ = wait_stop(s.stopped.clone()) => {}
+                _ = wait_stop(host.stopped()) => {}
             }
             StatusCode::GATEWAY_TIMEOUT.into_response()
         }
@@ -190,9 +197,33 @@ async fn apply(s: &AppState, action: Action, req: Request, next: Next) -> Respon
                 header::CONTENT_TYPE,
                 header::HeaderValue::from_static("application/json"),
             );
-            Response::from_parts(parts, Body::from(r#"{"results":[{"id":"1","properties":{"#))
+            Response::from_parts(parts, Body::from(H::TRUNCATED_BODY))
         }
     }
+}
+
+impl FaultHost for crate::state::Shared {
+    fn count_and_take(&self, method: &Method, path: &str) -> Option<Action> {
+        let mut inner = self.lock();
+        *inner
+            .counters
+            .entry(endpoint_key(method, path))
+            .or_default() += 1;
+        inner.faults.take(path)
+    }
+
+    fn stopped(&self) -> watch::Receiver<bool> {
+        self.stopped.clone()
+    }
+
+    fn fault_response(&self, status: StatusCode) -> Response {
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return too_many(Policy::TenSecondly);
+        }
+        ApiError::new(status, "INTERNAL_ERROR", "Injected fault").into_response()
+    }
+
+    const TRUNCATED_BODY: &'static str = r#"{"results":[{"id":"1","properties":{"#;
 }
 
 /// `GET /crm/v3/objects/contacts/{id}`-style keys: ids and tokens become placeholders.

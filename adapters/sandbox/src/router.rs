@@ -54,7 +54,10 @@ pub fn build(state: AppState) -> Router {
     crm.merge(oauth)
         .merge(control)
         .fallback(not_found)
-        .layer(from_fn_with_state(state.clone(), faults::track))
+        .layer(from_fn_with_state(
+            state.clone(),
+            faults::track::<crate::state::Shared>,
+        ))
         .with_state(state)
 }
 

@@ -3,12 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::body::{Body, Bytes};
-use axum::extract::{Path, Request, State};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
@@ -16,8 +14,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::state::{error, now_secs, GenericState, Kind, Stamp};
-use crate::faults::{Action, FaultSpec};
-use crate::state::wait_stop;
+use crate::faults::{Action, FaultHost, FaultSpec};
+use tokio::sync::watch;
 
 /// `GET /cursor/contacts/17` → `GET /cursor/contacts/{id}`.
 fn endpoint_key(method: &Method, path: &str) -> String {
@@ -35,53 +33,31 @@ fn endpoint_key(method: &Method, path: &str) -> String {
     format!("{method} {}", segments.join("/"))
 }
 
-/// Counts the request per endpoint, then applies a pending fault if one matches.
-pub async fn track(State(s): State<Arc<GenericState>>, req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_owned();
-    if path.starts_with("/_sandbox") {
-        return next.run(req).await;
-    }
-    let action = {
-        let mut inner = s.lock();
+impl FaultHost for GenericState {
+    fn count_and_take(&self, method: &Method, path: &str) -> Option<Action> {
+        let mut inner = self.lock();
         *inner
             .counters
-            .entry(endpoint_key(req.method(), &path))
+            .entry(endpoint_key(method, path))
             .or_default() += 1;
-        inner.faults.take(&path)
-    };
-    match action {
-        None => next.run(req).await,
-        Some(Action::Status(code)) => {
-            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let mut response = error(status, "injected_fault", "injected fault");
-            if code == 429 {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("0"));
-            }
-            response
-        }
-        Some(Action::Timeout(hold_ms)) => {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(hold_ms)) => {}
-                _ = wait_stop(s.stopped.clone()) => {}
-            }
-            StatusCode::GATEWAY_TIMEOUT.into_response()
-        }
-        Some(Action::Slow(millis)) => {
-            tokio::time::sleep(Duration::from_millis(millis)).await;
-            next.run(req).await
-        }
-        Some(Action::MalformedJson) => {
-            let (mut parts, _) = next.run(req).await.into_parts();
-            parts.headers.remove(header::CONTENT_LENGTH);
-            parts.headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            Response::from_parts(parts, Body::from(r#"{"data":{"items":[{"id":"#))
-        }
+        inner.faults.take(path)
     }
+
+    fn stopped(&self) -> watch::Receiver<bool> {
+        self.stopped.clone()
+    }
+
+    fn fault_response(&self, status: StatusCode) -> Response {
+        let mut response = error(status, "injected_fault", "injected fault");
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("0"));
+        }
+        response
+    }
+
+    const TRUNCATED_BODY: &'static str = r#"{"data":{"items":[{"id":"#;
 }
 
 #[derive(Deserialize)]

@@ -131,6 +131,9 @@ fn router(state: Arc<GenericState>) -> Router {
         )
         .route("/_sandbox/counters", get(control::counters))
         .route("/_sandbox/tokens/expire", post(control::expire_tokens))
-        .layer(from_fn_with_state(state.clone(), control::track))
+        .layer(from_fn_with_state(
+            state.clone(),
+            crate::faults::track::<GenericState>,
+        ))
         .with_state(state)
 }

@@ -1,9 +1,8 @@
 //! Pipedrive-shaped errors, request counting with injected faults, and the
 //! authentication and rate-limit guard in front of the API.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
@@ -13,9 +12,9 @@ use serde_json::json;
 
 use super::state::Shared;
 use super::App;
-use crate::faults::Action;
+use crate::faults::{Action, FaultHost};
 use crate::ratelimit::{Budget, Decision};
-use crate::state::wait_stop;
+use tokio::sync::watch;
 
 /// Pipedrive's error body: `{success:false, error, error_info, data:null, additional_data:null}`.
 pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -91,54 +90,28 @@ pub fn endpoint_key(method: &Method, path: &str) -> String {
     format!("{method} {}", segments.join("/"))
 }
 
-/// Counts the request per endpoint, then applies a pending fault if one matches.
-pub async fn track(State(s): State<App>, req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_string();
-    if path.starts_with("/_sandbox") {
-        return next.run(req).await;
-    }
-    let action = {
-        let mut inner = s.lock();
+impl FaultHost for Shared {
+    fn count_and_take(&self, method: &Method, path: &str) -> Option<Action> {
+        let mut inner = self.lock();
         *inner
             .counters
-            .entry(endpoint_key(req.method(), &path))
+            .entry(endpoint_key(method, path))
             .or_default() += 1;
-        inner.faults.take(&path)
-    };
-    match action {
-        None => next.run(req).await,
-        Some(action) => apply(&s, action, req, next).await,
+        inner.faults.take(path)
     }
-}
 
-async fn apply(s: &Shared, action: Action, req: Request, next: Next) -> Response {
-    match action {
-        Action::Status(429) => error(StatusCode::TOO_MANY_REQUESTS, "Request over limit"),
-        Action::Status(code) => {
-            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            error(status, "Injected fault")
-        }
-        Action::Timeout(hold_ms) => {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(hold_ms)) => {}
-                _ = wait_stop(s.stopped.clone()) => {}
-            }
-            StatusCode::GATEWAY_TIMEOUT.into_response()
-        }
-        Action::Slow(millis) => {
-            tokio::time::sleep(Duration::from_millis(millis)).await;
-            next.run(req).await
-        }
-        Action::MalformedJson => {
-            let (mut parts, _) = next.run(req).await.into_parts();
-            parts.headers.remove(header::CONTENT_LENGTH);
-            parts.headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            Response::from_parts(parts, Body::from(r#"{"success":true,"data":[{"id":1,"#))
-        }
+    fn stopped(&self) -> watch::Receiver<bool> {
+        self.stopped.clone()
     }
+
+    fn fault_response(&self, status: StatusCode) -> Response {
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return error(status, "Request over limit");
+        }
+        error(status, "Injected fault")
+    }
+
+    const TRUNCATED_BODY: &'static str = r#"{"success":true,"data":[{"id":1,"#;
 }
 
 /// The credential of an API call: the API token (query `api_token` or header

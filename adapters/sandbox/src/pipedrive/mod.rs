@@ -160,6 +160,9 @@ fn router(state: App) -> Router {
     api.merge(oauth)
         .merge(control)
         .fallback(api::fallback)
-        .layer(from_fn_with_state(state.clone(), middleware::track))
+        .layer(from_fn_with_state(
+            state.clone(),
+            crate::faults::track::<state::Shared>,
+        ))
         .with_state(state)
 }

@@ -1,11 +1,10 @@
 //! Middleware: request counting and injected faults around everything, and in
 //! front of REST the session check, the daily quota and the rolling budget.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -13,71 +12,40 @@ use super::error::SfError;
 use super::oauth::bearer;
 use super::state::AppState;
 use super::RollingLimitStatus;
-use crate::faults::Action;
+use crate::faults::{Action, FaultHost};
 use crate::ratelimit::Decision;
-use crate::state::wait_stop;
+use tokio::sync::watch;
 
 /// The message of the concurrent-request limit.
 const CONCURRENT: &str = "ConcurrentRequests (Concurrent API Requests) Limit exceeded.";
 
-/// Counts the request per endpoint, then applies a pending fault if one matches.
-pub async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_string();
-    if path.starts_with("/_sandbox") {
-        return next.run(req).await;
-    }
-    let action = {
-        let mut inner = s.lock();
+impl FaultHost for super::state::Shared {
+    fn count_and_take(&self, method: &Method, path: &str) -> Option<Action> {
+        let mut inner = self.lock();
         *inner
             .counters
-            .entry(endpoint_key(req.method(), &path))
+            .entry(endpoint_key(method, path))
             .or_default() += 1;
-        inner.faults.take(&path)
-    };
-    match action {
-        None => next.run(req).await,
-        Some(action) => apply(&s, action, req, next).await,
+        inner.faults.take(path)
     }
-}
 
-async fn apply(s: &AppState, action: Action, req: Request, next: Next) -> Response {
-    match action {
-        Action::Status(code) => {
-            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let (code, message) = match status.as_u16() {
-                429 => ("REQUEST_LIMIT_EXCEEDED", CONCURRENT),
-                503 => ("SERVER_UNAVAILABLE", "Server temporarily unavailable."),
-                _ => (
-                    "UNKNOWN_EXCEPTION",
-                    "An unexpected error occurred (injected fault).",
-                ),
-            };
-            SfError::new(status, code, message).into_response()
-        }
-        Action::Timeout(hold_ms) => {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(hold_ms)) => {}
-                _ = wait_stop(s.stopped.clone()) => {}
-            }
-            StatusCode::GATEWAY_TIMEOUT.into_response()
-        }
-        Action::Slow(millis) => {
-            tokio::time::sleep(Duration::from_millis(millis)).await;
-            next.run(req).await
-        }
-        Action::MalformedJson => {
-            let (mut parts, _) = next.run(req).await.into_parts();
-            parts.headers.remove(header::CONTENT_LENGTH);
-            parts.headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            Response::from_parts(
-                parts,
-                Body::from(r#"{"totalSize":1,"done":false,"records":[{"#),
-            )
-        }
+    fn stopped(&self) -> watch::Receiver<bool> {
+        self.stopped.clone()
     }
+
+    fn fault_response(&self, status: StatusCode) -> Response {
+        let (code, message) = match status.as_u16() {
+            429 => ("REQUEST_LIMIT_EXCEEDED", CONCURRENT),
+            503 => ("SERVER_UNAVAILABLE", "Server temporarily unavailable."),
+            _ => (
+                "UNKNOWN_EXCEPTION",
+                "An unexpected error occurred (injected fault).",
+            ),
+        };
+        SfError::new(status, code, message).into_response()
+    }
+
+    const TRUNCATED_BODY: &'static str = r#"{"totalSize":1,"done":false,"records":[{"#;
 }
 
 /// Session check, daily quota and rolling budget for `/services/data/...`.

@@ -73,7 +73,10 @@ pub fn build(state: AppState) -> Router {
     rest.merge(oauth)
         .merge(control)
         .fallback(not_found)
-        .layer(from_fn_with_state(state.clone(), guard::track))
+        .layer(from_fn_with_state(
+            state.clone(),
+            crate::faults::track::<super::state::Shared>,
+        ))
         .with_state(state)
 }
 
