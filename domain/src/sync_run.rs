@@ -1,0 +1,437 @@
+//! A sync run: one pull, push or two-way pass over an integration's records, from the
+//! moment it is queued until it ends. Every page it commits is an event carrying the
+//! cursor to resume from, so a worker that dies mid-run is replaced by one that starts
+//! after the last committed page.
+//!
+//! queued → running → completed | partial | failed | cancelled | quota_exhausted.
+//! `partial`: the run reached its end but some records failed (they can be retried);
+//! `quota_exhausted`: the provider's daily quota stopped it — never reported as success.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::{Aggregate, DomainEvent};
+use crate::sync_config::Entity;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunKind {
+    Full,
+    Incremental,
+    Push,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    Manual,
+    Scheduled,
+    Webhook,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    #[default]
+    Queued,
+    Running,
+    Completed,
+    Partial,
+    Failed,
+    Cancelled,
+    QuotaExhausted,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Completed => "completed",
+            RunStatus::Partial => "partial",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+            RunStatus::QuotaExhausted => "quota_exhausted",
+        }
+    }
+
+    /// Queued or running: the integration's one active run.
+    pub fn is_active(self) -> bool {
+        matches!(self, RunStatus::Queued | RunStatus::Running)
+    }
+}
+
+/// Which pass of a run a page belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Pull,
+    Deletions,
+    Push,
+}
+
+/// Counters of a run (or of one page: a run's stats are the sum of its pages').
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunStats {
+    pub processed: u64,
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    pub conflicts_detected: u64,
+    pub conflicts_resolved: u64,
+    pub api_calls: u64,
+}
+
+impl RunStats {
+    /// Field-wise sum; saturates rather than wrapping.
+    #[must_use]
+    pub fn plus(self, o: RunStats) -> RunStats {
+        RunStats {
+            processed: self.processed.saturating_add(o.processed),
+            created: self.created.saturating_add(o.created),
+            updated: self.updated.saturating_add(o.updated),
+            unchanged: self.unchanged.saturating_add(o.unchanged),
+            skipped: self.skipped.saturating_add(o.skipped),
+            failed: self.failed.saturating_add(o.failed),
+            conflicts_detected: self.conflicts_detected.saturating_add(o.conflicts_detected),
+            conflicts_resolved: self.conflicts_resolved.saturating_add(o.conflicts_resolved),
+            api_calls: self.api_calls.saturating_add(o.api_calls),
+        }
+    }
+}
+
+/// Where a pass stands: its resume cursor (opaque to the domain) and whether it ended.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PassState {
+    pub cursor: Option<serde_json::Value>,
+    pub pages: u64,
+    pub done: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SyncRunEvent {
+    RunQueued {
+        run_id: String,
+        integration_id: String,
+        workspace_id: String,
+        kind: RunKind,
+        trigger: Trigger,
+        at: DateTime<Utc>,
+    },
+    RunStarted {
+        worker: String,
+        at: DateTime<Utc>,
+    },
+    PageCommitted {
+        entity: Entity,
+        phase: Phase,
+        /// Where the next page starts; `None` with `done`.
+        cursor: Option<serde_json::Value>,
+        done: bool,
+        stats: RunStats,
+        at: DateTime<Utc>,
+    },
+    RunEnded {
+        status: RunStatus,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        at: DateTime<Utc>,
+    },
+}
+
+impl DomainEvent for SyncRunEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            SyncRunEvent::RunQueued { .. } => "RunQueued",
+            SyncRunEvent::RunStarted { .. } => "RunStarted",
+            SyncRunEvent::PageCommitted { .. } => "PageCommitted",
+            SyncRunEvent::RunEnded { .. } => "RunEnded",
+        }
+    }
+
+    fn summary(&self) -> String {
+        match self {
+            SyncRunEvent::RunQueued { kind, trigger, .. } => {
+                format!("{kind:?} sync run queued ({trigger:?} trigger)").to_lowercase()
+            }
+            SyncRunEvent::RunStarted { worker, .. } => format!("sync run started on {worker}"),
+            SyncRunEvent::PageCommitted {
+                entity,
+                phase,
+                stats,
+                ..
+            } => format!(
+                "{} {:?} page: {} processed, {} created, {} updated, {} failed",
+                entity.as_str(),
+                phase,
+                stats.processed,
+                stats.created,
+                stats.updated,
+                stats.failed
+            )
+            .to_lowercase(),
+            SyncRunEvent::RunEnded { status, reason, .. } => match reason {
+                Some(r) => format!("sync run {}: {r}", status.as_str()),
+                None => format!("sync run {}", status.as_str()),
+            },
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum SyncRunCommand {
+    Queue {
+        run_id: String,
+        integration_id: String,
+        workspace_id: String,
+        kind: RunKind,
+        trigger: Trigger,
+        at: DateTime<Utc>,
+    },
+    /// A worker takes the run; a running run may be taken over (its worker died).
+    Start {
+        worker: String,
+        at: DateTime<Utc>,
+    },
+    CommitPage {
+        entity: Entity,
+        phase: Phase,
+        cursor: Option<serde_json::Value>,
+        done: bool,
+        stats: RunStats,
+        at: DateTime<Utc>,
+    },
+    /// The run reached its end: completed, or partial when records failed.
+    Finish {
+        at: DateTime<Utc>,
+    },
+    Fail {
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    ExhaustQuota {
+        detail: String,
+        at: DateTime<Utc>,
+    },
+    Cancel {
+        by: String,
+        at: DateTime<Utc>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SyncRunError {
+    #[error("sync run already exists")]
+    AlreadyExists,
+    #[error("sync run not found")]
+    NotFound,
+    #[error("the sync run is {}: it cannot {action}", status.as_str())]
+    InvalidTransition {
+        status: RunStatus,
+        action: &'static str,
+    },
+    #[error("the {entity} {phase} pass already ended")]
+    PassEnded {
+        entity: &'static str,
+        phase: &'static str,
+    },
+}
+
+/// The state of one run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SyncRun {
+    pub id: Option<String>,
+    pub integration_id: String,
+    pub workspace_id: String,
+    pub kind: Option<RunKind>,
+    pub trigger: Option<Trigger>,
+    pub status: RunStatus,
+    pub worker: Option<String>,
+    pub stats: RunStats,
+    /// Resume points per pass, keyed `"<entity>/<phase>"`.
+    pub passes: BTreeMap<String, PassState>,
+    pub queued_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub reason: Option<String>,
+}
+
+/// The key of a pass in [`SyncRun::passes`].
+pub fn pass_key(entity: Entity, phase: Phase) -> String {
+    format!("{}/{}", entity.as_str(), phase_str(phase))
+}
+
+fn phase_str(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Pull => "pull",
+        Phase::Deletions => "deletions",
+        Phase::Push => "push",
+    }
+}
+
+impl SyncRun {
+    /// The pass to resume, if it started and has not ended.
+    pub fn pass(&self, entity: Entity, phase: Phase) -> Option<&PassState> {
+        self.passes.get(&pass_key(entity, phase))
+    }
+
+    /// How long the run took (or has taken until `now`).
+    pub fn duration(&self, now: DateTime<Utc>) -> Option<chrono::Duration> {
+        let start = self.started_at?;
+        Some(self.ended_at.unwrap_or(now) - start)
+    }
+
+    fn refuse(&self, action: &'static str) -> SyncRunError {
+        SyncRunError::InvalidTransition {
+            status: self.status,
+            action,
+        }
+    }
+
+    fn end(&self, status: RunStatus, reason: Option<String>, at: DateTime<Utc>) -> SyncRunEvent {
+        SyncRunEvent::RunEnded { status, reason, at }
+    }
+}
+
+impl Aggregate for SyncRun {
+    const TYPE: &'static str = "sync_run";
+    type Command = SyncRunCommand;
+    type Event = SyncRunEvent;
+    type Error = SyncRunError;
+
+    fn decide(&self, command: SyncRunCommand) -> Result<Vec<SyncRunEvent>, SyncRunError> {
+        use SyncRunCommand as C;
+        use SyncRunEvent as E;
+        if let C::Queue {
+            run_id,
+            integration_id,
+            workspace_id,
+            kind,
+            trigger,
+            at,
+        } = command
+        {
+            if self.id.is_some() {
+                return Err(SyncRunError::AlreadyExists);
+            }
+            return Ok(vec![E::RunQueued {
+                run_id,
+                integration_id,
+                workspace_id,
+                kind,
+                trigger,
+                at,
+            }]);
+        }
+        if self.id.is_none() {
+            return Err(SyncRunError::NotFound);
+        }
+        let status = self.status;
+        let event = match command {
+            C::Queue { .. } => return Err(SyncRunError::AlreadyExists),
+            C::Start { worker, at } if status.is_active() => E::RunStarted { worker, at },
+            C::Start { .. } => return Err(self.refuse("start")),
+            C::CommitPage {
+                entity,
+                phase,
+                cursor,
+                done,
+                stats,
+                at,
+            } => {
+                if status != RunStatus::Running {
+                    return Err(self.refuse("commit a page"));
+                }
+                if self.pass(entity, phase).is_some_and(|p| p.done) {
+                    return Err(SyncRunError::PassEnded {
+                        entity: entity.as_str(),
+                        phase: phase_str(phase),
+                    });
+                }
+                E::PageCommitted {
+                    entity,
+                    phase,
+                    cursor,
+                    done,
+                    stats,
+                    at,
+                }
+            }
+            C::Finish { at } if status == RunStatus::Running => {
+                let outcome = if self.stats.failed > 0 {
+                    RunStatus::Partial
+                } else {
+                    RunStatus::Completed
+                };
+                self.end(outcome, None, at)
+            }
+            C::Finish { .. } => return Err(self.refuse("finish")),
+            C::Fail { reason, at } if status.is_active() => {
+                self.end(RunStatus::Failed, Some(reason), at)
+            }
+            C::Fail { .. } => return Err(self.refuse("fail")),
+            C::ExhaustQuota { detail, at } if status.is_active() => {
+                self.end(RunStatus::QuotaExhausted, Some(detail), at)
+            }
+            C::ExhaustQuota { .. } => return Err(self.refuse("stop for the quota")),
+            C::Cancel { by, at } if status.is_active() => {
+                self.end(RunStatus::Cancelled, Some(format!("cancelled by {by}")), at)
+            }
+            C::Cancel { .. } => return Err(self.refuse("be cancelled")),
+        };
+        Ok(vec![event])
+    }
+
+    fn apply(&mut self, event: &SyncRunEvent) {
+        match event {
+            SyncRunEvent::RunQueued {
+                run_id,
+                integration_id,
+                workspace_id,
+                kind,
+                trigger,
+                at,
+            } => {
+                self.id = Some(run_id.clone());
+                self.integration_id.clone_from(integration_id);
+                self.workspace_id.clone_from(workspace_id);
+                self.kind = Some(*kind);
+                self.trigger = Some(*trigger);
+                self.status = RunStatus::Queued;
+                self.queued_at = Some(*at);
+            }
+            SyncRunEvent::RunStarted { worker, at } => {
+                self.status = RunStatus::Running;
+                self.worker = Some(worker.clone());
+                self.started_at.get_or_insert(*at);
+            }
+            SyncRunEvent::PageCommitted {
+                entity,
+                phase,
+                cursor,
+                done,
+                stats,
+                ..
+            } => {
+                self.stats = self.stats.plus(*stats);
+                let pass = self.passes.entry(pass_key(*entity, *phase)).or_default();
+                pass.cursor.clone_from(cursor);
+                pass.pages += 1;
+                pass.done = *done;
+            }
+            SyncRunEvent::RunEnded { status, reason, at } => {
+                self.status = *status;
+                self.reason.clone_from(reason);
+                self.ended_at = Some(*at);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

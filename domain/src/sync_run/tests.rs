@@ -1,0 +1,277 @@
+use super::*;
+use crate::aggregate::testing::{given, given_nothing};
+use chrono::TimeZone;
+use proptest::prelude::*;
+use serde_json::json;
+
+fn t(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_700_000_000 + secs, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+fn queued() -> SyncRunEvent {
+    SyncRunEvent::RunQueued {
+        run_id: "run1".into(),
+        integration_id: "int1".into(),
+        workspace_id: "ws1".into(),
+        kind: RunKind::Full,
+        trigger: Trigger::Manual,
+        at: t(0),
+    }
+}
+
+fn started(worker: &str) -> SyncRunEvent {
+    SyncRunEvent::RunStarted {
+        worker: worker.into(),
+        at: t(1),
+    }
+}
+
+fn stats(processed: u64, failed: u64) -> RunStats {
+    RunStats {
+        processed,
+        created: processed - failed,
+        failed,
+        api_calls: 1,
+        ..RunStats::default()
+    }
+}
+
+fn page(cursor: Option<serde_json::Value>, done: bool, s: RunStats) -> SyncRunCommand {
+    SyncRunCommand::CommitPage {
+        entity: Entity::Contacts,
+        phase: Phase::Pull,
+        cursor,
+        done,
+        stats: s,
+        at: t(2),
+    }
+}
+
+fn apply_all(events: &[SyncRunEvent]) -> SyncRun {
+    let mut run = SyncRun::default();
+    for e in events {
+        run.apply(e);
+    }
+    run
+}
+
+/// Decides `command` on `history` and appends what it emits.
+fn run(history: &mut Vec<SyncRunEvent>, command: SyncRunCommand) -> Result<(), SyncRunError> {
+    let events = given::<SyncRun>(history.clone()).when(command)?;
+    history.extend(events);
+    Ok(())
+}
+
+#[test]
+fn a_run_is_queued_once() {
+    let queue = SyncRunCommand::Queue {
+        run_id: "run1".into(),
+        integration_id: "int1".into(),
+        workspace_id: "ws1".into(),
+        kind: RunKind::Full,
+        trigger: Trigger::Manual,
+        at: t(0),
+    };
+    assert_eq!(
+        given_nothing::<SyncRun>().when(queue.clone()),
+        Ok(vec![queued()])
+    );
+    assert_eq!(
+        given::<SyncRun>([queued()]).when(queue),
+        Err(SyncRunError::AlreadyExists)
+    );
+    assert_eq!(
+        given_nothing::<SyncRun>().when(SyncRunCommand::Finish { at: t(1) }),
+        Err(SyncRunError::NotFound)
+    );
+}
+
+#[test]
+fn pages_accumulate_stats_and_keep_the_resume_cursor() -> Result<(), SyncRunError> {
+    let mut h = vec![queued(), started("w1")];
+    run(
+        &mut h,
+        page(Some(json!({"after": "100"})), false, stats(100, 0)),
+    )?;
+    run(
+        &mut h,
+        page(Some(json!({"after": "200"})), false, stats(100, 2)),
+    )?;
+    let state = apply_all(&h);
+    assert_eq!(state.stats.processed, 200);
+    assert_eq!(state.stats.failed, 2);
+    assert_eq!(state.stats.api_calls, 2);
+    let pass = state
+        .pass(Entity::Contacts, Phase::Pull)
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(pass.cursor, Some(json!({"after": "200"})));
+    assert_eq!((pass.pages, pass.done), (2, false));
+    // A worker that takes over resumes from the same cursor.
+    run(
+        &mut h,
+        SyncRunCommand::Start {
+            worker: "w2".into(),
+            at: t(3),
+        },
+    )?;
+    let state = apply_all(&h);
+    assert_eq!(state.worker.as_deref(), Some("w2"));
+    assert_eq!(
+        state.started_at,
+        Some(t(1)),
+        "the first start counts for the duration"
+    );
+    assert_eq!(
+        state
+            .pass(Entity::Contacts, Phase::Pull)
+            .and_then(|p| p.cursor.clone()),
+        Some(json!({"after": "200"}))
+    );
+    Ok(())
+}
+
+#[test]
+fn an_ended_pass_takes_no_more_pages() -> Result<(), SyncRunError> {
+    let mut h = vec![queued(), started("w1")];
+    run(&mut h, page(None, true, stats(10, 0)))?;
+    assert_eq!(
+        run(&mut h, page(None, true, stats(10, 0))),
+        Err(SyncRunError::PassEnded {
+            entity: "contacts",
+            phase: "pull"
+        })
+    );
+    Ok(())
+}
+
+#[test]
+fn finishing_is_completed_or_partial_by_failed_records() -> Result<(), SyncRunError> {
+    let mut clean = vec![queued(), started("w1")];
+    run(&mut clean, page(None, true, stats(10, 0)))?;
+    run(&mut clean, SyncRunCommand::Finish { at: t(9) })?;
+    let state = apply_all(&clean);
+    assert_eq!(state.status, RunStatus::Completed);
+    assert_eq!(state.duration(t(100)), Some(chrono::Duration::seconds(8)));
+
+    let mut partial = vec![queued(), started("w1")];
+    run(&mut partial, page(None, true, stats(10, 3)))?;
+    run(&mut partial, SyncRunCommand::Finish { at: t(9) })?;
+    assert_eq!(apply_all(&partial).status, RunStatus::Partial);
+    Ok(())
+}
+
+#[test]
+fn quota_exhaustion_failure_and_cancellation_end_an_active_run() -> Result<(), SyncRunError> {
+    let endings = [
+        (
+            SyncRunCommand::ExhaustQuota {
+                detail: "REQUEST_LIMIT_EXCEEDED".into(),
+                at: t(5),
+            },
+            RunStatus::QuotaExhausted,
+        ),
+        (
+            SyncRunCommand::Fail {
+                reason: "token refused".into(),
+                at: t(5),
+            },
+            RunStatus::Failed,
+        ),
+        (
+            SyncRunCommand::Cancel {
+                by: "token:abc".into(),
+                at: t(5),
+            },
+            RunStatus::Cancelled,
+        ),
+    ];
+    for (command, status) in endings {
+        for history in [vec![queued()], vec![queued(), started("w1")]] {
+            let mut h = history;
+            run(&mut h, command.clone())?;
+            let state = apply_all(&h);
+            assert_eq!(state.status, status);
+            assert!(state.reason.is_some());
+            assert!(!state.status.is_active());
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn an_ended_run_accepts_nothing() -> Result<(), SyncRunError> {
+    let mut h = vec![queued(), started("w1")];
+    run(&mut h, SyncRunCommand::Finish { at: t(3) })?;
+    for command in [
+        SyncRunCommand::Start {
+            worker: "w2".into(),
+            at: t(4),
+        },
+        page(None, false, stats(1, 0)),
+        SyncRunCommand::Finish { at: t(4) },
+        SyncRunCommand::Fail {
+            reason: "x".into(),
+            at: t(4),
+        },
+        SyncRunCommand::ExhaustQuota {
+            detail: "x".into(),
+            at: t(4),
+        },
+        SyncRunCommand::Cancel {
+            by: "x".into(),
+            at: t(4),
+        },
+    ] {
+        let result = given::<SyncRun>(h.clone()).when(command.clone());
+        assert!(
+            matches!(
+                result,
+                Err(SyncRunError::InvalidTransition {
+                    status: RunStatus::Completed,
+                    ..
+                })
+            ),
+            "{command:?}: {result:?}"
+        );
+    }
+    // Queued runs cannot take pages or finish before a worker starts them.
+    let queued_only = given::<SyncRun>([queued()]);
+    assert!(queued_only.when(page(None, false, stats(1, 0))).is_err());
+    Ok(())
+}
+
+#[test]
+fn summaries_name_what_happened() {
+    assert_eq!(queued().summary(), "full sync run queued (manual trigger)");
+    let ended = SyncRunEvent::RunEnded {
+        status: RunStatus::QuotaExhausted,
+        reason: Some("daily limit".into()),
+        at: t(1),
+    };
+    assert_eq!(ended.summary(), "sync run quota_exhausted: daily limit");
+}
+
+proptest! {
+    /// The run's stats are exactly the sum of its committed pages, whatever their order.
+    #[test]
+    fn run_stats_are_the_sum_of_page_stats(pages in prop::collection::vec((0u64..1000, 0u64..50), 0..20)) {
+        let mut h = vec![queued(), started("w1")];
+        let mut expected = RunStats::default();
+        for (processed, failed) in &pages {
+            let s = RunStats { processed: *processed, failed: *failed, api_calls: 1, ..RunStats::default() };
+            expected = expected.plus(s);
+            let committed = run(&mut h, page(Some(json!(processed)), false, s));
+            prop_assert!(committed.is_ok());
+        }
+        let finished = run(&mut h, SyncRunCommand::Finish { at: t(9) });
+        prop_assert!(finished.is_ok());
+        let state = apply_all(&h);
+        prop_assert_eq!(state.stats, expected);
+        let want = if expected.failed > 0 { RunStatus::Partial } else { RunStatus::Completed };
+        prop_assert_eq!(state.status, want);
+        prop_assert_eq!(state.pass(Entity::Contacts, Phase::Pull).map(|p| p.pages).unwrap_or(0), pages.len() as u64);
+    }
+}
