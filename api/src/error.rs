@@ -146,6 +146,7 @@ impl From<IntegrationError> for ApiError {
             IntegrationError::RefreshInProgress { .. } => {
                 (StatusCode::CONFLICT, "refresh_in_progress")
             }
+            IntegrationError::RunActive { .. } => (StatusCode::CONFLICT, "run_active"),
         };
         ApiError::new(status, code, e.to_string())
     }

@@ -144,6 +144,16 @@ pub enum IntegrationEvent {
         reason: String,
         at: DateTime<Utc>,
     },
+    /// A sync run became the integration's one active run.
+    SyncRunBegun {
+        run_id: String,
+        at: DateTime<Utc>,
+    },
+    /// The active run ended; another may begin.
+    SyncRunFinished {
+        run_id: String,
+        at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for IntegrationEvent {
@@ -162,6 +172,8 @@ impl DomainEvent for IntegrationEvent {
             E::IntegrationDisconnected { .. } => "IntegrationDisconnected",
             E::CredentialRefreshClaimed { .. } => "CredentialRefreshClaimed",
             E::CredentialRefreshReleased { .. } => "CredentialRefreshReleased",
+            E::SyncRunBegun { .. } => "SyncRunBegun",
+            E::SyncRunFinished { .. } => "SyncRunFinished",
         }
     }
 
@@ -210,6 +222,8 @@ impl DomainEvent for IntegrationEvent {
             E::CredentialRefreshReleased { holder, reason, .. } => {
                 format!("credential refresh by {holder} abandoned: {reason}")
             }
+            E::SyncRunBegun { run_id, .. } => format!("sync run {run_id} began"),
+            E::SyncRunFinished { run_id, .. } => format!("sync run {run_id} finished"),
         }
     }
 }
@@ -294,6 +308,17 @@ pub enum IntegrationCommand {
         expires_at: Option<DateTime<Utc>>,
         at: DateTime<Utc>,
     },
+    /// Make `run_id` the one active sync run. Only a connected integration runs;
+    /// `RunActive` while another run is active.
+    BeginSyncRun {
+        run_id: String,
+        at: DateTime<Utc>,
+    },
+    /// The active run ended (in any status). Ending another run, or none, is a no-op.
+    FinishSyncRun {
+        run_id: String,
+        at: DateTime<Utc>,
+    },
     /// The claimed refresh failed. `permanent` (the provider refused the grant) puts
     /// the integration in error with `reason`; otherwise the claim is released.
     AbandonCredentialRefresh {
@@ -322,6 +347,8 @@ impl IntegrationCommand {
             C::ClaimCredentialRefresh { .. } => "refresh the credentials of",
             C::CompleteCredentialRefresh { .. } => "complete a credential refresh of",
             C::AbandonCredentialRefresh { .. } => "abandon a credential refresh of",
+            C::BeginSyncRun { .. } => "start a sync run on",
+            C::FinishSyncRun { .. } => "finish a sync run of",
         }
     }
 }
@@ -345,6 +372,9 @@ pub enum IntegrationError {
     /// Another caller is refreshing the credentials until `until`.
     #[error("another worker is refreshing the credentials")]
     RefreshInProgress { until: DateTime<Utc> },
+    /// The integration already has an active sync run.
+    #[error("sync run {run_id} is already active on this integration")]
+    RunActive { run_id: String },
 }
 
 impl From<FieldError> for IntegrationError {
@@ -382,6 +412,9 @@ pub struct Integration {
     /// Who may refresh the current credentials, and until when.
     #[serde(default)]
     pub refresh_lease: Option<RefreshLease>,
+    /// The one queued or running sync run, if any.
+    #[serde(default)]
+    pub active_run: Option<String>,
 }
 
 /// A live claim on refreshing the credentials.
@@ -433,6 +466,8 @@ impl Integration {
         use IntegrationCommand as C;
         use Status as S;
         match (command, self.status) {
+            // A run that ends after a disconnection still releases its slot.
+            (C::FinishSyncRun { .. }, _) => true,
             (_, S::Disconnected) => false,
             (C::Disconnect { .. }, _) => true,
             (C::StoreCredentials { .. }, S::PendingAuth | S::Error) => true,
@@ -442,6 +477,7 @@ impl Integration {
             (C::Pause { .. }, S::Connected) => true,
             (C::Resume { .. }, S::Paused) => true,
             (C::ChangeSyncConfig { .. } | C::ChangeFieldMappings { .. }, _) => true,
+            (C::BeginSyncRun { .. }, S::Connected) => true,
             (
                 C::ClaimCredentialRefresh { .. }
                 | C::CompleteCredentialRefresh { .. }
@@ -552,6 +588,20 @@ impl Aggregate for Integration {
                 }
             }
             C::Disconnect { reason, at } => E::IntegrationDisconnected { reason, at },
+            C::BeginSyncRun { run_id, at } => {
+                if let Some(active) = &self.active_run {
+                    return Err(IntegrationError::RunActive {
+                        run_id: active.clone(),
+                    });
+                }
+                E::SyncRunBegun { run_id, at }
+            }
+            C::FinishSyncRun { run_id, at } => {
+                if self.active_run.as_ref() != Some(&run_id) {
+                    return Ok(vec![]);
+                }
+                E::SyncRunFinished { run_id, at }
+            }
             C::ClaimCredentialRefresh {
                 holder,
                 generation,
@@ -693,6 +743,8 @@ impl Aggregate for Integration {
                 });
             }
             E::CredentialRefreshReleased { .. } => self.refresh_lease = None,
+            E::SyncRunBegun { run_id, .. } => self.active_run = Some(run_id.clone()),
+            E::SyncRunFinished { .. } => self.active_run = None,
         }
     }
 }

@@ -1329,3 +1329,86 @@ fn refresh_commands_need_working_credentials() {
         );
     }
 }
+
+// ---- one active sync run per integration ----
+
+fn begin(run_id: &str) -> IntegrationCommand {
+    IntegrationCommand::BeginSyncRun {
+        run_id: run_id.into(),
+        at: t1(),
+    }
+}
+
+fn begun(run_id: &str) -> IntegrationEvent {
+    IntegrationEvent::SyncRunBegun {
+        run_id: run_id.into(),
+        at: t1(),
+    }
+}
+
+fn finish(run_id: &str) -> IntegrationCommand {
+    IntegrationCommand::FinishSyncRun {
+        run_id: run_id.into(),
+        at: t1(),
+    }
+}
+
+#[test]
+fn one_sync_run_at_a_time() {
+    assert_eq!(
+        given::<Integration>([created(), stored()]).when(begin("r1")),
+        Ok(vec![begun("r1")])
+    );
+    assert_eq!(
+        given::<Integration>([created(), stored(), begun("r1")]).when(begin("r2")),
+        Err(IntegrationError::RunActive {
+            run_id: "r1".into()
+        })
+    );
+    let finished = IntegrationEvent::SyncRunFinished {
+        run_id: "r1".into(),
+        at: t1(),
+    };
+    assert_eq!(
+        given::<Integration>([created(), stored(), begun("r1")]).when(finish("r1")),
+        Ok(vec![finished.clone()])
+    );
+    assert_eq!(
+        given::<Integration>([created(), stored(), begun("r1"), finished]).when(begin("r2")),
+        Ok(vec![begun("r2")])
+    );
+}
+
+#[test]
+fn finishing_another_run_or_none_changes_nothing() {
+    assert_eq!(
+        given::<Integration>([created(), stored(), begun("r1")]).when(finish("r9")),
+        Ok(vec![])
+    );
+    assert_eq!(
+        given::<Integration>([created(), stored()]).when(finish("r1")),
+        Ok(vec![])
+    );
+}
+
+#[test]
+fn only_a_connected_integration_runs_and_a_run_can_end_after_disconnection() {
+    for status in [
+        Status::PendingAuth,
+        Status::Paused,
+        Status::Error,
+        Status::Disconnected,
+    ] {
+        let result = given::<Integration>(history(status)).when(begin("r1"));
+        assert!(
+            matches!(result, Err(IntegrationError::InvalidTransition { from, .. }) if from == status),
+            "{status:?}: {result:?}"
+        );
+    }
+    let events =
+        given::<Integration>([created(), stored(), begun("r1"), disconnected()]).when(finish("r1"));
+    assert!(matches!(
+        events.as_deref(),
+        Ok([IntegrationEvent::SyncRunFinished { .. }])
+    ));
+}
