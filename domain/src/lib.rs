@@ -10,6 +10,7 @@ pub mod integration;
 pub mod merge;
 pub mod plan;
 pub mod provider;
+pub mod record;
 pub mod sync_config;
 pub mod sync_run;
 pub mod workspace;

@@ -1,0 +1,489 @@
+//! A record as the app sees it: one contact or company of a workspace, its field values
+//! with the source and time of each, and its links to the CRM records it syncs with.
+//!
+//! Every change is an event that carries the values it set, so replaying the events up
+//! to any point shows the record as it was then. Incoming CRM versions are merged field
+//! by field against the values last synced with that CRM (see [`crate::merge`]): a
+//! re-fetched record that changed nothing writes no event, one-sided changes flow to the
+//! other side, conflicts are settled by the policy or queued.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::{Aggregate, DomainEvent};
+use crate::merge::{merge, FieldConflict, Fields, MergePolicy, Version};
+use crate::sync_config::Entity;
+
+/// Where a field's current value came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Source {
+    App { actor: String },
+    Crm { integration_id: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldValue {
+    pub value: Option<String>,
+    pub source: Source,
+    pub at: DateTime<Utc>,
+}
+
+/// The link between this record and one CRM record.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    pub remote_id: String,
+    /// The values both sides held after the last sync: the merge base.
+    pub base: Fields,
+    pub remote_updated_at: Option<DateTime<Utc>>,
+    /// Values waiting to be pushed to this CRM.
+    pub pending_push: Fields,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RecordEvent {
+    RecordCreated {
+        record_id: String,
+        workspace_id: String,
+        entity: Entity,
+        at: DateTime<Utc>,
+    },
+    /// The record is now linked to a CRM record.
+    RemoteLinked {
+        integration_id: String,
+        remote_id: String,
+        at: DateTime<Utc>,
+    },
+    /// Field values changed; `source` says who changed them. With `run_id`, a sync
+    /// run made the change.
+    FieldsChanged {
+        fields: Fields,
+        source: Source,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        run_id: Option<String>,
+        at: DateTime<Utc>,
+    },
+    /// A CRM version was merged: the new base for that CRM, what still has to be pushed
+    /// to it, and the conflicts found.
+    RemoteMerged {
+        integration_id: String,
+        run_id: String,
+        remote_updated_at: DateTime<Utc>,
+        base: Fields,
+        pending_push: Fields,
+        conflicts: Vec<FieldConflict>,
+        at: DateTime<Utc>,
+    },
+    /// Values reached the CRM.
+    RemotePushed {
+        integration_id: String,
+        run_id: String,
+        fields: Fields,
+        at: DateTime<Utc>,
+    },
+    /// The CRM record was deleted; the link is gone.
+    RemoteDeleted {
+        integration_id: String,
+        run_id: String,
+        at: DateTime<Utc>,
+    },
+}
+
+impl DomainEvent for RecordEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            RecordEvent::RecordCreated { .. } => "RecordCreated",
+            RecordEvent::RemoteLinked { .. } => "RemoteLinked",
+            RecordEvent::FieldsChanged { .. } => "FieldsChanged",
+            RecordEvent::RemoteMerged { .. } => "RemoteMerged",
+            RecordEvent::RemotePushed { .. } => "RemotePushed",
+            RecordEvent::RemoteDeleted { .. } => "RemoteDeleted",
+        }
+    }
+
+    fn summary(&self) -> String {
+        let names = |f: &Fields| f.keys().cloned().collect::<Vec<_>>().join(", ");
+        match self {
+            RecordEvent::RecordCreated { entity, .. } => {
+                format!("{} record created", entity.as_str())
+            }
+            RecordEvent::RemoteLinked { remote_id, .. } => {
+                format!("linked to CRM record {remote_id}")
+            }
+            RecordEvent::FieldsChanged { fields, source, .. } => match source {
+                Source::App { actor } => format!("{actor} changed {}", names(fields)),
+                Source::Crm { .. } => format!("CRM changed {}", names(fields)),
+            },
+            RecordEvent::RemoteMerged {
+                conflicts,
+                pending_push,
+                ..
+            } => format!(
+                "CRM version merged: {} field(s) to push, {} conflict(s)",
+                pending_push.len(),
+                conflicts.len()
+            ),
+            RecordEvent::RemotePushed { fields, .. } => {
+                format!("pushed {} to the CRM", names(fields))
+            }
+            RecordEvent::RemoteDeleted { .. } => "deleted in the CRM".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum RecordCommand {
+    /// The app creates a record.
+    Create {
+        record_id: String,
+        workspace_id: String,
+        entity: Entity,
+        fields: Fields,
+        actor: String,
+        at: DateTime<Utc>,
+    },
+    /// The app edits fields.
+    Edit {
+        fields: Fields,
+        actor: String,
+        at: DateTime<Utc>,
+    },
+    /// A CRM version of the record, already mapped to app fields. Creates the record
+    /// when it does not exist yet.
+    Ingest {
+        record_id: String,
+        workspace_id: String,
+        entity: Entity,
+        integration_id: String,
+        remote_id: String,
+        remote_updated_at: DateTime<Utc>,
+        fields: Fields,
+        policy: MergePolicy,
+        run_id: String,
+        at: DateTime<Utc>,
+    },
+    /// Values (and, for a created CRM record, its id) reached the CRM.
+    ConfirmPush {
+        integration_id: String,
+        remote_id: String,
+        fields: Fields,
+        run_id: String,
+        at: DateTime<Utc>,
+    },
+    RemoteDelete {
+        integration_id: String,
+        run_id: String,
+        at: DateTime<Utc>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("record already exists")]
+    AlreadyExists,
+    #[error("record not found")]
+    NotFound,
+    #[error("the record belongs to {0}, not to this entity")]
+    WrongEntity(&'static str),
+    #[error("the record is not linked to integration {0}")]
+    NotLinked(String),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub id: Option<String>,
+    pub workspace_id: String,
+    pub entity: Option<Entity>,
+    pub fields: BTreeMap<String, FieldValue>,
+    pub links: BTreeMap<String, Link>,
+    /// When the app last edited the record (the app side's time in last-write-wins).
+    pub app_modified_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub version: u64,
+}
+
+impl Record {
+    /// The current values, without provenance.
+    pub fn values(&self) -> Fields {
+        self.fields
+            .iter()
+            .map(|(k, v)| (k.clone(), v.value.clone()))
+            .collect()
+    }
+
+    /// The fields of `proposed` whose value differs from the current one.
+    fn changed(&self, proposed: &Fields) -> Fields {
+        proposed
+            .iter()
+            .filter(|(k, v)| self.fields.get(*k).map(|f| &f.value) != Some(*v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    fn ingest(&self, command: RecordCommand) -> Result<Vec<RecordEvent>, RecordError> {
+        let RecordCommand::Ingest {
+            record_id,
+            workspace_id,
+            entity,
+            integration_id,
+            remote_id,
+            remote_updated_at,
+            fields,
+            policy,
+            run_id,
+            at,
+        } = command
+        else {
+            return Ok(vec![]);
+        };
+        let mut events = Vec::new();
+        if self.id.is_none() {
+            events.push(RecordEvent::RecordCreated {
+                record_id,
+                workspace_id,
+                entity,
+                at,
+            });
+        } else if self.entity != Some(entity) {
+            return Err(RecordError::WrongEntity(
+                self.entity.map_or("none", Entity::as_str),
+            ));
+        }
+        let link = self.links.get(&integration_id);
+        if link.is_none_or(|l| l.remote_id != remote_id) {
+            events.push(RecordEvent::RemoteLinked {
+                integration_id: integration_id.clone(),
+                remote_id,
+                at,
+            });
+        }
+        let empty = Link::default();
+        let link = link.unwrap_or(&empty);
+        let app = self.values();
+        let outcome = merge(
+            &link.base,
+            Version {
+                fields: &app,
+                modified_at: self.app_modified_at.unwrap_or(DateTime::<Utc>::MIN_UTC),
+            },
+            Version {
+                fields: &fields,
+                modified_at: remote_updated_at,
+            },
+            &policy,
+        );
+        let to_app = self.changed(&outcome.to_app);
+        if !to_app.is_empty() {
+            events.push(RecordEvent::FieldsChanged {
+                fields: to_app,
+                source: Source::Crm {
+                    integration_id: integration_id.clone(),
+                },
+                run_id: Some(run_id.clone()),
+                at,
+            });
+        }
+        // Values still on their way to the CRM are not agreed yet: their base stays
+        // what the CRM holds until the push is confirmed. Moving it early would make a
+        // re-fetch of the unchanged CRM record look like a CRM change and revert the
+        // app's edit.
+        let mut base = outcome.base;
+        for name in outcome.to_crm.keys() {
+            match link.base.get(name) {
+                Some(old) => base.insert(name.clone(), old.clone()),
+                None => base.remove(name),
+            };
+        }
+        let mut pending = link.pending_push.clone();
+        pending.extend(outcome.to_crm);
+        let unchanged = base == link.base
+            && pending == link.pending_push
+            && outcome.conflicts.is_empty()
+            && link
+                .remote_updated_at
+                .is_some_and(|t| t >= remote_updated_at);
+        if !(unchanged && events.is_empty()) {
+            events.push(RecordEvent::RemoteMerged {
+                integration_id,
+                run_id,
+                remote_updated_at,
+                base,
+                pending_push: pending,
+                conflicts: outcome.conflicts,
+                at,
+            });
+        }
+        Ok(events)
+    }
+}
+
+impl Aggregate for Record {
+    const TYPE: &'static str = "record";
+    type Command = RecordCommand;
+    type Event = RecordEvent;
+    type Error = RecordError;
+
+    fn decide(&self, command: RecordCommand) -> Result<Vec<RecordEvent>, RecordError> {
+        use RecordCommand as C;
+        use RecordEvent as E;
+        match command {
+            C::Create {
+                record_id,
+                workspace_id,
+                entity,
+                fields,
+                actor,
+                at,
+            } => {
+                if self.id.is_some() {
+                    return Err(RecordError::AlreadyExists);
+                }
+                let mut events = vec![E::RecordCreated {
+                    record_id,
+                    workspace_id,
+                    entity,
+                    at,
+                }];
+                if !fields.is_empty() {
+                    events.push(E::FieldsChanged {
+                        fields,
+                        source: Source::App { actor },
+                        run_id: None,
+                        at,
+                    });
+                }
+                Ok(events)
+            }
+            ingest @ C::Ingest { .. } => self.ingest(ingest),
+            _ if self.id.is_none() => Err(RecordError::NotFound),
+            C::Edit { fields, actor, at } => {
+                let changed = self.changed(&fields);
+                if changed.is_empty() {
+                    return Ok(vec![]);
+                }
+                Ok(vec![E::FieldsChanged {
+                    fields: changed,
+                    source: Source::App { actor },
+                    run_id: None,
+                    at,
+                }])
+            }
+            C::ConfirmPush {
+                integration_id,
+                remote_id,
+                fields,
+                run_id,
+                at,
+            } => {
+                let mut events = Vec::new();
+                if self.links.get(&integration_id).map(|l| &l.remote_id) != Some(&remote_id) {
+                    events.push(E::RemoteLinked {
+                        integration_id: integration_id.clone(),
+                        remote_id,
+                        at,
+                    });
+                }
+                events.push(E::RemotePushed {
+                    integration_id,
+                    run_id,
+                    fields,
+                    at,
+                });
+                Ok(events)
+            }
+            C::RemoteDelete {
+                integration_id,
+                run_id,
+                at,
+            } => {
+                if !self.links.contains_key(&integration_id) {
+                    return Err(RecordError::NotLinked(integration_id));
+                }
+                Ok(vec![E::RemoteDeleted {
+                    integration_id,
+                    run_id,
+                    at,
+                }])
+            }
+        }
+    }
+
+    fn apply(&mut self, event: &RecordEvent) {
+        self.version += 1;
+        match event {
+            RecordEvent::RecordCreated {
+                record_id,
+                workspace_id,
+                entity,
+                ..
+            } => {
+                self.id = Some(record_id.clone());
+                self.workspace_id.clone_from(workspace_id);
+                self.entity = Some(*entity);
+            }
+            RecordEvent::RemoteLinked {
+                integration_id,
+                remote_id,
+                ..
+            } => {
+                let link = self.links.entry(integration_id.clone()).or_default();
+                link.remote_id.clone_from(remote_id);
+            }
+            RecordEvent::FieldsChanged {
+                fields, source, at, ..
+            } => {
+                for (name, value) in fields {
+                    self.fields.insert(
+                        name.clone(),
+                        FieldValue {
+                            value: value.clone(),
+                            source: source.clone(),
+                            at: *at,
+                        },
+                    );
+                }
+                if matches!(source, Source::App { .. }) {
+                    self.app_modified_at = Some(*at);
+                    // App edits are owed to every linked CRM.
+                    for link in self.links.values_mut() {
+                        link.pending_push.extend(fields.clone());
+                    }
+                }
+            }
+            RecordEvent::RemoteMerged {
+                integration_id,
+                remote_updated_at,
+                base,
+                pending_push,
+                ..
+            } => {
+                let link = self.links.entry(integration_id.clone()).or_default();
+                link.base.clone_from(base);
+                link.pending_push.clone_from(pending_push);
+                link.remote_updated_at = Some(*remote_updated_at);
+            }
+            RecordEvent::RemotePushed {
+                integration_id,
+                fields,
+                ..
+            } => {
+                let link = self.links.entry(integration_id.clone()).or_default();
+                for (name, value) in fields {
+                    link.base.insert(name.clone(), value.clone());
+                    if link.pending_push.get(name) == Some(value) {
+                        link.pending_push.remove(name);
+                    }
+                }
+            }
+            RecordEvent::RemoteDeleted { integration_id, .. } => {
+                self.links.remove(integration_id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
