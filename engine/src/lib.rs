@@ -8,6 +8,7 @@
 pub mod connector;
 pub mod credentials;
 pub mod error;
+pub mod mapping;
 pub mod session;
 pub mod transform;
 
