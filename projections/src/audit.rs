@@ -11,6 +11,8 @@ use serde_json::Value;
 use sqlx::Row;
 use std::collections::{BTreeMap, HashMap};
 use syncledger_domain::audit::{canonical_bytes, chain_hash, GENESIS};
+use syncledger_domain::record::{Record, RecordEvent};
+use syncledger_domain::sync_run::{SyncRun, SyncRunEvent};
 use syncledger_domain::{
     Aggregate, DomainEvent, Integration, IntegrationEvent, Workspace, WorkspaceEvent,
 };
@@ -31,6 +33,8 @@ pub fn summarize(e: &StoredEvent) -> String {
     let summary = match e.aggregate_type.as_str() {
         t if t == Workspace::TYPE => typed::<WorkspaceEvent>(&e.payload),
         t if t == Integration::TYPE => typed::<IntegrationEvent>(&e.payload),
+        t if t == SyncRun::TYPE => typed::<SyncRunEvent>(&e.payload),
+        t if t == Record::TYPE => typed::<RecordEvent>(&e.payload),
         _ => None,
     };
     summary.unwrap_or_else(|| {
@@ -302,5 +306,56 @@ fn report(
         workspaces: heads.len(),
         broken,
         unverified: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use syncledger_domain::sync_run::{RunKind, Trigger};
+
+    fn stored(aggregate_type: &str, event_type: &str, payload: Value) -> StoredEvent {
+        StoredEvent {
+            position: Position { tx: 1, pos: 1 },
+            aggregate_type: aggregate_type.into(),
+            aggregate_id: "a1".into(),
+            sequence: 1,
+            event_type: event_type.into(),
+            event_version: "1".into(),
+            payload,
+            metadata: Value::Null,
+            recorded_at: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn sync_run_and_record_events_read_as_sentences() {
+        let queued = SyncRunEvent::RunQueued {
+            run_id: "r1".into(),
+            integration_id: "i1".into(),
+            workspace_id: "w1".into(),
+            kind: RunKind::Incremental,
+            trigger: Trigger::Webhook,
+            at: chrono::Utc::now(),
+        };
+        let payload = serde_json::to_value(&queued).unwrap_or_default();
+        assert_eq!(
+            summarize(&stored(SyncRun::TYPE, "RunQueued", payload)),
+            "incremental sync run queued (webhook trigger)"
+        );
+        let deleted = RecordEvent::RemoteDeleted {
+            integration_id: "i1".into(),
+            run_id: "r1".into(),
+            at: chrono::Utc::now(),
+        };
+        let payload = serde_json::to_value(&deleted).unwrap_or_default();
+        assert_eq!(
+            summarize(&stored(Record::TYPE, "RemoteDeleted", payload)),
+            "deleted in the CRM"
+        );
+        assert_eq!(
+            summarize(&stored("unknown", "Thing", Value::Null)),
+            "Thing on unknown a1"
+        );
     }
 }
