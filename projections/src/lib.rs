@@ -7,9 +7,12 @@
 
 pub mod audit;
 pub mod checkpoint;
+mod fold;
 pub mod integration_status;
 pub mod rebuild;
+pub mod records;
 pub mod runner;
+pub mod sync_runs;
 
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -71,6 +74,8 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
     vec![
         std::sync::Arc::new(integration_status::IntegrationStatus),
         std::sync::Arc::new(audit::AuditLog),
+        std::sync::Arc::new(sync_runs::SyncRuns),
+        std::sync::Arc::new(records::Records),
     ]
 }
 

@@ -149,3 +149,122 @@ async fn seed_integration(
         scheduled: sync_config(steps).frequency.period_minutes().is_some(),
     })
 }
+
+/// What [`seed_sync_activity`] wrote.
+#[derive(Clone, Debug)]
+pub struct SeededActivity {
+    pub run_id: String,
+    /// Linked to the CRM, then edited by the app.
+    pub kept: String,
+    /// Linked, then deleted in the CRM.
+    pub unlinked: String,
+    pub events: i64,
+}
+
+/// A completed sync run over two fetched contacts, an app edit and a remote deletion,
+/// through the command path.
+pub async fn seed_sync_activity(
+    store: &Store,
+    workspace_id: &str,
+    integration_id: &str,
+) -> anyhow::Result<SeededActivity> {
+    use syncledger_domain::merge::{Fields, MergePolicy};
+    use syncledger_domain::record::{Record, RecordCommand};
+    use syncledger_domain::sync_run::{Phase, RunKind, RunStats, SyncRun, SyncRunCommand, Trigger};
+    use syncledger_domain::{ConflictStrategy, Entity};
+
+    let meta = metadata(workspace_id);
+    let run_id = uuid::Uuid::now_v7().to_string();
+    let (kept, unlinked) = (
+        uuid::Uuid::now_v7().to_string(),
+        uuid::Uuid::now_v7().to_string(),
+    );
+    let runs = store.cqrs::<SyncRun>();
+    let records = store.cqrs::<Record>();
+    let mut events = 0;
+    let run_commands = [
+        SyncRunCommand::Queue {
+            run_id: run_id.clone(),
+            integration_id: integration_id.into(),
+            workspace_id: workspace_id.into(),
+            kind: RunKind::Full,
+            trigger: Trigger::Manual,
+            at: Utc::now(),
+        },
+        SyncRunCommand::Start {
+            worker: "worker-test".into(),
+            at: Utc::now(),
+        },
+    ];
+    for command in run_commands {
+        runs.execute(&run_id, command, &meta).await?;
+        events += 1;
+    }
+    let fields = |email: &str| -> Fields {
+        [("email".to_string(), Some(email.to_string()))]
+            .into_iter()
+            .collect()
+    };
+    for (record_id, remote_id, email) in [
+        (&kept, "101", "Ada@Example.com"),
+        (&unlinked, "102", "bob@example.com"),
+    ] {
+        let ingest = RecordCommand::Ingest {
+            record_id: record_id.clone(),
+            workspace_id: workspace_id.into(),
+            entity: Entity::Contacts,
+            integration_id: integration_id.into(),
+            remote_id: remote_id.into(),
+            remote_updated_at: Utc::now(),
+            fields: fields(email),
+            policy: MergePolicy {
+                strategy: ConflictStrategy::LastWriteWins,
+                always: Default::default(),
+            },
+            run_id: run_id.clone(),
+            at: Utc::now(),
+        };
+        records.execute(record_id, ingest, &meta).await?;
+        // Created, linked, fields changed, merged.
+        events += 4;
+    }
+    let page = SyncRunCommand::CommitPage {
+        entity: Entity::Contacts,
+        phase: Phase::Pull,
+        cursor: None,
+        done: true,
+        stats: RunStats {
+            processed: 2,
+            created: 2,
+            api_calls: 1,
+            ..RunStats::default()
+        },
+        at: Utc::now(),
+    };
+    runs.execute(&run_id, page, &meta).await?;
+    runs.execute(&run_id, SyncRunCommand::Finish { at: Utc::now() }, &meta)
+        .await?;
+    events += 2;
+    let phone: Fields = [("phone".to_string(), Some("+1 555 0100".to_string()))]
+        .into_iter()
+        .collect();
+    let edit = RecordCommand::Edit {
+        fields: phone,
+        actor: "token:app".into(),
+        at: Utc::now(),
+    };
+    records.execute(&kept, edit, &meta).await?;
+    let delete = RecordCommand::RemoteDelete {
+        integration_id: integration_id.into(),
+        run_id: run_id.clone(),
+        at: Utc::now(),
+    };
+    records.execute(&unlinked, delete, &meta).await?;
+    events += 2;
+    Ok(SeededActivity {
+        run_id,
+        kept,
+        unlinked,
+        events,
+    })
+}

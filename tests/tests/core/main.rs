@@ -5,6 +5,7 @@ mod audit;
 mod credentials;
 mod feed;
 mod migrations;
+mod read_models;
 mod rebuild;
 mod runner;
 mod support;

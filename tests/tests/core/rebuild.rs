@@ -7,7 +7,7 @@ use std::time::Duration;
 use syncledger_projections::audit::verify;
 use syncledger_projections::rebuild::rebuild;
 use syncledger_store::Store;
-use syncledger_tests::fixtures::{seed_workspace, EVENTS_PER_WORKSPACE};
+use syncledger_tests::fixtures::{seed_sync_activity, seed_workspace, EVENTS_PER_WORKSPACE};
 use syncledger_tests::{feed_settled, wait_until, with_postgres, with_sqlite};
 use tokio::sync::{watch, Notify};
 
@@ -46,6 +46,9 @@ async fn rebuild_is_invisible(store: Store) -> anyhow::Result<()> {
         seed_workspace(&store, "Acme").await?,
         seed_workspace(&store, "Globex").await?,
     ];
+    // Runs and records too, so their read models are rebuilt and compared as well.
+    let acme = &workspaces[0];
+    seed_sync_activity(&store, &acme.id, &acme.integrations[0].id).await?;
     feed_settled(&store).await;
     let live = runner(&store, 5);
     live.catch_up().await?;
@@ -67,7 +70,11 @@ async fn rebuild_is_invisible(store: Store) -> anyhow::Result<()> {
     // The live runner keeps going on the swapped-in tables, and the chain continues.
     workspaces.push(seed_workspace(&store, "Initech").await?);
     feed_settled(&store).await;
-    assert_eq!(live.catch_up().await?, 2 * EVENTS_PER_WORKSPACE as usize);
+    let projections = syncledger_projections::all().len();
+    assert_eq!(
+        live.catch_up().await?,
+        projections * EVENTS_PER_WORKSPACE as usize
+    );
     assert_exactly_once(&store).await?;
     assert_status_rows(&store, &workspaces).await?;
     assert_eq!(verify(&store, None).await?.broken, None);

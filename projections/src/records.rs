@@ -1,0 +1,95 @@
+//! Read model: each record's current values with the source and time of each, its match
+//! key, and (in `record_links`) which CRM records it is linked to.
+
+use async_trait::async_trait;
+use syncledger_domain::record::Record;
+use syncledger_domain::Entity;
+use syncledger_store::StoredEvent;
+
+use crate::fold::fold;
+use crate::{rfc3339, Projection, ProjectionError, Tables};
+
+pub struct Records;
+
+pub const TABLE: &str = "records";
+pub const LINKS: &str = "record_links";
+
+/// The value CRMs converge on: email for contacts, domain for companies, lower case.
+fn match_key(record: &Record) -> Option<String> {
+    let field = match record.entity? {
+        Entity::Contacts => "email",
+        Entity::Companies => "domain",
+    };
+    record
+        .fields
+        .get(field)
+        .and_then(|f| f.value.as_deref())
+        .map(|v| v.trim().to_lowercase())
+        .filter(|v| !v.is_empty())
+}
+
+#[async_trait]
+impl Projection for Records {
+    fn name(&self) -> &'static str {
+        "records"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &[TABLE, LINKS]
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        tables: &Tables,
+        events: &[StoredEvent],
+    ) -> Result<(), ProjectionError> {
+        let (table, links) = (tables.get(TABLE), tables.get(LINKS));
+        for (id, row) in fold::<Record>(conn, table, events).await? {
+            let r = &row.state;
+            let fields = serde_json::to_string(&r.fields).unwrap_or_else(|_| "{}".into());
+            let state = serde_json::to_string(r).unwrap_or_else(|_| "{}".into());
+            sqlx::query(&format!(
+                "INSERT INTO {table} (id, workspace_id, entity, match_key, fields, created_at,
+                     updated_at, version, last_position, state)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                 ON CONFLICT (id) DO UPDATE SET
+                   match_key = excluded.match_key, fields = excluded.fields,
+                   updated_at = excluded.updated_at, version = excluded.version,
+                   last_position = excluded.last_position, state = excluded.state"
+            ))
+            .bind(&id)
+            .bind(&r.workspace_id)
+            .bind(r.entity.map(Entity::as_str).unwrap_or_default())
+            .bind(match_key(r))
+            .bind(fields)
+            .bind(rfc3339(row.created_at))
+            .bind(rfc3339(row.updated_at))
+            .bind(row.version)
+            .bind(row.last_position)
+            .bind(state)
+            .execute(&mut *conn)
+            .await?;
+            // The links as they are now: simpler and as cheap as tracking each change.
+            sqlx::query(&format!("DELETE FROM {links} WHERE record_id = $1"))
+                .bind(&id)
+                .execute(&mut *conn)
+                .await?;
+            for (integration_id, link) in &r.links {
+                sqlx::query(&format!(
+                    "INSERT INTO {links} (workspace_id, integration_id, remote_id, record_id)
+                     VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (workspace_id, integration_id, remote_id)
+                     DO UPDATE SET record_id = excluded.record_id"
+                ))
+                .bind(&r.workspace_id)
+                .bind(integration_id)
+                .bind(&link.remote_id)
+                .bind(&id)
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}

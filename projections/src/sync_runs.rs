@@ -1,0 +1,75 @@
+//! Read model: sync runs with their status, counters, resume points and times.
+
+use async_trait::async_trait;
+use syncledger_domain::sync_run::SyncRun;
+use syncledger_store::StoredEvent;
+
+use crate::fold::fold;
+use crate::{rfc3339, Projection, ProjectionError, Tables};
+
+pub struct SyncRuns;
+
+pub const TABLE: &str = "sync_runs";
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+/// A serde enum as its bare name (`"full"`).
+fn name<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+#[async_trait]
+impl Projection for SyncRuns {
+    fn name(&self) -> &'static str {
+        "sync_runs"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &[TABLE]
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        tables: &Tables,
+        events: &[StoredEvent],
+    ) -> Result<(), ProjectionError> {
+        let table = tables.get(TABLE);
+        for (id, row) in fold::<SyncRun>(conn, table, events).await? {
+            let s = &row.state;
+            sqlx::query(&format!(
+                "INSERT INTO {table} (id, workspace_id, integration_id, kind, trigger_kind, status, stats,
+                     worker, reason, queued_at, started_at, ended_at, version, last_position, state)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                 ON CONFLICT (id) DO UPDATE SET
+                   status = excluded.status, stats = excluded.stats, worker = excluded.worker,
+                   reason = excluded.reason, started_at = excluded.started_at,
+                   ended_at = excluded.ended_at, version = excluded.version,
+                   last_position = excluded.last_position, state = excluded.state"
+            ))
+            .bind(&id)
+            .bind(&s.workspace_id)
+            .bind(&s.integration_id)
+            .bind(s.kind.as_ref().map(name).unwrap_or_default())
+            .bind(s.trigger.as_ref().map(name).unwrap_or_default())
+            .bind(s.status.as_str())
+            .bind(json(&s.stats))
+            .bind(s.worker.clone())
+            .bind(s.reason.clone())
+            .bind(rfc3339(s.queued_at.unwrap_or(row.created_at)))
+            .bind(s.started_at.map(rfc3339))
+            .bind(s.ended_at.map(rfc3339))
+            .bind(row.version)
+            .bind(row.last_position)
+            .bind(json(s))
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+}
