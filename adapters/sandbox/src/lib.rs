@@ -22,6 +22,7 @@ mod search;
 mod seed;
 mod state;
 mod webhook;
+mod words;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -1,5 +1,6 @@
 //! The generic sandbox's records, tokens, counters and injected faults.
 
+use crate::words::{FIRST, LAST};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
@@ -92,13 +93,6 @@ pub struct GenericState {
     pub stopped: watch::Receiver<bool>,
     inner: Mutex<Inner>,
 }
-
-const FIRST: [&str; 8] = [
-    "Ada", "Grace", "Alan", "Edsger", "Barbara", "Ken", "Margaret", "Donald",
-];
-const LAST: [&str; 8] = [
-    "Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Thompson", "Hamilton", "Knuth",
-];
 
 /// A small deterministic generator so a seed always yields the same records.
 fn lcg(state: &mut u64) -> usize {

@@ -1,6 +1,7 @@
 //! Pipedrive sandbox state: persons and organizations with soft deletes, the
 //! field catalogues with hashed custom-field keys, tokens, limits, faults and counters.
 
+use crate::words::{CITIES, EPOCH_MS, FIRST, GROUP_STEP_MS, LAST, NOUNS, WORDS};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -15,30 +16,6 @@ use super::PipedriveSandboxConfig;
 use crate::faults::FaultQueue;
 use crate::ratelimit::RateLimiter;
 
-/// 2024-01-01T00:00:00Z: seeded history lies before any live write.
-const EPOCH_MS: i64 = 1_704_067_200_000;
-const GROUP_STEP_MS: i64 = 60_000;
-
-const FIRST: &[&str] = &[
-    "Olivia", "Liam", "Emma", "Noah", "Amelia", "Oliver", "Sophia", "Hiroshi", "Priya", "Chen",
-    "Fatima", "Kwame", "Ingrid", "Luca", "Zoe", "Omar",
-];
-const LAST: &[&str] = &[
-    "Smith", "Johnson", "Garcia", "Miller", "Nakamura", "Patel", "Wang", "Okafor", "Schmidt",
-    "Rossi", "Novak", "Larsen",
-];
-const WORDS: &[&str] = &[
-    "Blue",
-    "Summit",
-    "Northwind",
-    "Apex",
-    "Cedar",
-    "Harbor",
-    "Quantum",
-    "Granite",
-];
-const NOUNS: &[&str] = &["Labs", "Systems", "Logistics", "Foods", "Health", "Works"];
-const CITIES: &[&str] = &["Boston", "Berlin", "Austin", "Dublin", "Lisbon", "Tallinn"];
 const SOURCES: &[&str] = &["Web", "Referral", "Event", "Cold call"];
 const TIERS: &[&str] = &["Gold", "Silver", "Bronze"];
 

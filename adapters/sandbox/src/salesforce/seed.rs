@@ -1,5 +1,8 @@
 //! Deterministic seed data: the same seed always yields the same records.
 
+use crate::words::{
+    CITIES, EPOCH_MS, FIRST, GROUP_STEP_MS, LAST, MAIL, NOUNS, SUFFIX, TITLES, WORDS,
+};
 use std::collections::BTreeMap;
 
 use rand::rngs::StdRng;
@@ -10,108 +13,6 @@ use super::schema::SObject;
 use super::state::{make_id, Record};
 use super::SalesforceSandboxConfig;
 
-/// 2024-01-01T00:00:00Z: seeded history lies in the past, before any live write.
-const EPOCH_MS: i64 = 1_704_067_200_000;
-const GROUP_STEP_MS: i64 = 60_000;
-
-const FIRST: &[&str] = &[
-    "Olivia",
-    "Liam",
-    "Emma",
-    "Noah",
-    "Amelia",
-    "Oliver",
-    "Sophia",
-    "Elijah",
-    "Charlotte",
-    "James",
-    "Hiroshi",
-    "Priya",
-    "Chen",
-    "Fatima",
-    "Kwame",
-    "Ingrid",
-    "Luca",
-    "Zoe",
-    "Omar",
-    "Anika",
-    "Diego",
-    "Sofia",
-    "Aarav",
-    "Nora",
-    "Felix",
-];
-const LAST: &[&str] = &[
-    "Smith",
-    "Johnson",
-    "Williams",
-    "Brown",
-    "Garcia",
-    "Miller",
-    "Davis",
-    "Rodriguez",
-    "Martinez",
-    "Wilson",
-    "Anderson",
-    "Taylor",
-    "Nakamura",
-    "Patel",
-    "Wang",
-    "Okafor",
-    "Schmidt",
-    "Rossi",
-    "Novak",
-    "Haddad",
-    "Larsen",
-    "Fernandes",
-];
-const MAIL: &[&str] = &["gmail.com", "outlook.com", "yahoo.com", "proton.me"];
-const TITLES: &[&str] = &[
-    "CEO",
-    "CTO",
-    "VP Sales",
-    "Account Executive",
-    "Engineer",
-    "Marketing Lead",
-    "Buyer",
-];
-const CITIES: &[&str] = &[
-    "Boston",
-    "Berlin",
-    "Austin",
-    "Dublin",
-    "Toronto",
-    "Lisbon",
-    "Singapore",
-    "Denver",
-];
-const WORDS: &[&str] = &[
-    "Blue",
-    "Summit",
-    "Northwind",
-    "Apex",
-    "Cedar",
-    "Harbor",
-    "Quantum",
-    "Silver",
-    "Bright",
-    "Iron",
-    "Maple",
-    "Nimbus",
-    "Pioneer",
-    "Granite",
-];
-const NOUNS: &[&str] = &[
-    "Labs",
-    "Systems",
-    "Logistics",
-    "Foods",
-    "Health",
-    "Analytics",
-    "Works",
-    "Robotics",
-];
-const SUFFIX: &[&str] = &["Inc", "LLC", "GmbH", "Ltd", "Corp"];
 /// Values of the standard Industry picklist.
 const INDUSTRIES: &[&str] = &[
     "Technology",
