@@ -4,7 +4,9 @@ use crate::auth::RequestId;
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::openapi::ApiDoc;
-use crate::routes::{audit, events, health, integrations, oauth, providers, tokens, webhooks};
+use crate::routes::{
+    audit, events, health, integrations, oauth, providers, records, tokens, webhooks,
+};
 use crate::state::AppState;
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode};
@@ -55,6 +57,9 @@ pub fn router(state: AppState) -> Router {
         .route("/integrations/{id}/fields", get(oauth::fields))
         .route("/oauth/callback", get(oauth::callback))
         .route("/webhooks/hubspot", post(webhooks::hubspot))
+        .route("/records", post(records::create).get(records::list))
+        .route("/records/{id}", get(records::get).patch(records::edit))
+        .route("/records/{id}/history", get(records::history))
         .route("/audit", get(audit::list))
         .route("/audit/verify", get(audit::verify))
         .route("/events/stream", get(events::stream));

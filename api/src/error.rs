@@ -5,6 +5,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use syncledger_domain::record::RecordError;
 use syncledger_domain::{IntegrationError, WorkspaceError};
 use syncledger_store::CommandError;
 
@@ -147,6 +148,19 @@ impl From<IntegrationError> for ApiError {
                 (StatusCode::CONFLICT, "refresh_in_progress")
             }
             IntegrationError::RunActive { .. } => (StatusCode::CONFLICT, "run_active"),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<RecordError> for ApiError {
+    fn from(e: RecordError) -> Self {
+        let (status, code) = match &e {
+            RecordError::AlreadyExists => (StatusCode::CONFLICT, "already_exists"),
+            RecordError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            RecordError::WrongEntity(_) | RecordError::NotLinked(_) => {
+                (StatusCode::CONFLICT, "invalid_transition")
+            }
         };
         ApiError::new(status, code, e.to_string())
     }

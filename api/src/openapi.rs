@@ -1,6 +1,8 @@
 //! The OpenAPI 3 document served at `GET /v1/openapi.json`.
 
-use crate::routes::{audit, events, health, integrations, oauth, providers, tokens, webhooks};
+use crate::routes::{
+    audit, events, health, integrations, oauth, providers, records, tokens, webhooks,
+};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -17,6 +19,7 @@ use utoipa::{Modify, OpenApi};
         audit::list, audit::verify,
         events::stream,
         webhooks::hubspot,
+        records::create, records::list, records::get, records::edit, records::history,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&BearerAuth),

@@ -5,6 +5,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 use syncledger_bus::{LocalBus, NatsBus};
+use syncledger_domain::record::Record;
 use syncledger_domain::{Integration, Workspace};
 use syncledger_engine::{Connections, Connector, ProviderApps};
 use syncledger_projections::checkpoint;
@@ -20,6 +21,7 @@ pub struct Inner {
     pub vault: Vault,
     pub workspaces: Cqrs<Workspace>,
     pub integrations: Cqrs<Integration>,
+    pub records: Cqrs<Record>,
     pub bus: LocalBus,
     pub nats: Option<NatsBus>,
     /// Pokes the projection runner after each command.
@@ -60,6 +62,7 @@ impl AppState {
         AppState(Arc::new(Inner {
             workspaces: store.cqrs(),
             integrations: store.cqrs(),
+            records: store.cqrs(),
             store,
             vault,
             bus,

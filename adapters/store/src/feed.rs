@@ -281,3 +281,41 @@ impl Feed {
         }
     }
 }
+
+impl Feed {
+    /// Every committed event of one aggregate, in sequence order (its history). Not
+    /// bound by the feed horizon: one aggregate's events are ordered by sequence.
+    pub async fn events_of(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Vec<StoredEvent>, sqlx::Error> {
+        match &self.pool {
+            EventPool::Postgres(pool) => {
+                let rows = sqlx::query(
+                    "SELECT transaction_id::text AS tx, global_position, aggregate_type, aggregate_id,
+                            sequence, event_type, event_version, payload::text AS payload,
+                            metadata::text AS metadata, recorded_at
+                       FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
+                )
+                .bind(aggregate_type)
+                .bind(aggregate_id)
+                .fetch_all(pool)
+                .await?;
+                rows.into_iter().map(pg_row).collect()
+            }
+            EventPool::Sqlite(pool) => {
+                let rows = sqlx::query(
+                    "SELECT global_position, aggregate_type, aggregate_id, sequence, event_type,
+                            event_version, payload, metadata, recorded_at
+                       FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
+                )
+                .bind(aggregate_type)
+                .bind(aggregate_id)
+                .fetch_all(pool)
+                .await?;
+                rows.into_iter().map(lite_row).collect()
+            }
+        }
+    }
+}

@@ -4,5 +4,6 @@ pub mod health;
 pub mod integrations;
 pub mod oauth;
 pub mod providers;
+pub mod records;
 pub mod tokens;
 pub mod webhooks;

@@ -13,6 +13,7 @@ mod integrations;
 mod isolation;
 mod openapi;
 mod rate_limit;
+mod records;
 mod secrets;
 mod tokens;
 mod webhooks;

@@ -1,0 +1,377 @@
+//! The app's records: its own creates and edits, and what syncs brought in, with the
+//! source and time of every value and the full history of each record.
+//!
+//! A single record is read from its events (always current); lists come from the
+//! `records` read model, which commands wait for before answering.
+
+use std::collections::BTreeMap;
+
+use crate::auth::{Caller, READERS, WRITERS};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Body, List, Page, Query};
+use crate::routes::integrations::api_time;
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use syncledger_domain::merge::Fields;
+use syncledger_domain::record::{FieldValue, Record, RecordCommand, RecordEvent, Source};
+use syncledger_domain::{Aggregate, DomainEvent, Entity};
+
+const PROJECTION: &str = "records";
+const MAX_FIELDS: usize = 200;
+const MAX_VALUE_BYTES: usize = 64 * 1024;
+
+fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// One field's value and where it came from.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FieldView {
+    pub value: Option<String>,
+    /// `app` or `crm`.
+    pub source: String,
+    /// For CRM values: the integration that brought it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub integration_id: Option<String>,
+    /// For app values: who set it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    pub at: String,
+}
+
+impl From<&FieldValue> for FieldView {
+    fn from(f: &FieldValue) -> Self {
+        let (source, integration_id, actor) = match &f.source {
+            Source::App { actor } => ("app", None, Some(actor.clone())),
+            Source::Crm { integration_id } => ("crm", Some(integration_id.clone()), None),
+        };
+        FieldView {
+            value: f.value.clone(),
+            source: source.into(),
+            integration_id,
+            actor,
+            at: time(f.at),
+        }
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LinkView {
+    pub integration_id: String,
+    pub remote_id: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RecordView {
+    pub id: String,
+    /// contacts or companies.
+    pub entity: String,
+    pub fields: BTreeMap<String, FieldView>,
+    pub links: Vec<LinkView>,
+    pub version: u64,
+}
+
+fn view(id: &str, r: &Record) -> RecordView {
+    RecordView {
+        id: id.to_owned(),
+        entity: r.entity.map(Entity::as_str).unwrap_or_default().to_owned(),
+        fields: r
+            .fields
+            .iter()
+            .map(|(k, v)| (k.clone(), v.into()))
+            .collect(),
+        links: r
+            .links
+            .iter()
+            .map(|(integration_id, l)| LinkView {
+                integration_id: integration_id.clone(),
+                remote_id: l.remote_id.clone(),
+            })
+            .collect(),
+        version: r.version,
+    }
+}
+
+fn parse_entity(entity: &str) -> ApiResult<Entity> {
+    match entity {
+        "contacts" => Ok(Entity::Contacts),
+        "companies" => Ok(Entity::Companies),
+        _ => Err(ApiError::invalid_field(
+            "entity",
+            "must be contacts or companies",
+        )),
+    }
+}
+
+/// Field names are identifiers; values are text or null, bounded in size.
+fn validate_fields(fields: &BTreeMap<String, Option<String>>) -> ApiResult<Fields> {
+    if fields.len() > MAX_FIELDS {
+        return Err(ApiError::invalid_field(
+            "fields",
+            format!("at most {MAX_FIELDS} fields"),
+        ));
+    }
+    for (name, value) in fields {
+        let ok_name = (1..=100).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !ok_name {
+            return Err(ApiError::invalid_field(
+                "fields",
+                format!("{name:?} is not a field name (a-z, 0-9 and _, 1 to 100 characters)"),
+            ));
+        }
+        if value.as_ref().is_some_and(|v| v.len() > MAX_VALUE_BYTES) {
+            return Err(ApiError::invalid_field(
+                "fields",
+                format!("{name}: values are at most {MAX_VALUE_BYTES} bytes"),
+            ));
+        }
+    }
+    Ok(fields.clone())
+}
+
+/// The record, if it exists in the caller's workspace (else 404, whoever owns it).
+async fn owned(state: &AppState, workspace_id: &str, id: &str) -> ApiResult<Record> {
+    let record = state.records.load(id).await?;
+    if record.id.is_none() || record.workspace_id != workspace_id {
+        return Err(ApiError::not_found("record"));
+    }
+    Ok(record)
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRecord {
+    /// contacts or companies.
+    pub entity: String,
+    /// Field name → text value or null.
+    #[serde(default)]
+    pub fields: BTreeMap<String, Option<String>>,
+}
+
+/// Create a record as the app.
+#[utoipa::path(post, path = "/v1/records", tag = "records", security(("bearer" = [])), request_body = CreateRecord,
+    responses((status = 201, body = RecordView), (status = 400, body = crate::error::ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(req): Body<CreateRecord>,
+) -> ApiResult<(StatusCode, Json<RecordView>)> {
+    caller.require(WRITERS)?;
+    let entity = parse_entity(&req.entity)?;
+    let fields = validate_fields(&req.fields)?;
+    let id = uuid::Uuid::now_v7().to_string();
+    let meta = caller.metadata();
+    let command = RecordCommand::Create {
+        record_id: id.clone(),
+        workspace_id: caller.workspace_id.clone(),
+        entity,
+        fields,
+        actor: meta.actor.clone(),
+        at: Utc::now(),
+    };
+    state.records.execute(&id, command, &meta).await?;
+    state.settle(PROJECTION, Record::TYPE, &id).await?;
+    let record = owned(&state, &caller.workspace_id, &id).await?;
+    Ok((StatusCode::CREATED, Json(view(&id, &record))))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EditRecord {
+    /// Fields to set (null clears a value); fields not named keep their value.
+    pub fields: BTreeMap<String, Option<String>>,
+}
+
+/// Edit fields as the app. Unchanged values write nothing.
+#[utoipa::path(patch, path = "/v1/records/{id}", tag = "records", security(("bearer" = [])), request_body = EditRecord,
+    responses((status = 200, body = RecordView), (status = 400, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody)))]
+pub async fn edit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(req): Body<EditRecord>,
+) -> ApiResult<Json<RecordView>> {
+    caller.require(WRITERS)?;
+    let fields = validate_fields(&req.fields)?;
+    owned(&state, &caller.workspace_id, &id).await?;
+    let meta = caller.metadata();
+    let command = RecordCommand::Edit {
+        fields,
+        actor: meta.actor.clone(),
+        at: Utc::now(),
+    };
+    state.records.execute(&id, command, &meta).await?;
+    state.settle(PROJECTION, Record::TYPE, &id).await?;
+    let record = owned(&state, &caller.workspace_id, &id).await?;
+    Ok(Json(view(&id, &record)))
+}
+
+/// One record with every value's source and time, and its CRM links.
+#[utoipa::path(get, path = "/v1/records/{id}", tag = "records", security(("bearer" = [])),
+    responses((status = 200, body = RecordView), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RecordView>> {
+    caller.require(READERS)?;
+    let record = owned(&state, &caller.workspace_id, &id).await?;
+    Ok(Json(view(&id, &record)))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct ListQuery {
+    /// contacts or companies.
+    pub entity: Option<String>,
+    /// Only records linked to this integration.
+    pub integration: Option<String>,
+    /// Only records changed at or after this instant (RFC 3339).
+    pub updated_since: Option<String>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// The workspace's records, least recently changed first.
+#[utoipa::path(get, path = "/v1/records", tag = "records", security(("bearer" = [])), params(ListQuery),
+    responses((status = 200, body = inline(List<RecordView>)), (status = 400, body = crate::error::ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<List<RecordView>>> {
+    caller.require(READERS)?;
+    let page = Page {
+        limit: q.limit,
+        cursor: q.cursor.clone(),
+    };
+    let limit = page.limit()?;
+    let (after_time, after_id) = match page.cursor()? {
+        Some(c) => c
+            .split_once('|')
+            .map(|(t, i)| (t.to_owned(), i.to_owned()))
+            .ok_or_else(|| ApiError::invalid_field("cursor", "is not a cursor this API issued"))?,
+        None => (String::new(), String::new()),
+    };
+    let since = match q.updated_since.as_deref() {
+        Some(s) => time(
+            DateTime::parse_from_rfc3339(s)
+                .map_err(|_| ApiError::invalid_field("updated_since", "must be an RFC 3339 time"))?
+                .with_timezone(&Utc),
+        ),
+        None => String::new(),
+    };
+    let entity = q.entity.as_deref().map(parse_entity).transpose()?;
+    let mut sql = String::from(
+        "SELECT id, entity, fields, version, state, updated_at FROM records
+          WHERE workspace_id = $1 AND updated_at >= $2
+            AND (updated_at > $3 OR (updated_at = $3 AND id > $4))",
+    );
+    if entity.is_some() {
+        sql.push_str(" AND entity = $6");
+    }
+    if q.integration.is_some() {
+        sql.push_str(if entity.is_some() {
+            " AND id IN (SELECT record_id FROM record_links WHERE workspace_id = $1 AND integration_id = $7)"
+        } else {
+            " AND id IN (SELECT record_id FROM record_links WHERE workspace_id = $1 AND integration_id = $6)"
+        });
+    }
+    sql.push_str(" ORDER BY updated_at, id LIMIT $5");
+    let mut query = sqlx::query(&sql)
+        .bind(&caller.workspace_id)
+        .bind(&since)
+        .bind(&after_time)
+        .bind(&after_id)
+        .bind(limit + 1);
+    if let Some(e) = entity {
+        query = query.bind(e.as_str());
+    }
+    if let Some(i) = &q.integration {
+        query = query.bind(i);
+    }
+    let rows = query.fetch_all(&state.store.any).await?;
+    let mut views = Vec::with_capacity(rows.len());
+    let mut keys = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let id: String = r.try_get("id")?;
+        let state_json: String = r.try_get("state")?;
+        let record: Record = serde_json::from_str(&state_json).map_err(ApiError::internal)?;
+        keys.push(format!("{}|{id}", r.try_get::<String, _>("updated_at")?));
+        views.push(view(&id, &record));
+    }
+    let mut keyed: Vec<(RecordView, String)> = views.into_iter().zip(keys).collect();
+    let more = keyed.len() as i64 > limit;
+    keyed.truncate(usize::try_from(limit).unwrap_or(0));
+    let next_cursor = more
+        .then(|| keyed.last().map(|(_, k)| crate::extract::encode_cursor(k)))
+        .flatten();
+    Ok(Json(List {
+        data: keyed.into_iter().map(|(v, _)| v).collect(),
+        next_cursor,
+    }))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct HistoryEntry {
+    pub sequence: i64,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub summary: String,
+    /// The values this event set, if it set any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<BTreeMap<String, Option<String>>>,
+    pub actor: Option<String>,
+    pub correlation_id: Option<String>,
+    pub at: Option<String>,
+}
+
+/// Every change of the record, oldest first.
+#[utoipa::path(get, path = "/v1/records/{id}/history", tag = "records", security(("bearer" = [])),
+    responses((status = 200, body = inline(List<HistoryEntry>)), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn history(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<List<HistoryEntry>>> {
+    caller.require(READERS)?;
+    owned(&state, &caller.workspace_id, &id).await?;
+    let events = state.store.feed().events_of(Record::TYPE, &id).await?;
+    let meta = |e: &syncledger_store::StoredEvent, key: &str| {
+        e.metadata
+            .get(key)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    let data = events
+        .iter()
+        .map(|e| {
+            let decoded: Option<RecordEvent> = serde_json::from_value(e.payload.clone()).ok();
+            let fields = match &decoded {
+                Some(RecordEvent::FieldsChanged { fields, .. }) => Some(fields.clone()),
+                _ => None,
+            };
+            HistoryEntry {
+                sequence: e.sequence,
+                event_type: e.event_type.clone(),
+                summary: decoded.map_or_else(|| e.event_type.clone(), |d| d.summary()),
+                fields,
+                actor: meta(e, "actor"),
+                correlation_id: meta(e, "correlation_id"),
+                at: api_time(meta(e, "time")),
+            }
+        })
+        .collect();
+    Ok(Json(List {
+        data,
+        next_cursor: None,
+    }))
+}
