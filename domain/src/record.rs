@@ -40,6 +40,13 @@ pub struct Link {
     pub remote_updated_at: Option<DateTime<Utc>>,
     /// Values waiting to be pushed to this CRM.
     pub pending_push: Fields,
+    /// Why the last push of this record to this CRM failed, until one succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_error: Option<String>,
+    /// The CRM record's properties as last fetched, before mapping: a changed mapping
+    /// is re-applied to these without calling the provider.
+    #[serde(default, skip_serializing_if = "Fields::is_empty")]
+    pub remote: Fields,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -49,6 +56,22 @@ pub enum RecordEvent {
         record_id: String,
         workspace_id: String,
         entity: Entity,
+        at: DateTime<Utc>,
+    },
+    /// A CRM record seen for the first time became a new record: created, linked and
+    /// filled in one event (the bulk-ingestion path writes one row per new record).
+    RecordImported {
+        record_id: String,
+        workspace_id: String,
+        entity: Entity,
+        integration_id: String,
+        remote_id: String,
+        remote_updated_at: DateTime<Utc>,
+        /// The CRM properties as fetched.
+        remote: Fields,
+        /// The values mapped to app fields.
+        fields: Fields,
+        run_id: String,
         at: DateTime<Utc>,
     },
     /// The record is now linked to a CRM record.
@@ -75,6 +98,9 @@ pub enum RecordEvent {
         base: Fields,
         pending_push: Fields,
         conflicts: Vec<FieldConflict>,
+        /// The CRM properties as fetched (absent in events written before it was kept).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        remote: Option<Fields>,
         at: DateTime<Utc>,
     },
     /// Values reached the CRM.
@@ -82,6 +108,13 @@ pub enum RecordEvent {
         integration_id: String,
         run_id: String,
         fields: Fields,
+        at: DateTime<Utc>,
+    },
+    /// The CRM refused this record's push; the values stay pending.
+    RemotePushFailed {
+        integration_id: String,
+        run_id: String,
+        error: String,
         at: DateTime<Utc>,
     },
     /// The CRM record was deleted; the link is gone.
@@ -96,10 +129,12 @@ impl DomainEvent for RecordEvent {
     fn event_type(&self) -> &'static str {
         match self {
             RecordEvent::RecordCreated { .. } => "RecordCreated",
+            RecordEvent::RecordImported { .. } => "RecordImported",
             RecordEvent::RemoteLinked { .. } => "RemoteLinked",
             RecordEvent::FieldsChanged { .. } => "FieldsChanged",
             RecordEvent::RemoteMerged { .. } => "RemoteMerged",
             RecordEvent::RemotePushed { .. } => "RemotePushed",
+            RecordEvent::RemotePushFailed { .. } => "RemotePushFailed",
             RecordEvent::RemoteDeleted { .. } => "RemoteDeleted",
         }
     }
@@ -110,6 +145,16 @@ impl DomainEvent for RecordEvent {
             RecordEvent::RecordCreated { entity, .. } => {
                 format!("{} record created", entity.as_str())
             }
+            RecordEvent::RecordImported {
+                entity,
+                remote_id,
+                fields,
+                ..
+            } => format!(
+                "{} record imported from CRM record {remote_id} with {}",
+                entity.as_str(),
+                names(fields)
+            ),
             RecordEvent::RemoteLinked { remote_id, .. } => {
                 format!("linked to CRM record {remote_id}")
             }
@@ -128,6 +173,9 @@ impl DomainEvent for RecordEvent {
             ),
             RecordEvent::RemotePushed { fields, .. } => {
                 format!("pushed {} to the CRM", names(fields))
+            }
+            RecordEvent::RemotePushFailed { error, .. } => {
+                format!("push to the CRM failed: {error}")
             }
             RecordEvent::RemoteDeleted { .. } => "deleted in the CRM".into(),
         }
@@ -160,6 +208,9 @@ pub enum RecordCommand {
         integration_id: String,
         remote_id: String,
         remote_updated_at: DateTime<Utc>,
+        /// The CRM properties as fetched, before mapping.
+        remote: Fields,
+        /// The same, mapped to app fields.
         fields: Fields,
         policy: MergePolicy,
         run_id: String,
@@ -171,6 +222,13 @@ pub enum RecordCommand {
         remote_id: String,
         fields: Fields,
         run_id: String,
+        at: DateTime<Utc>,
+    },
+    /// The CRM refused the record's push.
+    FailPush {
+        integration_id: String,
+        run_id: String,
+        error: String,
         at: DateTime<Utc>,
     },
     RemoteDelete {
@@ -231,6 +289,7 @@ impl Record {
             integration_id,
             remote_id,
             remote_updated_at,
+            remote,
             fields,
             policy,
             run_id,
@@ -241,12 +300,18 @@ impl Record {
         };
         let mut events = Vec::new();
         if self.id.is_none() {
-            events.push(RecordEvent::RecordCreated {
+            return Ok(vec![RecordEvent::RecordImported {
                 record_id,
                 workspace_id,
                 entity,
+                integration_id,
+                remote_id,
+                remote_updated_at,
+                remote,
+                fields,
+                run_id,
                 at,
-            });
+            }]);
         } else if self.entity != Some(entity) {
             return Err(RecordError::WrongEntity(
                 self.entity.map_or("none", Entity::as_str),
@@ -313,6 +378,7 @@ impl Record {
                 base,
                 pending_push: pending,
                 conflicts: outcome.conflicts,
+                remote: Some(remote),
                 at,
             });
         }
@@ -394,6 +460,17 @@ impl Aggregate for Record {
                 });
                 Ok(events)
             }
+            C::FailPush {
+                integration_id,
+                run_id,
+                error,
+                at,
+            } => Ok(vec![E::RemotePushFailed {
+                integration_id,
+                run_id,
+                error,
+                at,
+            }]),
             C::RemoteDelete {
                 integration_id,
                 run_id,
@@ -423,6 +500,46 @@ impl Aggregate for Record {
                 self.id = Some(record_id.clone());
                 self.workspace_id.clone_from(workspace_id);
                 self.entity = Some(*entity);
+            }
+            RecordEvent::RecordImported {
+                record_id,
+                workspace_id,
+                entity,
+                integration_id,
+                remote_id,
+                remote_updated_at,
+                remote,
+                fields,
+                run_id: _,
+                at,
+            } => {
+                self.id = Some(record_id.clone());
+                self.workspace_id.clone_from(workspace_id);
+                self.entity = Some(*entity);
+                let source = Source::Crm {
+                    integration_id: integration_id.clone(),
+                };
+                for (name, value) in fields {
+                    self.fields.insert(
+                        name.clone(),
+                        FieldValue {
+                            value: value.clone(),
+                            source: source.clone(),
+                            at: *at,
+                        },
+                    );
+                }
+                self.links.insert(
+                    integration_id.clone(),
+                    Link {
+                        remote_id: remote_id.clone(),
+                        base: fields.clone(),
+                        remote_updated_at: Some(*remote_updated_at),
+                        pending_push: Fields::new(),
+                        push_error: None,
+                        remote: remote.clone(),
+                    },
+                );
             }
             RecordEvent::RemoteLinked {
                 integration_id,
@@ -458,9 +575,13 @@ impl Aggregate for Record {
                 remote_updated_at,
                 base,
                 pending_push,
+                remote,
                 ..
             } => {
                 let link = self.links.entry(integration_id.clone()).or_default();
+                if let Some(remote) = remote {
+                    link.remote.clone_from(remote);
+                }
                 link.base.clone_from(base);
                 link.pending_push.clone_from(pending_push);
                 link.remote_updated_at = Some(*remote_updated_at);
@@ -471,11 +592,21 @@ impl Aggregate for Record {
                 ..
             } => {
                 let link = self.links.entry(integration_id.clone()).or_default();
+                link.push_error = None;
                 for (name, value) in fields {
                     link.base.insert(name.clone(), value.clone());
                     if link.pending_push.get(name) == Some(value) {
                         link.pending_push.remove(name);
                     }
+                }
+            }
+            RecordEvent::RemotePushFailed {
+                integration_id,
+                error,
+                ..
+            } => {
+                if let Some(link) = self.links.get_mut(integration_id) {
+                    link.push_error = Some(error.clone());
                 }
             }
             RecordEvent::RemoteDeleted { integration_id, .. } => {

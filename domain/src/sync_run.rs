@@ -104,6 +104,18 @@ impl RunStats {
     }
 }
 
+/// One record a run could not sync, and why. Retrying a run retries these.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordFailure {
+    pub entity: Entity,
+    pub phase: Phase,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_id: Option<String>,
+    pub error: String,
+}
+
 /// Where a pass stands: its resume cursor (opaque to the domain) and whether it ended.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PassState {
@@ -121,6 +133,9 @@ pub enum SyncRunEvent {
         workspace_id: String,
         kind: RunKind,
         trigger: Trigger,
+        /// The run whose failed records this run retries.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_of: Option<String>,
         at: DateTime<Utc>,
     },
     RunStarted {
@@ -134,6 +149,9 @@ pub enum SyncRunEvent {
         cursor: Option<serde_json::Value>,
         done: bool,
         stats: RunStats,
+        /// The records of this page that failed.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        failures: Vec<RecordFailure>,
         at: DateTime<Utc>,
     },
     RunEnded {
@@ -191,6 +209,7 @@ pub enum SyncRunCommand {
         workspace_id: String,
         kind: RunKind,
         trigger: Trigger,
+        retry_of: Option<String>,
         at: DateTime<Utc>,
     },
     /// A worker takes the run; a running run may be taken over (its worker died).
@@ -204,6 +223,7 @@ pub enum SyncRunCommand {
         cursor: Option<serde_json::Value>,
         done: bool,
         stats: RunStats,
+        failures: Vec<RecordFailure>,
         at: DateTime<Utc>,
     },
     /// The run reached its end: completed, or partial when records failed.
@@ -259,6 +279,11 @@ pub struct SyncRun {
     pub started_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
     pub reason: Option<String>,
+    #[serde(default)]
+    pub retry_of: Option<String>,
+    /// Every record that failed, in the order the pages were committed.
+    #[serde(default)]
+    pub failures: Vec<RecordFailure>,
 }
 
 /// The key of a pass in [`SyncRun::passes`].
@@ -313,6 +338,7 @@ impl Aggregate for SyncRun {
             workspace_id,
             kind,
             trigger,
+            retry_of,
             at,
         } = command
         {
@@ -325,6 +351,7 @@ impl Aggregate for SyncRun {
                 workspace_id,
                 kind,
                 trigger,
+                retry_of,
                 at,
             }]);
         }
@@ -342,6 +369,7 @@ impl Aggregate for SyncRun {
                 cursor,
                 done,
                 stats,
+                failures,
                 at,
             } => {
                 if status != RunStatus::Running {
@@ -359,6 +387,7 @@ impl Aggregate for SyncRun {
                     cursor,
                     done,
                     stats,
+                    failures,
                     at,
                 }
             }
@@ -395,9 +424,11 @@ impl Aggregate for SyncRun {
                 workspace_id,
                 kind,
                 trigger,
+                retry_of,
                 at,
             } => {
                 self.id = Some(run_id.clone());
+                self.retry_of.clone_from(retry_of);
                 self.integration_id.clone_from(integration_id);
                 self.workspace_id.clone_from(workspace_id);
                 self.kind = Some(*kind);
@@ -416,9 +447,11 @@ impl Aggregate for SyncRun {
                 cursor,
                 done,
                 stats,
+                failures,
                 ..
             } => {
                 self.stats = self.stats.plus(*stats);
+                self.failures.extend(failures.iter().cloned());
                 let pass = self.passes.entry(pass_key(*entity, *phase)).or_default();
                 pass.cursor.clone_from(cursor);
                 pass.pages += 1;

@@ -336,6 +336,7 @@ mod tests {
             workspace_id: "w1".into(),
             kind: RunKind::Incremental,
             trigger: Trigger::Webhook,
+            retry_of: None,
             at: chrono::Utc::now(),
         };
         let payload = serde_json::to_value(&queued).unwrap_or_default();

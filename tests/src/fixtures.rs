@@ -189,6 +189,7 @@ pub async fn seed_sync_activity(
             workspace_id: workspace_id.into(),
             kind: RunKind::Full,
             trigger: Trigger::Manual,
+            retry_of: None,
             at: Utc::now(),
         },
         SyncRunCommand::Start {
@@ -216,6 +217,7 @@ pub async fn seed_sync_activity(
             integration_id: integration_id.into(),
             remote_id: remote_id.into(),
             remote_updated_at: Utc::now(),
+            remote: fields(email),
             fields: fields(email),
             policy: MergePolicy {
                 strategy: ConflictStrategy::LastWriteWins,
@@ -225,8 +227,8 @@ pub async fn seed_sync_activity(
             at: Utc::now(),
         };
         records.execute(record_id, ingest, &meta).await?;
-        // Created, linked, fields changed, merged.
-        events += 4;
+        // Imported: created, linked and filled in one event.
+        events += 1;
     }
     let page = SyncRunCommand::CommitPage {
         entity: Entity::Contacts,
@@ -239,6 +241,7 @@ pub async fn seed_sync_activity(
             api_calls: 1,
             ..RunStats::default()
         },
+        failures: vec![],
         at: Utc::now(),
     };
     runs.execute(&run_id, page, &meta).await?;

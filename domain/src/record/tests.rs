@@ -33,6 +33,7 @@ fn ingest(values: Fields, remote_at: i64, strategy: ConflictStrategy) -> RecordC
         integration_id: "hs".into(),
         remote_id: "101".into(),
         remote_updated_at: t(remote_at),
+        remote: values.clone(),
         fields: values,
         policy: policy(strategy),
         run_id: "run1".into(),
@@ -75,15 +76,8 @@ fn a_first_fetch_creates_links_and_fills_the_record() -> Result<(), RecordError>
         ConflictStrategy::LastWriteWins,
     )])?;
     let types: Vec<&str> = h.iter().map(DomainEvent::event_type).collect();
-    assert_eq!(
-        types,
-        [
-            "RecordCreated",
-            "RemoteLinked",
-            "FieldsChanged",
-            "RemoteMerged"
-        ]
-    );
+    // One event: the bulk path writes one row per new record.
+    assert_eq!(types, ["RecordImported"]);
     let r = state(&h);
     assert_eq!(r.values(), crm);
     assert_eq!(r.links["hs"].remote_id, "101");
@@ -264,7 +258,7 @@ proptest! {
         let r = state(&h);
         let mut expected = Fields::new();
         for e in &h {
-            if let RecordEvent::FieldsChanged { fields, .. } = e {
+            if let RecordEvent::FieldsChanged { fields, .. } | RecordEvent::RecordImported { fields, .. } = e {
                 expected.extend(fields.clone());
             }
         }

@@ -17,6 +17,7 @@ fn queued() -> SyncRunEvent {
         workspace_id: "ws1".into(),
         kind: RunKind::Full,
         trigger: Trigger::Manual,
+        retry_of: None,
         at: t(0),
     }
 }
@@ -45,6 +46,7 @@ fn page(cursor: Option<serde_json::Value>, done: bool, s: RunStats) -> SyncRunCo
         cursor,
         done,
         stats: s,
+        failures: vec![],
         at: t(2),
     }
 }
@@ -72,6 +74,7 @@ fn a_run_is_queued_once() {
         workspace_id: "ws1".into(),
         kind: RunKind::Full,
         trigger: Trigger::Manual,
+        retry_of: None,
         at: t(0),
     };
     assert_eq!(
