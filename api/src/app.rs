@@ -5,7 +5,7 @@ use crate::config::Settings;
 use crate::error::ApiError;
 use crate::openapi::ApiDoc;
 use crate::routes::{
-    audit, events, health, integrations, oauth, providers, records, tokens, webhooks,
+    audit, events, health, integrations, oauth, providers, records, sync_runs, tokens, webhooks,
 };
 use crate::state::AppState;
 use axum::extract::Request;
@@ -60,6 +60,13 @@ pub fn router(state: AppState) -> Router {
         .route("/records", post(records::create).get(records::list))
         .route("/records/{id}", get(records::get).patch(records::edit))
         .route("/records/{id}/history", get(records::history))
+        .route(
+            "/integrations/{id}/sync-runs",
+            post(sync_runs::start).get(sync_runs::list),
+        )
+        .route("/sync-runs/{id}", get(sync_runs::get))
+        .route("/sync-runs/{id}/cancel", post(sync_runs::cancel))
+        .route("/sync-runs/{id}/retry", post(sync_runs::retry))
         .route("/audit", get(audit::list))
         .route("/audit/verify", get(audit::verify))
         .route("/events/stream", get(events::stream));
@@ -170,6 +177,8 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     settings: Settings,
+    /// The in-process run queue, drained by the workers `run` starts.
+    queue: Option<syncledger_engine::workers::LocalQueue>,
 }
 
 impl Application {
@@ -202,6 +211,7 @@ impl Application {
             }
             _ => None,
         };
+        let (dispatcher, queue) = syncledger_engine::workers::local_queue();
         let state = AppState::new(
             store,
             vault,
@@ -210,12 +220,14 @@ impl Application {
             settings.rate_limit_per_minute,
             settings.public_url(addr),
             settings.provider_apps(),
+            std::sync::Arc::new(dispatcher),
         );
         Ok(Application {
             addr,
             listener,
             state,
             settings,
+            queue: Some(queue),
         })
     }
 
@@ -231,7 +243,10 @@ impl Application {
     /// current projection batch finish, and return.
     pub async fn run(self, shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
         let state = self.state.clone();
-        let tasks = spawn_background(&state, &self.settings, shutdown.clone());
+        let mut tasks = spawn_background(&state, &self.settings, shutdown.clone());
+        if let Some(queue) = self.queue {
+            tasks.extend(spawn_sync(&state, &self.settings, queue, shutdown.clone()));
+        }
         let mut stop = shutdown.clone();
         let app = router(state).layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -275,6 +290,40 @@ fn spawn_background(
                 feed, bus, rx,
             )));
         }
+    }
+    tasks
+}
+
+/// The sync workers and the scheduler. Runs left queued or running by a previous
+/// process (it stopped or died mid-run) are handed out again first.
+fn spawn_sync(
+    state: &AppState,
+    settings: &Settings,
+    queue: syncledger_engine::workers::LocalQueue,
+    shutdown: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    if settings.workers > 0 {
+        tasks.extend(queue.spawn(
+            state.runs.clone(),
+            settings.workers as usize,
+            shutdown.clone(),
+        ));
+        let (runs, dispatcher) = (state.runs.clone(), state.dispatcher.clone());
+        tasks.push(tokio::spawn(async move {
+            match syncledger_engine::workers::resume_unfinished(&runs, dispatcher.as_ref()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(runs = n, "resuming unfinished sync runs"),
+                Err(e) => tracing::warn!(error = %e, "could not list unfinished sync runs"),
+            }
+        }));
+    }
+    if settings.scheduler_interval_secs > 0 {
+        let (runs, dispatcher) = (state.runs.clone(), state.dispatcher.clone());
+        let every = Duration::from_secs(settings.scheduler_interval_secs);
+        tasks.push(tokio::spawn(syncledger_engine::scheduler::run(
+            runs, dispatcher, every, shutdown,
+        )));
     }
     tasks
 }

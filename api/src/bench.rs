@@ -163,6 +163,7 @@ async fn fill_log(store: &Store, ws: &str, n: usize) -> anyhow::Result<()> {
                 _ => IntegrationEvent::ConnectionTested {
                     ok: false,
                     detail: "bench".into(),
+                    account_id: None,
                     at: Utc::now(),
                 },
             };

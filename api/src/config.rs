@@ -56,6 +56,11 @@ pub struct Settings {
     /// Pace provider calls to each provider's published limits (turn off only for
     /// benchmarks against a sandbox with limits off).
     pub provider_pacing: bool,
+    /// Sync runs this process executes at once (0: execute none; leave them to
+    /// `syncledger worker` processes).
+    pub workers: u32,
+    /// Seconds between scheduler ticks (0: no scheduler in this process).
+    pub scheduler_interval_secs: u64,
 }
 
 impl Default for Settings {
@@ -82,6 +87,8 @@ impl Default for Settings {
             custom_client_id: "sandbox-client".into(),
             custom_client_secret: SecretString::from("sandbox-secret"),
             provider_pacing: true,
+            workers: 2,
+            scheduler_interval_secs: 30,
         }
     }
 }
@@ -107,7 +114,9 @@ impl Settings {
             .set_default("log_format", "text")?
             .set_default("rate_limit_per_minute", defaults.rate_limit_per_minute)?
             .set_default("projection_batch", defaults.projection_batch)?
-            .set_default("provider_pacing", defaults.provider_pacing)?;
+            .set_default("provider_pacing", defaults.provider_pacing)?
+            .set_default("workers", defaults.workers)?
+            .set_default("scheduler_interval_secs", defaults.scheduler_interval_secs)?;
         for (provider, app) in defaults.oauth_apps() {
             builder = builder
                 .set_default(format!("{provider}_client_id"), app.client_id)?
@@ -158,6 +167,11 @@ impl Settings {
             ("custom_client_id", "SYNCLEDGER_CUSTOM_CLIENT_ID"),
             ("custom_client_secret", "SYNCLEDGER_CUSTOM_CLIENT_SECRET"),
             ("provider_pacing", "SYNCLEDGER_PROVIDER_PACING"),
+            ("workers", "SYNCLEDGER_WORKERS"),
+            (
+                "scheduler_interval_secs",
+                "SYNCLEDGER_SCHEDULER_INTERVAL_SECS",
+            ),
         ] {
             if let Ok(v) = std::env::var(var) {
                 builder = builder.set_override(key, v)?;

@@ -1,7 +1,7 @@
 //! The OpenAPI 3 document served at `GET /v1/openapi.json`.
 
 use crate::routes::{
-    audit, events, health, integrations, oauth, providers, records, tokens, webhooks,
+    audit, events, health, integrations, oauth, providers, records, sync_runs, tokens, webhooks,
 };
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -20,6 +20,7 @@ use utoipa::{Modify, OpenApi};
         events::stream,
         webhooks::hubspot,
         records::create, records::list, records::get, records::edit, records::history,
+        sync_runs::start, sync_runs::list, sync_runs::get, sync_runs::cancel, sync_runs::retry,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&BearerAuth),

@@ -7,7 +7,8 @@ use std::time::Duration;
 use syncledger_bus::{LocalBus, NatsBus};
 use syncledger_domain::record::Record;
 use syncledger_domain::{Integration, Workspace};
-use syncledger_engine::{Connections, Connector, ProviderApps};
+use syncledger_engine::workers::Dispatcher;
+use syncledger_engine::{Connections, Connector, ProviderApps, SyncRuns};
 use syncledger_projections::checkpoint;
 use syncledger_store::{Cqrs, Store};
 use syncledger_vault::Vault;
@@ -30,6 +31,10 @@ pub struct Inner {
     pub public_url: String,
     /// Provider adapters and the credential lifecycle.
     pub connections: Connections,
+    /// Sync runs: trigger, cancel, retry, execute.
+    pub runs: SyncRuns,
+    /// Where triggered runs go to be executed.
+    pub dispatcher: Arc<dyn Dispatcher>,
 }
 
 impl std::ops::Deref for AppState {
@@ -48,6 +53,7 @@ pub fn limiter(per_minute: u32) -> DefaultKeyedRateLimiter<String> {
 const READ_YOUR_WRITES: Duration = Duration::from_secs(5);
 
 impl AppState {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,
         vault: Vault,
@@ -56,9 +62,15 @@ impl AppState {
         rate_limit_per_minute: u32,
         public_url: String,
         apps: ProviderApps,
+        dispatcher: Arc<dyn Dispatcher>,
     ) -> Self {
         let holder = format!("api:{}", std::process::id());
         let connections = Connections::new(&store, vault.clone(), Connector::new(apps), holder);
+        let runs = SyncRuns::new(
+            &store,
+            connections.clone(),
+            format!("serve:{}", std::process::id()),
+        );
         AppState(Arc::new(Inner {
             workspaces: store.cqrs(),
             integrations: store.cqrs(),
@@ -71,6 +83,8 @@ impl AppState {
             limiter: limiter(rate_limit_per_minute),
             public_url,
             connections,
+            runs,
+            dispatcher,
         }))
     }
 

@@ -105,6 +105,10 @@ pub enum IntegrationEvent {
     ConnectionTested {
         ok: bool,
         detail: String,
+        /// The provider account the credentials belong to (HubSpot portal id,
+        /// Salesforce org id...): how webhooks find their integration.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        account_id: Option<String>,
         at: DateTime<Utc>,
     },
     IntegrationFailed {
@@ -265,6 +269,7 @@ pub enum IntegrationCommand {
     RecordConnectionTest {
         ok: bool,
         detail: String,
+        account_id: Option<String>,
         at: DateTime<Utc>,
     },
     MarkFailed {
@@ -415,6 +420,10 @@ pub struct Integration {
     /// The one queued or running sync run, if any.
     #[serde(default)]
     pub active_run: Option<String>,
+    /// The provider account the credentials belong to, as the last connection test
+    /// reported it.
+    #[serde(default)]
+    pub account_id: Option<String>,
 }
 
 /// A live claim on refreshing the credentials.
@@ -564,7 +573,17 @@ impl Aggregate for Integration {
                 expires_at,
                 at,
             },
-            C::RecordConnectionTest { ok, detail, at } => E::ConnectionTested { ok, detail, at },
+            C::RecordConnectionTest {
+                ok,
+                detail,
+                account_id,
+                at,
+            } => E::ConnectionTested {
+                ok,
+                detail,
+                account_id,
+                at,
+            },
             C::MarkFailed { reason, at } => E::IntegrationFailed { reason, at },
             C::Pause { at } => E::IntegrationPaused { at },
             C::Resume { at } => E::IntegrationResumed { at },
@@ -704,17 +723,27 @@ impl Aggregate for Integration {
                 self.credentials_generation += 1;
                 self.refresh_lease = None;
             }
-            E::ConnectionTested { ok, detail, .. } => match (ok, self.status) {
-                (true, Status::Error) => {
-                    self.status = Status::Connected;
-                    self.last_error = None;
+            E::ConnectionTested {
+                ok,
+                detail,
+                account_id,
+                ..
+            } => {
+                if account_id.is_some() {
+                    self.account_id.clone_from(account_id);
                 }
-                (false, Status::Connected) => {
-                    self.status = Status::Error;
-                    self.last_error = Some(detail.clone());
+                match (ok, self.status) {
+                    (true, Status::Error) => {
+                        self.status = Status::Connected;
+                        self.last_error = None;
+                    }
+                    (false, Status::Connected) => {
+                        self.status = Status::Error;
+                        self.last_error = Some(detail.clone());
+                    }
+                    _ => {}
                 }
-                _ => {}
-            },
+            }
             E::IntegrationFailed { reason, .. } => {
                 self.status = Status::Error;
                 self.last_error = Some(reason.clone());

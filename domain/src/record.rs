@@ -362,14 +362,25 @@ impl Record {
                 None => base.remove(name),
             };
         }
+        // What the CRM is owed: the app values it does not have yet, minus fields the
+        // merge settled for the CRM's value or queued for review (a queued conflict is
+        // pushed only once someone resolves it).
         let mut pending = link.pending_push.clone();
+        for name in outcome.to_app.keys() {
+            pending.remove(name);
+        }
+        for c in &outcome.conflicts {
+            if c.winner != Some(crate::merge::Side::App) {
+                pending.remove(&c.field);
+            }
+        }
         pending.extend(outcome.to_crm);
+        // A version that changes nothing the link holds is not an event, even with a newer
+        // modification time: that is how the echo of our own push comes back.
         let unchanged = base == link.base
             && pending == link.pending_push
             && outcome.conflicts.is_empty()
-            && link
-                .remote_updated_at
-                .is_some_and(|t| t >= remote_updated_at);
+            && link.remote == remote;
         if !(unchanged && events.is_empty()) {
             events.push(RecordEvent::RemoteMerged {
                 integration_id,

@@ -114,6 +114,10 @@ pub struct RecordFailure {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_id: Option<String>,
     pub error: String,
+    /// For a fetched record that could not be ingested: the record as fetched, so a
+    /// retry ingests it again without calling the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetched: Option<serde_json::Value>,
 }
 
 /// Where a pass stands: its resume cursor (opaque to the domain) and whether it ended.

@@ -36,6 +36,11 @@ pub enum EngineError {
     /// Stored data that should parse does not (never shows its content).
     #[error("stored data is corrupt: {0}")]
     Corrupt(&'static str),
+    #[error("sync run not found")]
+    RunNotFound,
+    /// The integration's mappings cannot be compiled.
+    #[error("field mapping: {0}")]
+    Mapping(String),
     #[error("timed out waiting for another worker's credential refresh")]
     RefreshTimeout,
 }

@@ -6,13 +6,18 @@
 //! refresh per credential generation however many workers ask at once.
 
 pub mod connector;
+pub mod crashpoint;
 pub mod credentials;
 pub mod error;
 pub mod mapping;
+pub mod runs;
+pub mod scheduler;
 pub mod session;
 pub mod transform;
+pub mod workers;
 
 pub use connector::{ClientApp, Connector, ProviderApps};
 pub use credentials::{open_credentials, seal_credentials};
 pub use error::EngineError;
+pub use runs::{RunError, SyncRuns};
 pub use session::{Connections, Session};

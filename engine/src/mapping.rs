@@ -138,6 +138,25 @@ impl Mapper {
             .collect()
     }
 
+    /// The subset of `app` values that some rule pushes to the CRM.
+    pub fn pushable(&self, app: &Fields) -> Fields {
+        app.iter()
+            .filter(|(name, _)| self.push_rule(name).is_some())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// The CRM field an app field is pushed to, if a rule pushes it.
+    pub fn push_rule(&self, app_field: &str) -> Option<&str> {
+        self.rules
+            .iter()
+            .find(|r| {
+                r.app_field == app_field
+                    && matches!(r.direction, MappingDirection::Push | MappingDirection::Both)
+            })
+            .map(|r| r.crm_field.as_str())
+    }
+
     /// App fields this mapping fills from the CRM.
     pub fn pulled_app_fields(&self) -> impl Iterator<Item = &str> {
         self.rules

@@ -200,6 +200,10 @@ impl Projection for IntegrationStatus {
             if became_connected || row.state.sync_config != old_config {
                 row.schedule_base = Some(at);
             }
+            // Any run (manual, scheduled or webhook) restarts the schedule's period.
+            if let IntegrationEvent::SyncRunBegun { at, .. } = &event {
+                row.last_sync_at = Some(*at);
+            }
             row.updated_at = at;
             row.version = e.sequence;
             row.last_position = e.position.pos;

@@ -77,15 +77,16 @@ impl Projection for Records {
                 .await?;
             for (integration_id, link) in &r.links {
                 sqlx::query(&format!(
-                    "INSERT INTO {links} (workspace_id, integration_id, remote_id, record_id)
-                     VALUES ($1, $2, $3, $4)
+                    "INSERT INTO {links} (workspace_id, integration_id, remote_id, record_id, pending_push)
+                     VALUES ($1, $2, $3, $4, $5)
                      ON CONFLICT (workspace_id, integration_id, remote_id)
-                     DO UPDATE SET record_id = excluded.record_id"
+                     DO UPDATE SET record_id = excluded.record_id, pending_push = excluded.pending_push"
                 ))
                 .bind(&r.workspace_id)
                 .bind(integration_id)
                 .bind(&link.remote_id)
                 .bind(&id)
+                .bind(i64::try_from(link.pending_push.len()).unwrap_or(i64::MAX))
                 .execute(&mut *conn)
                 .await?;
             }

@@ -14,6 +14,17 @@ pub trait CrmAdapter: Send + Sync {
         true
     }
 
+    /// Requests this adapter has sent to the provider, retries included.
+    fn requests_sent(&self) -> u64 {
+        0
+    }
+
+    /// The most records one `push_batch` call carries; the engine sends batches of
+    /// this size so each costs one request.
+    fn push_batch_size(&self) -> usize {
+        100
+    }
+
     /// The URL to send the user to, and the PKCE verifier to keep for
     /// [`CrmAdapter::exchange_code`]. Each call makes a fresh verifier; the
     /// caller binds `state` to the workspace and integration.

@@ -143,6 +143,8 @@ pub struct Executor {
     rate_headers: Option<RateHeaderReader>,
     classifier: Option<FailureClassifier>,
     rate_state: RateLimitState,
+    /// Requests sent, retries included: what the provider counts against its limits.
+    requests: std::sync::atomic::AtomicU64,
 }
 
 /// A successful response: its status, headers and parsed body (`None` when empty).
@@ -195,6 +197,7 @@ impl Executor {
             rate_headers: None,
             classifier: None,
             rate_state: RateLimitState::default(),
+            requests: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -214,6 +217,11 @@ impl Executor {
 
     pub fn client(&self) -> &reqwest::Client {
         &self.client
+    }
+
+    /// How many requests this executor has sent, retries included.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
     }
 
     /// Sends the request `build` makes (once per attempt) and parses the body.
@@ -284,6 +292,7 @@ impl Executor {
         request: RequestBuilder,
         attempts: u32,
     ) -> Result<Reply<T>, Attempt> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
         let mut response = request.send().await.map_err(|e| transport(&e, attempts))?;
         let status = response.status();
         self.rate_state

@@ -21,6 +21,28 @@ pub struct NewEvent {
     pub metadata: Metadata,
 }
 
+impl NewEvent {
+    /// The row the command path would write for `event` of aggregate `A` at `sequence`:
+    /// same type, version and payload encoding, so cqrs-es reads it back unchanged.
+    pub fn of<A: syncledger_domain::Aggregate>(
+        aggregate_id: &str,
+        sequence: i64,
+        event: &A::Event,
+        metadata: &Metadata,
+    ) -> Result<NewEvent, serde_json::Error> {
+        use syncledger_domain::DomainEvent;
+        Ok(NewEvent {
+            aggregate_type: A::TYPE.to_string(),
+            aggregate_id: aggregate_id.to_string(),
+            sequence,
+            event_type: event.event_type().to_string(),
+            event_version: event.event_version().to_string(),
+            payload: serde_json::to_value(event)?,
+            metadata: metadata.clone(),
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
     #[error("an event with the same aggregate and sequence already exists")]

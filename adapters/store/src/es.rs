@@ -138,6 +138,25 @@ impl<A: Aggregate + 'static> Cqrs<A> {
         }
     }
 
+    /// The aggregate's state and the sequence of its last event (0 when it has none):
+    /// what a bulk append needs to write the next events with conflict detection.
+    pub async fn load_versioned(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<(A, i64), CommandError<A::Error>> {
+        let (state, sequence) = match &self.inner {
+            Inner::Pg(_, s) => {
+                let c = s.load_aggregate(aggregate_id).await?;
+                (c.aggregate.0, c.current_sequence)
+            }
+            Inner::Lite(_, s) => {
+                let c = s.load_aggregate(aggregate_id).await?;
+                (c.aggregate.0, c.current_sequence)
+            }
+        };
+        Ok((state, i64::try_from(sequence).unwrap_or(i64::MAX)))
+    }
+
     /// The aggregate's current state, replayed from its events (no snapshots).
     pub async fn load(&self, aggregate_id: &str) -> Result<A, CommandError<A::Error>> {
         let state = match &self.inner {

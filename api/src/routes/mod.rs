@@ -5,5 +5,6 @@ pub mod integrations;
 pub mod oauth;
 pub mod providers;
 pub mod records;
+pub mod sync_runs;
 pub mod tokens;
 pub mod webhooks;

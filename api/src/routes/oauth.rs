@@ -57,6 +57,10 @@ fn provider_error(cause: &CrmError) -> ApiError {
 pub fn engine_error(e: EngineError) -> ApiError {
     match e {
         EngineError::NotFound => ApiError::not_found("integration"),
+        EngineError::RunNotFound => ApiError::not_found("sync run"),
+        EngineError::Mapping(message) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_mapping", message)
+        }
         EngineError::NotConnected => ApiError::new(
             StatusCode::CONFLICT,
             "not_connected",
@@ -294,13 +298,14 @@ pub async fn callback(
         .exchange_code(&code, verifier, &claimed.redirect_uri)
         .await
         .map_err(|e| provider_error(&e))?;
-    let (kind, secret, expires_at) = seal_credentials(
-        &state.vault,
-        &claimed.workspace_id,
-        &Credentials::OAuth2(tokens),
-    )
-    .await
-    .map_err(engine_error)?;
+    let credentials = Credentials::OAuth2(tokens);
+    // Which provider account these tokens reach: webhooks name it, not the integration.
+    // Best effort: a failed test does not undo a granted authorization.
+    let identity = adapter.test_connection(&credentials).await.ok();
+    let (kind, secret, expires_at) =
+        seal_credentials(&state.vault, &claimed.workspace_id, &credentials)
+            .await
+            .map_err(engine_error)?;
     let at = Utc::now();
     let cmd = if matches!(integration.status, Status::PendingAuth | Status::Error) {
         IntegrationCommand::StoreCredentials {
@@ -318,9 +323,20 @@ pub async fn callback(
         }
     };
     let meta = Metadata::new(CALLBACK_ACTOR, &claimed.workspace_id, request_id.0);
-    Ok(Json(
-        command_as(&state, &meta, &claimed.integration_id, cmd).await?,
-    ))
+    let mut view = command_as(&state, &meta, &claimed.integration_id, cmd).await?;
+    if let Some(identity) = identity {
+        let test = IntegrationCommand::RecordConnectionTest {
+            ok: true,
+            detail: format!(
+                "connected to {} account {}",
+                integration.provider, identity.account_id
+            ),
+            account_id: Some(identity.account_id),
+            at: Utc::now(),
+        };
+        view = command_as(&state, &meta, &claimed.integration_id, test).await?;
+    }
+    Ok(Json(view))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -343,7 +359,7 @@ pub async fn test(
     let integration = owned(&state, &caller.workspace_id, &id).await?;
     let mut session = state.connections.session(&id).await.map_err(engine_error)?;
     let meta = caller.metadata();
-    let (ok, detail) = match session
+    let (ok, detail, account_id) = match session
         .call(&meta, |adapter, credentials| {
             adapter.test_connection(credentials)
         })
@@ -355,16 +371,18 @@ pub async fn test(
                 "connected to {} account {}",
                 integration.provider, identity.account_id
             ),
+            Some(identity.account_id),
         ),
         // Engine and provider messages never carry tokens or request bodies.
         Err(e @ (EngineError::Provider(_) | EngineError::RefreshRejected)) => {
-            (false, e.to_string())
+            (false, e.to_string(), None)
         }
         Err(other) => return Err(engine_error(other)),
     };
     let cmd = IntegrationCommand::RecordConnectionTest {
         ok,
         detail: detail.clone(),
+        account_id,
         at: Utc::now(),
     };
     let integration = command(&state, &caller, &id, cmd).await?;

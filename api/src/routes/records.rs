@@ -64,6 +64,11 @@ impl From<&FieldValue> for FieldView {
 pub struct LinkView {
     pub integration_id: String,
     pub remote_id: String,
+    /// Fields whose app value has not reached this CRM yet.
+    pub pending_push: Vec<String>,
+    /// Why the last push to this CRM failed, until one succeeds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push_error: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -91,6 +96,8 @@ fn view(id: &str, r: &Record) -> RecordView {
             .map(|(integration_id, l)| LinkView {
                 integration_id: integration_id.clone(),
                 remote_id: l.remote_id.clone(),
+                pending_push: l.pending_push.keys().cloned().collect(),
+                push_error: l.push_error.clone(),
             })
             .collect(),
         version: r.version,

@@ -9,7 +9,12 @@ use axum::http::{HeaderMap, StatusCode};
 use chrono::Utc;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
+use sqlx::Row;
 use syncledger_crm::hubspot::webhook::verify_v3;
+use syncledger_domain::sync_run::{RunKind, Trigger};
+use syncledger_domain::Integration;
+use syncledger_engine::RunError;
+use syncledger_store::Metadata;
 
 /// The fields of a HubSpot event syncledger reads; others are ignored.
 #[derive(Deserialize)]
@@ -17,6 +22,59 @@ use syncledger_crm::hubspot::webhook::verify_v3;
 struct HubSpotEvent {
     portal_id: Option<u64>,
     subscription_type: Option<String>,
+}
+
+/// Connected HubSpot integrations whose credentials reach `portal`.
+async fn integrations_of_portal(
+    state: &AppState,
+    portal: &str,
+) -> ApiResult<Vec<(String, String)>> {
+    let rows = sqlx::query(
+        "SELECT id, workspace_id, state FROM integration_status
+          WHERE provider = 'hubspot' AND status = 'connected'",
+    )
+    .fetch_all(&state.store.any)
+    .await?;
+    let mut out = Vec::new();
+    for row in rows {
+        let stored: String = row.try_get("state")?;
+        let Ok(integration) = serde_json::from_str::<Integration>(&stored) else {
+            continue;
+        };
+        if integration.account_id.as_deref() == Some(portal) {
+            out.push((row.try_get("id")?, row.try_get("workspace_id")?));
+        }
+    }
+    Ok(out)
+}
+
+/// Starts a near-real-time incremental run. When a run is already active the change is
+/// remembered, and the scheduler starts the follow-up run once that one has ended.
+async fn trigger_webhook_run(state: &AppState, integration_id: &str, workspace_id: &str) {
+    let meta = Metadata::new(
+        "webhook:hubspot",
+        workspace_id,
+        uuid::Uuid::now_v7().to_string(),
+    );
+    match state
+        .runs
+        .trigger(
+            integration_id,
+            RunKind::Incremental,
+            Trigger::Webhook,
+            None,
+            &meta,
+        )
+        .await
+    {
+        Ok(run_id) => {
+            if let Err(e) = state.dispatcher.dispatch(&run_id).await {
+                tracing::warn!(integration_id, error = %e, "webhook run not handed to a worker");
+            }
+        }
+        Err(RunError::Active { .. }) => state.runs.remember_webhook(integration_id),
+        Err(e) => tracing::info!(integration_id, error = %e, "webhook did not start a run"),
+    }
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -52,12 +110,24 @@ pub async fn hubspot(
     .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_signature", e.to_string()))?;
     let events: Vec<HubSpotEvent> = serde_json::from_slice(&body)
         .map_err(|_| ApiError::bad_request("the body must be a JSON array of HubSpot events"))?;
+    let mut portals: Vec<String> = events
+        .iter()
+        .filter_map(|e| e.portal_id)
+        .map(|p| p.to_string())
+        .collect();
+    portals.sort();
+    portals.dedup();
     for event in &events {
-        tracing::info!(
+        tracing::debug!(
             portal_id = event.portal_id,
             subscription = event.subscription_type.as_deref().unwrap_or("unknown"),
             "verified HubSpot webhook event"
         );
+    }
+    for portal in &portals {
+        for (integration_id, workspace_id) in integrations_of_portal(&state, portal).await? {
+            trigger_webhook_run(&state, &integration_id, &workspace_id).await;
+        }
     }
     Ok(StatusCode::NO_CONTENT)
 }

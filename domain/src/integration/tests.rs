@@ -120,6 +120,7 @@ fn test_conn(ok: bool) -> IntegrationCommand {
     IntegrationCommand::RecordConnectionTest {
         ok,
         detail: "HTTP 401 from CRM".into(),
+        account_id: None,
         at: t0(),
     }
 }
@@ -128,6 +129,7 @@ fn tested(ok: bool) -> IntegrationEvent {
     IntegrationEvent::ConnectionTested {
         ok,
         detail: "HTTP 401 from CRM".into(),
+        account_id: None,
         at: t0(),
     }
 }

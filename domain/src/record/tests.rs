@@ -270,3 +270,49 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_queued_conflict_is_not_pushed_until_resolved() -> Result<(), RecordError> {
+    let first = fields(&[("email", "a@x.io"), ("phone", "1")]);
+    let mut h = play(vec![
+        ingest(first, 1, ConflictStrategy::ManualReview),
+        edit(fields(&[("phone", "2")]), 2),
+    ])?;
+    assert_eq!(
+        state(&h).links["hs"].pending_push,
+        fields(&[("phone", "2")])
+    );
+    let theirs = ingest(
+        fields(&[("email", "a@x.io"), ("phone", "3")]),
+        3,
+        ConflictStrategy::ManualReview,
+    );
+    h.extend(given::<Record>(h.clone()).when(theirs)?);
+    let r = state(&h);
+    assert!(r.links["hs"].pending_push.is_empty(), "{:?}", r.links["hs"]);
+    assert_eq!(
+        r.values()["phone"],
+        Some("2".into()),
+        "the app keeps its value"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_conflict_the_crm_wins_drops_the_app_value_owed_to_it() -> Result<(), RecordError> {
+    let first = fields(&[("email", "a@x.io"), ("phone", "1")]);
+    let mut h = play(vec![
+        ingest(first, 1, ConflictStrategy::CrmWins),
+        edit(fields(&[("phone", "2")]), 2),
+    ])?;
+    let theirs = ingest(
+        fields(&[("email", "a@x.io"), ("phone", "3")]),
+        3,
+        ConflictStrategy::CrmWins,
+    );
+    h.extend(given::<Record>(h.clone()).when(theirs)?);
+    let r = state(&h);
+    assert!(r.links["hs"].pending_push.is_empty());
+    assert_eq!(r.values()["phone"], Some("3".into()));
+    Ok(())
+}

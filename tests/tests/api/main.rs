@@ -15,5 +15,6 @@ mod openapi;
 mod rate_limit;
 mod records;
 mod secrets;
+mod sync;
 mod tokens;
 mod webhooks;

@@ -651,6 +651,10 @@ fn parse_record(spec: &EntitySpec, item: &Value) -> Result<RemoteRecord, String>
 
 #[async_trait]
 impl CrmAdapter for CustomAdapter {
+    fn requests_sent(&self) -> u64 {
+        self.http.requests()
+    }
+
     fn supports_oauth(&self) -> bool {
         matches!(self.spec.auth, AuthSpec::Oauth2 { .. })
     }

@@ -151,6 +151,14 @@ fn bearer(credentials: &Credentials) -> Result<String, CrmError> {
 
 #[async_trait]
 impl CrmAdapter for HubSpotAdapter {
+    fn requests_sent(&self) -> u64 {
+        self.http.requests()
+    }
+
+    fn push_batch_size(&self) -> usize {
+        push::BATCH_LIMIT
+    }
+
     fn authorization_url(
         &self,
         redirect_uri: &str,

@@ -11,7 +11,7 @@ use crate::error::CrmError;
 use crate::http::Lane;
 use crate::types::{Credentials, PushKind, PushOp, PushResult};
 
-const BATCH_LIMIT: usize = 100;
+pub(crate) const BATCH_LIMIT: usize = 100;
 
 /// One input of a batch call, remembering where it came from.
 struct Input {

@@ -343,6 +343,10 @@ impl PipedriveAdapter {
 
 #[async_trait]
 impl CrmAdapter for PipedriveAdapter {
+    fn requests_sent(&self) -> u64 {
+        self.http.requests()
+    }
+
     fn authorization_url(
         &self,
         redirect_uri: &str,

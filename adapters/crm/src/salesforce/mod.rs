@@ -225,6 +225,14 @@ fn classify(status: StatusCode, body: &[u8]) -> Option<CrmError> {
 
 #[async_trait]
 impl CrmAdapter for SalesforceAdapter {
+    fn requests_sent(&self) -> u64 {
+        self.http.requests()
+    }
+
+    fn push_batch_size(&self) -> usize {
+        push::COLLECTION_LIMIT
+    }
+
     fn authorization_url(
         &self,
         redirect_uri: &str,

@@ -11,7 +11,7 @@ use crate::error::CrmError;
 use crate::http::Lane;
 use crate::types::{Credentials, PushKind, PushOp, PushResult};
 
-const COLLECTION_LIMIT: usize = 200;
+pub(crate) const COLLECTION_LIMIT: usize = 200;
 
 /// Fields the server maintains; sending them fails the record, so they are dropped.
 const SYSTEM_FIELDS: &[&str] = &[

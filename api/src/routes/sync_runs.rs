@@ -1,0 +1,356 @@
+//! Sync runs through the API: start one (at most one active per integration), list an
+//! integration's runs, read one with its counters and failed records, cancel, and retry
+//! only the records a run failed on. Runs execute on workers, not in the request: a
+//! started run answers 201 while still `queued`.
+
+use crate::auth::{Caller, READERS, WRITERS};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Body, List, Page, Query};
+use crate::routes::integrations::owned;
+use crate::routes::oauth::engine_error;
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use syncledger_domain::sync_run::{RunKind, RunStats, SyncRun, Trigger};
+use syncledger_domain::Aggregate;
+use syncledger_engine::RunError;
+
+const PROJECTION: &str = "sync_runs";
+/// Failed records shown with a run (all of them stay in its events).
+const MAX_FAILURES_SHOWN: usize = 100;
+
+fn time(t: Option<DateTime<Utc>>) -> Option<String> {
+    t.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+/// A run's counters.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct StatsView {
+    pub processed: u64,
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    pub conflicts_detected: u64,
+    pub conflicts_resolved: u64,
+    pub api_calls: u64,
+}
+
+impl From<RunStats> for StatsView {
+    fn from(s: RunStats) -> Self {
+        StatsView {
+            processed: s.processed,
+            created: s.created,
+            updated: s.updated,
+            unchanged: s.unchanged,
+            skipped: s.skipped,
+            failed: s.failed,
+            conflicts_detected: s.conflicts_detected,
+            conflicts_resolved: s.conflicts_resolved,
+            api_calls: s.api_calls,
+        }
+    }
+}
+
+/// One record a run failed on.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FailureView {
+    pub entity: String,
+    /// pull, deletions or push.
+    pub phase: String,
+    pub record_id: Option<String>,
+    pub remote_id: Option<String>,
+    pub error: String,
+}
+
+/// Where one pass (entity and phase) stands.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PassView {
+    /// `<entity>/<phase>`.
+    pub pass: String,
+    pub pages: u64,
+    pub done: bool,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RunView {
+    pub id: String,
+    pub integration_id: String,
+    /// full, incremental or push.
+    pub kind: String,
+    /// manual, scheduled or webhook.
+    pub trigger: String,
+    /// queued, running, completed, partial, failed, cancelled or quota_exhausted.
+    pub status: String,
+    pub stats: StatsView,
+    pub duration_ms: Option<i64>,
+    pub queued_at: Option<String>,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    /// Why it failed, was cancelled or stopped.
+    pub reason: Option<String>,
+    /// The run whose failed records this run retries.
+    pub retry_of: Option<String>,
+    pub passes: Vec<PassView>,
+    pub failures: Vec<FailureView>,
+    pub failures_total: usize,
+}
+
+fn label<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+pub(crate) fn view(run: &SyncRun) -> RunView {
+    RunView {
+        id: run.id.clone().unwrap_or_default(),
+        integration_id: run.integration_id.clone(),
+        kind: run.kind.as_ref().map(label).unwrap_or_default(),
+        trigger: run.trigger.as_ref().map(label).unwrap_or_default(),
+        status: run.status.as_str().into(),
+        stats: run.stats.into(),
+        duration_ms: run.duration(Utc::now()).map(|d| d.num_milliseconds()),
+        queued_at: time(run.queued_at),
+        started_at: time(run.started_at),
+        ended_at: time(run.ended_at),
+        reason: run.reason.clone(),
+        retry_of: run.retry_of.clone(),
+        passes: run
+            .passes
+            .iter()
+            .map(|(k, p)| PassView {
+                pass: k.clone(),
+                pages: p.pages,
+                done: p.done,
+            })
+            .collect(),
+        failures: run
+            .failures
+            .iter()
+            .take(MAX_FAILURES_SHOWN)
+            .map(|f| FailureView {
+                entity: f.entity.as_str().into(),
+                phase: label(&f.phase),
+                record_id: f.record_id.clone(),
+                remote_id: f.remote_id.clone(),
+                error: f.error.clone(),
+            })
+            .collect(),
+        failures_total: run.failures.len(),
+    }
+}
+
+fn run_error(e: RunError) -> ApiError {
+    match e {
+        RunError::IntegrationNotFound => ApiError::not_found("integration"),
+        RunError::RunNotFound => ApiError::not_found("sync run"),
+        RunError::Unusable(reason) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "integration_unusable", reason)
+        }
+        RunError::Active { run_id } => ApiError::new(
+            StatusCode::CONFLICT,
+            "run_active",
+            format!("sync run {run_id} is already active on this integration"),
+        ),
+        RunError::State(e) => ApiError::new(StatusCode::CONFLICT, "invalid_state", e.to_string()),
+        RunError::NothingToRetry(m) => ApiError::new(StatusCode::CONFLICT, "nothing_to_retry", m),
+        RunError::Engine(e) => engine_error(e),
+    }
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartRun {
+    /// full, incremental (default) or push.
+    #[serde(default)]
+    pub kind: Option<String>,
+}
+
+fn parse_kind(kind: Option<&str>) -> ApiResult<RunKind> {
+    match kind.unwrap_or("incremental") {
+        "full" => Ok(RunKind::Full),
+        "incremental" => Ok(RunKind::Incremental),
+        "push" => Ok(RunKind::Push),
+        other => Err(ApiError::invalid_field(
+            "kind",
+            format!("must be full, incremental or push, not {other:?}"),
+        )),
+    }
+}
+
+async fn owned_run(state: &AppState, workspace_id: &str, id: &str) -> ApiResult<SyncRun> {
+    match state.runs.load(id).await.map_err(engine_error)? {
+        Some(run) if run.workspace_id == workspace_id => Ok(run),
+        _ => Err(ApiError::not_found("sync run")),
+    }
+}
+
+/// Hands the run to a worker and answers with it as it is now.
+async fn started(
+    state: &AppState,
+    caller: &Caller,
+    run_id: &str,
+) -> ApiResult<(StatusCode, Json<RunView>)> {
+    state
+        .dispatcher
+        .dispatch(run_id)
+        .await
+        .map_err(engine_error)?;
+    state.settle(PROJECTION, SyncRun::TYPE, run_id).await?;
+    let run = owned_run(state, &caller.workspace_id, run_id).await?;
+    Ok((StatusCode::CREATED, Json(view(&run))))
+}
+
+/// Start a sync run now.
+#[utoipa::path(post, path = "/v1/integrations/{id}/sync-runs", tag = "sync runs", security(("bearer" = [])),
+    request_body = StartRun,
+    responses((status = 201, body = RunView), (status = 400, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn start(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(req): Body<StartRun>,
+) -> ApiResult<(StatusCode, Json<RunView>)> {
+    caller.require(WRITERS)?;
+    let kind = parse_kind(req.kind.as_deref())?;
+    owned(&state, &caller.workspace_id, &id).await?;
+    let run_id = state
+        .runs
+        .trigger(&id, kind, Trigger::Manual, None, &caller.metadata())
+        .await
+        .map_err(run_error)?;
+    started(&state, &caller, &run_id).await
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct ListQuery {
+    /// 1 to 500, default 50.
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+    /// Only runs in this status.
+    pub status: Option<String>,
+}
+
+/// An integration's runs, newest first.
+#[utoipa::path(get, path = "/v1/integrations/{id}/sync-runs", tag = "sync runs", security(("bearer" = [])),
+    params(ListQuery),
+    responses((status = 200, body = List<RunView>), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<List<RunView>>> {
+    caller.require(READERS)?;
+    owned(&state, &caller.workspace_id, &id).await?;
+    let page = Page {
+        limit: q.limit,
+        cursor: q.cursor.clone(),
+    };
+    let limit = page.limit()?;
+    const STATUSES: [&str; 7] = [
+        "queued",
+        "running",
+        "completed",
+        "partial",
+        "failed",
+        "cancelled",
+        "quota_exhausted",
+    ];
+    if let Some(s) = q.status.as_deref() {
+        if !STATUSES.contains(&s) {
+            return Err(ApiError::invalid_field(
+                "status",
+                format!("must be one of {}", STATUSES.join(", ")),
+            ));
+        }
+    }
+    // Newest first: ids are UUID v7, ordered by creation time.
+    let before = page.cursor()?.unwrap_or_else(|| "~".into());
+    let mut sql = String::from(
+        "SELECT id, state FROM sync_runs
+          WHERE workspace_id = $1 AND integration_id = $2 AND id < $3",
+    );
+    if q.status.is_some() {
+        sql.push_str(" AND status = $5");
+    }
+    sql.push_str(" ORDER BY id DESC LIMIT $4");
+    let mut query = sqlx::query(&sql)
+        .bind(&caller.workspace_id)
+        .bind(&id)
+        .bind(&before)
+        .bind(limit + 1);
+    if let Some(s) = &q.status {
+        query = query.bind(s);
+    }
+    let rows = query.fetch_all(&state.store.any).await?;
+    let mut runs = Vec::with_capacity(rows.len());
+    for row in rows {
+        let stored: String = row.try_get("state")?;
+        let run: SyncRun = serde_json::from_str(&stored)
+            .map_err(|_| ApiError::internal("a stored sync run does not parse"))?;
+        runs.push(view(&run));
+    }
+    Ok(Json(List::page(runs, limit, |r| r.id.clone())))
+}
+
+/// One run, current (read from its events).
+#[utoipa::path(get, path = "/v1/sync-runs/{id}", tag = "sync runs", security(("bearer" = [])),
+    responses((status = 200, body = RunView), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RunView>> {
+    caller.require(READERS)?;
+    let run = owned_run(&state, &caller.workspace_id, &id).await?;
+    Ok(Json(view(&run)))
+}
+
+/// Cancel a queued or running run; its worker stops at the next page.
+#[utoipa::path(post, path = "/v1/sync-runs/{id}/cancel", tag = "sync runs", security(("bearer" = [])),
+    responses((status = 200, body = RunView), (status = 404, body = crate::error::ErrorBody),
+              (status = 409, body = crate::error::ErrorBody)))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RunView>> {
+    caller.require(WRITERS)?;
+    owned_run(&state, &caller.workspace_id, &id).await?;
+    let meta = caller.metadata();
+    let run = state
+        .runs
+        .cancel(&id, &meta.actor, &meta)
+        .await
+        .map_err(run_error)?;
+    state.settle(PROJECTION, SyncRun::TYPE, &id).await?;
+    Ok(Json(view(&run)))
+}
+
+/// Start a run that retries only the records this run failed on.
+#[utoipa::path(post, path = "/v1/sync-runs/{id}/retry", tag = "sync runs", security(("bearer" = [])),
+    responses((status = 201, body = RunView), (status = 404, body = crate::error::ErrorBody),
+              (status = 409, body = crate::error::ErrorBody)))]
+pub async fn retry(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<RunView>)> {
+    caller.require(WRITERS)?;
+    owned_run(&state, &caller.workspace_id, &id).await?;
+    let run_id = state
+        .runs
+        .retry(&id, Trigger::Manual, &caller.metadata())
+        .await
+        .map_err(run_error)?;
+    started(&state, &caller, &run_id).await
+}

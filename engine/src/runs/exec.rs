@@ -1,0 +1,649 @@
+//! Executing one run: the passes, the page loop, committing, ending.
+
+use chrono::Utc;
+use serde::de::DeserializeOwned;
+use syncledger_crm::{CrmError, Page, RemoteRecord};
+use syncledger_domain::merge::MergePolicy;
+use syncledger_domain::record::{RecordCommand, RecordError};
+use syncledger_domain::sync_config::Direction;
+use syncledger_domain::sync_run::{
+    Phase, RecordFailure, RunKind, RunStats, RunStatus, SyncRun, SyncRunCommand, SyncRunError,
+};
+use syncledger_domain::{Aggregate, Entity, Integration};
+use syncledger_store::append::{append, AppendError, NewEvent};
+use syncledger_store::{CommandError, Metadata};
+
+use super::ingest::Ingestion;
+use super::lookup;
+use super::{effective_mappings, merge_policy, Inner, PullCursor};
+use crate::crashpoint;
+use crate::mapping::Mapper;
+use crate::{EngineError, Session};
+
+/// How far the previous runs are searched for a high-water mark.
+const HISTORY: i64 = 50;
+
+/// Whether the run goes on.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Flow {
+    Continue,
+    /// Someone else ended the run (cancelled) or took it over: stop quietly.
+    Stopped,
+}
+
+/// The outcome of appending a page.
+pub(super) enum Commit {
+    Done,
+    Stopped,
+    /// A record's sequence was taken: decide the page again on fresh state.
+    Conflict,
+}
+
+fn store_err<E: std::fmt::Display>(e: E) -> EngineError {
+    EngineError::Store(e.to_string())
+}
+
+pub(super) fn encode(e: serde_json::Error) -> EngineError {
+    EngineError::Store(format!("could not encode an event: {e}"))
+}
+
+pub(super) async fn execute(inner: &Inner, run_id: &str) -> Result<RunStatus, EngineError> {
+    let run = inner.runs.load(run_id).await.map_err(store_err)?;
+    if run.id.is_none() {
+        return Err(EngineError::RunNotFound);
+    }
+    let meta = Metadata::new(
+        format!("worker:{}", inner.worker),
+        run.workspace_id.clone(),
+        run_id,
+    );
+    if !run.status.is_active() {
+        release(inner, &run, &meta).await?;
+        return Ok(run.status);
+    }
+    // Each execution has its own tag, so a worker that was replaced (its run taken over
+    // after it stalled) notices at its next page and stops.
+    let tag = format!(
+        "{}#{}",
+        inner.worker,
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let start = inner
+        .runs
+        .execute(
+            run_id,
+            SyncRunCommand::Start {
+                worker: tag.clone(),
+                at: Utc::now(),
+            },
+            &meta,
+        )
+        .await;
+    match start {
+        Ok(()) => {}
+        Err(CommandError::Domain(SyncRunError::InvalidTransition { status, .. })) => {
+            release(inner, &run, &meta).await?;
+            return Ok(status);
+        }
+        Err(e) => return Err(store_err(e)),
+    }
+    let (run, version) = inner.runs.load_versioned(run_id).await.map_err(store_err)?;
+    let outcome = match Ctx::open(inner, run, version, tag, meta.clone()).await {
+        Ok(mut ctx) => ctx.drive().await,
+        Err(e) => Err(e),
+    };
+    let end = match outcome {
+        Ok(Flow::Stopped) => None,
+        Ok(Flow::Continue) => {
+            crashpoint::reach("run:finishing");
+            Some(SyncRunCommand::Finish { at: Utc::now() })
+        }
+        Err(EngineError::Provider(CrmError::QuotaExhausted(detail))) => {
+            Some(SyncRunCommand::ExhaustQuota {
+                detail,
+                at: Utc::now(),
+            })
+        }
+        Err(e) => {
+            tracing::warn!(run_id, error = %e, "sync run failed");
+            Some(SyncRunCommand::Fail {
+                reason: e.to_string(),
+                at: Utc::now(),
+            })
+        }
+    };
+    if let Some(command) = end {
+        match inner.runs.execute(run_id, command, &meta).await {
+            Ok(()) | Err(CommandError::Domain(SyncRunError::InvalidTransition { .. })) => {}
+            Err(e) => return Err(store_err(e)),
+        }
+    }
+    let run = inner.runs.load(run_id).await.map_err(store_err)?;
+    if !run.status.is_active() {
+        release(inner, &run, &meta).await?;
+    }
+    Ok(run.status)
+}
+
+async fn release(inner: &Inner, run: &SyncRun, meta: &Metadata) -> Result<(), EngineError> {
+    let Some(run_id) = run.id.clone() else {
+        return Ok(());
+    };
+    inner
+        .integrations
+        .execute(
+            &run.integration_id,
+            syncledger_domain::IntegrationCommand::FinishSyncRun {
+                run_id,
+                at: Utc::now(),
+            },
+            meta,
+        )
+        .await
+        .map_err(EngineError::from)
+}
+
+/// One execution of a run.
+pub(super) struct Ctx<'a> {
+    pub inner: &'a Inner,
+    pub run: SyncRun,
+    pub version: i64,
+    pub tag: String,
+    pub meta: Metadata,
+    pub integration: Integration,
+    pub session: Session,
+    pub policy: MergePolicy,
+    /// Provider requests counted so far (the adapter's counter at the last page).
+    pub calls_seen: u64,
+}
+
+impl<'a> Ctx<'a> {
+    async fn open(
+        inner: &'a Inner,
+        run: SyncRun,
+        version: i64,
+        tag: String,
+        meta: Metadata,
+    ) -> Result<Ctx<'a>, EngineError> {
+        let session = inner.connections.session(&run.integration_id).await?;
+        let integration = session.integration().clone();
+        let policy = merge_policy(&integration);
+        Ok(Ctx {
+            inner,
+            run,
+            version,
+            tag,
+            meta,
+            integration,
+            session,
+            policy,
+            calls_seen: 0,
+        })
+    }
+
+    fn run_id(&self) -> String {
+        self.run.id.clone().unwrap_or_default()
+    }
+
+    /// Requests sent since the last call of this.
+    pub(super) fn take_calls(&mut self) -> u64 {
+        let now = self.session.adapter().requests_sent();
+        let delta = now.saturating_sub(self.calls_seen);
+        self.calls_seen = now;
+        delta
+    }
+
+    pub(super) fn mapper(&self, entity: Entity) -> Result<Mapper, EngineError> {
+        Mapper::compile(&effective_mappings(&self.integration, entity), None)
+            .map_err(|e| EngineError::Mapping(e.to_string()))
+    }
+
+    /// Brings the records read model up to (at least) this run's last event, so a pass
+    /// that reads it sees everything the run wrote so far. On PostgreSQL a commit becomes
+    /// visible to feed readers only once older transactions anywhere have ended, so this
+    /// may take a moment; after a bounded wait the pass goes on (what it misses is
+    /// picked up by the next run, never lost).
+    pub(super) async fn catch_up(&self) -> Result<(), EngineError> {
+        let feed = self.inner.store.feed();
+        let target = feed
+            .last_position_of(syncledger_domain::sync_run::SyncRun::TYPE, &self.run_id())
+            .await
+            .map_err(store_err)?;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut pause = std::time::Duration::from_millis(2);
+        loop {
+            self.inner.catch_up.catch_up().await.map_err(store_err)?;
+            let Some(target) = target else { return Ok(()) };
+            let seen = syncledger_projections::checkpoint::read(&self.inner.store.any, "records")
+                .await
+                .map_err(store_err)?;
+            if seen.is_some_and(|c| c.position >= target) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(run_id = %self.run_id(), "records read model did not catch up; going on");
+                return Ok(());
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_millis(100));
+        }
+    }
+
+    async fn drive(&mut self) -> Result<Flow, EngineError> {
+        let entities = self.integration.sync_config.entities.clone();
+        let direction = self.integration.sync_config.direction;
+        let kind = self.run.kind.unwrap_or(RunKind::Incremental);
+        if let Some(original) = self.run.retry_of.clone() {
+            return self.retry(&original).await;
+        }
+        let pulls = kind != RunKind::Push && direction != Direction::Push;
+        let pushes = direction != Direction::Pull;
+        if pulls {
+            self.catch_up().await?;
+            for &entity in &entities {
+                if self.pull(entity, kind).await? == Flow::Stopped {
+                    return Ok(Flow::Stopped);
+                }
+            }
+            // Deletions only after every pull pass ended cleanly: a partial run never
+            // deletes (a record that failed to load might look deleted).
+            if self.run.stats.failed == 0 {
+                for &entity in &entities {
+                    if self.deletions(entity).await? == Flow::Stopped {
+                        return Ok(Flow::Stopped);
+                    }
+                }
+            }
+        }
+        if pushes {
+            self.catch_up().await?;
+            for &entity in &entities {
+                if self.push(entity).await? == Flow::Stopped {
+                    return Ok(Flow::Stopped);
+                }
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Where the last finished run left the pass's high-water mark.
+    async fn previous_high_water(
+        &self,
+        entity: Entity,
+        phase: Phase,
+    ) -> Result<Option<chrono::DateTime<Utc>>, EngineError> {
+        let runs =
+            lookup::finished_runs(&self.inner.store.any, &self.run.integration_id, HISTORY).await?;
+        for run in &runs {
+            if let Some(cursor) = lookup::ended_pass(run, entity, phase) {
+                let c: PullCursor = from_json(cursor)?;
+                if c.high_water.is_some() {
+                    return Ok(c.high_water);
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The pass's saved cursor, or a fresh one.
+    async fn pull_cursor(
+        &self,
+        entity: Entity,
+        phase: Phase,
+        incremental: bool,
+    ) -> Result<Option<PullCursor>, EngineError> {
+        match self.run.pass(entity, phase) {
+            Some(p) if p.done => Ok(None),
+            Some(p) => match &p.cursor {
+                Some(c) => Ok(Some(from_json(c)?)),
+                None => Ok(Some(PullCursor::default())),
+            },
+            None => {
+                let since = if incremental {
+                    self.previous_high_water(entity, phase).await?
+                } else {
+                    None
+                };
+                Ok(Some(PullCursor {
+                    page: None,
+                    since,
+                    high_water: since,
+                }))
+            }
+        }
+    }
+
+    async fn fetch(
+        &mut self,
+        entity: Entity,
+        phase: Phase,
+        cursor: &PullCursor,
+    ) -> Result<Page, EngineError> {
+        let (page, since) = (cursor.page.clone(), cursor.since);
+        let meta = self.meta.clone();
+        match phase {
+            Phase::Deletions => {
+                self.session
+                    .call(&meta, move |a, c| {
+                        let page = page.clone();
+                        Box::pin(async move { a.deletions(c, entity, page, since).await })
+                    })
+                    .await
+            }
+            _ => {
+                self.session
+                    .call(&meta, move |a, c| {
+                        let page = page.clone();
+                        Box::pin(async move { a.pull_page(c, entity, page, since).await })
+                    })
+                    .await
+            }
+        }
+    }
+
+    fn ingestion<'m>(
+        &'m self,
+        entity: Entity,
+        mapper: &'m Mapper,
+        run_id: &'m str,
+    ) -> Ingestion<'m> {
+        Ingestion {
+            store: &self.inner.store,
+            records: &self.inner.records,
+            workspace_id: &self.run.workspace_id,
+            integration_id: &self.run.integration_id,
+            entity,
+            run_id,
+            policy: &self.policy,
+            mapper,
+            meta: &self.meta,
+        }
+    }
+
+    async fn pull(&mut self, entity: Entity, kind: RunKind) -> Result<Flow, EngineError> {
+        let Some(mut cursor) = self
+            .pull_cursor(entity, Phase::Pull, kind == RunKind::Incremental)
+            .await?
+        else {
+            return Ok(Flow::Continue);
+        };
+        let mapper = self.mapper(entity)?;
+        let run_id = self.run_id();
+        loop {
+            let page = self.fetch(entity, Phase::Pull, &cursor).await?;
+            let calls = self.take_calls();
+            crashpoint::reach("pull:fetched");
+            for r in page.records.iter().filter(|r| !r.archived) {
+                cursor.high_water = cursor.high_water.max(Some(r.updated_at));
+            }
+            cursor.page = page.next.clone();
+            let done = page.next.is_none();
+            let mut decided = self
+                .ingestion(entity, &mapper, &run_id)
+                .decide_page(&page.records)
+                .await?;
+            decided.stats.api_calls = calls;
+            let cursor_json = to_json(&cursor)?;
+            let commit = self
+                .commit(
+                    entity,
+                    Phase::Pull,
+                    cursor_json.clone(),
+                    done,
+                    decided.stats,
+                    decided.failures,
+                    decided.events,
+                )
+                .await?;
+            let flow = match commit {
+                Commit::Done => Flow::Continue,
+                Commit::Stopped => Flow::Stopped,
+                Commit::Conflict => {
+                    let mut again = self
+                        .ingestion(entity, &mapper, &run_id)
+                        .ingest_one_by_one(&page.records)
+                        .await?;
+                    again.stats.api_calls = calls;
+                    self.commit_run_only(
+                        entity,
+                        Phase::Pull,
+                        cursor_json,
+                        done,
+                        again.stats,
+                        again.failures,
+                    )
+                    .await?
+                }
+            };
+            if flow == Flow::Stopped {
+                return Ok(flow);
+            }
+            crashpoint::reach("pull:committed");
+            if done {
+                return Ok(Flow::Continue);
+            }
+        }
+    }
+
+    async fn deletions(&mut self, entity: Entity) -> Result<Flow, EngineError> {
+        let Some(mut cursor) = self.pull_cursor(entity, Phase::Deletions, true).await? else {
+            return Ok(Flow::Continue);
+        };
+        let run_id = self.run_id();
+        loop {
+            let page = self.fetch(entity, Phase::Deletions, &cursor).await?;
+            let mut stats = RunStats {
+                api_calls: self.take_calls(),
+                ..RunStats::default()
+            };
+            let mut failures = Vec::new();
+            let ids: Vec<&str> = page.records.iter().map(|r| r.id.as_str()).collect();
+            let links = lookup::linked(
+                &self.inner.store.any,
+                &self.run.workspace_id,
+                &self.run.integration_id,
+                &ids,
+            )
+            .await?;
+            for r in &page.records {
+                stats.processed += 1;
+                cursor.high_water = cursor.high_water.max(Some(r.updated_at));
+                let Some(record_id) = links.get(&r.id) else {
+                    stats.skipped += 1;
+                    continue;
+                };
+                let command = RecordCommand::RemoteDelete {
+                    integration_id: self.run.integration_id.clone(),
+                    run_id: run_id.clone(),
+                    at: Utc::now(),
+                };
+                match self
+                    .inner
+                    .records
+                    .execute(record_id, command, &self.meta)
+                    .await
+                {
+                    Ok(()) => stats.updated += 1,
+                    // Already unlinked (this page was applied before a crash).
+                    Err(CommandError::Domain(RecordError::NotLinked(_))) => stats.unchanged += 1,
+                    Err(e) => {
+                        stats.failed += 1;
+                        failures.push(RecordFailure {
+                            entity,
+                            phase: Phase::Deletions,
+                            record_id: Some(record_id.clone()),
+                            remote_id: Some(r.id.clone()),
+                            error: e.to_string(),
+                            fetched: None,
+                        });
+                    }
+                }
+            }
+            cursor.page = page.next.clone();
+            let done = page.next.is_none();
+            let flow = self
+                .commit_run_only(
+                    entity,
+                    Phase::Deletions,
+                    to_json(&cursor)?,
+                    done,
+                    stats,
+                    failures,
+                )
+                .await?;
+            if flow == Flow::Stopped || done {
+                return Ok(flow);
+            }
+        }
+    }
+
+    /// Appends the page's record events and the run's page event in one transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn commit(
+        &mut self,
+        entity: Entity,
+        phase: Phase,
+        cursor: serde_json::Value,
+        done: bool,
+        stats: RunStats,
+        failures: Vec<RecordFailure>,
+        mut rows: Vec<NewEvent>,
+    ) -> Result<Commit, EngineError> {
+        let command = SyncRunCommand::CommitPage {
+            entity,
+            phase,
+            cursor: Some(cursor),
+            done,
+            stats,
+            failures,
+            at: Utc::now(),
+        };
+        let events = match self.run.decide(command) {
+            Ok(events) => events,
+            Err(SyncRunError::InvalidTransition { .. }) => return Ok(Commit::Stopped),
+            Err(e) => return Err(EngineError::Store(e.to_string())),
+        };
+        let run_id = self.run_id();
+        for (i, e) in events.iter().enumerate() {
+            let seq = self.version + 1 + i as i64;
+            rows.push(NewEvent::of::<SyncRun>(&run_id, seq, e, &self.meta).map_err(encode)?);
+        }
+        match append(&self.inner.store.events, &rows).await {
+            Ok(()) => {
+                for e in &events {
+                    self.run.apply(e);
+                    self.version += 1;
+                }
+                Ok(Commit::Done)
+            }
+            Err(AppendError::Conflict) => {
+                let (run, version) = self
+                    .inner
+                    .runs
+                    .load_versioned(&run_id)
+                    .await
+                    .map_err(store_err)?;
+                self.run = run;
+                self.version = version;
+                if self.run.status != RunStatus::Running
+                    || self.run.worker.as_deref() != Some(&self.tag)
+                {
+                    Ok(Commit::Stopped)
+                } else {
+                    Ok(Commit::Conflict)
+                }
+            }
+            Err(AppendError::Db(e)) => Err(store_err(e)),
+        }
+    }
+
+    /// Appends only the run's page event (the records were written one by one).
+    pub(super) async fn commit_run_only(
+        &mut self,
+        entity: Entity,
+        phase: Phase,
+        cursor: serde_json::Value,
+        done: bool,
+        stats: RunStats,
+        failures: Vec<RecordFailure>,
+    ) -> Result<Flow, EngineError> {
+        for _ in 0..5 {
+            match self
+                .commit(
+                    entity,
+                    phase,
+                    cursor.clone(),
+                    done,
+                    stats,
+                    failures.clone(),
+                    vec![],
+                )
+                .await?
+            {
+                Commit::Done => return Ok(Flow::Continue),
+                Commit::Stopped => return Ok(Flow::Stopped),
+                Commit::Conflict => continue,
+            }
+        }
+        Err(EngineError::Conflict)
+    }
+
+    /// A retry run: the original run's failed records only. Fetched records that failed
+    /// to ingest are ingested again from the copy kept in the failure (no provider call);
+    /// records that failed to push are pushed again.
+    async fn retry(&mut self, original: &str) -> Result<Flow, EngineError> {
+        let orig = self.inner.runs.load(original).await.map_err(store_err)?;
+        let run_id = self.run_id();
+        let entities = self.integration.sync_config.entities.clone();
+        for &entity in &entities {
+            if !self.run.pass(entity, Phase::Pull).is_some_and(|p| p.done) {
+                let fetched: Vec<RemoteRecord> = orig
+                    .failures
+                    .iter()
+                    .filter(|f| f.entity == entity && f.phase == Phase::Pull)
+                    .filter_map(|f| f.fetched.as_ref())
+                    .filter_map(|v| serde_json::from_value(v.clone()).ok())
+                    .collect();
+                let mapper = self.mapper(entity)?;
+                let decided = self
+                    .ingestion(entity, &mapper, &run_id)
+                    .ingest_one_by_one(&fetched)
+                    .await?;
+                let flow = self
+                    .commit_run_only(
+                        entity,
+                        Phase::Pull,
+                        serde_json::json!({}),
+                        true,
+                        decided.stats,
+                        decided.failures,
+                    )
+                    .await?;
+                if flow == Flow::Stopped {
+                    return Ok(flow);
+                }
+            }
+            if !self.run.pass(entity, Phase::Push).is_some_and(|p| p.done) {
+                self.catch_up().await?;
+                let ids: Vec<String> = orig
+                    .failures
+                    .iter()
+                    .filter(|f| f.entity == entity && f.phase == Phase::Push)
+                    .filter_map(|f| f.record_id.clone())
+                    .collect();
+                if self.push_records(entity, ids).await? == Flow::Stopped {
+                    return Ok(Flow::Stopped);
+                }
+            }
+        }
+        Ok(Flow::Continue)
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, EngineError> {
+    serde_json::to_value(v).map_err(encode)
+}
+
+fn from_json<T: DeserializeOwned>(v: &serde_json::Value) -> Result<T, EngineError> {
+    serde_json::from_value(v.clone()).map_err(|_| EngineError::Corrupt("a sync run cursor"))
+}

@@ -1,0 +1,378 @@
+//! Sync runs: starting one (at most one active per integration), executing it page by
+//! page with a committed resume point after each, cancelling and retrying.
+//!
+//! A run executes in passes, each entity in turn: **pull** (fetch pages, map, merge into
+//! records), then **deletions** (only when every pull pass ended without a failed record:
+//! a partial run never deletes), then **push** (app-side changes the CRM does not have
+//! yet, in the provider's batch size). Every page ends with a `PageCommitted` event on
+//! the run, appended in the same transaction as the page's record events, carrying the
+//! cursor to resume from. A worker that dies at any point is replaced by one that starts
+//! after the last committed page; a page fetched again is deduplicated by the records'
+//! own merge (an unchanged record writes nothing).
+
+mod exec;
+pub(crate) mod ingest;
+pub(crate) mod lookup;
+mod push;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use syncledger_crm::Cursor;
+use syncledger_domain::integration::FieldMapping;
+use syncledger_domain::merge::MergePolicy;
+use syncledger_domain::record::Record;
+use syncledger_domain::sync_config::Direction;
+use syncledger_domain::sync_run::{
+    RunKind, RunStatus, SyncRun, SyncRunCommand, SyncRunError, Trigger,
+};
+use syncledger_domain::{Entity, Integration, IntegrationCommand, IntegrationError, Status};
+use syncledger_projections::runner::Runner;
+use syncledger_store::{CommandError, Cqrs, Metadata, Store};
+
+use crate::mapping::default_mappings;
+use crate::{Connections, EngineError};
+
+/// Why a run could not be started, cancelled or retried.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("integration not found")]
+    IntegrationNotFound,
+    #[error("sync run not found")]
+    RunNotFound,
+    /// The integration cannot run now (paused, disconnected, not connected): 400.
+    #[error("{0}")]
+    Unusable(String),
+    /// Another run is active on the integration: 409.
+    #[error("sync run {run_id} is already active on this integration")]
+    Active { run_id: String },
+    /// The run is in a state that does not allow this: 409.
+    #[error(transparent)]
+    State(SyncRunError),
+    #[error("{0}")]
+    NothingToRetry(String),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// A pull or deletions pass's resume point, stored in the run's page events.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct PullCursor {
+    /// The provider's cursor of the next page; `None` before the first and after the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<Cursor>,
+    /// Records modified at or after this instant (inclusive: the boundary overlaps and
+    /// the merge deduplicates, so records sharing the last timestamp are never skipped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
+    /// The latest modification time seen so far: the next incremental run starts here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub high_water: Option<DateTime<Utc>>,
+}
+
+/// A push pass's resume point: records are pushed in id order.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct PushCursor {
+    pub after: String,
+}
+
+/// Starts, executes, cancels and retries sync runs. Cheap to clone.
+#[derive(Clone)]
+pub struct SyncRuns {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub store: Store,
+    pub connections: Connections,
+    pub integrations: Cqrs<Integration>,
+    pub runs: Cqrs<SyncRun>,
+    pub records: Cqrs<Record>,
+    /// Names this process in `RunStarted` events.
+    pub worker: String,
+    /// Brings the records read model up to date before a pass reads it.
+    pub catch_up: Runner,
+    /// Integrations that got a webhook while a run was active: they owe a follow-up.
+    pub webhooks_pending: std::sync::Mutex<std::collections::BTreeSet<String>>,
+}
+
+fn integration_error(e: CommandError<IntegrationError>) -> RunError {
+    match e {
+        CommandError::Domain(IntegrationError::RunActive { run_id }) => RunError::Active { run_id },
+        CommandError::Domain(IntegrationError::NotFound) => RunError::IntegrationNotFound,
+        CommandError::Domain(IntegrationError::InvalidTransition { from, .. }) => {
+            RunError::Unusable(format!("the integration is {}", from.as_str()))
+        }
+        other => RunError::Engine(other.into()),
+    }
+}
+
+fn run_error(e: CommandError<SyncRunError>) -> RunError {
+    match e {
+        CommandError::Domain(SyncRunError::NotFound) => RunError::RunNotFound,
+        CommandError::Domain(d) => RunError::State(d),
+        CommandError::Conflict => RunError::Engine(EngineError::Conflict),
+        CommandError::Store(s) => RunError::Engine(EngineError::Store(s)),
+    }
+}
+
+/// The mappings and filter a run uses for an entity: the integration's own, else the
+/// provider's defaults.
+pub fn effective_mappings(integration: &Integration, entity: Entity) -> Vec<FieldMapping> {
+    integration
+        .mappings
+        .iter()
+        .find(|(e, _)| *e == entity)
+        .map(|(_, m)| m.clone())
+        .unwrap_or_else(|| default_mappings(&integration.provider, entity))
+}
+
+/// How an integration settles conflicts.
+pub fn merge_policy(integration: &Integration) -> MergePolicy {
+    MergePolicy {
+        strategy: integration.sync_config.conflict_strategy,
+        always: Default::default(),
+    }
+}
+
+impl SyncRuns {
+    pub fn new(store: &Store, connections: Connections, worker: impl Into<String>) -> Self {
+        let catch_up = Runner::new(
+            store.clone(),
+            vec![
+                Arc::new(syncledger_projections::records::Records),
+                Arc::new(syncledger_projections::sync_runs::SyncRuns),
+            ],
+        )
+        .with_batch(2000);
+        SyncRuns {
+            inner: Arc::new(Inner {
+                store: store.clone(),
+                connections,
+                integrations: store.cqrs(),
+                runs: store.cqrs(),
+                records: store.cqrs(),
+                worker: worker.into(),
+                catch_up,
+                webhooks_pending: Default::default(),
+            }),
+        }
+    }
+
+    /// Notes a webhook that arrived while a run was active on the integration.
+    pub fn remember_webhook(&self, integration_id: &str) {
+        if let Ok(mut pending) = self.inner.webhooks_pending.lock() {
+            pending.insert(integration_id.to_string());
+        }
+    }
+
+    /// Takes the integrations owed a webhook follow-up run.
+    pub fn take_pending_webhooks(&self) -> Vec<String> {
+        self.inner
+            .webhooks_pending
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p).into_iter().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn worker(&self) -> &str {
+        &self.inner.worker
+    }
+
+    /// Queues a run: claims the integration's one active-run slot, then records the run.
+    /// Returns the new run's id. The caller hands it to a worker.
+    pub async fn trigger(
+        &self,
+        integration_id: &str,
+        kind: RunKind,
+        trigger: Trigger,
+        retry_of: Option<String>,
+        meta: &Metadata,
+    ) -> Result<String, RunError> {
+        let inner = &self.inner;
+        let integration = inner
+            .integrations
+            .load(integration_id)
+            .await
+            .map_err(integration_error)?;
+        if integration.id.is_none() || integration.workspace_id != meta.workspace_id {
+            return Err(RunError::IntegrationNotFound);
+        }
+        match integration.status {
+            Status::Connected => {}
+            Status::Paused => {
+                return Err(RunError::Unusable(
+                    "the integration is paused; resume it to sync".into(),
+                ))
+            }
+            Status::PendingAuth => {
+                return Err(RunError::Unusable(
+                    "the integration is not connected yet; connect it first".into(),
+                ))
+            }
+            other => {
+                let reason = integration.last_error.clone().unwrap_or_default();
+                return Err(RunError::Unusable(if reason.is_empty() {
+                    format!("the integration is {}", other.as_str())
+                } else {
+                    format!("the integration is {}: {reason}", other.as_str())
+                }));
+            }
+        }
+        let direction = integration.sync_config.direction;
+        if kind == RunKind::Push && direction == Direction::Pull {
+            return Err(RunError::Unusable(
+                "the integration only pulls (direction pull): a push run has nothing to do".into(),
+            ));
+        }
+        let run_id = uuid::Uuid::now_v7().to_string();
+        let now = Utc::now();
+        inner
+            .integrations
+            .execute(
+                integration_id,
+                IntegrationCommand::BeginSyncRun {
+                    run_id: run_id.clone(),
+                    at: now,
+                },
+                meta,
+            )
+            .await
+            .map_err(integration_error)?;
+        let queued = inner
+            .runs
+            .execute(
+                &run_id,
+                SyncRunCommand::Queue {
+                    run_id: run_id.clone(),
+                    integration_id: integration_id.to_string(),
+                    workspace_id: integration.workspace_id.clone(),
+                    kind,
+                    trigger,
+                    retry_of,
+                    at: now,
+                },
+                meta,
+            )
+            .await;
+        if let Err(e) = queued {
+            // Give the slot back: no run holds it.
+            let _ = self.release(integration_id, &run_id, meta).await;
+            return Err(run_error(e));
+        }
+        Ok(run_id)
+    }
+
+    /// Frees the integration's active-run slot held by `run_id` (a no-op otherwise).
+    async fn release(
+        &self,
+        integration_id: &str,
+        run_id: &str,
+        meta: &Metadata,
+    ) -> Result<(), EngineError> {
+        self.inner
+            .integrations
+            .execute(
+                integration_id,
+                IntegrationCommand::FinishSyncRun {
+                    run_id: run_id.to_string(),
+                    at: Utc::now(),
+                },
+                meta,
+            )
+            .await
+            .map_err(EngineError::from)
+    }
+
+    /// The run's current state, replayed from its events.
+    pub async fn load(&self, run_id: &str) -> Result<Option<SyncRun>, EngineError> {
+        let run = self
+            .inner
+            .runs
+            .load(run_id)
+            .await
+            .map_err(|e| EngineError::Store(e.to_string()))?;
+        Ok(run.id.is_some().then_some(run))
+    }
+
+    /// Cancels a queued or running run. A worker executing it stops at its next page.
+    pub async fn cancel(
+        &self,
+        run_id: &str,
+        by: &str,
+        meta: &Metadata,
+    ) -> Result<SyncRun, RunError> {
+        let run = self.load(run_id).await?.ok_or(RunError::RunNotFound)?;
+        if run.workspace_id != meta.workspace_id {
+            return Err(RunError::RunNotFound);
+        }
+        self.inner
+            .runs
+            .execute(
+                run_id,
+                SyncRunCommand::Cancel {
+                    by: by.to_string(),
+                    at: Utc::now(),
+                },
+                meta,
+            )
+            .await
+            .map_err(run_error)?;
+        self.release(&run.integration_id, run_id, meta).await?;
+        self.load(run_id).await?.ok_or(RunError::RunNotFound)
+    }
+
+    /// Starts a run that retries only the records `run_id` failed on.
+    pub async fn retry(
+        &self,
+        run_id: &str,
+        trigger: Trigger,
+        meta: &Metadata,
+    ) -> Result<String, RunError> {
+        let run = self.load(run_id).await?.ok_or(RunError::RunNotFound)?;
+        if run.workspace_id != meta.workspace_id {
+            return Err(RunError::RunNotFound);
+        }
+        if run.status.is_active() {
+            return Err(RunError::State(SyncRunError::InvalidTransition {
+                status: run.status,
+                action: "be retried",
+            }));
+        }
+        if run.failures.is_empty() {
+            return Err(RunError::NothingToRetry(format!(
+                "sync run {run_id} has no failed records to retry"
+            )));
+        }
+        let kind = run.kind.unwrap_or(RunKind::Incremental);
+        self.trigger(
+            &run.integration_id,
+            kind,
+            trigger,
+            Some(run_id.to_string()),
+            meta,
+        )
+        .await
+    }
+
+    /// Runs that are queued or running (per the read model): what a restarted worker
+    /// picks up again.
+    pub async fn unfinished(&self) -> Result<Vec<String>, EngineError> {
+        self.inner
+            .catch_up
+            .catch_up()
+            .await
+            .map_err(|e| EngineError::Store(e.to_string()))?;
+        lookup::active_runs(&self.inner.store.any).await
+    }
+
+    /// Executes (or resumes) a run to its end. Returns the status it ended in.
+    pub async fn execute(&self, run_id: &str) -> Result<RunStatus, EngineError> {
+        exec::execute(&self.inner, run_id).await
+    }
+}

@@ -1,0 +1,121 @@
+//! The scheduler: starts an incremental run for each connected integration whose
+//! schedule is due. The due time (`next_sync_at`) is kept by the integration-status read
+//! model: one period after the last run began, or after the integration connected or its
+//! schedule changed. A due integration with a run already active is simply skipped: its
+//! next period starts when that run began.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::Row;
+use syncledger_domain::sync_run::{RunKind, Trigger};
+use syncledger_store::Metadata;
+
+use crate::runs::RunError;
+use crate::workers::Dispatcher;
+use crate::{EngineError, SyncRuns};
+
+/// Integrations due at `now`: (integration id, workspace id).
+async fn due(runs: &SyncRuns, now: DateTime<Utc>) -> Result<Vec<(String, String)>, EngineError> {
+    let rows = sqlx::query(
+        "SELECT id, workspace_id FROM integration_status
+          WHERE status = 'connected' AND next_sync_at IS NOT NULL AND next_sync_at <= $1
+          ORDER BY next_sync_at",
+    )
+    .bind(now.to_rfc3339_opts(SecondsFormat::Micros, true))
+    .fetch_all(&runs.store().any)
+    .await
+    .map_err(|e| EngineError::Store(e.to_string()))?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("id")?, r.try_get("workspace_id")?)))
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(|e| EngineError::Store(e.to_string()))
+}
+
+/// Starts the runs due at `now`; returns their ids.
+pub async fn tick(
+    runs: &SyncRuns,
+    dispatcher: &dyn Dispatcher,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>, EngineError> {
+    let mut started = Vec::new();
+    for (integration_id, workspace_id) in due(runs, now).await? {
+        let meta = Metadata::new("scheduler", workspace_id, uuid::Uuid::now_v7().to_string());
+        match runs
+            .trigger(
+                &integration_id,
+                RunKind::Incremental,
+                Trigger::Scheduled,
+                None,
+                &meta,
+            )
+            .await
+        {
+            Ok(run_id) => {
+                dispatcher.dispatch(&run_id).await?;
+                started.push(run_id);
+            }
+            // Busy, paused meanwhile, or gone: nothing to do this time.
+            Err(
+                RunError::Active { .. } | RunError::Unusable(_) | RunError::IntegrationNotFound,
+            ) => {}
+            Err(RunError::Engine(e)) => return Err(e),
+            Err(e) => tracing::warn!(integration_id, error = %e, "scheduled run not started"),
+        }
+    }
+    // Webhooks that arrived while a run was active: their follow-up run.
+    for integration_id in runs.take_pending_webhooks() {
+        let Some(workspace_id) = workspace_of(runs, &integration_id).await? else {
+            continue;
+        };
+        let meta = Metadata::new("webhook", workspace_id, uuid::Uuid::now_v7().to_string());
+        match runs
+            .trigger(
+                &integration_id,
+                RunKind::Incremental,
+                Trigger::Webhook,
+                None,
+                &meta,
+            )
+            .await
+        {
+            Ok(run_id) => {
+                dispatcher.dispatch(&run_id).await?;
+                started.push(run_id);
+            }
+            Err(RunError::Active { .. }) => runs.remember_webhook(&integration_id),
+            Err(e) => tracing::info!(integration_id, error = %e, "webhook follow-up not started"),
+        }
+    }
+    Ok(started)
+}
+
+async fn workspace_of(
+    runs: &SyncRuns,
+    integration_id: &str,
+) -> Result<Option<String>, EngineError> {
+    sqlx::query("SELECT workspace_id FROM integration_status WHERE id = $1")
+        .bind(integration_id)
+        .fetch_optional(&runs.store().any)
+        .await
+        .map_err(|e| EngineError::Store(e.to_string()))?
+        .map(|r| r.try_get("workspace_id"))
+        .transpose()
+        .map_err(|e| EngineError::Store(e.to_string()))
+}
+
+/// Ticks every `every` until `shutdown` turns true.
+pub async fn run(
+    runs: SyncRuns,
+    dispatcher: std::sync::Arc<dyn Dispatcher>,
+    every: std::time::Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        if let Err(e) = tick(&runs, dispatcher.as_ref(), Utc::now()).await {
+            tracing::warn!(error = %e, "scheduler tick failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}

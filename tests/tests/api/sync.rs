@@ -1,0 +1,354 @@
+//! Sync runs end to end through the API against the provider sandboxes: full and
+//! incremental pulls, pushes of app edits, edits on both sides, conflicts, and the
+//! refusals of the sync-runs endpoints.
+
+use crate::helpers::{on_both_backends, send, Backend, TestApp};
+use anyhow::Context;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::time::Duration;
+use syncledger_sandbox::{Sandbox, SandboxConfig};
+use syncledger_tests::wait::wait_until;
+
+on_both_backends!(hubspot_two_way, sync_run_refusals);
+
+/// How long a test run may take before the test gives up.
+const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The provider's redirect after the user approves: the API's callback URL.
+pub async fn approve(authorization_url: &str) -> anyhow::Result<String> {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let resp = client.get(authorization_url).send().await?;
+    anyhow::ensure!(resp.status() == StatusCode::FOUND, "the sandbox approves");
+    Ok(resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .context("a Location header")?
+        .to_str()?
+        .to_string())
+}
+
+/// Creates an integration of `provider` against `base_url` and connects it by OAuth.
+pub async fn connect(
+    app: &TestApp,
+    provider: &str,
+    base_url: &str,
+    direction: &str,
+    strategy: &str,
+) -> anyhow::Result<String> {
+    let body = json!({"provider": provider, "name": format!("{provider} sync"),
+        "base_url": base_url,
+        "sync_config": {"direction": direction, "frequency": "manual",
+                        "entities": ["contacts", "companies"], "conflict_strategy": strategy}});
+    let resp = app.post("/v1/integrations", &app.admin, body).await?;
+    resp.expect(StatusCode::CREATED);
+    let id = resp.str("id")?;
+    let resp = app
+        .post_empty(&format!("/v1/integrations/{id}/connect"), &app.admin)
+        .await?;
+    let callback = approve(&resp.str("authorization_url")?).await?;
+    let resp = send(app.client.get(&callback)).await?;
+    assert_eq!(
+        resp.expect(StatusCode::OK)["status"],
+        "connected",
+        "{}",
+        resp.text
+    );
+    Ok(id)
+}
+
+/// Starts a run and waits for it to end; returns its final view.
+pub async fn run(app: &TestApp, integration: &str, kind: &str) -> anyhow::Result<Value> {
+    let resp = app
+        .post(
+            &format!("/v1/integrations/{integration}/sync-runs"),
+            &app.admin,
+            json!({"kind": kind}),
+        )
+        .await?;
+    let started = resp.expect(StatusCode::CREATED).clone();
+    assert_eq!(started["kind"], kind);
+    assert!(
+        ["queued", "running", "completed"].contains(&started["status"].as_str().unwrap_or("")),
+        "{started}"
+    );
+    wait_run(app, &resp.str("id")?).await
+}
+
+/// Waits until the run has ended; returns its view.
+pub async fn wait_run(app: &TestApp, run_id: &str) -> anyhow::Result<Value> {
+    let path = format!("/v1/sync-runs/{run_id}");
+    wait_until(RUN_TIMEOUT, "the sync run ends", || async {
+        match app.get(&path, &app.admin).await {
+            Ok(r) => !matches!(r.body["status"].as_str(), Some("queued" | "running")),
+            Err(_) => false,
+        }
+    })
+    .await;
+    app.caught_up().await;
+    Ok(app
+        .get(&path, &app.admin)
+        .await?
+        .expect(StatusCode::OK)
+        .clone())
+}
+
+/// Every record of the workspace linked to the integration, by entity.
+pub async fn records(app: &TestApp, integration: &str, entity: &str) -> anyhow::Result<Vec<Value>> {
+    app.list_all(
+        "/v1/records",
+        &app.admin,
+        &[("entity", entity), ("integration", integration)],
+        200,
+    )
+    .await
+}
+
+/// A sandbox record's properties.
+pub async fn remote(sandbox: &Sandbox, ty: &str, id: &str) -> anyhow::Result<Value> {
+    let url = format!("{}/_sandbox/records/{ty}/{id}", sandbox.base_url());
+    let resp = send(reqwest::Client::new().get(url)).await?;
+    Ok(resp.expect(StatusCode::OK).clone())
+}
+
+/// Edits a sandbox record as a CRM user would; its modification time advances.
+pub async fn edit_remote(
+    sandbox: &Sandbox,
+    ty: &str,
+    id: &str,
+    props: Value,
+) -> anyhow::Result<()> {
+    let url = format!("{}/_sandbox/records/{ty}", sandbox.base_url());
+    let resp = send(
+        reqwest::Client::new()
+            .post(url)
+            .json(&json!({"id": id, "properties": props})),
+    )
+    .await?;
+    resp.expect(StatusCode::OK);
+    Ok(())
+}
+
+fn value<'a>(record: &'a Value, field: &str) -> Option<&'a str> {
+    record["fields"][field]["value"].as_str()
+}
+
+fn link<'a>(record: &'a Value, integration: &str) -> anyhow::Result<&'a str> {
+    record["links"]
+        .as_array()
+        .and_then(|links| links.iter().find(|l| l["integration_id"] == integration))
+        .and_then(|l| l["remote_id"].as_str())
+        .context("a link to the integration")
+}
+
+/// Events of record aggregates in the store (read directly: the feed may lag).
+pub async fn record_events(app: &TestApp) -> anyhow::Result<i64> {
+    Ok(
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM events WHERE aggregate_type = 'record'")
+            .fetch_one(&app.state.store.any)
+            .await?,
+    )
+}
+
+async fn hubspot_two_way(backend: Backend) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let sandbox = Sandbox::start_hubspot(SandboxConfig {
+        records: 60,
+        ..SandboxConfig::default()
+    })
+    .await?;
+    let id = connect(
+        &app,
+        "hubspot",
+        &sandbox.base_url(),
+        "bidirectional",
+        "manual_review",
+    )
+    .await?;
+
+    // Full pull: every contact and company becomes a record, linked by remote id.
+    let full = run(&app, &id, "full").await?;
+    assert_eq!(full["status"], "completed", "{full}");
+    assert_eq!(full["stats"]["created"], 120, "{full}");
+    assert_eq!(full["stats"]["failed"], 0);
+    assert!(
+        full["stats"]["api_calls"].as_u64().unwrap_or(0) >= 2,
+        "{full}"
+    );
+    let contacts = records(&app, &id, "contacts").await?;
+    let companies = records(&app, &id, "companies").await?;
+    assert_eq!((contacts.len(), companies.len()), (60, 60));
+
+    // Nothing changed anywhere: an incremental run writes no record event.
+    let before = record_events(&app).await?;
+    let again = run(&app, &id, "incremental").await?;
+    assert_eq!(again["status"], "completed", "{again}");
+    assert_eq!(again["stats"]["created"], 0, "{again}");
+    assert_eq!(again["stats"]["updated"], 0, "{again}");
+    assert_eq!(record_events(&app).await?, before);
+
+    // Edits on both sides: the app changes one contact's phone, the CRM another's job
+    // title, and both change a third contact's phone differently (a conflict).
+    let (a, b, c) = (&contacts[0], &contacts[1], &contacts[2]);
+    let (a_id, b_id, c_id) = (
+        a["id"].as_str().context("id")?,
+        b["id"].as_str().context("id")?,
+        c["id"].as_str().context("id")?,
+    );
+    let a_remote = link(a, &id)?;
+    let b_remote = link(b, &id)?;
+    let c_remote = link(c, &id)?;
+    app.patch(
+        &format!("/v1/records/{a_id}"),
+        &app.admin,
+        json!({"fields": {"phone": "+1 555 000 0001"}}),
+    )
+    .await?
+    .expect(StatusCode::OK);
+    edit_remote(
+        &sandbox,
+        "contacts",
+        b_remote,
+        json!({"jobtitle": "Chief Sync Officer"}),
+    )
+    .await?;
+    app.patch(
+        &format!("/v1/records/{c_id}"),
+        &app.admin,
+        json!({"fields": {"phone": "+1 555 000 0003"}}),
+    )
+    .await?
+    .expect(StatusCode::OK);
+    edit_remote(
+        &sandbox,
+        "contacts",
+        c_remote,
+        json!({"phone": "+1 555 999 0003"}),
+    )
+    .await?;
+
+    let two_way = run(&app, &id, "incremental").await?;
+    assert_eq!(two_way["status"], "completed", "{two_way}");
+    assert_eq!(two_way["stats"]["conflicts_detected"], 1, "{two_way}");
+    // The app's edit reached the CRM; the CRM's edit reached the app.
+    assert_eq!(
+        remote(&sandbox, "contacts", a_remote).await?["properties"]["phone"],
+        "+1 555 000 0001"
+    );
+    let b_now = app.get(&format!("/v1/records/{b_id}"), &app.admin).await?;
+    assert_eq!(
+        value(b_now.expect(StatusCode::OK), "title"),
+        Some("Chief Sync Officer")
+    );
+    // The conflict is queued: neither side was overwritten.
+    assert_eq!(
+        remote(&sandbox, "contacts", c_remote).await?["properties"]["phone"],
+        "+1 555 999 0003"
+    );
+    let c_now = app.get(&format!("/v1/records/{c_id}"), &app.admin).await?;
+    assert_eq!(
+        value(c_now.expect(StatusCode::OK), "phone"),
+        Some("+1 555 000 0003")
+    );
+
+    // The push is not echoed back: the next run leaves the pushed value as the app's.
+    let quiet = run(&app, &id, "incremental").await?;
+    assert_eq!(quiet["stats"]["created"], 0, "{quiet}");
+    let a_now = app.get(&format!("/v1/records/{a_id}"), &app.admin).await?;
+    let a_now = a_now.expect(StatusCode::OK);
+    assert_eq!(a_now["fields"]["phone"]["source"], "app", "{a_now}");
+    assert_eq!(a_now["links"][0]["pending_push"], json!([]), "{a_now}");
+
+    // A record created in the app is created in the CRM and linked.
+    let resp = app
+        .post("/v1/records", &app.admin, json!({"entity": "contacts",
+            "fields": {"email": "new.person@example.com", "first_name": "New", "last_name": "Person"}}))
+        .await?;
+    let new_id = resp.str("id")?;
+    let pushed = run(&app, &id, "push").await?;
+    assert_eq!(pushed["stats"]["created"], 1, "{pushed}");
+    let new_record = app
+        .get(&format!("/v1/records/{new_id}"), &app.admin)
+        .await?;
+    let new_remote = link(new_record.expect(StatusCode::OK), &id)?.to_string();
+    let at_crm = remote(&sandbox, "contacts", &new_remote).await?;
+    assert_eq!(at_crm["properties"]["email"], "new.person@example.com");
+
+    sandbox.shutdown().await;
+    app.finish().await
+}
+
+async fn sync_run_refusals(backend: Backend) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let sandbox = Sandbox::start_hubspot(SandboxConfig {
+        records: 5,
+        ..SandboxConfig::default()
+    })
+    .await?;
+    let id = connect(&app, "hubspot", &sandbox.base_url(), "pull", "crm_wins").await?;
+    let path = format!("/v1/integrations/{id}/sync-runs");
+    let events = app.event_count().await?;
+    for (body, code) in [
+        (json!({"kind": "sideways"}), Some("validation_failed")),
+        (json!({"kind": "full", "extra": 1}), None),
+        (json!({"kind": "push"}), Some("integration_unusable")),
+    ] {
+        let resp = app.post(&path, &app.admin, body.clone()).await?;
+        assert_eq!(
+            resp.status,
+            StatusCode::BAD_REQUEST,
+            "{body}: {}",
+            resp.text
+        );
+        if let Some(code) = code {
+            assert_eq!(resp.body["error"]["code"], code, "{body}: {}", resp.text);
+        }
+    }
+    assert_eq!(app.event_count().await?, events, "refusals change nothing");
+    // Unknown ids and other workspaces' runs are 404.
+    app.get("/v1/sync-runs/nope", &app.admin)
+        .await?
+        .expect_error(StatusCode::NOT_FOUND, "not_found", "");
+    let other = app
+        .new_workspace("Other", syncledger_domain::Plan::Enterprise)
+        .await?;
+    app.post(&path, &other.admin, json!({"kind": "full"}))
+        .await?
+        .expect_error(StatusCode::NOT_FOUND, "not_found", "");
+    // A viewer cannot start runs.
+    let (_, viewer) = app.issue_token("viewer").await?;
+    app.post(&path, &viewer, json!({"kind": "full"}))
+        .await?
+        .expect_error(StatusCode::FORBIDDEN, "forbidden", "");
+
+    // A paused integration does not run: 400 with the reason.
+    app.post_empty(&format!("/v1/integrations/{id}/pause"), &app.admin)
+        .await?
+        .expect(StatusCode::OK);
+    app.post(&path, &app.admin, json!({"kind": "full"}))
+        .await?
+        .expect_error(StatusCode::BAD_REQUEST, "integration_unusable", "paused");
+    app.post_empty(&format!("/v1/integrations/{id}/resume"), &app.admin)
+        .await?
+        .expect(StatusCode::OK);
+
+    // A finished run cannot be cancelled; a run without failures has nothing to retry.
+    let done = run(&app, &id, "full").await?;
+    let run_id = done["id"].as_str().context("id")?;
+    app.post_empty(&format!("/v1/sync-runs/{run_id}/cancel"), &app.admin)
+        .await?
+        .expect_error(StatusCode::CONFLICT, "invalid_state", "");
+    app.post_empty(&format!("/v1/sync-runs/{run_id}/retry"), &app.admin)
+        .await?
+        .expect_error(StatusCode::CONFLICT, "nothing_to_retry", "");
+    let list = app.get(&path, &app.admin).await?;
+    assert_eq!(list.expect(StatusCode::OK)["data"][0]["id"], run_id);
+    sandbox.shutdown().await;
+    app.finish().await
+}
