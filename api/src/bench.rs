@@ -186,14 +186,14 @@ async fn fill_log(store: &Store, ws: &str, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-struct TempPgDb {
+pub(crate) struct TempPgDb {
     admin_url: String,
-    url: String,
+    pub(crate) url: String,
     name: String,
 }
 
 impl TempPgDb {
-    async fn create(admin_url: &str) -> anyhow::Result<TempPgDb> {
+    pub(crate) async fn create(admin_url: &str) -> anyhow::Result<TempPgDb> {
         use sqlx::Connection;
         let name = format!("syncledger_bench_{}", uuid::Uuid::new_v4().simple());
         let mut conn = sqlx::PgConnection::connect(admin_url).await?;
@@ -214,7 +214,7 @@ impl TempPgDb {
         })
     }
 
-    async fn drop_db(self) -> anyhow::Result<()> {
+    pub(crate) async fn drop_db(self) -> anyhow::Result<()> {
         use sqlx::Connection;
         let mut conn = sqlx::PgConnection::connect(&self.admin_url).await?;
         sqlx::query(&format!(

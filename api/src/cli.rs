@@ -53,8 +53,8 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
-    /// Measure throughput on the configured store.
-    Bench(crate::cli::BenchArgs),
+    /// Measure throughput: the event store (default), or `bench sync` against a sandbox.
+    Bench(BenchCommand),
     /// Run a local simulator of a provider's API (first line: `listening on http://HOST:PORT`).
     #[cfg(feature = "sandbox")]
     Sandbox {
@@ -67,7 +67,26 @@ pub enum Command {
         records: usize,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// HubSpot only: enforce this many requests per 10 seconds (429 beyond).
+        #[arg(long)]
+        rate_limit_per_10s: Option<u32>,
     },
+}
+
+#[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BenchCommand {
+    #[command(subcommand)]
+    pub what: Option<BenchWhat>,
+    #[command(flatten)]
+    pub store: BenchArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchWhat {
+    /// A full import and an incremental run against a provider sandbox; one JSON line
+    /// per phase.
+    Sync(crate::bench_sync::SyncBenchArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -216,13 +235,18 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<ExitCod
                 }
             }
         }
-        Command::Bench(args) => crate::bench::run(&settings, args).await,
+        Command::Bench(BenchCommand {
+            what: Some(BenchWhat::Sync(args)),
+            ..
+        }) => crate::bench_sync::run(&settings, args).await,
+        Command::Bench(BenchCommand { store, .. }) => crate::bench::run(&settings, store).await,
         #[cfg(feature = "sandbox")]
         Command::Sandbox {
             provider,
             addr,
             records,
             seed,
+            rate_limit_per_10s,
         } => {
             use syncledger_sandbox::{
                 GenericSandboxConfig, PipedriveSandboxConfig, SalesforceSandboxConfig, Sandbox,
@@ -262,6 +286,10 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<ExitCod
                         addr,
                         records,
                         seed,
+                        rate_limit: rate_limit_per_10s.map(|max| syncledger_sandbox::RateLimit {
+                            max,
+                            interval_ms: 10_000,
+                        }),
                         ..Default::default()
                     })
                     .await?

@@ -23,31 +23,47 @@ pub(crate) struct Folded<A> {
     pub last_position: i64,
 }
 
-async fn load<A: DeserializeOwned>(
+/// Rows loaded per statement.
+const LOAD_CHUNK: usize = 500;
+
+/// The stored rows of `ids`, in as few statements as the chunking allows.
+async fn load_all<A: DeserializeOwned>(
     conn: &mut sqlx::AnyConnection,
     table: &str,
-    id: &str,
-) -> Result<Option<Folded<A>>, ProjectionError> {
-    let row = sqlx::query(&format!(
-        "SELECT state, version, last_position FROM {table} WHERE id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(r) = row else { return Ok(None) };
-    let state: String = r.try_get("state")?;
-    let state = serde_json::from_str(&state).map_err(|e| ProjectionError::BadEvent {
-        position: -1,
-        message: format!("stored state in {table}: {e}"),
-    })?;
-    Ok(Some(Folded {
-        state,
-        // Stored rows keep their creation time: upserts never overwrite it.
-        created_at: DateTime::<Utc>::MIN_UTC,
-        updated_at: DateTime::<Utc>::MIN_UTC,
-        version: r.try_get("version")?,
-        last_position: r.try_get("last_position")?,
-    }))
+    ids: &[&str],
+) -> Result<BTreeMap<String, Folded<A>>, ProjectionError> {
+    let mut out = BTreeMap::new();
+    for chunk in ids.chunks(LOAD_CHUNK) {
+        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT id, state, version, last_position FROM {table} WHERE id IN ({})",
+            marks.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            let id: String = r.try_get("id")?;
+            let state: String = r.try_get("state")?;
+            let state = serde_json::from_str(&state).map_err(|e| ProjectionError::BadEvent {
+                position: -1,
+                message: format!("stored state in {table}: {e}"),
+            })?;
+            out.insert(
+                id,
+                Folded {
+                    state,
+                    // Stored rows keep their creation time: upserts never overwrite it.
+                    created_at: DateTime::<Utc>::MIN_UTC,
+                    updated_at: DateTime::<Utc>::MIN_UTC,
+                    version: r.try_get("version")?,
+                    last_position: r.try_get("last_position")?,
+                },
+            );
+        }
+    }
+    Ok(out)
 }
 
 /// Folds the batch's events of aggregate `A` into their rows; returns the touched rows.
@@ -56,6 +72,14 @@ pub(crate) async fn fold<A: Aggregate + Default + DeserializeOwned>(
     table: &str,
     events: &[StoredEvent],
 ) -> Result<BTreeMap<String, Folded<A>>, ProjectionError> {
+    let mut ids: Vec<&str> = events
+        .iter()
+        .filter(|e| e.aggregate_type == A::TYPE)
+        .map(|e| e.aggregate_id.as_str())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut stored = load_all::<A>(conn, table, &ids).await?;
     let mut touched: BTreeMap<String, Folded<A>> = BTreeMap::new();
     for e in events.iter().filter(|e| e.aggregate_type == A::TYPE) {
         let event: A::Event =
@@ -66,7 +90,7 @@ pub(crate) async fn fold<A: Aggregate + Default + DeserializeOwned>(
         let at = event_time(e);
         let mut row = match touched.remove(&e.aggregate_id) {
             Some(r) => r,
-            None => load(conn, table, &e.aggregate_id).await?.unwrap_or(Folded {
+            None => stored.remove(&e.aggregate_id).unwrap_or(Folded {
                 state: A::default(),
                 created_at: at,
                 updated_at: at,

@@ -2,16 +2,30 @@
 //! key, and (in `record_links`) which CRM records it is linked to.
 
 use async_trait::async_trait;
-use syncledger_domain::record::Record;
+use syncledger_domain::record::{Link, Record};
 use syncledger_domain::Entity;
 use syncledger_store::StoredEvent;
 
-use crate::fold::fold;
+use crate::fold::{fold, Folded};
 use crate::{rfc3339, Projection, ProjectionError, Tables};
 
 pub struct Records;
 
 pub const TABLE: &str = "records";
+
+/// Rows per multi-row statement (10 parameters each: far below every limit).
+const ROWS_PER_STATEMENT: usize = 200;
+
+/// `($1, $2), ($3, $4)`: `rows` groups of `width` placeholders.
+fn values(rows: usize, width: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let marks: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
+            format!("({})", marks.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 pub const LINKS: &str = "record_links";
 
 /// The value CRMs converge on: email for contacts, domain for companies, lower case.
@@ -45,50 +59,76 @@ impl Projection for Records {
         events: &[StoredEvent],
     ) -> Result<(), ProjectionError> {
         let (table, links) = (tables.get(TABLE), tables.get(LINKS));
-        for (id, row) in fold::<Record>(conn, table, events).await? {
-            let r = &row.state;
-            let fields = serde_json::to_string(&r.fields).unwrap_or_else(|_| "{}".into());
-            let state = serde_json::to_string(r).unwrap_or_else(|_| "{}".into());
-            sqlx::query(&format!(
+        let rows: Vec<(String, Folded<Record>)> = fold::<Record>(conn, table, events)
+            .await?
+            .into_iter()
+            .collect();
+        // Multi-row statements: a sync writes thousands of records per batch.
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let marks = values(chunk.len(), 10);
+            let sql = format!(
                 "INSERT INTO {table} (id, workspace_id, entity, match_key, fields, created_at,
                      updated_at, version, last_position, state)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                 VALUES {marks}
                  ON CONFLICT (id) DO UPDATE SET
                    match_key = excluded.match_key, fields = excluded.fields,
                    updated_at = excluded.updated_at, version = excluded.version,
                    last_position = excluded.last_position, state = excluded.state"
-            ))
-            .bind(&id)
-            .bind(&r.workspace_id)
-            .bind(r.entity.map(Entity::as_str).unwrap_or_default())
-            .bind(match_key(r))
-            .bind(fields)
-            .bind(rfc3339(row.created_at))
-            .bind(rfc3339(row.updated_at))
-            .bind(row.version)
-            .bind(row.last_position)
-            .bind(state)
-            .execute(&mut *conn)
-            .await?;
+            );
+            let mut q = sqlx::query(&sql);
+            for (id, row) in chunk {
+                let r = &row.state;
+                q = q
+                    .bind(id.clone())
+                    .bind(r.workspace_id.clone())
+                    .bind(r.entity.map(Entity::as_str).unwrap_or_default())
+                    .bind(match_key(r))
+                    .bind(serde_json::to_string(&r.fields).unwrap_or_else(|_| "{}".into()))
+                    .bind(rfc3339(row.created_at))
+                    .bind(rfc3339(row.updated_at))
+                    .bind(row.version)
+                    .bind(row.last_position)
+                    .bind(serde_json::to_string(r).unwrap_or_else(|_| "{}".into()));
+            }
+            q.execute(&mut *conn).await?;
             // The links as they are now: simpler and as cheap as tracking each change.
-            sqlx::query(&format!("DELETE FROM {links} WHERE record_id = $1"))
-                .bind(&id)
-                .execute(&mut *conn)
-                .await?;
-            for (integration_id, link) in &r.links {
-                sqlx::query(&format!(
+            let ids = values(chunk.len(), 1).replace(['(', ')'], "");
+            let sql = format!("DELETE FROM {links} WHERE record_id IN ({ids})");
+            let mut q = sqlx::query(&sql);
+            for (id, _) in chunk {
+                q = q.bind(id.clone());
+            }
+            q.execute(&mut *conn).await?;
+            // One row per CRM record (a statement may not touch a row twice).
+            let link_rows: Vec<(&String, &String, &Link, &String)> = chunk
+                .iter()
+                .flat_map(|(id, row)| {
+                    row.state.links.iter().map(move |(integration, link)| {
+                        (&row.state.workspace_id, integration, link, id)
+                    })
+                })
+                .map(|row| ((row.0, row.1, &row.2.remote_id), row))
+                .collect::<std::collections::BTreeMap<_, _>>()
+                .into_values()
+                .collect();
+            for part in link_rows.chunks(ROWS_PER_STATEMENT) {
+                let sql = format!(
                     "INSERT INTO {links} (workspace_id, integration_id, remote_id, record_id, pending_push)
-                     VALUES ($1, $2, $3, $4, $5)
+                     VALUES {}
                      ON CONFLICT (workspace_id, integration_id, remote_id)
-                     DO UPDATE SET record_id = excluded.record_id, pending_push = excluded.pending_push"
-                ))
-                .bind(&r.workspace_id)
-                .bind(integration_id)
-                .bind(&link.remote_id)
-                .bind(&id)
-                .bind(i64::try_from(link.pending_push.len()).unwrap_or(i64::MAX))
-                .execute(&mut *conn)
-                .await?;
+                     DO UPDATE SET record_id = excluded.record_id, pending_push = excluded.pending_push",
+                    values(part.len(), 5)
+                );
+                let mut q = sqlx::query(&sql);
+                for (workspace, integration, link, id) in part {
+                    q = q
+                        .bind((*workspace).clone())
+                        .bind((*integration).clone())
+                        .bind(link.remote_id.clone())
+                        .bind((*id).clone())
+                        .bind(i64::try_from(link.pending_push.len()).unwrap_or(i64::MAX));
+                }
+                q.execute(&mut *conn).await?;
             }
         }
         Ok(())

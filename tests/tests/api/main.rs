@@ -16,5 +16,6 @@ mod rate_limit;
 mod records;
 mod secrets;
 mod sync;
+mod sync_strategies;
 mod tokens;
 mod webhooks;

@@ -38,7 +38,8 @@ pub async fn connect(
     direction: &str,
     strategy: &str,
 ) -> anyhow::Result<String> {
-    let body = json!({"provider": provider, "name": format!("{provider} sync"),
+    let body = json!({"provider": provider,
+        "name": format!("{provider} sync {}", crate::helpers::random_hex()),
         "base_url": base_url,
         "sync_config": {"direction": direction, "frequency": "manual",
                         "entities": ["contacts", "companies"], "conflict_strategy": strategy}});

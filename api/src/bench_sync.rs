@@ -1,0 +1,351 @@
+//! `syncledger bench sync`: a full import and an incremental run against a HubSpot
+//! sandbox, one JSON line per phase.
+//!
+//! The sandbox runs as a child process (`syncledger sandbox hubspot`), so the peak memory
+//! reported (`VmHWM` of this process) is the engine's own, not the simulated CRM's. API
+//! calls are read from the sandbox's request counters; `min_api_calls` is the fewest the
+//! provider's page sizes allow (list pages of 100, search pages of 200, one deletions
+//! page). The records read model is brought up to date between the phases and that
+//! catch-up is reported as its own line.
+
+use std::process::{ExitCode, Stdio};
+use std::time::Instant;
+
+use anyhow::Context;
+use chrono::Utc;
+use secrecy::SecretString;
+use serde_json::{json, Value};
+use syncledger_crm::{Credentials, Tokens};
+use syncledger_domain::sync_config::{ConflictStrategy, Direction, Frequency, SyncConfig};
+use syncledger_domain::sync_run::{RunKind, RunStatus, SyncRun, Trigger};
+use syncledger_domain::{Entity, Integration, IntegrationCommand, Plan};
+use syncledger_engine::{seal_credentials, Connections, Connector, SyncRuns};
+use syncledger_store::{Metadata, Store};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::config::Settings;
+
+/// HubSpot's page sizes: list (full pulls, deletions) and search (incremental pulls).
+const LIST_PAGE: usize = 100;
+const SEARCH_PAGE: usize = 200;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct SyncBenchArgs {
+    /// The provider simulated.
+    #[arg(long, value_parser = ["hubspot"], default_value = "hubspot")]
+    pub provider: String,
+    /// Contacts in the CRM.
+    #[arg(long, default_value_t = 10_000)]
+    pub records: usize,
+    /// Percentage of the records changed in the CRM before the incremental run.
+    #[arg(long, default_value_t = 1.0)]
+    pub changed_pct: f64,
+    /// `off`: no limits, no client pacing; `realistic`: HubSpot's 100 requests / 10 s,
+    /// enforced by the sandbox and paced by the client.
+    #[arg(long, value_parser = ["off", "realistic"], default_value = "off")]
+    pub rate_limit: String,
+    /// A PostgreSQL server: a fresh database is created on it for the run and dropped
+    /// after. Without it, a fresh SQLite file.
+    #[arg(long, env = "SYNCLEDGER_BENCH_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+/// The sandbox child process and its address.
+struct SandboxProcess {
+    child: tokio::process::Child,
+    base_url: String,
+    client: reqwest::Client,
+}
+
+impl SandboxProcess {
+    async fn start(args: &SyncBenchArgs) -> anyhow::Result<SandboxProcess> {
+        let exe = std::env::current_exe().context("find the syncledger binary")?;
+        let mut cmd = tokio::process::Command::new(exe);
+        cmd.args(["sandbox", "hubspot", "--records", &args.records.to_string()]);
+        if args.rate_limit == "realistic" {
+            cmd.args(["--rate-limit-per-10s", "100"]);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("start the sandbox")?;
+        let stdout = child.stdout.take().context("sandbox stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines
+            .next_line()
+            .await?
+            .context("the sandbox exited before listening")?;
+        let base_url = first
+            .strip_prefix("listening on ")
+            .context("the sandbox's first line names its address")?
+            .trim()
+            .to_string();
+        Ok(SandboxProcess {
+            child,
+            base_url,
+            client: reqwest::Client::new(),
+        })
+    }
+
+    /// Requests the engine made (control endpoints excluded).
+    async fn api_calls(&self) -> anyhow::Result<u64> {
+        let counters: Value = self
+            .client
+            .get(format!("{}/_sandbox/counters", self.base_url))
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok(counters
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| !k.contains("/_sandbox") && !k.contains("/oauth"))
+                    .filter_map(|(_, v)| v.as_u64())
+                    .sum()
+            })
+            .unwrap_or(0))
+    }
+
+    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.base_url))
+            .json(&body)
+            .send()
+            .await?;
+        anyhow::ensure!(
+            resp.status().is_success(),
+            "sandbox {path}: {}",
+            resp.status()
+        );
+        Ok(resp.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// Peak resident memory of this process, in MB.
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| (kb / 1024.0 * 10.0).round() / 10.0)
+}
+
+async fn event_count(store: &Store) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM events")
+        .fetch_one(&store.any)
+        .await?)
+}
+
+pub async fn run(base: &Settings, args: SyncBenchArgs) -> anyhow::Result<ExitCode> {
+    let dir = tempfile::tempdir()?;
+    let pg = match &args.database_url {
+        Some(url) => Some(crate::bench::TempPgDb::create(url).await?),
+        None => None,
+    };
+    let settings = Settings {
+        data_dir: dir.path().to_path_buf(),
+        database_url: pg.as_ref().map(|db| SecretString::from(db.url.clone())),
+        provider_pacing: args.rate_limit == "realistic",
+        ..base.clone()
+    };
+    let result = bench(&settings, &args).await;
+    if let Some(db) = pg {
+        db.drop_db().await?;
+    }
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn bench(settings: &Settings, args: &SyncBenchArgs) -> anyhow::Result<()> {
+    let sandbox = SandboxProcess::start(args).await?;
+    let (store, vault) = crate::app::open(settings).await?;
+    let connections = Connections::new(
+        &store,
+        vault.clone(),
+        Connector::new(settings.provider_apps()),
+        "bench",
+    );
+    let runs = SyncRuns::new(&store, connections, "bench");
+    let (ws, _) = crate::services::create_workspace(&store, "bench", Plan::Enterprise)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let meta = Metadata::new("bench", &ws, uuid::Uuid::now_v7().to_string());
+
+    // A pull-only HubSpot integration of contacts, holding sandbox-issued tokens.
+    let id = uuid::Uuid::now_v7().to_string();
+    let integrations = store.cqrs::<Integration>();
+    let create = IntegrationCommand::Create {
+        integration_id: id.clone(),
+        workspace_id: ws.clone(),
+        provider: "hubspot".into(),
+        name: "bench".into(),
+        sync_config: SyncConfig {
+            direction: Direction::Pull,
+            frequency: Frequency::Manual,
+            entities: vec![Entity::Contacts],
+            conflict_strategy: ConflictStrategy::LastWriteWins,
+        },
+        base_url: Some(sandbox.base_url.clone()),
+        spec: None,
+        at: Utc::now(),
+    };
+    integrations.execute(&id, create, &meta).await?;
+    let pair = sandbox.post("/_sandbox/tokens", json!({})).await?;
+    let token = |k: &str| {
+        pair[k]
+            .as_str()
+            .map(str::to_string)
+            .context("sandbox tokens")
+    };
+    let tokens = Tokens {
+        access_token: SecretString::from(token("access_token")?),
+        refresh_token: Some(SecretString::from(token("refresh_token")?)),
+        expires_at: Some(
+            Utc::now() + chrono::Duration::seconds(pair["expires_in"].as_i64().unwrap_or(1800)),
+        ),
+        instance_url: None,
+    };
+    let (kind, secret, expires_at) =
+        seal_credentials(&vault, &ws, &Credentials::OAuth2(tokens)).await?;
+    integrations
+        .execute(
+            &id,
+            IntegrationCommand::StoreCredentials {
+                kind,
+                secret,
+                expires_at,
+                at: Utc::now(),
+            },
+            &meta,
+        )
+        .await?;
+
+    let n = args.records;
+    let full_min = n.div_ceil(LIST_PAGE).max(1) + 1;
+    phase(
+        &runs,
+        &store,
+        &sandbox,
+        &id,
+        &meta,
+        "full",
+        RunKind::Full,
+        n,
+        full_min,
+    )
+    .await?;
+
+    // The records read model catches up with the import before anything reads it.
+    let started = Instant::now();
+    let before = event_count(&store).await?;
+    syncledger_projections::runner::Runner::new(
+        store.clone(),
+        vec![std::sync::Arc::new(
+            syncledger_projections::records::Records,
+        )],
+    )
+    .with_batch(settings.projection_batch.max(2000))
+    .catch_up()
+    .await?;
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        json!({"phase": "projection", "projection": "records", "events": before,
+               "seconds": round(seconds), "events_per_s": round(before as f64 / seconds.max(1e-9)),
+               "peak_rss_mb": peak_rss_mb()})
+    );
+
+    // Change a share of the contacts in the CRM, then run incrementally.
+    let changed = ((n as f64) * args.changed_pct / 100.0).round() as usize;
+    let remote_ids: Vec<String> = sqlx::query_scalar(
+        "SELECT remote_id FROM record_links WHERE integration_id = $1 ORDER BY remote_id LIMIT $2",
+    )
+    .bind(&id)
+    .bind(changed as i64)
+    .fetch_all(&store.any)
+    .await?;
+    for (i, remote_id) in remote_ids.iter().enumerate() {
+        sandbox
+            .post(
+                "/_sandbox/records/contacts",
+                json!({"id": remote_id, "properties": {"jobtitle": format!("Changed {i}")}}),
+            )
+            .await?;
+    }
+    let incremental_min = remote_ids.len().div_ceil(SEARCH_PAGE).max(1) + 1;
+    phase(
+        &runs,
+        &store,
+        &sandbox,
+        &id,
+        &meta,
+        "incremental",
+        RunKind::Incremental,
+        remote_ids.len(),
+        incremental_min,
+    )
+    .await?;
+    drop(sandbox.child);
+    store.close().await;
+    Ok(())
+}
+
+fn round(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn phase(
+    runs: &SyncRuns,
+    store: &Store,
+    sandbox: &SandboxProcess,
+    integration_id: &str,
+    meta: &Metadata,
+    name: &str,
+    kind: RunKind,
+    records: usize,
+    min_api_calls: usize,
+) -> anyhow::Result<SyncRun> {
+    let events_before = event_count(store).await?;
+    let calls_before = sandbox.api_calls().await?;
+    let started = Instant::now();
+    let run_id = runs
+        .trigger(integration_id, kind, Trigger::Manual, None, meta)
+        .await?;
+    let status = runs.execute(&run_id).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let run = runs.load(&run_id).await?.context("the run")?;
+    anyhow::ensure!(
+        status == RunStatus::Completed,
+        "the {name} run ended {}: {}",
+        status.as_str(),
+        run.reason.clone().unwrap_or_default()
+    );
+    let events = event_count(store).await? - events_before;
+    let api_calls = sandbox.api_calls().await? - calls_before;
+    println!(
+        "{}",
+        json!({"phase": name, "records": records, "seconds": round(seconds),
+               "records_per_s": round(records as f64 / seconds.max(1e-9)),
+               "events_written": events, "record_events": events - run_events(&run),
+               "created": run.stats.created, "updated": run.stats.updated,
+               "unchanged": run.stats.unchanged,
+               "api_calls": api_calls, "min_api_calls": min_api_calls,
+               "peak_rss_mb": peak_rss_mb()})
+    );
+    Ok(run)
+}
+
+/// The run's own events: queued, started, one per page, ended.
+fn run_events(run: &SyncRun) -> i64 {
+    let pages: u64 = run.passes.values().map(|p| p.pages).sum();
+    3 + pages as i64
+}
