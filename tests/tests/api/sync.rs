@@ -10,7 +10,7 @@ use std::time::Duration;
 use syncledger_sandbox::{Sandbox, SandboxConfig};
 use syncledger_tests::wait::wait_until;
 
-on_both_backends!(hubspot_two_way, sync_run_refusals);
+on_both_backends!(hubspot_two_way, sync_run_refusals, schedule_and_webhooks);
 
 /// How long a test run may take before the test gives up.
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
@@ -350,6 +350,119 @@ async fn sync_run_refusals(backend: Backend) -> anyhow::Result<()> {
         .expect_error(StatusCode::CONFLICT, "nothing_to_retry", "");
     let list = app.get(&path, &app.admin).await?;
     assert_eq!(list.expect(StatusCode::OK)["data"][0]["id"], run_id);
+    sandbox.shutdown().await;
+    app.finish().await
+}
+
+/// The runs of an integration, newest first.
+async fn runs_of(app: &TestApp, integration: &str) -> anyhow::Result<Vec<Value>> {
+    let resp = app
+        .get(
+            &format!("/v1/integrations/{integration}/sync-runs"),
+            &app.admin,
+        )
+        .await?;
+    Ok(resp.expect(StatusCode::OK)["data"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default())
+}
+
+async fn schedule_and_webhooks(backend: Backend) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let sandbox = Sandbox::start_hubspot(SandboxConfig {
+        records: 5,
+        ..SandboxConfig::default()
+    })
+    .await?;
+    let id = connect(&app, "hubspot", &sandbox.base_url(), "pull", "crm_wins").await?;
+    // Hourly: the next run is due an hour after the schedule changed.
+    let config = json!({"sync_config": {"direction": "pull", "frequency": "interval", "interval_minutes": 60,
+        "entities": ["contacts", "companies"], "conflict_strategy": "crm_wins"}});
+    app.patch(&format!("/v1/integrations/{id}"), &app.admin, config)
+        .await?
+        .expect(StatusCode::OK);
+    let view = app
+        .get(&format!("/v1/integrations/{id}"), &app.admin)
+        .await?;
+    let next = view.expect(StatusCode::OK)["next_sync_at"]
+        .as_str()
+        .context("next_sync_at")?
+        .to_string();
+    let next: chrono::DateTime<chrono::Utc> = next.parse()?;
+    let now = chrono::Utc::now();
+    assert!(
+        next > now + chrono::Duration::minutes(59) && next <= now + chrono::Duration::minutes(61)
+    );
+
+    let runs = &app.state.runs;
+    let dispatcher = app.state.dispatcher.as_ref();
+    let started = syncledger_engine::scheduler::tick(runs, dispatcher, now).await?;
+    assert!(started.is_empty(), "nothing is due yet");
+    let started =
+        syncledger_engine::scheduler::tick(runs, dispatcher, next + chrono::Duration::seconds(1))
+            .await?;
+    assert_eq!(started.len(), 1);
+    let scheduled = wait_run(&app, &started[0]).await?;
+    assert_eq!(scheduled["trigger"], "scheduled");
+    assert_eq!(scheduled["kind"], "incremental");
+    assert_eq!(scheduled["status"], "completed", "{scheduled}");
+    // The period restarts when a run begins.
+    let view = app
+        .get(&format!("/v1/integrations/{id}"), &app.admin)
+        .await?;
+    let view = view.expect(StatusCode::OK);
+    let time = |k: &str| -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+        Ok(view[k].as_str().context("a time")?.parse()?)
+    };
+    assert_eq!(
+        time("next_sync_at")?,
+        time("last_sync_at")? + chrono::Duration::minutes(60),
+        "{view}"
+    );
+    assert!(
+        time("last_sync_at")? >= now - chrono::Duration::seconds(1),
+        "{view}"
+    );
+
+    // A signed webhook for the integration's portal starts an incremental run.
+    let url = app.url("/v1/webhooks/hubspot");
+    let event = json!({"portalId": 62515, "objectId": 1, "subscriptionType": "contact.propertyChange",
+        "propertyName": "phone", "occurredAt": 1_700_000_000_000_i64});
+    assert_eq!(sandbox.send_webhook(&url, vec![event.clone()]).await?, 204);
+    app.caught_up().await;
+    let webhook_run = runs_of(&app, &id).await?;
+    assert_eq!(webhook_run.len(), 2, "{webhook_run:?}");
+    assert_eq!(webhook_run[0]["trigger"], "webhook");
+    let done = wait_run(&app, webhook_run[0]["id"].as_str().context("id")?).await?;
+    assert_eq!(done["status"], "completed", "{done}");
+
+    // A webhook while a run is active is not lost: the next tick starts its follow-up.
+    let resp = app
+        .post(
+            &format!("/v1/integrations/{id}/sync-runs"),
+            &app.admin,
+            json!({"kind": "full"}),
+        )
+        .await?;
+    let active = resp.str("id")?;
+    assert_eq!(sandbox.send_webhook(&url, vec![event]).await?, 204);
+    wait_run(&app, &active).await?;
+    let started = syncledger_engine::scheduler::tick(runs, dispatcher, chrono::Utc::now()).await?;
+    app.caught_up().await;
+    let runs_now = runs_of(&app, &id).await?;
+    // Either the webhook found the run still active (follow-up now) or it had already
+    // ended (a webhook run then): one webhook run either way.
+    let webhook_runs = runs_now
+        .iter()
+        .filter(|r| r["trigger"] == "webhook")
+        .count();
+    assert_eq!(webhook_runs, 2, "{runs_now:?}");
+    for id in started {
+        wait_run(&app, &id).await?;
+    }
     sandbox.shutdown().await;
     app.finish().await
 }
