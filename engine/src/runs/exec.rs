@@ -151,7 +151,8 @@ pub(super) struct Ctx<'a> {
     pub tag: String,
     pub meta: Metadata,
     pub integration: Integration,
-    pub session: Session,
+    /// `None` only while a page fetch holds it (see [`Ctx::pull`]).
+    pub session: Option<Session>,
     pub policy: MergePolicy,
     /// Provider requests counted so far (the adapter's counter at the last page).
     pub calls_seen: u64,
@@ -175,7 +176,7 @@ impl<'a> Ctx<'a> {
             tag,
             meta,
             integration,
-            session,
+            session: Some(session),
             policy,
             calls_seen: 0,
         })
@@ -185,9 +186,18 @@ impl<'a> Ctx<'a> {
         self.run.id.clone().unwrap_or_default()
     }
 
+    pub(super) fn session(&mut self) -> Result<&mut Session, EngineError> {
+        self.session
+            .as_mut()
+            .ok_or(EngineError::Store("the provider session is in use".into()))
+    }
+
     /// Requests sent since the last call of this.
     pub(super) fn take_calls(&mut self) -> u64 {
-        let now = self.session.adapter().requests_sent();
+        let Some(session) = &self.session else {
+            return 0;
+        };
+        let now = session.adapter().requests_sent();
         let delta = now.saturating_sub(self.calls_seen);
         self.calls_seen = now;
         delta
@@ -319,26 +329,8 @@ impl<'a> Ctx<'a> {
         phase: Phase,
         cursor: &PullCursor,
     ) -> Result<Page, EngineError> {
-        let (page, since) = (cursor.page.clone(), cursor.since);
         let meta = self.meta.clone();
-        match phase {
-            Phase::Deletions => {
-                self.session
-                    .call(&meta, move |a, c| {
-                        let page = page.clone();
-                        Box::pin(async move { a.deletions(c, entity, page, since).await })
-                    })
-                    .await
-            }
-            _ => {
-                self.session
-                    .call(&meta, move |a, c| {
-                        let page = page.clone();
-                        Box::pin(async move { a.pull_page(c, entity, page, since).await })
-                    })
-                    .await
-            }
-        }
+        fetch(self.session()?, &meta, entity, phase, cursor).await
     }
 
     fn ingestion<'m>(
@@ -369,8 +361,15 @@ impl<'a> Ctx<'a> {
         };
         let mapper = self.mapper(entity)?;
         let run_id = self.run_id();
-        loop {
-            let page = self.fetch(entity, Phase::Pull, &cursor).await?;
+        // The next page is fetched while this one is written: the provider and the
+        // database work at the same time.
+        let mut inflight = Some(self.spawn_fetch(entity, &cursor)?);
+        while let Some(task) = inflight.take() {
+            let (session, fetched) = task
+                .await
+                .map_err(|e| EngineError::Store(format!("page fetch task: {e}")))?;
+            self.session = Some(session);
+            let page = fetched?;
             let calls = self.take_calls();
             crashpoint::reach("pull:fetched");
             for r in page.records.iter().filter(|r| !r.archived) {
@@ -378,6 +377,9 @@ impl<'a> Ctx<'a> {
             }
             cursor.page = page.next.clone();
             let done = page.next.is_none();
+            if !done {
+                inflight = Some(self.spawn_fetch(entity, &cursor)?);
+            }
             let mut decided = self
                 .ingestion(entity, &mapper, &run_id)
                 .decide_page(&page.records)
@@ -419,10 +421,25 @@ impl<'a> Ctx<'a> {
                 return Ok(flow);
             }
             crashpoint::reach("pull:committed");
-            if done {
-                return Ok(Flow::Continue);
-            }
         }
+        Ok(Flow::Continue)
+    }
+
+    /// Fetches the page `cursor` names on a task of its own, lending it the session.
+    fn spawn_fetch(
+        &mut self,
+        entity: Entity,
+        cursor: &PullCursor,
+    ) -> Result<FetchTask, EngineError> {
+        let mut session = self
+            .session
+            .take()
+            .ok_or(EngineError::Store("the provider session is in use".into()))?;
+        let (meta, cursor) = (self.meta.clone(), cursor.clone());
+        Ok(tokio::spawn(async move {
+            let page = fetch(&mut session, &meta, entity, Phase::Pull, &cursor).await;
+            (session, page)
+        }))
     }
 
     async fn deletions(&mut self, entity: Entity) -> Result<Flow, EngineError> {
@@ -637,6 +654,37 @@ impl<'a> Ctx<'a> {
             }
         }
         Ok(Flow::Continue)
+    }
+}
+
+/// A page fetch running on its own task; it hands the session back with the page.
+type FetchTask = tokio::task::JoinHandle<(Session, Result<Page, EngineError>)>;
+
+async fn fetch(
+    session: &mut Session,
+    meta: &Metadata,
+    entity: Entity,
+    phase: Phase,
+    cursor: &PullCursor,
+) -> Result<Page, EngineError> {
+    let (page, since) = (cursor.page.clone(), cursor.since);
+    match phase {
+        Phase::Deletions => {
+            session
+                .call(meta, move |a, c| {
+                    let page = page.clone();
+                    Box::pin(async move { a.deletions(c, entity, page, since).await })
+                })
+                .await
+        }
+        _ => {
+            session
+                .call(meta, move |a, c| {
+                    let page = page.clone();
+                    Box::pin(async move { a.pull_page(c, entity, page, since).await })
+                })
+                .await
+        }
     }
 }
 

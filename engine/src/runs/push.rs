@@ -49,7 +49,7 @@ impl Ctx<'_> {
             None => PushCursor::default(),
         };
         let mapper = self.mapper(entity)?;
-        let batch = self.session.adapter().push_batch_size().max(1);
+        let batch = self.session()?.adapter().push_batch_size().max(1);
         loop {
             let candidates = lookup::owing_push(
                 &self.inner.store.any,
@@ -87,7 +87,7 @@ impl Ctx<'_> {
         ids: Vec<String>,
     ) -> Result<Flow, EngineError> {
         let mapper = self.mapper(entity)?;
-        let batch = self.session.adapter().push_batch_size().max(1);
+        let batch = self.session()?.adapter().push_batch_size().max(1);
         let chunks: Vec<Vec<String>> = ids.chunks(batch).map(<[String]>::to_vec).collect();
         let total = chunks.len();
         if total == 0 {
@@ -177,7 +177,7 @@ impl Ctx<'_> {
         }
         let meta = self.meta.clone();
         let call = self
-            .session
+            .session()?
             .call(&meta, move |a, c| {
                 let ops = ops.clone();
                 Box::pin(async move { a.push_batch(c, entity, ops).await })
