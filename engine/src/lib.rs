@@ -9,6 +9,7 @@ pub mod connector;
 pub mod credentials;
 pub mod error;
 pub mod mapping;
+pub mod reapply;
 pub mod session;
 pub mod transform;
 
