@@ -1,7 +1,7 @@
 //! The OpenAPI 3 document served at `GET /v1/openapi.json`.
 
 use crate::routes::{
-    audit, events, health, integrations, oauth, providers, records, tokens, webhooks,
+    audit, events, health, integrations, mappings, oauth, providers, records, tokens, webhooks,
 };
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -20,6 +20,8 @@ use utoipa::{Modify, OpenApi};
         events::stream,
         webhooks::hubspot,
         records::create, records::list, records::get, records::edit, records::history,
+        mappings::list, mappings::get, mappings::put, mappings::auto, mappings::preview,
+        mappings::reapply,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&BearerAuth),
