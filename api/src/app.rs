@@ -5,7 +5,8 @@ use crate::config::Settings;
 use crate::error::ApiError;
 use crate::openapi::ApiDoc;
 use crate::routes::{
-    audit, events, health, integrations, oauth, providers, records, sync_runs, tokens, webhooks,
+    audit, events, health, integrations, mappings, oauth, providers, records, sync_runs, tokens,
+    webhooks,
 };
 use crate::state::AppState;
 use axum::extract::Request;
@@ -55,6 +56,23 @@ pub fn router(state: AppState) -> Router {
         .route("/integrations/{id}/connect", post(oauth::connect))
         .route("/integrations/{id}/test", post(oauth::test))
         .route("/integrations/{id}/fields", get(oauth::fields))
+        .route("/integrations/{id}/mappings", get(mappings::list))
+        .route(
+            "/integrations/{id}/mappings/{entity}",
+            get(mappings::get).put(mappings::put),
+        )
+        .route(
+            "/integrations/{id}/mappings/{entity}/auto",
+            post(mappings::auto),
+        )
+        .route(
+            "/integrations/{id}/mappings/{entity}/preview",
+            post(mappings::preview),
+        )
+        .route(
+            "/integrations/{id}/mappings/{entity}/reapply",
+            post(mappings::reapply),
+        )
         .route("/oauth/callback", get(oauth::callback))
         .route("/webhooks/hubspot", post(webhooks::hubspot))
         .route("/records", post(records::create).get(records::list))

@@ -1,7 +1,8 @@
 //! The OpenAPI 3 document served at `GET /v1/openapi.json`.
 
 use crate::routes::{
-    audit, events, health, integrations, oauth, providers, records, sync_runs, tokens, webhooks,
+    audit, events, health, integrations, mappings, oauth, providers, records, sync_runs, tokens,
+    webhooks,
 };
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -21,6 +22,8 @@ use utoipa::{Modify, OpenApi};
         webhooks::hubspot,
         records::create, records::list, records::get, records::edit, records::history,
         sync_runs::start, sync_runs::list, sync_runs::get, sync_runs::cancel, sync_runs::retry,
+        mappings::list, mappings::get, mappings::put, mappings::auto, mappings::preview,
+        mappings::reapply,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&BearerAuth),

@@ -5,6 +5,7 @@ use crate::aggregate::{Aggregate, DomainEvent};
 use crate::sync_config::{Entity, FieldError, SyncConfig};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// pending_auth → connected → paused / error / disconnected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -128,6 +129,9 @@ pub enum IntegrationEvent {
     FieldMappingsChanged {
         entity: Entity,
         mappings: Vec<FieldMapping>,
+        /// A CEL predicate over the CRM record: which records of the entity sync.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        filter: Option<String>,
         at: DateTime<Utc>,
     },
     IntegrationDisconnected {
@@ -211,11 +215,15 @@ impl DomainEvent for IntegrationEvent {
                 sync_config.direction, sync_config.frequency, sync_config.conflict_strategy
             ),
             E::FieldMappingsChanged {
-                entity, mappings, ..
+                entity,
+                mappings,
+                filter,
+                ..
             } => format!(
-                "field mappings for {} changed ({} mapping(s))",
+                "field mappings for {} changed ({} mapping(s){})",
                 entity.as_str(),
-                mappings.len()
+                mappings.len(),
+                if filter.is_some() { ", filtered" } else { "" }
             ),
             E::IntegrationDisconnected { reason, .. } => {
                 format!("integration disconnected: {reason}")
@@ -286,9 +294,12 @@ pub enum IntegrationCommand {
         sync_config: SyncConfig,
         at: DateTime<Utc>,
     },
+    /// Replace an entity's mappings and filter. Only an entity the integration syncs;
+    /// setting what is already set is a no-op. An empty filter means none.
     ChangeFieldMappings {
         entity: Entity,
         mappings: Vec<FieldMapping>,
+        filter: Option<String>,
         at: DateTime<Utc>,
     },
     Disconnect {
@@ -405,6 +416,9 @@ pub struct Integration {
     pub credentials_expire_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub mappings: Vec<(Entity, Vec<FieldMapping>)>,
+    /// The sync filter of each entity that has one (see `mappings_for`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub filters: BTreeMap<Entity, String>,
     /// How many events the state has seen (the aggregate's sequence).
     #[serde(default)]
     pub version: i64,
@@ -455,6 +469,13 @@ fn validate_mappings(mappings: &[FieldMapping]) -> Result<(), IntegrationError> 
 }
 
 impl Integration {
+    /// The stored mappings and filter of `entity`; `None` if they were never set, in
+    /// which case the provider's defaults apply.
+    pub fn mappings_for(&self, entity: Entity) -> Option<(&[FieldMapping], Option<&str>)> {
+        let (_, mappings) = self.mappings.iter().find(|(e, _)| *e == entity)?;
+        Some((mappings, self.filters.get(&entity).map(String::as_str)))
+    }
+
     fn same_generation(&self, generation: u64) -> Result<(), IntegrationError> {
         if generation == self.credentials_generation {
             Ok(())
@@ -597,12 +618,24 @@ impl Aggregate for Integration {
             C::ChangeFieldMappings {
                 entity,
                 mappings,
+                filter,
                 at,
             } => {
+                if !self.sync_config.entities.contains(&entity) {
+                    return Err(IntegrationError::Invalid {
+                        field: "entity",
+                        message: format!("the integration does not sync {}", entity.as_str()),
+                    });
+                }
                 validate_mappings(&mappings)?;
+                let filter = filter.filter(|f| !f.trim().is_empty());
+                if self.mappings_for(entity) == Some((&mappings[..], filter.as_deref())) {
+                    return Ok(vec![]);
+                }
                 E::FieldMappingsChanged {
                     entity,
                     mappings,
+                    filter,
                     at,
                 }
             }
@@ -753,10 +786,17 @@ impl Aggregate for Integration {
             E::IntegrationResumed { .. } => self.status = Status::Connected,
             E::SyncConfigChanged { sync_config, .. } => self.sync_config = sync_config.clone(),
             E::FieldMappingsChanged {
-                entity, mappings, ..
+                entity,
+                mappings,
+                filter,
+                ..
             } => {
                 self.mappings.retain(|(e, _)| e != entity);
                 self.mappings.push((*entity, mappings.clone()));
+                match filter {
+                    Some(f) => self.filters.insert(*entity, f.clone()),
+                    None => self.filters.remove(entity),
+                };
             }
             E::IntegrationDisconnected { .. } => {
                 self.status = Status::Disconnected;

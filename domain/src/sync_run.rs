@@ -21,6 +21,8 @@ pub enum RunKind {
     Full,
     Incremental,
     Push,
+    /// The current mappings re-applied to the CRM data already fetched; no provider call.
+    Reapply,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,6 +10,7 @@ pub mod crashpoint;
 pub mod credentials;
 pub mod error;
 pub mod mapping;
+pub mod reapply;
 pub mod runs;
 pub mod scheduler;
 pub mod session;

@@ -202,6 +202,18 @@ fn both(crm: &str, app: &str) -> FieldMapping {
 /// Strips the scheme, `www.` and any path from a website: what companies match on.
 pub const DOMAIN_FROM_WEBSITE: &str = "value == null ? null : value.lowerAscii().replace('https://', '').replace('http://', '').replace('www.', '').split('/')[0]";
 
+/// The mappings and filter an integration uses for an entity: its own, else the
+/// provider's defaults (no filter).
+pub fn effective_mappings(
+    integration: &syncledger_domain::Integration,
+    entity: Entity,
+) -> (Vec<FieldMapping>, Option<String>) {
+    match integration.mappings_for(entity) {
+        Some((mappings, filter)) => (mappings.to_vec(), filter.map(str::to_owned)),
+        None => (default_mappings(&integration.provider, entity), None),
+    }
+}
+
 /// The mappings an integration starts with.
 pub fn default_mappings(provider: &str, entity: Entity) -> Vec<FieldMapping> {
     match (provider, entity) {

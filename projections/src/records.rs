@@ -134,3 +134,45 @@ impl Projection for Records {
         Ok(())
     }
 }
+
+/// One row of the read model: a record's id and its state (or why the state is unreadable).
+#[derive(Debug)]
+pub struct StoredRecord {
+    pub id: String,
+    pub state: Result<Record, String>,
+}
+
+/// Up to `limit` records of `entity` in the workspace linked to `integration_id`, with ids
+/// after `after`, in id order (keyset paging).
+pub async fn linked_to(
+    pool: &sqlx::AnyPool,
+    workspace_id: &str,
+    integration_id: &str,
+    entity: Entity,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<StoredRecord>, ProjectionError> {
+    use sqlx::Row;
+    let rows = sqlx::query(&format!(
+        "SELECT r.id, r.state FROM {TABLE} r JOIN {LINKS} l ON l.record_id = r.id
+          WHERE l.workspace_id = $1 AND l.integration_id = $2 AND r.workspace_id = $1
+            AND r.entity = $3 AND r.id > $4
+          ORDER BY r.id LIMIT $5"
+    ))
+    .bind(workspace_id)
+    .bind(integration_id)
+    .bind(entity.as_str())
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let state: String = r.try_get("state")?;
+            Ok(StoredRecord {
+                id: r.try_get("id")?,
+                state: serde_json::from_str(&state).map_err(|e| e.to_string()),
+            })
+        })
+        .collect()
+}

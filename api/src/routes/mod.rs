@@ -2,6 +2,7 @@ pub mod audit;
 pub mod events;
 pub mod health;
 pub mod integrations;
+pub mod mappings;
 pub mod oauth;
 pub mod providers;
 pub mod records;

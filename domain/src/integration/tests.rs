@@ -194,6 +194,7 @@ fn change_mappings(mappings: Vec<FieldMapping>) -> IntegrationCommand {
     IntegrationCommand::ChangeFieldMappings {
         entity: Entity::Contacts,
         mappings,
+        filter: None,
         at: t0(),
     }
 }
@@ -817,6 +818,7 @@ fn valid_mappings_emit_changed() {
         Ok(vec![IntegrationEvent::FieldMappingsChanged {
             entity: Entity::Contacts,
             mappings: valid_mappings(),
+            filter: None,
             at: t0(),
         }])
     );
@@ -897,6 +899,7 @@ fn two_push_mappings_from_different_crm_fields_into_one_app_field_are_fine() {
         Ok(vec![IntegrationEvent::FieldMappingsChanged {
             entity: Entity::Contacts,
             mappings,
+            filter: None,
             at: t0(),
         }])
     );
@@ -921,16 +924,19 @@ fn field_mappings_changed_replaces_only_that_entity() {
     events.push(IntegrationEvent::FieldMappingsChanged {
         entity: Entity::Companies,
         mappings: companies.clone(),
+        filter: None,
         at: t0(),
     });
     events.push(IntegrationEvent::FieldMappingsChanged {
         entity: Entity::Contacts,
         mappings: vec![mapping("phone", "phone", MappingDirection::Both)],
+        filter: None,
         at: t0(),
     });
     events.push(IntegrationEvent::FieldMappingsChanged {
         entity: Entity::Contacts,
         mappings: valid_mappings(),
+        filter: None,
         at: t0(),
     });
     let given = given::<Integration>(events);
@@ -943,6 +949,154 @@ fn field_mappings_changed_replaces_only_that_entity() {
             (Entity::Companies, companies)
         ]
     );
+}
+
+fn change_with_filter(entity: Entity, filter: Option<&str>) -> IntegrationCommand {
+    IntegrationCommand::ChangeFieldMappings {
+        entity,
+        mappings: valid_mappings(),
+        filter: filter.map(str::to_owned),
+        at: t1(),
+    }
+}
+
+fn applied(
+    mut events: Vec<IntegrationEvent>,
+    command: IntegrationCommand,
+) -> Vec<IntegrationEvent> {
+    let new = given::<Integration>(events.clone())
+        .when(command)
+        .unwrap_or_default();
+    events.extend(new);
+    events
+}
+
+#[test]
+fn a_filter_is_stored_with_the_mappings_of_its_entity() {
+    let filter = "record.lifecyclestage == 'customer'";
+    assert_eq!(
+        given::<Integration>(history(Status::Connected))
+            .when(change_with_filter(Entity::Contacts, Some(filter))),
+        Ok(vec![IntegrationEvent::FieldMappingsChanged {
+            entity: Entity::Contacts,
+            mappings: valid_mappings(),
+            filter: Some(filter.into()),
+            at: t1(),
+        }])
+    );
+    let events = applied(
+        history(Status::Connected),
+        change_with_filter(Entity::Contacts, Some(filter)),
+    );
+    let events = applied(events, change_with_filter(Entity::Companies, None));
+    let state = given::<Integration>(events.clone()).state().clone();
+    assert_eq!(
+        state.mappings_for(Entity::Contacts),
+        Some((&valid_mappings()[..], Some(filter)))
+    );
+    assert_eq!(
+        state.mappings_for(Entity::Companies),
+        Some((&valid_mappings()[..], None))
+    );
+    // Changing the mappings without a filter drops the entity's filter.
+    let events = applied(events, change_with_filter(Entity::Contacts, None));
+    let state = given::<Integration>(events).state().clone();
+    assert_eq!(
+        state.mappings_for(Entity::Contacts),
+        Some((&valid_mappings()[..], None))
+    );
+    assert!(state.filters.is_empty());
+}
+
+#[test]
+fn mappings_for_an_entity_never_set_are_none() {
+    let fresh = given::<Integration>(history(Status::Connected));
+    assert_eq!(fresh.state().mappings_for(Entity::Contacts), None);
+    let events = applied(
+        history(Status::Connected),
+        change_with_filter(Entity::Companies, Some("true")),
+    );
+    assert_eq!(
+        given::<Integration>(events)
+            .state()
+            .mappings_for(Entity::Contacts),
+        None
+    );
+}
+
+#[test]
+fn a_blank_filter_means_none() {
+    assert_eq!(
+        given::<Integration>(history(Status::Connected))
+            .when(change_with_filter(Entity::Contacts, Some("  "))),
+        Ok(vec![IntegrationEvent::FieldMappingsChanged {
+            entity: Entity::Contacts,
+            mappings: valid_mappings(),
+            filter: None,
+            at: t1(),
+        }])
+    );
+}
+
+#[test]
+fn setting_the_same_mappings_and_filter_again_changes_nothing() {
+    let events = applied(
+        history(Status::Connected),
+        change_with_filter(Entity::Contacts, Some("true")),
+    );
+    assert_eq!(
+        given::<Integration>(events.clone())
+            .when(change_with_filter(Entity::Contacts, Some("true"))),
+        Ok(vec![])
+    );
+    assert_eq!(
+        given::<Integration>(events)
+            .when(change_with_filter(Entity::Contacts, Some("false")))
+            .map(|e| e.len()),
+        Ok(1),
+        "another filter is a change"
+    );
+}
+
+#[test]
+fn mappings_are_only_for_entities_the_integration_syncs() {
+    let mut events = history(Status::Connected);
+    events.push(IntegrationEvent::SyncConfigChanged {
+        sync_config: other_config(),
+        at: t0(),
+    });
+    assert_eq!(
+        invalid_field(
+            given::<Integration>(events).when(change_with_filter(Entity::Companies, None))
+        ),
+        Some("entity")
+    );
+}
+
+#[test]
+fn mapping_events_and_state_stored_before_filters_still_load() {
+    let old_event = serde_json::json!({
+        "type": "field_mappings_changed",
+        "entity": "contacts",
+        "mappings": [{"crm_field": "email", "app_field": "email", "direction": "both"}],
+        "at": "2023-11-14T22:13:20Z"
+    });
+    let event: IntegrationEvent = serde_json::from_value(old_event).expect("old event parses");
+    assert!(matches!(
+        &event,
+        IntegrationEvent::FieldMappingsChanged { filter: None, .. }
+    ));
+    let written = serde_json::to_value(&event).expect("serializes");
+    assert!(written.get("filter").is_none(), "no filter key when none");
+    let mut state = given::<Integration>(history(Status::Connected))
+        .state()
+        .clone();
+    state.apply(&event);
+    let mut json = serde_json::to_value(&state).expect("serializes");
+    assert!(json.get("filters").is_none());
+    json.as_object_mut().map(|o| o.remove("filters"));
+    let back: Integration = serde_json::from_value(json).expect("old state parses");
+    assert_eq!(back, state);
 }
 
 // ---------------------------------------------------------------------------

@@ -257,6 +257,26 @@ fn summaries_name_what_happened() {
     assert_eq!(ended.summary(), "sync run quota_exhausted: daily limit");
 }
 
+#[test]
+fn a_reapply_run_is_named_reapply() {
+    let event = SyncRunEvent::RunQueued {
+        run_id: "run1".into(),
+        integration_id: "int1".into(),
+        workspace_id: "ws1".into(),
+        kind: RunKind::Reapply,
+        trigger: Trigger::Manual,
+        retry_of: None,
+        at: t(0),
+    };
+    assert_eq!(event.summary(), "reapply sync run queued (manual trigger)");
+    assert_eq!(
+        serde_json::to_value(RunKind::Reapply).ok(),
+        Some(json!("reapply"))
+    );
+    let state = apply_all(&[event, started("w1")]);
+    assert_eq!(state.kind, Some(RunKind::Reapply));
+}
+
 proptest! {
     /// The run's stats are exactly the sum of its committed pages, whatever their order.
     #[test]

@@ -15,9 +15,9 @@ use syncledger_store::{CommandError, Metadata};
 
 use super::ingest::Ingestion;
 use super::lookup;
-use super::{effective_mappings, merge_policy, Inner, PullCursor};
+use super::{merge_policy, Inner, PullCursor};
 use crate::crashpoint;
-use crate::mapping::Mapper;
+use crate::mapping::{effective_mappings, Mapper};
 use crate::{EngineError, Session};
 
 /// How far the previous runs are searched for a high-water mark.
@@ -204,7 +204,8 @@ impl<'a> Ctx<'a> {
     }
 
     pub(super) fn mapper(&self, entity: Entity) -> Result<Mapper, EngineError> {
-        Mapper::compile(&effective_mappings(&self.integration, entity), None)
+        let (mappings, filter) = effective_mappings(&self.integration, entity);
+        Mapper::compile(&mappings, filter.as_deref())
             .map_err(|e| EngineError::Mapping(e.to_string()))
     }
 

@@ -20,18 +20,16 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use syncledger_crm::Cursor;
-use syncledger_domain::integration::FieldMapping;
 use syncledger_domain::merge::MergePolicy;
 use syncledger_domain::record::Record;
 use syncledger_domain::sync_config::Direction;
 use syncledger_domain::sync_run::{
     RunKind, RunStatus, SyncRun, SyncRunCommand, SyncRunError, Trigger,
 };
-use syncledger_domain::{Entity, Integration, IntegrationCommand, IntegrationError, Status};
+use syncledger_domain::{Integration, IntegrationCommand, IntegrationError, Status};
 use syncledger_projections::runner::Runner;
 use syncledger_store::{CommandError, Cqrs, Metadata, Store};
 
-use crate::mapping::default_mappings;
 use crate::{Connections, EngineError};
 
 /// Why a run could not be started, cancelled or retried.
@@ -115,17 +113,6 @@ fn run_error(e: CommandError<SyncRunError>) -> RunError {
         CommandError::Conflict => RunError::Engine(EngineError::Conflict),
         CommandError::Store(s) => RunError::Engine(EngineError::Store(s)),
     }
-}
-
-/// The mappings and filter a run uses for an entity: the integration's own, else the
-/// provider's defaults.
-pub fn effective_mappings(integration: &Integration, entity: Entity) -> Vec<FieldMapping> {
-    integration
-        .mappings
-        .iter()
-        .find(|(e, _)| *e == entity)
-        .map(|(_, m)| m.clone())
-        .unwrap_or_else(|| default_mappings(&integration.provider, entity))
 }
 
 /// How an integration settles conflicts.

@@ -11,6 +11,7 @@ mod health;
 mod helpers;
 mod integrations;
 mod isolation;
+mod mappings;
 mod openapi;
 mod rate_limit;
 mod records;

@@ -10,7 +10,13 @@ use std::time::Duration;
 use syncledger_sandbox::{Sandbox, SandboxConfig};
 use syncledger_tests::wait::wait_until;
 
-on_both_backends!(hubspot_two_way, sync_run_refusals, schedule_and_webhooks);
+on_both_backends!(
+    hubspot_two_way,
+    sync_run_refusals,
+    schedule_and_webhooks,
+    shared_timestamps_across_pages,
+    push_failures_and_retry
+);
 
 /// How long a test run may take before the test gives up.
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
@@ -462,6 +468,143 @@ async fn schedule_and_webhooks(backend: Backend) -> anyhow::Result<()> {
     assert_eq!(webhook_runs, 2, "{runs_now:?}");
     for id in started {
         wait_run(&app, &id).await?;
+    }
+    sandbox.shutdown().await;
+    app.finish().await
+}
+
+/// 1,000 contacts share one modification time, split over search pages of 200: the next
+/// incremental run starts at that time (inclusive) and sees every one of them again,
+/// skipping none and writing nothing for those unchanged.
+async fn shared_timestamps_across_pages(backend: Backend) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let sandbox = Sandbox::start_hubspot(SandboxConfig {
+        records: 1000,
+        same_timestamp_group: 1000,
+        ..SandboxConfig::default()
+    })
+    .await?;
+    let id = connect(&app, "hubspot", &sandbox.base_url(), "pull", "crm_wins").await?;
+    let full = run(&app, &id, "full").await?;
+    assert_eq!(full["stats"]["created"], 2000, "{full}");
+    let contacts = records(&app, &id, "contacts").await?;
+    // Three of them change in the CRM after the import.
+    for c in contacts.iter().take(3) {
+        edit_remote(
+            &sandbox,
+            "contacts",
+            link(c, &id)?,
+            json!({"jobtitle": "Moved on"}),
+        )
+        .await?;
+    }
+    let before = record_events(&app).await?;
+    let incremental = run(&app, &id, "incremental").await?;
+    assert_eq!(incremental["status"], "completed", "{incremental}");
+    let stats = &incremental["stats"];
+    // Every record of the boundary timestamp was read again (both entities), across pages.
+    assert!(
+        stats["processed"].as_u64().unwrap_or(0) >= 2000,
+        "{incremental}"
+    );
+    assert_eq!(stats["updated"], 3, "{incremental}");
+    assert_eq!(stats["created"], 0, "{incremental}");
+    let pages = incremental["passes"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["pass"] == "contacts/pull"))
+        .and_then(|p| p["pages"].as_u64())
+        .unwrap_or(0);
+    assert!(pages >= 5, "the boundary group spans pages: {incremental}");
+    // Two events per changed record (the values, the merge), none for the others.
+    assert_eq!(record_events(&app).await? - before, 6);
+    sandbox.shutdown().await;
+    app.finish().await
+}
+
+/// The CRM refuses some records of a push batch: the rest land, the refused ones are
+/// named on the run (partial) and on each record, and a retry pushes only those.
+async fn push_failures_and_retry(backend: Backend) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let sandbox = Sandbox::start_hubspot(SandboxConfig {
+        records: 3,
+        ..SandboxConfig::default()
+    })
+    .await?;
+    let id = connect(
+        &app,
+        "hubspot",
+        &sandbox.base_url(),
+        "bidirectional",
+        "app_wins",
+    )
+    .await?;
+    run(&app, &id, "full").await?;
+    let mut made = Vec::new();
+    for i in 0..6 {
+        let resp = app
+            .post("/v1/records", &app.admin, json!({"entity": "contacts",
+                "fields": {"email": format!("person{i}@example.com"), "last_name": format!("Person {i}")}}))
+            .await?;
+        made.push(resp.str("id")?);
+    }
+    // Every third input of the next batch call is refused.
+    let faults = format!("{}/_sandbox/faults", sandbox.base_url());
+    send(
+        reqwest::Client::new()
+            .post(&faults)
+            .json(&json!({"kind": "partial_batch", "fail_every": 3, "count": 1})),
+    )
+    .await?
+    .expect(StatusCode::NO_CONTENT);
+    let first = run(&app, &id, "push").await?;
+    assert_eq!(first["status"], "partial", "{first}");
+    assert_eq!(first["stats"]["created"], 4, "{first}");
+    assert_eq!(first["stats"]["failed"], 2, "{first}");
+    let failed: Vec<String> = first["failures"]
+        .as_array()
+        .context("failures")?
+        .iter()
+        .filter_map(|f| f["record_id"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(failed.len(), 2, "{first}");
+    for record_id in &made {
+        let r = app
+            .get(&format!("/v1/records/{record_id}"), &app.admin)
+            .await?;
+        let r = r.expect(StatusCode::OK);
+        let linked = r["links"].as_array().is_some_and(|l| !l.is_empty());
+        assert_eq!(linked, !failed.contains(record_id), "{r}");
+    }
+    // Retry: only the two failed records are pushed, and they land.
+    let resp = app
+        .post_empty(
+            &format!(
+                "/v1/sync-runs/{}/retry",
+                first["id"].as_str().context("id")?
+            ),
+            &app.admin,
+        )
+        .await?;
+    let retry = resp.expect(StatusCode::CREATED).clone();
+    assert_eq!(retry["retry_of"], first["id"]);
+    let retry = wait_run(&app, retry["id"].as_str().context("id")?).await?;
+    assert_eq!(retry["status"], "completed", "{retry}");
+    assert_eq!(retry["stats"]["created"], 2, "{retry}");
+    assert_eq!(retry["stats"]["processed"], 2, "{retry}");
+    for record_id in &failed {
+        let r = app
+            .get(&format!("/v1/records/{record_id}"), &app.admin)
+            .await?;
+        let remote_id = link(r.expect(StatusCode::OK), &id)?.to_string();
+        assert!(
+            remote(&sandbox, "contacts", &remote_id).await?["properties"]["email"]
+                .as_str()
+                .is_some_and(|e| e.ends_with("@example.com"))
+        );
     }
     sandbox.shutdown().await;
     app.finish().await
