@@ -62,7 +62,8 @@ pub fn router(state: AppState) -> Router {
         .route("/records/{id}/history", get(records::history))
         .route("/audit", get(audit::list))
         .route("/audit/verify", get(audit::verify))
-        .route("/events/stream", get(events::stream));
+        .route("/events/stream", get(events::stream))
+        .merge(crate::routes::conflicts::routes());
     Router::new()
         .nest("/v1", v1)
         .fallback(not_found)
