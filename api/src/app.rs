@@ -87,7 +87,8 @@ pub fn router(state: AppState) -> Router {
         .route("/sync-runs/{id}/retry", post(sync_runs::retry))
         .route("/audit", get(audit::list))
         .route("/audit/verify", get(audit::verify))
-        .route("/events/stream", get(events::stream));
+        .route("/events/stream", get(events::stream))
+        .merge(crate::routes::conflicts::routes());
     Router::new()
         .nest("/v1", v1)
         .fallback(not_found)

@@ -161,6 +161,7 @@ impl From<RecordError> for ApiError {
             RecordError::WrongEntity(_) | RecordError::NotLinked(_) => {
                 (StatusCode::CONFLICT, "invalid_transition")
             }
+            RecordError::NoSuchConflict { .. } => (StatusCode::CONFLICT, "conflict_not_open"),
         };
         ApiError::new(status, code, e.to_string())
     }

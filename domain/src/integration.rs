@@ -2,6 +2,7 @@
 //! (as ciphertext only), its status lifecycle, sync configuration and field mappings.
 
 use crate::aggregate::{Aggregate, DomainEvent};
+use crate::merge::{MergePolicy, Side};
 use crate::sync_config::{Entity, FieldError, SyncConfig};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -162,6 +163,12 @@ pub enum IntegrationEvent {
         run_id: String,
         at: DateTime<Utc>,
     },
+    /// A field's "always use" rule was set (`side`) or removed (`None`).
+    ConflictRuleChanged {
+        field: String,
+        side: Option<Side>,
+        at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for IntegrationEvent {
@@ -182,6 +189,7 @@ impl DomainEvent for IntegrationEvent {
             E::CredentialRefreshReleased { .. } => "CredentialRefreshReleased",
             E::SyncRunBegun { .. } => "SyncRunBegun",
             E::SyncRunFinished { .. } => "SyncRunFinished",
+            E::ConflictRuleChanged { .. } => "ConflictRuleChanged",
         }
     }
 
@@ -236,7 +244,27 @@ impl DomainEvent for IntegrationEvent {
             }
             E::SyncRunBegun { run_id, .. } => format!("sync run {run_id} began"),
             E::SyncRunFinished { run_id, .. } => format!("sync run {run_id} finished"),
+            E::ConflictRuleChanged {
+                field,
+                side: Some(side),
+                ..
+            } => format!(
+                "conflicts on {field} now always keep the {} value",
+                side_label(*side)
+            ),
+            E::ConflictRuleChanged {
+                field, side: None, ..
+            } => {
+                format!("conflict rule for {field} removed")
+            }
         }
+    }
+}
+
+fn side_label(side: Side) -> &'static str {
+    match side {
+        Side::App => "app",
+        Side::Crm => "CRM",
     }
 }
 
@@ -344,6 +372,12 @@ pub enum IntegrationCommand {
         permanent: bool,
         at: DateTime<Utc>,
     },
+    /// Settle every conflict on `field` for `side` from now on; `None` removes the rule.
+    SetConflictRule {
+        field: String,
+        side: Option<Side>,
+        at: DateTime<Utc>,
+    },
 }
 
 impl IntegrationCommand {
@@ -365,6 +399,7 @@ impl IntegrationCommand {
             C::AbandonCredentialRefresh { .. } => "abandon a credential refresh of",
             C::BeginSyncRun { .. } => "start a sync run on",
             C::FinishSyncRun { .. } => "finish a sync run of",
+            C::SetConflictRule { .. } => "change the conflict rules of",
         }
     }
 }
@@ -438,6 +473,9 @@ pub struct Integration {
     /// reported it.
     #[serde(default)]
     pub account_id: Option<String>,
+    /// "Always use" rules: conflicts on these fields are settled for that side.
+    #[serde(default)]
+    pub conflict_rules: BTreeMap<String, Side>,
 }
 
 /// A live claim on refreshing the credentials.
@@ -445,6 +483,24 @@ pub struct Integration {
 pub struct RefreshLease {
     pub holder: String,
     pub until: DateTime<Utc>,
+}
+
+/// A conflict rule names one app field: 1 to 200 characters, no control characters.
+fn validate_rule_field(field: &str) -> Result<(), IntegrationError> {
+    let n = field.chars().count();
+    let message = if field.trim().is_empty() {
+        "must not be empty"
+    } else if n > 200 {
+        "must be at most 200 characters"
+    } else if field.chars().any(char::is_control) {
+        "must not contain control characters"
+    } else {
+        return Ok(());
+    };
+    Err(IntegrationError::Invalid {
+        field: "field",
+        message: message.into(),
+    })
 }
 
 fn validate_mappings(mappings: &[FieldMapping]) -> Result<(), IntegrationError> {
@@ -474,6 +530,15 @@ impl Integration {
     pub fn mappings_for(&self, entity: Entity) -> Option<(&[FieldMapping], Option<&str>)> {
         let (_, mappings) = self.mappings.iter().find(|(e, _)| *e == entity)?;
         Some((mappings, self.filters.get(&entity).map(String::as_str)))
+    }
+
+    /// How this integration's merges settle conflicts: the sync config's strategy, with
+    /// the "always use" rules first.
+    pub fn merge_policy(&self) -> MergePolicy {
+        MergePolicy {
+            strategy: self.sync_config.conflict_strategy,
+            always: self.conflict_rules.clone(),
+        }
     }
 
     fn same_generation(&self, generation: u64) -> Result<(), IntegrationError> {
@@ -514,6 +579,7 @@ impl Integration {
                 | C::AbandonCredentialRefresh { .. },
                 S::Connected | S::Paused,
             ) => true,
+            (C::SetConflictRule { .. }, _) => true,
             _ => false,
         }
     }
@@ -703,6 +769,13 @@ impl Aggregate for Integration {
                     E::CredentialRefreshReleased { holder, reason, at }
                 }
             }
+            C::SetConflictRule { field, side, at } => {
+                validate_rule_field(&field)?;
+                if self.conflict_rules.get(&field) == side.as_ref() {
+                    return Ok(vec![]);
+                }
+                E::ConflictRuleChanged { field, side, at }
+            }
         };
         Ok(vec![event])
     }
@@ -814,6 +887,14 @@ impl Aggregate for Integration {
             E::CredentialRefreshReleased { .. } => self.refresh_lease = None,
             E::SyncRunBegun { run_id, .. } => self.active_run = Some(run_id.clone()),
             E::SyncRunFinished { .. } => self.active_run = None,
+            E::ConflictRuleChanged { field, side, .. } => match side {
+                Some(side) => {
+                    self.conflict_rules.insert(field.clone(), *side);
+                }
+                None => {
+                    self.conflict_rules.remove(field);
+                }
+            },
         }
     }
 }

@@ -6,6 +6,11 @@
 //! by field against the values last synced with that CRM (see [`crate::merge`]): a
 //! re-fetched record that changed nothing writes no event, one-sided changes flow to the
 //! other side, conflicts are settled by the policy or queued.
+//!
+//! A queued conflict stays open on its link until a later merge settles or replaces it,
+//! or a person resolves it (the record takes the chosen value, which is then owed to the
+//! CRM) or ignores it (neither side changes, and the same pair of values is not raised
+//! again).
 
 use std::collections::BTreeMap;
 
@@ -13,7 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{Aggregate, DomainEvent};
-use crate::merge::{merge, FieldConflict, Fields, MergePolicy, Version};
+use crate::merge::{merge, FieldConflict, Fields, MergeOutcome, MergePolicy, Version};
 use crate::sync_config::Entity;
 
 /// Where a field's current value came from.
@@ -47,6 +52,44 @@ pub struct Link {
     /// is re-applied to these without calling the provider.
     #[serde(default, skip_serializing_if = "Fields::is_empty")]
     pub remote: Fields,
+    /// Conflicts waiting for a person, by field. Their fields keep their old base.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub conflicts: BTreeMap<String, FieldConflict>,
+    /// Conflicts closed without a change: the (app, CRM) values left as they were, by
+    /// field. While both sides still hold exactly these, the field is not merged.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ignored: BTreeMap<String, (Option<String>, Option<String>)>,
+}
+
+/// How a person settles a queued conflict.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolution {
+    /// Keep the app's current value; it goes to the CRM.
+    UseApp,
+    /// Take the CRM's value.
+    UseCrm,
+    /// A value of the person's choosing (`None` clears the field); it goes to the CRM.
+    Value(Option<String>),
+}
+
+/// Which way a conflict was resolved, as the event records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResolvedWith {
+    UseApp,
+    UseCrm,
+    Merged,
+}
+
+impl ResolvedWith {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResolvedWith::UseApp => "use_app",
+            ResolvedWith::UseCrm => "use_crm",
+            ResolvedWith::Merged => "merged",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -123,6 +166,26 @@ pub enum RecordEvent {
         run_id: String,
         at: DateTime<Utc>,
     },
+    /// A person resolved a queued conflict: the record takes `value`, and the CRM is
+    /// known to hold `crm_value` (the field's new base), so a difference is owed to it.
+    ConflictResolved {
+        integration_id: String,
+        field: String,
+        value: Option<String>,
+        crm_value: Option<String>,
+        resolution: ResolvedWith,
+        actor: String,
+        at: DateTime<Utc>,
+    },
+    /// A person closed a queued conflict leaving both sides as they are.
+    ConflictIgnored {
+        integration_id: String,
+        field: String,
+        app_value: Option<String>,
+        crm_value: Option<String>,
+        actor: String,
+        at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for RecordEvent {
@@ -136,6 +199,8 @@ impl DomainEvent for RecordEvent {
             RecordEvent::RemotePushed { .. } => "RemotePushed",
             RecordEvent::RemotePushFailed { .. } => "RemotePushFailed",
             RecordEvent::RemoteDeleted { .. } => "RemoteDeleted",
+            RecordEvent::ConflictResolved { .. } => "ConflictResolved",
+            RecordEvent::ConflictIgnored { .. } => "ConflictIgnored",
         }
     }
 
@@ -178,6 +243,23 @@ impl DomainEvent for RecordEvent {
                 format!("push to the CRM failed: {error}")
             }
             RecordEvent::RemoteDeleted { .. } => "deleted in the CRM".into(),
+            // Field names only: values may be personal data.
+            RecordEvent::ConflictResolved {
+                field,
+                resolution,
+                actor,
+                ..
+            } => {
+                let kept = match resolution {
+                    ResolvedWith::UseApp => "kept the app value",
+                    ResolvedWith::UseCrm => "kept the CRM value",
+                    ResolvedWith::Merged => "set a merged value",
+                };
+                format!("conflict on {field} resolved by {actor}: {kept}")
+            }
+            RecordEvent::ConflictIgnored { field, actor, .. } => {
+                format!("conflict on {field} ignored by {actor}: both values kept as they are")
+            }
         }
     }
 }
@@ -236,6 +318,21 @@ pub enum RecordCommand {
         run_id: String,
         at: DateTime<Utc>,
     },
+    /// A person settles the open conflict on `field` with this integration.
+    ResolveConflict {
+        integration_id: String,
+        field: String,
+        resolution: Resolution,
+        actor: String,
+        at: DateTime<Utc>,
+    },
+    /// A person closes the open conflict on `field` without changing either side.
+    IgnoreConflict {
+        integration_id: String,
+        field: String,
+        actor: String,
+        at: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -248,6 +345,11 @@ pub enum RecordError {
     WrongEntity(&'static str),
     #[error("the record is not linked to integration {0}")]
     NotLinked(String),
+    #[error("no open conflict on {field} with integration {integration_id}")]
+    NoSuchConflict {
+        integration_id: String,
+        field: String,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -272,6 +374,41 @@ impl Record {
             .collect()
     }
 
+    /// The app's current value of one field (`None` when it has none).
+    fn value(&self, field: &str) -> Option<String> {
+        self.fields.get(field).and_then(|f| f.value.clone())
+    }
+
+    /// The conflict on `field` with `integration_id` that waits for a person.
+    fn open_conflict(
+        &self,
+        integration_id: &str,
+        field: &str,
+    ) -> Result<&FieldConflict, RecordError> {
+        self.links
+            .get(integration_id)
+            .and_then(|l| l.conflicts.get(field))
+            .ok_or_else(|| RecordError::NoSuchConflict {
+                integration_id: integration_id.to_owned(),
+                field: field.to_owned(),
+            })
+    }
+
+    /// The app's values and the CRM's, without the fields whose ignored pair both sides
+    /// still hold: those stay out of the merge. A CRM version that does not mention such a
+    /// field has not changed it.
+    fn merge_inputs(&self, link: &Link, crm: &Fields) -> (Fields, Fields) {
+        let (mut app, mut crm) = (self.values(), crm.clone());
+        for (name, (app_value, crm_value)) in &link.ignored {
+            let crm_now = crm.get(name).unwrap_or(crm_value);
+            if self.value(name) == *app_value && crm_now == crm_value {
+                app.remove(name);
+                crm.remove(name);
+            }
+        }
+        (app, crm)
+    }
+
     /// The fields of `proposed` whose value differs from the current one.
     fn changed(&self, proposed: &Fields) -> Fields {
         proposed
@@ -279,6 +416,48 @@ impl Record {
             .filter(|(k, v)| self.fields.get(*k).map(|f| &f.value) != Some(*v))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
+    }
+
+    /// The record takes the chosen value as an app edit would; for the conflict's CRM the
+    /// base becomes what the CRM holds, so the next pull sees only the app's side move and
+    /// pushes the difference instead of raising the conflict again.
+    fn resolve(
+        &mut self,
+        integration_id: &str,
+        field: &str,
+        value: &Option<String>,
+        crm_value: &Option<String>,
+        actor: &str,
+        at: DateTime<Utc>,
+    ) {
+        let app_changed = self.value(field) != *value;
+        self.fields.insert(
+            field.to_owned(),
+            FieldValue {
+                value: value.clone(),
+                source: Source::App {
+                    actor: actor.to_owned(),
+                },
+                at,
+            },
+        );
+        self.app_modified_at = Some(at);
+        for (id, link) in &mut self.links {
+            if id == integration_id {
+                link.conflicts.remove(field);
+                link.ignored.remove(field);
+                link.base.insert(field.to_owned(), crm_value.clone());
+                if value == crm_value {
+                    link.pending_push.remove(field);
+                } else {
+                    link.pending_push.insert(field.to_owned(), value.clone());
+                }
+            } else if app_changed {
+                // Owed to the other CRMs, as any app edit is.
+                link.ignored.remove(field);
+                link.pending_push.insert(field.to_owned(), value.clone());
+            }
+        }
     }
 
     fn ingest(&self, command: RecordCommand) -> Result<Vec<RecordEvent>, RecordError> {
@@ -327,7 +506,7 @@ impl Record {
         }
         let empty = Link::default();
         let link = link.unwrap_or(&empty);
-        let app = self.values();
+        let (app, crm) = self.merge_inputs(link, &fields);
         let outcome = merge(
             &link.base,
             Version {
@@ -335,7 +514,7 @@ impl Record {
                 modified_at: self.app_modified_at.unwrap_or(DateTime::<Utc>::MIN_UTC),
             },
             Version {
-                fields: &fields,
+                fields: &crm,
                 modified_at: remote_updated_at,
             },
             &policy,
@@ -355,31 +534,25 @@ impl Record {
         // what the CRM holds until the push is confirmed. Moving it early would make a
         // re-fetch of the unchanged CRM record look like a CRM change and revert the
         // app's edit.
-        let mut base = outcome.base;
+        let mut base = outcome.base.clone();
         for name in outcome.to_crm.keys() {
             match link.base.get(name) {
                 Some(old) => base.insert(name.clone(), old.clone()),
                 None => base.remove(name),
             };
         }
-        // What the CRM is owed: the app values it does not have yet, minus fields the
-        // merge settled for the CRM's value or queued for review (a queued conflict is
-        // pushed only once someone resolves it).
-        let mut pending = link.pending_push.clone();
-        for name in outcome.to_app.keys() {
-            pending.remove(name);
-        }
-        for c in &outcome.conflicts {
-            if c.winner != Some(crate::merge::Side::App) {
-                pending.remove(&c.field);
-            }
-        }
-        pending.extend(outcome.to_crm);
-        // A version that changes nothing the link holds is not an event, even with a newer
-        // modification time: that is how the echo of our own push comes back.
+        let pending = pending_after(&link.pending_push, &outcome);
+        // A conflict already open with the same values is not news; nor is a version
+        // that changes nothing the link holds, even with a newer modification time: that
+        // is how the echo of our own push comes back.
+        let open: BTreeMap<String, FieldConflict> = outcome
+            .queued()
+            .map(|c| (c.field.clone(), c.clone()))
+            .collect();
         let unchanged = base == link.base
             && pending == link.pending_push
-            && outcome.conflicts.is_empty()
+            && open == link.conflicts
+            && outcome.conflicts.iter().all(|c| c.winner.is_none())
             && link.remote == remote;
         if !(unchanged && events.is_empty()) {
             events.push(RecordEvent::RemoteMerged {
@@ -395,6 +568,22 @@ impl Record {
         }
         Ok(events)
     }
+}
+
+/// What is owed to the CRM after a merge: what was owed, plus what the merge sends, minus
+/// the fields where the app just took the CRM's value (nothing of the app's is left to
+/// send) and the fields of queued conflicts (held until a person decides).
+fn pending_after(owed: &Fields, outcome: &MergeOutcome) -> Fields {
+    let mut pending = owed.clone();
+    pending.extend(outcome.to_crm.clone());
+    for name in outcome
+        .to_app
+        .keys()
+        .chain(outcome.queued().map(|c| &c.field))
+    {
+        pending.remove(name);
+    }
+    pending
 }
 
 impl Aggregate for Record {
@@ -496,6 +685,45 @@ impl Aggregate for Record {
                     at,
                 }])
             }
+            C::ResolveConflict {
+                integration_id,
+                field,
+                resolution,
+                actor,
+                at,
+            } => {
+                let crm_value = self.open_conflict(&integration_id, &field)?.crm.clone();
+                let (value, resolution) = match resolution {
+                    Resolution::UseApp => (self.value(&field), ResolvedWith::UseApp),
+                    Resolution::UseCrm => (crm_value.clone(), ResolvedWith::UseCrm),
+                    Resolution::Value(value) => (value, ResolvedWith::Merged),
+                };
+                Ok(vec![E::ConflictResolved {
+                    integration_id,
+                    field,
+                    value,
+                    crm_value,
+                    resolution,
+                    actor,
+                    at,
+                }])
+            }
+            C::IgnoreConflict {
+                integration_id,
+                field,
+                actor,
+                at,
+            } => {
+                let crm_value = self.open_conflict(&integration_id, &field)?.crm.clone();
+                Ok(vec![E::ConflictIgnored {
+                    app_value: self.value(&field),
+                    integration_id,
+                    field,
+                    crm_value,
+                    actor,
+                    at,
+                }])
+            }
         }
     }
 
@@ -549,6 +777,7 @@ impl Aggregate for Record {
                         pending_push: Fields::new(),
                         push_error: None,
                         remote: remote.clone(),
+                        ..Link::default()
                     },
                 );
             }
@@ -573,6 +802,10 @@ impl Aggregate for Record {
                         },
                     );
                 }
+                for link in self.links.values_mut() {
+                    // The app side moved: an ignored pair no longer holds.
+                    link.ignored.retain(|name, _| !fields.contains_key(name));
+                }
                 if matches!(source, Source::App { .. }) {
                     self.app_modified_at = Some(*at);
                     // App edits are owed to every linked CRM.
@@ -586,6 +819,7 @@ impl Aggregate for Record {
                 remote_updated_at,
                 base,
                 pending_push,
+                conflicts,
                 remote,
                 ..
             } => {
@@ -593,9 +827,22 @@ impl Aggregate for Record {
                 if let Some(remote) = remote {
                     link.remote.clone_from(remote);
                 }
-                link.base.clone_from(base);
-                link.pending_push.clone_from(pending_push);
+                let old_base = std::mem::replace(&mut link.base, base.clone());
+                let old_pending = std::mem::replace(&mut link.pending_push, pending_push.clone());
                 link.remote_updated_at = Some(*remote_updated_at);
+                // The merge looked at every field: a queued conflict opens (or replaces) its
+                // field's entry, and every other open conflict was settled by it.
+                link.conflicts = conflicts
+                    .iter()
+                    .filter(|c| c.winner.is_none())
+                    .map(|c| (c.field.clone(), c.clone()))
+                    .collect();
+                // An ignored pair lasts while merges leave its field alone.
+                link.ignored.retain(|name, _| {
+                    conflicts.iter().all(|c| &c.field != name)
+                        && base.get(name) == old_base.get(name)
+                        && pending_push.get(name) == old_pending.get(name)
+                });
             }
             RecordEvent::RemotePushed {
                 integration_id,
@@ -622,6 +869,30 @@ impl Aggregate for Record {
             }
             RecordEvent::RemoteDeleted { integration_id, .. } => {
                 self.links.remove(integration_id);
+            }
+            RecordEvent::ConflictResolved {
+                integration_id,
+                field,
+                value,
+                crm_value,
+                actor,
+                at,
+                ..
+            } => self.resolve(integration_id, field, value, crm_value, actor, *at),
+            RecordEvent::ConflictIgnored {
+                integration_id,
+                field,
+                app_value,
+                crm_value,
+                ..
+            } => {
+                if let Some(link) = self.links.get_mut(integration_id) {
+                    // Both sides stay as they are: an app edit made since is not pushed.
+                    link.conflicts.remove(field);
+                    link.pending_push.remove(field);
+                    link.ignored
+                        .insert(field.clone(), (app_value.clone(), crm_value.clone()));
+                }
             }
         }
     }

@@ -190,10 +190,7 @@ impl Reapply {
             .await
             .map_err(store_error)?;
         self.records_caught_up(&integration_id).await?;
-        let policy = MergePolicy {
-            strategy: integration.sync_config.conflict_strategy,
-            always: Default::default(),
-        };
+        let policy = integration.merge_policy();
         let plan = Plan {
             integration_id,
             workspace_id: integration.workspace_id.clone(),

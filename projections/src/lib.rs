@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod checkpoint;
+pub mod conflicts;
 mod fold;
 pub mod integration_status;
 pub mod rebuild;
@@ -76,6 +77,7 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(audit::AuditLog),
         std::sync::Arc::new(sync_runs::SyncRuns),
         std::sync::Arc::new(records::Records),
+        std::sync::Arc::new(conflicts::Conflicts),
     ]
 }
 

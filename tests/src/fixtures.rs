@@ -271,3 +271,113 @@ pub async fn seed_sync_activity(
         events,
     })
 }
+
+/// What [`seed_conflicts`] wrote: one contact per way a conflict on `email` ends.
+#[derive(Clone, Debug)]
+pub struct SeededConflicts {
+    /// Resolved by a person, keeping the CRM's value.
+    pub resolved: String,
+    /// Ignored by a person.
+    pub ignored: String,
+    /// Replaced by a newer conflict (still open) when the CRM changed again.
+    pub superseded: String,
+    /// Still waiting for a person.
+    pub open: String,
+    /// Settled at once by an "always use the CRM" rule.
+    pub auto: String,
+}
+
+/// Contacts imported from the CRM, edited by the app, then changed in the CRM under
+/// manual review, and each conflict taken to a different end, through the command path.
+pub async fn seed_conflicts(
+    store: &Store,
+    workspace_id: &str,
+    integration_id: &str,
+) -> anyhow::Result<SeededConflicts> {
+    use syncledger_domain::merge::{Fields, MergePolicy, Side};
+    use syncledger_domain::record::{Record, RecordCommand, Resolution};
+    use syncledger_domain::{ConflictStrategy, Entity};
+
+    let meta = metadata(workspace_id);
+    let records = store.cqrs::<Record>();
+    let email = |value: &str| -> Fields {
+        [("email".to_string(), Some(value.to_string()))]
+            .into_iter()
+            .collect()
+    };
+    let start = Utc::now();
+    let ingest = |id: &str, value: &str, secs: i64, always: Option<Side>| RecordCommand::Ingest {
+        record_id: id.to_string(),
+        workspace_id: workspace_id.into(),
+        entity: Entity::Contacts,
+        integration_id: integration_id.into(),
+        remote_id: format!("crm-{id}"),
+        remote_updated_at: start + chrono::Duration::seconds(secs),
+        remote: email(value),
+        fields: email(value),
+        policy: MergePolicy {
+            strategy: ConflictStrategy::ManualReview,
+            always: always
+                .map(|side| ("email".to_string(), side))
+                .into_iter()
+                .collect(),
+        },
+        run_id: "run-conflicts".into(),
+        at: start + chrono::Duration::seconds(secs),
+    };
+    let seeded = SeededConflicts {
+        resolved: uuid::Uuid::now_v7().to_string(),
+        ignored: uuid::Uuid::now_v7().to_string(),
+        superseded: uuid::Uuid::now_v7().to_string(),
+        open: uuid::Uuid::now_v7().to_string(),
+        auto: uuid::Uuid::now_v7().to_string(),
+    };
+    for id in [
+        &seeded.resolved,
+        &seeded.ignored,
+        &seeded.superseded,
+        &seeded.open,
+        &seeded.auto,
+    ] {
+        let always = (id == &seeded.auto).then_some(Side::Crm);
+        records
+            .execute(id, ingest(id, "old@example.com", 1, None), &meta)
+            .await?;
+        let edit = RecordCommand::Edit {
+            fields: email("app@example.com"),
+            actor: "token:app".into(),
+            at: start + chrono::Duration::seconds(2),
+        };
+        records.execute(id, edit, &meta).await?;
+        records
+            .execute(id, ingest(id, "crm@example.com", 3, always), &meta)
+            .await?;
+    }
+    let person = |id: &str| (id.to_string(), "token:reviewer".to_string());
+    let (id, actor) = person(&seeded.resolved);
+    let resolve = RecordCommand::ResolveConflict {
+        integration_id: integration_id.into(),
+        field: "email".into(),
+        resolution: Resolution::UseCrm,
+        actor,
+        at: start + chrono::Duration::seconds(4),
+    };
+    records.execute(&id, resolve, &meta).await?;
+    let (id, actor) = person(&seeded.ignored);
+    let ignore = RecordCommand::IgnoreConflict {
+        integration_id: integration_id.into(),
+        field: "email".into(),
+        actor,
+        at: start + chrono::Duration::seconds(4),
+    };
+    records.execute(&id, ignore, &meta).await?;
+    let superseded = &seeded.superseded;
+    records
+        .execute(
+            superseded,
+            ingest(superseded, "newer@example.com", 5, None),
+            &meta,
+        )
+        .await?;
+    Ok(seeded)
+}

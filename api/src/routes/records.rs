@@ -104,7 +104,7 @@ fn view(id: &str, r: &Record) -> RecordView {
     }
 }
 
-fn parse_entity(entity: &str) -> ApiResult<Entity> {
+pub(crate) fn parse_entity(entity: &str) -> ApiResult<Entity> {
     match entity {
         "contacts" => Ok(Entity::Contacts),
         "companies" => Ok(Entity::Companies),

@@ -44,7 +44,13 @@ async fn replay_rebuilds_the_same_projections(env: &TestEnv) {
         .collect();
     assert_eq!(
         names,
-        ["integration_status", "audit_log", "sync_runs", "records"],
+        [
+            "integration_status",
+            "audit_log",
+            "sync_runs",
+            "records",
+            "conflicts"
+        ],
         "one line per projection, each over every event: {out}"
     );
     let one = env.run_ok(&["replay", "--projection", "audit_log"]).await;

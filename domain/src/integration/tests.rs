@@ -1,5 +1,6 @@
 use super::*;
 use crate::aggregate::testing::{given, given_nothing};
+use crate::merge::{merge, Side, Version};
 use crate::sync_config::{ConflictStrategy, Direction, Frequency};
 use proptest::prelude::*;
 
@@ -226,6 +227,7 @@ fn every_non_create_command() -> Vec<IntegrationCommand> {
         change_config(other_config()),
         change_mappings(valid_mappings()),
         disconnect(),
+        set_rule("email", Some(Side::Crm)),
     ]
 }
 
@@ -1567,4 +1569,177 @@ fn only_a_connected_integration_runs_and_a_run_can_end_after_disconnection() {
         events.as_deref(),
         Ok([IntegrationEvent::SyncRunFinished { .. }])
     ));
+}
+
+// ---------------------------------------------------------------------------
+// Conflict rules ("always use")
+// ---------------------------------------------------------------------------
+
+fn set_rule(field: &str, side: Option<Side>) -> IntegrationCommand {
+    IntegrationCommand::SetConflictRule {
+        field: field.into(),
+        side,
+        at: t1(),
+    }
+}
+
+fn rule_changed(field: &str, side: Option<Side>) -> IntegrationEvent {
+    IntegrationEvent::ConflictRuleChanged {
+        field: field.into(),
+        side,
+        at: t1(),
+    }
+}
+
+/// Decides `commands` in turn from `status`; returns the final state.
+fn after(status: Status, commands: Vec<IntegrationCommand>) -> Integration {
+    let mut state = given::<Integration>(history(status)).state().clone();
+    for command in commands {
+        for event in state.decide(command).unwrap_or_default() {
+            state.apply(&event);
+        }
+    }
+    state
+}
+
+#[test]
+fn conflict_rules_are_set_replaced_and_removed() {
+    let connected = history(Status::Connected);
+    assert_eq!(
+        given::<Integration>(connected.clone()).when(set_rule("email", Some(Side::Crm))),
+        Ok(vec![rule_changed("email", Some(Side::Crm))])
+    );
+    let mut with_rule = connected.clone();
+    with_rule.push(rule_changed("email", Some(Side::Crm)));
+    // The same rule again, or removing a rule that is not there, writes nothing.
+    assert_eq!(
+        given::<Integration>(with_rule.clone()).when(set_rule("email", Some(Side::Crm))),
+        Ok(vec![])
+    );
+    assert_eq!(
+        given::<Integration>(connected).when(set_rule("phone", None)),
+        Ok(vec![])
+    );
+    let state = after(
+        Status::Connected,
+        vec![
+            set_rule("email", Some(Side::Crm)),
+            set_rule("phone", Some(Side::App)),
+            set_rule("email", Some(Side::App)),
+            set_rule("phone", None),
+        ],
+    );
+    assert_eq!(
+        state.conflict_rules,
+        [("email".to_string(), Side::App)].into_iter().collect()
+    );
+}
+
+#[test]
+fn conflict_rules_change_in_every_status_but_disconnected() {
+    for status in ALL_STATUSES {
+        let result = given::<Integration>(history(status)).when(set_rule("email", Some(Side::App)));
+        if status == Status::Disconnected {
+            assert_eq!(
+                result,
+                transition(Status::Disconnected, "change the conflict rules of"),
+                "{status:?}"
+            );
+        } else {
+            assert_eq!(
+                result,
+                Ok(vec![rule_changed("email", Some(Side::App))]),
+                "{status:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn conflict_rule_field_names_are_validated() {
+    let long = "f".repeat(201);
+    for bad in ["", "   ", "em\nail", "tab\there", long.as_str()] {
+        assert_eq!(
+            invalid_field(
+                given::<Integration>(history(Status::Connected))
+                    .when(set_rule(bad, Some(Side::Crm)))
+            ),
+            Some("field"),
+            "{bad:?}"
+        );
+    }
+    let longest = "é".repeat(200);
+    assert!(given::<Integration>(history(Status::Connected))
+        .when(set_rule(&longest, Some(Side::Crm)))
+        .is_ok());
+}
+
+#[test]
+fn the_merge_policy_is_the_strategy_plus_the_rules() {
+    let state = after(
+        Status::Connected,
+        vec![
+            change_config(other_config()),
+            set_rule("email", Some(Side::Crm)),
+        ],
+    );
+    let policy = state.merge_policy();
+    assert_eq!(policy.strategy, ConflictStrategy::LastWriteWins);
+    assert_eq!(
+        policy.always,
+        [("email".to_string(), Side::Crm)].into_iter().collect()
+    );
+    // The app changed both fields later than the CRM: last-write-wins keeps the app's
+    // phone, but the rule keeps the CRM's email.
+    let field = |email: &str, phone: &str| -> crate::merge::Fields {
+        [("email", email), ("phone", phone)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), Some(v.to_string())))
+            .collect()
+    };
+    let (base, app, crm) = (field("a", "1"), field("b", "2"), field("c", "3"));
+    let out = merge(
+        &base,
+        Version {
+            fields: &app,
+            modified_at: t1(),
+        },
+        Version {
+            fields: &crm,
+            modified_at: t0(),
+        },
+        &policy,
+    );
+    assert_eq!(out.base, field("c", "2"));
+    assert!(out.queued().next().is_none());
+    // Under manual review the rule still settles its field; the other one waits.
+    let manual = after(Status::Connected, vec![set_rule("email", Some(Side::Crm))]).merge_policy();
+    assert_eq!(manual.strategy, ConflictStrategy::ManualReview);
+    let out = merge(
+        &base,
+        Version {
+            fields: &app,
+            modified_at: t1(),
+        },
+        Version {
+            fields: &crm,
+            modified_at: t0(),
+        },
+        &manual,
+    );
+    let queued: Vec<&str> = out.queued().map(|c| c.field.as_str()).collect();
+    assert_eq!(queued, ["phone"]);
+    assert_eq!(out.to_app.get("email"), Some(&Some("c".to_string())));
+}
+
+#[test]
+fn conflict_rule_summaries_name_the_field_and_side() {
+    assert_eq!(
+        rule_changed("email", Some(Side::Crm)).summary(),
+        "conflicts on email now always keep the CRM value"
+    );
+    assert_eq!(
+        rule_changed("email", None).summary(),
+        "conflict rule for email removed"
+    );
 }

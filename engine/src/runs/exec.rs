@@ -15,7 +15,7 @@ use syncledger_store::{CommandError, Metadata};
 
 use super::ingest::Ingestion;
 use super::lookup;
-use super::{merge_policy, Inner, PullCursor};
+use super::{Inner, PullCursor};
 use crate::crashpoint;
 use crate::mapping::{effective_mappings, Mapper};
 use crate::{EngineError, Session};
@@ -168,7 +168,7 @@ impl<'a> Ctx<'a> {
     ) -> Result<Ctx<'a>, EngineError> {
         let session = inner.connections.session(&run.integration_id).await?;
         let integration = session.integration().clone();
-        let policy = merge_policy(&integration);
+        let policy = integration.merge_policy();
         Ok(Ctx {
             inner,
             run,

@@ -20,7 +20,6 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use syncledger_crm::Cursor;
-use syncledger_domain::merge::MergePolicy;
 use syncledger_domain::record::Record;
 use syncledger_domain::sync_config::Direction;
 use syncledger_domain::sync_run::{
@@ -112,14 +111,6 @@ fn run_error(e: CommandError<SyncRunError>) -> RunError {
         CommandError::Domain(d) => RunError::State(d),
         CommandError::Conflict => RunError::Engine(EngineError::Conflict),
         CommandError::Store(s) => RunError::Engine(EngineError::Store(s)),
-    }
-}
-
-/// How an integration settles conflicts.
-pub fn merge_policy(integration: &Integration) -> MergePolicy {
-    MergePolicy {
-        strategy: integration.sync_config.conflict_strategy,
-        always: Default::default(),
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod audit;
 mod concurrency;
+mod conflicts;
 mod connect;
 mod custom;
 mod errors;

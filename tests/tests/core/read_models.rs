@@ -1,10 +1,14 @@
-//! The sync-run and record read models show what the aggregates hold: run status and
-//! counters, record values with their provenance, match keys and CRM links.
+//! The sync-run, record and conflict read models show what the aggregates hold: run status
+//! and counters, record values with their provenance, match keys and CRM links, and each
+//! conflict from detection to its end.
 
-use crate::support::runner;
+use crate::support::{all_events, runner};
 use sqlx::Row;
+use syncledger_projections::conflicts::Conflicts;
+use syncledger_projections::{Projection, Tables};
 use syncledger_store::Store;
-use syncledger_tests::fixtures::{seed_sync_activity, seed_workspace};
+use syncledger_tests::fixtures::{seed_conflicts, seed_sync_activity, seed_workspace};
+use syncledger_tests::rows::dump;
 use syncledger_tests::{feed_settled, with_postgres, with_sqlite};
 
 async fn runs_and_records_are_projected(store: Store) -> anyhow::Result<()> {
@@ -47,7 +51,8 @@ async fn runs_and_records_are_projected(store: Store) -> anyhow::Result<()> {
     assert_eq!(fields["email"]["source"]["kind"], "crm");
     assert_eq!(fields["phone"]["value"], "+1 555 0100");
     assert_eq!(fields["phone"]["source"]["kind"], "app");
-    assert_eq!(kept.try_get::<i64, _>("version")?, 5);
+    // Imported in one event, then edited by the app.
+    assert_eq!(kept.try_get::<i64, _>("version")?, 2);
 
     let links: Vec<(String, String)> = sqlx::query(
         "SELECT remote_id, record_id FROM record_links WHERE workspace_id = $1 AND integration_id = $2 ORDER BY remote_id",
@@ -85,4 +90,96 @@ async fn sqlite_runs_and_records_are_projected() -> anyhow::Result<()> {
 #[tokio::test]
 async fn postgres_runs_and_records_are_projected() -> anyhow::Result<()> {
     with_postgres(runs_and_records_are_projected).await
+}
+
+/// Status, resolution and who resolved each seeded conflict, by record.
+async fn conflict_rows(store: &Store, record_id: &str) -> anyhow::Result<Vec<Vec<String>>> {
+    let rows = sqlx::query(
+        "SELECT status, resolution, resolved_by, app_value, crm_value, resolved_value, entity,
+                workspace_id
+           FROM conflicts WHERE record_id = $1 ORDER BY record_version",
+    )
+    .bind(record_id)
+    .fetch_all(&store.any)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            (0..8)
+                .map(|i| Ok(r.try_get::<Option<String>, _>(i)?.unwrap_or_default()))
+                .collect()
+        })
+        .collect()
+}
+
+async fn conflicts_are_projected_once(store: Store) -> anyhow::Result<()> {
+    let ws = seed_workspace(&store, "Acme").await?;
+    let seeded = seed_conflicts(&store, &ws.id, &ws.integrations[0].id).await?;
+    feed_settled(&store).await;
+    runner(&store, 3).catch_up().await?;
+
+    let row = |status: &str, resolution: &str, by: &str, crm: &str, value: &str| {
+        [
+            status,
+            resolution,
+            by,
+            "app@example.com",
+            crm,
+            value,
+            "contacts",
+            ws.id.as_str(),
+        ]
+        .map(str::to_string)
+        .to_vec()
+    };
+    let crm = "crm@example.com";
+    assert_eq!(
+        conflict_rows(&store, &seeded.resolved).await?,
+        [row("resolved", "use_crm", "token:reviewer", crm, crm)]
+    );
+    assert_eq!(
+        conflict_rows(&store, &seeded.ignored).await?,
+        [row("ignored", "ignored", "token:reviewer", crm, "")]
+    );
+    assert_eq!(
+        conflict_rows(&store, &seeded.open).await?,
+        [row("open", "", "", crm, "")]
+    );
+    assert_eq!(
+        conflict_rows(&store, &seeded.superseded).await?,
+        [
+            row("superseded", "", "", crm, ""),
+            row("open", "", "", "newer@example.com", "")
+        ]
+    );
+    assert_eq!(
+        conflict_rows(&store, &seeded.auto).await?,
+        [row("resolved", "auto", "policy", crm, crm)]
+    );
+
+    // Every event applied again, in one batch or one at a time, changes nothing.
+    let before = dump(&store.any, "conflicts", "id").await?;
+    let events = all_events(&store).await?;
+    let tables = Tables::live(Conflicts.tables());
+    for batch in [&events[..], &events[events.len() / 2..]] {
+        let mut tx = store.any.begin().await?;
+        Conflicts.apply(&mut tx, &tables, batch).await?;
+        for e in batch {
+            Conflicts
+                .apply(&mut tx, &tables, std::slice::from_ref(e))
+                .await?;
+        }
+        tx.commit().await?;
+    }
+    assert_eq!(dump(&store.any, "conflicts", "id").await?, before);
+    Ok(())
+}
+
+#[tokio::test]
+async fn sqlite_conflicts_are_projected_once() -> anyhow::Result<()> {
+    with_sqlite(conflicts_are_projected_once).await
+}
+
+#[tokio::test]
+async fn postgres_conflicts_are_projected_once() -> anyhow::Result<()> {
+    with_postgres(conflicts_are_projected_once).await
 }

@@ -7,7 +7,9 @@ use std::time::Duration;
 use syncledger_projections::audit::verify;
 use syncledger_projections::rebuild::rebuild;
 use syncledger_store::Store;
-use syncledger_tests::fixtures::{seed_sync_activity, seed_workspace, EVENTS_PER_WORKSPACE};
+use syncledger_tests::fixtures::{
+    seed_conflicts, seed_sync_activity, seed_workspace, EVENTS_PER_WORKSPACE,
+};
 use syncledger_tests::{feed_settled, wait_until, with_postgres, with_sqlite};
 use tokio::sync::{watch, Notify};
 
@@ -46,12 +48,17 @@ async fn rebuild_is_invisible(store: Store) -> anyhow::Result<()> {
         seed_workspace(&store, "Acme").await?,
         seed_workspace(&store, "Globex").await?,
     ];
-    // Runs and records too, so their read models are rebuilt and compared as well.
+    // Runs, records and conflicts too, so their read models are rebuilt and compared as well.
     let acme = &workspaces[0];
     seed_sync_activity(&store, &acme.id, &acme.integrations[0].id).await?;
+    seed_conflicts(&store, &acme.id, &acme.integrations[0].id).await?;
     feed_settled(&store).await;
     let live = runner(&store, 5);
     live.catch_up().await?;
+    let conflicts: i64 = sqlx::query_scalar("SELECT CAST(COUNT(*) AS BIGINT) FROM conflicts")
+        .fetch_one(&store.any)
+        .await?;
+    assert_eq!(conflicts, 6, "the conflict queue has something to rebuild");
     let before = snapshot(&store).await?;
     let indexes = index_counts(&store).await?;
 

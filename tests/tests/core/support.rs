@@ -10,12 +10,13 @@ use syncledger_tests::fixtures::SeededWorkspace;
 use syncledger_tests::rows::dump;
 
 /// Every projection's tables and the order that makes their dumps comparable.
-pub const TABLES: [(&str, &str); 5] = [
+pub const TABLES: [(&str, &str); 6] = [
     ("integration_status", "id"),
     ("audit_log", "position"),
     ("sync_runs", "id"),
     ("records", "id"),
     ("record_links", "record_id, integration_id"),
+    ("conflicts", "id"),
 ];
 
 pub fn runner(store: &Store, batch: i64) -> Runner {
