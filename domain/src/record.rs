@@ -543,8 +543,9 @@ impl Record {
         }
         let pending = pending_after(&link.pending_push, &outcome);
         // A conflict already open with the same values is not news; nor is a version
-        // that changes nothing the link holds, even with a newer modification time: that
-        // is how the echo of our own push comes back.
+        // that changes nothing the link holds, even with a newer modification time or
+        // other unmapped properties: that is how the echo of our own push comes back.
+        // (The fetched properties are kept with the next version that changes something.)
         let open: BTreeMap<String, FieldConflict> = outcome
             .queued()
             .map(|c| (c.field.clone(), c.clone()))
@@ -552,8 +553,7 @@ impl Record {
         let unchanged = base == link.base
             && pending == link.pending_push
             && open == link.conflicts
-            && outcome.conflicts.iter().all(|c| c.winner.is_none())
-            && link.remote == remote;
+            && outcome.conflicts.iter().all(|c| c.winner.is_none());
         if !(unchanged && events.is_empty()) {
             events.push(RecordEvent::RemoteMerged {
                 integration_id,

@@ -262,13 +262,75 @@ async fn hubspot_two_way(backend: Backend) -> anyhow::Result<()> {
         Some("+1 555 000 0003")
     );
 
-    // The push is not echoed back: the next run leaves the pushed value as the app's.
+    // The push is not echoed back, and the open conflict is not raised again: the next
+    // run writes no record event.
+    let before = record_events(&app).await?;
     let quiet = run(&app, &id, "incremental").await?;
     assert_eq!(quiet["stats"]["created"], 0, "{quiet}");
+    assert_eq!(record_events(&app).await?, before, "{quiet}");
     let a_now = app.get(&format!("/v1/records/{a_id}"), &app.admin).await?;
     let a_now = a_now.expect(StatusCode::OK);
     assert_eq!(a_now["fields"]["phone"]["source"], "app", "{a_now}");
     assert_eq!(a_now["links"][0]["pending_push"], json!([]), "{a_now}");
+
+    // A reviewer settles the conflict for the app's value through the API; the next run
+    // pushes it, and nothing is queued again.
+    let open = app
+        .get(
+            &format!("/v1/conflicts?integration_id={id}&status=open"),
+            &app.admin,
+        )
+        .await?;
+    let open = open.expect(StatusCode::OK)["data"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0]["record_id"], c_id);
+    assert_eq!(open[0]["field"], "phone");
+    let conflict = open[0]["id"].as_str().context("conflict id")?;
+    app.post(
+        &format!("/v1/conflicts/{conflict}/resolve"),
+        &app.admin,
+        json!({"resolution": "use_app"}),
+    )
+    .await?
+    .expect(StatusCode::OK);
+    let settled = run(&app, &id, "incremental").await?;
+    assert_eq!(settled["stats"]["conflicts_detected"], 0, "{settled}");
+    assert_eq!(
+        remote(&sandbox, "contacts", c_remote).await?["properties"]["phone"],
+        "+1 555 000 0003"
+    );
+    // An "always use the CRM" rule for the phone settles the next clash without review.
+    let rule = format!("/v1/integrations/{id}/conflict-rules/phone");
+    send(
+        app.request(reqwest::Method::PUT, &rule, &app.admin)
+            .json(&json!({"use": "crm"})),
+    )
+    .await?
+    .expect(StatusCode::OK);
+    app.patch(
+        &format!("/v1/records/{c_id}"),
+        &app.admin,
+        json!({"fields": {"phone": "+1 555 000 0004"}}),
+    )
+    .await?
+    .expect(StatusCode::OK);
+    edit_remote(
+        &sandbox,
+        "contacts",
+        c_remote,
+        json!({"phone": "+1 555 999 0004"}),
+    )
+    .await?;
+    let ruled = run(&app, &id, "incremental").await?;
+    assert_eq!(ruled["stats"]["conflicts_resolved"], 1, "{ruled}");
+    let c_now = app.get(&format!("/v1/records/{c_id}"), &app.admin).await?;
+    assert_eq!(
+        value(c_now.expect(StatusCode::OK), "phone"),
+        Some("+1 555 999 0004")
+    );
 
     // A record created in the app is created in the CRM and linked.
     let resp = app
