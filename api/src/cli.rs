@@ -55,6 +55,8 @@ pub enum Command {
     },
     /// Measure throughput on the configured store.
     Bench(crate::cli::BenchArgs),
+    /// Execute sync runs: from the NATS job queue, or polled from the store without NATS.
+    Worker(crate::worker::WorkerArgs),
     /// Run a local simulator of a provider's API (first line: `listening on http://HOST:PORT`).
     #[cfg(feature = "sandbox")]
     Sandbox {
@@ -217,6 +219,7 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<ExitCod
             }
         }
         Command::Bench(args) => crate::bench::run(&settings, args).await,
+        Command::Worker(args) => crate::worker::run(&settings, args).await,
         #[cfg(feature = "sandbox")]
         Command::Sandbox {
             provider,
