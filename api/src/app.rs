@@ -17,8 +17,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use secrecy::ExposeSecret;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
-use syncledger_bus::{LocalBus, NatsBus};
+use syncledger_bus::{JobQueue, JobQueueConfig, LocalBus, NatsBus};
+use syncledger_engine::jobs::NatsDispatcher;
+use syncledger_engine::workers::{local_queue, Dispatcher, LocalQueue, PoolOptions, Unassigned};
 use syncledger_projections::Runner;
 use syncledger_store::Store;
 use syncledger_vault::{MasterKey, Vault};
@@ -191,13 +194,53 @@ pub async fn open(settings: &Settings) -> Result<(Store, Vault), StartError> {
     Ok((store, vault))
 }
 
+/// NATS as configured (`None` without a URL), its events stream ready.
+pub async fn connect_nats(settings: &Settings) -> Result<Option<NatsBus>, StartError> {
+    let Some(url) = settings.nats_url.as_ref().filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    let mut config = syncledger_bus::NatsConfig::new(url.clone());
+    if let Some(stream) = &settings.nats_stream {
+        config.stream = stream.clone();
+    }
+    if let Some(prefix) = &settings.nats_subject_prefix {
+        config.subject_prefix = prefix.clone();
+    }
+    let nats = NatsBus::connect_with(config).await?;
+    nats.ensure_stream().await?;
+    Ok(Some(nats))
+}
+
+/// The sync-run job queue that goes with the NATS events stream.
+pub async fn job_queue(nats: &NatsBus, settings: &Settings) -> Result<JobQueue, StartError> {
+    let config = JobQueueConfig {
+        ack_wait: Duration::from_secs(settings.nats_job_ack_wait_secs.max(1)),
+        ..JobQueueConfig::for_events(nats.config())
+    };
+    Ok(JobQueue::open(nats, config).await?)
+}
+
+/// Where `serve` sends the runs it starts, and what its own workers take them from.
+enum RunQueue {
+    /// In-process (no NATS, `workers` > 0).
+    Local(LocalQueue),
+    /// The JetStream job queue (NATS configured).
+    Nats(Box<JobQueue>),
+    /// Left in the store for `syncledger worker` processes (no NATS, `workers` = 0).
+    Store,
+}
+
+/// How long `serve`'s workers may finish their runs at shutdown before abandoning them
+/// to the job queue.
+const SERVE_WORKER_GRACE: Duration = Duration::from_secs(20);
+
 pub struct Application {
     addr: SocketAddr,
     listener: TcpListener,
     state: AppState,
     settings: Settings,
-    /// The in-process run queue, drained by the workers `run` starts.
-    queue: Option<syncledger_engine::workers::LocalQueue>,
+    /// The run queue, drained by the workers `run` starts.
+    queue: Option<RunQueue>,
 }
 
 impl Application {
@@ -215,22 +258,21 @@ impl Application {
             addr: settings.addr,
             source,
         })?;
-        let nats = match &settings.nats_url {
-            Some(url) if !url.is_empty() => {
-                let mut config = syncledger_bus::NatsConfig::new(url.clone());
-                if let Some(stream) = &settings.nats_stream {
-                    config.stream = stream.clone();
-                }
-                if let Some(prefix) = &settings.nats_subject_prefix {
-                    config.subject_prefix = prefix.clone();
-                }
-                let nats = NatsBus::connect_with(config).await?;
-                nats.ensure_stream().await?;
-                Some(nats)
+        let nats = connect_nats(&settings).await?;
+        let (dispatcher, queue): (Arc<dyn Dispatcher>, RunQueue) = match &nats {
+            Some(nats) => {
+                let jobs = job_queue(nats, &settings).await?;
+                (
+                    Arc::new(NatsDispatcher::new(jobs.clone())),
+                    RunQueue::Nats(Box::new(jobs)),
+                )
             }
-            _ => None,
+            None if settings.workers > 0 => {
+                let (dispatcher, queue) = local_queue();
+                (Arc::new(dispatcher), RunQueue::Local(queue))
+            }
+            None => (Arc::new(Unassigned), RunQueue::Store),
         };
-        let (dispatcher, queue) = syncledger_engine::workers::local_queue();
         let state = AppState::new(
             store,
             vault,
@@ -239,7 +281,7 @@ impl Application {
             settings.rate_limit_per_minute,
             settings.public_url(addr),
             settings.provider_apps(),
-            std::sync::Arc::new(dispatcher),
+            dispatcher,
         );
         Ok(Application {
             addr,
@@ -314,20 +356,39 @@ fn spawn_background(
 }
 
 /// The sync workers and the scheduler. Runs left queued or running by a previous
-/// process (it stopped or died mid-run) are handed out again first.
+/// process (it stopped or died mid-run) are handed out again first (the job queue drops
+/// the ones it still holds as duplicates).
 fn spawn_sync(
     state: &AppState,
     settings: &Settings,
-    queue: syncledger_engine::workers::LocalQueue,
+    queue: RunQueue,
     shutdown: watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
-    if settings.workers > 0 {
-        tasks.extend(queue.spawn(
-            state.runs.clone(),
-            settings.workers as usize,
-            shutdown.clone(),
-        ));
+    let workers = settings.workers as usize;
+    let hand_out = match queue {
+        RunQueue::Local(queue) => {
+            tasks.extend(queue.spawn(state.runs.clone(), workers, shutdown.clone()));
+            true
+        }
+        RunQueue::Nats(jobs) => {
+            if workers > 0 {
+                let options = PoolOptions {
+                    concurrency: workers,
+                    grace: SERVE_WORKER_GRACE,
+                };
+                tasks.push(tokio::spawn(syncledger_engine::jobs::consume(
+                    state.runs.clone(),
+                    *jobs,
+                    options,
+                    shutdown.clone(),
+                )));
+            }
+            true
+        }
+        RunQueue::Store => false,
+    };
+    if hand_out {
         let (runs, dispatcher) = (state.runs.clone(), state.dispatcher.clone());
         tasks.push(tokio::spawn(async move {
             match syncledger_engine::workers::resume_unfinished(&runs, dispatcher.as_ref()).await {

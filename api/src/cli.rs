@@ -55,6 +55,8 @@ pub enum Command {
     },
     /// Measure throughput: the event store (default), or `bench sync` against a sandbox.
     Bench(BenchCommand),
+    /// Execute sync runs: from the NATS job queue, or polled from the store without NATS.
+    Worker(crate::worker::WorkerArgs),
     /// Run a local simulator of a provider's API (first line: `listening on http://HOST:PORT`).
     #[cfg(feature = "sandbox")]
     Sandbox {
@@ -240,6 +242,7 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<ExitCod
             ..
         }) => crate::bench_sync::run(&settings, args).await,
         Command::Bench(BenchCommand { store, .. }) => crate::bench::run(&settings, store).await,
+        Command::Worker(args) => crate::worker::run(&settings, args).await,
         #[cfg(feature = "sandbox")]
         Command::Sandbox {
             provider,

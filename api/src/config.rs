@@ -29,13 +29,18 @@ pub struct Settings {
     pub database_max_connections: u32,
     /// Base64 of 32 bytes; unset means a key file in `data_dir`.
     pub master_key: Option<SecretString>,
-    /// With NATS configured, committed events go to JetStream and SSE reads from it.
+    /// With NATS configured, committed events go to JetStream and SSE reads from it, and
+    /// sync runs are handed to workers through a JetStream job queue.
     pub nats_url: Option<String>,
     /// JetStream stream name (default `SYNCLEDGER_EVENTS`). One stream per database: the
     /// message id is the event's global position, which another database would reuse.
     pub nats_stream: Option<String>,
     /// Subject prefix (default `syncledger.events`).
     pub nats_subject_prefix: Option<String>,
+    /// Seconds a sync-run job may go unacknowledged before the job queue hands it to
+    /// another worker (a live worker keeps extending it). Applies when the queue's
+    /// consumer is first created.
+    pub nats_job_ack_wait_secs: u64,
     pub log_format: LogFormat,
     /// Requests per minute allowed for each API token.
     pub rate_limit_per_minute: u32,
@@ -75,6 +80,7 @@ impl Default for Settings {
             nats_url: None,
             nats_stream: None,
             nats_subject_prefix: None,
+            nats_job_ack_wait_secs: 60,
             log_format: LogFormat::Text,
             rate_limit_per_minute: 1200,
             projection_batch: 500,
@@ -115,6 +121,7 @@ impl Settings {
             .set_default("rate_limit_per_minute", defaults.rate_limit_per_minute)?
             .set_default("projection_batch", defaults.projection_batch)?
             .set_default("provider_pacing", defaults.provider_pacing)?
+            .set_default("nats_job_ack_wait_secs", defaults.nats_job_ack_wait_secs)?
             .set_default("workers", defaults.workers)?
             .set_default("scheduler_interval_secs", defaults.scheduler_interval_secs)?;
         for (provider, app) in defaults.oauth_apps() {
@@ -149,6 +156,10 @@ impl Settings {
             ("nats_url", "SYNCLEDGER_NATS_URL"),
             ("nats_stream", "SYNCLEDGER_NATS_STREAM"),
             ("nats_subject_prefix", "SYNCLEDGER_NATS_SUBJECT_PREFIX"),
+            (
+                "nats_job_ack_wait_secs",
+                "SYNCLEDGER_NATS_JOB_ACK_WAIT_SECS",
+            ),
             ("log_format", "SYNCLEDGER_LOG_FORMAT"),
             ("rate_limit_per_minute", "SYNCLEDGER_RATE_LIMIT_PER_MINUTE"),
             ("projection_batch", "SYNCLEDGER_PROJECTION_BATCH"),

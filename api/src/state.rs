@@ -52,6 +52,20 @@ pub fn limiter(per_minute: u32) -> DefaultKeyedRateLimiter<String> {
 /// How long a command waits for the read models to show its effect before answering.
 const READ_YOUR_WRITES: Duration = Duration::from_secs(5);
 
+/// Provider connections and sync runs over one store: `holder` names this process in
+/// credential-refresh leases, `worker` in the runs it starts.
+pub fn sync_engine(
+    store: &Store,
+    vault: Vault,
+    apps: ProviderApps,
+    holder: String,
+    worker: String,
+) -> (Connections, SyncRuns) {
+    let connections = Connections::new(store, vault, Connector::new(apps), holder);
+    let runs = SyncRuns::new(store, connections.clone(), worker);
+    (connections, runs)
+}
+
 impl AppState {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -64,12 +78,13 @@ impl AppState {
         apps: ProviderApps,
         dispatcher: Arc<dyn Dispatcher>,
     ) -> Self {
-        let holder = format!("api:{}", std::process::id());
-        let connections = Connections::new(&store, vault.clone(), Connector::new(apps), holder);
-        let runs = SyncRuns::new(
+        let pid = std::process::id();
+        let (connections, runs) = sync_engine(
             &store,
-            connections.clone(),
-            format!("serve:{}", std::process::id()),
+            vault.clone(),
+            apps,
+            format!("api:{pid}"),
+            format!("serve:{pid}"),
         );
         AppState(Arc::new(Inner {
             workspaces: store.cqrs(),

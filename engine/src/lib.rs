@@ -9,6 +9,7 @@ pub mod connector;
 pub mod crashpoint;
 pub mod credentials;
 pub mod error;
+pub mod jobs;
 pub mod mapping;
 pub mod reapply;
 pub mod runs;

@@ -4,11 +4,15 @@
 //! itself guarantees at most one active run per integration and resumes from its last
 //! committed page, so a run handed out twice is harmless.
 
+use std::collections::HashSet;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use syncledger_domain::sync_run::RunStatus;
 use tokio::sync::{mpsc, watch, Mutex};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::{EngineError, SyncRuns};
 
@@ -67,7 +71,7 @@ impl LocalQueue {
                             }
                         };
                         let Some(run_id) = next else { break };
-                        execute_logged(&runs, &run_id).await;
+                        let _ = execute_logged(&runs, &run_id).await;
                     }
                 })
             })
@@ -75,12 +79,21 @@ impl LocalQueue {
     }
 }
 
-/// Executes a run, logging (never propagating) its failure: the run records it.
-pub async fn execute_logged(runs: &SyncRuns, run_id: &str) {
-    match runs.execute(run_id).await {
+/// Executes a run and logs how it went. A run's own failure is recorded on the run; the
+/// error returned is one of executing it at all (the store unreachable, no such run).
+pub async fn execute_logged(runs: &SyncRuns, run_id: &str) -> Result<RunStatus, EngineError> {
+    let result = runs.execute(run_id).await;
+    match &result {
+        Ok(status) if status.is_active() => {
+            tracing::info!(
+                run_id,
+                "sync run taken over by another execution; left to it"
+            )
+        }
         Ok(status) => tracing::info!(run_id, status = status.as_str(), "sync run ended"),
         Err(e) => tracing::warn!(run_id, error = %e, "sync run could not be executed"),
     }
+    result
 }
 
 /// Hands every queued or running run to `dispatcher`: after a restart, the runs a dead
@@ -94,4 +107,205 @@ pub async fn resume_unfinished(
         dispatcher.dispatch(id).await?;
     }
     Ok(ids.len())
+}
+
+/// Runs left in the store for `syncledger worker` processes to poll: what `serve` uses
+/// when it executes no runs itself and has no job queue.
+pub struct Unassigned;
+
+#[async_trait]
+impl Dispatcher for Unassigned {
+    async fn dispatch(&self, run_id: &str) -> Result<(), EngineError> {
+        tracing::debug!(run_id, "sync run queued for a polling worker");
+        Ok(())
+    }
+}
+
+/// How a worker process executes runs.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolOptions {
+    /// Runs executed at once.
+    pub concurrency: usize,
+    /// After shutdown is asked, how long the runs in hand may take to end before they are
+    /// abandoned (an abandoned run resumes from its last committed page elsewhere).
+    pub grace: Duration,
+}
+
+/// The runs a worker process has in hand, at most `concurrency` of them.
+pub(crate) struct Pool {
+    tasks: JoinSet<String>,
+    in_hand: HashSet<String>,
+    concurrency: usize,
+    abandon: watch::Sender<bool>,
+}
+
+impl Pool {
+    pub(crate) fn new(concurrency: usize) -> Self {
+        Pool {
+            tasks: JoinSet::new(),
+            in_hand: HashSet::new(),
+            concurrency: concurrency.max(1),
+            abandon: watch::channel(false).0,
+        }
+    }
+
+    pub(crate) fn holds(&self, run_id: &str) -> bool {
+        self.in_hand.contains(run_id)
+    }
+
+    fn reap(&mut self, ended: Result<String, tokio::task::JoinError>) {
+        match ended {
+            Ok(run_id) => {
+                self.in_hand.remove(&run_id);
+            }
+            // A panicked task's run is not known here: it resumes at the next start.
+            Err(e) => tracing::error!(error = %e, "a sync run task ended abnormally"),
+        }
+    }
+
+    /// Waits until at least one slot is free; how many are. `None` once shutdown is asked.
+    pub(crate) async fn free_slots(&mut self, stop: &mut watch::Receiver<bool>) -> Option<usize> {
+        loop {
+            while let Some(ended) = self.tasks.try_join_next() {
+                self.reap(ended);
+            }
+            if stopping(stop) {
+                return None;
+            }
+            let free = self.concurrency.saturating_sub(self.tasks.len());
+            if free > 0 {
+                return Some(free);
+            }
+            tokio::select! {
+                Some(ended) = self.tasks.join_next() => self.reap(ended),
+                _ = raised(stop) => return None,
+            }
+        }
+    }
+
+    /// Executes `work` for `run_id` in a task of its own; the work is handed a signal that
+    /// turns true when the run must be abandoned.
+    pub(crate) fn spawn<F, Fut>(&mut self, run_id: String, work: F)
+    where
+        F: FnOnce(watch::Receiver<bool>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let fut = work(self.abandon.subscribe());
+        self.in_hand.insert(run_id.clone());
+        self.tasks.spawn(async move {
+            fut.await;
+            run_id
+        });
+    }
+
+    /// Lets the runs in hand end within `grace`, then abandons the rest.
+    pub(crate) async fn drain(mut self, grace: Duration) {
+        if !self.tasks.is_empty() {
+            tracing::info!(
+                runs = self.tasks.len(),
+                "shutting down: waiting for the sync runs in hand"
+            );
+        }
+        let ended = tokio::time::timeout(grace, async {
+            while let Some(ended) = self.tasks.join_next().await {
+                self.reap(ended);
+            }
+        })
+        .await;
+        if ended.is_err() {
+            tracing::info!(
+                runs = self.in_hand.len(),
+                "abandoning the sync runs in hand; they resume elsewhere"
+            );
+            let _ = self.abandon.send(true);
+            while let Some(ended) = self.tasks.join_next().await {
+                self.reap(ended);
+            }
+        }
+    }
+}
+
+/// True once shutdown is asked (or its sender is gone).
+pub(crate) fn stopping(stop: &watch::Receiver<bool>) -> bool {
+    *stop.borrow() || stop.has_changed().is_err()
+}
+
+/// Resolves once `signal` turns true (or its sender is gone).
+pub(crate) async fn raised(signal: &mut watch::Receiver<bool>) {
+    let _ = signal.wait_for(|s| *s).await;
+}
+
+/// Sleeps for `d` unless shutdown comes first; true if it came.
+pub(crate) async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = raised(stop) => {}
+    }
+    stopping(stop)
+}
+
+/// A worker without a job queue: takes the runs a previous worker left unfinished, then
+/// every `every` the queued runs, until `shutdown`. Two pollers may take the same queued
+/// run; the later start takes it over and the other stops at its next page.
+pub async fn poll(
+    runs: SyncRuns,
+    options: PoolOptions,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut pool = Pool::new(options.concurrency);
+    // The unfinished runs found at start and not taken yet (`None` before they are
+    // listed): kept until taken, since only the queued ones are found by later polls.
+    let mut backlog: Option<Vec<String>> = None;
+    tracing::info!(
+        concurrency = options.concurrency,
+        "waiting for sync runs (polling the store)"
+    );
+    while let Some(free) = pool.free_slots(&mut shutdown).await {
+        let found = match &backlog {
+            None => runs.unfinished().await,
+            Some(left) => runs.queued().await.map(|q| [left.clone(), q].concat()),
+        };
+        match found {
+            Ok(ids) => {
+                let first = backlog.is_none();
+                let mut seen = HashSet::new();
+                let candidates: Vec<String> = ids
+                    .into_iter()
+                    .filter(|id| !pool.holds(id) && seen.insert(id.clone()))
+                    .collect();
+                let (take, rest) = candidates.split_at(free.min(candidates.len()));
+                for run_id in take {
+                    let (runs, id) = (runs.clone(), run_id.clone());
+                    pool.spawn(run_id.clone(), move |abandon| {
+                        execute_local(runs, id, abandon)
+                    });
+                }
+                let left = match backlog.take() {
+                    None => rest.to_vec(),
+                    Some(left) => left,
+                };
+                backlog = Some(left.into_iter().filter(|id| !pool.holds(id)).collect());
+                if first && !take.is_empty() {
+                    tracing::info!(runs = take.len(), "resuming unfinished sync runs");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not look for sync runs"),
+        }
+        if sleep_or_stop(every, &mut shutdown).await {
+            break;
+        }
+    }
+    pool.drain(options.grace).await;
+}
+
+/// Executes a run; abandoned, it stays running in the store and resumes at the next
+/// worker start.
+async fn execute_local(runs: SyncRuns, run_id: String, mut abandon: watch::Receiver<bool>) {
+    tokio::select! {
+        _ = execute_logged(&runs, &run_id) => {}
+        _ = raised(&mut abandon) => {
+            tracing::info!(run_id, "sync run abandoned at shutdown");
+        }
+    }
 }

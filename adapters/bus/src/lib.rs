@@ -11,16 +11,20 @@
 //!   `projection_checkpoints`), advances it only over acknowledged messages, and sets
 //!   `Nats-Msg-Id` to the global position so a re-publish after a crash is deduplicated.
 //!
+//! - [`JobQueue`]: sync-run jobs over a JetStream work queue, shared by worker processes.
+//!
 //! Every event crosses the bus as a [`BusEvent`], whose payload is redacted.
 
 mod checkpoint;
 mod event;
+mod jobs;
 mod local;
 mod nats;
 mod shutdown;
 
 pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint};
 pub use event::{subject_token, BusEvent};
+pub use jobs::{Job, JobQueue, JobQueueConfig, DEFAULT_ACK_WAIT};
 pub use local::{run_local_follower, run_local_follower_from, LocalBus, LOCAL_BUS_CAPACITY};
 pub use nats::{run_nats_publisher, NatsBus, NatsConfig, NATS_PUBLISHER_CHECKPOINT};
 

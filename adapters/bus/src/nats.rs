@@ -394,7 +394,7 @@ impl EventKey {
     }
 }
 
-fn is_not_found(kind: GetStreamErrorKind) -> bool {
+pub(crate) fn is_not_found(kind: GetStreamErrorKind) -> bool {
     matches!(kind, GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND)
 }
 

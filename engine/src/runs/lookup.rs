@@ -224,6 +224,18 @@ pub(crate) async fn active_runs(pool: &AnyPool) -> Result<Vec<String>, EngineErr
         .collect()
 }
 
+/// Runs no worker has started yet, oldest first.
+pub(crate) async fn queued_runs(pool: &AnyPool) -> Result<Vec<String>, EngineError> {
+    let rows = sqlx::query("SELECT id FROM sync_runs WHERE status = $1 ORDER BY queued_at")
+        .bind(RunStatus::Queued.as_str())
+        .fetch_all(pool)
+        .await
+        .map_err(store_err)?;
+    rows.iter()
+        .map(|r| r.try_get("id").map_err(store_err))
+        .collect()
+}
+
 /// The pass of `phase` for `entity` of a finished run, if it ended.
 pub(crate) fn ended_pass(
     run: &SyncRun,

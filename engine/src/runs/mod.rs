@@ -349,6 +349,16 @@ impl SyncRuns {
         lookup::active_runs(&self.inner.store.any).await
     }
 
+    /// Runs waiting for a worker (per the read model): what a polling worker takes.
+    pub async fn queued(&self) -> Result<Vec<String>, EngineError> {
+        self.inner
+            .catch_up
+            .catch_up()
+            .await
+            .map_err(|e| EngineError::Store(e.to_string()))?;
+        lookup::queued_runs(&self.inner.store.any).await
+    }
+
     /// Executes (or resumes) a run to its end. Returns the status it ended in.
     pub async fn execute(&self, run_id: &str) -> Result<RunStatus, EngineError> {
         exec::execute(&self.inner, run_id).await
