@@ -210,18 +210,37 @@ impl SyncRuns {
         }
         let run_id = uuid::Uuid::now_v7().to_string();
         let now = Utc::now();
-        inner
+        let begin = IntegrationCommand::BeginSyncRun {
+            run_id: run_id.clone(),
+            at: now,
+        };
+        match inner
             .integrations
-            .execute(
-                integration_id,
-                IntegrationCommand::BeginSyncRun {
-                    run_id: run_id.clone(),
-                    at: now,
-                },
-                meta,
-            )
+            .execute(integration_id, begin.clone(), meta)
             .await
-            .map_err(integration_error)?;
+            .map_err(integration_error)
+        {
+            Ok(()) => {}
+            // The slot may still name a run that has already ended: its worker releases
+            // the slot just after the run's last event (or died in between). Free it and
+            // try once more; a run that is really active keeps its slot.
+            Err(RunError::Active { run_id: holder }) => {
+                let ended = self
+                    .load(&holder)
+                    .await?
+                    .is_none_or(|r| !r.status.is_active());
+                if !ended {
+                    return Err(RunError::Active { run_id: holder });
+                }
+                self.release(integration_id, &holder, meta).await?;
+                inner
+                    .integrations
+                    .execute(integration_id, begin, meta)
+                    .await
+                    .map_err(integration_error)?;
+            }
+            Err(e) => return Err(e),
+        }
         let queued = inner
             .runs
             .execute(
