@@ -12,6 +12,7 @@ use std::time::Duration;
 use syncledger_sandbox::Sandbox;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::{timeout, Instant};
 
@@ -34,6 +35,8 @@ pub struct Worker {
     child: Child,
     pub pid: u32,
     logs: Arc<Mutex<String>>,
+    /// Woken each time a log line arrives.
+    logged: Arc<Notify>,
     reader: JoinHandle<()>,
 }
 
@@ -50,19 +53,24 @@ impl Worker {
         let pid = child.id().expect("the worker's pid");
         let logs = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().expect("piped stderr");
-        let sink = logs.clone();
+        let (sink, logged) = (logs.clone(), Arc::new(Notify::new()));
+        let wake = logged.clone();
         let reader = tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                let mut logs = sink.lock().unwrap_or_else(|e| e.into_inner());
-                logs.push_str(&strip_ansi(&line));
-                logs.push('\n');
+                {
+                    let mut logs = sink.lock().unwrap_or_else(|e| e.into_inner());
+                    logs.push_str(&strip_ansi(&line));
+                    logs.push('\n');
+                }
+                wake.notify_waiters();
             }
         });
         Worker {
             child,
             pid,
             logs,
+            logged,
             reader,
         }
     }
@@ -71,17 +79,24 @@ impl Worker {
         self.logs.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Waits until a log line contains `needle`.
+    /// Waits until a log line contains `needle`: woken by each new line, not by a clock.
     pub async fn wait_log(&self, needle: &str) {
         let deadline = Instant::now() + START_TIMEOUT;
-        while !self.logs().contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "worker {} never logged {needle:?}; logs:\n{}",
-                self.pid,
-                self.logs()
-            );
-            tokio::time::sleep(POLL).await;
+        loop {
+            // Registered before the check, so a line logged in between still wakes us.
+            let next_line = self.logged.notified();
+            tokio::pin!(next_line);
+            next_line.as_mut().enable();
+            if self.logs().contains(needle) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, next_line).await.is_err() {
+                panic!(
+                    "worker {} never logged {needle:?}; logs:\n{}",
+                    self.pid,
+                    self.logs()
+                );
+            }
         }
     }
 
