@@ -88,6 +88,7 @@ pub fn router(state: AppState) -> Router {
         .route("/sync-runs/{id}", get(sync_runs::get))
         .route("/sync-runs/{id}/cancel", post(sync_runs::cancel))
         .route("/sync-runs/{id}/retry", post(sync_runs::retry))
+        .route("/sync-runs/{id}/rollback", post(sync_runs::rollback))
         .route("/audit", get(audit::list))
         .route("/audit/verify", get(audit::verify))
         .route("/events/stream", get(events::stream))

@@ -48,6 +48,9 @@ pub struct SyncBenchArgs {
     /// after. Without it, a fresh SQLite file.
     #[arg(long, env = "SYNCLEDGER_BENCH_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// Then preview and roll back the full import (a `rollback` phase line).
+    #[arg(long)]
+    pub rollback: bool,
 }
 
 /// The sandbox child process and its address.
@@ -230,7 +233,7 @@ async fn bench(settings: &Settings, args: &SyncBenchArgs) -> anyhow::Result<()> 
 
     let n = args.records;
     let full_min = n.div_ceil(LIST_PAGE).max(1) + 1;
-    phase(
+    let full = phase(
         &runs,
         &store,
         &sandbox,
@@ -293,8 +296,49 @@ async fn bench(settings: &Settings, args: &SyncBenchArgs) -> anyhow::Result<()> 
         incremental_min,
     )
     .await?;
+    if args.rollback {
+        rollback_phase(&runs, &store, &meta, &full).await?;
+    }
     drop(sandbox.child);
     store.close().await;
+    Ok(())
+}
+
+/// Previews, then rolls back, the full import: every record it created is archived
+/// (those the incremental run changed since are conflicts and stay).
+async fn rollback_phase(
+    runs: &SyncRuns,
+    store: &Store,
+    meta: &Metadata,
+    full: &SyncRun,
+) -> anyhow::Result<()> {
+    let full_id = full.id.clone().context("the full run's id")?;
+    let started = Instant::now();
+    let preview = runs.preview_rollback(&full_id, meta).await?;
+    let preview_seconds = started.elapsed().as_secs_f64();
+    let events_before = event_count(store).await?;
+    let started = Instant::now();
+    let run_id = runs.rollback(&full_id, meta).await?;
+    let status = runs.execute(&run_id).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let run = runs.load(&run_id).await?.context("the rollback run")?;
+    anyhow::ensure!(
+        status == RunStatus::Completed,
+        "the rollback ended {}: {}",
+        status.as_str(),
+        run.reason.clone().unwrap_or_default()
+    );
+    let records = run.stats.processed;
+    println!(
+        "{}",
+        json!({"phase": "rollback", "records": records, "seconds": round(seconds),
+               "records_per_s": round(records as f64 / seconds.max(1e-9)),
+               "compensated": run.stats.updated, "conflicts": run.stats.conflicts_detected,
+               "events_written": event_count(store).await? - events_before,
+               "preview_records": preview.summary.records,
+               "preview_seconds": round(preview_seconds),
+               "peak_rss_mb": peak_rss_mb()})
+    );
     Ok(())
 }
 

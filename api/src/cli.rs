@@ -57,6 +57,8 @@ pub enum Command {
     Bench(BenchCommand),
     /// Execute sync runs: from the NATS job queue, or polled from the store without NATS.
     Worker(crate::worker::WorkerArgs),
+    /// Reverse a sync run (compensating events, CRM values written back), or preview it.
+    Rollback(crate::rollback_cmd::RollbackArgs),
     /// Run a local simulator of a provider's API (first line: `listening on http://HOST:PORT`).
     #[cfg(feature = "sandbox")]
     Sandbox {
@@ -205,6 +207,7 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<ExitCod
             command: KeysCommand::RotateMaster,
         } => rotate_master(&settings).await,
         Command::Replay { projection } => replay(&settings, projection).await,
+        Command::Rollback(args) => crate::rollback_cmd::run(&settings, args).await,
         Command::Audit {
             command: AuditCommand::Verify { workspace },
         } => {

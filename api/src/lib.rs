@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod openapi;
+pub mod rollback_cmd;
 pub mod routes;
 pub mod services;
 pub mod state;

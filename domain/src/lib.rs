@@ -11,6 +11,7 @@ pub mod merge;
 pub mod plan;
 pub mod provider;
 pub mod record;
+pub mod rollback;
 pub mod sync_config;
 pub mod sync_run;
 pub mod workspace;

@@ -146,11 +146,15 @@ pub enum RecordEvent {
         remote: Option<Fields>,
         at: DateTime<Utc>,
     },
-    /// Values reached the CRM.
+    /// Values reached the CRM. `fields` are app fields (their base moves); `sent` are
+    /// the CRM properties as sent, so the link knows what the CRM holds (and a rollback
+    /// knows what to put back).
     RemotePushed {
         integration_id: String,
         run_id: String,
         fields: Fields,
+        #[serde(default, skip_serializing_if = "Fields::is_empty")]
+        sent: Fields,
         at: DateTime<Utc>,
     },
     /// The CRM refused this record's push; the values stay pending.
@@ -186,6 +190,23 @@ pub enum RecordEvent {
         actor: String,
         at: DateTime<Utc>,
     },
+    /// A compensating event: sync run `run_id` (a rollback) reverses what run
+    /// `reverts_run_id` did to this record. `reverses` are the sequences of the reversed
+    /// events on this record. Fields and links take back the values they had before the
+    /// reversed run (`None`: the field or link did not exist); `archived` hides a record the
+    /// reversed run created (or shows again one that a reversed rollback hid).
+    RolledBack {
+        run_id: String,
+        reverts_run_id: String,
+        reverses: Vec<i64>,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        fields: BTreeMap<String, Option<FieldValue>>,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        links: BTreeMap<String, Option<Link>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        archived: Option<bool>,
+        at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for RecordEvent {
@@ -201,6 +222,7 @@ impl DomainEvent for RecordEvent {
             RecordEvent::RemoteDeleted { .. } => "RemoteDeleted",
             RecordEvent::ConflictResolved { .. } => "ConflictResolved",
             RecordEvent::ConflictIgnored { .. } => "ConflictIgnored",
+            RecordEvent::RolledBack { .. } => "RolledBack",
         }
     }
 
@@ -260,6 +282,39 @@ impl DomainEvent for RecordEvent {
             RecordEvent::ConflictIgnored { field, actor, .. } => {
                 format!("conflict on {field} ignored by {actor}: both values kept as they are")
             }
+            RecordEvent::RolledBack {
+                reverts_run_id,
+                reverses,
+                fields,
+                links,
+                archived,
+                ..
+            } => {
+                let mut parts = Vec::new();
+                if !fields.is_empty() {
+                    parts.push(format!(
+                        "restored {}",
+                        fields.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ));
+                }
+                if !links.is_empty() {
+                    parts.push(format!("restored {} CRM link(s)", links.len()));
+                }
+                match archived {
+                    Some(true) => parts.push("archived the record".into()),
+                    Some(false) => parts.push("restored the archived record".into()),
+                    None => {}
+                }
+                format!(
+                    "rollback of sync run {reverts_run_id} ({} event(s) reversed): {}",
+                    reverses.len(),
+                    if parts.is_empty() {
+                        "nothing changed".into()
+                    } else {
+                        parts.join("; ")
+                    }
+                )
+            }
         }
     }
 }
@@ -303,6 +358,8 @@ pub enum RecordCommand {
         integration_id: String,
         remote_id: String,
         fields: Fields,
+        /// The CRM properties as sent.
+        sent: Fields,
         run_id: String,
         at: DateTime<Utc>,
     },
@@ -333,6 +390,8 @@ pub enum RecordCommand {
         actor: String,
         at: DateTime<Utc>,
     },
+    /// Reverse what a run did to this record (see [`crate::rollback`]).
+    RollBack(crate::rollback::Compensation),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -361,6 +420,9 @@ pub struct Record {
     pub links: BTreeMap<String, Link>,
     /// When the app last edited the record (the app side's time in last-write-wins).
     pub app_modified_at: Option<DateTime<Utc>>,
+    /// Hidden from lists: a rollback undid the run that created it. Its events stay.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub archived: bool,
     #[serde(default)]
     pub version: u64,
 }
@@ -641,6 +703,7 @@ impl Aggregate for Record {
                 integration_id,
                 remote_id,
                 fields,
+                sent,
                 run_id,
                 at,
             } => {
@@ -656,6 +719,7 @@ impl Aggregate for Record {
                     integration_id,
                     run_id,
                     fields,
+                    sent,
                     at,
                 });
                 Ok(events)
@@ -708,6 +772,7 @@ impl Aggregate for Record {
                     at,
                 }])
             }
+            C::RollBack(c) => Ok(c.into_event().into_iter().collect()),
             C::IgnoreConflict {
                 integration_id,
                 field,
@@ -847,10 +912,12 @@ impl Aggregate for Record {
             RecordEvent::RemotePushed {
                 integration_id,
                 fields,
+                sent,
                 ..
             } => {
                 let link = self.links.entry(integration_id.clone()).or_default();
                 link.push_error = None;
+                link.remote.extend(sent.clone());
                 for (name, value) in fields {
                     link.base.insert(name.clone(), value.clone());
                     if link.pending_push.get(name) == Some(value) {
@@ -892,6 +959,28 @@ impl Aggregate for Record {
                     link.pending_push.remove(field);
                     link.ignored
                         .insert(field.clone(), (app_value.clone(), crm_value.clone()));
+                }
+            }
+            RecordEvent::RolledBack {
+                fields,
+                links,
+                archived,
+                ..
+            } => {
+                for (name, value) in fields {
+                    match value {
+                        Some(v) => self.fields.insert(name.clone(), v.clone()),
+                        None => self.fields.remove(name),
+                    };
+                }
+                for (integration_id, link) in links {
+                    match link {
+                        Some(l) => self.links.insert(integration_id.clone(), l.clone()),
+                        None => self.links.remove(integration_id),
+                    };
+                }
+                if let Some(a) = archived {
+                    self.archived = *a;
                 }
             }
         }

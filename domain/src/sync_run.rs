@@ -23,6 +23,8 @@ pub enum RunKind {
     Push,
     /// The current mappings re-applied to the CRM data already fetched; no provider call.
     Reapply,
+    /// Compensating events that reverse another run (see `rollback_of`).
+    Rollback,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +74,8 @@ pub enum Phase {
     Pull,
     Deletions,
     Push,
+    /// A rollback run's pages.
+    Rollback,
 }
 
 /// Counters of a run (or of one page: a run's stats are the sum of its pages').
@@ -142,6 +146,9 @@ pub enum SyncRunEvent {
         /// The run whose failed records this run retries.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retry_of: Option<String>,
+        /// The run this rollback run reverses.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rollback_of: Option<String>,
         at: DateTime<Utc>,
     },
     RunStarted {
@@ -216,6 +223,7 @@ pub enum SyncRunCommand {
         kind: RunKind,
         trigger: Trigger,
         retry_of: Option<String>,
+        rollback_of: Option<String>,
         at: DateTime<Utc>,
     },
     /// A worker takes the run; a running run may be taken over (its worker died).
@@ -287,6 +295,8 @@ pub struct SyncRun {
     pub reason: Option<String>,
     #[serde(default)]
     pub retry_of: Option<String>,
+    #[serde(default)]
+    pub rollback_of: Option<String>,
     /// Every record that failed, in the order the pages were committed.
     #[serde(default)]
     pub failures: Vec<RecordFailure>,
@@ -302,6 +312,7 @@ fn phase_str(phase: Phase) -> &'static str {
         Phase::Pull => "pull",
         Phase::Deletions => "deletions",
         Phase::Push => "push",
+        Phase::Rollback => "rollback",
     }
 }
 
@@ -345,6 +356,7 @@ impl Aggregate for SyncRun {
             kind,
             trigger,
             retry_of,
+            rollback_of,
             at,
         } = command
         {
@@ -358,6 +370,7 @@ impl Aggregate for SyncRun {
                 kind,
                 trigger,
                 retry_of,
+                rollback_of,
                 at,
             }]);
         }
@@ -431,10 +444,12 @@ impl Aggregate for SyncRun {
                 kind,
                 trigger,
                 retry_of,
+                rollback_of,
                 at,
             } => {
                 self.id = Some(run_id.clone());
                 self.retry_of.clone_from(retry_of);
+                self.rollback_of.clone_from(rollback_of);
                 self.integration_id.clone_from(integration_id);
                 self.workspace_id.clone_from(workspace_id);
                 self.kind = Some(*kind);

@@ -12,6 +12,7 @@ pub mod error;
 pub mod jobs;
 pub mod mapping;
 pub mod reapply;
+pub mod rollback;
 pub mod runs;
 pub mod scheduler;
 pub mod session;

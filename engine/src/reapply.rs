@@ -175,6 +175,7 @@ impl Reapply {
             kind: RunKind::Reapply,
             trigger: Trigger::Manual,
             retry_of: None,
+            rollback_of: None,
             at: Utc::now(),
         };
         self.runs

@@ -337,6 +337,7 @@ mod tests {
             kind: RunKind::Incremental,
             trigger: Trigger::Webhook,
             retry_of: None,
+            rollback_of: None,
             at: chrono::Utc::now(),
         };
         let payload = serde_json::to_value(&queued).unwrap_or_default();

@@ -68,6 +68,7 @@ fn touches_queue(event: &RecordEvent) -> bool {
             | RecordEvent::ConflictResolved { .. }
             | RecordEvent::ConflictIgnored { .. }
             | RecordEvent::RemoteDeleted { .. }
+            | RecordEvent::RolledBack { .. }
     )
 }
 
@@ -418,6 +419,26 @@ async fn apply_one(
             let link = (step.record_id.to_owned(), integration_id.clone());
             if known.open.remove(&link) {
                 supersede(conn, step, integration_id, None, &rfc3339(*at)).await?;
+            }
+            Ok(())
+        }
+        RecordEvent::RolledBack { links, at, .. } => {
+            // A restored link brings back the conflicts it had open; whatever the
+            // reversed run opened is superseded.
+            let at = rfc3339(*at);
+            for (integration_id, link) in links {
+                let key = (step.record_id.to_owned(), integration_id.clone());
+                if known.open.remove(&key) {
+                    supersede(conn, step, integration_id, None, &at).await?;
+                }
+                let Some(link) = link else { continue };
+                for c in link.conflicts.values() {
+                    let subject = subject(conn, known, step.record_id).await?;
+                    insert(conn, step, &subject, integration_id, c, &at).await?;
+                }
+                if !link.conflicts.is_empty() {
+                    known.open.insert(key);
+                }
             }
             Ok(())
         }

@@ -13,7 +13,7 @@ pub struct Records;
 
 pub const TABLE: &str = "records";
 
-/// Rows per multi-row statement (10 parameters each: far below every limit).
+/// Rows per multi-row statement (11 parameters each: far below every limit).
 const ROWS_PER_STATEMENT: usize = 200;
 
 /// `($1, $2), ($3, $4)`: `rows` groups of `width` placeholders.
@@ -65,15 +65,16 @@ impl Projection for Records {
             .collect();
         // Multi-row statements: a sync writes thousands of records per batch.
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let marks = values(chunk.len(), 10);
+            let marks = values(chunk.len(), 11);
             let sql = format!(
                 "INSERT INTO {table} (id, workspace_id, entity, match_key, fields, created_at,
-                     updated_at, version, last_position, state)
+                     updated_at, version, last_position, state, archived)
                  VALUES {marks}
                  ON CONFLICT (id) DO UPDATE SET
                    match_key = excluded.match_key, fields = excluded.fields,
                    updated_at = excluded.updated_at, version = excluded.version,
-                   last_position = excluded.last_position, state = excluded.state"
+                   last_position = excluded.last_position, state = excluded.state,
+                   archived = excluded.archived"
             );
             let mut q = sqlx::query(&sql);
             for (id, row) in chunk {
@@ -88,7 +89,8 @@ impl Projection for Records {
                     .bind(rfc3339(row.updated_at))
                     .bind(row.version)
                     .bind(row.last_position)
-                    .bind(serde_json::to_string(r).unwrap_or_else(|_| "{}".into()));
+                    .bind(serde_json::to_string(r).unwrap_or_else(|_| "{}".into()))
+                    .bind(r.archived);
             }
             q.execute(&mut *conn).await?;
             // The links as they are now: simpler and as cheap as tracking each change.

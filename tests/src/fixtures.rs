@@ -190,6 +190,7 @@ pub async fn seed_sync_activity(
             kind: RunKind::Full,
             trigger: Trigger::Manual,
             retry_of: None,
+            rollback_of: None,
             at: Utc::now(),
         },
         SyncRunCommand::Start {

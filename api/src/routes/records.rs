@@ -78,6 +78,9 @@ pub struct RecordView {
     pub entity: String,
     pub fields: BTreeMap<String, FieldView>,
     pub links: Vec<LinkView>,
+    /// A rollback undid the run that created this record: it is left out of lists.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub archived: bool,
     pub version: u64,
 }
 
@@ -100,6 +103,7 @@ fn view(id: &str, r: &Record) -> RecordView {
                 push_error: l.push_error.clone(),
             })
             .collect(),
+        archived: r.archived,
         version: r.version,
     }
 }
@@ -243,6 +247,8 @@ pub struct ListQuery {
     pub integration: Option<String>,
     /// Only records changed at or after this instant (RFC 3339).
     pub updated_since: Option<String>,
+    /// Include records a rollback archived (default false).
+    pub include_archived: Option<bool>,
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
@@ -282,6 +288,9 @@ pub async fn list(
           WHERE workspace_id = $1 AND updated_at >= $2
             AND (updated_at > $3 OR (updated_at = $3 AND id > $4))",
     );
+    if q.include_archived != Some(true) {
+        sql.push_str(" AND archived = FALSE");
+    }
     if entity.is_some() {
         sql.push_str(" AND entity = $6");
     }

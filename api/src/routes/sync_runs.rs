@@ -3,7 +3,7 @@
 //! only the records a run failed on. Runs execute on workers, not in the request: a
 //! started run answers 201 while still `queued`.
 
-use crate::auth::{Caller, READERS, WRITERS};
+use crate::auth::{Caller, ADMINS, READERS, WRITERS};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, List, Page, Query};
 use crate::routes::integrations::owned;
@@ -96,6 +96,9 @@ pub struct RunView {
     pub reason: Option<String>,
     /// The run whose failed records this run retries.
     pub retry_of: Option<String>,
+    /// For a rollback run: the run it reverses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback_of: Option<String>,
     pub passes: Vec<PassView>,
     pub failures: Vec<FailureView>,
     pub failures_total: usize,
@@ -122,6 +125,7 @@ pub(crate) fn view(run: &SyncRun) -> RunView {
         ended_at: time(run.ended_at),
         reason: run.reason.clone(),
         retry_of: run.retry_of.clone(),
+        rollback_of: run.rollback_of.clone(),
         passes: run
             .passes
             .iter()
@@ -353,4 +357,48 @@ pub async fn retry(
         .await
         .map_err(run_error)?;
     started(&state, &caller, &run_id).await
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct RollbackQuery {
+    /// Only report what the rollback would do (default false).
+    pub dry_run: Option<bool>,
+}
+
+/// Roll a sync run back, or preview it with `dry_run=true`.
+///
+/// The preview lists, per record the run touched, the fields it would restore (value now
+/// → value before the run), the fields that changed again since (reported as conflicts,
+/// never overwritten), the records the run created (archived) and the CRM links it removed
+/// (restored), and the CRM properties written back. Without `dry_run` (admin only) a run of
+/// kind `rollback` is started: 201 with that run.
+#[utoipa::path(post, path = "/v1/sync-runs/{id}/rollback", tag = "sync runs", security(("bearer" = [])),
+    params(RollbackQuery),
+    responses((status = 200, description = "the preview (dry_run=true)", body = Object),
+              (status = 201, body = RunView), (status = 403, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn rollback(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<RollbackQuery>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    if q.dry_run == Some(true) {
+        caller.require(WRITERS)?;
+        let preview = state
+            .runs
+            .preview_rollback(&id, &caller.metadata())
+            .await
+            .map_err(run_error)?;
+        return Ok(Json(preview).into_response());
+    }
+    caller.require(ADMINS)?;
+    owned_run(&state, &caller.workspace_id, &id).await?;
+    let run_id = state
+        .runs
+        .rollback(&id, &caller.metadata())
+        .await
+        .map_err(run_error)?;
+    Ok(started(&state, &caller, &run_id).await?.into_response())
 }

@@ -116,6 +116,7 @@ fn app_edits_are_owed_to_the_crm_until_pushed() -> Result<(), RecordError> {
     assert_eq!(r.app_modified_at, Some(t(2)));
     // The push lands: the base moves, nothing is owed any more.
     let pushed = RecordCommand::ConfirmPush {
+        sent: Fields::new(),
         integration_id: "hs".into(),
         remote_id: "101".into(),
         fields: fields(&[("phone", "2")]),
@@ -468,6 +469,7 @@ fn resolving_takes_the_chosen_value_and_pushes_it_instead_of_raising_it_again(
 fn a_resolved_value_reaches_the_other_crms_too() -> Result<(), RecordError> {
     let mut h = conflicted()?;
     let other = RecordCommand::ConfirmPush {
+        sent: Fields::new(),
         integration_id: "sf".into(),
         remote_id: "sf-1".into(),
         fields: email("app@x.io"),

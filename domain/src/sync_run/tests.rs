@@ -18,6 +18,7 @@ fn queued() -> SyncRunEvent {
         kind: RunKind::Full,
         trigger: Trigger::Manual,
         retry_of: None,
+        rollback_of: None,
         at: t(0),
     }
 }
@@ -75,6 +76,7 @@ fn a_run_is_queued_once() {
         kind: RunKind::Full,
         trigger: Trigger::Manual,
         retry_of: None,
+        rollback_of: None,
         at: t(0),
     };
     assert_eq!(
@@ -266,6 +268,7 @@ fn a_reapply_run_is_named_reapply() {
         kind: RunKind::Reapply,
         trigger: Trigger::Manual,
         retry_of: None,
+        rollback_of: None,
         at: t(0),
     };
     assert_eq!(event.summary(), "reapply sync run queued (manual trigger)");

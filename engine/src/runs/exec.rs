@@ -247,6 +247,9 @@ impl<'a> Ctx<'a> {
         if let Some(original) = self.run.retry_of.clone() {
             return self.retry(&original).await;
         }
+        if kind == RunKind::Rollback {
+            return self.rollback().await;
+        }
         let pulls = kind != RunKind::Push && direction != Direction::Push;
         let pushes = direction != Direction::Pull;
         if pulls {

@@ -14,6 +14,7 @@ mod exec;
 pub(crate) mod ingest;
 pub(crate) mod lookup;
 mod push;
+mod rollback;
 
 use std::sync::Arc;
 
@@ -172,6 +173,20 @@ impl SyncRuns {
         retry_of: Option<String>,
         meta: &Metadata,
     ) -> Result<String, RunError> {
+        self.trigger_run(integration_id, kind, trigger, retry_of, None, meta)
+            .await
+    }
+
+    /// As [`SyncRuns::trigger`], for any kind of run (a rollback names the run it reverses).
+    pub(crate) async fn trigger_run(
+        &self,
+        integration_id: &str,
+        kind: RunKind,
+        trigger: Trigger,
+        retry_of: Option<String>,
+        rollback_of: Option<String>,
+        meta: &Metadata,
+    ) -> Result<String, RunError> {
         let inner = &self.inner;
         let integration = inner
             .integrations
@@ -252,6 +267,7 @@ impl SyncRuns {
                     kind,
                     trigger,
                     retry_of,
+                    rollback_of,
                     at: now,
                 },
                 meta,
@@ -351,6 +367,45 @@ impl SyncRuns {
             &run.integration_id,
             kind,
             trigger,
+            Some(run_id.to_string()),
+            meta,
+        )
+        .await
+    }
+
+    /// The run `run_id` as this workspace may roll it back: it exists here and has ended.
+    async fn reversible(&self, run_id: &str, meta: &Metadata) -> Result<SyncRun, RunError> {
+        let run = self.load(run_id).await?.ok_or(RunError::RunNotFound)?;
+        if run.workspace_id != meta.workspace_id {
+            return Err(RunError::RunNotFound);
+        }
+        if run.status.is_active() {
+            return Err(RunError::State(SyncRunError::InvalidTransition {
+                status: run.status,
+                action: "be rolled back",
+            }));
+        }
+        Ok(run)
+    }
+
+    /// What rolling back `run_id` would do, record by record; writes nothing.
+    pub async fn preview_rollback(
+        &self,
+        run_id: &str,
+        meta: &Metadata,
+    ) -> Result<crate::rollback::Preview, RunError> {
+        self.reversible(run_id, meta).await?;
+        Ok(crate::rollback::preview(&self.inner.store, run_id).await?)
+    }
+
+    /// Queues a run of kind `rollback` that reverses `run_id` (which must have ended).
+    pub async fn rollback(&self, run_id: &str, meta: &Metadata) -> Result<String, RunError> {
+        let run = self.reversible(run_id, meta).await?;
+        self.trigger_run(
+            &run.integration_id,
+            RunKind::Rollback,
+            Trigger::Manual,
+            None,
             Some(run_id.to_string()),
             meta,
         )

@@ -134,8 +134,9 @@ impl Ctx<'_> {
         let key_field = mapper.push_rule(match_key(entity)).map(str::to_string);
         let mut out = Pushed::default();
         let mut ops = Vec::new();
-        // (record, its state, the app values sent, the remote id for an update)
-        let mut sent: Vec<(String, Known, Fields, Option<String>)> = Vec::new();
+        // (record, its state, the app values sent, the CRM properties sent, the remote id
+        // for an update)
+        let mut sent: Vec<(String, Known, Fields, Fields, Option<String>)> = Vec::new();
         for (record_id, known) in candidates {
             out.stats.processed += 1;
             let state = &known.state;
@@ -166,11 +167,12 @@ impl Ctx<'_> {
                 out.stats.skipped += 1;
                 continue;
             }
+            let properties = mapper.to_crm(&values);
             ops.push(PushOp {
                 kind,
-                properties: mapper.to_crm(&values),
+                properties: properties.clone(),
             });
-            sent.push((record_id, known, values, remote));
+            sent.push((record_id, known, values, properties, remote));
         }
         if ops.is_empty() {
             return Ok(out);
@@ -210,7 +212,9 @@ impl Ctx<'_> {
             }
         }
         let run_id = self.run.id.clone().unwrap_or_default();
-        for ((record_id, known, values, remote), result) in sent.into_iter().zip(by_index) {
+        for ((record_id, known, values, properties, remote), result) in
+            sent.into_iter().zip(by_index)
+        {
             let error = match &result {
                 None => Some("the provider returned no result for this record".to_string()),
                 Some(r) => r.error.clone(),
@@ -227,6 +231,7 @@ impl Ctx<'_> {
                         integration_id: integration_id.clone(),
                         remote_id,
                         fields: values,
+                        sent: properties,
                         run_id: run_id.clone(),
                         at: Utc::now(),
                     }

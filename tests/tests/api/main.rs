@@ -16,6 +16,7 @@ mod mappings;
 mod openapi;
 mod rate_limit;
 mod records;
+mod rollback;
 mod secrets;
 mod sync;
 mod sync_strategies;

@@ -1,0 +1,61 @@
+//! `syncledger rollback RUN_ID [--dry-run]`: the API's rollback, from the command line.
+//! The rollback run is executed in this process; its events name the actor `cli`.
+
+use crate::app;
+use crate::config::Settings;
+use crate::state::sync_engine;
+use std::process::ExitCode;
+use syncledger_store::Metadata;
+
+#[derive(clap::Args, Debug)]
+pub struct RollbackArgs {
+    /// The sync run to reverse.
+    pub run_id: String,
+    /// Print what the rollback would do (JSON) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+pub async fn run(settings: &Settings, args: RollbackArgs) -> anyhow::Result<ExitCode> {
+    let (store, vault) = app::open(settings).await?;
+    let name = format!("cli:{}", std::process::id());
+    let (_, runs) = sync_engine(&store, vault, settings.provider_apps(), name.clone(), name);
+    let outcome = async {
+        let Some(target) = runs.load(&args.run_id).await? else {
+            anyhow::bail!("sync run {} not found", args.run_id);
+        };
+        let meta = Metadata::new(
+            "cli",
+            target.workspace_id.clone(),
+            uuid::Uuid::now_v7().to_string(),
+        );
+        if args.dry_run {
+            let preview = runs.preview_rollback(&args.run_id, &meta).await?;
+            println!("{}", serde_json::to_string_pretty(&preview)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        let rollback_id = runs.rollback(&args.run_id, &meta).await?;
+        let status = runs.execute(&rollback_id).await?;
+        let run = runs
+            .load(&rollback_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("rollback run {rollback_id} vanished"))?;
+        println!(
+            "{}",
+            serde_json::to_string(&serde_json::json!({
+                "rollback_run_id": rollback_id,
+                "rollback_of": args.run_id,
+                "status": status.as_str(),
+                "stats": run.stats,
+                "failures": run.failures.len(),
+            }))?
+        );
+        Ok(match status {
+            syncledger_domain::sync_run::RunStatus::Completed => ExitCode::SUCCESS,
+            _ => ExitCode::FAILURE,
+        })
+    }
+    .await;
+    store.close().await;
+    outcome
+}

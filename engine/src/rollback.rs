@@ -1,0 +1,290 @@
+//! Rolling back a sync run: which records it touched, what each looked like before it,
+//! just after it and now, and the plan for each (see `syncledger_domain::rollback`).
+//!
+//! A run's events are found by their correlation id (a worker writes a run's events under
+//! the run's id) or by the run id in a record event's payload (a reapply runs inside the
+//! request that started it). Both are indexed (migration 0011).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use sqlx::{AnyPool, Row};
+use syncledger_domain::record::{Record, RecordEvent};
+use syncledger_domain::rollback::{self, ChangedSince, CrmRestore, FieldRestore, RecordPlan};
+use syncledger_domain::Aggregate;
+use syncledger_store::Store;
+
+use crate::EngineError;
+
+/// Records planned per page.
+pub const PAGE: usize = 200;
+
+fn store_err(e: sqlx::Error) -> EngineError {
+    EngineError::Store(e.to_string())
+}
+
+/// SQL for "this event was written by run `$n`", per backend.
+fn written_by(store: &Store, param: usize) -> String {
+    if store.is_postgres() {
+        format!("(metadata->>'correlation_id' = ${param} OR payload->>'run_id' = ${param})")
+    } else {
+        format!(
+            "(json_extract(metadata, '$.correlation_id') = ${param}
+              OR json_extract(payload, '$.run_id') = ${param})"
+        )
+    }
+}
+
+/// Up to `limit` ids of records the run wrote events to, after `after`, in id order.
+pub async fn touched(
+    store: &Store,
+    run_id: &str,
+    after: &str,
+    limit: usize,
+) -> Result<Vec<String>, EngineError> {
+    let sql = format!(
+        "SELECT DISTINCT aggregate_id FROM events
+          WHERE aggregate_type = 'record' AND {} AND aggregate_id > $2
+          ORDER BY aggregate_id LIMIT $3",
+        written_by(store, 1)
+    );
+    sqlx::query_scalar(&sql)
+        .bind(run_id)
+        .bind(after)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&store.any)
+        .await
+        .map_err(store_err)
+}
+
+/// One stored record event.
+struct Stored {
+    sequence: i64,
+    event: RecordEvent,
+    by_run: bool,
+}
+
+async fn events_of(
+    pool: &AnyPool,
+    run_id: &str,
+    ids: &[String],
+) -> Result<BTreeMap<String, Vec<Stored>>, EngineError> {
+    let mut out: BTreeMap<String, Vec<Stored>> = BTreeMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let marks: Vec<String> = (2..ids.len() + 2).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT aggregate_id, sequence, CAST(payload AS TEXT) AS payload,
+                CAST(metadata AS TEXT) AS metadata
+           FROM events WHERE aggregate_type = $1 AND aggregate_id IN ({})
+          ORDER BY aggregate_id, sequence",
+        marks.join(", ")
+    );
+    let mut q = sqlx::query(&sql).bind(Record::TYPE);
+    for id in ids {
+        q = q.bind(id);
+    }
+    for row in q.fetch_all(pool).await.map_err(store_err)? {
+        let id: String = row.try_get("aggregate_id").map_err(store_err)?;
+        let payload: String = row.try_get("payload").map_err(store_err)?;
+        let metadata: String = row.try_get("metadata").map_err(store_err)?;
+        let payload: serde_json::Value =
+            serde_json::from_str(&payload).map_err(|_| EngineError::Corrupt("a record event"))?;
+        let metadata: serde_json::Value = serde_json::from_str(&metadata)
+            .map_err(|_| EngineError::Corrupt("a record event's metadata"))?;
+        let by_run = metadata.get("correlation_id").and_then(|v| v.as_str()) == Some(run_id)
+            || payload.get("run_id").and_then(|v| v.as_str()) == Some(run_id);
+        let event: RecordEvent =
+            serde_json::from_value(payload).map_err(|_| EngineError::Corrupt("a record event"))?;
+        out.entry(id).or_default().push(Stored {
+            sequence: row.try_get("sequence").map_err(store_err)?,
+            event,
+            by_run,
+        });
+    }
+    Ok(out)
+}
+
+/// One record's rollback, with what the rollback run needs to write it.
+pub struct Planned {
+    pub record_id: String,
+    pub plan: RecordPlan,
+    /// The record before the run, where restored values come from.
+    pub before: Record,
+    pub now: Record,
+    /// The record's sequence now: compensations are appended after it.
+    pub version: i64,
+    /// The sequences of the run's events on the record.
+    pub reverses: Vec<i64>,
+}
+
+/// Plans the rollback of `run_id` for these records (ids the run touched).
+pub async fn plan_records(
+    store: &Store,
+    run_id: &str,
+    ids: &[String],
+) -> Result<Vec<Planned>, EngineError> {
+    let events = events_of(&store.any, run_id, ids).await?;
+    let mut out = Vec::with_capacity(events.len());
+    for (record_id, events) in events {
+        let reverses: Vec<i64> = events
+            .iter()
+            .filter(|e| e.by_run)
+            .map(|e| e.sequence)
+            .collect();
+        let (Some(&first), Some(&last)) = (reverses.first(), reverses.last()) else {
+            continue;
+        };
+        let (mut before, mut after, mut now) =
+            (Record::default(), Record::default(), Record::default());
+        let mut pushed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for e in &events {
+            if e.sequence < first {
+                before.apply(&e.event);
+            }
+            if e.sequence <= last {
+                after.apply(&e.event);
+            }
+            now.apply(&e.event);
+            if let (
+                true,
+                RecordEvent::RemotePushed {
+                    integration_id,
+                    sent,
+                    ..
+                },
+            ) = (e.by_run, &e.event)
+            {
+                pushed
+                    .entry(integration_id.clone())
+                    .or_default()
+                    .extend(sent.keys().cloned());
+            }
+        }
+        let plan = rollback::plan(&before, &after, &now, &pushed);
+        out.push(Planned {
+            record_id,
+            plan,
+            before,
+            version: events.last().map_or(0, |e| e.sequence),
+            now,
+            reverses,
+        });
+    }
+    Ok(out)
+}
+
+/// What a rollback would do to one record.
+#[derive(Debug, Serialize)]
+pub struct RecordPreview {
+    pub record_id: String,
+    pub entity: String,
+    /// `restore`, `archive` (the run created it), `unarchive`, `conflicts_only` or `nothing`.
+    pub action: String,
+    /// Fields set back: value now → value before the run.
+    pub restore: Vec<FieldRestore>,
+    /// Fields the run changed that have changed again since: left as they are.
+    pub conflicts: Vec<ChangedSince>,
+    /// CRM links the run removed (the CRM record was deleted) that come back.
+    pub relinked: Vec<String>,
+    /// CRM links that changed again since the run: left as they are.
+    pub links_changed_since: Vec<String>,
+    /// CRM properties written back, per CRM record.
+    pub crm: Vec<CrmRestore>,
+    /// CRM properties the run wrote that changed again since: left as they are.
+    pub crm_changed_since: Vec<String>,
+    /// CRM records the run created: left in the CRM (syncledger never deletes CRM data).
+    pub remote_created: Vec<String>,
+}
+
+impl RecordPreview {
+    pub fn of(p: &Planned) -> Self {
+        let plan = &p.plan;
+        let action = match plan.archive {
+            Some(true) => "archive",
+            Some(false) => "unarchive",
+            None if plan.changes_something() => "restore",
+            None if !plan.conflicts.is_empty() || !plan.links_changed_since.is_empty() => {
+                "conflicts_only"
+            }
+            None => "nothing",
+        };
+        RecordPreview {
+            record_id: p.record_id.clone(),
+            entity: p
+                .now
+                .entity
+                .map(|e| e.as_str())
+                .unwrap_or_default()
+                .to_owned(),
+            action: action.into(),
+            restore: plan.restore.clone(),
+            conflicts: plan.conflicts.clone(),
+            relinked: plan.relinked.clone(),
+            links_changed_since: plan.links_changed_since.clone(),
+            crm: plan.crm.clone(),
+            crm_changed_since: plan.crm_changed_since.clone(),
+            remote_created: plan
+                .remote_created
+                .iter()
+                .map(|(_, remote)| remote.clone())
+                .collect(),
+        }
+    }
+}
+
+/// Totals of a preview.
+#[derive(Debug, Default, Serialize)]
+pub struct PreviewSummary {
+    pub records: u64,
+    pub fields_restored: u64,
+    pub conflicts: u64,
+    /// Records the run created, to be archived.
+    pub archived: u64,
+    pub unarchived: u64,
+    /// Records whose deleted CRM link comes back.
+    pub restored_links: u64,
+    pub crm_properties: u64,
+}
+
+/// Everything a rollback of `run_id` would do, record by record.
+#[derive(Debug, Serialize)]
+pub struct Preview {
+    pub run_id: String,
+    pub summary: PreviewSummary,
+    pub records: Vec<RecordPreview>,
+}
+
+/// Plans the whole rollback without writing anything.
+pub async fn preview(store: &Store, run_id: &str) -> Result<Preview, EngineError> {
+    let mut records = Vec::new();
+    let mut summary = PreviewSummary::default();
+    let mut after = String::new();
+    loop {
+        let ids = touched(store, run_id, &after, PAGE).await?;
+        let Some(last) = ids.last().cloned() else {
+            break;
+        };
+        for p in plan_records(store, run_id, &ids).await? {
+            let r = RecordPreview::of(&p);
+            summary.records += 1;
+            summary.fields_restored += r.restore.len() as u64;
+            summary.conflicts += r.conflicts.len() as u64;
+            summary.archived += u64::from(r.action == "archive");
+            summary.unarchived += u64::from(r.action == "unarchive");
+            summary.restored_links += u64::from(!r.relinked.is_empty());
+            summary.crm_properties += r.crm.iter().map(|c| c.properties.len() as u64).sum::<u64>();
+            records.push(r);
+        }
+        if ids.len() < PAGE {
+            break;
+        }
+        after = last;
+    }
+    Ok(Preview {
+        run_id: run_id.to_owned(),
+        summary,
+        records,
+    })
+}

@@ -1,0 +1,224 @@
+//! Executing a rollback run: page by page over the records the reversed run touched, each
+//! page's compensating events and its `PageCommitted` in one transaction. Where the
+//! reversed run wrote to the CRM, the old values are sent first; a record whose CRM write
+//! fails gets no compensation at all (it is a failure of the run, and a new rollback of
+//! the same run picks it up), so the app and the CRM never disagree about it.
+//!
+//! A crash between the CRM write and the commit is harmless: the page is planned again
+//! from the stored events (which still show the run's values) and the same values are sent
+//! again.
+
+use chrono::Utc;
+use syncledger_crm::{PushKind, PushOp, PushResult};
+use syncledger_domain::merge::Fields;
+use syncledger_domain::record::{Record, RecordCommand};
+use syncledger_domain::sync_run::{Phase, RecordFailure, RunStats};
+use syncledger_domain::{Aggregate, Entity};
+use syncledger_store::append::NewEvent;
+
+use super::exec::{encode, Commit, Ctx, Flow};
+use super::PushCursor;
+use crate::crashpoint;
+use crate::rollback::{plan_records, touched, Planned};
+use crate::EngineError;
+
+/// Attempts at a page whose records changed while it was being written.
+const ATTEMPTS: usize = 5;
+
+impl Ctx<'_> {
+    pub(super) async fn rollback(&mut self) -> Result<Flow, EngineError> {
+        let Some(target) = self.run.rollback_of.clone() else {
+            return Err(EngineError::Store(
+                "a rollback run names no run to reverse".into(),
+            ));
+        };
+        for entity in [Entity::Contacts, Entity::Companies] {
+            if self.rollback_pass(entity, &target).await? == Flow::Stopped {
+                return Ok(Flow::Stopped);
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn rollback_pass(&mut self, entity: Entity, target: &str) -> Result<Flow, EngineError> {
+        let mut cursor: PushCursor = match self.run.pass(entity, Phase::Rollback) {
+            Some(p) if p.done => return Ok(Flow::Continue),
+            Some(p) => p
+                .cursor
+                .as_ref()
+                .and_then(|c| serde_json::from_value(c.clone()).ok())
+                .unwrap_or_default(),
+            None => PushCursor::default(),
+        };
+        let page = self
+            .session()?
+            .adapter()
+            .push_batch_size()
+            .clamp(1, crate::rollback::PAGE);
+        loop {
+            let ids = touched(&self.inner.store, target, &cursor.after, page).await?;
+            let done = ids.len() < page;
+            if let Some(last) = ids.last() {
+                cursor.after.clone_from(last);
+            }
+            let cursor_json = serde_json::to_value(&cursor).map_err(encode)?;
+            let mut attempt = 0;
+            let flow = loop {
+                attempt += 1;
+                let planned: Vec<Planned> = plan_records(&self.inner.store, target, &ids)
+                    .await?
+                    .into_iter()
+                    .filter(|p| p.now.entity == Some(entity))
+                    .collect();
+                let (rows, stats, failures) = self.compensate(entity, target, planned).await?;
+                match self
+                    .commit(
+                        entity,
+                        Phase::Rollback,
+                        cursor_json.clone(),
+                        done,
+                        stats,
+                        failures,
+                        rows,
+                    )
+                    .await?
+                {
+                    Commit::Done => break Flow::Continue,
+                    Commit::Stopped => break Flow::Stopped,
+                    Commit::Conflict if attempt < ATTEMPTS => continue,
+                    Commit::Conflict => return Err(EngineError::Conflict),
+                }
+            };
+            if flow == Flow::Stopped {
+                return Ok(flow);
+            }
+            crashpoint::reach("rollback:committed");
+            if done {
+                return Ok(Flow::Continue);
+            }
+        }
+    }
+
+    /// Writes the page's CRM values back, then builds the compensating events of every
+    /// record whose CRM write (if any) landed.
+    async fn compensate(
+        &mut self,
+        entity: Entity,
+        target: &str,
+        planned: Vec<Planned>,
+    ) -> Result<(Vec<NewEvent>, RunStats, Vec<RecordFailure>), EngineError> {
+        let integration_id = self.run.integration_id.clone();
+        let run_id = self.run.id.clone().unwrap_or_default();
+        let mut stats = RunStats::default();
+        let mut failures = Vec::new();
+        // (index into `planned`, remote id, properties) of each CRM write.
+        let mut writes: Vec<(usize, String, Fields)> = Vec::new();
+        for (i, p) in planned.iter().enumerate() {
+            for c in &p.plan.crm {
+                if c.integration_id == integration_id {
+                    writes.push((i, c.remote_id.clone(), c.properties.clone()));
+                }
+            }
+        }
+        let mut crm_error: Vec<Option<String>> = vec![None; planned.len()];
+        if !writes.is_empty() {
+            let ops: Vec<PushOp> = writes
+                .iter()
+                .map(|(_, remote_id, properties)| PushOp {
+                    kind: PushKind::Update {
+                        id: remote_id.clone(),
+                    },
+                    properties: properties.clone(),
+                })
+                .collect();
+            let meta = self.meta.clone();
+            let results: Vec<PushResult> = self
+                .session()?
+                .call(&meta, move |a, c| {
+                    let ops = ops.clone();
+                    Box::pin(async move { a.push_batch(c, entity, ops).await })
+                })
+                .await?;
+            stats.api_calls += self.take_calls();
+            let mut answered = vec![false; writes.len()];
+            for r in results {
+                if let Some(flag) = answered.get_mut(r.index) {
+                    *flag = true;
+                }
+                if let (Some(error), Some((i, _, _))) = (r.error, writes.get(r.index)) {
+                    crm_error[*i] = Some(error);
+                }
+            }
+            for (n, (i, _, _)) in writes.iter().enumerate() {
+                if !answered[n] && crm_error[*i].is_none() {
+                    crm_error[*i] = Some("the provider returned no result for this record".into());
+                }
+            }
+            crashpoint::reach("rollback:sent");
+        }
+        let mut rows = Vec::new();
+        for (p, error) in planned.into_iter().zip(crm_error) {
+            stats.processed += 1;
+            stats.conflicts_detected += p.plan.conflicts.len() as u64;
+            if let Some(error) = error {
+                stats.failed += 1;
+                failures.push(RecordFailure {
+                    entity,
+                    phase: Phase::Rollback,
+                    record_id: Some(p.record_id.clone()),
+                    remote_id: p
+                        .now
+                        .links
+                        .get(&integration_id)
+                        .map(|l| l.remote_id.clone()),
+                    error,
+                    fetched: None,
+                });
+                continue;
+            }
+            if !p.plan.changes_something() {
+                stats.skipped += 1;
+                continue;
+            }
+            stats.updated += 1;
+            let at = Utc::now();
+            let mut commands = vec![RecordCommand::RollBack(p.plan.compensation(
+                &p.before,
+                &run_id,
+                target,
+                p.reverses.clone(),
+                at,
+            ))];
+            for c in p
+                .plan
+                .crm
+                .iter()
+                .filter(|c| c.integration_id == integration_id)
+            {
+                commands.push(RecordCommand::ConfirmPush {
+                    integration_id: integration_id.clone(),
+                    remote_id: c.remote_id.clone(),
+                    fields: Fields::new(),
+                    sent: c.properties.clone(),
+                    run_id: run_id.clone(),
+                    at,
+                });
+            }
+            let mut state = p.now.clone();
+            let mut seq = p.version;
+            for command in commands {
+                let events = state
+                    .decide(command)
+                    .map_err(|e| EngineError::Store(e.to_string()))?;
+                for e in &events {
+                    seq += 1;
+                    state.apply(e);
+                    rows.push(
+                        NewEvent::of::<Record>(&p.record_id, seq, e, &self.meta).map_err(encode)?,
+                    );
+                }
+            }
+        }
+        Ok((rows, stats, failures))
+    }
+}
