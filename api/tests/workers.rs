@@ -9,5 +9,7 @@ mod common;
 mod crash;
 #[path = "workers/nats.rs"]
 mod nats;
+#[path = "workers/rollback.rs"]
+mod rollback;
 #[path = "workers/support.rs"]
 mod support;
