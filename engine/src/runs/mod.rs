@@ -347,16 +347,7 @@ impl SyncRuns {
         trigger: Trigger,
         meta: &Metadata,
     ) -> Result<String, RunError> {
-        let run = self.load(run_id).await?.ok_or(RunError::RunNotFound)?;
-        if run.workspace_id != meta.workspace_id {
-            return Err(RunError::RunNotFound);
-        }
-        if run.status.is_active() {
-            return Err(RunError::State(SyncRunError::InvalidTransition {
-                status: run.status,
-                action: "be retried",
-            }));
-        }
+        let run = self.ended(run_id, meta, "be retried").await?;
         if run.failures.is_empty() {
             return Err(RunError::NothingToRetry(format!(
                 "sync run {run_id} has no failed records to retry"
@@ -373,8 +364,13 @@ impl SyncRuns {
         .await
     }
 
-    /// The run `run_id` as this workspace may roll it back: it exists here and has ended.
-    async fn reversible(&self, run_id: &str, meta: &Metadata) -> Result<SyncRun, RunError> {
+    /// The run `run_id` of this workspace, which must have ended to `action` (409 else).
+    async fn ended(
+        &self,
+        run_id: &str,
+        meta: &Metadata,
+        action: &'static str,
+    ) -> Result<SyncRun, RunError> {
         let run = self.load(run_id).await?.ok_or(RunError::RunNotFound)?;
         if run.workspace_id != meta.workspace_id {
             return Err(RunError::RunNotFound);
@@ -382,7 +378,7 @@ impl SyncRuns {
         if run.status.is_active() {
             return Err(RunError::State(SyncRunError::InvalidTransition {
                 status: run.status,
-                action: "be rolled back",
+                action,
             }));
         }
         Ok(run)
@@ -394,13 +390,13 @@ impl SyncRuns {
         run_id: &str,
         meta: &Metadata,
     ) -> Result<crate::rollback::Preview, RunError> {
-        self.reversible(run_id, meta).await?;
+        self.ended(run_id, meta, "be rolled back").await?;
         Ok(crate::rollback::preview(&self.inner.store, run_id).await?)
     }
 
     /// Queues a run of kind `rollback` that reverses `run_id` (which must have ended).
     pub async fn rollback(&self, run_id: &str, meta: &Metadata) -> Result<String, RunError> {
-        let run = self.reversible(run_id, meta).await?;
+        let run = self.ended(run_id, meta, "be rolled back").await?;
         self.trigger_run(
             &run.integration_id,
             RunKind::Rollback,

@@ -39,14 +39,8 @@ struct Pushed {
 
 impl Ctx<'_> {
     pub(super) async fn push(&mut self, entity: Entity) -> Result<Flow, EngineError> {
-        let mut cursor: PushCursor = match self.run.pass(entity, Phase::Push) {
-            Some(p) if p.done => return Ok(Flow::Continue),
-            Some(p) => p
-                .cursor
-                .as_ref()
-                .and_then(|c| serde_json::from_value(c.clone()).ok())
-                .unwrap_or_default(),
-            None => PushCursor::default(),
+        let Some(mut cursor) = self.id_cursor(entity, Phase::Push) else {
+            return Ok(Flow::Continue);
         };
         let mapper = self.mapper(entity)?;
         let batch = self.session()?.adapter().push_batch_size().max(1);
@@ -77,6 +71,20 @@ impl Ctx<'_> {
             if done {
                 return Ok(Flow::Continue);
             }
+        }
+    }
+
+    /// Where a pass over records in id order resumes; `None` once it ended.
+    pub(super) fn id_cursor(&self, entity: Entity, phase: Phase) -> Option<PushCursor> {
+        match self.run.pass(entity, phase) {
+            Some(p) if p.done => None,
+            Some(p) => Some(
+                p.cursor
+                    .as_ref()
+                    .and_then(|c| serde_json::from_value(c.clone()).ok())
+                    .unwrap_or_default(),
+            ),
+            None => Some(PushCursor::default()),
         }
     }
 

@@ -17,7 +17,6 @@ use syncledger_domain::{Aggregate, Entity};
 use syncledger_store::append::NewEvent;
 
 use super::exec::{encode, Commit, Ctx, Flow};
-use super::PushCursor;
 use crate::crashpoint;
 use crate::rollback::{plan_records, touched, Planned};
 use crate::EngineError;
@@ -41,14 +40,8 @@ impl Ctx<'_> {
     }
 
     async fn rollback_pass(&mut self, entity: Entity, target: &str) -> Result<Flow, EngineError> {
-        let mut cursor: PushCursor = match self.run.pass(entity, Phase::Rollback) {
-            Some(p) if p.done => return Ok(Flow::Continue),
-            Some(p) => p
-                .cursor
-                .as_ref()
-                .and_then(|c| serde_json::from_value(c.clone()).ok())
-                .unwrap_or_default(),
-            None => PushCursor::default(),
+        let Some(mut cursor) = self.id_cursor(entity, Phase::Rollback) else {
+            return Ok(Flow::Continue);
         };
         let page = self
             .session()?
