@@ -90,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         .route("/sync-runs/{id}/retry", post(sync_runs::retry))
         .route("/audit", get(audit::list))
         .route("/audit/verify", get(audit::verify))
+        .route("/audit/export", get(audit::export))
         .route("/events/stream", get(events::stream))
         .merge(crate::routes::conflicts::routes());
     Router::new()
