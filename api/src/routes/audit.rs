@@ -84,7 +84,7 @@ pub async fn list(
 #[serde(deny_unknown_fields)]
 pub struct ExportQuery {
     /// `jsonl` (default) or `csv`.
-    #[param(value_type = Option<String>)]
+    #[param(inline)]
     pub format: Option<Format>,
     pub integration: Option<String>,
     pub actor: Option<String>,
@@ -100,7 +100,8 @@ pub struct ExportQuery {
 /// list's entries) or CSV (admin, auditor). Streamed as it is read: entries appended
 /// after the export began are left for the next one.
 #[utoipa::path(get, path = "/v1/audit/export", tag = "audit", security(("bearer" = [])), params(ExportQuery),
-    responses((status = 200, description = "The entries: `application/x-ndjson` or `text/csv`", content_type = "application/x-ndjson", body = String),
+    responses((status = 200, description = "One line per entry: JSON objects, or CSV after a header line",
+                content((String = "application/x-ndjson"), (String = "text/csv"))),
               (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
 pub async fn export(
     State(state): State<AppState>,
