@@ -91,6 +91,7 @@ pub fn router(state: AppState) -> Router {
         .route("/sync-runs/{id}/rollback", post(sync_runs::rollback))
         .route("/audit", get(audit::list))
         .route("/audit/verify", get(audit::verify))
+        .route("/audit/export", get(audit::export))
         .route("/events/stream", get(events::stream))
         .merge(crate::routes::conflicts::routes());
     Router::new()

@@ -108,6 +108,10 @@ impl FromRequestParts<AppState> for Caller {
         }
         let role: String = row.try_get("role")?;
         let role = Role::parse(&role).ok_or_else(ApiError::unauthorized)?;
+        // An auditor reads the audit trail and nothing else, whatever a route allows.
+        if role == Role::Auditor && !is_audit_route(parts) {
+            return Err(ApiError::forbidden(role.as_str()));
+        }
         let correlation_id = parts
             .extensions
             .get::<RequestId>()
@@ -120,6 +124,14 @@ impl FromRequestParts<AppState> for Caller {
             correlation_id,
         })
     }
+}
+
+/// `/v1/audit` and the routes under it.
+fn is_audit_route(parts: &Parts) -> bool {
+    parts
+        .extensions
+        .get::<axum::extract::MatchedPath>()
+        .is_some_and(|p| p.as_str() == "/v1/audit" || p.as_str().starts_with("/v1/audit/"))
 }
 
 /// The request's correlation id, set by middleware.

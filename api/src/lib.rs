@@ -14,6 +14,7 @@ pub mod routes;
 pub mod services;
 pub mod state;
 pub mod telemetry;
+pub mod trail;
 pub mod worker;
 
 pub use app::Application;

@@ -17,7 +17,7 @@ use utoipa::{Modify, OpenApi};
         integrations::create, integrations::list, integrations::get, integrations::update,
         integrations::pause, integrations::resume, integrations::disconnect, integrations::credentials,
         oauth::connect, oauth::callback, oauth::test, oauth::fields,
-        audit::list, audit::verify,
+        audit::list, audit::verify, audit::export,
         events::stream,
         webhooks::hubspot,
         records::create, records::list, records::get, records::edit, records::history,

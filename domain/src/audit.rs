@@ -161,3 +161,75 @@ mod redact_tests {
         assert_eq!(r["secret"], "[redacted]");
     }
 }
+
+/// One app field an event changed, with its value before and after (`None`: no value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct FieldChange {
+    pub field: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+/// The fields whose value differs between two states of a record, in field order. A field
+/// that is absent and one that holds null both have no value.
+pub fn field_changes(
+    before: &crate::merge::Fields,
+    after: &crate::merge::Fields,
+) -> Vec<FieldChange> {
+    let value = |f: &crate::merge::Fields, k: &str| f.get(k).cloned().flatten();
+    let names: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    names
+        .into_iter()
+        .filter_map(|k| {
+            let (b, a) = (value(before, k), value(after, k));
+            (b != a).then(|| FieldChange {
+                field: k.clone(),
+                before: b,
+                after: a,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod change_tests {
+    use super::*;
+    use crate::merge::Fields;
+
+    fn fields(pairs: &[(&str, Option<&str>)]) -> Fields {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
+            .collect()
+    }
+
+    #[test]
+    fn changes_name_set_altered_and_cleared_fields_only() {
+        let before = fields(&[
+            ("a", Some("1")),
+            ("b", Some("2")),
+            ("c", None),
+            ("d", Some("4")),
+        ]);
+        let after = fields(&[
+            ("a", Some("1")),
+            ("b", Some("3")),
+            ("d", None),
+            ("e", Some("5")),
+        ]);
+        let change = |f: &str, b: Option<&str>, a: Option<&str>| FieldChange {
+            field: f.into(),
+            before: b.map(Into::into),
+            after: a.map(Into::into),
+        };
+        assert_eq!(
+            field_changes(&before, &after),
+            [
+                change("b", Some("2"), Some("3")),
+                change("d", Some("4"), None),
+                change("e", None, Some("5")),
+            ]
+        );
+        assert!(field_changes(&after, &after).is_empty());
+    }
+}

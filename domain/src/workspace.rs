@@ -57,6 +57,9 @@ pub enum WorkspaceEvent {
     },
     TokenRevoked {
         token_id: String,
+        /// The role the token held (absent in events written before it was kept).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<Role>,
         at: DateTime<Utc>,
     },
 }
@@ -93,6 +96,11 @@ impl DomainEvent for WorkspaceEvent {
                 "API token {token_id} issued with role {} ({label:?})",
                 role.as_str()
             ),
+            WorkspaceEvent::TokenRevoked {
+                token_id,
+                role: Some(role),
+                ..
+            } => format!("API token {token_id} with role {} revoked", role.as_str()),
             WorkspaceEvent::TokenRevoked { token_id, .. } => {
                 format!("API token {token_id} revoked")
             }
@@ -259,10 +267,14 @@ impl Aggregate for Workspace {
                 }])
             }
             C::RevokeToken { token_id, at } => {
-                if !self.tokens.contains_key(&token_id) {
+                let Some(role) = self.tokens.get(&token_id).copied() else {
                     return Err(WorkspaceError::TokenNotFound);
-                }
-                Ok(vec![WorkspaceEvent::TokenRevoked { token_id, at }])
+                };
+                Ok(vec![WorkspaceEvent::TokenRevoked {
+                    token_id,
+                    role: Some(role),
+                    at,
+                }])
             }
         }
     }
@@ -448,13 +460,20 @@ mod tests {
             given::<Workspace>([created(Plan::Free), issued.clone()]).when(revoke()),
             Ok(vec![WorkspaceEvent::TokenRevoked {
                 token_id: "t1".into(),
+                role: Some(Role::Viewer),
                 at: t0()
             }])
         );
         let revoked = WorkspaceEvent::TokenRevoked {
             token_id: "t1".into(),
+            role: None,
             at: t0(),
         };
+        assert_eq!(
+            revoked.summary(),
+            "API token t1 revoked",
+            "an event written before the role was kept"
+        );
         assert_eq!(
             given::<Workspace>([created(Plan::Free), issued, revoked]).when(revoke()),
             Err(WorkspaceError::TokenNotFound)

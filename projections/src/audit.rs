@@ -10,13 +10,16 @@ use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::Row;
 use std::collections::{BTreeMap, HashMap};
-use syncledger_domain::audit::{canonical_bytes, chain_hash, GENESIS};
+use syncledger_domain::audit::{canonical_bytes, chain_hash, FieldChange, GENESIS};
 use syncledger_domain::record::{Record, RecordEvent};
 use syncledger_domain::sync_run::{SyncRun, SyncRunEvent};
 use syncledger_domain::{
     Aggregate, DomainEvent, Integration, IntegrationEvent, Workspace, WorkspaceEvent,
 };
 use syncledger_store::{Position, Store, StoredEvent};
+
+mod changes;
+mod runs;
 
 pub struct AuditLog;
 
@@ -49,6 +52,24 @@ fn meta_str<'a>(e: &'a StoredEvent, key: &str) -> Option<&'a str> {
     e.metadata.get(key).and_then(Value::as_str)
 }
 
+/// The integration a row is about: the integration itself, a sync run's integration, or
+/// the integration a record event names (an app edit names none).
+fn integration_of(e: &StoredEvent, runs: &HashMap<String, String>) -> Option<String> {
+    let named = |v: &Value| {
+        v.get("integration_id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    match e.aggregate_type.as_str() {
+        t if t == Integration::TYPE => Some(e.aggregate_id.clone()),
+        t if t == SyncRun::TYPE => runs.get(&e.aggregate_id).cloned(),
+        t if t == Record::TYPE => {
+            named(&e.payload).or_else(|| e.payload.get("source").and_then(named))
+        }
+        _ => None,
+    }
+}
+
 async fn chain_head(
     conn: &mut sqlx::AnyConnection,
     table: &str,
@@ -73,7 +94,7 @@ impl Projection for AuditLog {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &[TABLE]
+        &[TABLE, changes::STATES, runs::RUNS]
     }
 
     async fn apply(
@@ -83,6 +104,9 @@ impl Projection for AuditLog {
         events: &[StoredEvent],
     ) -> Result<(), ProjectionError> {
         let table = tables.get(TABLE);
+        let mut changes =
+            changes::record_changes(conn, tables.get(changes::STATES), events).await?;
+        let runs = runs::run_integrations(conn, tables.get(runs::RUNS), events).await?;
         let mut heads: HashMap<String, (i64, String)> = HashMap::new();
         let mut rows: Vec<AuditInsert> = Vec::with_capacity(events.len());
         for e in events {
@@ -97,6 +121,8 @@ impl Projection for AuditLog {
                 workspace_id: ws,
                 chain_seq: seq + 1,
                 event: e,
+                integration_id: integration_of(e, &runs),
+                changes: changes.remove(&e.position.pos),
                 prev_hash: prev,
                 hash,
             });
@@ -116,13 +142,15 @@ impl Projection for AuditLog {
     }
 }
 
-/// Rows per multi-row INSERT on PostgreSQL (15 parameters each).
+/// Rows per multi-row INSERT on PostgreSQL (16 parameters each).
 const INSERT_CHUNK: usize = 200;
 
 struct AuditInsert<'a> {
     workspace_id: String,
     chain_seq: i64,
     event: &'a StoredEvent,
+    integration_id: Option<String>,
+    changes: Option<Vec<FieldChange>>,
     prev_hash: String,
     hash: String,
 }
@@ -134,22 +162,24 @@ async fn insert_rows(
 ) -> Result<(), sqlx::Error> {
     let values: Vec<String> = (0..rows.len())
         .map(|i| {
-            let params: Vec<String> = (1..=15).map(|k| format!("${}", i * 15 + k)).collect();
+            let params: Vec<String> = (1..=16).map(|k| format!("${}", i * 16 + k)).collect();
             format!("({})", params.join(", "))
         })
         .collect();
     let sql = format!(
         "INSERT INTO {table} (workspace_id, chain_seq, position, recorded_at, aggregate_type, aggregate_id,
                               sequence, integration_id, actor, correlation_id, causation_id, action,
-                              summary, prev_hash, hash)
+                              summary, changes, prev_hash, hash)
          VALUES {}",
         values.join(", ")
     );
     let mut q = sqlx::query(&sql);
     for r in rows {
         let e = r.event;
-        let integration_id =
-            (e.aggregate_type == Integration::TYPE).then(|| e.aggregate_id.clone());
+        let changes = r
+            .changes
+            .as_ref()
+            .and_then(|c| serde_json::to_string(c).ok());
         q = q
             .bind(r.workspace_id.clone())
             .bind(r.chain_seq)
@@ -158,12 +188,13 @@ async fn insert_rows(
             .bind(e.aggregate_type.clone())
             .bind(e.aggregate_id.clone())
             .bind(e.sequence)
-            .bind(integration_id)
+            .bind(r.integration_id.clone())
             .bind(meta_str(e, "actor").unwrap_or("unknown").to_string())
             .bind(meta_str(e, "correlation_id").unwrap_or("").to_string())
             .bind(meta_str(e, "causation_id").map(str::to_string))
             .bind(e.event_type.clone())
             .bind(summarize(e))
+            .bind(changes)
             .bind(r.prev_hash.clone())
             .bind(r.hash.clone());
     }

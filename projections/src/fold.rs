@@ -27,7 +27,7 @@ pub(crate) struct Folded<A> {
 const LOAD_CHUNK: usize = 500;
 
 /// The stored rows of `ids`, in as few statements as the chunking allows.
-async fn load_all<A: DeserializeOwned>(
+pub(crate) async fn load_all<A: DeserializeOwned>(
     conn: &mut sqlx::AnyConnection,
     table: &str,
     ids: &[&str],

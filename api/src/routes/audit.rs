@@ -1,14 +1,17 @@
-//! The audit trail: read with filters and cursor paging, and verify the hash chain.
+//! The audit trail: read with filters and cursor paging, export it whole as JSONL or CSV,
+//! and verify the hash chain. Read-only: no route writes to the trail.
 
 use crate::auth::{Caller, AUDIT_READERS};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{List, Page, Query};
 use crate::state::AppState;
+use crate::trail::{self, AuditEntry, Export, Filter, Format};
+use axum::body::{Body, Bytes};
 use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct AuditFilter {
@@ -24,42 +27,32 @@ pub struct AuditFilter {
     pub cursor: Option<String>,
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct AuditEntry {
-    /// The event's global position.
-    pub position: i64,
-    /// Place in this workspace's hash chain, from 1.
-    pub chain_seq: i64,
-    pub time: String,
-    pub workspace_id: String,
-    pub integration_id: Option<String>,
-    pub aggregate_type: String,
-    pub aggregate_id: String,
-    pub actor: String,
-    pub correlation_id: String,
-    pub causation_id: Option<String>,
-    pub action: String,
-    pub summary: String,
-    pub prev_hash: String,
-    pub hash: String,
+fn parse_time(field: &str, v: Option<&str>) -> ApiResult<Option<String>> {
+    trail::parse_time(v).map_err(|_| ApiError::invalid_field(field, "must be an RFC 3339 time"))
 }
 
-fn parse_time(field: &str, v: &Option<String>) -> ApiResult<Option<String>> {
-    v.as_deref()
-        .map(|s| {
-            DateTime::parse_from_rfc3339(s)
-                .map(|t| {
-                    t.with_timezone(&Utc)
-                        .to_rfc3339_opts(SecondsFormat::Micros, true)
-                })
-                .map_err(|_| ApiError::invalid_field(field, "must be an RFC 3339 time"))
-        })
-        .transpose()
+/// The caller's workspace trail, narrowed by the filters.
+fn filter(
+    caller: &Caller,
+    integration: Option<String>,
+    actor: Option<String>,
+    action: Option<String>,
+    (from, to): (Option<&str>, Option<&str>),
+) -> ApiResult<Filter> {
+    Ok(Filter {
+        workspace_id: caller.workspace_id.clone(),
+        integration,
+        actor,
+        action,
+        from: parse_time("from", from)?,
+        to: parse_time("to", to)?,
+    })
 }
 
 /// The workspace's audit trail, in chain order (admin, auditor).
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", security(("bearer" = [])), params(AuditFilter),
-    responses((status = 200, body = inline(List<AuditEntry>)), (status = 403, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = inline(List<AuditEntry>)), (status = 400, body = crate::error::ErrorBody),
+              (status = 403, body = crate::error::ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -77,57 +70,73 @@ pub async fn list(
             .map_err(|_| ApiError::invalid_field("cursor", "is not a cursor this API issued"))?,
         None => 0,
     };
-    let from = parse_time("from", &f.from)?;
-    let to = parse_time("to", &f.to)?;
-    // Times are stored as fixed-width RFC 3339 UTC text, so text order is time order.
-    let rows = sqlx::query(
-        "SELECT * FROM audit_log
-          WHERE workspace_id = $1 AND chain_seq > $2
-            AND ($3 IS NULL OR integration_id = $3)
-            AND ($4 IS NULL OR actor = $4)
-            AND ($5 IS NULL OR action = $5)
-            AND ($6 IS NULL OR recorded_at >= $6)
-            AND ($7 IS NULL OR recorded_at < $7)
-          ORDER BY chain_seq LIMIT $8",
-    )
-    .bind(&caller.workspace_id)
-    .bind(after)
-    .bind(f.integration.clone())
-    .bind(f.actor.clone())
-    .bind(f.action.clone())
-    .bind(from)
-    .bind(to)
-    .bind(limit + 1)
-    .fetch_all(&state.store.any)
-    .await?;
-    let mut entries = Vec::with_capacity(rows.len());
-    for r in rows {
-        let time: String = r.try_get("recorded_at")?;
-        entries.push(AuditEntry {
-            position: r.try_get("position")?,
-            chain_seq: r.try_get("chain_seq")?,
-            time: DateTime::parse_from_rfc3339(&time)
-                .map(|t| {
-                    t.with_timezone(&Utc)
-                        .to_rfc3339_opts(SecondsFormat::Micros, true)
-                })
-                .unwrap_or(time),
-            workspace_id: r.try_get("workspace_id")?,
-            integration_id: r.try_get("integration_id")?,
-            aggregate_type: r.try_get("aggregate_type")?,
-            aggregate_id: r.try_get("aggregate_id")?,
-            actor: r.try_get("actor")?,
-            correlation_id: r.try_get("correlation_id")?,
-            causation_id: r.try_get("causation_id")?,
-            action: r.try_get("action")?,
-            summary: r.try_get("summary")?,
-            prev_hash: r.try_get("prev_hash")?,
-            hash: r.try_get("hash")?,
-        });
-    }
+    let times = (f.from.as_deref(), f.to.as_deref());
+    let filter = filter(&caller, f.integration, f.actor, f.action, times)?;
+    let entries = trail::page(&state.store.any, &filter, after, i64::MAX, limit + 1).await?;
     Ok(Json(List::page(entries, limit, |e| {
         e.chain_seq.to_string()
     })))
+}
+
+/// `GET /v1/audit/export`: the list's filters, no paging, and the format. Unknown
+/// parameters are refused rather than ignored: a mistyped filter must not widen an export.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    /// `jsonl` (default) or `csv`.
+    #[param(inline)]
+    pub format: Option<Format>,
+    pub integration: Option<String>,
+    pub actor: Option<String>,
+    /// The event type, e.g. `IntegrationPaused`.
+    pub action: Option<String>,
+    /// RFC 3339, inclusive.
+    pub from: Option<String>,
+    /// RFC 3339, exclusive.
+    pub to: Option<String>,
+}
+
+/// Every entry of the trail matching the filters, in chain order, as JSON lines (the
+/// list's entries) or CSV (admin, auditor). Streamed as it is read: entries appended
+/// after the export began are left for the next one.
+#[utoipa::path(get, path = "/v1/audit/export", tag = "audit", security(("bearer" = [])), params(ExportQuery),
+    responses((status = 200, description = "One line per entry: JSON objects, or CSV after a header line",
+                content((String = "application/x-ndjson"), (String = "text/csv"))),
+              (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
+pub async fn export(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ExportQuery>,
+) -> ApiResult<Response> {
+    caller.require(AUDIT_READERS)?;
+    let format = q.format.unwrap_or_default();
+    let times = (q.from.as_deref(), q.to.as_deref());
+    let filter = filter(&caller, q.integration, q.actor, q.action, times)?;
+    let export = Export::start(state.store.any.clone(), filter, format).await?;
+    let chunks = futures::stream::try_unfold(export, |mut export| async move {
+        match export.next_chunk().await {
+            Ok(chunk) => Ok(chunk.map(|c| (Bytes::from(c), export))),
+            Err(e) => {
+                // The status line has gone: the client sees the body cut short.
+                tracing::error!(error = %e, "audit export failed mid-stream");
+                Err(e)
+            }
+        }
+    });
+    let filename = format!(
+        "attachment; filename=\"audit-{}.{}\"",
+        caller.workspace_id,
+        format.extension()
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, format.content_type().to_string()),
+            (header::CONTENT_DISPOSITION, filename),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        Body::from_stream(chunks),
+    )
+        .into_response())
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -141,7 +150,7 @@ pub struct VerifyView {
 
 /// Recompute this workspace's hash chain from the event log (admin, auditor).
 #[utoipa::path(get, path = "/v1/audit/verify", tag = "audit", security(("bearer" = [])),
-    responses((status = 200, body = VerifyView)))]
+    responses((status = 200, body = VerifyView), (status = 403, body = crate::error::ErrorBody)))]
 pub async fn verify(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<VerifyView>> {
     caller.require(AUDIT_READERS)?;
     let report =

@@ -1,6 +1,6 @@
 //! `audit verify` passes on an intact log and names the position of an altered event.
 
-use crate::common::{describe, random_hex, stdout, TestEnv};
+use crate::common::{describe, random_hex, stderr, stdout, TestEnv};
 use syncledger_store::Store;
 
 async fn payload_text(store: &Store, position: i64) -> String {
@@ -66,5 +66,93 @@ async fn audit_verify_names_a_tampered_event_on_sqlite() {
 async fn audit_verify_names_a_tampered_event_on_postgres() {
     if let Some(env) = TestEnv::postgres().await {
         audit_verify_names_the_tampered_event(&env).await;
+    }
+}
+
+/// `audit export` writes what `GET /v1/audit/export` sends, byte for byte, in both formats
+/// and with a filter; a format it does not know is refused.
+async fn audit_export_writes_what_the_api_sends(env: &TestEnv) {
+    let ws = env.create_workspace("Acme").await;
+    let server = env.serve().await;
+    let api = server.api(&ws.token);
+    let id = api.create_integration("Exported").await;
+    api.set_api_key(&id, &format!("sk_live_{}", random_hex()))
+        .await;
+    api.expect(
+        reqwest::Method::POST,
+        &format!("/v1/integrations/{id}/pause"),
+        None,
+        reqwest::StatusCode::OK,
+    )
+    .await;
+    env.settle().await;
+    let file = env.data_dir().join("trail.out");
+    let file_arg = file.to_string_lossy().to_string();
+    for (format, filter) in [
+        ("jsonl", None),
+        ("csv", None),
+        ("csv", Some(("integration", id.as_str()))),
+        ("jsonl", Some(("action", "IntegrationPaused"))),
+    ] {
+        let mut query = format!("/v1/audit/export?format={format}");
+        let mut args = vec!["audit", "export", "--workspace", &ws.id, "--format", format];
+        let flag;
+        if let Some((name, value)) = filter {
+            query.push_str(&format!("&{name}={value}"));
+            flag = format!("--{name}");
+            args.extend([flag.as_str(), value]);
+        }
+        let sent = api.get(&query).await;
+        let printed = env.run_ok(&args).await;
+        assert_eq!(printed, sent, "{args:?} on standard output");
+        args.extend(["--out", &file_arg]);
+        let out = env.run(&args).await;
+        assert!(out.status.success(), "{}", describe(&out));
+        let written = std::fs::read_to_string(&file).expect("read the export");
+        assert_eq!(written, sent, "{args:?} into a file");
+        let rows = if format == "csv" {
+            sent.lines().count() - 1
+        } else {
+            sent.lines().count()
+        };
+        assert!(rows >= 1, "{sent}");
+        assert!(
+            stderr(&out).contains(&format!("exported {rows} audit entries")),
+            "{}",
+            describe(&out)
+        );
+    }
+    server.stop_ok().await;
+    let out = env
+        .run(&["audit", "export", "--workspace", &ws.id, "--format", "xml"])
+        .await;
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let out = env
+        .run(&[
+            "audit",
+            "export",
+            "--workspace",
+            &ws.id,
+            "--from",
+            "yesterday",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("--from must be an RFC 3339 time"),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[tokio::test]
+async fn audit_export_writes_what_the_api_sends_on_sqlite() {
+    audit_export_writes_what_the_api_sends(&TestEnv::sqlite()).await;
+}
+
+#[tokio::test]
+async fn audit_export_writes_what_the_api_sends_on_postgres() {
+    if let Some(env) = TestEnv::postgres().await {
+        audit_export_writes_what_the_api_sends(&env).await;
     }
 }

@@ -2,6 +2,9 @@
 //! the modules.
 
 mod audit;
+mod audit_access;
+mod audit_changes;
+mod audit_export;
 mod concurrency;
 mod conflicts;
 mod connect;

@@ -39,6 +39,7 @@ async fn openapi_document_describes_the_api() -> anyhow::Result<()> {
         ("/v1/oauth/callback", &["get"]),
         ("/v1/audit", &["get"]),
         ("/v1/audit/verify", &["get"]),
+        ("/v1/audit/export", &["get"]),
         ("/v1/events/stream", &["get"]),
     ];
     for (path, methods) in expected {

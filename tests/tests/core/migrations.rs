@@ -56,3 +56,55 @@ async fn postgres_store_opens_twice() -> anyhow::Result<()> {
     db.cleanup().await;
     result
 }
+
+/// A store taken back to before migration 0009 (no field changes in the audit log), with
+/// audit rows as the earlier projection wrote them, is brought forward by opening it: the
+/// audit log is rebuilt from the events into the same chain, now with the changes.
+async fn upgrade_rebuilds_the_audit_log(store: Store) -> anyhow::Result<()> {
+    use crate::support::runner;
+    use syncledger_projections::audit::verify;
+    use syncledger_tests::fixtures::{seed_sync_activity, seed_workspace};
+    use syncledger_tests::rows::dump;
+
+    let ws = seed_workspace(&store, "Acme").await?;
+    seed_sync_activity(&store, &ws.id, &ws.integrations[0].id).await?;
+    syncledger_tests::feed_settled(&store).await;
+    runner(&store, 7).catch_up().await?;
+    let current = dump(&store.any, "audit_log", "position").await?;
+    let changed: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE changes IS NOT NULL")
+            .fetch_one(&store.any)
+            .await?;
+    assert!(changed > 0, "the seeded record events change values");
+
+    for sql in [
+        "ALTER TABLE audit_log DROP COLUMN changes",
+        "DROP TABLE audit_record_state",
+        "DROP TABLE audit_run_integration",
+        "UPDATE audit_log SET integration_id = NULL WHERE aggregate_type <> 'integration'",
+        "DELETE FROM _sqlx_migrations WHERE version = 9",
+    ] {
+        sqlx::query(sql).execute(&store.any).await?;
+    }
+    store.migrate().await?;
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
+        .fetch_one(&store.any)
+        .await?;
+    assert_eq!(left, 0, "the old rows are gone, to be rebuilt");
+    runner(&store, 5).catch_up().await?;
+    assert_eq!(dump(&store.any, "audit_log", "position").await?, current);
+    let report = verify(&store, None).await?;
+    assert_eq!(report.broken, None);
+    assert_eq!(report.checked, store.feed().count().await?);
+    Ok(())
+}
+
+#[tokio::test]
+async fn sqlite_upgrade_rebuilds_the_audit_log() -> anyhow::Result<()> {
+    syncledger_tests::with_sqlite(upgrade_rebuilds_the_audit_log).await
+}
+
+#[tokio::test]
+async fn postgres_upgrade_rebuilds_the_audit_log() -> anyhow::Result<()> {
+    syncledger_tests::with_postgres(upgrade_rebuilds_the_audit_log).await
+}

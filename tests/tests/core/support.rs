@@ -10,9 +10,11 @@ use syncledger_tests::fixtures::SeededWorkspace;
 use syncledger_tests::rows::dump;
 
 /// Every projection's tables and the order that makes their dumps comparable.
-pub const TABLES: [(&str, &str); 6] = [
+pub const TABLES: [(&str, &str); 8] = [
     ("integration_status", "id"),
     ("audit_log", "position"),
+    ("audit_record_state", "id"),
+    ("audit_run_integration", "run_id"),
     ("sync_runs", "id"),
     ("records", "id"),
     ("record_links", "record_id, integration_id"),

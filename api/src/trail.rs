@@ -1,0 +1,312 @@
+//! The audit trail as stored in `audit_log`: filters, entries, keyset pages, and the
+//! JSONL / CSV export that the API streams and the CLI writes, one page at a time.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+/// Which rows of one workspace's trail. Times are fixed-width RFC 3339 UTC text, the
+/// form they are stored in, so text order is time order.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub workspace_id: String,
+    pub integration: Option<String>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    /// Inclusive.
+    pub from: Option<String>,
+    /// Exclusive.
+    pub to: Option<String>,
+}
+
+/// An RFC 3339 time in the stored form (UTC, microseconds).
+pub fn parse_time(value: Option<&str>) -> Result<Option<String>, chrono::ParseError> {
+    value
+        .map(|s| DateTime::parse_from_rfc3339(s).map(|t| stored_time(t.with_timezone(&Utc))))
+        .transpose()
+}
+
+fn stored_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// One app field a record event changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FieldChangeView {
+    pub field: String,
+    /// `null`: the field had no value.
+    pub before: Option<String>,
+    /// `null`: the field has no value now.
+    pub after: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AuditEntry {
+    /// The event's global position.
+    pub position: i64,
+    /// Place in this workspace's hash chain, from 1.
+    pub chain_seq: i64,
+    pub time: String,
+    pub workspace_id: String,
+    /// The integration the event is about: the integration's own events, its sync runs'
+    /// and the record events a sync with it caused.
+    pub integration_id: Option<String>,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub actor: String,
+    pub correlation_id: String,
+    pub causation_id: Option<String>,
+    pub action: String,
+    pub summary: String,
+    /// The app fields a record event changed, with their values before and after (empty
+    /// for every other event).
+    pub changes: Vec<FieldChangeView>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl AuditEntry {
+    fn from_row(r: &AnyRow) -> Result<AuditEntry, sqlx::Error> {
+        let time: String = r.try_get("recorded_at")?;
+        let changes: Option<String> = r.try_get("changes")?;
+        let changes = match changes {
+            Some(text) => serde_json::from_str(&text).map_err(|e| sqlx::Error::ColumnDecode {
+                index: "changes".into(),
+                source: Box::new(e),
+            })?,
+            None => Vec::new(),
+        };
+        Ok(AuditEntry {
+            position: r.try_get("position")?,
+            chain_seq: r.try_get("chain_seq")?,
+            time: DateTime::parse_from_rfc3339(&time)
+                .map(|t| stored_time(t.with_timezone(&Utc)))
+                .unwrap_or(time),
+            workspace_id: r.try_get("workspace_id")?,
+            integration_id: r.try_get("integration_id")?,
+            aggregate_type: r.try_get("aggregate_type")?,
+            aggregate_id: r.try_get("aggregate_id")?,
+            actor: r.try_get("actor")?,
+            correlation_id: r.try_get("correlation_id")?,
+            causation_id: r.try_get("causation_id")?,
+            action: r.try_get("action")?,
+            summary: r.try_get("summary")?,
+            changes,
+            prev_hash: r.try_get("prev_hash")?,
+            hash: r.try_get("hash")?,
+        })
+    }
+}
+
+/// Up to `limit` entries matching `f` with `after < chain_seq <= until`, in chain order.
+pub async fn page(
+    pool: &sqlx::AnyPool,
+    f: &Filter,
+    after: i64,
+    until: i64,
+    limit: i64,
+) -> Result<Vec<AuditEntry>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT * FROM audit_log
+          WHERE workspace_id = $1 AND chain_seq > $2 AND chain_seq <= $3
+            AND ($4 IS NULL OR integration_id = $4)
+            AND ($5 IS NULL OR actor = $5)
+            AND ($6 IS NULL OR action = $6)
+            AND ($7 IS NULL OR recorded_at >= $7)
+            AND ($8 IS NULL OR recorded_at < $8)
+          ORDER BY chain_seq LIMIT $9",
+    )
+    .bind(&f.workspace_id)
+    .bind(after)
+    .bind(until)
+    .bind(f.integration.clone())
+    .bind(f.actor.clone())
+    .bind(f.action.clone())
+    .bind(f.from.clone())
+    .bind(f.to.clone())
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(AuditEntry::from_row).collect()
+}
+
+/// The last place in the workspace's chain (0 when it is empty).
+async fn head(pool: &sqlx::AnyPool, workspace_id: &str) -> Result<i64, sqlx::Error> {
+    let seq: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(chain_seq) FROM audit_log WHERE workspace_id = $1")
+            .bind(workspace_id)
+            .fetch_one(pool)
+            .await?;
+    Ok(seq.unwrap_or(0))
+}
+
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// One JSON object per line, as `GET /v1/audit` lists them.
+    #[default]
+    Jsonl,
+    /// A header line, then one line per entry; `changes` holds its JSON text.
+    Csv,
+}
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Jsonl => "application/x-ndjson",
+            Format::Csv => "text/csv; charset=utf-8",
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Jsonl => "jsonl",
+            Format::Csv => "csv",
+        }
+    }
+}
+
+/// The CSV header line.
+pub const CSV_COLUMNS: [&str; 15] = [
+    "position",
+    "chain_seq",
+    "time",
+    "workspace_id",
+    "integration_id",
+    "aggregate_type",
+    "aggregate_id",
+    "actor",
+    "correlation_id",
+    "causation_id",
+    "action",
+    "summary",
+    "changes",
+    "prev_hash",
+    "hash",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("encoding an entry: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("encoding a CSV line: {0}")]
+    Csv(#[from] csv::Error),
+}
+
+/// Rows read from the database per chunk of the export.
+pub const EXPORT_CHUNK: i64 = 500;
+
+/// An export in progress: every entry matching the filter up to the chain's head when it
+/// started (entries appended meanwhile are left for the next export), produced one chunk
+/// of encoded lines at a time, so memory stays bounded whatever the trail's length.
+pub struct Export {
+    pool: sqlx::AnyPool,
+    filter: Filter,
+    format: Format,
+    after: i64,
+    until: i64,
+    started: bool,
+    done: bool,
+    rows: u64,
+}
+
+impl Export {
+    pub async fn start(
+        pool: sqlx::AnyPool,
+        filter: Filter,
+        format: Format,
+    ) -> Result<Export, sqlx::Error> {
+        let until = head(&pool, &filter.workspace_id).await?;
+        Ok(Export {
+            pool,
+            filter,
+            format,
+            after: 0,
+            until,
+            started: false,
+            done: false,
+            rows: 0,
+        })
+    }
+
+    /// Entries produced so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// The next chunk of encoded lines; `None` once every entry has been produced.
+    pub async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, ExportError> {
+        if self.done {
+            return Ok(None);
+        }
+        let entries = page(
+            &self.pool,
+            &self.filter,
+            self.after,
+            self.until,
+            EXPORT_CHUNK,
+        )
+        .await?;
+        self.done = (entries.len() as i64) < EXPORT_CHUNK;
+        if let Some(last) = entries.last() {
+            self.after = last.chain_seq;
+        }
+        let header = !std::mem::replace(&mut self.started, true);
+        self.rows += entries.len() as u64;
+        if entries.is_empty() && !(header && self.format == Format::Csv) {
+            return Ok(None);
+        }
+        Ok(Some(encode(self.format, &entries, header)?))
+    }
+}
+
+/// Lines for `entries` (with the CSV header line first when `header`).
+pub fn encode(
+    format: Format,
+    entries: &[AuditEntry],
+    header: bool,
+) -> Result<Vec<u8>, ExportError> {
+    match format {
+        Format::Jsonl => {
+            let mut out = Vec::with_capacity(entries.len() * 512);
+            for e in entries {
+                serde_json::to_writer(&mut out, e)?;
+                out.push(b'\n');
+            }
+            Ok(out)
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(Vec::with_capacity(entries.len() * 512));
+            if header {
+                w.write_record(CSV_COLUMNS)?;
+            }
+            for e in entries {
+                let changes = serde_json::to_string(&e.changes)?;
+                w.write_record([
+                    e.position.to_string().as_str(),
+                    &e.chain_seq.to_string(),
+                    &e.time,
+                    &e.workspace_id,
+                    e.integration_id.as_deref().unwrap_or(""),
+                    &e.aggregate_type,
+                    &e.aggregate_id,
+                    &e.actor,
+                    &e.correlation_id,
+                    e.causation_id.as_deref().unwrap_or(""),
+                    &e.action,
+                    &e.summary,
+                    &changes,
+                    &e.prev_hash,
+                    &e.hash,
+                ])?;
+            }
+            w.into_inner()
+                .map_err(|e| ExportError::Csv(e.into_error().into()))
+        }
+    }
+}
