@@ -91,6 +91,9 @@ pub enum BenchWhat {
     /// A full import and an incremental run against a provider sandbox; one JSON line
     /// per phase.
     Sync(crate::bench_sync::SyncBenchArgs),
+    /// Point-in-time read latency (`GET /v1/records/{id}?as_of=`) for a record with many
+    /// events; one JSON line.
+    AsOf(crate::bench_asof::AsOfBenchArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -274,6 +277,10 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<ExitCod
             what: Some(BenchWhat::Sync(args)),
             ..
         }) => crate::bench_sync::run(&settings, args).await,
+        Command::Bench(BenchCommand {
+            what: Some(BenchWhat::AsOf(args)),
+            ..
+        }) => crate::bench_asof::run(&settings, args).await,
         Command::Bench(BenchCommand { store, .. }) => crate::bench::run(&settings, store).await,
         Command::Worker(args) => crate::worker::run(&settings, args).await,
         #[cfg(feature = "sandbox")]

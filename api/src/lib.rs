@@ -3,6 +3,7 @@
 pub mod app;
 pub mod auth;
 pub mod bench;
+pub mod bench_asof;
 pub mod bench_sync;
 pub mod cli;
 pub mod config;

@@ -13,27 +13,78 @@ pub struct IntegrationStatus;
 
 pub const TABLE: &str = "integration_status";
 
-/// The projected row, before it is written.
+/// The projected row, before it is written. Folding an integration's events (from the
+/// first) gives the row the read model holds after them; point-in-time reads fold a
+/// prefix of the events the same way.
 #[derive(Debug, Clone)]
-struct Row_ {
-    state: Integration,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
+pub struct StatusRow {
+    pub state: Integration,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
     /// When the schedule last (re)started: becoming connected or a config change.
     schedule_base: Option<DateTime<Utc>>,
-    last_sync_at: Option<DateTime<Utc>>,
-    version: i64,
-    last_position: i64,
+    pub last_sync_at: Option<DateTime<Utc>>,
+    pub version: i64,
+    pub last_position: i64,
 }
 
-impl Row_ {
-    fn next_sync_at(&self) -> Option<DateTime<Utc>> {
+impl StatusRow {
+    /// The row before the integration's first event `e`.
+    pub fn new(e: &StoredEvent) -> Self {
+        StatusRow {
+            state: Integration::default(),
+            created_at: event_time(e),
+            updated_at: event_time(e),
+            schedule_base: None,
+            last_sync_at: None,
+            version: 0,
+            last_position: 0,
+        }
+    }
+
+    /// The row after `events`, an integration's history from its first event on
+    /// (`None` when there are none).
+    pub fn fold(events: &[StoredEvent]) -> Result<Option<StatusRow>, ProjectionError> {
+        let Some(first) = events.first() else {
+            return Ok(None);
+        };
+        let mut row = StatusRow::new(first);
+        for e in events {
+            row.step(e, &decode(e)?);
+        }
+        Ok(Some(row))
+    }
+
+    pub fn next_sync_at(&self) -> Option<DateTime<Utc>> {
         if self.state.status != Status::Connected {
             return None;
         }
         let period = self.state.sync_config.frequency.period_minutes()?;
         let base = self.last_sync_at.or(self.schedule_base)?;
         Some(base + Duration::minutes(i64::from(period)))
+    }
+
+    /// Apply `e` (decoded as `event`); an event the row has already seen changes nothing.
+    fn step(&mut self, e: &StoredEvent, event: &IntegrationEvent) {
+        // An older position never overwrites a newer one (idempotent on replay).
+        if e.sequence <= self.version {
+            return;
+        }
+        let was = self.state.status;
+        let old_config = self.state.sync_config.clone();
+        self.state.apply(event);
+        let at = event_time(e);
+        let became_connected = was != Status::Connected && self.state.status == Status::Connected;
+        if became_connected || self.state.sync_config != old_config {
+            self.schedule_base = Some(at);
+        }
+        // Any run (manual, scheduled or webhook) restarts the schedule's period.
+        if let IntegrationEvent::SyncRunBegun { at, .. } = event {
+            self.last_sync_at = Some(*at);
+        }
+        self.updated_at = at;
+        self.version = e.sequence;
+        self.last_position = e.position.pos;
     }
 }
 
@@ -48,7 +99,7 @@ async fn load(
     conn: &mut sqlx::AnyConnection,
     table: &str,
     id: &str,
-) -> Result<Option<Row_>, ProjectionError> {
+) -> Result<Option<StatusRow>, ProjectionError> {
     let row = sqlx::query(&format!(
         "SELECT state, created_at, updated_at, last_sync_at, version, last_position, next_sync_at
            FROM {table} WHERE id = $1"
@@ -77,7 +128,7 @@ async fn load(
         (Some(n), Some(p)) => Some(n - Duration::minutes(i64::from(p))),
         _ => None,
     };
-    Ok(Some(Row_ {
+    Ok(Some(StatusRow {
         state,
         created_at,
         updated_at,
@@ -92,7 +143,7 @@ async fn store(
     conn: &mut sqlx::AnyConnection,
     table: &str,
     id: &str,
-    row: &Row_,
+    row: &StatusRow,
 ) -> Result<(), ProjectionError> {
     let s = &row.state;
     let mut state = s.clone();
@@ -165,7 +216,7 @@ impl Projection for IntegrationStatus {
         events: &[StoredEvent],
     ) -> Result<(), ProjectionError> {
         let table = tables.get(TABLE);
-        let mut touched: BTreeMap<String, Row_> = BTreeMap::new();
+        let mut touched: BTreeMap<String, StatusRow> = BTreeMap::new();
         for e in events
             .iter()
             .filter(|e| e.aggregate_type == Integration::TYPE)
@@ -175,38 +226,10 @@ impl Projection for IntegrationStatus {
                 Some(r) => r,
                 None => match load(conn, table, &e.aggregate_id).await? {
                     Some(r) => r,
-                    None => Row_ {
-                        state: Integration::default(),
-                        created_at: event_time(e),
-                        updated_at: event_time(e),
-                        schedule_base: None,
-                        last_sync_at: None,
-                        version: 0,
-                        last_position: 0,
-                    },
+                    None => StatusRow::new(e),
                 },
             };
-            // An older position never overwrites a newer one (idempotent on replay).
-            if e.sequence <= row.version {
-                touched.insert(e.aggregate_id.clone(), row);
-                continue;
-            }
-            let was = row.state.status;
-            let old_config = row.state.sync_config.clone();
-            row.state.apply(&event);
-            let at = event_time(e);
-            let became_connected =
-                was != Status::Connected && row.state.status == Status::Connected;
-            if became_connected || row.state.sync_config != old_config {
-                row.schedule_base = Some(at);
-            }
-            // Any run (manual, scheduled or webhook) restarts the schedule's period.
-            if let IntegrationEvent::SyncRunBegun { at, .. } = &event {
-                row.last_sync_at = Some(*at);
-            }
-            row.updated_at = at;
-            row.version = e.sequence;
-            row.last_position = e.position.pos;
+            row.step(e, &event);
             touched.insert(e.aggregate_id.clone(), row);
         }
         for (id, row) in &touched {

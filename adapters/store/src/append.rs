@@ -64,17 +64,36 @@ fn classify(e: sqlx::Error) -> AppendError {
 }
 
 /// Append all events in one transaction: all land or none do.
+///
+/// Their metadata `time` is stamped now, as they are written: a sync run builds its events
+/// with the run's metadata, made when the run began, and on SQLite the stamp is the
+/// instant the events count from (see [`crate::history`]).
 pub async fn append(pool: &EventPool, events: &[NewEvent]) -> Result<(), AppendError> {
     if events.is_empty() {
         return Ok(());
     }
+    let now = chrono::Utc::now();
     match pool {
-        EventPool::Postgres(p) => append_pg(p, events).await.map_err(classify),
-        EventPool::Sqlite(p) => append_lite(p, events).await.map_err(classify),
+        EventPool::Postgres(p) => append_pg(p, events, now).await.map_err(classify),
+        EventPool::Sqlite(p) => append_lite(p, events, now).await.map_err(classify),
     }
 }
 
-async fn append_pg(pool: &sqlx::PgPool, events: &[NewEvent]) -> Result<(), sqlx::Error> {
+/// The stored metadata of `e`, stamped with the time of writing.
+fn metadata_json(e: &NewEvent, now: chrono::DateTime<chrono::Utc>) -> String {
+    let mut metadata = e.metadata.to_map();
+    metadata.insert(
+        "time".into(),
+        now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+    );
+    serde_json::to_string(&metadata).unwrap_or_else(|_| "{}".into())
+}
+
+async fn append_pg(
+    pool: &sqlx::PgPool,
+    events: &[NewEvent],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     for chunk in events.chunks(1000) {
         let mut types = Vec::with_capacity(chunk.len());
@@ -91,7 +110,7 @@ async fn append_pg(pool: &sqlx::PgPool, events: &[NewEvent]) -> Result<(), sqlx:
             etypes.push(e.event_type.as_str());
             versions.push(e.event_version.as_str());
             payloads.push(e.payload.to_string());
-            metas.push(serde_json::to_string(&e.metadata.to_map()).unwrap_or_else(|_| "{}".into()));
+            metas.push(metadata_json(e, now));
         }
         sqlx::query(
             "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
@@ -112,7 +131,11 @@ async fn append_pg(pool: &sqlx::PgPool, events: &[NewEvent]) -> Result<(), sqlx:
     tx.commit().await
 }
 
-async fn append_lite(pool: &sqlx::SqlitePool, events: &[NewEvent]) -> Result<(), sqlx::Error> {
+async fn append_lite(
+    pool: &sqlx::SqlitePool,
+    events: &[NewEvent],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     for e in events {
         sqlx::query(
@@ -125,7 +148,7 @@ async fn append_lite(pool: &sqlx::SqlitePool, events: &[NewEvent]) -> Result<(),
         .bind(&e.event_type)
         .bind(&e.event_version)
         .bind(e.payload.to_string())
-        .bind(serde_json::to_string(&e.metadata.to_map()).unwrap_or_else(|_| "{}".into()))
+        .bind(metadata_json(e, now))
         .execute(&mut *tx)
         .await?;
     }

@@ -113,14 +113,20 @@ impl<A: Aggregate + 'static> Cqrs<A> {
 
     /// Decide and append. A version conflict is retried on fresh state a few times,
     /// so the caller sees `Conflict` only under sustained contention.
+    ///
+    /// The events' metadata `time` is stamped at each attempt: the instant the events
+    /// count from on SQLite (see [`crate::history`]), even when `metadata` was made long
+    /// before (a sync run's).
     pub async fn execute(
         &self,
         aggregate_id: &str,
         command: A::Command,
         metadata: &Metadata,
     ) -> Result<(), CommandError<A::Error>> {
+        let mut metadata = metadata.clone();
         let mut attempt = 0;
         loop {
+            metadata.time = chrono::Utc::now();
             let result = match &self.inner {
                 Inner::Pg(f, _) => {
                     f.execute_with_metadata(aggregate_id, command.clone(), metadata.to_map())

@@ -201,7 +201,7 @@ fn parse_json(s: &str, column: &str) -> Result<Value, sqlx::Error> {
     serde_json::from_str(s).map_err(|e| sqlx::Error::Decode(format!("{column}: {e}").into()))
 }
 
-fn pg_row(r: sqlx::postgres::PgRow) -> Result<StoredEvent, sqlx::Error> {
+pub(crate) fn pg_row(r: sqlx::postgres::PgRow) -> Result<StoredEvent, sqlx::Error> {
     let payload: String = r.try_get("payload")?;
     let metadata: String = r.try_get("metadata")?;
     Ok(StoredEvent {
@@ -220,7 +220,7 @@ fn pg_row(r: sqlx::postgres::PgRow) -> Result<StoredEvent, sqlx::Error> {
     })
 }
 
-fn lite_row(r: sqlx::sqlite::SqliteRow) -> Result<StoredEvent, sqlx::Error> {
+pub(crate) fn lite_row(r: sqlx::sqlite::SqliteRow) -> Result<StoredEvent, sqlx::Error> {
     let payload: String = r.try_get("payload")?;
     let metadata: String = r.try_get("metadata")?;
     let recorded: String = r.try_get("recorded_at")?;

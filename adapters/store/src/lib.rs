@@ -9,6 +9,7 @@ pub mod append;
 pub mod config;
 pub mod es;
 pub mod feed;
+pub mod history;
 pub mod meta;
 
 pub use config::{Backend, StoreConfig};

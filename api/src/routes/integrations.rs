@@ -4,6 +4,7 @@
 use crate::auth::{Caller, READERS, WRITERS};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, List, Page, Query};
+use crate::routes::as_of::{self, AsOf};
 use crate::routes::oauth;
 use crate::state::AppState;
 use axum::extract::{Path, State};
@@ -84,7 +85,7 @@ impl SyncConfigBody {
         Ok(config)
     }
 
-    fn from_domain(c: &SyncConfig) -> Self {
+    pub(crate) fn from_domain(c: &SyncConfig) -> Self {
         let (frequency, interval_minutes) = match c.frequency {
             Frequency::Manual => (FrequencyKind::Manual, None),
             Frequency::Interval { minutes } => (FrequencyKind::Interval, Some(minutes)),
@@ -449,16 +450,23 @@ pub async fn list(
     Ok(Json(List::page(views, limit, |v| v.id.clone())))
 }
 
-/// One integration.
-#[utoipa::path(get, path = "/v1/integrations/{id}", tag = "integrations", security(("bearer" = [])),
-    responses((status = 200, body = IntegrationView), (status = 404, body = crate::error::ErrorBody)))]
+/// One integration; with `as_of`, as it was at that instant.
+#[utoipa::path(get, path = "/v1/integrations/{id}", tag = "integrations", security(("bearer" = [])), params(AsOf),
+    responses((status = 200, body = IntegrationView), (status = 400, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    Query(q): Query<AsOf>,
 ) -> ApiResult<Json<IntegrationView>> {
     caller.require(READERS)?;
-    Ok(Json(read(&state, &caller, &id).await?))
+    match q.instant()? {
+        Some(t) => Ok(Json(
+            as_of::integration(&state, &caller.workspace_id, &id, t).await?,
+        )),
+        None => Ok(Json(read(&state, &caller, &id).await?)),
+    }
 }
 
 /// Change the sync configuration.

@@ -1,3 +1,4 @@
+pub mod as_of;
 pub mod audit;
 pub mod conflicts;
 pub mod events;

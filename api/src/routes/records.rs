@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use crate::auth::{Caller, READERS, WRITERS};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, List, Page, Query};
+use crate::routes::as_of::{self, AsOf};
 use crate::routes::integrations::api_time;
 use crate::state::AppState;
 use axum::extract::{Path, State};
@@ -226,16 +227,22 @@ pub async fn edit(
     Ok(Json(view(&id, &record)))
 }
 
-/// One record with every value's source and time, and its CRM links.
-#[utoipa::path(get, path = "/v1/records/{id}", tag = "records", security(("bearer" = [])),
-    responses((status = 200, body = RecordView), (status = 404, body = crate::error::ErrorBody)))]
+/// One record with every value's source and time, and its CRM links; with `as_of`, as it
+/// was at that instant.
+#[utoipa::path(get, path = "/v1/records/{id}", tag = "records", security(("bearer" = [])), params(AsOf),
+    responses((status = 200, body = RecordView), (status = 400, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    Query(q): Query<AsOf>,
 ) -> ApiResult<Json<RecordView>> {
     caller.require(READERS)?;
-    let record = owned(&state, &caller.workspace_id, &id).await?;
+    let record = match q.instant()? {
+        Some(t) => as_of::record(&state, &caller.workspace_id, &id, t).await?,
+        None => owned(&state, &caller.workspace_id, &id).await?,
+    };
     Ok(Json(view(&id, &record)))
 }
 

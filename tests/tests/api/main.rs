@@ -1,6 +1,7 @@
 //! The HTTP API end to end, on SQLite and PostgreSQL. One binary: this file only declares
 //! the modules.
 
+mod as_of;
 mod audit;
 mod audit_access;
 mod audit_changes;
