@@ -3,12 +3,14 @@
 pub mod app;
 pub mod auth;
 pub mod bench;
+pub mod bench_rebuild;
 pub mod bench_sync;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod extract;
 pub mod openapi;
+pub mod replay;
 pub mod routes;
 pub mod services;
 pub mod state;

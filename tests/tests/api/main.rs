@@ -15,6 +15,7 @@ mod isolation;
 mod mappings;
 mod openapi;
 mod rate_limit;
+mod rebuild;
 mod records;
 mod secrets;
 mod sync;
