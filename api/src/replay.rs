@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use syncledger_projections::replay::{replay_until, Replayed};
 use syncledger_projections::Projection;
-use syncledger_store::{Store, StoreConfig};
+use syncledger_store::Store;
 
 /// `--until`: an RFC 3339 time, kept to the microsecond (the stores' precision).
 pub fn parse_until(s: &str) -> Result<DateTime<Utc>, String> {
@@ -162,7 +162,8 @@ pub async fn replay_into(
     })
 }
 
-/// Migrate the new file (so the tables have their real shape), then replay into it.
+/// Migrate the new file (so the tables have their real shape), then replay into it, all
+/// on one connection.
 async fn build(
     live: &Store,
     p: &dyn Projection,
@@ -171,38 +172,19 @@ async fn build(
     batch: i64,
     progress: &(dyn Fn(i64) + Send + Sync),
 ) -> anyhow::Result<Replayed> {
-    let url = format!("sqlite://{}", database.display());
-    let target = Store::open(&StoreConfig {
-        database_url: Some(url.clone()),
-        data_dir: database.parent().map(Path::to_path_buf).unwrap_or_default(),
-        max_connections: 1,
-    })
-    .await
-    .context("create the replay database")?;
-    target.close().await;
-    let mut conn = {
-        use sqlx::Connection;
-        sqlx::AnyConnection::connect(&format!("{url}?mode=rw")).await?
-    };
+    use sqlx::Connection;
+    let url = format!("sqlite://{}?mode=rw", database.display());
+    let mut conn = sqlx::AnyConnection::connect(&url).await?;
     // A crash mid-way leaves a file without a manifest, so no fsync per batch.
     sqlx::query("PRAGMA synchronous = OFF")
         .execute(&mut conn)
         .await?;
+    syncledger_store::sqlite_migrations()
+        .run(&mut conn)
+        .await
+        .context("create the replay database")?;
     let replayed = replay_until(live, p, until, &mut conn, batch, progress).await?;
-    sqlx::query("PRAGMA synchronous = FULL")
-        .execute(&mut conn)
-        .await?;
-    // One self-contained file: fold the write-ahead log in and leave WAL mode.
-    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-        .execute(&mut conn)
-        .await?;
-    sqlx::query("PRAGMA journal_mode = DELETE")
-        .execute(&mut conn)
-        .await?;
-    {
-        use sqlx::Connection;
-        conn.close().await?;
-    }
+    conn.close().await?;
     std::fs::File::open(database)?.sync_all()?;
     Ok(replayed)
 }
