@@ -42,11 +42,20 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
-    /// Rebuild projections from position zero into fresh tables, then swap them in.
+    /// Rebuild projections from position zero into fresh tables, then swap them in; or,
+    /// with --into, build them as they were at --until into new SQLite files.
     Replay {
-        /// One projection (integration_status, audit_log); default all.
+        /// A projection (integration_status, audit_log, sync_runs, records, conflicts),
+        /// repeatable, or `all`; default all.
         #[arg(long)]
-        projection: Option<String>,
+        projection: Vec<String>,
+        /// With --into: only events recorded at or before this RFC 3339 time.
+        #[arg(long, value_parser = crate::replay::parse_until)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        /// Write each projection to DIR/<projection>-<until>.sqlite plus a .json manifest,
+        /// leaving the live tables alone.
+        #[arg(long, value_name = "DIR")]
+        into: Option<PathBuf>,
     },
     /// The audit trail.
     Audit {
@@ -94,6 +103,9 @@ pub enum BenchWhat {
     /// Point-in-time read latency (`GET /v1/records/{id}?as_of=`) for a record with many
     /// events; one JSON line.
     AsOf(crate::bench_asof::AsOfBenchArgs),
+    /// Every projection rebuilt from a generated log of N events; one JSON line per
+    /// projection and a total.
+    Rebuild(crate::bench_rebuild::RebuildBenchArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -236,7 +248,18 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<ExitCod
         Command::Keys {
             command: KeysCommand::RotateMaster,
         } => rotate_master(&settings).await,
-        Command::Replay { projection } => replay(&settings, projection).await,
+        Command::Replay {
+            projection,
+            until,
+            into,
+        } => match (until, into) {
+            (Some(_), None) => anyhow::bail!(
+                "--until needs --into DIR: the live tables always hold the current state \
+                 (rewriting them to a past state is not allowed); replay into a separate place"
+            ),
+            (until, Some(dir)) => replay_into(&settings, &projection, until, &dir).await,
+            (None, None) => replay(&settings, &projection).await,
+        },
         Command::Rollback(args) => crate::rollback_cmd::run(&settings, args).await,
         Command::Audit {
             command: AuditCommand::Verify { workspace },
@@ -281,6 +304,10 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<ExitCod
             what: Some(BenchWhat::AsOf(args)),
             ..
         }) => crate::bench_asof::run(&settings, args).await,
+        Command::Bench(BenchCommand {
+            what: Some(BenchWhat::Rebuild(args)),
+            ..
+        }) => crate::bench_rebuild::run(&settings, args).await,
         Command::Bench(BenchCommand { store, .. }) => crate::bench::run(&settings, store).await,
         Command::Worker(args) => crate::worker::run(&settings, args).await,
         #[cfg(feature = "sandbox")]
@@ -346,23 +373,25 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<ExitCod
     }
 }
 
-async fn replay(settings: &Settings, only: Option<String>) -> anyhow::Result<ExitCode> {
+fn progress_bar(total: i64, name: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total.max(0) as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg:20} [{bar:40}] {pos}/{len} events ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_message(name.to_string());
+    bar
+}
+
+async fn replay(settings: &Settings, only: &[String]) -> anyhow::Result<ExitCode> {
+    let projections = crate::replay::select(only)?;
     let (store, _) = app::open(settings).await?;
-    let projections = match only {
-        Some(name) => vec![syncledger_projections::by_name(&name)?],
-        None => syncledger_projections::all(),
-    };
     let total = store.feed().count().await?;
     for p in projections {
-        let bar = ProgressBar::new(total.max(0) as u64);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{msg:20} [{bar:40}] {pos}/{len} events ({per_sec}, eta {eta})",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        bar.set_message(p.name());
+        let bar = progress_bar(total, p.name());
         let started = std::time::Instant::now();
         let applied = syncledger_projections::rebuild::rebuild(
             &store,
@@ -420,6 +449,43 @@ async fn audit_export(settings: &Settings, args: ExportArgs) -> anyhow::Result<E
         export.rows(),
         started.elapsed().as_secs_f64()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `replay --into DIR [--until T]` (default: now). Reads the live store, writes only in DIR.
+async fn replay_into(
+    settings: &Settings,
+    only: &[String],
+    until: Option<chrono::DateTime<chrono::Utc>>,
+    dir: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    let projections = crate::replay::select(only)?;
+    let until = until.unwrap_or_else(chrono::Utc::now);
+    let store = syncledger_store::Store::open(&settings.store_config()).await?;
+    let total = store.feed().count().await?;
+    for p in projections {
+        let bar = progress_bar(total, p.name());
+        let result = crate::replay::replay_into(
+            &store,
+            p.as_ref(),
+            until,
+            dir,
+            settings.projection_batch,
+            &|n| bar.set_position(n.max(0) as u64),
+        )
+        .await;
+        bar.finish_and_clear();
+        let written = result?;
+        println!(
+            "{}: {} event(s) up to {} written to {} (manifest {})",
+            p.name(),
+            written.replayed.events,
+            until.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            written.database.display(),
+            written.manifest.display()
+        );
+    }
+    store.close().await;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -12,6 +12,8 @@ mod keys;
 mod migrations;
 #[path = "cli/replay.rs"]
 mod replay;
+#[path = "cli/replay_into.rs"]
+mod replay_into;
 #[path = "cli/sandbox.rs"]
 mod sandbox;
 #[path = "cli/secrets.rs"]

@@ -3,7 +3,8 @@
 //! A projection turns a batch of events into writes on its own tables. The [`runner`]
 //! applies each batch and moves the projection's checkpoint in the same transaction, so
 //! every event takes effect exactly once across crashes and restarts. [`rebuild`] replays a
-//! projection from position zero into fresh tables and swaps them in.
+//! projection from position zero into fresh tables and swaps them in; [`replay`] builds one
+//! as it was at a past instant into a separate database.
 
 pub mod audit;
 pub mod checkpoint;
@@ -12,6 +13,7 @@ mod fold;
 pub mod integration_status;
 pub mod rebuild;
 pub mod records;
+pub mod replay;
 pub mod runner;
 pub mod sync_runs;
 
@@ -27,8 +29,10 @@ pub enum ProjectionError {
     Db(#[from] sqlx::Error),
     #[error("event at position {position} could not be read: {message}")]
     BadEvent { position: i64, message: String },
-    #[error("unknown projection {0:?}: expected integration_status or audit_log")]
+    #[error("unknown projection {0:?}: expected one of {names}", names = names().join(", "))]
     Unknown(String),
+    #[error("{missing} event(s) recorded by the requested time are not readable yet (a transaction is still open on the server); try again")]
+    Behind { missing: i64 },
 }
 
 /// Physical names for a projection's logical tables: the live names, or the shadow
@@ -79,6 +83,11 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(records::Records),
         std::sync::Arc::new(conflicts::Conflicts),
     ]
+}
+
+/// The names of [`all`], in order.
+pub fn names() -> Vec<&'static str> {
+    all().iter().map(|p| p.name()).collect()
 }
 
 pub fn by_name(name: &str) -> Result<std::sync::Arc<dyn Projection>, ProjectionError> {

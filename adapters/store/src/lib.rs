@@ -61,6 +61,11 @@ pub struct Store {
 static PG_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
+/// The SQLite schema, for a database made outside a [`Store`] (a replay's target file).
+pub fn sqlite_migrations() -> &'static sqlx::migrate::Migrator {
+    &SQLITE_MIGRATIONS
+}
+
 impl Store {
     /// Open (creating if needed) and migrate the database the configuration names.
     pub async fn open(config: &StoreConfig) -> Result<Store, StoreError> {

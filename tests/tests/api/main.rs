@@ -19,6 +19,7 @@ mod isolation;
 mod mappings;
 mod openapi;
 mod rate_limit;
+mod rebuild;
 mod records;
 mod rollback;
 mod secrets;

@@ -8,5 +8,6 @@ mod feed;
 mod migrations;
 mod read_models;
 mod rebuild;
+mod replay;
 mod runner;
 mod support;
