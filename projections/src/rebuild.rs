@@ -44,6 +44,26 @@ async fn create_shadows(store: &Store, p: &dyn Projection) -> Result<(), Project
     Ok(())
 }
 
+/// Events applied before the shadow tables are first analyzed; then at each doubling.
+const ANALYZE_FIRST: i64 = 2000;
+
+/// PostgreSQL plans a statement it runs again and again once, for the table as it was
+/// then: shadow tables start empty, so without fresh statistics a look-up by a list of
+/// ids keeps scanning the whole (growing) table, and a rebuild slows quadratically.
+/// `ANALYZE` gives the planner the table's real size and drops the stale plans.
+async fn analyze_shadows(store: &Store, p: &dyn Projection) -> Result<(), ProjectionError> {
+    if !store.is_postgres() {
+        return Ok(());
+    }
+    let mut conn = store.any.acquire().await?;
+    for table in p.tables() {
+        sqlx::query(&format!("ANALYZE {}", shadow_name(table)))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// `CREATE TABLE name (` → `CREATE TABLE shadow (` (only the table name is replaced).
 fn rename_create(sql: &str, table: &str, shadow: &str) -> String {
     match sql.find(table) {
@@ -68,6 +88,7 @@ pub async fn rebuild(
     }
     create_shadows(store, p).await?;
     let mut applied: i64 = 0;
+    let mut analyze_at: i64 = ANALYZE_FIRST;
     loop {
         let n = Runner::step_into(store, p, &key, &shadow, batch).await?;
         if n == 0 {
@@ -75,6 +96,10 @@ pub async fn rebuild(
         }
         applied += n as i64;
         progress(applied);
+        if applied >= analyze_at {
+            analyze_shadows(store, p).await?;
+            analyze_at = applied.saturating_mul(2);
+        }
     }
     applied += swap(store, p, &key, &shadow).await?;
     progress(applied);
