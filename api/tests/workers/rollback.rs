@@ -123,6 +123,23 @@ async fn rollback_cli_killed_after_a_crm_write_is_resumed_by_a_worker() {
         done["stats"]["updated"], EDITED,
         "each record compensated once: {done}"
     );
+    // The audit trail is in global order: once it holds the rollback run's end, it holds
+    // every compensation before it.
+    let deadline = std::time::Instant::now() + crate::support::RUN_TIMEOUT;
+    loop {
+        let ended = api.get_json("/v1/audit?action=RunEnded&limit=500").await;
+        let seen = ended["data"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|e| e["aggregate_id"] == rollback_id.as_str()));
+        if seen {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the audit trail never shows the rollback run's end"
+        );
+        tokio::task::yield_now().await;
+    }
     let compensations = api.get_json("/v1/audit?action=RolledBack&limit=500").await;
     assert_eq!(
         compensations["data"].as_array().map(Vec::len),
@@ -134,11 +151,29 @@ async fn rollback_cli_killed_after_a_crm_write_is_resumed_by_a_worker() {
         titles_before,
         "the CRM holds its job titles from before the push run"
     );
-    // The app's edits are owed to the CRM again, as before the push run.
-    for c in records(&api, &integration, "contacts").await {
-        let owed = c["links"][0]["pending_push"].as_array().map(Vec::len);
-        let expected = usize::from(edited.contains(&remote_id(&c, &integration)));
-        assert_eq!(owed, Some(expected), "{c}");
+    // The app's edits are owed to the CRM again, as before the push run (once the records
+    // read model has caught up with the compensations).
+    let deadline = std::time::Instant::now() + crate::support::RUN_TIMEOUT;
+    loop {
+        let mismatched: Vec<Value> = records(&api, &integration, "contacts")
+            .await
+            .into_iter()
+            .filter(|c| {
+                let owed = c["links"][0]["pending_push"].as_array().map(Vec::len);
+                let expected = usize::from(edited.contains(&remote_id(c, &integration)));
+                owed != Some(expected)
+            })
+            .collect();
+        if mismatched.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} record(s) do not owe their edit again, e.g. {}",
+            mismatched.len(),
+            mismatched[0]
+        );
+        tokio::task::yield_now().await;
     }
     sandbox.shutdown().await;
     server.stop().await;
