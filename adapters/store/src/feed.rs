@@ -176,6 +176,31 @@ impl Feed {
     }
 
     /// How many events are stored (for progress bars).
+    /// The instant the newest stored event counts from (`None` for an empty log): an
+    /// `until` that holds everything written so far and nothing written after.
+    pub async fn latest_recorded_at(&self) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+        match &self.pool {
+            EventPool::Postgres(pool) => {
+                sqlx::query_scalar("SELECT MAX(recorded_at) FROM events")
+                    .fetch_one(pool)
+                    .await
+            }
+            EventPool::Sqlite(pool) => {
+                let latest: Option<String> =
+                    sqlx::query_scalar("SELECT MAX(recorded_at) FROM events")
+                        .fetch_one(pool)
+                        .await?;
+                latest
+                    .map(|t| {
+                        DateTime::parse_from_rfc3339(&t)
+                            .map(|t| t.with_timezone(&Utc))
+                            .map_err(|e| sqlx::Error::Decode(format!("recorded_at: {e}").into()))
+                    })
+                    .transpose()
+            }
+        }
+    }
+
     pub async fn count(&self) -> Result<i64, sqlx::Error> {
         match &self.pool {
             EventPool::Postgres(pool) => {

@@ -2,7 +2,7 @@
 //! a manifest, while the live tables, checkpoints and a running server carry on untouched.
 
 use crate::common::{describe, random_hex, stderr, Api, TestEnv};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -94,16 +94,6 @@ fn sha256(path: &Path) -> String {
     hex::encode(Sha256::digest(std::fs::read(path).expect("read the file")))
 }
 
-/// The instant between two phases: strictly after every event so far (SQLite keeps
-/// milliseconds), and every later event strictly after it.
-async fn instant_between() -> DateTime<Utc> {
-    let t = Utc::now();
-    while Utc::now() < t + chrono::Duration::milliseconds(5) {
-        tokio::task::yield_now().await;
-    }
-    t
-}
-
 async fn replay_into_shows_the_past(env: &TestEnv) {
     let ws = env.create_workspace("Acme").await;
     let server = env.serve().await;
@@ -114,8 +104,8 @@ async fn replay_into_shows_the_past(env: &TestEnv) {
     let kept = create_record(&api, "ada@example.com").await;
     let edited = create_record(&api, "grace@example.com").await;
     env.settle().await;
-    let _ = instant_between().await;
-    let t = instant_between().await;
+    // The newest event's own instant: everything so far, nothing written after.
+    let t = env.latest_recorded_at().await;
     let events_at_t = env.event_count().await;
 
     // After T: a new record, an edit, a paused integration.

@@ -45,6 +45,19 @@ impl TestEnv {
         }
     }
 
+    /// The instant the newest event counts from.
+    pub async fn latest_recorded_at(&self) -> chrono::DateTime<chrono::Utc> {
+        let store = self.store().await;
+        let t = store
+            .feed()
+            .latest_recorded_at()
+            .await
+            .expect("read the newest event's instant")
+            .expect("events were written");
+        store.close().await;
+        t
+    }
+
     pub async fn event_count(&self) -> i64 {
         let store = self.store().await;
         let n = sqlx::query_scalar("SELECT COUNT(*) FROM events")

@@ -5,7 +5,8 @@
 
 use crate::common::TestEnv;
 use crate::support::{
-    call, connect_hubspot, records, remote_id, sandbox_records, start_run, wait_run, Worker,
+    call, connect_hubspot, poll_until, records, remote_id, sandbox_records, start_run, wait_run,
+    Worker,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -92,24 +93,16 @@ async fn rollback_cli_killed_after_a_crm_write_is_resumed_by_a_worker() {
     );
     // The API's read model shows the rollback run once it has caught up with the CLI's
     // events.
-    let deadline = std::time::Instant::now() + crate::support::RUN_TIMEOUT;
-    let rollback_run = loop {
-        let runs = api
-            .get_json(&format!("/v1/integrations/{integration}/sync-runs?limit=5"))
-            .await;
-        let found = runs["data"]
+    let path = format!("/v1/integrations/{integration}/sync-runs?limit=5");
+    let rollback_run = poll_until("the rollback run is listed", || async {
+        let runs = api.get_json(&path).await;
+        runs["data"]
             .as_array()
             .and_then(|r| r.iter().find(|r| r["kind"] == "rollback"))
-            .cloned();
-        if let Some(run) = found {
-            break run;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the rollback run is never listed"
-        );
-        tokio::task::yield_now().await;
-    };
+            .cloned()
+            .ok_or_else(|| runs.to_string())
+    })
+    .await;
     assert_eq!(rollback_run["status"], "running", "{rollback_run}");
     assert_eq!(rollback_run["rollback_of"], push.as_str());
     let rollback_id = rollback_run["id"].as_str().expect("id").to_string();
@@ -125,21 +118,18 @@ async fn rollback_cli_killed_after_a_crm_write_is_resumed_by_a_worker() {
     );
     // The audit trail is in global order: once it holds the rollback run's end, it holds
     // every compensation before it.
-    let deadline = std::time::Instant::now() + crate::support::RUN_TIMEOUT;
-    loop {
+    poll_until("the audit trail shows the rollback run's end", || async {
         let ended = api.get_json("/v1/audit?action=RunEnded&limit=500").await;
         let seen = ended["data"]
             .as_array()
             .is_some_and(|d| d.iter().any(|e| e["aggregate_id"] == rollback_id.as_str()));
         if seen {
-            break;
+            Ok(())
+        } else {
+            Err(ended.to_string())
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the audit trail never shows the rollback run's end"
-        );
-        tokio::task::yield_now().await;
-    }
+    })
+    .await;
     let compensations = api.get_json("/v1/audit?action=RolledBack&limit=500").await;
     assert_eq!(
         compensations["data"].as_array().map(Vec::len),
@@ -153,8 +143,7 @@ async fn rollback_cli_killed_after_a_crm_write_is_resumed_by_a_worker() {
     );
     // The app's edits are owed to the CRM again, as before the push run (once the records
     // read model has caught up with the compensations).
-    let deadline = std::time::Instant::now() + crate::support::RUN_TIMEOUT;
-    loop {
+    poll_until("every edited record owes its edit again", || async {
         let mismatched: Vec<Value> = records(&api, &integration, "contacts")
             .await
             .into_iter()
@@ -164,17 +153,12 @@ async fn rollback_cli_killed_after_a_crm_write_is_resumed_by_a_worker() {
                 owed != Some(expected)
             })
             .collect();
-        if mismatched.is_empty() {
-            break;
+        match mismatched.first() {
+            None => Ok(()),
+            Some(first) => Err(format!("{} record(s), e.g. {first}", mismatched.len())),
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} record(s) do not owe their edit again, e.g. {}",
-            mismatched.len(),
-            mismatched[0]
-        );
-        tokio::task::yield_now().await;
-    }
+    })
+    .await;
     sandbox.shutdown().await;
     server.stop().await;
 }

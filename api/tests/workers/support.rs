@@ -215,20 +215,37 @@ pub fn is_active(run: &Value) -> bool {
     matches!(run["status"].as_str(), Some("queued" | "running"))
 }
 
-/// Waits until the run has ended; its view.
-pub async fn wait_run(api: &Api, run_id: &str) -> Value {
+/// Polls `probe` until it yields a value (the condition holds); panics naming `what` after
+/// [`RUN_TIMEOUT`]. The one way these tests wait for another process's read models.
+pub async fn poll_until<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
     let deadline = Instant::now() + RUN_TIMEOUT;
     loop {
-        let run = run_view(api, run_id).await;
-        if !is_active(&run) {
-            return run;
+        match probe().await {
+            Ok(value) => return value,
+            Err(last) => assert!(
+                Instant::now() < deadline,
+                "{what}: not after {RUN_TIMEOUT:?}; last seen: {last}"
+            ),
         }
-        assert!(
-            Instant::now() < deadline,
-            "run {run_id} still active after {RUN_TIMEOUT:?}: {run}"
-        );
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// Waits until the run has ended; its view.
+pub async fn wait_run(api: &Api, run_id: &str) -> Value {
+    poll_until(&format!("run {run_id} ends"), || async {
+        let run = run_view(api, run_id).await;
+        if is_active(&run) {
+            Err(run.to_string())
+        } else {
+            Ok(run)
+        }
+    })
+    .await
 }
 
 /// Every record of `entity` linked to the integration, per the records read model.
