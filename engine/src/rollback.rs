@@ -11,7 +11,7 @@ use serde::Serialize;
 use sqlx::{AnyPool, Row};
 use syncledger_domain::record::{Record, RecordEvent};
 use syncledger_domain::rollback::{self, ChangedSince, CrmRestore, FieldRestore, RecordPlan};
-use syncledger_domain::Aggregate;
+use syncledger_domain::{Aggregate, Entity};
 use syncledger_store::Store;
 
 use crate::EngineError;
@@ -35,26 +35,42 @@ fn written_by(store: &Store, param: usize) -> String {
     }
 }
 
-/// Up to `limit` ids of records the run wrote events to, after `after`, in id order.
+/// Up to `limit` ids of records the run wrote events to, after `after`, in id order;
+/// with `entity`, only records of that entity (told by the record's first event).
 pub async fn touched(
     store: &Store,
     run_id: &str,
+    entity: Option<Entity>,
     after: &str,
     limit: usize,
 ) -> Result<Vec<String>, EngineError> {
+    let of_entity = match (entity, store.is_postgres()) {
+        (None, _) => "",
+        (Some(_), true) => {
+            "AND EXISTS (SELECT 1 FROM events f WHERE f.aggregate_type = 'record'
+                 AND f.aggregate_id = events.aggregate_id AND f.sequence = 1
+                 AND f.payload->>'entity' = $4)"
+        }
+        (Some(_), false) => {
+            "AND EXISTS (SELECT 1 FROM events f WHERE f.aggregate_type = 'record'
+                 AND f.aggregate_id = events.aggregate_id AND f.sequence = 1
+                 AND json_extract(f.payload, '$.entity') = $4)"
+        }
+    };
     let sql = format!(
         "SELECT DISTINCT aggregate_id FROM events
-          WHERE aggregate_type = 'record' AND {} AND aggregate_id > $2
+          WHERE aggregate_type = 'record' AND {} AND aggregate_id > $2 {of_entity}
           ORDER BY aggregate_id LIMIT $3",
         written_by(store, 1)
     );
-    sqlx::query_scalar(&sql)
+    let mut q = sqlx::query_scalar(&sql)
         .bind(run_id)
         .bind(after)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&store.any)
-        .await
-        .map_err(store_err)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+    if let Some(e) = entity {
+        q = q.bind(e.as_str());
+    }
+    q.fetch_all(&store.any).await.map_err(store_err)
 }
 
 /// One stored record event.
@@ -262,7 +278,7 @@ pub async fn preview(store: &Store, run_id: &str) -> Result<Preview, EngineError
     let mut summary = PreviewSummary::default();
     let mut after = String::new();
     loop {
-        let ids = touched(store, run_id, &after, PAGE).await?;
+        let ids = touched(store, run_id, None, &after, PAGE).await?;
         let Some(last) = ids.last().cloned() else {
             break;
         };

@@ -49,7 +49,7 @@ impl Ctx<'_> {
             .push_batch_size()
             .clamp(1, crate::rollback::PAGE);
         loop {
-            let ids = touched(&self.inner.store, target, &cursor.after, page).await?;
+            let ids = touched(&self.inner.store, target, Some(entity), &cursor.after, page).await?;
             let done = ids.len() < page;
             if let Some(last) = ids.last() {
                 cursor.after.clone_from(last);
