@@ -7,6 +7,11 @@
 //! provider's page sizes allow (list pages of 100, search pages of 200, one deletions
 //! page). The records read model is brought up to date between the phases and that
 //! catch-up is reported as its own line.
+//!
+//! With `--rate-limit realistic` the sandbox enforces HubSpot's 100 requests per
+//! rolling 10 s and each phase line adds `limit_seconds`, the least time its
+//! `min_api_calls` take under that limit, and `limit_ratio` (seconds over it);
+//! `rate_limited_429` counts the requests the sandbox refused for its limit.
 
 use std::process::{ExitCode, Stdio};
 use std::time::Instant;
@@ -24,6 +29,14 @@ use syncledger_store::{Metadata, Store};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::config::Settings;
+
+/// The sandbox's counter of requests it refused for its rate limit.
+const RATE_LIMITED_COUNTER: &str = "/_sandbox/refused/429";
+/// HubSpot's realistic limit: requests per window, and the window in seconds.
+const REALISTIC_MAX: usize = 100;
+const REALISTIC_WINDOW_S: f64 = 10.0;
+/// HubSpot's search limit: requests per second.
+const SEARCH_PER_S: usize = 4;
 
 /// HubSpot's page sizes: list (full pulls, deletions) and search (incremental pulls).
 const LIST_PAGE: usize = 100;
@@ -66,7 +79,7 @@ impl SandboxProcess {
         let mut cmd = tokio::process::Command::new(exe);
         cmd.args(["sandbox", "hubspot", "--records", &args.records.to_string()]);
         if args.rate_limit == "realistic" {
-            cmd.args(["--rate-limit-per-10s", "100"]);
+            cmd.args(["--rate-limit-per-10s", &REALISTIC_MAX.to_string()]);
         }
         let mut child = cmd
             .stdout(Stdio::piped())
@@ -92,8 +105,9 @@ impl SandboxProcess {
         })
     }
 
-    /// Requests the engine made (control endpoints excluded).
-    async fn api_calls(&self) -> anyhow::Result<u64> {
+    /// Requests the engine made (control endpoints excluded), and how many of them
+    /// the sandbox refused with 429 for its rate limit.
+    async fn api_calls(&self) -> anyhow::Result<(u64, u64)> {
         let counters: Value = self
             .client
             .get(format!("{}/_sandbox/counters", self.base_url))
@@ -101,15 +115,20 @@ impl SandboxProcess {
             .await?
             .json()
             .await?;
-        Ok(counters
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter(|(k, _)| !k.contains("/_sandbox") && !k.contains("/oauth"))
-                    .filter_map(|(_, v)| v.as_u64())
-                    .sum()
-            })
-            .unwrap_or(0))
+        let count = |keep: &dyn Fn(&str) -> bool| -> u64 {
+            counters
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter(|(k, _)| keep(k))
+                        .filter_map(|(_, v)| v.as_u64())
+                        .sum()
+                })
+                .unwrap_or(0)
+        };
+        let calls = count(&|k| !k.contains("/_sandbox") && !k.contains("/oauth"));
+        let refused = count(&|k| k == RATE_LIMITED_COUNTER);
+        Ok((calls, refused))
     }
 
     async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
@@ -233,6 +252,7 @@ async fn bench(settings: &Settings, args: &SyncBenchArgs) -> anyhow::Result<()> 
 
     let n = args.records;
     let full_min = n.div_ceil(LIST_PAGE).max(1) + 1;
+    let realistic = args.rate_limit == "realistic";
     let full = phase(
         &runs,
         &store,
@@ -243,6 +263,7 @@ async fn bench(settings: &Settings, args: &SyncBenchArgs) -> anyhow::Result<()> 
         RunKind::Full,
         n,
         full_min,
+        realistic,
     )
     .await?;
 
@@ -294,6 +315,7 @@ async fn bench(settings: &Settings, args: &SyncBenchArgs) -> anyhow::Result<()> 
         RunKind::Incremental,
         remote_ids.len(),
         incremental_min,
+        realistic,
     )
     .await?;
     if args.rollback {
@@ -346,6 +368,20 @@ fn round(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// The least time `calls` requests (`searches` of them searches) take under
+/// HubSpot's rolling limits — `REALISTIC_MAX` per `REALISTIC_WINDOW_S`, and
+/// `SEARCH_PER_S` searches per second: the first window's requests go at once and
+/// each later window's worth waits one window more. Zero when one window holds them all.
+fn limit_seconds(calls: usize, searches: usize) -> f64 {
+    let general = (calls.saturating_sub(1) / REALISTIC_MAX) as f64 * REALISTIC_WINDOW_S;
+    let search = (searches.saturating_sub(1) / SEARCH_PER_S) as f64;
+    general.max(search)
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn phase(
     runs: &SyncRuns,
@@ -357,9 +393,10 @@ async fn phase(
     kind: RunKind,
     records: usize,
     min_api_calls: usize,
+    realistic: bool,
 ) -> anyhow::Result<SyncRun> {
     let events_before = event_count(store).await?;
-    let calls_before = sandbox.api_calls().await?;
+    let (calls_before, refused_before) = sandbox.api_calls().await?;
     let started = Instant::now();
     let run_id = runs
         .trigger(integration_id, kind, Trigger::Manual, None, meta)
@@ -374,17 +411,32 @@ async fn phase(
         run.reason.clone().unwrap_or_default()
     );
     let events = event_count(store).await? - events_before;
-    let api_calls = sandbox.api_calls().await? - calls_before;
-    println!(
-        "{}",
-        json!({"phase": name, "records": records, "seconds": round(seconds),
-               "records_per_s": round(records as f64 / seconds.max(1e-9)),
-               "events_written": events, "record_events": events - run_events(&run),
-               "created": run.stats.created, "updated": run.stats.updated,
-               "unchanged": run.stats.unchanged,
-               "api_calls": api_calls, "min_api_calls": min_api_calls,
-               "peak_rss_mb": peak_rss_mb()})
-    );
+    let (calls_after, refused_after) = sandbox.api_calls().await?;
+    let api_calls = calls_after - calls_before;
+    let mut line = json!({"phase": name, "records": records, "seconds": round(seconds),
+           "records_per_s": round(records as f64 / seconds.max(1e-9)),
+           "events_written": events, "record_events": events - run_events(&run),
+           "created": run.stats.created, "updated": run.stats.updated,
+           "unchanged": run.stats.unchanged,
+           "api_calls": api_calls, "min_api_calls": min_api_calls,
+           "api_calls_ratio": round3(api_calls as f64 / min_api_calls.max(1) as f64),
+           "rate_limited_429": refused_after - refused_before,
+           "peak_rss_mb": peak_rss_mb()});
+    if realistic {
+        let searches = if kind == RunKind::Incremental {
+            min_api_calls.saturating_sub(1)
+        } else {
+            0
+        };
+        let allowed = limit_seconds(min_api_calls, searches);
+        line["limit_seconds"] = json!(allowed);
+        line["limit_ratio"] = if allowed > 0.0 {
+            json!(round3(seconds / allowed))
+        } else {
+            Value::Null
+        };
+    }
+    println!("{line}");
     Ok(run)
 }
 

@@ -1,7 +1,8 @@
 //! Which adapter serves an integration, configured from the provider's OAuth app
 //! and the integration's base URL override.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use secrecy::SecretString;
 use syncledger_crm::{
@@ -36,15 +37,82 @@ impl Default for ProviderApps {
     }
 }
 
-/// Builds adapters for integrations.
-#[derive(Clone, Debug, Default)]
+/// Adapters kept per integration. An adapter holds what should outlive one run:
+/// its pacer (the provider's rate-limit window is the integration's, not a run's),
+/// its provider metadata cache (HubSpot's property catalogue) and its HTTP
+/// connection pool.
+type Adapters = Arc<Mutex<HashMap<String, (Recipe, Arc<dyn CrmAdapter>)>>>;
+
+/// How many integrations' adapters a process keeps before it starts afresh.
+const KEPT_ADAPTERS: usize = 4096;
+
+/// Builds adapters for integrations, and keeps one per integration for reuse.
+#[derive(Clone, Default)]
 pub struct Connector {
     apps: ProviderApps,
+    adapters: Adapters,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("apps", &self.apps)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an integration's adapter is built from: a change of any of it (a new base
+/// URL, a new spec) builds a new adapter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Recipe {
+    provider: String,
+    base_url: Option<String>,
+    spec: Option<String>,
+}
+
+impl Recipe {
+    fn of(integration: &Integration) -> Self {
+        Self {
+            provider: integration.provider.clone(),
+            base_url: integration.base_url.clone(),
+            spec: integration.spec.clone(),
+        }
+    }
 }
 
 impl Connector {
     pub fn new(apps: ProviderApps) -> Self {
-        Self { apps }
+        Self {
+            apps,
+            adapters: Adapters::default(),
+        }
+    }
+
+    /// The integration's adapter, shared by every session on it in this process.
+    pub fn adapter(&self, integration: &Integration) -> Result<Arc<dyn CrmAdapter>, EngineError> {
+        let Some(id) = integration.id.clone() else {
+            return self.build(integration).map(Arc::from);
+        };
+        let recipe = Recipe::of(integration);
+        let lock = || self.adapters.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((kept, adapter)) = lock().get(&id) {
+            if *kept == recipe {
+                return Ok(adapter.clone());
+            }
+        }
+        let adapter: Arc<dyn CrmAdapter> = Arc::from(self.build(integration)?);
+        let mut kept = lock();
+        if let Some((won, theirs)) = kept.get(&id) {
+            // Another session built one meanwhile: keep one adapter per integration.
+            if *won == recipe {
+                return Ok(theirs.clone());
+            }
+        }
+        if kept.len() >= KEPT_ADAPTERS && !kept.contains_key(&id) {
+            kept.clear();
+        }
+        kept.insert(id, (recipe, adapter.clone()));
+        Ok(adapter)
     }
 
     /// The OAuth app configured for `provider`.
@@ -59,8 +127,8 @@ impl Connector {
         })
     }
 
-    /// The adapter for the integration's provider.
-    pub fn adapter(&self, integration: &Integration) -> Result<Box<dyn CrmAdapter>, EngineError> {
+    /// A new adapter for the integration's provider.
+    fn build(&self, integration: &Integration) -> Result<Box<dyn CrmAdapter>, EngineError> {
         let app = self.app_or_blank(&integration.provider);
         let base = integration.base_url.clone();
         let info = syncledger_domain::provider::find(&integration.provider);

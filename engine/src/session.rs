@@ -71,7 +71,7 @@ impl Connections {
     }
 
     /// The adapter for an integration, without credentials (to start an OAuth flow).
-    pub fn adapter(&self, integration: &Integration) -> Result<Box<dyn CrmAdapter>, EngineError> {
+    pub fn adapter(&self, integration: &Integration) -> Result<Arc<dyn CrmAdapter>, EngineError> {
         self.inner.connector.adapter(integration)
     }
 
@@ -132,7 +132,7 @@ pub struct Session {
     integration: Integration,
     generation: u64,
     holder: String,
-    adapter: Box<dyn CrmAdapter>,
+    adapter: Arc<dyn CrmAdapter>,
     credentials: Credentials,
 }
 

@@ -66,6 +66,24 @@ pub trait CrmAdapter: Send + Sync {
         since: Option<DateTime<Utc>>,
     ) -> Result<Page, CrmError>;
 
+    /// [`CrmAdapter::pull_page`] for a caller that already holds the records
+    /// modified exactly at `since` whose remote ids are in `seen` (the previous
+    /// run's last instant). A provider that can filter on ids leaves them out, so
+    /// the inclusive boundary costs no repeated results; records at `since` not in
+    /// `seen` still come. Pass the same `seen` for every page of one pull. By
+    /// default `seen` is ignored and the engine deduplicates the overlap.
+    async fn pull_page_since(
+        &self,
+        credentials: &Credentials,
+        entity: Entity,
+        cursor: Option<Cursor>,
+        since: Option<DateTime<Utc>>,
+        seen: &[String],
+    ) -> Result<Page, CrmError> {
+        let _ = seen;
+        self.pull_page(credentials, entity, cursor, since).await
+    }
+
     /// One result per input, in input order. Inputs the provider refused
     /// carry an `error`. Creates are not retried after a timeout or 5xx (the
     /// provider may have applied them); such failures, and `Unauthorized` or

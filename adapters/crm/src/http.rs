@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use crate::error::CrmError;
+use crate::window::{RollingWindow, Slot};
 
 /// Builds the one client every adapter uses. Redirects are not followed: no
 /// provider API needs them, and following them would leak credentials.
@@ -33,14 +34,43 @@ pub fn build_client(
         .map_err(|e| CrmError::Config(format!("http client: {e}")))
 }
 
+/// How an executor paces its requests.
+#[derive(Debug)]
+pub enum Pacer {
+    /// Evenly spaced, below the limit (`governor`): safe whatever kind of window
+    /// the provider counts in.
+    Steady(DefaultDirectRateLimiter),
+    /// A rolling window used whole, kept in step with the provider's headers.
+    Rolling(RollingWindow),
+}
+
 /// A limiter that keeps any rolling `interval` window at or under `max`
-/// requests. It runs at 90% of `max` and allows no bursts, because a burst
-/// plus the steady rate could exceed `max` in one window.
-pub fn pacer(max: u32, interval: Duration) -> Option<Arc<DefaultDirectRateLimiter>> {
+/// requests by spacing them evenly. It runs at 90% of `max` and allows no
+/// bursts, because a burst plus the steady rate could exceed `max` in one window.
+pub fn pacer(max: u32, interval: Duration) -> Option<Arc<Pacer>> {
     let effective = (max.saturating_mul(9) / 10).max(1);
     let period = interval.checked_div(effective)?;
     let quota = Quota::with_period(period)?.allow_burst(NonZeroU32::MIN);
-    Some(Arc::new(RateLimiter::direct(quota)))
+    Some(Arc::new(Pacer::Steady(RateLimiter::direct(quota))))
+}
+
+/// A pacer for a provider documented to count in a rolling window: all of
+/// `max` per `interval`, bursts included (see [`RollingWindow`]).
+pub fn rolling_pacer(max: u32, interval: Duration) -> Option<Arc<Pacer>> {
+    RollingWindow::new(max, interval).map(|w| Arc::new(Pacer::Rolling(w)))
+}
+
+impl Pacer {
+    /// Waits for this pacer's turn; a rolling window's slot is held until dropped.
+    async fn admit(&self) -> Option<Slot<'_>> {
+        match self {
+            Pacer::Steady(limiter) => {
+                limiter.until_ready().await;
+                None
+            }
+            Pacer::Rolling(window) => Some(window.acquire().await),
+        }
+    }
 }
 
 /// Retry and backoff settings.
@@ -137,8 +167,8 @@ pub enum Lane {
 #[derive(Debug)]
 pub struct Executor {
     client: reqwest::Client,
-    general: Option<Arc<DefaultDirectRateLimiter>>,
-    search: Option<Arc<DefaultDirectRateLimiter>>,
+    general: Option<Arc<Pacer>>,
+    search: Option<Arc<Pacer>>,
     policy: RetryPolicy,
     rate_headers: Option<RateHeaderReader>,
     classifier: Option<FailureClassifier>,
@@ -185,8 +215,8 @@ struct ErrorBody {
 impl Executor {
     pub fn new(
         client: reqwest::Client,
-        general: Option<Arc<DefaultDirectRateLimiter>>,
-        search: Option<Arc<DefaultDirectRateLimiter>>,
+        general: Option<Arc<Pacer>>,
+        search: Option<Arc<Pacer>>,
         policy: RetryPolicy,
     ) -> Self {
         Self {
@@ -252,8 +282,11 @@ impl Executor {
     ) -> Result<Reply<T>, CrmError> {
         let mut attempt = 0;
         loop {
-            self.pace(lane).await;
-            match self.attempt(build(&self.client), attempt + 1).await {
+            let slots = self.pace(lane).await;
+            let outcome = self.attempt(build(&self.client), attempt + 1).await;
+            // The response (or failure) is in: the slots count from now.
+            drop(slots);
+            match outcome {
                 Ok(reply) => return Ok(reply),
                 Err(Attempt::Fail(error)) => return Err(error),
                 Err(Attempt::Retry {
@@ -273,18 +306,39 @@ impl Executor {
         }
     }
 
-    async fn pace(&self, lane: Lane) {
-        if let Some(wait) = self.rate_state.hold_back() {
-            tokio::time::sleep(wait).await;
-        }
-        if lane == Lane::Search {
-            if let Some(limiter) = &self.search {
-                limiter.until_ready().await;
+    /// Waits until the request may go; the returned slots are held until its
+    /// response has arrived.
+    async fn pace(&self, lane: Lane) -> [Option<Slot<'_>>; 2] {
+        let rolling = matches!(self.general.as_deref(), Some(Pacer::Rolling(_)));
+        if !rolling {
+            // A rolling window follows the headers itself (`observe`).
+            if let Some(wait) = self.rate_state.hold_back() {
+                tokio::time::sleep(wait).await;
             }
         }
-        if let Some(limiter) = &self.general {
-            limiter.until_ready().await;
+        let search = match (&self.search, lane) {
+            (Some(pacer), Lane::Search) => pacer.admit().await,
+            _ => None,
+        };
+        let general = match &self.general {
+            Some(pacer) => pacer.admit().await,
+            None => None,
+        };
+        [search, general]
+    }
+
+    /// Keeps a rolling window in step with what the provider says of its budget.
+    fn follow_headers(&self, headers: &HeaderMap) {
+        let (Some(Pacer::Rolling(window)), Some(read)) = (
+            self.general.as_deref(),
+            self.rate_headers.and_then(|read| read(headers)),
+        ) else {
+            return;
+        };
+        if read.interval_ms > 0 {
+            window.adopt(read.max, Duration::from_millis(u64::from(read.interval_ms)));
         }
+        window.observe(read.max.saturating_sub(read.remaining));
     }
 
     async fn attempt<T: DeserializeOwned>(
@@ -297,6 +351,7 @@ impl Executor {
         let status = response.status();
         self.rate_state
             .record(response.headers(), self.rate_headers);
+        self.follow_headers(response.headers());
         let retry_after = retry_after(response.headers());
         let headers = response.headers().clone();
         let mut bytes = Vec::new();

@@ -6,6 +6,7 @@
 //! retries and classifies failures the same way for all providers.
 
 pub mod adapter;
+pub mod catalogue;
 pub mod custom;
 pub mod error;
 pub mod http;
@@ -14,6 +15,7 @@ pub mod oauth;
 pub mod pipedrive;
 pub mod salesforce;
 pub mod types;
+pub mod window;
 
 pub use adapter::CrmAdapter;
 pub use custom::{CustomAdapter, CustomOptions, CustomSpec};

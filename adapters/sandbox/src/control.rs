@@ -22,6 +22,9 @@ struct RecordEdit {
     properties: Map<String, Value>,
     /// `false` restores an archived record, `true` archives it.
     archived: Option<bool>,
+    /// Sets the record's modification time (epoch ms) instead of now: a change
+    /// that reaches the search index late, stamped earlier than changes already seen.
+    modified_ms: Option<i64>,
 }
 
 fn raw(ty: ObjectType, record: &Record) -> Value {
@@ -64,6 +67,16 @@ pub async fn upsert_record(
         Some(archived) => inner
             .set_archived(ty, record.id, archived)
             .unwrap_or(record),
+        None => record,
+    };
+    let record = match edit.modified_ms {
+        Some(ms) => match inner.table(ty).get_mut(&record.id) {
+            Some(stored) => {
+                stored.updated_ms = ms;
+                stored.clone()
+            }
+            None => record,
+        },
         None => record,
     };
     Ok(Json(raw(ty, &record)))

@@ -19,6 +19,9 @@ fn bearer(req: &Request) -> Option<String> {
         .then(|| token.trim().to_string())
 }
 
+/// The counter of requests refused with 429 by the rate limits (not faults).
+pub const RATE_LIMITED: &str = "/_sandbox/refused/429";
+
 pub async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let Some(token) = bearer(&req) else {
         return ApiError::unauthorized().into_response();
@@ -31,7 +34,11 @@ pub async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Respo
         if !is_static && !inner.auth.is_valid(&token, now) {
             return ApiError::unauthorized().into_response();
         }
-        inner.limits.check(&token, is_search, now)
+        let decision = inner.limits.check(&token, is_search, now);
+        if matches!(decision, Decision::Denied(..)) {
+            *inner.counters.entry(RATE_LIMITED.to_owned()).or_default() += 1;
+        }
+        decision
     };
     match decision {
         Decision::Off => next.run(req).await,

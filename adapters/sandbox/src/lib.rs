@@ -11,6 +11,7 @@ mod error;
 mod faults;
 mod generic;
 mod guard;
+pub use guard::RATE_LIMITED;
 mod oauth;
 mod objects;
 mod pipedrive;

@@ -5,6 +5,8 @@
 //! PKCE verifier in `oauth_states`; the provider sends the browser to `callback`, which
 //! claims the state once, exchanges the code and stores the sealed tokens.
 
+use std::sync::Arc;
+
 use crate::auth::{Caller, RequestId, READERS, WRITERS};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{List, Query};
@@ -109,7 +111,7 @@ fn stamp(t: DateTime<Utc>) -> String {
 }
 
 /// The adapter for an integration's provider, pointed at its base URL override if any.
-pub fn adapter_for(state: &AppState, integration: &Integration) -> ApiResult<Box<dyn CrmAdapter>> {
+pub fn adapter_for(state: &AppState, integration: &Integration) -> ApiResult<Arc<dyn CrmAdapter>> {
     state.connections.adapter(integration).map_err(engine_error)
 }
 

@@ -167,6 +167,8 @@ impl<'a> Ctx<'a> {
         meta: Metadata,
     ) -> Result<Ctx<'a>, EngineError> {
         let session = inner.connections.session(&run.integration_id).await?;
+        // The adapter outlives runs: count this run's requests from here.
+        let calls_seen = session.adapter().requests_sent();
         let integration = session.integration().clone();
         let policy = integration.merge_policy();
         Ok(Ctx {
@@ -178,7 +180,7 @@ impl<'a> Ctx<'a> {
             integration,
             session: Some(session),
             policy,
-            calls_seen: 0,
+            calls_seen,
         })
     }
 
@@ -280,19 +282,20 @@ impl<'a> Ctx<'a> {
         Ok(Flow::Continue)
     }
 
-    /// Where the last finished run left the pass's high-water mark.
+    /// Where the last finished run left the pass's high-water mark, and which
+    /// records it had seen at that instant.
     async fn previous_high_water(
         &self,
         entity: Entity,
         phase: Phase,
-    ) -> Result<Option<chrono::DateTime<Utc>>, EngineError> {
+    ) -> Result<Option<(chrono::DateTime<Utc>, Option<Vec<String>>)>, EngineError> {
         let runs =
             lookup::finished_runs(&self.inner.store.any, &self.run.integration_id, HISTORY).await?;
         for run in &runs {
             if let Some(cursor) = lookup::ended_pass(run, entity, phase) {
                 let c: PullCursor = from_json(cursor)?;
-                if c.high_water.is_some() {
-                    return Ok(c.high_water);
+                if let Some(high_water) = c.high_water {
+                    return Ok(Some((high_water, c.at_high_water)));
                 }
             }
         }
@@ -313,16 +316,12 @@ impl<'a> Ctx<'a> {
                 None => Ok(Some(PullCursor::default())),
             },
             None => {
-                let since = if incremental {
+                let previous = if incremental {
                     self.previous_high_water(entity, phase).await?
                 } else {
                     None
                 };
-                Ok(Some(PullCursor {
-                    page: None,
-                    since,
-                    high_water: since,
-                }))
+                Ok(Some(PullCursor::starting(previous)))
             }
         }
     }
@@ -377,7 +376,7 @@ impl<'a> Ctx<'a> {
             let calls = self.take_calls();
             crashpoint::reach("pull:fetched");
             for r in page.records.iter().filter(|r| !r.archived) {
-                cursor.high_water = cursor.high_water.max(Some(r.updated_at));
+                cursor.note(&r.id, r.updated_at);
             }
             cursor.page = page.next.clone();
             let done = page.next.is_none();
@@ -468,7 +467,7 @@ impl<'a> Ctx<'a> {
             .await?;
             for r in &page.records {
                 stats.processed += 1;
-                cursor.high_water = cursor.high_water.max(Some(r.updated_at));
+                cursor.note(&r.id, r.updated_at);
                 let Some(record_id) = links.get(&r.id) else {
                     stats.skipped += 1;
                     continue;
@@ -671,7 +670,7 @@ async fn fetch(
     phase: Phase,
     cursor: &PullCursor,
 ) -> Result<Page, EngineError> {
-    let (page, since) = (cursor.page.clone(), cursor.since);
+    let (page, since, seen) = (cursor.page.clone(), cursor.since, cursor.seen.clone());
     match phase {
         Phase::Deletions => {
             session
@@ -684,8 +683,8 @@ async fn fetch(
         _ => {
             session
                 .call(meta, move |a, c| {
-                    let page = page.clone();
-                    Box::pin(async move { a.pull_page(c, entity, page, since).await })
+                    let (page, seen) = (page.clone(), seen.clone());
+                    Box::pin(async move { a.pull_page_since(c, entity, page, since, &seen).await })
                 })
                 .await
         }

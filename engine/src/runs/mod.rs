@@ -67,6 +67,61 @@ pub(crate) struct PullCursor {
     /// The latest modification time seen so far: the next incremental run starts here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub high_water: Option<DateTime<Utc>>,
+    /// The remote ids of the records modified exactly at `high_water` seen so far;
+    /// `None` when unknown or more than [`MAX_AT_HIGH_WATER`]. The next incremental
+    /// run asks the provider to leave these out of its inclusive boundary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_high_water: Option<Vec<String>>,
+    /// The ids this pass asked the provider to leave out at `since` (fixed for the
+    /// pass: every page of one search must ask the same).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seen: Vec<String>,
+}
+
+/// How many records sharing the last modification time a cursor names; more,
+/// and the next run's boundary repeats them (deduplicated, at a few calls' cost).
+pub(crate) const MAX_AT_HIGH_WATER: usize = 100;
+
+impl PullCursor {
+    /// A fresh pass: from the previous run's high-water mark (incremental), or
+    /// from the beginning.
+    pub(crate) fn starting(previous: Option<(DateTime<Utc>, Option<Vec<String>>)>) -> Self {
+        match previous {
+            Some((since, at)) => Self {
+                page: None,
+                since: Some(since),
+                high_water: Some(since),
+                seen: at.clone().unwrap_or_default(),
+                at_high_water: at,
+            },
+            None => Self {
+                at_high_water: Some(Vec::new()),
+                ..Self::default()
+            },
+        }
+    }
+
+    /// Moves the high-water mark past a fetched (not archived) record.
+    pub(crate) fn note(&mut self, remote_id: &str, modified: DateTime<Utc>) {
+        match self.high_water.cmp(&Some(modified)) {
+            std::cmp::Ordering::Less => {
+                self.high_water = Some(modified);
+                self.at_high_water = Some(vec![remote_id.to_owned()]);
+            }
+            std::cmp::Ordering::Equal => {
+                if let Some(ids) = &mut self.at_high_water {
+                    if !ids.iter().any(|id| id == remote_id) {
+                        if ids.len() >= MAX_AT_HIGH_WATER {
+                            self.at_high_water = None;
+                        } else {
+                            ids.push(remote_id.to_owned());
+                        }
+                    }
+                }
+            }
+            std::cmp::Ordering::Greater => {}
+        }
+    }
 }
 
 /// A push pass's resume point: records are pushed in id order.

@@ -15,6 +15,7 @@ on_both_backends!(
     sync_run_refusals,
     schedule_and_webhooks,
     shared_timestamps_across_pages,
+    boundary_costs_no_repeats,
     push_failures_and_retry
 );
 
@@ -591,6 +592,94 @@ async fn shared_timestamps_across_pages(backend: Backend) -> anyhow::Result<()> 
     assert!(pages >= 5, "the boundary group spans pages: {incremental}");
     // Two events per changed record (the values, the merge), none for the others.
     assert_eq!(record_events(&app).await? - before, 6);
+    sandbox.shutdown().await;
+    app.finish().await
+}
+
+/// The incremental boundary is inclusive, yet the records the previous run already
+/// held at its last instant are not fetched again: a run after 3 CRM edits costs one
+/// search page and one deletions page per entity, nothing more (the property catalogue
+/// is kept from the full run), and a record that reaches the CRM's search late, stamped
+/// exactly at that instant, is still fetched.
+async fn boundary_costs_no_repeats(backend: Backend) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let sandbox = Sandbox::start_hubspot(SandboxConfig {
+        records: 30,
+        ..SandboxConfig::default()
+    })
+    .await?;
+    let id = connect(&app, "hubspot", &sandbox.base_url(), "pull", "crm_wins").await?;
+    let full = run(&app, &id, "full").await?;
+    assert_eq!(full["stats"]["created"], 60, "{full}");
+    let contacts = records(&app, &id, "contacts").await?;
+    let mut last_ms = i64::MIN;
+    for c in &contacts {
+        let raw = remote(&sandbox, "contacts", link(c, &id)?).await?;
+        let at = raw["updatedAt"].as_str().context("updatedAt")?;
+        last_ms = last_ms.max(chrono::DateTime::parse_from_rfc3339(at)?.timestamp_millis());
+    }
+    let client = reqwest::Client::new();
+    let control = |path: &str| format!("{}/_sandbox/{path}", sandbox.base_url());
+    send(client.post(control("counters/reset")))
+        .await?
+        .expect(StatusCode::NO_CONTENT);
+    for c in contacts.iter().take(3) {
+        edit_remote(
+            &sandbox,
+            "contacts",
+            link(c, &id)?,
+            json!({"jobtitle": "Moved on"}),
+        )
+        .await?;
+    }
+    // A contact stamped at the import's last instant, visible to search only now.
+    let late = send(client.post(control("records/contacts")).json(&json!({
+        "properties": {"email": "late@example.com", "lastname": "Late"},
+        "modified_ms": last_ms,
+    })))
+    .await?;
+    late.expect(StatusCode::OK);
+
+    let incremental = run(&app, &id, "incremental").await?;
+    assert_eq!(incremental["status"], "completed", "{incremental}");
+    let stats = &incremental["stats"];
+    assert_eq!(stats["processed"], 4, "{incremental}");
+    assert_eq!(stats["created"], 1, "{incremental}");
+    assert_eq!(stats["updated"], 3, "{incremental}");
+    let calls = sandbox.counters();
+    let count = |key: &str| calls.get(key).copied().unwrap_or(0);
+    for entity in ["contacts", "companies"] {
+        assert_eq!(
+            count(&format!("POST /crm/v3/objects/{entity}/search")),
+            1,
+            "{calls:?}"
+        );
+        assert_eq!(
+            count(&format!("GET /crm/v3/objects/{entity}")),
+            1,
+            "{calls:?}"
+        );
+        assert_eq!(
+            count(&format!("GET /crm/v3/properties/{entity}")),
+            0,
+            "{calls:?}"
+        );
+    }
+    assert_eq!(stats["api_calls"], 4, "{incremental}");
+    let contacts = records(&app, &id, "contacts").await?;
+    let emails: Vec<&str> = contacts
+        .iter()
+        .filter_map(|r| value(r, "email"))
+        .filter(|e| *e == "late@example.com")
+        .collect();
+    assert_eq!(emails.len(), 1);
+
+    // Nothing changed since: nothing is fetched again.
+    let again = run(&app, &id, "incremental").await?;
+    assert_eq!(again["status"], "completed", "{again}");
+    assert_eq!(again["stats"]["processed"], 0, "{again}");
     sandbox.shutdown().await;
     app.finish().await
 }

@@ -5,8 +5,6 @@ mod push;
 pub mod webhook;
 mod wire;
 
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,8 +13,9 @@ use secrecy::{ExposeSecret, SecretString};
 use syncledger_domain::Entity;
 
 use crate::adapter::CrmAdapter;
+use crate::catalogue::Catalogue;
 use crate::error::CrmError;
-use crate::http::{build_client, pacer, Executor, Lane, RetryPolicy};
+use crate::http::{build_client, rolling_pacer, Executor, Lane, RetryPolicy};
 use crate::oauth::{self, OAuthApp};
 use crate::types::{Credentials, Cursor, FieldInfo, Identity, Page, PushOp, PushResult, Tokens};
 
@@ -74,7 +73,7 @@ impl HubSpotConfig {
 pub struct HubSpotAdapter {
     config: HubSpotConfig,
     http: Executor,
-    properties: Mutex<HashMap<Entity, Vec<String>>>,
+    properties: Catalogue<Vec<String>>,
 }
 
 impl HubSpotAdapter {
@@ -84,10 +83,10 @@ impl HubSpotAdapter {
         let client = build_client(config.connect_timeout, config.request_timeout)?;
         let general = config
             .requests_per_10s
-            .and_then(|n| pacer(n, Duration::from_secs(10)));
+            .and_then(|n| rolling_pacer(n, Duration::from_secs(10)));
         let search = config
             .search_per_s
-            .and_then(|n| pacer(n, Duration::from_secs(1)));
+            .and_then(|n| rolling_pacer(n, Duration::from_secs(1)));
         let policy = RetryPolicy {
             max_retries: config.max_retries,
             base_delay: config.retry_base_delay,
@@ -98,7 +97,7 @@ impl HubSpotAdapter {
         Ok(Self {
             config,
             http,
-            properties: Mutex::default(),
+            properties: Catalogue::default(),
         })
     }
 
@@ -118,19 +117,11 @@ impl HubSpotAdapter {
     }
 
     fn cached_properties(&self, entity: Entity) -> Option<Vec<String>> {
-        let cache = self
-            .properties
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        cache.get(&entity).cloned()
+        self.properties.get(entity)
     }
 
     fn cache_properties(&self, entity: Entity, names: Vec<String>) {
-        let mut cache = self
-            .properties
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        cache.insert(entity, names);
+        self.properties.put(entity, names);
     }
 
     fn objects_url(&self, entity: Entity, suffix: &str) -> String {
@@ -261,10 +252,11 @@ impl CrmAdapter for HubSpotAdapter {
         let body = reply
             .body
             .ok_or_else(|| CrmError::Malformed("empty properties response".into()))?;
-        Ok(body.results.into_iter().map(Into::into).collect())
+        let fields: Vec<FieldInfo> = body.results.into_iter().map(Into::into).collect();
+        self.cache_properties(entity, fields.iter().map(|f| f.name.clone()).collect());
+        Ok(fields)
     }
 
-    #[tracing::instrument(skip_all, fields(entity = entity.as_str()), err)]
     async fn pull_page(
         &self,
         tokens: &Credentials,
@@ -272,14 +264,30 @@ impl CrmAdapter for HubSpotAdapter {
         cursor: Option<Cursor>,
         since: Option<DateTime<Utc>>,
     ) -> Result<Page, CrmError> {
+        self.pull_page_since(tokens, entity, cursor, since, &[])
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(entity = entity.as_str()), err)]
+    async fn pull_page_since(
+        &self,
+        tokens: &Credentials,
+        entity: Entity,
+        cursor: Option<Cursor>,
+        since: Option<DateTime<Utc>>,
+        seen: &[String],
+    ) -> Result<Page, CrmError> {
         match (cursor, since) {
-            (Some(Cursor::HubSpotSearch { since, after }), _) => {
-                self.search_page(tokens, entity, since, after).await
+            (Some(Cursor::HubSpotSearch { since: from, after }), _) => {
+                // A search restarted past the 10,000 cap starts from a later
+                // instant: `seen` describes only the pull's own `since`.
+                let seen = if Some(from) == since { seen } else { &[] };
+                self.search_page(tokens, entity, from, after, seen).await
             }
             (Some(Cursor::HubSpotList { after }), _) => {
                 self.list_page(tokens, entity, Some(after), false).await
             }
-            (None, Some(since)) => self.search_page(tokens, entity, since, None).await,
+            (None, Some(since)) => self.search_page(tokens, entity, since, None, seen).await,
             (None, None) => self.list_page(tokens, entity, None, false).await,
             (Some(other), _) => Err(CrmError::Config(format!(
                 "cursor {other:?} does not belong to a HubSpot pull"

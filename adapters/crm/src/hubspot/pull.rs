@@ -12,6 +12,8 @@ const LIST_LIMIT: u32 = 100;
 const SEARCH_LIMIT: u32 = 200;
 /// A search can page through at most this many results.
 const SEARCH_CAP: u64 = 10_000;
+/// The most ids one `NOT_IN` filter carries (HubSpot caps the values of a filter (?)).
+pub(super) const MAX_SEEN: usize = 100;
 
 fn modified_property(entity: Entity) -> &'static str {
     match entity {
@@ -22,7 +24,8 @@ fn modified_property(entity: Entity) -> &'static str {
 
 impl HubSpotAdapter {
     /// Property names to request: the list and search endpoints return only
-    /// a default few unless asked. Looked up once per entity.
+    /// a default few unless asked. The catalogue is kept for a while (see
+    /// [`crate::catalogue`]).
     async fn property_names(
         &self,
         tokens: &Credentials,
@@ -31,12 +34,11 @@ impl HubSpotAdapter {
         if let Some(names) = self.cached_properties(entity) {
             return Ok(names);
         }
-        let names: Vec<String> = super::CrmAdapter::fields(self, tokens, entity)
+        let names = super::CrmAdapter::fields(self, tokens, entity)
             .await?
             .into_iter()
             .map(|f| f.name)
             .collect();
-        self.cache_properties(entity, names.clone());
         Ok(names)
     }
 
@@ -76,23 +78,46 @@ impl HubSpotAdapter {
         })
     }
 
+    /// One page of the records modified at or after `since`, oldest first. The
+    /// records at exactly `since` named in `seen` are left out (see
+    /// [`super::CrmAdapter::pull_page_since`]); with more than [`MAX_SEEN`] of
+    /// them the search stays inclusive and the engine deduplicates.
     pub(super) async fn search_page(
         &self,
         tokens: &Credentials,
         entity: Entity,
         since: DateTime<Utc>,
         after: Option<String>,
+        seen: &[String],
     ) -> Result<Page, CrmError> {
         let properties = self.property_names(tokens, entity).await?;
         let modified = modified_property(entity);
+        let at = since.timestamp_millis().to_string();
+        let filter_groups = if seen.is_empty() || seen.len() > MAX_SEEN {
+            vec![wire::FilterGroup {
+                filters: vec![wire::Filter::compare(modified, "GTE", at)],
+            }]
+        } else {
+            // Later than `since`, or at `since` and not yet held.
+            vec![
+                wire::FilterGroup {
+                    filters: vec![wire::Filter::compare(modified, "GT", at.clone())],
+                },
+                wire::FilterGroup {
+                    filters: vec![
+                        wire::Filter::compare(modified, "EQ", at),
+                        wire::Filter {
+                            property_name: "hs_object_id",
+                            operator: "NOT_IN",
+                            value: None,
+                            values: Some(seen),
+                        },
+                    ],
+                },
+            ]
+        };
         let request = wire::SearchRequest {
-            filter_groups: [wire::FilterGroup {
-                filters: [wire::Filter {
-                    property_name: modified,
-                    operator: "GTE",
-                    value: since.timestamp_millis().to_string(),
-                }],
-            }],
+            filter_groups,
             sorts: [wire::Sort {
                 property_name: modified,
                 direction: "ASCENDING",

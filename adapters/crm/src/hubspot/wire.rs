@@ -57,7 +57,7 @@ pub struct NextPage {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SearchRequest<'a> {
-    pub filter_groups: [FilterGroup<'a>; 1],
+    pub filter_groups: Vec<FilterGroup<'a>>,
     pub sorts: [Sort<'a>; 1],
     pub properties: &'a [String],
     pub limit: u32,
@@ -67,7 +67,7 @@ pub struct SearchRequest<'a> {
 
 #[derive(Debug, Serialize)]
 pub struct FilterGroup<'a> {
-    pub filters: [Filter<'a>; 1],
+    pub filters: Vec<Filter<'a>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -75,7 +75,21 @@ pub struct FilterGroup<'a> {
 pub struct Filter<'a> {
     pub property_name: &'a str,
     pub operator: &'a str,
-    pub value: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub values: Option<&'a [String]>,
+}
+
+impl<'a> Filter<'a> {
+    pub fn compare(property_name: &'a str, operator: &'a str, value: String) -> Self {
+        Self {
+            property_name,
+            operator,
+            value: Some(value),
+            values: None,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]

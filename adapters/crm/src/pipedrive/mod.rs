@@ -5,8 +5,7 @@ mod fields;
 mod push;
 mod wire;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,6 +17,7 @@ use serde_json::Value;
 use syncledger_domain::Entity;
 
 use crate::adapter::CrmAdapter;
+use crate::catalogue::Catalogue;
 use crate::error::CrmError;
 use crate::http::{build_client, header_u32, pacer, Executor, Lane, RetryPolicy, WindowReading};
 use crate::oauth::{self, OAuthApp};
@@ -82,7 +82,7 @@ impl PipedriveConfig {
 pub struct PipedriveAdapter {
     config: PipedriveConfig,
     http: Executor,
-    fields: Mutex<HashMap<Entity, Arc<FieldMap>>>,
+    fields: Catalogue<Arc<FieldMap>>,
 }
 
 /// How a call authenticates. Not `Debug`: it holds the secret.
@@ -179,7 +179,7 @@ impl PipedriveAdapter {
         Ok(Self {
             config,
             http,
-            fields: Mutex::default(),
+            fields: Catalogue::default(),
         })
     }
 
@@ -255,10 +255,7 @@ impl PipedriveAdapter {
             }
         }
         let map = Arc::new(FieldMap::build(entity, &defs));
-        self.fields
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(entity, map.clone());
+        self.fields.put(entity, map.clone());
         Ok(map)
     }
 
@@ -268,13 +265,7 @@ impl PipedriveAdapter {
         credentials: &Credentials,
         entity: Entity,
     ) -> Result<Arc<FieldMap>, CrmError> {
-        let cached = self
-            .fields
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&entity)
-            .cloned();
-        match cached {
+        match self.fields.get(entity) {
             Some(map) => Ok(map),
             None => self.load_fields(credentials, entity).await,
         }

@@ -6,8 +6,6 @@ mod pull;
 mod push;
 mod wire;
 
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,6 +16,7 @@ use secrecy::{ExposeSecret, SecretString};
 use syncledger_domain::Entity;
 
 use crate::adapter::CrmAdapter;
+use crate::catalogue::Catalogue;
 use crate::error::CrmError;
 use crate::http::{build_client, pacer, Executor, Lane, RetryPolicy, WindowReading};
 use crate::oauth::{self, OAuthApp};
@@ -80,7 +79,7 @@ pub struct SalesforceAdapter {
     config: SalesforceConfig,
     http: Executor,
     /// Field names per entity from `describe`, selected by every pull.
-    fields: Mutex<HashMap<Entity, Vec<String>>>,
+    fields: Catalogue<Vec<String>>,
 }
 
 impl SalesforceAdapter {
@@ -109,7 +108,7 @@ impl SalesforceAdapter {
         Ok(Self {
             config,
             http,
-            fields: Mutex::default(),
+            fields: Catalogue::default(),
         })
     }
 
@@ -146,13 +145,11 @@ impl SalesforceAdapter {
     }
 
     fn cached_fields(&self, entity: Entity) -> Option<Vec<String>> {
-        let cache = self.fields.lock().unwrap_or_else(PoisonError::into_inner);
-        cache.get(&entity).cloned()
+        self.fields.get(entity)
     }
 
     fn cache_fields(&self, entity: Entity, names: Vec<String>) {
-        let mut cache = self.fields.lock().unwrap_or_else(PoisonError::into_inner);
-        cache.insert(entity, names);
+        self.fields.put(entity, names);
     }
 }
 
