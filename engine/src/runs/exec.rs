@@ -355,6 +355,13 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Pulls every page of the pass. Three pages are in the works at once: page N+2 is
+    /// fetched (on its own task) while page N+1 is decided and page N is committed, so
+    /// the provider, this process and the database all work at the same time. Decisions
+    /// read only the records read model, which commits do not touch, so deciding a page
+    /// before the previous one is committed decides it on the same states; commits stay
+    /// in page order, and a decision made stale by a commit makes its own append
+    /// conflict (and be decided again record by record), as with any other writer.
     async fn pull(&mut self, entity: Entity, kind: RunKind) -> Result<Flow, EngineError> {
         let Some(mut cursor) = self
             .pull_cursor(entity, Phase::Pull, kind == RunKind::Incremental)
@@ -364,68 +371,117 @@ impl<'a> Ctx<'a> {
         };
         let mapper = self.mapper(entity)?;
         let run_id = self.run_id();
-        // The next page is fetched while this one is written: the provider and the
-        // database work at the same time.
+        let (inner, meta, policy) = (self.inner, self.meta.clone(), self.policy.clone());
+        let (workspace_id, integration_id) = (
+            self.run.workspace_id.clone(),
+            self.run.integration_id.clone(),
+        );
+        let ingestion = Ingestion {
+            store: &inner.store,
+            records: &inner.records,
+            workspace_id: &workspace_id,
+            integration_id: &integration_id,
+            entity,
+            run_id: &run_id,
+            policy: &policy,
+            mapper: &mapper,
+            meta: &meta,
+        };
         let mut inflight = Some(self.spawn_fetch(entity, &cursor)?);
-        while let Some(task) = inflight.take() {
-            let (session, fetched) = task
-                .await
-                .map_err(|e| EngineError::Store(format!("page fetch task: {e}")))?;
-            self.session = Some(session);
-            let page = fetched?;
-            let calls = self.take_calls();
-            crashpoint::reach("pull:fetched");
-            for r in page.records.iter().filter(|r| !r.archived) {
-                cursor.note(&r.id, r.updated_at);
-            }
-            cursor.page = page.next.clone();
-            let done = page.next.is_none();
-            if !done {
-                inflight = Some(self.spawn_fetch(entity, &cursor)?);
-            }
-            let mut decided = self
-                .ingestion(entity, &mapper, &run_id)
-                .decide_page(&page.records)
-                .await?;
-            decided.stats.api_calls = calls;
-            let cursor_json = to_json(&cursor)?;
-            let commit = self
-                .commit(
-                    entity,
-                    Phase::Pull,
-                    cursor_json.clone(),
-                    done,
-                    decided.stats,
-                    decided.failures,
-                    decided.events,
-                )
-                .await?;
-            let flow = match commit {
-                Commit::Done => Flow::Continue,
-                Commit::Stopped => Flow::Stopped,
-                Commit::Conflict => {
-                    let mut again = self
-                        .ingestion(entity, &mapper, &run_id)
-                        .ingest_one_by_one(&page.records)
-                        .await?;
-                    again.stats.api_calls = calls;
-                    self.commit_run_only(
-                        entity,
-                        Phase::Pull,
-                        cursor_json,
-                        done,
-                        again.stats,
-                        again.failures,
-                    )
-                    .await?
+        let mut decided: Option<DecidedPage> = None;
+        loop {
+            let fetched = match inflight.take() {
+                Some(task) => {
+                    let (session, fetched) = task
+                        .await
+                        .map_err(|e| EngineError::Store(format!("page fetch task: {e}")))?;
+                    self.session = Some(session);
+                    let page = fetched?;
+                    let calls = self.take_calls();
+                    crashpoint::reach("pull:fetched");
+                    for r in page.records.iter().filter(|r| !r.archived) {
+                        cursor.note(&r.id, r.updated_at);
+                    }
+                    cursor.page = page.next.clone();
+                    let done = page.next.is_none();
+                    if !done {
+                        inflight = Some(self.spawn_fetch(entity, &cursor)?);
+                    }
+                    Some((page, to_json(&cursor)?, done, calls))
+                }
+                None => None,
+            };
+            let commit = async {
+                match decided.take() {
+                    Some(page) => self.commit_pulled(entity, &ingestion, page).await.map(Some),
+                    None => Ok(None),
                 }
             };
-            if flow == Flow::Stopped {
-                return Ok(flow);
+            let decide = async {
+                match fetched {
+                    Some((page, cursor, done, calls)) => {
+                        let mut decision = ingestion.decide_page(&page.records).await?;
+                        decision.stats.api_calls = calls;
+                        Ok(Some(DecidedPage {
+                            records: page.records,
+                            cursor,
+                            done,
+                            calls,
+                            decision,
+                        }))
+                    }
+                    None => Ok::<_, EngineError>(None),
+                }
+            };
+            let (committed, next) = tokio::join!(commit, decide);
+            match committed? {
+                Some(Flow::Stopped) => return Ok(Flow::Stopped),
+                Some(Flow::Continue) => crashpoint::reach("pull:committed"),
+                None => {}
             }
-            crashpoint::reach("pull:committed");
+            decided = next?;
+            if decided.is_none() {
+                return Ok(Flow::Continue);
+            }
         }
-        Ok(Flow::Continue)
+    }
+
+    /// Commits a decided page: its record events and the run's page event in one
+    /// transaction, or, when the append conflicts, the page again record by record.
+    async fn commit_pulled(
+        &mut self,
+        entity: Entity,
+        ingestion: &Ingestion<'_>,
+        page: DecidedPage,
+    ) -> Result<Flow, EngineError> {
+        let commit = self
+            .commit(
+                entity,
+                Phase::Pull,
+                page.cursor.clone(),
+                page.done,
+                page.decision.stats,
+                page.decision.failures,
+                page.decision.events,
+            )
+            .await?;
+        match commit {
+            Commit::Done => Ok(Flow::Continue),
+            Commit::Stopped => Ok(Flow::Stopped),
+            Commit::Conflict => {
+                let mut again = ingestion.ingest_one_by_one(&page.records).await?;
+                again.stats.api_calls = page.calls;
+                self.commit_run_only(
+                    entity,
+                    Phase::Pull,
+                    page.cursor,
+                    page.done,
+                    again.stats,
+                    again.failures,
+                )
+                .await
+            }
+        }
     }
 
     /// Fetches the page `cursor` names on a task of its own, lending it the session.
@@ -658,6 +714,15 @@ impl<'a> Ctx<'a> {
         }
         Ok(Flow::Continue)
     }
+}
+
+/// A fetched page, decided and waiting for its commit.
+struct DecidedPage {
+    records: Vec<RemoteRecord>,
+    cursor: serde_json::Value,
+    done: bool,
+    calls: u64,
+    decision: super::ingest::Decided,
 }
 
 /// A page fetch running on its own task; it hands the session back with the page.
