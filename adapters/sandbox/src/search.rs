@@ -15,6 +15,21 @@ use crate::state::{parse_time, AppState, ObjectType, Record};
 const MAX_LIMIT: usize = 200;
 const MAX_RESULTS: usize = 10_000;
 const MAX_GROUPS: usize = 5;
+/// The filter operators the sandbox understands.
+const OPERATORS: [&str; 12] = [
+    "EQ",
+    "NEQ",
+    "LT",
+    "LTE",
+    "GT",
+    "GTE",
+    "BETWEEN",
+    "IN",
+    "NOT_IN",
+    "HAS_PROPERTY",
+    "NOT_HAS_PROPERTY",
+    "CONTAINS_TOKEN",
+];
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -141,7 +156,12 @@ fn keep(ty: ObjectType, record: &Record, groups: &[FilterGroup]) -> Result<bool,
     for group in groups {
         let mut all = true;
         for f in &group.filters {
-            all &= matches(ty, record, f)?;
+            // The first filter that fails settles the group (operators were checked
+            // before the scan, so skipping the rest hides no error).
+            if !matches(ty, record, f)? {
+                all = false;
+                break;
+            }
         }
         if all {
             return Ok(true);
@@ -186,6 +206,14 @@ pub async fn search(
         return Err(ApiError::validation(format!(
             "Search can page through at most {MAX_RESULTS} results; after={after} with limit={limit} goes beyond it"
         )));
+    }
+    for f in req.filter_groups.iter().flat_map(|g| &g.filters) {
+        if !OPERATORS.contains(&f.operator.as_str()) {
+            return Err(ApiError::validation(format!(
+                "Unsupported filter operator: {}",
+                f.operator
+            )));
+        }
     }
     let inner = s.lock();
     let mut hits = Vec::new();
