@@ -186,6 +186,39 @@ async fn fill_log(store: &Store, ws: &str, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs a benchmark on scratch storage: a new data directory, and a new database on
+/// the PostgreSQL server `database_url` names (else a SQLite file in that directory),
+/// dropped afterwards whether the benchmark succeeded or not. `base` is adjusted
+/// with the scratch locations and handed to `bench`.
+pub(crate) async fn on_scratch<F, Fut>(
+    base: Settings,
+    database_url: Option<&str>,
+    bench: F,
+) -> anyhow::Result<ExitCode>
+where
+    F: FnOnce(Settings) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let dir = tempfile::tempdir()?;
+    let pg = match database_url {
+        Some(url) => Some(TempPgDb::create(url).await?),
+        None => None,
+    };
+    let settings = Settings {
+        data_dir: dir.path().to_path_buf(),
+        database_url: pg
+            .as_ref()
+            .map(|db| secrecy::SecretString::from(db.url.clone())),
+        ..base
+    };
+    let result = bench(settings).await;
+    if let Some(db) = pg {
+        db.drop_db().await?;
+    }
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
 pub(crate) struct TempPgDb {
     admin_url: String,
     pub(crate) url: String,

@@ -15,7 +15,6 @@ use anyhow::Context;
 use chrono::{SecondsFormat, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use secrecy::SecretString;
 use serde_json::{json, Value};
 use syncledger_domain::record::{Record, RecordCommand};
 use syncledger_domain::{Aggregate, Entity, Plan};
@@ -48,25 +47,17 @@ pub struct AsOfBenchArgs {
 pub async fn run(base: &Settings, args: AsOfBenchArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.events >= 2, "--events must be at least 2");
     anyhow::ensure!(args.reads >= 1, "--reads must be at least 1");
-    let dir = tempfile::tempdir()?;
-    let pg = match &args.database_url {
-        Some(url) => Some(crate::bench::TempPgDb::create(url).await?),
-        None => None,
-    };
-    let settings = Settings {
+    let base = Settings {
         addr: "127.0.0.1:0".parse()?,
-        data_dir: dir.path().to_path_buf(),
-        database_url: pg.as_ref().map(|db| SecretString::from(db.url.clone())),
         // The reads come from one client as fast as it can send them.
         rate_limit_per_minute: u32::MAX,
         ..base.clone()
     };
-    let result = serve_and_measure(settings, &args).await;
-    if let Some(db) = pg {
-        db.drop_db().await?;
-    }
-    result?;
-    Ok(ExitCode::SUCCESS)
+    let url = args.database_url.clone();
+    crate::bench::on_scratch(base, url.as_deref(), |settings| async move {
+        serve_and_measure(settings, &args).await
+    })
+    .await
 }
 
 async fn serve_and_measure(settings: Settings, args: &AsOfBenchArgs) -> anyhow::Result<()> {

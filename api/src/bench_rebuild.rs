@@ -13,7 +13,6 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
-use secrecy::SecretString;
 use serde_json::json;
 use syncledger_domain::integration::{CredentialKind, EncryptedSecret};
 use syncledger_domain::merge::{FieldConflict, Fields};
@@ -49,22 +48,11 @@ const PAGE: usize = 100;
 const APPEND_CHUNK: usize = 5000;
 
 pub async fn run(base: &Settings, args: RebuildBenchArgs) -> anyhow::Result<ExitCode> {
-    let dir = tempfile::tempdir()?;
-    let pg = match &args.database_url {
-        Some(url) => Some(crate::bench::TempPgDb::create(url).await?),
-        None => None,
-    };
-    let settings = Settings {
-        data_dir: dir.path().to_path_buf(),
-        database_url: pg.as_ref().map(|db| SecretString::from(db.url.clone())),
-        ..base.clone()
-    };
-    let result = bench(&settings, &args).await;
-    if let Some(db) = pg {
-        db.drop_db().await?;
-    }
-    result?;
-    Ok(ExitCode::SUCCESS)
+    let url = args.database_url.clone();
+    crate::bench::on_scratch(base.clone(), url.as_deref(), |settings| async move {
+        bench(&settings, &args).await
+    })
+    .await
 }
 
 fn round(x: f64) -> f64 {

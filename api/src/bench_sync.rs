@@ -167,23 +167,15 @@ async fn event_count(store: &Store) -> anyhow::Result<i64> {
 }
 
 pub async fn run(base: &Settings, args: SyncBenchArgs) -> anyhow::Result<ExitCode> {
-    let dir = tempfile::tempdir()?;
-    let pg = match &args.database_url {
-        Some(url) => Some(crate::bench::TempPgDb::create(url).await?),
-        None => None,
-    };
-    let settings = Settings {
-        data_dir: dir.path().to_path_buf(),
-        database_url: pg.as_ref().map(|db| SecretString::from(db.url.clone())),
+    let base = Settings {
         provider_pacing: args.rate_limit == "realistic",
         ..base.clone()
     };
-    let result = bench(&settings, &args).await;
-    if let Some(db) = pg {
-        db.drop_db().await?;
-    }
-    result?;
-    Ok(ExitCode::SUCCESS)
+    let url = args.database_url.clone();
+    crate::bench::on_scratch(base, url.as_deref(), |settings| async move {
+        bench(&settings, &args).await
+    })
+    .await
 }
 
 async fn bench(settings: &Settings, args: &SyncBenchArgs) -> anyhow::Result<()> {
