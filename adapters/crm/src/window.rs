@@ -216,51 +216,81 @@ mod tests {
     }
 
     /// Arrival instants as a provider would count them never exceed the limit in
-    /// any window, with concurrent senders and uneven latencies.
-    #[tokio::test(start_paused = true)]
-    async fn concurrent_senders_never_exceed_the_limit_in_any_window() -> Result<(), String> {
-        let window = Arc::new(
-            RollingWindow::new(5, Duration::from_millis(1000)).ok_or("a window of 5 per second")?,
-        );
-        let arrivals = Arc::new(Mutex::new(Vec::new()));
+    /// any window, with concurrent senders and uneven latencies. A discrete-event
+    /// simulation of 4 senders × 10 requests driving the log with explicit instants.
+    #[test]
+    fn concurrent_senders_never_exceed_the_limit_in_any_window() {
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
+
+        // At one instant, responses are handled before new sends (0 before 1).
+        const END: u8 = 0;
+        const TRY: u8 = 1;
+        let ms = Duration::from_millis;
         let start = Instant::now();
-        let mut tasks = Vec::new();
-        for sender in 0..4u64 {
-            let (window, arrivals) = (window.clone(), arrivals.clone());
-            tasks.push(tokio::spawn(async move {
-                for i in 0..10u64 {
-                    let slot = window.acquire().await;
-                    // Out: some latency before the provider counts it, more back.
-                    let out = Duration::from_millis((sender * 7 + i * 13) % 40);
-                    tokio::time::sleep(out).await;
-                    arrivals
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .push(Instant::now());
-                    tokio::time::sleep(Duration::from_millis(25)).await;
-                    drop(slot);
+        let mut l = log(5, 1000);
+        let mut sent = [0u64; 4];
+        let mut parked = Vec::new();
+        let mut arrivals = Vec::new();
+        let mut queue: BinaryHeap<Reverse<(Instant, u8, u64)>> =
+            (0..4).map(|s| Reverse((start, TRY, s))).collect();
+        let mut last = start;
+        while let Some(Reverse((now, kind, sender))) = queue.pop() {
+            last = now;
+            let i = sent[sender as usize];
+            if kind == END {
+                l.end(now);
+                sent[sender as usize] += 1;
+                if i + 1 < 10 {
+                    queue.push(Reverse((now, TRY, sender)));
                 }
-            }));
+                queue.extend(parked.drain(..).map(|s| Reverse((now, TRY, s))));
+                continue;
+            }
+            match l.turn(now) {
+                Turn::Go => {
+                    // Some latency before the provider counts it, more on the way back.
+                    let arrival = now + ms((sender * 7 + i * 13) % 40);
+                    arrivals.push(arrival);
+                    queue.push(Reverse((arrival + ms(25), END, sender)));
+                }
+                Turn::WaitUntil(at) => queue.push(Reverse((at, TRY, sender))),
+                Turn::WaitForEnd => parked.push(sender),
+            }
         }
-        for t in tasks {
-            t.await.map_err(|e| e.to_string())?;
-        }
-        let mut at = arrivals
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        at.sort();
-        assert_eq!(at.len(), 40);
-        for (i, t) in at.iter().enumerate() {
-            let in_window = at[..=i]
+        arrivals.sort();
+        assert_eq!(arrivals.len(), 40);
+        for (i, t) in arrivals.iter().enumerate() {
+            let in_window = arrivals[..=i]
                 .iter()
-                .filter(|s| t.duration_since(**s) < Duration::from_millis(1000))
+                .filter(|s| t.duration_since(**s) < ms(1000))
                 .count();
             assert!(in_window <= 5, "{in_window} arrivals within 1 s at {i}");
         }
         // And the budget is used: 40 requests at 5 per second need just over 7 s.
-        let took = Instant::now() - start;
-        assert!(took < Duration::from_millis(8500), "took {took:?}");
+        let took = last - start;
+        assert!(took < ms(8500), "took {took:?}");
+    }
+
+    /// A request that finds every slot in flight waits for one to end, then for
+    /// that slot's interval; `acquire` wakes on the end, not on a clock of its own.
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_is_woken_by_an_ended_request() -> Result<(), String> {
+        let window = Arc::new(RollingWindow::new(1, Duration::from_secs(1)).ok_or("a window")?);
+        let held = window.acquire().await;
+        let waiter = {
+            let window = window.clone();
+            tokio::spawn(async move {
+                drop(window.acquire().await);
+                Instant::now()
+            })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "the only slot is in flight");
+        let ended = Instant::now();
+        drop(held);
+        let went = waiter.await.map_err(|e| e.to_string())?;
+        assert_eq!(went, ended + Duration::from_secs(1));
         Ok(())
     }
 }
