@@ -489,3 +489,49 @@ impl SyncRuns {
         exec::execute(&self.inner, run_id).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn at(ms: i64) -> DateTime<Utc> {
+        Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+    }
+
+    #[test]
+    fn the_cursor_names_what_it_saw_at_its_high_water_mark() {
+        let mut c = PullCursor::starting(None);
+        c.note("a", at(5));
+        c.note("b", at(9));
+        c.note("c", at(9));
+        c.note("b", at(9));
+        c.note("d", at(7));
+        assert_eq!(c.high_water, Some(at(9)));
+        assert_eq!(c.at_high_water, Some(vec!["b".to_owned(), "c".to_owned()]));
+        // The next pass starts there and asks to leave exactly those out.
+        let next = PullCursor::starting(Some((at(9), c.at_high_water.clone())));
+        assert_eq!(next.seen, ["b", "c"]);
+        assert_eq!(next.since, Some(at(9)));
+    }
+
+    #[test]
+    fn too_many_at_one_instant_are_forgotten_until_a_later_one() -> serde_json::Result<()> {
+        let mut c = PullCursor::starting(None);
+        for i in 0..=MAX_AT_HIGH_WATER {
+            c.note(&i.to_string(), at(1));
+        }
+        assert_eq!(c.at_high_water, None, "over the bound: unknown");
+        c.note("x", at(1));
+        assert_eq!(c.at_high_water, None);
+        c.note("later", at(2));
+        assert_eq!(c.at_high_water, Some(vec!["later".to_owned()]));
+        // An old cursor (before the field existed) knows nothing: nothing is left out.
+        let old: PullCursor = serde_json::from_str(r#"{"high_water":"1970-01-01T00:00:00.002Z"}"#)?;
+        assert_eq!(old.high_water, Some(at(2)));
+        let next = PullCursor::starting(old.high_water.map(|h| (h, old.at_high_water)));
+        assert!(next.seen.is_empty());
+        Ok(())
+    }
+}

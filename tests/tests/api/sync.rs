@@ -95,7 +95,8 @@ pub async fn run(app: &TestApp, integration: &str, kind: &str) -> anyhow::Result
     wait_run(app, &resp.str("id")?).await
 }
 
-/// Waits until the run has ended; returns its view.
+/// Waits until the run has ended and its integration has let it go (the worker writes
+/// that after the run's end), then until the read models are settled; returns its view.
 pub async fn wait_run(app: &TestApp, run_id: &str) -> anyhow::Result<Value> {
     let path = format!("/v1/sync-runs/{run_id}");
     wait_until(RUN_TIMEOUT, "the sync run ends", || async {
@@ -103,6 +104,16 @@ pub async fn wait_run(app: &TestApp, run_id: &str) -> anyhow::Result<Value> {
             Ok(r) => !matches!(r.body["status"].as_str(), Some("queued" | "running")),
             Err(_) => false,
         }
+    })
+    .await;
+    let ended = app.get(&path, &app.admin).await?;
+    let integration_id = ended.str("integration_id")?;
+    let integrations = app.state.store.cqrs::<syncledger_domain::Integration>();
+    wait_until(RUN_TIMEOUT, "the integration releases the run", || async {
+        integrations
+            .load(&integration_id)
+            .await
+            .is_ok_and(|i| i.active_run.as_deref() != Some(run_id))
     })
     .await;
     app.caught_up().await;
