@@ -173,7 +173,7 @@ async fn fill_log(store: &Store, ws: &str, n: usize) -> anyhow::Result<()> {
                 sequence: seq as i64,
                 event_type: event.event_type().into(),
                 event_version: event.event_version().into(),
-                payload: serde_json::to_value(&event)?,
+                payload: serde_json::to_string(&event)?,
                 metadata: meta.clone(),
             });
             written += 1;

@@ -130,11 +130,19 @@ impl Reapply {
             .execute(integration_id, begin, meta)
             .await
             .map_err(EngineError::from)?;
+        // The run's own events and the records it writes carry the run's id as their
+        // correlation id, as a worker's run does (rollback finds a run's events by it);
+        // the request that started it is their cause.
+        let run_meta = Metadata {
+            correlation_id: run_id.clone(),
+            causation_id: Some(meta.correlation_id.clone()),
+            ..meta.clone()
+        };
         let outcome = self
-            .drive(&integration, entity, &mapper, &run_id, meta)
+            .drive(&integration, entity, &mapper, &run_id, &run_meta)
             .await;
         if let Err(e) = &outcome {
-            self.fail(&run_id, e, meta).await;
+            self.fail(&run_id, e, &run_meta).await;
         }
         let finish = IntegrationCommand::FinishSyncRun {
             run_id: run_id.clone(),

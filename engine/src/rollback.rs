@@ -1,9 +1,10 @@
 //! Rolling back a sync run: which records it touched, what each looked like before it,
 //! just after it and now, and the plan for each (see `syncledger_domain::rollback`).
 //!
-//! A run's events are found by their correlation id (a worker writes a run's events under
-//! the run's id) or by the run id in a record event's payload (a reapply runs inside the
-//! request that started it). Both are indexed (migration 0011).
+//! A run's events are found by their correlation id: every run writes its events under
+//! its own id (migration 0011 indexes it). Reapply runs written before migration 0012 ran
+//! under the id of the request that started them; their record events are found by the
+//! run id in their payload, looked for only within the span of the run's own events.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -23,15 +24,72 @@ fn store_err(e: sqlx::Error) -> EngineError {
     EngineError::Store(e.to_string())
 }
 
-/// SQL for "this event was written by run `$n`", per backend.
-fn written_by(store: &Store, param: usize) -> String {
-    if store.is_postgres() {
-        format!("(metadata->>'correlation_id' = ${param} OR payload->>'run_id' = ${param})")
+/// How the events a run wrote are told apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Marked {
+    /// Under the run's id as correlation id.
+    Correlated,
+    /// A run written before runs always correlated by their id: also by the run id in a
+    /// record event's payload, for events between the run's first and last event.
+    Span { first: i64, last: i64 },
+}
+
+/// How `run_id`'s events are marked, told by its own first event's correlation id.
+async fn marked(store: &Store, run_id: &str) -> Result<Marked, EngineError> {
+    let sql = if store.is_postgres() {
+        "SELECT CAST(metadata->>'correlation_id' AS TEXT) AS correlation,
+                CAST(global_position AS BIGINT) AS first,
+                (SELECT CAST(MAX(global_position) AS BIGINT) FROM events
+                  WHERE aggregate_type = $1 AND aggregate_id = $2) AS last
+           FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
+          ORDER BY sequence LIMIT 1"
     } else {
-        format!(
-            "(json_extract(metadata, '$.correlation_id') = ${param}
-              OR json_extract(payload, '$.run_id') = ${param})"
-        )
+        "SELECT json_extract(metadata, '$.correlation_id') AS correlation,
+                global_position AS first,
+                (SELECT MAX(global_position) FROM events
+                  WHERE aggregate_type = $1 AND aggregate_id = $2) AS last
+           FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
+          ORDER BY sequence LIMIT 1"
+    };
+    let row = sqlx::query(sql)
+        .bind(syncledger_domain::sync_run::SyncRun::TYPE)
+        .bind(run_id)
+        .fetch_optional(&store.any)
+        .await
+        .map_err(store_err)?;
+    let Some(row) = row else {
+        return Ok(Marked::Correlated);
+    };
+    let correlation: Option<String> = row.try_get("correlation").map_err(store_err)?;
+    if correlation.as_deref() == Some(run_id) {
+        return Ok(Marked::Correlated);
+    }
+    Ok(Marked::Span {
+        first: row.try_get("first").map_err(store_err)?,
+        last: row.try_get("last").map_err(store_err)?,
+    })
+}
+
+/// SQL for "this event was written by run `$n`", per backend and marking.
+fn written_by(store: &Store, param: usize, marked: Marked) -> String {
+    let pg = store.is_postgres();
+    let correlated = if pg {
+        format!("metadata->>'correlation_id' = ${param}")
+    } else {
+        format!("json_extract(metadata, '$.correlation_id') = ${param}")
+    };
+    match marked {
+        Marked::Correlated => correlated,
+        Marked::Span { first, last } => {
+            let in_payload = if pg {
+                format!("payload->>'run_id' = ${param}")
+            } else {
+                format!("json_extract(payload, '$.run_id') = ${param}")
+            };
+            format!(
+                "({correlated} OR (global_position BETWEEN {first} AND {last} AND {in_payload}))"
+            )
+        }
     }
 }
 
@@ -61,7 +119,7 @@ pub async fn touched(
         "SELECT DISTINCT aggregate_id FROM events
           WHERE aggregate_type = 'record' AND {} AND aggregate_id > $2 {of_entity}
           ORDER BY aggregate_id LIMIT $3",
-        written_by(store, 1)
+        written_by(store, 1, marked(store, run_id).await?)
     );
     let mut q = sqlx::query_scalar(&sql)
         .bind(run_id)

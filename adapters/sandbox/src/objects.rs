@@ -2,14 +2,15 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::error::{parse_json, query_list, query_pairs, query_value, ApiError};
 use crate::properties::{parse_type, validate};
-use crate::state::{AppState, Inner, ObjectType};
+use crate::state::{AppState, Inner, ObjectType, RecordView};
 
 const DEFAULT_LIMIT: usize = 10;
 const MAX_LIMIT: usize = 100;
@@ -31,11 +32,19 @@ fn parse_limit(raw: Option<&str>, max: usize) -> Result<usize, ApiError> {
     }
 }
 
+/// A page of the list endpoint, serialized straight from the stored records.
+#[derive(serde::Serialize)]
+struct ListPage<'a> {
+    results: Vec<RecordView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    paging: Option<Value>,
+}
+
 pub async fn list(
     State(s): State<AppState>,
     Path(ty): Path<String>,
     RawQuery(q): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let ty = parse_type(&ty)?;
     let pairs = query_pairs(q.as_deref());
     let limit = parse_limit(query_value(&pairs, "limit"), MAX_LIMIT)?;
@@ -56,9 +65,7 @@ pub async fn list(
         .map(|(_, r)| r)
         .filter(|r| r.archived_ms.is_some() == archived);
     let results: Vec<&_> = page.by_ref().take(limit).collect();
-    let mut body = json!({
-        "results": results.iter().map(|r| r.to_json(ty, wanted.as_deref())).collect::<Vec<_>>(),
-    });
+    let mut paging = None;
     if let (Some(next), Some(_)) = (results.last().map(|r| r.id + 1), page.next()) {
         let mut link_query = vec![
             ("after".to_string(), next.to_string()),
@@ -72,9 +79,24 @@ pub async fn list(
         );
         let encoded = serde_urlencoded::to_string(&link_query).unwrap_or_default();
         let link = format!("{}/crm/v3/objects/{}?{encoded}", s.base_url, ty.as_str());
-        body["paging"] = json!({"next": {"after": next.to_string(), "link": link}});
+        paging = Some(json!({"next": {"after": next.to_string(), "link": link}}));
     }
-    Ok(Json(body))
+    let body = ListPage {
+        results: results
+            .iter()
+            .map(|r| r.view(ty, wanted.as_deref()))
+            .collect(),
+        paging,
+    };
+    let bytes = serde_json::to_vec(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            format!("encoding the page: {e}"),
+        )
+    })?;
+    drop(inner);
+    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
 }
 
 /// Resolves `{id}` directly or through `idProperty` (e.g. `email`).

@@ -456,6 +456,25 @@ async fn first_name(app: &TestApp, record_id: &str) -> anyhow::Result<Value> {
     Ok(resp.expect(StatusCode::OK)["fields"]["first_name"].clone())
 }
 
+/// The records a rollback of `run_id` would touch, by id, from its preview.
+async fn rollback_targets(app: &TestApp, run_id: &str) -> anyhow::Result<Vec<String>> {
+    let resp = app
+        .post_empty(
+            &format!("/v1/sync-runs/{run_id}/rollback?dry_run=true"),
+            &app.admin,
+        )
+        .await?;
+    let plan = resp.expect(StatusCode::OK);
+    let mut ids: Vec<String> = plan["records"]
+        .as_array()
+        .context("the planned records")?
+        .iter()
+        .filter_map(|r| r["record_id"].as_str().map(str::to_owned))
+        .collect();
+    ids.sort();
+    Ok(ids)
+}
+
 async fn reapply_remaps_fetched_data_without_calling_the_provider(
     backend: Backend,
 ) -> anyhow::Result<()> {
@@ -554,6 +573,33 @@ async fn reapply_remaps_fetched_data_without_calling_the_provider(
         written, 4,
         "a field change and a merge for each of two records"
     );
+
+    // A rollback finds the run's record events by the run's id as their correlation id
+    // (the request that started the run is their cause). Runs written by older versions
+    // carried the request's id instead: rewritten that way, the run is still found, by
+    // the run id in its record events within the run's span.
+    let run_id = run["id"].as_str().context("run id")?.to_owned();
+    let mut expected = vec![ada.clone(), cy.clone()];
+    expected.sort();
+    assert_eq!(rollback_targets(&app, &run_id).await?, expected);
+    let legacy = if app.state.store.is_postgres() {
+        "UPDATE events SET metadata = CAST(jsonb_set(CAST(metadata AS jsonb), '{correlation_id}',
+                '\"a-request\"') AS json)
+          WHERE metadata->>'correlation_id' = $1"
+    } else {
+        "UPDATE events SET metadata = json_set(metadata, '$.correlation_id', 'a-request')
+          WHERE json_extract(metadata, '$.correlation_id') = $1"
+    };
+    let rewritten = sqlx::query(legacy)
+        .bind(&run_id)
+        .execute(&app.state.store.any)
+        .await?
+        .rows_affected();
+    assert!(
+        rewritten >= 8,
+        "the run's own events and its 4 record events"
+    );
+    assert_eq!(rollback_targets(&app, &run_id).await?, expected);
 
     // Again: nothing left to change, so no record event.
     let record_events_before = record_events(&app).await?;

@@ -26,7 +26,7 @@ fn new_event(aggregate_id: &str, sequence: i64) -> NewEvent {
         sequence,
         event_type: "Ticked".into(),
         event_version: "1".into(),
-        payload: json!({ "aggregate": aggregate_id, "n": sequence }),
+        payload: json!({ "aggregate": aggregate_id, "n": sequence }).to_string(),
         metadata: Metadata::new("feed-test", "ws-feed", "corr"),
     }
 }

@@ -1,6 +1,5 @@
 //! Migrations are idempotent: opening the same database again succeeds and keeps its data.
 
-use serde_json::json;
 use syncledger_store::append::{append, NewEvent};
 use syncledger_store::{Metadata, Store, StoreConfig};
 use syncledger_tests::{postgres_store, sqlite_store};
@@ -18,7 +17,7 @@ async fn one_event(store: &Store) -> anyhow::Result<()> {
         sequence: 1,
         event_type: "Kept".into(),
         event_version: "1".into(),
-        payload: json!({}),
+        payload: "{}".into(),
         metadata: Metadata::new("test", "ws", "corr"),
     };
     append(&store.events, &[event]).await?;

@@ -30,7 +30,7 @@ pub async fn append_events(store: &Store, workspace: &str, aggregate_type: &str,
             sequence: i as i64 + 1,
             event_type: "TestHappened".into(),
             event_version: "1".into(),
-            payload: json!({"n": i, "access_token": "s3cret-token", "name": "visible"}),
+            payload: json!({"n": i, "access_token": "s3cret-token", "name": "visible"}).to_string(),
             metadata: Metadata::new("tester", workspace, "corr-1"),
         })
         .collect();
