@@ -86,9 +86,9 @@ impl Mapper {
 
     /// The app's view of a CRM record: pulled fields only, transformed.
     pub fn to_app(&self, record: &RemoteRecord) -> Result<Mapped, MappingError> {
-        let crm: Fields = record.properties.clone();
+        let crm: &Fields = &record.properties;
         if let Some(filter) = &self.filter {
-            let keep = filter.matches(&crm).map_err(|error| MappingError {
+            let keep = filter.matches(crm).map_err(|error| MappingError {
                 index: self.rules.len(),
                 crm_field: "filter".into(),
                 app_field: "filter".into(),
@@ -112,7 +112,7 @@ impl Mapper {
             };
             let value = match &rule.transform {
                 Some(t) => t
-                    .apply(value.as_deref(), &crm)
+                    .apply(value.as_deref(), crm)
                     .map_err(|error| MappingError {
                         index,
                         crm_field: rule.crm_field.clone(),

@@ -73,10 +73,63 @@ pub async fn append(pool: &EventPool, events: &[NewEvent]) -> Result<(), AppendE
     if events.is_empty() {
         return Ok(());
     }
-    let now = chrono::Utc::now();
-    match pool {
-        EventPool::Postgres(p) => append_pg(p, events, now).await.map_err(classify),
-        EventPool::Sqlite(p) => append_lite(p, events, now).await.map_err(classify),
+    let mut writer = Writer::default();
+    writer.append(pool, events).await
+}
+
+/// A connection kept for a stream of appends (a sync run's pages), so each append costs
+/// no pool round trip (taking a pooled connection checks it with a ping first). A failed
+/// append other than a conflict lets the connection go; the next takes a fresh one.
+#[derive(Default)]
+pub struct Writer {
+    conn: Option<Held>,
+}
+
+enum Held {
+    Postgres(sqlx::pool::PoolConnection<sqlx::Postgres>),
+    Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
+}
+
+impl Writer {
+    /// Like [`append`], on the kept connection (taken from `pool` when there is none).
+    pub async fn append(
+        &mut self,
+        pool: &EventPool,
+        events: &[NewEvent],
+    ) -> Result<(), AppendError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let now = chrono::Utc::now();
+        let held = match self.conn.take() {
+            Some(held) => held,
+            None => match pool {
+                EventPool::Postgres(p) => Held::Postgres(p.acquire().await?),
+                EventPool::Sqlite(p) => Held::Sqlite(p.acquire().await?),
+            },
+        };
+        let (held, result) = match held {
+            Held::Postgres(mut c) => {
+                let r = append_pg(&mut c, events, now).await;
+                (Held::Postgres(c), r)
+            }
+            Held::Sqlite(mut c) => {
+                let r = append_lite(&mut c, events, now).await;
+                (Held::Sqlite(c), r)
+            }
+        };
+        match result.map_err(classify) {
+            Ok(()) => {
+                self.conn = Some(held);
+                Ok(())
+            }
+            Err(AppendError::Conflict) => {
+                self.conn = Some(held);
+                Err(AppendError::Conflict)
+            }
+            // The connection may be broken: it goes back to the pool, which checks it.
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -113,13 +166,14 @@ impl MetadataText {
     }
 }
 
-/// Appends with one `COPY … FROM STDIN (FORMAT binary)` per transaction: the server's
-/// fastest way in (no statement to plan, no arrays to unnest, fields arrive as they are
-/// stored). Defaults (global position, transaction id, recorded-at) and every constraint
-/// and index apply as for an `INSERT`; a duplicate sequence fails the copy with the same
-/// unique violation, so a conflict is told apart the same way.
+/// Appends with one `COPY … FROM STDIN (FORMAT binary)`: the server's fastest way in (no
+/// statement to plan, no arrays to unnest, fields arrive as they are stored). One
+/// statement is one transaction, so all rows land or none do, with no `BEGIN`/`COMMIT`
+/// round trips. Defaults (global position, transaction id, recorded-at) and every
+/// constraint and index apply as for an `INSERT`; a duplicate sequence fails the copy
+/// with the same unique violation, so a conflict is told apart the same way.
 async fn append_pg(
-    pool: &sqlx::PgPool,
+    conn: &mut sqlx::PgConnection,
     events: &[NewEvent],
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), sqlx::Error> {
@@ -128,8 +182,7 @@ async fn append_pg(
     for e in events {
         buf.row(e, &metadata.of(&e.metadata));
     }
-    let mut tx = pool.begin().await?;
-    let mut copy = tx
+    let mut copy = conn
         .copy_in_raw(
             "COPY events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
              FROM STDIN (FORMAT binary)",
@@ -137,7 +190,7 @@ async fn append_pg(
         .await?;
     copy.send(buf.finish()).await?;
     copy.finish().await?;
-    tx.commit().await
+    Ok(())
 }
 
 /// Rows in PostgreSQL's binary copy format: a header, then per row the field count and
@@ -182,12 +235,13 @@ impl CopyBuffer {
 }
 
 async fn append_lite(
-    pool: &sqlx::SqlitePool,
+    conn: &mut sqlx::SqliteConnection,
     events: &[NewEvent],
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), sqlx::Error> {
+    use sqlx::Connection;
     let mut metadata = MetadataText::new(now);
-    let mut tx = pool.begin().await?;
+    let mut tx = conn.begin().await?;
     for e in events {
         sqlx::query(
             "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)

@@ -10,7 +10,7 @@ use syncledger_domain::sync_run::{
     Phase, RecordFailure, RunKind, RunStats, RunStatus, SyncRun, SyncRunCommand, SyncRunError,
 };
 use syncledger_domain::{Aggregate, Entity, Integration};
-use syncledger_store::append::{append, AppendError, NewEvent};
+use syncledger_store::append::{AppendError, NewEvent, Writer};
 use syncledger_store::{CommandError, Metadata};
 
 use super::ingest::Ingestion;
@@ -156,6 +156,8 @@ pub(super) struct Ctx<'a> {
     pub policy: MergePolicy,
     /// Provider requests counted so far (the adapter's counter at the last page).
     pub calls_seen: u64,
+    /// The connection the run's pages are appended on, kept from page to page.
+    pub writer: Writer,
 }
 
 impl<'a> Ctx<'a> {
@@ -181,6 +183,7 @@ impl<'a> Ctx<'a> {
             session: Some(session),
             policy,
             calls_seen,
+            writer: Writer::default(),
         })
     }
 
@@ -604,7 +607,7 @@ impl<'a> Ctx<'a> {
             let seq = self.version + 1 + i as i64;
             rows.push(NewEvent::of::<SyncRun>(&run_id, seq, e, &self.meta).map_err(encode)?);
         }
-        match append(&self.inner.store.events, &rows).await {
+        match self.writer.append(&self.inner.store.events, &rows).await {
             Ok(()) => {
                 for e in &events {
                     self.run.apply(e);

@@ -87,13 +87,23 @@ fn encode(e: serde_json::Error) -> EngineError {
 impl Ingestion<'_> {
     /// The id a CRM record gets when it becomes a new record.
     pub(crate) fn new_record_id(&self, remote_id: &str) -> String {
-        let name = format!(
-            "{}/{}/{}/{}",
-            self.workspace_id,
-            self.integration_id,
-            self.entity.as_str(),
-            remote_id
+        let entity = self.entity.as_str();
+        let mut name = String::with_capacity(
+            self.workspace_id.len()
+                + self.integration_id.len()
+                + entity.len()
+                + remote_id.len()
+                + 3,
         );
+        for (i, part) in [self.workspace_id, self.integration_id, entity, remote_id]
+            .into_iter()
+            .enumerate()
+        {
+            if i > 0 {
+                name.push('/');
+            }
+            name.push_str(part);
+        }
         uuid::Uuid::new_v5(&NAMESPACE, name.as_bytes()).to_string()
     }
 
@@ -128,7 +138,7 @@ impl Ingestion<'_> {
         ready
     }
 
-    fn command(&self, record_id: &str, p: &Prepared<'_>, at: DateTime<Utc>) -> RecordCommand {
+    fn command(&self, record_id: &str, p: Prepared<'_>, at: DateTime<Utc>) -> RecordCommand {
         RecordCommand::Ingest {
             record_id: record_id.to_string(),
             workspace_id: self.workspace_id.to_string(),
@@ -137,45 +147,48 @@ impl Ingestion<'_> {
             remote_id: p.record.id.clone(),
             remote_updated_at: p.record.updated_at,
             remote: p.record.properties.clone(),
-            fields: p.fields.clone(),
+            fields: p.fields,
             policy: self.policy.clone(),
             run_id: self.run_id.to_string(),
             at,
         }
     }
 
-    /// Decides one record on `known`, advancing it; returns the rows to append.
+    /// Decides one record on `known` and returns the rows to append with the events
+    /// they hold. `known.version` advances; its state does not: the caller applies the
+    /// events only if the record comes up again (most records of a page do not, and
+    /// applying copies every field).
     fn decide_one(
         &self,
         record_id: &str,
         known: &mut Known,
-        p: &Prepared<'_>,
+        p: Prepared<'_>,
         out: &mut Decided,
-    ) -> Result<Vec<NewEvent>, EngineError> {
+    ) -> Result<(Vec<NewEvent>, Vec<RecordEvent>), EngineError> {
         let was_new = known.state.id.is_none();
+        let record = p.record;
         let events = match known.state.decide(self.command(record_id, p, Utc::now())) {
             Ok(events) => events,
             Err(e) => {
                 out.fail(
                     self.entity,
-                    p.record,
+                    record,
                     Some(record_id.to_string()),
                     e.to_string(),
                 );
-                return Ok(vec![]);
+                return Ok((vec![], vec![]));
             }
         };
         count(&events, was_new, &mut out.stats);
         let mut rows = Vec::with_capacity(events.len());
         for event in &events {
             known.version += 1;
-            known.state.apply(event);
             rows.push(
                 NewEvent::of::<Record>(record_id, known.version, event, self.meta)
                     .map_err(encode)?,
             );
         }
-        Ok(rows)
+        Ok((rows, events))
     }
 
     /// Decides a page on the read model's states. Nothing is written.
@@ -205,7 +218,9 @@ impl Ingestion<'_> {
         };
         let ids: Vec<&str> = links.values().map(String::as_str).collect();
         let mut known = lookup::states(pool, &ids).await?;
-        for p in &ready {
+        // Events decided for a record but not yet applied to its state in `known`.
+        let mut unapplied: HashMap<String, Vec<RecordEvent>> = HashMap::new();
+        for p in ready {
             let record_id = match links.get(&p.record.id) {
                 Some(id) => id.clone(),
                 None => match p.key.as_ref().and_then(|k| by_key.remove(k)) {
@@ -221,8 +236,18 @@ impl Ingestion<'_> {
                 state: Record::default(),
                 version: 0,
             });
-            let rows = self.decide_one(&record_id, k, p, &mut out)?;
+            // The same record again in this page (a CRM record listed twice, or two
+            // matched by key): it is decided on the state its earlier events made.
+            if let Some(events) = unapplied.remove(&record_id) {
+                for e in &events {
+                    k.state.apply(e);
+                }
+            }
+            let (rows, events) = self.decide_one(&record_id, k, p, &mut out)?;
             out.events.extend(rows);
+            if !events.is_empty() {
+                unapplied.insert(record_id, events);
+            }
         }
         Ok(out)
     }
@@ -235,10 +260,10 @@ impl Ingestion<'_> {
     ) -> Result<Decided, EngineError> {
         let mut out = Decided::default();
         let ready = self.prepare(page, &mut out);
-        for p in &ready {
+        for p in ready {
             let mut attempt = 0;
             loop {
-                let record_id = self.resolve(p).await?;
+                let record_id = self.resolve(&p).await?;
                 let (state, version) = self
                     .records
                     .load_versioned(&record_id)
@@ -246,7 +271,12 @@ impl Ingestion<'_> {
                     .map_err(|e| EngineError::Store(e.to_string()))?;
                 let mut known = Known { state, version };
                 let mut scratch = Decided::default();
-                let rows = self.decide_one(&record_id, &mut known, p, &mut scratch)?;
+                let prepared = Prepared {
+                    record: p.record,
+                    fields: p.fields.clone(),
+                    key: None,
+                };
+                let (rows, _) = self.decide_one(&record_id, &mut known, prepared, &mut scratch)?;
                 match append(&self.store.events, &rows).await {
                     Ok(()) => {
                         out.stats = out.stats.plus(scratch.stats);
