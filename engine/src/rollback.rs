@@ -34,24 +34,26 @@ enum Marked {
     Span { first: i64, last: i64 },
 }
 
+/// SQL for the text at `key` of the JSON in `column`, per backend.
+fn json_text(store: &Store, column: &str, key: &str) -> String {
+    if store.is_postgres() {
+        format!("{column}->>'{key}'")
+    } else {
+        format!("json_extract({column}, '$.{key}')")
+    }
+}
+
 /// How `run_id`'s events are marked, told by its own first event's correlation id.
 async fn marked(store: &Store, run_id: &str) -> Result<Marked, EngineError> {
-    let sql = if store.is_postgres() {
-        "SELECT CAST(metadata->>'correlation_id' AS TEXT) AS correlation,
-                CAST(global_position AS BIGINT) AS first,
-                (SELECT CAST(MAX(global_position) AS BIGINT) FROM events
-                  WHERE aggregate_type = $1 AND aggregate_id = $2) AS last
-           FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
-          ORDER BY sequence LIMIT 1"
-    } else {
-        "SELECT json_extract(metadata, '$.correlation_id') AS correlation,
-                global_position AS first,
+    let sql = format!(
+        "SELECT {} AS correlation, global_position AS first,
                 (SELECT MAX(global_position) FROM events
                   WHERE aggregate_type = $1 AND aggregate_id = $2) AS last
            FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
-          ORDER BY sequence LIMIT 1"
-    };
-    let row = sqlx::query(sql)
+          ORDER BY sequence LIMIT 1",
+        json_text(store, "metadata", "correlation_id")
+    );
+    let row = sqlx::query(&sql)
         .bind(syncledger_domain::sync_run::SyncRun::TYPE)
         .bind(run_id)
         .fetch_optional(&store.any)
@@ -70,26 +72,18 @@ async fn marked(store: &Store, run_id: &str) -> Result<Marked, EngineError> {
     })
 }
 
-/// SQL for "this event was written by run `$n`", per backend and marking.
+/// SQL for "this event was written by run `$n`", per marking.
 fn written_by(store: &Store, param: usize, marked: Marked) -> String {
-    let pg = store.is_postgres();
-    let correlated = if pg {
-        format!("metadata->>'correlation_id' = ${param}")
-    } else {
-        format!("json_extract(metadata, '$.correlation_id') = ${param}")
-    };
+    let correlated = format!(
+        "{} = ${param}",
+        json_text(store, "metadata", "correlation_id")
+    );
     match marked {
         Marked::Correlated => correlated,
-        Marked::Span { first, last } => {
-            let in_payload = if pg {
-                format!("payload->>'run_id' = ${param}")
-            } else {
-                format!("json_extract(payload, '$.run_id') = ${param}")
-            };
-            format!(
-                "({correlated} OR (global_position BETWEEN {first} AND {last} AND {in_payload}))"
-            )
-        }
+        Marked::Span { first, last } => format!(
+            "({correlated} OR (global_position BETWEEN {first} AND {last} AND {} = ${param}))",
+            json_text(store, "payload", "run_id")
+        ),
     }
 }
 
@@ -102,18 +96,14 @@ pub async fn touched(
     after: &str,
     limit: usize,
 ) -> Result<Vec<String>, EngineError> {
-    let of_entity = match (entity, store.is_postgres()) {
-        (None, _) => "",
-        (Some(_), true) => {
+    let of_entity = match entity {
+        None => String::new(),
+        Some(_) => format!(
             "AND EXISTS (SELECT 1 FROM events f WHERE f.aggregate_type = 'record'
                  AND f.aggregate_id = events.aggregate_id AND f.sequence = 1
-                 AND f.payload->>'entity' = $4)"
-        }
-        (Some(_), false) => {
-            "AND EXISTS (SELECT 1 FROM events f WHERE f.aggregate_type = 'record'
-                 AND f.aggregate_id = events.aggregate_id AND f.sequence = 1
-                 AND json_extract(f.payload, '$.entity') = $4)"
-        }
+                 AND {} = $4)",
+            json_text(store, "f.payload", "entity")
+        ),
     };
     let sql = format!(
         "SELECT DISTINCT aggregate_id FROM events

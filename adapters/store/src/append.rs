@@ -70,11 +70,7 @@ fn classify(e: sqlx::Error) -> AppendError {
 /// with the run's metadata, made when the run began, and on SQLite the stamp is the
 /// instant the events count from (see [`crate::history`]).
 pub async fn append(pool: &EventPool, events: &[NewEvent]) -> Result<(), AppendError> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let mut writer = Writer::default();
-    writer.append(pool, events).await
+    Writer::default().append(pool, events).await
 }
 
 /// A connection kept for a stream of appends (a sync run's pages), so each append costs

@@ -87,23 +87,13 @@ fn encode(e: serde_json::Error) -> EngineError {
 impl Ingestion<'_> {
     /// The id a CRM record gets when it becomes a new record.
     pub(crate) fn new_record_id(&self, remote_id: &str) -> String {
-        let entity = self.entity.as_str();
-        let mut name = String::with_capacity(
-            self.workspace_id.len()
-                + self.integration_id.len()
-                + entity.len()
-                + remote_id.len()
-                + 3,
-        );
-        for (i, part) in [self.workspace_id, self.integration_id, entity, remote_id]
-            .into_iter()
-            .enumerate()
-        {
-            if i > 0 {
-                name.push('/');
-            }
-            name.push_str(part);
-        }
+        let name = [
+            self.workspace_id,
+            self.integration_id,
+            self.entity.as_str(),
+            remote_id,
+        ]
+        .join("/");
         uuid::Uuid::new_v5(&NAMESPACE, name.as_bytes()).to_string()
     }
 
