@@ -93,7 +93,17 @@ impl Writer {
         pool: &EventPool,
         events: &[NewEvent],
     ) -> Result<(), AppendError> {
-        if events.is_empty() {
+        self.append_all(pool, &[events]).await
+    }
+
+    /// Appends several batches in one transaction, in the order given, as if they were
+    /// one (a run committing several pages at once): all land or none do.
+    pub async fn append_all(
+        &mut self,
+        pool: &EventPool,
+        batches: &[&[NewEvent]],
+    ) -> Result<(), AppendError> {
+        if batches.iter().all(|b| b.is_empty()) {
             return Ok(());
         }
         let now = chrono::Utc::now();
@@ -106,11 +116,11 @@ impl Writer {
         };
         let (held, result) = match held {
             Held::Postgres(mut c) => {
-                let r = append_pg(&mut c, events, now).await;
+                let r = append_pg(&mut c, batches, now).await;
                 (Held::Postgres(c), r)
             }
             Held::Sqlite(mut c) => {
-                let r = append_lite(&mut c, events, now).await;
+                let r = append_lite(&mut c, batches, now).await;
                 (Held::Sqlite(c), r)
             }
         };
@@ -170,12 +180,12 @@ impl MetadataText {
 /// with the same unique violation, so a conflict is told apart the same way.
 async fn append_pg(
     conn: &mut sqlx::PgConnection,
-    events: &[NewEvent],
+    batches: &[&[NewEvent]],
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), sqlx::Error> {
     let mut metadata = MetadataText::new(now);
-    let mut buf = CopyBuffer::new(events.len());
-    for e in events {
+    let mut buf = CopyBuffer::new(batches.iter().map(|b| b.len()).sum());
+    for e in batches.iter().flat_map(|b| b.iter()) {
         buf.row(e, &metadata.of(&e.metadata));
     }
     let mut copy = conn
@@ -232,13 +242,13 @@ impl CopyBuffer {
 
 async fn append_lite(
     conn: &mut sqlx::SqliteConnection,
-    events: &[NewEvent],
+    batches: &[&[NewEvent]],
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), sqlx::Error> {
     use sqlx::Connection;
     let mut metadata = MetadataText::new(now);
     let mut tx = conn.begin().await?;
-    for e in events {
+    for e in batches.iter().flat_map(|b| b.iter()) {
         sqlx::query(
             "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",

@@ -23,6 +23,12 @@ use crate::{EngineError, Session};
 /// How far the previous runs are searched for a high-water mark.
 const HISTORY: i64 = 50;
 
+/// Fetched records decided and waiting for a commit, at most: the feed pauses beyond
+/// this (a bound on memory; a page larger than this waits for the commits to drain).
+/// Committing a few thousand records per transaction already spreads its fixed cost
+/// (a round trip, a WAL flush) thin; the database's per-row work is what remains.
+const AHEAD: usize = 5_000;
+
 /// Whether the run goes on.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Flow {
@@ -358,15 +364,20 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// Pulls every page of the pass. Three pages are in the works at once: page N+2 is
-    /// fetched (on its own task) while page N+1 is decided and page N is committed, so
-    /// the provider, this process and the database all work at the same time. Decisions
-    /// read only the records read model, which commits do not touch, so deciding a page
-    /// before the previous one is committed decides it on the same states; commits stay
-    /// in page order, and a decision made stale by a commit makes its own append
-    /// conflict (and be decided again record by record), as with any other writer.
+    /// Pulls every page of the pass, with the provider, this process and the database
+    /// all at work at once: the next page is fetched (on its own task) while the last
+    /// one is decided, and decided pages are committed on the side. A commit takes every
+    /// page decided while the previous commit was in flight (up to [`AHEAD`] records),
+    /// so when the database is the slowest stage, its fixed cost per transaction is
+    /// shared out.
+    ///
+    /// Decisions read only the records read model, which commits do not touch, so
+    /// deciding a page before the previous ones are committed decides it on the same
+    /// states; commits stay in page order, and a decision made stale by a commit makes
+    /// its own append conflict (and be decided again record by record), as with any
+    /// other writer.
     async fn pull(&mut self, entity: Entity, kind: RunKind) -> Result<Flow, EngineError> {
-        let Some(mut cursor) = self
+        let Some(cursor) = self
             .pull_cursor(entity, Phase::Pull, kind == RunKind::Incremental)
             .await?
         else {
@@ -390,62 +401,105 @@ impl<'a> Ctx<'a> {
             mapper: &mapper,
             meta: &meta,
         };
-        let mut inflight = Some(self.spawn_fetch(entity, &cursor)?);
-        let mut decided: Option<DecidedPage> = None;
-        loop {
-            let fetched = match inflight.take() {
-                Some(task) => {
-                    let (session, fetched) = task
-                        .await
-                        .map_err(|e| EngineError::Store(format!("page fetch task: {e}")))?;
-                    self.session = Some(session);
-                    let page = fetched?;
-                    let calls = self.take_calls();
-                    crashpoint::reach("pull:fetched");
-                    for r in page.records.iter().filter(|r| !r.archived) {
-                        cursor.note(&r.id, r.updated_at);
-                    }
-                    cursor.page = page.next.clone();
-                    let done = page.next.is_none();
-                    if !done {
-                        inflight = Some(self.spawn_fetch(entity, &cursor)?);
-                    }
-                    Some((page, to_json(&cursor)?, done, calls))
-                }
-                None => None,
-            };
-            let commit = async {
-                match decided.take() {
-                    Some(page) => self.commit_pulled(entity, &ingestion, page).await.map(Some),
-                    None => Ok(None),
-                }
-            };
-            let decide = async {
-                match fetched {
-                    Some((page, cursor, done, calls)) => {
-                        let mut decision = ingestion.decide_page(&page.records).await?;
-                        decision.stats.api_calls = calls;
-                        Ok(Some(DecidedPage {
-                            records: page.records,
-                            cursor,
-                            done,
-                            calls,
-                            decision,
-                        }))
-                    }
-                    None => Ok::<_, EngineError>(None),
-                }
-            };
-            let (committed, next) = tokio::join!(commit, decide);
-            match committed? {
-                Some(Flow::Stopped) => return Ok(Flow::Stopped),
-                Some(Flow::Continue) => crashpoint::reach("pull:committed"),
-                None => {}
+        let mut feeder = Feeder {
+            session: self.session.take(),
+            inflight: None,
+            calls_seen: self.calls_seen,
+            meta: meta.clone(),
+            entity,
+        };
+        let (pages, decided) = tokio::sync::mpsc::unbounded_channel();
+        let (fed, committed) = tokio::join!(
+            feeder.feed(&ingestion, cursor, pages),
+            self.commit_pages(entity, &ingestion, decided)
+        );
+        self.session = feeder.settle().await;
+        self.calls_seen = feeder.calls_seen;
+        // The commits' outcome first: a stopped run stops the feed, which then ends
+        // quietly; a feed that failed lets the commits finish what it had decided.
+        if committed? == Flow::Stopped {
+            return Ok(Flow::Stopped);
+        }
+        fed?;
+        Ok(Flow::Continue)
+    }
+
+    /// Commits decided pages as they come, each commit taking all that are waiting.
+    async fn commit_pages(
+        &mut self,
+        entity: Entity,
+        ingestion: &Ingestion<'_>,
+        mut decided: tokio::sync::mpsc::UnboundedReceiver<DecidedPage>,
+    ) -> Result<Flow, EngineError> {
+        while let Some(first) = decided.recv().await {
+            let mut group = vec![first];
+            while let Ok(page) = decided.try_recv() {
+                group.push(page);
             }
-            decided = next?;
-            if decided.is_none() {
-                return Ok(Flow::Continue);
+            let pages = group.len();
+            if self.commit_group(entity, ingestion, group).await? == Flow::Stopped {
+                return Ok(Flow::Stopped);
             }
+            for _ in 0..pages {
+                crashpoint::reach("pull:committed");
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Commits decided pages in one transaction: each page's record events, then its
+    /// page event, as separate commits would have written them. When the append
+    /// conflicts (a record in two of the pages, or a state gone stale), the pages are
+    /// committed again one at a time.
+    async fn commit_group(
+        &mut self,
+        entity: Entity,
+        ingestion: &Ingestion<'_>,
+        mut group: Vec<DecidedPage>,
+    ) -> Result<Flow, EngineError> {
+        if group.len() == 1 {
+            if let Some(page) = group.pop() {
+                return self.commit_pulled(entity, ingestion, page).await;
+            }
+        }
+        let mut page_rows = Vec::with_capacity(group.len());
+        for page in &group {
+            let command = page_command(
+                entity,
+                Phase::Pull,
+                page.cursor.clone(),
+                page.done,
+                page.decision.stats,
+                page.decision.failures.clone(),
+            );
+            match self.stage(command)? {
+                Some(rows) => page_rows.push(rows),
+                None => return Ok(Flow::Stopped),
+            }
+        }
+        let batches: Vec<&[NewEvent]> = group
+            .iter()
+            .zip(&page_rows)
+            .flat_map(|(page, rows)| [page.decision.events.as_slice(), rows.as_slice()])
+            .collect();
+        match self
+            .writer
+            .append_all(&self.inner.store.events, &batches)
+            .await
+        {
+            Ok(()) => Ok(Flow::Continue),
+            Err(AppendError::Conflict) => {
+                if !self.reload().await? {
+                    return Ok(Flow::Stopped);
+                }
+                for page in group {
+                    if self.commit_pulled(entity, ingestion, page).await? == Flow::Stopped {
+                        return Ok(Flow::Stopped);
+                    }
+                }
+                Ok(Flow::Continue)
+            }
+            Err(AppendError::Db(e)) => Err(store_err(e)),
         }
     }
 
@@ -485,23 +539,6 @@ impl<'a> Ctx<'a> {
                 .await
             }
         }
-    }
-
-    /// Fetches the page `cursor` names on a task of its own, lending it the session.
-    fn spawn_fetch(
-        &mut self,
-        entity: Entity,
-        cursor: &PullCursor,
-    ) -> Result<FetchTask, EngineError> {
-        let mut session = self
-            .session
-            .take()
-            .ok_or(EngineError::Store("the provider session is in use".into()))?;
-        let (meta, cursor) = (self.meta.clone(), cursor.clone());
-        Ok(tokio::spawn(async move {
-            let page = fetch(&mut session, &meta, entity, Phase::Pull, &cursor).await;
-            (session, page)
-        }))
     }
 
     async fn deletions(&mut self, entity: Entity) -> Result<Flow, EngineError> {
@@ -588,52 +625,55 @@ impl<'a> Ctx<'a> {
         failures: Vec<RecordFailure>,
         mut rows: Vec<NewEvent>,
     ) -> Result<Commit, EngineError> {
-        let command = SyncRunCommand::CommitPage {
-            entity,
-            phase,
-            cursor: Some(cursor),
-            done,
-            stats,
-            failures,
-            at: Utc::now(),
+        let command = page_command(entity, phase, cursor, done, stats, failures);
+        let Some(page) = self.stage(command)? else {
+            return Ok(Commit::Stopped);
         };
+        rows.extend(page);
+        match self.writer.append(&self.inner.store.events, &rows).await {
+            Ok(()) => Ok(Commit::Done),
+            Err(AppendError::Conflict) => Ok(if self.reload().await? {
+                Commit::Conflict
+            } else {
+                Commit::Stopped
+            }),
+            Err(AppendError::Db(e)) => Err(store_err(e)),
+        }
+    }
+
+    /// Decides the run's events for `command` and applies them ahead of their append,
+    /// returning the rows to append; `None` when the run no longer takes them (it was
+    /// ended). Until the append succeeds, the run state here is ahead of the store: a
+    /// conflict reloads it ([`Ctx::reload`]), and any other failure ends the execution.
+    fn stage(&mut self, command: SyncRunCommand) -> Result<Option<Vec<NewEvent>>, EngineError> {
         let events = match self.run.decide(command) {
             Ok(events) => events,
-            Err(SyncRunError::InvalidTransition { .. }) => return Ok(Commit::Stopped),
+            Err(SyncRunError::InvalidTransition { .. }) => return Ok(None),
             Err(e) => return Err(EngineError::Store(e.to_string())),
         };
         let run_id = self.run_id();
-        for (i, e) in events.iter().enumerate() {
-            let seq = self.version + 1 + i as i64;
-            rows.push(NewEvent::of::<SyncRun>(&run_id, seq, e, &self.meta).map_err(encode)?);
+        let mut rows = Vec::with_capacity(events.len());
+        for e in &events {
+            self.version += 1;
+            rows.push(
+                NewEvent::of::<SyncRun>(&run_id, self.version, e, &self.meta).map_err(encode)?,
+            );
+            self.run.apply(e);
         }
-        match self.writer.append(&self.inner.store.events, &rows).await {
-            Ok(()) => {
-                for e in &events {
-                    self.run.apply(e);
-                    self.version += 1;
-                }
-                Ok(Commit::Done)
-            }
-            Err(AppendError::Conflict) => {
-                let (run, version) = self
-                    .inner
-                    .runs
-                    .load_versioned(&run_id)
-                    .await
-                    .map_err(store_err)?;
-                self.run = run;
-                self.version = version;
-                if self.run.status != RunStatus::Running
-                    || self.run.worker.as_deref() != Some(&self.tag)
-                {
-                    Ok(Commit::Stopped)
-                } else {
-                    Ok(Commit::Conflict)
-                }
-            }
-            Err(AppendError::Db(e)) => Err(store_err(e)),
-        }
+        Ok(Some(rows))
+    }
+
+    /// Loads the run afresh after a conflict; whether this execution still owns it.
+    async fn reload(&mut self) -> Result<bool, EngineError> {
+        let (run, version) = self
+            .inner
+            .runs
+            .load_versioned(&self.run_id())
+            .await
+            .map_err(store_err)?;
+        self.run = run;
+        self.version = version;
+        Ok(self.run.status == RunStatus::Running && self.run.worker.as_deref() == Some(&self.tag))
     }
 
     /// Appends only the run's page event (the records were written one by one).
@@ -726,10 +766,125 @@ struct DecidedPage {
     done: bool,
     calls: u64,
     decision: super::ingest::Decided,
+    /// Its records' share of [`AHEAD`], given back when the page is dropped (committed).
+    _room: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// A page fetch running on its own task; it hands the session back with the page.
 type FetchTask = tokio::task::JoinHandle<(Session, Result<Page, EngineError>)>;
+
+/// Fetches a pass's pages one ahead and decides them, handing them to the commits.
+struct Feeder {
+    /// `None` while a fetch task holds it.
+    session: Option<Session>,
+    inflight: Option<FetchTask>,
+    /// The adapter's request counter at the last page.
+    calls_seen: u64,
+    meta: Metadata,
+    entity: Entity,
+}
+
+impl Feeder {
+    /// Starts fetching the page `cursor` names, lending the session to the task.
+    fn spawn(&mut self, cursor: &PullCursor) -> Result<(), EngineError> {
+        let mut session = self
+            .session
+            .take()
+            .ok_or(EngineError::Store("the provider session is in use".into()))?;
+        let (meta, cursor, entity) = (self.meta.clone(), cursor.clone(), self.entity);
+        self.inflight = Some(tokio::spawn(async move {
+            let page = fetch(&mut session, &meta, entity, Phase::Pull, &cursor).await;
+            (session, page)
+        }));
+        Ok(())
+    }
+
+    /// The fetched page and the requests it took.
+    async fn next(&mut self) -> Result<Option<(Page, u64)>, EngineError> {
+        let Some(task) = self.inflight.take() else {
+            return Ok(None);
+        };
+        let (session, page) = task
+            .await
+            .map_err(|e| EngineError::Store(format!("page fetch task: {e}")))?;
+        let now = session.adapter().requests_sent();
+        let calls = now.saturating_sub(self.calls_seen);
+        self.calls_seen = now;
+        self.session = Some(session);
+        Ok(Some((page?, calls)))
+    }
+
+    /// Fetches and decides every page from `cursor` on, sending each to the commits.
+    /// Ends quietly when the commits stop taking pages.
+    async fn feed(
+        &mut self,
+        ingestion: &Ingestion<'_>,
+        mut cursor: PullCursor,
+        pages: tokio::sync::mpsc::UnboundedSender<DecidedPage>,
+    ) -> Result<(), EngineError> {
+        let room = std::sync::Arc::new(tokio::sync::Semaphore::new(AHEAD));
+        self.spawn(&cursor)?;
+        while let Some((page, calls)) = self.next().await? {
+            crashpoint::reach("pull:fetched");
+            for r in page.records.iter().filter(|r| !r.archived) {
+                cursor.note(&r.id, r.updated_at);
+            }
+            cursor.page = page.next.clone();
+            let done = page.next.is_none();
+            if !done {
+                self.spawn(&cursor)?;
+            }
+            let wanted = u32::try_from(page.records.len().min(AHEAD)).unwrap_or(u32::MAX);
+            let Ok(room) = room.clone().acquire_many_owned(wanted).await else {
+                break;
+            };
+            let mut decision = ingestion.decide_page(&page.records).await?;
+            decision.stats.api_calls = calls;
+            let decided = DecidedPage {
+                records: page.records,
+                cursor: to_json(&cursor)?,
+                done,
+                calls,
+                decision,
+                _room: room,
+            };
+            if pages.send(decided).is_err() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The session back, once a fetch still in flight has ended.
+    async fn settle(&mut self) -> Option<Session> {
+        if let Some(task) = self.inflight.take() {
+            if let Ok((session, _)) = task.await {
+                self.session = Some(session);
+            }
+        }
+        self.session.take()
+    }
+}
+
+/// The run's command for a committed page.
+fn page_command(
+    entity: Entity,
+    phase: Phase,
+    cursor: serde_json::Value,
+    done: bool,
+    stats: RunStats,
+    failures: Vec<RecordFailure>,
+) -> SyncRunCommand {
+    SyncRunCommand::CommitPage {
+        entity,
+        phase,
+        cursor: Some(cursor),
+        done,
+        stats,
+        failures,
+        at: Utc::now(),
+    }
+}
 
 async fn fetch(
     session: &mut Session,

@@ -59,6 +59,9 @@ pub struct Options {
     pub plan: Plan,
     pub rate_limit_per_minute: u32,
     pub nats_url: Option<String>,
+    /// Client-side pacing of provider requests (on, as in production, unless a test
+    /// needs requests as fast as its own CRM answers them).
+    pub provider_pacing: bool,
 }
 
 impl Default for Options {
@@ -67,6 +70,7 @@ impl Default for Options {
             plan: Plan::Enterprise,
             rate_limit_per_minute: Settings::default().rate_limit_per_minute,
             nats_url: None,
+            provider_pacing: true,
         }
     }
 }
@@ -132,6 +136,7 @@ impl TestApp {
                 .map(|_| format!("sltest.{}", uuid::Uuid::new_v4().simple())),
             nats_url: opts.nats_url,
             rate_limit_per_minute: opts.rate_limit_per_minute,
+            provider_pacing: opts.provider_pacing,
             ..Settings::default()
         };
         let app = Application::build(settings)

@@ -12,6 +12,7 @@ mod connect;
 mod custom;
 mod errors;
 mod events;
+mod group_commit;
 mod health;
 mod helpers;
 mod integrations;

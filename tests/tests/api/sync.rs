@@ -69,6 +69,12 @@ pub async fn connect(
 
 /// Starts a run and waits for it to end; returns its final view.
 pub async fn run(app: &TestApp, integration: &str, kind: &str) -> anyhow::Result<Value> {
+    let run_id = run_started(app, integration, kind).await?;
+    wait_run(app, &run_id).await
+}
+
+/// Starts a run (201); returns its id.
+pub async fn run_started(app: &TestApp, integration: &str, kind: &str) -> anyhow::Result<String> {
     let resp = app
         .post(
             &format!("/v1/integrations/{integration}/sync-runs"),
@@ -92,7 +98,7 @@ pub async fn run(app: &TestApp, integration: &str, kind: &str) -> anyhow::Result
         statuses.contains(&started["status"].as_str().unwrap_or("")),
         "{started}"
     );
-    wait_run(app, &resp.str("id")?).await
+    resp.str("id")
 }
 
 /// Waits until the run has ended and its integration has let it go (the worker writes
