@@ -73,10 +73,7 @@ fn touches_queue(event: &RecordEvent) -> bool {
 }
 
 fn decode(e: &StoredEvent) -> Result<RecordEvent, ProjectionError> {
-    serde_json::from_value(e.payload.clone()).map_err(|err| ProjectionError::BadEvent {
-        position: e.position.pos,
-        message: err.to_string(),
-    })
+    crate::decode(e)
 }
 
 /// Bind parameters per query when loading what the table knows (well under every limit).

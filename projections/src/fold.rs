@@ -82,11 +82,7 @@ pub(crate) async fn fold<A: Aggregate + Default + DeserializeOwned>(
     let mut stored = load_all::<A>(conn, table, &ids).await?;
     let mut touched: BTreeMap<String, Folded<A>> = BTreeMap::new();
     for e in events.iter().filter(|e| e.aggregate_type == A::TYPE) {
-        let event: A::Event =
-            serde_json::from_value(e.payload.clone()).map_err(|err| ProjectionError::BadEvent {
-                position: e.position.pos,
-                message: err.to_string(),
-            })?;
+        let event: A::Event = crate::decode(e)?;
         let at = event_time(e);
         let mut row = match touched.remove(&e.aggregate_id) {
             Some(r) => r,

@@ -89,10 +89,7 @@ impl StatusRow {
 }
 
 fn decode(e: &StoredEvent) -> Result<IntegrationEvent, ProjectionError> {
-    serde_json::from_value(e.payload.clone()).map_err(|err| ProjectionError::BadEvent {
-        position: e.position.pos,
-        message: err.to_string(),
-    })
+    crate::decode(e)
 }
 
 async fn load(

@@ -377,7 +377,7 @@ pub async fn history(
     let data = events
         .iter()
         .map(|e| {
-            let decoded: Option<RecordEvent> = serde_json::from_value(e.payload.clone()).ok();
+            let decoded: Option<RecordEvent> = serde::Deserialize::deserialize(&e.payload).ok();
             let fields = match &decoded {
                 Some(RecordEvent::FieldsChanged { fields, .. }) => Some(fields.clone()),
                 _ => None,

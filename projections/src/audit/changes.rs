@@ -38,11 +38,7 @@ pub(super) async fn record_changes(
     let mut states: BTreeMap<String, Folded<Record>> = load_all(conn, table, &ids).await?;
     let mut changes = HashMap::new();
     for e in records {
-        let event: RecordEvent =
-            serde_json::from_value(e.payload.clone()).map_err(|err| ProjectionError::BadEvent {
-                position: e.position.pos,
-                message: err.to_string(),
-            })?;
+        let event: RecordEvent = crate::decode(e)?;
         let row = states
             .entry(e.aggregate_id.clone())
             .or_insert_with(|| Folded {
