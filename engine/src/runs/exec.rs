@@ -482,16 +482,10 @@ impl<'a> Ctx<'a> {
             .zip(&page_rows)
             .flat_map(|(page, rows)| [page.decision.events.as_slice(), rows.as_slice()])
             .collect();
-        match self
-            .writer
-            .append_all(&self.inner.store.events, &batches)
-            .await
-        {
-            Ok(()) => Ok(Flow::Continue),
-            Err(AppendError::Conflict) => {
-                if !self.reload().await? {
-                    return Ok(Flow::Stopped);
-                }
+        match self.append_staged(&batches).await? {
+            Commit::Done => Ok(Flow::Continue),
+            Commit::Stopped => Ok(Flow::Stopped),
+            Commit::Conflict => {
                 for page in group {
                     if self.commit_pulled(entity, ingestion, page).await? == Flow::Stopped {
                         return Ok(Flow::Stopped);
@@ -499,7 +493,6 @@ impl<'a> Ctx<'a> {
                 }
                 Ok(Flow::Continue)
             }
-            Err(AppendError::Db(e)) => Err(store_err(e)),
         }
     }
 
@@ -623,28 +616,20 @@ impl<'a> Ctx<'a> {
         done: bool,
         stats: RunStats,
         failures: Vec<RecordFailure>,
-        mut rows: Vec<NewEvent>,
+        rows: Vec<NewEvent>,
     ) -> Result<Commit, EngineError> {
         let command = page_command(entity, phase, cursor, done, stats, failures);
         let Some(page) = self.stage(command)? else {
             return Ok(Commit::Stopped);
         };
-        rows.extend(page);
-        match self.writer.append(&self.inner.store.events, &rows).await {
-            Ok(()) => Ok(Commit::Done),
-            Err(AppendError::Conflict) => Ok(if self.reload().await? {
-                Commit::Conflict
-            } else {
-                Commit::Stopped
-            }),
-            Err(AppendError::Db(e)) => Err(store_err(e)),
-        }
+        self.append_staged(&[&rows, &page]).await
     }
 
     /// Decides the run's events for `command` and applies them ahead of their append,
     /// returning the rows to append; `None` when the run no longer takes them (it was
     /// ended). Until the append succeeds, the run state here is ahead of the store: a
-    /// conflict reloads it ([`Ctx::reload`]), and any other failure ends the execution.
+    /// conflict reloads it ([`Ctx::append_staged`]), and any other failure ends the
+    /// execution.
     fn stage(&mut self, command: SyncRunCommand) -> Result<Option<Vec<NewEvent>>, EngineError> {
         let events = match self.run.decide(command) {
             Ok(events) => events,
@@ -663,17 +648,34 @@ impl<'a> Ctx<'a> {
         Ok(Some(rows))
     }
 
-    /// Loads the run afresh after a conflict; whether this execution still owns it.
-    async fn reload(&mut self) -> Result<bool, EngineError> {
-        let (run, version) = self
-            .inner
-            .runs
-            .load_versioned(&self.run_id())
+    /// Appends staged rows in one transaction. On a conflict the run is loaded afresh:
+    /// [`Commit::Stopped`] if this execution no longer owns it, else [`Commit::Conflict`].
+    async fn append_staged(&mut self, batches: &[&[NewEvent]]) -> Result<Commit, EngineError> {
+        match self
+            .writer
+            .append_all(&self.inner.store.events, batches)
             .await
-            .map_err(store_err)?;
-        self.run = run;
-        self.version = version;
-        Ok(self.run.status == RunStatus::Running && self.run.worker.as_deref() == Some(&self.tag))
+        {
+            Ok(()) => Ok(Commit::Done),
+            Err(AppendError::Conflict) => {
+                let (run, version) = self
+                    .inner
+                    .runs
+                    .load_versioned(&self.run_id())
+                    .await
+                    .map_err(store_err)?;
+                self.run = run;
+                self.version = version;
+                let ours = self.run.status == RunStatus::Running
+                    && self.run.worker.as_deref() == Some(&self.tag);
+                Ok(if ours {
+                    Commit::Conflict
+                } else {
+                    Commit::Stopped
+                })
+            }
+            Err(AppendError::Db(e)) => Err(store_err(e)),
+        }
     }
 
     /// Appends only the run's page event (the records were written one by one).
