@@ -10,6 +10,7 @@ pub mod integration;
 pub mod merge;
 pub mod plan;
 pub mod provider;
+pub mod provider_text;
 pub mod record;
 pub mod rollback;
 pub mod sync_config;
