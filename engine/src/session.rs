@@ -17,6 +17,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use syncledger_crm::{Credentials, CrmAdapter, CrmError};
+use syncledger_domain::provider_text::clean;
 use syncledger_domain::{Integration, IntegrationCommand, IntegrationError, Status};
 use syncledger_store::{Cqrs, Metadata, Store};
 use syncledger_vault::Vault;
@@ -260,7 +261,8 @@ impl Session {
             Ok(fresh) => fresh,
             Err(CrmError::OAuth(grant)) => {
                 let reason = format!(
-                    "the provider refused the refresh token ({grant}); reconnect the integration"
+                    "the provider refused the refresh token ({}); reconnect the integration",
+                    clean(&grant)
                 );
                 self.connections
                     .inner

@@ -1,7 +1,13 @@
 //! Failures of a provider call, classified so the engine can react:
 //! refresh on `Unauthorized`, stop and report on `QuotaExhausted`, retry later
 //! on the transient ones. Messages never contain tokens or request bodies.
+//!
+//! Text that comes from the provider (its message, category, grant error) is shown
+//! only through [`clean`]: at most 200 visible characters, no control characters,
+//! credentials redacted. Transport failures all read the same, so the text cannot
+//! tell a closed port from a refusing or unroutable host.
 
+use syncledger_domain::provider_text::clean;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -10,13 +16,17 @@ pub enum CrmError {
     #[error("the provider rejected the access token")]
     Unauthorized,
     /// A daily (or longer) quota is used up; retrying today will not help.
-    #[error("the provider's API quota is exhausted: {0}")]
+    #[error("the provider's API quota is exhausted: {}", clean(.0))]
     QuotaExhausted(String),
     /// Still rate limited after every retry.
     #[error("rate limited by the provider after {attempts} attempts")]
     RateLimited { attempts: u32 },
     /// A client error that retrying cannot fix (400, 403, 404, 409, ...).
-    #[error("the provider refused the request ({status} {category}): {message}")]
+    #[error(
+        "the provider refused the request ({status} {}): {}",
+        short(category),
+        clean(message)
+    )]
     Rejected {
         status: u16,
         category: String,
@@ -25,21 +35,53 @@ pub enum CrmError {
     /// 5xx after every retry.
     #[error("the provider failed with {status} after {attempts} attempts")]
     Server { status: u16, attempts: u32 },
-    /// Timeouts or connection failures after every retry.
-    #[error("could not reach the provider after {attempts} attempts: {reason}")]
-    Transport { attempts: u32, reason: String },
+    /// Timeouts or connection failures after every retry. One text for every cause
+    /// (refused, unroutable, timed out, reset): the difference is an oracle into
+    /// networks a tenant should not map. The cause is logged at debug level.
+    #[error("{TRANSPORT_TEXT}")]
+    Transport { attempts: u32 },
     /// A 2xx whose body is not what the protocol promises.
-    #[error("the provider sent a malformed response: {0}")]
+    #[error("the provider sent a malformed response: {}", clean(.0))]
     Malformed(String),
     /// The OAuth server refused a grant (invalid_grant, invalid_client, ...).
-    #[error("the authorization server refused the grant: {0}")]
+    #[error("the authorization server refused the grant: {}", clean(.0))]
     OAuth(String),
     /// The adapter itself is misconfigured (bad URL, ...).
     #[error("invalid adapter configuration: {0}")]
     Config(String),
 }
 
+/// What every transport failure reads as.
+pub const TRANSPORT_TEXT: &str = "could not reach the provider";
+
+/// The most characters of a provider's error category shown.
+const CATEGORY_CHARS: usize = 60;
+
+/// A provider's category code: cleaned and short.
+fn short(category: &str) -> String {
+    clean(category).chars().take(CATEGORY_CHARS).collect()
+}
+
 impl CrmError {
+    /// The kind of failure in one word, for answers, events and logs.
+    pub fn category(&self) -> &'static str {
+        match self {
+            CrmError::Unauthorized => "auth",
+            CrmError::QuotaExhausted(_) => "quota_exhausted",
+            CrmError::RateLimited { .. } => "rate_limited",
+            CrmError::Rejected { status: 404, .. } => "not_found",
+            CrmError::Rejected {
+                status: 401 | 403, ..
+            } => "auth",
+            CrmError::Rejected { .. } => "invalid",
+            CrmError::Server { .. } => "server",
+            CrmError::Transport { .. } => "transport",
+            CrmError::Malformed(_) => "malformed",
+            CrmError::OAuth(_) => "oauth",
+            CrmError::Config(_) => "config",
+        }
+    }
+
     /// Whether a later attempt of the same call may succeed.
     pub fn is_transient(&self) -> bool {
         matches!(

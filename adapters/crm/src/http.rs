@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use crate::error::CrmError;
 use crate::window::{RollingWindow, Slot};
+use syncledger_domain::provider_text::clean;
 
 /// Builds the one client every adapter uses. Redirects are not followed: no
 /// provider API needs them, and following them would leak credentials.
@@ -380,21 +381,19 @@ impl Executor {
     }
 }
 
+/// A failure to exchange the request. The text is the same whatever happened (see
+/// [`CrmError::Transport`]); only the retry decision and the debug log look closer.
+/// The log names the kind of failure, never reqwest's text, which holds the URL.
 fn transport(error: &reqwest::Error, attempts: u32) -> Attempt {
-    let reason = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "connection failed"
-    } else if error.is_body() || error.is_decode() {
-        "response body interrupted"
-    } else {
-        "request failed"
-    };
+    tracing::debug!(
+        attempts,
+        connect = error.is_connect(),
+        timeout = error.is_timeout(),
+        body = error.is_body() || error.is_decode(),
+        "provider transport failure"
+    );
     Attempt::Retry {
-        error: CrmError::Transport {
-            attempts,
-            reason: reason.to_owned(),
-        },
+        error: CrmError::Transport { attempts },
         after: None,
         ambiguous: !error.is_connect(),
     }
@@ -436,7 +435,7 @@ fn classify_failure(
     match status.as_u16() {
         401 => Attempt::Fail(CrmError::Unauthorized),
         429 if body.policy_name.as_deref() == Some("DAILY") => Attempt::Fail(
-            CrmError::QuotaExhausted(body.message.unwrap_or_else(|| "daily limit".into())),
+            CrmError::QuotaExhausted(clean(body.message.as_deref().unwrap_or("daily limit"))),
         ),
         429 => Attempt::Retry {
             error: CrmError::RateLimited { attempts },
@@ -453,8 +452,8 @@ fn classify_failure(
         },
         code => Attempt::Fail(CrmError::Rejected {
             status: code,
-            category: body.category.unwrap_or_default(),
-            message: body.message.unwrap_or_default(),
+            category: clean(body.category.as_deref().unwrap_or_default()),
+            message: clean(body.message.as_deref().unwrap_or_default()),
         }),
     }
 }

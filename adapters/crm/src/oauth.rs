@@ -199,14 +199,15 @@ fn grant_error(
             }
             other => CrmError::OAuth(other.to_string()),
         },
-        RequestTokenError::Request(e) if e.is_timeout() || e.is_connect() => CrmError::Transport {
-            attempts: 1,
-            reason: "token endpoint unreachable".into(),
-        },
-        RequestTokenError::Request(_) => CrmError::Transport {
-            attempts: 1,
-            reason: "token request failed".into(),
-        },
+        // One text whatever failed (see `CrmError::Transport`).
+        RequestTokenError::Request(e) => {
+            tracing::debug!(
+                connect = e.is_connect(),
+                timeout = e.is_timeout(),
+                "token endpoint transport failure"
+            );
+            CrmError::Transport { attempts: 1 }
+        }
         RequestTokenError::Parse(_, _) => {
             CrmError::Malformed("token response did not parse".into())
         }

@@ -20,8 +20,9 @@ use rand::RngCore;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
-use syncledger_crm::{Credentials, CrmAdapter, CrmError, Entity};
+use syncledger_crm::{Credentials, CrmAdapter, CrmError, Entity, Identity};
 use syncledger_domain::integration::CredentialKind;
+use syncledger_domain::provider_text::clean;
 use syncledger_domain::{Integration, IntegrationCommand, Status};
 use syncledger_engine::{seal_credentials, EngineError};
 use syncledger_store::Metadata;
@@ -33,6 +34,13 @@ const STATE_TTL_MINUTES: i64 = 10;
 
 /// The actor recorded on events caused by the provider's redirect.
 const CALLBACK_ACTOR: &str = "oauth-callback";
+
+/// The account id a provider names is provider text too: it is shown in the test
+/// detail and stored in events.
+fn clean_identity(mut identity: Identity) -> Identity {
+    identity.account_id = clean(&identity.account_id);
+    identity
+}
 
 fn provider_error(cause: &CrmError) -> ApiError {
     tracing::warn!(error = %cause, "provider call failed");
@@ -303,7 +311,11 @@ pub async fn callback(
     let credentials = Credentials::OAuth2(tokens);
     // Which provider account these tokens reach: webhooks name it, not the integration.
     // Best effort: a failed test does not undo a granted authorization.
-    let identity = adapter.test_connection(&credentials).await.ok();
+    let identity = adapter
+        .test_connection(&credentials)
+        .await
+        .ok()
+        .map(clean_identity);
     let (kind, secret, expires_at) =
         seal_credentials(&state.vault, &claimed.workspace_id, &credentials)
             .await
@@ -366,6 +378,7 @@ pub async fn test(
             adapter.test_connection(credentials)
         })
         .await
+        .map(clean_identity)
     {
         Ok(identity) => (
             true,
@@ -375,7 +388,8 @@ pub async fn test(
             ),
             Some(identity.account_id),
         ),
-        // Engine and provider messages never carry tokens or request bodies.
+        // The provider's part of the text is cleaned (`CrmError`'s Display): at most
+        // 200 visible characters, credentials redacted, one text for transport failures.
         Err(e @ (EngineError::Provider(_) | EngineError::RefreshRejected)) => {
             (false, e.to_string(), None)
         }

@@ -4,6 +4,7 @@ use chrono::Utc;
 use serde::de::DeserializeOwned;
 use syncledger_crm::{CrmError, Page, RemoteRecord};
 use syncledger_domain::merge::MergePolicy;
+use syncledger_domain::provider_text::clean;
 use syncledger_domain::record::{RecordCommand, RecordError};
 use syncledger_domain::sync_config::Direction;
 use syncledger_domain::sync_run::{
@@ -106,7 +107,7 @@ pub(super) async fn execute(inner: &Inner, run_id: &str) -> Result<RunStatus, En
         }
         Err(EngineError::Provider(CrmError::QuotaExhausted(detail))) => {
             Some(SyncRunCommand::ExhaustQuota {
-                detail,
+                detail: clean(&detail),
                 at: Utc::now(),
             })
         }

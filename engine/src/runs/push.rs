@@ -10,6 +10,7 @@
 use chrono::Utc;
 use syncledger_crm::{PushKind, PushOp, PushResult};
 use syncledger_domain::merge::Fields;
+use syncledger_domain::provider_text::clean;
 use syncledger_domain::record::{Record, RecordCommand};
 use syncledger_domain::sync_run::{Phase, RecordFailure, RunStats};
 use syncledger_domain::{Aggregate, Entity};
@@ -225,7 +226,8 @@ impl Ctx<'_> {
         {
             let error = match &result {
                 None => Some("the provider returned no result for this record".to_string()),
-                Some(r) => r.error.clone(),
+                // Per-record errors are the provider's words: data, not a channel.
+                Some(r) => r.error.as_deref().map(clean),
             };
             let remote_id = result.and_then(|r| r.remote_id).or(remote);
             let command = match (error, remote_id) {
