@@ -5,6 +5,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 use syncledger_bus::{LocalBus, NatsBus};
+use syncledger_crm::hubspot::replay::ReplayCache;
 use syncledger_domain::record::Record;
 use syncledger_domain::{Integration, Workspace};
 use syncledger_engine::workers::Dispatcher;
@@ -35,6 +36,8 @@ pub struct Inner {
     pub runs: SyncRuns,
     /// Where triggered runs go to be executed.
     pub dispatcher: Arc<dyn Dispatcher>,
+    /// HubSpot webhook deliveries accepted in the last five minutes (this process).
+    pub webhook_replays: ReplayCache,
 }
 
 impl std::ops::Deref for AppState {
@@ -100,6 +103,7 @@ impl AppState {
             connections,
             runs,
             dispatcher,
+            webhook_replays: ReplayCache::default(),
         }))
     }
 

@@ -10,6 +10,7 @@ use chrono::Utc;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use sqlx::Row;
+use syncledger_crm::hubspot::replay::ReplayError;
 use syncledger_crm::hubspot::webhook::verify_v3;
 use syncledger_domain::sync_run::{RunKind, Trigger};
 use syncledger_domain::Integration;
@@ -81,11 +82,37 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Receive a HubSpot webhook batch: 204 when the signature verifies, 401 otherwise.
+/// After the signature verified: refuses a delivery whose (signature, timestamp) was
+/// already accepted within the five-minute window (409), or any new one while the
+/// per-process memory is full of unexpired deliveries (503, HubSpot retries later).
+fn refuse_replay(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+    // Both headers were present and the timestamp parsed, or verification failed.
+    let signature = header(headers, "x-hubspot-signature-v3").unwrap_or_default();
+    let timestamp = header(headers, "x-hubspot-request-timestamp")
+        .and_then(|t| t.trim().parse::<i64>().ok())
+        .unwrap_or_default();
+    state
+        .webhook_replays
+        .admit(signature, timestamp, Utc::now().timestamp_millis())
+        .map_err(|e| match e {
+            ReplayError::Replayed => {
+                ApiError::new(StatusCode::CONFLICT, "replayed_delivery", e.to_string())
+            }
+            ReplayError::Full => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "webhook_backlog",
+                e.to_string(),
+            ),
+        })
+}
+
+/// Receive a HubSpot webhook batch: 204 when the signature verifies, 401 otherwise,
+/// 409 for a delivery already accepted.
 #[utoipa::path(post, path = "/v1/webhooks/hubspot", tag = "webhooks",
     request_body(content = String, description = "A JSON array of HubSpot events", content_type = "application/json"),
     responses((status = 204), (status = 400, body = crate::error::ErrorBody),
-              (status = 401, body = crate::error::ErrorBody)))]
+              (status = 401, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody),
+              (status = 503, body = crate::error::ErrorBody)))]
 pub async fn hubspot(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -108,6 +135,7 @@ pub async fn hubspot(
         Utc::now(),
     )
     .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_signature", e.to_string()))?;
+    refuse_replay(&state, &headers)?;
     let events: Vec<HubSpotEvent> = serde_json::from_slice(&body)
         .map_err(|_| ApiError::bad_request("the body must be a JSON array of HubSpot events"))?;
     let mut portals: Vec<String> = events

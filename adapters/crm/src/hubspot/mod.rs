@@ -2,6 +2,7 @@
 
 mod pull;
 mod push;
+pub mod replay;
 pub mod webhook;
 mod wire;
 
