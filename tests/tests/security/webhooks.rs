@@ -1,1 +1,56 @@
-//! (filled in by the hardening work)
+//! Forged and replayed HubSpot webhook deliveries.
+
+/// A captured, correctly signed delivery sent again within its five-minute window.
+mod replay {
+    use crate::helpers::{send, Backend, TestApp};
+    use reqwest::StatusCode;
+    use serde_json::json;
+    use syncledger_sandbox::sign_v3;
+
+    #[tokio::test]
+    async fn a_replayed_delivery_is_refused_and_changes_nothing() -> anyhow::Result<()> {
+        let Some(app) = TestApp::spawn(Backend::Sqlite).await? else {
+            return Ok(());
+        };
+        let url = app.url("/v1/webhooks/hubspot");
+        let body = json!([{"portalId": 62515, "objectId": 17,
+            "subscriptionType": "contact.propertyChange", "occurredAt": 1_700_000_000_000_i64}])
+        .to_string();
+        let now = chrono::Utc::now().timestamp_millis();
+        let deliver = |signature: &str, timestamp: i64| {
+            app.client
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("X-HubSpot-Signature-v3", signature)
+                .header("X-HubSpot-Request-Timestamp", timestamp.to_string())
+                .body(body.clone())
+        };
+        let signature = sign_v3("sandbox-secret", "POST", &url, &body, now);
+        let first = send(deliver(&signature, now)).await?;
+        assert_eq!(first.status, StatusCode::NO_CONTENT, "{}", first.text);
+        let events = app.event_count().await?;
+        for _ in 0..3 {
+            send(deliver(&signature, now)).await?.expect_error(
+                StatusCode::CONFLICT,
+                "replayed_delivery",
+                "already accepted",
+            );
+        }
+        // The same body signed at another instant is another delivery.
+        let later = now + 1;
+        let again = sign_v3("sandbox-secret", "POST", &url, &body, later);
+        let second = send(deliver(&again, later)).await?;
+        assert_eq!(second.status, StatusCode::NO_CONTENT, "{}", second.text);
+        // A forged signature is refused as forged, and does not poison the cache.
+        send(deliver("Zm9yZ2Vk", later + 1)).await?.expect_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+            "signature",
+        );
+        let valid = sign_v3("sandbox-secret", "POST", &url, &body, later + 1);
+        let third = send(deliver(&valid, later + 1)).await?;
+        assert_eq!(third.status, StatusCode::NO_CONTENT, "{}", third.text);
+        assert_eq!(app.event_count().await?, events, "a replay changes nothing");
+        app.finish().await
+    }
+}
