@@ -93,3 +93,39 @@ impl CrmError {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_text_is_shown_cleaned_and_transport_reads_one_way() {
+        let hostile = format!("\u{1b}[31mno\u{202e} Bearer abc123 {}", "x".repeat(1000));
+        let rejected = CrmError::Rejected {
+            status: 400,
+            category: format!("BAD\u{0}{}", "C".repeat(500)),
+            message: hostile.clone(),
+        };
+        let text = rejected.to_string();
+        assert!(
+            text.starts_with("the provider refused the request (400 BAD"),
+            "{text}"
+        );
+        assert!(text.contains("no Bearer [redacted]"), "{text}");
+        assert!(!text.chars().any(char::is_control) && !text.contains('\u{202e}'));
+        assert!(text.chars().count() <= 60 + 200 + 60, "{text}");
+        for error in [
+            CrmError::QuotaExhausted(hostile.clone()),
+            CrmError::Malformed(hostile.clone()),
+            CrmError::OAuth(hostile),
+        ] {
+            let text = error.to_string();
+            assert!(!text.contains("abc123") && !text.chars().any(char::is_control));
+        }
+        assert_eq!(
+            CrmError::Transport { attempts: 6 }.to_string(),
+            CrmError::Transport { attempts: 1 }.to_string()
+        );
+        assert_eq!(rejected.category(), "invalid");
+    }
+}
