@@ -12,6 +12,7 @@ pub mod plan;
 pub mod provider;
 pub mod record;
 pub mod rollback;
+pub mod spreadsheet;
 pub mod sync_config;
 pub mod sync_run;
 pub mod workspace;
