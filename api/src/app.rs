@@ -191,6 +191,11 @@ pub async fn open(settings: &Settings) -> Result<(Store, Vault), StartError> {
         .master_key
         .as_ref()
         .map(|k| k.expose_secret().to_string());
+    if env_key.is_none() {
+        // The key file lives there: the same privacy as the database's directory.
+        syncledger_store::files::private_dir(&settings.data_dir)
+            .map_err(syncledger_store::StoreError::from)?;
+    }
     let master = MasterKey::load_or_create(env_key.as_deref(), &settings.data_dir)?;
     let vault = Vault::new(store.any.clone(), master);
     Ok((store, vault))

@@ -19,7 +19,7 @@ use syncledger_store::{Metadata, Store, StoreConfig};
 pub async fn run(settings: &Settings, args: BenchArgs) -> anyhow::Result<ExitCode> {
     let _ = settings;
     if matches!(args.store, BenchStore::Sqlite | BenchStore::Both) {
-        let dir = tempfile::tempdir()?;
+        let dir = scratch_dir()?;
         let store = Store::open(&StoreConfig::sqlite(dir.path())).await?;
         bench_store("sqlite", &store, &args).await?;
         store.close().await;
@@ -199,7 +199,7 @@ where
     F: FnOnce(Settings) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
-    let dir = tempfile::tempdir()?;
+    let dir = scratch_dir()?;
     let pg = match database_url {
         Some(url) => Some(TempPgDb::create(url).await?),
         None => None,
@@ -258,4 +258,12 @@ impl TempPgDb {
         .await?;
         Ok(())
     }
+}
+
+/// A temporary data directory private to the owner, as the store requires.
+pub(crate) fn scratch_dir() -> std::io::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
 }

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use syncledger_domain::record::RecordError;
 use syncledger_domain::{IntegrationError, WorkspaceError};
+use syncledger_engine::creation::CreationError;
 use syncledger_store::CommandError;
 
 #[derive(Debug)]
@@ -164,6 +165,21 @@ impl From<RecordError> for ApiError {
             RecordError::NoSuchConflict { .. } => (StatusCode::CONFLICT, "conflict_not_open"),
         };
         ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<CreationError> for ApiError {
+    fn from(e: CreationError) -> Self {
+        match e {
+            CreationError::Workspace(e) => e.into(),
+            CreationError::Integration(e) => e.into(),
+            CreationError::Contended => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "the workspace is too busy to take another integration now; retry later",
+            ),
+            CreationError::Store(cause) => ApiError::internal(cause),
+        }
     }
 }
 

@@ -149,7 +149,9 @@ pub enum Format {
     /// One JSON object per line, as `GET /v1/audit` lists them.
     #[default]
     Jsonl,
-    /// A header line, then one line per entry; `changes` holds its JSON text.
+    /// A header line, then one line per entry; `changes` holds its JSON text. Safe to
+    /// open in a spreadsheet: a cell that would start with `=`, `+`, `-`, `@`, a tab or a
+    /// carriage return starts with `'` instead (JSONL is left byte-faithful).
     Csv,
 }
 
@@ -281,7 +283,7 @@ pub fn encode(
             Ok(out)
         }
         Format::Csv => {
-            let mut w = csv::Writer::from_writer(Vec::with_capacity(entries.len() * 512));
+            let mut w = SpreadsheetCsv::new(Vec::with_capacity(entries.len() * 512));
             if header {
                 w.write_record(CSV_COLUMNS)?;
             }
@@ -308,5 +310,30 @@ pub fn encode(
             w.into_inner()
                 .map_err(|e| ExportError::Csv(e.into_error().into()))
         }
+    }
+}
+
+/// A CSV writer for exports that people open in spreadsheets: every cell goes through
+/// [`safe_cell`](syncledger_domain::spreadsheet::safe_cell), so no text from a tenant or a
+/// provider is read as a formula.
+struct SpreadsheetCsv(csv::Writer<Vec<u8>>);
+
+/// A CSV writer whose buffered lines could not be flushed.
+type UnflushedCsv = csv::IntoInnerError<csv::Writer<Vec<u8>>>;
+
+impl SpreadsheetCsv {
+    fn new(buf: Vec<u8>) -> Self {
+        SpreadsheetCsv(csv::Writer::from_writer(buf))
+    }
+
+    fn write_record<'a>(&mut self, cells: impl IntoIterator<Item = &'a str>) -> csv::Result<()> {
+        use syncledger_domain::spreadsheet::safe_cell;
+        let cells: Vec<_> = cells.into_iter().map(safe_cell).collect();
+        self.0.write_record(cells.iter().map(|c| c.as_bytes()))
+    }
+
+    /// The encoded lines (the error boxed: it carries the whole writer back).
+    fn into_inner(self) -> Result<Vec<u8>, Box<UnflushedCsv>> {
+        self.0.into_inner().map_err(Box::new)
     }
 }

@@ -6,6 +6,10 @@ mod common;
 
 #[path = "cli/audit.rs"]
 mod audit;
+#[path = "cli/creation.rs"]
+mod creation;
+#[path = "cli/files.rs"]
+mod files;
 #[path = "cli/keys.rs"]
 mod keys;
 #[path = "cli/migrations.rs"]

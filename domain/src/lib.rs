@@ -13,6 +13,7 @@ pub mod provider;
 pub mod provider_text;
 pub mod record;
 pub mod rollback;
+pub mod spreadsheet;
 pub mod sync_config;
 pub mod sync_run;
 pub mod workspace;

@@ -5,7 +5,8 @@
 //! the process passes `<point>`, it aborts on the spot, as a `kill -9` would stop it
 //! (no destructors, no flushing). Points: `pull:fetched` (a page fetched, nothing
 //! written), `pull:committed` (a page written), `push:sent` (a batch reached the CRM,
-//! nothing recorded), `push:committed`, `run:finishing`.
+//! nothing recorded), `push:committed`, `run:finishing`, `integration:reserved` (an
+//! integration's creation and its workspace slot decided, nothing written).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;

@@ -7,6 +7,7 @@
 
 pub mod connector;
 pub mod crashpoint;
+pub mod creation;
 pub mod credentials;
 pub mod error;
 pub mod jobs;

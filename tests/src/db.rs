@@ -21,11 +21,21 @@ pub fn require_ci_services() -> bool {
 
 /// A migrated store on a SQLite file in a new temporary directory (removed on drop).
 pub async fn sqlite_store() -> (Store, TempDir) {
-    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let dir = private_tempdir();
     let store = Store::open(&StoreConfig::sqlite(dir.path()))
         .await
         .expect("open a SQLite store");
     (store, dir)
+}
+
+/// A temporary data directory private to the owner (0700): the store refuses to keep its
+/// database in a directory others may read.
+pub fn private_tempdir() -> TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+        .expect("create a temporary directory")
 }
 
 /// A database created for one test. Call [`PgTestDb::cleanup`] at the end; if the test

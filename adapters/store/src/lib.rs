@@ -9,6 +9,7 @@ pub mod append;
 pub mod config;
 pub mod es;
 pub mod feed;
+pub mod files;
 pub mod history;
 pub mod meta;
 
@@ -27,12 +28,8 @@ use std::time::Duration;
 pub enum StoreError {
     #[error("could not open the database")]
     Connect(#[source] sqlx::Error),
-    #[error("could not create the data directory {path}")]
-    DataDir {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Files(#[from] files::FilesError),
     #[error("database migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
@@ -106,20 +103,14 @@ impl Store {
     }
 
     async fn open_sqlite(path: &std::path::Path) -> Result<Store, StoreError> {
-        if let Some(dir) = path.parent() {
-            // Private to the owner: the database holds ciphertext and token hashes.
-            use std::os::unix::fs::DirBuilderExt;
-            if !dir.as_os_str().is_empty() && !dir.exists() {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(dir)
-                    .map_err(|source| StoreError::DataDir {
-                        path: dir.display().to_string(),
-                        source,
-                    })?;
-            }
-        }
+        // Private to the owner: the database holds ciphertext, token hashes and records.
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => std::path::Path::new("."),
+        };
+        files::private_dir(dir)?;
+        files::create_private_file(path)?;
+        files::restrict_sqlite_files(path)?;
         // synchronous=FULL: a commit is on disk before it is acknowledged (nothing lost on
         // a machine crash), at a modest cost over NORMAL in WAL mode.
         let opts = SqliteConnectOptions::new()
@@ -156,6 +147,9 @@ impl Store {
             .connect(&url)
             .await
             .map_err(StoreError::Connect)?;
+        // The write-ahead log and its index exist now; SQLite gave them the database
+        // file's mode, which this makes sure of.
+        files::restrict_sqlite_files(path)?;
         Ok(Store {
             events: EventPool::Sqlite(sqlite),
             feed_pool: EventPool::Sqlite(feed),

@@ -20,6 +20,7 @@ use syncledger_domain::{
     Aggregate, ConflictStrategy, Direction, Entity, Frequency, Integration, IntegrationCommand,
     Status, SyncConfig, WorkspaceCommand,
 };
+use syncledger_engine::creation::{create_integration, NewIntegration};
 use syncledger_engine::seal_credentials;
 use syncledger_store::Metadata;
 
@@ -357,7 +358,8 @@ pub fn validate_base_url(url: &str) -> ApiResult<()> {
 /// Create an integration (admin, operator). Counts against the workspace's plan.
 #[utoipa::path(post, path = "/v1/integrations", tag = "integrations", security(("bearer" = [])), request_body = CreateIntegration,
     responses((status = 201, body = IntegrationView), (status = 400, body = crate::error::ErrorBody),
-               (status = 402, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+               (status = 402, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody),
+               (status = 503, body = crate::error::ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -375,51 +377,24 @@ pub async fn create(
     }
     let spec = provider_spec(info, req.spec)?;
     let sync_config = req.sync_config.into_domain()?;
-    let id = uuid::Uuid::now_v7().to_string();
-    let meta = caller.metadata();
-    // The workspace decides the plan cap and the name's uniqueness; then the integration
-    // is created. If creation fails, the slot is given back.
-    state
-        .workspaces
-        .execute(
-            &caller.workspace_id,
-            WorkspaceCommand::ReserveIntegration {
-                integration_id: id.clone(),
-                name: req.name.clone(),
-            },
-            &meta,
-        )
-        .await?;
-    let created = state
-        .integrations
-        .execute(
-            &id,
-            IntegrationCommand::Create {
-                integration_id: id.clone(),
-                workspace_id: caller.workspace_id.clone(),
-                provider: req.provider,
-                name: req.name.trim().to_string(),
-                sync_config,
-                base_url: req.base_url,
-                spec,
-                at: Utc::now(),
-            },
-            &meta,
-        )
-        .await;
-    if let Err(e) = created {
-        let release = WorkspaceCommand::ReleaseIntegration {
-            integration_id: id.clone(),
-        };
-        if let Err(undo) = state
-            .workspaces
-            .execute(&caller.workspace_id, release, &meta)
-            .await
-        {
-            tracing::error!(error = %undo, integration_id = %id, "could not release an integration slot");
-        }
-        return Err(e.into());
-    }
+    let new = NewIntegration {
+        integration_id: uuid::Uuid::now_v7().to_string(),
+        workspace_id: caller.workspace_id.clone(),
+        provider: req.provider,
+        name: req.name,
+        sync_config,
+        base_url: req.base_url,
+        spec,
+        at: Utc::now(),
+    };
+    create_integration(
+        &state.store.events,
+        &state.workspaces,
+        &new,
+        &caller.metadata(),
+    )
+    .await?;
+    let id = new.integration_id;
     state.settle(PROJECTION, Integration::TYPE, &id).await?;
     Ok((
         StatusCode::CREATED,

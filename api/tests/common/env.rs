@@ -33,7 +33,7 @@ impl TestEnv {
     /// SQLite in a fresh data directory.
     pub fn sqlite() -> TestEnv {
         TestEnv {
-            dir: tempfile::tempdir().expect("create a temporary directory"),
+            dir: private_tempdir(),
             pg: None,
             master_key: None,
         }
@@ -69,7 +69,20 @@ impl TestEnv {
     /// The binary with this installation's environment and nothing inherited that
     /// would point it elsewhere.
     pub fn command<S: AsRef<OsStr>>(&self, args: &[S]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_syncledger"));
+        self.command_in(Command::new(env!("CARGO_BIN_EXE_syncledger")), args)
+    }
+
+    /// [`TestEnv::command`], started by `sh` after `umask {mask}` (the tests cannot set
+    /// a child's umask themselves without unsafe code).
+    pub fn command_with_umask<S: AsRef<OsStr>>(&self, mask: &str, args: &[S]) -> Command {
+        let mut sh = Command::new("sh");
+        sh.arg("-c")
+            .arg(format!("umask {mask} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_syncledger"));
+        self.command_in(sh, args)
+    }
+
+    fn command_in<S: AsRef<OsStr>>(&self, mut cmd: Command, args: &[S]) -> Command {
         for (name, _) in std::env::vars_os() {
             let name_str = name.to_string_lossy();
             if name_str.starts_with("SYNCLEDGER_") || INHERITED.contains(&name_str.as_ref()) {
@@ -193,4 +206,13 @@ fn files_under(dir: &Path) -> Vec<u8> {
         }
     }
     bytes
+}
+
+/// A temporary data directory private to the owner (0700), as the server requires.
+pub fn private_tempdir() -> TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+        .expect("create a temporary directory")
 }

@@ -89,6 +89,22 @@ impl Server {
         }
     }
 
+    /// Wait (bounded) for a server that is ending on its own (a crash point).
+    pub async fn exited(mut self) -> Stopped {
+        let status = match timeout(STOP_TIMEOUT, self.child.wait()).await {
+            Ok(status) => status.expect("wait for the server"),
+            Err(_) => {
+                let _ = self.child.start_kill();
+                panic!("serve did not exit within {STOP_TIMEOUT:?}");
+            }
+        };
+        Stopped {
+            status,
+            stderr: collect(self.stderr).await,
+            stdout: collect(self.stdout).await,
+        }
+    }
+
     /// Stop, and insist on exit status 0.
     pub async fn stop_ok(self) -> Stopped {
         let stopped = self.stop().await;

@@ -107,7 +107,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, opts: Options) -> anyhow::Result<Option<TestApp>> {
-        let data_dir = tempfile::tempdir()?;
+        let data_dir = syncledger_tests::db::private_tempdir();
         let pg = match backend {
             Backend::Sqlite => None,
             Backend::Postgres => {

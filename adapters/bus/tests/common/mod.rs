@@ -12,7 +12,12 @@ use tempfile::TempDir;
 
 /// A fresh SQLite store in a temporary directory (kept alive by the returned guard).
 pub async fn temp_store() -> (TempDir, Store) {
-    let dir = tempfile::tempdir().expect("temp dir");
+    use std::os::unix::fs::PermissionsExt;
+    // Private (0700): the store refuses a data directory others may read.
+    let dir = tempfile::Builder::new()
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+        .expect("temp dir");
     let store = Store::open(&StoreConfig::sqlite(dir.path()))
         .await
         .expect("open sqlite store");
