@@ -6,6 +6,8 @@ mod common;
 
 #[path = "cli/audit.rs"]
 mod audit;
+#[path = "cli/cel_memory.rs"]
+mod cel_memory;
 #[path = "cli/keys.rs"]
 mod keys;
 #[path = "cli/migrations.rs"]
