@@ -376,7 +376,7 @@ fn size(v: &Val, scope: &Scope<'_>) -> Result<Val, TransformError> {
         Val::List(items) => items.len(),
         Val::Map(entries) => entries.len(),
         Val::Record => scope.record.len(),
-        other => return Err(no_overload("size", &[other.clone()])),
+        other => return Err(no_overload("size", std::slice::from_ref(other))),
     };
     Ok(Val::Int(i64::try_from(n).unwrap_or(i64::MAX)))
 }
