@@ -10,6 +10,8 @@ mod audit;
 mod creation;
 #[path = "cli/files.rs"]
 mod files;
+#[path = "cli/cel_memory.rs"]
+mod cel_memory;
 #[path = "cli/keys.rs"]
 mod keys;
 #[path = "cli/migrations.rs"]

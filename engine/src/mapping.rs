@@ -12,7 +12,7 @@ use syncledger_domain::integration::{FieldMapping, MappingDirection};
 use syncledger_domain::merge::Fields;
 use syncledger_domain::Entity;
 
-use crate::transform::{Expression, TransformError};
+use crate::transform::{Expression, TransformError, TIME_LIMIT};
 
 /// A mapping that cannot be used, naming the rule.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -87,13 +87,17 @@ impl Mapper {
     /// The app's view of a CRM record: pulled fields only, transformed.
     pub fn to_app(&self, record: &RemoteRecord) -> Result<Mapped, MappingError> {
         let crm: &Fields = &record.properties;
+        // One time limit for the whole record, filter and transforms together.
+        let deadline = std::time::Instant::now() + TIME_LIMIT;
         if let Some(filter) = &self.filter {
-            let keep = filter.matches(crm).map_err(|error| MappingError {
-                index: self.rules.len(),
-                crm_field: "filter".into(),
-                app_field: "filter".into(),
-                error,
-            })?;
+            let keep = filter
+                .matches_until(crm, deadline)
+                .map_err(|error| MappingError {
+                    index: self.rules.len(),
+                    crm_field: "filter".into(),
+                    app_field: "filter".into(),
+                    error,
+                })?;
             if !keep {
                 return Ok(Mapped::Filtered);
             }
@@ -112,7 +116,7 @@ impl Mapper {
             };
             let value = match &rule.transform {
                 Some(t) => t
-                    .apply(value.as_deref(), crm)
+                    .apply_until(value.as_deref(), crm, deadline)
                     .map_err(|error| MappingError {
                         index,
                         crm_field: rule.crm_field.clone(),

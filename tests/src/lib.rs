@@ -5,6 +5,7 @@
 
 pub mod db;
 pub mod fixtures;
+pub mod hostile_cel;
 pub mod rows;
 pub mod wait;
 

@@ -29,6 +29,7 @@ use syncledger_engine::mapping::{
     app_fields, auto_map, unmapped_required, Mapped, Mapper, MappingError,
 };
 use syncledger_engine::reapply::{Reapply, ReapplyError};
+use syncledger_engine::transform::{pool, TransformError};
 use syncledger_engine::Session;
 
 const MAX_MAPPINGS: usize = 200;
@@ -158,15 +159,24 @@ fn check_sizes(mappings: &[FieldMapping]) -> ApiResult<()> {
     Ok(())
 }
 
-/// Compiles transforms and filter off the async runtime (compiling may take a while).
+/// The evaluation pool refused or lost the job: the server is busy, not the request bad.
+fn pool_error(e: TransformError) -> ApiError {
+    match e {
+        TransformError::Busy => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string())
+        }
+        other => ApiError::internal(other),
+    }
+}
+
+/// Compiles transforms and filter on the bounded evaluation pool (the parser recurses
+/// and may take a while; requests must not pile up threads).
 async fn compile(mappings: &[FieldMapping], filter: Option<&str>) -> ApiResult<Mapper> {
     check_sizes(mappings)?;
     let (owned_mappings, owned_filter) = (mappings.to_vec(), filter.map(str::to_owned));
-    let compiled = tokio::task::spawn_blocking(move || {
-        Mapper::compile(&owned_mappings, owned_filter.as_deref())
-    })
-    .await
-    .map_err(ApiError::internal)?;
+    let compiled = pool::run(move || Mapper::compile(&owned_mappings, owned_filter.as_deref()))
+        .await
+        .map_err(pool_error)?;
     compiled.map_err(|e| mapping_error(&e, mappings.len()))
 }
 
@@ -222,6 +232,7 @@ pub struct PutMappings {
 #[utoipa::path(put, path = "/v1/integrations/{id}/mappings/{entity}", tag = "mappings", security(("bearer" = [])),
     request_body = PutMappings,
     responses((status = 200, body = EntityMappings), (status = 400, body = crate::error::ErrorBody),
+              (status = 503, body = crate::error::ErrorBody),
               (status = 404, body = crate::error::ErrorBody)))]
 pub async fn put(
     State(state): State<AppState>,
@@ -288,6 +299,7 @@ pub struct AutoMapping {
 /// Propose mappings from the CRM's field catalogue, matching names. Saves nothing.
 #[utoipa::path(post, path = "/v1/integrations/{id}/mappings/{entity}/auto", tag = "mappings", security(("bearer" = [])),
     responses((status = 200, body = AutoMapping), (status = 400, body = crate::error::ErrorBody),
+              (status = 403, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody),
               (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody),
               (status = 502, body = crate::error::ErrorBody)))]
 pub async fn auto(
@@ -295,7 +307,8 @@ pub async fn auto(
     caller: Caller,
     Path((id, entity)): Path<(String, String)>,
 ) -> ApiResult<Json<AutoMapping>> {
-    caller.require(READERS)?;
+    // It calls the provider on the workspace's behalf: a writing role only.
+    caller.require(WRITERS)?;
     let integration = owned(&state, &caller.workspace_id, &id).await?;
     let entity = synced(&integration, &entity)?;
     let mut session = state.connections.session(&id).await.map_err(engine_error)?;
@@ -390,6 +403,7 @@ fn preview_one(mapper: &Mapper, record: RemoteRecord) -> PreviewRecord {
 #[utoipa::path(post, path = "/v1/integrations/{id}/mappings/{entity}/preview", tag = "mappings", security(("bearer" = [])),
     request_body(content = Option<PreviewRequest>),
     responses((status = 200, body = Preview), (status = 400, body = crate::error::ErrorBody),
+              (status = 403, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody),
               (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody),
               (status = 429, body = crate::error::ErrorBody), (status = 502, body = crate::error::ErrorBody)))]
 pub async fn preview(
@@ -399,7 +413,9 @@ pub async fn preview(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<Preview>> {
-    caller.require(READERS)?;
+    // Runs caller-supplied expressions and calls the provider: a writing role only,
+    // checked before the body is parsed.
+    caller.require(WRITERS)?;
     let req = preview_request(&headers, &body)?;
     let integration = owned(&state, &caller.workspace_id, &id).await?;
     let entity = synced(&integration, &entity)?;
@@ -429,15 +445,15 @@ pub async fn preview(
         .map_err(engine_error)?;
     let sample: Vec<RemoteRecord> = page.records.into_iter().take(limit).collect();
     let sample_mapper = mapper.clone();
-    // CEL evaluation blocks: keep it off the async runtime.
-    let records = tokio::task::spawn_blocking(move || {
+    // CEL evaluation blocks: keep it off the async runtime, on the bounded pool.
+    let records = pool::run(move || {
         sample
             .into_iter()
             .map(|r| preview_one(&sample_mapper, r))
             .collect()
     })
     .await
-    .map_err(ApiError::internal)?;
+    .map_err(pool_error)?;
     Ok(Json(Preview {
         records,
         unmapped_required: unmapped_required(&fields, &mappings),

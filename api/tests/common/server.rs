@@ -64,6 +64,11 @@ impl Server {
         }
     }
 
+    /// The server process's id, e.g. to read its `/proc` status.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the server is still running")
+    }
+
     pub fn api(&self, token: &str) -> Api {
         Api::new(&self.url, token)
     }
