@@ -35,6 +35,8 @@ pub struct Inner {
     pub runs: SyncRuns,
     /// Where triggered runs go to be executed.
     pub dispatcher: Arc<dyn Dispatcher>,
+    /// Live event streams open, counted per token and per workspace.
+    pub streams: Arc<crate::streams::Streams>,
 }
 
 impl std::ops::Deref for AppState {
@@ -100,6 +102,7 @@ impl AppState {
             connections,
             runs,
             dispatcher,
+            streams: Arc::new(crate::streams::Streams::default()),
         }))
     }
 
