@@ -178,6 +178,22 @@ mod tests {
         assert!(!t.secret_hash.contains(secret));
     }
 
+    proptest::proptest! {
+        /// A client's request id is kept exactly when it is 1 to 128 visible ASCII
+        /// characters, and then unchanged.
+        #[test]
+        fn client_request_ids_are_bounded_and_printable(value in "\\PC{0,140}|[!-~]{0,140}") {
+            let kept = client_request_id(&value);
+            let sane = !value.is_empty()
+                && value.len() <= MAX_REQUEST_ID
+                && value.chars().all(|c| c.is_ascii_graphic());
+            proptest::prop_assert_eq!(kept.is_some(), sane);
+            if let Some(kept) = kept {
+                proptest::prop_assert_eq!(kept, value);
+            }
+        }
+    }
+
     #[test]
     fn malformed_headers_are_rejected() {
         for h in [

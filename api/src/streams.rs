@@ -173,13 +173,51 @@ mod tests {
         let streams = Arc::new(Streams::new(2, 3));
         let a1 = streams.open("a", "w").expect("first of a");
         let _a2 = streams.open("a", "w").expect("second of a");
-        assert_eq!(streams.open("a", "w").unwrap_err(), TooMany::Token(2));
+        assert_eq!(
+            streams.open("a", "w").expect_err("over the token cap"),
+            TooMany::Token(2)
+        );
         let _b1 = streams.open("b", "w").expect("b in w");
-        assert_eq!(streams.open("c", "w").unwrap_err(), TooMany::Workspace(3));
+        assert_eq!(
+            streams.open("c", "w").expect_err("over the workspace cap"),
+            TooMany::Workspace(3)
+        );
         let _other = streams.open("c", "v").expect("another workspace");
         drop(a1);
         assert_eq!(streams.open_for_token("a"), 1);
         let _a3 = streams.open("a", "w").expect("a slot was freed");
+    }
+
+    proptest::proptest! {
+        /// Whatever clients open and close, no token or workspace is ever over its cap,
+        /// and every count goes back to zero once all streams are closed.
+        #[test]
+        fn caps_hold_for_any_sequence_of_opens_and_closes(
+            ops in proptest::collection::vec((0usize..4, 0usize..2, proptest::bool::ANY), 0..200)
+        ) {
+            let streams = Arc::new(Streams::new(2, 3));
+            let mut open: Vec<(String, String, StreamSlot)> = Vec::new();
+            for (token, workspace, close) in ops {
+                if close && !open.is_empty() {
+                    open.remove(token % open.len());
+                    continue;
+                }
+                // A token belongs to one workspace.
+                let (token, workspace) = (format!("t{token}{workspace}"), format!("w{workspace}"));
+                if let Ok(slot) = streams.open(&token, &workspace) {
+                    open.push((token, workspace, slot));
+                }
+                let in_token = |t: &str| open.iter().filter(|o| o.0 == t).count();
+                let in_workspace = |w: &str| open.iter().filter(|o| o.1 == w).count();
+                for (t, w, _) in &open {
+                    proptest::prop_assert!(in_token(t) <= 2 && in_workspace(w) <= 3);
+                    proptest::prop_assert_eq!(streams.open_for_token(t), in_token(t));
+                }
+            }
+            open.clear();
+            proptest::prop_assert!(streams.lock().by_token.is_empty());
+            proptest::prop_assert!(streams.lock().by_workspace.is_empty());
+        }
     }
 
     #[test]
@@ -187,6 +225,9 @@ mod tests {
         let streams = Arc::new(Streams::default());
         let _s = streams.open("a", "w").expect("open");
         streams.set_limits(1, 10);
-        assert_eq!(streams.open("a", "w").unwrap_err(), TooMany::Token(1));
+        assert_eq!(
+            streams.open("a", "w").expect_err("over the token cap"),
+            TooMany::Token(1)
+        );
     }
 }
