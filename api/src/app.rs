@@ -319,6 +319,13 @@ impl Application {
         if let Some(queue) = self.queue {
             tasks.extend(spawn_sync(&state, &self.settings, queue, shutdown.clone()));
         }
+        // Live event streams never end on their own: end them at shutdown, or a client
+        // left connected would hold the graceful shutdown open.
+        let (streams, mut closing) = (state.streams.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            let _ = closing.wait_for(|s| *s).await;
+            streams.close_all();
+        }));
         let mut stop = shutdown.clone();
         let app = router(state).layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

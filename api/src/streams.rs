@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// Default cap on live streams per API token.
 pub const DEFAULT_PER_TOKEN: usize = 5;
@@ -37,6 +38,9 @@ pub struct Streams {
     per_token: AtomicUsize,
     per_workspace: AtomicUsize,
     open: Mutex<Counts>,
+    /// Turns true when the server shuts down: every stream ends, so that a client left
+    /// connected cannot hold the graceful shutdown open.
+    closing: watch::Sender<bool>,
 }
 
 #[derive(Debug, Default)]
@@ -57,6 +61,20 @@ impl Streams {
             per_token: AtomicUsize::new(per_token),
             per_workspace: AtomicUsize::new(per_workspace),
             open: Mutex::new(Counts::default()),
+            closing: watch::Sender::new(false),
+        }
+    }
+
+    /// End every stream, open or opened from now on (the server is shutting down).
+    pub fn close_all(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once [`Streams::close_all`] was called.
+    pub fn closing(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut closing = self.closing.subscribe();
+        async move {
+            let _ = closing.wait_for(|c| *c).await;
         }
     }
 

@@ -37,7 +37,7 @@ fn too_many(limit: TooMany) -> ApiError {
 }
 
 /// Committed events of the caller's workspace, live (secrets redacted). The stream ends
-/// when the caller's token is revoked.
+/// when the caller's token is revoked, and when the server shuts down.
 #[utoipa::path(get, path = "/v1/events/stream", tag = "events", security(("bearer" = [])),
     responses((status = 200, description = "text/event-stream of committed events", content_type = "text/event-stream"),
         (status = 429, description = "too many streams open for this token or workspace", body = crate::error::ErrorBody)))]
@@ -57,11 +57,15 @@ pub async fn stream(
             .map_err(ApiError::internal)?,
         None => state.bus.subscribe_workspace(&caller.workspace_id),
     };
-    let revoked = Box::pin(token_revoked(
-        state.store.any.clone(),
-        caller.token_id.clone(),
-    ));
-    let events = events.take_until(revoked).map(move |ev| {
+    let revoked = token_revoked(state.store.any.clone(), caller.token_id.clone());
+    let closing = state.streams.closing();
+    let end = Box::pin(async move {
+        tokio::select! {
+            _ = revoked => {}
+            _ = closing => {}
+        }
+    });
+    let events = events.take_until(end).map(move |ev| {
         // The slot lives as long as the stream: it is freed when the stream ends or the
         // client goes away.
         let _counted = &slot;
