@@ -1,6 +1,6 @@
 //! The application: HTTP API plus its background loops, under one shutdown signal.
 
-use crate::auth::RequestId;
+use crate::auth::{client_request_id, ClientRequestId, RequestId};
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::openapi::ApiDoc;
@@ -147,23 +147,28 @@ async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
 }
 
-/// One correlation id per request: taken from `x-request-id` if sane, else fresh.
+/// One correlation id per request, always minted here: a client's id must never be able
+/// to make its events look like another request's or run's (rollback finds a run's events
+/// by it). A sane client `x-request-id` is kept beside it as the request id (metadata,
+/// audit trail) and echoed back; the answer names the correlation id in
+/// `x-correlation-id`.
 async fn request_id(mut req: Request, next: Next) -> Response {
-    let id = req
+    let correlation = uuid::Uuid::now_v7().to_string();
+    let client = req
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 64
-                && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        })
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    req.extensions_mut().insert(RequestId(id.clone()));
+        .and_then(client_request_id);
+    req.extensions_mut().insert(RequestId(correlation.clone()));
+    if let Some(client) = &client {
+        req.extensions_mut().insert(ClientRequestId(client.clone()));
+    }
     let mut resp = next.run(req).await;
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert("x-request-id", v);
+    let echoed = client.as_deref().unwrap_or(&correlation);
+    for (name, value) in [("x-request-id", echoed), ("x-correlation-id", &correlation)] {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            resp.headers_mut().insert(name, v);
+        }
     }
     resp
 }
@@ -290,6 +295,10 @@ impl Application {
             settings.provider_apps(),
             dispatcher,
         );
+        state.streams.set_limits(
+            settings.sse_streams_per_token,
+            settings.sse_streams_per_workspace,
+        );
         Ok(Application {
             addr,
             listener,
@@ -315,6 +324,13 @@ impl Application {
         if let Some(queue) = self.queue {
             tasks.extend(spawn_sync(&state, &self.settings, queue, shutdown.clone()));
         }
+        // Live event streams never end on their own: end them at shutdown, or a client
+        // left connected would hold the graceful shutdown open.
+        let (streams, mut closing) = (state.streams.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            let _ = closing.wait_for(|s| *s).await;
+            streams.close_all();
+        }));
         let mut stop = shutdown.clone();
         let app = router(state).layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

@@ -17,8 +17,11 @@ pub struct Caller {
     pub workspace_id: String,
     pub token_id: String,
     pub role: Role,
-    /// One per request: every event the request causes carries it.
+    /// One per request, minted by the server: every event the request causes carries it.
     pub correlation_id: String,
+    /// The client's own `x-request-id`, if it sent a sane one: recorded beside the
+    /// correlation id, never in its place.
+    pub request_id: Option<String>,
 }
 
 impl Caller {
@@ -38,6 +41,7 @@ impl Caller {
             &self.workspace_id,
             &self.correlation_id,
         )
+        .with_request_id(self.request_id.clone())
         .caused_by(format!("request:{}", self.correlation_id))
     }
 }
@@ -117,11 +121,16 @@ impl FromRequestParts<AppState> for Caller {
             .get::<RequestId>()
             .map(|r| r.0.clone())
             .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let request_id = parts
+            .extensions
+            .get::<ClientRequestId>()
+            .map(|r| r.0.clone());
         Ok(Caller {
             workspace_id: row.try_get("workspace_id")?,
             token_id: id.to_string(),
             role,
             correlation_id,
+            request_id,
         })
     }
 }
@@ -134,9 +143,26 @@ fn is_audit_route(parts: &Parts) -> bool {
         .is_some_and(|p| p.as_str() == "/v1/audit" || p.as_str().starts_with("/v1/audit/"))
 }
 
-/// The request's correlation id, set by middleware.
+/// The request's correlation id, minted by middleware for every request.
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
+
+/// The `x-request-id` the client sent, when it is sane (see [`client_request_id`]).
+#[derive(Clone, Debug)]
+pub struct ClientRequestId(pub String);
+
+/// Longest client request id kept.
+pub const MAX_REQUEST_ID: usize = 128;
+
+/// A client's `x-request-id` worth keeping: 1 to [`MAX_REQUEST_ID`] visible ASCII
+/// characters (no spaces or control characters, so it is safe in logs and CSV-free of
+/// line breaks).
+pub fn client_request_id(value: &str) -> Option<String> {
+    let sane = !value.is_empty()
+        && value.len() <= MAX_REQUEST_ID
+        && value.bytes().all(|b| b.is_ascii_graphic());
+    sane.then(|| value.to_string())
+}
 
 #[cfg(test)]
 mod tests {
@@ -150,6 +176,22 @@ mod tests {
         assert_eq!(id, t.id);
         assert_eq!(hash_secret(secret), t.secret_hash);
         assert!(!t.secret_hash.contains(secret));
+    }
+
+    proptest::proptest! {
+        /// A client's request id is kept exactly when it is 1 to 128 visible ASCII
+        /// characters, and then unchanged.
+        #[test]
+        fn client_request_ids_are_bounded_and_printable(value in "\\PC{0,140}|[!-~]{0,140}") {
+            let kept = client_request_id(&value);
+            let sane = !value.is_empty()
+                && value.len() <= MAX_REQUEST_ID
+                && value.chars().all(|c| c.is_ascii_graphic());
+            proptest::prop_assert_eq!(kept.is_some(), sane);
+            if let Some(kept) = kept {
+                proptest::prop_assert_eq!(kept, value);
+            }
+        }
     }
 
     #[test]

@@ -32,8 +32,9 @@ pub struct Settings {
     /// With NATS configured, committed events go to JetStream and SSE reads from it, and
     /// sync runs are handed to workers through a JetStream job queue.
     pub nats_url: Option<String>,
-    /// JetStream stream name (default `SYNCLEDGER_EVENTS`). One stream per database: the
-    /// message id is the event's global position, which another database would reuse.
+    /// JetStream stream name (default `SYNCLEDGER_EVENTS`). Several databases may share a
+    /// stream: message ids are `<store id>:<global position>`, the store id being made
+    /// with each database's schema.
     pub nats_stream: Option<String>,
     /// Subject prefix (default `syncledger.events`).
     pub nats_subject_prefix: Option<String>,
@@ -66,6 +67,11 @@ pub struct Settings {
     pub workers: u32,
     /// Seconds between scheduler ticks (0: no scheduler in this process).
     pub scheduler_interval_secs: u64,
+    /// Live event streams (`GET /v1/events/stream`) one API token may hold open at once;
+    /// one more is refused with 429 `too_many_streams`.
+    pub sse_streams_per_token: usize,
+    /// Live event streams one workspace may hold open at once, over all its tokens.
+    pub sse_streams_per_workspace: usize,
 }
 
 impl Default for Settings {
@@ -95,6 +101,8 @@ impl Default for Settings {
             provider_pacing: true,
             workers: 2,
             scheduler_interval_secs: 30,
+            sse_streams_per_token: crate::streams::DEFAULT_PER_TOKEN,
+            sse_streams_per_workspace: crate::streams::DEFAULT_PER_WORKSPACE,
         }
     }
 }
@@ -123,7 +131,15 @@ impl Settings {
             .set_default("provider_pacing", defaults.provider_pacing)?
             .set_default("nats_job_ack_wait_secs", defaults.nats_job_ack_wait_secs)?
             .set_default("workers", defaults.workers)?
-            .set_default("scheduler_interval_secs", defaults.scheduler_interval_secs)?;
+            .set_default("scheduler_interval_secs", defaults.scheduler_interval_secs)?
+            .set_default(
+                "sse_streams_per_token",
+                defaults.sse_streams_per_token as u64,
+            )?
+            .set_default(
+                "sse_streams_per_workspace",
+                defaults.sse_streams_per_workspace as u64,
+            )?;
         for (provider, app) in defaults.oauth_apps() {
             builder = builder
                 .set_default(format!("{provider}_client_id"), app.client_id)?
@@ -182,6 +198,11 @@ impl Settings {
             (
                 "scheduler_interval_secs",
                 "SYNCLEDGER_SCHEDULER_INTERVAL_SECS",
+            ),
+            ("sse_streams_per_token", "SYNCLEDGER_SSE_STREAMS_PER_TOKEN"),
+            (
+                "sse_streams_per_workspace",
+                "SYNCLEDGER_SSE_STREAMS_PER_WORKSPACE",
             ),
         ] {
             if let Ok(v) = std::env::var(var) {

@@ -16,6 +16,7 @@ pub mod rollback_cmd;
 pub mod routes;
 pub mod services;
 pub mod state;
+pub mod streams;
 pub mod telemetry;
 pub mod trail;
 pub mod worker;

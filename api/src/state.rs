@@ -38,6 +38,8 @@ pub struct Inner {
     pub dispatcher: Arc<dyn Dispatcher>,
     /// HubSpot webhook deliveries accepted in the last five minutes (this process).
     pub webhook_replays: ReplayCache,
+    /// Live event streams open, counted per token and per workspace.
+    pub streams: Arc<crate::streams::Streams>,
 }
 
 impl std::ops::Deref for AppState {
@@ -104,6 +106,7 @@ impl AppState {
             runs,
             dispatcher,
             webhook_replays: ReplayCache::default(),
+            streams: Arc::new(crate::streams::Streams::default()),
         }))
     }
 

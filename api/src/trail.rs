@@ -64,6 +64,9 @@ pub struct AuditEntry {
     pub changes: Vec<FieldChangeView>,
     pub prev_hash: String,
     pub hash: String,
+    /// The `x-request-id` the client sent with the request that caused the event, if any
+    /// (the correlation id is always the server's own).
+    pub request_id: Option<String>,
 }
 
 impl AuditEntry {
@@ -95,6 +98,7 @@ impl AuditEntry {
             changes,
             prev_hash: r.try_get("prev_hash")?,
             hash: r.try_get("hash")?,
+            request_id: r.try_get("request_id")?,
         })
     }
 }
@@ -172,7 +176,7 @@ impl Format {
 }
 
 /// The CSV header line.
-pub const CSV_COLUMNS: [&str; 15] = [
+pub const CSV_COLUMNS: [&str; 16] = [
     "position",
     "chain_seq",
     "time",
@@ -188,6 +192,7 @@ pub const CSV_COLUMNS: [&str; 15] = [
     "changes",
     "prev_hash",
     "hash",
+    "request_id",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -305,6 +310,7 @@ pub fn encode(
                     &changes,
                     &e.prev_hash,
                     &e.hash,
+                    e.request_id.as_deref().unwrap_or(""),
                 ])?;
             }
             w.into_inner()

@@ -1,8 +1,10 @@
 //! Rolling back a sync run: which records it touched, what each looked like before it,
 //! just after it and now, and the plan for each (see `syncledger_domain::rollback`).
 //!
-//! A run's events are found by their correlation id: every run writes its events under
-//! its own id (migration 0011 indexes it). Reapply runs written before migration 0012 ran
+//! A run's events are found by their correlation id within the run's workspace ([`Scope`]):
+//! every run writes its events under its own id (migration 0011 indexes it), and the
+//! server mints every correlation id, but an event of another workspace is never a run's
+//! whatever it carries (before correlation ids were minted, a client could send any). Reapply runs written before migration 0012 ran
 //! under the id of the request that started them; their record events are found by the
 //! run id in their payload, looked for only within the span of the run's own events.
 
@@ -19,6 +21,31 @@ use crate::EngineError;
 
 /// Records planned per page.
 pub const PAGE: usize = 200;
+
+/// Which run's events a rollback looks at: the run's, within the run's workspace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scope {
+    pub workspace_id: String,
+    pub run_id: String,
+}
+
+impl Scope {
+    pub fn new(workspace_id: impl Into<String>, run_id: impl Into<String>) -> Self {
+        Scope {
+            workspace_id: workspace_id.into(),
+            run_id: run_id.into(),
+        }
+    }
+
+    /// Whether an event with this payload and metadata was written by the run.
+    fn wrote(&self, payload: &serde_json::Value, metadata: &serde_json::Value) -> bool {
+        let text =
+            |v: &serde_json::Value, k: &str| v.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        let run = Some(self.run_id.clone());
+        text(metadata, "workspace_id").as_deref() == Some(self.workspace_id.as_str())
+            && (text(metadata, "correlation_id") == run || text(payload, "run_id") == run)
+    }
+}
 
 fn store_err(e: sqlx::Error) -> EngineError {
     EngineError::Store(e.to_string())
@@ -72,17 +99,23 @@ async fn marked(store: &Store, run_id: &str) -> Result<Marked, EngineError> {
     })
 }
 
-/// SQL for "this event was written by run `$n`", per marking.
+/// SQL for "this event was written by run `$n` of workspace `$n+1`", per marking.
 fn written_by(store: &Store, param: usize, marked: Marked) -> String {
     let correlated = format!(
-        "{} = ${param}",
+        "{} = ${} AND {} = ${param}",
+        json_text(store, "metadata", "workspace_id"),
+        param + 1,
         json_text(store, "metadata", "correlation_id")
     );
+    let correlated = format!("({correlated})");
     match marked {
         Marked::Correlated => correlated,
         Marked::Span { first, last } => format!(
-            "({correlated} OR (global_position BETWEEN {first} AND {last} AND {} = ${param}))",
-            json_text(store, "payload", "run_id")
+            "({correlated} OR (global_position BETWEEN {first} AND {last} AND {} = ${param}
+                AND {} = ${}))",
+            json_text(store, "payload", "run_id"),
+            json_text(store, "metadata", "workspace_id"),
+            param + 1
         ),
     }
 }
@@ -91,7 +124,7 @@ fn written_by(store: &Store, param: usize, marked: Marked) -> String {
 /// with `entity`, only records of that entity (told by the record's first event).
 pub async fn touched(
     store: &Store,
-    run_id: &str,
+    scope: &Scope,
     entity: Option<Entity>,
     after: &str,
     limit: usize,
@@ -101,18 +134,19 @@ pub async fn touched(
         Some(_) => format!(
             "AND EXISTS (SELECT 1 FROM events f WHERE f.aggregate_type = 'record'
                  AND f.aggregate_id = events.aggregate_id AND f.sequence = 1
-                 AND {} = $4)",
+                 AND {} = $5)",
             json_text(store, "f.payload", "entity")
         ),
     };
     let sql = format!(
         "SELECT DISTINCT aggregate_id FROM events
-          WHERE aggregate_type = 'record' AND {} AND aggregate_id > $2 {of_entity}
-          ORDER BY aggregate_id LIMIT $3",
-        written_by(store, 1, marked(store, run_id).await?)
+          WHERE aggregate_type = 'record' AND {} AND aggregate_id > $3 {of_entity}
+          ORDER BY aggregate_id LIMIT $4",
+        written_by(store, 1, marked(store, &scope.run_id).await?)
     );
     let mut q = sqlx::query_scalar(&sql)
-        .bind(run_id)
+        .bind(&scope.run_id)
+        .bind(&scope.workspace_id)
         .bind(after)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX));
     if let Some(e) = entity {
@@ -130,7 +164,7 @@ struct Stored {
 
 async fn events_of(
     pool: &AnyPool,
-    run_id: &str,
+    scope: &Scope,
     ids: &[String],
 ) -> Result<BTreeMap<String, Vec<Stored>>, EngineError> {
     let mut out: BTreeMap<String, Vec<Stored>> = BTreeMap::new();
@@ -157,8 +191,7 @@ async fn events_of(
             serde_json::from_str(&payload).map_err(|_| EngineError::Corrupt("a record event"))?;
         let metadata: serde_json::Value = serde_json::from_str(&metadata)
             .map_err(|_| EngineError::Corrupt("a record event's metadata"))?;
-        let by_run = metadata.get("correlation_id").and_then(|v| v.as_str()) == Some(run_id)
-            || payload.get("run_id").and_then(|v| v.as_str()) == Some(run_id);
+        let by_run = scope.wrote(&payload, &metadata);
         let event: RecordEvent =
             serde_json::from_value(payload).map_err(|_| EngineError::Corrupt("a record event"))?;
         out.entry(id).or_default().push(Stored {
@@ -183,13 +216,13 @@ pub struct Planned {
     pub reverses: Vec<i64>,
 }
 
-/// Plans the rollback of `run_id` for these records (ids the run touched).
+/// Plans the rollback of the scope's run for these records (ids the run touched).
 pub async fn plan_records(
     store: &Store,
-    run_id: &str,
+    scope: &Scope,
     ids: &[String],
 ) -> Result<Vec<Planned>, EngineError> {
-    let events = events_of(&store.any, run_id, ids).await?;
+    let events = events_of(&store.any, scope, ids).await?;
     let mut out = Vec::with_capacity(events.len());
     for (record_id, events) in events {
         let reverses: Vec<i64> = events
@@ -320,17 +353,17 @@ pub struct Preview {
     pub records: Vec<RecordPreview>,
 }
 
-/// Plans the whole rollback without writing anything.
-pub async fn preview(store: &Store, run_id: &str) -> Result<Preview, EngineError> {
+/// Plans the whole rollback of the scope's run without writing anything.
+pub async fn preview(store: &Store, scope: &Scope) -> Result<Preview, EngineError> {
     let mut records = Vec::new();
     let mut summary = PreviewSummary::default();
     let mut after = String::new();
     loop {
-        let ids = touched(store, run_id, None, &after, PAGE).await?;
+        let ids = touched(store, scope, None, &after, PAGE).await?;
         let Some(last) = ids.last().cloned() else {
             break;
         };
-        for p in plan_records(store, run_id, &ids).await? {
+        for p in plan_records(store, scope, &ids).await? {
             let r = RecordPreview::of(&p);
             summary.records += 1;
             summary.fields_restored += r.restore.len() as u64;
@@ -347,7 +380,7 @@ pub async fn preview(store: &Store, run_id: &str) -> Result<Preview, EngineError
         after = last;
     }
     Ok(Preview {
-        run_id: run_id.to_owned(),
+        run_id: scope.run_id.clone(),
         summary,
         records,
     })

@@ -142,7 +142,7 @@ impl Projection for AuditLog {
     }
 }
 
-/// Rows per multi-row INSERT on PostgreSQL (16 parameters each).
+/// Rows per multi-row INSERT on PostgreSQL (17 parameters each).
 const INSERT_CHUNK: usize = 200;
 
 struct AuditInsert<'a> {
@@ -162,14 +162,14 @@ async fn insert_rows(
 ) -> Result<(), sqlx::Error> {
     let values: Vec<String> = (0..rows.len())
         .map(|i| {
-            let params: Vec<String> = (1..=16).map(|k| format!("${}", i * 16 + k)).collect();
+            let params: Vec<String> = (1..=17).map(|k| format!("${}", i * 17 + k)).collect();
             format!("({})", params.join(", "))
         })
         .collect();
     let sql = format!(
         "INSERT INTO {table} (workspace_id, chain_seq, position, recorded_at, aggregate_type, aggregate_id,
                               sequence, integration_id, actor, correlation_id, causation_id, action,
-                              summary, changes, prev_hash, hash)
+                              summary, changes, prev_hash, hash, request_id)
          VALUES {}",
         values.join(", ")
     );
@@ -196,7 +196,8 @@ async fn insert_rows(
             .bind(summarize(e))
             .bind(changes)
             .bind(r.prev_hash.clone())
-            .bind(r.hash.clone());
+            .bind(r.hash.clone())
+            .bind(meta_str(e, "request_id").map(str::to_string));
     }
     q.execute(&mut *conn).await?;
     Ok(())

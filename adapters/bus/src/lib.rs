@@ -9,7 +9,8 @@
 //! - [`NatsBus`] + [`run_nats_publisher`]: scale-out, committed events carried by NATS
 //!   JetStream. The publisher keeps its own checkpoint (`nats_publisher` in
 //!   `projection_checkpoints`), advances it only over acknowledged messages, and sets
-//!   `Nats-Msg-Id` to the global position so a re-publish after a crash is deduplicated.
+//!   `Nats-Msg-Id` to `<store id>:<global position>` so a re-publish after a crash is
+//!   deduplicated while another database's events on the same stream never are.
 //!
 //! - [`JobQueue`]: sync-run jobs over a JetStream work queue, shared by worker processes.
 //!
@@ -26,7 +27,7 @@ pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint};
 pub use event::{subject_token, BusEvent};
 pub use jobs::{Job, JobQueue, JobQueueConfig, DEFAULT_ACK_WAIT};
 pub use local::{run_local_follower, run_local_follower_from, LocalBus, LOCAL_BUS_CAPACITY};
-pub use nats::{run_nats_publisher, NatsBus, NatsConfig, NATS_PUBLISHER_CHECKPOINT};
+pub use nats::{message_id, run_nats_publisher, NatsBus, NatsConfig, NATS_PUBLISHER_CHECKPOINT};
 
 /// Events read from the feed per batch, by the follower and the publisher.
 pub const BATCH_SIZE: i64 = 500;

@@ -222,22 +222,31 @@ impl NatsBus {
         }
     }
 
-    /// Publish one event and wait for the server's acknowledgement. Publishing the same
-    /// position twice within the duplicate window stores it once (`ack.duplicate`).
-    pub async fn publish_event(&self, ev: &BusEvent) -> Result<PublishAck, BusError> {
+    /// Publish one event of the store `store_id` and wait for the server's acknowledgement.
+    /// Publishing the same position of the same store twice within the duplicate window
+    /// stores it once (`ack.duplicate`).
+    pub async fn publish_event(
+        &self,
+        store_id: &str,
+        ev: &BusEvent,
+    ) -> Result<PublishAck, BusError> {
         let position = ev.position;
-        self.send_event(ev)
+        self.send_event(store_id, ev)
             .await?
             .await
             .map_err(|source| BusError::Publish { position, source })
     }
 
     /// Send one event; the returned future resolves to the server's acknowledgement.
-    async fn send_event(&self, ev: &BusEvent) -> Result<PublishAckFuture, BusError> {
+    async fn send_event(
+        &self,
+        store_id: &str,
+        ev: &BusEvent,
+    ) -> Result<PublishAckFuture, BusError> {
         let payload = self.encode(ev)?;
         let publish = Publish::build()
             .payload(payload)
-            .message_id(ev.position.to_string());
+            .message_id(message_id(store_id, ev.position));
         self.js
             .send_publish(self.subject_for(ev), publish)
             .await
@@ -266,11 +275,17 @@ impl NatsBus {
         Ok(serde_json::to_vec(&slim)?.into())
     }
 
-    /// Events after `after` already stored at the tail of the stream: events a previous
-    /// run published but did not checkpoint, by position. Scans back from the last message
-    /// while messages are past `after`, at most [`RECONCILE_SCAN_LIMIT`] of them, and stops
-    /// at the first message it cannot decode.
-    async fn published_after(&self, after: Position) -> Result<HashMap<i64, EventKey>, BusError> {
+    /// Events of the store `store_id` after `after` already stored at the tail of the
+    /// stream: events a previous run published but did not checkpoint, by position. Scans
+    /// back from the last message, at most [`RECONCILE_SCAN_LIMIT`] messages; messages of
+    /// other stores (told by their message id) are passed over, and the scan stops at this
+    /// store's first message at or before `after`, or at the first of its messages it cannot
+    /// decode.
+    async fn published_after(
+        &self,
+        store_id: &str,
+        after: Position,
+    ) -> Result<HashMap<i64, EventKey>, BusError> {
         let mut found = HashMap::new();
         let stream = match self.js.get_stream(&self.config.stream).await {
             Ok(s) => s,
@@ -285,6 +300,7 @@ impl NatsBus {
         let mut scanned = 0;
         while seq >= state.first_sequence.max(1) && scanned < RECONCILE_SCAN_LIMIT {
             match stream.get_raw_message(seq).await {
+                Ok(msg) if !is_from_store(&msg.headers, store_id) => {}
                 Ok(msg) => {
                     let Ok(ev) = serde_json::from_slice::<BusEvent>(&msg.payload) else {
                         break;
@@ -394,6 +410,20 @@ impl EventKey {
     }
 }
 
+/// The `Nats-Msg-Id` of an event: unique per store, so two databases publishing to one
+/// stream never collide in the server's duplicate window.
+pub fn message_id(store_id: &str, position: i64) -> String {
+    format!("{store_id}:{position}")
+}
+
+/// Whether a message was published by the store `store_id` (its message id says so).
+fn is_from_store(headers: &async_nats::HeaderMap, store_id: &str) -> bool {
+    headers
+        .get(async_nats::header::NATS_MESSAGE_ID)
+        .and_then(|id| id.as_str().split_once(':'))
+        .is_some_and(|(store, _)| store == store_id)
+}
+
 pub(crate) fn is_not_found(kind: GetStreamErrorKind) -> bool {
     matches!(kind, GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND)
 }
@@ -402,17 +432,20 @@ pub(crate) fn is_not_found(kind: GetStreamErrorKind) -> bool {
 /// (or its sender is dropped).
 ///
 /// The publisher keeps its own checkpoint ([`NATS_PUBLISHER_CHECKPOINT`]). Per batch of the
-/// feed it sends every event (`Nats-Msg-Id` = global position), awaits every
+/// feed it sends every event (`Nats-Msg-Id` = `<store id>:<global position>`, see
+/// [`message_id`]), awaits every
 /// acknowledgement, and then checkpoints the last event of the acknowledged prefix: the
 /// checkpoint never passes an unacknowledged event. After a crash between publishing and
 /// checkpointing, the restarted publisher finds the already-stored events at the stream's
-/// tail and skips them; JetStream's duplicate window catches any it missed. Errors are
+/// tail (only its own store's messages count) and skips them; JetStream's duplicate window
+/// catches any it missed. Errors are
 /// logged and retried with backoff; the loop never gives up.
 pub async fn run_nats_publisher(store: Store, nats: NatsBus, mut shutdown: watch::Receiver<bool>) {
     let mut publisher = Publisher {
         feed: store.feed(),
         store,
         nats,
+        store_id: None,
         checkpoint: None,
         skip: HashMap::new(),
         stream_ready: false,
@@ -447,6 +480,8 @@ struct Publisher {
     store: Store,
     feed: Feed,
     nats: NatsBus,
+    /// The store's id (migration 0013), once loaded.
+    store_id: Option<String>,
     /// The stored checkpoint, once loaded.
     checkpoint: Option<Checkpoint>,
     /// Events past the checkpoint already in the stream, by position.
@@ -461,13 +496,21 @@ impl Publisher {
             self.nats.ensure_stream().await?;
             self.stream_ready = true;
         }
+        let store_id = match &self.store_id {
+            Some(id) => id.clone(),
+            None => {
+                let id = self.store.store_id().await?;
+                self.store_id = Some(id.clone());
+                id
+            }
+        };
         let cp = match self.checkpoint {
             Some(cp) => cp,
             None => {
                 let cp = load_checkpoint(&self.store.any, NATS_PUBLISHER_CHECKPOINT)
                     .await?
                     .unwrap_or_default();
-                self.skip = self.nats.published_after(cp.position).await?;
+                self.skip = self.nats.published_after(&store_id, cp.position).await?;
                 if !self.skip.is_empty() {
                     tracing::info!(
                         events = self.skip.len(),
@@ -495,7 +538,7 @@ impl Publisher {
                 pending.push(None);
                 continue;
             }
-            match self.nats.send_event(&ev).await {
+            match self.nats.send_event(&store_id, &ev).await {
                 Ok(ack) => pending.push(Some(ack)),
                 Err(e) => {
                     send_error = Some(e);

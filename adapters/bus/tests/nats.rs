@@ -9,7 +9,7 @@ use futures::StreamExt;
 use std::collections::HashSet;
 use std::time::Duration;
 use syncledger_bus::{
-    load_checkpoint, run_nats_publisher, BusEvent, NatsBus, NATS_PUBLISHER_CHECKPOINT,
+    load_checkpoint, message_id, run_nats_publisher, BusEvent, NatsBus, NATS_PUBLISHER_CHECKPOINT,
 };
 use syncledger_store::Store;
 use tokio::sync::watch;
@@ -95,9 +95,9 @@ async fn publisher_is_exactly_once_across_restart_and_crash() {
     .await;
 }
 
-/// Same, but the restarted publisher cannot recognise its earlier messages at the stream's
-/// tail (a foreign message follows them), so it re-publishes the 100 events past the
-/// checkpoint and the server's duplicate window must drop them.
+/// Same, with a foreign message (another writer's) after the publisher's own at the
+/// stream's tail: the restarted publisher passes over it and still finds its own (or
+/// re-publishes them and the server's duplicate window drops them).
 #[tokio::test]
 async fn republished_events_after_a_crash_are_dropped_by_the_duplicate_window() {
     with_nats(|nats| async move {
@@ -198,7 +198,11 @@ async fn restart_scenario(nats: NatsBus, store: Store, foreign_tail: bool) {
     assert_eq!(stored, 500 + u64::from(foreign_tail));
     let ids: HashSet<&str> = messages.iter().map(|(id, _, _)| id.as_str()).collect();
     assert_eq!(ids.len(), 500, "duplicate Nats-Msg-Id in the stream");
-    let positions: HashSet<String> = all.iter().map(|e| e.position.pos.to_string()).collect();
+    let store_id = store.store_id().await.expect("store id");
+    let positions: HashSet<String> = all
+        .iter()
+        .map(|e| message_id(&store_id, e.position.pos))
+        .collect();
     assert_eq!(
         ids,
         positions.iter().map(String::as_str).collect::<HashSet<_>>()
@@ -206,7 +210,7 @@ async fn restart_scenario(nats: NatsBus, store: Store, foreign_tail: bool) {
 
     // In feed order, with the right subject and a redacted payload.
     for ((id, subject, ev), stored) in messages.iter().zip(&all) {
-        assert_eq!(*id, stored.position.pos.to_string());
+        assert_eq!(*id, message_id(&store_id, stored.position.pos));
         assert_eq!(*ev, BusEvent::from_stored(stored));
         assert_eq!(*subject, nats.subject_for(ev));
         assert!(!ev.payload.to_string().contains("s3cret"));
@@ -231,6 +235,7 @@ async fn republishing_a_position_is_deduplicated_by_the_server() {
             .await
             .expect("ensure stream is idempotent");
         append_events(&store, "ws-a", "contact", 3).await;
+        let store_id = store.store_id().await.expect("store id");
         let events = store
             .feed()
             .read(syncledger_store::Position::START, 10)
@@ -238,9 +243,12 @@ async fn republishing_a_position_is_deduplicated_by_the_server() {
             .expect("read");
         for ev in &events {
             let ev = BusEvent::from_stored(ev);
-            let first = nats.publish_event(&ev).await.expect("publish");
+            let first = nats.publish_event(&store_id, &ev).await.expect("publish");
             assert!(!first.duplicate);
-            let again = nats.publish_event(&ev).await.expect("publish again");
+            let again = nats
+                .publish_event(&store_id, &ev)
+                .await
+                .expect("publish again");
             assert!(
                 again.duplicate,
                 "second publish of {} not deduplicated",
@@ -260,7 +268,8 @@ async fn republishing_a_position_is_deduplicated_by_the_server() {
             .into_iter()
             .map(|m| m.0)
             .collect();
-        assert_eq!(ids, (1..=7).map(|p| p.to_string()).collect::<Vec<_>>());
+        let expected: Vec<String> = (1..=7).map(|p| message_id(&store_id, p)).collect();
+        assert_eq!(ids, expected);
     })
     .await;
 }

@@ -179,6 +179,14 @@ impl Store {
         }
     }
 
+    /// This database's random id, made with its schema (migration 0013). It tells this
+    /// database's messages apart from another database's on a shared bus.
+    pub async fn store_id(&self) -> Result<String, sqlx::Error> {
+        sqlx::query_scalar("SELECT store_id FROM store_identity WHERE id = 1")
+            .fetch_one(&self.any)
+            .await
+    }
+
     pub fn is_postgres(&self) -> bool {
         matches!(self.events, EventPool::Postgres(_))
     }

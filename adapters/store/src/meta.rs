@@ -9,8 +9,12 @@ pub struct Metadata {
     /// A token id, `system`, or a worker id.
     pub actor: String,
     pub workspace_id: String,
-    /// One per API request or sync run.
+    /// One per API request or sync run, always minted by the server.
     pub correlation_id: String,
+    /// The `x-request-id` a client sent with the request, if any: kept for tracing the
+    /// client's own requests, never used to find events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
     /// The event or request that caused this one, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub causation_id: Option<String>,
@@ -27,6 +31,7 @@ impl Metadata {
             actor: actor.into(),
             workspace_id: workspace_id.into(),
             correlation_id: correlation_id.into(),
+            request_id: None,
             causation_id: None,
             time: Utc::now(),
         }
@@ -41,6 +46,11 @@ impl Metadata {
         self
     }
 
+    pub fn with_request_id(mut self, request_id: Option<String>) -> Self {
+        self.request_id = request_id;
+        self
+    }
+
     pub fn to_map(&self) -> HashMap<String, String> {
         let mut m = HashMap::new();
         m.insert("actor".into(), self.actor.clone());
@@ -48,6 +58,9 @@ impl Metadata {
         m.insert("correlation_id".into(), self.correlation_id.clone());
         if let Some(c) = &self.causation_id {
             m.insert("causation_id".into(), c.clone());
+        }
+        if let Some(r) = &self.request_id {
+            m.insert("request_id".into(), r.clone());
         }
         m.insert(
             "time".into(),
@@ -69,6 +82,10 @@ impl Metadata {
             actor: get("actor"),
             workspace_id: get("workspace_id"),
             correlation_id: get("correlation_id"),
+            request_id: value
+                .get("request_id")
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
             causation_id: value
                 .get("causation_id")
                 .and_then(|v| v.as_str())

@@ -445,8 +445,9 @@ impl SyncRuns {
         run_id: &str,
         meta: &Metadata,
     ) -> Result<crate::rollback::Preview, RunError> {
-        self.ended(run_id, meta, "be rolled back").await?;
-        Ok(crate::rollback::preview(&self.inner.store, run_id).await?)
+        let run = self.ended(run_id, meta, "be rolled back").await?;
+        let scope = crate::rollback::Scope::new(run.workspace_id, run_id);
+        Ok(crate::rollback::preview(&self.inner.store, &scope).await?)
     }
 
     /// Queues a run of kind `rollback` that reverses `run_id` (which must have ended).

@@ -18,7 +18,7 @@ use syncledger_store::append::NewEvent;
 
 use super::exec::{encode, Commit, Ctx, Flow};
 use crate::crashpoint;
-use crate::rollback::{plan_records, touched, Planned};
+use crate::rollback::{plan_records, touched, Planned, Scope};
 use crate::EngineError;
 
 /// Attempts at a page whose records changed while it was being written.
@@ -31,15 +31,17 @@ impl Ctx<'_> {
                 "a rollback run names no run to reverse".into(),
             ));
         };
+        // Only the reversed run's events, and only within this run's workspace.
+        let scope = Scope::new(self.run.workspace_id.clone(), target);
         for entity in [Entity::Contacts, Entity::Companies] {
-            if self.rollback_pass(entity, &target).await? == Flow::Stopped {
+            if self.rollback_pass(entity, &scope).await? == Flow::Stopped {
                 return Ok(Flow::Stopped);
             }
         }
         Ok(Flow::Continue)
     }
 
-    async fn rollback_pass(&mut self, entity: Entity, target: &str) -> Result<Flow, EngineError> {
+    async fn rollback_pass(&mut self, entity: Entity, scope: &Scope) -> Result<Flow, EngineError> {
         let Some(mut cursor) = self.id_cursor(entity, Phase::Rollback) else {
             return Ok(Flow::Continue);
         };
@@ -49,7 +51,7 @@ impl Ctx<'_> {
             .push_batch_size()
             .clamp(1, crate::rollback::PAGE);
         loop {
-            let ids = touched(&self.inner.store, target, Some(entity), &cursor.after, page).await?;
+            let ids = touched(&self.inner.store, scope, Some(entity), &cursor.after, page).await?;
             let done = ids.len() < page;
             if let Some(last) = ids.last() {
                 cursor.after.clone_from(last);
@@ -58,12 +60,13 @@ impl Ctx<'_> {
             let mut attempt = 0;
             let flow = loop {
                 attempt += 1;
-                let planned: Vec<Planned> = plan_records(&self.inner.store, target, &ids)
+                let planned: Vec<Planned> = plan_records(&self.inner.store, scope, &ids)
                     .await?
                     .into_iter()
                     .filter(|p| p.now.entity == Some(entity))
                     .collect();
-                let (rows, stats, failures) = self.compensate(entity, target, planned).await?;
+                let (rows, stats, failures) =
+                    self.compensate(entity, &scope.run_id, planned).await?;
                 match self
                     .commit(
                         entity,

@@ -1,5 +1,5 @@
-//! The audit trail: every action with its actor and correlation id, filters, paging, and a
-//! hash chain that verifies.
+//! The audit trail: every action with its actor, correlation id and the client's request
+//! id, filters, paging, and a hash chain that verifies.
 
 use crate::helpers::{integration_body, on_both_backends, send, Backend, TestApp};
 use anyhow::Context;
@@ -12,7 +12,8 @@ on_both_backends!(audit_trail_records_filters_pages_and_verifies);
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// One request sent with a chosen correlation id (`x-request-id`).
+/// One request sent with a chosen request id (`x-request-id`); the server mints the
+/// correlation id and keeps the client's beside it.
 struct Step<'a> {
     token: &'a str,
     method: Method,
@@ -168,12 +169,13 @@ async fn audit_trail_records_filters_pages_and_verifies(backend: Backend) -> any
     for (correlation, wanted, actor) in expected {
         let rows: Vec<Value> = all
             .iter()
-            .filter(|r| r["correlation_id"] == *correlation)
+            .filter(|r| r["request_id"] == *correlation)
             .cloned()
             .collect();
         assert_eq!(actions(&rows), *wanted, "actions of {correlation}");
         for r in &rows {
             assert_eq!(r["actor"], *actor, "{r}");
+            assert_ne!(r["correlation_id"], *correlation, "{r}");
         }
     }
     let first = actions(&all);

@@ -133,7 +133,8 @@ async fn record_entries_show_values_before_and_after(backend: Backend) -> anyhow
             "an app edit names no integration"
         );
     }
-    assert_eq!(rows[2]["correlation_id"], "corr-edit");
+    assert_eq!(rows[2]["request_id"], "corr-edit");
+    assert_ne!(rows[2]["correlation_id"], "corr-edit");
 
     // Brought in by a sync, edited on both sides, the conflict resolved by a person.
     let x = app.create_integration(&admin, "Synced").await?;

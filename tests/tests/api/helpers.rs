@@ -62,6 +62,9 @@ pub struct Options {
     /// Client-side pacing of provider requests (on, as in production, unless a test
     /// needs requests as fast as its own CRM answers them).
     pub provider_pacing: bool,
+    /// The NATS (stream, subject prefix) to publish to, to share one with another app;
+    /// `None` gives the app a fresh pair.
+    pub nats_stream: Option<(String, String)>,
 }
 
 impl Default for Options {
@@ -71,6 +74,7 @@ impl Default for Options {
             rate_limit_per_minute: Settings::default().rate_limit_per_minute,
             nats_url: None,
             provider_pacing: true,
+            nats_stream: None,
         }
     }
 }
@@ -119,21 +123,22 @@ impl TestApp {
                 Some(db)
             }
         };
+        let (nats_stream, nats_subject_prefix) = match (&opts.nats_url, opts.nats_stream) {
+            (None, _) => (None, None),
+            (Some(_), Some((stream, prefix))) => (Some(stream), Some(prefix)),
+            // A fresh stream per test app, so that no test sees another's events.
+            (Some(_), None) => (
+                Some(format!("SLTEST_{}", uuid::Uuid::new_v4().simple())),
+                Some(format!("sltest.{}", uuid::Uuid::new_v4().simple())),
+            ),
+        };
         let settings = Settings {
             addr: "127.0.0.1:0".parse()?,
             data_dir: data_dir.path().to_path_buf(),
             database_url: pg.as_ref().map(|db| SecretString::from(db.url.clone())),
             database_max_connections: 8,
-            // One stream per test database: message ids are global positions, which
-            // every fresh database starts again from 1.
-            nats_stream: opts
-                .nats_url
-                .as_ref()
-                .map(|_| format!("SLTEST_{}", uuid::Uuid::new_v4().simple())),
-            nats_subject_prefix: opts
-                .nats_url
-                .as_ref()
-                .map(|_| format!("sltest.{}", uuid::Uuid::new_v4().simple())),
+            nats_stream,
+            nats_subject_prefix,
             nats_url: opts.nats_url,
             rate_limit_per_minute: opts.rate_limit_per_minute,
             provider_pacing: opts.provider_pacing,

@@ -1,1 +1,172 @@
-//! (filled in by the hardening work)
+//! A cross-workspace correlation id: a tenant sends another workspace's sync run id as its
+//! `x-request-id`, hoping its own events get taken for that run's. The server mints every
+//! correlation id (the client's id is kept apart, as `request_id`), and a rollback only
+//! ever looks at its own workspace's events.
+
+use crate::helpers::{on_both_backends, send, Backend, TestApp};
+use anyhow::Context;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::time::Duration;
+use syncledger_sandbox::{Sandbox, SandboxConfig};
+use syncledger_tests::wait_until;
+
+const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+
+on_both_backends!(another_workspaces_run_id_as_request_id_is_not_rolled_back);
+
+/// Create a HubSpot integration on the sandbox and connect it through the sandbox's
+/// OAuth consent (which approves at once).
+async fn connect(app: &TestApp, sandbox: &Sandbox) -> anyhow::Result<String> {
+    let body = json!({"provider": "hubspot", "name": "Pulled", "base_url": sandbox.base_url(),
+        "sync_config": {"direction": "pull", "frequency": "manual",
+                        "entities": ["contacts", "companies"], "conflict_strategy": "crm_wins"}});
+    let resp = app.post("/v1/integrations", &app.admin, body).await?;
+    let id = resp.expect(StatusCode::CREATED)["id"]
+        .as_str()
+        .context("integration id")?
+        .to_string();
+    let resp = app
+        .post_empty(&format!("/v1/integrations/{id}/connect"), &app.admin)
+        .await?;
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let consent = no_redirects
+        .get(resp.str("authorization_url")?)
+        .send()
+        .await?;
+    let callback = consent
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .context("the sandbox approves with a redirect")?
+        .to_str()?
+        .to_string();
+    send(app.client.get(&callback))
+        .await?
+        .expect(StatusCode::OK);
+    Ok(id)
+}
+
+/// Wait until the run has ended and the read models show it; its final view.
+async fn ended(app: &TestApp, run_id: &str) -> anyhow::Result<Value> {
+    let path = format!("/v1/sync-runs/{run_id}");
+    wait_until(RUN_TIMEOUT, "the sync run ends", || async {
+        app.get(&path, &app.admin)
+            .await
+            .is_ok_and(|r| !matches!(r.body["status"].as_str(), Some("queued" | "running")))
+    })
+    .await;
+    app.caught_up().await;
+    Ok(app
+        .get(&path, &app.admin)
+        .await?
+        .expect(StatusCode::OK)
+        .clone())
+}
+
+async fn started(resp: crate::helpers::Resp) -> anyhow::Result<String> {
+    resp.expect(StatusCode::CREATED);
+    resp.str("id")
+}
+
+async fn another_workspaces_run_id_as_request_id_is_not_rolled_back(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let sandbox = Sandbox::start_hubspot(SandboxConfig {
+        records: 3,
+        ..SandboxConfig::default()
+    })
+    .await?;
+    // The victim's workspace imports from its CRM.
+    let integration = connect(&app, &sandbox).await?;
+    let run = app
+        .post(
+            &format!("/v1/integrations/{integration}/sync-runs"),
+            &app.admin,
+            json!({"kind": "full"}),
+        )
+        .await?;
+    let run_id = started(run).await?;
+    let run = ended(&app, &run_id).await?;
+    assert_eq!(run["status"], "completed", "{run}");
+
+    // The attacker, in a workspace of their own, creates a record under the victim's run
+    // id as request id.
+    let attacker = app
+        .new_workspace("Attacker", syncledger_domain::Plan::Enterprise)
+        .await?;
+    let resp = send(
+        app.request(Method::POST, "/v1/records", &attacker.admin)
+            .header("x-request-id", &run_id)
+            .json(&json!({"entity": "contacts", "fields": {"email": "planted@example.com"}})),
+    )
+    .await?;
+    let planted = resp.expect(StatusCode::CREATED)["id"]
+        .as_str()
+        .context("record id")?
+        .to_string();
+    // The client's id is echoed and kept, but the correlation id is the server's.
+    assert_eq!(resp.headers["x-request-id"], run_id.as_str());
+    let correlation = resp.headers["x-correlation-id"].to_str()?.to_string();
+    assert_ne!(correlation, run_id);
+    app.caught_up().await;
+    let audit = app
+        .list_all(
+            "/v1/audit",
+            &attacker.admin,
+            &[("action", "RecordCreated")],
+            100,
+        )
+        .await?;
+    let created = audit
+        .iter()
+        .find(|e| e["aggregate_id"] == planted.as_str())
+        .context("the planted record's audit entry")?;
+    assert_eq!(created["request_id"], run_id.as_str(), "{created}");
+    assert_eq!(created["correlation_id"], correlation.as_str(), "{created}");
+
+    // The victim's preview and rollback see their own records only.
+    let preview = app
+        .post_empty(
+            &format!("/v1/sync-runs/{run_id}/rollback?dry_run=true"),
+            &app.admin,
+        )
+        .await?;
+    let preview = preview.expect(StatusCode::OK);
+    let previewed: Vec<&str> = preview["records"]
+        .as_array()
+        .context("records")?
+        .iter()
+        .filter_map(|r| r["record_id"].as_str())
+        .collect();
+    assert!(!previewed.is_empty(), "the run touched records: {preview}");
+    assert!(!previewed.contains(&planted.as_str()), "{preview}");
+    let before = app
+        .get(&format!("/v1/records/{planted}"), &attacker.admin)
+        .await?;
+    let before = before.expect(StatusCode::OK).clone();
+    let rollback = app
+        .post_empty(&format!("/v1/sync-runs/{run_id}/rollback"), &app.admin)
+        .await?;
+    let rollback_id = started(rollback).await?;
+    let rolled = ended(&app, &rollback_id).await?;
+    assert_eq!(rolled["status"], "completed", "{rolled}");
+    let after = app
+        .get(&format!("/v1/records/{planted}"), &attacker.admin)
+        .await?;
+    assert_eq!(
+        *after.expect(StatusCode::OK),
+        before,
+        "the victim's rollback changed the attacker's record"
+    );
+    let history = app
+        .get(&format!("/v1/records/{planted}/history"), &attacker.admin)
+        .await?;
+    let history = history.expect(StatusCode::OK).to_string();
+    assert!(!history.contains("RolledBack"), "{history}");
+    app.finish().await
+}
