@@ -374,6 +374,12 @@ pub async fn create(
         validate_base_url(url)?;
     }
     let spec = provider_spec(info, req.spec)?;
+    state
+        .connections
+        .connector()
+        .check_urls(&req.provider, req.base_url.as_deref(), spec.as_deref())
+        .await
+        .map_err(|e| oauth::engine_error(e.into()))?;
     let sync_config = req.sync_config.into_domain()?;
     let id = uuid::Uuid::now_v7().to_string();
     let meta = caller.metadata();

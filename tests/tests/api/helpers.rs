@@ -13,6 +13,7 @@ use secrecy::SecretString;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+use syncledger_api::config::Environment;
 use syncledger_api::state::AppState;
 use syncledger_api::{services, Application, Settings};
 use syncledger_domain::Plan;
@@ -62,6 +63,12 @@ pub struct Options {
     /// Client-side pacing of provider requests (on, as in production, unless a test
     /// needs requests as fast as its own CRM answers them).
     pub provider_pacing: bool,
+    /// Development by default: the tests drive sandboxes on loopback with the
+    /// sandbox OAuth apps, on SQLite and PostgreSQL alike (a database URL alone
+    /// would mean production).
+    pub environment: Environment,
+    /// Last changes to the settings (provider apps, outbound policy, ...).
+    pub tweak: fn(Settings) -> Settings,
 }
 
 impl Default for Options {
@@ -71,6 +78,8 @@ impl Default for Options {
             rate_limit_per_minute: Settings::default().rate_limit_per_minute,
             nats_url: None,
             provider_pacing: true,
+            environment: Environment::Development,
+            tweak: |settings| settings,
         }
     }
 }
@@ -106,6 +115,20 @@ impl TestApp {
         Self::spawn_with(backend, Options::default()).await
     }
 
+    /// A server configured as in production (no sandbox apps, no loopback providers),
+    /// then changed by `tweak`.
+    pub async fn spawn_production(
+        backend: Backend,
+        tweak: fn(Settings) -> Settings,
+    ) -> anyhow::Result<Option<TestApp>> {
+        let opts = Options {
+            environment: Environment::Production,
+            tweak,
+            ..Options::default()
+        };
+        Self::spawn_with(backend, opts).await
+    }
+
     pub async fn spawn_with(backend: Backend, opts: Options) -> anyhow::Result<Option<TestApp>> {
         let data_dir = tempfile::tempdir()?;
         let pg = match backend {
@@ -137,8 +160,10 @@ impl TestApp {
             nats_url: opts.nats_url,
             rate_limit_per_minute: opts.rate_limit_per_minute,
             provider_pacing: opts.provider_pacing,
+            environment: Some(opts.environment),
             ..Settings::default()
         };
+        let settings = (opts.tweak)(settings);
         let app = Application::build(settings)
             .await
             .context("build the application")?;
