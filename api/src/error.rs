@@ -47,7 +47,7 @@ impl ApiError {
             field: Some(field.to_owned()),
             ..Self::new(
                 StatusCode::BAD_REQUEST,
-                "url_not_allowed",
+                "validation_failed",
                 format!("{field}: {reason}"),
             )
         }

@@ -117,6 +117,8 @@ impl TestApp {
 
     /// A server configured as in production (no sandbox apps, no loopback providers),
     /// then changed by `tweak`.
+    // Used by the `security` test binary, which shares this file.
+    #[allow(dead_code)]
     pub async fn spawn_production(
         backend: Backend,
         tweak: fn(Settings) -> Settings,
