@@ -285,6 +285,14 @@ impl Application {
             }
             None => (Arc::new(Unassigned), RunQueue::Store),
         };
+        if settings.is_development() {
+            tracing::warn!(
+                sandbox_oauth_apps = ?settings.sandbox_app_providers(),
+                "running in the development default: sandbox OAuth apps stand in for unconfigured \
+                 providers and loopback provider hosts are allowed; set environment = \"production\" \
+                 (or a database_url) for a real deployment"
+            );
+        }
         let state = AppState::new(
             store,
             vault,

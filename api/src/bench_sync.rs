@@ -169,6 +169,9 @@ async fn event_count(store: &Store) -> anyhow::Result<i64> {
 pub async fn run(base: &Settings, args: SyncBenchArgs) -> anyhow::Result<ExitCode> {
     let base = Settings {
         provider_pacing: args.rate_limit == "realistic",
+        // The bench drives its own sandbox on loopback with the sandbox OAuth app,
+        // also on a PostgreSQL scratch database.
+        environment: Some(crate::config::Environment::Development),
         ..base.clone()
     };
     let url = args.database_url.clone();

@@ -5,6 +5,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use syncledger_domain::outbound::OutboundPolicy;
 use syncledger_engine::{ClientApp, ProviderApps};
 use syncledger_store::StoreConfig;
 
@@ -15,6 +16,19 @@ pub enum LogFormat {
     Text,
     Json,
 }
+
+/// Where the server runs. Development is the embedded default (SQLite, sandboxes on
+/// loopback, sandbox OAuth apps); production gets none of those defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+/// The OAuth app the local sandboxes accept; used only in development.
+const SANDBOX_CLIENT_ID: &str = "sandbox-client";
+const SANDBOX_CLIENT_SECRET: &str = "sandbox-secret";
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
@@ -47,7 +61,8 @@ pub struct Settings {
     pub rate_limit_per_minute: u32,
     /// Events per projection batch.
     pub projection_batch: i64,
-    /// The HubSpot app's OAuth client id (the defaults match the local sandboxes).
+    /// The HubSpot app's OAuth client id (unset: not configured; in development the
+    /// sandbox app stands in).
     pub hubspot_client_id: String,
     pub hubspot_client_secret: SecretString,
     /// The Salesforce connected app's consumer key and secret.
@@ -72,6 +87,14 @@ pub struct Settings {
     pub sse_streams_per_token: usize,
     /// Live event streams one workspace may hold open at once, over all its tokens.
     pub sse_streams_per_workspace: usize,
+    /// `development` or `production`. Unset: development exactly when no
+    /// `database_url` is set (the embedded SQLite default).
+    pub environment: Option<Environment>,
+    /// Let integrations reach loopback hosts (e.g. local sandboxes) outside
+    /// development. The OAuth client secrets still go to official hosts only.
+    pub allow_loopback_providers: bool,
+    /// Let integrations reach private networks (10/8, 172.16/12, 192.168/16, fc00::/7).
+    pub allow_private_providers: bool,
 }
 
 impl Default for Settings {
@@ -90,19 +113,22 @@ impl Default for Settings {
             log_format: LogFormat::Text,
             rate_limit_per_minute: 1200,
             projection_batch: 500,
-            hubspot_client_id: "sandbox-client".into(),
-            hubspot_client_secret: SecretString::from("sandbox-secret"),
-            salesforce_client_id: "sandbox-client".into(),
-            salesforce_client_secret: SecretString::from("sandbox-secret"),
-            pipedrive_client_id: "sandbox-client".into(),
-            pipedrive_client_secret: SecretString::from("sandbox-secret"),
-            custom_client_id: "sandbox-client".into(),
-            custom_client_secret: SecretString::from("sandbox-secret"),
+            hubspot_client_id: String::new(),
+            hubspot_client_secret: SecretString::from(""),
+            salesforce_client_id: String::new(),
+            salesforce_client_secret: SecretString::from(""),
+            pipedrive_client_id: String::new(),
+            pipedrive_client_secret: SecretString::from(""),
+            custom_client_id: String::new(),
+            custom_client_secret: SecretString::from(""),
             provider_pacing: true,
             workers: 2,
             scheduler_interval_secs: 30,
             sse_streams_per_token: crate::streams::DEFAULT_PER_TOKEN,
             sse_streams_per_workspace: crate::streams::DEFAULT_PER_WORKSPACE,
+            environment: None,
+            allow_loopback_providers: false,
+            allow_private_providers: false,
         }
     }
 }
@@ -139,7 +165,12 @@ impl Settings {
             .set_default(
                 "sse_streams_per_workspace",
                 defaults.sse_streams_per_workspace as u64,
-            )?;
+            )?
+            .set_default(
+                "allow_loopback_providers",
+                defaults.allow_loopback_providers,
+            )?
+            .set_default("allow_private_providers", defaults.allow_private_providers)?;
         for (provider, app) in defaults.oauth_apps() {
             builder = builder
                 .set_default(format!("{provider}_client_id"), app.client_id)?
@@ -203,6 +234,14 @@ impl Settings {
             (
                 "sse_streams_per_workspace",
                 "SYNCLEDGER_SSE_STREAMS_PER_WORKSPACE",
+            ("environment", "SYNCLEDGER_ENVIRONMENT"),
+            (
+                "allow_loopback_providers",
+                "SYNCLEDGER_ALLOW_LOOPBACK_PROVIDERS",
+            ),
+            (
+                "allow_private_providers",
+                "SYNCLEDGER_ALLOW_PRIVATE_PROVIDERS",
             ),
         ] {
             if let Ok(v) = std::env::var(var) {
@@ -251,14 +290,60 @@ impl Settings {
         ]
     }
 
+    /// Development: the environment says so, or (unset) no `database_url` is set.
+    pub fn is_development(&self) -> bool {
+        match self.environment {
+            Some(env) => env == Environment::Development,
+            None => self.store_config().database_url.is_none(),
+        }
+    }
+
+    /// Which hosts integrations may reach: loopback in development or when allowed,
+    /// private networks when allowed, public hosts always.
+    pub fn outbound_policy(&self) -> OutboundPolicy {
+        let development = self.is_development();
+        OutboundPolicy {
+            allow_loopback: development || self.allow_loopback_providers,
+            allow_private: self.allow_private_providers,
+            development,
+        }
+    }
+
+    /// Providers whose OAuth app is not configured: in development the sandbox app
+    /// stands in for them.
+    pub fn sandbox_app_providers(&self) -> Vec<&'static str> {
+        if !self.is_development() {
+            return Vec::new();
+        }
+        self.oauth_apps()
+            .into_iter()
+            .filter(|(_, app)| !configured(app))
+            .map(|(provider, _)| provider)
+            .collect()
+    }
+
+    /// The configured OAuth apps (sandbox apps in development where none is set),
+    /// pacing and the outbound policy.
     pub fn provider_apps(&self) -> ProviderApps {
+        let sandbox = self.sandbox_app_providers();
+        let apps = self
+            .oauth_apps()
+            .into_iter()
+            .filter_map(|(provider, app)| {
+                if sandbox.contains(&provider) {
+                    let app = ClientApp {
+                        client_id: SANDBOX_CLIENT_ID.into(),
+                        client_secret: SecretString::from(SANDBOX_CLIENT_SECRET),
+                    };
+                    return Some((provider.to_string(), app));
+                }
+                configured(&app).then(|| (provider.to_string(), app))
+            })
+            .collect();
         ProviderApps {
-            apps: self
-                .oauth_apps()
-                .into_iter()
-                .map(|(p, a)| (p.to_string(), a))
-                .collect(),
+            apps,
             pacing: self.provider_pacing,
+            outbound: self.outbound_policy(),
         }
     }
 
@@ -271,9 +356,36 @@ impl Settings {
     }
 }
 
+fn configured(app: &ClientApp) -> bool {
+    !app.client_id.is_empty() && !app.client_secret.expose_secret().is_empty()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sandbox_apps_only_in_development() {
+        let dev = Settings::default();
+        assert!(dev.is_development());
+        assert_eq!(dev.provider_apps().apps.len(), 4);
+        assert!(dev.outbound_policy().allow_loopback);
+        let prod = Settings {
+            database_url: Some(SecretString::from("postgres://db/x")),
+            ..Settings::default()
+        };
+        assert!(!prod.is_development());
+        assert!(prod.provider_apps().apps.is_empty());
+        assert_eq!(prod.outbound_policy(), OutboundPolicy::default());
+        let explicit = Settings {
+            environment: Some(Environment::Production),
+            hubspot_client_id: "real".into(),
+            hubspot_client_secret: SecretString::from("real-secret"),
+            ..Settings::default()
+        };
+        let apps = explicit.provider_apps().apps;
+        assert_eq!(apps.keys().collect::<Vec<_>>(), ["hubspot"]);
+    }
 
     #[test]
     fn debug_never_prints_secrets() {

@@ -15,6 +15,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// The request field the error is about, when one is named on its own.
+    pub field: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -26,6 +28,8 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 impl ApiError {
@@ -34,6 +38,19 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            field: None,
+        }
+    }
+
+    /// A URL the server's outbound policy refuses: 400 naming the field.
+    pub fn refused_url(field: &str, reason: &str) -> Self {
+        ApiError {
+            field: Some(field.to_owned()),
+            ..Self::new(
+                StatusCode::BAD_REQUEST,
+                "validation_failed",
+                format!("{field}: {reason}"),
+            )
         }
     }
 
@@ -90,6 +107,7 @@ impl IntoResponse for ApiError {
             error: ErrorDetail {
                 code: self.code.to_string(),
                 message: self.message,
+                field: self.field,
             },
         };
         (self.status, axum::Json(body)).into_response()

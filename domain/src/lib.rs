@@ -8,6 +8,7 @@ pub mod aggregate;
 pub mod audit;
 pub mod integration;
 pub mod merge;
+pub mod outbound;
 pub mod plan;
 pub mod provider;
 pub mod provider_text;

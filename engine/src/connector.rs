@@ -5,10 +5,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use secrecy::SecretString;
+use syncledger_crm::outbound::Guard;
 use syncledger_crm::{
-    CrmAdapter, CustomAdapter, CustomOptions, CustomSpec, HubSpotAdapter, HubSpotConfig,
+    CrmAdapter, CrmError, CustomAdapter, CustomOptions, CustomSpec, HubSpotAdapter, HubSpotConfig,
     PipedriveAdapter, PipedriveConfig, SalesforceAdapter, SalesforceConfig,
 };
+use syncledger_domain::outbound::OutboundPolicy;
 use syncledger_domain::Integration;
 
 use crate::error::EngineError;
@@ -26,6 +28,9 @@ pub struct ClientApp {
 pub struct ProviderApps {
     pub apps: BTreeMap<String, ClientApp>,
     pub pacing: bool,
+    /// Which hosts adapters may reach (strict unless the operator, or the
+    /// development default, says otherwise).
+    pub outbound: OutboundPolicy,
 }
 
 impl Default for ProviderApps {
@@ -33,6 +38,7 @@ impl Default for ProviderApps {
         Self {
             apps: BTreeMap::new(),
             pacing: true,
+            outbound: OutboundPolicy::default(),
         }
     }
 }
@@ -88,6 +94,78 @@ impl Connector {
         }
     }
 
+    /// Which hosts this connector's adapters may reach.
+    pub fn outbound(&self) -> OutboundPolicy {
+        self.apps.outbound
+    }
+
+    /// Whether an OAuth app is configured for the integration's provider (a custom
+    /// provider falls back to the shared `custom` app).
+    pub fn oauth_configured(&self, integration: &Integration) -> bool {
+        let custom = syncledger_domain::provider::find(&integration.provider)
+            .is_some_and(|p| p.via_custom_spec);
+        self.app(&integration.provider).is_some() || (custom && self.app("custom").is_some())
+    }
+
+    /// Checks every URL a new integration would make the server request, before it
+    /// exists: the `base_url` override, and each URL of a custom spec (JSON). Names
+    /// are resolved: one resolving to a refused address is refused now (it would be
+    /// at use too); one that does not resolve yet is left to the check at use.
+    pub async fn check_urls(
+        &self,
+        provider: &str,
+        base_url: Option<&str>,
+        spec: Option<&str>,
+    ) -> Result<(), CrmError> {
+        let custom = syncledger_domain::provider::find(provider).is_some_and(|p| p.via_custom_spec);
+        let mut urls = Vec::new();
+        if custom {
+            let guard = Guard::custom(self.apps.outbound);
+            if let Some(url) = base_url {
+                guard.check("base_url", url)?;
+            }
+            if let Some(text) = spec {
+                let mut spec = CustomSpec::from_json(text)?;
+                if let Some(url) = base_url {
+                    url.clone_into(&mut spec.base_url);
+                }
+                spec.check_outbound(&guard)?;
+                urls = spec.urls();
+            }
+        } else if let Some(url) = base_url {
+            Guard::builtin(self.apps.outbound, provider).check("base_url", url)?;
+            urls.push(("base_url".to_owned(), url.to_owned()));
+        }
+        for (field, url) in urls {
+            self.check_resolved(&field, &url).await?;
+        }
+        Ok(())
+    }
+
+    async fn check_resolved(&self, field: &str, url: &str) -> Result<(), CrmError> {
+        let Some(host) = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+        else {
+            return Ok(());
+        };
+        let Ok(addrs) = tokio::net::lookup_host((host.trim_matches(['[', ']']), 0)).await else {
+            return Ok(());
+        };
+        for addr in addrs {
+            if !self.apps.outbound.allows(addr.ip()) {
+                return Err(CrmError::Refused {
+                    field: field.to_owned(),
+                    reason: format!(
+                        "resolves to a {} address, which the server's outbound policy refuses",
+                        syncledger_domain::outbound::classify(addr.ip())
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The integration's adapter, shared by every session on it in this process.
     pub fn adapter(&self, integration: &Integration) -> Result<Arc<dyn CrmAdapter>, EngineError> {
         let Some(id) = integration.id.clone() else {
@@ -115,9 +193,14 @@ impl Connector {
         Ok(adapter)
     }
 
-    /// The OAuth app configured for `provider`.
+    /// The OAuth app configured for `provider` (one without a client id or secret
+    /// counts as not configured).
     pub fn app(&self, provider: &str) -> Option<&ClientApp> {
-        self.apps.apps.get(provider)
+        use secrecy::ExposeSecret;
+        self.apps
+            .apps
+            .get(provider)
+            .filter(|a| !a.client_id.is_empty() && !a.client_secret.expose_secret().is_empty())
     }
 
     fn app_or_blank(&self, provider: &str) -> ClientApp {
@@ -138,9 +221,14 @@ impl Connector {
         match integration.provider.as_str() {
             "hubspot" => {
                 let mut config = HubSpotConfig::new(app.client_id, app.client_secret);
+                config.outbound = self.apps.outbound;
                 if let Some(url) = base {
-                    // An override (sandbox, proxy) serves the authorize page on the same host.
-                    config.auth_base_url.clone_from(&url);
+                    // A development sandbox serves the OAuth pages too; any other
+                    // override gets API calls only, never the client secret.
+                    if self.apps.outbound.is_development_sandbox(&url) {
+                        config.auth_base_url.clone_from(&url);
+                        config.oauth_base_url.clone_from(&url);
+                    }
                     config.base_url = url;
                 }
                 if !self.apps.pacing {
@@ -151,11 +239,15 @@ impl Connector {
             }
             "salesforce" => {
                 let mut config = SalesforceConfig::new(app.client_id, app.client_secret);
+                config.outbound = self.apps.outbound;
                 if let Some(url) = base {
-                    // The override is the login host; the token response names the
-                    // instance, and the override is the fallback when it does not.
-                    config.instance_url = Some(url.clone());
-                    config.login_url = url;
+                    // The override is the login host when it is an official one (a
+                    // sandbox org, a My Domain) or a development sandbox; the token
+                    // response names the instance, and the override is the fallback.
+                    if self.apps.outbound.oauth_follows(&url, "salesforce") {
+                        config.login_url.clone_from(&url);
+                    }
+                    config.instance_url = Some(url);
                 }
                 if !self.apps.pacing {
                     config.requests_per_interval = None;
@@ -164,9 +256,13 @@ impl Connector {
             }
             "pipedrive" => {
                 let mut config = PipedriveConfig::new(app.client_id, app.client_secret);
+                config.outbound = self.apps.outbound;
                 if let Some(url) = base {
-                    // A sandbox serves the OAuth host's paths and the API on one origin.
-                    config.oauth_base_url.clone_from(&url);
+                    // A development sandbox serves the OAuth host's paths and the API on
+                    // one origin; any other override never gets the client secret.
+                    if self.apps.outbound.is_development_sandbox(&url) {
+                        config.oauth_base_url.clone_from(&url);
+                    }
                     config.base_url = url;
                 }
                 if !self.apps.pacing {
@@ -209,6 +305,7 @@ impl Connector {
             client_id: app.client_id,
             client_secret: app.client_secret,
             requests_per_minute,
+            outbound: self.apps.outbound,
             ..CustomOptions::default()
         };
         Ok(Box::new(CustomAdapter::new(spec, options)?))

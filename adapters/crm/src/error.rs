@@ -49,6 +49,10 @@ pub enum CrmError {
     /// The adapter itself is misconfigured (bad URL, ...).
     #[error("invalid adapter configuration: {0}")]
     Config(String),
+    /// The server's outbound policy refuses a URL (a tenant's `base_url`, a spec URL,
+    /// a URL the provider returned): named by its field, never retried.
+    #[error("{field}: {reason}")]
+    Refused { field: String, reason: String },
 }
 
 /// What every transport failure reads as.

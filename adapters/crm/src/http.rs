@@ -18,19 +18,23 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use crate::error::CrmError;
+use crate::outbound::{self, Guard};
 use crate::window::{RollingWindow, Slot};
 use syncledger_domain::provider_text::clean;
 
 /// Builds the one client every adapter uses. Redirects are not followed: no
-/// provider API needs them, and following them would leak credentials.
+/// provider API needs them, and following them would leak credentials. Names are
+/// resolved through the guard's policy (see [`outbound::CheckedResolver`]).
 pub fn build_client(
     connect_timeout: Duration,
     request_timeout: Duration,
+    guard: &Guard,
 ) -> Result<reqwest::Client, CrmError> {
     reqwest::Client::builder()
         .connect_timeout(connect_timeout)
         .timeout(request_timeout)
         .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(outbound::resolver(guard.policy()))
         .build()
         .map_err(|e| CrmError::Config(format!("http client: {e}")))
 }
@@ -168,6 +172,7 @@ pub enum Lane {
 #[derive(Debug)]
 pub struct Executor {
     client: reqwest::Client,
+    guard: Guard,
     general: Option<Arc<Pacer>>,
     search: Option<Arc<Pacer>>,
     policy: RetryPolicy,
@@ -214,14 +219,18 @@ struct ErrorBody {
 }
 
 impl Executor {
+    /// `client` should come from [`build_client`] with the same `guard`: the guard
+    /// checks each URL before it is requested, the client's resolver each name.
     pub fn new(
         client: reqwest::Client,
+        guard: Guard,
         general: Option<Arc<Pacer>>,
         search: Option<Arc<Pacer>>,
         policy: RetryPolicy,
     ) -> Self {
         Self {
             client,
+            guard,
             general,
             search,
             policy,
@@ -248,6 +257,11 @@ impl Executor {
 
     pub fn client(&self) -> &reqwest::Client {
         &self.client
+    }
+
+    /// The outbound rule this executor's requests follow.
+    pub fn guard(&self) -> &Guard {
+        &self.guard
     }
 
     /// How many requests this executor has sent, retries included.
@@ -347,8 +361,19 @@ impl Executor {
         request: RequestBuilder,
         attempts: u32,
     ) -> Result<Reply<T>, Attempt> {
+        let request = request.build().map_err(|_| {
+            Attempt::Fail(CrmError::Config("the request could not be built".into()))
+        })?;
+        // Every URL, including Link-header and cursor URLs a provider sent back.
+        self.guard
+            .check_url("url", request.url())
+            .map_err(Attempt::Fail)?;
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let mut response = request.send().await.map_err(|e| transport(&e, attempts))?;
+        let mut response = self
+            .client
+            .execute(request)
+            .await
+            .map_err(|e| transport(&e, attempts))?;
         let status = response.status();
         self.rate_state
             .record(response.headers(), self.rate_headers);
@@ -385,6 +410,9 @@ impl Executor {
 /// [`CrmError::Transport`]); only the retry decision and the debug log look closer.
 /// The log names the kind of failure, never reqwest's text, which holds the URL.
 fn transport(error: &reqwest::Error, attempts: u32) -> Attempt {
+    if let Some(refused) = outbound::refusal_of(error) {
+        return Attempt::Fail(refused);
+    }
     tracing::debug!(
         attempts,
         connect = error.is_connect(),

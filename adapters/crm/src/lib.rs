@@ -12,6 +12,7 @@ pub mod error;
 pub mod http;
 pub mod hubspot;
 pub mod oauth;
+pub mod outbound;
 pub mod pipedrive;
 pub mod salesforce;
 pub mod types;

@@ -21,7 +21,13 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::error::CrmError;
+use crate::http::Executor;
+use crate::outbound;
 use crate::types::Tokens;
+
+/// The largest token response read. A token endpoint answers a few hundred bytes;
+/// a larger body is refused, instead of being read into memory without end.
+pub const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// Where a provider's OAuth app lives and how it authenticates to the token endpoint.
 #[derive(Clone, Debug)]
@@ -118,7 +124,7 @@ pub fn authorization_url(
 
 pub async fn exchange_code(
     config: &OAuthApp,
-    http: &reqwest::Client,
+    http: &Executor,
     code: &str,
     verifier: &str,
     redirect_uri: &str,
@@ -137,7 +143,7 @@ pub async fn exchange_code(
 /// Refreshes; a provider that answers without a new refresh token keeps the old one.
 pub async fn refresh(
     config: &OAuthApp,
-    http: &reqwest::Client,
+    http: &Executor,
     refresh_token: &str,
 ) -> Result<Tokens, CrmError> {
     let token = RefreshToken::new(refresh_token.to_owned());
@@ -167,20 +173,43 @@ fn tokens(response: &ProviderTokenResponse, previous_refresh: Option<&str>) -> T
     }
 }
 
-type HttpFuture = Pin<Box<dyn Future<Output = Result<HttpResponse, reqwest::Error>> + Send>>;
+/// Why a token request did not produce a response to parse.
+#[derive(Debug, thiserror::Error)]
+enum TokenTransport {
+    #[error("token request failed")]
+    Http(#[from] reqwest::Error),
+    #[error("the token response is larger than {MAX_TOKEN_RESPONSE_BYTES} bytes")]
+    TooLarge,
+    #[error("refused by the outbound policy")]
+    Refused(CrmError),
+}
 
-/// oauth2's async HTTP client over the shared `reqwest` client.
-fn transport(http: &reqwest::Client) -> impl Fn(HttpRequest) -> HttpFuture + '_ {
+type HttpFuture = Pin<Box<dyn Future<Output = Result<HttpResponse, TokenTransport>> + Send>>;
+
+/// oauth2's async HTTP client over the adapter's own client: the same timeouts and
+/// resolver as every provider call, the URL checked by the adapter's guard, and the
+/// body read up to [`MAX_TOKEN_RESPONSE_BYTES`].
+fn transport(http: &Executor) -> impl Fn(HttpRequest) -> HttpFuture + '_ {
     move |request: HttpRequest| {
-        let http = http.clone();
+        let client = http.client().clone();
+        let guard = http.guard().clone();
         Box::pin(async move {
             let request = reqwest::Request::try_from(request)?;
-            let response = http.execute(request).await?;
+            guard
+                .check_url("token_url", request.url())
+                .map_err(TokenTransport::Refused)?;
+            let mut response = client.execute(request).await?;
             let mut builder = oauth2::http::Response::builder().status(response.status());
             for (name, value) in response.headers() {
                 builder = builder.header(name, value);
             }
-            let body = response.bytes().await?.to_vec();
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await? {
+                if body.len() + chunk.len() > MAX_TOKEN_RESPONSE_BYTES {
+                    return Err(TokenTransport::TooLarge);
+                }
+                body.extend_from_slice(&chunk);
+            }
             // Status and headers were copied from a valid response.
             Ok(builder.body(body).unwrap_or_default())
         })
@@ -190,7 +219,7 @@ fn transport(http: &reqwest::Client) -> impl Fn(HttpRequest) -> HttpFuture + '_ 
 /// Maps token-endpoint failures without echoing the response body, which may
 /// hold tokens.
 fn grant_error(
-    error: RequestTokenError<reqwest::Error, oauth2::basic::BasicErrorResponse>,
+    error: RequestTokenError<TokenTransport, oauth2::basic::BasicErrorResponse>,
 ) -> CrmError {
     match error {
         RequestTokenError::ServerResponse(response) => match response.error() {
@@ -199,8 +228,15 @@ fn grant_error(
             }
             other => CrmError::OAuth(other.to_string()),
         },
+        RequestTokenError::Request(TokenTransport::Refused(refused)) => refused,
+        RequestTokenError::Request(TokenTransport::TooLarge) => CrmError::Malformed(format!(
+            "token response larger than {MAX_TOKEN_RESPONSE_BYTES} bytes"
+        )),
         // One text whatever failed (see `CrmError::Transport`).
-        RequestTokenError::Request(e) => {
+        RequestTokenError::Request(TokenTransport::Http(e)) => {
+            if let Some(refused) = outbound::refusal_of(&e) {
+                return refused;
+            }
             tracing::debug!(
                 connect = e.is_connect(),
                 timeout = e.is_timeout(),

@@ -96,6 +96,8 @@ fn options() -> CustomOptions {
         retry_max_delay: Duration::from_millis(50),
         connect_timeout: Duration::from_secs(2),
         request_timeout: Duration::from_secs(2),
+        // The sandbox listens on loopback.
+        outbound: syncledger_crm::outbound::outbound::OutboundPolicy::development(),
     }
 }
 

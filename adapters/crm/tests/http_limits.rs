@@ -45,13 +45,18 @@ async fn oversized_server() -> (String, tokio::sync::mpsc::UnboundedReceiver<()>
 #[tokio::test]
 async fn an_oversized_body_is_refused_once() {
     let (url, mut connections) = oversized_server().await;
-    let client = build_client(Duration::from_secs(2), Duration::from_secs(30)).expect("client");
+    // The test server listens on loopback.
+    let guard = syncledger_crm::outbound::Guard::custom(
+        syncledger_crm::outbound::outbound::OutboundPolicy::development(),
+    );
+    let client =
+        build_client(Duration::from_secs(2), Duration::from_secs(30), &guard).expect("client");
     let policy = RetryPolicy {
         max_retries: 3,
         base_delay: Duration::from_millis(1),
         max_delay: Duration::from_millis(5),
     };
-    let executor = Executor::new(client, None, None, policy);
+    let executor = Executor::new(client, guard, None, None, policy);
     let result = executor
         .send::<serde_json::Value>(Lane::General, |c| c.get(&url))
         .await;

@@ -34,6 +34,9 @@ fn config(sandbox: &Sandbox) -> HubSpotConfig {
     );
     config.base_url = sandbox.base_url();
     config.auth_base_url = sandbox.base_url();
+    config.oauth_base_url = sandbox.base_url();
+    // The sandbox listens on loopback.
+    config.outbound = syncledger_crm::outbound::outbound::OutboundPolicy::development();
     config.requests_per_10s = None;
     config.search_per_s = Some(4);
     config.retry_base_delay = Duration::from_millis(10);

@@ -39,6 +39,8 @@ fn config(sandbox: &Sandbox) -> PipedriveConfig {
     config.retry_max_delay = Duration::from_millis(200);
     config.connect_timeout = Duration::from_secs(2);
     config.request_timeout = Duration::from_secs(2);
+    // The sandbox listens on loopback.
+    config.outbound = syncledger_crm::outbound::outbound::OutboundPolicy::development();
     config
 }
 

@@ -45,6 +45,7 @@ fn clean_identity(mut identity: Identity) -> Identity {
 fn provider_error(cause: &CrmError) -> ApiError {
     tracing::warn!(error = %cause, "provider call failed");
     match cause {
+        CrmError::Refused { field, reason } => ApiError::refused_url(field, reason),
         CrmError::QuotaExhausted(_) => ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "provider_quota_exhausted",
@@ -169,6 +170,16 @@ pub async fn connect(
             "unsupported",
             format!(
                 "{} connects with an API key or basic credentials: POST /v1/integrations/{{id}}/credentials",
+                integration.provider
+            ),
+        ));
+    }
+    if !state.connections.connector().oauth_configured(&integration) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "provider_not_configured",
+            format!(
+                "the server has no OAuth app for {}; its operator must configure one",
                 integration.provider
             ),
         ));

@@ -118,12 +118,20 @@ pub async fn hubspot(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
-    let secret = state
+    // Without a configured app secret no signature can be trusted (an empty key
+    // would let anyone sign): refuse every delivery.
+    let Some(secret) = state
         .connections
         .connector()
         .app("hubspot")
         .map(|a| a.client_secret.expose_secret().to_owned())
-        .unwrap_or_default();
+    else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "webhooks_not_configured",
+            "no HubSpot app secret is configured on this server",
+        ));
+    };
     let uri = format!("{}/v1/webhooks/hubspot", state.public_url);
     verify_v3(
         &secret,

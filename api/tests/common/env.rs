@@ -89,8 +89,11 @@ impl TestEnv {
                 cmd.env_remove(&name);
             }
         }
+        // Tests drive the sandboxes on loopback with the sandbox OAuth apps: they opt in
+        // to the development default explicitly (a database URL would mean production).
         cmd.current_dir(self.dir.path())
-            .env("SYNCLEDGER_DATA_DIR", self.dir.path());
+            .env("SYNCLEDGER_DATA_DIR", self.dir.path())
+            .env("SYNCLEDGER_ENVIRONMENT", "development");
         if let Some(pg) = &self.pg {
             cmd.env("SYNCLEDGER_DATABASE_URL", &pg.url);
         }

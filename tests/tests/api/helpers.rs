@@ -13,6 +13,7 @@ use secrecy::SecretString;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+use syncledger_api::config::Environment;
 use syncledger_api::state::AppState;
 use syncledger_api::{services, Application, Settings};
 use syncledger_domain::Plan;
@@ -65,6 +66,12 @@ pub struct Options {
     /// The NATS (stream, subject prefix) to publish to, to share one with another app;
     /// `None` gives the app a fresh pair.
     pub nats_stream: Option<(String, String)>,
+    /// Development by default: the tests drive sandboxes on loopback with the
+    /// sandbox OAuth apps, on SQLite and PostgreSQL alike (a database URL alone
+    /// would mean production).
+    pub environment: Environment,
+    /// Last changes to the settings (provider apps, outbound policy, ...).
+    pub tweak: fn(Settings) -> Settings,
 }
 
 impl Default for Options {
@@ -75,6 +82,8 @@ impl Default for Options {
             nats_url: None,
             provider_pacing: true,
             nats_stream: None,
+            environment: Environment::Development,
+            tweak: |settings| settings,
         }
     }
 }
@@ -110,6 +119,22 @@ impl TestApp {
         Self::spawn_with(backend, Options::default()).await
     }
 
+    /// A server configured as in production (no sandbox apps, no loopback providers),
+    /// then changed by `tweak`.
+    // Used by the `security` test binary, which shares this file.
+    #[allow(dead_code)]
+    pub async fn spawn_production(
+        backend: Backend,
+        tweak: fn(Settings) -> Settings,
+    ) -> anyhow::Result<Option<TestApp>> {
+        let opts = Options {
+            environment: Environment::Production,
+            tweak,
+            ..Options::default()
+        };
+        Self::spawn_with(backend, opts).await
+    }
+
     pub async fn spawn_with(backend: Backend, opts: Options) -> anyhow::Result<Option<TestApp>> {
         let data_dir = syncledger_tests::db::private_tempdir();
         let pg = match backend {
@@ -142,8 +167,10 @@ impl TestApp {
             nats_url: opts.nats_url,
             rate_limit_per_minute: opts.rate_limit_per_minute,
             provider_pacing: opts.provider_pacing,
+            environment: Some(opts.environment),
             ..Settings::default()
         };
+        let settings = (opts.tweak)(settings);
         let app = Application::build(settings)
             .await
             .context("build the application")?;

@@ -35,6 +35,8 @@ fn connections(store: &Store, vault: &Vault) -> Connections {
     let apps = ProviderApps {
         apps: [("hubspot".to_string(), app)].into_iter().collect(),
         pacing: false,
+        // The sandbox listens on loopback.
+        outbound: syncledger_domain::outbound::OutboundPolicy::development(),
     };
     Connections::new(store, vault.clone(), Connector::new(apps), "test")
 }

@@ -24,6 +24,7 @@ use crate::adapter::CrmAdapter;
 use crate::error::CrmError;
 use crate::http::{build_client, pacer, Executor, Lane, RetryPolicy};
 use crate::oauth::{self, OAuthApp};
+use crate::outbound::{outbound::OutboundPolicy, Guard};
 use crate::types::{
     Credentials, Cursor, FieldInfo, Identity, Page, Properties, PushKind, PushOp, PushResult,
     RemoteRecord, Tokens,
@@ -52,6 +53,8 @@ pub struct CustomOptions {
     pub retry_max_delay: Duration,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// Which hosts requests may reach (strict by default: public `https://` hosts).
+    pub outbound: OutboundPolicy,
 }
 
 impl Default for CustomOptions {
@@ -66,6 +69,7 @@ impl Default for CustomOptions {
             retry_max_delay: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
+            outbound: OutboundPolicy::default(),
         }
     }
 }
@@ -129,7 +133,9 @@ impl CustomAdapter {
         spec.base_url = spec.base_url.trim_end_matches('/').to_owned();
         let base =
             Url::parse(&spec.base_url).map_err(|e| CrmError::Config(format!("base_url: {e}")))?;
-        let client = build_client(options.connect_timeout, options.request_timeout)?;
+        let guard = Guard::custom(options.outbound);
+        spec.check_outbound(&guard)?;
+        let client = build_client(options.connect_timeout, options.request_timeout, &guard)?;
         let general = options
             .requests_per_minute
             .and_then(|n| pacer(n, Duration::from_secs(60)));
@@ -138,7 +144,7 @@ impl CustomAdapter {
             base_delay: options.retry_base_delay,
             max_delay: options.retry_max_delay,
         };
-        let http = Executor::new(client, general, None, policy);
+        let http = Executor::new(client, guard, general, None, policy);
         Ok(Self {
             spec,
             options,
@@ -675,12 +681,12 @@ impl CrmAdapter for CustomAdapter {
         redirect_uri: &str,
     ) -> Result<Tokens, CrmError> {
         let app = self.oauth_app()?;
-        oauth::exchange_code(&app, self.http.client(), code, pkce_verifier, redirect_uri).await
+        oauth::exchange_code(&app, &self.http, code, pkce_verifier, redirect_uri).await
     }
 
     #[tracing::instrument(skip_all, err)]
     async fn refresh(&self, refresh_token: &str) -> Result<Tokens, CrmError> {
-        oauth::refresh(&self.oauth_app()?, self.http.client(), refresh_token).await
+        oauth::refresh(&self.oauth_app()?, &self.http, refresh_token).await
     }
 
     /// Specs name no revocation endpoint: disconnecting forgets the tokens locally.

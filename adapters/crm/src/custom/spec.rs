@@ -268,6 +268,68 @@ impl CustomSpec {
         }
     }
 
+    /// Every URL this spec makes the server request, with the field naming it
+    /// (`spec.base_url`, ...): `base_url`, the OAuth endpoints, and each entity's list and write endpoints
+    /// (their paths appended to `base_url`).
+    pub fn urls(&self) -> Vec<(String, String)> {
+        let base = self.base_url.trim_end_matches('/');
+        let mut urls = vec![("spec.base_url".to_owned(), base.to_owned())];
+        if let AuthSpec::Oauth2 {
+            authorize_url,
+            token_url,
+            ..
+        } = &self.auth
+        {
+            urls.push(("spec.auth.authorize_url".into(), authorize_url.clone()));
+            urls.push(("spec.auth.token_url".into(), token_url.clone()));
+        }
+        for (name, entity) in [("contacts", &self.contacts), ("companies", &self.companies)] {
+            let Some(entity) = entity else { continue };
+            urls.push((
+                format!("spec.{name}.list.path"),
+                format!("{base}{}", entity.list.path),
+            ));
+            let writes = entity.write.iter().flat_map(|w| {
+                [("create", &w.create), ("update", &w.update)]
+                    .into_iter()
+                    .filter_map(|(kind, call)| call.as_ref().map(|c| (kind, c)))
+            });
+            for (kind, call) in writes {
+                let path = call.path.replace("{id}", "id");
+                urls.push((
+                    format!("spec.{name}.write.{kind}.path"),
+                    format!("{base}{path}"),
+                ));
+            }
+        }
+        urls
+    }
+
+    /// Refuses the first URL of [`CustomSpec::urls`] the outbound policy refuses; an
+    /// endpoint path must also stay on `base_url`'s origin.
+    pub fn check_outbound(&self, guard: &crate::outbound::Guard) -> Result<(), CrmError> {
+        let origin = url::Url::parse(self.base_url.trim_end_matches('/'))
+            .map(|u| u.origin())
+            .map_err(|_| CrmError::Refused {
+                field: "spec.base_url".into(),
+                reason: "is not an absolute URL".into(),
+            })?;
+        for (field, text) in self.urls() {
+            let url = url::Url::parse(&text).map_err(|_| CrmError::Refused {
+                field: field.clone(),
+                reason: "is not an absolute URL".into(),
+            })?;
+            guard.check_url(&field, &url)?;
+            if field.ends_with(".path") && url.origin() != origin {
+                return Err(CrmError::Refused {
+                    field,
+                    reason: "must stay on the host of base_url".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Checks everything parsing cannot: every problem is reported with the field
     /// path it concerns, e.g. `contacts.pagination.cursor_path: required for cursor
     /// pagination`, all problems at once.

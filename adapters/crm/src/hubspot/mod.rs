@@ -18,6 +18,7 @@ use crate::catalogue::Catalogue;
 use crate::error::CrmError;
 use crate::http::{build_client, rolling_pacer, Executor, Lane, RetryPolicy};
 use crate::oauth::{self, OAuthApp};
+use crate::outbound::{outbound::OutboundPolicy, Guard};
 use crate::types::{Credentials, Cursor, FieldInfo, Identity, Page, PushOp, PushResult, Tokens};
 
 /// Settings of one HubSpot app.
@@ -39,6 +40,11 @@ pub struct HubSpotConfig {
     pub retry_max_delay: Duration,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// The host of the token and revocation endpoints, e.g. `https://api.hubapi.com`:
+    /// the client secret goes there, whatever `base_url` says.
+    pub oauth_base_url: String,
+    /// Which hosts requests may reach (strict by default: official domains only).
+    pub outbound: OutboundPolicy,
 }
 
 impl HubSpotConfig {
@@ -65,6 +71,8 @@ impl HubSpotConfig {
             retry_max_delay: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
+            oauth_base_url: "https://api.hubapi.com".into(),
+            outbound: OutboundPolicy::default(),
         }
     }
 }
@@ -81,7 +89,10 @@ impl HubSpotAdapter {
     pub fn new(mut config: HubSpotConfig) -> Result<Self, CrmError> {
         config.base_url = config.base_url.trim_end_matches('/').to_owned();
         config.auth_base_url = config.auth_base_url.trim_end_matches('/').to_owned();
-        let client = build_client(config.connect_timeout, config.request_timeout)?;
+        config.oauth_base_url = config.oauth_base_url.trim_end_matches('/').to_owned();
+        let guard = Guard::builtin(config.outbound, "hubspot");
+        guard.check("base_url", &config.base_url)?;
+        let client = build_client(config.connect_timeout, config.request_timeout, &guard)?;
         let general = config
             .requests_per_10s
             .and_then(|n| rolling_pacer(n, Duration::from_secs(10)));
@@ -93,7 +104,7 @@ impl HubSpotAdapter {
             base_delay: config.retry_base_delay,
             max_delay: config.retry_max_delay,
         };
-        let http = Executor::new(client, general, search, policy)
+        let http = Executor::new(client, guard, general, search, policy)
             .with_rate_headers(crate::http::hubspot_rate_headers);
         Ok(Self {
             config,
@@ -105,7 +116,7 @@ impl HubSpotAdapter {
     fn oauth_app(&self) -> OAuthApp {
         OAuthApp {
             authorize_url: format!("{}/oauth/authorize", self.config.auth_base_url),
-            token_url: format!("{}/oauth/v1/token", self.config.base_url),
+            token_url: format!("{}/oauth/v1/token", self.config.oauth_base_url),
             client_id: self.config.client_id.clone(),
             client_secret: self.config.client_secret.clone(),
             scopes: self.config.scopes.clone(),
@@ -168,7 +179,7 @@ impl CrmAdapter for HubSpotAdapter {
     ) -> Result<Tokens, CrmError> {
         oauth::exchange_code(
             &self.oauth_app(),
-            self.http.client(),
+            &self.http,
             code,
             pkce_verifier,
             redirect_uri,
@@ -178,7 +189,7 @@ impl CrmAdapter for HubSpotAdapter {
 
     #[tracing::instrument(skip_all, err)]
     async fn refresh(&self, refresh_token: &str) -> Result<Tokens, CrmError> {
-        oauth::refresh(&self.oauth_app(), self.http.client(), refresh_token).await
+        oauth::refresh(&self.oauth_app(), &self.http, refresh_token).await
     }
 
     #[tracing::instrument(skip_all, err)]
@@ -186,10 +197,11 @@ impl CrmAdapter for HubSpotAdapter {
         let Some(refresh) = &tokens.refresh_token else {
             return Ok(());
         };
-        let url = self.url(&format!(
-            "/oauth/v1/refresh-tokens/{}",
+        let url = format!(
+            "{}/oauth/v1/refresh-tokens/{}",
+            self.config.oauth_base_url,
             refresh.expose_secret()
-        ));
+        );
         self.http
             .send::<serde_json::Value>(Lane::General, |c| c.delete(&url))
             .await

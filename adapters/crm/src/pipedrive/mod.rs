@@ -21,6 +21,7 @@ use crate::catalogue::Catalogue;
 use crate::error::CrmError;
 use crate::http::{build_client, header_u32, pacer, Executor, Lane, RetryPolicy, WindowReading};
 use crate::oauth::{self, OAuthApp};
+use crate::outbound::{outbound::OutboundPolicy, Guard};
 use crate::types::{
     Credentials, Cursor, FieldInfo, Identity, Page, PushOp, PushResult, RemoteRecord, Tokens,
 };
@@ -54,6 +55,8 @@ pub struct PipedriveConfig {
     pub retry_max_delay: Duration,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// Which hosts requests may reach (strict by default: official domains only).
+    pub outbound: OutboundPolicy,
 }
 
 impl PipedriveConfig {
@@ -73,6 +76,7 @@ impl PipedriveConfig {
             retry_max_delay: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
+            outbound: OutboundPolicy::default(),
         }
     }
 }
@@ -164,7 +168,9 @@ impl PipedriveAdapter {
     pub fn new(mut config: PipedriveConfig) -> Result<Self, CrmError> {
         config.base_url = config.base_url.trim_end_matches('/').to_owned();
         config.oauth_base_url = config.oauth_base_url.trim_end_matches('/').to_owned();
-        let client = build_client(config.connect_timeout, config.request_timeout)?;
+        let guard = Guard::builtin(config.outbound, "pipedrive");
+        guard.check("base_url", &config.base_url)?;
+        let client = build_client(config.connect_timeout, config.request_timeout, &guard)?;
         let general = config
             .requests_per_2s
             .and_then(|n| pacer(n, Duration::from_secs(2)));
@@ -173,7 +179,7 @@ impl PipedriveAdapter {
             base_delay: config.retry_base_delay,
             max_delay: config.retry_max_delay,
         };
-        let http = Executor::new(client, general, None, policy)
+        let http = Executor::new(client, guard, general, None, policy)
             .with_rate_headers(pipedrive_rate_headers)
             .with_classifier(classify);
         Ok(Self {
@@ -181,6 +187,15 @@ impl PipedriveAdapter {
             http,
             fields: Catalogue::default(),
         })
+    }
+
+    /// Tokens whose `api_domain` the outbound policy allows: `https://` on the
+    /// provider's domain with no query or fragment (a loopback sandbox when allowed).
+    fn checked(&self, tokens: Tokens) -> Result<Tokens, CrmError> {
+        if let Some(url) = &tokens.instance_url {
+            self.http.guard().check_returned("api_domain", url)?;
+        }
+        Ok(tokens)
     }
 
     fn oauth_app(&self) -> OAuthApp {
@@ -353,19 +368,21 @@ impl CrmAdapter for PipedriveAdapter {
         pkce_verifier: &str,
         redirect_uri: &str,
     ) -> Result<Tokens, CrmError> {
-        oauth::exchange_code(
+        let tokens = oauth::exchange_code(
             &self.oauth_app(),
-            self.http.client(),
+            &self.http,
             code,
             pkce_verifier,
             redirect_uri,
         )
-        .await
+        .await?;
+        self.checked(tokens)
     }
 
     #[tracing::instrument(skip_all, err)]
     async fn refresh(&self, refresh_token: &str) -> Result<Tokens, CrmError> {
-        oauth::refresh(&self.oauth_app(), self.http.client(), refresh_token).await
+        let tokens = oauth::refresh(&self.oauth_app(), &self.http, refresh_token).await?;
+        self.checked(tokens)
     }
 
     /// Revokes the refresh token (ending the grant), else the access token.

@@ -20,6 +20,7 @@ use crate::catalogue::Catalogue;
 use crate::error::CrmError;
 use crate::http::{build_client, pacer, Executor, Lane, RetryPolicy, WindowReading};
 use crate::oauth::{self, OAuthApp};
+use crate::outbound::{outbound::OutboundPolicy, Guard};
 use crate::types::{Credentials, Cursor, FieldInfo, Identity, Page, PushOp, PushResult, Tokens};
 
 /// Settings of one Salesforce connected app.
@@ -47,6 +48,8 @@ pub struct SalesforceConfig {
     pub retry_max_delay: Duration,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// Which hosts requests may reach (strict by default: official domains only).
+    pub outbound: OutboundPolicy,
 }
 
 impl SalesforceConfig {
@@ -69,6 +72,7 @@ impl SalesforceConfig {
             retry_max_delay: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(120),
+            outbound: OutboundPolicy::default(),
         }
     }
 }
@@ -93,7 +97,12 @@ impl SalesforceAdapter {
                 "page_size must be within 200..=2000".into(),
             ));
         }
-        let client = build_client(config.connect_timeout, config.request_timeout)?;
+        let guard = Guard::builtin(config.outbound, "salesforce");
+        guard.check("base_url", &config.login_url)?;
+        if let Some(instance) = &config.instance_url {
+            guard.check("base_url", instance)?;
+        }
+        let client = build_client(config.connect_timeout, config.request_timeout, &guard)?;
         let general = config
             .requests_per_interval
             .and_then(|n| pacer(n, config.pacing_interval));
@@ -102,7 +111,7 @@ impl SalesforceAdapter {
             base_delay: config.retry_base_delay,
             max_delay: config.retry_max_delay,
         };
-        let http = Executor::new(client, general, None, policy)
+        let http = Executor::new(client, guard, general, None, policy)
             .with_rate_headers(limit_info)
             .with_classifier(classify);
         Ok(Self {
@@ -110,6 +119,15 @@ impl SalesforceAdapter {
             http,
             fields: Catalogue::default(),
         })
+    }
+
+    /// Tokens whose `instance_url` the outbound policy allows: `https://` on the
+    /// provider's domain with no query or fragment (a loopback sandbox when allowed).
+    fn checked(&self, tokens: Tokens) -> Result<Tokens, CrmError> {
+        if let Some(url) = &tokens.instance_url {
+            self.http.guard().check_returned("instance_url", url)?;
+        }
+        Ok(tokens)
     }
 
     fn oauth_app(&self) -> OAuthApp {
@@ -245,21 +263,23 @@ impl CrmAdapter for SalesforceAdapter {
         pkce_verifier: &str,
         redirect_uri: &str,
     ) -> Result<Tokens, CrmError> {
-        oauth::exchange_code(
+        let tokens = oauth::exchange_code(
             &self.oauth_app(),
-            self.http.client(),
+            &self.http,
             code,
             pkce_verifier,
             redirect_uri,
         )
-        .await
+        .await?;
+        self.checked(tokens)
     }
 
     /// Salesforce does not rotate refresh tokens and sends no `expires_in`:
     /// the result keeps the refresh token passed in and has no expiry.
     #[tracing::instrument(skip_all, err)]
     async fn refresh(&self, refresh_token: &str) -> Result<Tokens, CrmError> {
-        oauth::refresh(&self.oauth_app(), self.http.client(), refresh_token).await
+        let tokens = oauth::refresh(&self.oauth_app(), &self.http, refresh_token).await?;
+        self.checked(tokens)
     }
 
     /// Revokes the refresh token (ending its sessions too), else the session.
