@@ -234,6 +234,7 @@ impl Settings {
             (
                 "sse_streams_per_workspace",
                 "SYNCLEDGER_SSE_STREAMS_PER_WORKSPACE",
+            ),
             ("environment", "SYNCLEDGER_ENVIRONMENT"),
             (
                 "allow_loopback_providers",

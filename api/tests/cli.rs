@@ -6,12 +6,12 @@ mod common;
 
 #[path = "cli/audit.rs"]
 mod audit;
+#[path = "cli/cel_memory.rs"]
+mod cel_memory;
 #[path = "cli/creation.rs"]
 mod creation;
 #[path = "cli/files.rs"]
 mod files;
-#[path = "cli/cel_memory.rs"]
-mod cel_memory;
 #[path = "cli/keys.rs"]
 mod keys;
 #[path = "cli/migrations.rs"]

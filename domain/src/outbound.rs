@@ -105,7 +105,7 @@ fn classify_v6(ip: Ipv6Addr) -> AddressClass {
         // Documentation, Teredo and ORCHID-style ranges under 2001::/23.
         0x2001 if s[1] == 0x0db8 || s[1] < 0x0200 => AddressClass::Reserved,
         // Discard-only 100::/64 and the rest of the unassigned ::/8.
-        0x0000..=0x00ff | 0x0100 => AddressClass::Reserved,
+        0x0000..=0x0100 => AddressClass::Reserved,
         _ => AddressClass::Public,
     }
 }
@@ -256,7 +256,7 @@ impl OutboundPolicy {
         let local = match url.host().ok_or(OutboundError::NoHost)? {
             Host::Ipv4(ip) => Some(classify(IpAddr::V4(ip))),
             Host::Ipv6(ip) => Some(classify(IpAddr::V6(ip))),
-            Host::Domain(name) if name.is_empty() => return Err(OutboundError::NoHost),
+            Host::Domain("") => return Err(OutboundError::NoHost),
             Host::Domain(name) if is_localhost(name) => Some(AddressClass::Loopback),
             Host::Domain(_) => None,
         };

@@ -83,6 +83,7 @@ impl CrmError {
             CrmError::Malformed(_) => "malformed",
             CrmError::OAuth(_) => "oauth",
             CrmError::Config(_) => "config",
+            CrmError::Refused { .. } => "refused",
         }
     }
 
