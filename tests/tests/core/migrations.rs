@@ -56,7 +56,7 @@ async fn postgres_store_opens_twice() -> anyhow::Result<()> {
     result
 }
 
-/// A store taken back to before migration 0009 (no field changes in the audit log), with
+/// A store taken back to before migration 0009 (no field changes, nor request ids, in the audit log), with
 /// audit rows as the earlier projection wrote them, is brought forward by opening it: the
 /// audit log is rebuilt from the events into the same chain, now with the changes.
 async fn upgrade_rebuilds_the_audit_log(store: Store) -> anyhow::Result<()> {
@@ -78,6 +78,10 @@ async fn upgrade_rebuilds_the_audit_log(store: Store) -> anyhow::Result<()> {
 
     for sql in [
         "ALTER TABLE audit_log DROP COLUMN changes",
+        // Before 0009 there was no request id either (0014): its column comes back after
+        // `changes`, in the order a new database has them.
+        "ALTER TABLE audit_log DROP COLUMN request_id",
+        "DELETE FROM _sqlx_migrations WHERE version = 14",
         "DROP TABLE audit_record_state",
         "DROP TABLE audit_run_integration",
         "UPDATE audit_log SET integration_id = NULL WHERE aggregate_type <> 'integration'",
