@@ -636,3 +636,80 @@ impl std::io::Write for LogSink {
         Ok(())
     }
 }
+
+/// How long a test run may take before the test gives up.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The provider's redirect after the user approves: the API's callback URL.
+pub async fn approve(authorization_url: &str) -> anyhow::Result<String> {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let resp = client.get(authorization_url).send().await?;
+    anyhow::ensure!(resp.status() == StatusCode::FOUND, "the sandbox approves");
+    Ok(resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .context("a Location header")?
+        .to_str()?
+        .to_string())
+}
+
+/// Creates an integration of `provider` against `base_url` and connects it by OAuth.
+pub async fn connect(
+    app: &TestApp,
+    provider: &str,
+    base_url: &str,
+    direction: &str,
+    strategy: &str,
+) -> anyhow::Result<String> {
+    let body = json!({"provider": provider,
+        "name": format!("{provider} sync {}", crate::helpers::random_hex()),
+        "base_url": base_url,
+        "sync_config": {"direction": direction, "frequency": "manual",
+                        "entities": ["contacts", "companies"], "conflict_strategy": strategy}});
+    let resp = app.post("/v1/integrations", &app.admin, body).await?;
+    resp.expect(StatusCode::CREATED);
+    let id = resp.str("id")?;
+    let resp = app
+        .post_empty(&format!("/v1/integrations/{id}/connect"), &app.admin)
+        .await?;
+    let callback = approve(&resp.str("authorization_url")?).await?;
+    let resp = send(app.client.get(&callback)).await?;
+    assert_eq!(
+        resp.expect(StatusCode::OK)["status"],
+        "connected",
+        "{}",
+        resp.text
+    );
+    Ok(id)
+}
+
+/// Waits until the run has ended and its integration has let it go (the worker writes
+/// that after the run's end), then until the read models are settled; returns its view.
+pub async fn wait_run(app: &TestApp, run_id: &str) -> anyhow::Result<Value> {
+    let path = format!("/v1/sync-runs/{run_id}");
+    wait_until(RUN_TIMEOUT, "the sync run ends", || async {
+        match app.get(&path, &app.admin).await {
+            Ok(r) => !matches!(r.body["status"].as_str(), Some("queued" | "running")),
+            Err(_) => false,
+        }
+    })
+    .await;
+    let ended = app.get(&path, &app.admin).await?;
+    let integration_id = ended.str("integration_id")?;
+    let integrations = app.state.store.cqrs::<syncledger_domain::Integration>();
+    wait_until(RUN_TIMEOUT, "the integration releases the run", || async {
+        integrations
+            .load(&integration_id)
+            .await
+            .is_ok_and(|i| i.active_run.as_deref() != Some(run_id))
+    })
+    .await;
+    app.caught_up().await;
+    Ok(app
+        .get(&path, &app.admin)
+        .await?
+        .expect(StatusCode::OK)
+        .clone())
+}

@@ -6,9 +6,7 @@ use crate::helpers::{on_both_backends, send, Backend, TestApp};
 use anyhow::Context;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::time::Duration;
 use syncledger_sandbox::{Sandbox, SandboxConfig};
-use syncledger_tests::wait::wait_until;
 
 on_both_backends!(
     hubspot_two_way,
@@ -19,53 +17,8 @@ on_both_backends!(
     push_failures_and_retry
 );
 
-/// How long a test run may take before the test gives up.
-const RUN_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// The provider's redirect after the user approves: the API's callback URL.
-pub async fn approve(authorization_url: &str) -> anyhow::Result<String> {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()?;
-    let resp = client.get(authorization_url).send().await?;
-    anyhow::ensure!(resp.status() == StatusCode::FOUND, "the sandbox approves");
-    Ok(resp
-        .headers()
-        .get(reqwest::header::LOCATION)
-        .context("a Location header")?
-        .to_str()?
-        .to_string())
-}
-
-/// Creates an integration of `provider` against `base_url` and connects it by OAuth.
-pub async fn connect(
-    app: &TestApp,
-    provider: &str,
-    base_url: &str,
-    direction: &str,
-    strategy: &str,
-) -> anyhow::Result<String> {
-    let body = json!({"provider": provider,
-        "name": format!("{provider} sync {}", crate::helpers::random_hex()),
-        "base_url": base_url,
-        "sync_config": {"direction": direction, "frequency": "manual",
-                        "entities": ["contacts", "companies"], "conflict_strategy": strategy}});
-    let resp = app.post("/v1/integrations", &app.admin, body).await?;
-    resp.expect(StatusCode::CREATED);
-    let id = resp.str("id")?;
-    let resp = app
-        .post_empty(&format!("/v1/integrations/{id}/connect"), &app.admin)
-        .await?;
-    let callback = approve(&resp.str("authorization_url")?).await?;
-    let resp = send(app.client.get(&callback)).await?;
-    assert_eq!(
-        resp.expect(StatusCode::OK)["status"],
-        "connected",
-        "{}",
-        resp.text
-    );
-    Ok(id)
-}
+// Shared with the security suite, so they live with the helpers.
+pub use crate::helpers::{approve, connect, wait_run};
 
 /// Starts a run and waits for it to end; returns its final view.
 pub async fn run(app: &TestApp, integration: &str, kind: &str) -> anyhow::Result<Value> {
@@ -99,35 +52,6 @@ pub async fn run_started(app: &TestApp, integration: &str, kind: &str) -> anyhow
         "{started}"
     );
     resp.str("id")
-}
-
-/// Waits until the run has ended and its integration has let it go (the worker writes
-/// that after the run's end), then until the read models are settled; returns its view.
-pub async fn wait_run(app: &TestApp, run_id: &str) -> anyhow::Result<Value> {
-    let path = format!("/v1/sync-runs/{run_id}");
-    wait_until(RUN_TIMEOUT, "the sync run ends", || async {
-        match app.get(&path, &app.admin).await {
-            Ok(r) => !matches!(r.body["status"].as_str(), Some("queued" | "running")),
-            Err(_) => false,
-        }
-    })
-    .await;
-    let ended = app.get(&path, &app.admin).await?;
-    let integration_id = ended.str("integration_id")?;
-    let integrations = app.state.store.cqrs::<syncledger_domain::Integration>();
-    wait_until(RUN_TIMEOUT, "the integration releases the run", || async {
-        integrations
-            .load(&integration_id)
-            .await
-            .is_ok_and(|i| i.active_run.as_deref() != Some(run_id))
-    })
-    .await;
-    app.caught_up().await;
-    Ok(app
-        .get(&path, &app.admin)
-        .await?
-        .expect(StatusCode::OK)
-        .clone())
 }
 
 /// Every record of the workspace linked to the integration, by entity.

@@ -4,42 +4,22 @@
 //! applied to; nothing succeeds, nothing is created, and the server keeps answering.
 //! Previews and proposals need a writing role.
 
-use crate::helpers::{send, sync_config, Backend, Options, TestApp};
-use anyhow::Context;
+use crate::helpers::{connect, send, wait_run, Backend, Options, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use std::time::Duration;
 use syncledger_sandbox::{Sandbox, SandboxConfig};
 use syncledger_tests::hostile_cel::{expressions, Hostile};
-use syncledger_tests::wait_until;
-
-const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// An integration on the HubSpot sandbox, connected through the OAuth redirect.
 async fn connected(app: &TestApp, sandbox: &Sandbox) -> anyhow::Result<String> {
-    let body = json!({"provider": "hubspot", "name": "Hostile CEL",
-        "sync_config": sync_config(), "base_url": sandbox.base_url()});
-    let resp = app.post("/v1/integrations", &app.admin, body).await?;
-    let id = resp.str("id")?;
-    let resp = app
-        .post_empty(&format!("/v1/integrations/{id}/connect"), &app.admin)
-        .await?;
-    let no_redirects = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()?;
-    let approved = no_redirects
-        .get(resp.str("authorization_url")?)
-        .send()
-        .await?;
-    let callback = approved
-        .headers()
-        .get(reqwest::header::LOCATION)
-        .context("the sandbox redirects back")?
-        .to_str()?
-        .to_owned();
-    let resp = send(app.client.get(&callback)).await?;
-    assert_eq!(resp.expect(StatusCode::OK)["status"], "connected");
-    Ok(id)
+    connect(
+        app,
+        "hubspot",
+        &sandbox.base_url(),
+        "bidirectional",
+        "manual_review",
+    )
+    .await
 }
 
 fn mappings(source: &str) -> Value {
@@ -76,26 +56,7 @@ async fn run(app: &TestApp, id: &str) -> anyhow::Result<Value> {
             json!({"kind": "full"}),
         )
         .await?;
-    let path = format!("/v1/sync-runs/{}", resp.str("id")?);
-    wait_until(RUN_TIMEOUT, "the sync run ends", || async {
-        app.get(&path, &app.admin)
-            .await
-            .is_ok_and(|r| !matches!(r.body["status"].as_str(), Some("queued" | "running")))
-    })
-    .await;
-    let integrations = app.state.store.cqrs::<syncledger_domain::Integration>();
-    wait_until(RUN_TIMEOUT, "the integration releases the run", || async {
-        integrations
-            .load(id)
-            .await
-            .is_ok_and(|i| i.active_run.is_none())
-    })
-    .await;
-    Ok(app
-        .get(&path, &app.admin)
-        .await?
-        .expect(StatusCode::OK)
-        .clone())
+    wait_run(app, &resp.str("id")?).await
 }
 
 async fn answers(app: &TestApp) -> anyhow::Result<()> {

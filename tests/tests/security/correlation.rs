@@ -3,67 +3,13 @@
 //! correlation id (the client's id is kept apart, as `request_id`), and a rollback only
 //! ever looks at its own workspace's events.
 
-use crate::helpers::{on_both_backends, send, Backend, TestApp};
+use crate::helpers::{connect, on_both_backends, send, wait_run, Backend, TestApp};
 use anyhow::Context;
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
-use std::time::Duration;
+use serde_json::json;
 use syncledger_sandbox::{Sandbox, SandboxConfig};
-use syncledger_tests::wait_until;
-
-const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 
 on_both_backends!(another_workspaces_run_id_as_request_id_is_not_rolled_back);
-
-/// Create a HubSpot integration on the sandbox and connect it through the sandbox's
-/// OAuth consent (which approves at once).
-async fn connect(app: &TestApp, sandbox: &Sandbox) -> anyhow::Result<String> {
-    let body = json!({"provider": "hubspot", "name": "Pulled", "base_url": sandbox.base_url(),
-        "sync_config": {"direction": "pull", "frequency": "manual",
-                        "entities": ["contacts", "companies"], "conflict_strategy": "crm_wins"}});
-    let resp = app.post("/v1/integrations", &app.admin, body).await?;
-    let id = resp.expect(StatusCode::CREATED)["id"]
-        .as_str()
-        .context("integration id")?
-        .to_string();
-    let resp = app
-        .post_empty(&format!("/v1/integrations/{id}/connect"), &app.admin)
-        .await?;
-    let no_redirects = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()?;
-    let consent = no_redirects
-        .get(resp.str("authorization_url")?)
-        .send()
-        .await?;
-    let callback = consent
-        .headers()
-        .get(reqwest::header::LOCATION)
-        .context("the sandbox approves with a redirect")?
-        .to_str()?
-        .to_string();
-    send(app.client.get(&callback))
-        .await?
-        .expect(StatusCode::OK);
-    Ok(id)
-}
-
-/// Wait until the run has ended and the read models show it; its final view.
-async fn ended(app: &TestApp, run_id: &str) -> anyhow::Result<Value> {
-    let path = format!("/v1/sync-runs/{run_id}");
-    wait_until(RUN_TIMEOUT, "the sync run ends", || async {
-        app.get(&path, &app.admin)
-            .await
-            .is_ok_and(|r| !matches!(r.body["status"].as_str(), Some("queued" | "running")))
-    })
-    .await;
-    app.caught_up().await;
-    Ok(app
-        .get(&path, &app.admin)
-        .await?
-        .expect(StatusCode::OK)
-        .clone())
-}
 
 async fn started(resp: crate::helpers::Resp) -> anyhow::Result<String> {
     resp.expect(StatusCode::CREATED);
@@ -82,7 +28,7 @@ async fn another_workspaces_run_id_as_request_id_is_not_rolled_back(
     })
     .await?;
     // The victim's workspace imports from its CRM.
-    let integration = connect(&app, &sandbox).await?;
+    let integration = connect(&app, "hubspot", &sandbox.base_url(), "pull", "crm_wins").await?;
     let run = app
         .post(
             &format!("/v1/integrations/{integration}/sync-runs"),
@@ -91,7 +37,7 @@ async fn another_workspaces_run_id_as_request_id_is_not_rolled_back(
         )
         .await?;
     let run_id = started(run).await?;
-    let run = ended(&app, &run_id).await?;
+    let run = wait_run(&app, &run_id).await?;
     assert_eq!(run["status"], "completed", "{run}");
 
     // The attacker, in a workspace of their own, creates a record under the victim's run
@@ -153,7 +99,7 @@ async fn another_workspaces_run_id_as_request_id_is_not_rolled_back(
         .post_empty(&format!("/v1/sync-runs/{run_id}/rollback"), &app.admin)
         .await?;
     let rollback_id = started(rollback).await?;
-    let rolled = ended(&app, &rollback_id).await?;
+    let rolled = wait_run(&app, &rollback_id).await?;
     assert_eq!(rolled["status"], "completed", "{rolled}");
     let after = app
         .get(&format!("/v1/records/{planted}"), &attacker.admin)
