@@ -149,21 +149,19 @@ impl Connector {
         else {
             return Ok(());
         };
-        let Ok(addrs) = tokio::net::lookup_host((host.trim_matches(['[', ']']), 0)).await else {
+        let Ok(addrs) = syncledger_crm::outbound::lookup(&host).await else {
+            // Unresolvable now: the resolver checks again at every connection.
             return Ok(());
         };
-        for addr in addrs {
-            if !self.apps.outbound.allows(addr.ip()) {
-                return Err(CrmError::Refused {
-                    field: field.to_owned(),
-                    reason: format!(
-                        "resolves to a {} address, which the server's outbound policy refuses",
-                        syncledger_domain::outbound::classify(addr.ip())
-                    ),
-                });
-            }
+        match syncledger_crm::outbound::first_forbidden(self.apps.outbound, &addrs) {
+            Some((_, class)) => Err(CrmError::Refused {
+                field: field.to_owned(),
+                reason: format!(
+                    "resolves to a {class} address, which the server's outbound policy refuses"
+                ),
+            }),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// The integration's adapter, shared by every session on it in this process.

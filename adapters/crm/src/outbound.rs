@@ -8,7 +8,7 @@
 //! check and the connect).
 
 use std::error::Error as StdError;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
@@ -45,17 +45,62 @@ impl Resolve for CheckedResolver {
         let policy = self.policy;
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            if let Some(bad) = addrs.iter().find(|a| !policy.allows(a.ip())) {
-                let refused = ResolvedForbidden {
-                    class: classify(bad.ip()),
-                    host,
-                };
+            let addrs = lookup(&host).await?;
+            if let Some((_, class)) = first_forbidden(policy, &addrs) {
+                let refused = ResolvedForbidden { class, host };
                 return Err(Box::new(refused) as Box<dyn StdError + Send + Sync>);
             }
             Ok(Box::new(addrs.into_iter()) as Addrs)
         })
+    }
+}
+
+/// The addresses of `host` (brackets of an IPv6 literal allowed), as the resolver and the
+/// check at creation both see them.
+pub async fn lookup(host: &str) -> std::io::Result<Vec<SocketAddr>> {
+    let host = host.trim_matches(['[', ']']);
+    #[cfg(feature = "test-dns")]
+    if let Some(ips) = test_dns::get(host) {
+        return Ok(ips.into_iter().map(|ip| SocketAddr::new(ip, 0)).collect());
+    }
+    Ok(tokio::net::lookup_host((host, 0)).await?.collect())
+}
+
+/// The first address of `addrs` the policy refuses, with its class.
+pub fn first_forbidden(
+    policy: OutboundPolicy,
+    addrs: &[SocketAddr],
+) -> Option<(IpAddr, syncledger_domain::outbound::AddressClass)> {
+    addrs
+        .iter()
+        .map(SocketAddr::ip)
+        .find(|ip| !policy.allows(*ip))
+        .map(|ip| (ip, classify(ip)))
+}
+
+/// A hosts table the end-to-end tests control, so they can make a name resolve to a
+/// public address at creation and to an internal one at use (DNS rebinding) without
+/// touching the machine's resolver. Compiled only with the `test-dns` feature, which
+/// only the test crate enables; names not in the table go to the system resolver.
+#[cfg(feature = "test-dns")]
+pub mod test_dns {
+    use std::collections::HashMap;
+    use std::net::IpAddr;
+    use std::sync::{Mutex, PoisonError};
+
+    static TABLE: Mutex<Option<HashMap<String, Vec<IpAddr>>>> = Mutex::new(None);
+
+    /// From now on `host` resolves to `ips`.
+    pub fn set(host: &str, ips: &[IpAddr]) {
+        let mut table = TABLE.lock().unwrap_or_else(PoisonError::into_inner);
+        table
+            .get_or_insert_with(HashMap::new)
+            .insert(host.to_ascii_lowercase(), ips.to_vec());
+    }
+
+    pub(super) fn get(host: &str) -> Option<Vec<IpAddr>> {
+        let table = TABLE.lock().unwrap_or_else(PoisonError::into_inner);
+        table.as_ref()?.get(&host.to_ascii_lowercase()).cloned()
     }
 }
 

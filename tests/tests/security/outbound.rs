@@ -171,3 +171,45 @@ async fn loopback_providers_need_the_operators_consent() -> anyhow::Result<()> {
     .await?;
     allowed.finish().await
 }
+
+/// DNS rebinding: a custom integration whose host resolved to a public address when it
+/// was created, and resolves to an internal one by the time it is used, is refused at
+/// use: the resolver checks every connection, not only the creation.
+#[tokio::test]
+async fn a_host_that_later_resolves_inside_is_refused_at_use() -> anyhow::Result<()> {
+    use std::net::{IpAddr, Ipv4Addr};
+    use syncledger_crm::outbound::test_dns;
+
+    let app = TestApp::spawn_production(Backend::Sqlite, |s| s)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("SQLite always runs"))?;
+    let host = format!("rebind-{}.test", uuid::Uuid::new_v4().simple());
+    test_dns::set(&host, &[IpAddr::V4(Ipv4Addr::new(93, 184, 216, 34))]);
+    let mut spec = custom_spec(&format!("https://{host}/api"));
+    spec["auth"] = json!({"type": "api_key", "header": "X-Api-Key"});
+    let resp = app
+        .post("/v1/integrations", &app.admin, custom(spec))
+        .await?;
+    let body = resp.expect(StatusCode::CREATED);
+    let id = body["id"].as_str().expect("an id").to_owned();
+    app.set_api_key(&app.admin, &id, "a-key").await?;
+
+    for internal in [
+        Ipv4Addr::new(169, 254, 169, 254),
+        Ipv4Addr::new(10, 0, 0, 8),
+        Ipv4Addr::LOCALHOST,
+    ] {
+        test_dns::set(&host, &[IpAddr::V4(internal)]);
+        let resp = app
+            .post_empty(&format!("/v1/integrations/{id}/test"), &app.admin)
+            .await?;
+        let body = resp.expect(StatusCode::OK);
+        assert_eq!(body["ok"], false, "{internal}: {}", resp.text);
+        assert!(
+            resp.text.contains("outbound policy refuses"),
+            "{internal} was not refused by the policy: {}",
+            resp.text
+        );
+    }
+    app.finish().await
+}
