@@ -449,6 +449,10 @@ pub struct Integration {
     pub credential_kind: Option<CredentialKind>,
     pub secret: Option<EncryptedSecret>,
     pub credentials_expire_at: Option<DateTime<Utc>>,
+    /// When the current credentials were stored: with `credentials_expire_at` it gives
+    /// a token's lifetime, which bounds the refresh margin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_issued_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub mappings: Vec<(Entity, Vec<FieldMapping>)>,
     /// The sync filter of each entity that has one (see `mappings_for`).
@@ -807,11 +811,12 @@ impl Aggregate for Integration {
                 kind,
                 secret,
                 expires_at,
-                ..
+                at,
             } => {
                 self.credential_kind = Some(*kind);
                 self.secret = Some(secret.clone());
                 self.credentials_expire_at = *expires_at;
+                self.credentials_issued_at = Some(*at);
                 self.credentials_generation += 1;
                 self.refresh_lease = None;
                 self.status = Status::Connected;
@@ -821,11 +826,12 @@ impl Aggregate for Integration {
                 kind,
                 secret,
                 expires_at,
-                ..
+                at,
             } => {
                 self.credential_kind = Some(*kind);
                 self.secret = Some(secret.clone());
                 self.credentials_expire_at = *expires_at;
+                self.credentials_issued_at = Some(*at);
                 self.credentials_generation += 1;
                 self.refresh_lease = None;
             }
@@ -876,6 +882,7 @@ impl Aggregate for Integration {
                 self.secret = None;
                 self.credential_kind = None;
                 self.credentials_expire_at = None;
+                self.credentials_issued_at = None;
                 self.refresh_lease = None;
             }
             E::CredentialRefreshClaimed { holder, until, .. } => {

@@ -26,8 +26,62 @@ use crate::connector::Connector;
 use crate::credentials::{open_credentials, seal_credentials};
 use crate::error::EngineError;
 
-/// Tokens that expire within this margin are refreshed before use.
+/// Tokens that expire within this margin are refreshed before use; a token that lives
+/// shorter than twice the margin is refreshed at half its lifetime instead.
 const REFRESH_MARGIN: chrono::Duration = chrono::Duration::minutes(5);
+
+/// How long before expiry a token is refreshed: `min(5 min, lifetime / 2)`. The
+/// lifetime is known when the issue time is; without it the full margin applies.
+pub fn refresh_margin(
+    issued_at: Option<DateTime<Utc>>,
+    expires_at: DateTime<Utc>,
+) -> chrono::Duration {
+    match issued_at {
+        Some(issued) if expires_at > issued => REFRESH_MARGIN.min((expires_at - issued) / 2),
+        Some(_) => chrono::Duration::zero(),
+        None => REFRESH_MARGIN,
+    }
+}
+
+/// What to do with OAuth tokens before a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Freshness {
+    /// Use the access token as it is.
+    Use,
+    /// Refresh first.
+    Refresh,
+    /// The access token has expired and there is no refresh token to renew it.
+    ExpiredWithoutRefresh,
+}
+
+/// Decides whether tokens need refreshing at `now`. An access token without a
+/// refresh token is used until it expires; only then does it become unusable.
+pub fn freshness(
+    now: DateTime<Utc>,
+    issued_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+    has_refresh_token: bool,
+) -> Freshness {
+    let Some(expires_at) = expires_at else {
+        return Freshness::Use;
+    };
+    if !has_refresh_token {
+        return if now >= expires_at {
+            Freshness::ExpiredWithoutRefresh
+        } else {
+            Freshness::Use
+        };
+    }
+    if expires_at <= now + refresh_margin(issued_at, expires_at) {
+        Freshness::Refresh
+    } else {
+        Freshness::Use
+    }
+}
+
+/// The failure reason recorded when an access token expired with no refresh token.
+pub const EXPIRED_WITHOUT_REFRESH: &str =
+    "the access token has expired and the provider issued no refresh token; reconnect the integration";
 /// How long a refresh claim holds off other workers.
 const LEASE: chrono::Duration = chrono::Duration::seconds(30);
 /// How long a waiting worker waits for another's refresh before giving up.
@@ -152,15 +206,18 @@ impl Session {
 
     /// Refreshes OAuth tokens that expire within the margin (or have expired).
     pub async fn ensure_fresh(&mut self, meta: &Metadata) -> Result<(), EngineError> {
-        let expiring = self
-            .credentials
-            .tokens()
-            .and_then(|t| t.expires_at)
-            .is_some_and(|at| at <= Utc::now() + REFRESH_MARGIN);
-        if expiring {
-            self.refresh(meta).await?;
+        let Some(tokens) = self.credentials.tokens() else {
+            return Ok(());
+        };
+        match freshness(
+            Utc::now(),
+            self.integration.credentials_issued_at,
+            tokens.expires_at,
+            tokens.refresh_token.is_some(),
+        ) {
+            Freshness::Use => Ok(()),
+            Freshness::Refresh | Freshness::ExpiredWithoutRefresh => self.refresh(meta).await,
         }
-        Ok(())
     }
 
     /// Runs a provider call with fresh credentials; after a 401 it refreshes once and
@@ -245,9 +302,10 @@ impl Session {
             .as_ref()
             .and_then(|t| t.refresh_token.as_ref())
             .map(|r| r.expose_secret().to_owned());
+        let refresh_token_missing = refresh_token.is_none();
         let outcome = match refresh_token {
             Some(token) => self.adapter.refresh(&token).await,
-            None => Err(CrmError::OAuth("no refresh token was granted".into())),
+            None => Err(CrmError::OAuth(String::new())),
         };
         let abandon =
             |reason: String, permanent: bool| IntegrationCommand::AbandonCredentialRefresh {
@@ -260,10 +318,14 @@ impl Session {
         let mut fresh = match outcome {
             Ok(fresh) => fresh,
             Err(CrmError::OAuth(grant)) => {
-                let reason = format!(
-                    "the provider refused the refresh token ({}); reconnect the integration",
-                    clean(&grant)
-                );
+                let reason = if refresh_token_missing {
+                    EXPIRED_WITHOUT_REFRESH.to_owned()
+                } else {
+                    format!(
+                        "the provider refused the refresh token ({}); reconnect the integration",
+                        clean(&grant)
+                    )
+                };
                 self.connections
                     .inner
                     .integrations
@@ -343,4 +405,64 @@ async fn wait_for_holder(
     tokio::time::sleep((*pause).min(lease_left.max(Duration::from_millis(5)))).await;
     *pause = (*pause * 2).min(Duration::from_millis(500));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration as D;
+    use proptest::prelude::*;
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::<Utc>::from_timestamp(1_767_225_600, 0).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_four_minute_token_is_refreshed_at_half_its_life_not_before_every_request() {
+        let issued = t0();
+        let expires = issued + D::minutes(4);
+        assert_eq!(refresh_margin(Some(issued), expires), D::minutes(2));
+        assert_eq!(
+            freshness(issued + D::seconds(10), Some(issued), Some(expires), true),
+            Freshness::Use
+        );
+        assert_eq!(
+            freshness(issued + D::seconds(121), Some(issued), Some(expires), true),
+            Freshness::Refresh
+        );
+    }
+
+    #[test]
+    fn a_long_token_keeps_the_five_minute_margin() {
+        let issued = t0();
+        let expires = issued + D::hours(1);
+        assert_eq!(refresh_margin(Some(issued), expires), D::minutes(5));
+        assert_eq!(refresh_margin(None, expires), D::minutes(5));
+    }
+
+    #[test]
+    fn a_token_without_refresh_token_is_used_until_it_expires() {
+        let issued = t0();
+        let expires = issued + D::minutes(30);
+        assert_eq!(
+            freshness(expires - D::seconds(1), Some(issued), Some(expires), false),
+            Freshness::Use
+        );
+        assert_eq!(
+            freshness(expires, Some(issued), Some(expires), false),
+            Freshness::ExpiredWithoutRefresh
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn the_margin_is_min_of_five_minutes_and_half_the_lifetime(secs in 1i64..100_000) {
+            let issued = t0();
+            let expires = issued + D::seconds(secs);
+            let margin = refresh_margin(Some(issued), expires);
+            prop_assert_eq!(margin, D::minutes(5).min(D::seconds(secs) / 2));
+            // Fresh tokens are never refreshed right after they were issued.
+            prop_assert_eq!(freshness(issued, Some(issued), Some(expires), true), Freshness::Use);
+        }
+    }
 }
