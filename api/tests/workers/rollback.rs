@@ -92,13 +92,17 @@ async fn rollback_cli_killed_after_a_crm_write_is_resumed_by_a_worker() {
         String::from_utf8_lossy(&crashed.stderr)
     );
     // The API's read model shows the rollback run once it has caught up with the CLI's
-    // events.
+    // events: the run is listed as soon as its `queued` event is projected, so wait for
+    // the CLI's start to be projected too (the run wrote to the CRM, so it started).
     let path = format!("/v1/integrations/{integration}/sync-runs?limit=5");
-    let rollback_run = poll_until("the rollback run is listed", || async {
+    let rollback_run = poll_until("the rollback run is listed as started", || async {
         let runs = api.get_json(&path).await;
         runs["data"]
             .as_array()
-            .and_then(|r| r.iter().find(|r| r["kind"] == "rollback"))
+            .and_then(|r| {
+                r.iter()
+                    .find(|r| r["kind"] == "rollback" && r["status"] != "queued")
+            })
             .cloned()
             .ok_or_else(|| runs.to_string())
     })
