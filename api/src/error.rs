@@ -139,6 +139,7 @@ impl From<WorkspaceError> for ApiError {
             W::PlanLimit { .. } => (StatusCode::PAYMENT_REQUIRED, "plan_limit"),
             W::DuplicateIntegrationName(_) => (StatusCode::CONFLICT, "duplicate_name"),
             W::AlreadyExists => (StatusCode::CONFLICT, "already_exists"),
+            W::LastAdminToken => (StatusCode::CONFLICT, "last_admin_token"),
             W::NotFound | W::TokenNotFound => (StatusCode::NOT_FOUND, "not_found"),
             W::InvalidName | W::InvalidIntegrationName | W::InvalidTokenLabel => {
                 (StatusCode::BAD_REQUEST, "validation_failed")

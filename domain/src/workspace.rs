@@ -153,6 +153,10 @@ pub enum WorkspaceError {
     TokenNotFound,
     #[error("token label must be at most 200 characters")]
     InvalidTokenLabel,
+    #[error(
+        "this is the workspace's last active admin token; issue another admin token before revoking it"
+    )]
+    LastAdminToken,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -270,6 +274,15 @@ impl Aggregate for Workspace {
                 let Some(role) = self.tokens.get(&token_id).copied() else {
                     return Err(WorkspaceError::TokenNotFound);
                 };
+                // Without an admin token nobody can issue tokens, manage integrations
+                // or undo a bad run: the workspace would be locked out.
+                let other_admin = self
+                    .tokens
+                    .iter()
+                    .any(|(id, r)| *r == Role::Admin && *id != token_id);
+                if role == Role::Admin && !other_admin {
+                    return Err(WorkspaceError::LastAdminToken);
+                }
                 Ok(vec![WorkspaceEvent::TokenRevoked {
                     token_id,
                     role: Some(role),
@@ -477,6 +490,53 @@ mod tests {
         assert_eq!(
             given::<Workspace>([created(Plan::Free), issued, revoked]).when(revoke()),
             Err(WorkspaceError::TokenNotFound)
+        );
+    }
+
+    fn issued(id: &str, role: Role) -> WorkspaceEvent {
+        WorkspaceEvent::TokenIssued {
+            token_id: id.into(),
+            role,
+            label: String::new(),
+            at: t0(),
+        }
+    }
+
+    fn revoke(id: &str) -> WorkspaceCommand {
+        WorkspaceCommand::RevokeToken {
+            token_id: id.into(),
+            at: t0(),
+        }
+    }
+
+    #[test]
+    fn the_last_admin_token_cannot_be_revoked() {
+        let events = [
+            created(Plan::Free),
+            issued("a1", Role::Admin),
+            issued("v1", Role::Viewer),
+            issued("o1", Role::Operator),
+        ];
+        assert_eq!(
+            given::<Workspace>(events.clone()).when(revoke("a1")),
+            Err(WorkspaceError::LastAdminToken)
+        );
+        // Other roles go freely, and with a second admin either admin may go.
+        assert!(given::<Workspace>(events.clone())
+            .when(revoke("v1"))
+            .is_ok());
+        let mut two = events.to_vec();
+        two.push(issued("a2", Role::Admin));
+        assert!(given::<Workspace>(two.clone()).when(revoke("a1")).is_ok());
+        two.push(WorkspaceEvent::TokenRevoked {
+            token_id: "a2".into(),
+            role: Some(Role::Admin),
+            at: t0(),
+        });
+        assert_eq!(
+            given::<Workspace>(two).when(revoke("a1")),
+            Err(WorkspaceError::LastAdminToken),
+            "a revoked admin token does not count"
         );
     }
 

@@ -103,7 +103,9 @@ pub async fn list(
 
 /// Revoke a token (admin only). It stops working at once.
 #[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "tokens", security(("bearer" = [])),
-    responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 204), (status = 404, body = crate::error::ErrorBody),
+        (status = 409, description = "the workspace's last active admin token (`last_admin_token`)",
+         body = crate::error::ErrorBody)))]
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,

@@ -126,8 +126,30 @@ async fn tokens_are_issued_used_listed_and_revoked(backend: Backend) -> anyhow::
         .expect(StatusCode::OK);
 
     // An admin token issued through the API can issue tokens too.
-    let (_, second_admin) = app.issue_token("admin").await?;
+    let (second_id, second_admin) = app.issue_token("admin").await?;
     app.issue_token_as(&second_admin, "viewer").await?;
+
+    // One admin may revoke the other, but never the last one: the workspace would be
+    // locked out. The refusal changes nothing, and the token keeps working.
+    app.delete(&format!("/v1/tokens/{second_id}"), &app.admin)
+        .await?
+        .expect(StatusCode::NO_CONTENT);
+    let before = app.snapshot().await?;
+    app.delete(&format!("/v1/tokens/{}", app.admin_id), &app.admin)
+        .await?
+        .expect_error(
+            StatusCode::CONFLICT,
+            "last_admin_token",
+            "last active admin",
+        );
+    assert_eq!(
+        app.snapshot().await?,
+        before,
+        "a refused revoke changed something"
+    );
+    app.get("/v1/tokens", &app.admin)
+        .await?
+        .expect(StatusCode::OK);
     app.finish().await
 }
 
