@@ -193,6 +193,35 @@ fn cases(id: &str) -> Vec<Case> {
             code: "validation_failed",
             needle: "username",
         },
+        // Arrays where objects are required: serde would read them as the struct's
+        // fields in order.
+        Case {
+            what: "an array to start a run",
+            method: Method::POST,
+            path: format!("/v1/integrations/{id}/sync-runs"),
+            body: Body::Raw("[]"),
+            status: StatusCode::BAD_REQUEST,
+            code: "validation_failed",
+            needle: "JSON object",
+        },
+        Case {
+            what: "an array to update an integration",
+            method: Method::PATCH,
+            path: format!("/v1/integrations/{id}"),
+            body: Body::Raw(" [\"Renamed\"]"),
+            status: StatusCode::BAD_REQUEST,
+            code: "validation_failed",
+            needle: "JSON object",
+        },
+        Case {
+            what: "an array to issue a token",
+            method: Method::POST,
+            path: "/v1/tokens".into(),
+            body: Body::Raw(r#"["viewer", "x"]"#),
+            status: StatusCode::BAD_REQUEST,
+            code: "validation_failed",
+            needle: "JSON object",
+        },
         Case {
             what: "unknown token role",
             method: Method::POST,
