@@ -51,6 +51,34 @@ pub const WRITERS: &[Role] = &[Role::Admin, Role::Operator];
 pub const ADMINS: &[Role] = &[Role::Admin];
 pub const AUDIT_READERS: &[Role] = &[Role::Admin, Role::Auditor];
 
+/// A caller with a write role (admin or operator). As an extractor it runs before the
+/// body is read, so a caller without the role gets 403 whatever body it sends, not a 400
+/// about the body.
+pub struct Writer(pub Caller);
+
+/// A caller with the admin role, checked before the body like [`Writer`].
+pub struct Admin(pub Caller);
+
+impl FromRequestParts<AppState> for Writer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        caller.require(WRITERS)?;
+        Ok(Writer(caller))
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        caller.require(ADMINS)?;
+        Ok(Admin(caller))
+    }
+}
+
 /// A freshly minted token: the id, and the full bearer string shown once.
 pub struct NewToken {
     pub id: String,

@@ -5,7 +5,7 @@
 //! Conflicts are read from the `conflicts` read model, which commands wait for before
 //! answering; decisions go through the record aggregate, rules through the integration.
 
-use crate::auth::{Caller, READERS, WRITERS};
+use crate::auth::{Caller, Writer, READERS, WRITERS};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{encode_cursor, Body, List, Page, Query};
 use crate::routes::integrations::owned as owned_integration;
@@ -318,11 +318,10 @@ async fn decided(
               (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
 pub async fn resolve(
     State(state): State<AppState>,
-    caller: Caller,
+    Writer(caller): Writer,
     Path(id): Path<String>,
     Body(req): Body<ResolveConflict>,
 ) -> ApiResult<Json<ConflictView>> {
-    caller.require(WRITERS)?;
     let resolution = req.into_domain()?;
     let kind = match &resolution {
         Resolution::UseApp => "use_app",
@@ -448,11 +447,10 @@ async fn change_rule(
               (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
 pub async fn set_rule(
     State(state): State<AppState>,
-    caller: Caller,
+    Writer(caller): Writer,
     Path((id, field)): Path<(String, String)>,
     Body(req): Body<SetConflictRule>,
 ) -> ApiResult<Json<List<ConflictRule>>> {
-    caller.require(WRITERS)?;
     owned_integration(&state, &caller.workspace_id, &id).await?;
     let rules = change_rule(&state, &caller, &id, field, Some(req.side)).await?;
     Ok(Json(rules))

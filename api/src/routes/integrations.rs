@@ -1,7 +1,7 @@
 //! Integrations: create, list, read, change sync config, pause, resume, set credentials,
 //! disconnect. Commands go through the aggregate; reads come from the status projection.
 
-use crate::auth::{Caller, READERS, WRITERS};
+use crate::auth::{Caller, Writer, READERS, WRITERS};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, List, Page, Query};
 use crate::routes::as_of::{self, AsOf};
@@ -328,10 +328,9 @@ pub(crate) async fn command_as(
                (status = 503, body = crate::error::ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    Writer(caller): Writer,
     Body(req): Body<CreateIntegration>,
 ) -> ApiResult<(StatusCode, Json<IntegrationView>)> {
-    caller.require(WRITERS)?;
     let Some(info) = syncledger_domain::provider::find(&req.provider) else {
         return Err(ApiError::invalid_field(
             "provider",
@@ -419,11 +418,10 @@ pub async fn get(
     responses((status = 200, body = IntegrationView), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn update(
     State(state): State<AppState>,
-    caller: Caller,
+    Writer(caller): Writer,
     Path(id): Path<String>,
     Body(req): Body<UpdateIntegration>,
 ) -> ApiResult<Json<IntegrationView>> {
-    caller.require(WRITERS)?;
     let sync_config = req.sync_config.into_domain()?;
     let cmd = IntegrationCommand::ChangeSyncConfig {
         sync_config,
@@ -516,11 +514,10 @@ pub enum CredentialsBody {
     responses((status = 200, body = IntegrationView), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn credentials(
     State(state): State<AppState>,
-    caller: Caller,
+    Writer(caller): Writer,
     Path(id): Path<String>,
     Body(req): Body<CredentialsBody>,
 ) -> ApiResult<Json<IntegrationView>> {
-    caller.require(WRITERS)?;
     let integration = owned(&state, &caller.workspace_id, &id).await?;
     let credentials = match req {
         CredentialsBody::ApiKey { api_key } => {

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::auth::{Caller, READERS, WRITERS};
+use crate::auth::{Caller, Writer, READERS, WRITERS};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{parse_json, Body, List};
 use crate::routes::integrations::owned;
@@ -236,11 +236,10 @@ pub struct PutMappings {
               (status = 404, body = crate::error::ErrorBody)))]
 pub async fn put(
     State(state): State<AppState>,
-    caller: Caller,
+    Writer(caller): Writer,
     Path((id, entity)): Path<(String, String)>,
     Body(req): Body<PutMappings>,
 ) -> ApiResult<Json<EntityMappings>> {
-    caller.require(WRITERS)?;
     let integration = owned(&state, &caller.workspace_id, &id).await?;
     let entity = synced(&integration, &entity)?;
     let mappings: Vec<FieldMapping> = req.mappings.into_iter().map(Into::into).collect();

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::auth::{Caller, READERS, WRITERS};
+use crate::auth::{Caller, Writer, READERS};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, List, Page, Query};
 use crate::routes::as_of::{self, AsOf};
@@ -173,10 +173,9 @@ pub struct CreateRecord {
     responses((status = 201, body = RecordView), (status = 400, body = crate::error::ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    Writer(caller): Writer,
     Body(req): Body<CreateRecord>,
 ) -> ApiResult<(StatusCode, Json<RecordView>)> {
-    caller.require(WRITERS)?;
     let entity = parse_entity(&req.entity)?;
     let fields = validate_fields(&req.fields)?;
     let id = uuid::Uuid::now_v7().to_string();
@@ -208,11 +207,10 @@ pub struct EditRecord {
               (status = 404, body = crate::error::ErrorBody)))]
 pub async fn edit(
     State(state): State<AppState>,
-    caller: Caller,
+    Writer(caller): Writer,
     Path(id): Path<String>,
     Body(req): Body<EditRecord>,
 ) -> ApiResult<Json<RecordView>> {
-    caller.require(WRITERS)?;
     let fields = validate_fields(&req.fields)?;
     owned(&state, &caller.workspace_id, &id).await?;
     let meta = caller.metadata();

@@ -3,7 +3,7 @@
 //! only the records a run failed on. Runs execute on workers, not in the request: a
 //! started run answers 201 while still `queued`.
 
-use crate::auth::{Caller, ADMINS, READERS, WRITERS};
+use crate::auth::{Caller, Writer, ADMINS, READERS, WRITERS};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, List, Page, Query};
 use crate::routes::integrations::owned;
@@ -219,11 +219,10 @@ async fn started(
               (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
 pub async fn start(
     State(state): State<AppState>,
-    caller: Caller,
+    Writer(caller): Writer,
     Path(id): Path<String>,
     Body(req): Body<StartRun>,
 ) -> ApiResult<(StatusCode, Json<RunView>)> {
-    caller.require(WRITERS)?;
     let kind = parse_kind(req.kind.as_deref())?;
     owned(&state, &caller.workspace_id, &id).await?;
     let run_id = state

@@ -1,4 +1,4 @@
-use crate::auth::{Caller, ADMINS};
+use crate::auth::{Admin, Caller, ADMINS};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, List, Page, Query};
 use crate::routes::integrations::api_time;
@@ -39,10 +39,9 @@ pub struct TokenView {
     responses((status = 201, body = TokenView), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    Admin(caller): Admin,
     Body(req): Body<NewTokenRequest>,
 ) -> ApiResult<(StatusCode, Json<TokenView>)> {
-    caller.require(ADMINS)?;
     let t = services::issue_token(
         &state.store,
         &state.workspaces,

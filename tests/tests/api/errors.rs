@@ -9,6 +9,7 @@ on_both_backends!(
     invalid_queries_are_refused,
     missing_bad_and_revoked_tokens_get_401,
     roles_are_enforced,
+    roles_are_checked_before_the_body,
     unknown_ids_get_404
 );
 
@@ -554,5 +555,67 @@ async fn transport_errors_use_the_error_format() -> anyhow::Result<()> {
         );
     }
     assert_eq!(app.snapshot().await?, before);
+    app.finish().await
+}
+
+/// A caller without the role gets 403 on every write route whatever body it sends: the
+/// role is checked before the body is read, so a viewer never learns how a body is
+/// validated and a malformed body is not a way around the 403.
+async fn roles_are_checked_before_the_body(backend: Backend) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let id = app.create_integration(&app.admin, "Existing").await?;
+    let (_, viewer) = app.issue_token("viewer").await?;
+    let (_, operator) = app.issue_token("operator").await?;
+    let unknown = "00000000-0000-0000-0000-000000000000";
+    let writes = [
+        (Method::POST, "/v1/integrations".to_owned()),
+        (Method::PATCH, format!("/v1/integrations/{id}")),
+        (Method::POST, format!("/v1/integrations/{id}/credentials")),
+        (
+            Method::PUT,
+            format!("/v1/integrations/{id}/mappings/contacts"),
+        ),
+        (Method::POST, format!("/v1/integrations/{id}/sync-runs")),
+        (
+            Method::PUT,
+            format!("/v1/integrations/{id}/conflict-rules/email"),
+        ),
+        (Method::POST, format!("/v1/conflicts/{unknown}/resolve")),
+        (Method::POST, "/v1/records".to_owned()),
+        (Method::PATCH, format!("/v1/records/{unknown}")),
+        (Method::POST, "/v1/tokens".to_owned()),
+    ];
+    let before = app.snapshot().await?;
+    for (method, path) in &writes {
+        for body in ["{not json", "[]", r#"{"unknown": 1}"#] {
+            let resp = send(
+                app.request(method.clone(), path, &viewer)
+                    .header("content-type", "application/json")
+                    .body(body),
+            )
+            .await?;
+            assert_eq!(
+                resp.status,
+                StatusCode::FORBIDDEN,
+                "viewer {method} {path} with {body}: {}",
+                resp.text
+            );
+        }
+    }
+    // Issuing tokens is for admins: an operator is refused before its body too.
+    let resp = send(
+        app.request(Method::POST, "/v1/tokens", &operator)
+            .header("content-type", "application/json")
+            .body("{not json"),
+    )
+    .await?;
+    assert_eq!(resp.status, StatusCode::FORBIDDEN, "{}", resp.text);
+    assert_eq!(
+        app.snapshot().await?,
+        before,
+        "a refused write changed something"
+    );
     app.finish().await
 }
