@@ -622,7 +622,7 @@ impl Aggregate for Integration {
                     message: "must be 1 to 200 characters".into(),
                 });
             }
-            sync_config.validate()?;
+            sync_config.validate_for(&provider)?;
             return Ok(vec![E::IntegrationCreated {
                 integration_id,
                 workspace_id,
@@ -679,7 +679,7 @@ impl Aggregate for Integration {
             C::Pause { at } => E::IntegrationPaused { at },
             C::Resume { at } => E::IntegrationResumed { at },
             C::ChangeSyncConfig { sync_config, at } => {
-                sync_config.validate()?;
+                sync_config.validate_for(&self.provider)?;
                 if sync_config == self.sync_config {
                     return Ok(vec![]);
                 }

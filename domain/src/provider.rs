@@ -197,6 +197,13 @@ pub fn catalogue() -> &'static [ProviderInfo] {
     CATALOGUE
 }
 
+/// Whether syncledger receives the provider's change notifications (a webhook route under
+/// `/v1/webhooks/`). Only these can run `realtime`: for the others nothing would ever
+/// trigger a run.
+pub fn sends_webhooks(id: &str) -> bool {
+    id == "hubspot"
+}
+
 pub fn find(id: &str) -> Option<&'static ProviderInfo> {
     CATALOGUE.iter().find(|p| p.id == id)
 }

@@ -75,6 +75,22 @@ pub struct FieldError {
 }
 
 impl SyncConfig {
+    /// [`SyncConfig::validate`], and what `provider` can do: `realtime` needs a provider
+    /// whose webhooks syncledger receives.
+    pub fn validate_for(&self, provider: &str) -> Result<(), FieldError> {
+        self.validate()?;
+        if self.frequency == Frequency::Realtime && !crate::provider::sends_webhooks(provider) {
+            return Err(FieldError {
+                field: "sync_config.frequency",
+                message: format!(
+                    "realtime needs change notifications, which {provider} does not send to \
+                     syncledger; use interval, daily or manual"
+                ),
+            });
+        }
+        Ok(())
+    }
+
     pub fn validate(&self) -> Result<(), FieldError> {
         if let Frequency::Interval { minutes } = self.frequency {
             if !(MIN_INTERVAL_MINUTES..=MAX_INTERVAL_MINUTES).contains(&minutes) {
@@ -125,6 +141,23 @@ mod tests {
             frequency: Frequency::Interval { minutes },
             ..SyncConfig::default()
         }
+    }
+
+    #[test]
+    fn realtime_needs_a_provider_that_sends_webhooks() {
+        let realtime = SyncConfig {
+            frequency: Frequency::Realtime,
+            ..SyncConfig::default()
+        };
+        assert!(realtime.validate_for("hubspot").is_ok());
+        for provider in ["salesforce", "pipedrive", "tave"] {
+            assert_eq!(
+                realtime.validate_for(provider).map_err(|e| e.field),
+                Err("sync_config.frequency"),
+                "{provider}"
+            );
+        }
+        assert!(SyncConfig::default().validate_for("salesforce").is_ok());
     }
 
     #[test]

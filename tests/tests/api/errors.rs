@@ -69,6 +69,13 @@ fn cases(id: &str) -> Vec<Case> {
     if let Some(b) = no_provider.as_object_mut() {
         b.remove("provider");
     }
+    // `realtime` where nothing would ever trigger a run.
+    let mut realtime_without_webhooks = integration_body("Validated");
+    realtime_without_webhooks["provider"] = json!("pipedrive");
+    realtime_without_webhooks["sync_config"]["frequency"] = json!("realtime");
+    if let Some(c) = realtime_without_webhooks["sync_config"].as_object_mut() {
+        c.remove("interval_minutes");
+    }
     let creds = format!("/v1/integrations/{id}/credentials");
     let patch = format!("/v1/integrations/{id}");
     vec![
@@ -193,6 +200,15 @@ fn cases(id: &str) -> Vec<Case> {
             status: StatusCode::BAD_REQUEST,
             code: "validation_failed",
             needle: "username",
+        },
+        Case {
+            what: "realtime for a provider without webhooks",
+            method: Method::POST,
+            path: "/v1/integrations".into(),
+            body: Body::Json(realtime_without_webhooks),
+            status: StatusCode::BAD_REQUEST,
+            code: "validation_failed",
+            needle: "realtime",
         },
         // Arrays where objects are required: serde would read them as the struct's
         // fields in order.
