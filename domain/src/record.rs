@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{Aggregate, DomainEvent};
-use crate::merge::{merge, FieldConflict, Fields, MergeOutcome, MergePolicy, Version};
+use crate::merge::{merge, FieldConflict, Fields, MergeOutcome, MergePolicy, Side, Version};
 use crate::sync_config::Entity;
 
 /// Where a field's current value came from.
@@ -253,11 +253,23 @@ impl DomainEvent for RecordEvent {
                 conflicts,
                 pending_push,
                 ..
-            } => format!(
-                "CRM version merged: {} field(s) to push, {} conflict(s)",
-                pending_push.len(),
-                conflicts.len()
-            ),
+            } => {
+                // Each conflict by field and how it was settled; never its values.
+                let mut text = format!(
+                    "CRM version merged: {} field(s) to push, {} conflict(s)",
+                    pending_push.len(),
+                    conflicts.len()
+                );
+                for c in conflicts {
+                    let settled = match c.winner {
+                        None => "queued for review",
+                        Some(Side::App) => "kept the app value",
+                        Some(Side::Crm) => "kept the CRM value",
+                    };
+                    text.push_str(&format!("; conflict on {}: {settled}", c.field));
+                }
+                text
+            }
             RecordEvent::RemotePushed { fields, .. } => {
                 format!("pushed {} to the CRM", names(fields))
             }

@@ -661,6 +661,29 @@ fn conflict_summaries_name_the_field_the_actor_and_the_choice_but_no_value() {
         "conflict on email ignored by token:x: both values kept as they are"
     );
     assert!(!ignored.summary().contains("@x.io"));
+    let conflict = |field: &str, winner| FieldConflict {
+        field: field.into(),
+        base: Some("base@x.io".into()),
+        app: Some("app@x.io".into()),
+        crm: Some("crm@x.io".into()),
+        winner,
+    };
+    let merged = RecordEvent::RemoteMerged {
+        integration_id: "hs".into(),
+        run_id: "r1".into(),
+        remote_updated_at: t(1),
+        base: Fields::new(),
+        pending_push: Fields::new(),
+        conflicts: vec![conflict("email", None), conflict("phone", Some(Side::Crm))],
+        remote: None,
+        at: t(1),
+    };
+    assert_eq!(
+        merged.summary(),
+        "CRM version merged: 0 field(s) to push, 2 conflict(s); conflict on email: queued \
+         for review; conflict on phone: kept the CRM value"
+    );
+    assert!(!merged.summary().contains("@x.io"));
 }
 
 /// A person's choice for every open conflict, by the last step's parameter.
