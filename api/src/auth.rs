@@ -59,13 +59,22 @@ pub struct Writer(pub Caller);
 /// A caller with the admin role, checked before the body like [`Writer`].
 pub struct Admin(pub Caller);
 
+/// The caller, refused with 403 unless its role is in `allowed`.
+async fn caller_in(
+    parts: &mut Parts,
+    state: &AppState,
+    allowed: &[Role],
+) -> Result<Caller, ApiError> {
+    let caller = Caller::from_request_parts(parts, state).await?;
+    caller.require(allowed)?;
+    Ok(caller)
+}
+
 impl FromRequestParts<AppState> for Writer {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let caller = Caller::from_request_parts(parts, state).await?;
-        caller.require(WRITERS)?;
-        Ok(Writer(caller))
+        caller_in(parts, state, WRITERS).await.map(Writer)
     }
 }
 
@@ -73,9 +82,7 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let caller = Caller::from_request_parts(parts, state).await?;
-        caller.require(ADMINS)?;
-        Ok(Admin(caller))
+        caller_in(parts, state, ADMINS).await.map(Admin)
     }
 }
 

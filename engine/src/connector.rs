@@ -154,7 +154,7 @@ impl Connector {
             return Ok(());
         };
         match syncledger_crm::outbound::first_forbidden(self.apps.outbound, &addrs) {
-            Some((_, class)) => Err(CrmError::Refused {
+            Some(class) => Err(CrmError::Refused {
                 field: field.to_owned(),
                 reason: format!(
                     "resolves to a {class} address, which the server's outbound policy refuses"

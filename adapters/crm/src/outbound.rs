@@ -8,7 +8,7 @@
 //! check and the connect).
 
 use std::error::Error as StdError;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
@@ -46,7 +46,7 @@ impl Resolve for CheckedResolver {
         let host = name.as_str().to_owned();
         Box::pin(async move {
             let addrs = lookup(&host).await?;
-            if let Some((_, class)) = first_forbidden(policy, &addrs) {
+            if let Some(class) = first_forbidden(policy, &addrs) {
                 let refused = ResolvedForbidden { class, host };
                 return Err(Box::new(refused) as Box<dyn StdError + Send + Sync>);
             }
@@ -66,16 +66,16 @@ pub async fn lookup(host: &str) -> std::io::Result<Vec<SocketAddr>> {
     Ok(tokio::net::lookup_host((host, 0)).await?.collect())
 }
 
-/// The first address of `addrs` the policy refuses, with its class.
+/// The class of the first address of `addrs` the policy refuses, if any.
 pub fn first_forbidden(
     policy: OutboundPolicy,
     addrs: &[SocketAddr],
-) -> Option<(IpAddr, syncledger_domain::outbound::AddressClass)> {
+) -> Option<syncledger_domain::outbound::AddressClass> {
     addrs
         .iter()
         .map(SocketAddr::ip)
         .find(|ip| !policy.allows(*ip))
-        .map(|ip| (ip, classify(ip)))
+        .map(classify)
 }
 
 /// A hosts table the end-to-end tests control, so they can make a name resolve to a
