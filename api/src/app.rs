@@ -93,7 +93,8 @@ pub fn router(state: AppState) -> Router {
         .route("/audit/verify", get(audit::verify))
         .route("/audit/export", get(audit::export))
         .route("/events/stream", get(events::stream))
-        .merge(crate::routes::conflicts::routes());
+        .merge(crate::routes::conflicts::routes())
+        .merge(crate::routes::diverged::routes());
     Router::new()
         .nest("/v1", v1)
         .fallback(not_found)

@@ -68,6 +68,9 @@ pub enum Command {
     Worker(crate::worker::WorkerArgs),
     /// Reverse a sync run (compensating events, CRM values written back), or preview it.
     Rollback(crate::rollback_cmd::RollbackArgs),
+    /// List the fields a rollback left diverged from an integration's CRM, or settle them
+    /// (`--keep app` pushes the app's values, `--keep crm` takes the CRM's).
+    Diverged(crate::rollback_cmd::DivergedArgs),
     /// Run a local simulator of a provider's API (first line: `listening on http://HOST:PORT`).
     #[cfg(feature = "sandbox")]
     Sandbox {
@@ -261,6 +264,7 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<ExitCod
             (None, None) => replay(&settings, &projection).await,
         },
         Command::Rollback(args) => crate::rollback_cmd::run(&settings, args).await,
+        Command::Diverged(args) => crate::rollback_cmd::diverged(&settings, args).await,
         Command::Audit {
             command: AuditCommand::Verify { workspace },
         } => {

@@ -182,6 +182,7 @@ impl From<RecordError> for ApiError {
                 (StatusCode::CONFLICT, "invalid_transition")
             }
             RecordError::NoSuchConflict { .. } => (StatusCode::CONFLICT, "conflict_not_open"),
+            RecordError::NotDiverged { .. } => (StatusCode::CONFLICT, "not_diverged"),
         };
         ApiError::new(status, code, e.to_string())
     }

@@ -28,6 +28,7 @@ use utoipa::{Modify, OpenApi};
         crate::routes::conflicts::resolve, crate::routes::conflicts::ignore,
         crate::routes::conflicts::rules, crate::routes::conflicts::set_rule,
         crate::routes::conflicts::remove_rule,
+        crate::routes::diverged::list, crate::routes::diverged::settle,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&BearerAuth),

@@ -1,5 +1,7 @@
 //! `syncledger rollback RUN_ID [--dry-run]`: the API's rollback, from the command line.
 //! The rollback run is executed in this process; its events name the actor `cli`.
+//! `syncledger diverged --integration I [--keep app|crm] [--record R]…`: what a rollback
+//! left diverged, and an admin's choice for it, as `/v1/integrations/{id}/diverged` does.
 
 use crate::app;
 use crate::config::Settings;
@@ -54,6 +56,54 @@ pub async fn run(settings: &Settings, args: RollbackArgs) -> anyhow::Result<Exit
             syncledger_domain::sync_run::RunStatus::Completed => ExitCode::SUCCESS,
             _ => ExitCode::FAILURE,
         })
+    }
+    .await;
+    store.close().await;
+    outcome
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DivergedArgs {
+    /// The integration whose diverged fields to list or settle.
+    #[arg(long)]
+    pub integration: String,
+    /// Settle them: `app` pushes the app's values on the next run, `crm` takes the CRM's.
+    /// Without it, only list them (JSON).
+    #[arg(long, value_parser = ["app", "crm"])]
+    pub keep: Option<String>,
+    /// Only these records (repeatable); all of them when absent.
+    #[arg(long = "record")]
+    pub records: Vec<String>,
+}
+
+pub async fn diverged(settings: &Settings, args: DivergedArgs) -> anyhow::Result<ExitCode> {
+    use syncledger_domain::merge::Side;
+    use syncledger_engine::divergence;
+    let (store, _) = app::open(settings).await?;
+    let outcome = async {
+        let integration = store
+            .cqrs::<syncledger_domain::Integration>()
+            .load(&args.integration)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if integration.id.is_none() {
+            anyhow::bail!("integration {} not found", args.integration);
+        }
+        syncledger_projections::Runner::new(store.clone(), syncledger_projections::all())
+            .catch_up()
+            .await?;
+        let workspace = integration.workspace_id.clone();
+        let Some(keep) = args.keep.as_deref() else {
+            let list = divergence::list(&store, &workspace, &args.integration).await?;
+            println!("{}", serde_json::to_string_pretty(&list)?);
+            return Ok(ExitCode::SUCCESS);
+        };
+        let keep = if keep == "app" { Side::App } else { Side::Crm };
+        let meta = Metadata::new("cli", workspace, uuid::Uuid::now_v7().to_string());
+        let records = (!args.records.is_empty()).then_some(args.records);
+        let settled = divergence::settle(&store, &args.integration, keep, records, &meta).await?;
+        println!("{}", serde_json::to_string(&settled)?);
+        Ok(ExitCode::SUCCESS)
     }
     .await;
     store.close().await;

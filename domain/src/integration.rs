@@ -352,10 +352,13 @@ pub enum IntegrationCommand {
         expires_at: Option<DateTime<Utc>>,
         at: DateTime<Utc>,
     },
-    /// Make `run_id` the one active sync run. Only a connected integration runs;
+    /// Make `run_id` the one active sync run. Only a connected integration runs, except
+    /// a rollback (`rollback: true`), which runs in any status: pausing is an admin's first
+    /// reaction to a bad run, and a disconnected integration still gets its app side back.
     /// `RunActive` while another run is active.
     BeginSyncRun {
         run_id: String,
+        rollback: bool,
         at: DateTime<Utc>,
     },
     /// The active run ended (in any status). Ending another run, or none, is a no-op.
@@ -567,6 +570,7 @@ impl Integration {
         match (command, self.status) {
             // A run that ends after a disconnection still releases its slot.
             (C::FinishSyncRun { .. }, _) => true,
+            (C::BeginSyncRun { rollback: true, .. }, _) => true,
             (_, S::Disconnected) => false,
             (C::Disconnect { .. }, _) => true,
             (C::StoreCredentials { .. }, S::PendingAuth | S::Error) => true,
@@ -710,7 +714,7 @@ impl Aggregate for Integration {
                 }
             }
             C::Disconnect { reason, at } => E::IntegrationDisconnected { reason, at },
-            C::BeginSyncRun { run_id, at } => {
+            C::BeginSyncRun { run_id, at, .. } => {
                 if let Some(active) = &self.active_run {
                     return Err(IntegrationError::RunActive {
                         run_id: active.clone(),

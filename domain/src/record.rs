@@ -59,6 +59,25 @@ pub struct Link {
     /// field. While both sides still hold exactly these, the field is not merged.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub ignored: BTreeMap<String, (Option<String>, Option<String>)>,
+    /// Fields a rollback left different on the two sides, by field: neither pushed nor
+    /// overwritten by a pull until an admin settles them (see [`Divergence`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub diverged: BTreeMap<String, Divergence>,
+}
+
+/// A field a rollback left with one value in the app and another in the CRM: the
+/// rollback put the app (or the CRM) back, the other side kept the reversed run's value.
+/// Syncing it either way would silently undo half of the rollback, so the field stays out
+/// of merges and pushes until an admin chooses a side ([`RecordCommand::SettleDivergence`])
+/// or someone edits it in the app (a new edit is a new decision, and is owed as usual).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Divergence {
+    /// The app's value after the rollback.
+    pub app: Option<String>,
+    /// What the CRM holds after the rollback, as far as syncledger knows.
+    pub crm: Option<String>,
+    /// The rollback run that left it.
+    pub rollback_run_id: String,
 }
 
 /// How a person settles a queued conflict.
@@ -190,6 +209,16 @@ pub enum RecordEvent {
         actor: String,
         at: DateTime<Utc>,
     },
+    /// An admin settled fields a rollback had left diverged: with `keep: App` the app's
+    /// values (as they are now) are owed to the CRM; with `keep: Crm` the record takes the
+    /// CRM's values (their source is the CRM; `actor` decided).
+    DivergenceSettled {
+        integration_id: String,
+        keep: Side,
+        settled: BTreeMap<String, Divergence>,
+        actor: String,
+        at: DateTime<Utc>,
+    },
     /// A compensating event: sync run `run_id` (a rollback) reverses what run
     /// `reverts_run_id` did to this record. `reverses` are the sequences of the reversed
     /// events on this record. Fields and links take back the values they had before the
@@ -223,6 +252,7 @@ impl DomainEvent for RecordEvent {
             RecordEvent::ConflictResolved { .. } => "ConflictResolved",
             RecordEvent::ConflictIgnored { .. } => "ConflictIgnored",
             RecordEvent::RolledBack { .. } => "RolledBack",
+            RecordEvent::DivergenceSettled { .. } => "DivergenceSettled",
         }
     }
 
@@ -290,6 +320,21 @@ impl DomainEvent for RecordEvent {
                     ResolvedWith::Merged => "set a merged value",
                 };
                 format!("conflict on {field} resolved by {actor}: {kept}")
+            }
+            RecordEvent::DivergenceSettled {
+                keep,
+                settled,
+                actor,
+                ..
+            } => {
+                let kept = match keep {
+                    Side::App => "the app's values go to the CRM",
+                    Side::Crm => "the record takes the CRM's values",
+                };
+                format!(
+                    "divergence after a rollback settled by {actor} for {}: {kept}",
+                    settled.keys().cloned().collect::<Vec<_>>().join(", ")
+                )
             }
             RecordEvent::ConflictIgnored { field, actor, .. } => {
                 format!("conflict on {field} ignored by {actor}: both values kept as they are")
@@ -404,6 +449,16 @@ pub enum RecordCommand {
     },
     /// Reverse what a run did to this record (see [`crate::rollback`]).
     RollBack(crate::rollback::Compensation),
+    /// An admin settles fields a rollback left diverged with `integration_id` (all of
+    /// them with `fields: None`): `keep: App` owes the app's values to the CRM, `keep:
+    /// Crm` gives the app the CRM's.
+    SettleDivergence {
+        integration_id: String,
+        fields: Option<Vec<String>>,
+        keep: Side,
+        actor: String,
+        at: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -420,6 +475,11 @@ pub enum RecordError {
     NoSuchConflict {
         integration_id: String,
         field: String,
+    },
+    #[error("no field diverged from integration {integration_id}{}", field.as_ref().map(|f| format!(" named {f}")).unwrap_or_default())]
+    NotDiverged {
+        integration_id: String,
+        field: Option<String>,
     },
 }
 
@@ -473,6 +533,10 @@ impl Record {
     /// field has not changed it.
     fn merge_inputs(&self, link: &Link, crm: &Fields) -> (Fields, Fields) {
         let (mut app, mut crm) = (self.values(), crm.clone());
+        for name in link.diverged.keys() {
+            app.remove(name);
+            crm.remove(name);
+        }
         for (name, (app_value, crm_value)) in &link.ignored {
             let crm_now = crm.get(name).unwrap_or(crm_value);
             if self.value(name) == *app_value && crm_now == crm_value {
@@ -530,6 +594,60 @@ impl Record {
                 // Owed to the other CRMs, as any app edit is.
                 link.ignored.remove(field);
                 link.pending_push.insert(field.to_owned(), value.clone());
+            }
+        }
+    }
+
+    /// Ends divergences: the link's base becomes what the CRM holds, and the side not
+    /// kept takes the other's value (owed to the CRM, or set in the app from the CRM).
+    fn settle(
+        &mut self,
+        integration_id: &str,
+        keep: Side,
+        settled: &BTreeMap<String, Divergence>,
+        at: DateTime<Utc>,
+    ) {
+        let mut taken = Fields::new();
+        if let Some(link) = self.links.get_mut(integration_id) {
+            for (name, d) in settled {
+                link.diverged.remove(name);
+                link.base.insert(name.clone(), d.crm.clone());
+                match keep {
+                    Side::App => {
+                        let app = self.fields.get(name).and_then(|f| f.value.clone());
+                        if app == d.crm {
+                            link.pending_push.remove(name);
+                        } else {
+                            link.pending_push.insert(name.clone(), app);
+                        }
+                    }
+                    Side::Crm => {
+                        link.pending_push.remove(name);
+                        taken.insert(name.clone(), d.crm.clone());
+                    }
+                }
+            }
+        }
+        let taken = self.changed(&taken);
+        for (name, value) in &taken {
+            self.fields.insert(
+                name.clone(),
+                FieldValue {
+                    value: value.clone(),
+                    source: Source::Crm {
+                        integration_id: integration_id.to_owned(),
+                    },
+                    at,
+                },
+            );
+        }
+        // A value the app takes from one CRM is owed to the others, as a resolution's is.
+        for (id, link) in &mut self.links {
+            if id != integration_id {
+                for (name, value) in &taken {
+                    link.ignored.remove(name);
+                    link.pending_push.insert(name.clone(), value.clone());
+                }
             }
         }
     }
@@ -785,6 +903,45 @@ impl Aggregate for Record {
                 }])
             }
             C::RollBack(c) => Ok(c.into_event().into_iter().collect()),
+            C::SettleDivergence {
+                integration_id,
+                fields,
+                keep,
+                actor,
+                at,
+            } => {
+                let diverged = self.links.get(&integration_id).map(|l| &l.diverged);
+                let settled: BTreeMap<String, Divergence> = match (&fields, diverged) {
+                    (_, None) => BTreeMap::new(),
+                    (None, Some(d)) => d.clone(),
+                    (Some(names), Some(d)) => {
+                        let mut out = BTreeMap::new();
+                        for name in names {
+                            let Some(v) = d.get(name) else {
+                                return Err(RecordError::NotDiverged {
+                                    integration_id,
+                                    field: Some(name.clone()),
+                                });
+                            };
+                            out.insert(name.clone(), v.clone());
+                        }
+                        out
+                    }
+                };
+                if settled.is_empty() {
+                    return Err(RecordError::NotDiverged {
+                        integration_id,
+                        field: None,
+                    });
+                }
+                Ok(vec![E::DivergenceSettled {
+                    integration_id,
+                    keep,
+                    settled,
+                    actor,
+                    at,
+                }])
+            }
             C::IgnoreConflict {
                 integration_id,
                 field,
@@ -880,8 +1037,10 @@ impl Aggregate for Record {
                     );
                 }
                 for link in self.links.values_mut() {
-                    // The app side moved: an ignored pair no longer holds.
+                    // The app side moved: an ignored pair no longer holds, and a field a
+                    // rollback left diverged has a new value someone chose.
                     link.ignored.retain(|name, _| !fields.contains_key(name));
+                    link.diverged.retain(|name, _| !fields.contains_key(name));
                 }
                 if matches!(source, Source::App { .. }) {
                     self.app_modified_at = Some(*at);
@@ -973,6 +1132,13 @@ impl Aggregate for Record {
                         .insert(field.clone(), (app_value.clone(), crm_value.clone()));
                 }
             }
+            RecordEvent::DivergenceSettled {
+                integration_id,
+                keep,
+                settled,
+                at,
+                ..
+            } => self.settle(integration_id, *keep, settled, *at),
             RecordEvent::RolledBack {
                 fields,
                 links,

@@ -15,7 +15,18 @@
 //! - A record the run created is archived (hidden, its events kept), unless it has been
 //!   edited since.
 //! - Where the run wrote to a CRM, the CRM properties it sent are written back with the
-//!   values the link knew before the run.
+//!   values the link knew before the run (when the CRM cannot be written now, because the
+//!   integration is disconnected, those write-backs are owed and the link keeps saying
+//!   what the CRM holds).
+//! - What the link knows of the CRM is never rolled back: its fetched properties, and the
+//!   base of every field the run merged from the CRM, stay what the CRM holds, because
+//!   undoing a pull changes the app, not the CRM.
+//! - Conflicts the run opened stay open (the CRM still disagrees), and conflicts it
+//!   settled are opened again.
+//! - Every field the run touched ends in one of three states: agreed (nothing owed), an
+//!   open conflict, or *diverged*: the app and the CRM hold different values because the
+//!   rollback put one side back. A diverged field is neither pushed nor pulled until an
+//!   admin chooses a side, so the next run cannot silently undo half of the rollback.
 //!
 //! Rolling back a rollback applies the same rules to the rollback's own events, which
 //! brings the original run's effect back.
@@ -55,6 +66,10 @@ pub struct CrmRestore {
     pub properties: Fields,
     /// Property → what the CRM holds now, as far as syncledger knows.
     pub now: Fields,
+    /// The app fields whose values the run sent, with what the CRM holds for them once
+    /// written back (their base).
+    #[serde(default, skip_serializing_if = "Fields::is_empty")]
+    pub fields: Fields,
 }
 
 /// The compensation for one record: what the rollback writes.
@@ -91,6 +106,48 @@ impl Compensation {
     }
 }
 
+/// A field the rollback leaves diverged on one link.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Diverging {
+    pub integration_id: String,
+    pub field: String,
+    /// The app's value after the rollback.
+    pub app: Option<String>,
+    /// What the CRM holds after the rollback, as far as syncledger knows.
+    pub crm: Option<String>,
+}
+
+/// What the reversed run wrote to one CRM for this record.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pushed {
+    /// The CRM properties it sent.
+    pub properties: BTreeSet<String>,
+    /// The app fields whose values it sent.
+    pub fields: BTreeSet<String>,
+}
+
+/// Whether the rollback can write to the run's CRM now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CrmAccess {
+    #[default]
+    Writable,
+    /// The integration cannot reach its CRM (disconnected): the app side is compensated
+    /// and the CRM write-backs are owed.
+    Owed,
+}
+
+impl CrmAccess {
+    /// Whether a rollback on an integration in this status can write to its CRM: a
+    /// paused or failing integration still has its credentials; a disconnected one has
+    /// none.
+    pub fn for_status(status: crate::Status) -> Self {
+        match status {
+            crate::Status::Disconnected | crate::Status::PendingAuth => CrmAccess::Owed,
+            _ => CrmAccess::Writable,
+        }
+    }
+}
+
 /// What rolling back one run does to one record.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordPlan {
@@ -111,6 +168,11 @@ pub struct RecordPlan {
     /// CRM properties the run wrote that changed again since: left as they are.
     pub crm_changed_since: Vec<String>,
     pub crm: Vec<CrmRestore>,
+    /// The CRM write-backs in `crm` cannot be made now (see [`CrmAccess::Owed`]): a
+    /// rollback of the same run makes them once the CRM is reachable again.
+    pub crm_owed: bool,
+    /// Fields left diverged, for an admin to settle.
+    pub diverged: Vec<Diverging>,
 }
 
 impl RecordPlan {
@@ -137,7 +199,19 @@ impl RecordPlan {
                 .iter()
                 .map(|r| (r.field.clone(), before.fields.get(&r.field).cloned()))
                 .collect(),
-            links: self.links.clone(),
+            links: self
+                .links
+                .iter()
+                .map(|(id, link)| {
+                    let mut link = link.clone();
+                    for d in link.iter_mut().flat_map(|l| l.diverged.values_mut()) {
+                        if d.rollback_run_id.is_empty() {
+                            d.rollback_run_id = run_id.to_owned();
+                        }
+                    }
+                    (id.clone(), link)
+                })
+                .collect(),
             archived: self.archive,
             at,
         }
@@ -148,13 +222,14 @@ fn value(record: &Record, field: &str) -> Option<String> {
     record.fields.get(field).and_then(|f| f.value.clone())
 }
 
-/// Plans the rollback of one record. `pushed` names, per integration, the CRM properties
-/// the run sent for this record.
+/// Plans the rollback of one record. `pushed` names, per integration, what the run sent
+/// for this record; `access` says whether the run's CRM can be written back now.
 pub fn plan(
     before: &Record,
     after: &Record,
     now: &Record,
-    pushed: &BTreeMap<String, BTreeSet<String>>,
+    pushed: &BTreeMap<String, Pushed>,
+    access: CrmAccess,
 ) -> RecordPlan {
     let mut plan = RecordPlan {
         created: before.id.is_none(),
@@ -220,13 +295,31 @@ pub fn plan(
                     plan.links_changed_since.push(id.clone());
                     continue;
                 };
-                let restored = restore_link(b, a, n);
+                let none = Pushed::default();
+                let sent = pushed.get(id).unwrap_or(&none);
+                let written_back = match access {
+                    CrmAccess::Writable => sent,
+                    // Nothing goes back to the CRM now: the link keeps what it holds.
+                    CrmAccess::Owed => &none,
+                };
+                let mut restored = restore_link(b, a, n, &written_back.fields);
                 if n != a {
                     plan.links_changed_since.push(id.clone());
                 }
-                if let Some(props) = pushed.get(id) {
-                    crm_restore(&mut plan, id, b, a, n, props);
+                if !sent.properties.is_empty() {
+                    let before_crm = plan.crm.len();
+                    crm_restore(&mut plan, id, b, a, n, &sent.properties);
+                    plan.crm_owed |= access == CrmAccess::Owed && plan.crm.len() > before_crm;
                 }
+                if let Some(c) = plan.crm.iter_mut().find(|c| &c.integration_id == id) {
+                    c.fields = written_back
+                        .fields
+                        .iter()
+                        .map(|f| (f.clone(), restored.base.get(f).cloned().flatten()))
+                        .collect();
+                }
+                let touched = touched_fields(&plan, (after, now), (b, a, n), &restored, sent);
+                settle_touched(&mut plan, id, now, &mut restored, touched);
                 if &restored != n {
                     plan.links.insert(id.clone(), Some(restored));
                 }
@@ -234,6 +327,83 @@ pub fn plan(
         }
     }
     plan
+}
+
+/// The app fields of one link the run touched: restored in the app, sent to the CRM,
+/// merged from it, or whose pending push it changed; without those changed again since
+/// (their later state is someone's newer decision, owed or not).
+fn touched_fields(
+    plan: &RecordPlan,
+    (after, now): (&Record, &Record),
+    (b, a, n): (&Link, &Link, &Link),
+    restored: &Link,
+    sent: &Pushed,
+) -> BTreeSet<String> {
+    let known = |f: &String| restored.base.contains_key(f) || restored.pending_push.contains_key(f);
+    let mut touched: BTreeSet<String> = plan
+        .restore
+        .iter()
+        .map(|r| r.field.clone())
+        .filter(known)
+        .collect();
+    touched.extend(sent.fields.iter().cloned());
+    for (map_b, map_a) in [(&b.base, &a.base), (&b.pending_push, &a.pending_push)] {
+        let keys: BTreeSet<&String> = map_b.keys().chain(map_a.keys()).collect();
+        touched.extend(
+            keys.into_iter()
+                .filter(|k| map_b.get(*k) != map_a.get(*k))
+                .cloned(),
+        );
+    }
+    let held = |r: &Record, f: &str| r.fields.get(f).map(|v| v.value.clone());
+    touched.retain(|f| {
+        held(after, f) == held(now, f)
+            && a.pending_push.get(f) == n.pending_push.get(f)
+            && a.base.get(f) == n.base.get(f)
+    });
+    touched
+}
+
+/// Leaves every touched field of the restored link agreed (nothing owed), in an open
+/// conflict, or diverged: never owed to the CRM, which would undo the rollback.
+fn settle_touched(
+    plan: &mut RecordPlan,
+    integration_id: &str,
+    now: &Record,
+    link: &mut Link,
+    touched: BTreeSet<String>,
+) {
+    let app_after = |field: &str| match plan.restore.iter().find(|r| r.field == field) {
+        Some(r) => r.before.clone(),
+        None => value(now, field),
+    };
+    for field in touched {
+        if link.conflicts.contains_key(&field) {
+            link.pending_push.remove(&field);
+            continue;
+        }
+        let app = app_after(&field);
+        // The base is what the CRM holds: the run's merges left it there, and a
+        // write-back puts it back to its value before the run.
+        let crm = link.base.get(&field).cloned().flatten();
+        link.pending_push.remove(&field);
+        if app == crm {
+            link.diverged.remove(&field);
+            continue;
+        }
+        let divergence = crate::record::Divergence {
+            app: app.clone(),
+            crm: crm.clone(),
+            rollback_run_id: String::new(),
+        };
+        link.diverged.insert(field.clone(), divergence);
+        plan.diverged.push(Diverging {
+            integration_id: integration_id.to_owned(),
+            field,
+            app,
+            crm,
+        });
+    }
 }
 
 #[cfg(test)]
@@ -265,21 +435,33 @@ fn restore_map<V: PartialEq + Clone>(
     out
 }
 
-/// The link with every part the run changed, and nothing changed since, put back.
-fn restore_link(b: &Link, a: &Link, n: &Link) -> Link {
+/// The link with every part the run changed, and nothing changed since, put back, except
+/// what it knows of the CRM: its fetched properties and modification time, and the base of
+/// the fields the run did not write back (`written_back`: the app fields whose pushed
+/// values go back to the CRM).
+fn restore_link(b: &Link, a: &Link, n: &Link, written_back: &BTreeSet<String>) -> Link {
+    let mut base = n.base.clone();
+    for field in written_back {
+        match restore_value(&b.base.get(field), &a.base.get(field), &n.base.get(field)) {
+            Some(v) => base.insert(field.clone(), v.clone()),
+            None => base.remove(field),
+        };
+    }
+    // Conflicts the run settled open again; the ones it opened stay open.
+    let mut conflicts = restore_map(&b.conflicts, &a.conflicts, &n.conflicts);
+    for (field, c) in &n.conflicts {
+        conflicts.entry(field.clone()).or_insert_with(|| c.clone());
+    }
     Link {
         remote_id: restore_value(&b.remote_id, &a.remote_id, &n.remote_id),
-        base: restore_map(&b.base, &a.base, &n.base),
-        remote_updated_at: restore_value(
-            &b.remote_updated_at,
-            &a.remote_updated_at,
-            &n.remote_updated_at,
-        ),
+        base,
+        remote_updated_at: n.remote_updated_at,
         pending_push: restore_map(&b.pending_push, &a.pending_push, &n.pending_push),
         push_error: restore_value(&b.push_error, &a.push_error, &n.push_error),
-        remote: restore_map(&b.remote, &a.remote, &n.remote),
-        conflicts: restore_map(&b.conflicts, &a.conflicts, &n.conflicts),
+        remote: n.remote.clone(),
+        conflicts,
         ignored: restore_map(&b.ignored, &a.ignored, &n.ignored),
+        diverged: restore_map(&b.diverged, &a.diverged, &n.diverged),
     }
 }
 
@@ -314,6 +496,7 @@ fn crm_restore(
             remote_id: b.remote_id.clone(),
             properties,
             now: now_values,
+            fields: Fields::new(),
         });
     }
 }

@@ -27,6 +27,15 @@ pub enum RunKind {
     Rollback,
 }
 
+impl RunKind {
+    /// Whether the run reads the CRM's changes: only such a run's pull passes leave a
+    /// high-water mark an incremental run may start from (a reapply's pages walk the
+    /// app's own records, a rollback's its target's).
+    pub fn reads_the_crm(self) -> bool {
+        matches!(self, RunKind::Full | RunKind::Incremental)
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {

@@ -9,6 +9,7 @@ pub mod connector;
 pub mod crashpoint;
 pub mod creation;
 pub mod credentials;
+pub mod divergence;
 pub mod error;
 pub mod jobs;
 pub mod mapping;

@@ -124,6 +124,7 @@ impl Reapply {
         let run_id = uuid::Uuid::now_v7().to_string();
         let begin = IntegrationCommand::BeginSyncRun {
             run_id: run_id.clone(),
+            rollback: false,
             at: Utc::now(),
         };
         self.integrations

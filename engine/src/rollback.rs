@@ -8,12 +8,14 @@
 //! under the id of the request that started them; their record events are found by the
 //! run id in their payload, looked for only within the span of the run's own events.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 use sqlx::{AnyPool, Row};
 use syncledger_domain::record::{Record, RecordEvent};
-use syncledger_domain::rollback::{self, ChangedSince, CrmRestore, FieldRestore, RecordPlan};
+use syncledger_domain::rollback::{
+    self, ChangedSince, CrmAccess, CrmRestore, Diverging, FieldRestore, Pushed, RecordPlan,
+};
 use syncledger_domain::{Aggregate, Entity};
 use syncledger_store::Store;
 
@@ -221,6 +223,7 @@ pub async fn plan_records(
     store: &Store,
     scope: &Scope,
     ids: &[String],
+    access: CrmAccess,
 ) -> Result<Vec<Planned>, EngineError> {
     let events = events_of(&store.any, scope, ids).await?;
     let mut out = Vec::with_capacity(events.len());
@@ -235,7 +238,7 @@ pub async fn plan_records(
         };
         let (mut before, mut after, mut now) =
             (Record::default(), Record::default(), Record::default());
-        let mut pushed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut pushed: BTreeMap<String, Pushed> = BTreeMap::new();
         for e in &events {
             if e.sequence < first {
                 before.apply(&e.event);
@@ -248,18 +251,18 @@ pub async fn plan_records(
                 true,
                 RecordEvent::RemotePushed {
                     integration_id,
+                    fields,
                     sent,
                     ..
                 },
             ) = (e.by_run, &e.event)
             {
-                pushed
-                    .entry(integration_id.clone())
-                    .or_default()
-                    .extend(sent.keys().cloned());
+                let p = pushed.entry(integration_id.clone()).or_default();
+                p.properties.extend(sent.keys().cloned());
+                p.fields.extend(fields.keys().cloned());
             }
         }
-        let plan = rollback::plan(&before, &after, &now, &pushed);
+        let plan = rollback::plan(&before, &after, &now, &pushed, access);
         out.push(Planned {
             record_id,
             plan,
@@ -293,6 +296,13 @@ pub struct RecordPreview {
     pub crm_changed_since: Vec<String>,
     /// CRM records the run created: left in the CRM (syncledger never deletes CRM data).
     pub remote_created: Vec<String>,
+    /// Fields the app and the CRM will hold differently after the rollback: held (neither
+    /// pushed nor pulled) until an admin keeps the app's or the CRM's value.
+    pub diverged: Vec<Diverging>,
+    /// The CRM write-backs cannot be made now (the integration is disconnected): the app
+    /// side is rolled back, and `crm` lists what a rollback of the same run writes back
+    /// once it is connected again.
+    pub crm_owed: bool,
 }
 
 impl RecordPreview {
@@ -327,6 +337,8 @@ impl RecordPreview {
                 .iter()
                 .map(|(_, remote)| remote.clone())
                 .collect(),
+            diverged: plan.diverged.clone(),
+            crm_owed: plan.crm_owed,
         }
     }
 }
@@ -343,6 +355,10 @@ pub struct PreviewSummary {
     /// Records whose deleted CRM link comes back.
     pub restored_links: u64,
     pub crm_properties: u64,
+    /// Fields left diverged, for an admin to settle.
+    pub diverged: u64,
+    /// CRM properties whose write-back is owed (the integration is disconnected).
+    pub crm_properties_owed: u64,
 }
 
 /// Everything a rollback of `run_id` would do, record by record.
@@ -354,7 +370,11 @@ pub struct Preview {
 }
 
 /// Plans the whole rollback of the scope's run without writing anything.
-pub async fn preview(store: &Store, scope: &Scope) -> Result<Preview, EngineError> {
+pub async fn preview(
+    store: &Store,
+    scope: &Scope,
+    access: CrmAccess,
+) -> Result<Preview, EngineError> {
     let mut records = Vec::new();
     let mut summary = PreviewSummary::default();
     let mut after = String::new();
@@ -363,7 +383,7 @@ pub async fn preview(store: &Store, scope: &Scope) -> Result<Preview, EngineErro
         let Some(last) = ids.last().cloned() else {
             break;
         };
-        for p in plan_records(store, scope, &ids).await? {
+        for p in plan_records(store, scope, &ids, access).await? {
             let r = RecordPreview::of(&p);
             summary.records += 1;
             summary.fields_restored += r.restore.len() as u64;
@@ -371,7 +391,13 @@ pub async fn preview(store: &Store, scope: &Scope) -> Result<Preview, EngineErro
             summary.archived += u64::from(r.action == "archive");
             summary.unarchived += u64::from(r.action == "unarchive");
             summary.restored_links += u64::from(!r.relinked.is_empty());
-            summary.crm_properties += r.crm.iter().map(|c| c.properties.len() as u64).sum::<u64>();
+            let properties = r.crm.iter().map(|c| c.properties.len() as u64).sum::<u64>();
+            if r.crm_owed {
+                summary.crm_properties_owed += properties;
+            } else {
+                summary.crm_properties += properties;
+            }
+            summary.diverged += r.diverged.len() as u64;
             records.push(r);
         }
         if ids.len() < PAGE {

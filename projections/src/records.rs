@@ -178,3 +178,43 @@ pub async fn linked_to(
         })
         .collect()
 }
+
+/// Up to `limit` records linked to `integration_id` whose state may hold a field a rollback
+/// left diverged, after `after` in id order, and the last id looked at (for the next
+/// page). A text test on the stored state narrows the scan on both backends; the caller
+/// checks each state's link.
+pub async fn maybe_diverged(
+    pool: &sqlx::AnyPool,
+    workspace_id: &str,
+    integration_id: &str,
+    after: &str,
+    limit: i64,
+) -> Result<(Vec<StoredRecord>, Option<String>), ProjectionError> {
+    use sqlx::Row;
+    let rows = sqlx::query(&format!(
+        "SELECT r.id, r.state FROM {TABLE} r JOIN {LINKS} l ON l.record_id = r.id
+          WHERE l.workspace_id = $1 AND l.integration_id = $2 AND r.workspace_id = $1
+            AND r.id > $3
+          ORDER BY r.id LIMIT $4"
+    ))
+    .bind(workspace_id)
+    .bind(integration_id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    let mut last = None;
+    let mut out = Vec::new();
+    for r in &rows {
+        let id: String = r.try_get("id")?;
+        let state: String = r.try_get("state")?;
+        if state.contains("\"diverged\"") {
+            out.push(StoredRecord {
+                id: id.clone(),
+                state: serde_json::from_str(&state).map_err(|e| e.to_string()),
+            });
+        }
+        last = Some(id);
+    }
+    Ok((out, last))
+}

@@ -70,6 +70,10 @@ pub struct LinkView {
     /// Why the last push to this CRM failed, until one succeeds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub push_error: Option<String>,
+    /// Fields a rollback left with different values here and in this CRM: neither pushed
+    /// nor pulled until settled (`/v1/integrations/{id}/diverged`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub diverged: Vec<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -102,6 +106,7 @@ fn view(id: &str, r: &Record) -> RecordView {
                 remote_id: l.remote_id.clone(),
                 pending_push: l.pending_push.keys().cloned().collect(),
                 push_error: l.push_error.clone(),
+                diverged: l.diverged.keys().cloned().collect(),
             })
             .collect(),
         archived: r.archived,

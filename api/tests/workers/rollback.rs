@@ -145,16 +145,18 @@ async fn rollback_cli_killed_after_a_crm_write_is_resumed_by_a_worker() {
         titles_before,
         "the CRM holds its job titles from before the push run"
     );
-    // The app's edits are owed to the CRM again, as before the push run (once the records
-    // read model has caught up with the compensations).
-    poll_until("every edited record owes its edit again", || async {
+    // The app keeps its edits, which the CRM no longer holds: each is diverged (held until
+    // an admin keeps one side), not owed, or the next run would undo the rollback (once
+    // the records read model has caught up with the compensations).
+    poll_until("every edited record's edit is diverged, not owed", || async {
         let mismatched: Vec<Value> = records(&api, &integration, "contacts")
             .await
             .into_iter()
             .filter(|c| {
                 let owed = c["links"][0]["pending_push"].as_array().map(Vec::len);
+                let diverged = c["links"][0]["diverged"].as_array().map_or(0, Vec::len);
                 let expected = usize::from(edited.contains(&remote_id(c, &integration)));
-                owed != Some(expected)
+                owed != Some(0) || diverged != expected
             })
             .collect();
         match mismatched.first() {

@@ -1493,6 +1493,7 @@ fn refresh_commands_need_working_credentials() {
 fn begin(run_id: &str) -> IntegrationCommand {
     IntegrationCommand::BeginSyncRun {
         run_id: run_id.into(),
+        rollback: false,
         at: t1(),
     }
 }
@@ -1560,6 +1561,27 @@ fn only_a_connected_integration_runs_and_a_run_can_end_after_disconnection() {
         let result = given::<Integration>(history(status)).when(begin("r1"));
         assert!(
             matches!(result, Err(IntegrationError::InvalidTransition { from, .. }) if from == status),
+            "{status:?}: {result:?}"
+        );
+        // A rollback runs whatever the status, still one run at a time.
+        let rollback = IntegrationCommand::BeginSyncRun {
+            run_id: "rb".into(),
+            rollback: true,
+            at: t1(),
+        };
+        let result = given::<Integration>(history(status)).when(rollback.clone());
+        assert!(
+            matches!(
+                result.as_deref(),
+                Ok([IntegrationEvent::SyncRunBegun { .. }])
+            ),
+            "{status:?}: {result:?}"
+        );
+        let mut busy = history(status);
+        busy.insert(1, begun("r1"));
+        let result = given::<Integration>(busy).when(rollback);
+        assert!(
+            matches!(result, Err(IntegrationError::RunActive { .. })),
             "{status:?}: {result:?}"
         );
     }

@@ -175,10 +175,23 @@ impl<'a> Ctx<'a> {
         tag: String,
         meta: Metadata,
     ) -> Result<Ctx<'a>, EngineError> {
-        let session = inner.connections.session(&run.integration_id).await?;
+        let rollback = run.kind == Some(RunKind::Rollback);
+        let session = match inner.connections.session(&run.integration_id).await {
+            Ok(session) => Some(session),
+            // A rollback without its CRM still puts the app back (the CRM's part is owed).
+            Err(EngineError::NotConnected | EngineError::Unusable { .. }) if rollback => None,
+            Err(e) => return Err(e),
+        };
         // The adapter outlives runs: count this run's requests from here.
-        let calls_seen = session.adapter().requests_sent();
-        let integration = session.integration().clone();
+        let calls_seen = session.as_ref().map_or(0, |s| s.adapter().requests_sent());
+        let integration = match &session {
+            Some(s) => s.integration().clone(),
+            None => inner
+                .integrations
+                .load(&run.integration_id)
+                .await
+                .map_err(store_err)?,
+        };
         let policy = integration.merge_policy();
         Ok(Ctx {
             inner,
@@ -187,7 +200,7 @@ impl<'a> Ctx<'a> {
             tag,
             meta,
             integration,
-            session: Some(session),
+            session,
             policy,
             calls_seen,
             writer: Writer::default(),
@@ -301,7 +314,9 @@ impl<'a> Ctx<'a> {
     ) -> Result<Option<(chrono::DateTime<Utc>, Option<Vec<String>>)>, EngineError> {
         let runs =
             lookup::finished_runs(&self.inner.store.any, &self.run.integration_id, HISTORY).await?;
-        for run in &runs {
+        // A run of an older version has no kind: it pulled.
+        let pulled = |run: &SyncRun| run.kind.is_none_or(RunKind::reads_the_crm);
+        for run in runs.iter().filter(|r| pulled(r)) {
             if let Some(cursor) = lookup::ended_pass(run, entity, phase) {
                 let c: PullCursor = from_json(cursor)?;
                 if let Some(high_water) = c.high_water {

@@ -253,6 +253,9 @@ impl SyncRuns {
         }
         match integration.status {
             Status::Connected => {}
+            // Rolling back a bad run is what an admin does first, often after pausing the
+            // integration; a disconnected one gets the app side back and owes the CRM's.
+            _ if kind == RunKind::Rollback => {}
             Status::Paused => {
                 return Err(RunError::Unusable(
                     "the integration is paused; resume it to sync".into(),
@@ -282,6 +285,7 @@ impl SyncRuns {
         let now = Utc::now();
         let begin = IntegrationCommand::BeginSyncRun {
             run_id: run_id.clone(),
+            rollback: kind == RunKind::Rollback,
             at: now,
         };
         match inner
@@ -446,8 +450,15 @@ impl SyncRuns {
         meta: &Metadata,
     ) -> Result<crate::rollback::Preview, RunError> {
         let run = self.ended(run_id, meta, "be rolled back").await?;
+        let integration = self
+            .inner
+            .integrations
+            .load(&run.integration_id)
+            .await
+            .map_err(integration_error)?;
+        let access = syncledger_domain::rollback::CrmAccess::for_status(integration.status);
         let scope = crate::rollback::Scope::new(run.workspace_id, run_id);
-        Ok(crate::rollback::preview(&self.inner.store, &scope).await?)
+        Ok(crate::rollback::preview(&self.inner.store, &scope, access).await?)
     }
 
     /// Queues a run of kind `rollback` that reverses `run_id` (which must have ended).

@@ -12,6 +12,7 @@ use chrono::Utc;
 use syncledger_crm::{PushKind, PushOp, PushResult};
 use syncledger_domain::merge::Fields;
 use syncledger_domain::record::{Record, RecordCommand};
+use syncledger_domain::rollback::CrmAccess;
 use syncledger_domain::sync_run::{Phase, RecordFailure, RunStats};
 use syncledger_domain::{Aggregate, Entity};
 use syncledger_store::append::NewEvent;
@@ -45,11 +46,14 @@ impl Ctx<'_> {
         let Some(mut cursor) = self.id_cursor(entity, Phase::Rollback) else {
             return Ok(Flow::Continue);
         };
-        let page = self
-            .session()?
-            .adapter()
-            .push_batch_size()
-            .clamp(1, crate::rollback::PAGE);
+        let access = self.crm_access();
+        let page = match (&self.session, access) {
+            (Some(session), CrmAccess::Writable) => session
+                .adapter()
+                .push_batch_size()
+                .clamp(1, crate::rollback::PAGE),
+            _ => crate::rollback::PAGE,
+        };
         loop {
             let ids = touched(&self.inner.store, scope, Some(entity), &cursor.after, page).await?;
             let done = ids.len() < page;
@@ -60,7 +64,7 @@ impl Ctx<'_> {
             let mut attempt = 0;
             let flow = loop {
                 attempt += 1;
-                let planned: Vec<Planned> = plan_records(&self.inner.store, scope, &ids)
+                let planned: Vec<Planned> = plan_records(&self.inner.store, scope, &ids, access)
                     .await?
                     .into_iter()
                     .filter(|p| p.now.entity == Some(entity))
@@ -95,8 +99,18 @@ impl Ctx<'_> {
         }
     }
 
+    /// Whether this rollback can write to the CRM: not without a session (disconnected).
+    fn crm_access(&self) -> CrmAccess {
+        match self.session {
+            Some(_) => CrmAccess::for_status(self.integration.status),
+            None => CrmAccess::Owed,
+        }
+    }
+
     /// Writes the page's CRM values back, then builds the compensating events of every
-    /// record whose CRM write (if any) landed.
+    /// record whose CRM write (if any) landed. When the CRM's part is owed, every record
+    /// gets its app-side compensation, and each owed write-back is listed as a failure of
+    /// the run (a rollback of the same run makes it once the CRM is reachable).
     async fn compensate(
         &mut self,
         entity: Entity,
@@ -111,7 +125,7 @@ impl Ctx<'_> {
         let mut writes: Vec<(usize, String, Fields)> = Vec::new();
         for (i, p) in planned.iter().enumerate() {
             for c in &p.plan.crm {
-                if c.integration_id == integration_id {
+                if c.integration_id == integration_id && !p.plan.crm_owed {
                     writes.push((i, c.remote_id.clone(), c.properties.clone()));
                 }
             }
@@ -156,6 +170,31 @@ impl Ctx<'_> {
         for (p, error) in planned.into_iter().zip(crm_error) {
             stats.processed += 1;
             stats.conflicts_detected += p.plan.conflicts.len() as u64;
+            if p.plan.crm_owed {
+                let properties: Vec<String> = p
+                    .plan
+                    .crm
+                    .iter()
+                    .flat_map(|c| c.properties.keys().cloned())
+                    .collect();
+                stats.failed += 1;
+                failures.push(RecordFailure {
+                    entity,
+                    phase: Phase::Rollback,
+                    record_id: Some(p.record_id.clone()),
+                    remote_id: p
+                        .now
+                        .links
+                        .get(&integration_id)
+                        .map(|l| l.remote_id.clone()),
+                    error: format!(
+                        "owed to the CRM: writing back {} (the integration is not connected; a \
+                         rollback of sync run {target} writes it back once it is)",
+                        properties.join(", ")
+                    ),
+                    fetched: None,
+                });
+            }
             if let Some(error) = error {
                 stats.failed += 1;
                 failures.push(RecordFailure {
@@ -189,12 +228,12 @@ impl Ctx<'_> {
                 .plan
                 .crm
                 .iter()
-                .filter(|c| c.integration_id == integration_id)
+                .filter(|c| c.integration_id == integration_id && !p.plan.crm_owed)
             {
                 commands.push(RecordCommand::ConfirmPush {
                     integration_id: integration_id.clone(),
                     remote_id: c.remote_id.clone(),
-                    fields: Fields::new(),
+                    fields: c.fields.clone(),
                     sent: c.properties.clone(),
                     run_id: run_id.clone(),
                     at,

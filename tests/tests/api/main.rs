@@ -6,6 +6,7 @@ mod audit;
 mod audit_access;
 mod audit_changes;
 mod audit_export;
+mod between_runs;
 mod concurrency;
 mod conflicts;
 mod connect;

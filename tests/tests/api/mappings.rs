@@ -657,6 +657,7 @@ async fn reapply_remaps_fetched_data_without_calling_the_provider(
     );
     let begin = IntegrationCommand::BeginSyncRun {
         run_id: "busy".into(),
+        rollback: false,
         at: Utc::now(),
     };
     app.state.integrations.execute(&id, begin, &meta).await?;
