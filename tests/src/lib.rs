@@ -6,6 +6,7 @@
 pub mod db;
 pub mod fixtures;
 pub mod hostile_cel;
+pub mod own_pg;
 pub mod rows;
 pub mod wait;
 

@@ -191,6 +191,15 @@ impl Store {
         matches!(self.events, EventPool::Postgres(_))
     }
 
+    /// Whether the database answers a trivial query now (on the pool the event log is
+    /// written through): how a writer tells an outage from an error that persists.
+    pub async fn answers(&self) -> bool {
+        match &self.events {
+            EventPool::Postgres(p) => sqlx::query("SELECT 1").execute(p).await.is_ok(),
+            EventPool::Sqlite(p) => sqlx::query("SELECT 1").execute(p).await.is_ok(),
+        }
+    }
+
     pub fn feed(&self) -> Feed {
         Feed::new(self.feed_pool.clone())
     }

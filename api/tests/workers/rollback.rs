@@ -148,22 +148,25 @@ async fn rollback_cli_killed_after_a_crm_write_is_resumed_by_a_worker() {
     // The app keeps its edits, which the CRM no longer holds: each is diverged (held until
     // an admin keeps one side), not owed, or the next run would undo the rollback (once
     // the records read model has caught up with the compensations).
-    poll_until("every edited record's edit is diverged, not owed", || async {
-        let mismatched: Vec<Value> = records(&api, &integration, "contacts")
-            .await
-            .into_iter()
-            .filter(|c| {
-                let owed = c["links"][0]["pending_push"].as_array().map(Vec::len);
-                let diverged = c["links"][0]["diverged"].as_array().map_or(0, Vec::len);
-                let expected = usize::from(edited.contains(&remote_id(c, &integration)));
-                owed != Some(0) || diverged != expected
-            })
-            .collect();
-        match mismatched.first() {
-            None => Ok(()),
-            Some(first) => Err(format!("{} record(s), e.g. {first}", mismatched.len())),
-        }
-    })
+    poll_until(
+        "every edited record's edit is diverged, not owed",
+        || async {
+            let mismatched: Vec<Value> = records(&api, &integration, "contacts")
+                .await
+                .into_iter()
+                .filter(|c| {
+                    let owed = c["links"][0]["pending_push"].as_array().map(Vec::len);
+                    let diverged = c["links"][0]["diverged"].as_array().map_or(0, Vec::len);
+                    let expected = usize::from(edited.contains(&remote_id(c, &integration)));
+                    owed != Some(0) || diverged != expected
+                })
+                .collect();
+            match mismatched.first() {
+                None => Ok(()),
+                Some(first) => Err(format!("{} record(s), e.g. {first}", mismatched.len())),
+            }
+        },
+    )
     .await;
     sandbox.shutdown().await;
     server.stop().await;

@@ -94,11 +94,7 @@ pub(super) async fn execute(inner: &Inner, run_id: &str) -> Result<RunStatus, En
         }
         Err(e) => return Err(store_err(e)),
     }
-    let (run, version) = inner.runs.load_versioned(run_id).await.map_err(store_err)?;
-    let outcome = match Ctx::open(inner, run, version, tag, meta.clone()).await {
-        Ok(mut ctx) => ctx.drive().await,
-        Err(e) => Err(e),
-    };
+    let outcome = drive_through_outages(inner, run_id, &tag, &meta).await;
     let end = match outcome {
         Ok(Flow::Stopped) => None,
         Ok(Flow::Continue) => {
@@ -120,9 +116,18 @@ pub(super) async fn execute(inner: &Inner, run_id: &str) -> Result<RunStatus, En
         }
     };
     if let Some(command) = end {
-        match inner.runs.execute(run_id, command, &meta).await {
-            Ok(()) | Err(CommandError::Domain(SyncRunError::InvalidTransition { .. })) => {}
-            Err(e) => return Err(store_err(e)),
+        let mut strikes = 0;
+        loop {
+            match inner.runs.execute(run_id, command.clone(), &meta).await {
+                Ok(()) | Err(CommandError::Domain(SyncRunError::InvalidTransition { .. })) => break,
+                Err(CommandError::Store(e)) if strikes < STORE_RETRIES => {
+                    tracing::warn!(run_id, error = %e, "could not record the run's end; retrying once the store answers");
+                    if wait_for_store(inner).await {
+                        strikes += 1;
+                    }
+                }
+                Err(e) => return Err(store_err(e)),
+            }
         }
     }
     let run = inner.runs.load(run_id).await.map_err(store_err)?;
@@ -130,6 +135,79 @@ pub(super) async fn execute(inner: &Inner, run_id: &str) -> Result<RunStatus, En
         release(inner, &run, &meta).await?;
     }
     Ok(run.status)
+}
+
+/// Store errors tolerated in a row while the store answers, with no page committed in
+/// between, before the run fails: an error that persists with the database up is not an
+/// outage. Errors while the database does not answer are not counted: the run waits for
+/// it, however long, and resumes.
+const STORE_RETRIES: u32 = 3;
+
+/// Executes the run, riding out store outages: on a store error the execution waits until
+/// the database answers again and resumes from the run's last committed page (a fetched
+/// page that was not committed is fetched again; its records merge as no change).
+async fn drive_through_outages(
+    inner: &Inner,
+    run_id: &str,
+    tag: &str,
+    meta: &Metadata,
+) -> Result<Flow, EngineError> {
+    let mut strikes = 0;
+    let mut committed = None;
+    loop {
+        let (run, version) = match inner.runs.load_versioned(run_id).await {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::warn!(run_id, error = %e, "could not load the run; retrying once the store answers");
+                if wait_for_store(inner).await {
+                    strikes += 1;
+                    if strikes > STORE_RETRIES {
+                        return Err(store_err(e));
+                    }
+                }
+                continue;
+            }
+        };
+        // Cancelled or taken over while the store was away: not ours to go on with.
+        if run.status != RunStatus::Running || run.worker.as_deref() != Some(tag) {
+            return Ok(Flow::Stopped);
+        }
+        if committed.is_some_and(|v| version > v) {
+            strikes = 0;
+        }
+        committed = Some(version);
+        let outcome = match Ctx::open(inner, run, version, tag.to_owned(), meta.clone()).await {
+            Ok(mut ctx) => ctx.drive().await,
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Err(EngineError::Store(cause)) => {
+                tracing::warn!(run_id, error = %cause, "store error during a sync run; resuming from its last committed page once the store answers");
+                if wait_for_store(inner).await {
+                    strikes += 1;
+                    if strikes > STORE_RETRIES {
+                        return Err(EngineError::Store(cause));
+                    }
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Waits until the store answers, with backoff and no limit. Returns whether it answered
+/// at once (the error was not an outage, or one already over).
+async fn wait_for_store(inner: &Inner) -> bool {
+    if inner.store.answers().await {
+        return true;
+    }
+    let mut pause = std::time::Duration::from_millis(100);
+    while !inner.store.answers().await {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_secs(5));
+    }
+    tracing::info!("the store answers again");
+    false
 }
 
 async fn release(inner: &Inner, run: &SyncRun, meta: &Metadata) -> Result<(), EngineError> {

@@ -72,6 +72,9 @@ pub struct Options {
     pub environment: Environment,
     /// Last changes to the settings (provider apps, outbound policy, ...).
     pub tweak: fn(Settings) -> Settings,
+    /// Run on this PostgreSQL database (a server the test owns) instead of a fresh one
+    /// on the shared server or SQLite.
+    pub database_url: Option<String>,
 }
 
 impl Default for Options {
@@ -84,6 +87,7 @@ impl Default for Options {
             nats_stream: None,
             environment: Environment::Development,
             tweak: |settings| settings,
+            database_url: None,
         }
     }
 }
@@ -138,6 +142,7 @@ impl TestApp {
     pub async fn spawn_with(backend: Backend, opts: Options) -> anyhow::Result<Option<TestApp>> {
         let data_dir = syncledger_tests::db::private_tempdir();
         let pg = match backend {
+            _ if opts.database_url.is_some() => None,
             Backend::Sqlite => None,
             Backend::Postgres => {
                 let Some((store, db)) = postgres_store().await else {
@@ -160,7 +165,11 @@ impl TestApp {
         let settings = Settings {
             addr: "127.0.0.1:0".parse()?,
             data_dir: data_dir.path().to_path_buf(),
-            database_url: pg.as_ref().map(|db| SecretString::from(db.url.clone())),
+            database_url: opts
+                .database_url
+                .clone()
+                .or_else(|| pg.as_ref().map(|db| db.url.clone()))
+                .map(SecretString::from),
             database_max_connections: 8,
             nats_stream,
             nats_subject_prefix,
