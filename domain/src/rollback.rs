@@ -297,19 +297,31 @@ pub fn plan(
                 };
                 let none = Pushed::default();
                 let sent = pushed.get(id).unwrap_or(&none);
+                let goes_back = !sent.properties.is_empty()
+                    && crm_restore(&mut plan, id, b, a, n, &sent.properties);
+                plan.crm_owed |= goes_back && access == CrmAccess::Owed;
                 let written_back = match access {
-                    CrmAccess::Writable => sent,
-                    // Nothing goes back to the CRM now: the link keeps what it holds.
-                    CrmAccess::Owed => &none,
+                    CrmAccess::Writable if goes_back => sent,
+                    // Nothing goes back to the CRM (now): the link keeps what it holds.
+                    _ => &none,
                 };
                 let mut restored = restore_link(b, a, n, &written_back.fields);
+                // A field whose app value changed since the run (an edit, a resolution)
+                // keeps what the link says of it now: its pending value and base are part
+                // of that newer decision.
+                for field in changed_since(after, now) {
+                    for (restored, now) in [
+                        (&mut restored.pending_push, &n.pending_push),
+                        (&mut restored.base, &n.base),
+                    ] {
+                        match now.get(&field) {
+                            Some(v) => restored.insert(field.clone(), v.clone()),
+                            None => restored.remove(&field),
+                        };
+                    }
+                }
                 if n != a {
                     plan.links_changed_since.push(id.clone());
-                }
-                if !sent.properties.is_empty() {
-                    let before_crm = plan.crm.len();
-                    crm_restore(&mut plan, id, b, a, n, &sent.properties);
-                    plan.crm_owed |= access == CrmAccess::Owed && plan.crm.len() > before_crm;
                 }
                 if let Some(c) = plan.crm.iter_mut().find(|c| &c.integration_id == id) {
                     c.fields = written_back
@@ -320,6 +332,21 @@ pub fn plan(
                 }
                 let touched = touched_fields(&plan, (after, now), (b, a, n), &restored, sent);
                 settle_touched(&mut plan, id, now, &mut restored, touched);
+                // A field owed or in a conflict since is someone's newer decision: a
+                // divergence the reversed run ended does not come back over it.
+                let newer: Vec<String> = restored
+                    .diverged
+                    .keys()
+                    .filter(|f| {
+                        restored.pending_push.contains_key(*f)
+                            || restored.conflicts.contains_key(*f)
+                    })
+                    .cloned()
+                    .collect();
+                for f in newer {
+                    restored.diverged.remove(&f);
+                    plan.diverged.retain(|d| d.field != f);
+                }
                 if &restored != n {
                     plan.links.insert(id.clone(), Some(restored));
                 }
@@ -327,6 +354,16 @@ pub fn plan(
         }
     }
     plan
+}
+
+/// The app fields whose value (or presence) differs between the two states.
+fn changed_since(after: &Record, now: &Record) -> Vec<String> {
+    let names: BTreeSet<&String> = after.fields.keys().chain(now.fields.keys()).collect();
+    names
+        .into_iter()
+        .filter(|f| after.fields.get(*f).map(|v| &v.value) != now.fields.get(*f).map(|v| &v.value))
+        .cloned()
+        .collect()
 }
 
 /// The app fields of one link the run touched: restored in the app, sent to the CRM,
@@ -465,8 +502,11 @@ fn restore_link(b: &Link, a: &Link, n: &Link, written_back: &BTreeSet<String>) -
     }
 }
 
-/// The CRM properties the run sent that the CRM still holds (as far as syncledger
-/// knows), to be written back with the value known before the run.
+/// The CRM properties the run sent, to be written back with the value known before the
+/// run; whether they all go back. A record's write-back is all or nothing: when one
+/// property changed again since, or its value before the run is unknown (the run was the
+/// first to send it), none is written back and all are reported as left as they are, so
+/// the link never has to guess which app field a property holds.
 fn crm_restore(
     plan: &mut RecordPlan,
     id: &str,
@@ -474,21 +514,30 @@ fn crm_restore(
     a: &Link,
     n: &Link,
     props: &BTreeSet<String>,
-) {
+) -> bool {
     let mut properties = Fields::new();
     let mut now_values = Fields::new();
+    let mut kept = Vec::new();
     for p in props {
-        let Some(old) = b.remote.get(p) else { continue };
         let (sent, held) = (a.remote.get(p), n.remote.get(p));
+        let Some(old) = b.remote.get(p) else {
+            kept.push(p.clone());
+            continue;
+        };
         if sent == Some(old) {
             continue;
         }
         if held != sent {
-            plan.crm_changed_since.push(p.clone());
+            kept.push(p.clone());
             continue;
         }
         properties.insert(p.clone(), old.clone());
         now_values.insert(p.clone(), held.cloned().flatten());
+    }
+    if !kept.is_empty() {
+        plan.crm_changed_since.extend(kept);
+        plan.crm_changed_since.extend(properties.into_keys());
+        return false;
     }
     if !properties.is_empty() {
         plan.crm.push(CrmRestore {
@@ -499,4 +548,5 @@ fn crm_restore(
             fields: Fields::new(),
         });
     }
+    true
 }
