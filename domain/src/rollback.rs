@@ -243,7 +243,9 @@ pub fn plan(
             continue;
         }
         let (b, a, n) = (value(before, name), value(after, name), value(now, name));
-        if held(now) != held(after) {
+        // Changed since: another value, or the same one set again since (an edit that
+        // changed it and back is a newer decision too).
+        if now.fields.get(name.as_str()) != after.fields.get(name.as_str()) {
             plan.conflicts.push(ChangedSince {
                 field: name.clone(),
                 run_value: a,
@@ -356,12 +358,13 @@ pub fn plan(
     plan
 }
 
-/// The app fields whose value (or presence) differs between the two states.
+/// The app fields set since `after` (another value or presence, or the same value set
+/// again).
 fn changed_since(after: &Record, now: &Record) -> Vec<String> {
     let names: BTreeSet<&String> = after.fields.keys().chain(now.fields.keys()).collect();
     names
         .into_iter()
-        .filter(|f| after.fields.get(*f).map(|v| &v.value) != now.fields.get(*f).map(|v| &v.value))
+        .filter(|f| after.fields.get(*f) != now.fields.get(*f))
         .cloned()
         .collect()
 }
@@ -392,9 +395,8 @@ fn touched_fields(
                 .cloned(),
         );
     }
-    let held = |r: &Record, f: &str| r.fields.get(f).map(|v| v.value.clone());
     touched.retain(|f| {
-        held(after, f) == held(now, f)
+        after.fields.get(f) == now.fields.get(f)
             && a.pending_push.get(f) == n.pending_push.get(f)
             && a.base.get(f) == n.base.get(f)
     });
