@@ -347,11 +347,11 @@ impl<'a> Ctx<'a> {
         let entities = self.integration.sync_config.entities.clone();
         let direction = self.integration.sync_config.direction;
         let kind = self.run.kind.unwrap_or(RunKind::Incremental);
-        if let Some(original) = self.run.retry_of.clone() {
-            return self.retry(&original).await;
-        }
         if kind == RunKind::Rollback {
             return self.rollback().await;
+        }
+        if let Some(original) = self.run.retry_of.clone() {
+            return self.retry(&original).await;
         }
         let pulls = kind != RunKind::Push && direction != Direction::Push;
         let pushes = direction != Direction::Pull;

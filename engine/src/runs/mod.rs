@@ -413,6 +413,20 @@ impl SyncRuns {
             )));
         }
         let kind = run.kind.unwrap_or(RunKind::Incremental);
+        if let (RunKind::Rollback, Some(target)) = (kind, run.rollback_of.clone()) {
+            // A rollback is retried by rolling its run back again: what went back already
+            // shows as changed since and is left alone; what failed (or was owed) goes now.
+            return self
+                .trigger_run(
+                    &run.integration_id,
+                    RunKind::Rollback,
+                    trigger,
+                    Some(run_id.to_string()),
+                    Some(target),
+                    meta,
+                )
+                .await;
+        }
         self.trigger(
             &run.integration_id,
             kind,

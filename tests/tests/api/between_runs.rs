@@ -13,7 +13,8 @@ on_both_backends!(
     incremental_runs_go_on_after_a_reapply,
     a_rolled_back_conflict_stays_open_and_nothing_is_pushed_over_the_crm,
     a_rolled_back_pull_stays_diverged_until_an_admin_chooses,
-    rollback_works_paused_and_owes_the_crm_when_disconnected
+    rollback_works_paused_and_owes_the_crm_when_disconnected,
+    a_rollback_whose_crm_write_failed_is_retried
 );
 
 fn remote_of(record: &Value) -> anyhow::Result<String> {
@@ -464,4 +465,87 @@ async fn a_run_rides_out_a_database_outage() -> anyhow::Result<()> {
     app.finish().await?;
     drop(pg);
     Ok(())
+}
+
+/// Defect: retrying a rollback run that failed to write some values back to the CRM
+/// started a run that did nothing and reported success. A rollback's retry rolls its
+/// run back again: what already went back is left alone, what failed goes now.
+async fn a_rollback_whose_crm_write_failed_is_retried(backend: Backend) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let sandbox = Sandbox::start_hubspot(SandboxConfig {
+        records: 3,
+        ..SandboxConfig::default()
+    })
+    .await?;
+    let id = connect(
+        &app,
+        "hubspot",
+        &sandbox.base_url(),
+        "bidirectional",
+        "last_write_wins",
+    )
+    .await?;
+    assert_eq!(run(&app, &id, "full").await?["status"], "completed");
+    let contacts = records(&app, &id, "contacts").await?;
+    let mut before = Vec::new();
+    for (i, c) in contacts.iter().enumerate() {
+        let remote_id = remote_of(c)?;
+        before.push((remote_id.clone(), phone_in_crm(&sandbox, &remote_id).await?));
+        edit(
+            &app,
+            &id_of(c)?,
+            json!({"phone": format!("+1 555 07{i:02}")}),
+        )
+        .await?;
+    }
+    let pushed = run(&app, &id, "incremental").await?;
+    assert_eq!(pushed["status"], "completed", "{pushed}");
+
+    // The rollback's write-back batch: every second input is refused.
+    send(
+        reqwest::Client::new()
+            .post(format!("{}/_sandbox/faults", sandbox.base_url()))
+            .json(&json!({"kind": "partial_batch", "fail_every": 2, "count": 1})),
+    )
+    .await?
+    .expect(StatusCode::NO_CONTENT);
+    let rollback = rolled_back(&app, &run_id(&pushed)?).await?;
+    assert_eq!(rollback["status"], "partial", "{rollback}");
+    assert_eq!(rollback["stats"]["failed"], 1, "{rollback}");
+    let failed = rollback["failures"][0]["remote_id"]
+        .as_str()
+        .context("the failed record's CRM id")?
+        .to_owned();
+    assert_ne!(
+        phone_in_crm(&sandbox, &failed).await?,
+        before
+            .iter()
+            .find(|(r, _)| r == &failed)
+            .context("known")?
+            .1,
+        "the refused write-back did not land"
+    );
+
+    let resp = app
+        .post_empty(
+            &format!("/v1/sync-runs/{}/retry", run_id(&rollback)?),
+            &app.admin,
+        )
+        .await?;
+    let retry = resp.expect(StatusCode::CREATED).clone();
+    assert_eq!(retry["kind"], "rollback", "{retry}");
+    assert_eq!(retry["rollback_of"], pushed["id"], "{retry}");
+    let retry = crate::sync::wait_run(&app, &run_id(&retry)?).await?;
+    assert_eq!(retry["status"], "completed", "{retry}");
+    for (remote_id, phone) in &before {
+        assert_eq!(
+            &phone_in_crm(&sandbox, remote_id).await?,
+            phone,
+            "{remote_id} holds its phone from before the push run"
+        );
+    }
+    sandbox.shutdown().await;
+    app.finish().await
 }
