@@ -221,6 +221,7 @@ impl<'a> Log<'a> {
                     ciphertext: "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=".into(),
                 },
                 expires_at: Some(self.clock + Duration::minutes(30)),
+                refresh_token: Some(true),
                 at: self.clock,
             };
             self.push::<Integration>(&id, 2, &stored, &meta).await?;

@@ -129,6 +129,7 @@ async fn seed_integration(
             kind: CredentialKind::ApiKey,
             secret: secret(),
             expires_at: None,
+            refresh_token: None,
             at: Utc::now(),
         },
         IntegrationCommand::Pause { at: Utc::now() },

@@ -550,6 +550,7 @@ pub async fn credentials(
             kind,
             secret,
             expires_at: None,
+            refresh_token: None,
             at,
         }
     } else {
@@ -557,6 +558,7 @@ pub async fn credentials(
             kind,
             secret,
             expires_at: None,
+            refresh_token: None,
             at,
         }
     };

@@ -18,6 +18,7 @@ mod helpers;
 mod integrations;
 mod isolation;
 mod mappings;
+mod oauth_standards;
 mod openapi;
 mod rate_limit;
 mod rebuild;
