@@ -398,6 +398,7 @@ impl<'a> Log<'a> {
                         fields: changed.clone(),
                         source: Source::Crm {
                             integration_id: integration.clone(),
+                            decided_by: None,
                         },
                         run_id: Some(run.id.clone()),
                         at,
