@@ -265,6 +265,7 @@ impl<'a> Log<'a> {
             trigger: syncledger_domain::sync_run::Trigger::Scheduled,
             retry_of: None,
             rollback_of: None,
+            options: Default::default(),
             at: self.clock,
         };
         self.run_event(&mut run, &queued).await?;

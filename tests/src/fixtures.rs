@@ -192,6 +192,7 @@ pub async fn seed_sync_activity(
             trigger: Trigger::Manual,
             retry_of: None,
             rollback_of: None,
+            options: Default::default(),
             at: Utc::now(),
         },
         SyncRunCommand::Start {

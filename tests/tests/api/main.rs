@@ -24,6 +24,7 @@ mod rate_limit;
 mod rebuild;
 mod records;
 mod rollback;
+mod run_options;
 mod secrets;
 mod sync;
 mod sync_strategies;
