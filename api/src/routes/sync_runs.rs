@@ -29,7 +29,7 @@ fn time(t: Option<DateTime<Utc>>) -> Option<String> {
 }
 
 /// A run's counters.
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Clone, Serialize, utoipa::ToSchema)]
 pub struct StatsView {
     pub processed: u64,
     pub created: u64,

@@ -29,6 +29,13 @@ async fn start(app: &TestApp, id: &str, body: Value) -> anyhow::Result<Value> {
     })
 }
 
+async fn integration(app: &TestApp, id: &str) -> anyhow::Result<Value> {
+    let resp = app
+        .get(&format!("/v1/integrations/{id}"), &app.admin)
+        .await?;
+    Ok(resp.expect(StatusCode::OK).clone())
+}
+
 async fn sandbox(records: usize) -> anyhow::Result<Sandbox> {
     Ok(Sandbox::start_hubspot(SandboxConfig {
         records,
@@ -52,6 +59,8 @@ async fn a_run_covers_only_the_entities_asked_for(backend: Backend) -> anyhow::R
     };
     let sandbox = sandbox(5).await?;
     let id = connect(&app, "hubspot", &sandbox.base_url(), "pull", "crm_wins").await?;
+    let view = integration(&app, &id).await?;
+    assert_eq!(view["last_run"], Value::Null, "no run yet: {view}");
     let run = start(
         &app,
         &id,
@@ -68,10 +77,29 @@ async fn a_run_covers_only_the_entities_asked_for(backend: Backend) -> anyhow::R
     assert_eq!(run["stats"]["created"], 5, "{run}");
     assert_eq!(records(&app, &id, "companies").await?.len(), 5);
     assert!(records(&app, &id, "contacts").await?.is_empty());
+    // The integration view shows the last run's status and counts.
+    let last = integration(&app, &id).await?["last_run"].clone();
+    assert_eq!(last["id"], run["id"], "{last}");
+    assert_eq!(last["status"], "completed", "{last}");
+    assert_eq!(last["kind"], "full", "{last}");
+    assert_eq!(last["stats"]["created"], 5, "{last}");
+    assert!(last["ended_at"].is_string(), "{last}");
     // Without options: every entity.
     let run = start(&app, &id, json!({"kind": "full"})).await?;
     assert_eq!(run["entities"], Value::Null, "{run}");
     assert_eq!(records(&app, &id, "contacts").await?.len(), 5);
+    let listed = app.get("/v1/integrations", &app.admin).await?;
+    let listed = listed.expect(StatusCode::OK)["data"].clone();
+    let last = listed
+        .as_array()
+        .and_then(|all| all.iter().find(|i| i["id"] == id.as_str()))
+        .map(|i| i["last_run"].clone())
+        .unwrap_or_default();
+    assert_eq!(
+        last["id"], run["id"],
+        "the list shows the newest run: {last}"
+    );
+    assert_eq!(last["stats"]["created"], 5, "{last}");
     sandbox.shutdown().await;
     app.finish().await
 }
