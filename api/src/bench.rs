@@ -83,6 +83,7 @@ async fn bench_store(name: &str, store: &Store, args: &BenchArgs) -> anyhow::Res
                                 ciphertext: "AAAA".into(),
                             },
                             expires_at: None,
+                            refresh_token: None,
                             at: Utc::now(),
                         },
                         n if n % 2 == 0 => IntegrationCommand::Pause { at: Utc::now() },

@@ -221,6 +221,7 @@ impl<'a> Log<'a> {
                     ciphertext: "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=".into(),
                 },
                 expires_at: Some(self.clock + Duration::minutes(30)),
+                refresh_token: Some(true),
                 at: self.clock,
             };
             self.push::<Integration>(&id, 2, &stored, &meta).await?;
@@ -264,6 +265,7 @@ impl<'a> Log<'a> {
             trigger: syncledger_domain::sync_run::Trigger::Scheduled,
             retry_of: None,
             rollback_of: None,
+            options: Default::default(),
             at: self.clock,
         };
         self.run_event(&mut run, &queued).await?;
@@ -397,6 +399,7 @@ impl<'a> Log<'a> {
                         fields: changed.clone(),
                         source: Source::Crm {
                             integration_id: integration.clone(),
+                            decided_by: None,
                         },
                         run_id: Some(run.id.clone()),
                         at,

@@ -239,6 +239,7 @@ async fn bench(settings: &Settings, args: &SyncBenchArgs) -> anyhow::Result<()> 
                 kind,
                 secret,
                 expires_at,
+                refresh_token: None,
                 at: Utc::now(),
             },
             &meta,

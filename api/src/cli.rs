@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use syncledger_domain::Plan;
+use syncledger_domain::{Plan, Role};
 use syncledger_vault::MasterKey;
 
 #[derive(Parser, Debug)]
@@ -36,6 +36,11 @@ pub enum Command {
     Workspace {
         #[command(subcommand)]
         command: WorkspaceCommand,
+    },
+    /// Manage API tokens locally (needs the data directory or the database, not the API).
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
     },
     /// Manage encryption keys.
     Keys {
@@ -119,6 +124,30 @@ pub enum WorkspaceCommand {
         #[arg(long, default_value = "starter")]
         plan: Plan,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokensCommand {
+    /// Issue a token for a workspace, as `POST /v1/tokens` does (same use case, same audit
+    /// event), e.g. to recover a workspace whose admin tokens are all lost. Prints
+    /// {"workspace_id":…,"token_id":…,"role":…,"label":…,"token":…} once.
+    Create {
+        /// The workspace id.
+        #[arg(long)]
+        workspace: String,
+        /// admin, operator, viewer or auditor.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// The token's label (shown by `GET /v1/tokens`).
+        #[arg(long, default_value = "issued by the local CLI")]
+        name: String,
+    },
+}
+
+fn parse_role(text: &str) -> Result<Role, String> {
+    Role::parse(text).ok_or_else(|| {
+        format!("unknown role {text:?} (expected admin, operator, viewer or auditor)")
+    })
 }
 
 #[derive(Subcommand, Debug)]
@@ -248,6 +277,14 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<ExitCod
             store.close().await;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Tokens {
+            command:
+                TokensCommand::Create {
+                    workspace,
+                    role,
+                    name,
+                },
+        } => create_token(&settings, &workspace, role, &name).await,
         Command::Keys {
             command: KeysCommand::RotateMaster,
         } => rotate_master(&settings).await,
@@ -496,6 +533,42 @@ async fn replay_into(
 /// With a key file: the new key is written beside it first (`master.key.new`), the data keys
 /// are re-wrapped in one transaction, then the new file replaces the old. With
 /// `SYNCLEDGER_MASTER_KEY`: the new key is printed once; put it in the environment.
+/// `tokens create`: the API's token use case against the local store; the bearer token is
+/// printed once and never logged.
+async fn create_token(
+    settings: &Settings,
+    workspace_id: &str,
+    role: Role,
+    label: &str,
+) -> anyhow::Result<ExitCode> {
+    let (store, _vault) = app::open(settings).await?;
+    let meta =
+        syncledger_store::Metadata::new("system", workspace_id, uuid::Uuid::now_v7().to_string())
+            .caused_by("cli:tokens-create");
+    let issued = services::issue_token(&store, &store.cqrs(), workspace_id, role, label, &meta)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message));
+    store.close().await;
+    let issued = issued?;
+    #[derive(serde::Serialize)]
+    struct Issued<'a> {
+        workspace_id: &'a str,
+        token_id: &'a str,
+        role: &'a str,
+        label: &'a str,
+        token: &'a str,
+    }
+    let line = Issued {
+        workspace_id,
+        token_id: &issued.id,
+        role: issued.role.as_str(),
+        label: &issued.label,
+        token: &issued.bearer,
+    };
+    println!("{}", serde_json::to_string(&line)?);
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn rotate_master(settings: &Settings) -> anyhow::Result<ExitCode> {
     let (store, vault) = app::open(settings).await?;
     let new = MasterKey::generate();

@@ -26,5 +26,7 @@ mod sandbox;
 mod secrets;
 #[path = "cli/shutdown.rs"]
 mod shutdown;
+#[path = "cli/tokens.rs"]
+mod tokens;
 #[path = "cli/workspace.rs"]
 mod workspace;

@@ -96,12 +96,22 @@ pub enum IntegrationEvent {
         kind: CredentialKind,
         secret: EncryptedSecret,
         expires_at: Option<DateTime<Utc>>,
+        /// OAuth only: whether the provider issued a refresh token. `false`: the
+        /// access token is used until it expires, then the integration must be
+        /// connected again. Absent for other credentials (and in older events).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refresh_token: Option<bool>,
         at: DateTime<Utc>,
     },
     CredentialsRotated {
         kind: CredentialKind,
         secret: EncryptedSecret,
         expires_at: Option<DateTime<Utc>>,
+        /// OAuth only: whether the provider issued a refresh token. `false`: the
+        /// access token is used until it expires, then the integration must be
+        /// connected again. Absent for other credentials (and in older events).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refresh_token: Option<bool>,
         at: DateTime<Utc>,
     },
     ConnectionTested {
@@ -199,15 +209,27 @@ impl DomainEvent for IntegrationEvent {
             E::IntegrationCreated { provider, name, .. } => {
                 format!("integration {name:?} created for provider {provider}")
             }
-            E::CredentialsStored { kind, secret, .. } => format!(
-                "{} credentials stored (encrypted with key {}, secret redacted)",
+            E::CredentialsStored {
+                kind,
+                secret,
+                refresh_token,
+                ..
+            } => format!(
+                "{} credentials stored (encrypted with key {}, secret redacted){}",
                 kind_label(*kind),
-                secret.key_id
+                secret.key_id,
+                refresh_note(*refresh_token)
             ),
-            E::CredentialsRotated { kind, secret, .. } => format!(
-                "{} credentials rotated (encrypted with key {}, secret redacted)",
+            E::CredentialsRotated {
+                kind,
+                secret,
+                refresh_token,
+                ..
+            } => format!(
+                "{} credentials rotated (encrypted with key {}, secret redacted){}",
                 kind_label(*kind),
-                secret.key_id
+                secret.key_id,
+                refresh_note(*refresh_token)
             ),
             E::ConnectionTested { ok: true, .. } => "connection test succeeded".into(),
             E::ConnectionTested {
@@ -268,6 +290,15 @@ fn side_label(side: Side) -> &'static str {
     }
 }
 
+/// What an audit reader must know about a connection's refresh token.
+fn refresh_note(refresh_token: Option<bool>) -> &'static str {
+    match refresh_token {
+        Some(true) => "; with a refresh token",
+        Some(false) => "; no refresh token was issued (refresh_token: false): the access token works until it expires, then the integration must be connected again",
+        None => "",
+    }
+}
+
 fn kind_label(kind: CredentialKind) -> &'static str {
     match kind {
         CredentialKind::Oauth2 => "OAuth 2.0",
@@ -293,6 +324,8 @@ pub enum IntegrationCommand {
         kind: CredentialKind,
         secret: EncryptedSecret,
         expires_at: Option<DateTime<Utc>>,
+        /// OAuth only: whether the provider issued a refresh token.
+        refresh_token: Option<bool>,
         at: DateTime<Utc>,
     },
     /// Replace the credentials of a working integration (refresh, key rotation).
@@ -300,6 +333,8 @@ pub enum IntegrationCommand {
         kind: CredentialKind,
         secret: EncryptedSecret,
         expires_at: Option<DateTime<Utc>>,
+        /// OAuth only: whether the provider issued a refresh token.
+        refresh_token: Option<bool>,
         at: DateTime<Utc>,
     },
     RecordConnectionTest {
@@ -650,22 +685,26 @@ impl Aggregate for Integration {
                 kind,
                 secret,
                 expires_at,
+                refresh_token,
                 at,
             } => E::CredentialsStored {
                 kind,
                 secret,
                 expires_at,
+                refresh_token,
                 at,
             },
             C::RotateCredentials {
                 kind,
                 secret,
                 expires_at,
+                refresh_token,
                 at,
             } => E::CredentialsRotated {
                 kind,
                 secret,
                 expires_at,
+                refresh_token,
                 at,
             },
             C::RecordConnectionTest {
@@ -760,6 +799,7 @@ impl Aggregate for Integration {
                     kind,
                     secret,
                     expires_at,
+                    refresh_token: None,
                     at,
                 }
             }
@@ -816,6 +856,7 @@ impl Aggregate for Integration {
                 secret,
                 expires_at,
                 at,
+                ..
             } => {
                 self.credential_kind = Some(*kind);
                 self.secret = Some(secret.clone());
@@ -831,6 +872,7 @@ impl Aggregate for Integration {
                 secret,
                 expires_at,
                 at,
+                ..
             } => {
                 self.credential_kind = Some(*kind);
                 self.secret = Some(secret.clone());

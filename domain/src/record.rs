@@ -25,8 +25,16 @@ use crate::sync_config::Entity;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Source {
-    App { actor: String },
-    Crm { integration_id: String },
+    App {
+        actor: String,
+    },
+    Crm {
+        integration_id: String,
+        /// Who took the CRM's value by resolving a conflict (`use_crm`); absent for
+        /// values a sync run brought.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        decided_by: Option<String>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +107,21 @@ pub enum ResolvedWith {
     UseApp,
     UseCrm,
     Merged,
+}
+
+/// Where a resolved value comes from: the CRM's value taken with `use_crm` has the CRM as
+/// its source, with the resolver named as the one who decided; any other resolution is the
+/// resolver's own app edit.
+fn resolved_source(resolution: ResolvedWith, integration_id: &str, actor: &str) -> Source {
+    match resolution {
+        ResolvedWith::UseCrm => Source::Crm {
+            integration_id: integration_id.to_owned(),
+            decided_by: Some(actor.to_owned()),
+        },
+        ResolvedWith::UseApp | ResolvedWith::Merged => Source::App {
+            actor: actor.to_owned(),
+        },
+    }
 }
 
 impl ResolvedWith {
@@ -565,7 +588,7 @@ impl Record {
         field: &str,
         value: &Option<String>,
         crm_value: &Option<String>,
-        actor: &str,
+        source: Source,
         at: DateTime<Utc>,
     ) {
         let app_changed = self.value(field) != *value;
@@ -573,9 +596,7 @@ impl Record {
             field.to_owned(),
             FieldValue {
                 value: value.clone(),
-                source: Source::App {
-                    actor: actor.to_owned(),
-                },
+                source,
                 at,
             },
         );
@@ -717,6 +738,7 @@ impl Record {
                 fields: to_app,
                 source: Source::Crm {
                     integration_id: integration_id.clone(),
+                    decided_by: None,
                 },
                 run_id: Some(run_id.clone()),
                 at,
@@ -991,6 +1013,7 @@ impl Aggregate for Record {
                 self.entity = Some(*entity);
                 let source = Source::Crm {
                     integration_id: integration_id.clone(),
+                    decided_by: None,
                 };
                 for (name, value) in fields {
                     self.fields.insert(
@@ -1113,10 +1136,13 @@ impl Aggregate for Record {
                 field,
                 value,
                 crm_value,
+                resolution,
                 actor,
                 at,
-                ..
-            } => self.resolve(integration_id, field, value, crm_value, actor, *at),
+            } => {
+                let source = resolved_source(*resolution, integration_id, actor);
+                self.resolve(integration_id, field, value, crm_value, source, *at)
+            }
             RecordEvent::ConflictIgnored {
                 integration_id,
                 field,

@@ -13,7 +13,106 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{Aggregate, DomainEvent};
-use crate::sync_config::Entity;
+use crate::sync_config::{Direction, Entity, FieldError, SyncConfig};
+
+/// What one run covers when it is narrower than its integration's sync config.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunOptions {
+    /// A subset of the integration's entities; `None`: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entities: Option<Vec<Entity>>,
+    /// No wider than the integration's direction; `None`: the integration's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<Direction>,
+    /// `false`: only records changed from the run's start on; its passes start from a
+    /// cursor of "now" instead of importing the history.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub import_historical: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            entities: None,
+            direction: None,
+            import_historical: true,
+        }
+    }
+}
+
+impl RunOptions {
+    pub fn is_default(&self) -> bool {
+        *self == RunOptions::default()
+    }
+
+    /// The options fit the integration: entities it syncs (at least one, none twice),
+    /// a direction no wider than its own (a pull-only integration never pushes).
+    pub fn validate(&self, config: &SyncConfig) -> Result<(), FieldError> {
+        let bad = |field, message: String| Err(FieldError { field, message });
+        if let Some(entities) = &self.entities {
+            if entities.is_empty() {
+                return bad("entities", "name at least one entity".into());
+            }
+            for (i, entity) in entities.iter().enumerate() {
+                if !config.entities.contains(entity) {
+                    return bad(
+                        "entities",
+                        format!(
+                            "{} is not one of the integration's entities",
+                            entity.as_str()
+                        ),
+                    );
+                }
+                if entities[..i].contains(entity) {
+                    return bad("entities", format!("{} is named twice", entity.as_str()));
+                }
+            }
+        }
+        match (self.direction, config.direction) {
+            (None, _) | (Some(_), Direction::Bidirectional) => Ok(()),
+            (Some(asked), own) if asked == own => Ok(()),
+            (Some(asked), own) => bad(
+                "direction",
+                format!(
+                    "{} is wider than the integration's direction {}",
+                    direction_str(asked),
+                    direction_str(own)
+                ),
+            ),
+        }
+    }
+
+    /// The entities the run syncs, in the integration's order.
+    pub fn entities_of(&self, config: &SyncConfig) -> Vec<Entity> {
+        config
+            .entities
+            .iter()
+            .copied()
+            .filter(|e| self.entities.as_ref().is_none_or(|only| only.contains(e)))
+            .collect()
+    }
+
+    /// The direction the run syncs in.
+    pub fn direction_of(&self, config: &SyncConfig) -> Direction {
+        self.direction.unwrap_or(config.direction)
+    }
+}
+
+fn direction_str(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Pull => "pull",
+        Direction::Push => "push",
+        Direction::Bidirectional => "bidirectional",
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -158,6 +257,9 @@ pub enum SyncRunEvent {
         /// The run this rollback run reverses.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rollback_of: Option<String>,
+        /// Entities, direction and history asked for this run (absent: the integration's).
+        #[serde(default, skip_serializing_if = "RunOptions::is_default")]
+        options: RunOptions,
         at: DateTime<Utc>,
     },
     RunStarted {
@@ -233,6 +335,7 @@ pub enum SyncRunCommand {
         trigger: Trigger,
         retry_of: Option<String>,
         rollback_of: Option<String>,
+        options: RunOptions,
         at: DateTime<Utc>,
     },
     /// A worker takes the run; a running run may be taken over (its worker died).
@@ -306,6 +409,8 @@ pub struct SyncRun {
     pub retry_of: Option<String>,
     #[serde(default)]
     pub rollback_of: Option<String>,
+    #[serde(default)]
+    pub options: RunOptions,
     /// Every record that failed, in the order the pages were committed.
     #[serde(default)]
     pub failures: Vec<RecordFailure>,
@@ -366,6 +471,7 @@ impl Aggregate for SyncRun {
             trigger,
             retry_of,
             rollback_of,
+            options,
             at,
         } = command
         {
@@ -380,6 +486,7 @@ impl Aggregate for SyncRun {
                 trigger,
                 retry_of,
                 rollback_of,
+                options,
                 at,
             }]);
         }
@@ -454,11 +561,13 @@ impl Aggregate for SyncRun {
                 trigger,
                 retry_of,
                 rollback_of,
+                options,
                 at,
             } => {
                 self.id = Some(run_id.clone());
                 self.retry_of.clone_from(retry_of);
                 self.rollback_of.clone_from(rollback_of);
+                self.options.clone_from(options);
                 self.integration_id.clone_from(integration_id);
                 self.workspace_id.clone_from(workspace_id);
                 self.kind = Some(*kind);

@@ -185,6 +185,7 @@ impl Reapply {
             trigger: Trigger::Manual,
             retry_of: None,
             rollback_of: None,
+            options: Default::default(),
             at: Utc::now(),
         };
         self.runs

@@ -302,43 +302,23 @@ impl Session {
             .as_ref()
             .and_then(|t| t.refresh_token.as_ref())
             .map(|r| r.expose_secret().to_owned());
-        let refresh_token_missing = refresh_token.is_none();
-        let outcome = match refresh_token {
-            Some(token) => self.adapter.refresh(&token).await,
-            None => Err(CrmError::OAuth(String::new())),
+        let Some(refresh_token) = refresh_token else {
+            self.abandon(meta, generation, EXPIRED_WITHOUT_REFRESH.to_owned(), true)
+                .await?;
+            return Err(EngineError::RefreshRejected);
         };
-        let abandon =
-            |reason: String, permanent: bool| IntegrationCommand::AbandonCredentialRefresh {
-                holder: self.holder.clone(),
-                generation,
-                reason,
-                permanent,
-                at: Utc::now(),
-            };
-        let mut fresh = match outcome {
+        let mut fresh = match self.adapter.refresh(&refresh_token).await {
             Ok(fresh) => fresh,
-            Err(CrmError::OAuth(grant)) => {
-                let reason = if refresh_token_missing {
-                    EXPIRED_WITHOUT_REFRESH.to_owned()
-                } else {
-                    format!(
-                        "the provider refused the refresh token ({}); reconnect the integration",
-                        clean(&grant)
-                    )
-                };
-                self.connections
-                    .inner
-                    .integrations
-                    .execute(&id, abandon(reason, true), meta)
+            // Only a definitive answer (the grant or client refused, an unusable token
+            // type) needs the user; anything else may pass, so the integration stays
+            // connected and the caller fails in a way it can retry.
+            Err(e) if e.needs_reauthorization() => {
+                self.abandon(meta, generation, reauthorization_reason(&e), true)
                     .await?;
                 return Err(EngineError::RefreshRejected);
             }
             Err(other) => {
-                let reason = other.to_string();
-                self.connections
-                    .inner
-                    .integrations
-                    .execute(&id, abandon(reason, false), meta)
+                self.abandon(meta, generation, other.to_string(), false)
                     .await?;
                 return Err(other.into());
             }
@@ -384,11 +364,46 @@ impl Session {
         }
     }
 
+    /// Gives up this holder's refresh claim: `permanent` puts the integration in error
+    /// with `reason`, else the claim is released for a later try.
+    async fn abandon(
+        &self,
+        meta: &Metadata,
+        generation: u64,
+        reason: String,
+        permanent: bool,
+    ) -> Result<(), EngineError> {
+        let command = IntegrationCommand::AbandonCredentialRefresh {
+            holder: self.holder.clone(),
+            generation,
+            reason,
+            permanent,
+            at: Utc::now(),
+        };
+        self.connections
+            .inner
+            .integrations
+            .execute(&self.id(), command, meta)
+            .await?;
+        Ok(())
+    }
+
     async fn adopt(&mut self, current: Integration) -> Result<(), EngineError> {
         self.credentials = self.connections.credentials_of(&current).await?;
         self.generation = current.credentials_generation;
         self.integration = current;
         Ok(())
+    }
+}
+
+/// Why a definitive refresh failure needs the user (provider text cleaned).
+fn reauthorization_reason(error: &CrmError) -> String {
+    match error {
+        CrmError::OAuth(grant) => format!(
+            "the provider refused the refresh token ({}); reconnect the integration",
+            clean(grant)
+        ),
+        other => format!("{other}; reconnect the integration"),
     }
 }
 

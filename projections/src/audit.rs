@@ -370,6 +370,7 @@ mod tests {
             trigger: Trigger::Webhook,
             retry_of: None,
             rollback_of: None,
+            options: Default::default(),
             at: chrono::Utc::now(),
         };
         let payload = serde_json::to_value(&queued).unwrap_or_default();

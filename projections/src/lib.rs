@@ -33,6 +33,9 @@ pub enum ProjectionError {
     Unknown(String),
     #[error("{missing} event(s) recorded by the requested time are not readable yet (a transaction is still open on the server); try again")]
     Behind { missing: i64 },
+    /// A read-model row that should parse does not (its content is not shown).
+    #[error("a stored {0} row could not be read")]
+    Corrupt(&'static str),
 }
 
 /// Physical names for a projection's logical tables: the live names, or the shadow

@@ -73,3 +73,21 @@ impl Projection for SyncRuns {
         Ok(())
     }
 }
+
+/// The integration's latest run (by queue time) as the read model holds it.
+pub async fn last_of(
+    pool: &sqlx::AnyPool,
+    integration_id: &str,
+) -> Result<Option<SyncRun>, ProjectionError> {
+    let state: Option<String> = sqlx::query_scalar(&format!(
+        "SELECT state FROM {TABLE} WHERE integration_id = $1
+         ORDER BY queued_at DESC, id DESC LIMIT 1"
+    ))
+    .bind(integration_id)
+    .fetch_optional(pool)
+    .await?;
+    state
+        .map(|s| serde_json::from_str(&s))
+        .transpose()
+        .map_err(|_| ProjectionError::Corrupt(TABLE))
+}

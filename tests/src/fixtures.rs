@@ -129,6 +129,7 @@ async fn seed_integration(
             kind: CredentialKind::ApiKey,
             secret: secret(),
             expires_at: None,
+            refresh_token: None,
             at: Utc::now(),
         },
         IntegrationCommand::Pause { at: Utc::now() },
@@ -191,6 +192,7 @@ pub async fn seed_sync_activity(
             trigger: Trigger::Manual,
             retry_of: None,
             rollback_of: None,
+            options: Default::default(),
             at: Utc::now(),
         },
         SyncRunCommand::Start {

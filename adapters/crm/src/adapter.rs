@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use syncledger_domain::Entity;
 
 use crate::error::CrmError;
+use crate::oauth::IssuerRule;
 use crate::types::{Credentials, Cursor, FieldInfo, Identity, Page, PushOp, PushResult, Tokens};
 
 #[async_trait]
@@ -47,6 +48,12 @@ pub trait CrmAdapter: Send + Sync {
     async fn refresh(&self, refresh_token: &str) -> Result<Tokens, CrmError>;
 
     async fn revoke(&self, tokens: &Tokens) -> Result<(), CrmError>;
+
+    /// The authorization server's issuer, when known: the callback's `iss` (RFC 9207)
+    /// is then checked against it. None of the built-in providers documents one.
+    fn issuer(&self) -> Option<IssuerRule> {
+        None
+    }
 
     async fn test_connection(&self, credentials: &Credentials) -> Result<Identity, CrmError>;
 

@@ -43,9 +43,21 @@ pub enum CrmError {
     /// A 2xx whose body is not what the protocol promises.
     #[error("the provider sent a malformed response: {}", clean(.0))]
     Malformed(String),
-    /// The OAuth server refused a grant (invalid_grant, invalid_client, ...).
+    /// The OAuth server refused a grant for good (invalid_grant, invalid_client,
+    /// unauthorized_client, ...): only a new authorization helps.
     #[error("the authorization server refused the grant: {}", clean(.0))]
     OAuth(String),
+    /// The OAuth server answered `temporarily_unavailable` or `server_error` after
+    /// every retry: a later attempt may succeed.
+    #[error("the authorization server is temporarily unavailable (after {attempts} attempts)")]
+    OAuthUnavailable { attempts: u32 },
+    /// The token response names a `token_type` other than Bearer (`mac`, `DPoP`, ...),
+    /// which syncledger cannot present: the token is not used.
+    #[error(
+        "the authorization server issued a token of type {:?}; only Bearer tokens are supported",
+        short(.0)
+    )]
+    UnsupportedTokenType(String),
     /// The adapter itself is misconfigured (bad URL, ...).
     #[error("invalid adapter configuration: {0}")]
     Config(String),
@@ -81,7 +93,8 @@ impl CrmError {
             CrmError::Server { .. } => "server",
             CrmError::Transport { .. } => "transport",
             CrmError::Malformed(_) => "malformed",
-            CrmError::OAuth(_) => "oauth",
+            CrmError::OAuth(_) | CrmError::UnsupportedTokenType(_) => "oauth",
+            CrmError::OAuthUnavailable { .. } => "server",
             CrmError::Config(_) => "config",
             CrmError::Refused { .. } => "refused",
         }
@@ -95,7 +108,15 @@ impl CrmError {
                 | CrmError::Server { .. }
                 | CrmError::Transport { .. }
                 | CrmError::Malformed(_)
+                | CrmError::OAuthUnavailable { .. }
         )
+    }
+
+    /// Whether the authorization server's answer to a token request is definitive:
+    /// the grant (or the client) was refused, or the tokens it issues cannot be used.
+    /// Only then must a user authorize again; every other failure may pass.
+    pub fn needs_reauthorization(&self) -> bool {
+        matches!(self, CrmError::OAuth(_) | CrmError::UnsupportedTokenType(_))
     }
 }
 

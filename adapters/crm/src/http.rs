@@ -96,6 +96,14 @@ impl RetryPolicy {
         let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
         Duration::from_millis(rand::thread_rng().gen_range(0..=millis))
     }
+
+    /// How long to wait before trying a failed call again (its retry number
+    /// `attempt + 1`): the backoff, or the provider's `Retry-After` when that is
+    /// longer. `None` once every retry is spent.
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Option<Duration> {
+        (attempt < self.max_retries)
+            .then(|| retry_after.unwrap_or_default().max(self.backoff(attempt)))
+    }
 }
 
 /// What a provider's rate-limit headers say about the current window.
@@ -264,6 +272,11 @@ impl Executor {
         &self.guard
     }
 
+    /// When and how often this executor tries a failed call again.
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+
     /// How many requests this executor has sent, retries included.
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
@@ -309,10 +322,10 @@ impl Executor {
                     after,
                     ambiguous,
                 }) => {
-                    if attempt >= self.policy.max_retries || (ambiguous && !retry_ambiguous) {
-                        return Err(error);
-                    }
-                    let delay = after.unwrap_or_default().max(self.policy.backoff(attempt));
+                    let delay = match self.policy.delay(attempt, after) {
+                        Some(delay) if !ambiguous || retry_ambiguous => delay,
+                        _ => return Err(error),
+                    };
                     tracing::debug!(attempt, ?delay, %error, "retrying provider call");
                     tokio::time::sleep(delay).await;
                     attempt += 1;
@@ -487,7 +500,7 @@ fn classify_failure(
 }
 
 /// `Retry-After` in seconds (HTTP dates are not used by the providers here).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let seconds: f64 = headers
         .get(RETRY_AFTER)?
         .to_str()

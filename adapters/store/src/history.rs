@@ -13,6 +13,11 @@
 //! On both backends the instant is taken before the event commits, so an event answered to
 //! a client always counts at any instant the client reads afterwards.
 //!
+//! An event that states its own time (`at`, to the microsecond as the API shows it)
+//! counts from that time when it is earlier: it is the time a record shows for the values
+//! the event set, so asking as of a value's own timestamp shows that value (inclusive),
+//! instead of nothing because the event was recorded a few microseconds later.
+//!
 //! # As of an instant
 //!
 //! The state after the longest prefix, in sequence order, of the aggregate's events whose
@@ -23,7 +28,7 @@
 
 use crate::feed::{lite_row, pg_row, StoredEvent};
 use crate::{EventPool, Store};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::Deserialize;
 use syncledger_domain::Aggregate;
 
@@ -31,14 +36,14 @@ const PG_AS_OF: &str = "
 SELECT transaction_id::text AS tx, global_position, aggregate_type, aggregate_id, sequence,
        event_type, event_version, payload::text AS payload, metadata::text AS metadata, recorded_at
   FROM events
- WHERE aggregate_type = $1 AND aggregate_id = $2 AND recorded_at <= $3
+ WHERE aggregate_type = $1 AND aggregate_id = $2
  ORDER BY sequence";
 
 const LITE_AS_OF: &str = "
 SELECT global_position, aggregate_type, aggregate_id, sequence, event_type, event_version,
        payload, metadata, recorded_at
   FROM events
- WHERE aggregate_type = $1 AND aggregate_id = $2 AND recorded_at <= $3
+ WHERE aggregate_type = $1 AND aggregate_id = $2
  ORDER BY sequence";
 
 impl Store {
@@ -54,7 +59,6 @@ impl Store {
                 let rows = sqlx::query(PG_AS_OF)
                     .bind(aggregate_type)
                     .bind(aggregate_id)
-                    .bind(as_of)
                     .fetch_all(pool)
                     .await?;
                 rows.into_iter()
@@ -65,7 +69,6 @@ impl Store {
                 let rows = sqlx::query(LITE_AS_OF)
                     .bind(aggregate_type)
                     .bind(aggregate_id)
-                    .bind(sqlite_instant(as_of))
                     .fetch_all(pool)
                     .await?;
                 rows.into_iter()
@@ -73,14 +76,25 @@ impl Store {
                     .collect::<Result<Vec<_>, _>>()?
             }
         };
-        Ok(prefix(events))
+        Ok(prefix(
+            events
+                .into_iter()
+                .filter(|e| counts_from(e) <= as_of)
+                .collect(),
+        ))
     }
 }
 
-/// SQLite's stored form: fixed-width text, so text order is time order. Truncating to the
-/// microsecond keeps every comparison with the microsecond instants stored.
-fn sqlite_instant(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+/// The instant an event counts from: when it was recorded, or the time it states
+/// (`at`, truncated to the microsecond) when that is earlier.
+pub fn counts_from(event: &StoredEvent) -> DateTime<Utc> {
+    let stated = event
+        .payload
+        .get("at")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc).trunc_subsecs(6));
+    stated.map_or(event.recorded_at, |t| t.min(event.recorded_at))
 }
 
 /// The events up to the first missing sequence: sequences run 1, 2, 3… and an event
@@ -137,14 +151,19 @@ mod tests {
     }
 
     #[test]
-    fn sqlite_instants_are_fixed_width_microseconds() {
-        let t = DateTime::parse_from_rfc3339("2024-05-06T07:08:09.123456789+02:00")
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or_default();
-        assert_eq!(sqlite_instant(t), "2024-05-06T05:08:09.123456Z");
-        let whole = DateTime::parse_from_rfc3339("0999-01-01T00:00:00Z")
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or_default();
-        assert_eq!(sqlite_instant(whole), "0999-01-01T00:00:00.000000Z");
+    fn an_event_counts_from_its_own_time_when_that_is_earlier() {
+        let at = |s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap_or_default()
+        };
+        let mut e = event(1);
+        e.recorded_at = at("2024-05-06T07:08:09.123500Z");
+        e.payload = serde_json::json!({"type": "x", "at": "2024-05-06T07:08:09.123456789Z"});
+        assert_eq!(counts_from(&e), at("2024-05-06T07:08:09.123456Z"));
+        e.payload = serde_json::json!({"at": "2024-05-06T07:08:10Z"});
+        assert_eq!(counts_from(&e), e.recorded_at);
+        e.payload = serde_json::json!({"at": 5});
+        assert_eq!(counts_from(&e), e.recorded_at);
     }
 }

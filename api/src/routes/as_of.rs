@@ -4,14 +4,15 @@
 //! (404, as an unknown id); an instant in the future gives the current state.
 
 use crate::error::{ApiError, ApiResult};
-use crate::routes::integrations::{IntegrationView, SyncConfigBody};
+use crate::routes::integrations::{IntegrationView, LastRunView, SyncConfigBody};
 use crate::state::AppState;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 use syncledger_domain::record::Record;
-use syncledger_domain::{Aggregate, Integration};
+use syncledger_domain::sync_run::SyncRun;
+use syncledger_domain::{Aggregate, Integration, IntegrationEvent};
 use syncledger_projections::integration_status::StatusRow;
-use syncledger_store::history;
+use syncledger_store::{history, StoredEvent};
 
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct AsOf {
@@ -65,10 +66,33 @@ pub async fn integration(
     let events = state.store.events_as_of(Integration::TYPE, id, t).await?;
     match StatusRow::fold(&events)? {
         Some(row) if row.state.id.is_some() && row.state.workspace_id == workspace_id => {
-            Ok(integration_view(id, &row))
+            let mut view = integration_view(id, &row);
+            view.last_run = last_run(state, &events, t).await?;
+            Ok(view)
         }
         _ => Err(ApiError::not_found("integration")),
     }
+}
+
+/// The integration's latest run as of `t`: the last one begun on it by then, folded
+/// from its own events recorded by then.
+async fn last_run(
+    state: &AppState,
+    events: &[StoredEvent],
+    t: DateTime<Utc>,
+) -> ApiResult<Option<LastRunView>> {
+    let begun = events.iter().rev().find_map(|e| {
+        match serde_json::from_value::<IntegrationEvent>(e.payload.clone()) {
+            Ok(IntegrationEvent::SyncRunBegun { run_id, .. }) => Some(run_id),
+            _ => None,
+        }
+    });
+    let Some(run_id) = begun else {
+        return Ok(None);
+    };
+    let run_events = state.store.events_as_of(SyncRun::TYPE, &run_id, t).await?;
+    let run: SyncRun = history::fold(&run_events).map_err(ApiError::internal)?;
+    Ok(run.id.is_some().then(|| LastRunView::from(&run)))
 }
 
 /// What the `integration_status` read model would show for `row`: times to the second.
@@ -93,5 +117,7 @@ fn integration_view(id: &str, row: &StatusRow) -> IntegrationView {
         created_at: secs(row.created_at),
         updated_at: secs(row.updated_at),
         version: row.version,
+        // Filled in by the caller, from the runs' own events.
+        last_run: None,
     }
 }

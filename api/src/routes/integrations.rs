@@ -187,6 +187,48 @@ pub struct IntegrationView {
     pub created_at: String,
     pub updated_at: String,
     pub version: i64,
+    /// The latest sync run: its status and counts (null before the first run, and in
+    /// `as_of` answers).
+    pub last_run: Option<LastRunView>,
+}
+
+/// The integration's latest sync run, in short (`GET /v1/sync-runs/{id}` has the rest).
+#[derive(Clone, Serialize, utoipa::ToSchema)]
+pub struct LastRunView {
+    pub id: String,
+    /// full, incremental, push, reapply or rollback.
+    pub kind: String,
+    /// queued, running, completed, partial, failed, cancelled or quota_exhausted.
+    pub status: String,
+    pub stats: crate::routes::sync_runs::StatsView,
+    pub queued_at: Option<String>,
+    pub ended_at: Option<String>,
+    /// Why it failed, was cancelled or stopped.
+    pub reason: Option<String>,
+}
+
+impl From<&syncledger_domain::sync_run::SyncRun> for LastRunView {
+    fn from(run: &syncledger_domain::sync_run::SyncRun) -> Self {
+        let full = crate::routes::sync_runs::view(run);
+        LastRunView {
+            id: full.id,
+            kind: full.kind,
+            status: full.status,
+            stats: full.stats,
+            queued_at: full.queued_at,
+            ended_at: full.ended_at,
+            reason: full.reason,
+        }
+    }
+}
+
+/// Fills in the integration's latest run from the sync-runs read model.
+async fn with_last_run(state: &AppState, mut view: IntegrationView) -> ApiResult<IntegrationView> {
+    let last = syncledger_projections::sync_runs::last_of(&state.store.any, &view.id)
+        .await
+        .map_err(ApiError::internal)?;
+    view.last_run = last.as_ref().map(LastRunView::from);
+    Ok(view)
 }
 
 /// RFC 3339 in UTC, to the second, as every API time is.
@@ -217,6 +259,7 @@ fn view(r: &sqlx::any::AnyRow) -> ApiResult<IntegrationView> {
         created_at: api_time(r.try_get("created_at")?).unwrap_or_default(),
         updated_at: api_time(r.try_get("updated_at")?).unwrap_or_default(),
         version: r.try_get("version")?,
+        last_run: None,
     })
 }
 
@@ -236,7 +279,10 @@ async fn read_row(
     .bind(workspace_id)
     .fetch_optional(&state.store.any)
     .await?;
-    row.as_ref().map(view).transpose()
+    match row.as_ref().map(view).transpose()? {
+        Some(v) => Ok(Some(with_last_run(state, v).await?)),
+        None => Ok(None),
+    }
 }
 
 async fn read(state: &AppState, caller: &Caller, id: &str) -> ApiResult<IntegrationView> {
@@ -282,6 +328,7 @@ pub(crate) async fn read_fresh(
             .map_or_else(|| now.clone(), |r| r.created_at.clone()),
         updated_at: now,
         version: agg.version,
+        last_run: row.and_then(|r| r.last_run),
     })
 }
 
@@ -390,7 +437,10 @@ pub async fn list(
     .bind(limit + 1)
     .fetch_all(&state.store.any)
     .await?;
-    let views = rows.iter().map(view).collect::<ApiResult<Vec<_>>>()?;
+    let mut views = Vec::with_capacity(rows.len());
+    for row in &rows {
+        views.push(with_last_run(&state, view(row)?).await?);
+    }
     Ok(Json(List::page(views, limit, |v| v.id.clone())))
 }
 
@@ -550,6 +600,7 @@ pub async fn credentials(
             kind,
             secret,
             expires_at: None,
+            refresh_token: None,
             at,
         }
     } else {
@@ -557,6 +608,7 @@ pub async fn credentials(
             kind,
             secret,
             expires_at: None,
+            refresh_token: None,
             at,
         }
     };

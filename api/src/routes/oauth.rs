@@ -20,6 +20,7 @@ use rand::RngCore;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
+use syncledger_crm::oauth::check_issuer;
 use syncledger_crm::{Credentials, CrmAdapter, CrmError, Entity, Identity};
 use syncledger_domain::integration::CredentialKind;
 use syncledger_domain::provider_text::clean;
@@ -50,6 +51,12 @@ fn provider_error(cause: &CrmError) -> ApiError {
             StatusCode::TOO_MANY_REQUESTS,
             "provider_quota_exhausted",
             "the provider's API quota is used up; try again when it resets",
+        ),
+        // The text names only the token type (cleaned), never the token.
+        CrmError::UnsupportedTokenType(_) => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "unsupported_token_type",
+            cause.to_string(),
         ),
         CrmError::Unauthorized => ApiError::new(
             StatusCode::BAD_GATEWAY,
@@ -239,6 +246,20 @@ pub struct CallbackParams {
     pub state: Option<String>,
     /// Set by the provider when the user refused.
     pub error: Option<String>,
+    /// The authorization server's issuer identifier (RFC 9207), checked against the
+    /// provider's known issuer when there is one.
+    pub iss: Option<String>,
+}
+
+/// The connected integration, and whether the provider issued a refresh token.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CallbackResponse {
+    #[serde(flatten)]
+    pub integration: IntegrationView,
+    /// `false`: the provider issued no refresh token, so the access token works until
+    /// it expires (`credentials_expire_at`) and the integration must then be connected
+    /// again. The audit trail's `CredentialsStored` entry says the same.
+    pub refresh_token: bool,
 }
 
 /// A claimed authorization: what `connect` bound to its state.
@@ -285,17 +306,23 @@ async fn claim(state: &AppState, oauth_state: &str) -> ApiResult<Option<Claimed>
 /// Where the provider sends the browser back. No bearer token: the single-use state
 /// names the workspace and integration.
 #[utoipa::path(get, path = "/v1/oauth/callback", tag = "integrations", params(CallbackParams),
-    responses((status = 200, body = IntegrationView), (status = 400, body = crate::error::ErrorBody),
+    responses((status = 200, body = CallbackResponse), (status = 400, body = crate::error::ErrorBody),
                (status = 502, body = crate::error::ErrorBody)))]
 pub async fn callback(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
     Query(params): Query<CallbackParams>,
-) -> ApiResult<Json<IntegrationView>> {
+) -> ApiResult<Json<CallbackResponse>> {
     let oauth_state = params.state.ok_or_else(invalid_state)?;
     let claimed = claim(&state, &oauth_state)
         .await?
         .ok_or_else(invalid_state)?;
+    let integration = owned(&state, &claimed.workspace_id, &claimed.integration_id).await?;
+    let adapter = adapter_for(&state, &integration)?;
+    // RFC 9207: a response from another authorization server (mix-up) is refused
+    // before its code is used; the state is spent either way.
+    check_issuer(adapter.issuer().as_ref(), params.iss.as_deref())
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "issuer_mismatch", e.to_string()))?;
     if params.error.is_some() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -307,8 +334,6 @@ pub async fn callback(
         .code
         .filter(|c| !c.is_empty())
         .ok_or_else(|| ApiError::invalid_field("code", "is required"))?;
-    let integration = owned(&state, &claimed.workspace_id, &claimed.integration_id).await?;
-    let adapter = adapter_for(&state, &integration)?;
     let verifier = state
         .vault
         .open(&claimed.workspace_id, &claimed.verifier)
@@ -319,6 +344,7 @@ pub async fn callback(
         .exchange_code(&code, verifier, &claimed.redirect_uri)
         .await
         .map_err(|e| provider_error(&e))?;
+    let refresh_token = tokens.refresh_token.is_some();
     let credentials = Credentials::OAuth2(tokens);
     // Which provider account these tokens reach: webhooks name it, not the integration.
     // Best effort: a failed test does not undo a granted authorization.
@@ -337,6 +363,7 @@ pub async fn callback(
             kind,
             secret,
             expires_at,
+            refresh_token: Some(refresh_token),
             at,
         }
     } else {
@@ -344,6 +371,7 @@ pub async fn callback(
             kind,
             secret,
             expires_at,
+            refresh_token: Some(refresh_token),
             at,
         }
     };
@@ -361,7 +389,10 @@ pub async fn callback(
         };
         view = command_as(&state, &meta, &claimed.integration_id, test).await?;
     }
-    Ok(Json(view))
+    Ok(Json(CallbackResponse {
+        integration: view,
+        refresh_token,
+    }))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

@@ -42,20 +42,32 @@ pub struct FieldView {
     /// For app values: who set it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
+    /// For CRM values taken by resolving a conflict with `use_crm`: who decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
     pub at: String,
 }
 
 impl From<&FieldValue> for FieldView {
     fn from(f: &FieldValue) -> Self {
-        let (source, integration_id, actor) = match &f.source {
-            Source::App { actor } => ("app", None, Some(actor.clone())),
-            Source::Crm { integration_id } => ("crm", Some(integration_id.clone()), None),
+        let (source, integration_id, actor, decided_by) = match &f.source {
+            Source::App { actor } => ("app", None, Some(actor.clone()), None),
+            Source::Crm {
+                integration_id,
+                decided_by,
+            } => (
+                "crm",
+                Some(integration_id.clone()),
+                None,
+                decided_by.clone(),
+            ),
         };
         FieldView {
             value: f.value.clone(),
             source: source.into(),
             integration_id,
             actor,
+            decided_by,
             at: time(f.at),
         }
     }

@@ -15,7 +15,8 @@ use axum::Json;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
-use syncledger_domain::sync_run::{RunKind, RunStats, SyncRun, Trigger};
+use syncledger_domain::sync_config::{Direction, Entity};
+use syncledger_domain::sync_run::{RunKind, RunOptions, RunStats, SyncRun, Trigger};
 use syncledger_domain::Aggregate;
 use syncledger_engine::RunError;
 
@@ -28,7 +29,7 @@ fn time(t: Option<DateTime<Utc>>) -> Option<String> {
 }
 
 /// A run's counters.
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Clone, Serialize, utoipa::ToSchema)]
 pub struct StatsView {
     pub processed: u64,
     pub created: u64,
@@ -99,6 +100,12 @@ pub struct RunView {
     /// For a rollback run: the run it reverses.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollback_of: Option<String>,
+    /// The entities this run syncs when narrower than the integration's (else null).
+    pub entities: Option<Vec<String>>,
+    /// The direction this run syncs in when asked for (else null: the integration's).
+    pub direction: Option<String>,
+    /// false: the run imported no history, only records changed from its start on.
+    pub import_historical: bool,
     pub passes: Vec<PassView>,
     pub failures: Vec<FailureView>,
     pub failures_total: usize,
@@ -126,6 +133,13 @@ pub(crate) fn view(run: &SyncRun) -> RunView {
         reason: run.reason.clone(),
         retry_of: run.retry_of.clone(),
         rollback_of: run.rollback_of.clone(),
+        entities: run
+            .options
+            .entities
+            .as_ref()
+            .map(|e| e.iter().map(|e| e.as_str().to_string()).collect()),
+        direction: run.options.direction.as_ref().map(label),
+        import_historical: run.options.import_historical,
         passes: run
             .passes
             .iter()
@@ -165,6 +179,7 @@ fn run_error(e: RunError) -> ApiError {
         ),
         RunError::State(e) => ApiError::new(StatusCode::CONFLICT, "invalid_state", e.to_string()),
         RunError::NothingToRetry(m) => ApiError::new(StatusCode::CONFLICT, "nothing_to_retry", m),
+        RunError::Invalid(e) => ApiError::invalid_field(e.field, e.message),
         RunError::Engine(e) => engine_error(e),
     }
 }
@@ -175,6 +190,55 @@ pub struct StartRun {
     /// full, incremental (default) or push.
     #[serde(default)]
     pub kind: Option<String>,
+    /// Only these of the integration's entities (contacts, companies); default all.
+    #[serde(default)]
+    pub entities: Option<Vec<String>>,
+    /// pull, push or bidirectional, no wider than the integration's; default its own.
+    #[serde(default)]
+    pub direction: Option<String>,
+    /// Default true. false: import no history, only records changed from now on (the
+    /// run's passes start from a cursor of "now").
+    #[serde(default)]
+    pub import_historical: Option<bool>,
+}
+
+fn parse_entity(name: &str) -> ApiResult<Entity> {
+    match name {
+        "contacts" => Ok(Entity::Contacts),
+        "companies" => Ok(Entity::Companies),
+        other => Err(ApiError::invalid_field(
+            "entities",
+            format!("must be contacts or companies, not {other:?}"),
+        )),
+    }
+}
+
+fn parse_direction(name: &str) -> ApiResult<Direction> {
+    match name {
+        "pull" => Ok(Direction::Pull),
+        "push" => Ok(Direction::Push),
+        "bidirectional" => Ok(Direction::Bidirectional),
+        other => Err(ApiError::invalid_field(
+            "direction",
+            format!("must be pull, push or bidirectional, not {other:?}"),
+        )),
+    }
+}
+
+impl StartRun {
+    /// The run's options as asked; whether the integration allows them is the use
+    /// case's decision.
+    fn options(&self) -> ApiResult<RunOptions> {
+        Ok(RunOptions {
+            entities: self
+                .entities
+                .as_ref()
+                .map(|names| names.iter().map(|n| parse_entity(n)).collect())
+                .transpose()?,
+            direction: self.direction.as_deref().map(parse_direction).transpose()?,
+            import_historical: self.import_historical.unwrap_or(true),
+        })
+    }
 }
 
 fn parse_kind(kind: Option<&str>) -> ApiResult<RunKind> {
@@ -224,10 +288,11 @@ pub async fn start(
     Body(req): Body<StartRun>,
 ) -> ApiResult<(StatusCode, Json<RunView>)> {
     let kind = parse_kind(req.kind.as_deref())?;
+    let options = req.options()?;
     owned(&state, &caller.workspace_id, &id).await?;
     let run_id = state
         .runs
-        .trigger(&id, kind, Trigger::Manual, None, &caller.metadata())
+        .trigger_with(&id, kind, Trigger::Manual, options, &caller.metadata())
         .await
         .map_err(run_error)?;
     started(&state, &caller, &run_id).await

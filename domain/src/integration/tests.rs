@@ -86,6 +86,7 @@ fn store() -> IntegrationCommand {
         kind: CredentialKind::Oauth2,
         secret: secret("first"),
         expires_at: Some(t1()),
+        refresh_token: None,
         at: t0(),
     }
 }
@@ -95,6 +96,7 @@ fn stored() -> IntegrationEvent {
         kind: CredentialKind::Oauth2,
         secret: secret("first"),
         expires_at: Some(t1()),
+        refresh_token: None,
         at: t0(),
     }
 }
@@ -104,6 +106,7 @@ fn rotate() -> IntegrationCommand {
         kind: CredentialKind::ApiKey,
         secret: secret("second"),
         expires_at: None,
+        refresh_token: None,
         at: t0(),
     }
 }
@@ -113,6 +116,7 @@ fn rotated() -> IntegrationEvent {
         kind: CredentialKind::ApiKey,
         secret: secret("second"),
         expires_at: None,
+        refresh_token: None,
         at: t0(),
     }
 }
@@ -1118,12 +1122,14 @@ fn credential_summaries_never_contain_the_ciphertext_or_nonce() {
                 kind,
                 secret: s.clone(),
                 expires_at: Some(t1()),
+                refresh_token: None,
                 at: t0(),
             },
             IntegrationEvent::CredentialsRotated {
                 kind,
                 secret: s.clone(),
                 expires_at: None,
+                refresh_token: None,
                 at: t0(),
             },
         ];
@@ -1148,6 +1154,7 @@ fn debug_output_never_contains_the_ciphertext_or_nonce() {
             kind: CredentialKind::Basic,
             secret: s.clone(),
             expires_at: None,
+            refresh_token: None,
             at: t0(),
         },
     ]);

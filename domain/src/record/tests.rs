@@ -86,7 +86,8 @@ fn a_first_fetch_creates_links_and_fills_the_record() -> Result<(), RecordError>
     assert_eq!(
         r.fields["email"].source,
         Source::Crm {
-            integration_id: "hs".into()
+            integration_id: "hs".into(),
+            decided_by: None,
         }
     );
     Ok(())
@@ -422,12 +423,19 @@ fn resolving_takes_the_chosen_value_and_pushes_it_instead_of_raising_it_again(
         resolved.extend(decided);
         let r = state(&resolved);
         assert_eq!(r.value("email"), chosen, "{resolution:?}");
-        assert_eq!(
-            r.fields["email"].source,
-            Source::App {
-                actor: "token:reviewer".into()
+        // The CRM's value keeps the CRM as its source, naming who decided; any other
+        // choice is the reviewer's own edit.
+        let source = if kind == ResolvedWith::UseCrm {
+            Source::Crm {
+                integration_id: "hs".into(),
+                decided_by: Some("token:reviewer".into()),
             }
-        );
+        } else {
+            Source::App {
+                actor: "token:reviewer".into(),
+            }
+        };
+        assert_eq!(r.fields["email"].source, source, "{resolution:?}");
         assert_eq!(r.app_modified_at, Some(t(20)));
         let link = &r.links["hs"];
         assert!(link.conflicts.is_empty());

@@ -31,6 +31,7 @@ fn field_values() -> impl Strategy<Value = BTreeMap<String, FieldValue>> {
                 } else {
                     Source::Crm {
                         integration_id: "i1".into(),
+                        decided_by: None,
                     }
                 };
                 (

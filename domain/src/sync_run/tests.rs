@@ -19,6 +19,7 @@ fn queued() -> SyncRunEvent {
         trigger: Trigger::Manual,
         retry_of: None,
         rollback_of: None,
+        options: Default::default(),
         at: t(0),
     }
 }
@@ -77,6 +78,7 @@ fn a_run_is_queued_once() {
         trigger: Trigger::Manual,
         retry_of: None,
         rollback_of: None,
+        options: Default::default(),
         at: t(0),
     };
     assert_eq!(
@@ -269,6 +271,7 @@ fn a_reapply_run_is_named_reapply() {
         trigger: Trigger::Manual,
         retry_of: None,
         rollback_of: None,
+        options: Default::default(),
         at: t(0),
     };
     assert_eq!(event.summary(), "reapply sync run queued (manual trigger)");
@@ -300,4 +303,69 @@ proptest! {
         prop_assert_eq!(state.status, want);
         prop_assert_eq!(state.pass(Entity::Contacts, Phase::Pull).map(|p| p.pages).unwrap_or(0), pages.len() as u64);
     }
+}
+
+fn config(direction: Direction, entities: Vec<Entity>) -> SyncConfig {
+    SyncConfig {
+        direction,
+        entities,
+        ..SyncConfig::default()
+    }
+}
+
+fn any_direction() -> impl Strategy<Value = Direction> {
+    prop_oneof![
+        Just(Direction::Pull),
+        Just(Direction::Push),
+        Just(Direction::Bidirectional)
+    ]
+}
+
+fn any_entities() -> impl Strategy<Value = Vec<Entity>> {
+    proptest::sample::subsequence(vec![Entity::Contacts, Entity::Companies], 0..=2)
+}
+
+proptest! {
+    /// Options are accepted exactly when their entities are a non-empty subset of the
+    /// integration's and their direction is the integration's or it is two-way; the run
+    /// then covers those entities in that direction.
+    #[test]
+    fn run_options_never_widen_the_integration(
+        own in any_direction(),
+        own_entities in any_entities(),
+        asked in proptest::option::of(any_direction()),
+        asked_entities in proptest::option::of(any_entities()),
+    ) {
+        let config = config(own, own_entities.clone());
+        let options = RunOptions {
+            entities: asked_entities.clone(),
+            direction: asked,
+            import_historical: true,
+        };
+        let entities_ok = asked_entities
+            .as_ref()
+            .is_none_or(|e| !e.is_empty() && e.iter().all(|x| own_entities.contains(x)));
+        let direction_ok = asked.is_none_or(|d| d == own || own == Direction::Bidirectional);
+        prop_assert_eq!(options.validate(&config).is_ok(), entities_ok && direction_ok);
+        if entities_ok && direction_ok {
+            let covered = options.entities_of(&config);
+            prop_assert!(covered.iter().all(|e| own_entities.contains(e)));
+            prop_assert_eq!(covered.len(), asked_entities.map_or(own_entities.len(), |e| e.len()));
+            prop_assert_eq!(options.direction_of(&config), asked.unwrap_or(own));
+        }
+    }
+}
+
+#[test]
+fn runs_queued_before_options_existed_read_as_default_options() {
+    let old = json!({"type": "run_queued", "run_id": "r1", "integration_id": "i1",
+        "workspace_id": "w1", "kind": "full", "trigger": "manual", "at": t(0)});
+    let event: SyncRunEvent = serde_json::from_value(old).unwrap_or_else(|e| panic!("{e}"));
+    let SyncRunEvent::RunQueued { options, .. } = &event else {
+        panic!("{event:?}");
+    };
+    assert!(options.is_default() && options.import_historical);
+    // Default options are not written, so such events stay as they were.
+    let written = serde_json::to_value(&event).unwrap_or_default();
+    assert!(written.get("options").is_none(), "{written}");
 }

@@ -344,8 +344,9 @@ impl<'a> Ctx<'a> {
     }
 
     async fn drive(&mut self) -> Result<Flow, EngineError> {
-        let entities = self.integration.sync_config.entities.clone();
-        let direction = self.integration.sync_config.direction;
+        // The run's own options narrow the integration's config (validated when queued).
+        let entities = self.run.options.entities_of(&self.integration.sync_config);
+        let direction = self.run.options.direction_of(&self.integration.sync_config);
         let kind = self.run.kind.unwrap_or(RunKind::Incremental);
         if kind == RunKind::Rollback {
             return self.rollback().await;
@@ -419,7 +420,11 @@ impl<'a> Ctx<'a> {
                 None => Ok(Some(PullCursor::default())),
             },
             None => {
-                let previous = if incremental {
+                let previous = if !self.run.options.import_historical {
+                    // No history: the pass starts at the run's start ("now"), so it reads
+                    // only what changes from then on and leaves that as its high water.
+                    Some((self.run.queued_at.unwrap_or_else(Utc::now), None))
+                } else if incremental {
                     self.previous_high_water(entity, phase).await?
                 } else {
                     None

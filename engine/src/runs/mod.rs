@@ -23,8 +23,9 @@ use serde::{Deserialize, Serialize};
 use syncledger_crm::Cursor;
 use syncledger_domain::record::Record;
 use syncledger_domain::sync_config::Direction;
+use syncledger_domain::sync_config::FieldError;
 use syncledger_domain::sync_run::{
-    RunKind, RunStatus, SyncRun, SyncRunCommand, SyncRunError, Trigger,
+    RunKind, RunOptions, RunStatus, SyncRun, SyncRunCommand, SyncRunError, Trigger,
 };
 use syncledger_domain::{Integration, IntegrationCommand, IntegrationError, Status};
 use syncledger_projections::runner::Runner;
@@ -50,8 +51,19 @@ pub enum RunError {
     State(SyncRunError),
     #[error("{0}")]
     NothingToRetry(String),
+    /// A run option the integration does not allow (an entity it does not sync, a
+    /// direction wider than its own): 400 naming the field.
+    #[error("{}: {}", .0.field, .0.message)]
+    Invalid(FieldError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+}
+
+/// Which earlier run a new run retries or reverses.
+#[derive(Default)]
+pub(crate) struct Lineage {
+    retry_of: Option<String>,
+    rollback_of: Option<String>,
 }
 
 /// A pull or deletions pass's resume point, stored in the run's page events.
@@ -228,8 +240,40 @@ impl SyncRuns {
         retry_of: Option<String>,
         meta: &Metadata,
     ) -> Result<String, RunError> {
-        self.trigger_run(integration_id, kind, trigger, retry_of, None, meta)
-            .await
+        let lineage = Lineage {
+            retry_of,
+            rollback_of: None,
+        };
+        self.trigger_run(
+            integration_id,
+            kind,
+            trigger,
+            lineage,
+            meta,
+            RunOptions::default(),
+        )
+        .await
+    }
+
+    /// As [`SyncRuns::trigger`], for a run narrower than the integration's sync config
+    /// (some entities, one direction, or only changes from now on).
+    pub async fn trigger_with(
+        &self,
+        integration_id: &str,
+        kind: RunKind,
+        trigger: Trigger,
+        options: RunOptions,
+        meta: &Metadata,
+    ) -> Result<String, RunError> {
+        self.trigger_run(
+            integration_id,
+            kind,
+            trigger,
+            Lineage::default(),
+            meta,
+            options,
+        )
+        .await
     }
 
     /// As [`SyncRuns::trigger`], for any kind of run (a rollback names the run it reverses).
@@ -238,10 +282,14 @@ impl SyncRuns {
         integration_id: &str,
         kind: RunKind,
         trigger: Trigger,
-        retry_of: Option<String>,
-        rollback_of: Option<String>,
+        lineage: Lineage,
         meta: &Metadata,
+        options: RunOptions,
     ) -> Result<String, RunError> {
+        let Lineage {
+            retry_of,
+            rollback_of,
+        } = lineage;
         let inner = &self.inner;
         let integration = inner
             .integrations
@@ -275,7 +323,10 @@ impl SyncRuns {
                 }));
             }
         }
-        let direction = integration.sync_config.direction;
+        options
+            .validate(&integration.sync_config)
+            .map_err(RunError::Invalid)?;
+        let direction = options.direction_of(&integration.sync_config);
         if kind == RunKind::Push && direction == Direction::Pull {
             return Err(RunError::Unusable(
                 "the integration only pulls (direction pull): a push run has nothing to do".into(),
@@ -327,6 +378,7 @@ impl SyncRuns {
                     trigger,
                     retry_of,
                     rollback_of,
+                    options,
                     at: now,
                 },
                 meta,
@@ -482,9 +534,12 @@ impl SyncRuns {
             &run.integration_id,
             RunKind::Rollback,
             Trigger::Manual,
-            None,
-            Some(run_id.to_string()),
+            Lineage {
+                retry_of: None,
+                rollback_of: Some(run_id.to_string()),
+            },
             meta,
+            RunOptions::default(),
         )
         .await
     }

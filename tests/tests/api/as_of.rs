@@ -11,7 +11,11 @@ use serde_json::{json, Value};
 use syncledger_domain::Plan;
 use syncledger_sandbox::{Sandbox, SandboxConfig};
 
-on_both_backends!(records_as_of_every_step, integrations_as_of_every_step);
+on_both_backends!(
+    records_as_of_every_step,
+    integrations_as_of_every_step,
+    a_record_as_of_a_value_own_timestamp_shows_that_value
+);
 
 const FAR_FUTURE: &str = "9999-12-31T23:59:59Z";
 
@@ -300,5 +304,58 @@ async fn integrations_as_of_every_step(backend: Backend) -> anyhow::Result<()> {
     captured.check(&app).await?;
     refusals(&app, &path, "/v1/integrations/no-such-integration", before).await?;
     sandbox.shutdown().await;
+    app.finish().await
+}
+
+/// The instant a record shows for a value (`fields.*.at`) is inclusive: as of exactly
+/// that instant the record has the value; a microsecond earlier it had the previous one
+/// (or did not exist).
+async fn a_record_as_of_a_value_own_timestamp_shows_that_value(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let body = json!({"entity": "contacts", "fields": {"email": "ada@example.com"}});
+    let resp = app.post("/v1/records", &app.admin, body).await?;
+    let created = resp.expect(StatusCode::CREATED).clone();
+    let id = resp.str("id")?;
+    let path = format!("/v1/records/{id}");
+    let resp = app
+        .patch(
+            &path,
+            &app.admin,
+            json!({"fields": {"email": "ada@lovelace.example"}}),
+        )
+        .await?;
+    let edited = resp.expect(StatusCode::OK).clone();
+    let stamp = |view: &Value| -> anyhow::Result<DateTime<Utc>> {
+        let at = view["fields"]["email"]["at"].as_str().context("an at")?;
+        Ok(DateTime::parse_from_rfc3339(at)?.with_timezone(&Utc))
+    };
+    let as_of = |t: DateTime<Utc>| {
+        let q = t
+            .to_rfc3339_opts(SecondsFormat::Micros, true)
+            .replace('+', "%2B");
+        format!("{path}?as_of={q}")
+    };
+    let micro = chrono::Duration::microseconds(1);
+    let (first, second) = (stamp(&created)?, stamp(&edited)?);
+    app.get(&as_of(first - micro), &app.admin)
+        .await?
+        .expect(StatusCode::NOT_FOUND);
+    for (t, email) in [
+        (first, "ada@example.com"),
+        (second - micro, "ada@example.com"),
+        (second, "ada@lovelace.example"),
+    ] {
+        let resp = app.get(&as_of(t), &app.admin).await?;
+        let body = resp.expect(StatusCode::OK);
+        assert_eq!(
+            body["fields"]["email"]["value"], email,
+            "as of {t}: {}",
+            resp.text
+        );
+    }
     app.finish().await
 }

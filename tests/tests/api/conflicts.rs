@@ -169,8 +169,17 @@ async fn a_conflict_is_read_and_resolved_each_way(backend: Backend) -> anyhow::R
             .await?;
         let email = &resp.expect(StatusCode::OK)["fields"]["email"];
         assert_eq!(email["value"], chosen, "{body}");
-        assert_eq!(email["source"], "app");
-        assert_eq!(email["actor"], actor.as_str());
+        if kind == "use_crm" {
+            // The CRM's value keeps the CRM as its source; the resolver decided.
+            assert_eq!(email["source"], "crm", "{body}");
+            assert_eq!(email["integration_id"], integration.as_str());
+            assert_eq!(email["decided_by"], actor.as_str());
+            assert!(email["actor"].is_null(), "{email}");
+        } else {
+            assert_eq!(email["source"], "app");
+            assert_eq!(email["actor"], actor.as_str());
+            assert!(email["decided_by"].is_null(), "{email}");
+        }
         // The chosen value is owed to the CRM unless the CRM already holds it.
         let owed = pending(&app, &record, &integration).await?;
         let expected: Fields = match kind {

@@ -513,6 +513,7 @@ async fn rollback_refusals(backend: Backend) -> anyhow::Result<()> {
                 trigger: Trigger::Manual,
                 retry_of: None,
                 rollback_of: None,
+                options: Default::default(),
                 at: chrono::Utc::now(),
             },
             &syncledger_store::Metadata::system(app.workspace_id.clone()),

@@ -1,4 +1,5 @@
-//! The instant each event counts from, and one aggregate's events as of an instant
+//! The instant each event counts from (its recording, or the earlier time it states), and
+//! one aggregate's events as of an instant
 //! (`syncledger_store::history`), on SQLite and PostgreSQL.
 
 use chrono::{DateTime, Duration, Utc};
@@ -6,7 +7,7 @@ use std::collections::BTreeMap;
 use syncledger_domain::record::{Record, RecordCommand};
 use syncledger_domain::{Aggregate, Entity};
 use syncledger_store::append::{append, NewEvent};
-use syncledger_store::history::fold;
+use syncledger_store::history::{counts_from, fold};
 use syncledger_store::{EventPool, Metadata, Store, StoredEvent};
 use syncledger_tests::{with_postgres, with_sqlite};
 
@@ -72,8 +73,15 @@ async fn quick_writes_are_told_apart(store: Store) -> anyhow::Result<()> {
         assert_eq!(versions(&upto), (1..=last).collect::<Vec<_>>());
         let state: Record = fold(&upto)?;
         assert_eq!(state.version, last as u64);
+        // An event counts from the time it states when that is earlier than its
+        // recording (the time the record shows for its values).
+        assert!(counts_from(e) <= e.recorded_at);
+        let upto = store
+            .events_as_of(Record::TYPE, &id, counts_from(e))
+            .await?;
+        assert_eq!(versions(&upto), (1..=last).collect::<Vec<_>>());
         let just_before = store
-            .events_as_of(Record::TYPE, &id, e.recorded_at - micro)
+            .events_as_of(Record::TYPE, &id, counts_from(e) - micro)
             .await?;
         assert_eq!(versions(&just_before), (1..first).collect::<Vec<_>>());
     }

@@ -80,6 +80,7 @@ async fn setup(store: Store, expires_at: chrono::DateTime<Utc>) -> anyhow::Resul
                 kind,
                 secret,
                 expires_at,
+                refresh_token: None,
                 at: Utc::now(),
             },
             &meta,

@@ -23,7 +23,7 @@ use url::Url;
 use crate::adapter::CrmAdapter;
 use crate::error::CrmError;
 use crate::http::{build_client, pacer, Executor, Lane, RetryPolicy};
-use crate::oauth::{self, OAuthApp};
+use crate::oauth::{self, IssuerRule, OAuthApp};
 use crate::outbound::{outbound::OutboundPolicy, Guard};
 use crate::types::{
     Credentials, Cursor, FieldInfo, Identity, Page, Properties, PushKind, PushOp, PushResult,
@@ -178,6 +178,7 @@ impl CustomAdapter {
                 token_url,
                 scopes,
                 client_auth,
+                authorization_params,
                 ..
             } => Ok(OAuthApp {
                 authorize_url: authorize_url.clone(),
@@ -186,6 +187,10 @@ impl CustomAdapter {
                 client_secret: self.options.client_secret.clone(),
                 scopes: scopes.clone(),
                 basic_auth: *client_auth == ClientAuth::Basic,
+                extra_params: authorization_params
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
             }),
             _ => Err(CrmError::Config(
                 "this custom provider does not use OAuth".into(),
@@ -223,15 +228,15 @@ impl CustomAdapter {
                 }
             }
             (AuthSpec::ApiKey { .. }, _) => Err(mismatch("an API key")),
-            (AuthSpec::Basic, Credentials::Basic { username, password }) => {
+            (AuthSpec::Basic {}, Credentials::Basic { username, password }) => {
                 Ok(Applied::Basic(username.clone(), password.clone()))
             }
-            (AuthSpec::Basic, _) => Err(mismatch("a username and password")),
-            (AuthSpec::Bearer, Credentials::ApiKey(token)) => Ok(Applied::Header(
+            (AuthSpec::Basic {}, _) => Err(mismatch("a username and password")),
+            (AuthSpec::Bearer {}, Credentials::ApiKey(token)) => Ok(Applied::Header(
                 AUTHORIZATION,
                 sensitive(&format!("Bearer {}", token.expose_secret()))?,
             )),
-            (AuthSpec::Bearer, _) => Err(mismatch("a static bearer token (an API key)")),
+            (AuthSpec::Bearer {}, _) => Err(mismatch("a static bearer token (an API key)")),
             (AuthSpec::Oauth2 { .. }, Credentials::OAuth2(tokens)) => Ok(Applied::Header(
                 AUTHORIZATION,
                 sensitive(&format!("Bearer {}", tokens.access_token.expose_secret()))?,
@@ -689,9 +694,32 @@ impl CrmAdapter for CustomAdapter {
         oauth::refresh(&self.oauth_app()?, &self.http, refresh_token).await
     }
 
-    /// Specs name no revocation endpoint: disconnecting forgets the tokens locally.
-    async fn revoke(&self, _tokens: &Tokens) -> Result<(), CrmError> {
-        Ok(())
+    /// Revokes at the spec's `revocation_url` (RFC 7009); without one, disconnecting
+    /// can only forget the tokens locally.
+    #[tracing::instrument(skip_all, err)]
+    async fn revoke(&self, tokens: &Tokens) -> Result<(), CrmError> {
+        let AuthSpec::Oauth2 {
+            revocation_url: Some(url),
+            ..
+        } = &self.spec.auth
+        else {
+            return Ok(());
+        };
+        oauth::revoke(&self.oauth_app()?, &self.http, url, tokens).await
+    }
+
+    fn issuer(&self) -> Option<IssuerRule> {
+        match &self.spec.auth {
+            AuthSpec::Oauth2 {
+                issuer: Some(issuer),
+                authorization_response_iss_parameter_supported,
+                ..
+            } => Some(IssuerRule {
+                issuer: issuer.clone(),
+                always_sent: *authorization_response_iss_parameter_supported,
+            }),
+            _ => None,
+        }
     }
 
     #[tracing::instrument(skip_all, err)]

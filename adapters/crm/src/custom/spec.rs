@@ -32,8 +32,11 @@ pub struct CustomSpec {
 
 /// How calls authenticate. Which [`crate::Credentials`] variant each takes:
 /// `api_key` and `bearer` → `ApiKey`, `basic` → `Basic`, `oauth2` → `OAuth2`.
+/// Unknown keys are refused (a misspelt `scope` must not silently mean no scopes);
+/// that is why `basic` and `bearer` are empty struct variants, not unit ones, which
+/// serde would let carry any key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum AuthSpec {
     /// The key in a header (`header`) or a query parameter (`query`), with an
     /// optional prefix such as `Token `.
@@ -45,9 +48,9 @@ pub enum AuthSpec {
         #[serde(default)]
         prefix: Option<String>,
     },
-    Basic,
+    Basic {},
     /// A static token sent as `Authorization: Bearer <token>`.
-    Bearer,
+    Bearer {},
     Oauth2 {
         authorize_url: String,
         token_url: String,
@@ -58,11 +61,32 @@ pub enum AuthSpec {
         /// Must be `true`: the shared OAuth flow always uses PKCE (S256).
         #[serde(default = "yes")]
         pkce: bool,
+        /// The RFC 7009 revocation endpoint: disconnecting revokes the tokens there.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        revocation_url: Option<String>,
+        /// The authorization server's issuer identifier (RFC 8414): the callback's
+        /// `iss` parameter (RFC 9207) must equal it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        issuer: Option<String>,
+        /// Whether the server puts `iss` in every authorization response (RFC 9207,
+        /// the RFC 8414 metadata name); then a callback without it is refused. Only
+        /// with `issuer`.
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        authorization_response_iss_parameter_supported: bool,
+        /// Extra parameters of the authorization request, such as
+        /// `{"prompt": "consent", "access_type": "offline"}`; never one the flow sets
+        /// itself (`state`, `redirect_uri`, `code_challenge`, ...).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        authorization_params: BTreeMap<String, String>,
     },
 }
 
 fn yes() -> bool {
     true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 /// Where the OAuth client credentials go on token requests.
@@ -244,18 +268,25 @@ fn string_type() -> String {
 }
 
 impl CustomSpec {
-    /// Parses and validates a JSON spec.
+    /// Parses and validates a JSON spec. A key the spec format does not know is
+    /// refused with its path (`auth: unknown field `scope`, expected ...`).
     pub fn from_json(text: &str) -> Result<CustomSpec, CrmError> {
-        let spec: CustomSpec = serde_json::from_str(text)
-            .map_err(|e| CrmError::Config(format!("custom spec (JSON): {e}")))?;
+        let mut reader = serde_json::Deserializer::from_str(text);
+        let spec: CustomSpec = serde_path_to_error::deserialize(&mut reader)
+            .map_err(|e| parse_error("JSON", &e.path().to_string(), e.inner()))?;
         spec.validate()?;
         Ok(spec)
     }
 
-    /// Parses and validates a TOML spec.
+    /// Parses and validates a TOML spec (read as a document first, so that errors
+    /// name their path as JSON ones do).
     pub fn from_toml(text: &str) -> Result<CustomSpec, CrmError> {
-        let spec: CustomSpec = toml::from_str(text)
+        let document: toml::Value = toml::from_str(text)
             .map_err(|e| CrmError::Config(format!("custom spec (TOML): {e}")))?;
+        let json = serde_json::to_value(document)
+            .map_err(|e| CrmError::Config(format!("custom spec (TOML): {e}")))?;
+        let spec: CustomSpec = serde_path_to_error::deserialize(json)
+            .map_err(|e| parse_error("TOML", &e.path().to_string(), e.inner()))?;
         spec.validate()?;
         Ok(spec)
     }
@@ -277,11 +308,15 @@ impl CustomSpec {
         if let AuthSpec::Oauth2 {
             authorize_url,
             token_url,
+            revocation_url,
             ..
         } = &self.auth
         {
             urls.push(("spec.auth.authorize_url".into(), authorize_url.clone()));
             urls.push(("spec.auth.token_url".into(), token_url.clone()));
+            if let Some(url) = revocation_url {
+                urls.push(("spec.auth.revocation_url".into(), url.clone()));
+            }
         }
         for (name, entity) in [("contacts", &self.contacts), ("companies", &self.companies)] {
             let Some(entity) = entity else { continue };
@@ -351,23 +386,8 @@ impl CustomSpec {
                 (_, Some(q)) if q.trim().is_empty() => bad("auth.query", "must not be empty"),
                 _ => {}
             },
-            AuthSpec::Basic | AuthSpec::Bearer => {}
-            AuthSpec::Oauth2 {
-                authorize_url,
-                token_url,
-                pkce,
-                ..
-            } => {
-                if url::Url::parse(authorize_url).is_err() {
-                    bad("auth.authorize_url", "not a valid URL");
-                }
-                if url::Url::parse(token_url).is_err() {
-                    bad("auth.token_url", "not a valid URL");
-                }
-                if !pkce {
-                    bad("auth.pkce", "must be true (PKCE is always used)");
-                }
-            }
+            AuthSpec::Basic {} | AuthSpec::Bearer {} => {}
+            AuthSpec::Oauth2 { .. } => self.auth.validate_oauth2(&mut bad),
         }
         if self.contacts.is_none() && self.companies.is_none() {
             bad(
@@ -391,6 +411,15 @@ impl CustomSpec {
     }
 }
 
+/// A spec that does not parse, with the path of the offending part (`.` is the top).
+fn parse_error(format: &str, path: &str, error: &impl std::fmt::Display) -> CrmError {
+    if path == "." {
+        CrmError::Config(format!("custom spec ({format}): {error}"))
+    } else {
+        CrmError::Config(format!("custom spec ({format}): {path}: {error}"))
+    }
+}
+
 fn check_path(at: &str, path: &str, bad: &mut impl FnMut(&str, &str)) {
     if let Err(e) = JsonPath::parse(path) {
         bad(at, &e);
@@ -402,6 +431,64 @@ fn check_api_path(at: &str, path: &str, bad: &mut impl FnMut(&str, &str)) {
         bad(at, "must start with `/`");
     } else if path.contains("://") || path.starts_with("//") {
         bad(at, "must be a path on base_url, not a URL");
+    }
+}
+
+impl AuthSpec {
+    /// The checks of an `oauth2` auth: its URLs, PKCE, the issuer and the extra
+    /// authorization parameters.
+    fn validate_oauth2(&self, bad: &mut impl FnMut(&str, &str)) {
+        let AuthSpec::Oauth2 {
+            authorize_url,
+            token_url,
+            pkce,
+            revocation_url,
+            issuer,
+            authorization_response_iss_parameter_supported,
+            authorization_params,
+            ..
+        } = self
+        else {
+            return;
+        };
+        let urls = [
+            ("auth.authorize_url", Some(authorize_url)),
+            ("auth.token_url", Some(token_url)),
+            ("auth.revocation_url", revocation_url.as_ref()),
+        ];
+        for (at, url) in urls {
+            if url.is_some_and(|u| url::Url::parse(u).is_err()) {
+                bad(at, "not a valid URL");
+            }
+        }
+        if !pkce {
+            bad("auth.pkce", "must be true (PKCE is always used)");
+        }
+        match issuer.as_deref().map(url::Url::parse) {
+            Some(Ok(u)) if u.query().is_some() || u.fragment().is_some() => bad(
+                "auth.issuer",
+                "an issuer identifier has no query or fragment (RFC 8414)",
+            ),
+            Some(Err(_)) => bad("auth.issuer", "not a valid URL"),
+            None if !authorization_response_iss_parameter_supported => bad(
+                "auth.authorization_response_iss_parameter_supported",
+                "applies only with auth.issuer",
+            ),
+            _ => {}
+        }
+        for name in authorization_params.keys() {
+            let reserved = crate::oauth::PROTOCOL_PARAMS
+                .iter()
+                .any(|p| p.eq_ignore_ascii_case(name.trim()));
+            if reserved {
+                bad(
+                    &format!("auth.authorization_params.{name}"),
+                    "is set by the OAuth flow itself and cannot be overridden",
+                );
+            } else if name.trim().is_empty() {
+                bad("auth.authorization_params", "a parameter name is empty");
+            }
+        }
     }
 }
 

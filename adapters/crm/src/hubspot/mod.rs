@@ -121,6 +121,7 @@ impl HubSpotAdapter {
             client_secret: self.config.client_secret.clone(),
             scopes: self.config.scopes.clone(),
             basic_auth: false,
+            extra_params: Vec::new(),
         }
     }
 

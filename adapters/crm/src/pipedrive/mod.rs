@@ -206,6 +206,7 @@ impl PipedriveAdapter {
             client_secret: self.config.client_secret.clone(),
             scopes: self.config.scopes.clone(),
             basic_auth: true,
+            extra_params: Vec::new(),
         }
     }
 

@@ -138,6 +138,7 @@ impl SalesforceAdapter {
             client_secret: self.config.client_secret.clone(),
             scopes: self.config.scopes.clone(),
             basic_auth: false,
+            extra_params: Vec::new(),
         }
     }
 

@@ -115,7 +115,8 @@ pub async fn authorize(State(s): State<Arc<GenericState>>, RawQuery(raw): RawQue
             redirect_uri: redirect_uri.clone(),
         },
     );
-    let pairs = [("code", code), ("state", get("state"))];
+    let mut pairs = vec![("code", code), ("state", get("state"))];
+    pairs.extend(s.config.issuer.clone().map(|issuer| ("iss", issuer)));
     let encoded = serde_urlencoded::to_string(pairs).unwrap_or_default();
     let separator = if redirect_uri.contains('?') { '&' } else { '?' };
     let location = format!("{redirect_uri}{separator}{encoded}");
@@ -159,6 +160,9 @@ pub async fn token(
     let field = |name: &str| form.get(name).cloned().unwrap_or_default();
     let ttl = s.config.access_token_ttl_secs;
     let mut inner = s.lock();
+    if let Some(queued) = inner.take_token_error() {
+        return queued_error(&queued);
+    }
     match field("grant_type").as_str() {
         "authorization_code" => {
             let Some(pending) = inner.codes.remove(&field("code")) else {
@@ -178,11 +182,51 @@ pub async fn token(
         _ => return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type"),
     }
     let pair = inner.issue_tokens(ttl);
-    Json(json!({
+    let mut body = json!({
         "access_token": pair.access_token,
-        "refresh_token": pair.refresh_token,
-        "token_type": "bearer",
+        "token_type": inner.token_type,
         "expires_in": pair.expires_in,
-    }))
-    .into_response()
+    });
+    if s.config.refresh_tokens {
+        body["refresh_token"] = json!(pair.refresh_token);
+    } else {
+        inner.refresh.remove(&pair.refresh_token);
+    }
+    Json(body).into_response()
+}
+
+/// A queued token-endpoint error: its status, `Retry-After` and OAuth error body.
+fn queued_error(queued: &super::state::TokenError) -> Response {
+    let status = StatusCode::from_u16(queued.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let body = queued
+        .error
+        .as_ref()
+        .map(|code| json!({ "error": code }).to_string())
+        .unwrap_or_default();
+    let mut response = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    if let Some(seconds) = queued.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+    }
+    response
+}
+
+/// RFC 7009 revocation: the client authenticates as at the token endpoint; the
+/// answer is 200 whether or not the token was known.
+pub async fn revoke(
+    State(s): State<Arc<GenericState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = query(std::str::from_utf8(&body).ok());
+    let (id, secret) = client_credentials(&headers, &form);
+    if id != s.config.client_id || secret != s.config.client_secret {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    }
+    let Some(token) = form.get("token") else {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
+    };
+    s.lock().revoke(token, form.get("token_type_hint").cloned());
+    StatusCode::OK.into_response()
 }

@@ -13,7 +13,7 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::state::{error, now_secs, GenericState, Kind, Stamp};
+use super::state::{error, now_secs, GenericState, Kind, Stamp, TokenError};
 use crate::faults::{Action, FaultHost, FaultSpec};
 use tokio::sync::watch;
 
@@ -148,4 +148,42 @@ pub async fn expire_tokens(State(s): State<Arc<GenericState>>) -> Response {
         *expiry = past;
     }
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// Queues an answer for the next token requests: `{"status": 503, "error"?,
+/// "retry_after"?, "count"?}`.
+pub async fn push_token_error(State(s): State<Arc<GenericState>>, body: Bytes) -> Response {
+    match serde_json::from_slice::<TokenError>(&body) {
+        Ok(queued) if queued.count > 0 => {
+            s.lock().token_errors.push(queued);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => error(
+            StatusCode::BAD_REQUEST,
+            "invalid_token_error",
+            e.to_string(),
+        ),
+    }
+}
+
+/// Every revocation request received, in order (without the tokens).
+pub async fn revocations(State(s): State<Arc<GenericState>>) -> Response {
+    Json(s.lock().revocations.clone()).into_response()
+}
+
+#[derive(Deserialize)]
+struct TokenTypeBody {
+    token_type: String,
+}
+
+/// Makes token responses name another `token_type` from now on: `{"token_type": "DPoP"}`.
+pub async fn set_token_type(State(s): State<Arc<GenericState>>, body: Bytes) -> Response {
+    match serde_json::from_slice::<TokenTypeBody>(&body) {
+        Ok(body) => {
+            s.lock().token_type = body.token_type;
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, "invalid_token_type", e.to_string()),
+    }
 }

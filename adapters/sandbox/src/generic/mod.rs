@@ -14,6 +14,13 @@
 //! | `page`   | a bare JSON array                      | Unix milliseconds |
 //! | `link`   | `{"items":[..]}` + `Link: <..>; rel="next"` | RFC 3339     |
 //!
+//! Its authorization server can be made to misbehave as real ones do: answer token
+//! requests with queued errors (`POST /_sandbox/oauth/errors`, e.g. a 503 or
+//! `temporarily_unavailable` with `Retry-After`), issue no refresh token, issue
+//! tokens of another type than Bearer (`POST /_sandbox/oauth/token_type`), and name an issuer (`iss`, RFC 9207). It
+//! revokes tokens at `POST /oauth/revoke` (RFC 7009) and lists what it revoked at
+//! `GET /_sandbox/oauth/revocations`.
+//!
 //! Two query parameters exist only to let tests provoke misbehaving providers:
 //! `stuck=1` (cursor style) answers every page with the same cursor, and
 //! `next_host=<origin>` (link style) points the `Link` header at another origin.
@@ -53,6 +60,12 @@ pub struct GenericSandboxConfig {
     pub client_id: String,
     pub client_secret: String,
     pub access_token_ttl_secs: u64,
+    /// The `token_type` of token responses (`bearer`; a test may make it `mac`).
+    pub token_type: String,
+    /// Whether token responses carry a refresh token.
+    pub refresh_tokens: bool,
+    /// When set, every authorization response names this issuer in `iss` (RFC 9207).
+    pub issuer: Option<String>,
     /// Consecutive seeded records sharing one `updated` timestamp.
     pub same_timestamp_group: usize,
     /// The largest page any style serves, whatever the client asks for.
@@ -72,6 +85,9 @@ impl Default for GenericSandboxConfig {
             client_id: "sandbox-client".into(),
             client_secret: "sandbox-secret".into(),
             access_token_ttl_secs: 1800,
+            token_type: "bearer".into(),
+            refresh_tokens: true,
+            issuer: None,
             same_timestamp_group: 5,
             max_page_size: 100,
         }
@@ -87,6 +103,9 @@ impl std::fmt::Debug for GenericSandboxConfig {
             .field("seed", &self.seed)
             .field("username", &self.username)
             .field("client_id", &self.client_id)
+            .field("token_type", &self.token_type)
+            .field("refresh_tokens", &self.refresh_tokens)
+            .field("issuer", &self.issuer)
             .field("same_timestamp_group", &self.same_timestamp_group)
             .field("max_page_size", &self.max_page_size)
             .finish_non_exhaustive()
@@ -120,6 +139,10 @@ fn router(state: Arc<GenericState>) -> Router {
         .merge(api)
         .route("/oauth/authorize", get(auth::authorize))
         .route("/oauth/token", post(auth::token))
+        .route("/oauth/revoke", post(auth::revoke))
+        .route("/_sandbox/oauth/errors", post(control::push_token_error))
+        .route("/_sandbox/oauth/revocations", get(control::revocations))
+        .route("/_sandbox/oauth/token_type", post(control::set_token_type))
         .route("/_sandbox/records/{entity}", post(control::upsert_record))
         .route(
             "/_sandbox/records/{entity}/{id}",

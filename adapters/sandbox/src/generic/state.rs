@@ -69,6 +69,36 @@ impl Rec {
     }
 }
 
+/// An answer queued for the next token requests (`POST /_sandbox/oauth/errors`).
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct TokenError {
+    /// The HTTP status, e.g. 400, 429 or 503.
+    pub status: u16,
+    /// The OAuth `error` code, e.g. `temporarily_unavailable`; none: an empty body.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// A `Retry-After` header, in seconds.
+    #[serde(default)]
+    pub retry_after: Option<u64>,
+    /// How many token requests get this answer.
+    #[serde(default = "one")]
+    pub count: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A revocation request the authorization server received (never the token).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Revocation {
+    pub token_type_hint: Option<String>,
+    /// Whether the token was a live refresh token.
+    pub refresh_token: bool,
+    /// Whether the token was a live access token.
+    pub access_token: bool,
+}
+
 /// An authorization code waiting for its token exchange.
 pub struct PendingCode {
     pub challenge: String,
@@ -85,6 +115,11 @@ pub struct Inner {
     pub access: HashMap<String, DateTime<Utc>>,
     /// Live refresh tokens; each is used up by one refresh (rotation).
     pub refresh: HashMap<String, ()>,
+    /// Answers the token endpoint gives before any real one.
+    pub token_errors: Vec<TokenError>,
+    pub revocations: Vec<Revocation>,
+    /// The `token_type` of token responses from now on (starts as the config's).
+    pub token_type: String,
 }
 
 pub struct GenericState {
@@ -166,6 +201,7 @@ impl GenericState {
         let next_id = u64::try_from(config.records)
             .unwrap_or(u64::MAX)
             .saturating_add(1);
+        let token_type = config.token_type.clone();
         Self {
             config,
             base_url,
@@ -178,6 +214,9 @@ impl GenericState {
                 codes: HashMap::new(),
                 access: HashMap::new(),
                 refresh: HashMap::new(),
+                token_errors: Vec::new(),
+                revocations: Vec::new(),
+                token_type,
             }),
         }
     }
@@ -239,6 +278,29 @@ impl Inner {
             token_use: "access_token".into(),
             hub_id: 0,
         }
+    }
+}
+
+impl Inner {
+    /// The next queued token-endpoint error, used up by one.
+    pub fn take_token_error(&mut self) -> Option<TokenError> {
+        let first = self.token_errors.first_mut()?;
+        first.count = first.count.saturating_sub(1);
+        let taken = first.clone();
+        if first.count == 0 {
+            self.token_errors.remove(0);
+        }
+        Some(taken)
+    }
+
+    /// Revokes a refresh or an access token (unknown ones are ignored, RFC 7009 §2.2).
+    pub fn revoke(&mut self, token: &str, hint: Option<String>) {
+        let revocation = Revocation {
+            token_type_hint: hint,
+            refresh_token: self.refresh.remove(token).is_some(),
+            access_token: self.access.remove(token).is_some(),
+        };
+        self.revocations.push(revocation);
     }
 }
 
