@@ -626,6 +626,7 @@ impl Record {
         integration_id: &str,
         keep: Side,
         settled: &BTreeMap<String, Divergence>,
+        actor: &str,
         at: DateTime<Utc>,
     ) {
         let mut taken = Fields::new();
@@ -657,6 +658,7 @@ impl Record {
                     value: value.clone(),
                     source: Source::Crm {
                         integration_id: integration_id.to_owned(),
+                        decided_by: Some(actor.to_owned()),
                     },
                     at,
                 },
@@ -1162,9 +1164,9 @@ impl Aggregate for Record {
                 integration_id,
                 keep,
                 settled,
+                actor,
                 at,
-                ..
-            } => self.settle(integration_id, *keep, settled, *at),
+            } => self.settle(integration_id, *keep, settled, actor, *at),
             RecordEvent::RolledBack {
                 fields,
                 links,

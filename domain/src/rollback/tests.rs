@@ -364,7 +364,8 @@ mod after_a_rollback {
         assert_eq!(
             crm.fields["name"].source,
             Source::Crm {
-                integration_id: "hs".into()
+                integration_id: "hs".into(),
+                decided_by: Some("token:admin".into()),
             }
         );
         assert!(crm.links["hs"].diverged.is_empty() && crm.links["hs"].pending_push.is_empty());

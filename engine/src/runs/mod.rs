@@ -473,9 +473,12 @@ impl SyncRuns {
                     &run.integration_id,
                     RunKind::Rollback,
                     trigger,
-                    Some(run_id.to_string()),
-                    Some(target),
+                    Lineage {
+                        retry_of: Some(run_id.to_string()),
+                        rollback_of: Some(target),
+                    },
                     meta,
+                    RunOptions::default(),
                 )
                 .await;
         }
