@@ -209,6 +209,7 @@ async fn bench(settings: &Settings, args: &SyncBenchArgs) -> anyhow::Result<()> 
             frequency: Frequency::Manual,
             entities: vec![Entity::Contacts],
             conflict_strategy: ConflictStrategy::LastWriteWins,
+            on_crm_delete: Default::default(),
         },
         base_url: Some(sandbox.base_url.clone()),
         spec: None,

@@ -24,5 +24,5 @@ pub use integration::{
     Integration, IntegrationCommand, IntegrationError, IntegrationEvent, Status,
 };
 pub use plan::Plan;
-pub use sync_config::{ConflictStrategy, Direction, Entity, Frequency, SyncConfig};
+pub use sync_config::{ConflictStrategy, Direction, Entity, Frequency, OnCrmDelete, SyncConfig};
 pub use workspace::{Role, Workspace, WorkspaceCommand, WorkspaceError, WorkspaceEvent};

@@ -269,6 +269,7 @@ fn restore_map<V: PartialEq + Clone>(
 fn restore_link(b: &Link, a: &Link, n: &Link) -> Link {
     Link {
         remote_id: restore_value(&b.remote_id, &a.remote_id, &n.remote_id),
+        state: restore_value(&b.state, &a.state, &n.state),
         base: restore_map(&b.base, &a.base, &n.base),
         remote_updated_at: restore_value(
             &b.remote_updated_at,

@@ -35,6 +35,33 @@ pub enum ConflictStrategy {
     ManualReview,
 }
 
+/// What a deletion in the CRM does to the app record linked to the deleted CRM record.
+/// No choice makes a deletion silently undone: only `keep_and_recreate` creates the CRM
+/// record again, because an admin asked for exactly that.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnCrmDelete {
+    /// The app record is archived and its link kept, marked deleted in the CRM; nothing
+    /// of it is pushed to that CRM again.
+    #[default]
+    ArchiveRecord,
+    /// The app record stays (app-only); its link is marked unlinked, so later runs
+    /// neither push it nor create it in the CRM again.
+    Unlink,
+    /// The link is dropped and the next push creates the record in the CRM again.
+    KeepAndRecreate,
+}
+
+impl OnCrmDelete {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnCrmDelete::ArchiveRecord => "archive_record",
+            OnCrmDelete::Unlink => "unlink",
+            OnCrmDelete::KeepAndRecreate => "keep_and_recreate",
+        }
+    }
+}
+
 /// When scheduled runs happen. `Interval` carries minutes, 15 ..= 1440.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -65,6 +92,9 @@ pub struct SyncConfig {
     pub frequency: Frequency,
     pub entities: Vec<Entity>,
     pub conflict_strategy: ConflictStrategy,
+    /// Integrations created before the setting existed get the default.
+    #[serde(default)]
+    pub on_crm_delete: OnCrmDelete,
 }
 
 /// A validation failure that names the offending field.
@@ -128,6 +158,7 @@ impl Default for SyncConfig {
             frequency: Frequency::Manual,
             entities: vec![Entity::Contacts, Entity::Companies],
             conflict_strategy: ConflictStrategy::ManualReview,
+            on_crm_delete: OnCrmDelete::default(),
         }
     }
 }
@@ -158,6 +189,15 @@ mod tests {
             );
         }
         assert!(SyncConfig::default().validate_for("salesforce").is_ok());
+    }
+
+    #[test]
+    fn configs_stored_before_the_deletion_setting_archive_by_default() -> serde_json::Result<()> {
+        let old = r#"{"direction":"bidirectional","frequency":{"kind":"manual"},
+                      "entities":["contacts"],"conflict_strategy":"crm_wins"}"#;
+        let config: SyncConfig = serde_json::from_str(old)?;
+        assert_eq!(config.on_crm_delete, OnCrmDelete::ArchiveRecord);
+        Ok(())
     }
 
     #[test]

@@ -65,6 +65,11 @@ impl From<&FieldValue> for FieldView {
 pub struct LinkView {
     pub integration_id: String,
     pub remote_id: String,
+    /// `linked`; `deleted_in_crm` (the CRM record was deleted and the record archived:
+    /// never pushed there again) or `unlinked` (deleted in the CRM, kept app-only: not
+    /// created there again), per the integration's `on_crm_delete`.
+    #[schema(example = "linked")]
+    pub state: String,
     /// Fields whose app value has not reached this CRM yet.
     pub pending_push: Vec<String>,
     /// Why the last push to this CRM failed, until one succeeds.
@@ -100,7 +105,8 @@ fn view(id: &str, r: &Record) -> RecordView {
             .map(|(integration_id, l)| LinkView {
                 integration_id: integration_id.clone(),
                 remote_id: l.remote_id.clone(),
-                pending_push: l.pending_push.keys().cloned().collect(),
+                state: l.state.as_str().to_owned(),
+                pending_push: l.owed().keys().cloned().collect(),
                 push_error: l.push_error.clone(),
             })
             .collect(),

@@ -194,7 +194,7 @@ impl<'a> Ctx<'a> {
         })
     }
 
-    fn run_id(&self) -> String {
+    pub(super) fn run_id(&self) -> String {
         self.run.id.clone().unwrap_or_default()
     }
 
@@ -346,7 +346,7 @@ impl<'a> Ctx<'a> {
         fetch(self.session()?, &meta, entity, phase, cursor).await
     }
 
-    fn ingestion<'m>(
+    pub(super) fn ingestion<'m>(
         &'m self,
         entity: Entity,
         mapper: &'m Mapper,
@@ -565,6 +565,7 @@ impl<'a> Ctx<'a> {
                 let command = RecordCommand::RemoteDelete {
                     integration_id: self.run.integration_id.clone(),
                     run_id: run_id.clone(),
+                    on_delete: self.integration.sync_config.on_crm_delete,
                     at: Utc::now(),
                 };
                 match self

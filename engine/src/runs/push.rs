@@ -7,12 +7,15 @@
 //! so a batch sent again after a crash finds the records it created instead of making
 //! them twice. Failures are per record: the rest of the batch still lands.
 
+use std::collections::HashMap;
+
 use chrono::Utc;
-use syncledger_crm::{PushKind, PushOp, PushResult};
+use syncledger_crm::{PushKind, PushOp, PushResult, RemoteRecord};
 use syncledger_domain::merge::Fields;
 use syncledger_domain::provider_text::clean;
 use syncledger_domain::record::{Record, RecordCommand};
 use syncledger_domain::sync_run::{Phase, RecordFailure, RunStats};
+use syncledger_domain::ConflictStrategy;
 use syncledger_domain::{Aggregate, Entity};
 use syncledger_store::append::NewEvent;
 
@@ -36,6 +39,146 @@ struct Pushed {
     outcomes: Vec<Outcome>,
     stats: RunStats,
     failures: Vec<RecordFailure>,
+    /// When the batch's push call started, and when it answered.
+    sent_at: Option<std::time::Instant>,
+    answered_at: Option<std::time::Instant>,
+}
+
+impl Pushed {
+    /// A record not sent (or not linked) for `error`: a failure of the run and of the
+    /// record's push; nothing else about it changes.
+    fn refuse(
+        &mut self,
+        entity: Entity,
+        integration_id: &str,
+        run_id: &str,
+        record_id: String,
+        known: Known,
+        error: String,
+    ) {
+        self.stats.failed += 1;
+        self.failures.push(RecordFailure {
+            entity,
+            phase: Phase::Push,
+            record_id: Some(record_id.clone()),
+            remote_id: None,
+            error: error.clone(),
+            fetched: None,
+        });
+        self.outcomes.push(Outcome {
+            record_id,
+            known,
+            command: RecordCommand::FailPush {
+                integration_id: integration_id.to_owned(),
+                run_id: run_id.to_owned(),
+                error,
+                at: Utc::now(),
+            },
+        });
+    }
+}
+
+/// What re-reading a push batch found and merged.
+#[derive(Default)]
+struct Remerged {
+    stats: RunStats,
+    failures: Vec<RecordFailure>,
+    /// When the re-read answered: the start of the window in which a CRM edit can still
+    /// be overwritten (it ends when the push is sent).
+    read_at: Option<std::time::Instant>,
+}
+
+impl Remerged {
+    /// Adds the re-read's calls, conflicts and failures to the batch's outcome.
+    fn add_to(self, pushed: &mut Pushed) {
+        pushed.stats = pushed.stats.plus(self.stats);
+        pushed.stats.failed += self.failures.len() as u64;
+        pushed.failures.extend(self.failures);
+        // The window is at least read → sent and at most read → answered (the write
+        // lands at the provider somewhere in the call).
+        if let (Some(read), Some(sent), Some(answered)) =
+            (self.read_at, pushed.sent_at, pushed.answered_at)
+        {
+            let micros = |t: std::time::Instant| {
+                u64::try_from(t.saturating_duration_since(read).as_micros()).unwrap_or(u64::MAX)
+            };
+            tracing::debug!(
+                window_min_us = micros(sent),
+                window_max_us = micros(answered),
+                "push window"
+            );
+        }
+    }
+}
+
+/// The app record a CRM record (or a match key) already belongs to.
+#[derive(Clone, Debug)]
+struct Owner {
+    record_id: String,
+    /// The CRM record it is linked to; `None`: it is being created in the same batch.
+    remote_id: Option<String>,
+}
+
+/// Why a record is not created in (or linked to) the CRM: its key is another's.
+fn duplicate_error(entity: Entity, owner: &Owner) -> String {
+    let key = match_key(entity);
+    match &owner.remote_id {
+        Some(remote) => format!(
+            "duplicate: its {key} belongs to CRM record {remote}, already linked to app \
+             record {}; not created in the CRM",
+            owner.record_id
+        ),
+        None => format!(
+            "duplicate: app record {} with the same {key} is created in the CRM first; \
+             not created",
+            owner.record_id
+        ),
+    }
+}
+
+/// The owner of `values`' match key, unless it is `record_id` itself; a free key is
+/// claimed for `record_id` (so two records of one batch never both take it).
+fn claim_key(
+    taken: &mut HashMap<String, Owner>,
+    record_id: &str,
+    values: &Fields,
+    entity: Entity,
+) -> Option<Owner> {
+    let key = lookup::match_key_of(values, entity)?;
+    match taken.get(&key) {
+        Some(owner) if owner.record_id != record_id => Some(owner.clone()),
+        Some(_) => None,
+        None => {
+            taken.insert(
+                key,
+                Owner {
+                    record_id: record_id.to_owned(),
+                    remote_id: None,
+                },
+            );
+            None
+        }
+    }
+}
+
+/// CRM record → the app record linked to it, growing as a batch's creates are linked.
+struct Owners(HashMap<String, String>);
+
+impl Owners {
+    /// The other app record `remote` is linked to, if any; else it is now `record_id`'s.
+    fn claim(&mut self, remote: &str, record_id: &str) -> Option<Owner> {
+        match self.0.get(remote) {
+            Some(other) if other != record_id => Some(Owner {
+                record_id: other.clone(),
+                remote_id: Some(remote.to_owned()),
+            }),
+            Some(_) => None,
+            None => {
+                self.0.insert(remote.to_owned(), record_id.to_owned());
+                None
+            }
+        }
+    }
 }
 
 impl Ctx<'_> {
@@ -60,7 +203,9 @@ impl Ctx<'_> {
             if let Some((last, _)) = candidates.last() {
                 cursor.after.clone_from(last);
             }
-            let pushed = self.push_batch(entity, &mapper, candidates).await?;
+            let (candidates, merged) = self.reread(entity, candidates).await?;
+            let mut pushed = self.push_batch(entity, &mapper, candidates).await?;
+            merged.add_to(&mut pushed);
             let cursor_json = serde_json::to_value(&cursor).map_err(encode)?;
             if self
                 .record_pushed(entity, cursor_json, done, pushed)
@@ -118,7 +263,9 @@ impl Ctx<'_> {
                 .iter()
                 .filter_map(|id| states.remove(id).map(|k| (id.clone(), k)))
                 .collect();
-            let pushed = self.push_batch(entity, &mapper, candidates).await?;
+            let (candidates, merged) = self.reread(entity, candidates).await?;
+            let mut pushed = self.push_batch(entity, &mapper, candidates).await?;
+            merged.add_to(&mut pushed);
             let done = i + 1 == total;
             if self
                 .record_pushed(entity, serde_json::json!({}), done, pushed)
@@ -129,6 +276,158 @@ impl Ctx<'_> {
             }
         }
         Ok(Flow::Continue)
+    }
+
+    /// Re-reads the batch's linked CRM records just before the push and merges those
+    /// changed since the pull (as a pull would, same policy), so that a CRM edit made
+    /// meanwhile is not overwritten: under `manual_review` it becomes a conflict (and is
+    /// held), under `crm_wins` / `last_write_wins` it may win. Only `app_wins` without
+    /// "always use" rules skips it, since the app's value goes whatever the CRM holds.
+    /// Answers the batch on its states after those merges, and what the merges did.
+    async fn reread(
+        &mut self,
+        entity: Entity,
+        mut candidates: Vec<(String, Known)>,
+    ) -> Result<(Vec<(String, Known)>, Remerged), EngineError> {
+        let mut out = Remerged::default();
+        let overrides_crm =
+            self.policy.strategy == ConflictStrategy::AppWins && self.policy.always.is_empty();
+        let integration_id = self.run.integration_id.clone();
+        // Only records that would send something: a create has no CRM version yet.
+        let pulled: HashMap<String, Option<chrono::DateTime<Utc>>> = candidates
+            .iter()
+            .filter_map(|(_, k)| k.state.links.get(&integration_id))
+            .filter(|l| l.is_active() && !l.owed().is_empty())
+            .map(|l| (l.remote_id.clone(), l.remote_updated_at))
+            .collect();
+        if overrides_crm || pulled.is_empty() {
+            return Ok((candidates, out));
+        }
+        let ids: Vec<String> = pulled.keys().cloned().collect();
+        let meta = self.meta.clone();
+        let read = self
+            .session()?
+            .call(&meta, move |a, c| {
+                let ids = ids.clone();
+                Box::pin(async move { a.read_records(c, entity, &ids).await })
+            })
+            .await?;
+        out.stats.api_calls += self.take_calls();
+        let Some(fresh) = read else {
+            return Ok((candidates, out));
+        };
+        out.read_at = Some(std::time::Instant::now());
+        let changed: Vec<RemoteRecord> = fresh
+            .into_iter()
+            .filter(|r| {
+                pulled
+                    .get(&r.id)
+                    .is_some_and(|seen| *seen < Some(r.updated_at))
+            })
+            .collect();
+        if changed.is_empty() {
+            return Ok((candidates, out));
+        }
+        let mapper = self.mapper(entity)?;
+        let run_id = self.run_id();
+        let decided = self
+            .ingestion(entity, &mapper, &run_id)
+            .ingest_one_by_one(&changed)
+            .await?;
+        out.stats.conflicts_detected += decided.stats.conflicts_detected;
+        out.stats.conflicts_resolved += decided.stats.conflicts_resolved;
+        // A record whose new version could not be merged is not pushed over it.
+        let unmerged: Vec<String> = decided
+            .failures
+            .iter()
+            .filter_map(|f| f.remote_id.clone())
+            .collect();
+        out.failures = decided.failures;
+        let remote_of = |k: &Known| {
+            k.state
+                .links
+                .get(&integration_id)
+                .map(|l| l.remote_id.clone())
+        };
+        candidates.retain(|(_, k)| remote_of(k).is_none_or(|r| !unmerged.contains(&r)));
+        let changed_ids: Vec<&str> = changed.iter().map(|r| r.id.as_str()).collect();
+        for (record_id, known) in &mut candidates {
+            if remote_of(known).is_some_and(|r| changed_ids.contains(&r.as_str())) {
+                let (state, version) = self
+                    .inner
+                    .records
+                    .load_versioned(record_id)
+                    .await
+                    .map_err(|e| EngineError::Store(e.to_string()))?;
+                *known = Known { state, version };
+            }
+        }
+        Ok((candidates, out))
+    }
+
+    /// The match keys of the batch's records to create that already belong to a record
+    /// linked to this integration's CRM.
+    async fn keys_taken(
+        &self,
+        entity: Entity,
+        candidates: &[(String, Known)],
+    ) -> Result<HashMap<String, Owner>, EngineError> {
+        let integration_id = &self.run.integration_id;
+        let keys: Vec<String> = candidates
+            .iter()
+            .filter(|(_, k)| !k.state.links.contains_key(integration_id))
+            .filter_map(|(_, k)| lookup::match_key_of(&k.state.values(), entity))
+            .collect();
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let found = lookup::linked_by_match_key(
+            &self.inner.store.any,
+            &self.run.workspace_id,
+            entity,
+            integration_id,
+            &refs,
+        )
+        .await?;
+        Ok(found
+            .into_iter()
+            .map(|(key, (record_id, remote_id))| {
+                let remote_id = Some(remote_id);
+                (
+                    key,
+                    Owner {
+                        record_id,
+                        remote_id,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Who the CRM records the batch's creates landed on are already linked to.
+    async fn created_owners(
+        &self,
+        sent: &[(String, Known, Fields, Fields, Option<String>)],
+        results: &[Option<PushResult>],
+    ) -> Result<Owners, EngineError> {
+        let created: Vec<&str> = sent
+            .iter()
+            .zip(results)
+            .filter(|((_, _, _, _, remote), _)| remote.is_none())
+            .filter_map(|(_, r)| r.as_ref().and_then(|r| r.remote_id.as_deref()))
+            .collect();
+        if created.is_empty() {
+            return Ok(Owners(HashMap::new()));
+        }
+        let linked = lookup::linked(
+            &self.inner.store.any,
+            &self.run.workspace_id,
+            &self.run.integration_id,
+            &created,
+        )
+        .await?;
+        Ok(Owners(linked))
     }
 
     /// Builds the operations, sends them in one call, and pairs each result with its
@@ -142,6 +441,7 @@ impl Ctx<'_> {
         let integration_id = self.run.integration_id.clone();
         let key_field = mapper.push_rule(match_key(entity)).map(str::to_string);
         let mut out = Pushed::default();
+        let mut taken = self.keys_taken(entity, &candidates).await?;
         let mut ops = Vec::new();
         // (record, its state, the app values sent, the CRM properties sent, the remote id
         // for an update)
@@ -150,14 +450,32 @@ impl Ctx<'_> {
             out.stats.processed += 1;
             let state = &known.state;
             let (values, kind, remote) = match state.links.get(&integration_id) {
+                // Its CRM record was deleted: never pushed there again.
+                Some(link) if !link.is_active() => {
+                    out.stats.skipped += 1;
+                    continue;
+                }
                 Some(link) => (
-                    mapper.pushable(&link.pending_push),
+                    mapper.pushable(&link.owed()),
                     PushKind::Update {
                         id: link.remote_id.clone(),
                     },
                     Some(link.remote_id.clone()),
                 ),
                 None => {
+                    if let Some(owner) = claim_key(&mut taken, &record_id, &state.values(), entity)
+                    {
+                        let error = duplicate_error(entity, &owner);
+                        out.refuse(
+                            entity,
+                            &integration_id,
+                            &self.run_id(),
+                            record_id,
+                            known,
+                            error,
+                        );
+                        continue;
+                    }
                     let values = mapper.pushable(&state.values());
                     let kind = match &key_field {
                         Some(k) if values.get(match_key(entity)).is_some_and(Option::is_some) => {
@@ -187,6 +505,7 @@ impl Ctx<'_> {
             return Ok(out);
         }
         let meta = self.meta.clone();
+        out.sent_at = Some(std::time::Instant::now());
         let call = self
             .session()?
             .call(&meta, move |a, c| {
@@ -194,6 +513,7 @@ impl Ctx<'_> {
                 Box::pin(async move { a.push_batch(c, entity, ops).await })
             })
             .await;
+        out.answered_at = Some(std::time::Instant::now());
         out.stats.api_calls += self.take_calls();
         let results: Vec<PushResult> = match call {
             Ok(results) => results,
@@ -221,6 +541,7 @@ impl Ctx<'_> {
             }
         }
         let run_id = self.run.id.clone().unwrap_or_default();
+        let mut owners = self.created_owners(&sent, &by_index).await?;
         for ((record_id, known, values, properties, remote), result) in
             sent.into_iter().zip(by_index)
         {
@@ -229,7 +550,17 @@ impl Ctx<'_> {
                 // Per-record errors are the provider's words: data, not a channel.
                 Some(r) => r.error.as_deref().map(clean),
             };
+            let is_create = remote.is_none();
             let remote_id = result.and_then(|r| r.remote_id).or(remote);
+            // A create the provider matched to a CRM record another app record is
+            // linked to (its key was not known here): that link stays the only one.
+            if is_create && error.is_none() {
+                if let Some(owner) = remote_id.as_ref().and_then(|r| owners.claim(r, &record_id)) {
+                    let error = duplicate_error(entity, &owner);
+                    out.refuse(entity, &integration_id, &run_id, record_id, known, error);
+                    continue;
+                }
+            }
             let command = match (error, remote_id) {
                 (None, Some(remote_id)) => {
                     if known.state.links.contains_key(&integration_id) {

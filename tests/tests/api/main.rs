@@ -25,6 +25,7 @@ mod records;
 mod rollback;
 mod secrets;
 mod sync;
+mod sync_semantics;
 mod sync_strategies;
 mod tokens;
 mod webhooks;
