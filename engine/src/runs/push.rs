@@ -90,7 +90,7 @@ struct Remerged {
 
 impl Remerged {
     /// Adds the re-read's calls, conflicts and failures to the batch's outcome.
-    fn add_to(self, pushed: &mut Pushed) {
+    fn add_to(self, pushed: &mut Pushed, run_id: &str) {
         pushed.stats = pushed.stats.plus(self.stats);
         pushed.stats.failed += self.failures.len() as u64;
         pushed.failures.extend(self.failures);
@@ -103,6 +103,7 @@ impl Remerged {
                 u64::try_from(t.saturating_duration_since(read).as_micros()).unwrap_or(u64::MAX)
             };
             tracing::debug!(
+                run_id,
                 window_min_us = micros(sent),
                 window_max_us = micros(answered),
                 "push window"
@@ -205,7 +206,7 @@ impl Ctx<'_> {
             }
             let (candidates, merged) = self.reread(entity, candidates).await?;
             let mut pushed = self.push_batch(entity, &mapper, candidates).await?;
-            merged.add_to(&mut pushed);
+            merged.add_to(&mut pushed, &self.run_id());
             let cursor_json = serde_json::to_value(&cursor).map_err(encode)?;
             if self
                 .record_pushed(entity, cursor_json, done, pushed)
@@ -265,7 +266,7 @@ impl Ctx<'_> {
                 .collect();
             let (candidates, merged) = self.reread(entity, candidates).await?;
             let mut pushed = self.push_batch(entity, &mapper, candidates).await?;
-            merged.add_to(&mut pushed);
+            merged.add_to(&mut pushed, &self.run_id());
             let done = i + 1 == total;
             if self
                 .record_pushed(entity, serde_json::json!({}), done, pushed)
