@@ -228,6 +228,15 @@ pub enum RecordEvent {
         outcome: OnCrmDelete,
         at: DateTime<Utc>,
     },
+    /// The app archived the record (left out of lists, its history kept).
+    RecordArchived { actor: String, at: DateTime<Utc> },
+    /// A sync run deleted the CRM record because the app archived the record
+    /// (`on_app_archive: delete_in_crm`); the link stays, marked deleted in the CRM.
+    RemoteRecordDeleted {
+        integration_id: String,
+        run_id: String,
+        at: DateTime<Utc>,
+    },
     /// An app edit met a field whose CRM value nobody accepted yet (an open conflict, or
     /// an ignored one): the edit is held for review instead of pushed, as this conflict.
     ConflictRaised {
@@ -291,6 +300,8 @@ impl DomainEvent for RecordEvent {
             RecordEvent::RemotePushFailed { .. } => "RemotePushFailed",
             RecordEvent::RemoteDeleted { .. } => "RemoteDeleted",
             RecordEvent::ConflictRaised { .. } => "ConflictRaised",
+            RecordEvent::RecordArchived { .. } => "RecordArchived",
+            RecordEvent::RemoteRecordDeleted { .. } => "RemoteRecordDeleted",
             RecordEvent::ConflictResolved { .. } => "ConflictResolved",
             RecordEvent::ConflictIgnored { .. } => "ConflictIgnored",
             RecordEvent::RolledBack { .. } => "RolledBack",
@@ -356,6 +367,10 @@ impl DomainEvent for RecordEvent {
                     "deleted in the CRM: link dropped, to be created there again".into()
                 }
             },
+            RecordEvent::RecordArchived { actor, .. } => format!("{actor} archived the record"),
+            RecordEvent::RemoteRecordDeleted { .. } => {
+                "deleted in the CRM because the record was archived in the app".into()
+            }
             RecordEvent::ConflictRaised { conflict, .. } => format!(
                 "conflict on {}: the app's edit waits for review (not pushed)",
                 conflict.field
@@ -465,6 +480,14 @@ pub enum RecordCommand {
         error: String,
         at: DateTime<Utc>,
     },
+    /// The app archives the record.
+    Archive { actor: String, at: DateTime<Utc> },
+    /// A sync run deleted the CRM record of an archived record.
+    ConfirmRemoteDelete {
+        integration_id: String,
+        run_id: String,
+        at: DateTime<Utc>,
+    },
     /// The CRM record was deleted; `on_delete` is the integration's setting.
     RemoteDelete {
         integration_id: String,
@@ -520,6 +543,10 @@ pub struct Record {
     /// Hidden from lists: a rollback undid the run that created it. Its events stay.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub archived: bool,
+    /// Archived by the app itself (not by a rollback or a CRM deletion): what
+    /// `on_app_archive: delete_in_crm` deletes in the CRM.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub app_archived: bool,
     #[serde(default)]
     pub version: u64,
 }
@@ -941,6 +968,24 @@ impl Aggregate for Record {
                 }])
             }
             C::RollBack(c) => Ok(c.into_event().into_iter().collect()),
+            C::Archive { actor, at } => Ok(if self.archived {
+                vec![]
+            } else {
+                vec![E::RecordArchived { actor, at }]
+            }),
+            C::ConfirmRemoteDelete {
+                integration_id,
+                run_id,
+                at,
+            } => match self.links.get(&integration_id) {
+                None => Err(RecordError::NotLinked(integration_id)),
+                Some(link) if !link.is_active() => Ok(vec![]),
+                Some(_) => Ok(vec![E::RemoteRecordDeleted {
+                    integration_id,
+                    run_id,
+                    at,
+                }]),
+            },
             C::IgnoreConflict {
                 integration_id,
                 field,
@@ -1108,6 +1153,13 @@ impl Aggregate for Record {
                 outcome,
                 ..
             } => self.remote_deleted(integration_id, *outcome),
+            RecordEvent::RecordArchived { .. } => {
+                self.archived = true;
+                self.app_archived = true;
+            }
+            RecordEvent::RemoteRecordDeleted { integration_id, .. } => {
+                self.remote_deleted(integration_id, OnCrmDelete::ArchiveRecord);
+            }
             RecordEvent::ConflictRaised {
                 integration_id,
                 conflict,
@@ -1164,6 +1216,7 @@ impl Aggregate for Record {
                 }
                 if let Some(a) = archived {
                     self.archived = *a;
+                    self.app_archived &= *a;
                 }
             }
         }

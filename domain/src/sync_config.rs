@@ -62,6 +62,18 @@ impl OnCrmDelete {
     }
 }
 
+/// What archiving an app record does to the CRM records it is linked to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnAppArchive {
+    /// The CRM record stays as it is (the link stays too).
+    #[default]
+    Nothing,
+    /// The next push deletes the CRM record (where the provider can delete records)
+    /// and marks the link deleted in the CRM.
+    DeleteInCrm,
+}
+
 /// When scheduled runs happen. `Interval` carries minutes, 15 ..= 1440.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -95,6 +107,8 @@ pub struct SyncConfig {
     /// Integrations created before the setting existed get the default.
     #[serde(default)]
     pub on_crm_delete: OnCrmDelete,
+    #[serde(default)]
+    pub on_app_archive: OnAppArchive,
 }
 
 /// A validation failure that names the offending field.
@@ -109,6 +123,17 @@ impl SyncConfig {
     /// whose webhooks syncledger receives.
     pub fn validate_for(&self, provider: &str) -> Result<(), FieldError> {
         self.validate()?;
+        if self.on_app_archive == OnAppArchive::DeleteInCrm
+            && !crate::provider::deletes_records(provider)
+        {
+            return Err(FieldError {
+                field: "sync_config.on_app_archive",
+                message: format!(
+                    "delete_in_crm needs a provider syncledger can delete records in, and \
+                     {provider} is not one; use nothing"
+                ),
+            });
+        }
         if self.frequency == Frequency::Realtime && !crate::provider::sends_webhooks(provider) {
             return Err(FieldError {
                 field: "sync_config.frequency",
@@ -159,6 +184,7 @@ impl Default for SyncConfig {
             entities: vec![Entity::Contacts, Entity::Companies],
             conflict_strategy: ConflictStrategy::ManualReview,
             on_crm_delete: OnCrmDelete::default(),
+            on_app_archive: OnAppArchive::default(),
         }
     }
 }
@@ -198,6 +224,23 @@ mod tests {
         let config: SyncConfig = serde_json::from_str(old)?;
         assert_eq!(config.on_crm_delete, OnCrmDelete::ArchiveRecord);
         Ok(())
+    }
+
+    #[test]
+    fn deleting_in_the_crm_needs_a_provider_that_can() {
+        let deletes = SyncConfig {
+            on_app_archive: OnAppArchive::DeleteInCrm,
+            ..SyncConfig::default()
+        };
+        assert!(deletes.validate_for("hubspot").is_ok());
+        for provider in ["salesforce", "pipedrive", "tave", "custom"] {
+            assert_eq!(
+                deletes.validate_for(provider).map_err(|e| e.field),
+                Err("sync_config.on_app_archive"),
+                "{provider}"
+            );
+        }
+        assert!(SyncConfig::default().validate_for("pipedrive").is_ok());
     }
 
     #[test]

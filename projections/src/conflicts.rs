@@ -69,6 +69,7 @@ fn touches_queue(event: &RecordEvent) -> bool {
             | RecordEvent::ConflictIgnored { .. }
             | RecordEvent::ConflictRaised { .. }
             | RecordEvent::RemoteDeleted { .. }
+            | RecordEvent::RemoteRecordDeleted { .. }
             | RecordEvent::RolledBack { .. }
     )
 }
@@ -450,6 +451,9 @@ async fn apply_one(
             at,
         } => raised(conn, known, step, integration_id, conflict, &rfc3339(*at)).await,
         RecordEvent::RemoteDeleted {
+            integration_id, at, ..
+        }
+        | RecordEvent::RemoteRecordDeleted {
             integration_id, at, ..
         } => {
             let link = (step.record_id.to_owned(), integration_id.clone());

@@ -113,6 +113,20 @@ pub trait CrmAdapter: Send + Sync {
         Ok(None)
     }
 
+    /// Deletes these CRM records (what `on_app_archive: delete_in_crm` asks when the app
+    /// archives a record): one result per id, in order; a record already gone counts as
+    /// deleted. `None`: this provider cannot delete records (the setting is refused for
+    /// it, see `syncledger_domain::provider::deletes_records`).
+    async fn delete_records(
+        &self,
+        credentials: &Credentials,
+        entity: Entity,
+        ids: &[String],
+    ) -> Result<Option<Vec<PushResult>>, CrmError> {
+        let _ = (credentials, entity, ids);
+        Ok(None)
+    }
+
     /// Records deleted (archived) at or after `since` (all the provider still
     /// remembers when `None`), paged like a full pull. Providers that keep
     /// deletions for a limited time (Salesforce: 15 days) clamp `since`.

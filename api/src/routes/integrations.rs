@@ -18,7 +18,7 @@ use syncledger_crm::Credentials;
 use syncledger_domain::sync_config::{MAX_INTERVAL_MINUTES, MIN_INTERVAL_MINUTES};
 use syncledger_domain::{
     Aggregate, ConflictStrategy, Direction, Entity, Frequency, Integration, IntegrationCommand,
-    OnCrmDelete, Status, SyncConfig, WorkspaceCommand,
+    OnAppArchive, OnCrmDelete, Status, SyncConfig, WorkspaceCommand,
 };
 use syncledger_engine::creation::{create_integration, NewIntegration};
 use syncledger_engine::seal_credentials;
@@ -61,6 +61,13 @@ pub struct SyncConfigBody {
     #[serde(default)]
     #[schema(value_type = String, example = "archive_record")]
     pub on_crm_delete: OnCrmDelete,
+    /// What archiving a record in the app (`POST /v1/records/{id}/archive`) does in the
+    /// CRM: `nothing` (default) or `delete_in_crm` (the next push deletes the CRM record
+    /// and marks the link `deleted_in_crm`). `delete_in_crm` is refused (400) for a
+    /// provider syncledger cannot delete records in (today every provider but HubSpot).
+    #[serde(default)]
+    #[schema(value_type = String, example = "nothing")]
+    pub on_app_archive: OnAppArchive,
 }
 
 impl SyncConfigBody {
@@ -89,6 +96,7 @@ impl SyncConfigBody {
             entities: self.entities,
             conflict_strategy: self.conflict_strategy,
             on_crm_delete: self.on_crm_delete,
+            on_app_archive: self.on_app_archive,
         };
         config
             .validate()
@@ -110,6 +118,7 @@ impl SyncConfigBody {
             entities: c.entities.clone(),
             conflict_strategy: c.conflict_strategy,
             on_crm_delete: c.on_crm_delete,
+            on_app_archive: c.on_app_archive,
         }
     }
 }

@@ -231,6 +231,28 @@ pub async fn edit(
     Ok(Json(view(&id, &record)))
 }
 
+/// Archive a record as the app: it leaves lists (its history stays). For an integration
+/// with `on_app_archive: delete_in_crm`, the next push deletes its CRM record there.
+/// Archiving an archived record writes nothing.
+#[utoipa::path(post, path = "/v1/records/{id}/archive", tag = "records", security(("bearer" = [])),
+    responses((status = 200, body = RecordView), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn archive(
+    State(state): State<AppState>,
+    Writer(caller): Writer,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RecordView>> {
+    owned(&state, &caller.workspace_id, &id).await?;
+    let meta = caller.metadata();
+    let command = RecordCommand::Archive {
+        actor: meta.actor.clone(),
+        at: Utc::now(),
+    };
+    state.records.execute(&id, command, &meta).await?;
+    state.settle(PROJECTION, Record::TYPE, &id).await?;
+    let record = owned(&state, &caller.workspace_id, &id).await?;
+    Ok(Json(view(&id, &record)))
+}
+
 /// One record with every value's source and time, and its CRM links; with `as_of`, as it
 /// was at that instant.
 #[utoipa::path(get, path = "/v1/records/{id}", tag = "records", security(("bearer" = [])), params(AsOf),

@@ -27,6 +27,7 @@ fn other_config() -> SyncConfig {
         entities: vec![Entity::Contacts],
         conflict_strategy: ConflictStrategy::LastWriteWins,
         on_crm_delete: crate::OnCrmDelete::Unlink,
+        on_app_archive: crate::OnAppArchive::Nothing,
     }
 }
 

@@ -1023,3 +1023,45 @@ fn a_push_error_goes_when_the_value_owed_waits_for_review() -> Result<(), Record
     assert_eq!(link.push_error, None);
     Ok(())
 }
+
+#[test]
+fn an_app_archive_is_recorded_and_a_crm_delete_of_it_marks_the_link() -> Result<(), RecordError> {
+    let archive = RecordCommand::Archive {
+        actor: "token:app".into(),
+        at: t(3),
+    };
+    let h = play(vec![
+        ingest(email("a@x.io"), 1, ConflictStrategy::CrmWins),
+        edit(fields(&[("phone", "2")]), 2),
+        archive.clone(),
+    ])?;
+    let r = state(&h);
+    assert!(r.archived && r.app_archived);
+    assert_eq!(given::<Record>(h.clone()).when(archive)?, vec![], "once");
+    let confirm = |integration: &str| RecordCommand::ConfirmRemoteDelete {
+        integration_id: integration.into(),
+        run_id: "run3".into(),
+        at: t(4),
+    };
+    assert_eq!(
+        given::<Record>(h.clone()).when(confirm("sf")),
+        Err(RecordError::NotLinked("sf".into()))
+    );
+    let deleted = then(&h, confirm("hs"))?;
+    let link = &state(&deleted).links["hs"];
+    assert_eq!(link.state, LinkState::DeletedInCrm);
+    assert!(link.owed().is_empty());
+    assert_eq!(
+        given::<Record>(deleted).when(confirm("hs"))?,
+        vec![],
+        "once"
+    );
+    // A CRM deletion archives too, but not as the app's own archive.
+    let r = state(&deleted_by_crm()?);
+    assert!(r.archived && !r.app_archived);
+    Ok(())
+}
+
+fn deleted_by_crm() -> Result<Vec<RecordEvent>, RecordError> {
+    deleted(OnCrmDelete::ArchiveRecord)
+}

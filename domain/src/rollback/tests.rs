@@ -75,6 +75,7 @@ fn record() -> impl Strategy<Value = Record> {
             links,
             app_modified_at: None,
             archived,
+            app_archived: false,
             version: 3,
         }
     })

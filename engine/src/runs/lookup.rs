@@ -189,6 +189,43 @@ pub(crate) fn match_key_of(
         .filter(|v| !v.is_empty())
 }
 
+/// (app record, CRM record) for the records of the entity the app archived whose link to
+/// this integration is live: what `on_app_archive: delete_in_crm` deletes in the CRM.
+pub(crate) async fn archived_linked(
+    pool: &AnyPool,
+    workspace_id: &str,
+    entity: Entity,
+    integration_id: &str,
+) -> Result<Vec<(String, String)>, EngineError> {
+    let rows = sqlx::query(
+        "SELECT r.id, r.state FROM records r
+          WHERE r.workspace_id = $1 AND r.entity = $2 AND r.archived = TRUE
+            AND EXISTS (SELECT 1 FROM record_links l
+                         WHERE l.record_id = r.id AND l.integration_id = $3)
+          ORDER BY r.id",
+    )
+    .bind(workspace_id)
+    .bind(entity.as_str())
+    .bind(integration_id)
+    .fetch_all(pool)
+    .await
+    .map_err(store_err)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let state = parse(&row.try_get::<String, _>("state").map_err(store_err)?)?;
+        if !state.app_archived {
+            continue;
+        }
+        if let Some(link) = state.links.get(integration_id).filter(|l| l.is_active()) {
+            out.push((
+                row.try_get("id").map_err(store_err)?,
+                link.remote_id.clone(),
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// Up to `limit` records of the entity, after `after` in id order, that owe this
 /// integration a push: linked with pending values, or (when `creates`) not linked yet.
 /// With `only`, just those record ids (a retry).

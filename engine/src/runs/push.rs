@@ -15,8 +15,8 @@ use syncledger_domain::merge::Fields;
 use syncledger_domain::provider_text::clean;
 use syncledger_domain::record::{Record, RecordCommand};
 use syncledger_domain::sync_run::{Phase, RecordFailure, RunStats};
-use syncledger_domain::ConflictStrategy;
 use syncledger_domain::{Aggregate, Entity};
+use syncledger_domain::{ConflictStrategy, OnAppArchive};
 use syncledger_store::append::NewEvent;
 
 use super::exec::{encode, Commit, Ctx, Flow};
@@ -189,6 +189,12 @@ impl Ctx<'_> {
         };
         let mapper = self.mapper(entity)?;
         let batch = self.session()?.adapter().push_batch_size().max(1);
+        // Archived records' CRM records go first, once per pass (a resumed pass did it).
+        let mut deleted = if self.run.pass(entity, Phase::Push).is_none() {
+            self.delete_archived(entity, batch).await?
+        } else {
+            Remerged::default()
+        };
         loop {
             let candidates = lookup::owing_push(
                 &self.inner.store.any,
@@ -207,6 +213,7 @@ impl Ctx<'_> {
             let (candidates, merged) = self.reread(entity, candidates).await?;
             let mut pushed = self.push_batch(entity, &mapper, candidates).await?;
             merged.add_to(&mut pushed, &self.run_id());
+            std::mem::take(&mut deleted).add_to(&mut pushed, &self.run_id());
             let cursor_json = serde_json::to_value(&cursor).map_err(encode)?;
             if self
                 .record_pushed(entity, cursor_json, done, pushed)
@@ -277,6 +284,88 @@ impl Ctx<'_> {
             }
         }
         Ok(Flow::Continue)
+    }
+
+    /// Deletes in the CRM the records the app archived, when the integration says
+    /// `on_app_archive: delete_in_crm`, in the provider's batch size; each deletion is
+    /// recorded on its record (the link stays, marked deleted in the CRM). A deletion
+    /// sent again after a crash finds the record already gone, which counts as deleted.
+    async fn delete_archived(
+        &mut self,
+        entity: Entity,
+        batch: usize,
+    ) -> Result<Remerged, EngineError> {
+        let mut out = Remerged::default();
+        if self.integration.sync_config.on_app_archive != OnAppArchive::DeleteInCrm {
+            return Ok(out);
+        }
+        let targets = lookup::archived_linked(
+            &self.inner.store.any,
+            &self.run.workspace_id,
+            entity,
+            &self.run.integration_id,
+        )
+        .await?;
+        for chunk in targets.chunks(batch) {
+            let ids: Vec<String> = chunk.iter().map(|(_, remote)| remote.clone()).collect();
+            let meta = self.meta.clone();
+            let results = self
+                .session()?
+                .call(&meta, move |a, c| {
+                    let ids = ids.clone();
+                    Box::pin(async move { a.delete_records(c, entity, &ids).await })
+                })
+                .await?;
+            out.stats.api_calls += self.take_calls();
+            let Some(results) = results else {
+                return Err(EngineError::Unsupported(
+                    "this provider cannot delete records: set on_app_archive to nothing".into(),
+                ));
+            };
+            for r in results {
+                let Some((record_id, remote_id)) = chunk.get(r.index) else {
+                    continue;
+                };
+                self.record_deletion(entity, record_id, remote_id, r.error, &mut out)
+                    .await?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records one CRM deletion's outcome on its record and in the counters.
+    async fn record_deletion(
+        &self,
+        entity: Entity,
+        record_id: &str,
+        remote_id: &str,
+        error: Option<String>,
+        out: &mut Remerged,
+    ) -> Result<(), EngineError> {
+        out.stats.processed += 1;
+        if let Some(error) = error {
+            out.failures.push(RecordFailure {
+                entity,
+                phase: Phase::Push,
+                record_id: Some(record_id.to_owned()),
+                remote_id: Some(remote_id.to_owned()),
+                error: clean(&error),
+                fetched: None,
+            });
+            return Ok(());
+        }
+        let command = RecordCommand::ConfirmRemoteDelete {
+            integration_id: self.run.integration_id.clone(),
+            run_id: self.run_id(),
+            at: Utc::now(),
+        };
+        self.inner
+            .records
+            .execute(record_id, command, &self.meta)
+            .await
+            .map_err(|e| EngineError::Store(e.to_string()))?;
+        out.stats.updated += 1;
+        Ok(())
     }
 
     /// Re-reads the batch's linked CRM records just before the push and merges those

@@ -34,6 +34,7 @@ async fn lifecycle(backend: Backend) -> anyhow::Result<()> {
     // What was sent, with the deletion setting's default.
     let mut expected = sync_config();
     expected["on_crm_delete"] = json!("archive_record");
+    expected["on_app_archive"] = json!("nothing");
     assert_eq!(body["sync_config"], expected);
     assert_eq!(body["credential_kind"], Value::Null);
     let id = created.str("id")?;
@@ -52,7 +53,8 @@ async fn lifecycle(backend: Backend) -> anyhow::Result<()> {
         "frequency": "daily",
         "entities": ["contacts"],
         "conflict_strategy": "last_write_wins",
-        "on_crm_delete": "unlink"
+        "on_crm_delete": "unlink",
+        "on_app_archive": "nothing"
     });
     let patched = app
         .patch(&path, &admin, json!({"sync_config": config}))

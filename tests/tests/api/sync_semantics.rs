@@ -21,6 +21,7 @@ on_both_backends!(
     an_always_use_rule_settles_open_conflicts_at_once,
     a_push_error_goes_when_the_value_is_no_longer_owed,
     a_crm_edit_after_the_pull_is_not_overwritten,
+    an_app_archive_deletes_in_the_crm_only_when_asked,
 );
 
 /// A HubSpot sandbox with `records` contacts and companies, an app connected to it with
@@ -605,6 +606,87 @@ async fn push_window_against_hubspot() -> anyhow::Result<()> {
         maxs[maxs.len() / 2],
         maxs[maxs.len() - 1]
     );
+    sandbox.shutdown().await;
+    app.finish().await
+}
+
+/// `on_app_archive`: by default archiving a record in the app leaves the CRM alone; with
+/// `delete_in_crm` the next push deletes the CRM record, and the link says so. A provider
+/// syncledger cannot delete records in refuses the setting.
+async fn an_app_archive_deletes_in_the_crm_only_when_asked(backend: Backend) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let (sandbox, id) = synced(&app, "manual_review").await?;
+    let contacts = crate::sync::records(&app, &id, "contacts").await?;
+    let pair = |r: &Value| -> anyhow::Result<(String, String)> {
+        Ok((
+            r["id"].as_str().context("id")?.to_string(),
+            r["links"][0]["remote_id"]
+                .as_str()
+                .context("remote")?
+                .to_string(),
+        ))
+    };
+    let (kept, kept_remote) = pair(contacts.first().context("a contact")?)?;
+    let (gone, gone_remote) = pair(contacts.get(1).context("a second contact")?)?;
+    let archive = |record: String| {
+        let app = &app;
+        async move {
+            let resp = app
+                .post_empty(&format!("/v1/records/{record}/archive"), &app.admin)
+                .await?;
+            anyhow::Ok(resp.expect(StatusCode::OK).clone())
+        }
+    };
+    // Default (nothing): archived in the app, still there in the CRM.
+    assert_eq!(archive(kept.clone()).await?["archived"], true);
+    run(&app, &id, "push").await?;
+    assert_eq!(
+        remote(&sandbox, "contacts", &kept_remote).await?["archived"],
+        false
+    );
+    assert_eq!(record(&app, &kept).await?["links"][0]["state"], "linked");
+    // delete_in_crm: the next push deletes it there.
+    let body = json!({"sync_config": {"direction": "bidirectional", "frequency": "manual",
+        "entities": ["contacts", "companies"], "conflict_strategy": "manual_review",
+        "on_app_archive": "delete_in_crm"}});
+    app.patch(&format!("/v1/integrations/{id}"), &app.admin, body)
+        .await?
+        .expect(StatusCode::OK);
+    archive(gone.clone()).await?;
+    let pushed = run(&app, &id, "push").await?;
+    assert_eq!(pushed["status"], "completed", "{pushed}");
+    assert_eq!(
+        remote(&sandbox, "contacts", &gone_remote).await?["archived"],
+        true
+    );
+    let r = record(&app, &gone).await?;
+    assert_eq!(r["links"][0]["state"], "deleted_in_crm", "{r}");
+    // The setting covers every record archived in the app and still linked, also one
+    // archived before it was set.
+    assert_eq!(
+        remote(&sandbox, "contacts", &kept_remote).await?["archived"],
+        true
+    );
+    // Only where syncledger can delete: refused for Salesforce, nothing created.
+    let before = app.snapshot().await?;
+    let resp = app
+        .post(
+            "/v1/integrations",
+            &app.admin,
+            json!({"provider": "salesforce", "name": "SF",
+            "sync_config": {"direction": "bidirectional", "frequency": "manual",
+                "entities": ["contacts"], "conflict_strategy": "manual_review",
+                "on_app_archive": "delete_in_crm"}}),
+        )
+        .await?;
+    resp.expect_error(
+        StatusCode::BAD_REQUEST,
+        "validation_failed",
+        "sync_config.on_app_archive: delete_in_crm needs a provider",
+    );
+    assert_eq!(app.snapshot().await?, before);
     sandbox.shutdown().await;
     app.finish().await
 }

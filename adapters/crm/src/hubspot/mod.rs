@@ -330,6 +330,16 @@ impl CrmAdapter for HubSpotAdapter {
         self.batch_read(tokens, entity, ids).await.map(Some)
     }
 
+    #[tracing::instrument(skip_all, fields(entity = entity.as_str(), ids = ids.len()), err)]
+    async fn delete_records(
+        &self,
+        tokens: &Credentials,
+        entity: Entity,
+        ids: &[String],
+    ) -> Result<Option<Vec<PushResult>>, CrmError> {
+        self.batch_archive(tokens, entity, ids).await.map(Some)
+    }
+
     #[tracing::instrument(skip_all, fields(entity = entity.as_str()), err)]
     async fn deletions(
         &self,

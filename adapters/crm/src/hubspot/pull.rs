@@ -178,6 +178,42 @@ impl HubSpotAdapter {
     }
 }
 
+impl HubSpotAdapter {
+    /// Archives (HubSpot's delete) the records with these ids by batch archive
+    /// ([`super::push::BATCH_LIMIT`] per call). HubSpot answers 204 for the whole batch,
+    /// ids already archived included, so each id is reported deleted.
+    pub(super) async fn batch_archive(
+        &self,
+        tokens: &Credentials,
+        entity: Entity,
+        ids: &[String],
+    ) -> Result<Vec<crate::types::PushResult>, CrmError> {
+        let url = self.objects_url(entity, "/batch/archive");
+        let auth = bearer(tokens)?;
+        for chunk in ids.chunks(super::push::BATCH_LIMIT) {
+            let inputs: Vec<_> = chunk
+                .iter()
+                .map(|id| serde_json::json!({ "id": id }))
+                .collect();
+            let body = serde_json::json!({ "inputs": inputs });
+            self.http
+                .send::<serde_json::Value>(Lane::General, |c| {
+                    c.post(&url).header("Authorization", &auth).json(&body)
+                })
+                .await?;
+        }
+        Ok(ids
+            .iter()
+            .enumerate()
+            .map(|(index, id)| crate::types::PushResult {
+                index,
+                remote_id: Some(id.clone()),
+                error: None,
+            })
+            .collect())
+    }
+}
+
 /// Continues the search, or restarts it from the last seen modification time
 /// when the next page would pass the 10,000-result cap. The restart repeats
 /// the records sharing that timestamp; the engine deduplicates them.
