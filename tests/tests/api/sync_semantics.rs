@@ -8,7 +8,7 @@ use crate::sync::{connect, edit_remote, remote, run};
 use anyhow::Context;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use syncledger_sandbox::{Sandbox, SandboxConfig};
+use syncledger_sandbox::{SalesforceSandboxConfig, Sandbox, SandboxConfig};
 
 on_both_backends!(
     a_crm_deletion_archives_and_is_never_undone,
@@ -22,6 +22,7 @@ on_both_backends!(
     a_push_error_goes_when_the_value_is_no_longer_owed,
     a_crm_edit_after_the_pull_is_not_overwritten,
     an_app_archive_deletes_in_the_crm_only_when_asked,
+    salesforce_re_reads_before_pushing,
 );
 
 /// A HubSpot sandbox with `records` contacts and companies, an app connected to it with
@@ -687,6 +688,48 @@ async fn an_app_archive_deletes_in_the_crm_only_when_asked(backend: Backend) -> 
         "sync_config.on_app_archive: delete_in_crm needs a provider",
     );
     assert_eq!(app.snapshot().await?, before);
+    sandbox.shutdown().await;
+    app.finish().await
+}
+
+/// Salesforce too: a CRM edit made after the last pull is re-read (sObject Collections
+/// retrieve) and held as a conflict under manual review instead of being overwritten.
+async fn salesforce_re_reads_before_pushing(backend: Backend) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let sandbox = Sandbox::start_salesforce(SalesforceSandboxConfig {
+        records: 3,
+        ..SalesforceSandboxConfig::default()
+    })
+    .await?;
+    let id = connect(
+        &app,
+        "salesforce",
+        &sandbox.base_url(),
+        "bidirectional",
+        "manual_review",
+    )
+    .await?;
+    run(&app, &id, "full").await?;
+    let (record_id, remote_id) = first_contact(&app, &id).await?;
+    edit(&app, &record_id, json!({"phone": "+1 555 080 0001"})).await?;
+    let url = format!("{}/_sandbox/records/Contact", sandbox.base_url());
+    send(
+        reqwest::Client::new()
+            .post(url)
+            .json(&json!({"Id": remote_id, "Phone": "+1 555 999 0008"})),
+    )
+    .await?
+    .expect(StatusCode::OK);
+    let pushed = run(&app, &id, "push").await?;
+    assert_eq!(pushed["stats"]["conflicts_detected"], 1, "{pushed}");
+    let url = format!(
+        "{}/_sandbox/records/Contact/{remote_id}",
+        sandbox.base_url()
+    );
+    let crm = send(reqwest::Client::new().get(url)).await?;
+    assert_eq!(crm.expect(StatusCode::OK)["Phone"], "+1 555 999 0008");
     sandbox.shutdown().await;
     app.finish().await
 }
