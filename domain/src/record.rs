@@ -930,12 +930,10 @@ impl Aggregate for Record {
                 on_delete,
                 at,
             } => {
-                let Some(link) = self.links.get(&integration_id) else {
+                // A link already marked deleted no longer syncs: the deletion was recorded
+                // (a page applied again after a crash, or a provider listing it again).
+                if !self.links.get(&integration_id).is_some_and(Link::is_active) {
                     return Err(RecordError::NotLinked(integration_id));
-                };
-                if !link.is_active() {
-                    // Already recorded (a page applied again after a crash).
-                    return Ok(vec![]);
                 }
                 Ok(vec![E::RemoteDeleted {
                     integration_id,

@@ -237,7 +237,8 @@ fn a_crm_deletion_archives_the_record_and_its_link_is_never_pushed_again() -> Re
     assert!(state(&edited).links["hs"].owed().is_empty());
     assert_eq!(
         given::<Record>(h).when(delete("hs", OnCrmDelete::ArchiveRecord)),
-        Ok(vec![])
+        Err(RecordError::NotLinked("hs".into())),
+        "recorded once; the deletions pass counts it unchanged"
     );
     Ok(())
 }

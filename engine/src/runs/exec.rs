@@ -575,7 +575,8 @@ impl<'a> Ctx<'a> {
                     .await
                 {
                     Ok(()) => stats.updated += 1,
-                    // Already unlinked (this page was applied before a crash).
+                    // Already unlinked or marked deleted (a page applied again after a
+                    // crash, or a deletion the provider keeps listing).
                     Err(CommandError::Domain(RecordError::NotLinked(_))) => stats.unchanged += 1,
                     Err(e) => {
                         stats.failed += 1;

@@ -154,6 +154,8 @@ async fn a_crm_deletion_archives_and_is_never_undone(backend: Backend) -> anyhow
     for kind in ["incremental", "push", "full"] {
         let later = run(&app, &id, kind).await?;
         assert_eq!(later["stats"]["created"], 0, "{kind}: {later}");
+        // HubSpot keeps listing the deletion: it is recorded once, then unchanged.
+        assert_eq!(later["stats"]["updated"], 0, "{kind}: {later}");
     }
     assert_eq!(crm_contacts_with_email(&sandbox, &email).await?, 0);
     let r = record(&app, &record_id).await?;
