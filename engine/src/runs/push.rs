@@ -33,6 +33,10 @@ struct Outcome {
     command: RecordCommand,
 }
 
+/// How many times a push batch is read again at most: a read that found changes is
+/// followed by another once they are merged.
+const REREADS: usize = 3;
+
 /// A push batch's results, ready to commit.
 #[derive(Default)]
 struct Pushed {
@@ -373,27 +377,66 @@ impl Ctx<'_> {
     /// meanwhile is not overwritten: under `manual_review` it becomes a conflict (and is
     /// held), under `crm_wins` / `last_write_wins` it may win. Only `app_wins` without
     /// "always use" rules skips it, since the app's value goes whatever the CRM holds.
-    /// Answers the batch on its states after those merges, and what the merges did.
+    ///
+    /// A read that found changes is followed by another once they are merged (up to
+    /// [`REREADS`] reads), so the merging itself does not widen the window between the
+    /// last read and the write. Answers the batch on its states after the merges, and
+    /// what they did.
     async fn reread(
         &mut self,
         entity: Entity,
         mut candidates: Vec<(String, Known)>,
     ) -> Result<(Vec<(String, Known)>, Remerged), EngineError> {
         let mut out = Remerged::default();
-        let overrides_crm =
-            self.policy.strategy == ConflictStrategy::AppWins && self.policy.always.is_empty();
-        let integration_id = self.run.integration_id.clone();
-        // Only records that would send something: a create has no CRM version yet.
-        let pulled: HashMap<String, Option<chrono::DateTime<Utc>>> = candidates
-            .iter()
-            .filter_map(|(_, k)| k.state.links.get(&integration_id))
-            .filter(|l| l.is_active() && !l.owed().is_empty())
-            .map(|l| (l.remote_id.clone(), l.remote_updated_at))
-            .collect();
-        if overrides_crm || pulled.is_empty() {
+        if self.policy.strategy == ConflictStrategy::AppWins && self.policy.always.is_empty() {
             return Ok((candidates, out));
         }
-        let ids: Vec<String> = pulled.keys().cloned().collect();
+        // CRM record → the modification time merged last (by the pull or a round here).
+        let mut merged: HashMap<String, Option<chrono::DateTime<Utc>>> = HashMap::new();
+        for _ in 0..REREADS {
+            let changed = self
+                .read_changed(entity, &candidates, &mut merged, &mut out)
+                .await?;
+            if changed.is_empty() {
+                break;
+            }
+            candidates = self
+                .merge_changed(entity, candidates, &changed, &mut out)
+                .await?;
+        }
+        Ok((candidates, out))
+    }
+
+    /// Reads the batch's linked CRM records that would be sent something; answers those
+    /// modified since they were last merged.
+    async fn read_changed(
+        &mut self,
+        entity: Entity,
+        candidates: &[(String, Known)],
+        merged: &mut HashMap<String, Option<chrono::DateTime<Utc>>>,
+        out: &mut Remerged,
+    ) -> Result<Vec<RemoteRecord>, EngineError> {
+        let integration_id = &self.run.integration_id;
+        // Only records that would send something: a create has no CRM version yet.
+        for l in candidates
+            .iter()
+            .filter_map(|(_, k)| k.state.links.get(integration_id))
+            .filter(|l| l.is_active() && !l.owed().is_empty())
+        {
+            let seen = merged
+                .entry(l.remote_id.clone())
+                .or_insert(l.remote_updated_at);
+            *seen = (*seen).max(l.remote_updated_at);
+        }
+        let ids: Vec<String> = candidates
+            .iter()
+            .filter_map(|(_, k)| k.state.links.get(integration_id))
+            .filter(|l| l.is_active() && !l.owed().is_empty())
+            .map(|l| l.remote_id.clone())
+            .collect();
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
         let meta = self.meta.clone();
         let read = self
             .session()?
@@ -404,35 +447,48 @@ impl Ctx<'_> {
             .await?;
         out.stats.api_calls += self.take_calls();
         let Some(fresh) = read else {
-            return Ok((candidates, out));
+            return Ok(vec![]);
         };
         out.read_at = Some(std::time::Instant::now());
         let changed: Vec<RemoteRecord> = fresh
             .into_iter()
             .filter(|r| {
-                pulled
+                merged
                     .get(&r.id)
                     .is_some_and(|seen| *seen < Some(r.updated_at))
             })
             .collect();
-        if changed.is_empty() {
-            return Ok((candidates, out));
+        for r in &changed {
+            merged.insert(r.id.clone(), Some(r.updated_at));
         }
+        Ok(changed)
+    }
+
+    /// Merges the changed CRM versions into their records and answers the batch on
+    /// their new states; a record whose version could not be merged leaves the batch
+    /// (it is not pushed over a version nobody merged).
+    async fn merge_changed(
+        &mut self,
+        entity: Entity,
+        mut candidates: Vec<(String, Known)>,
+        changed: &[RemoteRecord],
+        out: &mut Remerged,
+    ) -> Result<Vec<(String, Known)>, EngineError> {
         let mapper = self.mapper(entity)?;
         let run_id = self.run_id();
         let decided = self
             .ingestion(entity, &mapper, &run_id)
-            .ingest_one_by_one(&changed)
+            .ingest_one_by_one(changed)
             .await?;
         out.stats.conflicts_detected += decided.stats.conflicts_detected;
         out.stats.conflicts_resolved += decided.stats.conflicts_resolved;
-        // A record whose new version could not be merged is not pushed over it.
         let unmerged: Vec<String> = decided
             .failures
             .iter()
             .filter_map(|f| f.remote_id.clone())
             .collect();
-        out.failures = decided.failures;
+        out.failures.extend(decided.failures);
+        let integration_id = self.run.integration_id.clone();
         let remote_of = |k: &Known| {
             k.state
                 .links
@@ -452,7 +508,7 @@ impl Ctx<'_> {
                 *known = Known { state, version };
             }
         }
-        Ok((candidates, out))
+        Ok(candidates)
     }
 
     /// The match keys of the batch's records to create that already belong to a record

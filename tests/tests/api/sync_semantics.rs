@@ -537,7 +537,8 @@ async fn a_crm_edit_after_the_pull_is_not_overwritten(backend: Backend) -> anyho
 
 /// The remaining window of a conditional push: from the re-read's answer to the push
 /// call (at least) and to its answer (at most), over `PUSH_WINDOW_RECORDS` records
-/// (default 300) against the HubSpot sandbox with production pacing. Prints the figures;
+/// (default 300) against the HubSpot sandbox with production pacing (see
+/// `PUSH_WINDOW_CRM_EDITS` below). Prints the figures;
 /// run it alone to measure: `cargo test -p syncledger-tests --test api --
 /// push_window_against_hubspot --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -565,6 +566,9 @@ async fn push_window_against_hubspot() -> anyhow::Result<()> {
     )
     .await?;
     run(&app, &id, "full").await?;
+    // Every record edited in the app; with PUSH_WINDOW_CRM_EDITS=1 every second one also
+    // in the CRM (another field) after the pull, so it is merged again inside the window.
+    let crm_edits = std::env::var("PUSH_WINDOW_CRM_EDITS").is_ok_and(|v| v == "1");
     for (i, r) in crate::sync::records(&app, &id, "contacts")
         .await?
         .iter()
@@ -577,6 +581,16 @@ async fn push_window_against_hubspot() -> anyhow::Result<()> {
             json!({"phone": format!("+1 555 070 {i:04}")}),
         )
         .await?;
+        if crm_edits && i % 2 == 0 {
+            let remote_id = r["links"][0]["remote_id"].as_str().context("remote")?;
+            edit_remote(
+                &sandbox,
+                "contacts",
+                remote_id,
+                json!({"jobtitle": "Edited"}),
+            )
+            .await?;
+        }
     }
     let pushed = run(&app, &id, "push").await?;
     assert_eq!(pushed["status"], "completed", "{pushed}");
