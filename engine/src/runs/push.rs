@@ -7,20 +7,20 @@
 //! so a batch sent again after a crash finds the records it created instead of making
 //! them twice. Failures are per record: the rest of the batch still lands.
 
-use std::collections::HashMap;
-
 use chrono::Utc;
-use syncledger_crm::{PushKind, PushOp, PushResult, RemoteRecord};
+use syncledger_crm::{PushKind, PushOp, PushResult};
 use syncledger_domain::merge::Fields;
 use syncledger_domain::provider_text::clean;
 use syncledger_domain::record::{Record, RecordCommand};
 use syncledger_domain::sync_run::{Phase, RecordFailure, RunStats};
+use syncledger_domain::OnAppArchive;
 use syncledger_domain::{Aggregate, Entity};
-use syncledger_domain::{ConflictStrategy, OnAppArchive};
 use syncledger_store::append::NewEvent;
 
+use super::duplicates::{claim_key, duplicate_error};
 use super::exec::{encode, Commit, Ctx, Flow};
 use super::lookup::{self, Known};
+use super::reread::Remerged;
 use super::PushCursor;
 use crate::crashpoint;
 use crate::mapping::{match_key, Mapper};
@@ -33,25 +33,21 @@ struct Outcome {
     command: RecordCommand,
 }
 
-/// How many times a push batch is read again at most: a read that found changes is
-/// followed by another once they are merged.
-const REREADS: usize = 3;
-
 /// A push batch's results, ready to commit.
 #[derive(Default)]
-struct Pushed {
+pub(super) struct Pushed {
     outcomes: Vec<Outcome>,
-    stats: RunStats,
-    failures: Vec<RecordFailure>,
+    pub(super) stats: RunStats,
+    pub(super) failures: Vec<RecordFailure>,
     /// When the batch's push call started, and when it answered.
-    sent_at: Option<std::time::Instant>,
-    answered_at: Option<std::time::Instant>,
+    pub(super) sent_at: Option<std::time::Instant>,
+    pub(super) answered_at: Option<std::time::Instant>,
 }
 
 impl Pushed {
     /// A record not sent (or not linked) for `error`: a failure of the run and of the
     /// record's push; nothing else about it changes.
-    fn refuse(
+    pub(super) fn refuse(
         &mut self,
         entity: Entity,
         integration_id: &str,
@@ -79,110 +75,6 @@ impl Pushed {
                 at: Utc::now(),
             },
         });
-    }
-}
-
-/// What re-reading a push batch found and merged.
-#[derive(Default)]
-struct Remerged {
-    stats: RunStats,
-    failures: Vec<RecordFailure>,
-    /// When the re-read answered: the start of the window in which a CRM edit can still
-    /// be overwritten (it ends when the push is sent).
-    read_at: Option<std::time::Instant>,
-}
-
-impl Remerged {
-    /// Adds the re-read's calls, conflicts and failures to the batch's outcome.
-    fn add_to(self, pushed: &mut Pushed, run_id: &str) {
-        pushed.stats = pushed.stats.plus(self.stats);
-        pushed.stats.failed += self.failures.len() as u64;
-        pushed.failures.extend(self.failures);
-        // The window is at least read → sent and at most read → answered (the write
-        // lands at the provider somewhere in the call).
-        if let (Some(read), Some(sent), Some(answered)) =
-            (self.read_at, pushed.sent_at, pushed.answered_at)
-        {
-            let micros = |t: std::time::Instant| {
-                u64::try_from(t.saturating_duration_since(read).as_micros()).unwrap_or(u64::MAX)
-            };
-            tracing::debug!(
-                run_id,
-                window_min_us = micros(sent),
-                window_max_us = micros(answered),
-                "push window"
-            );
-        }
-    }
-}
-
-/// The app record a CRM record (or a match key) already belongs to.
-#[derive(Clone, Debug)]
-struct Owner {
-    record_id: String,
-    /// The CRM record it is linked to; `None`: it is being created in the same batch.
-    remote_id: Option<String>,
-}
-
-/// Why a record is not created in (or linked to) the CRM: its key is another's.
-fn duplicate_error(entity: Entity, owner: &Owner) -> String {
-    let key = match_key(entity);
-    match &owner.remote_id {
-        Some(remote) => format!(
-            "duplicate: its {key} belongs to CRM record {remote}, already linked to app \
-             record {}; not created in the CRM",
-            owner.record_id
-        ),
-        None => format!(
-            "duplicate: app record {} with the same {key} is created in the CRM first; \
-             not created",
-            owner.record_id
-        ),
-    }
-}
-
-/// The owner of `values`' match key, unless it is `record_id` itself; a free key is
-/// claimed for `record_id` (so two records of one batch never both take it).
-fn claim_key(
-    taken: &mut HashMap<String, Owner>,
-    record_id: &str,
-    values: &Fields,
-    entity: Entity,
-) -> Option<Owner> {
-    let key = lookup::match_key_of(values, entity)?;
-    match taken.get(&key) {
-        Some(owner) if owner.record_id != record_id => Some(owner.clone()),
-        Some(_) => None,
-        None => {
-            taken.insert(
-                key,
-                Owner {
-                    record_id: record_id.to_owned(),
-                    remote_id: None,
-                },
-            );
-            None
-        }
-    }
-}
-
-/// CRM record → the app record linked to it, growing as a batch's creates are linked.
-struct Owners(HashMap<String, String>);
-
-impl Owners {
-    /// The other app record `remote` is linked to, if any; else it is now `record_id`'s.
-    fn claim(&mut self, remote: &str, record_id: &str) -> Option<Owner> {
-        match self.0.get(remote) {
-            Some(other) if other != record_id => Some(Owner {
-                record_id: other.clone(),
-                remote_id: Some(remote.to_owned()),
-            }),
-            Some(_) => None,
-            None => {
-                self.0.insert(remote.to_owned(), record_id.to_owned());
-                None
-            }
-        }
     }
 }
 
@@ -370,210 +262,6 @@ impl Ctx<'_> {
             .map_err(|e| EngineError::Store(e.to_string()))?;
         out.stats.updated += 1;
         Ok(())
-    }
-
-    /// Re-reads the batch's linked CRM records just before the push and merges those
-    /// changed since the pull (as a pull would, same policy), so that a CRM edit made
-    /// meanwhile is not overwritten: under `manual_review` it becomes a conflict (and is
-    /// held), under `crm_wins` / `last_write_wins` it may win. Only `app_wins` without
-    /// "always use" rules skips it, since the app's value goes whatever the CRM holds.
-    ///
-    /// A read that found changes is followed by another once they are merged (up to
-    /// [`REREADS`] reads), so the merging itself does not widen the window between the
-    /// last read and the write. Answers the batch on its states after the merges, and
-    /// what they did.
-    async fn reread(
-        &mut self,
-        entity: Entity,
-        mut candidates: Vec<(String, Known)>,
-    ) -> Result<(Vec<(String, Known)>, Remerged), EngineError> {
-        let mut out = Remerged::default();
-        if self.policy.strategy == ConflictStrategy::AppWins && self.policy.always.is_empty() {
-            return Ok((candidates, out));
-        }
-        // CRM record → the modification time merged last (by the pull or a round here).
-        let mut merged: HashMap<String, Option<chrono::DateTime<Utc>>> = HashMap::new();
-        for _ in 0..REREADS {
-            let changed = self
-                .read_changed(entity, &candidates, &mut merged, &mut out)
-                .await?;
-            if changed.is_empty() {
-                break;
-            }
-            candidates = self
-                .merge_changed(entity, candidates, &changed, &mut out)
-                .await?;
-        }
-        Ok((candidates, out))
-    }
-
-    /// Reads the batch's linked CRM records that would be sent something; answers those
-    /// modified since they were last merged.
-    async fn read_changed(
-        &mut self,
-        entity: Entity,
-        candidates: &[(String, Known)],
-        merged: &mut HashMap<String, Option<chrono::DateTime<Utc>>>,
-        out: &mut Remerged,
-    ) -> Result<Vec<RemoteRecord>, EngineError> {
-        let integration_id = &self.run.integration_id;
-        // Only records that would send something: a create has no CRM version yet.
-        for l in candidates
-            .iter()
-            .filter_map(|(_, k)| k.state.links.get(integration_id))
-            .filter(|l| l.is_active() && !l.owed().is_empty())
-        {
-            let seen = merged
-                .entry(l.remote_id.clone())
-                .or_insert(l.remote_updated_at);
-            *seen = (*seen).max(l.remote_updated_at);
-        }
-        let ids: Vec<String> = candidates
-            .iter()
-            .filter_map(|(_, k)| k.state.links.get(integration_id))
-            .filter(|l| l.is_active() && !l.owed().is_empty())
-            .map(|l| l.remote_id.clone())
-            .collect();
-        if ids.is_empty() {
-            return Ok(vec![]);
-        }
-        let meta = self.meta.clone();
-        let read = self
-            .session()?
-            .call(&meta, move |a, c| {
-                let ids = ids.clone();
-                Box::pin(async move { a.read_records(c, entity, &ids).await })
-            })
-            .await?;
-        out.stats.api_calls += self.take_calls();
-        let Some(fresh) = read else {
-            return Ok(vec![]);
-        };
-        out.read_at = Some(std::time::Instant::now());
-        let changed: Vec<RemoteRecord> = fresh
-            .into_iter()
-            .filter(|r| {
-                merged
-                    .get(&r.id)
-                    .is_some_and(|seen| *seen < Some(r.updated_at))
-            })
-            .collect();
-        for r in &changed {
-            merged.insert(r.id.clone(), Some(r.updated_at));
-        }
-        Ok(changed)
-    }
-
-    /// Merges the changed CRM versions into their records and answers the batch on
-    /// their new states; a record whose version could not be merged leaves the batch
-    /// (it is not pushed over a version nobody merged).
-    async fn merge_changed(
-        &mut self,
-        entity: Entity,
-        mut candidates: Vec<(String, Known)>,
-        changed: &[RemoteRecord],
-        out: &mut Remerged,
-    ) -> Result<Vec<(String, Known)>, EngineError> {
-        let mapper = self.mapper(entity)?;
-        let run_id = self.run_id();
-        let decided = self
-            .ingestion(entity, &mapper, &run_id)
-            .ingest_one_by_one(changed)
-            .await?;
-        out.stats.conflicts_detected += decided.stats.conflicts_detected;
-        out.stats.conflicts_resolved += decided.stats.conflicts_resolved;
-        let unmerged: Vec<String> = decided
-            .failures
-            .iter()
-            .filter_map(|f| f.remote_id.clone())
-            .collect();
-        out.failures.extend(decided.failures);
-        let integration_id = self.run.integration_id.clone();
-        let remote_of = |k: &Known| {
-            k.state
-                .links
-                .get(&integration_id)
-                .map(|l| l.remote_id.clone())
-        };
-        candidates.retain(|(_, k)| remote_of(k).is_none_or(|r| !unmerged.contains(&r)));
-        let changed_ids: Vec<&str> = changed.iter().map(|r| r.id.as_str()).collect();
-        for (record_id, known) in &mut candidates {
-            if remote_of(known).is_some_and(|r| changed_ids.contains(&r.as_str())) {
-                let (state, version) = self
-                    .inner
-                    .records
-                    .load_versioned(record_id)
-                    .await
-                    .map_err(|e| EngineError::Store(e.to_string()))?;
-                *known = Known { state, version };
-            }
-        }
-        Ok(candidates)
-    }
-
-    /// The match keys of the batch's records to create that already belong to a record
-    /// linked to this integration's CRM.
-    async fn keys_taken(
-        &self,
-        entity: Entity,
-        candidates: &[(String, Known)],
-    ) -> Result<HashMap<String, Owner>, EngineError> {
-        let integration_id = &self.run.integration_id;
-        let keys: Vec<String> = candidates
-            .iter()
-            .filter(|(_, k)| !k.state.links.contains_key(integration_id))
-            .filter_map(|(_, k)| lookup::match_key_of(&k.state.values(), entity))
-            .collect();
-        if keys.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let found = lookup::linked_by_match_key(
-            &self.inner.store.any,
-            &self.run.workspace_id,
-            entity,
-            integration_id,
-            &refs,
-        )
-        .await?;
-        Ok(found
-            .into_iter()
-            .map(|(key, (record_id, remote_id))| {
-                let remote_id = Some(remote_id);
-                (
-                    key,
-                    Owner {
-                        record_id,
-                        remote_id,
-                    },
-                )
-            })
-            .collect())
-    }
-
-    /// Who the CRM records the batch's creates landed on are already linked to.
-    async fn created_owners(
-        &self,
-        sent: &[(String, Known, Fields, Fields, Option<String>)],
-        results: &[Option<PushResult>],
-    ) -> Result<Owners, EngineError> {
-        let created: Vec<&str> = sent
-            .iter()
-            .zip(results)
-            .filter(|((_, _, _, _, remote), _)| remote.is_none())
-            .filter_map(|(_, r)| r.as_ref().and_then(|r| r.remote_id.as_deref()))
-            .collect();
-        if created.is_empty() {
-            return Ok(Owners(HashMap::new()));
-        }
-        let linked = lookup::linked(
-            &self.inner.store.any,
-            &self.run.workspace_id,
-            &self.run.integration_id,
-            &created,
-        )
-        .await?;
-        Ok(Owners(linked))
     }
 
     /// Builds the operations, sends them in one call, and pairs each result with its
