@@ -81,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .route("/records", post(records::create).get(records::list))
         .route("/records/{id}", get(records::get).patch(records::edit))
         .route("/records/{id}/history", get(records::history))
+        .route("/records/{id}/archive", post(records::archive))
         .route(
             "/integrations/{id}/sync-runs",
             post(sync_runs::start).get(sync_runs::list),

@@ -209,6 +209,8 @@ async fn bench(settings: &Settings, args: &SyncBenchArgs) -> anyhow::Result<()> 
             frequency: Frequency::Manual,
             entities: vec![Entity::Contacts],
             conflict_strategy: ConflictStrategy::LastWriteWins,
+            on_crm_delete: Default::default(),
+            on_app_archive: Default::default(),
         },
         base_url: Some(sandbox.base_url.clone()),
         spec: None,

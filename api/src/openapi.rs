@@ -21,6 +21,7 @@ use utoipa::{Modify, OpenApi};
         events::stream,
         webhooks::hubspot,
         records::create, records::list, records::get, records::edit, records::history,
+        records::archive,
         sync_runs::start, sync_runs::list, sync_runs::get, sync_runs::cancel, sync_runs::retry, sync_runs::rollback,
         mappings::list, mappings::get, mappings::put, mappings::auto, mappings::preview,
         mappings::reapply,

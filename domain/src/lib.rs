@@ -24,5 +24,7 @@ pub use integration::{
     Integration, IntegrationCommand, IntegrationError, IntegrationEvent, Status,
 };
 pub use plan::Plan;
-pub use sync_config::{ConflictStrategy, Direction, Entity, Frequency, SyncConfig};
+pub use sync_config::{
+    ConflictStrategy, Direction, Entity, Frequency, OnAppArchive, OnCrmDelete, SyncConfig,
+};
 pub use workspace::{Role, Workspace, WorkspaceCommand, WorkspaceError, WorkspaceEvent};

@@ -11,7 +11,9 @@
 //!   `crm_wins`, `app_wins`, `last_write_wins` (the later modification time; the CRM on
 //!   a tie, as the system of record) — or queued for review with `manual_review`.
 //!
-//! A side that does not mention a field has not changed it. Pure: no clock, no IO.
+//! A side that does not mention a field has not changed it. An empty text and a null are
+//! the same value (see [`empty_as_none`]): a CRM that stores a cleared field as `""`
+//! (HubSpot does) has not changed it. Pure: no clock, no IO.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -77,6 +79,22 @@ impl MergeOutcome {
     }
 }
 
+/// The one meaning of "empty": `""` and null are the same value. Providers differ in how
+/// they store a cleared field (HubSpot answers `""`, Salesforce and Pipedrive `null`), so
+/// every comparison between the two sides goes through this; the app's own values keep
+/// whatever the app wrote.
+pub fn empty_as_none(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.is_empty())
+}
+
+/// Every value of `fields` with empty text read as null.
+pub fn normalized(fields: &Fields) -> Fields {
+    fields
+        .iter()
+        .map(|(k, v)| (k.clone(), empty_as_none(v.clone())))
+        .collect()
+}
+
 fn settle(
     policy: &MergePolicy,
     field: &str,
@@ -112,10 +130,10 @@ pub fn merge(
         ..MergeOutcome::default()
     };
     for name in names {
-        let was = base.get(name).cloned().flatten();
+        let was = empty_as_none(base.get(name).cloned().flatten());
         // A side that does not mention the field still holds the base value.
-        let a = app.fields.get(name).cloned().unwrap_or_else(|| was.clone());
-        let c = crm.fields.get(name).cloned().unwrap_or_else(|| was.clone());
+        let a = empty_as_none(app.fields.get(name).cloned().unwrap_or_else(|| was.clone()));
+        let c = empty_as_none(crm.fields.get(name).cloned().unwrap_or_else(|| was.clone()));
         let (app_changed, crm_changed) = (a != was, c != was);
         let agreed = match (app_changed, crm_changed) {
             (false, false) => continue,

@@ -204,6 +204,12 @@ pub fn sends_webhooks(id: &str) -> bool {
     id == "hubspot"
 }
 
+/// Whether syncledger can delete records in the provider's CRM (what
+/// `on_app_archive: delete_in_crm` needs). Only HubSpot's adapter deletes today.
+pub fn deletes_records(id: &str) -> bool {
+    id == "hubspot"
+}
+
 pub fn find(id: &str) -> Option<&'static ProviderInfo> {
     CATALOGUE.iter().find(|p| p.id == id)
 }

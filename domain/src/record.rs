@@ -18,8 +18,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{Aggregate, DomainEvent};
-use crate::merge::{merge, FieldConflict, Fields, MergeOutcome, MergePolicy, Side, Version};
-use crate::sync_config::Entity;
+use crate::merge::{
+    empty_as_none, merge, normalized, FieldConflict, Fields, MergeOutcome, MergePolicy, Side,
+    Version,
+};
+use crate::sync_config::{Entity, OnCrmDelete};
 
 /// Where a field's current value came from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,10 +47,37 @@ pub struct FieldValue {
     pub at: DateTime<Utc>,
 }
 
+/// Whether a link still syncs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkState {
+    #[default]
+    Linked,
+    /// The CRM record was deleted (`on_crm_delete: archive_record`): kept for the
+    /// record's history, never pushed to again.
+    DeletedInCrm,
+    /// The CRM record was deleted (`on_crm_delete: unlink`): the record is app-only for
+    /// this CRM and is not created there again by later runs.
+    Unlinked,
+}
+
+impl LinkState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Linked => "linked",
+            LinkState::DeletedInCrm => "deleted_in_crm",
+            LinkState::Unlinked => "unlinked",
+        }
+    }
+}
+
 /// The link between this record and one CRM record.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Link {
     pub remote_id: String,
+    /// Links stored before deletions were kept are all `linked`.
+    #[serde(default, skip_serializing_if = "is_linked")]
+    pub state: LinkState,
     /// The values both sides held after the last sync: the merge base.
     pub base: Fields,
     pub remote_updated_at: Option<DateTime<Utc>>,
@@ -86,6 +116,33 @@ pub struct Divergence {
     pub crm: Option<String>,
     /// The rollback run that left it.
     pub rollback_run_id: String,
+}
+
+fn is_linked(state: &LinkState) -> bool {
+    *state == LinkState::Linked
+}
+
+impl Link {
+    /// Whether the link still syncs (its CRM record was not deleted).
+    pub fn is_active(&self) -> bool {
+        self.state == LinkState::Linked
+    }
+
+    /// The values owed to this CRM now: nothing once the CRM record is gone, and never a
+    /// field whose conflict waits for a person (the CRM holds a value nobody chose
+    /// to overwrite yet) or that a rollback left diverged (an admin chooses the side).
+    pub fn owed(&self) -> Fields {
+        if !self.is_active() {
+            return Fields::new();
+        }
+        self.pending_push
+            .iter()
+            .filter(|(name, _)| {
+                !self.conflicts.contains_key(*name) && !self.diverged.contains_key(*name)
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
 }
 
 /// How a person settles a queued conflict.
@@ -206,10 +263,29 @@ pub enum RecordEvent {
         error: String,
         at: DateTime<Utc>,
     },
-    /// The CRM record was deleted; the link is gone.
+    /// The CRM record was deleted; `outcome` is what the integration's `on_crm_delete`
+    /// made of it (events written before the setting existed dropped the link).
     RemoteDeleted {
         integration_id: String,
         run_id: String,
+        #[serde(default = "recreated")]
+        outcome: OnCrmDelete,
+        at: DateTime<Utc>,
+    },
+    /// The app archived the record (left out of lists, its history kept).
+    RecordArchived { actor: String, at: DateTime<Utc> },
+    /// A sync run deleted the CRM record because the app archived the record
+    /// (`on_app_archive: delete_in_crm`); the link stays, marked deleted in the CRM.
+    RemoteRecordDeleted {
+        integration_id: String,
+        run_id: String,
+        at: DateTime<Utc>,
+    },
+    /// An app edit met a field whose CRM value nobody accepted yet (an open conflict, or
+    /// an ignored one): the edit is held for review instead of pushed, as this conflict.
+    ConflictRaised {
+        integration_id: String,
+        conflict: FieldConflict,
         at: DateTime<Utc>,
     },
     /// A person resolved a queued conflict: the record takes `value`, and the CRM is
@@ -261,6 +337,11 @@ pub enum RecordEvent {
     },
 }
 
+/// What a `RemoteDeleted` written before `on_crm_delete` existed did.
+fn recreated() -> OnCrmDelete {
+    OnCrmDelete::KeepAndRecreate
+}
+
 impl DomainEvent for RecordEvent {
     fn event_type(&self) -> &'static str {
         match self {
@@ -272,6 +353,9 @@ impl DomainEvent for RecordEvent {
             RecordEvent::RemotePushed { .. } => "RemotePushed",
             RecordEvent::RemotePushFailed { .. } => "RemotePushFailed",
             RecordEvent::RemoteDeleted { .. } => "RemoteDeleted",
+            RecordEvent::ConflictRaised { .. } => "ConflictRaised",
+            RecordEvent::RecordArchived { .. } => "RecordArchived",
+            RecordEvent::RemoteRecordDeleted { .. } => "RemoteRecordDeleted",
             RecordEvent::ConflictResolved { .. } => "ConflictResolved",
             RecordEvent::ConflictIgnored { .. } => "ConflictIgnored",
             RecordEvent::RolledBack { .. } => "RolledBack",
@@ -329,7 +413,23 @@ impl DomainEvent for RecordEvent {
             RecordEvent::RemotePushFailed { error, .. } => {
                 format!("push to the CRM failed: {error}")
             }
-            RecordEvent::RemoteDeleted { .. } => "deleted in the CRM".into(),
+            RecordEvent::RemoteDeleted { outcome, .. } => match outcome {
+                OnCrmDelete::ArchiveRecord => {
+                    "deleted in the CRM: record archived, never pushed there again".into()
+                }
+                OnCrmDelete::Unlink => "deleted in the CRM: unlinked, kept in the app only".into(),
+                OnCrmDelete::KeepAndRecreate => {
+                    "deleted in the CRM: link dropped, to be created there again".into()
+                }
+            },
+            RecordEvent::RecordArchived { actor, .. } => format!("{actor} archived the record"),
+            RecordEvent::RemoteRecordDeleted { .. } => {
+                "deleted in the CRM because the record was archived in the app".into()
+            }
+            RecordEvent::ConflictRaised { conflict, .. } => format!(
+                "conflict on {}: the app's edit waits for review (not pushed)",
+                conflict.field
+            ),
             // Field names only: values may be personal data.
             RecordEvent::ConflictResolved {
                 field,
@@ -450,9 +550,19 @@ pub enum RecordCommand {
         error: String,
         at: DateTime<Utc>,
     },
+    /// The app archives the record.
+    Archive { actor: String, at: DateTime<Utc> },
+    /// A sync run deleted the CRM record of an archived record.
+    ConfirmRemoteDelete {
+        integration_id: String,
+        run_id: String,
+        at: DateTime<Utc>,
+    },
+    /// The CRM record was deleted; `on_delete` is the integration's setting.
     RemoteDelete {
         integration_id: String,
         run_id: String,
+        on_delete: OnCrmDelete,
         at: DateTime<Utc>,
     },
     /// A person settles the open conflict on `field` with this integration.
@@ -518,6 +628,10 @@ pub struct Record {
     /// Hidden from lists: a rollback undid the run that created it. Its events stay.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub archived: bool,
+    /// Archived by the app itself (not by a rollback or a CRM deletion): what
+    /// `on_app_archive: delete_in_crm` deletes in the CRM.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub app_archived: bool,
     #[serde(default)]
     pub version: u64,
 }
@@ -568,6 +682,65 @@ impl Record {
             }
         }
         (app, crm)
+    }
+
+    /// The conflicts an app edit of `changed` raises: on each linked CRM, a field whose
+    /// conflict is open keeps waiting with the app's new value, and a field whose
+    /// conflict was ignored opens one again (the ignore covered only the values it was
+    /// made for; the CRM still holds a value nobody accepted). Either way the edit is
+    /// not pushed until a person decides.
+    fn held_for_review(&self, changed: &Fields, at: DateTime<Utc>) -> Vec<RecordEvent> {
+        let mut events = Vec::new();
+        for (integration_id, link) in self.links.iter().filter(|(_, l)| l.is_active()) {
+            for (name, value) in changed {
+                let conflict = match (link.conflicts.get(name), link.ignored.get(name)) {
+                    (Some(open), _) => FieldConflict {
+                        app: value.clone(),
+                        ..open.clone()
+                    },
+                    (None, Some((_, crm))) => FieldConflict {
+                        field: name.clone(),
+                        base: link.base.get(name).cloned().flatten(),
+                        app: value.clone(),
+                        crm: crm.clone(),
+                        winner: None,
+                    },
+                    (None, None) => continue,
+                };
+                // The app came round to the CRM's value: nothing left to review.
+                if empty_as_none(conflict.app.clone()) == empty_as_none(conflict.crm.clone()) {
+                    continue;
+                }
+                events.push(RecordEvent::ConflictRaised {
+                    integration_id: integration_id.clone(),
+                    conflict,
+                    at,
+                });
+            }
+        }
+        events
+    }
+
+    /// The CRM record behind `integration_id`'s link was deleted.
+    fn remote_deleted(&mut self, integration_id: &str, outcome: OnCrmDelete) {
+        let state = match outcome {
+            OnCrmDelete::KeepAndRecreate => {
+                self.links.remove(integration_id);
+                return;
+            }
+            OnCrmDelete::ArchiveRecord => LinkState::DeletedInCrm,
+            OnCrmDelete::Unlink => LinkState::Unlinked,
+        };
+        let Some(link) = self.links.get_mut(integration_id) else {
+            return;
+        };
+        link.state = state;
+        link.pending_push.clear();
+        link.conflicts.clear();
+        link.ignored.clear();
+        if outcome == OnCrmDelete::ArchiveRecord {
+            self.archived = true;
+        }
     }
 
     /// The fields of `proposed` whose value differs from the current one.
@@ -692,6 +865,8 @@ impl Record {
         else {
             return Ok(vec![]);
         };
+        // The app keeps one meaning of empty: a CRM's "" arrives as null.
+        let fields = normalized(&fields);
         let mut events = Vec::new();
         if self.id.is_none() {
             return Ok(vec![RecordEvent::RecordImported {
@@ -712,7 +887,8 @@ impl Record {
             ));
         }
         let link = self.links.get(&integration_id);
-        if link.is_none_or(|l| l.remote_id != remote_id) {
+        // A CRM record fetched again after its deletion was restored there: it syncs again.
+        if link.is_none_or(|l| l.remote_id != remote_id || !l.is_active()) {
             events.push(RecordEvent::RemoteLinked {
                 integration_id: integration_id.clone(),
                 remote_id,
@@ -846,12 +1022,15 @@ impl Aggregate for Record {
                 if changed.is_empty() {
                     return Ok(vec![]);
                 }
-                Ok(vec![E::FieldsChanged {
+                let held = self.held_for_review(&changed, at);
+                let mut events = vec![E::FieldsChanged {
                     fields: changed,
                     source: Source::App { actor },
                     run_id: None,
                     at,
-                }])
+                }];
+                events.extend(held);
+                Ok(events)
             }
             C::ConfirmPush {
                 integration_id,
@@ -892,14 +1071,18 @@ impl Aggregate for Record {
             C::RemoteDelete {
                 integration_id,
                 run_id,
+                on_delete,
                 at,
             } => {
-                if !self.links.contains_key(&integration_id) {
+                // A link already marked deleted no longer syncs: the deletion was recorded
+                // (a page applied again after a crash, or a provider listing it again).
+                if !self.links.get(&integration_id).is_some_and(Link::is_active) {
                     return Err(RecordError::NotLinked(integration_id));
                 }
                 Ok(vec![E::RemoteDeleted {
                     integration_id,
                     run_id,
+                    outcome: on_delete,
                     at,
                 }])
             }
@@ -966,6 +1149,24 @@ impl Aggregate for Record {
                     at,
                 }])
             }
+            C::Archive { actor, at } => Ok(if self.archived {
+                vec![]
+            } else {
+                vec![E::RecordArchived { actor, at }]
+            }),
+            C::ConfirmRemoteDelete {
+                integration_id,
+                run_id,
+                at,
+            } => match self.links.get(&integration_id) {
+                None => Err(RecordError::NotLinked(integration_id)),
+                Some(link) if !link.is_active() => Ok(vec![]),
+                Some(_) => Ok(vec![E::RemoteRecordDeleted {
+                    integration_id,
+                    run_id,
+                    at,
+                }]),
+            },
             C::IgnoreConflict {
                 integration_id,
                 field,
@@ -1047,6 +1248,7 @@ impl Aggregate for Record {
             } => {
                 let link = self.links.entry(integration_id.clone()).or_default();
                 link.remote_id.clone_from(remote_id);
+                link.state = LinkState::Linked;
             }
             RecordEvent::FieldsChanged {
                 fields, source, at, ..
@@ -1069,8 +1271,8 @@ impl Aggregate for Record {
                 }
                 if matches!(source, Source::App { .. }) {
                     self.app_modified_at = Some(*at);
-                    // App edits are owed to every linked CRM.
-                    for link in self.links.values_mut() {
+                    // App edits are owed to every linked CRM (whose record still exists).
+                    for link in self.links.values_mut().filter(|l| l.is_active()) {
                         link.pending_push.extend(fields.clone());
                     }
                 }
@@ -1130,8 +1332,29 @@ impl Aggregate for Record {
                     link.push_error = Some(error.clone());
                 }
             }
-            RecordEvent::RemoteDeleted { integration_id, .. } => {
-                self.links.remove(integration_id);
+            RecordEvent::RemoteDeleted {
+                integration_id,
+                outcome,
+                ..
+            } => self.remote_deleted(integration_id, *outcome),
+            RecordEvent::RecordArchived { .. } => {
+                self.archived = true;
+                self.app_archived = true;
+            }
+            RecordEvent::RemoteRecordDeleted { integration_id, .. } => {
+                self.remote_deleted(integration_id, OnCrmDelete::ArchiveRecord);
+            }
+            RecordEvent::ConflictRaised {
+                integration_id,
+                conflict,
+                ..
+            } => {
+                if let Some(link) = self.links.get_mut(integration_id) {
+                    link.ignored.remove(&conflict.field);
+                    link.pending_push.remove(&conflict.field);
+                    link.conflicts
+                        .insert(conflict.field.clone(), conflict.clone());
+                }
             }
             RecordEvent::ConflictResolved {
                 integration_id,
@@ -1187,7 +1410,15 @@ impl Aggregate for Record {
                 }
                 if let Some(a) = archived {
                     self.archived = *a;
+                    self.app_archived &= *a;
                 }
+            }
+        }
+        // A push error describes values still owed; once nothing is (pushed, overwritten
+        // by the CRM, resolved, ignored), it no longer applies.
+        for link in self.links.values_mut() {
+            if link.push_error.is_some() && link.owed().is_empty() {
+                link.push_error = None;
             }
         }
     }

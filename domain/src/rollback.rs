@@ -493,6 +493,7 @@ fn restore_link(b: &Link, a: &Link, n: &Link, written_back: &BTreeSet<String>) -
     }
     Link {
         remote_id: restore_value(&b.remote_id, &a.remote_id, &n.remote_id),
+        state: restore_value(&b.state, &a.state, &n.state),
         base,
         remote_updated_at: n.remote_updated_at,
         pending_push: restore_map(&b.pending_push, &a.pending_push, &n.pending_push),

@@ -35,6 +35,45 @@ pub enum ConflictStrategy {
     ManualReview,
 }
 
+/// What a deletion in the CRM does to the app record linked to the deleted CRM record.
+/// No choice makes a deletion silently undone: only `keep_and_recreate` creates the CRM
+/// record again, because an admin asked for exactly that.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnCrmDelete {
+    /// The app record is archived and its link kept, marked deleted in the CRM; nothing
+    /// of it is pushed to that CRM again.
+    #[default]
+    ArchiveRecord,
+    /// The app record stays (app-only); its link is marked unlinked, so later runs
+    /// neither push it nor create it in the CRM again.
+    Unlink,
+    /// The link is dropped and the next push creates the record in the CRM again.
+    KeepAndRecreate,
+}
+
+impl OnCrmDelete {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnCrmDelete::ArchiveRecord => "archive_record",
+            OnCrmDelete::Unlink => "unlink",
+            OnCrmDelete::KeepAndRecreate => "keep_and_recreate",
+        }
+    }
+}
+
+/// What archiving an app record does to the CRM records it is linked to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnAppArchive {
+    /// The CRM record stays as it is (the link stays too).
+    #[default]
+    Nothing,
+    /// The next push deletes the CRM record (where the provider can delete records)
+    /// and marks the link deleted in the CRM.
+    DeleteInCrm,
+}
+
 /// When scheduled runs happen. `Interval` carries minutes, 15 ..= 1440.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -65,6 +104,11 @@ pub struct SyncConfig {
     pub frequency: Frequency,
     pub entities: Vec<Entity>,
     pub conflict_strategy: ConflictStrategy,
+    /// Integrations created before the setting existed get the default.
+    #[serde(default)]
+    pub on_crm_delete: OnCrmDelete,
+    #[serde(default)]
+    pub on_app_archive: OnAppArchive,
 }
 
 /// A validation failure that names the offending field.
@@ -79,6 +123,17 @@ impl SyncConfig {
     /// whose webhooks syncledger receives.
     pub fn validate_for(&self, provider: &str) -> Result<(), FieldError> {
         self.validate()?;
+        if self.on_app_archive == OnAppArchive::DeleteInCrm
+            && !crate::provider::deletes_records(provider)
+        {
+            return Err(FieldError {
+                field: "sync_config.on_app_archive",
+                message: format!(
+                    "delete_in_crm needs a provider syncledger can delete records in, and \
+                     {provider} is not one; use nothing"
+                ),
+            });
+        }
         if self.frequency == Frequency::Realtime && !crate::provider::sends_webhooks(provider) {
             return Err(FieldError {
                 field: "sync_config.frequency",
@@ -128,6 +183,8 @@ impl Default for SyncConfig {
             frequency: Frequency::Manual,
             entities: vec![Entity::Contacts, Entity::Companies],
             conflict_strategy: ConflictStrategy::ManualReview,
+            on_crm_delete: OnCrmDelete::default(),
+            on_app_archive: OnAppArchive::default(),
         }
     }
 }
@@ -158,6 +215,32 @@ mod tests {
             );
         }
         assert!(SyncConfig::default().validate_for("salesforce").is_ok());
+    }
+
+    #[test]
+    fn configs_stored_before_the_deletion_setting_archive_by_default() -> serde_json::Result<()> {
+        let old = r#"{"direction":"bidirectional","frequency":{"kind":"manual"},
+                      "entities":["contacts"],"conflict_strategy":"crm_wins"}"#;
+        let config: SyncConfig = serde_json::from_str(old)?;
+        assert_eq!(config.on_crm_delete, OnCrmDelete::ArchiveRecord);
+        Ok(())
+    }
+
+    #[test]
+    fn deleting_in_the_crm_needs_a_provider_that_can() {
+        let deletes = SyncConfig {
+            on_app_archive: OnAppArchive::DeleteInCrm,
+            ..SyncConfig::default()
+        };
+        assert!(deletes.validate_for("hubspot").is_ok());
+        for provider in ["salesforce", "pipedrive", "tave", "custom"] {
+            assert_eq!(
+                deletes.validate_for(provider).map_err(|e| e.field),
+                Err("sync_config.on_app_archive"),
+                "{provider}"
+            );
+        }
+        assert!(SyncConfig::default().validate_for("pipedrive").is_ok());
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! A model-based randomized test of what users do between runs: random interleavings of
-//! app edits and clears, CRM edits and creates, runs of every kind (some crashing half way
-//! and resumed), resolutions, ignores, rollbacks, settlements of what a rollback left
-//! diverged, and mapping re-applies, on the domain's records and merge, against an
-//! in-memory CRM. The runs are simulated the way the engine drives them (pull every
-//! fetched record through `Ingest`, push pending values and `ConfirmPush` them, roll back
-//! through `rollback::plan` with the CRM write-back before the compensation).
+//! app edits and clears, CRM edits, creates and deletions, runs of every kind (some
+//! crashing half way and resumed), resolutions, ignores, rollbacks, settlements of what a
+//! rollback left diverged, and mapping re-applies, under every strategy and every
+//! `on_crm_delete`, on the domain's records and merge, against an in-memory CRM. The runs
+//! are simulated the way the engine drives them (pull every fetched record through
+//! `Ingest`, then the deletions pass, then push what `Link::owed` says and `ConfirmPush`
+//! it; roll back through `rollback::plan` with the CRM write-back before the compensation).
 //!
 //! After every step: nothing is pushed over a field with an open conflict or a field a
-//! rollback left diverged. At the end, after two quiet full runs: both sides agree on
+//! rollback left diverged, and no record whose CRM record was deleted is created there
+//! again unless the integration says `keep_and_recreate`. At the end, after two quiet full runs: both sides agree on
 //! every field not held for a person (conflict, ignored pair, divergence), and every change
 //! made on one side only since the two last agreed survived, as did the winner of a change
 //! made on both sides, per the strategy.
@@ -23,7 +25,7 @@ use proptest::test_runner::{Config, TestRunner};
 use syncledger_domain::merge::{Fields, MergePolicy, Side};
 use syncledger_domain::record::{Record, RecordCommand, RecordError, RecordEvent, Resolution};
 use syncledger_domain::rollback::{self, CrmAccess, Pushed};
-use syncledger_domain::sync_config::{ConflictStrategy, Entity};
+use syncledger_domain::sync_config::{ConflictStrategy, Entity, OnCrmDelete};
 use syncledger_domain::Aggregate;
 
 const FIELDS: [&str; 2] = ["a", "b"];
@@ -62,6 +64,9 @@ enum Op {
     CrmCreate {
         value: u8,
     },
+    CrmDelete {
+        rec: usize,
+    },
     Run {
         kind: Kind,
         crash_after: Option<usize>,
@@ -87,6 +92,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..4).prop_map(|value| Op::AppCreate { value }),
         4 => (0usize..8, 0usize..2, value).prop_map(|(rec, field, value)| Op::CrmEdit { rec, field, value }),
         1 => (0u8..4).prop_map(|value| Op::CrmCreate { value }),
+        1 => (0usize..8).prop_map(|rec| Op::CrmDelete { rec }),
         4 => (
             prop_oneof![Just(Kind::Full), Just(Kind::Incremental), Just(Kind::Push)],
             proptest::option::weighted(0.2, 0usize..6)
@@ -124,6 +130,9 @@ struct AppRec {
 
 struct World {
     strategy: ConflictStrategy,
+    on_delete: OnCrmDelete,
+    /// CRM records deleted in the CRM, and the app records their deletion reached.
+    deleted: BTreeMap<String, Option<String>>,
     now: i64,
     crm: BTreeMap<String, CrmRec>,
     app: BTreeMap<String, AppRec>,
@@ -140,9 +149,11 @@ struct World {
 }
 
 impl World {
-    fn new(strategy: ConflictStrategy) -> Self {
+    fn new(strategy: ConflictStrategy, on_delete: OnCrmDelete) -> Self {
         World {
             strategy,
+            on_delete,
+            deleted: BTreeMap::new(),
             now: 1,
             crm: BTreeMap::new(),
             app: BTreeMap::new(),
@@ -262,6 +273,14 @@ impl World {
                         modified: now,
                     },
                 );
+            }
+            Op::CrmDelete { rec } => {
+                let ids: Vec<String> = self.crm.keys().cloned().collect();
+                let Some(remote) = Self::nth(&ids, *rec) else {
+                    return Ok(());
+                };
+                self.crm.remove(&remote);
+                self.deleted.insert(remote, None);
             }
             Op::Run { kind, crash_after } => {
                 let run_id = self.id("run");
@@ -417,6 +436,36 @@ impl World {
                 high_water = high_water.max(Some(rec.modified));
             }
             self.high_water = high_water;
+            // The deletions pass: the CRM's deletions reach the records linked to them.
+            let linked = self.linked();
+            for (remote_id, reached) in self.deleted.clone() {
+                let Some(record_id) = linked.get(&remote_id) else {
+                    continue;
+                };
+                let active = self.app[record_id]
+                    .state
+                    .links
+                    .get(CRM)
+                    .is_some_and(|l| l.is_active() && l.remote_id == remote_id);
+                if !active {
+                    continue;
+                }
+                if left == 0 {
+                    return Ok(false);
+                }
+                left -= 1;
+                let command = RecordCommand::RemoteDelete {
+                    integration_id: CRM.into(),
+                    run_id: run_id.to_owned(),
+                    on_delete: self.on_delete,
+                    at: t(self.now),
+                };
+                self.exec(record_id, command, Some(run_id))
+                    .map_err(|e| e.to_string())?;
+                if reached.is_none() {
+                    self.deleted.insert(remote_id, Some(record_id.clone()));
+                }
+            }
         }
         let ids: Vec<String> = self.app.keys().cloned().collect();
         for id in ids {
@@ -425,12 +474,14 @@ impl World {
                 continue;
             }
             match state.links.get(CRM) {
-                Some(link) if !link.pending_push.is_empty() => {
+                // What the engine pushes: the values owed now.
+                Some(link) if !link.owed().is_empty() => {
                     if left == 0 {
                         return Ok(false);
                     }
                     left -= 1;
-                    for field in link.pending_push.keys() {
+                    let owed = link.owed();
+                    for field in owed.keys() {
                         let held = if link.conflicts.contains_key(field) {
                             "an open conflict"
                         } else if link.diverged.contains_key(field) {
@@ -445,14 +496,14 @@ impl World {
                     let Some(remote) = self.crm.get_mut(&link.remote_id) else {
                         continue;
                     };
-                    remote.fields.extend(link.pending_push.clone());
+                    remote.fields.extend(owed.clone());
                     remote.modified = self.now;
                     self.times.entry(id.clone()).or_default().1 = self.now;
                     let command = RecordCommand::ConfirmPush {
                         integration_id: CRM.into(),
                         remote_id: link.remote_id.clone(),
-                        fields: link.pending_push.clone(),
-                        sent: link.pending_push.clone(),
+                        fields: owed.clone(),
+                        sent: owed,
                         run_id: run_id.to_owned(),
                         at: t(self.now),
                     };
@@ -465,6 +516,13 @@ impl World {
                         return Ok(false);
                     }
                     left -= 1;
+                    let resurrects = self.deleted.values().any(|r| r.as_deref() == Some(&id));
+                    if resurrects && self.on_delete != OnCrmDelete::KeepAndRecreate {
+                        return Err(format!(
+                            "{id}: deleted in the CRM ({:?}), and created there again",
+                            self.on_delete
+                        ));
+                    }
                     let remote_id = self.id("crm");
                     let values = state.values();
                     self.crm.insert(
@@ -661,6 +719,9 @@ impl World {
             let Some(link) = rec.state.links.get(CRM) else {
                 return Err(format!("{id} is not linked after two full runs"));
             };
+            if !link.is_active() {
+                continue;
+            }
             let Some(remote) = self.crm.get(&link.remote_id) else {
                 continue;
             };
@@ -738,12 +799,21 @@ fn random_interleavings_hold_the_sync_rules() {
         &bytes,
     );
     let mut runner = TestRunner::new_with_rng(config, rng);
-    let scenario = (strategy(), proptest::collection::vec(op(), 1..40));
+    let on_delete = prop_oneof![
+        Just(OnCrmDelete::ArchiveRecord),
+        Just(OnCrmDelete::Unlink),
+        Just(OnCrmDelete::KeepAndRecreate),
+    ];
+    let scenario = (
+        strategy(),
+        on_delete,
+        proptest::collection::vec(op(), 1..40),
+    );
     let started = std::time::Instant::now();
     let steps = std::cell::Cell::new(0u64);
     let crashes = std::cell::Cell::new(0u64);
-    let result = runner.run(&scenario, |(strategy, ops)| {
-        let mut world = World::new(strategy);
+    let result = runner.run(&scenario, |(strategy, on_delete, ops)| {
+        let mut world = World::new(strategy, on_delete);
         for op in &ops {
             steps.set(steps.get() + 1);
             if matches!(

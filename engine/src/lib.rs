@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod mapping;
 pub mod reapply;
 pub mod rollback;
+pub mod rules;
 pub mod runs;
 pub mod scheduler;
 pub mod session;

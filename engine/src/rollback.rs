@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use sqlx::{AnyPool, Row};
+use syncledger_domain::merge::Fields;
 use syncledger_domain::record::{Record, RecordEvent};
 use syncledger_domain::rollback::{
     self, ChangedSince, CrmAccess, CrmRestore, Diverging, FieldRestore, Pushed, RecordPlan,
@@ -211,7 +212,11 @@ pub struct Planned {
     pub plan: RecordPlan,
     /// The record before the run, where restored values come from.
     pub before: Record,
+    /// The record just after the run's last event on it.
+    pub after: Record,
     pub now: Record,
+    /// What the run sent to each CRM for this record.
+    pub pushed: BTreeMap<String, Pushed>,
     /// The record's sequence now: compensations are appended after it.
     pub version: i64,
     /// The sequences of the run's events on the record.
@@ -263,16 +268,33 @@ pub async fn plan_records(
             }
         }
         let plan = rollback::plan(&before, &after, &now, &pushed, access);
+
         out.push(Planned {
             record_id,
             plan,
             before,
+            after,
             version: events.last().map_or(0, |e| e.sequence),
             now,
+            pushed,
             reverses,
         });
     }
     Ok(out)
+}
+
+impl Planned {
+    /// Plans the record again knowing that its CRM record holds `fresh` (read just now)
+    /// where the link believed otherwise: a property changed in the CRM since the run,
+    /// including one the sync never reads back (mapped push-only), is then not written
+    /// over, and the link learns its value.
+    pub fn replan_with_crm(&mut self, integration_id: &str, fresh: &Fields, access: CrmAccess) {
+        let Some(link) = self.now.links.get_mut(integration_id) else {
+            return;
+        };
+        link.remote.extend(fresh.clone());
+        self.plan = rollback::plan(&self.before, &self.after, &self.now, &self.pushed, access);
+    }
 }
 
 /// What a rollback would do to one record.

@@ -381,12 +381,13 @@ mod tests {
         let deleted = RecordEvent::RemoteDeleted {
             integration_id: "i1".into(),
             run_id: "r1".into(),
+            outcome: syncledger_domain::OnCrmDelete::ArchiveRecord,
             at: chrono::Utc::now(),
         };
         let payload = serde_json::to_value(&deleted).unwrap_or_default();
         assert_eq!(
             summarize(&stored(Record::TYPE, "RemoteDeleted", payload)),
-            "deleted in the CRM"
+            "deleted in the CRM: record archived, never pushed there again"
         );
         assert_eq!(
             summarize(&stored("unknown", "Thing", Value::Null)),

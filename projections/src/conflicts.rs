@@ -67,7 +67,9 @@ fn touches_queue(event: &RecordEvent) -> bool {
         RecordEvent::RemoteMerged { .. }
             | RecordEvent::ConflictResolved { .. }
             | RecordEvent::ConflictIgnored { .. }
+            | RecordEvent::ConflictRaised { .. }
             | RecordEvent::RemoteDeleted { .. }
+            | RecordEvent::RemoteRecordDeleted { .. }
             | RecordEvent::RolledBack { .. }
     )
 }
@@ -286,6 +288,39 @@ async fn insert(
     Ok(())
 }
 
+/// An app edit held for review: the field's open row takes the app's new value (it
+/// keeps its id, so a reviewer's link to it stays good), or a row opens.
+async fn raised(
+    conn: &mut sqlx::AnyConnection,
+    known: &mut Known,
+    step: &Step<'_>,
+    integration_id: &str,
+    c: &FieldConflict,
+    at: &str,
+) -> Result<(), ProjectionError> {
+    let updated = sqlx::query(&format!(
+        "UPDATE {} SET app_value = $1, record_version = $2, last_position = $3
+          WHERE record_id = $4 AND integration_id = $5 AND field = $6 AND status = 'open'",
+        step.table
+    ))
+    .bind(c.app.clone())
+    .bind(step.sequence)
+    .bind(step.position)
+    .bind(step.record_id)
+    .bind(integration_id)
+    .bind(&c.field)
+    .execute(&mut *conn)
+    .await?;
+    if updated.rows_affected() == 0 {
+        let subject = subject(conn, known, step.record_id).await?;
+        insert(conn, step, &subject, integration_id, c, at).await?;
+    }
+    known
+        .open
+        .insert((step.record_id.to_owned(), integration_id.to_owned()));
+    Ok(())
+}
+
 /// How a person closed an open conflict.
 struct Closed<'a> {
     integration_id: &'a str,
@@ -410,7 +445,15 @@ async fn apply_one(
             };
             close(conn, step, closed).await
         }
+        RecordEvent::ConflictRaised {
+            integration_id,
+            conflict,
+            at,
+        } => raised(conn, known, step, integration_id, conflict, &rfc3339(*at)).await,
         RecordEvent::RemoteDeleted {
+            integration_id, at, ..
+        }
+        | RecordEvent::RemoteRecordDeleted {
             integration_id, at, ..
         } => {
             let link = (step.record_id.to_owned(), integration_id.clone());
@@ -503,6 +546,29 @@ impl Projection for Conflicts {
         }
         Ok(())
     }
+}
+
+/// The records with a conflict on `field` with `integration_id` still open, oldest first.
+pub async fn open_on_field(
+    pool: &sqlx::AnyPool,
+    workspace_id: &str,
+    integration_id: &str,
+    field: &str,
+) -> Result<Vec<String>, ProjectionError> {
+    let rows = sqlx::query(&format!(
+        "SELECT record_id FROM {TABLE}
+          WHERE workspace_id = $1 AND integration_id = $2 AND field = $3 AND status = 'open'
+          ORDER BY detected_at, id"
+    ))
+    .bind(workspace_id)
+    .bind(integration_id)
+    .bind(field)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| r.try_get("record_id"))
+        .collect::<Result<_, _>>()?)
 }
 
 #[cfg(test)]

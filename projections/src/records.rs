@@ -128,7 +128,9 @@ impl Projection for Records {
                         .bind((*integration).clone())
                         .bind(link.remote_id.clone())
                         .bind((*id).clone())
-                        .bind(i64::try_from(link.pending_push.len()).unwrap_or(i64::MAX));
+                        // What a push pass would send: nothing to a deleted CRM record,
+                        // nothing held by an open conflict.
+                        .bind(i64::try_from(link.owed().len()).unwrap_or(i64::MAX));
                 }
                 q.execute(&mut *conn).await?;
             }

@@ -263,6 +263,7 @@ pub async fn seed_sync_activity(
     let delete = RecordCommand::RemoteDelete {
         integration_id: integration_id.into(),
         run_id: run_id.clone(),
+        on_delete: syncledger_domain::OnCrmDelete::KeepAndRecreate,
         at: Utc::now(),
     };
     records.execute(&unlinked, delete, &meta).await?;

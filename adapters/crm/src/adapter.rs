@@ -6,7 +6,9 @@ use syncledger_domain::Entity;
 
 use crate::error::CrmError;
 use crate::oauth::IssuerRule;
-use crate::types::{Credentials, Cursor, FieldInfo, Identity, Page, PushOp, PushResult, Tokens};
+use crate::types::{
+    Credentials, Cursor, FieldInfo, Identity, Page, PushOp, PushResult, RemoteRecord, Tokens,
+};
 
 #[async_trait]
 pub trait CrmAdapter: Send + Sync {
@@ -102,6 +104,35 @@ pub trait CrmAdapter: Send + Sync {
         entity: Entity,
         ops: Vec<PushOp>,
     ) -> Result<Vec<PushResult>, CrmError>;
+
+    /// The current versions of these CRM records, read by id in as few calls as the
+    /// provider allows: a push re-reads its batch first, so that a change made in the
+    /// CRM since the pull is merged instead of overwritten. Records the provider no
+    /// longer has are left out. `None`: this provider cannot read records by id, and the
+    /// push goes on without re-reading.
+    async fn read_records(
+        &self,
+        credentials: &Credentials,
+        entity: Entity,
+        ids: &[String],
+    ) -> Result<Option<Vec<RemoteRecord>>, CrmError> {
+        let _ = (credentials, entity, ids);
+        Ok(None)
+    }
+
+    /// Deletes these CRM records (what `on_app_archive: delete_in_crm` asks when the app
+    /// archives a record): one result per id, in order; a record already gone counts as
+    /// deleted. `None`: this provider cannot delete records (the setting is refused for
+    /// it, see `syncledger_domain::provider::deletes_records`).
+    async fn delete_records(
+        &self,
+        credentials: &Credentials,
+        entity: Entity,
+        ids: &[String],
+    ) -> Result<Option<Vec<PushResult>>, CrmError> {
+        let _ = (credentials, entity, ids);
+        Ok(None)
+    }
 
     /// Records deleted (archived) at or after `since` (all the provider still
     /// remembers when `None`), paged like a full pull. Providers that keep

@@ -741,3 +741,40 @@ async fn deletions_can_be_turned_off_when_recents_does_not_report_them() {
     assert!(page.records.is_empty() && page.next.is_none());
     assert!(sandbox.counters().is_empty(), "no call when turned off");
 }
+
+#[tokio::test]
+async fn read_records_reads_each_by_id_and_leaves_deleted_ones_out() {
+    let sandbox = sandbox(5, None).await;
+    let adapter = adapter(config(&sandbox));
+    let credentials = api_token();
+    let (people, _) = pull_all(&adapter, &credentials, Entity::Contacts, None)
+        .await
+        .expect("pull");
+    let (kept, gone) = (people[0].id.clone(), people[1].id.clone());
+    control(
+        &sandbox,
+        reqwest::Method::DELETE,
+        &format!("records/persons/{gone}"),
+        Value::Null,
+    )
+    .await;
+    post(
+        &sandbox,
+        "records/persons",
+        json!({"id": kept, "name": "Renamed Person"}),
+    )
+    .await;
+    let ids = vec![kept.clone(), gone, "not-an-id".to_owned()];
+    let read = adapter
+        .read_records(&credentials, Entity::Contacts, &ids)
+        .await
+        .expect("read")
+        .expect("Pipedrive reads by id");
+    assert_eq!(read.len(), 1, "{read:?}");
+    assert_eq!(read[0].id, kept);
+    assert!(read[0].updated_at >= people[0].updated_at);
+    assert_eq!(
+        read[0].properties.get("name").cloned().flatten().as_deref(),
+        Some("Renamed Person")
+    );
+}

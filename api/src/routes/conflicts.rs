@@ -452,7 +452,13 @@ pub async fn set_rule(
     Body(req): Body<SetConflictRule>,
 ) -> ApiResult<Json<List<ConflictRule>>> {
     owned_integration(&state, &caller.workspace_id, &id).await?;
-    let rules = change_rule(&state, &caller, &id, field, Some(req.side)).await?;
+    let rules = change_rule(&state, &caller, &id, field.clone(), Some(req.side)).await?;
+    // The conflicts already waiting on the field are settled now, as a merge would.
+    state.settle(PROJECTION, Integration::TYPE, &id).await?;
+    let meta = caller.metadata();
+    syncledger_engine::rules::settle_open_conflicts(&state.store, &id, &field, req.side, &meta)
+        .await
+        .map_err(crate::routes::oauth::engine_error)?;
     Ok(Json(rules))
 }
 

@@ -18,7 +18,7 @@ use syncledger_crm::Credentials;
 use syncledger_domain::sync_config::{MAX_INTERVAL_MINUTES, MIN_INTERVAL_MINUTES};
 use syncledger_domain::{
     Aggregate, ConflictStrategy, Direction, Entity, Frequency, Integration, IntegrationCommand,
-    Status, SyncConfig, WorkspaceCommand,
+    OnAppArchive, OnCrmDelete, Status, SyncConfig, WorkspaceCommand,
 };
 use syncledger_engine::creation::{create_integration, NewIntegration};
 use syncledger_engine::seal_credentials;
@@ -52,6 +52,22 @@ pub struct SyncConfigBody {
     /// last_write_wins, crm_wins, app_wins or manual_review.
     #[schema(value_type = String, example = "manual_review")]
     pub conflict_strategy: ConflictStrategy,
+    /// What a deletion in the CRM does to the linked app record:
+    /// `archive_record` (default: the record is archived, its link shown as
+    /// `deleted_in_crm` and never pushed again), `unlink` (the record stays, app-only:
+    /// later runs neither push it nor create it in the CRM again) or
+    /// `keep_and_recreate` (the only choice that creates the CRM record again, on the
+    /// next push).
+    #[serde(default)]
+    #[schema(value_type = String, example = "archive_record")]
+    pub on_crm_delete: OnCrmDelete,
+    /// What archiving a record in the app (`POST /v1/records/{id}/archive`) does in the
+    /// CRM: `nothing` (default) or `delete_in_crm` (the next push deletes the CRM record
+    /// and marks the link `deleted_in_crm`). `delete_in_crm` is refused (400) for a
+    /// provider syncledger cannot delete records in (today every provider but HubSpot).
+    #[serde(default)]
+    #[schema(value_type = String, example = "nothing")]
+    pub on_app_archive: OnAppArchive,
 }
 
 impl SyncConfigBody {
@@ -79,6 +95,8 @@ impl SyncConfigBody {
             frequency,
             entities: self.entities,
             conflict_strategy: self.conflict_strategy,
+            on_crm_delete: self.on_crm_delete,
+            on_app_archive: self.on_app_archive,
         };
         config
             .validate()
@@ -99,6 +117,8 @@ impl SyncConfigBody {
             interval_minutes,
             entities: c.entities.clone(),
             conflict_strategy: c.conflict_strategy,
+            on_crm_delete: c.on_crm_delete,
+            on_app_archive: c.on_app_archive,
         }
     }
 }

@@ -77,6 +77,11 @@ impl From<&FieldValue> for FieldView {
 pub struct LinkView {
     pub integration_id: String,
     pub remote_id: String,
+    /// `linked`; `deleted_in_crm` (the CRM record was deleted and the record archived:
+    /// never pushed there again) or `unlinked` (deleted in the CRM, kept app-only: not
+    /// created there again), per the integration's `on_crm_delete`.
+    #[schema(example = "linked")]
+    pub state: String,
     /// Fields whose app value has not reached this CRM yet.
     pub pending_push: Vec<String>,
     /// Why the last push to this CRM failed, until one succeeds.
@@ -116,7 +121,8 @@ fn view(id: &str, r: &Record) -> RecordView {
             .map(|(integration_id, l)| LinkView {
                 integration_id: integration_id.clone(),
                 remote_id: l.remote_id.clone(),
-                pending_push: l.pending_push.keys().cloned().collect(),
+                state: l.state.as_str().to_owned(),
+                pending_push: l.owed().keys().cloned().collect(),
                 push_error: l.push_error.clone(),
                 diverged: l.diverged.keys().cloned().collect(),
             })
@@ -233,6 +239,28 @@ pub async fn edit(
     let meta = caller.metadata();
     let command = RecordCommand::Edit {
         fields,
+        actor: meta.actor.clone(),
+        at: Utc::now(),
+    };
+    state.records.execute(&id, command, &meta).await?;
+    state.settle(PROJECTION, Record::TYPE, &id).await?;
+    let record = owned(&state, &caller.workspace_id, &id).await?;
+    Ok(Json(view(&id, &record)))
+}
+
+/// Archive a record as the app: it leaves lists (its history stays). For an integration
+/// with `on_app_archive: delete_in_crm`, the next push deletes its CRM record there.
+/// Archiving an archived record writes nothing.
+#[utoipa::path(post, path = "/v1/records/{id}/archive", tag = "records", security(("bearer" = [])),
+    responses((status = 200, body = RecordView), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn archive(
+    State(state): State<AppState>,
+    Writer(caller): Writer,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RecordView>> {
+    owned(&state, &caller.workspace_id, &id).await?;
+    let meta = caller.metadata();
+    let command = RecordCommand::Archive {
         actor: meta.actor.clone(),
         at: Utc::now(),
     };

@@ -26,6 +26,8 @@ fn other_config() -> SyncConfig {
         frequency: Frequency::Interval { minutes: 60 },
         entities: vec![Entity::Contacts],
         conflict_strategy: ConflictStrategy::LastWriteWins,
+        on_crm_delete: crate::OnCrmDelete::Unlink,
+        on_app_archive: crate::OnAppArchive::Nothing,
     }
 }
 

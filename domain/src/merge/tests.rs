@@ -294,3 +294,63 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn an_empty_text_and_a_null_are_the_same_value() {
+    let all = [
+        ConflictStrategy::ManualReview,
+        ConflictStrategy::CrmWins,
+        ConflictStrategy::AppWins,
+        ConflictStrategy::LastWriteWins,
+    ];
+    for strategy in all {
+        // The app cleared the phone (pushed as null); the CRM stores it as "".
+        let base = fields(&[("phone", None)]);
+        let echo = fields(&[("phone", Some(""))]);
+        let out = run(&base, &base, &echo, 0, 5, &policy(strategy));
+        assert_eq!(
+            out,
+            MergeOutcome {
+                base: base.clone(),
+                ..MergeOutcome::default()
+            },
+            "{strategy:?}"
+        );
+        // The app edits it again: a one-sided change, never a conflict nor lost.
+        let app = fields(&[("phone", Some("2"))]);
+        let out = run(&base, &app, &echo, 9, 5, &policy(strategy));
+        assert!(out.conflicts.is_empty(), "{strategy:?}: {out:?}");
+        assert_eq!(out.to_crm, app, "{strategy:?}");
+        // A CRM that clears a value the app still holds: the app takes null, not "".
+        let base = fields(&[("phone", Some("1"))]);
+        let out = run(&base, &base, &echo, 0, 5, &policy(strategy));
+        assert_eq!(out.to_app, fields(&[("phone", None)]), "{strategy:?}");
+    }
+}
+
+proptest! {
+    /// Reading any empty text as null on either side (or in the base) changes nothing
+    /// the merge decides.
+    #[test]
+    fn empties_merge_as_nulls(
+        cells in prop::collection::vec((0usize..3, 0usize..3, 0usize..3), 1..6),
+    ) {
+        let values = [None, Some(""), Some("x")];
+        let (mut base, mut app, mut crm) = (Fields::new(), Fields::new(), Fields::new());
+        let (mut base_n, mut app_n, mut crm_n) = (Fields::new(), Fields::new(), Fields::new());
+        for (i, (b, a, c)) in cells.iter().enumerate() {
+            let name = format!("f{i}");
+            for (set, norm, v) in [(&mut base, &mut base_n, b), (&mut app, &mut app_n, a), (&mut crm, &mut crm_n, c)] {
+                set.insert(name.clone(), values[*v].map(str::to_string));
+                norm.insert(name.clone(), empty_as_none(values[*v].map(str::to_string)));
+            }
+        }
+        let p = policy(ConflictStrategy::ManualReview);
+        let raw = run(&base, &app, &crm, 1, 2, &p);
+        let clean = run(&base_n, &app_n, &crm_n, 1, 2, &p);
+        prop_assert_eq!(raw.to_app, clean.to_app);
+        prop_assert_eq!(raw.to_crm, clean.to_crm);
+        prop_assert_eq!(raw.conflicts, clean.conflicts);
+        prop_assert_eq!(normalized(&raw.base), clean.base);
+    }
+}

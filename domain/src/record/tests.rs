@@ -2,6 +2,7 @@ use super::*;
 use crate::aggregate::testing::given;
 use crate::merge::Side;
 use crate::sync_config::ConflictStrategy;
+use crate::sync_config::OnCrmDelete;
 use chrono::TimeZone;
 use proptest::prelude::*;
 
@@ -185,31 +186,96 @@ fn a_conflict_follows_the_strategy_or_waits_for_review() -> Result<(), RecordErr
     Ok(())
 }
 
+fn delete(integration: &str, on_delete: OnCrmDelete) -> RecordCommand {
+    RecordCommand::RemoteDelete {
+        integration_id: integration.into(),
+        run_id: "run2".into(),
+        on_delete,
+        at: t(4),
+    }
+}
+
 #[test]
-fn remote_deletion_unlinks_and_refuses_unknown_links() -> Result<(), RecordError> {
+fn remote_deletion_refuses_unknown_links() -> Result<(), RecordError> {
     let h = play(vec![ingest(
         fields(&[("email", "a@x.io")]),
         1,
         ConflictStrategy::CrmWins,
     )])?;
-    let delete = |integration: &str| RecordCommand::RemoteDelete {
-        integration_id: integration.into(),
-        run_id: "run2".into(),
-        at: t(4),
-    };
     assert_eq!(
-        given::<Record>(h.clone()).when(delete("sf")),
+        given::<Record>(h).when(delete("sf", OnCrmDelete::ArchiveRecord)),
         Err(RecordError::NotLinked("sf".into()))
     );
-    let mut h2 = h.clone();
-    h2.extend(given::<Record>(h).when(delete("hs"))?);
-    let r = state(&h2);
-    assert!(r.links.is_empty());
+    Ok(())
+}
+
+/// Imported, then edited by the app (a value owed), then deleted in the CRM.
+fn deleted(on_delete: OnCrmDelete) -> Result<Vec<RecordEvent>, RecordError> {
+    play(vec![
+        ingest(fields(&[("email", "a@x.io")]), 1, ConflictStrategy::CrmWins),
+        edit(fields(&[("phone", "2")]), 2),
+        delete("hs", on_delete),
+    ])
+}
+
+#[test]
+fn a_crm_deletion_archives_the_record_and_its_link_is_never_pushed_again() -> Result<(), RecordError>
+{
+    let h = deleted(OnCrmDelete::ArchiveRecord)?;
+    let r = state(&h);
+    assert!(r.archived, "the record is archived");
+    let link = &r.links["hs"];
+    assert_eq!(link.state, LinkState::DeletedInCrm);
+    assert_eq!(link.remote_id, "101", "the link is kept, marked deleted");
+    assert!(link.owed().is_empty() && link.pending_push.is_empty());
     assert_eq!(
-        r.values(),
-        fields(&[("email", "a@x.io")]),
+        r.values()["email"],
+        Some("a@x.io".into()),
         "the app keeps its data"
     );
+    // A later app edit is owed to nobody; the same deletion again writes nothing.
+    let edited = then(&h, edit(fields(&[("phone", "3")]), 5))?;
+    assert!(state(&edited).links["hs"].owed().is_empty());
+    assert_eq!(
+        given::<Record>(h).when(delete("hs", OnCrmDelete::ArchiveRecord)),
+        Err(RecordError::NotLinked("hs".into())),
+        "recorded once; the deletions pass counts it unchanged"
+    );
+    Ok(())
+}
+
+#[test]
+fn unlink_keeps_the_record_app_only_and_recreate_drops_the_link() -> Result<(), RecordError> {
+    let r = state(&deleted(OnCrmDelete::Unlink)?);
+    assert!(!r.archived);
+    assert_eq!(r.links["hs"].state, LinkState::Unlinked);
+    assert!(r.links["hs"].owed().is_empty());
+    // Only the explicit setting drops the link (and so lets the push create it again).
+    let r = state(&deleted(OnCrmDelete::KeepAndRecreate)?);
+    assert!(r.links.is_empty() && !r.archived);
+    // A deletion recorded before the setting existed meant exactly that.
+    let old: RecordEvent = serde_json::from_str(
+        r#"{"type":"remote_deleted","integration_id":"hs","run_id":"r","at":"2025-01-01T00:00:00Z"}"#,
+    )
+    .map_err(|_| RecordError::NotFound)?;
+    assert!(matches!(
+        old,
+        RecordEvent::RemoteDeleted {
+            outcome: OnCrmDelete::KeepAndRecreate,
+            ..
+        }
+    ));
+    Ok(())
+}
+
+#[test]
+fn a_deleted_crm_record_fetched_again_syncs_again() -> Result<(), RecordError> {
+    let h = deleted(OnCrmDelete::Unlink)?;
+    let back = then(
+        &h,
+        ingest(fields(&[("email", "a@x.io")]), 9, ConflictStrategy::CrmWins),
+    )?;
+    assert_eq!(state(&back).links["hs"].state, LinkState::Linked);
     Ok(())
 }
 
@@ -543,16 +609,25 @@ fn ignoring_leaves_both_sides_until_one_of_them_changes() -> Result<(), RecordEr
     let link = &state(&changed).links["hs"];
     assert!(link.ignored.is_empty());
     assert!(link.conflicts.contains_key("email"));
-    // The app changes: its new value merges normally (and conflicts with the CRM's).
+    // The app changes: the ignore covered only the values it was made for, so the new
+    // value is not pushed over the CRM's: the conflict opens again at once, with it.
     let edited = then(&ignored, edit(email("app2@x.io"), 30))?;
-    assert!(state(&edited).links["hs"].ignored.is_empty());
-    let after = then(
-        &edited,
-        ingest(email("crm@x.io"), 9, ConflictStrategy::ManualReview),
-    )?;
-    let conflicts = raised(&after[edited.len()..]);
-    assert_eq!(conflicts.len(), 1);
-    assert_eq!(conflicts[0].app.as_deref(), Some("app2@x.io"));
+    let link = &state(&edited).links["hs"];
+    assert!(link.ignored.is_empty());
+    assert!(link.owed().is_empty(), "{link:?}");
+    assert_eq!(
+        link.conflicts
+            .get("email")
+            .map(|c| (c.app.as_deref(), c.crm.as_deref())),
+        Some((Some("app2@x.io"), Some("crm@x.io")))
+    );
+    // The unchanged CRM version fetched again is not news.
+    let again = given::<Record>(edited.clone()).when(ingest(
+        email("crm@x.io"),
+        9,
+        ConflictStrategy::ManualReview,
+    ))?;
+    assert!(raised(&again).is_empty(), "{again:?}");
     Ok(())
 }
 
@@ -833,4 +908,169 @@ fn a_conflict_the_crm_wins_drops_the_app_value_owed_to_it() -> Result<(), Record
     assert!(r.links["hs"].pending_push.is_empty());
     assert_eq!(r.values()["phone"], Some("3".into()));
     Ok(())
+}
+
+#[test]
+fn an_app_edit_of_a_field_in_open_conflict_is_held_not_pushed() -> Result<(), RecordError> {
+    let h = conflicted()?;
+    let edited = then(&h, edit(email("app2@x.io"), 12))?;
+    let new = &edited[h.len()..];
+    assert!(
+        matches!(new.last(), Some(RecordEvent::ConflictRaised { conflict, .. })
+            if conflict.app.as_deref() == Some("app2@x.io") && conflict.crm.as_deref() == Some("crm@x.io")),
+        "{new:?}"
+    );
+    let link = &state(&edited).links["hs"];
+    assert!(
+        link.owed().is_empty(),
+        "nothing owed while the conflict is open: {link:?}"
+    );
+    assert!(!link.pending_push.contains_key("email"));
+    // Resolving with the app's value sends what the app wants now.
+    let resolved = then(&edited, resolve(Resolution::UseApp, 20))?;
+    assert_eq!(state(&resolved).links["hs"].owed(), email("app2@x.io"));
+    // Another field edited meanwhile is still pushed.
+    let other = then(&h, edit(fields(&[("phone", "7")]), 12))?;
+    assert_eq!(state(&other).links["hs"].owed(), fields(&[("phone", "7")]));
+    Ok(())
+}
+
+#[test]
+fn a_cleared_field_echoed_back_as_empty_text_is_no_crm_edit() -> Result<(), RecordError> {
+    for strategy in [ConflictStrategy::CrmWins, ConflictStrategy::ManualReview] {
+        let cleared: Fields = [("phone".to_string(), None)].into();
+        let h = play(vec![
+            ingest(fields(&[("email", "a@x.io"), ("phone", "1")]), 1, strategy),
+            edit(cleared.clone(), 2),
+            RecordCommand::ConfirmPush {
+                integration_id: "hs".into(),
+                remote_id: "101".into(),
+                fields: cleared,
+                sent: fields(&[("phone", "")]),
+                run_id: "run2".into(),
+                at: t(3),
+            },
+            edit(fields(&[("phone", "2")]), 4),
+        ])?;
+        // HubSpot stores the clear as "": fetched back, it is the same empty value.
+        let echo = then(
+            &h,
+            ingest(fields(&[("email", "a@x.io"), ("phone", "")]), 3, strategy),
+        )?;
+        let r = state(&echo);
+        assert_eq!(
+            r.values()["phone"],
+            Some("2".into()),
+            "{strategy:?}: the app edit holds"
+        );
+        assert_eq!(
+            r.links["hs"].owed(),
+            fields(&[("phone", "2")]),
+            "{strategy:?}"
+        );
+        assert!(raised(&echo[h.len()..]).is_empty(), "{strategy:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_push_error_goes_once_nothing_is_owed() -> Result<(), RecordError> {
+    let fail = RecordCommand::FailPush {
+        integration_id: "hs".into(),
+        run_id: "run2".into(),
+        error: "INVALID_EMAIL".into(),
+        at: t(3),
+    };
+    let h = play(vec![
+        ingest(fields(&[("email", "a@x.io")]), 1, ConflictStrategy::CrmWins),
+        edit(email("bad"), 2),
+        fail,
+    ])?;
+    assert_eq!(
+        state(&h).links["hs"].push_error.as_deref(),
+        Some("INVALID_EMAIL")
+    );
+    // The CRM's newer value overwrites the one owed: the error no longer applies.
+    let overwritten = then(&h, ingest(email("b@x.io"), 9, ConflictStrategy::CrmWins))?;
+    assert_eq!(state(&overwritten).links["hs"].push_error, None);
+    // Pushed successfully at last: gone too.
+    let pushed = then(
+        &h,
+        RecordCommand::ConfirmPush {
+            integration_id: "hs".into(),
+            remote_id: "101".into(),
+            fields: email("bad"),
+            sent: email("bad"),
+            run_id: "run3".into(),
+            at: t(5),
+        },
+    )?;
+    assert_eq!(state(&pushed).links["hs"].push_error, None);
+    Ok(())
+}
+
+#[test]
+fn a_push_error_goes_when_the_value_owed_waits_for_review() -> Result<(), RecordError> {
+    let phone = |v: &str| fields(&[("email", "a@x.io"), ("phone", v)]);
+    let h = play(vec![
+        ingest(phone("1"), 1, ConflictStrategy::ManualReview),
+        edit(fields(&[("phone", "2")]), 2),
+        RecordCommand::FailPush {
+            integration_id: "hs".into(),
+            run_id: "run2".into(),
+            error: "INVALID_PHONE".into(),
+            at: t(3),
+        },
+    ])?;
+    assert_eq!(
+        state(&h).links["hs"].push_error.as_deref(),
+        Some("INVALID_PHONE")
+    );
+    let h = then(&h, ingest(phone("3"), 9, ConflictStrategy::ManualReview))?;
+    let link = &state(&h).links["hs"];
+    assert!(link.conflicts.contains_key("phone") && link.owed().is_empty());
+    assert_eq!(link.push_error, None);
+    Ok(())
+}
+
+#[test]
+fn an_app_archive_is_recorded_and_a_crm_delete_of_it_marks_the_link() -> Result<(), RecordError> {
+    let archive = RecordCommand::Archive {
+        actor: "token:app".into(),
+        at: t(3),
+    };
+    let h = play(vec![
+        ingest(email("a@x.io"), 1, ConflictStrategy::CrmWins),
+        edit(fields(&[("phone", "2")]), 2),
+        archive.clone(),
+    ])?;
+    let r = state(&h);
+    assert!(r.archived && r.app_archived);
+    assert_eq!(given::<Record>(h.clone()).when(archive)?, vec![], "once");
+    let confirm = |integration: &str| RecordCommand::ConfirmRemoteDelete {
+        integration_id: integration.into(),
+        run_id: "run3".into(),
+        at: t(4),
+    };
+    assert_eq!(
+        given::<Record>(h.clone()).when(confirm("sf")),
+        Err(RecordError::NotLinked("sf".into()))
+    );
+    let deleted = then(&h, confirm("hs"))?;
+    let link = &state(&deleted).links["hs"];
+    assert_eq!(link.state, LinkState::DeletedInCrm);
+    assert!(link.owed().is_empty());
+    assert_eq!(
+        given::<Record>(deleted).when(confirm("hs"))?,
+        vec![],
+        "once"
+    );
+    // A CRM deletion archives too, but not as the app's own archive.
+    let r = state(&deleted_by_crm()?);
+    assert!(r.archived && !r.app_archived);
+    Ok(())
+}
+
+fn deleted_by_crm() -> Result<Vec<RecordEvent>, RecordError> {
+    deleted(OnCrmDelete::ArchiveRecord)
 }

@@ -76,6 +76,7 @@ fn record() -> impl Strategy<Value = Record> {
             links,
             app_modified_at: None,
             archived,
+            app_archived: false,
             version: 3,
         }
     })

@@ -285,7 +285,7 @@ impl<'a> Ctx<'a> {
         })
     }
 
-    fn run_id(&self) -> String {
+    pub(super) fn run_id(&self) -> String {
         self.run.id.clone().unwrap_or_default()
     }
 
@@ -444,7 +444,7 @@ impl<'a> Ctx<'a> {
         fetch(self.session()?, &meta, entity, phase, cursor).await
     }
 
-    fn ingestion<'m>(
+    pub(super) fn ingestion<'m>(
         &'m self,
         entity: Entity,
         mapper: &'m Mapper,
@@ -663,6 +663,7 @@ impl<'a> Ctx<'a> {
                 let command = RecordCommand::RemoteDelete {
                     integration_id: self.run.integration_id.clone(),
                     run_id: run_id.clone(),
+                    on_delete: self.integration.sync_config.on_crm_delete,
                     at: Utc::now(),
                 };
                 match self
@@ -672,7 +673,8 @@ impl<'a> Ctx<'a> {
                     .await
                 {
                     Ok(()) => stats.updated += 1,
-                    // Already unlinked (this page was applied before a crash).
+                    // Already unlinked or marked deleted (a page applied again after a
+                    // crash, or a deletion the provider keeps listing).
                     Err(CommandError::Domain(RecordError::NotLinked(_))) => stats.unchanged += 1,
                     Err(e) => {
                         stats.failed += 1;

@@ -135,6 +135,97 @@ pub(crate) async fn by_match_key(
     Ok(out)
 }
 
+/// match key → (app record, CRM record) for the records with that key whose link to
+/// this integration is live: the CRM records an app-created record must not be
+/// upserted into (one CRM record is never linked to two app records).
+pub(crate) async fn linked_by_match_key(
+    pool: &AnyPool,
+    workspace_id: &str,
+    entity: Entity,
+    integration_id: &str,
+    keys: &[&str],
+) -> Result<HashMap<String, (String, String)>, EngineError> {
+    let mut out = HashMap::new();
+    for chunk in keys.chunks(CHUNK) {
+        let sql = format!(
+            "SELECT r.id, r.match_key, r.state FROM records r
+              WHERE r.workspace_id = $1 AND r.entity = $2 AND r.match_key IN ({})
+                AND EXISTS (SELECT 1 FROM record_links l
+                             WHERE l.record_id = r.id AND l.integration_id = $3)
+              ORDER BY r.created_at, r.id",
+            placeholders(4, chunk.len())
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(workspace_id)
+            .bind(entity.as_str())
+            .bind(integration_id);
+        for k in chunk {
+            q = q.bind(*k);
+        }
+        for row in q.fetch_all(pool).await.map_err(store_err)? {
+            let key: String = row.try_get("match_key").map_err(store_err)?;
+            let state = parse(&row.try_get::<String, _>("state").map_err(store_err)?)?;
+            let Some(link) = state.links.get(integration_id).filter(|l| l.is_active()) else {
+                continue;
+            };
+            let id: String = row.try_get("id").map_err(store_err)?;
+            out.entry(key).or_insert((id, link.remote_id.clone()));
+        }
+    }
+    Ok(out)
+}
+
+/// The match key of a record's values: email for contacts, domain for companies, trimmed
+/// and in lower case (as the records read model keeps it); `None` when empty.
+pub(crate) fn match_key_of(
+    values: &syncledger_domain::merge::Fields,
+    entity: Entity,
+) -> Option<String> {
+    values
+        .get(crate::mapping::match_key(entity))
+        .cloned()
+        .flatten()
+        .map(|v| v.trim().to_lowercase())
+        .filter(|v| !v.is_empty())
+}
+
+/// (app record, CRM record) for the records of the entity the app archived whose link to
+/// this integration is live: what `on_app_archive: delete_in_crm` deletes in the CRM.
+pub(crate) async fn archived_linked(
+    pool: &AnyPool,
+    workspace_id: &str,
+    entity: Entity,
+    integration_id: &str,
+) -> Result<Vec<(String, String)>, EngineError> {
+    let rows = sqlx::query(
+        "SELECT r.id, r.state FROM records r
+          WHERE r.workspace_id = $1 AND r.entity = $2 AND r.archived = TRUE
+            AND EXISTS (SELECT 1 FROM record_links l
+                         WHERE l.record_id = r.id AND l.integration_id = $3)
+          ORDER BY r.id",
+    )
+    .bind(workspace_id)
+    .bind(entity.as_str())
+    .bind(integration_id)
+    .fetch_all(pool)
+    .await
+    .map_err(store_err)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let state = parse(&row.try_get::<String, _>("state").map_err(store_err)?)?;
+        if !state.app_archived {
+            continue;
+        }
+        if let Some(link) = state.links.get(integration_id).filter(|l| l.is_active()) {
+            out.push((
+                row.try_get("id").map_err(store_err)?,
+                link.remote_id.clone(),
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// Up to `limit` records of the entity, after `after` in id order, that owe this
 /// integration a push: linked with pending values, or (when `creates`) not linked yet.
 /// With `only`, just those record ids (a retry).

@@ -10,10 +10,12 @@
 //! after the last committed page; a page fetched again is deduplicated by the records'
 //! own merge (an unchanged record writes nothing).
 
+mod duplicates;
 mod exec;
 pub(crate) mod ingest;
 pub(crate) mod lookup;
 mod push;
+mod reread;
 mod rollback;
 
 use std::sync::Arc;

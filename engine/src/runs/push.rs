@@ -13,11 +13,14 @@ use syncledger_domain::merge::Fields;
 use syncledger_domain::provider_text::clean;
 use syncledger_domain::record::{Record, RecordCommand};
 use syncledger_domain::sync_run::{Phase, RecordFailure, RunStats};
+use syncledger_domain::OnAppArchive;
 use syncledger_domain::{Aggregate, Entity};
 use syncledger_store::append::NewEvent;
 
+use super::duplicates::{claim_key, duplicate_error};
 use super::exec::{encode, Commit, Ctx, Flow};
 use super::lookup::{self, Known};
+use super::reread::Remerged;
 use super::PushCursor;
 use crate::crashpoint;
 use crate::mapping::{match_key, Mapper};
@@ -32,10 +35,47 @@ struct Outcome {
 
 /// A push batch's results, ready to commit.
 #[derive(Default)]
-struct Pushed {
+pub(super) struct Pushed {
     outcomes: Vec<Outcome>,
-    stats: RunStats,
-    failures: Vec<RecordFailure>,
+    pub(super) stats: RunStats,
+    pub(super) failures: Vec<RecordFailure>,
+    /// When the batch's push call started, and when it answered.
+    pub(super) sent_at: Option<std::time::Instant>,
+    pub(super) answered_at: Option<std::time::Instant>,
+}
+
+impl Pushed {
+    /// A record not sent (or not linked) for `error`: a failure of the run and of the
+    /// record's push; nothing else about it changes.
+    pub(super) fn refuse(
+        &mut self,
+        entity: Entity,
+        integration_id: &str,
+        run_id: &str,
+        record_id: String,
+        known: Known,
+        error: String,
+    ) {
+        self.stats.failed += 1;
+        self.failures.push(RecordFailure {
+            entity,
+            phase: Phase::Push,
+            record_id: Some(record_id.clone()),
+            remote_id: None,
+            error: error.clone(),
+            fetched: None,
+        });
+        self.outcomes.push(Outcome {
+            record_id,
+            known,
+            command: RecordCommand::FailPush {
+                integration_id: integration_id.to_owned(),
+                run_id: run_id.to_owned(),
+                error,
+                at: Utc::now(),
+            },
+        });
+    }
 }
 
 impl Ctx<'_> {
@@ -45,6 +85,12 @@ impl Ctx<'_> {
         };
         let mapper = self.mapper(entity)?;
         let batch = self.session()?.adapter().push_batch_size().max(1);
+        // Archived records' CRM records go first, once per pass (a resumed pass did it).
+        let mut deleted = if self.run.pass(entity, Phase::Push).is_none() {
+            self.delete_archived(entity, batch).await?
+        } else {
+            Remerged::default()
+        };
         loop {
             let candidates = lookup::owing_push(
                 &self.inner.store.any,
@@ -60,7 +106,10 @@ impl Ctx<'_> {
             if let Some((last, _)) = candidates.last() {
                 cursor.after.clone_from(last);
             }
-            let pushed = self.push_batch(entity, &mapper, candidates).await?;
+            let (candidates, merged) = self.reread(entity, candidates).await?;
+            let mut pushed = self.push_batch(entity, &mapper, candidates).await?;
+            merged.add_to(&mut pushed, &self.run_id());
+            std::mem::take(&mut deleted).add_to(&mut pushed, &self.run_id());
             let cursor_json = serde_json::to_value(&cursor).map_err(encode)?;
             if self
                 .record_pushed(entity, cursor_json, done, pushed)
@@ -118,7 +167,9 @@ impl Ctx<'_> {
                 .iter()
                 .filter_map(|id| states.remove(id).map(|k| (id.clone(), k)))
                 .collect();
-            let pushed = self.push_batch(entity, &mapper, candidates).await?;
+            let (candidates, merged) = self.reread(entity, candidates).await?;
+            let mut pushed = self.push_batch(entity, &mapper, candidates).await?;
+            merged.add_to(&mut pushed, &self.run_id());
             let done = i + 1 == total;
             if self
                 .record_pushed(entity, serde_json::json!({}), done, pushed)
@@ -129,6 +180,88 @@ impl Ctx<'_> {
             }
         }
         Ok(Flow::Continue)
+    }
+
+    /// Deletes in the CRM the records the app archived, when the integration says
+    /// `on_app_archive: delete_in_crm`, in the provider's batch size; each deletion is
+    /// recorded on its record (the link stays, marked deleted in the CRM). A deletion
+    /// sent again after a crash finds the record already gone, which counts as deleted.
+    async fn delete_archived(
+        &mut self,
+        entity: Entity,
+        batch: usize,
+    ) -> Result<Remerged, EngineError> {
+        let mut out = Remerged::default();
+        if self.integration.sync_config.on_app_archive != OnAppArchive::DeleteInCrm {
+            return Ok(out);
+        }
+        let targets = lookup::archived_linked(
+            &self.inner.store.any,
+            &self.run.workspace_id,
+            entity,
+            &self.run.integration_id,
+        )
+        .await?;
+        for chunk in targets.chunks(batch) {
+            let ids: Vec<String> = chunk.iter().map(|(_, remote)| remote.clone()).collect();
+            let meta = self.meta.clone();
+            let results = self
+                .session()?
+                .call(&meta, move |a, c| {
+                    let ids = ids.clone();
+                    Box::pin(async move { a.delete_records(c, entity, &ids).await })
+                })
+                .await?;
+            out.stats.api_calls += self.take_calls();
+            let Some(results) = results else {
+                return Err(EngineError::Unsupported(
+                    "this provider cannot delete records: set on_app_archive to nothing".into(),
+                ));
+            };
+            for r in results {
+                let Some((record_id, remote_id)) = chunk.get(r.index) else {
+                    continue;
+                };
+                self.record_deletion(entity, record_id, remote_id, r.error, &mut out)
+                    .await?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records one CRM deletion's outcome on its record and in the counters.
+    async fn record_deletion(
+        &self,
+        entity: Entity,
+        record_id: &str,
+        remote_id: &str,
+        error: Option<String>,
+        out: &mut Remerged,
+    ) -> Result<(), EngineError> {
+        out.stats.processed += 1;
+        if let Some(error) = error {
+            out.failures.push(RecordFailure {
+                entity,
+                phase: Phase::Push,
+                record_id: Some(record_id.to_owned()),
+                remote_id: Some(remote_id.to_owned()),
+                error: clean(&error),
+                fetched: None,
+            });
+            return Ok(());
+        }
+        let command = RecordCommand::ConfirmRemoteDelete {
+            integration_id: self.run.integration_id.clone(),
+            run_id: self.run_id(),
+            at: Utc::now(),
+        };
+        self.inner
+            .records
+            .execute(record_id, command, &self.meta)
+            .await
+            .map_err(|e| EngineError::Store(e.to_string()))?;
+        out.stats.updated += 1;
+        Ok(())
     }
 
     /// Builds the operations, sends them in one call, and pairs each result with its
@@ -142,6 +275,7 @@ impl Ctx<'_> {
         let integration_id = self.run.integration_id.clone();
         let key_field = mapper.push_rule(match_key(entity)).map(str::to_string);
         let mut out = Pushed::default();
+        let mut taken = self.keys_taken(entity, &candidates).await?;
         let mut ops = Vec::new();
         // (record, its state, the app values sent, the CRM properties sent, the remote id
         // for an update)
@@ -150,14 +284,32 @@ impl Ctx<'_> {
             out.stats.processed += 1;
             let state = &known.state;
             let (values, kind, remote) = match state.links.get(&integration_id) {
+                // Its CRM record was deleted: never pushed there again.
+                Some(link) if !link.is_active() => {
+                    out.stats.skipped += 1;
+                    continue;
+                }
                 Some(link) => (
-                    mapper.pushable(&link.pending_push),
+                    mapper.pushable(&link.owed()),
                     PushKind::Update {
                         id: link.remote_id.clone(),
                     },
                     Some(link.remote_id.clone()),
                 ),
                 None => {
+                    if let Some(owner) = claim_key(&mut taken, &record_id, &state.values(), entity)
+                    {
+                        let error = duplicate_error(entity, &owner);
+                        out.refuse(
+                            entity,
+                            &integration_id,
+                            &self.run_id(),
+                            record_id,
+                            known,
+                            error,
+                        );
+                        continue;
+                    }
                     let values = mapper.pushable(&state.values());
                     let kind = match &key_field {
                         Some(k) if values.get(match_key(entity)).is_some_and(Option::is_some) => {
@@ -187,6 +339,7 @@ impl Ctx<'_> {
             return Ok(out);
         }
         let meta = self.meta.clone();
+        out.sent_at = Some(std::time::Instant::now());
         let call = self
             .session()?
             .call(&meta, move |a, c| {
@@ -194,6 +347,7 @@ impl Ctx<'_> {
                 Box::pin(async move { a.push_batch(c, entity, ops).await })
             })
             .await;
+        out.answered_at = Some(std::time::Instant::now());
         out.stats.api_calls += self.take_calls();
         let results: Vec<PushResult> = match call {
             Ok(results) => results,
@@ -221,6 +375,7 @@ impl Ctx<'_> {
             }
         }
         let run_id = self.run.id.clone().unwrap_or_default();
+        let mut owners = self.created_owners(&sent, &by_index).await?;
         for ((record_id, known, values, properties, remote), result) in
             sent.into_iter().zip(by_index)
         {
@@ -229,7 +384,17 @@ impl Ctx<'_> {
                 // Per-record errors are the provider's words: data, not a channel.
                 Some(r) => r.error.as_deref().map(clean),
             };
+            let is_create = remote.is_none();
             let remote_id = result.and_then(|r| r.remote_id).or(remote);
+            // A create the provider matched to a CRM record another app record is
+            // linked to (its key was not known here): that link stays the only one.
+            if is_create && error.is_none() {
+                if let Some(owner) = remote_id.as_ref().and_then(|r| owners.claim(r, &record_id)) {
+                    let error = duplicate_error(entity, &owner);
+                    out.refuse(entity, &integration_id, &run_id, record_id, known, error);
+                    continue;
+                }
+            }
             let command = match (error, remote_id) {
                 (None, Some(remote_id)) => {
                     if known.state.links.contains_key(&integration_id) {

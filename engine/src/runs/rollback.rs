@@ -99,6 +99,65 @@ impl Ctx<'_> {
         }
     }
 
+    /// Reads the CRM records about to be written back and plans again those whose CRM
+    /// values moved since the run, as far as syncledger knew (a later edit of a property
+    /// mapped push-only is never read back otherwise): such a record's CRM values are
+    /// left as they are. A provider that cannot read by id is written back as planned.
+    async fn recheck_crm(
+        &mut self,
+        entity: Entity,
+        planned: &mut [Planned],
+        stats: &mut RunStats,
+    ) -> Result<(), EngineError> {
+        let integration_id = self.run.integration_id.clone();
+        let targets = |p: &Planned| -> Option<(String, Fields)> {
+            p.plan
+                .crm
+                .iter()
+                .find(|c| c.integration_id == integration_id && !p.plan.crm_owed)
+                .map(|c| (c.remote_id.clone(), c.now.clone()))
+        };
+        let ids: Vec<String> = planned
+            .iter()
+            .filter_map(|p| targets(p).map(|(id, _)| id))
+            .collect();
+        if ids.is_empty() || self.session.is_none() {
+            return Ok(());
+        }
+        let meta = self.meta.clone();
+        let read = self
+            .session()?
+            .call(&meta, move |a, c| {
+                let ids = ids.clone();
+                Box::pin(async move { a.read_records(c, entity, &ids).await })
+            })
+            .await?;
+        stats.api_calls += self.take_calls();
+        let Some(fresh) = read else { return Ok(()) };
+        let fresh: std::collections::HashMap<String, Fields> =
+            fresh.into_iter().map(|r| (r.id, r.properties)).collect();
+        let access = self.crm_access();
+        for p in planned.iter_mut() {
+            let Some((remote_id, believed)) = targets(p) else {
+                continue;
+            };
+            let Some(held) = fresh.get(&remote_id) else {
+                continue;
+            };
+            let moved: Fields = believed
+                .iter()
+                .filter_map(|(k, v)| {
+                    let now = held.get(k).cloned().flatten();
+                    (now != *v).then(|| (k.clone(), now))
+                })
+                .collect();
+            if !moved.is_empty() {
+                p.replan_with_crm(&integration_id, &moved, access);
+            }
+        }
+        Ok(())
+    }
+
     /// Whether this rollback can write to the CRM: not without a session (disconnected).
     fn crm_access(&self) -> CrmAccess {
         match self.session {
@@ -121,6 +180,8 @@ impl Ctx<'_> {
         let run_id = self.run.id.clone().unwrap_or_default();
         let mut stats = RunStats::default();
         let mut failures = Vec::new();
+        let mut planned = planned;
+        self.recheck_crm(entity, &mut planned, &mut stats).await?;
         // (index into `planned`, remote id, properties) of each CRM write.
         let mut writes: Vec<(usize, String, Fields)> = Vec::new();
         for (i, p) in planned.iter().enumerate() {

@@ -14,7 +14,8 @@ on_both_backends!(
     a_rolled_back_conflict_stays_open_and_nothing_is_pushed_over_the_crm,
     a_rolled_back_pull_stays_diverged_until_an_admin_chooses,
     rollback_works_paused_and_owes_the_crm_when_disconnected,
-    a_rollback_whose_crm_write_failed_is_retried
+    a_rollback_whose_crm_write_failed_is_retried,
+    a_rollback_leaves_a_later_crm_edit_of_a_push_only_field
 );
 
 fn remote_of(record: &Value) -> anyhow::Result<String> {
@@ -546,6 +547,72 @@ async fn a_rollback_whose_crm_write_failed_is_retried(backend: Backend) -> anyho
             "{remote_id} holds its phone from before the push run"
         );
     }
+    sandbox.shutdown().await;
+    app.finish().await
+}
+
+/// Defect: a rollback wrote back over a later CRM edit of a field mapped push-only,
+/// because that field is never read back: the link still believed the CRM held the run's
+/// value. The rollback now reads the records it writes back first.
+async fn a_rollback_leaves_a_later_crm_edit_of_a_push_only_field(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let sandbox = Sandbox::start_hubspot(SandboxConfig {
+        records: 2,
+        ..SandboxConfig::default()
+    })
+    .await?;
+    let id = connect(
+        &app,
+        "hubspot",
+        &sandbox.base_url(),
+        "bidirectional",
+        "last_write_wins",
+    )
+    .await?;
+    let mappings = json!({"mappings": [
+        {"crm_field": "email", "app_field": "email", "direction": "both"},
+        {"crm_field": "firstname", "app_field": "first_name", "direction": "both"},
+        {"crm_field": "jobtitle", "app_field": "title", "direction": "push"}
+    ]});
+    send(
+        app.request(
+            reqwest::Method::PUT,
+            &format!("/v1/integrations/{id}/mappings/contacts"),
+            &app.admin,
+        )
+        .json(&mappings),
+    )
+    .await?
+    .expect(StatusCode::OK);
+    assert_eq!(run(&app, &id, "full").await?["status"], "completed");
+    let contact = records(&app, &id, "contacts").await?[0].clone();
+    let (record_id, remote_id) = (id_of(&contact)?, remote_of(&contact)?);
+    let jobtitle = |r: Value| r["properties"]["jobtitle"].clone();
+    edit(&app, &record_id, json!({"title": "Head of Sync"})).await?;
+    let pushed = run(&app, &id, "incremental").await?;
+    assert_eq!(
+        jobtitle(remote(&sandbox, "contacts", &remote_id).await?),
+        "Head of Sync"
+    );
+    // Someone retitles the contact in the CRM; the sync never reads jobtitle back.
+    edit_remote(
+        &sandbox,
+        "contacts",
+        &remote_id,
+        json!({"jobtitle": "Chief Sync Officer"}),
+    )
+    .await?;
+    let rollback = rolled_back(&app, &run_id(&pushed)?).await?;
+    assert_eq!(rollback["status"], "completed", "{rollback}");
+    assert_eq!(
+        jobtitle(remote(&sandbox, "contacts", &remote_id).await?),
+        "Chief Sync Officer",
+        "the CRM's later edit is not overwritten"
+    );
     sandbox.shutdown().await;
     app.finish().await
 }

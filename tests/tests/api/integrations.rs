@@ -31,7 +31,11 @@ async fn lifecycle(backend: Backend) -> anyhow::Result<()> {
     assert_eq!(body["status"], "pending_auth");
     assert_eq!(body["provider"], "hubspot");
     assert_eq!(body["name"], "Main HubSpot");
-    assert_eq!(body["sync_config"], sync_config());
+    // What was sent, with the deletion setting's default.
+    let mut expected = sync_config();
+    expected["on_crm_delete"] = json!("archive_record");
+    expected["on_app_archive"] = json!("nothing");
+    assert_eq!(body["sync_config"], expected);
     assert_eq!(body["credential_kind"], Value::Null);
     let id = created.str("id")?;
     let path = format!("/v1/integrations/{id}");
@@ -48,7 +52,9 @@ async fn lifecycle(backend: Backend) -> anyhow::Result<()> {
         "direction": "pull",
         "frequency": "daily",
         "entities": ["contacts"],
-        "conflict_strategy": "last_write_wins"
+        "conflict_strategy": "last_write_wins",
+        "on_crm_delete": "unlink",
+        "on_app_archive": "nothing"
     });
     let patched = app
         .patch(&path, &admin, json!({"sync_config": config}))

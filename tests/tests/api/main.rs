@@ -28,6 +28,7 @@ mod rollback;
 mod run_options;
 mod secrets;
 mod sync;
+mod sync_semantics;
 mod sync_strategies;
 mod tokens;
 mod webhooks;

@@ -19,7 +19,9 @@ use crate::error::CrmError;
 use crate::http::{build_client, rolling_pacer, Executor, Lane, RetryPolicy};
 use crate::oauth::{self, OAuthApp};
 use crate::outbound::{outbound::OutboundPolicy, Guard};
-use crate::types::{Credentials, Cursor, FieldInfo, Identity, Page, PushOp, PushResult, Tokens};
+use crate::types::{
+    Credentials, Cursor, FieldInfo, Identity, Page, PushOp, PushResult, RemoteRecord, Tokens,
+};
 
 /// Settings of one HubSpot app.
 #[derive(Clone, Debug)]
@@ -317,6 +319,26 @@ impl CrmAdapter for HubSpotAdapter {
         ops: Vec<PushOp>,
     ) -> Result<Vec<PushResult>, CrmError> {
         self.push(tokens, entity, ops).await
+    }
+
+    #[tracing::instrument(skip_all, fields(entity = entity.as_str(), ids = ids.len()), err)]
+    async fn read_records(
+        &self,
+        tokens: &Credentials,
+        entity: Entity,
+        ids: &[String],
+    ) -> Result<Option<Vec<RemoteRecord>>, CrmError> {
+        self.batch_read(tokens, entity, ids).await.map(Some)
+    }
+
+    #[tracing::instrument(skip_all, fields(entity = entity.as_str(), ids = ids.len()), err)]
+    async fn delete_records(
+        &self,
+        tokens: &Credentials,
+        entity: Entity,
+        ids: &[String],
+    ) -> Result<Option<Vec<PushResult>>, CrmError> {
+        self.batch_archive(tokens, entity, ids).await.map(Some)
     }
 
     #[tracing::instrument(skip_all, fields(entity = entity.as_str()), err)]

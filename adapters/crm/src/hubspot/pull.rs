@@ -144,6 +144,76 @@ impl HubSpotAdapter {
     }
 }
 
+impl HubSpotAdapter {
+    /// The records with these ids, by batch read ([`super::push::BATCH_LIMIT`] per
+    /// call); ids HubSpot no longer has (deleted) are left out.
+    pub(super) async fn batch_read(
+        &self,
+        tokens: &Credentials,
+        entity: Entity,
+        ids: &[String],
+    ) -> Result<Vec<RemoteRecord>, CrmError> {
+        let properties = self.property_names(tokens, entity).await?;
+        let url = self.objects_url(entity, "/batch/read");
+        let auth = bearer(tokens)?;
+        let mut records = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(super::push::BATCH_LIMIT) {
+            let inputs: Vec<_> = chunk
+                .iter()
+                .map(|id| serde_json::json!({ "id": id }))
+                .collect();
+            let body = serde_json::json!({ "properties": properties, "inputs": inputs });
+            let reply = self
+                .http
+                .send::<wire::Collection>(Lane::General, |c| {
+                    c.post(&url).header("Authorization", &auth).json(&body)
+                })
+                .await?;
+            // A 207 lists the missing ids as errors: deleted since, nothing to merge.
+            if let Some(body) = reply.body {
+                records.extend(body.results.into_iter().map(RemoteRecord::from));
+            }
+        }
+        Ok(records)
+    }
+}
+
+impl HubSpotAdapter {
+    /// Archives (HubSpot's delete) the records with these ids by batch archive
+    /// ([`super::push::BATCH_LIMIT`] per call). HubSpot answers 204 for the whole batch,
+    /// ids already archived included, so each id is reported deleted.
+    pub(super) async fn batch_archive(
+        &self,
+        tokens: &Credentials,
+        entity: Entity,
+        ids: &[String],
+    ) -> Result<Vec<crate::types::PushResult>, CrmError> {
+        let url = self.objects_url(entity, "/batch/archive");
+        let auth = bearer(tokens)?;
+        for chunk in ids.chunks(super::push::BATCH_LIMIT) {
+            let inputs: Vec<_> = chunk
+                .iter()
+                .map(|id| serde_json::json!({ "id": id }))
+                .collect();
+            let body = serde_json::json!({ "inputs": inputs });
+            self.http
+                .send::<serde_json::Value>(Lane::General, |c| {
+                    c.post(&url).header("Authorization", &auth).json(&body)
+                })
+                .await?;
+        }
+        Ok(ids
+            .iter()
+            .enumerate()
+            .map(|(index, id)| crate::types::PushResult {
+                index,
+                remote_id: Some(id.clone()),
+                error: None,
+            })
+            .collect())
+    }
+}
+
 /// Continues the search, or restarts it from the last seen modification time
 /// when the next page would pass the 10,000-result cap. The restart repeats
 /// the records sharing that timestamp; the engine deduplicates them.

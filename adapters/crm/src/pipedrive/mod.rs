@@ -466,6 +466,34 @@ impl CrmAdapter for PipedriveAdapter {
         self.push(credentials, entity, ops).await
     }
 
+    /// Pipedrive has no batch read by id: one `GET /api/v2/{kind}/{id}` per record of the
+    /// batch; a record deleted since answers 404 and is left out.
+    #[tracing::instrument(skip_all, fields(entity = entity.as_str(), ids = ids.len()), err)]
+    async fn read_records(
+        &self,
+        credentials: &Credentials,
+        entity: Entity,
+        ids: &[String],
+    ) -> Result<Option<Vec<RemoteRecord>>, CrmError> {
+        let mut raw = Vec::with_capacity(ids.len());
+        for id in ids {
+            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let path = format!("/api/v2/{}/{id}", path(entity));
+            match self
+                .get::<wire::Envelope<Value>>(credentials, &path, &[])
+                .await
+            {
+                Ok(reply) => raw.extend(reply.body.and_then(|b| b.data)),
+                Err(CrmError::Rejected { status: 404, .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let records = self.convert(credentials, entity, &raw).await?;
+        Ok(Some(records.into_iter().filter(|r| !r.archived).collect()))
+    }
+
     /// Deleted persons or organizations from `/v1/recents`: soft-deleted
     /// records appear there with `active_flag: false` until Pipedrive purges
     /// them (30 days). `start` offsets page the list.

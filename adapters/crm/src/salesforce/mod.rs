@@ -21,7 +21,9 @@ use crate::error::CrmError;
 use crate::http::{build_client, pacer, Executor, Lane, RetryPolicy, WindowReading};
 use crate::oauth::{self, OAuthApp};
 use crate::outbound::{outbound::OutboundPolicy, Guard};
-use crate::types::{Credentials, Cursor, FieldInfo, Identity, Page, PushOp, PushResult, Tokens};
+use crate::types::{
+    Credentials, Cursor, FieldInfo, Identity, Page, PushOp, PushResult, RemoteRecord, Tokens,
+};
 
 /// Settings of one Salesforce connected app.
 #[derive(Clone, Debug)]
@@ -371,6 +373,16 @@ impl CrmAdapter for SalesforceAdapter {
         ops: Vec<PushOp>,
     ) -> Result<Vec<PushResult>, CrmError> {
         self.push(credentials, entity, ops).await
+    }
+
+    #[tracing::instrument(skip_all, fields(entity = entity.as_str(), ids = ids.len()), err)]
+    async fn read_records(
+        &self,
+        credentials: &Credentials,
+        entity: Entity,
+        ids: &[String],
+    ) -> Result<Option<Vec<RemoteRecord>>, CrmError> {
+        self.retrieve(credentials, entity, ids).await.map(Some)
     }
 
     #[tracing::instrument(skip_all, fields(entity = entity.as_str()), err)]

@@ -458,3 +458,50 @@ pub async fn delete(
     let rendered: Vec<Value> = outcomes.map(|o| render(o, false)).collect();
     Ok(Json(Value::Array(rendered)))
 }
+
+#[derive(Deserialize)]
+struct RetrieveParams {
+    #[serde(default)]
+    ids: String,
+    #[serde(default)]
+    fields: String,
+}
+
+/// sObject Collections retrieve: up to 200 records of one object by id, with the
+/// named fields, in request order; an id with no live record answers `null`.
+pub async fn retrieve(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, SfError> {
+    let object = object(&name)?;
+    let params: RetrieveParams = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
+        .map_err(|e| SfError::bad_request("INVALID_QUERY_FILTER_OPERATOR", e.to_string()))?;
+    let split = |text: &str| -> Vec<String> {
+        text.split(',')
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let (ids, fields) = (split(&params.ids), split(&params.fields));
+    too_many(ids.len())?;
+    if fields.is_empty() {
+        return Err(SfError::bad_request(
+            "MISSING_ARGUMENT",
+            "fields is required",
+        ));
+    }
+    let base = s.data_path();
+    let inner = s.lock();
+    let records = ids
+        .iter()
+        .map(|id| {
+            inner
+                .get(object, id)
+                .filter(|r| r.deleted_ms.is_none())
+                .map_or(Value::Null, |r| r.to_json(object, &fields, &base))
+        })
+        .collect();
+    Ok(Json(Value::Array(records)))
+}

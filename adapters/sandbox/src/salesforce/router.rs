@@ -45,6 +45,10 @@ pub fn build(state: AppState) -> Router {
                 .delete(collections::delete),
         )
         .route(
+            &format!("{data}/composite/sobjects/{{object}}"),
+            get(collections::retrieve),
+        )
+        .route(
             &format!("{data}/composite/sobjects/{{object}}/{{field}}"),
             patch(collections::upsert),
         )
