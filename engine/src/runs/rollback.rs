@@ -110,16 +110,17 @@ impl Ctx<'_> {
         stats: &mut RunStats,
     ) -> Result<(), EngineError> {
         let integration_id = self.run.integration_id.clone();
-        let targets = |p: &Planned| -> Option<(String, Fields)> {
+        // (CRM id, what the link believes it holds, what goes back) of each write-back.
+        let targets = |p: &Planned| -> Option<(String, Fields, Fields)> {
             p.plan
                 .crm
                 .iter()
                 .find(|c| c.integration_id == integration_id && !p.plan.crm_owed)
-                .map(|c| (c.remote_id.clone(), c.now.clone()))
+                .map(|c| (c.remote_id.clone(), c.now.clone(), c.properties.clone()))
         };
         let ids: Vec<String> = planned
             .iter()
-            .filter_map(|p| targets(p).map(|(id, _)| id))
+            .filter_map(|p| targets(p).map(|(id, _, _)| id))
             .collect();
         if ids.is_empty() || self.session.is_none() {
             return Ok(());
@@ -138,17 +139,20 @@ impl Ctx<'_> {
             fresh.into_iter().map(|r| (r.id, r.properties)).collect();
         let access = self.crm_access();
         for p in planned.iter_mut() {
-            let Some((remote_id, believed)) = targets(p) else {
+            let Some((remote_id, believed, back)) = targets(p) else {
                 continue;
             };
             let Some(held) = fresh.get(&remote_id) else {
                 continue;
             };
+            // A value already back where it goes is this rollback's own write (sent before
+            // a crash, then resumed), not a CRM edit: it is written again, harmlessly.
             let moved: Fields = believed
                 .iter()
                 .filter_map(|(k, v)| {
                     let now = held.get(k).cloned().flatten();
-                    (now != *v).then(|| (k.clone(), now))
+                    let already_back = back.get(k).is_some_and(|b| *b == now);
+                    (now != *v && !already_back).then(|| (k.clone(), now))
                 })
                 .collect();
             if !moved.is_empty() {
