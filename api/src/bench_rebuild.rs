@@ -295,6 +295,7 @@ impl<'a> Log<'a> {
             done,
             stats: page,
             failures: Vec::new(),
+            total: None,
             at: self.clock,
         };
         self.run_event(run, &event).await

@@ -126,6 +126,36 @@ pub enum RunKind {
     Rollback,
 }
 
+impl SyncRunCommand {
+    /// A page command carrying the provider's record count for its pass (other commands
+    /// are returned as they are).
+    #[must_use]
+    pub fn with_total(self, count: Option<u64>) -> Self {
+        match self {
+            SyncRunCommand::CommitPage {
+                entity,
+                phase,
+                cursor,
+                done,
+                stats,
+                failures,
+                at,
+                ..
+            } => SyncRunCommand::CommitPage {
+                entity,
+                phase,
+                cursor,
+                done,
+                stats,
+                failures,
+                total: count,
+                at,
+            },
+            other => other,
+        }
+    }
+}
+
 impl RunKind {
     /// Whether the run reads the CRM's changes: only such a run's pull passes leave a
     /// high-water mark an incremental run may start from (a reapply's pages walk the
@@ -240,6 +270,12 @@ pub struct PassState {
     pub cursor: Option<serde_json::Value>,
     pub pages: u64,
     pub done: bool,
+    /// Records the pass has processed so far.
+    #[serde(default)]
+    pub processed: u64,
+    /// How many records the whole pass lists, when the provider said so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -276,6 +312,9 @@ pub enum SyncRunEvent {
         /// The records of this page that failed.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         failures: Vec<RecordFailure>,
+        /// How many records the whole pass lists, when the provider says (pull passes).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        total: Option<u64>,
         at: DateTime<Utc>,
     },
     RunEnded {
@@ -350,6 +389,8 @@ pub enum SyncRunCommand {
         done: bool,
         stats: RunStats,
         failures: Vec<RecordFailure>,
+        /// How many records the whole pass lists, when the provider says.
+        total: Option<u64>,
         at: DateTime<Utc>,
     },
     /// The run reached its end: completed, or partial when records failed.
@@ -436,6 +477,38 @@ impl SyncRun {
         self.passes.get(&pass_key(entity, phase))
     }
 
+    /// The pull passes' records to go through, when the provider said for every pull
+    /// pass begun so far (HubSpot's search, Salesforce's queries); `None` otherwise.
+    pub fn records_total(&self) -> Option<u64> {
+        let pulls: Vec<&PassState> = self
+            .passes
+            .iter()
+            .filter(|(key, _)| key.ends_with("/pull"))
+            .map(|(_, p)| p)
+            .collect();
+        if pulls.is_empty() {
+            return None;
+        }
+        pulls.iter().map(|p| p.total).sum()
+    }
+
+    /// How far the pull passes are, in percent of [`SyncRun::records_total`] (a
+    /// provider's count can move while the run reads, so it is capped at 100).
+    pub fn progress_percent(&self) -> Option<u8> {
+        let total = self.records_total()?;
+        let processed: u64 = self
+            .passes
+            .iter()
+            .filter(|(key, _)| key.ends_with("/pull"))
+            .map(|(_, p)| p.processed)
+            .sum();
+        let percent = match total {
+            0 => 100,
+            t => (processed.saturating_mul(100) / t).min(100),
+        };
+        u8::try_from(percent).ok()
+    }
+
     /// How long the run took (or has taken until `now`).
     pub fn duration(&self, now: DateTime<Utc>) -> Option<chrono::Duration> {
         let start = self.started_at?;
@@ -505,6 +578,7 @@ impl Aggregate for SyncRun {
                 done,
                 stats,
                 failures,
+                total,
                 at,
             } => {
                 if status != RunStatus::Running {
@@ -523,6 +597,7 @@ impl Aggregate for SyncRun {
                     done,
                     stats,
                     failures,
+                    total,
                     at,
                 }
             }
@@ -587,6 +662,7 @@ impl Aggregate for SyncRun {
                 done,
                 stats,
                 failures,
+                total,
                 ..
             } => {
                 self.stats = self.stats.plus(*stats);
@@ -595,6 +671,10 @@ impl Aggregate for SyncRun {
                 pass.cursor.clone_from(cursor);
                 pass.pages += 1;
                 pass.done = *done;
+                pass.processed = pass.processed.saturating_add(stats.processed);
+                if total.is_some() {
+                    pass.total = *total;
+                }
             }
             SyncRunEvent::RunEnded { status, reason, at } => {
                 self.status = *status;

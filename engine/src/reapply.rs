@@ -451,6 +451,7 @@ impl Reapply {
                 done: !more,
                 stats: tally.stats,
                 failures: tally.failures,
+                total: None,
                 at: Utc::now(),
             };
             self.runs

@@ -245,6 +245,7 @@ pub async fn seed_sync_activity(
             ..RunStats::default()
         },
         failures: vec![],
+        total: None,
         at: Utc::now(),
     };
     runs.execute(&run_id, page, &meta).await?;

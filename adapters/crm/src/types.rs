@@ -47,6 +47,9 @@ pub enum Cursor {
 pub struct Page {
     pub records: Vec<RemoteRecord>,
     pub next: Option<Cursor>,
+    /// How many records the whole pass will list, when the provider says (HubSpot's
+    /// search `total`, Salesforce's `totalSize`); `None` elsewhere.
+    pub total: Option<u64>,
 }
 
 /// What a push does with one record.

@@ -283,6 +283,12 @@ async fn full_pull_follows_next_records_url_and_returns_each_record_once() {
         counter(&counters, &format!("GET {DATA}/query/{{locator}}")),
         12
     );
+    // Every page says how many the query matches (the run's progress).
+    let first_page = adapter
+        .pull_page(&creds(&tokens), Entity::Contacts, None, None)
+        .await
+        .expect("a page");
+    assert_eq!(first_page.total, Some(2500));
     assert_eq!(
         counter(&counters, &format!("GET {DATA}/sobjects/Contact/describe")),
         1

@@ -106,6 +106,12 @@ pub struct RunView {
     pub direction: Option<String>,
     /// false: the run imported no history, only records changed from its start on.
     pub import_historical: bool,
+    /// How many records the run's pull passes go through, when the provider says so
+    /// (HubSpot's search, i.e. incremental runs; Salesforce's queries); else null.
+    pub records_total: Option<u64>,
+    /// Records processed by the pull passes against `records_total`, 0 to 100; null
+    /// when the total is unknown.
+    pub progress_percent: Option<u8>,
     pub passes: Vec<PassView>,
     pub failures: Vec<FailureView>,
     pub failures_total: usize,
@@ -140,6 +146,8 @@ pub(crate) fn view(run: &SyncRun) -> RunView {
             .map(|e| e.iter().map(|e| e.as_str().to_string()).collect()),
         direction: run.options.direction.as_ref().map(label),
         import_historical: run.options.import_historical,
+        records_total: run.records_total(),
+        progress_percent: run.progress_percent(),
         passes: run
             .passes
             .iter()

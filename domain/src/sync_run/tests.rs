@@ -49,6 +49,7 @@ fn page(cursor: Option<serde_json::Value>, done: bool, s: RunStats) -> SyncRunCo
         done,
         stats: s,
         failures: vec![],
+        total: None,
         at: t(2),
     }
 }
@@ -368,4 +369,53 @@ fn runs_queued_before_options_existed_read_as_default_options() {
     // Default options are not written, so such events stay as they were.
     let written = serde_json::to_value(&event).unwrap_or_default();
     assert!(written.get("options").is_none(), "{written}");
+}
+
+/// Progress is known only when the provider told how many records each pull pass
+/// lists; it counts processed records against that, capped at 100.
+#[test]
+fn progress_follows_the_providers_total() {
+    let mut run = apply_all(&[]);
+    let queued = SyncRunEvent::RunQueued {
+        run_id: "r".into(),
+        integration_id: "i".into(),
+        workspace_id: "w".into(),
+        kind: RunKind::Full,
+        trigger: Trigger::Manual,
+        retry_of: None,
+        rollback_of: None,
+        options: Default::default(),
+        at: t(0),
+    };
+    run.apply(&queued);
+    run.apply(&SyncRunEvent::RunStarted {
+        worker: "w".into(),
+        at: t(1),
+    });
+    assert_eq!((run.records_total(), run.progress_percent()), (None, None));
+    let page = |entity, processed, total| SyncRunEvent::PageCommitted {
+        entity,
+        phase: Phase::Pull,
+        cursor: None,
+        done: false,
+        stats: stats(processed, 0),
+        failures: vec![],
+        total,
+        at: t(2),
+    };
+    run.apply(&page(Entity::Contacts, 100, Some(400)));
+    assert_eq!(
+        (run.records_total(), run.progress_percent()),
+        (Some(400), Some(25))
+    );
+    // A later page without the total keeps the pass's.
+    run.apply(&page(Entity::Contacts, 100, None));
+    assert_eq!(run.progress_percent(), Some(50));
+    // A pass whose provider gave no total makes the run's unknown.
+    run.apply(&page(Entity::Companies, 10, None));
+    assert_eq!((run.records_total(), run.progress_percent()), (None, None));
+    // More than the total (records added meanwhile): never past 100.
+    let mut over = apply_all(&[queued]);
+    over.apply(&page(Entity::Contacts, 30, Some(20)));
+    assert_eq!(over.progress_percent(), Some(100));
 }

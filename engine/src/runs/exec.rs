@@ -243,6 +243,9 @@ pub(super) struct Ctx<'a> {
     pub calls_seen: u64,
     /// The connection the run's pages are appended on, kept from page to page.
     pub writer: Writer,
+    /// The provider's record count for the pull page being committed one at a time
+    /// ([`Ctx::commit_pulled`]), carried on its page event.
+    pub page_total: Option<u64>,
 }
 
 impl<'a> Ctx<'a> {
@@ -282,6 +285,7 @@ impl<'a> Ctx<'a> {
             policy,
             calls_seen,
             writer: Writer::default(),
+            page_total: None,
         })
     }
 
@@ -570,7 +574,8 @@ impl<'a> Ctx<'a> {
                 page.done,
                 page.decision.stats,
                 page.decision.failures.clone(),
-            );
+            )
+            .with_total(page.total);
             match self.stage(command)? {
                 Some(rows) => page_rows.push(rows),
                 None => return Ok(Flow::Stopped),
@@ -603,6 +608,7 @@ impl<'a> Ctx<'a> {
         ingestion: &Ingestion<'_>,
         page: DecidedPage,
     ) -> Result<Flow, EngineError> {
+        self.page_total = page.total;
         let commit = self
             .commit(
                 entity,
@@ -719,7 +725,8 @@ impl<'a> Ctx<'a> {
         failures: Vec<RecordFailure>,
         rows: Vec<NewEvent>,
     ) -> Result<Commit, EngineError> {
-        let command = page_command(entity, phase, cursor, done, stats, failures);
+        let command = page_command(entity, phase, cursor, done, stats, failures)
+            .with_total(self.page_total.take());
         let Some(page) = self.stage(command)? else {
             return Ok(Commit::Stopped);
         };
@@ -869,6 +876,8 @@ struct DecidedPage {
     done: bool,
     calls: u64,
     decision: super::ingest::Decided,
+    /// How many records the whole pass lists, when the provider says.
+    total: Option<u64>,
     /// Its records' share of [`AHEAD`], given back when the page is dropped (committed).
     _room: tokio::sync::OwnedSemaphorePermit,
 }
@@ -949,6 +958,7 @@ impl Feeder {
                 done,
                 calls,
                 decision,
+                total: page.total,
                 _room: room,
             };
             if pages.send(decided).is_err() {
@@ -985,6 +995,7 @@ fn page_command(
         done,
         stats,
         failures,
+        total: None,
         at: Utc::now(),
     }
 }

@@ -11,7 +11,8 @@ use syncledger_sandbox::{Sandbox, SandboxConfig};
 crate::helpers::on_both_backends!(
     a_run_covers_only_the_entities_asked_for,
     run_options_wider_than_the_integration_are_refused,
-    a_run_without_history_imports_only_later_changes
+    a_run_without_history_imports_only_later_changes,
+    a_run_shows_its_progress_where_the_provider_counts
 );
 
 async fn start(app: &TestApp, id: &str, body: Value) -> anyhow::Result<Value> {
@@ -211,6 +212,47 @@ async fn a_run_without_history_imports_only_later_changes(backend: Backend) -> a
         "only the record changed since: {next}"
     );
     assert_eq!(records(&app, &id, "contacts").await?.len(), 1);
+    sandbox.shutdown().await;
+    app.finish().await
+}
+
+/// A run shows `records_total` and `progress_percent` where the provider gives a count:
+/// HubSpot's search (incremental runs) does, its list endpoint (full runs) does not.
+async fn a_run_shows_its_progress_where_the_provider_counts(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let sandbox = sandbox(20).await?;
+    let id = connect(&app, "hubspot", &sandbox.base_url(), "pull", "crm_wins").await?;
+    let full = start(&app, &id, json!({"kind": "full"})).await?;
+    assert_eq!(full["status"], "completed", "{full}");
+    assert_eq!(
+        (&full["records_total"], &full["progress_percent"]),
+        (&Value::Null, &Value::Null),
+        "the list endpoint gives no count: {full}"
+    );
+    let contacts = records(&app, &id, "contacts").await?;
+    for c in contacts.iter().take(3) {
+        let remote_id = c["links"][0]["remote_id"].as_str().unwrap_or_default();
+        edit_remote(
+            &sandbox,
+            "contacts",
+            remote_id,
+            json!({"phone": "+1 555 0300"}),
+        )
+        .await?;
+    }
+    let incremental = start(&app, &id, json!({"kind": "incremental"})).await?;
+    assert_eq!(incremental["status"], "completed", "{incremental}");
+    // The search counts what it matches: the three contacts changed, and the records at
+    // the previous run's last modification time that the boundary lists again.
+    let total = incremental["records_total"].as_u64().unwrap_or(0);
+    let processed = incremental["stats"]["processed"].as_u64().unwrap_or(0);
+    assert!(total >= 3, "{incremental}");
+    assert_eq!(total, processed, "{incremental}");
+    assert_eq!(incremental["progress_percent"], 100, "{incremental}");
     sandbox.shutdown().await;
     app.finish().await
 }

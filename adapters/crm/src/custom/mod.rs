@@ -467,6 +467,7 @@ impl CustomAdapter {
         Ok(Page {
             records,
             next: fetched.next.map(|r| r.encode()),
+            total: None,
         })
     }
 
@@ -839,6 +840,7 @@ impl CrmAdapter for CustomAdapter {
             return Ok(Page {
                 records: Vec::new(),
                 next: None,
+                total: None,
             });
         }
         self.pull(credentials, entity, cursor, since, true).await

@@ -75,6 +75,8 @@ impl HubSpotAdapter {
         Ok(Page {
             records: body.results.into_iter().map(RemoteRecord::from).collect(),
             next,
+            // The list endpoint says nothing of how many there are.
+            total: None,
         })
     }
 
@@ -138,9 +140,14 @@ impl HubSpotAdapter {
             .body
             .ok_or_else(|| CrmError::Malformed("empty search response".into()))?;
         let next = body.next_after();
+        let total = body.total;
         let records: Vec<RemoteRecord> = body.results.into_iter().map(Into::into).collect();
         let next = next.map(|after| next_search_cursor(since, after, &records));
-        Ok(Page { records, next })
+        Ok(Page {
+            records,
+            next,
+            total,
+        })
     }
 }
 

@@ -35,6 +35,9 @@ pub struct Collection {
     pub results: Vec<Record>,
     #[serde(default)]
     pub paging: Option<Paging>,
+    /// Search responses: how many records match (the list endpoint has none).
+    #[serde(default)]
+    pub total: Option<u64>,
 }
 
 impl Collection {

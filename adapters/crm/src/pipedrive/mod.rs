@@ -344,7 +344,11 @@ impl PipedriveAdapter {
             .and_then(|a| a.next_cursor)
             .filter(|c| !c.is_empty())
             .map(|cursor| Cursor::Pipedrive { cursor, since });
-        Ok(Page { records, next })
+        Ok(Page {
+            records,
+            next,
+            total: None,
+        })
     }
 }
 
@@ -509,6 +513,7 @@ impl CrmAdapter for PipedriveAdapter {
             return Ok(Page {
                 records: Vec::new(),
                 next: None,
+                total: None,
             });
         }
         let (start, since) = match cursor {
@@ -579,7 +584,11 @@ impl CrmAdapter for PipedriveAdapter {
                 cursor: n.to_string(),
                 since,
             });
-        Ok(Page { records, next })
+        Ok(Page {
+            records,
+            next,
+            total: None,
+        })
     }
 }
 

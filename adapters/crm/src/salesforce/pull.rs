@@ -111,13 +111,18 @@ impl SalesforceAdapter {
                 ))
             }
         };
+        let total = body.total_size;
         let records = body
             .records
             .into_iter()
             .map(wire::record)
             .collect::<Result<Vec<_>, _>>()
             .map_err(CrmError::Malformed)?;
-        Ok(Page { records, next })
+        Ok(Page {
+            records,
+            next,
+            total,
+        })
     }
 
     /// The records with these ids, by sObject Collections retrieve (200 per call);
@@ -208,6 +213,7 @@ impl SalesforceAdapter {
         Ok(Page {
             records,
             next: None,
+            total: None,
         })
     }
 }

@@ -71,6 +71,9 @@ impl From<DescribeField> for FieldInfo {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct QueryPage {
+    /// How many records the query matches, on every page.
+    #[serde(default)]
+    pub total_size: Option<u64>,
     pub done: bool,
     #[serde(default)]
     pub next_records_url: Option<String>,
