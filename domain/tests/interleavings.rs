@@ -1,7 +1,8 @@
 //! A model-based randomized test of what users do between runs: random interleavings of
 //! app edits and clears, CRM edits, creates and deletions, runs of every kind (some
-//! crashing half way and resumed), resolutions, ignores, rollbacks, settlements of what a
-//! rollback left diverged, and mapping re-applies, under every strategy and every
+//! crashing half way and resumed), pauses, resolutions, ignores, rollbacks (paused or not),
+//! settlements of what a rollback left diverged, and mapping re-applies, under every
+//! strategy and every
 //! `on_crm_delete`, on the domain's records and merge, against an in-memory CRM. The runs
 //! are simulated the way the engine drives them (pull every fetched record through
 //! `Ingest`, then the deletions pass, then push what `Link::owed` says and `ConfirmPush`
@@ -79,6 +80,9 @@ enum Op {
         pick: usize,
     },
     Rollback,
+    /// Pausing (or resuming) the integration: runs are refused while paused; a
+    /// rollback is not.
+    Pause,
     Settle {
         keep_app: bool,
     },
@@ -101,6 +105,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0usize..4, any::<bool>()).prop_map(|(pick, use_app)| Op::Resolve { pick, use_app }),
         1 => (0usize..4).prop_map(|pick| Op::Ignore { pick }),
         1 => Just(Op::Rollback),
+        1 => Just(Op::Pause),
         1 => any::<bool>().prop_map(|keep_app| Op::Settle { keep_app }),
         1 => Just(Op::Reapply),
     ]
@@ -130,6 +135,7 @@ struct AppRec {
 
 struct World {
     strategy: ConflictStrategy,
+    paused: bool,
     on_delete: OnCrmDelete,
     /// CRM records deleted in the CRM, and the app records their deletion reached.
     deleted: BTreeMap<String, Option<String>>,
@@ -152,6 +158,7 @@ impl World {
     fn new(strategy: ConflictStrategy, on_delete: OnCrmDelete) -> Self {
         World {
             strategy,
+            paused: false,
             on_delete,
             deleted: BTreeMap::new(),
             now: 1,
@@ -282,6 +289,8 @@ impl World {
                 self.crm.remove(&remote);
                 self.deleted.insert(remote, None);
             }
+            Op::Pause => self.paused = !self.paused,
+            Op::Run { .. } | Op::Reapply if self.paused => {}
             Op::Run { kind, crash_after } => {
                 let run_id = self.id("run");
                 self.runs.push(run_id.clone());
@@ -704,6 +713,7 @@ impl World {
 
     /// After two quiet full runs: agreement, and no change lost.
     fn check_converged(&mut self) -> Result<(), String> {
+        self.paused = false;
         let agreed = self.agreed.clone();
         let sides = self.sides();
         let times = self.times.clone();
