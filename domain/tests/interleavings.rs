@@ -2,8 +2,8 @@
 //! app edits and clears, CRM edits, creates and deletions, runs of every kind (some
 //! crashing half way and resumed), pauses, resolutions, ignores, rollbacks (paused or not),
 //! settlements of what a rollback left diverged, and mapping re-applies, under every
-//! strategy and every
-//! `on_crm_delete`, on the domain's records and merge, against an in-memory CRM. The runs
+//! strategy and every `on_crm_delete`, on the domain's records and merge, against an
+//! in-memory CRM. The runs
 //! are simulated the way the engine drives them (pull every fetched record through
 //! `Ingest`, then the deletions pass, then push what `Link::owed` says and `ConfirmPush`
 //! it; roll back through `rollback::plan` with the CRM write-back before the compensation).
