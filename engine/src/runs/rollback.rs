@@ -235,6 +235,18 @@ impl Ctx<'_> {
         for (p, error) in planned.into_iter().zip(crm_error) {
             stats.processed += 1;
             stats.conflicts_detected += p.plan.conflicts.len() as u64;
+            let failure = |error: String| RecordFailure {
+                entity,
+                phase: Phase::Rollback,
+                record_id: Some(p.record_id.clone()),
+                remote_id: p
+                    .now
+                    .links
+                    .get(&integration_id)
+                    .map(|l| l.remote_id.clone()),
+                error,
+                fetched: None,
+            };
             if p.plan.crm_owed {
                 let properties: Vec<String> = p
                     .plan
@@ -243,37 +255,15 @@ impl Ctx<'_> {
                     .flat_map(|c| c.properties.keys().cloned())
                     .collect();
                 stats.failed += 1;
-                failures.push(RecordFailure {
-                    entity,
-                    phase: Phase::Rollback,
-                    record_id: Some(p.record_id.clone()),
-                    remote_id: p
-                        .now
-                        .links
-                        .get(&integration_id)
-                        .map(|l| l.remote_id.clone()),
-                    error: format!(
-                        "owed to the CRM: writing back {} (the integration is not connected; a \
-                         rollback of sync run {target} writes it back once it is)",
-                        properties.join(", ")
-                    ),
-                    fetched: None,
-                });
+                failures.push(failure(format!(
+                    "owed to the CRM: writing back {} (the integration is not connected; a \
+                     rollback of sync run {target} writes it back once it is)",
+                    properties.join(", ")
+                )));
             }
             if let Some(error) = error {
                 stats.failed += 1;
-                failures.push(RecordFailure {
-                    entity,
-                    phase: Phase::Rollback,
-                    record_id: Some(p.record_id.clone()),
-                    remote_id: p
-                        .now
-                        .links
-                        .get(&integration_id)
-                        .map(|l| l.remote_id.clone()),
-                    error,
-                    fetched: None,
-                });
+                failures.push(failure(error));
                 continue;
             }
             if !p.plan.changes_something() {

@@ -18,6 +18,28 @@ on_both_backends!(
     a_rollback_leaves_a_later_crm_edit_of_a_push_only_field
 );
 
+/// An app and a HubSpot sandbox with `records` contacts and companies, an integration
+/// connected to it with this direction and strategy, and a first full run completed.
+async fn synced(
+    backend: Backend,
+    records: usize,
+    direction: &str,
+    strategy: &str,
+) -> anyhow::Result<Option<(TestApp, Sandbox, String)>> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(None);
+    };
+    let sandbox = Sandbox::start_hubspot(SandboxConfig {
+        records,
+        ..SandboxConfig::default()
+    })
+    .await?;
+    let id = connect(&app, "hubspot", &sandbox.base_url(), direction, strategy).await?;
+    let full = run(&app, &id, "full").await?;
+    anyhow::ensure!(full["status"] == "completed", "the first full run: {full}");
+    Ok(Some((app, sandbox, id)))
+}
+
 fn remote_of(record: &Value) -> anyhow::Result<String> {
     record["links"][0]["remote_id"]
         .as_str()
@@ -111,23 +133,10 @@ async fn incremental_runs_go_on_after_a_reapply(backend: Backend) -> anyhow::Res
 async fn a_rolled_back_conflict_stays_open_and_nothing_is_pushed_over_the_crm(
     backend: Backend,
 ) -> anyhow::Result<()> {
-    let Some(app) = TestApp::spawn(backend).await? else {
+    let Some((app, sandbox, id)) = synced(backend, 2, "bidirectional", "manual_review").await?
+    else {
         return Ok(());
     };
-    let sandbox = Sandbox::start_hubspot(SandboxConfig {
-        records: 2,
-        ..SandboxConfig::default()
-    })
-    .await?;
-    let id = connect(
-        &app,
-        "hubspot",
-        &sandbox.base_url(),
-        "bidirectional",
-        "manual_review",
-    )
-    .await?;
-    assert_eq!(run(&app, &id, "full").await?["status"], "completed");
     let contact = records(&app, &id, "contacts").await?[0].clone();
     let (record_id, remote_id) = (id_of(&contact)?, remote_of(&contact)?);
     edit(&app, &record_id, json!({"phone": "+1 555 0001 (app)"})).await?;
@@ -179,23 +188,9 @@ async fn a_rolled_back_conflict_stays_open_and_nothing_is_pushed_over_the_crm(
 async fn a_rolled_back_pull_stays_diverged_until_an_admin_chooses(
     backend: Backend,
 ) -> anyhow::Result<()> {
-    let Some(app) = TestApp::spawn(backend).await? else {
+    let Some((app, sandbox, id)) = synced(backend, 3, "bidirectional", "crm_wins").await? else {
         return Ok(());
     };
-    let sandbox = Sandbox::start_hubspot(SandboxConfig {
-        records: 3,
-        ..SandboxConfig::default()
-    })
-    .await?;
-    let id = connect(
-        &app,
-        "hubspot",
-        &sandbox.base_url(),
-        "bidirectional",
-        "crm_wins",
-    )
-    .await?;
-    assert_eq!(run(&app, &id, "full").await?["status"], "completed");
     let contacts = records(&app, &id, "contacts").await?;
     let (a, b) = (&contacts[0], &contacts[1]);
     let (a_id, b_id) = (id_of(a)?, id_of(b)?);
@@ -332,23 +327,10 @@ async fn a_rolled_back_pull_stays_diverged_until_an_admin_chooses(
 async fn rollback_works_paused_and_owes_the_crm_when_disconnected(
     backend: Backend,
 ) -> anyhow::Result<()> {
-    let Some(app) = TestApp::spawn(backend).await? else {
+    let Some((app, sandbox, id)) = synced(backend, 2, "bidirectional", "last_write_wins").await?
+    else {
         return Ok(());
     };
-    let sandbox = Sandbox::start_hubspot(SandboxConfig {
-        records: 2,
-        ..SandboxConfig::default()
-    })
-    .await?;
-    let id = connect(
-        &app,
-        "hubspot",
-        &sandbox.base_url(),
-        "bidirectional",
-        "last_write_wins",
-    )
-    .await?;
-    assert_eq!(run(&app, &id, "full").await?["status"], "completed");
     let contact = records(&app, &id, "contacts").await?[0].clone();
     let (record_id, remote_id) = (id_of(&contact)?, remote_of(&contact)?);
     let phone_before = phone_in_crm(&sandbox, &remote_id).await?;
@@ -472,23 +454,10 @@ async fn a_run_rides_out_a_database_outage() -> anyhow::Result<()> {
 /// started a run that did nothing and reported success. A rollback's retry rolls its
 /// run back again: what already went back is left alone, what failed goes now.
 async fn a_rollback_whose_crm_write_failed_is_retried(backend: Backend) -> anyhow::Result<()> {
-    let Some(app) = TestApp::spawn(backend).await? else {
+    let Some((app, sandbox, id)) = synced(backend, 3, "bidirectional", "last_write_wins").await?
+    else {
         return Ok(());
     };
-    let sandbox = Sandbox::start_hubspot(SandboxConfig {
-        records: 3,
-        ..SandboxConfig::default()
-    })
-    .await?;
-    let id = connect(
-        &app,
-        "hubspot",
-        &sandbox.base_url(),
-        "bidirectional",
-        "last_write_wins",
-    )
-    .await?;
-    assert_eq!(run(&app, &id, "full").await?["status"], "completed");
     let contacts = records(&app, &id, "contacts").await?;
     let mut before = Vec::new();
     for (i, c) in contacts.iter().enumerate() {
