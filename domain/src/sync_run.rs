@@ -130,29 +130,11 @@ impl SyncRunCommand {
     /// A page command carrying the provider's record count for its pass (other commands
     /// are returned as they are).
     #[must_use]
-    pub fn with_total(self, count: Option<u64>) -> Self {
-        match self {
-            SyncRunCommand::CommitPage {
-                entity,
-                phase,
-                cursor,
-                done,
-                stats,
-                failures,
-                at,
-                ..
-            } => SyncRunCommand::CommitPage {
-                entity,
-                phase,
-                cursor,
-                done,
-                stats,
-                failures,
-                total: count,
-                at,
-            },
-            other => other,
+    pub fn with_total(mut self, count: Option<u64>) -> Self {
+        if let SyncRunCommand::CommitPage { total, .. } = &mut self {
+            *total = count;
         }
+        self
     }
 }
 
