@@ -10,6 +10,8 @@ mod audit;
 mod cel_memory;
 #[path = "cli/creation.rs"]
 mod creation;
+#[path = "cli/diverged.rs"]
+mod diverged;
 #[path = "cli/files.rs"]
 mod files;
 #[path = "cli/keys.rs"]
