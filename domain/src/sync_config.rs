@@ -18,11 +18,18 @@ pub enum Entity {
 }
 
 impl Entity {
+    pub const ALL: [Entity; 2] = [Entity::Contacts, Entity::Companies];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Entity::Contacts => "contacts",
             Entity::Companies => "companies",
         }
+    }
+
+    /// The entity of this name (`contacts`, `companies`), if any.
+    pub fn parse(name: &str) -> Option<Entity> {
+        Entity::ALL.into_iter().find(|e| e.as_str() == name)
     }
 }
 
@@ -197,6 +204,16 @@ mod tests {
         SyncConfig {
             frequency: Frequency::Interval { minutes },
             ..SyncConfig::default()
+        }
+    }
+
+    #[test]
+    fn entities_are_named_as_they_print() {
+        for e in Entity::ALL {
+            assert_eq!(Entity::parse(e.as_str()), Some(e));
+        }
+        for other in ["", "Contacts", "deals", "contacts "] {
+            assert_eq!(Entity::parse(other), None, "{other:?}");
         }
     }
 

@@ -9,14 +9,14 @@ use crate::auth::{Caller, Writer, READERS, WRITERS};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{encode_cursor, Body, List, Page, Query};
 use crate::routes::integrations::owned as owned_integration;
-use crate::routes::records::{parse_entity, FieldView};
+use crate::routes::records::FieldView;
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use syncledger_domain::merge::Side;
 use syncledger_domain::record::{Record, RecordCommand, Resolution};
@@ -145,7 +145,11 @@ pub async fn list(
             format!("{s:?} is not one of {}", STATUSES.join(", ")),
         ));
     }
-    let entity = q.entity.as_deref().map(parse_entity).transpose()?;
+    let entity = q
+        .entity
+        .as_deref()
+        .map(|e| crate::extract::entity("entity", Some(e)))
+        .transpose()?;
     let mut binds = vec![caller.workspace_id.clone(), after_time, after_id];
     let mut sql = format!(
         "SELECT {COLUMNS} FROM conflicts WHERE workspace_id = $1
@@ -207,18 +211,13 @@ pub enum ResolutionKind {
     Merged,
 }
 
-/// Present (even as null) rather than absent.
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
-    T::deserialize(d).map(Some)
-}
-
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResolveConflict {
     /// use_app keeps the app's value, use_crm takes the CRM's, merged sets `value`.
     pub resolution: ResolutionKind,
     /// Required with `merged` (null clears the field); not allowed otherwise.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::extract::present")]
     #[schema(value_type = Option<String>)]
     pub value: Option<Option<String>>,
 }

@@ -20,7 +20,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use chrono::Utc;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use syncledger_crm::{FieldInfo, RemoteRecord};
 use syncledger_domain::integration::{FieldMapping, MappingDirection};
 use syncledger_domain::sync_run::SyncRun;
@@ -86,20 +86,9 @@ pub struct EntityMappings {
     pub mappings: Vec<MappingBody>,
 }
 
-fn parse_entity(entity: &str) -> ApiResult<Entity> {
-    match entity {
-        "contacts" => Ok(Entity::Contacts),
-        "companies" => Ok(Entity::Companies),
-        _ => Err(ApiError::invalid_field(
-            "entity",
-            "must be contacts or companies",
-        )),
-    }
-}
-
 /// The entity, if the integration syncs it.
 fn synced(integration: &Integration, entity: &str) -> ApiResult<Entity> {
-    let entity = parse_entity(entity)?;
+    let entity = crate::extract::entity("entity", Some(entity))?;
     if !integration.sync_config.entities.contains(&entity) {
         return Err(ApiError::invalid_field(
             "entity",
@@ -321,11 +310,6 @@ pub async fn auto(
     }))
 }
 
-/// `Some(value)` whenever the field is present, null included.
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
-    T::deserialize(d).map(Some)
-}
-
 #[derive(Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewRequest {
@@ -333,7 +317,7 @@ pub struct PreviewRequest {
     #[serde(default)]
     pub mappings: Option<Vec<MappingBody>>,
     /// A filter to try; absent: the effective one; null: none.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::extract::present")]
     #[schema(value_type = Option<String>)]
     pub filter: Option<Option<String>>,
     /// How many records to map: 1 to 50, default 10.

@@ -21,7 +21,7 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use syncledger_crm::oauth::check_issuer;
-use syncledger_crm::{Credentials, CrmAdapter, CrmError, Entity, Identity};
+use syncledger_crm::{Credentials, CrmAdapter, CrmError, Identity};
 use syncledger_domain::integration::CredentialKind;
 use syncledger_domain::provider_text::clean;
 use syncledger_domain::{Integration, IntegrationCommand, Status};
@@ -467,17 +467,6 @@ pub struct FieldView {
     pub writable: bool,
 }
 
-fn parse_entity(entity: Option<&str>) -> ApiResult<Entity> {
-    match entity {
-        Some("contacts") => Ok(Entity::Contacts),
-        Some("companies") => Ok(Entity::Companies),
-        _ => Err(ApiError::invalid_field(
-            "entity",
-            "must be contacts or companies",
-        )),
-    }
-}
-
 /// The provider's field catalogue for one entity.
 #[utoipa::path(get, path = "/v1/integrations/{id}/fields", tag = "integrations", security(("bearer" = [])), params(FieldsQuery),
     responses((status = 200, body = inline(List<FieldView>)), (status = 400, body = crate::error::ErrorBody),
@@ -490,7 +479,7 @@ pub async fn fields(
     Query(q): Query<FieldsQuery>,
 ) -> ApiResult<Json<List<FieldView>>> {
     caller.require(READERS)?;
-    let entity = parse_entity(q.entity.as_deref())?;
+    let entity = crate::extract::entity("entity", q.entity.as_deref())?;
     owned(&state, &caller.workspace_id, &id).await?;
     let mut session = state.connections.session(&id).await.map_err(engine_error)?;
     let fields = session

@@ -132,17 +132,6 @@ fn view(id: &str, r: &Record) -> RecordView {
     }
 }
 
-pub(crate) fn parse_entity(entity: &str) -> ApiResult<Entity> {
-    match entity {
-        "contacts" => Ok(Entity::Contacts),
-        "companies" => Ok(Entity::Companies),
-        _ => Err(ApiError::invalid_field(
-            "entity",
-            "must be contacts or companies",
-        )),
-    }
-}
-
 /// Field names are identifiers; values are text or null, bounded in size.
 fn validate_fields(fields: &BTreeMap<String, Option<String>>) -> ApiResult<Fields> {
     if fields.len() > MAX_FIELDS {
@@ -199,7 +188,7 @@ pub async fn create(
     Writer(caller): Writer,
     Body(req): Body<CreateRecord>,
 ) -> ApiResult<(StatusCode, Json<RecordView>)> {
-    let entity = parse_entity(&req.entity)?;
+    let entity = crate::extract::entity("entity", Some(&req.entity))?;
     let fields = validate_fields(&req.fields)?;
     let id = uuid::Uuid::now_v7().to_string();
     let meta = caller.metadata();
@@ -332,7 +321,11 @@ pub async fn list(
         ),
         None => String::new(),
     };
-    let entity = q.entity.as_deref().map(parse_entity).transpose()?;
+    let entity = q
+        .entity
+        .as_deref()
+        .map(|e| crate::extract::entity("entity", Some(e)))
+        .transpose()?;
     let mut sql = String::from(
         "SELECT id, entity, fields, version, state, updated_at FROM records
           WHERE workspace_id = $1 AND updated_at >= $2

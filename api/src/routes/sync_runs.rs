@@ -15,7 +15,7 @@ use axum::Json;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
-use syncledger_domain::sync_config::{Direction, Entity};
+use syncledger_domain::sync_config::Direction;
 use syncledger_domain::sync_run::{RunKind, RunOptions, RunStats, SyncRun, Trigger};
 use syncledger_domain::Aggregate;
 use syncledger_engine::RunError;
@@ -210,17 +210,6 @@ pub struct StartRun {
     pub import_historical: Option<bool>,
 }
 
-fn parse_entity(name: &str) -> ApiResult<Entity> {
-    match name {
-        "contacts" => Ok(Entity::Contacts),
-        "companies" => Ok(Entity::Companies),
-        other => Err(ApiError::invalid_field(
-            "entities",
-            format!("must be contacts or companies, not {other:?}"),
-        )),
-    }
-}
-
 fn parse_direction(name: &str) -> ApiResult<Direction> {
     match name {
         "pull" => Ok(Direction::Pull),
@@ -241,7 +230,12 @@ impl StartRun {
             entities: self
                 .entities
                 .as_ref()
-                .map(|names| names.iter().map(|n| parse_entity(n)).collect())
+                .map(|names| {
+                    names
+                        .iter()
+                        .map(|n| crate::extract::entity("entities", Some(n)))
+                        .collect()
+                })
                 .transpose()?,
             direction: self.direction.as_deref().map(parse_direction).transpose()?,
             import_historical: self.import_historical.unwrap_or(true),
