@@ -27,6 +27,23 @@ impl Entity {
         }
     }
 
+    /// The field that identifies a record across CRMs: email for contacts, domain for
+    /// companies.
+    pub fn match_field(self) -> &'static str {
+        match self {
+            Entity::Contacts => "email",
+            Entity::Companies => "domain",
+        }
+    }
+
+    /// The match key a value of [`Entity::match_field`] gives: trimmed, in lower case;
+    /// `None` when empty (an empty key matches nothing).
+    pub fn match_key(value: Option<&str>) -> Option<String> {
+        value
+            .map(|v| v.trim().to_lowercase())
+            .filter(|v| !v.is_empty())
+    }
+
     /// The entity of this name (`contacts`, `companies`), if any.
     pub fn parse(name: &str) -> Option<Entity> {
         Entity::ALL.into_iter().find(|e| e.as_str() == name)
@@ -215,6 +232,18 @@ mod tests {
         for other in ["", "Contacts", "deals", "contacts "] {
             assert_eq!(Entity::parse(other), None, "{other:?}");
         }
+    }
+
+    #[test]
+    fn a_match_key_is_the_trimmed_lower_case_email_or_domain() {
+        assert_eq!(Entity::Contacts.match_field(), "email");
+        assert_eq!(Entity::Companies.match_field(), "domain");
+        assert_eq!(
+            Entity::match_key(Some("  Ada@Example.COM ")).as_deref(),
+            Some("ada@example.com")
+        );
+        assert_eq!(Entity::match_key(Some("   ")), None);
+        assert_eq!(Entity::match_key(None), None);
     }
 
     #[test]

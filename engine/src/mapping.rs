@@ -185,15 +185,6 @@ pub fn app_fields(entity: Entity) -> &'static [&'static str] {
     }
 }
 
-/// The field that identifies a record across CRMs: email for contacts, domain for
-/// companies.
-pub fn match_key(entity: Entity) -> &'static str {
-    match entity {
-        Entity::Contacts => "email",
-        Entity::Companies => "domain",
-    }
-}
-
 fn both(crm: &str, app: &str) -> FieldMapping {
     FieldMapping {
         crm_field: crm.into(),
@@ -445,7 +436,9 @@ mod tests {
                 let mapper = Mapper::compile(&mappings, None).expect("compiles");
                 if !(provider == "pipedrive" && entity == Entity::Companies) {
                     assert!(
-                        mapper.pulled_app_fields().any(|f| f == match_key(entity)),
+                        mapper
+                            .pulled_app_fields()
+                            .any(|f| f == entity.match_field()),
                         "{provider} {entity:?}"
                     );
                 }

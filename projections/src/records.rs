@@ -30,16 +30,8 @@ pub const LINKS: &str = "record_links";
 
 /// The value CRMs converge on: email for contacts, domain for companies, lower case.
 fn match_key(record: &Record) -> Option<String> {
-    let field = match record.entity? {
-        Entity::Contacts => "email",
-        Entity::Companies => "domain",
-    };
-    record
-        .fields
-        .get(field)
-        .and_then(|f| f.value.as_deref())
-        .map(|v| v.trim().to_lowercase())
-        .filter(|v| !v.is_empty())
+    let field = record.entity?.match_field();
+    Entity::match_key(record.fields.get(field).and_then(|f| f.value.as_deref()))
 }
 
 #[async_trait]

@@ -10,7 +10,6 @@ use syncledger_domain::Entity;
 
 use super::exec::Ctx;
 use super::lookup::{self, Known};
-use crate::mapping::match_key;
 use crate::EngineError;
 
 /// The app record a CRM record (or a match key) already belongs to.
@@ -23,7 +22,7 @@ pub(super) struct Owner {
 
 /// Why a record is not created in (or linked to) the CRM: its key is another's.
 pub(super) fn duplicate_error(entity: Entity, owner: &Owner) -> String {
-    let key = match_key(entity);
+    let key = entity.match_field();
     match &owner.remote_id {
         Some(remote) => format!(
             "duplicate: its {key} belongs to CRM record {remote}, already linked to app \

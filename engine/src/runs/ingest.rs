@@ -21,7 +21,7 @@ use syncledger_store::append::{append, AppendError, NewEvent};
 use syncledger_store::{Cqrs, Metadata, Store};
 
 use super::lookup::{self, Known};
-use crate::mapping::{match_key, Mapped, Mapper};
+use crate::mapping::{Mapped, Mapper};
 use crate::EngineError;
 
 /// How often a record is decided again after losing a race for its sequence.
@@ -99,7 +99,7 @@ impl Ingestion<'_> {
 
     /// Maps the page; archived and filtered records are skipped, unmappable ones failed.
     fn prepare<'r>(&self, page: &'r [RemoteRecord], out: &mut Decided) -> Vec<Prepared<'r>> {
-        let key_field = match_key(self.entity);
+        let key_field = self.entity.match_field();
         let mut ready = Vec::with_capacity(page.len());
         for record in page {
             out.stats.processed += 1;

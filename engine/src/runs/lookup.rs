@@ -181,12 +181,13 @@ pub(crate) fn match_key_of(
     values: &syncledger_domain::merge::Fields,
     entity: Entity,
 ) -> Option<String> {
-    values
-        .get(crate::mapping::match_key(entity))
-        .cloned()
-        .flatten()
-        .map(|v| v.trim().to_lowercase())
-        .filter(|v| !v.is_empty())
+    Entity::match_key(
+        values
+            .get(entity.match_field())
+            .cloned()
+            .flatten()
+            .as_deref(),
+    )
 }
 
 /// (app record, CRM record) for the records of the entity the app archived whose link to

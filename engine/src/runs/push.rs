@@ -23,7 +23,7 @@ use super::lookup::{self, Known};
 use super::reread::Remerged;
 use super::PushCursor;
 use crate::crashpoint;
-use crate::mapping::{match_key, Mapper};
+use crate::mapping::Mapper;
 use crate::EngineError;
 
 /// What to record on one record after its push.
@@ -273,7 +273,7 @@ impl Ctx<'_> {
         candidates: Vec<(String, Known)>,
     ) -> Result<Pushed, EngineError> {
         let integration_id = self.run.integration_id.clone();
-        let key_field = mapper.push_rule(match_key(entity)).map(str::to_string);
+        let key_field = mapper.push_rule(entity.match_field()).map(str::to_string);
         let mut out = Pushed::default();
         let mut taken = self.keys_taken(entity, &candidates).await?;
         let mut ops = Vec::new();
@@ -312,7 +312,11 @@ impl Ctx<'_> {
                     }
                     let values = mapper.pushable(&state.values());
                     let kind = match &key_field {
-                        Some(k) if values.get(match_key(entity)).is_some_and(Option::is_some) => {
+                        Some(k)
+                            if values
+                                .get(entity.match_field())
+                                .is_some_and(Option::is_some) =>
+                        {
                             PushKind::Upsert {
                                 key_property: k.clone(),
                             }
