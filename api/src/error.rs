@@ -5,9 +5,11 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use syncledger_crm::CrmError;
 use syncledger_domain::record::RecordError;
 use syncledger_domain::{IntegrationError, WorkspaceError};
 use syncledger_engine::creation::CreationError;
+use syncledger_engine::EngineError;
 use syncledger_store::CommandError;
 
 #[derive(Debug)]
@@ -221,3 +223,74 @@ where
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// How a provider's failure reads over HTTP (logged here; never a secret in the answer).
+pub fn provider_error(cause: &CrmError) -> ApiError {
+    tracing::warn!(error = %cause, "provider call failed");
+    match cause {
+        CrmError::Refused { field, reason } => ApiError::refused_url(field, reason),
+        CrmError::QuotaExhausted(_) => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "provider_quota_exhausted",
+            "the provider's API quota is used up; try again when it resets",
+        ),
+        // The text names only the token type (cleaned), never the token.
+        CrmError::UnsupportedTokenType(_) => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "unsupported_token_type",
+            cause.to_string(),
+        ),
+        CrmError::Unauthorized => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "provider_unauthorized",
+            "the provider rejected the stored credentials; reconnect the integration",
+        ),
+        _ => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "provider_error",
+            "the provider refused or failed the request; try again later",
+        ),
+    }
+}
+
+/// How a use-case failure reads over HTTP. Messages never carry secrets.
+pub fn engine_error(e: EngineError) -> ApiError {
+    match e {
+        EngineError::NotFound => ApiError::not_found("integration"),
+        EngineError::RunNotFound => ApiError::not_found("sync run"),
+        EngineError::Mapping(message) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_mapping", message)
+        }
+        EngineError::NotConnected => ApiError::new(
+            StatusCode::CONFLICT,
+            "not_connected",
+            "the integration has no credentials; connect it first",
+        ),
+        EngineError::Unusable { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "integration_unusable", e.to_string())
+        }
+        EngineError::Unsupported(message) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "unsupported", message)
+        }
+        EngineError::RefreshRejected => ApiError::new(
+            StatusCode::CONFLICT,
+            "reauthorization_required",
+            e.to_string(),
+        ),
+        EngineError::Provider(cause) => provider_error(&cause),
+        EngineError::Domain(d) => d.into(),
+        EngineError::Conflict => ApiError::new(
+            StatusCode::CONFLICT,
+            "version_conflict",
+            "the integration was changed concurrently; retry the request",
+        ),
+        EngineError::RefreshTimeout => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "refresh_pending",
+            "another worker is refreshing the credentials; retry shortly",
+        ),
+        EngineError::Vault(_) | EngineError::Store(_) | EngineError::Corrupt(_) => {
+            ApiError::internal(e)
+        }
+    }
+}

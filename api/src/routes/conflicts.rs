@@ -457,7 +457,7 @@ pub async fn set_rule(
     let meta = caller.metadata();
     syncledger_engine::rules::settle_open_conflicts(&state.store, &id, &field, req.side, &meta)
         .await
-        .map_err(crate::routes::oauth::engine_error)?;
+        .map_err(crate::error::engine_error)?;
     Ok(Json(rules))
 }
 

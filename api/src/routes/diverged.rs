@@ -43,7 +43,7 @@ pub async fn list(
     owned(&state, &caller.workspace_id, &id).await?;
     let records = divergence::list(&state.store, &caller.workspace_id, &id)
         .await
-        .map_err(crate::routes::oauth::engine_error)?;
+        .map_err(crate::error::engine_error)?;
     Ok(Json(DivergedList { records }))
 }
 
@@ -102,7 +102,7 @@ pub async fn settle(
                 SettleError::NotDiverged(_) => {
                     ApiError::new(StatusCode::CONFLICT, "not_diverged", e.to_string())
                 }
-                SettleError::Engine(e) => crate::routes::oauth::engine_error(e),
+                SettleError::Engine(e) => crate::error::engine_error(e),
             })?;
     Ok(Json(SettleResult {
         records: settled.records,

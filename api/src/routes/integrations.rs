@@ -411,7 +411,7 @@ pub async fn create(
         .connector()
         .check_urls(&req.provider, req.base_url.as_deref(), spec.as_deref())
         .await
-        .map_err(|e| oauth::engine_error(e.into()))?;
+        .map_err(|e| crate::error::engine_error(e.into()))?;
     let sync_config = req.sync_config.into_domain()?;
     let new = NewIntegration {
         integration_id: uuid::Uuid::now_v7().to_string(),
@@ -612,7 +612,7 @@ pub async fn credentials(
     }
     let (kind, secret, _) = seal_credentials(&state.vault, &caller.workspace_id, &credentials)
         .await
-        .map_err(oauth::engine_error)?;
+        .map_err(crate::error::engine_error)?;
     let at = Utc::now();
     let first = matches!(integration.status, Status::PendingAuth | Status::Error);
     let cmd = if !first {

@@ -10,10 +10,10 @@
 use std::collections::BTreeMap;
 
 use crate::auth::{Caller, Writer, READERS, WRITERS};
+use crate::error::engine_error;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{parse_json, Body, List};
 use crate::routes::integrations::owned;
-use crate::routes::oauth::engine_error;
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, State};

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use crate::auth::{Caller, RequestId, READERS, WRITERS};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{engine_error, provider_error, ApiError, ApiResult};
 use crate::extract::{List, Query};
 use crate::routes::integrations::{command, command_as, owned, IntegrationView};
 use crate::state::AppState;
@@ -21,7 +21,7 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use syncledger_crm::oauth::check_issuer;
-use syncledger_crm::{Credentials, CrmAdapter, CrmError, Identity};
+use syncledger_crm::{Credentials, CrmAdapter, Identity};
 use syncledger_domain::integration::CredentialKind;
 use syncledger_domain::provider_text::clean;
 use syncledger_domain::{Integration, IntegrationCommand, Status};
@@ -41,76 +41,6 @@ const CALLBACK_ACTOR: &str = "oauth-callback";
 fn clean_identity(mut identity: Identity) -> Identity {
     identity.account_id = clean(&identity.account_id);
     identity
-}
-
-fn provider_error(cause: &CrmError) -> ApiError {
-    tracing::warn!(error = %cause, "provider call failed");
-    match cause {
-        CrmError::Refused { field, reason } => ApiError::refused_url(field, reason),
-        CrmError::QuotaExhausted(_) => ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "provider_quota_exhausted",
-            "the provider's API quota is used up; try again when it resets",
-        ),
-        // The text names only the token type (cleaned), never the token.
-        CrmError::UnsupportedTokenType(_) => ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "unsupported_token_type",
-            cause.to_string(),
-        ),
-        CrmError::Unauthorized => ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "provider_unauthorized",
-            "the provider rejected the stored credentials; reconnect the integration",
-        ),
-        _ => ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "provider_error",
-            "the provider refused or failed the request; try again later",
-        ),
-    }
-}
-
-/// How a use-case failure reads over HTTP. Messages never carry secrets.
-pub fn engine_error(e: EngineError) -> ApiError {
-    match e {
-        EngineError::NotFound => ApiError::not_found("integration"),
-        EngineError::RunNotFound => ApiError::not_found("sync run"),
-        EngineError::Mapping(message) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_mapping", message)
-        }
-        EngineError::NotConnected => ApiError::new(
-            StatusCode::CONFLICT,
-            "not_connected",
-            "the integration has no credentials; connect it first",
-        ),
-        EngineError::Unusable { .. } => {
-            ApiError::new(StatusCode::CONFLICT, "integration_unusable", e.to_string())
-        }
-        EngineError::Unsupported(message) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "unsupported", message)
-        }
-        EngineError::RefreshRejected => ApiError::new(
-            StatusCode::CONFLICT,
-            "reauthorization_required",
-            e.to_string(),
-        ),
-        EngineError::Provider(cause) => provider_error(&cause),
-        EngineError::Domain(d) => d.into(),
-        EngineError::Conflict => ApiError::new(
-            StatusCode::CONFLICT,
-            "version_conflict",
-            "the integration was changed concurrently; retry the request",
-        ),
-        EngineError::RefreshTimeout => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "refresh_pending",
-            "another worker is refreshing the credentials; retry shortly",
-        ),
-        EngineError::Vault(_) | EngineError::Store(_) | EngineError::Corrupt(_) => {
-            ApiError::internal(e)
-        }
-    }
 }
 
 fn invalid_state() -> ApiError {

@@ -4,10 +4,10 @@
 //! started run answers 201 while still `queued`.
 
 use crate::auth::{Caller, Writer, ADMINS, READERS, WRITERS};
+use crate::error::engine_error;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, List, Page, Query};
 use crate::routes::integrations::owned;
-use crate::routes::oauth::engine_error;
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
