@@ -138,6 +138,32 @@ impl Connections {
         Ok(state)
     }
 
+    /// Revokes the integration's OAuth tokens at the provider before it is disconnected
+    /// (RFC 7009, where the provider has a revocation endpoint). Best effort: a failure
+    /// is logged and the disconnection goes on, since the user asked to stop.
+    pub async fn revoke_best_effort(&self, integration: &Integration) {
+        if integration.credential_kind
+            != Some(syncledger_domain::integration::CredentialKind::Oauth2)
+        {
+            return;
+        }
+        let Some(id) = integration.id.as_deref() else {
+            return;
+        };
+        let result = async {
+            let session = self.session(id).await?;
+            let Some(tokens) = session.credentials().tokens() else {
+                return Ok(());
+            };
+            session.adapter().revoke(tokens).await?;
+            Ok::<(), EngineError>(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not revoke the OAuth tokens; disconnecting anyway");
+        }
+    }
+
     /// A session on the integration with its current credentials.
     pub async fn session(&self, integration_id: &str) -> Result<Session, EngineError> {
         let integration = self.load(integration_id).await?;

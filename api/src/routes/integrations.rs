@@ -5,7 +5,6 @@ use crate::auth::{Caller, Writer, READERS, WRITERS};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, List, Page, Query};
 use crate::routes::as_of::{self, AsOf};
-use crate::routes::oauth;
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -539,7 +538,7 @@ pub async fn disconnect(
     let integration = owned(&state, &caller.workspace_id, &id).await?;
     if integration.status != Status::Disconnected {
         // Best effort: a provider that cannot be reached never blocks disconnecting.
-        oauth::revoke_best_effort(&state, &integration).await;
+        state.connections.revoke_best_effort(&integration).await;
     }
     let cmd = IntegrationCommand::Disconnect {
         reason: "disconnected through the API".into(),

@@ -22,7 +22,6 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use syncledger_crm::oauth::check_issuer;
 use syncledger_crm::{Credentials, CrmAdapter, Identity};
-use syncledger_domain::integration::CredentialKind;
 use syncledger_domain::provider_text::clean;
 use syncledger_domain::{Integration, IntegrationCommand, Status};
 use syncledger_engine::{seal_credentials, EngineError};
@@ -59,28 +58,6 @@ fn stamp(t: DateTime<Utc>) -> String {
 /// The adapter for an integration's provider, pointed at its base URL override if any.
 pub fn adapter_for(state: &AppState, integration: &Integration) -> ApiResult<Arc<dyn CrmAdapter>> {
     state.connections.adapter(integration).map_err(engine_error)
-}
-
-/// Revoke the integration's OAuth tokens at the provider; failures are only logged.
-pub async fn revoke_best_effort(state: &AppState, integration: &Integration) {
-    if integration.credential_kind != Some(CredentialKind::Oauth2) {
-        return;
-    }
-    let Some(id) = integration.id.as_deref() else {
-        return;
-    };
-    let result = async {
-        let session = state.connections.session(id).await?;
-        let Some(tokens) = session.credentials().tokens() else {
-            return Ok(());
-        };
-        session.adapter().revoke(tokens).await?;
-        Ok::<(), EngineError>(())
-    }
-    .await;
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "could not revoke the OAuth tokens; disconnecting anyway");
-    }
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
