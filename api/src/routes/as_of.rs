@@ -4,7 +4,7 @@
 //! (404, as an unknown id); an instant in the future gives the current state.
 
 use crate::error::{ApiError, ApiResult};
-use crate::routes::integrations::{IntegrationView, LastRunView, SyncConfigBody};
+use crate::routes::integration_view::{IntegrationView, LastRunView, SyncConfigBody};
 use crate::state::AppState;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;

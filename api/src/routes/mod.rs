@@ -4,6 +4,7 @@ pub mod conflicts;
 pub mod diverged;
 pub mod events;
 pub mod health;
+pub mod integration_view;
 pub mod integrations;
 pub mod mappings;
 pub mod oauth;
