@@ -2,9 +2,8 @@
 //! same use case as `POST /v1/tokens`, printed once; it works against the API and its
 //! issue is in the audit trail. The way back into a workspace whose admin tokens are lost.
 
-use crate::common::{describe, stderr, stdout, TestEnv};
+use crate::common::{describe, poll_until, stderr, stdout, TestEnv};
 use serde_json::Value;
-use std::time::{Duration, Instant};
 
 async fn a_token_created_locally_works_and_is_audited(env: &TestEnv) {
     let ws = env.create_workspace("Acme").await;
@@ -44,9 +43,8 @@ async fn a_token_created_locally_works_and_is_audited(env: &TestEnv) {
         !listed.to_string().contains(&token),
         "no secret in the list"
     );
-    // The projection runner writes the trail beside the API: poll it, with a deadline.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let audit = loop {
+    // The projection runner writes the trail beside the API: poll it.
+    let audit = poll_until("the initial token and this one in the trail", || async {
         let audit = api.get_json("/v1/audit?limit=100").await;
         let issued_rows = audit["data"]
             .as_array()
@@ -55,14 +53,12 @@ async fn a_token_created_locally_works_and_is_audited(env: &TestEnv) {
             .filter(|r| r["action"] == "TokenIssued")
             .count();
         if issued_rows == 2 {
-            break audit;
+            Ok(audit)
+        } else {
+            Err(audit.to_string())
         }
-        assert!(
-            Instant::now() < deadline,
-            "the initial token and this one in the trail: {audit}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    })
+    .await;
     assert!(
         !audit.to_string().contains(&token),
         "no secret in the audit trail"

@@ -12,6 +12,31 @@ pub use env::{TestEnv, Workspace};
 pub use server::Server;
 
 use std::process::Output;
+use std::time::Duration;
+
+/// How long [`poll_until`] waits for its condition, and how often it looks.
+pub const POLL_TIMEOUT: Duration = Duration::from_secs(90);
+const POLL: Duration = Duration::from_millis(50);
+
+/// Polls `probe` until it yields a value (the condition holds); panics naming `what` after
+/// [`POLL_TIMEOUT`]. The one way these tests wait for another process (a server, a worker, a CLI run).
+pub async fn poll_until<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = std::time::Instant::now() + POLL_TIMEOUT;
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(last) => assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: not after {POLL_TIMEOUT:?}; last seen: {last}"
+            ),
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
 
 /// 32 random hex characters, for secrets the tests then look for.
 pub fn random_hex() -> String {

@@ -1,6 +1,7 @@
 //! What the worker tests share: `syncledger worker` children with their logs, HubSpot
 //! integrations connected through a sandbox, runs waited for, and the sandbox's records.
 
+pub use crate::common::poll_until;
 use crate::common::{strip_ansi, Api, TestEnv};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -20,7 +21,6 @@ use tokio::time::{timeout, Instant};
 pub const RUN_TIMEOUT: Duration = Duration::from_secs(90);
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
-const POLL: Duration = Duration::from_millis(50);
 
 /// Variables every process of a test gets: no scheduler, no workers inside `serve`, no
 /// pacing against the sandbox.
@@ -213,26 +213,6 @@ pub async fn run_view(api: &Api, run_id: &str) -> Value {
 
 pub fn is_active(run: &Value) -> bool {
     matches!(run["status"].as_str(), Some("queued" | "running"))
-}
-
-/// Polls `probe` until it yields a value (the condition holds); panics naming `what` after
-/// [`RUN_TIMEOUT`]. The one way these tests wait for another process's read models.
-pub async fn poll_until<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + RUN_TIMEOUT;
-    loop {
-        match probe().await {
-            Ok(value) => return value,
-            Err(last) => assert!(
-                Instant::now() < deadline,
-                "{what}: not after {RUN_TIMEOUT:?}; last seen: {last}"
-            ),
-        }
-        tokio::time::sleep(POLL).await;
-    }
 }
 
 /// Waits until the run has ended; its view.

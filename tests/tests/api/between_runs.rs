@@ -397,6 +397,8 @@ async fn rollback_works_paused_and_owes_the_crm_when_disconnected(
 /// a PostgreSQL server of its own (never the shared one) in the middle of a full import.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_run_rides_out_a_database_outage() -> anyhow::Result<()> {
+    // Installed before the app starts: the run's log lines say when it meets the outage.
+    let logs = crate::helpers::captured_logs();
     let Some(pg) = syncledger_tests::own_pg::OwnPg::start()? else {
         return Ok(());
     };
@@ -435,8 +437,37 @@ async fn a_run_rides_out_a_database_outage() -> anyhow::Result<()> {
     .await;
 
     pg.kill()?;
-    // The outage itself: the database stays down this long whatever the run does.
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    // The database stays down until the run has met the outage (its store error is
+    // logged with its id; with no connection left that takes the pool's 30 s acquire
+    // timeout), so the run really has to ride it out.
+    // Only the lines logged since the last look are read, without holding the log lock
+    // while searching (every test of this binary logs into it).
+    let mut read = logs.lock().map(|l| l.len()).unwrap_or_default();
+    let mut met = false;
+    syncledger_tests::wait_until(
+        std::time::Duration::from_secs(60),
+        "the run meets the outage",
+        || {
+            let fresh = logs
+                .lock()
+                .map(|l| {
+                    let start = read.min(l.len());
+                    let end = l[start..]
+                        .iter()
+                        .rposition(|b| *b == b'\n')
+                        .map_or(start, |i| start + i + 1);
+                    read = end;
+                    l[start..end].to_vec()
+                })
+                .unwrap_or_default();
+            met = met
+                || String::from_utf8_lossy(&fresh).lines().any(|line| {
+                    line.contains("store error during a sync run") && line.contains(&run_id)
+                });
+            std::future::ready(met)
+        },
+    )
+    .await;
     pg.up()?;
 
     let ended = crate::sync::wait_run(&app, &run_id).await?;
