@@ -254,43 +254,66 @@ pub fn provider_error(cause: &CrmError) -> ApiError {
 }
 
 /// How a use-case failure reads over HTTP. Messages never carry secrets.
-pub fn engine_error(e: EngineError) -> ApiError {
-    match e {
-        EngineError::NotFound => ApiError::not_found("integration"),
-        EngineError::RunNotFound => ApiError::not_found("sync run"),
-        EngineError::Mapping(message) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_mapping", message)
-        }
-        EngineError::NotConnected => ApiError::new(
-            StatusCode::CONFLICT,
-            "not_connected",
-            "the integration has no credentials; connect it first",
-        ),
-        EngineError::Unusable { .. } => {
-            ApiError::new(StatusCode::CONFLICT, "integration_unusable", e.to_string())
-        }
-        EngineError::Unsupported(message) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "unsupported", message)
-        }
-        EngineError::RefreshRejected => ApiError::new(
-            StatusCode::CONFLICT,
-            "reauthorization_required",
-            e.to_string(),
-        ),
-        EngineError::Provider(cause) => provider_error(&cause),
-        EngineError::Domain(d) => d.into(),
-        EngineError::Conflict => ApiError::new(
-            StatusCode::CONFLICT,
-            "version_conflict",
-            "the integration was changed concurrently; retry the request",
-        ),
-        EngineError::RefreshTimeout => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "refresh_pending",
-            "another worker is refreshing the credentials; retry shortly",
-        ),
-        EngineError::Vault(_) | EngineError::Store(_) | EngineError::Corrupt(_) => {
-            ApiError::internal(e)
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::NotFound => ApiError::not_found("integration"),
+            EngineError::RunNotFound => ApiError::not_found("sync run"),
+            EngineError::Missing(what) => ApiError::not_found(what),
+            EngineError::Invalid { field, message } => ApiError::invalid_field(&field, message),
+            EngineError::Mapping(message) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_mapping", message)
+            }
+            EngineError::NotConnected => ApiError::new(
+                StatusCode::CONFLICT,
+                "not_connected",
+                "the integration has no credentials; connect it first",
+            ),
+            EngineError::Unusable { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "integration_unusable", e.to_string())
+            }
+            EngineError::Unsupported(message) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "unsupported", message)
+            }
+            EngineError::Refused { code, message } => {
+                ApiError::new(StatusCode::BAD_REQUEST, code, message)
+            }
+            EngineError::NotNow { code, message } => {
+                ApiError::new(StatusCode::CONFLICT, code, message)
+            }
+            EngineError::RefreshRejected => ApiError::new(
+                StatusCode::CONFLICT,
+                "reauthorization_required",
+                e.to_string(),
+            ),
+            EngineError::Provider(cause) => provider_error(&cause),
+            EngineError::Domain(d) => d.into(),
+            EngineError::Workspace(d) => d.into(),
+            EngineError::Record(d) => d.into(),
+            EngineError::Conflict => ApiError::new(
+                StatusCode::CONFLICT,
+                "version_conflict",
+                "the integration was changed concurrently; retry the request",
+            ),
+            EngineError::Concurrent => ApiError::new(
+                StatusCode::CONFLICT,
+                "version_conflict",
+                "the resource was changed concurrently; retry the request",
+            ),
+            EngineError::Busy => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "the workspace is too busy to take another integration now; retry later",
+            ),
+            EngineError::RefreshTimeout => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "refresh_pending",
+                "another worker is refreshing the credentials; retry shortly",
+            ),
+            EngineError::Vault(_)
+            | EngineError::Store(_)
+            | EngineError::Corrupt(_)
+            | EngineError::Internal(_) => ApiError::internal(e),
         }
     }
 }

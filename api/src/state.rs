@@ -3,14 +3,13 @@
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Duration;
 use syncledger_bus::{LocalBus, NatsBus};
 use syncledger_crm::hubspot::replay::ReplayCache;
 use syncledger_domain::record::Record;
 use syncledger_domain::{Integration, Workspace};
+use syncledger_engine::freshness::ReadYourWrites;
 use syncledger_engine::workers::Dispatcher;
-use syncledger_engine::{Connections, Connector, ProviderApps, SyncRuns};
-use syncledger_projections::checkpoint;
+use syncledger_engine::{Connections, Connector, Engine, ProviderApps, SyncRuns};
 use syncledger_store::{Cqrs, Store};
 use syncledger_vault::Vault;
 use tokio::sync::Notify;
@@ -36,6 +35,8 @@ pub struct Inner {
     pub runs: SyncRuns,
     /// Where triggered runs go to be executed.
     pub dispatcher: Arc<dyn Dispatcher>,
+    /// Every use case, over the same store, vault, connections and runs as above.
+    pub engine: Engine,
     /// HubSpot webhook deliveries accepted in the last five minutes (this process).
     pub webhook_replays: ReplayCache,
     /// Live event streams open, counted per token and per workspace.
@@ -53,9 +54,6 @@ pub fn limiter(per_minute: u32) -> DefaultKeyedRateLimiter<String> {
     let per_minute = NonZeroU32::new(per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
     RateLimiter::keyed(Quota::per_minute(per_minute))
 }
-
-/// How long a command waits for the read models to show its effect before answering.
-const READ_YOUR_WRITES: Duration = Duration::from_secs(5);
 
 /// Provider connections and sync runs over one store: `holder` names this process in
 /// credential-refresh leases, `worker` in the runs it starts.
@@ -91,6 +89,15 @@ impl AppState {
             format!("api:{pid}"),
             format!("serve:{pid}"),
         );
+        let wake = Arc::new(Notify::new());
+        let fresh = ReadYourWrites::new(store.clone(), wake.clone(), bus.clone());
+        let engine = Engine::new(
+            store.clone(),
+            vault.clone(),
+            connections.clone(),
+            runs.clone(),
+            fresh,
+        );
         AppState(Arc::new(Inner {
             workspaces: store.cqrs(),
             integrations: store.cqrs(),
@@ -99,12 +106,13 @@ impl AppState {
             vault,
             bus,
             nats,
-            projections_wake: Arc::new(Notify::new()),
+            projections_wake: wake,
             limiter: limiter(rate_limit_per_minute),
             public_url,
             connections,
             runs,
             dispatcher,
+            engine,
             webhook_replays: ReplayCache::default(),
             streams: Arc::new(crate::streams::Streams::default()),
         }))
@@ -117,32 +125,10 @@ impl AppState {
         projection: &str,
         aggregate_type: &str,
         aggregate_id: &str,
-    ) -> Result<(), sqlx::Error> {
-        self.projections_wake.notify_waiters();
-        self.bus.notify();
-        let Some(target) = self
-            .store
-            .feed()
-            .last_position_of(aggregate_type, aggregate_id)
-            .await?
-        else {
-            return Ok(());
-        };
-        let deadline = tokio::time::Instant::now() + READ_YOUR_WRITES;
-        let mut delay = Duration::from_millis(2);
-        while tokio::time::Instant::now() < deadline {
-            let cp = checkpoint::read(&self.store.any, projection).await?;
-            if cp.is_some_and(|c| c.position >= target) {
-                return Ok(());
-            }
-            self.projections_wake.notify_waiters();
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_millis(50));
-        }
-        tracing::warn!(
-            projection,
-            "read model did not catch up in time; answering anyway"
-        );
-        Ok(())
+    ) -> Result<(), syncledger_engine::EngineError> {
+        self.engine
+            .fresh
+            .settle(projection, aggregate_type, aggregate_id)
+            .await
     }
 }

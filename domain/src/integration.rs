@@ -567,6 +567,36 @@ fn validate_mappings(mappings: &[FieldMapping]) -> Result<(), IntegrationError> 
 }
 
 impl Integration {
+    /// The command that sets new credentials in the integration's current state: the
+    /// first ones (or new ones after an error) are stored, a working integration's are
+    /// rotated.
+    pub fn credentials_command(
+        &self,
+        kind: CredentialKind,
+        secret: EncryptedSecret,
+        expires_at: Option<DateTime<Utc>>,
+        refresh_token: Option<bool>,
+        at: DateTime<Utc>,
+    ) -> IntegrationCommand {
+        if matches!(self.status, Status::PendingAuth | Status::Error) {
+            IntegrationCommand::StoreCredentials {
+                kind,
+                secret,
+                expires_at,
+                refresh_token,
+                at,
+            }
+        } else {
+            IntegrationCommand::RotateCredentials {
+                kind,
+                secret,
+                expires_at,
+                refresh_token,
+                at,
+            }
+        }
+    }
+
     /// The stored mappings and filter of `entity`; `None` if they were never set, in
     /// which case the provider's defaults apply.
     pub fn mappings_for(&self, entity: Entity) -> Option<(&[FieldMapping], Option<&str>)> {

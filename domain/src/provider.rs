@@ -210,6 +210,12 @@ pub fn deletes_records(id: &str) -> bool {
     id == "hubspot"
 }
 
+/// Whether the provider's API accepts an API key or basic credentials besides OAuth.
+/// Salesforce's REST API takes OAuth access tokens only.
+pub fn takes_static_credentials(id: &str) -> bool {
+    id != "salesforce"
+}
+
 pub fn find(id: &str) -> Option<&'static ProviderInfo> {
     CATALOGUE.iter().find(|p| p.id == id)
 }

@@ -1,9 +1,12 @@
 //! Why a use case failed. Messages never carry secrets.
 
 use syncledger_crm::CrmError;
-use syncledger_domain::IntegrationError;
+use syncledger_domain::record::RecordError;
+use syncledger_domain::{IntegrationError, WorkspaceError};
 use syncledger_store::CommandError;
 use syncledger_vault::VaultError;
+
+use crate::creation::CreationError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -43,6 +46,88 @@ pub enum EngineError {
     Mapping(String),
     #[error("timed out waiting for another worker's credential refresh")]
     RefreshTimeout,
+    /// Input the caller sent breaks a rule: `field` names it.
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    /// Something other than an integration or a run does not exist, or is not the
+    /// caller's (`what`: "record", "conflict", "token", …).
+    #[error("{0} not found")]
+    Missing(&'static str),
+    /// The request cannot be served as asked; `code` says why (e.g. `invalid_state`,
+    /// `issuer_mismatch`, `provider_not_configured`).
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
+    /// The resource is not in a state that allows this now (`code`: e.g.
+    /// `conflict_not_open`, `invalid_transition`).
+    #[error("{message}")]
+    NotNow { code: &'static str, message: String },
+    #[error(transparent)]
+    Workspace(#[from] WorkspaceError),
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// Another writer changed the resource between its read and this write.
+    #[error("the resource was changed concurrently; retry the request")]
+    Concurrent,
+    /// A failure that is ours, not the caller's nor the provider's (logged, never shown).
+    #[error("internal: {0}")]
+    Internal(String),
+    /// Other writers kept winning the workspace for the whole creation budget.
+    #[error("the workspace is too busy to take another integration now; retry later")]
+    Busy,
+}
+
+impl EngineError {
+    pub fn invalid(field: &str, message: impl std::fmt::Display) -> Self {
+        EngineError::Invalid {
+            field: field.to_owned(),
+            message: message.to_string(),
+        }
+    }
+
+    /// A command refused by an aggregate other than through the run pipeline: a lost
+    /// optimistic-concurrency race is the caller's to retry ([`EngineError::Concurrent`]).
+    pub fn command<E: std::error::Error + Into<EngineError>>(e: CommandError<E>) -> Self {
+        match e {
+            CommandError::Domain(d) => d.into(),
+            CommandError::Conflict => EngineError::Concurrent,
+            CommandError::Store(s) => EngineError::Store(s),
+        }
+    }
+}
+
+impl From<CommandError<WorkspaceError>> for EngineError {
+    fn from(e: CommandError<WorkspaceError>) -> Self {
+        EngineError::command(e)
+    }
+}
+
+impl From<CommandError<RecordError>> for EngineError {
+    fn from(e: CommandError<RecordError>) -> Self {
+        EngineError::command(e)
+    }
+}
+
+impl From<sqlx::Error> for EngineError {
+    fn from(e: sqlx::Error) -> Self {
+        EngineError::Store(e.to_string())
+    }
+}
+
+impl From<syncledger_projections::ProjectionError> for EngineError {
+    fn from(e: syncledger_projections::ProjectionError) -> Self {
+        EngineError::Store(e.to_string())
+    }
+}
+
+impl From<CreationError> for EngineError {
+    fn from(e: CreationError) -> Self {
+        match e {
+            CreationError::Workspace(e) => EngineError::Workspace(e),
+            CreationError::Integration(e) => EngineError::Domain(e),
+            CreationError::Contended => EngineError::Busy,
+            CreationError::Store(cause) => EngineError::Store(cause),
+        }
+    }
 }
 
 impl From<CommandError<IntegrationError>> for EngineError {

@@ -5,14 +5,18 @@
 //! opened from the vault, refreshed before they expire and after a 401, with one
 //! refresh per credential generation however many workers ask at once.
 
+pub mod app;
 pub mod connector;
 pub mod crashpoint;
 pub mod creation;
 pub mod credentials;
 pub mod divergence;
 pub mod error;
+pub mod freshness;
+pub mod integrations;
 pub mod jobs;
 pub mod mapping;
+pub mod oauth;
 pub mod reapply;
 pub mod rollback;
 pub mod rules;
@@ -22,8 +26,10 @@ pub mod session;
 pub mod transform;
 pub mod workers;
 
+pub use app::Engine;
 pub use connector::{ClientApp, Connector, ProviderApps};
 pub use credentials::{open_credentials, seal_credentials};
 pub use error::EngineError;
 pub use runs::{RunError, SyncRuns};
 pub use session::{Connections, Session};
+pub use syncledger_crm::{FieldInfo, RemoteRecord};

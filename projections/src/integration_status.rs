@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use sqlx::Row;
 use std::collections::BTreeMap;
-use syncledger_domain::{Aggregate, Integration, IntegrationEvent, Status};
+use syncledger_domain::integration::CredentialKind;
+use syncledger_domain::{Aggregate, Integration, IntegrationEvent, Status, SyncConfig};
 use syncledger_store::StoredEvent;
 
 pub struct IntegrationStatus;
@@ -233,5 +234,179 @@ impl Projection for IntegrationStatus {
             store(conn, table, id, row).await?;
         }
         Ok(())
+    }
+}
+
+/// An integration as the read model shows it (what `GET /v1/integrations/{id}` answers,
+/// without its last run).
+#[derive(Clone, Debug)]
+pub struct IntegrationRow {
+    pub id: String,
+    pub provider: String,
+    pub name: String,
+    pub status: String,
+    pub sync_config: SyncConfig,
+    pub base_url: Option<String>,
+    pub last_error: Option<String>,
+    /// `oauth2`, `api_key` or `basic`: never the credential.
+    pub credential_kind: Option<String>,
+    pub credentials_expire_at: Option<DateTime<Utc>>,
+    pub last_sync_at: Option<DateTime<Utc>>,
+    pub next_sync_at: Option<DateTime<Utc>>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub version: i64,
+}
+
+/// How a credential kind is named in the read model and the API.
+pub fn kind_name(kind: Option<CredentialKind>) -> Option<String> {
+    kind.and_then(|k| serde_json::to_value(k).ok())
+        .and_then(|v| v.as_str().map(str::to_string))
+}
+
+impl IntegrationRow {
+    /// The row an integration's state alone gives (its schedule and times from `row`).
+    pub fn of(id: &str, row: &StatusRow) -> Self {
+        let s = &row.state;
+        IntegrationRow {
+            id: id.to_string(),
+            provider: s.provider.clone(),
+            name: s.name.clone(),
+            status: s.status.as_str().to_string(),
+            sync_config: s.sync_config.clone(),
+            base_url: s.base_url.clone(),
+            last_error: s.last_error.clone(),
+            credential_kind: kind_name(s.credential_kind),
+            credentials_expire_at: s.credentials_expire_at,
+            last_sync_at: row.last_sync_at,
+            next_sync_at: row.next_sync_at(),
+            created_at: Some(row.created_at),
+            updated_at: Some(row.updated_at),
+            version: row.version,
+        }
+    }
+
+    fn read(r: &sqlx::any::AnyRow) -> Result<Self, ProjectionError> {
+        let config: String = r.try_get("sync_config")?;
+        let sync_config =
+            serde_json::from_str(&config).map_err(|_| ProjectionError::Corrupt(TABLE))?;
+        let time = |column: &str| -> Result<Option<DateTime<Utc>>, ProjectionError> {
+            let text: Option<String> = r.try_get(column)?;
+            Ok(text
+                .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+                .map(|t| t.with_timezone(&Utc)))
+        };
+        Ok(IntegrationRow {
+            id: r.try_get("id")?,
+            provider: r.try_get("provider")?,
+            name: r.try_get("name")?,
+            status: r.try_get("status")?,
+            sync_config,
+            base_url: r.try_get("base_url")?,
+            last_error: r.try_get("last_error")?,
+            credential_kind: r.try_get("credential_kind")?,
+            credentials_expire_at: time("credentials_expire_at")?,
+            last_sync_at: time("last_sync_at")?,
+            next_sync_at: time("next_sync_at")?,
+            created_at: time("created_at")?,
+            updated_at: time("updated_at")?,
+            version: r.try_get("version")?,
+        })
+    }
+}
+
+const COLUMNS: &str =
+    "id, provider, name, status, sync_config, base_url, last_error, credential_kind,
+    credentials_expire_at, last_sync_at, next_sync_at, created_at, updated_at, version";
+
+/// Typed reads of the `integration_status` read model.
+pub struct Query<'a>(pub &'a sqlx::AnyPool);
+
+impl Query<'_> {
+    /// The integration, if it exists in the workspace.
+    pub async fn get(
+        &self,
+        workspace_id: &str,
+        id: &str,
+    ) -> Result<Option<IntegrationRow>, ProjectionError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM {TABLE} WHERE id = $1 AND workspace_id = $2"
+        ))
+        .bind(id)
+        .bind(workspace_id)
+        .fetch_optional(self.0)
+        .await?;
+        row.as_ref().map(IntegrationRow::read).transpose()
+    }
+
+    /// Up to `limit` of the workspace's integrations after id `after`, by id.
+    pub async fn list(
+        &self,
+        workspace_id: &str,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<IntegrationRow>, ProjectionError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM {TABLE} WHERE workspace_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        ))
+        .bind(workspace_id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(self.0)
+        .await?;
+        rows.iter().map(IntegrationRow::read).collect()
+    }
+
+    /// The workspace an integration belongs to, if the read model knows it.
+    pub async fn workspace_of(&self, id: &str) -> Result<Option<String>, ProjectionError> {
+        Ok(
+            sqlx::query_scalar(&format!("SELECT workspace_id FROM {TABLE} WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(self.0)
+                .await?,
+        )
+    }
+
+    /// Connected integrations whose next scheduled run is due at `now`, soonest first:
+    /// `(integration id, workspace id)`.
+    pub async fn due(&self, now: DateTime<Utc>) -> Result<Vec<(String, String)>, ProjectionError> {
+        let rows = sqlx::query(&format!(
+            "SELECT id, workspace_id FROM {TABLE}
+              WHERE status = 'connected' AND next_sync_at IS NOT NULL AND next_sync_at <= $1
+              ORDER BY next_sync_at"
+        ))
+        .bind(rfc3339(now))
+        .fetch_all(self.0)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("workspace_id")?)))
+            .collect()
+    }
+
+    /// Connected integrations of `provider` whose credentials reach `account_id`:
+    /// `(integration id, workspace id)`. A row whose state cannot be read is left out.
+    pub async fn connected_to_account(
+        &self,
+        provider: &str,
+        account_id: &str,
+    ) -> Result<Vec<(String, String)>, ProjectionError> {
+        let rows = sqlx::query(&format!(
+            "SELECT id, workspace_id, state FROM {TABLE}
+              WHERE provider = $1 AND status = 'connected'"
+        ))
+        .bind(provider)
+        .fetch_all(self.0)
+        .await?;
+        let mut out = Vec::new();
+        for row in rows {
+            let stored: String = row.try_get("state")?;
+            let Ok(integration) = serde_json::from_str::<Integration>(&stored) else {
+                continue;
+            };
+            if integration.account_id.as_deref() == Some(account_id) {
+                out.push((row.try_get("id")?, row.try_get("workspace_id")?));
+            }
+        }
+        Ok(out)
     }
 }

@@ -456,8 +456,7 @@ pub async fn set_rule(
     state.settle(PROJECTION, Integration::TYPE, &id).await?;
     let meta = caller.metadata();
     syncledger_engine::rules::settle_open_conflicts(&state.store, &id, &field, req.side, &meta)
-        .await
-        .map_err(crate::error::engine_error)?;
+        .await?;
     Ok(Json(rules))
 }
 

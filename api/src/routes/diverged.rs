@@ -41,9 +41,7 @@ pub async fn list(
 ) -> ApiResult<Json<DivergedList>> {
     caller.require(READERS)?;
     owned(&state, &caller.workspace_id, &id).await?;
-    let records = divergence::list(&state.store, &caller.workspace_id, &id)
-        .await
-        .map_err(crate::error::engine_error)?;
+    let records = divergence::list(&state.store, &caller.workspace_id, &id).await?;
     Ok(Json(DivergedList { records }))
 }
 
@@ -102,7 +100,7 @@ pub async fn settle(
                 SettleError::NotDiverged(_) => {
                     ApiError::new(StatusCode::CONFLICT, "not_diverged", e.to_string())
                 }
-                SettleError::Engine(e) => crate::error::engine_error(e),
+                SettleError::Engine(e) => ApiError::from(e),
             })?;
     Ok(Json(SettleResult {
         records: settled.records,

@@ -2,11 +2,13 @@
 //! integrations routes and their `as_of` reads (kept apart so neither imports the other).
 
 use crate::error::{ApiError, ApiResult};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use syncledger_domain::sync_config::{
     OnAppArchive, OnCrmDelete, MAX_INTERVAL_MINUTES, MIN_INTERVAL_MINUTES,
 };
 use syncledger_domain::{ConflictStrategy, Direction, Entity, Frequency, SyncConfig};
+use syncledger_engine::integrations::IntegrationState;
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -154,6 +156,41 @@ impl From<&syncledger_domain::sync_run::SyncRun> for LastRunView {
             queued_at: full.queued_at,
             ended_at: full.ended_at,
             reason: full.reason,
+        }
+    }
+}
+
+/// RFC 3339 in UTC, to the second, as every API time is.
+pub(crate) fn secs(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// A stored RFC 3339 time as the API shows it (see [`secs`]); unreadable is none.
+pub(crate) fn api_time(stored: Option<String>) -> Option<String> {
+    stored
+        .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+        .map(|t| secs(t.with_timezone(&Utc)))
+}
+
+impl From<IntegrationState> for IntegrationView {
+    fn from(s: IntegrationState) -> Self {
+        let r = s.row;
+        IntegrationView {
+            id: r.id,
+            provider: r.provider,
+            name: r.name,
+            status: r.status,
+            sync_config: SyncConfigBody::from_domain(&r.sync_config),
+            base_url: r.base_url,
+            last_error: r.last_error,
+            credential_kind: r.credential_kind,
+            credentials_expire_at: r.credentials_expire_at.map(secs),
+            last_sync_at: r.last_sync_at.map(secs),
+            next_sync_at: r.next_sync_at.map(secs),
+            created_at: r.created_at.map(secs).unwrap_or_default(),
+            updated_at: r.updated_at.map(secs).unwrap_or_default(),
+            version: r.version,
+            last_run: s.last_run.as_ref().map(LastRunView::from),
         }
     }
 }

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use crate::auth::{Caller, Writer, READERS, WRITERS};
-use crate::error::engine_error;
+
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{parse_json, Body, List};
 use crate::routes::integrations::owned;
@@ -261,7 +261,7 @@ async fn catalogue(
             adapter.fields(credentials, entity)
         })
         .await
-        .map_err(engine_error)
+        .map_err(ApiError::from)
 }
 
 /// App fields of the entity that no pull mapping fills.
@@ -299,7 +299,7 @@ pub async fn auto(
     caller.require(WRITERS)?;
     let integration = owned(&state, &caller.workspace_id, &id).await?;
     let entity = synced(&integration, &entity)?;
-    let mut session = state.connections.session(&id).await.map_err(engine_error)?;
+    let mut session = state.connections.session(&id).await?;
     let fields = catalogue(&mut session, &caller, entity).await?;
     let proposal = auto_map(&fields, app_fields(entity));
     let mapper = compile(&proposal, None).await?;
@@ -418,14 +418,13 @@ pub async fn preview(
     };
     let filter = req.filter.unwrap_or(stored_filter);
     let mapper = compile(&mappings, filter.as_deref()).await?;
-    let mut session = state.connections.session(&id).await.map_err(engine_error)?;
+    let mut session = state.connections.session(&id).await?;
     let fields = catalogue(&mut session, &caller, entity).await?;
     let page = session
         .call(&caller.metadata(), |adapter, credentials| {
             adapter.pull_page(credentials, entity, None, None)
         })
-        .await
-        .map_err(engine_error)?;
+        .await?;
     let sample: Vec<RemoteRecord> = page.records.into_iter().take(limit).collect();
     let sample_mapper = mapper.clone();
     // CEL evaluation blocks: keep it off the async runtime, on the bounded pool.
@@ -510,7 +509,7 @@ fn run_view(run: &SyncRun, entity: Entity) -> ReapplyRun {
 
 fn reapply_error(e: ReapplyError) -> ApiError {
     match e {
-        ReapplyError::Engine(e) => engine_error(e),
+        ReapplyError::Engine(e) => ApiError::from(e),
         ReapplyError::Mapping(m) => ApiError::new(
             StatusCode::CONFLICT,
             "invalid_mapping",

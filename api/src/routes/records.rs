@@ -10,7 +10,7 @@ use crate::auth::{Caller, Writer, READERS};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, List, Page, Query};
 use crate::routes::as_of::{self, AsOf};
-use crate::routes::integrations::api_time;
+use crate::routes::integration_view::api_time;
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;

@@ -4,7 +4,7 @@
 //! started run answers 201 while still `queued`.
 
 use crate::auth::{Caller, Writer, ADMINS, READERS, WRITERS};
-use crate::error::engine_error;
+
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, List, Page, Query};
 use crate::routes::integrations::owned;
@@ -188,7 +188,7 @@ fn run_error(e: RunError) -> ApiError {
         RunError::State(e) => ApiError::new(StatusCode::CONFLICT, "invalid_state", e.to_string()),
         RunError::NothingToRetry(m) => ApiError::new(StatusCode::CONFLICT, "nothing_to_retry", m),
         RunError::Invalid(e) => ApiError::invalid_field(e.field, e.message),
-        RunError::Engine(e) => engine_error(e),
+        RunError::Engine(e) => ApiError::from(e),
     }
 }
 
@@ -256,7 +256,7 @@ fn parse_kind(kind: Option<&str>) -> ApiResult<RunKind> {
 }
 
 async fn owned_run(state: &AppState, workspace_id: &str, id: &str) -> ApiResult<SyncRun> {
-    match state.runs.load(id).await.map_err(engine_error)? {
+    match state.runs.load(id).await? {
         Some(run) if run.workspace_id == workspace_id => Ok(run),
         _ => Err(ApiError::not_found("sync run")),
     }
@@ -268,11 +268,7 @@ async fn started(
     caller: &Caller,
     run_id: &str,
 ) -> ApiResult<(StatusCode, Json<RunView>)> {
-    state
-        .dispatcher
-        .dispatch(run_id)
-        .await
-        .map_err(engine_error)?;
+    state.dispatcher.dispatch(run_id).await?;
     state.settle(PROJECTION, SyncRun::TYPE, run_id).await?;
     let run = owned_run(state, &caller.workspace_id, run_id).await?;
     Ok((StatusCode::CREATED, Json(view(&run))))

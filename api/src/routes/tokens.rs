@@ -1,7 +1,7 @@
 use crate::auth::{Admin, Caller, ADMINS};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, List, Page, Query};
-use crate::routes::integrations::api_time;
+use crate::routes::integration_view::api_time;
 use crate::services;
 use crate::state::AppState;
 use axum::extract::{Path, State};

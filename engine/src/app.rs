@@ -1,0 +1,59 @@
+//! [`Engine`]: every use case of one process over one store, handed to the HTTP API, the
+//! dashboard and the CLI alike, so each rule is written once. Each resource has its own
+//! module and handle (`engine.integrations()`, `engine.oauth()`, …); a handle borrows the
+//! engine and holds no state of its own.
+
+use std::sync::Arc;
+
+use syncledger_domain::record::Record;
+use syncledger_domain::{Integration, Workspace};
+use syncledger_store::{Cqrs, Store};
+use syncledger_vault::Vault;
+
+use crate::freshness::ReadYourWrites;
+use crate::{Connections, SyncRuns};
+
+/// The use cases' shared parts. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine(Arc<Parts>);
+
+/// What the use cases share: the store and its aggregates, the vault, provider
+/// connections, sync runs, and read-your-writes.
+pub struct Parts {
+    pub store: Store,
+    pub vault: Vault,
+    pub workspaces: Cqrs<Workspace>,
+    pub integrations: Cqrs<Integration>,
+    pub records: Cqrs<Record>,
+    pub connections: Connections,
+    pub runs: SyncRuns,
+    pub fresh: ReadYourWrites,
+}
+
+impl std::ops::Deref for Engine {
+    type Target = Parts;
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
+}
+
+impl Engine {
+    pub fn new(
+        store: Store,
+        vault: Vault,
+        connections: Connections,
+        runs: SyncRuns,
+        fresh: ReadYourWrites,
+    ) -> Self {
+        Engine(Arc::new(Parts {
+            workspaces: store.cqrs(),
+            integrations: store.cqrs(),
+            records: store.cqrs(),
+            store,
+            vault,
+            connections,
+            runs,
+            fresh,
+        }))
+    }
+}

@@ -1,0 +1,389 @@
+//! Integrations: create (with the workspace's plan slot, see [`crate::creation`]), read,
+//! change the sync config, pause, resume, set API-key or basic credentials, disconnect.
+//! Commands go through the aggregate; reads come from the `integration_status` read
+//! model, or from the aggregate when the read model has not caught up yet.
+
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use syncledger_crm::{Credentials, CustomSpec};
+use syncledger_domain::provider::{self, ProviderInfo};
+use syncledger_domain::sync_run::SyncRun;
+use syncledger_domain::{
+    Aggregate, Integration, IntegrationCommand, Status, SyncConfig, WorkspaceCommand,
+};
+use syncledger_projections::integration_status::{self, IntegrationRow, StatusRow};
+use syncledger_projections::sync_runs;
+use syncledger_store::{history, Metadata};
+
+use crate::app::Engine;
+use crate::creation::{create_integration, NewIntegration};
+use crate::credentials::seal_credentials;
+use crate::error::EngineError;
+
+const PROJECTION: &str = integration_status::TABLE;
+
+/// An integration as the API shows it: its read-model row and its latest run.
+#[derive(Clone, Debug)]
+pub struct IntegrationState {
+    pub row: IntegrationRow,
+    pub last_run: Option<SyncRun>,
+}
+
+/// What a caller asks to create; the sync config is already checked.
+pub struct CreateIntegration {
+    pub provider: String,
+    pub name: String,
+    pub sync_config: SyncConfig,
+    pub base_url: Option<String>,
+    /// The declarative spec of a custom or niche provider: a JSON object, or a string
+    /// holding the same in TOML.
+    pub spec: Option<serde_json::Value>,
+}
+
+/// Credentials a person sets by hand (OAuth tokens come from [`crate::oauth`]).
+pub enum StaticCredentials {
+    ApiKey(SecretString),
+    Basic {
+        username: String,
+        password: SecretString,
+    },
+}
+
+/// The integrations use cases; see [`Engine::integrations`].
+pub struct Integrations<'a>(&'a Engine);
+
+impl Engine {
+    pub fn integrations(&self) -> Integrations<'_> {
+        Integrations(self)
+    }
+}
+
+/// Parses and validates a provider spec; answers its canonical JSON.
+fn provider_spec(
+    info: &ProviderInfo,
+    spec: Option<serde_json::Value>,
+) -> Result<Option<String>, EngineError> {
+    let parsed = match (info.via_custom_spec, spec) {
+        (false, None) => return Ok(None),
+        (false, Some(_)) => {
+            return Err(EngineError::invalid(
+                "spec",
+                format!("{} has a built-in adapter and takes no spec", info.id),
+            ))
+        }
+        (true, None) => {
+            return Err(EngineError::invalid(
+                "spec",
+                format!(
+                    "{} is connected through a declarative spec; see docs/custom-provider.md",
+                    info.id
+                ),
+            ))
+        }
+        (true, Some(serde_json::Value::String(toml))) => CustomSpec::from_toml(&toml),
+        (true, Some(json @ serde_json::Value::Object(_))) => {
+            CustomSpec::from_json(&json.to_string())
+        }
+        (true, Some(_)) => {
+            return Err(EngineError::invalid(
+                "spec",
+                "must be a JSON object or a TOML string",
+            ))
+        }
+    };
+    // Its URLs are checked against the outbound policy by `create`.
+    let spec = parsed.map_err(|e| EngineError::invalid("spec", e))?;
+    serde_json::to_string(&spec)
+        .map(Some)
+        .map_err(|e| EngineError::Store(format!("encoding a spec: {e}")))
+}
+
+impl Integrations<'_> {
+    /// The aggregate, if it exists and belongs to the workspace.
+    pub async fn owned(&self, workspace_id: &str, id: &str) -> Result<Integration, EngineError> {
+        let i = self
+            .0
+            .integrations
+            .load(id)
+            .await
+            .map_err(EngineError::command)?;
+        if i.id.is_none() || i.workspace_id != workspace_id {
+            return Err(EngineError::NotFound);
+        }
+        Ok(i)
+    }
+
+    async fn with_last_run(&self, row: IntegrationRow) -> Result<IntegrationState, EngineError> {
+        let last_run = sync_runs::last_of(&self.0.store.any, &row.id).await?;
+        Ok(IntegrationState { row, last_run })
+    }
+
+    async fn read(
+        &self,
+        workspace_id: &str,
+        id: &str,
+    ) -> Result<Option<IntegrationState>, EngineError> {
+        match integration_status::Query(&self.0.store.any)
+            .get(workspace_id, id)
+            .await?
+        {
+            Some(row) => Ok(Some(self.with_last_run(row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The integration as the read model shows it.
+    pub async fn get(&self, workspace_id: &str, id: &str) -> Result<IntegrationState, EngineError> {
+        self.read(workspace_id, id)
+            .await?
+            .ok_or(EngineError::NotFound)
+    }
+
+    /// Up to `limit` of the workspace's integrations after id `after`, by id.
+    pub async fn list(
+        &self,
+        workspace_id: &str,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<IntegrationState>, EngineError> {
+        let rows = integration_status::Query(&self.0.store.any)
+            .list(workspace_id, after, limit)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.push(self.with_last_run(row).await?);
+        }
+        Ok(out)
+    }
+
+    /// The integration as it was at `t`, folded from its events recorded by then. Every
+    /// part comes from the integration's own events (runs begin on it), so all of it is
+    /// as of `t`. Before its first event it did not exist.
+    pub async fn as_of(
+        &self,
+        workspace_id: &str,
+        id: &str,
+        t: DateTime<Utc>,
+    ) -> Result<IntegrationState, EngineError> {
+        let events = self.0.store.events_as_of(Integration::TYPE, id, t).await?;
+        let row = match StatusRow::fold(&events)? {
+            Some(row) if row.state.id.is_some() && row.state.workspace_id == workspace_id => row,
+            _ => return Err(EngineError::NotFound),
+        };
+        let begun = events.iter().rev().find_map(|e| {
+            match serde_json::from_value::<syncledger_domain::IntegrationEvent>(e.payload.clone()) {
+                Ok(syncledger_domain::IntegrationEvent::SyncRunBegun { run_id, .. }) => {
+                    Some(run_id)
+                }
+                _ => None,
+            }
+        });
+        let last_run = match begun {
+            Some(run_id) => {
+                let run_events = self.0.store.events_as_of(SyncRun::TYPE, &run_id, t).await?;
+                let run: SyncRun = history::fold(&run_events)
+                    .map_err(|_| EngineError::Corrupt("a sync run's events"))?;
+                run.id.is_some().then_some(run)
+            }
+            None => None,
+        };
+        Ok(IntegrationState {
+            row: IntegrationRow::of(id, &row),
+            last_run,
+        })
+    }
+
+    /// The integration right after a command. Normally the read model has caught up
+    /// (see [`crate::freshness`]); if it has not (on PostgreSQL a long transaction
+    /// anywhere on the server holds the feed back), the answer is built from the
+    /// aggregate, the source of truth.
+    pub async fn current(
+        &self,
+        workspace_id: &str,
+        id: &str,
+    ) -> Result<IntegrationState, EngineError> {
+        let agg = self.owned(workspace_id, id).await?;
+        let read = self.read(workspace_id, id).await?;
+        if let Some(v) = read.as_ref().filter(|v| v.row.version >= agg.version) {
+            return Ok(v.clone());
+        }
+        let now = Utc::now();
+        let row = IntegrationRow {
+            id: id.to_string(),
+            provider: agg.provider.clone(),
+            name: agg.name.clone(),
+            status: agg.status.as_str().to_string(),
+            sync_config: agg.sync_config.clone(),
+            base_url: agg.base_url.clone(),
+            last_error: agg.last_error.clone(),
+            credential_kind: integration_status::kind_name(agg.credential_kind),
+            credentials_expire_at: agg.credentials_expire_at,
+            last_sync_at: read.as_ref().and_then(|r| r.row.last_sync_at),
+            next_sync_at: None,
+            created_at: Some(read.as_ref().and_then(|r| r.row.created_at).unwrap_or(now)),
+            updated_at: Some(now),
+            version: agg.version,
+        };
+        Ok(IntegrationState {
+            row,
+            last_run: read.and_then(|r| r.last_run),
+        })
+    }
+
+    /// Run a command on an integration of `meta`'s workspace on behalf of `meta`'s
+    /// actor, and answer with its state after it.
+    pub async fn execute(
+        &self,
+        meta: &Metadata,
+        id: &str,
+        cmd: IntegrationCommand,
+    ) -> Result<IntegrationState, EngineError> {
+        self.owned(&meta.workspace_id, id).await?;
+        self.0
+            .integrations
+            .execute(id, cmd, meta)
+            .await
+            .map_err(EngineError::command)?;
+        self.0
+            .fresh
+            .settle(PROJECTION, Integration::TYPE, id)
+            .await?;
+        self.current(&meta.workspace_id, id).await
+    }
+
+    /// Create an integration in `meta`'s workspace: the provider must exist, a spec is
+    /// given exactly when the provider needs one, every URL passes the outbound policy,
+    /// and the workspace's plan must have a free slot.
+    pub async fn create(
+        &self,
+        meta: &Metadata,
+        req: CreateIntegration,
+    ) -> Result<IntegrationState, EngineError> {
+        let Some(info) = provider::find(&req.provider) else {
+            return Err(EngineError::invalid(
+                "provider",
+                format!("unknown provider {:?}; see GET /v1/providers", req.provider),
+            ));
+        };
+        let spec = provider_spec(info, req.spec)?;
+        self.0
+            .connections
+            .connector()
+            .check_urls(&req.provider, req.base_url.as_deref(), spec.as_deref())
+            .await?;
+        let new = NewIntegration {
+            integration_id: uuid::Uuid::now_v7().to_string(),
+            workspace_id: meta.workspace_id.clone(),
+            provider: req.provider,
+            name: req.name,
+            sync_config: req.sync_config,
+            base_url: req.base_url,
+            spec,
+            at: Utc::now(),
+        };
+        create_integration(&self.0.store.events, &self.0.workspaces, &new, meta).await?;
+        let id = new.integration_id;
+        self.0
+            .fresh
+            .settle(PROJECTION, Integration::TYPE, &id)
+            .await?;
+        self.current(&meta.workspace_id, &id).await
+    }
+
+    pub async fn change_config(
+        &self,
+        meta: &Metadata,
+        id: &str,
+        sync_config: SyncConfig,
+    ) -> Result<IntegrationState, EngineError> {
+        let cmd = IntegrationCommand::ChangeSyncConfig {
+            sync_config,
+            at: Utc::now(),
+        };
+        self.execute(meta, id, cmd).await
+    }
+
+    /// Stop scheduled and triggered syncs.
+    pub async fn pause(&self, meta: &Metadata, id: &str) -> Result<IntegrationState, EngineError> {
+        let cmd = IntegrationCommand::Pause { at: Utc::now() };
+        self.execute(meta, id, cmd).await
+    }
+
+    pub async fn resume(&self, meta: &Metadata, id: &str) -> Result<IntegrationState, EngineError> {
+        let cmd = IntegrationCommand::Resume { at: Utc::now() };
+        self.execute(meta, id, cmd).await
+    }
+
+    /// Disconnect: the integration stops for good and frees its plan slot. OAuth tokens
+    /// are revoked at the provider first, best effort: a provider that cannot be reached
+    /// never blocks disconnecting.
+    pub async fn disconnect(
+        &self,
+        meta: &Metadata,
+        id: &str,
+    ) -> Result<IntegrationState, EngineError> {
+        let integration = self.owned(&meta.workspace_id, id).await?;
+        if integration.status != Status::Disconnected {
+            self.0.connections.revoke_best_effort(&integration).await;
+        }
+        let cmd = IntegrationCommand::Disconnect {
+            reason: "disconnected through the API".into(),
+            at: Utc::now(),
+        };
+        let state = self.execute(meta, id, cmd).await?;
+        // The slot release is caused by the disconnection event.
+        let mut release_meta = meta.clone();
+        if let Some(p) = self
+            .0
+            .store
+            .feed()
+            .last_position_of(Integration::TYPE, id)
+            .await?
+        {
+            release_meta = release_meta.caused_by(format!("event:{}", p.pos));
+        }
+        let release = WorkspaceCommand::ReleaseIntegration {
+            integration_id: id.to_string(),
+        };
+        self.0
+            .workspaces
+            .execute(&meta.workspace_id, release, &release_meta)
+            .await?;
+        Ok(state)
+    }
+
+    /// Set (or replace) an integration's API key or basic credentials, sealed in the
+    /// vault. A provider that takes OAuth only refuses them.
+    pub async fn set_credentials(
+        &self,
+        meta: &Metadata,
+        id: &str,
+        given: StaticCredentials,
+    ) -> Result<IntegrationState, EngineError> {
+        let integration = self.owned(&meta.workspace_id, id).await?;
+        let credentials = match given {
+            StaticCredentials::ApiKey(api_key) => {
+                if api_key.expose_secret().trim().is_empty() {
+                    return Err(EngineError::invalid("api_key", "must not be empty"));
+                }
+                Credentials::ApiKey(api_key)
+            }
+            StaticCredentials::Basic { username, password } => {
+                if username.trim().is_empty() {
+                    return Err(EngineError::invalid("username", "must not be empty"));
+                }
+                Credentials::Basic { username, password }
+            }
+        };
+        if !provider::takes_static_credentials(&integration.provider) {
+            return Err(EngineError::Unsupported(format!(
+                "{} connects through OAuth only: POST /v1/integrations/{{id}}/connect",
+                integration.provider
+            )));
+        }
+        let (kind, secret, _) =
+            seal_credentials(&self.0.vault, &meta.workspace_id, &credentials).await?;
+        let cmd = integration.credentials_command(kind, secret, None, None, Utc::now());
+        self.execute(meta, id, cmd).await
+    }
+}
