@@ -5,10 +5,6 @@ use crate::state::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use rand::RngCore;
-use sha2::{Digest, Sha256};
-use sqlx::Row;
-use subtle::ConstantTimeEq;
 use syncledger_domain::Role;
 
 /// The authenticated caller.
@@ -86,29 +82,6 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
-/// A freshly minted token: the id, and the full bearer string shown once.
-pub struct NewToken {
-    pub id: String,
-    pub bearer: String,
-    pub secret_hash: String,
-}
-
-pub fn mint() -> NewToken {
-    let id = uuid::Uuid::now_v7().simple().to_string();
-    let mut secret = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut secret);
-    let secret = hex::encode(secret);
-    NewToken {
-        bearer: format!("slk_{id}_{secret}"),
-        secret_hash: hash_secret(&secret),
-        id,
-    }
-}
-
-fn hash_secret(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
-}
-
 fn parse_bearer(header: &str) -> Option<(&str, &str)> {
     let token = header.strip_prefix("Bearer ")?.trim();
     let rest = token.strip_prefix("slk_")?;
@@ -126,18 +99,9 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|h| h.to_str().ok())
             .ok_or_else(ApiError::unauthorized)?;
         let (id, secret) = parse_bearer(header).ok_or_else(ApiError::unauthorized)?;
-        let row = sqlx::query(
-            "SELECT workspace_id, role, secret_hash FROM api_tokens WHERE id = $1 AND revoked_at IS NULL",
-        )
-        .bind(id)
-        .fetch_optional(&state.store.any)
-        .await?
-        .ok_or_else(ApiError::unauthorized)?;
-        let stored: String = row.try_get("secret_hash")?;
-        let presented = hash_secret(secret);
-        if !bool::from(stored.as_bytes().ct_eq(presented.as_bytes())) {
-            return Err(ApiError::unauthorized());
-        }
+        let found = syncledger_engine::workspaces::authenticate(&state.store.any, id, secret)
+            .await?
+            .ok_or_else(ApiError::unauthorized)?;
         if state.limiter.check_key(&id.to_string()).is_err() {
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -145,8 +109,7 @@ impl FromRequestParts<AppState> for Caller {
                 "too many requests for this token; slow down",
             ));
         }
-        let role: String = row.try_get("role")?;
-        let role = Role::parse(&role).ok_or_else(ApiError::unauthorized)?;
+        let role = found.role;
         // An auditor reads the audit trail and nothing else, whatever a route allows.
         if role == Role::Auditor && !is_audit_route(parts) {
             return Err(ApiError::forbidden(role.as_str()));
@@ -161,7 +124,7 @@ impl FromRequestParts<AppState> for Caller {
             .get::<ClientRequestId>()
             .map(|r| r.0.clone());
         Ok(Caller {
-            workspace_id: row.try_get("workspace_id")?,
+            workspace_id: found.workspace_id,
             token_id: id.to_string(),
             role,
             correlation_id,
@@ -205,6 +168,7 @@ mod tests {
 
     #[test]
     fn minted_tokens_parse_back_and_hash_matches() {
+        use syncledger_engine::workspaces::{hash_secret, mint};
         let t = mint();
         let header = format!("Bearer {}", t.bearer);
         let (id, secret) = parse_bearer(&header).unwrap_or_default();

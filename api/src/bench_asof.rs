@@ -123,9 +123,10 @@ async fn caught_up(store: &Store) -> anyhow::Result<()> {
 }
 
 async fn measure(state: &AppState, base: &str, args: &AsOfBenchArgs) -> anyhow::Result<()> {
-    let (ws, token) = crate::services::create_workspace(&state.store, "bench", Plan::Enterprise)
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let (ws, token) =
+        syncledger_engine::workspaces::create_workspace(&state.store, "bench", Plan::Enterprise)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     let started = Instant::now();
     let id = write_record(state, &ws, args.events).await?;
     let write_seconds = started.elapsed().as_secs_f64();

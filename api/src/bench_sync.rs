@@ -191,9 +191,10 @@ async fn bench(settings: &Settings, args: &SyncBenchArgs) -> anyhow::Result<()> 
         "bench",
     );
     let runs = SyncRuns::new(&store, connections, "bench");
-    let (ws, _) = crate::services::create_workspace(&store, "bench", Plan::Enterprise)
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let (ws, _) =
+        syncledger_engine::workspaces::create_workspace(&store, "bench", Plan::Enterprise)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     let meta = Metadata::new("bench", &ws, uuid::Uuid::now_v7().to_string());
 
     // A pull-only HubSpot integration of contacts, holding sandbox-issued tokens.

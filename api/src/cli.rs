@@ -2,13 +2,14 @@
 
 use crate::app::{self, Application};
 use crate::config::{LogFormat, Settings};
-use crate::services;
+use crate::error::ApiError;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use syncledger_domain::{Plan, Role};
+use syncledger_engine::workspaces;
 use syncledger_vault::MasterKey;
 
 #[derive(Parser, Debug)]
@@ -261,9 +262,9 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<ExitCod
             command: WorkspaceCommand::Create { name, plan },
         } => {
             let (store, _vault) = app::open(&settings).await?;
-            let (workspace_id, token) = services::create_workspace(&store, &name, plan)
+            let (workspace_id, token) = workspaces::create_workspace(&store, &name, plan)
                 .await
-                .map_err(|e| anyhow::anyhow!(e.message))?;
+                .map_err(|e| anyhow::anyhow!(ApiError::from(e).message))?;
             #[derive(serde::Serialize)]
             struct Created<'a> {
                 workspace_id: &'a str,
@@ -545,9 +546,9 @@ async fn create_token(
     let meta =
         syncledger_store::Metadata::new("system", workspace_id, uuid::Uuid::now_v7().to_string())
             .caused_by("cli:tokens-create");
-    let issued = services::issue_token(&store, &store.cqrs(), workspace_id, role, label, &meta)
+    let issued = workspaces::issue_token(&store, &store.cqrs(), workspace_id, role, label, &meta)
         .await
-        .map_err(|e| anyhow::anyhow!(e.message));
+        .map_err(|e| anyhow::anyhow!(ApiError::from(e).message));
     store.close().await;
     let issued = issued?;
     #[derive(serde::Serialize)]

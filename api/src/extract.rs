@@ -156,11 +156,7 @@ impl<T> List<T> {
 /// The entity named by a path or query parameter or a body field (`field` names it in the
 /// error): 400 unless it is `contacts` or `companies`.
 pub fn entity(field: &str, name: Option<&str>) -> Result<syncledger_domain::Entity, ApiError> {
-    name.and_then(syncledger_domain::Entity::parse)
-        .ok_or_else(|| {
-            let not = name.map(|n| format!(", not {n:?}")).unwrap_or_default();
-            ApiError::invalid_field(field, format!("must be contacts or companies{not}"))
-        })
+    Ok(syncledger_engine::error::entity_named(field, name)?)
 }
 
 /// `deserialize_with` for a field whose presence matters: `Some(value)` whenever the field

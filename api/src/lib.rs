@@ -14,7 +14,6 @@ pub mod openapi;
 pub mod replay;
 pub mod rollback_cmd;
 pub mod routes;
-pub mod services;
 pub mod state;
 pub mod streams;
 pub mod telemetry;

@@ -163,14 +163,9 @@ pub async fn token_revoked(pool: AnyPool, token_id: String) {
     let mut failures = 0;
     loop {
         every.tick().await;
-        let live: Result<Option<i64>, sqlx::Error> =
-            sqlx::query_scalar("SELECT 1 FROM api_tokens WHERE id = $1 AND revoked_at IS NULL")
-                .bind(&token_id)
-                .fetch_optional(&pool)
-                .await;
-        match live {
-            Ok(Some(_)) => failures = 0,
-            Ok(None) => return,
+        match syncledger_engine::workspaces::token_is_live(&pool, &token_id).await {
+            Ok(true) => failures = 0,
+            Ok(false) => return,
             Err(e) => {
                 failures += 1;
                 tracing::warn!(error = %e, failures, "event stream: cannot check its token");

@@ -169,6 +169,21 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    pub const ALL: [RunStatus; 7] = [
+        RunStatus::Queued,
+        RunStatus::Running,
+        RunStatus::Completed,
+        RunStatus::Partial,
+        RunStatus::Failed,
+        RunStatus::Cancelled,
+        RunStatus::QuotaExhausted,
+    ];
+
+    /// The status named `name` (as [`RunStatus::as_str`] writes it).
+    pub fn parse(name: &str) -> Option<RunStatus> {
+        RunStatus::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Queued => "queued",

@@ -68,6 +68,9 @@ pub enum EngineError {
     /// Another writer changed the resource between its read and this write.
     #[error("the resource was changed concurrently; retry the request")]
     Concurrent,
+    /// Try again shortly (`code`: e.g. `busy`, `read_model_behind`).
+    #[error("{message}")]
+    Unavailable { code: &'static str, message: String },
     /// A failure that is ours, not the caller's nor the provider's (logged, never shown).
     #[error("internal: {0}")]
     Internal(String),
@@ -139,4 +142,16 @@ impl From<CommandError<IntegrationError>> for EngineError {
             CommandError::Store(s) => EngineError::Store(s),
         }
     }
+}
+
+/// The entity named `name`, or the error naming `field` that the caller sent.
+pub fn entity_named(
+    field: &str,
+    name: Option<&str>,
+) -> Result<syncledger_domain::Entity, EngineError> {
+    name.and_then(syncledger_domain::Entity::parse)
+        .ok_or_else(|| {
+            let not = name.map(|n| format!(", not {n:?}")).unwrap_or_default();
+            EngineError::invalid(field, format!("must be contacts or companies{not}"))
+        })
 }

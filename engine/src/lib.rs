@@ -6,6 +6,7 @@
 //! refresh per credential generation however many workers ask at once.
 
 pub mod app;
+pub mod conflicts;
 pub mod connector;
 pub mod crashpoint;
 pub mod creation;
@@ -16,15 +17,19 @@ pub mod freshness;
 pub mod integrations;
 pub mod jobs;
 pub mod mapping;
+pub mod mappings;
 pub mod oauth;
 pub mod reapply;
+pub mod records;
 pub mod rollback;
 pub mod rules;
+pub mod run_list;
 pub mod runs;
 pub mod scheduler;
 pub mod session;
 pub mod transform;
 pub mod workers;
+pub mod workspaces;
 
 pub use app::Engine;
 pub use connector::{ClientApp, Connector, ProviderApps};

@@ -571,6 +571,124 @@ pub async fn open_on_field(
         .collect::<Result<_, _>>()?)
 }
 
+/// A conflict as the review queue shows it.
+#[derive(Clone, Debug)]
+pub struct ConflictRow {
+    pub id: String,
+    pub record_id: String,
+    pub integration_id: String,
+    pub entity: String,
+    pub field: String,
+    pub base_value: Option<String>,
+    pub app_value: Option<String>,
+    pub crm_value: Option<String>,
+    /// One of [`STATUSES`].
+    pub status: String,
+    pub detected_at: String,
+    pub resolved_at: Option<String>,
+    pub resolved_by: Option<String>,
+    pub resolution: Option<String>,
+    pub resolved_value: Option<String>,
+}
+
+impl ConflictRow {
+    fn read(r: &sqlx::any::AnyRow) -> Result<Self, ProjectionError> {
+        Ok(ConflictRow {
+            id: r.try_get("id")?,
+            record_id: r.try_get("record_id")?,
+            integration_id: r.try_get("integration_id")?,
+            entity: r.try_get("entity")?,
+            field: r.try_get("field")?,
+            base_value: r.try_get("base_value")?,
+            app_value: r.try_get("app_value")?,
+            crm_value: r.try_get("crm_value")?,
+            status: r.try_get("status")?,
+            detected_at: r.try_get("detected_at")?,
+            resolved_at: r.try_get("resolved_at")?,
+            resolved_by: r.try_get("resolved_by")?,
+            resolution: r.try_get("resolution")?,
+            resolved_value: r.try_get("resolved_value")?,
+        })
+    }
+}
+
+const COLUMNS: &str = "id, record_id, integration_id, entity, field, base_value, app_value,
+    crm_value, status, detected_at, resolved_at, resolved_by, resolution, resolved_value";
+
+/// Which conflicts to list: every filter that is set must hold.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    pub integration_id: Option<String>,
+    /// One of [`STATUSES`].
+    pub status: Option<String>,
+    pub entity: Option<String>,
+    pub record_id: Option<String>,
+}
+
+/// Typed reads of the `conflicts` read model.
+pub struct Query<'a>(pub &'a sqlx::AnyPool);
+
+impl Query<'_> {
+    /// The conflict, if it exists in the workspace.
+    pub async fn get(
+        &self,
+        workspace_id: &str,
+        id: &str,
+    ) -> Result<Option<ConflictRow>, ProjectionError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM {TABLE} WHERE id = $1 AND workspace_id = $2"
+        ))
+        .bind(id)
+        .bind(workspace_id)
+        .fetch_optional(self.0)
+        .await?;
+        row.as_ref().map(ConflictRow::read).transpose()
+    }
+
+    /// Up to `limit` of the workspace's conflicts matching `filter`, oldest detected
+    /// first, after the conflict at `(after_time, after_id)` (empty strings: from the
+    /// first).
+    pub async fn list(
+        &self,
+        workspace_id: &str,
+        filter: &Filter,
+        (after_time, after_id): (&str, &str),
+        limit: i64,
+    ) -> Result<Vec<ConflictRow>, ProjectionError> {
+        let mut binds = vec![
+            workspace_id.to_owned(),
+            after_time.to_owned(),
+            after_id.to_owned(),
+        ];
+        let mut sql = format!(
+            "SELECT {COLUMNS} FROM {TABLE} WHERE workspace_id = $1
+                AND (detected_at > $2 OR (detected_at = $2 AND id > $3))"
+        );
+        let filters = [
+            ("integration_id", &filter.integration_id),
+            ("status", &filter.status),
+            ("entity", &filter.entity),
+            ("record_id", &filter.record_id),
+        ];
+        for (column, value) in filters {
+            if let Some(value) = value {
+                binds.push(value.clone());
+                sql.push_str(&format!(" AND {column} = ${}", binds.len()));
+            }
+        }
+        sql.push_str(&format!(
+            " ORDER BY detected_at, id LIMIT ${}",
+            binds.len() + 1
+        ));
+        let mut query = sqlx::query(&sql);
+        for b in &binds {
+            query = query.bind(b);
+        }
+        let rows = query.bind(limit).fetch_all(self.0).await?;
+        rows.iter().map(ConflictRow::read).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::conflict_id;

@@ -212,3 +212,84 @@ pub async fn maybe_diverged(
     }
     Ok((out, last))
 }
+
+/// Which records to list: every filter that is set must hold.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    pub entity: Option<Entity>,
+    /// Only records linked to this integration.
+    pub integration: Option<String>,
+    /// Only records updated at or after this instant (RFC 3339, microseconds).
+    pub updated_since: Option<String>,
+    pub include_archived: bool,
+}
+
+/// A listed record: its state, and the key to page on after it (`updated_at|id`).
+#[derive(Debug)]
+pub struct Listed {
+    pub id: String,
+    pub state: Record,
+    pub cursor: String,
+}
+
+/// Typed reads of the `records` read model.
+pub struct Query<'a>(pub &'a sqlx::AnyPool);
+
+impl Query<'_> {
+    /// Up to `limit` of the workspace's records matching `filter`, least recently updated
+    /// first, after the record at `(after_time, after_id)` (empty strings: from the first).
+    pub async fn list(
+        &self,
+        workspace_id: &str,
+        filter: &Filter,
+        (after_time, after_id): (&str, &str),
+        limit: i64,
+    ) -> Result<Vec<Listed>, ProjectionError> {
+        use sqlx::Row;
+        let mut sql = format!(
+            "SELECT id, entity, fields, version, state, updated_at FROM {TABLE}
+              WHERE workspace_id = $1 AND updated_at >= $2
+                AND (updated_at > $3 OR (updated_at = $3 AND id > $4))"
+        );
+        if !filter.include_archived {
+            sql.push_str(" AND archived = FALSE");
+        }
+        if filter.entity.is_some() {
+            sql.push_str(" AND entity = $6");
+        }
+        if filter.integration.is_some() {
+            let n = if filter.entity.is_some() { 7 } else { 6 };
+            sql.push_str(&format!(
+                " AND id IN (SELECT record_id FROM {LINKS} WHERE workspace_id = $1 AND integration_id = ${n})"
+            ));
+        }
+        sql.push_str(" ORDER BY updated_at, id LIMIT $5");
+        let mut query = sqlx::query(&sql)
+            .bind(workspace_id)
+            .bind(filter.updated_since.clone().unwrap_or_default())
+            .bind(after_time)
+            .bind(after_id)
+            .bind(limit);
+        if let Some(e) = filter.entity {
+            query = query.bind(e.as_str());
+        }
+        if let Some(i) = &filter.integration {
+            query = query.bind(i.clone());
+        }
+        let rows = query.fetch_all(self.0).await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("id")?;
+                let state: String = r.try_get("state")?;
+                let state =
+                    serde_json::from_str(&state).map_err(|_| ProjectionError::Corrupt(TABLE))?;
+                let updated_at: String = r.try_get("updated_at")?;
+                Ok(Listed {
+                    cursor: format!("{updated_at}|{id}"),
+                    id,
+                    state,
+                })
+            })
+            .collect()
+    }
+}

@@ -91,3 +91,41 @@ pub async fn last_of(
         .transpose()
         .map_err(|_| ProjectionError::Corrupt(TABLE))
 }
+
+/// Typed reads of the `sync_runs` read model.
+pub struct Query<'a>(pub &'a sqlx::AnyPool);
+
+impl Query<'_> {
+    /// Up to `limit` of an integration's runs, newest first (ids are UUIDv7, ordered by
+    /// creation), with ids before `before`, optionally only those in `status`.
+    pub async fn list(
+        &self,
+        workspace_id: &str,
+        integration_id: &str,
+        status: Option<syncledger_domain::sync_run::RunStatus>,
+        before: &str,
+        limit: i64,
+    ) -> Result<Vec<SyncRun>, ProjectionError> {
+        let mut sql = format!(
+            "SELECT state FROM {TABLE}
+              WHERE workspace_id = $1 AND integration_id = $2 AND id < $3"
+        );
+        if status.is_some() {
+            sql.push_str(" AND status = $5");
+        }
+        sql.push_str(" ORDER BY id DESC LIMIT $4");
+        let mut query = sqlx::query_scalar(&sql)
+            .bind(workspace_id)
+            .bind(integration_id)
+            .bind(before)
+            .bind(limit);
+        if let Some(s) = status {
+            query = query.bind(s.as_str());
+        }
+        let states: Vec<String> = query.fetch_all(self.0).await?;
+        states
+            .iter()
+            .map(|s| serde_json::from_str(s).map_err(|_| ProjectionError::Corrupt(TABLE)))
+            .collect()
+    }
+}

@@ -4,12 +4,8 @@
 //! (404, as an unknown id); an instant in the future gives the current state.
 
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use syncledger_domain::record::Record;
-use syncledger_domain::Aggregate;
-use syncledger_store::history;
 
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct AsOf {
@@ -34,19 +30,4 @@ impl AsOf {
             })
             .transpose()
     }
-}
-
-/// The record as of `t`, if it existed then in the workspace (else 404, whoever owns it).
-pub async fn record(
-    state: &AppState,
-    workspace_id: &str,
-    id: &str,
-    t: DateTime<Utc>,
-) -> ApiResult<Record> {
-    let events = state.store.events_as_of(Record::TYPE, id, t).await?;
-    let record: Record = history::fold(&events).map_err(ApiError::internal)?;
-    if record.id.is_none() || record.workspace_id != workspace_id {
-        return Err(ApiError::not_found("record"));
-    }
-    Ok(record)
 }

@@ -8,25 +8,18 @@
 use crate::auth::{Caller, Writer, READERS, WRITERS};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{encode_cursor, Body, List, Page, Query};
-use crate::routes::integrations::owned as owned_integration;
 use crate::routes::records::FieldView;
 use crate::state::AppState;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
+use std::collections::BTreeMap;
 use syncledger_domain::merge::Side;
-use syncledger_domain::record::{Record, RecordCommand, Resolution};
-use syncledger_domain::{Aggregate, Integration, IntegrationCommand};
-use syncledger_projections::conflicts::STATUSES;
+use syncledger_domain::record::Resolution;
+use syncledger_engine::conflicts::ConflictState;
+use syncledger_projections::conflicts::{ConflictRow, Filter};
 
-const PROJECTION: &str = "conflicts";
-const MAX_VALUE_BYTES: usize = 64 * 1024;
-
-/// The routes of this module, merged into `/v1`.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/conflicts", get(list))
@@ -68,42 +61,35 @@ pub struct ConflictView {
     pub current: Option<FieldView>,
 }
 
-const COLUMNS: &str = "id, record_id, integration_id, entity, field, base_value, app_value,
-    crm_value, status, detected_at, resolved_at, resolved_by, resolution, resolved_value";
-
-fn view(r: &sqlx::any::AnyRow) -> ApiResult<ConflictView> {
-    Ok(ConflictView {
-        id: r.try_get("id")?,
-        record_id: r.try_get("record_id")?,
-        integration_id: r.try_get("integration_id")?,
-        entity: r.try_get("entity")?,
-        field: r.try_get("field")?,
-        base_value: r.try_get("base_value")?,
-        app_value: r.try_get("app_value")?,
-        crm_value: r.try_get("crm_value")?,
-        status: r.try_get("status")?,
-        detected_at: r.try_get("detected_at")?,
-        resolved_at: r.try_get("resolved_at")?,
-        resolved_by: r.try_get("resolved_by")?,
-        resolution: r.try_get("resolution")?,
-        resolved_value: r.try_get("resolved_value")?,
-        current: None,
-    })
+impl From<ConflictRow> for ConflictView {
+    fn from(r: ConflictRow) -> Self {
+        ConflictView {
+            id: r.id,
+            record_id: r.record_id,
+            integration_id: r.integration_id,
+            entity: r.entity,
+            field: r.field,
+            base_value: r.base_value,
+            app_value: r.app_value,
+            crm_value: r.crm_value,
+            status: r.status,
+            detected_at: r.detected_at,
+            resolved_at: r.resolved_at,
+            resolved_by: r.resolved_by,
+            resolution: r.resolution,
+            resolved_value: r.resolved_value,
+            current: None,
+        }
+    }
 }
 
-/// The conflict, if it belongs to the caller's workspace (else 404, whoever owns it).
-async fn find(state: &AppState, workspace_id: &str, id: &str) -> ApiResult<ConflictView> {
-    let row = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM conflicts WHERE id = $1 AND workspace_id = $2"
-    ))
-    .bind(id)
-    .bind(workspace_id)
-    .fetch_optional(&state.store.any)
-    .await?;
-    row.as_ref()
-        .map(view)
-        .transpose()?
-        .ok_or_else(|| ApiError::not_found("conflict"))
+impl From<ConflictState> for ConflictView {
+    fn from(s: ConflictState) -> Self {
+        ConflictView {
+            current: s.current.as_ref().map(FieldView::from),
+            ..s.row.into()
+        }
+    }
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -139,44 +125,28 @@ pub async fn list(
             .ok_or_else(|| ApiError::invalid_field("cursor", "is not a cursor this API issued"))?,
         None => (String::new(), String::new()),
     };
-    if let Some(s) = q.status.as_deref().filter(|s| !STATUSES.contains(s)) {
-        return Err(ApiError::invalid_field(
-            "status",
-            format!("{s:?} is not one of {}", STATUSES.join(", ")),
-        ));
-    }
     let entity = q
         .entity
         .as_deref()
         .map(|e| crate::extract::entity("entity", Some(e)))
         .transpose()?;
-    let mut binds = vec![caller.workspace_id.clone(), after_time, after_id];
-    let mut sql = format!(
-        "SELECT {COLUMNS} FROM conflicts WHERE workspace_id = $1
-            AND (detected_at > $2 OR (detected_at = $2 AND id > $3))"
-    );
-    let filters = [
-        ("integration_id", q.integration_id.clone()),
-        ("status", q.status.clone()),
-        ("entity", entity.map(|e| e.as_str().to_owned())),
-        ("record_id", q.record_id.clone()),
-    ];
-    for (column, value) in filters {
-        if let Some(value) = value {
-            binds.push(value);
-            sql.push_str(&format!(" AND {column} = ${}", binds.len()));
-        }
-    }
-    sql.push_str(&format!(
-        " ORDER BY detected_at, id LIMIT ${}",
-        binds.len() + 1
-    ));
-    let mut query = sqlx::query(&sql);
-    for b in &binds {
-        query = query.bind(b);
-    }
-    let rows = query.bind(limit + 1).fetch_all(&state.store.any).await?;
-    let mut data = rows.iter().map(view).collect::<ApiResult<Vec<_>>>()?;
+    let filter = Filter {
+        integration_id: q.integration_id,
+        status: q.status,
+        entity: entity.map(|e| e.as_str().to_owned()),
+        record_id: q.record_id,
+    };
+    let rows = state
+        .engine
+        .conflicts()
+        .list(
+            &caller.workspace_id,
+            &filter,
+            (&after_time, &after_id),
+            limit + 1,
+        )
+        .await?;
+    let mut data: Vec<ConflictView> = rows.into_iter().map(ConflictView::from).collect();
     let more = data.len() as i64 > limit;
     data.truncate(usize::try_from(limit).unwrap_or(0));
     let next_cursor = more
@@ -197,10 +167,12 @@ pub async fn get_one(
     Path(id): Path<String>,
 ) -> ApiResult<Json<ConflictView>> {
     caller.require(READERS)?;
-    let mut conflict = find(&state, &caller.workspace_id, &id).await?;
-    let record = state.records.load(&conflict.record_id).await?;
-    conflict.current = record.fields.get(&conflict.field).map(FieldView::from);
-    Ok(Json(conflict))
+    let conflict = state
+        .engine
+        .conflicts()
+        .get(&caller.workspace_id, &id)
+        .await?;
+    Ok(Json(conflict.into()))
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, utoipa::ToSchema)]
@@ -231,9 +203,6 @@ impl ResolveConflict {
                 "value",
                 "is required when resolution is merged (null clears the field)",
             )),
-            (ResolutionKind::Merged, Some(Some(v))) if v.len() > MAX_VALUE_BYTES => Err(
-                ApiError::invalid_field("value", format!("is at most {MAX_VALUE_BYTES} bytes")),
-            ),
             (ResolutionKind::Merged, Some(value)) => Ok(Resolution::Value(value)),
             (_, Some(_)) => Err(ApiError::invalid_field(
                 "value",
@@ -243,74 +212,6 @@ impl ResolveConflict {
     }
 }
 
-/// The conflict, if open in the read model and still the one the record holds open.
-async fn open_conflict(state: &AppState, caller: &Caller, id: &str) -> ApiResult<ConflictView> {
-    let conflict = find(state, &caller.workspace_id, id).await?;
-    let not_open = |why: String| ApiError::new(StatusCode::CONFLICT, "conflict_not_open", why);
-    if conflict.status != "open" {
-        return Err(not_open(format!(
-            "the conflict is {}; only open conflicts can be decided",
-            conflict.status
-        )));
-    }
-    let record = state.records.load(&conflict.record_id).await?;
-    let held = record
-        .links
-        .get(&conflict.integration_id)
-        .and_then(|l| l.conflicts.get(&conflict.field));
-    let same = held.is_some_and(|c| {
-        (&c.base, &c.app, &c.crm)
-            == (
-                &conflict.base_value,
-                &conflict.app_value,
-                &conflict.crm_value,
-            )
-    });
-    if !same {
-        return Err(not_open(
-            "a later sync replaced or settled this conflict; list the open conflicts again".into(),
-        ));
-    }
-    Ok(conflict)
-}
-
-/// After a decision: the conflict as the read model shows it, or as the decision left it
-/// if the read model has not caught up in time.
-async fn decided(
-    state: &AppState,
-    caller: &Caller,
-    before: ConflictView,
-    status: &str,
-    resolution: &str,
-) -> ApiResult<ConflictView> {
-    state
-        .settle(PROJECTION, Record::TYPE, &before.record_id)
-        .await?;
-    let now = find(state, &caller.workspace_id, &before.id).await?;
-    if now.status != "open" {
-        return Ok(now);
-    }
-    let record = state.records.load(&before.record_id).await?;
-    let value = (status == "resolved")
-        .then(|| {
-            record
-                .fields
-                .get(&before.field)
-                .and_then(|f| f.value.clone())
-        })
-        .flatten();
-    Ok(ConflictView {
-        status: status.into(),
-        resolved_at: Some(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
-        resolved_by: Some(caller.metadata().actor),
-        resolution: Some(resolution.into()),
-        resolved_value: value,
-        ..before
-    })
-}
-
-/// Resolve an open conflict: the record takes the chosen value, which is pushed to the
-/// CRM unless it already holds it.
 #[utoipa::path(post, path = "/v1/conflicts/{id}/resolve", tag = "conflicts", security(("bearer" = [])),
     request_body = ResolveConflict,
     responses((status = 200, body = ConflictView), (status = 400, body = crate::error::ErrorBody),
@@ -322,26 +223,12 @@ pub async fn resolve(
     Body(req): Body<ResolveConflict>,
 ) -> ApiResult<Json<ConflictView>> {
     let resolution = req.into_domain()?;
-    let kind = match &resolution {
-        Resolution::UseApp => "use_app",
-        Resolution::UseCrm => "use_crm",
-        Resolution::Value(_) => "merged",
-    };
-    let conflict = open_conflict(&state, &caller, &id).await?;
-    let meta = caller.metadata();
-    let command = RecordCommand::ResolveConflict {
-        integration_id: conflict.integration_id.clone(),
-        field: conflict.field.clone(),
-        resolution,
-        actor: meta.actor.clone(),
-        at: Utc::now(),
-    };
-    state
-        .records
-        .execute(&conflict.record_id, command, &meta)
+    let decided = state
+        .engine
+        .conflicts()
+        .resolve(&caller.metadata(), &id, resolution)
         .await?;
-    let view = decided(&state, &caller, conflict, "resolved", kind).await?;
-    Ok(Json(view))
+    Ok(Json(decided.into()))
 }
 
 /// Ignore an open conflict: both sides keep their values, and the same pair of values is
@@ -355,20 +242,12 @@ pub async fn ignore(
     Path(id): Path<String>,
 ) -> ApiResult<Json<ConflictView>> {
     caller.require(WRITERS)?;
-    let conflict = open_conflict(&state, &caller, &id).await?;
-    let meta = caller.metadata();
-    let command = RecordCommand::IgnoreConflict {
-        integration_id: conflict.integration_id.clone(),
-        field: conflict.field.clone(),
-        actor: meta.actor.clone(),
-        at: Utc::now(),
-    };
-    state
-        .records
-        .execute(&conflict.record_id, command, &meta)
+    let decided = state
+        .engine
+        .conflicts()
+        .ignore(&caller.metadata(), &id)
         .await?;
-    let view = decided(&state, &caller, conflict, "ignored", "ignored").await?;
-    Ok(Json(view))
+    Ok(Json(decided.into()))
 }
 
 /// An "always use" rule: conflicts on `field` keep that side's value.
@@ -381,15 +260,11 @@ pub struct ConflictRule {
     pub side: Side,
 }
 
-fn rule_list(integration: &Integration) -> List<ConflictRule> {
+fn rule_list(rules: BTreeMap<String, Side>) -> List<ConflictRule> {
     List {
-        data: integration
-            .conflict_rules
-            .iter()
-            .map(|(field, side)| ConflictRule {
-                field: field.clone(),
-                side: *side,
-            })
+        data: rules
+            .into_iter()
+            .map(|(field, side)| ConflictRule { field, side })
             .collect(),
         next_cursor: None,
     }
@@ -404,8 +279,12 @@ pub async fn rules(
     Path(id): Path<String>,
 ) -> ApiResult<Json<List<ConflictRule>>> {
     caller.require(READERS)?;
-    let integration = owned_integration(&state, &caller.workspace_id, &id).await?;
-    Ok(Json(rule_list(&integration)))
+    let rules = state
+        .engine
+        .conflicts()
+        .rules(&caller.workspace_id, &id)
+        .await?;
+    Ok(Json(rule_list(rules)))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -417,29 +296,6 @@ pub struct SetConflictRule {
     pub side: Side,
 }
 
-async fn change_rule(
-    state: &AppState,
-    caller: &Caller,
-    id: &str,
-    field: String,
-    side: Option<Side>,
-) -> ApiResult<List<ConflictRule>> {
-    let meta = caller.metadata();
-    let command = IntegrationCommand::SetConflictRule {
-        field,
-        side,
-        at: Utc::now(),
-    };
-    state.integrations.execute(id, command, &meta).await?;
-    state
-        .settle("integration_status", Integration::TYPE, id)
-        .await?;
-    Ok(rule_list(
-        &owned_integration(state, &caller.workspace_id, id).await?,
-    ))
-}
-
-/// Always settle conflicts on `field` for one side. Answers every rule.
 #[utoipa::path(put, path = "/v1/integrations/{id}/conflict-rules/{field}", tag = "conflicts", security(("bearer" = [])),
     request_body = SetConflictRule,
     responses((status = 200, body = inline(List<ConflictRule>)), (status = 400, body = crate::error::ErrorBody),
@@ -450,14 +306,12 @@ pub async fn set_rule(
     Path((id, field)): Path<(String, String)>,
     Body(req): Body<SetConflictRule>,
 ) -> ApiResult<Json<List<ConflictRule>>> {
-    owned_integration(&state, &caller.workspace_id, &id).await?;
-    let rules = change_rule(&state, &caller, &id, field.clone(), Some(req.side)).await?;
-    // The conflicts already waiting on the field are settled now, as a merge would.
-    state.settle(PROJECTION, Integration::TYPE, &id).await?;
-    let meta = caller.metadata();
-    syncledger_engine::rules::settle_open_conflicts(&state.store, &id, &field, req.side, &meta)
+    let rules = state
+        .engine
+        .conflicts()
+        .set_rule(&caller.metadata(), &id, &field, req.side)
         .await?;
-    Ok(Json(rules))
+    Ok(Json(rule_list(rules)))
 }
 
 /// Remove the rule for `field`: its conflicts follow the sync strategy again.
@@ -470,10 +324,10 @@ pub async fn remove_rule(
     Path((id, field)): Path<(String, String)>,
 ) -> ApiResult<Json<List<ConflictRule>>> {
     caller.require(WRITERS)?;
-    let integration = owned_integration(&state, &caller.workspace_id, &id).await?;
-    if !integration.conflict_rules.contains_key(&field) {
-        return Err(ApiError::not_found("conflict rule"));
-    }
-    let rules = change_rule(&state, &caller, &id, field, None).await?;
-    Ok(Json(rules))
+    let rules = state
+        .engine
+        .conflicts()
+        .remove_rule(&caller.metadata(), &id, &field)
+        .await?;
+    Ok(Json(rule_list(rules)))
 }

@@ -10,34 +10,19 @@
 use std::collections::BTreeMap;
 
 use crate::auth::{Caller, Writer, READERS, WRITERS};
-
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{parse_json, Body, List};
-use crate::routes::integrations::owned;
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use syncledger_crm::{FieldInfo, RemoteRecord};
 use syncledger_domain::integration::{FieldMapping, MappingDirection};
 use syncledger_domain::sync_run::SyncRun;
-use syncledger_domain::{Aggregate, Entity, Integration, IntegrationCommand};
-use syncledger_engine::mapping::{
-    app_fields, auto_map, unmapped_required, Mapped, Mapper, MappingError,
-};
-use syncledger_engine::reapply::{Reapply, ReapplyError};
-use syncledger_engine::transform::{pool, TransformError};
-use syncledger_engine::Session;
+use syncledger_domain::Entity;
+use syncledger_engine::mappings::{self, PreviewInput};
 
-const MAX_MAPPINGS: usize = 200;
-const MAX_NAME: usize = 200;
-const DEFAULT_PREVIEW: usize = 10;
-const MAX_PREVIEW: usize = 50;
-
-/// One CRM field ↔ app field rule.
 #[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MappingBody {
@@ -86,90 +71,17 @@ pub struct EntityMappings {
     pub mappings: Vec<MappingBody>,
 }
 
-/// The entity, if the integration syncs it.
-fn synced(integration: &Integration, entity: &str) -> ApiResult<Entity> {
-    let entity = crate::extract::entity("entity", Some(entity))?;
-    if !integration.sync_config.entities.contains(&entity) {
-        return Err(ApiError::invalid_field(
-            "entity",
-            format!(
-                "the integration does not sync {}; add it to sync_config.entities first",
-                entity.as_str()
-            ),
-        ));
-    }
-    Ok(entity)
-}
-
-use syncledger_engine::mapping::effective_mappings as effective;
-
-fn view(integration: &Integration, entity: Entity) -> EntityMappings {
-    let (mappings, filter) = effective(integration, entity);
-    let source = if integration.mappings_for(entity).is_some() {
-        "custom"
-    } else {
-        "default"
-    };
-    EntityMappings {
-        entity: entity.as_str().into(),
-        source: source.into(),
-        filter,
-        mappings: mappings.iter().map(MappingBody::from).collect(),
-    }
-}
-
-/// A compile error names the rule: its index and fields, or the filter.
-fn mapping_error(e: &MappingError, rules: usize) -> ApiError {
-    if e.index >= rules {
-        ApiError::invalid_field("filter", &e.error)
-    } else {
-        ApiError::invalid_field(
-            &format!("mappings[{}].transform", e.index),
-            format!("{} → {}: {}", e.crm_field, e.app_field, e.error),
-        )
-    }
-}
-
-fn check_sizes(mappings: &[FieldMapping]) -> ApiResult<()> {
-    if mappings.len() > MAX_MAPPINGS {
-        return Err(ApiError::invalid_field(
-            "mappings",
-            format!("at most {MAX_MAPPINGS} mappings"),
-        ));
-    }
-    for (i, m) in mappings.iter().enumerate() {
-        if m.crm_field.len() > MAX_NAME || m.app_field.len() > MAX_NAME {
-            return Err(ApiError::invalid_field(
-                &format!("mappings[{i}]"),
-                format!("field names are at most {MAX_NAME} bytes"),
-            ));
+impl From<mappings::EntityMappings> for EntityMappings {
+    fn from(m: mappings::EntityMappings) -> Self {
+        EntityMappings {
+            entity: m.entity.as_str().into(),
+            source: m.source.into(),
+            filter: m.filter,
+            mappings: m.mappings.iter().map(MappingBody::from).collect(),
         }
     }
-    Ok(())
 }
 
-/// The evaluation pool refused or lost the job: the server is busy, not the request bad.
-fn pool_error(e: TransformError) -> ApiError {
-    match e {
-        TransformError::Busy => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string())
-        }
-        other => ApiError::internal(other),
-    }
-}
-
-/// Compiles transforms and filter on the bounded evaluation pool (the parser recurses
-/// and may take a while; requests must not pile up threads).
-async fn compile(mappings: &[FieldMapping], filter: Option<&str>) -> ApiResult<Mapper> {
-    check_sizes(mappings)?;
-    let (owned_mappings, owned_filter) = (mappings.to_vec(), filter.map(str::to_owned));
-    let compiled = pool::run(move || Mapper::compile(&owned_mappings, owned_filter.as_deref()))
-        .await
-        .map_err(pool_error)?;
-    compiled.map_err(|e| mapping_error(&e, mappings.len()))
-}
-
-/// The effective mappings of every entity the integration syncs.
 #[utoipa::path(get, path = "/v1/integrations/{id}/mappings", tag = "mappings", security(("bearer" = [])),
     responses((status = 200, body = inline(List<EntityMappings>)), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn list(
@@ -178,15 +90,13 @@ pub async fn list(
     Path(id): Path<String>,
 ) -> ApiResult<Json<List<EntityMappings>>> {
     caller.require(READERS)?;
-    let integration = owned(&state, &caller.workspace_id, &id).await?;
-    let data = integration
-        .sync_config
-        .entities
-        .iter()
-        .map(|e| view(&integration, *e))
-        .collect();
+    let all = state
+        .engine
+        .mappings()
+        .list(&caller.workspace_id, &id)
+        .await?;
     Ok(Json(List {
-        data,
+        data: all.into_iter().map(EntityMappings::from).collect(),
         next_cursor: None,
     }))
 }
@@ -201,9 +111,12 @@ pub async fn get(
     Path((id, entity)): Path<(String, String)>,
 ) -> ApiResult<Json<EntityMappings>> {
     caller.require(READERS)?;
-    let integration = owned(&state, &caller.workspace_id, &id).await?;
-    let entity = synced(&integration, &entity)?;
-    Ok(Json(view(&integration, entity)))
+    let found = state
+        .engine
+        .mappings()
+        .get(&caller.workspace_id, &id, &entity)
+        .await?;
+    Ok(Json(found.into()))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -229,49 +142,13 @@ pub async fn put(
     Path((id, entity)): Path<(String, String)>,
     Body(req): Body<PutMappings>,
 ) -> ApiResult<Json<EntityMappings>> {
-    let integration = owned(&state, &caller.workspace_id, &id).await?;
-    let entity = synced(&integration, &entity)?;
     let mappings: Vec<FieldMapping> = req.mappings.into_iter().map(Into::into).collect();
-    compile(&mappings, req.filter.as_deref()).await?;
-    let command = IntegrationCommand::ChangeFieldMappings {
-        entity,
-        mappings,
-        filter: req.filter,
-        at: Utc::now(),
-    };
-    state
-        .integrations
-        .execute(&id, command, &caller.metadata())
+    let replaced = state
+        .engine
+        .mappings()
+        .replace(&caller.metadata(), &id, &entity, mappings, req.filter)
         .await?;
-    state
-        .settle("integration_status", Integration::TYPE, &id)
-        .await?;
-    let integration = owned(&state, &caller.workspace_id, &id).await?;
-    Ok(Json(view(&integration, entity)))
-}
-
-/// The CRM's field catalogue for the entity.
-async fn catalogue(
-    session: &mut Session,
-    caller: &Caller,
-    entity: Entity,
-) -> ApiResult<Vec<FieldInfo>> {
-    session
-        .call(&caller.metadata(), |adapter, credentials| {
-            adapter.fields(credentials, entity)
-        })
-        .await
-        .map_err(ApiError::from)
-}
-
-/// App fields of the entity that no pull mapping fills.
-fn unfilled(mapper: &Mapper, entity: Entity) -> Vec<String> {
-    let filled: Vec<&str> = mapper.pulled_app_fields().collect();
-    app_fields(entity)
-        .iter()
-        .filter(|f| !filled.contains(f))
-        .map(|f| (*f).to_owned())
-        .collect()
+    Ok(Json(replaced.into()))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -297,16 +174,15 @@ pub async fn auto(
 ) -> ApiResult<Json<AutoMapping>> {
     // It calls the provider on the workspace's behalf: a writing role only.
     caller.require(WRITERS)?;
-    let integration = owned(&state, &caller.workspace_id, &id).await?;
-    let entity = synced(&integration, &entity)?;
-    let mut session = state.connections.session(&id).await?;
-    let fields = catalogue(&mut session, &caller, entity).await?;
-    let proposal = auto_map(&fields, app_fields(entity));
-    let mapper = compile(&proposal, None).await?;
+    let proposal = state
+        .engine
+        .mappings()
+        .propose(&caller.metadata(), &id, &entity)
+        .await?;
     Ok(Json(AutoMapping {
-        unmapped_required: unmapped_required(&fields, &proposal),
-        unmapped_app_fields: unfilled(&mapper, entity),
-        mappings: proposal.iter().map(MappingBody::from).collect(),
+        unmapped_required: proposal.unmapped_required,
+        unmapped_app_fields: proposal.unmapped_app_fields,
+        mappings: proposal.mappings.iter().map(MappingBody::from).collect(),
     }))
 }
 
@@ -366,21 +242,6 @@ fn preview_request(headers: &HeaderMap, body: &Bytes) -> ApiResult<PreviewReques
     parse_json(body)
 }
 
-fn preview_one(mapper: &Mapper, record: RemoteRecord) -> PreviewRecord {
-    let (app, filtered, error) = match mapper.to_app(&record) {
-        Ok(Mapped::Fields(fields)) => (Some(fields), false, None),
-        Ok(Mapped::Filtered) => (None, true, None),
-        Err(e) => (None, false, Some(e.to_string())),
-    };
-    PreviewRecord {
-        remote_id: record.id,
-        crm: record.properties,
-        app,
-        filtered,
-        error,
-    }
-}
-
 /// Map a sample of CRM records (the first page, without a cursor) with the effective or
 /// given mappings, to see what a sync would bring in. Writes nothing.
 #[utoipa::path(post, path = "/v1/integrations/{id}/mappings/{entity}/preview", tag = "mappings", security(("bearer" = [])),
@@ -400,46 +261,32 @@ pub async fn preview(
     // checked before the body is parsed.
     caller.require(WRITERS)?;
     let req = preview_request(&headers, &body)?;
-    let integration = owned(&state, &caller.workspace_id, &id).await?;
-    let entity = synced(&integration, &entity)?;
-    let limit = match req.limit {
-        None => DEFAULT_PREVIEW,
-        Some(n) => usize::try_from(n)
-            .ok()
-            .filter(|n| (1..=MAX_PREVIEW).contains(n))
-            .ok_or_else(|| {
-                ApiError::invalid_field("limit", format!("must be between 1 and {MAX_PREVIEW}"))
-            })?,
+    let input = PreviewInput {
+        mappings: req
+            .mappings
+            .map(|given| given.into_iter().map(Into::into).collect()),
+        filter: req.filter,
+        limit: req.limit,
     };
-    let (stored, stored_filter) = effective(&integration, entity);
-    let mappings: Vec<FieldMapping> = match req.mappings {
-        Some(given) => given.into_iter().map(Into::into).collect(),
-        None => stored,
-    };
-    let filter = req.filter.unwrap_or(stored_filter);
-    let mapper = compile(&mappings, filter.as_deref()).await?;
-    let mut session = state.connections.session(&id).await?;
-    let fields = catalogue(&mut session, &caller, entity).await?;
-    let page = session
-        .call(&caller.metadata(), |adapter, credentials| {
-            adapter.pull_page(credentials, entity, None, None)
-        })
+    let preview = state
+        .engine
+        .mappings()
+        .preview(&caller.metadata(), &id, &entity, input)
         .await?;
-    let sample: Vec<RemoteRecord> = page.records.into_iter().take(limit).collect();
-    let sample_mapper = mapper.clone();
-    // CEL evaluation blocks: keep it off the async runtime, on the bounded pool.
-    let records = pool::run(move || {
-        sample
-            .into_iter()
-            .map(|r| preview_one(&sample_mapper, r))
-            .collect()
-    })
-    .await
-    .map_err(pool_error)?;
     Ok(Json(Preview {
-        records,
-        unmapped_required: unmapped_required(&fields, &mappings),
-        unmapped_app_fields: unfilled(&mapper, entity),
+        records: preview
+            .records
+            .into_iter()
+            .map(|r| PreviewRecord {
+                remote_id: r.record.id,
+                crm: r.record.properties,
+                app: r.app,
+                filtered: r.filtered,
+                error: r.error,
+            })
+            .collect(),
+        unmapped_required: preview.unmapped_required,
+        unmapped_app_fields: preview.unmapped_app_fields,
     }))
 }
 
@@ -507,25 +354,6 @@ fn run_view(run: &SyncRun, entity: Entity) -> ReapplyRun {
     }
 }
 
-fn reapply_error(e: ReapplyError) -> ApiError {
-    match e {
-        ReapplyError::Engine(e) => ApiError::from(e),
-        ReapplyError::Mapping(m) => ApiError::new(
-            StatusCode::CONFLICT,
-            "invalid_mapping",
-            format!(
-                "{}; replace the mappings with PUT first",
-                ReapplyError::Mapping(m)
-            ),
-        ),
-        ReapplyError::ReadModelBehind => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "read_model_behind",
-            "the records read model is catching up; retry shortly",
-        ),
-    }
-}
-
 /// Re-apply the current mappings to the CRM data already fetched for the entity's linked
 /// records, without calling the provider, as a sync run of kind `reapply`.
 #[utoipa::path(post, path = "/v1/integrations/{id}/mappings/{entity}/reapply", tag = "mappings", security(("bearer" = [])),
@@ -538,18 +366,10 @@ pub async fn reapply(
     Path((id, entity)): Path<(String, String)>,
 ) -> ApiResult<Json<ReapplyRun>> {
     caller.require(WRITERS)?;
-    let integration = owned(&state, &caller.workspace_id, &id).await?;
-    let entity = synced(&integration, &entity)?;
-    let worker = format!("api:{}", std::process::id());
-    let run = Reapply::new(&state.store, worker)
-        .waking(state.projections_wake.clone())
-        .run(&id, entity, &caller.metadata())
-        .await
-        .map_err(reapply_error)?;
-    let run_id = run.id.clone().unwrap_or_default();
-    // The run's end follows every record it wrote: once the read models show it, lists
-    // of runs and records agree with this answer.
-    state.settle("sync_runs", SyncRun::TYPE, &run_id).await?;
-    state.settle("records", Integration::TYPE, &id).await?;
+    let (run, entity) = state
+        .engine
+        .mappings()
+        .reapply(&caller.metadata(), &id, &entity)
+        .await?;
     Ok(Json(run_view(&run, entity)))
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use crate::auth::{Caller, Writer, READERS};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, List, Page, Query};
-use crate::routes::as_of::{self, AsOf};
+use crate::routes::as_of::AsOf;
 use crate::routes::integration_view::api_time;
 use crate::state::AppState;
 use axum::extract::{Path, State};
@@ -17,14 +17,9 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
-use syncledger_domain::merge::Fields;
-use syncledger_domain::record::{FieldValue, Record, RecordCommand, RecordEvent, Source};
-use syncledger_domain::{Aggregate, DomainEvent, Entity};
-
-const PROJECTION: &str = "records";
-const MAX_FIELDS: usize = 200;
-const MAX_VALUE_BYTES: usize = 64 * 1024;
+use syncledger_domain::record::{FieldValue, Record, Source};
+use syncledger_domain::Entity;
+use syncledger_projections::records::Filter;
 
 fn time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
@@ -132,44 +127,6 @@ fn view(id: &str, r: &Record) -> RecordView {
     }
 }
 
-/// Field names are identifiers; values are text or null, bounded in size.
-fn validate_fields(fields: &BTreeMap<String, Option<String>>) -> ApiResult<Fields> {
-    if fields.len() > MAX_FIELDS {
-        return Err(ApiError::invalid_field(
-            "fields",
-            format!("at most {MAX_FIELDS} fields"),
-        ));
-    }
-    for (name, value) in fields {
-        let ok_name = (1..=100).contains(&name.len())
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        if !ok_name {
-            return Err(ApiError::invalid_field(
-                "fields",
-                format!("{name:?} is not a field name (a-z, 0-9 and _, 1 to 100 characters)"),
-            ));
-        }
-        if value.as_ref().is_some_and(|v| v.len() > MAX_VALUE_BYTES) {
-            return Err(ApiError::invalid_field(
-                "fields",
-                format!("{name}: values are at most {MAX_VALUE_BYTES} bytes"),
-            ));
-        }
-    }
-    Ok(fields.clone())
-}
-
-/// The record, if it exists in the caller's workspace (else 404, whoever owns it).
-async fn owned(state: &AppState, workspace_id: &str, id: &str) -> ApiResult<Record> {
-    let record = state.records.load(id).await?;
-    if record.id.is_none() || record.workspace_id != workspace_id {
-        return Err(ApiError::not_found("record"));
-    }
-    Ok(record)
-}
-
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRecord {
@@ -189,20 +146,11 @@ pub async fn create(
     Body(req): Body<CreateRecord>,
 ) -> ApiResult<(StatusCode, Json<RecordView>)> {
     let entity = crate::extract::entity("entity", Some(&req.entity))?;
-    let fields = validate_fields(&req.fields)?;
-    let id = uuid::Uuid::now_v7().to_string();
-    let meta = caller.metadata();
-    let command = RecordCommand::Create {
-        record_id: id.clone(),
-        workspace_id: caller.workspace_id.clone(),
-        entity,
-        fields,
-        actor: meta.actor.clone(),
-        at: Utc::now(),
-    };
-    state.records.execute(&id, command, &meta).await?;
-    state.settle(PROJECTION, Record::TYPE, &id).await?;
-    let record = owned(&state, &caller.workspace_id, &id).await?;
+    let (id, record) = state
+        .engine
+        .records()
+        .create(&caller.metadata(), entity, req.fields)
+        .await?;
     Ok((StatusCode::CREATED, Json(view(&id, &record))))
 }
 
@@ -223,17 +171,11 @@ pub async fn edit(
     Path(id): Path<String>,
     Body(req): Body<EditRecord>,
 ) -> ApiResult<Json<RecordView>> {
-    let fields = validate_fields(&req.fields)?;
-    owned(&state, &caller.workspace_id, &id).await?;
-    let meta = caller.metadata();
-    let command = RecordCommand::Edit {
-        fields,
-        actor: meta.actor.clone(),
-        at: Utc::now(),
-    };
-    state.records.execute(&id, command, &meta).await?;
-    state.settle(PROJECTION, Record::TYPE, &id).await?;
-    let record = owned(&state, &caller.workspace_id, &id).await?;
+    let record = state
+        .engine
+        .records()
+        .edit(&caller.metadata(), &id, req.fields)
+        .await?;
     Ok(Json(view(&id, &record)))
 }
 
@@ -247,15 +189,11 @@ pub async fn archive(
     Writer(caller): Writer,
     Path(id): Path<String>,
 ) -> ApiResult<Json<RecordView>> {
-    owned(&state, &caller.workspace_id, &id).await?;
-    let meta = caller.metadata();
-    let command = RecordCommand::Archive {
-        actor: meta.actor.clone(),
-        at: Utc::now(),
-    };
-    state.records.execute(&id, command, &meta).await?;
-    state.settle(PROJECTION, Record::TYPE, &id).await?;
-    let record = owned(&state, &caller.workspace_id, &id).await?;
+    let record = state
+        .engine
+        .records()
+        .archive(&caller.metadata(), &id)
+        .await?;
     Ok(Json(view(&id, &record)))
 }
 
@@ -271,9 +209,10 @@ pub async fn get(
     Query(q): Query<AsOf>,
 ) -> ApiResult<Json<RecordView>> {
     caller.require(READERS)?;
+    let records = state.engine.records();
     let record = match q.instant()? {
-        Some(t) => as_of::record(&state, &caller.workspace_id, &id, t).await?,
-        None => owned(&state, &caller.workspace_id, &id).await?,
+        Some(t) => records.as_of(&caller.workspace_id, &id, t).await?,
+        None => records.get(&caller.workspace_id, &id).await?,
     };
     Ok(Json(view(&id, &record)))
 }
@@ -313,68 +252,46 @@ pub async fn list(
             .ok_or_else(|| ApiError::invalid_field("cursor", "is not a cursor this API issued"))?,
         None => (String::new(), String::new()),
     };
-    let since = match q.updated_since.as_deref() {
-        Some(s) => time(
+    let updated_since = q
+        .updated_since
+        .as_deref()
+        .map(|s| {
             DateTime::parse_from_rfc3339(s)
-                .map_err(|_| ApiError::invalid_field("updated_since", "must be an RFC 3339 time"))?
-                .with_timezone(&Utc),
-        ),
-        None => String::new(),
-    };
+                .map(|t| time(t.with_timezone(&Utc)))
+                .map_err(|_| ApiError::invalid_field("updated_since", "must be an RFC 3339 time"))
+        })
+        .transpose()?;
     let entity = q
         .entity
         .as_deref()
         .map(|e| crate::extract::entity("entity", Some(e)))
         .transpose()?;
-    let mut sql = String::from(
-        "SELECT id, entity, fields, version, state, updated_at FROM records
-          WHERE workspace_id = $1 AND updated_at >= $2
-            AND (updated_at > $3 OR (updated_at = $3 AND id > $4))",
-    );
-    if q.include_archived != Some(true) {
-        sql.push_str(" AND archived = FALSE");
-    }
-    if entity.is_some() {
-        sql.push_str(" AND entity = $6");
-    }
-    if q.integration.is_some() {
-        sql.push_str(if entity.is_some() {
-            " AND id IN (SELECT record_id FROM record_links WHERE workspace_id = $1 AND integration_id = $7)"
-        } else {
-            " AND id IN (SELECT record_id FROM record_links WHERE workspace_id = $1 AND integration_id = $6)"
-        });
-    }
-    sql.push_str(" ORDER BY updated_at, id LIMIT $5");
-    let mut query = sqlx::query(&sql)
-        .bind(&caller.workspace_id)
-        .bind(&since)
-        .bind(&after_time)
-        .bind(&after_id)
-        .bind(limit + 1);
-    if let Some(e) = entity {
-        query = query.bind(e.as_str());
-    }
-    if let Some(i) = &q.integration {
-        query = query.bind(i);
-    }
-    let rows = query.fetch_all(&state.store.any).await?;
-    let mut views = Vec::with_capacity(rows.len());
-    let mut keys = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let id: String = r.try_get("id")?;
-        let state_json: String = r.try_get("state")?;
-        let record: Record = serde_json::from_str(&state_json).map_err(ApiError::internal)?;
-        keys.push(format!("{}|{id}", r.try_get::<String, _>("updated_at")?));
-        views.push(view(&id, &record));
-    }
-    let mut keyed: Vec<(RecordView, String)> = views.into_iter().zip(keys).collect();
-    let more = keyed.len() as i64 > limit;
-    keyed.truncate(usize::try_from(limit).unwrap_or(0));
+    let filter = Filter {
+        entity,
+        integration: q.integration,
+        updated_since,
+        include_archived: q.include_archived == Some(true),
+    };
+    let mut rows = state
+        .engine
+        .records()
+        .list(
+            &caller.workspace_id,
+            &filter,
+            (&after_time, &after_id),
+            limit + 1,
+        )
+        .await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(usize::try_from(limit).unwrap_or(0));
     let next_cursor = more
-        .then(|| keyed.last().map(|(_, k)| crate::extract::encode_cursor(k)))
+        .then(|| {
+            rows.last()
+                .map(|r| crate::extract::encode_cursor(&r.cursor))
+        })
         .flatten();
     Ok(Json(List {
-        data: keyed.into_iter().map(|(v, _)| v).collect(),
+        data: rows.iter().map(|r| view(&r.id, &r.state)).collect(),
         next_cursor,
     }))
 }
@@ -402,31 +319,21 @@ pub async fn history(
     Path(id): Path<String>,
 ) -> ApiResult<Json<List<HistoryEntry>>> {
     caller.require(READERS)?;
-    owned(&state, &caller.workspace_id, &id).await?;
-    let events = state.store.feed().events_of(Record::TYPE, &id).await?;
-    let meta = |e: &syncledger_store::StoredEvent, key: &str| {
-        e.metadata
-            .get(key)
-            .and_then(|v| v.as_str())
-            .map(str::to_owned)
-    };
-    let data = events
-        .iter()
-        .map(|e| {
-            let decoded: Option<RecordEvent> = serde::Deserialize::deserialize(&e.payload).ok();
-            let fields = match &decoded {
-                Some(RecordEvent::FieldsChanged { fields, .. }) => Some(fields.clone()),
-                _ => None,
-            };
-            HistoryEntry {
-                sequence: e.sequence,
-                event_type: e.event_type.clone(),
-                summary: decoded.map_or_else(|| e.event_type.clone(), |d| d.summary()),
-                fields,
-                actor: meta(e, "actor"),
-                correlation_id: meta(e, "correlation_id"),
-                at: api_time(meta(e, "time")),
-            }
+    let entries = state
+        .engine
+        .records()
+        .history(&caller.workspace_id, &id)
+        .await?;
+    let data = entries
+        .into_iter()
+        .map(|e| HistoryEntry {
+            sequence: e.sequence,
+            event_type: e.event_type,
+            summary: e.summary,
+            fields: e.fields,
+            actor: e.actor,
+            correlation_id: e.correlation_id,
+            at: api_time(e.at),
         })
         .collect();
     Ok(Json(List {

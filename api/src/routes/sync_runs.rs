@@ -14,7 +14,6 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use syncledger_domain::sync_config::Direction;
 use syncledger_domain::sync_run::{RunKind, RunOptions, RunStats, SyncRun, Trigger};
 use syncledger_domain::Aggregate;
@@ -316,56 +315,24 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<List<RunView>>> {
     caller.require(READERS)?;
-    owned(&state, &caller.workspace_id, &id).await?;
     let page = Page {
         limit: q.limit,
         cursor: q.cursor.clone(),
     };
     let limit = page.limit()?;
-    const STATUSES: [&str; 7] = [
-        "queued",
-        "running",
-        "completed",
-        "partial",
-        "failed",
-        "cancelled",
-        "quota_exhausted",
-    ];
-    if let Some(s) = q.status.as_deref() {
-        if !STATUSES.contains(&s) {
-            return Err(ApiError::invalid_field(
-                "status",
-                format!("must be one of {}", STATUSES.join(", ")),
-            ));
-        }
-    }
-    // Newest first: ids are UUID v7, ordered by creation time.
-    let before = page.cursor()?.unwrap_or_else(|| "~".into());
-    let mut sql = String::from(
-        "SELECT id, state FROM sync_runs
-          WHERE workspace_id = $1 AND integration_id = $2 AND id < $3",
-    );
-    if q.status.is_some() {
-        sql.push_str(" AND status = $5");
-    }
-    sql.push_str(" ORDER BY id DESC LIMIT $4");
-    let mut query = sqlx::query(&sql)
-        .bind(&caller.workspace_id)
-        .bind(&id)
-        .bind(&before)
-        .bind(limit + 1);
-    if let Some(s) = &q.status {
-        query = query.bind(s);
-    }
-    let rows = query.fetch_all(&state.store.any).await?;
-    let mut runs = Vec::with_capacity(rows.len());
-    for row in rows {
-        let stored: String = row.try_get("state")?;
-        let run: SyncRun = serde_json::from_str(&stored)
-            .map_err(|_| ApiError::internal("a stored sync run does not parse"))?;
-        runs.push(view(&run));
-    }
-    Ok(Json(List::page(runs, limit, |r| r.id.clone())))
+    let before = page.cursor()?;
+    let runs = state
+        .engine
+        .list_runs(
+            &caller.workspace_id,
+            &id,
+            q.status.as_deref(),
+            before.as_deref(),
+            limit + 1,
+        )
+        .await?;
+    let views = runs.iter().map(view).collect();
+    Ok(Json(List::page(views, limit, |r| r.id.clone())))
 }
 
 /// One run, current (read from its events).

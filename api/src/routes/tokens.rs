@@ -1,16 +1,14 @@
 use crate::auth::{Admin, Caller, ADMINS};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{Body, List, Page, Query};
 use crate::routes::integration_view::api_time;
-use crate::services;
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
-use syncledger_domain::{Role, WorkspaceCommand};
+use syncledger_domain::Role;
+use syncledger_engine::workspaces;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -42,7 +40,7 @@ pub async fn create(
     Admin(caller): Admin,
     Body(req): Body<NewTokenRequest>,
 ) -> ApiResult<(StatusCode, Json<TokenView>)> {
-    let t = services::issue_token(
+    let t = workspaces::issue_token(
         &state.store,
         &state.workspaces,
         &caller.workspace_id,
@@ -77,26 +75,19 @@ pub async fn list(
     caller.require(ADMINS)?;
     let limit = page.limit()?;
     let after = page.cursor()?.unwrap_or_default();
-    let rows = sqlx::query(
-        "SELECT id, role, label, created_at, revoked_at FROM api_tokens
-          WHERE workspace_id = $1 AND id > $2 ORDER BY id LIMIT $3",
-    )
-    .bind(&caller.workspace_id)
-    .bind(after)
-    .bind(limit + 1)
-    .fetch_all(&state.store.any)
-    .await?;
-    let mut views = Vec::with_capacity(rows.len());
-    for r in rows {
-        views.push(TokenView {
-            id: r.try_get("id")?,
-            role: r.try_get("role")?,
-            label: r.try_get("label")?,
-            created_at: api_time(r.try_get("created_at")?).unwrap_or_default(),
-            revoked_at: api_time(r.try_get("revoked_at")?),
+    let rows =
+        workspaces::list_tokens(&state.store.any, &caller.workspace_id, &after, limit + 1).await?;
+    let views = rows
+        .into_iter()
+        .map(|r| TokenView {
+            id: r.id,
+            role: r.role,
+            label: r.label,
+            created_at: api_time(r.created_at).unwrap_or_default(),
+            revoked_at: api_time(r.revoked_at),
             token: None,
-        });
-    }
+        })
+        .collect();
     Ok(Json(List::page(views, limit, |t| t.id.clone())))
 }
 
@@ -111,41 +102,6 @@ pub async fn revoke(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     caller.require(ADMINS)?;
-    let revoked_at: Option<Option<String>> =
-        sqlx::query_scalar("SELECT revoked_at FROM api_tokens WHERE id = $1 AND workspace_id = $2")
-            .bind(&id)
-            .bind(&caller.workspace_id)
-            .fetch_optional(&state.store.any)
-            .await?;
-    let Some(revoked_at) = revoked_at else {
-        return Err(ApiError::not_found("token"));
-    };
-    // The event decides; the token row follows. A retry after a failure between the two
-    // finishes the job instead of leaving a revoked-in-the-log token usable.
-    let live_in_log = state
-        .workspaces
-        .load(&caller.workspace_id)
-        .await?
-        .tokens
-        .contains_key(&id);
-    if !live_in_log && revoked_at.is_some() {
-        return Err(ApiError::not_found("token"));
-    }
-    let now = Utc::now();
-    if live_in_log {
-        let command = WorkspaceCommand::RevokeToken {
-            token_id: id.clone(),
-            at: now,
-        };
-        state
-            .workspaces
-            .execute(&caller.workspace_id, command, &caller.metadata())
-            .await?;
-    }
-    sqlx::query("UPDATE api_tokens SET revoked_at = $2 WHERE id = $1")
-        .bind(&id)
-        .bind(now.to_rfc3339())
-        .execute(&state.store.any)
-        .await?;
+    workspaces::revoke_token(&state.store, &state.workspaces, &caller.metadata(), &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

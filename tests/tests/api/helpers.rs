@@ -15,8 +15,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use syncledger_api::config::Environment;
 use syncledger_api::state::AppState;
-use syncledger_api::{services, Application, Settings};
+use syncledger_api::{Application, Settings};
 use syncledger_domain::Plan;
+use syncledger_engine::workspaces;
 use syncledger_tests::{postgres_store, wait_until, PgTestDb};
 use tempfile::TempDir;
 use tokio::sync::watch;
@@ -113,7 +114,8 @@ pub struct Tenant {
     pub admin: String,
 }
 
-fn api_error(e: syncledger_api::error::ApiError) -> anyhow::Error {
+fn api_error(e: syncledger_engine::EngineError) -> anyhow::Error {
+    let e = syncledger_api::error::ApiError::from(e);
     anyhow!("{} {}: {}", e.status, e.code, e.message)
 }
 
@@ -187,7 +189,7 @@ impl TestApp {
         let state = app.state();
         let (shutdown, rx) = watch::channel(false);
         let server = tokio::spawn(app.run(rx));
-        let (workspace_id, token) = services::create_workspace(&state.store, "Acme", opts.plan)
+        let (workspace_id, token) = workspaces::create_workspace(&state.store, "Acme", opts.plan)
             .await
             .map_err(api_error)?;
         let app = TestApp {
@@ -320,7 +322,7 @@ impl TestApp {
 
     /// Another workspace in the same database.
     pub async fn new_workspace(&self, name: &str, plan: Plan) -> anyhow::Result<Tenant> {
-        let (id, token) = services::create_workspace(&self.state.store, name, plan)
+        let (id, token) = workspaces::create_workspace(&self.state.store, name, plan)
             .await
             .map_err(api_error)?;
         Ok(Tenant {
