@@ -281,6 +281,9 @@ impl From<EngineError> for ApiError {
             EngineError::NotNow { code, message } => {
                 ApiError::new(StatusCode::CONFLICT, code, message)
             }
+            EngineError::Unauthenticated { code, message } => {
+                ApiError::new(StatusCode::UNAUTHORIZED, code, message)
+            }
             EngineError::Unavailable { code, message } => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
             }

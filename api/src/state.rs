@@ -4,7 +4,6 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use syncledger_bus::{LocalBus, NatsBus};
-use syncledger_crm::hubspot::replay::ReplayCache;
 use syncledger_domain::record::Record;
 use syncledger_domain::{Integration, Workspace};
 use syncledger_engine::freshness::ReadYourWrites;
@@ -37,8 +36,6 @@ pub struct Inner {
     pub dispatcher: Arc<dyn Dispatcher>,
     /// Every use case, over the same store, vault, connections and runs as above.
     pub engine: Engine,
-    /// HubSpot webhook deliveries accepted in the last five minutes (this process).
-    pub webhook_replays: ReplayCache,
     /// Live event streams open, counted per token and per workspace.
     pub streams: Arc<crate::streams::Streams>,
 }
@@ -97,6 +94,7 @@ impl AppState {
             connections.clone(),
             runs.clone(),
             fresh,
+            dispatcher.clone(),
         );
         AppState(Arc::new(Inner {
             workspaces: store.cqrs(),
@@ -113,7 +111,6 @@ impl AppState {
             runs,
             dispatcher,
             engine,
-            webhook_replays: ReplayCache::default(),
             streams: Arc::new(crate::streams::Streams::default()),
         }))
     }

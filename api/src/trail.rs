@@ -3,22 +3,8 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::any::AnyRow;
-use sqlx::Row;
-
-/// Which rows of one workspace's trail. Times are fixed-width RFC 3339 UTC text, the
-/// form they are stored in, so text order is time order.
-#[derive(Debug, Clone, Default)]
-pub struct Filter {
-    pub workspace_id: String,
-    pub integration: Option<String>,
-    pub actor: Option<String>,
-    pub action: Option<String>,
-    /// Inclusive.
-    pub from: Option<String>,
-    /// Exclusive.
-    pub to: Option<String>,
-}
+pub use syncledger_projections::audit::query::Filter;
+use syncledger_projections::audit::query::{AuditRow, Query};
 
 /// An RFC 3339 time in the stored form (UTC, microseconds).
 pub fn parse_time(value: Option<&str>) -> Result<Option<String>, chrono::ParseError> {
@@ -69,37 +55,34 @@ pub struct AuditEntry {
     pub request_id: Option<String>,
 }
 
-impl AuditEntry {
-    fn from_row(r: &AnyRow) -> Result<AuditEntry, sqlx::Error> {
-        let time: String = r.try_get("recorded_at")?;
-        let changes: Option<String> = r.try_get("changes")?;
-        let changes = match changes {
-            Some(text) => serde_json::from_str(&text).map_err(|e| sqlx::Error::ColumnDecode {
-                index: "changes".into(),
-                source: Box::new(e),
-            })?,
-            None => Vec::new(),
-        };
-        Ok(AuditEntry {
-            position: r.try_get("position")?,
-            chain_seq: r.try_get("chain_seq")?,
-            time: DateTime::parse_from_rfc3339(&time)
-                .map(|t| stored_time(t.with_timezone(&Utc)))
-                .unwrap_or(time),
-            workspace_id: r.try_get("workspace_id")?,
-            integration_id: r.try_get("integration_id")?,
-            aggregate_type: r.try_get("aggregate_type")?,
-            aggregate_id: r.try_get("aggregate_id")?,
-            actor: r.try_get("actor")?,
-            correlation_id: r.try_get("correlation_id")?,
-            causation_id: r.try_get("causation_id")?,
-            action: r.try_get("action")?,
-            summary: r.try_get("summary")?,
-            changes,
-            prev_hash: r.try_get("prev_hash")?,
-            hash: r.try_get("hash")?,
-            request_id: r.try_get("request_id")?,
-        })
+impl From<AuditRow> for AuditEntry {
+    fn from(r: AuditRow) -> Self {
+        AuditEntry {
+            position: r.position,
+            chain_seq: r.chain_seq,
+            time: r.time,
+            workspace_id: r.workspace_id,
+            integration_id: r.integration_id,
+            aggregate_type: r.aggregate_type,
+            aggregate_id: r.aggregate_id,
+            actor: r.actor,
+            correlation_id: r.correlation_id,
+            causation_id: r.causation_id,
+            action: r.action,
+            summary: r.summary,
+            changes: r
+                .changes
+                .into_iter()
+                .map(|c| FieldChangeView {
+                    field: c.field,
+                    before: c.before,
+                    after: c.after,
+                })
+                .collect(),
+            prev_hash: r.prev_hash,
+            hash: r.hash,
+            request_id: r.request_id,
+        }
     }
 }
 
@@ -110,39 +93,9 @@ pub async fn page(
     after: i64,
     until: i64,
     limit: i64,
-) -> Result<Vec<AuditEntry>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT * FROM audit_log
-          WHERE workspace_id = $1 AND chain_seq > $2 AND chain_seq <= $3
-            AND ($4 IS NULL OR integration_id = $4)
-            AND ($5 IS NULL OR actor = $5)
-            AND ($6 IS NULL OR action = $6)
-            AND ($7 IS NULL OR recorded_at >= $7)
-            AND ($8 IS NULL OR recorded_at < $8)
-          ORDER BY chain_seq LIMIT $9",
-    )
-    .bind(&f.workspace_id)
-    .bind(after)
-    .bind(until)
-    .bind(f.integration.clone())
-    .bind(f.actor.clone())
-    .bind(f.action.clone())
-    .bind(f.from.clone())
-    .bind(f.to.clone())
-    .bind(limit)
-    .fetch_all(pool)
-    .await?;
-    rows.iter().map(AuditEntry::from_row).collect()
-}
-
-/// The last place in the workspace's chain (0 when it is empty).
-async fn head(pool: &sqlx::AnyPool, workspace_id: &str) -> Result<i64, sqlx::Error> {
-    let seq: Option<i64> =
-        sqlx::query_scalar("SELECT MAX(chain_seq) FROM audit_log WHERE workspace_id = $1")
-            .bind(workspace_id)
-            .fetch_one(pool)
-            .await?;
-    Ok(seq.unwrap_or(0))
+) -> Result<Vec<AuditEntry>, syncledger_projections::ProjectionError> {
+    let rows = Query(pool).page(f, after, until, limit).await?;
+    Ok(rows.into_iter().map(AuditEntry::from).collect())
 }
 
 #[derive(
@@ -198,7 +151,7 @@ pub const CSV_COLUMNS: [&str; 16] = [
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
     #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(#[from] syncledger_projections::ProjectionError),
     #[error("encoding an entry: {0}")]
     Json(#[from] serde_json::Error),
     #[error("encoding a CSV line: {0}")]
@@ -227,8 +180,8 @@ impl Export {
         pool: sqlx::AnyPool,
         filter: Filter,
         format: Format,
-    ) -> Result<Export, sqlx::Error> {
-        let until = head(&pool, &filter.workspace_id).await?;
+    ) -> Result<Export, syncledger_projections::ProjectionError> {
+        let until = Query(&pool).head(&filter.workspace_id).await?;
         Ok(Export {
             pool,
             filter,

@@ -11,7 +11,9 @@ use syncledger_store::{Cqrs, Store};
 use syncledger_vault::Vault;
 
 use crate::freshness::ReadYourWrites;
+use crate::workers::Dispatcher;
 use crate::{Connections, SyncRuns};
+use syncledger_crm::hubspot::replay::ReplayCache;
 
 /// The use cases' shared parts. Cheap to clone.
 #[derive(Clone)]
@@ -28,6 +30,10 @@ pub struct Parts {
     pub connections: Connections,
     pub runs: SyncRuns,
     pub fresh: ReadYourWrites,
+    /// Where started runs go to be executed.
+    pub dispatcher: Arc<dyn Dispatcher>,
+    /// HubSpot webhook deliveries accepted in the last five minutes (this process).
+    pub webhook_replays: ReplayCache,
 }
 
 impl std::ops::Deref for Engine {
@@ -44,6 +50,7 @@ impl Engine {
         connections: Connections,
         runs: SyncRuns,
         fresh: ReadYourWrites,
+        dispatcher: Arc<dyn Dispatcher>,
     ) -> Self {
         Engine(Arc::new(Parts {
             workspaces: store.cqrs(),
@@ -54,6 +61,8 @@ impl Engine {
             connections,
             runs,
             fresh,
+            dispatcher,
+            webhook_replays: ReplayCache::default(),
         }))
     }
 }

@@ -68,6 +68,9 @@ pub enum EngineError {
     /// Another writer changed the resource between its read and this write.
     #[error("the resource was changed concurrently; retry the request")]
     Concurrent,
+    /// The caller could not be authenticated (`code`: e.g. `invalid_signature`).
+    #[error("{message}")]
+    Unauthenticated { code: &'static str, message: String },
     /// Try again shortly (`code`: e.g. `busy`, `read_model_behind`).
     #[error("{message}")]
     Unavailable { code: &'static str, message: String },

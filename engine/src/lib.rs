@@ -28,6 +28,7 @@ pub mod runs;
 pub mod scheduler;
 pub mod session;
 pub mod transform;
+pub mod webhooks;
 pub mod workers;
 pub mod workspaces;
 

@@ -19,6 +19,7 @@ use syncledger_domain::{
 use syncledger_store::{Position, Store, StoredEvent};
 
 mod changes;
+pub mod query;
 mod runs;
 
 pub struct AuditLog;

@@ -1,0 +1,128 @@
+//! Typed reads of the `audit_log` read model: filtered keyset pages in chain order, and
+//! the head of a workspace's chain.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use syncledger_domain::audit::FieldChange;
+
+use crate::ProjectionError;
+
+/// Which rows of one workspace's trail. Times are fixed-width RFC 3339 UTC text, the
+/// form they are stored in, so text order is time order.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub workspace_id: String,
+    pub integration: Option<String>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    /// Inclusive.
+    pub from: Option<String>,
+    /// Exclusive.
+    pub to: Option<String>,
+}
+
+/// One entry of the trail as stored.
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    pub position: i64,
+    pub chain_seq: i64,
+    /// When it was recorded (RFC 3339, microseconds, UTC).
+    pub time: String,
+    pub workspace_id: String,
+    pub integration_id: Option<String>,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub actor: String,
+    pub correlation_id: String,
+    pub causation_id: Option<String>,
+    pub action: String,
+    pub summary: String,
+    pub changes: Vec<FieldChange>,
+    pub prev_hash: String,
+    pub hash: String,
+    pub request_id: Option<String>,
+}
+
+impl AuditRow {
+    fn read(r: &AnyRow) -> Result<AuditRow, ProjectionError> {
+        let time: String = r.try_get("recorded_at")?;
+        let changes: Option<String> = r.try_get("changes")?;
+        let changes = match changes {
+            Some(text) => {
+                serde_json::from_str(&text).map_err(|_| ProjectionError::Corrupt(super::TABLE))?
+            }
+            None => Vec::new(),
+        };
+        Ok(AuditRow {
+            position: r.try_get("position")?,
+            chain_seq: r.try_get("chain_seq")?,
+            time: DateTime::parse_from_rfc3339(&time)
+                .map(|t| {
+                    t.with_timezone(&Utc)
+                        .to_rfc3339_opts(SecondsFormat::Micros, true)
+                })
+                .unwrap_or(time),
+            workspace_id: r.try_get("workspace_id")?,
+            integration_id: r.try_get("integration_id")?,
+            aggregate_type: r.try_get("aggregate_type")?,
+            aggregate_id: r.try_get("aggregate_id")?,
+            actor: r.try_get("actor")?,
+            correlation_id: r.try_get("correlation_id")?,
+            causation_id: r.try_get("causation_id")?,
+            action: r.try_get("action")?,
+            summary: r.try_get("summary")?,
+            changes,
+            prev_hash: r.try_get("prev_hash")?,
+            hash: r.try_get("hash")?,
+            request_id: r.try_get("request_id")?,
+        })
+    }
+}
+
+pub struct Query<'a>(pub &'a sqlx::AnyPool);
+
+impl Query<'_> {
+    /// Up to `limit` entries matching `f` with `after < chain_seq <= until`, in chain
+    /// order.
+    pub async fn page(
+        &self,
+        f: &Filter,
+        after: i64,
+        until: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditRow>, ProjectionError> {
+        let rows = sqlx::query(
+            "SELECT * FROM audit_log
+              WHERE workspace_id = $1 AND chain_seq > $2 AND chain_seq <= $3
+                AND ($4 IS NULL OR integration_id = $4)
+                AND ($5 IS NULL OR actor = $5)
+                AND ($6 IS NULL OR action = $6)
+                AND ($7 IS NULL OR recorded_at >= $7)
+                AND ($8 IS NULL OR recorded_at < $8)
+              ORDER BY chain_seq LIMIT $9",
+        )
+        .bind(&f.workspace_id)
+        .bind(after)
+        .bind(until)
+        .bind(f.integration.clone())
+        .bind(f.actor.clone())
+        .bind(f.action.clone())
+        .bind(f.from.clone())
+        .bind(f.to.clone())
+        .bind(limit)
+        .fetch_all(self.0)
+        .await?;
+        rows.iter().map(AuditRow::read).collect()
+    }
+
+    /// The last chain sequence of the workspace's trail (0 when it is empty).
+    pub async fn head(&self, workspace_id: &str) -> Result<i64, ProjectionError> {
+        let seq: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(chain_seq) FROM audit_log WHERE workspace_id = $1")
+                .bind(workspace_id)
+                .fetch_one(self.0)
+                .await?;
+        Ok(seq.unwrap_or(0))
+    }
+}
