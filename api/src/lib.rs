@@ -1,4 +1,10 @@
 //! syncledger's HTTP API, CLI and process wiring.
+//!
+//! Lives here: a thin shell. A route handler extracts its input, checks the caller's
+//! role, makes one call into `syncledger-engine` and maps the result to JSON and a status
+//! (`error.rs` maps every `EngineError`). The CLI parses arguments and calls the same use
+//! cases. Must not: SQL, provider names or business rules in `routes/`, or imports of the
+//! store, vault or CRM adapters from `routes/`.
 
 pub mod app;
 pub mod auth;

@@ -3,9 +3,14 @@
 //! Nothing here performs IO. Whatever a decision needs from the outside world
 //! (the current time, fresh ids, ciphertext) is put into the command by the caller.
 //! The event store adapter turns these aggregates into cqrs-es aggregates.
+//!
+//! Lives here: every rule that needs no IO (transitions, merges, plans, the provider
+//! catalogue's facts, rollback plans, audit hashing). Must not: tokio, sqlx, reqwest,
+//! axum or cqrs-es, reading the clock, or anything another crate of syncledger defines.
 
 pub mod aggregate;
 pub mod audit;
+pub mod entity;
 pub mod integration;
 pub mod merge;
 pub mod outbound;

@@ -1,6 +1,6 @@
 //! The provider catalogue: which CRMs syncledger knows and how they are reached.
 
-use crate::sync_config::Entity;
+use crate::entity::Entity;
 use serde::Serialize;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -580,8 +580,8 @@ pub enum RecordCommand {
         actor: String,
         at: DateTime<Utc>,
     },
-    /// Reverse what a run did to this record (see [`crate::rollback`]).
-    RollBack(crate::rollback::Compensation),
+    /// Reverse what a run did to this record (the rollback plan computes it).
+    RollBack(Compensation),
     /// An admin settles fields a rollback left diverged with `integration_id` (all of
     /// them with `fields: None`): `keep: App` owes the app's values to the CRM, `keep:
     /// Crm` gives the app the CRM's.
@@ -1421,6 +1421,41 @@ impl Aggregate for Record {
                 link.push_error = None;
             }
         }
+    }
+}
+
+/// The compensation for one record: what a rollback writes (planned by the rollback
+/// module).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compensation {
+    pub run_id: String,
+    pub reverts_run_id: String,
+    pub reverses: Vec<i64>,
+    pub fields: BTreeMap<String, Option<FieldValue>>,
+    pub links: BTreeMap<String, Option<Link>>,
+    pub archived: Option<bool>,
+    pub at: DateTime<Utc>,
+}
+
+impl Compensation {
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty() && self.links.is_empty() && self.archived.is_none()
+    }
+
+    /// The compensating event, or none when there is nothing to change.
+    pub fn into_event(self) -> Option<RecordEvent> {
+        if self.is_empty() {
+            return None;
+        }
+        Some(RecordEvent::RolledBack {
+            run_id: self.run_id,
+            reverts_run_id: self.reverts_run_id,
+            reverses: self.reverses,
+            fields: self.fields,
+            links: self.links,
+            archived: self.archived,
+            at: self.at,
+        })
     }
 }
 

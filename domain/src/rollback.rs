@@ -37,7 +37,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::merge::Fields;
-use crate::record::{FieldValue, Link, Record, RecordEvent};
+pub use crate::record::Compensation;
+use crate::record::{Link, Record};
 
 /// A field the rollback sets back.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,40 +71,6 @@ pub struct CrmRestore {
     /// written back (their base).
     #[serde(default, skip_serializing_if = "Fields::is_empty")]
     pub fields: Fields,
-}
-
-/// The compensation for one record: what the rollback writes.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Compensation {
-    pub run_id: String,
-    pub reverts_run_id: String,
-    pub reverses: Vec<i64>,
-    pub fields: BTreeMap<String, Option<FieldValue>>,
-    pub links: BTreeMap<String, Option<Link>>,
-    pub archived: Option<bool>,
-    pub at: DateTime<Utc>,
-}
-
-impl Compensation {
-    pub fn is_empty(&self) -> bool {
-        self.fields.is_empty() && self.links.is_empty() && self.archived.is_none()
-    }
-
-    /// The compensating event, or none when there is nothing to change.
-    pub fn into_event(self) -> Option<RecordEvent> {
-        if self.is_empty() {
-            return None;
-        }
-        Some(RecordEvent::RolledBack {
-            run_id: self.run_id,
-            reverts_run_id: self.reverts_run_id,
-            reverses: self.reverses,
-            fields: self.fields,
-            links: self.links,
-            archived: self.archived,
-            at: self.at,
-        })
-    }
 }
 
 /// A field the rollback leaves diverged on one link.

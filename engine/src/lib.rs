@@ -1,5 +1,14 @@
 //! The sync use cases, between the HTTP API (or a worker) and the adapters.
 //!
+//! Lives here: every use case, one module per resource, reached through [`Engine`]:
+//! [`workspaces`] (and tokens; owns `api_tokens`), [`integrations`] (create with the
+//! plan slot, config, credentials, disconnect), [`oauth`] (connect, callback, test, field
+//! catalogue; owns `oauth_states`), [`conflicts`] (decisions and rules), [`records`],
+//! [`mappings`], [`runs`] (start, cancel, retry, execute, roll back), [`run_list`],
+//! [`divergence`], [`webhooks`]; plus [`freshness`] (read-your-writes) and [`scheduler`].
+//! Must not: HTTP (status codes, headers, axum), HTML, or SQL against a read model
+//! (ask `syncledger-projections`).
+//!
 //! [`Connections`] turns an integration into a working provider session: the right
 //! adapter for its provider (pointed at its base URL override), its credentials
 //! opened from the vault, refreshed before they expire and after a 401, with one

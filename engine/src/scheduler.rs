@@ -4,9 +4,9 @@
 //! schedule changed. A due integration with a run already active is simply skipped: its
 //! next period starts when that run began.
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use sqlx::Row;
+use chrono::{DateTime, Utc};
 use syncledger_domain::sync_run::{RunKind, Trigger};
+use syncledger_projections::integration_status;
 use syncledger_store::Metadata;
 
 use crate::runs::RunError;
@@ -15,19 +15,9 @@ use crate::{EngineError, SyncRuns};
 
 /// Integrations due at `now`: (integration id, workspace id).
 async fn due(runs: &SyncRuns, now: DateTime<Utc>) -> Result<Vec<(String, String)>, EngineError> {
-    let rows = sqlx::query(
-        "SELECT id, workspace_id FROM integration_status
-          WHERE status = 'connected' AND next_sync_at IS NOT NULL AND next_sync_at <= $1
-          ORDER BY next_sync_at",
-    )
-    .bind(now.to_rfc3339_opts(SecondsFormat::Micros, true))
-    .fetch_all(&runs.store().any)
-    .await
-    .map_err(|e| EngineError::Store(e.to_string()))?;
-    rows.iter()
-        .map(|r| Ok((r.try_get("id")?, r.try_get("workspace_id")?)))
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(|e| EngineError::Store(e.to_string()))
+    Ok(integration_status::Query(&runs.store().any)
+        .due(now)
+        .await?)
 }
 
 /// Starts the runs due at `now`; returns their ids.
@@ -92,14 +82,9 @@ async fn workspace_of(
     runs: &SyncRuns,
     integration_id: &str,
 ) -> Result<Option<String>, EngineError> {
-    sqlx::query("SELECT workspace_id FROM integration_status WHERE id = $1")
-        .bind(integration_id)
-        .fetch_optional(&runs.store().any)
-        .await
-        .map_err(|e| EngineError::Store(e.to_string()))?
-        .map(|r| r.try_get("workspace_id"))
-        .transpose()
-        .map_err(|e| EngineError::Store(e.to_string()))
+    Ok(integration_status::Query(&runs.store().any)
+        .workspace_of(integration_id)
+        .await?)
 }
 
 /// Ticks every `every` until `shutdown` turns true.

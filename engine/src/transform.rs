@@ -181,7 +181,7 @@ impl Expression {
             Val::Str(s) if s.len() > MAX_RESULT => return Err(TransformError::ResultTooLarge),
             Val::List(_) => return Err(TransformError::WrongType("list")),
             Val::Map(_) | Val::Record => return Err(TransformError::WrongType("map")),
-            other => eval::text(&other).unwrap_or_default(),
+            other => value::text(&other).unwrap_or_default(),
         };
         if text.len() > MAX_RESULT {
             return Err(TransformError::ResultTooLarge);

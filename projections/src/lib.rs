@@ -5,6 +5,11 @@
 //! every event takes effect exactly once across crashes and restarts. [`rebuild`] replays a
 //! projection from position zero into fresh tables and swaps them in; [`replay`] builds one
 //! as it was at a past instant into a separate database.
+//!
+//! Lives here: every read model's tables, the code that writes them, and their typed
+//! reads (`Query` in each module: `integration_status`, `records`, `conflicts`,
+//! `sync_runs`, `audit::query`). Nothing outside this crate writes SQL against a read
+//! model. Must not: decide anything a command decides, or call a provider.
 
 pub mod audit;
 pub mod checkpoint;

@@ -1,4 +1,5 @@
-//! The committed-event bus.
+//! The committed-event bus. Lives here: carrying committed events to subscribers.
+//! Must not: decide anything about them (that is the engine's and the projections').
 //!
 //! Events reach the bus only after they are committed: every producer here reads the
 //! global-order [`Feed`](syncledger_store::Feed), never the command path, so a subscriber

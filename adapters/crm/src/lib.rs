@@ -4,6 +4,9 @@
 //! field catalogue, full and incremental pulls, batched pushes and deletions.
 //! Every adapter sends its requests through [`http::Executor`], which paces,
 //! retries and classifies failures the same way for all providers.
+//!
+//! Lives here: each provider's wire protocol. Must not: the event store, sync decisions
+//! (which record wins, what to push) or the HTTP API's types; those are the engine's.
 
 pub mod adapter;
 pub mod catalogue;

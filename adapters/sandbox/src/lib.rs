@@ -4,6 +4,9 @@
 //! configured seed and serves the HubSpot wire protocol until `shutdown`. A control API
 //! under `/_sandbox/` lets a test edit records, expire tokens, change rate limits and
 //! inject faults.
+//!
+//! Lives here: faithful fakes of providers' APIs, for tests and `syncledger sandbox`.
+//! Must not: depend on syncledger's own crates, so it cannot agree with a bug by sharing it.
 
 mod batch;
 mod control;

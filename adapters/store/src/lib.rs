@@ -4,6 +4,11 @@
 //! read back in global commit order through the [`feed`]. Read models, tokens, data keys and
 //! checkpoints live in the same database and are reached through an `sqlx::AnyPool`, with
 //! SQL written once for both dialects (TEXT and BIGINT columns, `$N` placeholders).
+//!
+//! Lives here: the event log (append, load, feed, point-in-time reads) and migrations.
+//! Must not: SQL against a read model (that is `syncledger-projections`), or the tables an
+//! engine module or adapter owns (`api_tokens` and `oauth_states`: the engine's
+//! `workspaces` and `oauth`; `data_keys`: the vault).
 
 pub mod append;
 pub mod config;

@@ -9,6 +9,9 @@
 //!
 //! No key material or plaintext is ever included in an error message or in
 //! `Debug` output.
+//!
+//! Lives here: keys, sealing and the `data_keys` table. Must not: know what it seals
+//! (credential formats are the engine's `credentials`).
 
 mod cipher;
 mod error;

@@ -5,7 +5,7 @@
 use crate::auth::{Admin, Caller, READERS};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Body;
-use crate::routes::integrations::owned;
+
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -40,7 +40,11 @@ pub async fn list(
     Path(id): Path<String>,
 ) -> ApiResult<Json<DivergedList>> {
     caller.require(READERS)?;
-    owned(&state, &caller.workspace_id, &id).await?;
+    state
+        .engine
+        .integrations()
+        .owned(&caller.workspace_id, &id)
+        .await?;
     let records = divergence::list(&state.store, &caller.workspace_id, &id).await?;
     Ok(Json(DivergedList { records }))
 }
@@ -82,7 +86,11 @@ pub async fn settle(
     Path(id): Path<String>,
     Body(req): Body<SettleRequest>,
 ) -> ApiResult<Json<SettleResult>> {
-    owned(&state, &caller.workspace_id, &id).await?;
+    state
+        .engine
+        .integrations()
+        .owned(&caller.workspace_id, &id)
+        .await?;
     let keep = match req.keep {
         Keep::App => Side::App,
         Keep::Crm => Side::Crm,

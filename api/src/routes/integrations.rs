@@ -213,12 +213,3 @@ pub async fn credentials(
         .await?;
     Ok(Json(set.into()))
 }
-
-/// The aggregate, if it exists and belongs to the workspace (else 404).
-pub(crate) async fn owned(
-    state: &AppState,
-    workspace_id: &str,
-    id: &str,
-) -> ApiResult<syncledger_domain::Integration> {
-    Ok(state.engine.integrations().owned(workspace_id, id).await?)
-}

@@ -7,7 +7,7 @@ use crate::auth::{Caller, Writer, ADMINS, READERS, WRITERS};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, List, Page, Query};
-use crate::routes::integrations::owned;
+
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -286,7 +286,11 @@ pub async fn start(
 ) -> ApiResult<(StatusCode, Json<RunView>)> {
     let kind = parse_kind(req.kind.as_deref())?;
     let options = req.options()?;
-    owned(&state, &caller.workspace_id, &id).await?;
+    state
+        .engine
+        .integrations()
+        .owned(&caller.workspace_id, &id)
+        .await?;
     let run_id = state
         .runs
         .trigger_with(&id, kind, Trigger::Manual, options, &caller.metadata())

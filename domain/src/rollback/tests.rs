@@ -1,6 +1,6 @@
 use super::*;
 use crate::aggregate::Aggregate;
-use crate::record::Source;
+use crate::record::{FieldValue, Source};
 use crate::Entity;
 use proptest::prelude::*;
 

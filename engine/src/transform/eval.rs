@@ -9,17 +9,13 @@ use std::sync::Arc;
 use super::ast::Node;
 use super::budget::Budget;
 use super::strings;
-use super::value::Val;
+use super::value::{runtime, text, Val};
 use super::{Fields, TransformError};
 
 /// What the variables stand for during one evaluation.
 pub struct Scope<'a> {
     pub value: Val,
     pub record: &'a Fields,
-}
-
-pub fn runtime(message: impl Into<String>) -> TransformError {
-    TransformError::Runtime(message.into())
 }
 
 fn no_overload(name: &str, args: &[Val]) -> TransformError {
@@ -379,19 +375,6 @@ fn size(v: &Val, scope: &Scope<'_>) -> Result<Val, TransformError> {
         other => return Err(no_overload("size", std::slice::from_ref(other))),
     };
     Ok(Val::Int(i64::try_from(n).unwrap_or(i64::MAX)))
-}
-
-/// The text of a scalar, as `string(v)` and `format('%s')` give it.
-pub fn text(v: &Val) -> Option<String> {
-    Some(match v {
-        Val::Null => "null".into(),
-        Val::Bool(b) => b.to_string(),
-        Val::Int(i) => i.to_string(),
-        Val::UInt(u) => u.to_string(),
-        Val::Double(d) => d.to_string(),
-        Val::Str(s) => s.to_string(),
-        _ => return None,
-    })
 }
 
 #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]

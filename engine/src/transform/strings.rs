@@ -5,8 +5,7 @@
 use std::sync::Arc;
 
 use super::budget::Budget;
-use super::eval::{runtime, text};
-use super::value::Val;
+use super::value::{runtime, text, Val};
 use super::TransformError;
 
 /// The largest compiled regular expression `matches` accepts, in bytes.

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use super::TransformError;
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Val {
     Null,
@@ -35,4 +37,22 @@ impl Val {
     pub fn str(text: &str) -> Val {
         Val::Str(Arc::from(text))
     }
+}
+
+/// A runtime failure of an expression, with its message.
+pub fn runtime(message: impl Into<String>) -> TransformError {
+    TransformError::Runtime(message.into())
+}
+
+/// The text of a scalar, as `string(v)` and `format('%s')` give it.
+pub fn text(v: &Val) -> Option<String> {
+    Some(match v {
+        Val::Null => "null".into(),
+        Val::Bool(b) => b.to_string(),
+        Val::Int(i) => i.to_string(),
+        Val::UInt(u) => u.to_string(),
+        Val::Double(d) => d.to_string(),
+        Val::Str(s) => s.to_string(),
+        _ => return None,
+    })
 }
