@@ -11,13 +11,13 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use sqlx::{AnyPool, Row};
 use syncledger_domain::merge::Fields;
 use syncledger_domain::record::{Record, RecordEvent};
 use syncledger_domain::rollback::{
     self, ChangedSince, CrmAccess, CrmRestore, Diverging, FieldRestore, Pushed, RecordPlan,
 };
 use syncledger_domain::{Aggregate, Entity};
+use syncledger_store::written::Writer;
 use syncledger_store::Store;
 
 use crate::EngineError;
@@ -54,73 +54,17 @@ fn store_err(e: sqlx::Error) -> EngineError {
     EngineError::Store(e.to_string())
 }
 
-/// How the events a run wrote are told apart.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Marked {
-    /// Under the run's id as correlation id.
-    Correlated,
-    /// A run written before runs always correlated by their id: also by the run id in a
-    /// record event's payload, for events between the run's first and last event.
-    Span { first: i64, last: i64 },
-}
-
-/// SQL for the text at `key` of the JSON in `column`, per backend.
-fn json_text(store: &Store, column: &str, key: &str) -> String {
-    if store.is_postgres() {
-        format!("{column}->>'{key}'")
-    } else {
-        format!("json_extract({column}, '$.{key}')")
-    }
-}
-
-/// How `run_id`'s events are marked, told by its own first event's correlation id.
-async fn marked(store: &Store, run_id: &str) -> Result<Marked, EngineError> {
-    let sql = format!(
-        "SELECT {} AS correlation, global_position AS first,
-                (SELECT MAX(global_position) FROM events
-                  WHERE aggregate_type = $1 AND aggregate_id = $2) AS last
-           FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
-          ORDER BY sequence LIMIT 1",
-        json_text(store, "metadata", "correlation_id")
-    );
-    let row = sqlx::query(&sql)
-        .bind(syncledger_domain::sync_run::SyncRun::TYPE)
-        .bind(run_id)
-        .fetch_optional(&store.any)
+/// The run as a writer of the log: its id, workspace and how its events are marked.
+async fn writer<'s>(store: &Store, scope: &'s Scope) -> Result<Writer<'s>, EngineError> {
+    let marked = store
+        .marking(syncledger_domain::sync_run::SyncRun::TYPE, &scope.run_id)
         .await
         .map_err(store_err)?;
-    let Some(row) = row else {
-        return Ok(Marked::Correlated);
-    };
-    let correlation: Option<String> = row.try_get("correlation").map_err(store_err)?;
-    if correlation.as_deref() == Some(run_id) {
-        return Ok(Marked::Correlated);
-    }
-    Ok(Marked::Span {
-        first: row.try_get("first").map_err(store_err)?,
-        last: row.try_get("last").map_err(store_err)?,
+    Ok(Writer {
+        id: &scope.run_id,
+        workspace_id: &scope.workspace_id,
+        marked,
     })
-}
-
-/// SQL for "this event was written by run `$n` of workspace `$n+1`", per marking.
-fn written_by(store: &Store, param: usize, marked: Marked) -> String {
-    let correlated = format!(
-        "{} = ${} AND {} = ${param}",
-        json_text(store, "metadata", "workspace_id"),
-        param + 1,
-        json_text(store, "metadata", "correlation_id")
-    );
-    let correlated = format!("({correlated})");
-    match marked {
-        Marked::Correlated => correlated,
-        Marked::Span { first, last } => format!(
-            "({correlated} OR (global_position BETWEEN {first} AND {last} AND {} = ${param}
-                AND {} = ${}))",
-            json_text(store, "payload", "run_id"),
-            json_text(store, "metadata", "workspace_id"),
-            param + 1
-        ),
-    }
 }
 
 /// Up to `limit` ids of records the run wrote events to, after `after`, in id order;
@@ -132,30 +76,17 @@ pub async fn touched(
     after: &str,
     limit: usize,
 ) -> Result<Vec<String>, EngineError> {
-    let of_entity = match entity {
-        None => String::new(),
-        Some(_) => format!(
-            "AND EXISTS (SELECT 1 FROM events f WHERE f.aggregate_type = 'record'
-                 AND f.aggregate_id = events.aggregate_id AND f.sequence = 1
-                 AND {} = $5)",
-            json_text(store, "f.payload", "entity")
-        ),
-    };
-    let sql = format!(
-        "SELECT DISTINCT aggregate_id FROM events
-          WHERE aggregate_type = 'record' AND {} AND aggregate_id > $3 {of_entity}
-          ORDER BY aggregate_id LIMIT $4",
-        written_by(store, 1, marked(store, &scope.run_id).await?)
-    );
-    let mut q = sqlx::query_scalar(&sql)
-        .bind(&scope.run_id)
-        .bind(&scope.workspace_id)
-        .bind(after)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX));
-    if let Some(e) = entity {
-        q = q.bind(e.as_str());
-    }
-    q.fetch_all(&store.any).await.map_err(store_err)
+    let writer = writer(store, scope).await?;
+    store
+        .written_to(
+            &writer,
+            Record::TYPE,
+            entity.map(|e| ("entity", e.as_str())),
+            after,
+            i64::try_from(limit).unwrap_or(i64::MAX),
+        )
+        .await
+        .map_err(store_err)
 }
 
 /// One stored record event.
@@ -166,39 +97,21 @@ struct Stored {
 }
 
 async fn events_of(
-    pool: &AnyPool,
+    store: &Store,
     scope: &Scope,
     ids: &[String],
 ) -> Result<BTreeMap<String, Vec<Stored>>, EngineError> {
     let mut out: BTreeMap<String, Vec<Stored>> = BTreeMap::new();
-    if ids.is_empty() {
-        return Ok(out);
-    }
-    let marks: Vec<String> = (2..ids.len() + 2).map(|i| format!("${i}")).collect();
-    let sql = format!(
-        "SELECT aggregate_id, sequence, CAST(payload AS TEXT) AS payload,
-                CAST(metadata AS TEXT) AS metadata
-           FROM events WHERE aggregate_type = $1 AND aggregate_id IN ({})
-          ORDER BY aggregate_id, sequence",
-        marks.join(", ")
-    );
-    let mut q = sqlx::query(&sql).bind(Record::TYPE);
-    for id in ids {
-        q = q.bind(id);
-    }
-    for row in q.fetch_all(pool).await.map_err(store_err)? {
-        let id: String = row.try_get("aggregate_id").map_err(store_err)?;
-        let payload: String = row.try_get("payload").map_err(store_err)?;
-        let metadata: String = row.try_get("metadata").map_err(store_err)?;
-        let payload: serde_json::Value =
-            serde_json::from_str(&payload).map_err(|_| EngineError::Corrupt("a record event"))?;
-        let metadata: serde_json::Value = serde_json::from_str(&metadata)
-            .map_err(|_| EngineError::Corrupt("a record event's metadata"))?;
-        let by_run = scope.wrote(&payload, &metadata);
-        let event: RecordEvent =
-            serde_json::from_value(payload).map_err(|_| EngineError::Corrupt("a record event"))?;
-        out.entry(id).or_default().push(Stored {
-            sequence: row.try_get("sequence").map_err(store_err)?,
+    for raw in store
+        .raw_events_of(Record::TYPE, ids)
+        .await
+        .map_err(store_err)?
+    {
+        let by_run = scope.wrote(&raw.payload, &raw.metadata);
+        let event: RecordEvent = serde_json::from_value(raw.payload)
+            .map_err(|_| EngineError::Corrupt("a record event"))?;
+        out.entry(raw.aggregate_id).or_default().push(Stored {
+            sequence: raw.sequence,
             event,
             by_run,
         });
@@ -230,7 +143,7 @@ pub async fn plan_records(
     ids: &[String],
     access: CrmAccess,
 ) -> Result<Vec<Planned>, EngineError> {
-    let events = events_of(&store.any, scope, ids).await?;
+    let events = events_of(store, scope, ids).await?;
     let mut out = Vec::with_capacity(events.len());
     for (record_id, events) in events {
         let reverses: Vec<i64> = events

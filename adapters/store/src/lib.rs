@@ -17,6 +17,7 @@ pub mod feed;
 pub mod files;
 pub mod history;
 pub mod meta;
+pub mod written;
 
 pub use config::{Backend, StoreConfig};
 pub use es::{CommandError, Cqrs};
