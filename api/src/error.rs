@@ -9,7 +9,7 @@ use syncledger_crm::CrmError;
 use syncledger_domain::record::RecordError;
 use syncledger_domain::{IntegrationError, WorkspaceError};
 use syncledger_engine::creation::CreationError;
-use syncledger_engine::EngineError;
+use syncledger_engine::{EngineError, RunError};
 use syncledger_store::CommandError;
 
 #[derive(Debug)]
@@ -218,6 +218,31 @@ where
                 "the resource was changed concurrently; retry the request",
             ),
             CommandError::Store(cause) => ApiError::internal(cause),
+        }
+    }
+}
+
+impl From<RunError> for ApiError {
+    fn from(e: RunError) -> Self {
+        match e {
+            RunError::IntegrationNotFound => ApiError::not_found("integration"),
+            RunError::RunNotFound => ApiError::not_found("sync run"),
+            RunError::Unusable(reason) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "integration_unusable", reason)
+            }
+            RunError::Active { run_id } => ApiError::new(
+                StatusCode::CONFLICT,
+                "run_active",
+                format!("sync run {run_id} is already active on this integration"),
+            ),
+            RunError::State(e) => {
+                ApiError::new(StatusCode::CONFLICT, "invalid_state", e.to_string())
+            }
+            RunError::NothingToRetry(m) => {
+                ApiError::new(StatusCode::CONFLICT, "nothing_to_retry", m)
+            }
+            RunError::Invalid(e) => ApiError::invalid_field(e.field, e.message),
+            RunError::Engine(e) => ApiError::from(e),
         }
     }
 }

@@ -146,3 +146,57 @@ pub async fn settle(
     }
     Ok(settled)
 }
+
+/// The diverged-fields use cases; see [`crate::Engine::diverged`].
+pub struct Diverged<'a>(&'a crate::Engine);
+
+impl crate::Engine {
+    pub fn diverged(&self) -> Diverged<'_> {
+        Diverged(self)
+    }
+}
+
+impl Diverged<'_> {
+    /// The integration's records with diverged fields.
+    pub async fn list(
+        &self,
+        workspace_id: &str,
+        integration_id: &str,
+    ) -> Result<Vec<DivergedRecord>, EngineError> {
+        self.0
+            .integrations()
+            .owned(workspace_id, integration_id)
+            .await?;
+        list(&self.0.store, workspace_id, integration_id).await
+    }
+
+    /// Keep one side of the diverged fields, of every record or of the named ones (at
+    /// least one; each must have diverged fields, else nothing is written).
+    pub async fn settle(
+        &self,
+        meta: &Metadata,
+        integration_id: &str,
+        keep: Side,
+        records: Option<Vec<String>>,
+    ) -> Result<Settled, EngineError> {
+        self.0
+            .integrations()
+            .owned(&meta.workspace_id, integration_id)
+            .await?;
+        if records.as_ref().is_some_and(Vec::is_empty) {
+            return Err(EngineError::invalid(
+                "record_ids",
+                "name at least one record, or leave it out to settle them all",
+            ));
+        }
+        settle(&self.0.store, integration_id, keep, records, meta)
+            .await
+            .map_err(|e| match e {
+                SettleError::NotDiverged(_) => EngineError::NotNow {
+                    code: "not_diverged",
+                    message: e.to_string(),
+                },
+                SettleError::Engine(e) => e,
+            })
+    }
+}

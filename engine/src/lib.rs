@@ -4,8 +4,8 @@
 //! [`workspaces`] (and tokens; owns `api_tokens`), [`integrations`] (create with the
 //! plan slot, config, credentials, disconnect), [`oauth`] (connect, callback, test, field
 //! catalogue; owns `oauth_states`), [`conflicts`] (decisions and rules), [`records`],
-//! [`mappings`], [`runs`] (start, cancel, retry, execute, roll back), [`run_list`],
-//! [`divergence`], [`webhooks`]; plus [`freshness`] (read-your-writes) and [`scheduler`].
+//! [`mappings`], [`run_control`] (runs on a person's behalf), [`runs`] (trigger and execute),
+//! [`divergence`], [`audit`], [`webhooks`]; plus [`freshness`] (read-your-writes) and [`scheduler`].
 //! Must not: HTTP (status codes, headers, axum), HTML, or SQL against a read model
 //! (ask `syncledger-projections`).
 //!
@@ -15,6 +15,7 @@
 //! refresh per credential generation however many workers ask at once.
 
 pub mod app;
+pub mod audit;
 pub mod conflicts;
 pub mod connector;
 pub mod crashpoint;
@@ -32,7 +33,7 @@ pub mod reapply;
 pub mod records;
 pub mod rollback;
 pub mod rules;
-pub mod run_list;
+pub mod run_control;
 pub mod runs;
 pub mod scheduler;
 pub mod session;

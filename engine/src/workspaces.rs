@@ -252,3 +252,47 @@ pub async fn revoke_token(
         .await?;
     Ok(())
 }
+
+/// The token use cases of one workspace; see [`crate::Engine::tokens`].
+pub struct Tokens<'a>(&'a crate::Engine);
+
+impl crate::Engine {
+    pub fn tokens(&self) -> Tokens<'_> {
+        Tokens(self)
+    }
+}
+
+impl Tokens<'_> {
+    /// Issue a token with a role in `meta`'s workspace; its secret is in the answer only.
+    pub async fn issue(
+        &self,
+        meta: &Metadata,
+        role: Role,
+        label: &str,
+    ) -> Result<IssuedToken, EngineError> {
+        issue_token(
+            &self.0.store,
+            &self.0.workspaces,
+            &meta.workspace_id,
+            role,
+            label,
+            meta,
+        )
+        .await
+    }
+
+    /// Up to `limit` of the workspace's tokens after id `after`, without secrets.
+    pub async fn list(
+        &self,
+        workspace_id: &str,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<TokenRow>, EngineError> {
+        list_tokens(&self.0.store.any, workspace_id, after, limit).await
+    }
+
+    /// Revoke a token of `meta`'s workspace.
+    pub async fn revoke(&self, meta: &Metadata, id: &str) -> Result<(), EngineError> {
+        revoke_token(&self.0.store, &self.0.workspaces, meta, id).await
+    }
+}

@@ -72,7 +72,8 @@ pub async fn list(
     };
     let times = (f.from.as_deref(), f.to.as_deref());
     let filter = filter(&caller, f.integration, f.actor, f.action, times)?;
-    let entries = trail::page(&state.store.any, &filter, after, i64::MAX, limit + 1).await?;
+    let rows = state.engine.audit().page(&filter, after, limit + 1).await?;
+    let entries = rows.into_iter().map(AuditEntry::from).collect();
     Ok(Json(List::page(entries, limit, |e| {
         e.chain_seq.to_string()
     })))
@@ -153,8 +154,7 @@ pub struct VerifyView {
     responses((status = 200, body = VerifyView), (status = 403, body = crate::error::ErrorBody)))]
 pub async fn verify(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<VerifyView>> {
     caller.require(AUDIT_READERS)?;
-    let report =
-        syncledger_projections::audit::verify(&state.store, Some(&caller.workspace_id)).await?;
+    let report = state.engine.audit().verify(&caller.workspace_id).await?;
     Ok(Json(VerifyView {
         ok: report.broken.is_none(),
         checked: report.checked,

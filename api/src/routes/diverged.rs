@@ -3,17 +3,15 @@
 //! `keep: crm` takes the CRM's). The rules live in `syncledger_engine::divergence`.
 
 use crate::auth::{Admin, Caller, READERS};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::Body;
-
 use crate::state::AppState;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use syncledger_domain::merge::Side;
-use syncledger_engine::divergence::{self, DivergedRecord, SettleError, Settled};
+use syncledger_engine::divergence::DivergedRecord;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/integrations/{id}/diverged", get(list).post(settle))
@@ -40,12 +38,11 @@ pub async fn list(
     Path(id): Path<String>,
 ) -> ApiResult<Json<DivergedList>> {
     caller.require(READERS)?;
-    state
+    let records = state
         .engine
-        .integrations()
-        .owned(&caller.workspace_id, &id)
+        .diverged()
+        .list(&caller.workspace_id, &id)
         .await?;
-    let records = divergence::list(&state.store, &caller.workspace_id, &id).await?;
     Ok(Json(DivergedList { records }))
 }
 
@@ -86,30 +83,15 @@ pub async fn settle(
     Path(id): Path<String>,
     Body(req): Body<SettleRequest>,
 ) -> ApiResult<Json<SettleResult>> {
-    state
-        .engine
-        .integrations()
-        .owned(&caller.workspace_id, &id)
-        .await?;
     let keep = match req.keep {
         Keep::App => Side::App,
         Keep::Crm => Side::Crm,
     };
-    if req.record_ids.as_ref().is_some_and(Vec::is_empty) {
-        return Err(ApiError::invalid_field(
-            "record_ids",
-            "name at least one record, or leave it out to settle them all",
-        ));
-    }
-    let settled: Settled =
-        divergence::settle(&state.store, &id, keep, req.record_ids, &caller.metadata())
-            .await
-            .map_err(|e| match e {
-                SettleError::NotDiverged(_) => {
-                    ApiError::new(StatusCode::CONFLICT, "not_diverged", e.to_string())
-                }
-                SettleError::Engine(e) => ApiError::from(e),
-            })?;
+    let settled = state
+        .engine
+        .diverged()
+        .settle(&caller.metadata(), &id, keep, req.record_ids)
+        .await?;
     Ok(Json(SettleResult {
         records: settled.records,
         fields: settled.fields,

@@ -5,7 +5,7 @@
 
 use crate::auth::{Caller, Writer, ADMINS, READERS, WRITERS};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{Body, List, Page, Query};
 
 use crate::state::AppState;
@@ -14,12 +14,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
-use syncledger_domain::sync_config::Direction;
-use syncledger_domain::sync_run::{RunKind, RunOptions, RunStats, SyncRun, Trigger};
-use syncledger_domain::Aggregate;
-use syncledger_engine::RunError;
-
-const PROJECTION: &str = "sync_runs";
+use syncledger_domain::sync_run::{RunStats, SyncRun};
+use syncledger_engine::run_control::StartRequest;
 /// Failed records shown with a run (all of them stay in its events).
 const MAX_FAILURES_SHOWN: usize = 100;
 
@@ -172,25 +168,6 @@ pub(crate) fn view(run: &SyncRun) -> RunView {
     }
 }
 
-fn run_error(e: RunError) -> ApiError {
-    match e {
-        RunError::IntegrationNotFound => ApiError::not_found("integration"),
-        RunError::RunNotFound => ApiError::not_found("sync run"),
-        RunError::Unusable(reason) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "integration_unusable", reason)
-        }
-        RunError::Active { run_id } => ApiError::new(
-            StatusCode::CONFLICT,
-            "run_active",
-            format!("sync run {run_id} is already active on this integration"),
-        ),
-        RunError::State(e) => ApiError::new(StatusCode::CONFLICT, "invalid_state", e.to_string()),
-        RunError::NothingToRetry(m) => ApiError::new(StatusCode::CONFLICT, "nothing_to_retry", m),
-        RunError::Invalid(e) => ApiError::invalid_field(e.field, e.message),
-        RunError::Engine(e) => ApiError::from(e),
-    }
-}
-
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartRun {
@@ -209,70 +186,6 @@ pub struct StartRun {
     pub import_historical: Option<bool>,
 }
 
-fn parse_direction(name: &str) -> ApiResult<Direction> {
-    match name {
-        "pull" => Ok(Direction::Pull),
-        "push" => Ok(Direction::Push),
-        "bidirectional" => Ok(Direction::Bidirectional),
-        other => Err(ApiError::invalid_field(
-            "direction",
-            format!("must be pull, push or bidirectional, not {other:?}"),
-        )),
-    }
-}
-
-impl StartRun {
-    /// The run's options as asked; whether the integration allows them is the use
-    /// case's decision.
-    fn options(&self) -> ApiResult<RunOptions> {
-        Ok(RunOptions {
-            entities: self
-                .entities
-                .as_ref()
-                .map(|names| {
-                    names
-                        .iter()
-                        .map(|n| crate::extract::entity("entities", Some(n)))
-                        .collect()
-                })
-                .transpose()?,
-            direction: self.direction.as_deref().map(parse_direction).transpose()?,
-            import_historical: self.import_historical.unwrap_or(true),
-        })
-    }
-}
-
-fn parse_kind(kind: Option<&str>) -> ApiResult<RunKind> {
-    match kind.unwrap_or("incremental") {
-        "full" => Ok(RunKind::Full),
-        "incremental" => Ok(RunKind::Incremental),
-        "push" => Ok(RunKind::Push),
-        other => Err(ApiError::invalid_field(
-            "kind",
-            format!("must be full, incremental or push, not {other:?}"),
-        )),
-    }
-}
-
-async fn owned_run(state: &AppState, workspace_id: &str, id: &str) -> ApiResult<SyncRun> {
-    match state.runs.load(id).await? {
-        Some(run) if run.workspace_id == workspace_id => Ok(run),
-        _ => Err(ApiError::not_found("sync run")),
-    }
-}
-
-/// Hands the run to a worker and answers with it as it is now.
-async fn started(
-    state: &AppState,
-    caller: &Caller,
-    run_id: &str,
-) -> ApiResult<(StatusCode, Json<RunView>)> {
-    state.dispatcher.dispatch(run_id).await?;
-    state.settle(PROJECTION, SyncRun::TYPE, run_id).await?;
-    let run = owned_run(state, &caller.workspace_id, run_id).await?;
-    Ok((StatusCode::CREATED, Json(view(&run))))
-}
-
 /// Start a sync run now.
 #[utoipa::path(post, path = "/v1/integrations/{id}/sync-runs", tag = "sync runs", security(("bearer" = [])),
     request_body = StartRun,
@@ -284,19 +197,18 @@ pub async fn start(
     Path(id): Path<String>,
     Body(req): Body<StartRun>,
 ) -> ApiResult<(StatusCode, Json<RunView>)> {
-    let kind = parse_kind(req.kind.as_deref())?;
-    let options = req.options()?;
-    state
+    let request = StartRequest {
+        kind: req.kind,
+        entities: req.entities,
+        direction: req.direction,
+        import_historical: req.import_historical,
+    };
+    let run = state
         .engine
-        .integrations()
-        .owned(&caller.workspace_id, &id)
+        .sync_runs()
+        .start(&caller.metadata(), &id, &request)
         .await?;
-    let run_id = state
-        .runs
-        .trigger_with(&id, kind, Trigger::Manual, options, &caller.metadata())
-        .await
-        .map_err(run_error)?;
-    started(&state, &caller, &run_id).await
+    Ok((StatusCode::CREATED, Json(view(&run))))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -327,7 +239,8 @@ pub async fn list(
     let before = page.cursor()?;
     let runs = state
         .engine
-        .list_runs(
+        .sync_runs()
+        .list(
             &caller.workspace_id,
             &id,
             q.status.as_deref(),
@@ -348,7 +261,11 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> ApiResult<Json<RunView>> {
     caller.require(READERS)?;
-    let run = owned_run(&state, &caller.workspace_id, &id).await?;
+    let run = state
+        .engine
+        .sync_runs()
+        .get(&caller.workspace_id, &id)
+        .await?;
     Ok(Json(view(&run)))
 }
 
@@ -362,14 +279,11 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> ApiResult<Json<RunView>> {
     caller.require(WRITERS)?;
-    owned_run(&state, &caller.workspace_id, &id).await?;
-    let meta = caller.metadata();
     let run = state
-        .runs
-        .cancel(&id, &meta.actor, &meta)
-        .await
-        .map_err(run_error)?;
-    state.settle(PROJECTION, SyncRun::TYPE, &id).await?;
+        .engine
+        .sync_runs()
+        .cancel(&caller.metadata(), &id)
+        .await?;
     Ok(Json(view(&run)))
 }
 
@@ -383,13 +297,12 @@ pub async fn retry(
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<RunView>)> {
     caller.require(WRITERS)?;
-    owned_run(&state, &caller.workspace_id, &id).await?;
-    let run_id = state
-        .runs
-        .retry(&id, Trigger::Manual, &caller.metadata())
-        .await
-        .map_err(run_error)?;
-    started(&state, &caller, &run_id).await
+    let run = state
+        .engine
+        .sync_runs()
+        .retry(&caller.metadata(), &id)
+        .await?;
+    Ok((StatusCode::CREATED, Json(view(&run))))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -417,21 +330,13 @@ pub async fn rollback(
     Query(q): Query<RollbackQuery>,
 ) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
+    let runs = state.engine.sync_runs();
     if q.dry_run == Some(true) {
         caller.require(WRITERS)?;
-        let preview = state
-            .runs
-            .preview_rollback(&id, &caller.metadata())
-            .await
-            .map_err(run_error)?;
+        let preview = runs.preview_rollback(&caller.metadata(), &id).await?;
         return Ok(Json(preview).into_response());
     }
     caller.require(ADMINS)?;
-    owned_run(&state, &caller.workspace_id, &id).await?;
-    let run_id = state
-        .runs
-        .rollback(&id, &caller.metadata())
-        .await
-        .map_err(run_error)?;
-    Ok(started(&state, &caller, &run_id).await?.into_response())
+    let run = runs.rollback(&caller.metadata(), &id).await?;
+    Ok((StatusCode::CREATED, Json(view(&run))).into_response())
 }

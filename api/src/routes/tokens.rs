@@ -8,7 +8,6 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use syncledger_domain::Role;
-use syncledger_engine::workspaces;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -40,15 +39,11 @@ pub async fn create(
     Admin(caller): Admin,
     Body(req): Body<NewTokenRequest>,
 ) -> ApiResult<(StatusCode, Json<TokenView>)> {
-    let t = workspaces::issue_token(
-        &state.store,
-        &state.workspaces,
-        &caller.workspace_id,
-        req.role,
-        &req.label,
-        &caller.metadata(),
-    )
-    .await?;
+    let t = state
+        .engine
+        .tokens()
+        .issue(&caller.metadata(), req.role, &req.label)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(TokenView {
@@ -75,8 +70,11 @@ pub async fn list(
     caller.require(ADMINS)?;
     let limit = page.limit()?;
     let after = page.cursor()?.unwrap_or_default();
-    let rows =
-        workspaces::list_tokens(&state.store.any, &caller.workspace_id, &after, limit + 1).await?;
+    let rows = state
+        .engine
+        .tokens()
+        .list(&caller.workspace_id, &after, limit + 1)
+        .await?;
     let views = rows
         .into_iter()
         .map(|r| TokenView {
@@ -102,6 +100,10 @@ pub async fn revoke(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     caller.require(ADMINS)?;
-    workspaces::revoke_token(&state.store, &state.workspaces, &caller.metadata(), &id).await?;
+    state
+        .engine
+        .tokens()
+        .revoke(&caller.metadata(), &id)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
