@@ -123,6 +123,19 @@ impl Page {
             })
             .transpose()
     }
+
+    /// A keyset cursor of two parts (`time|id`); both empty on the first page.
+    pub fn keyset(&self) -> Result<(String, String), ApiError> {
+        match self.cursor()? {
+            Some(c) => c
+                .split_once('|')
+                .map(|(t, i)| (t.to_owned(), i.to_owned()))
+                .ok_or_else(|| {
+                    ApiError::invalid_field("cursor", "is not a cursor this API issued")
+                }),
+            None => Ok((String::new(), String::new())),
+        }
+    }
 }
 
 pub fn encode_cursor(key: &str) -> String {
@@ -149,6 +162,14 @@ impl<T> List<T> {
         List {
             data: rows,
             next_cursor,
+        }
+    }
+
+    /// The same list with each item turned into another.
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> List<U> {
+        List {
+            data: self.data.into_iter().map(f).collect(),
+            next_cursor: self.next_cursor,
         }
     }
 }

@@ -170,35 +170,44 @@ impl Conflicts<'_> {
             Resolution::UseCrm => "use_crm",
             Resolution::Value(_) => "merged",
         };
-        let conflict = self.open(&meta.workspace_id, id).await?;
-        let command = RecordCommand::ResolveConflict {
-            integration_id: conflict.integration_id.clone(),
-            field: conflict.field.clone(),
+        let decision = |c: &ConflictRow| RecordCommand::ResolveConflict {
+            integration_id: c.integration_id.clone(),
+            field: c.field.clone(),
             resolution,
             actor: meta.actor.clone(),
             at: Utc::now(),
         };
-        self.0
-            .records
-            .execute(&conflict.record_id, command, meta)
-            .await?;
-        self.decided(meta, conflict, "resolved", kind).await
+        self.decide(meta, id, decision, ("resolved", kind)).await
     }
 
     /// Leave an open conflict as it is, for good.
     pub async fn ignore(&self, meta: &Metadata, id: &str) -> Result<ConflictRow, EngineError> {
-        let conflict = self.open(&meta.workspace_id, id).await?;
-        let command = RecordCommand::IgnoreConflict {
-            integration_id: conflict.integration_id.clone(),
-            field: conflict.field.clone(),
+        let decision = |c: &ConflictRow| RecordCommand::IgnoreConflict {
+            integration_id: c.integration_id.clone(),
+            field: c.field.clone(),
             actor: meta.actor.clone(),
             at: Utc::now(),
         };
+        self.decide(meta, id, decision, ("ignored", "ignored"))
+            .await
+    }
+
+    /// Put a person's decision on an open conflict to its record, and answer with the
+    /// conflict after it (`outcome`: the status and resolution it ends in).
+    async fn decide(
+        &self,
+        meta: &Metadata,
+        id: &str,
+        decision: impl FnOnce(&ConflictRow) -> RecordCommand,
+        (status, resolution): (&str, &str),
+    ) -> Result<ConflictRow, EngineError> {
+        let conflict = self.open(&meta.workspace_id, id).await?;
+        let command = decision(&conflict);
         self.0
             .records
             .execute(&conflict.record_id, command, meta)
             .await?;
-        self.decided(meta, conflict, "ignored", "ignored").await
+        self.decided(meta, conflict, status, resolution).await
     }
 
     /// The integration's "always use" rules, by field.

@@ -7,7 +7,7 @@
 
 use crate::auth::{Caller, Writer, READERS, WRITERS};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{encode_cursor, Body, List, Page, Query};
+use crate::extract::{Body, List, Page, Query};
 use crate::routes::records::FieldView;
 use crate::state::AppState;
 use axum::extract::{Path, State};
@@ -118,13 +118,7 @@ pub async fn list(
         cursor: q.cursor.clone(),
     };
     let limit = page.limit()?;
-    let (after_time, after_id) = match page.cursor()? {
-        Some(c) => c
-            .split_once('|')
-            .map(|(t, i)| (t.to_owned(), i.to_owned()))
-            .ok_or_else(|| ApiError::invalid_field("cursor", "is not a cursor this API issued"))?,
-        None => (String::new(), String::new()),
-    };
+    let (after_time, after_id) = page.keyset()?;
     let entity = q
         .entity
         .as_deref()
@@ -146,16 +140,8 @@ pub async fn list(
             limit + 1,
         )
         .await?;
-    let mut data: Vec<ConflictView> = rows.into_iter().map(ConflictView::from).collect();
-    let more = data.len() as i64 > limit;
-    data.truncate(usize::try_from(limit).unwrap_or(0));
-    let next_cursor = more
-        .then(|| {
-            data.last()
-                .map(|c| encode_cursor(&format!("{}|{}", c.detected_at, c.id)))
-        })
-        .flatten();
-    Ok(Json(List { data, next_cursor }))
+    let page = List::page(rows, limit, |c| format!("{}|{}", c.detected_at, c.id));
+    Ok(Json(page.map(ConflictView::from)))
 }
 
 /// One conflict, with the record's current value of its field.

@@ -245,13 +245,7 @@ pub async fn list(
         cursor: q.cursor.clone(),
     };
     let limit = page.limit()?;
-    let (after_time, after_id) = match page.cursor()? {
-        Some(c) => c
-            .split_once('|')
-            .map(|(t, i)| (t.to_owned(), i.to_owned()))
-            .ok_or_else(|| ApiError::invalid_field("cursor", "is not a cursor this API issued"))?,
-        None => (String::new(), String::new()),
-    };
+    let (after_time, after_id) = page.keyset()?;
     let updated_since = q
         .updated_since
         .as_deref()
@@ -272,7 +266,7 @@ pub async fn list(
         updated_since,
         include_archived: q.include_archived == Some(true),
     };
-    let mut rows = state
+    let rows = state
         .engine
         .records()
         .list(
@@ -282,18 +276,8 @@ pub async fn list(
             limit + 1,
         )
         .await?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(usize::try_from(limit).unwrap_or(0));
-    let next_cursor = more
-        .then(|| {
-            rows.last()
-                .map(|r| crate::extract::encode_cursor(&r.cursor))
-        })
-        .flatten();
-    Ok(Json(List {
-        data: rows.iter().map(|r| view(&r.id, &r.state)).collect(),
-        next_cursor,
-    }))
+    let page = List::page(rows, limit, |r| r.cursor.clone());
+    Ok(Json(page.map(|r| view(&r.id, &r.state))))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
