@@ -198,6 +198,8 @@ impl ResolveConflict {
     }
 }
 
+/// Resolve an open conflict: the record takes the chosen value, which is pushed to the
+/// CRM unless it already holds it.
 #[utoipa::path(post, path = "/v1/conflicts/{id}/resolve", tag = "conflicts", security(("bearer" = [])),
     request_body = ResolveConflict,
     responses((status = 200, body = ConflictView), (status = 400, body = crate::error::ErrorBody),
@@ -282,6 +284,7 @@ pub struct SetConflictRule {
     pub side: Side,
 }
 
+/// Always settle conflicts on `field` for one side. Answers every rule.
 #[utoipa::path(put, path = "/v1/integrations/{id}/conflict-rules/{field}", tag = "conflicts", security(("bearer" = [])),
     request_body = SetConflictRule,
     responses((status = 200, body = inline(List<ConflictRule>)), (status = 400, body = crate::error::ErrorBody),

@@ -23,6 +23,7 @@ use syncledger_domain::sync_run::SyncRun;
 use syncledger_domain::Entity;
 use syncledger_engine::mappings::{self, PreviewInput};
 
+/// One CRM field ↔ app field rule.
 #[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MappingBody {
@@ -82,6 +83,7 @@ impl From<mappings::EntityMappings> for EntityMappings {
     }
 }
 
+/// The effective mappings of every entity the integration syncs.
 #[utoipa::path(get, path = "/v1/integrations/{id}/mappings", tag = "mappings", security(("bearer" = [])),
     responses((status = 200, body = inline(List<EntityMappings>)), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn list(

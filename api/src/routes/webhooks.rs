@@ -13,6 +13,8 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// Receive a HubSpot webhook batch: 204 when the signature verifies, 401 otherwise,
+/// 409 for a delivery already accepted.
 #[utoipa::path(post, path = "/v1/webhooks/hubspot", tag = "webhooks",
     request_body(content = String, description = "A JSON array of HubSpot events", content_type = "application/json"),
     responses((status = 204), (status = 400, body = crate::error::ErrorBody),
