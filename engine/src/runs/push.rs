@@ -17,8 +17,9 @@ use syncledger_domain::OnAppArchive;
 use syncledger_domain::{Aggregate, Entity};
 use syncledger_store::append::NewEvent;
 
+use super::committer::Commit;
 use super::duplicates::{claim_key, duplicate_error};
-use super::exec::{encode, Commit, Ctx, Flow};
+use super::execution::{encode, Execution, Flow};
 use super::lookup::{self, Known};
 use super::reread::Remerged;
 use super::PushCursor;
@@ -78,7 +79,7 @@ impl Pushed {
     }
 }
 
-impl Ctx<'_> {
+impl Execution<'_> {
     pub(super) async fn push(&mut self, entity: Entity) -> Result<Flow, EngineError> {
         let Some(mut cursor) = self.id_cursor(entity, Phase::Push) else {
             return Ok(Flow::Continue);
@@ -93,7 +94,7 @@ impl Ctx<'_> {
         };
         loop {
             let candidates = lookup::owing_push(
-                &self.inner.store.any,
+                &self.services.store.any,
                 &self.run.workspace_id,
                 entity,
                 &self.run.integration_id,
@@ -162,7 +163,7 @@ impl Ctx<'_> {
         }
         for (i, chunk) in chunks.into_iter().enumerate() {
             let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-            let mut states = lookup::states(&self.inner.store.any, &refs).await?;
+            let mut states = lookup::states(&self.services.store.any, &refs).await?;
             let candidates: Vec<(String, Known)> = chunk
                 .iter()
                 .filter_map(|id| states.remove(id).map(|k| (id.clone(), k)))
@@ -196,7 +197,7 @@ impl Ctx<'_> {
             return Ok(out);
         }
         let targets = lookup::archived_linked(
-            &self.inner.store.any,
+            &self.services.store.any,
             &self.run.workspace_id,
             entity,
             &self.run.integration_id,
@@ -255,7 +256,7 @@ impl Ctx<'_> {
             run_id: self.run_id(),
             at: Utc::now(),
         };
-        self.inner
+        self.services
             .records
             .execute(record_id, command, &self.meta)
             .await
@@ -493,7 +494,7 @@ impl Ctx<'_> {
             Commit::Stopped => Flow::Stopped,
             Commit::Conflict => {
                 for o in &pushed.outcomes {
-                    self.inner
+                    self.services
                         .records
                         .execute(&o.record_id, o.command.clone(), &self.meta)
                         .await

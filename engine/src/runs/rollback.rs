@@ -17,7 +17,8 @@ use syncledger_domain::sync_run::{Phase, RecordFailure, RunStats};
 use syncledger_domain::{Aggregate, Entity};
 use syncledger_store::append::NewEvent;
 
-use super::exec::{encode, Commit, Ctx, Flow};
+use super::committer::Commit;
+use super::execution::{encode, Execution, Flow};
 use crate::crashpoint;
 use crate::rollback::{plan_records, touched, Planned, Scope};
 use crate::EngineError;
@@ -25,7 +26,7 @@ use crate::EngineError;
 /// Attempts at a page whose records changed while it was being written.
 const ATTEMPTS: usize = 5;
 
-impl Ctx<'_> {
+impl Execution<'_> {
     pub(super) async fn rollback(&mut self) -> Result<Flow, EngineError> {
         let Some(target) = self.run.rollback_of.clone() else {
             return Err(EngineError::Store(
@@ -55,7 +56,14 @@ impl Ctx<'_> {
             _ => crate::rollback::PAGE,
         };
         loop {
-            let ids = touched(&self.inner.store, scope, Some(entity), &cursor.after, page).await?;
+            let ids = touched(
+                &self.services.store,
+                scope,
+                Some(entity),
+                &cursor.after,
+                page,
+            )
+            .await?;
             let done = ids.len() < page;
             if let Some(last) = ids.last() {
                 cursor.after.clone_from(last);
@@ -64,7 +72,7 @@ impl Ctx<'_> {
             let mut attempt = 0;
             let flow = loop {
                 attempt += 1;
-                let planned: Vec<Planned> = plan_records(&self.inner.store, scope, &ids, access)
+                let planned: Vec<Planned> = plan_records(&self.services.store, scope, &ids, access)
                     .await?
                     .into_iter()
                     .filter(|p| p.now.entity == Some(entity))
