@@ -13,6 +13,9 @@ use super::feeder::Feeder;
 use crate::EngineError;
 
 impl Execution<'_> {
+    /// Runs the passes the run has left, in their order: a rollback or a retry run its
+    /// own; else every pull pass, then (when none failed a record) every deletions pass,
+    /// then every push pass, as the run's kind and direction allow.
     pub(super) async fn drive(&mut self) -> Result<Flow, EngineError> {
         // The run's own options narrow the integration's config (validated when queued).
         let entities = self.run.options.entities_of(&self.integration.sync_config);
