@@ -125,6 +125,48 @@ fn run_error(e: CommandError<SyncRunError>) -> RunError {
     }
 }
 
+/// Whether the integration can take a run of `kind` with `options` now.
+fn runnable(
+    integration: &Integration,
+    kind: RunKind,
+    options: &RunOptions,
+) -> Result<(), RunError> {
+    match integration.status {
+        Status::Connected => {}
+        // Rolling back a bad run is what an admin does first, often after pausing the
+        // integration; a disconnected one gets the app side back and owes the CRM's.
+        _ if kind == RunKind::Rollback => {}
+        Status::Paused => {
+            return Err(RunError::Unusable(
+                "the integration is paused; resume it to sync".into(),
+            ))
+        }
+        Status::PendingAuth => {
+            return Err(RunError::Unusable(
+                "the integration is not connected yet; connect it first".into(),
+            ))
+        }
+        other => {
+            let reason = integration.last_error.clone().unwrap_or_default();
+            return Err(RunError::Unusable(if reason.is_empty() {
+                format!("the integration is {}", other.as_str())
+            } else {
+                format!("the integration is {}: {reason}", other.as_str())
+            }));
+        }
+    }
+    options
+        .validate(&integration.sync_config)
+        .map_err(RunError::Invalid)?;
+    let direction = options.direction_of(&integration.sync_config);
+    if kind == RunKind::Push && direction == Direction::Pull {
+        return Err(RunError::Unusable(
+            "the integration only pulls (direction pull): a push run has nothing to do".into(),
+        ));
+    }
+    Ok(())
+}
+
 impl SyncRuns {
     pub fn new(store: &Store, connections: Connections, worker: impl Into<String>) -> Self {
         let catch_up = Runner::new(
@@ -242,44 +284,57 @@ impl SyncRuns {
         if integration.id.is_none() || integration.workspace_id != meta.workspace_id {
             return Err(RunError::IntegrationNotFound);
         }
-        match integration.status {
-            Status::Connected => {}
-            // Rolling back a bad run is what an admin does first, often after pausing the
-            // integration; a disconnected one gets the app side back and owes the CRM's.
-            _ if kind == RunKind::Rollback => {}
-            Status::Paused => {
-                return Err(RunError::Unusable(
-                    "the integration is paused; resume it to sync".into(),
-                ))
-            }
-            Status::PendingAuth => {
-                return Err(RunError::Unusable(
-                    "the integration is not connected yet; connect it first".into(),
-                ))
-            }
-            other => {
-                let reason = integration.last_error.clone().unwrap_or_default();
-                return Err(RunError::Unusable(if reason.is_empty() {
-                    format!("the integration is {}", other.as_str())
-                } else {
-                    format!("the integration is {}: {reason}", other.as_str())
-                }));
-            }
-        }
-        options
-            .validate(&integration.sync_config)
-            .map_err(RunError::Invalid)?;
-        let direction = options.direction_of(&integration.sync_config);
-        if kind == RunKind::Push && direction == Direction::Pull {
-            return Err(RunError::Unusable(
-                "the integration only pulls (direction pull): a push run has nothing to do".into(),
-            ));
-        }
+        runnable(&integration, kind, &options)?;
         let run_id = uuid::Uuid::now_v7().to_string();
         let now = Utc::now();
+        self.claim_slot(
+            integration_id,
+            &run_id,
+            kind == RunKind::Rollback,
+            now,
+            meta,
+        )
+        .await?;
+        let queued = services
+            .runs
+            .execute(
+                &run_id,
+                SyncRunCommand::Queue {
+                    run_id: run_id.clone(),
+                    integration_id: integration_id.to_string(),
+                    workspace_id: integration.workspace_id.clone(),
+                    kind,
+                    trigger,
+                    retry_of,
+                    rollback_of,
+                    options,
+                    at: now,
+                },
+                meta,
+            )
+            .await;
+        if let Err(e) = queued {
+            // Give the slot back: no run holds it.
+            let _ = self.release(integration_id, &run_id, meta).await;
+            return Err(run_error(e));
+        }
+        Ok(run_id)
+    }
+
+    /// Makes `run_id` the integration's one active run. A slot still held by a run that
+    /// has ended is freed first.
+    async fn claim_slot(
+        &self,
+        integration_id: &str,
+        run_id: &str,
+        rollback: bool,
+        now: chrono::DateTime<Utc>,
+        meta: &Metadata,
+    ) -> Result<(), RunError> {
+        let services = &self.services;
         let begin = IntegrationCommand::BeginSyncRun {
-            run_id: run_id.clone(),
-            rollback: kind == RunKind::Rollback,
+            run_id: run_id.to_owned(),
+            rollback,
             at: now,
         };
         match services
@@ -309,30 +364,7 @@ impl SyncRuns {
             }
             Err(e) => return Err(e),
         }
-        let queued = services
-            .runs
-            .execute(
-                &run_id,
-                SyncRunCommand::Queue {
-                    run_id: run_id.clone(),
-                    integration_id: integration_id.to_string(),
-                    workspace_id: integration.workspace_id.clone(),
-                    kind,
-                    trigger,
-                    retry_of,
-                    rollback_of,
-                    options,
-                    at: now,
-                },
-                meta,
-            )
-            .await;
-        if let Err(e) = queued {
-            // Give the slot back: no run holds it.
-            let _ = self.release(integration_id, &run_id, meta).await;
-            return Err(run_error(e));
-        }
-        Ok(run_id)
+        Ok(())
     }
 
     /// Frees the integration's active-run slot held by `run_id` (a no-op otherwise).
