@@ -90,10 +90,13 @@ const WAIT_FOR_REFRESH: Duration = Duration::from_secs(45);
 /// Opens sessions on integrations. One per process; cheap to share.
 #[derive(Clone)]
 pub struct Connections {
-    inner: Arc<Inner>,
+    sources: Arc<SessionSources>,
 }
 
-struct Inner {
+/// Where sessions come from: the integrations (with their sealed credentials), the vault
+/// that opens them, the connector that builds adapters, and this process's name in
+/// refresh claims.
+struct SessionSources {
     integrations: Cqrs<Integration>,
     vault: Vault,
     connector: Connector,
@@ -112,7 +115,7 @@ impl Connections {
         holder: impl Into<String>,
     ) -> Self {
         Self {
-            inner: Arc::new(Inner {
+            sources: Arc::new(SessionSources {
                 integrations: store.cqrs(),
                 vault,
                 connector,
@@ -122,16 +125,16 @@ impl Connections {
     }
 
     pub fn connector(&self) -> &Connector {
-        &self.inner.connector
+        &self.sources.connector
     }
 
     /// The adapter for an integration, without credentials (to start an OAuth flow).
     pub fn adapter(&self, integration: &Integration) -> Result<Arc<dyn CrmAdapter>, EngineError> {
-        self.inner.connector.adapter(integration)
+        self.sources.connector.adapter(integration)
     }
 
     async fn load(&self, integration_id: &str) -> Result<Integration, EngineError> {
-        let state = self.inner.integrations.load(integration_id).await?;
+        let state = self.sources.integrations.load(integration_id).await?;
         if state.id.is_none() {
             return Err(EngineError::NotFound);
         }
@@ -172,7 +175,7 @@ impl Connections {
         Ok(Session {
             connections: self.clone(),
             generation: integration.credentials_generation,
-            holder: format!("{}:{}", self.inner.holder, uuid::Uuid::now_v7()),
+            holder: format!("{}:{}", self.sources.holder, uuid::Uuid::now_v7()),
             integration,
             adapter,
             credentials,
@@ -197,7 +200,7 @@ impl Connections {
             return Err(EngineError::NotConnected);
         };
         open_credentials(
-            &self.inner.vault,
+            &self.sources.vault,
             &integration.workspace_id,
             kind,
             secret,
@@ -288,7 +291,7 @@ impl Session {
             };
             match self
                 .connections
-                .inner
+                .sources
                 .integrations
                 .execute(&id, claim, meta)
                 .await
@@ -354,7 +357,7 @@ impl Session {
         }
         let credentials = Credentials::OAuth2(fresh);
         let (kind, secret, expires_at) = seal_credentials(
-            &self.connections.inner.vault,
+            &self.connections.sources.vault,
             &self.integration.workspace_id,
             &credentials,
         )
@@ -369,7 +372,7 @@ impl Session {
         };
         match self
             .connections
-            .inner
+            .sources
             .integrations
             .execute(&id, complete, meta)
             .await
@@ -407,7 +410,7 @@ impl Session {
             at: Utc::now(),
         };
         self.connections
-            .inner
+            .sources
             .integrations
             .execute(&self.id(), command, meta)
             .await?;

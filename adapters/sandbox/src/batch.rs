@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use crate::error::{parse_json, ApiError};
 use crate::objects::{check_unique, resolve_id};
 use crate::properties::{parse_type, validate};
-use crate::state::{iso, AppState, Inner, ObjectType};
+use crate::state::{iso, AppState, HubSpotData, ObjectType};
 
 const MAX_INPUTS: usize = 100;
 
@@ -152,7 +152,7 @@ fn missing(ty: ObjectType, id: &str) -> ApiError {
 }
 
 fn apply(
-    inner: &mut Inner,
+    inner: &mut HubSpotData,
     ty: ObjectType,
     op: Op,
     req: &BatchRequest,
@@ -191,7 +191,7 @@ fn apply(
 }
 
 fn write(
-    inner: &mut Inner,
+    inner: &mut HubSpotData,
     ty: ObjectType,
     rid: u64,
     input: &Map<String, Value>,
@@ -207,7 +207,7 @@ fn write(
 
 /// Updates the record whose `idProperty` equals `id`, or creates it; reports which with `new`.
 fn upsert(
-    inner: &mut Inner,
+    inner: &mut HubSpotData,
     ty: ObjectType,
     input: &BatchInput,
     id: &str,

@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use crate::error::{parse_json, query_list, query_pairs, query_value, ApiError};
 use crate::properties::{parse_type, validate};
-use crate::state::{AppState, Inner, ObjectType, RecordView};
+use crate::state::{AppState, HubSpotData, ObjectType, RecordView};
 
 const DEFAULT_LIMIT: usize = 10;
 const MAX_LIMIT: usize = 100;
@@ -101,7 +101,7 @@ pub async fn list(
 
 /// Resolves `{id}` directly or through `idProperty` (e.g. `email`).
 pub fn resolve_id(
-    inner: &Inner,
+    inner: &HubSpotData,
     ty: ObjectType,
     raw: &str,
     id_property: Option<&str>,
@@ -136,7 +136,7 @@ pub async fn get_one(
 
 /// Contacts need a unique email and companies a unique domain, when given.
 pub fn check_unique(
-    inner: &Inner,
+    inner: &HubSpotData,
     ty: ObjectType,
     props: &std::collections::BTreeMap<String, String>,
     own: Option<u64>,

@@ -17,10 +17,12 @@ pub struct Shared {
     pub config: SandboxConfig,
     pub base_url: String,
     pub stopped: watch::Receiver<bool>,
-    inner: Mutex<Inner>,
+    data: Mutex<HubSpotData>,
 }
 
-pub struct Inner {
+/// The HubSpot sandbox's mutable world, behind [`Shared::lock`]: its objects, ids and
+/// clock, OAuth tokens, rate-limit windows, queued faults and request counters.
+pub struct HubSpotData {
     pub objects: BTreeMap<ObjectType, BTreeMap<u64, Record>>,
     next_id: u64,
     clock_ms: i64,
@@ -32,7 +34,7 @@ pub struct Inner {
 
 impl Shared {
     pub fn new(config: SandboxConfig, base_url: String, stopped: watch::Receiver<bool>) -> Self {
-        let mut inner = Inner {
+        let mut inner = HubSpotData {
             objects: BTreeMap::new(),
             next_id: 1,
             clock_ms: 0,
@@ -49,13 +51,13 @@ impl Shared {
             config,
             base_url,
             stopped,
-            inner: Mutex::new(inner),
+            data: Mutex::new(inner),
         }
     }
 
     /// A poisoned lock only means a handler panicked; the data is still usable.
-    pub fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    pub fn lock(&self) -> MutexGuard<'_, HubSpotData> {
+        self.data.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -227,7 +229,7 @@ impl serde::Serialize for RecordView<'_> {
     }
 }
 
-impl Inner {
+impl HubSpotData {
     /// Server time in ms: never goes backwards, so writes are ordered by it.
     pub fn now_ms(&mut self) -> i64 {
         let sys = chrono::Utc::now().timestamp_millis();

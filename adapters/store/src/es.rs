@@ -80,14 +80,15 @@ impl<E: std::error::Error> From<AggregateError<E>> for CommandError<E> {
 type PgStore<A> = PersistedEventStore<PostgresEventRepository, Es<A>>;
 type LiteStore<A> = PersistedEventStore<SqliteEventRepository, Es<A>>;
 
-enum Inner<A: Aggregate> {
+/// The cqrs-es framework and event store of one aggregate type, on the store's backend.
+enum Backend<A: Aggregate> {
     Pg(CqrsFramework<Es<A>, PgStore<A>>, PgStore<A>),
     Lite(CqrsFramework<Es<A>, LiteStore<A>>, LiteStore<A>),
 }
 
 /// A command bus for one aggregate type.
 pub struct Cqrs<A: Aggregate> {
-    inner: Inner<A>,
+    backend: Backend<A>,
 }
 
 /// How many times a command is decided again on fresh state after losing a race.
@@ -95,20 +96,20 @@ const CONFLICT_RETRIES: usize = 5;
 
 impl<A: Aggregate + 'static> Cqrs<A> {
     pub(crate) fn new(pool: &EventPool) -> Self {
-        let inner = match pool {
+        let backend = match pool {
             EventPool::Postgres(p) => {
                 let store = || {
                     PersistedEventStore::new_event_store(PostgresEventRepository::new(p.clone()))
                 };
-                Inner::Pg(CqrsFramework::new(store(), vec![], ()), store())
+                Backend::Pg(CqrsFramework::new(store(), vec![], ()), store())
             }
             EventPool::Sqlite(p) => {
                 let store =
                     || PersistedEventStore::new_event_store(SqliteEventRepository::new(p.clone()));
-                Inner::Lite(CqrsFramework::new(store(), vec![], ()), store())
+                Backend::Lite(CqrsFramework::new(store(), vec![], ()), store())
             }
         };
-        Cqrs { inner }
+        Cqrs { backend }
     }
 
     /// Decide and append. A version conflict is retried on fresh state a few times,
@@ -127,12 +128,12 @@ impl<A: Aggregate + 'static> Cqrs<A> {
         let mut attempt = 0;
         loop {
             metadata.time = chrono::Utc::now();
-            let result = match &self.inner {
-                Inner::Pg(f, _) => {
+            let result = match &self.backend {
+                Backend::Pg(f, _) => {
                     f.execute_with_metadata(aggregate_id, command.clone(), metadata.to_map())
                         .await
                 }
-                Inner::Lite(f, _) => {
+                Backend::Lite(f, _) => {
                     f.execute_with_metadata(aggregate_id, command.clone(), metadata.to_map())
                         .await
                 }
@@ -150,12 +151,12 @@ impl<A: Aggregate + 'static> Cqrs<A> {
         &self,
         aggregate_id: &str,
     ) -> Result<(A, i64), CommandError<A::Error>> {
-        let (state, sequence) = match &self.inner {
-            Inner::Pg(_, s) => {
+        let (state, sequence) = match &self.backend {
+            Backend::Pg(_, s) => {
                 let c = s.load_aggregate(aggregate_id).await?;
                 (c.aggregate.0, c.current_sequence)
             }
-            Inner::Lite(_, s) => {
+            Backend::Lite(_, s) => {
                 let c = s.load_aggregate(aggregate_id).await?;
                 (c.aggregate.0, c.current_sequence)
             }
@@ -165,9 +166,9 @@ impl<A: Aggregate + 'static> Cqrs<A> {
 
     /// The aggregate's current state, replayed from its events (no snapshots).
     pub async fn load(&self, aggregate_id: &str) -> Result<A, CommandError<A::Error>> {
-        let state = match &self.inner {
-            Inner::Pg(_, s) => s.load_aggregate(aggregate_id).await?.aggregate.0,
-            Inner::Lite(_, s) => s.load_aggregate(aggregate_id).await?.aggregate.0,
+        let state = match &self.backend {
+            Backend::Pg(_, s) => s.load_aggregate(aggregate_id).await?.aggregate.0,
+            Backend::Lite(_, s) => s.load_aggregate(aggregate_id).await?.aggregate.0,
         };
         Ok(state)
     }

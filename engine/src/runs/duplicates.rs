@@ -8,7 +8,7 @@ use syncledger_crm::PushResult;
 use syncledger_domain::merge::Fields;
 use syncledger_domain::Entity;
 
-use super::exec::Ctx;
+use super::execution::Execution;
 use super::lookup::{self, Known};
 use crate::EngineError;
 
@@ -82,7 +82,7 @@ impl Owners {
     }
 }
 
-impl Ctx<'_> {
+impl Execution<'_> {
     /// The match keys of the batch's records to create that already belong to a record
     /// linked to this integration's CRM.
     pub(super) async fn keys_taken(
@@ -101,7 +101,7 @@ impl Ctx<'_> {
         }
         let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
         let found = lookup::linked_by_match_key(
-            &self.inner.store.any,
+            &self.services.store.any,
             &self.run.workspace_id,
             entity,
             integration_id,
@@ -126,7 +126,7 @@ impl Ctx<'_> {
     /// Who the CRM records the batch's creates landed on are already linked to.
     pub(super) async fn created_owners(
         &self,
-        sent: &[(String, Known, Fields, Fields, Option<String>)],
+        sent: &[super::push::Sent],
         results: &[Option<PushResult>],
     ) -> Result<Owners, EngineError> {
         let created: Vec<&str> = sent
@@ -139,7 +139,7 @@ impl Ctx<'_> {
             return Ok(Owners(HashMap::new()));
         }
         let linked = lookup::linked(
-            &self.inner.store.any,
+            &self.services.store.any,
             &self.run.workspace_id,
             &self.run.integration_id,
             &created,

@@ -9,20 +9,33 @@
 //! cursor to resume from. A worker that dies at any point is replaced by one that starts
 //! after the last committed page; a page fetched again is deduplicated by the records'
 //! own merge (an unchanged record writes nothing).
+//!
+//! Where each part lives: [`lifecycle`] starts an execution, rides out store outages and
+//! records the run's end; [`passes`] orders the passes and wires the pull pipeline,
+//! whose stages are the [`feeder`] (fetches pages from the CRM one ahead and has them
+//! decided), the [`decider`] (maps a page and merges it into record events) and the
+//! [`committer`] (appends decided pages in groups, page by page on a conflict, each with
+//! its `PageCommitted` and cursor); [`deletions`] and [`push`] are the other passes;
+//! [`cursor`] says where a pass starts and resumes; [`execution`] is the state of one
+//! execution that all of them share.
 
+mod committer;
+mod cursor;
+pub(crate) mod decider;
+mod deletions;
 mod duplicates;
-mod exec;
-pub(crate) mod ingest;
+mod execution;
+mod feeder;
+mod lifecycle;
 pub(crate) mod lookup;
+mod passes;
 mod push;
 mod reread;
 mod rollback;
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use syncledger_crm::Cursor;
+use chrono::Utc;
 use syncledger_domain::record::Record;
 use syncledger_domain::sync_config::Direction;
 use syncledger_domain::sync_config::FieldError;
@@ -34,6 +47,7 @@ use syncledger_projections::runner::Runner;
 use syncledger_store::{CommandError, Cqrs, Metadata, Store};
 
 use crate::{Connections, EngineError};
+pub(crate) use cursor::{PullCursor, PushCursor};
 
 /// Why a run could not be started, cancelled or retried.
 #[derive(Debug, thiserror::Error)]
@@ -68,89 +82,16 @@ pub(crate) struct Lineage {
     rollback_of: Option<String>,
 }
 
-/// A pull or deletions pass's resume point, stored in the run's page events.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub(crate) struct PullCursor {
-    /// The provider's cursor of the next page; `None` before the first and after the last.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub page: Option<Cursor>,
-    /// Records modified at or after this instant (inclusive: the boundary overlaps and
-    /// the merge deduplicates, so records sharing the last timestamp are never skipped).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub since: Option<DateTime<Utc>>,
-    /// The latest modification time seen so far: the next incremental run starts here.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub high_water: Option<DateTime<Utc>>,
-    /// The remote ids of the records modified exactly at `high_water` seen so far;
-    /// `None` when unknown or more than [`MAX_AT_HIGH_WATER`]. The next incremental
-    /// run asks the provider to leave these out of its inclusive boundary.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub at_high_water: Option<Vec<String>>,
-    /// The ids this pass asked the provider to leave out at `since` (fixed for the
-    /// pass: every page of one search must ask the same).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub seen: Vec<String>,
-}
-
-/// How many records sharing the last modification time a cursor names; more,
-/// and the next run's boundary repeats them (deduplicated, at a few calls' cost).
-pub(crate) const MAX_AT_HIGH_WATER: usize = 100;
-
-impl PullCursor {
-    /// A fresh pass: from the previous run's high-water mark (incremental), or
-    /// from the beginning.
-    pub(crate) fn starting(previous: Option<(DateTime<Utc>, Option<Vec<String>>)>) -> Self {
-        match previous {
-            Some((since, at)) => Self {
-                page: None,
-                since: Some(since),
-                high_water: Some(since),
-                seen: at.clone().unwrap_or_default(),
-                at_high_water: at,
-            },
-            None => Self {
-                at_high_water: Some(Vec::new()),
-                ..Self::default()
-            },
-        }
-    }
-
-    /// Moves the high-water mark past a fetched (not archived) record.
-    pub(crate) fn note(&mut self, remote_id: &str, modified: DateTime<Utc>) {
-        match self.high_water.cmp(&Some(modified)) {
-            std::cmp::Ordering::Less => {
-                self.high_water = Some(modified);
-                self.at_high_water = Some(vec![remote_id.to_owned()]);
-            }
-            std::cmp::Ordering::Equal => {
-                if let Some(ids) = &mut self.at_high_water {
-                    if !ids.iter().any(|id| id == remote_id) {
-                        if ids.len() >= MAX_AT_HIGH_WATER {
-                            self.at_high_water = None;
-                        } else {
-                            ids.push(remote_id.to_owned());
-                        }
-                    }
-                }
-            }
-            std::cmp::Ordering::Greater => {}
-        }
-    }
-}
-
-/// A push pass's resume point: records are pushed in id order.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub(crate) struct PushCursor {
-    pub after: String,
-}
-
 /// Starts, executes, cancels and retries sync runs. Cheap to clone.
 #[derive(Clone)]
 pub struct SyncRuns {
-    inner: Arc<Inner>,
+    services: Arc<Services>,
 }
 
-pub(crate) struct Inner {
+/// What every run and every execution of one works with: the store and the command
+/// handlers of the aggregates a run writes, the provider connections, the records read
+/// model's catch-up, and this process's worker name. Shared by the [`SyncRuns`] handles.
+pub(crate) struct Services {
     pub store: Store,
     pub connections: Connections,
     pub integrations: Cqrs<Integration>,
@@ -184,6 +125,48 @@ fn run_error(e: CommandError<SyncRunError>) -> RunError {
     }
 }
 
+/// Whether the integration can take a run of `kind` with `options` now.
+fn runnable(
+    integration: &Integration,
+    kind: RunKind,
+    options: &RunOptions,
+) -> Result<(), RunError> {
+    match integration.status {
+        Status::Connected => {}
+        // Rolling back a bad run is what an admin does first, often after pausing the
+        // integration; a disconnected one gets the app side back and owes the CRM's.
+        _ if kind == RunKind::Rollback => {}
+        Status::Paused => {
+            return Err(RunError::Unusable(
+                "the integration is paused; resume it to sync".into(),
+            ))
+        }
+        Status::PendingAuth => {
+            return Err(RunError::Unusable(
+                "the integration is not connected yet; connect it first".into(),
+            ))
+        }
+        other => {
+            let reason = integration.last_error.clone().unwrap_or_default();
+            return Err(RunError::Unusable(if reason.is_empty() {
+                format!("the integration is {}", other.as_str())
+            } else {
+                format!("the integration is {}: {reason}", other.as_str())
+            }));
+        }
+    }
+    options
+        .validate(&integration.sync_config)
+        .map_err(RunError::Invalid)?;
+    let direction = options.direction_of(&integration.sync_config);
+    if kind == RunKind::Push && direction == Direction::Pull {
+        return Err(RunError::Unusable(
+            "the integration only pulls (direction pull): a push run has nothing to do".into(),
+        ));
+    }
+    Ok(())
+}
+
 impl SyncRuns {
     pub fn new(store: &Store, connections: Connections, worker: impl Into<String>) -> Self {
         let catch_up = Runner::new(
@@ -195,7 +178,7 @@ impl SyncRuns {
         )
         .with_batch(2000);
         SyncRuns {
-            inner: Arc::new(Inner {
+            services: Arc::new(Services {
                 store: store.clone(),
                 connections,
                 integrations: store.cqrs(),
@@ -210,14 +193,14 @@ impl SyncRuns {
 
     /// Notes a webhook that arrived while a run was active on the integration.
     pub fn remember_webhook(&self, integration_id: &str) {
-        if let Ok(mut pending) = self.inner.webhooks_pending.lock() {
+        if let Ok(mut pending) = self.services.webhooks_pending.lock() {
             pending.insert(integration_id.to_string());
         }
     }
 
     /// Takes the integrations owed a webhook follow-up run.
     pub fn take_pending_webhooks(&self) -> Vec<String> {
-        self.inner
+        self.services
             .webhooks_pending
             .lock()
             .map(|mut p| std::mem::take(&mut *p).into_iter().collect())
@@ -225,11 +208,11 @@ impl SyncRuns {
     }
 
     pub fn store(&self) -> &Store {
-        &self.inner.store
+        &self.services.store
     }
 
     pub fn worker(&self) -> &str {
-        &self.inner.worker
+        &self.services.worker
     }
 
     /// Queues a run: claims the integration's one active-run slot, then records the run.
@@ -292,8 +275,8 @@ impl SyncRuns {
             retry_of,
             rollback_of,
         } = lineage;
-        let inner = &self.inner;
-        let integration = inner
+        let services = &self.services;
+        let integration = services
             .integrations
             .load(integration_id)
             .await
@@ -301,74 +284,18 @@ impl SyncRuns {
         if integration.id.is_none() || integration.workspace_id != meta.workspace_id {
             return Err(RunError::IntegrationNotFound);
         }
-        match integration.status {
-            Status::Connected => {}
-            // Rolling back a bad run is what an admin does first, often after pausing the
-            // integration; a disconnected one gets the app side back and owes the CRM's.
-            _ if kind == RunKind::Rollback => {}
-            Status::Paused => {
-                return Err(RunError::Unusable(
-                    "the integration is paused; resume it to sync".into(),
-                ))
-            }
-            Status::PendingAuth => {
-                return Err(RunError::Unusable(
-                    "the integration is not connected yet; connect it first".into(),
-                ))
-            }
-            other => {
-                let reason = integration.last_error.clone().unwrap_or_default();
-                return Err(RunError::Unusable(if reason.is_empty() {
-                    format!("the integration is {}", other.as_str())
-                } else {
-                    format!("the integration is {}: {reason}", other.as_str())
-                }));
-            }
-        }
-        options
-            .validate(&integration.sync_config)
-            .map_err(RunError::Invalid)?;
-        let direction = options.direction_of(&integration.sync_config);
-        if kind == RunKind::Push && direction == Direction::Pull {
-            return Err(RunError::Unusable(
-                "the integration only pulls (direction pull): a push run has nothing to do".into(),
-            ));
-        }
+        runnable(&integration, kind, &options)?;
         let run_id = uuid::Uuid::now_v7().to_string();
         let now = Utc::now();
-        let begin = IntegrationCommand::BeginSyncRun {
-            run_id: run_id.clone(),
-            rollback: kind == RunKind::Rollback,
-            at: now,
-        };
-        match inner
-            .integrations
-            .execute(integration_id, begin.clone(), meta)
-            .await
-            .map_err(integration_error)
-        {
-            Ok(()) => {}
-            // The slot may still name a run that has already ended: its worker releases
-            // the slot just after the run's last event (or died in between). Free it and
-            // try once more; a run that is really active keeps its slot.
-            Err(RunError::Active { run_id: holder }) => {
-                let ended = self
-                    .load(&holder)
-                    .await?
-                    .is_none_or(|r| !r.status.is_active());
-                if !ended {
-                    return Err(RunError::Active { run_id: holder });
-                }
-                self.release(integration_id, &holder, meta).await?;
-                inner
-                    .integrations
-                    .execute(integration_id, begin, meta)
-                    .await
-                    .map_err(integration_error)?;
-            }
-            Err(e) => return Err(e),
-        }
-        let queued = inner
+        self.claim_slot(
+            integration_id,
+            &run_id,
+            kind == RunKind::Rollback,
+            now,
+            meta,
+        )
+        .await?;
+        let queued = services
             .runs
             .execute(
                 &run_id,
@@ -394,6 +321,52 @@ impl SyncRuns {
         Ok(run_id)
     }
 
+    /// Makes `run_id` the integration's one active run. A slot still held by a run that
+    /// has ended is freed first.
+    async fn claim_slot(
+        &self,
+        integration_id: &str,
+        run_id: &str,
+        rollback: bool,
+        now: chrono::DateTime<Utc>,
+        meta: &Metadata,
+    ) -> Result<(), RunError> {
+        let services = &self.services;
+        let begin = IntegrationCommand::BeginSyncRun {
+            run_id: run_id.to_owned(),
+            rollback,
+            at: now,
+        };
+        match services
+            .integrations
+            .execute(integration_id, begin.clone(), meta)
+            .await
+            .map_err(integration_error)
+        {
+            Ok(()) => {}
+            // The slot may still name a run that has already ended: its worker releases
+            // the slot just after the run's last event (or died in between). Free it and
+            // try once more; a run that is really active keeps its slot.
+            Err(RunError::Active { run_id: holder }) => {
+                let ended = self
+                    .load(&holder)
+                    .await?
+                    .is_none_or(|r| !r.status.is_active());
+                if !ended {
+                    return Err(RunError::Active { run_id: holder });
+                }
+                self.release(integration_id, &holder, meta).await?;
+                services
+                    .integrations
+                    .execute(integration_id, begin, meta)
+                    .await
+                    .map_err(integration_error)?;
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
     /// Frees the integration's active-run slot held by `run_id` (a no-op otherwise).
     async fn release(
         &self,
@@ -401,7 +374,7 @@ impl SyncRuns {
         run_id: &str,
         meta: &Metadata,
     ) -> Result<(), EngineError> {
-        self.inner
+        self.services
             .integrations
             .execute(
                 integration_id,
@@ -418,7 +391,7 @@ impl SyncRuns {
     /// The run's current state, replayed from its events.
     pub async fn load(&self, run_id: &str) -> Result<Option<SyncRun>, EngineError> {
         let run = self
-            .inner
+            .services
             .runs
             .load(run_id)
             .await
@@ -437,7 +410,7 @@ impl SyncRuns {
         if run.workspace_id != meta.workspace_id {
             return Err(RunError::RunNotFound);
         }
-        self.inner
+        self.services
             .runs
             .execute(
                 run_id,
@@ -522,14 +495,14 @@ impl SyncRuns {
     ) -> Result<crate::rollback::Preview, RunError> {
         let run = self.ended(run_id, meta, "be rolled back").await?;
         let integration = self
-            .inner
+            .services
             .integrations
             .load(&run.integration_id)
             .await
             .map_err(integration_error)?;
         let access = syncledger_domain::rollback::CrmAccess::for_status(integration.status);
         let scope = crate::rollback::Scope::new(run.workspace_id, run_id);
-        Ok(crate::rollback::preview(&self.inner.store, &scope, access).await?)
+        Ok(crate::rollback::preview(&self.services.store, &scope, access).await?)
     }
 
     /// Queues a run of kind `rollback` that reverses `run_id` (which must have ended).
@@ -552,72 +525,26 @@ impl SyncRuns {
     /// Runs that are queued or running (per the read model): what a restarted worker
     /// picks up again.
     pub async fn unfinished(&self) -> Result<Vec<String>, EngineError> {
-        self.inner
+        self.services
             .catch_up
             .catch_up()
             .await
             .map_err(|e| EngineError::Store(e.to_string()))?;
-        lookup::active_runs(&self.inner.store.any).await
+        lookup::active_runs(&self.services.store.any).await
     }
 
     /// Runs waiting for a worker (per the read model): what a polling worker takes.
     pub async fn queued(&self) -> Result<Vec<String>, EngineError> {
-        self.inner
+        self.services
             .catch_up
             .catch_up()
             .await
             .map_err(|e| EngineError::Store(e.to_string()))?;
-        lookup::queued_runs(&self.inner.store.any).await
+        lookup::queued_runs(&self.services.store.any).await
     }
 
     /// Executes (or resumes) a run to its end. Returns the status it ended in.
     pub async fn execute(&self, run_id: &str) -> Result<RunStatus, EngineError> {
-        exec::execute(&self.inner, run_id).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use chrono::TimeZone;
-
-    use super::*;
-
-    fn at(ms: i64) -> DateTime<Utc> {
-        Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
-    }
-
-    #[test]
-    fn the_cursor_names_what_it_saw_at_its_high_water_mark() {
-        let mut c = PullCursor::starting(None);
-        c.note("a", at(5));
-        c.note("b", at(9));
-        c.note("c", at(9));
-        c.note("b", at(9));
-        c.note("d", at(7));
-        assert_eq!(c.high_water, Some(at(9)));
-        assert_eq!(c.at_high_water, Some(vec!["b".to_owned(), "c".to_owned()]));
-        // The next pass starts there and asks to leave exactly those out.
-        let next = PullCursor::starting(Some((at(9), c.at_high_water.clone())));
-        assert_eq!(next.seen, ["b", "c"]);
-        assert_eq!(next.since, Some(at(9)));
-    }
-
-    #[test]
-    fn too_many_at_one_instant_are_forgotten_until_a_later_one() -> serde_json::Result<()> {
-        let mut c = PullCursor::starting(None);
-        for i in 0..=MAX_AT_HIGH_WATER {
-            c.note(&i.to_string(), at(1));
-        }
-        assert_eq!(c.at_high_water, None, "over the bound: unknown");
-        c.note("x", at(1));
-        assert_eq!(c.at_high_water, None);
-        c.note("later", at(2));
-        assert_eq!(c.at_high_water, Some(vec!["later".to_owned()]));
-        // An old cursor (before the field existed) knows nothing: nothing is left out.
-        let old: PullCursor = serde_json::from_str(r#"{"high_water":"1970-01-01T00:00:00.002Z"}"#)?;
-        assert_eq!(old.high_water, Some(at(2)));
-        let next = PullCursor::starting(old.high_water.map(|h| (h, old.at_high_water)));
-        assert!(next.seen.is_empty());
-        Ok(())
+        lifecycle::execute(&self.services, run_id).await
     }
 }

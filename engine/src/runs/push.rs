@@ -7,6 +7,8 @@
 //! so a batch sent again after a crash finds the records it created instead of making
 //! them twice. Failures are per record: the rest of the batch still lands.
 
+use std::collections::HashMap;
+
 use chrono::Utc;
 use syncledger_crm::{PushKind, PushOp, PushResult};
 use syncledger_domain::merge::Fields;
@@ -17,14 +19,32 @@ use syncledger_domain::OnAppArchive;
 use syncledger_domain::{Aggregate, Entity};
 use syncledger_store::append::NewEvent;
 
-use super::duplicates::{claim_key, duplicate_error};
-use super::exec::{encode, Commit, Ctx, Flow};
+use super::committer::Commit;
+use super::duplicates::{claim_key, duplicate_error, Owner, Owners};
+use super::execution::{encode, Execution, Flow};
 use super::lookup::{self, Known};
 use super::reread::Remerged;
 use super::PushCursor;
 use crate::crashpoint;
 use crate::mapping::Mapper;
 use crate::EngineError;
+
+/// A record of a push batch as sent: its id, its state, the app values sent, the CRM
+/// properties sent, and the remote id when it updates a linked CRM record.
+pub(super) type Sent = (String, Known, Fields, Fields, Option<String>);
+
+/// What a push batch does with one record.
+enum Plan {
+    /// Nothing to send (its CRM record was deleted, or no mapping sends what it owes).
+    Skip,
+    /// Not sent, and a failure of the run for this reason.
+    Refuse(String),
+    Send {
+        values: Fields,
+        kind: PushKind,
+        remote: Option<String>,
+    },
+}
 
 /// What to record on one record after its push.
 struct Outcome {
@@ -78,7 +98,7 @@ impl Pushed {
     }
 }
 
-impl Ctx<'_> {
+impl Execution<'_> {
     pub(super) async fn push(&mut self, entity: Entity) -> Result<Flow, EngineError> {
         let Some(mut cursor) = self.id_cursor(entity, Phase::Push) else {
             return Ok(Flow::Continue);
@@ -93,7 +113,7 @@ impl Ctx<'_> {
         };
         loop {
             let candidates = lookup::owing_push(
-                &self.inner.store.any,
+                &self.services.store.any,
                 &self.run.workspace_id,
                 entity,
                 &self.run.integration_id,
@@ -162,7 +182,7 @@ impl Ctx<'_> {
         }
         for (i, chunk) in chunks.into_iter().enumerate() {
             let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-            let mut states = lookup::states(&self.inner.store.any, &refs).await?;
+            let mut states = lookup::states(&self.services.store.any, &refs).await?;
             let candidates: Vec<(String, Known)> = chunk
                 .iter()
                 .filter_map(|id| states.remove(id).map(|k| (id.clone(), k)))
@@ -196,7 +216,7 @@ impl Ctx<'_> {
             return Ok(out);
         }
         let targets = lookup::archived_linked(
-            &self.inner.store.any,
+            &self.services.store.any,
             &self.run.workspace_id,
             entity,
             &self.run.integration_id,
@@ -255,7 +275,7 @@ impl Ctx<'_> {
             run_id: self.run_id(),
             at: Utc::now(),
         };
-        self.inner
+        self.services
             .records
             .execute(record_id, command, &self.meta)
             .await
@@ -272,76 +292,144 @@ impl Ctx<'_> {
         mapper: &Mapper,
         candidates: Vec<(String, Known)>,
     ) -> Result<Pushed, EngineError> {
-        let integration_id = self.run.integration_id.clone();
-        let key_field = mapper.push_rule(entity.match_field()).map(str::to_string);
         let mut out = Pushed::default();
-        let mut taken = self.keys_taken(entity, &candidates).await?;
-        let mut ops = Vec::new();
-        // (record, its state, the app values sent, the CRM properties sent, the remote id
-        // for an update)
-        let mut sent: Vec<(String, Known, Fields, Fields, Option<String>)> = Vec::new();
-        for (record_id, known) in candidates {
-            out.stats.processed += 1;
-            let state = &known.state;
-            let (values, kind, remote) = match state.links.get(&integration_id) {
-                // Its CRM record was deleted: never pushed there again.
-                Some(link) if !link.is_active() => {
-                    out.stats.skipped += 1;
-                    continue;
-                }
-                Some(link) => (
-                    mapper.pushable(&link.owed()),
-                    PushKind::Update {
-                        id: link.remote_id.clone(),
-                    },
-                    Some(link.remote_id.clone()),
-                ),
-                None => {
-                    if let Some(owner) = claim_key(&mut taken, &record_id, &state.values(), entity)
-                    {
-                        let error = duplicate_error(entity, &owner);
-                        out.refuse(
-                            entity,
-                            &integration_id,
-                            &self.run_id(),
-                            record_id,
-                            known,
-                            error,
-                        );
-                        continue;
-                    }
-                    let values = mapper.pushable(&state.values());
-                    let kind = match &key_field {
-                        Some(k)
-                            if values
-                                .get(entity.match_field())
-                                .is_some_and(Option::is_some) =>
-                        {
-                            PushKind::Upsert {
-                                key_property: k.clone(),
-                            }
-                        }
-                        _ => PushKind::Create,
-                    };
-                    (values, kind, None)
-                }
-            };
-            if values.is_empty() {
-                // Nothing a mapping sends: leave it (pending values of fields the
-                // mapping does not push stay until a mapping pushes them).
-                out.stats.skipped += 1;
-                continue;
-            }
-            let properties = mapper.to_crm(&values);
-            ops.push(PushOp {
-                kind,
-                properties: properties.clone(),
-            });
-            sent.push((record_id, known, values, properties, remote));
-        }
+        let (ops, sent) = self
+            .plan_batch(entity, mapper, candidates, &mut out)
+            .await?;
         if ops.is_empty() {
             return Ok(out);
         }
+        let results = self.send_batch(entity, ops, &mut out).await?;
+        crashpoint::reach("push:sent");
+        let mut by_index: Vec<Option<PushResult>> = vec![None; sent.len()];
+        for r in results {
+            if let Some(slot) = by_index.get_mut(r.index) {
+                *slot = Some(r);
+            }
+        }
+        let mut owners = self.created_owners(&sent, &by_index).await?;
+        for (sent, result) in sent.into_iter().zip(by_index) {
+            self.record_result(entity, sent, result, &mut owners, &mut out);
+        }
+        Ok(out)
+    }
+
+    /// The batch's operations, and its records as sent; records skipped or refused are
+    /// counted in `out`.
+    async fn plan_batch(
+        &self,
+        entity: Entity,
+        mapper: &Mapper,
+        candidates: Vec<(String, Known)>,
+        out: &mut Pushed,
+    ) -> Result<(Vec<PushOp>, Vec<Sent>), EngineError> {
+        let key_field = mapper.push_rule(entity.match_field()).map(str::to_string);
+        let mut taken = self.keys_taken(entity, &candidates).await?;
+        let (mut ops, mut sent) = (Vec::new(), Vec::new());
+        for (record_id, known) in candidates {
+            out.stats.processed += 1;
+            let plan = self.plan_one(
+                entity,
+                mapper,
+                key_field.as_deref(),
+                &mut taken,
+                &record_id,
+                &known,
+            );
+            match plan {
+                Plan::Skip => out.stats.skipped += 1,
+                Plan::Refuse(error) => {
+                    let integration_id = &self.run.integration_id;
+                    out.refuse(
+                        entity,
+                        integration_id,
+                        &self.run_id(),
+                        record_id,
+                        known,
+                        error,
+                    );
+                }
+                Plan::Send {
+                    values,
+                    kind,
+                    remote,
+                } => {
+                    let properties = mapper.to_crm(&values);
+                    ops.push(PushOp {
+                        kind,
+                        properties: properties.clone(),
+                    });
+                    sent.push((record_id, known, values, properties, remote));
+                }
+            }
+        }
+        Ok((ops, sent))
+    }
+
+    /// What to do with one record of the batch: update its CRM record with the values it
+    /// owes, create it (an upsert on its match key when the mapping pushes the key), or
+    /// nothing.
+    fn plan_one(
+        &self,
+        entity: Entity,
+        mapper: &Mapper,
+        key_field: Option<&str>,
+        taken: &mut HashMap<String, Owner>,
+        record_id: &str,
+        known: &Known,
+    ) -> Plan {
+        let state = &known.state;
+        let (values, kind, remote) = match state.links.get(&self.run.integration_id) {
+            // Its CRM record was deleted: never pushed there again.
+            Some(link) if !link.is_active() => return Plan::Skip,
+            Some(link) => (
+                mapper.pushable(&link.owed()),
+                PushKind::Update {
+                    id: link.remote_id.clone(),
+                },
+                Some(link.remote_id.clone()),
+            ),
+            None => {
+                if let Some(owner) = claim_key(taken, record_id, &state.values(), entity) {
+                    return Plan::Refuse(duplicate_error(entity, &owner));
+                }
+                let values = mapper.pushable(&state.values());
+                let kind = match key_field {
+                    Some(k)
+                        if values
+                            .get(entity.match_field())
+                            .is_some_and(Option::is_some) =>
+                    {
+                        PushKind::Upsert {
+                            key_property: k.to_owned(),
+                        }
+                    }
+                    _ => PushKind::Create,
+                };
+                (values, kind, None)
+            }
+        };
+        if values.is_empty() {
+            // Nothing a mapping sends: leave it (pending values of fields the
+            // mapping does not push stay until a mapping pushes them).
+            return Plan::Skip;
+        }
+        Plan::Send {
+            values,
+            kind,
+            remote,
+        }
+    }
+
+    /// Sends the operations in one call; a call that failed as a whole (after the
+    /// adapter's retries) fails every record of the batch with its reason.
+    async fn send_batch(
+        &mut self,
+        entity: Entity,
+        ops: Vec<PushOp>,
+        out: &mut Pushed,
+    ) -> Result<Vec<PushResult>, EngineError> {
+        let count = ops.len();
         let meta = self.meta.clone();
         out.sent_at = Some(std::time::Instant::now());
         let call = self
@@ -353,99 +441,110 @@ impl Ctx<'_> {
             .await;
         out.answered_at = Some(std::time::Instant::now());
         out.stats.api_calls += self.take_calls();
-        let results: Vec<PushResult> = match call {
-            Ok(results) => results,
+        match call {
+            Ok(results) => Ok(results),
             Err(EngineError::Provider(e))
                 if !matches!(e, syncledger_crm::CrmError::QuotaExhausted(_)) =>
             {
-                // The whole call failed (after the adapter's retries): every record of
-                // the batch failed with that reason and stays pending.
+                // Every record of the batch failed with that reason and stays pending.
                 let error = e.to_string();
-                (0..sent.len())
+                Ok((0..count)
                     .map(|index| PushResult {
                         index,
                         remote_id: None,
                         error: Some(error.clone()),
                     })
-                    .collect()
+                    .collect())
             }
-            Err(e) => return Err(e),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The outcome to record for one record sent, from its result.
+    fn record_result(
+        &self,
+        entity: Entity,
+        (record_id, known, values, properties, remote): Sent,
+        result: Option<PushResult>,
+        owners: &mut Owners,
+        out: &mut Pushed,
+    ) {
+        let integration_id = &self.run.integration_id;
+        let run_id = self.run_id();
+        let error = match &result {
+            None => Some("the provider returned no result for this record".to_string()),
+            // Per-record errors are the provider's words: data, not a channel.
+            Some(r) => r.error.as_deref().map(clean),
         };
-        crashpoint::reach("push:sent");
-        let mut by_index: Vec<Option<PushResult>> = vec![None; sent.len()];
-        for r in results {
-            if let Some(slot) = by_index.get_mut(r.index) {
-                *slot = Some(r);
+        let is_create = remote.is_none();
+        let remote_id = result.and_then(|r| r.remote_id).or(remote);
+        // A create the provider matched to a CRM record another app record is
+        // linked to (its key was not known here): that link stays the only one.
+        if is_create && error.is_none() {
+            if let Some(owner) = remote_id.as_ref().and_then(|r| owners.claim(r, &record_id)) {
+                let error = duplicate_error(entity, &owner);
+                out.refuse(entity, integration_id, &run_id, record_id, known, error);
+                return;
             }
         }
-        let run_id = self.run.id.clone().unwrap_or_default();
-        let mut owners = self.created_owners(&sent, &by_index).await?;
-        for ((record_id, known, values, properties, remote), result) in
-            sent.into_iter().zip(by_index)
-        {
-            let error = match &result {
-                None => Some("the provider returned no result for this record".to_string()),
-                // Per-record errors are the provider's words: data, not a channel.
-                Some(r) => r.error.as_deref().map(clean),
-            };
-            let is_create = remote.is_none();
-            let remote_id = result.and_then(|r| r.remote_id).or(remote);
-            // A create the provider matched to a CRM record another app record is
-            // linked to (its key was not known here): that link stays the only one.
-            if is_create && error.is_none() {
-                if let Some(owner) = remote_id.as_ref().and_then(|r| owners.claim(r, &record_id)) {
-                    let error = duplicate_error(entity, &owner);
-                    out.refuse(entity, &integration_id, &run_id, record_id, known, error);
-                    continue;
+        let command = match (error, remote_id) {
+            (None, Some(remote_id)) => {
+                if known.state.links.contains_key(integration_id) {
+                    out.stats.updated += 1;
+                } else {
+                    out.stats.created += 1;
+                }
+                RecordCommand::ConfirmPush {
+                    integration_id: integration_id.clone(),
+                    remote_id,
+                    fields: values,
+                    sent: properties,
+                    run_id,
+                    at: Utc::now(),
                 }
             }
-            let command = match (error, remote_id) {
-                (None, Some(remote_id)) => {
-                    if known.state.links.contains_key(&integration_id) {
-                        out.stats.updated += 1;
-                    } else {
-                        out.stats.created += 1;
-                    }
-                    RecordCommand::ConfirmPush {
-                        integration_id: integration_id.clone(),
-                        remote_id,
-                        fields: values,
-                        sent: properties,
-                        run_id: run_id.clone(),
-                        at: Utc::now(),
-                    }
-                }
-                (error, _) => {
-                    let error =
-                        error.unwrap_or_else(|| "the provider returned no record id".into());
-                    out.stats.failed += 1;
-                    out.failures.push(RecordFailure {
-                        entity,
-                        phase: Phase::Push,
-                        record_id: Some(record_id.clone()),
-                        remote_id: known
-                            .state
-                            .links
-                            .get(&integration_id)
-                            .map(|l| l.remote_id.clone()),
-                        error: error.clone(),
-                        fetched: None,
-                    });
-                    RecordCommand::FailPush {
-                        integration_id: integration_id.clone(),
-                        run_id: run_id.clone(),
-                        error,
-                        at: Utc::now(),
-                    }
-                }
-            };
-            out.outcomes.push(Outcome {
-                record_id,
-                known,
-                command,
-            });
+            (error, _) => {
+                let error = error.unwrap_or_else(|| "the provider returned no record id".into());
+                self.push_failed(entity, &record_id, &known, error, out)
+            }
+        };
+        out.outcomes.push(Outcome {
+            record_id,
+            known,
+            command,
+        });
+    }
+
+    /// Counts a record the CRM did not take as a failure of the run, and returns the
+    /// command that records it on the record (its values stay pending).
+    fn push_failed(
+        &self,
+        entity: Entity,
+        record_id: &str,
+        known: &Known,
+        error: String,
+        out: &mut Pushed,
+    ) -> RecordCommand {
+        let integration_id = &self.run.integration_id;
+        out.stats.failed += 1;
+        out.failures.push(RecordFailure {
+            entity,
+            phase: Phase::Push,
+            record_id: Some(record_id.to_owned()),
+            remote_id: known
+                .state
+                .links
+                .get(integration_id)
+                .map(|l| l.remote_id.clone()),
+            error: error.clone(),
+            fetched: None,
+        });
+        RecordCommand::FailPush {
+            integration_id: integration_id.clone(),
+            run_id: self.run_id(),
+            error,
+            at: Utc::now(),
         }
-        Ok(out)
     }
 
     /// Records the batch's outcomes on the records and commits the page. The provider
@@ -493,7 +592,7 @@ impl Ctx<'_> {
             Commit::Stopped => Flow::Stopped,
             Commit::Conflict => {
                 for o in &pushed.outcomes {
-                    self.inner
+                    self.services
                         .records
                         .execute(&o.record_id, o.command.clone(), &self.meta)
                         .await

@@ -10,7 +10,7 @@ use syncledger_crm::RemoteRecord;
 use syncledger_domain::sync_run::{RecordFailure, RunStats};
 use syncledger_domain::{ConflictStrategy, Entity};
 
-use super::exec::Ctx;
+use super::execution::Execution;
 use super::lookup::Known;
 use super::push::Pushed;
 use crate::EngineError;
@@ -53,7 +53,7 @@ impl Remerged {
     }
 }
 
-impl Ctx<'_> {
+impl Execution<'_> {
     /// Re-reads the batch's linked CRM records just before the push and merges those
     /// changed since the pull (as a pull would, same policy), so that a CRM edit made
     /// meanwhile is not overwritten: under `manual_review` it becomes a conflict (and is
@@ -159,7 +159,7 @@ impl Ctx<'_> {
         let mapper = self.mapper(entity)?;
         let run_id = self.run_id();
         let decided = self
-            .ingestion(entity, &mapper, &run_id)
+            .decider(entity, &mapper, &run_id)
             .ingest_one_by_one(changed)
             .await?;
         out.stats.conflicts_detected += decided.stats.conflicts_detected;
@@ -182,7 +182,7 @@ impl Ctx<'_> {
         for (record_id, known) in &mut candidates {
             if remote_of(known).is_some_and(|r| changed_ids.contains(&r.as_str())) {
                 let (state, version) = self
-                    .inner
+                    .services
                     .records
                     .load_versioned(record_id)
                     .await

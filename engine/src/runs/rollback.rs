@@ -17,7 +17,8 @@ use syncledger_domain::sync_run::{Phase, RecordFailure, RunStats};
 use syncledger_domain::{Aggregate, Entity};
 use syncledger_store::append::NewEvent;
 
-use super::exec::{encode, Commit, Ctx, Flow};
+use super::committer::Commit;
+use super::execution::{encode, Execution, Flow};
 use crate::crashpoint;
 use crate::rollback::{plan_records, touched, Planned, Scope};
 use crate::EngineError;
@@ -25,7 +26,7 @@ use crate::EngineError;
 /// Attempts at a page whose records changed while it was being written.
 const ATTEMPTS: usize = 5;
 
-impl Ctx<'_> {
+impl Execution<'_> {
     pub(super) async fn rollback(&mut self) -> Result<Flow, EngineError> {
         let Some(target) = self.run.rollback_of.clone() else {
             return Err(EngineError::Store(
@@ -55,7 +56,14 @@ impl Ctx<'_> {
             _ => crate::rollback::PAGE,
         };
         loop {
-            let ids = touched(&self.inner.store, scope, Some(entity), &cursor.after, page).await?;
+            let ids = touched(
+                &self.services.store,
+                scope,
+                Some(entity),
+                &cursor.after,
+                page,
+            )
+            .await?;
             let done = ids.len() < page;
             if let Some(last) = ids.last() {
                 cursor.after.clone_from(last);
@@ -64,7 +72,7 @@ impl Ctx<'_> {
             let mut attempt = 0;
             let flow = loop {
                 attempt += 1;
-                let planned: Vec<Planned> = plan_records(&self.inner.store, scope, &ids, access)
+                let planned: Vec<Planned> = plan_records(&self.services.store, scope, &ids, access)
                     .await?
                     .into_iter()
                     .filter(|p| p.now.entity == Some(entity))
@@ -186,6 +194,62 @@ impl Ctx<'_> {
         let mut failures = Vec::new();
         let mut planned = planned;
         self.recheck_crm(entity, &mut planned, &mut stats).await?;
+        let crm_error = self.write_back(entity, &planned, &mut stats).await?;
+        let mut rows = Vec::new();
+        for (p, error) in planned.into_iter().zip(crm_error) {
+            stats.processed += 1;
+            stats.conflicts_detected += p.plan.conflicts.len() as u64;
+            let failure = |error: String| RecordFailure {
+                entity,
+                phase: Phase::Rollback,
+                record_id: Some(p.record_id.clone()),
+                remote_id: p
+                    .now
+                    .links
+                    .get(&integration_id)
+                    .map(|l| l.remote_id.clone()),
+                error,
+                fetched: None,
+            };
+            if p.plan.crm_owed {
+                let properties: Vec<String> = p
+                    .plan
+                    .crm
+                    .iter()
+                    .flat_map(|c| c.properties.keys().cloned())
+                    .collect();
+                stats.failed += 1;
+                failures.push(failure(format!(
+                    "owed to the CRM: writing back {} (the integration is not connected; a \
+                     rollback of sync run {target} writes it back once it is)",
+                    properties.join(", ")
+                )));
+            }
+            if let Some(error) = error {
+                stats.failed += 1;
+                failures.push(failure(error));
+                continue;
+            }
+            if !p.plan.changes_something() {
+                stats.skipped += 1;
+                continue;
+            }
+            stats.updated += 1;
+            rows.extend(self.compensation_rows(&p, &run_id, target)?);
+        }
+        Ok((rows, stats, failures))
+    }
+
+    /// Writes back, in one batch, what the rollback puts back in the CRM of this
+    /// integration (when it is reachable); per planned record, the CRM's error if its
+    /// write failed.
+    async fn write_back(
+        &mut self,
+        entity: Entity,
+        planned: &[Planned],
+        stats: &mut RunStats,
+    ) -> Result<Vec<Option<String>>, EngineError> {
+        let integration_id = self.run.integration_id.clone();
         // (index into `planned`, remote id, properties) of each CRM write.
         let mut writes: Vec<(usize, String, Fields)> = Vec::new();
         for (i, p) in planned.iter().enumerate() {
@@ -231,84 +295,56 @@ impl Ctx<'_> {
             }
             crashpoint::reach("rollback:sent");
         }
+        Ok(crm_error)
+    }
+
+    /// The events of one record's compensation: its `RolledBack`, and the CRM writes it
+    /// confirms, decided on the record's current state with their sequences.
+    fn compensation_rows(
+        &self,
+        p: &Planned,
+        run_id: &str,
+        target: &str,
+    ) -> Result<Vec<NewEvent>, EngineError> {
+        let integration_id = &self.run.integration_id;
         let mut rows = Vec::new();
-        for (p, error) in planned.into_iter().zip(crm_error) {
-            stats.processed += 1;
-            stats.conflicts_detected += p.plan.conflicts.len() as u64;
-            let failure = |error: String| RecordFailure {
-                entity,
-                phase: Phase::Rollback,
-                record_id: Some(p.record_id.clone()),
-                remote_id: p
-                    .now
-                    .links
-                    .get(&integration_id)
-                    .map(|l| l.remote_id.clone()),
-                error,
-                fetched: None,
-            };
-            if p.plan.crm_owed {
-                let properties: Vec<String> = p
-                    .plan
-                    .crm
-                    .iter()
-                    .flat_map(|c| c.properties.keys().cloned())
-                    .collect();
-                stats.failed += 1;
-                failures.push(failure(format!(
-                    "owed to the CRM: writing back {} (the integration is not connected; a \
-                     rollback of sync run {target} writes it back once it is)",
-                    properties.join(", ")
-                )));
-            }
-            if let Some(error) = error {
-                stats.failed += 1;
-                failures.push(failure(error));
-                continue;
-            }
-            if !p.plan.changes_something() {
-                stats.skipped += 1;
-                continue;
-            }
-            stats.updated += 1;
-            let at = Utc::now();
-            let mut commands = vec![RecordCommand::RollBack(p.plan.compensation(
-                &p.before,
-                &run_id,
-                target,
-                p.reverses.clone(),
+        let at = Utc::now();
+        let mut commands = vec![RecordCommand::RollBack(p.plan.compensation(
+            &p.before,
+            run_id,
+            target,
+            p.reverses.clone(),
+            at,
+        ))];
+        for c in p
+            .plan
+            .crm
+            .iter()
+            .filter(|c| c.integration_id == *integration_id && !p.plan.crm_owed)
+        {
+            commands.push(RecordCommand::ConfirmPush {
+                integration_id: integration_id.to_owned(),
+                remote_id: c.remote_id.clone(),
+                fields: c.fields.clone(),
+                sent: c.properties.clone(),
+                run_id: run_id.to_owned(),
                 at,
-            ))];
-            for c in p
-                .plan
-                .crm
-                .iter()
-                .filter(|c| c.integration_id == integration_id && !p.plan.crm_owed)
-            {
-                commands.push(RecordCommand::ConfirmPush {
-                    integration_id: integration_id.clone(),
-                    remote_id: c.remote_id.clone(),
-                    fields: c.fields.clone(),
-                    sent: c.properties.clone(),
-                    run_id: run_id.clone(),
-                    at,
-                });
-            }
-            let mut state = p.now.clone();
-            let mut seq = p.version;
-            for command in commands {
-                let events = state
-                    .decide(command)
-                    .map_err(|e| EngineError::Store(e.to_string()))?;
-                for e in &events {
-                    seq += 1;
-                    state.apply(e);
-                    rows.push(
-                        NewEvent::of::<Record>(&p.record_id, seq, e, &self.meta).map_err(encode)?,
-                    );
-                }
+            });
+        }
+        let mut state = p.now.clone();
+        let mut seq = p.version;
+        for command in commands {
+            let events = state
+                .decide(command)
+                .map_err(|e| EngineError::Store(e.to_string()))?;
+            for e in &events {
+                seq += 1;
+                state.apply(e);
+                rows.push(
+                    NewEvent::of::<Record>(&p.record_id, seq, e, &self.meta).map_err(encode)?,
+                );
             }
         }
-        Ok((rows, stats, failures))
+        Ok(rows)
     }
 }

@@ -105,7 +105,10 @@ pub struct PendingCode {
     pub redirect_uri: String,
 }
 
-pub struct Inner {
+/// The generic sandbox's mutable world, behind [`GenericState::lock`]: its records and
+/// ids, queued faults, request counters, and its OAuth server's codes, tokens, queued
+/// token errors and revocations.
+pub struct GenericData {
     pub records: BTreeMap<Kind, BTreeMap<u64, Rec>>,
     next_id: u64,
     pub faults: FaultQueue,
@@ -126,7 +129,7 @@ pub struct GenericState {
     pub config: GenericSandboxConfig,
     pub base_url: String,
     pub stopped: watch::Receiver<bool>,
-    inner: Mutex<Inner>,
+    data: Mutex<GenericData>,
 }
 
 /// A small deterministic generator so a seed always yields the same records.
@@ -206,7 +209,7 @@ impl GenericState {
             config,
             base_url,
             stopped,
-            inner: Mutex::new(Inner {
+            data: Mutex::new(GenericData {
                 records,
                 next_id,
                 faults: FaultQueue::default(),
@@ -222,12 +225,12 @@ impl GenericState {
     }
 
     /// A poisoned lock only means a handler panicked; the data is still usable.
-    pub fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    pub fn lock(&self) -> MutexGuard<'_, GenericData> {
+        self.data.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-impl Inner {
+impl GenericData {
     pub fn create(&mut self, kind: Kind, attributes: BTreeMap<String, String>) -> Rec {
         let id = self.next_id;
         self.next_id = self.next_id.saturating_add(1);
@@ -281,7 +284,7 @@ impl Inner {
     }
 }
 
-impl Inner {
+impl GenericData {
     /// The next queued token-endpoint error, used up by one.
     pub fn take_token_error(&mut self) -> Option<TokenError> {
         let first = self.token_errors.first_mut()?;

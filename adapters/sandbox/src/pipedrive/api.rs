@@ -10,7 +10,7 @@ use base64::Engine;
 use serde_json::{json, Map, Value};
 
 use super::middleware::{bad_request, error, not_found, Reject};
-use super::state::{Inner, Kind, Record};
+use super::state::{Kind, PipedriveData, Record};
 use super::App;
 use crate::error::{query_pairs, query_value};
 
@@ -252,7 +252,12 @@ fn check_contacts(value: &Value, what: &str, email: bool) -> Result<(), String> 
 type Changes = (Map<String, Value>, Map<String, Value>);
 
 /// Validates a create or patch body; returns the standard and custom changes.
-fn validate(inner: &Inner, kind: Kind, body: &[u8], create: bool) -> Result<Changes, String> {
+fn validate(
+    inner: &PipedriveData,
+    kind: Kind,
+    body: &[u8],
+    create: bool,
+) -> Result<Changes, String> {
     let Ok(Value::Object(mut map)) = serde_json::from_slice::<Value>(body) else {
         return Err("Request body must be a JSON object".into());
     };

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::middleware::{bad_request, not_found, Reject};
-use super::state::{Inner, Kind};
+use super::state::{Kind, PipedriveData};
 use super::App;
 use crate::error::{query_pairs, query_value};
 use crate::faults::FaultSpec;
@@ -20,7 +20,11 @@ fn kind(raw: &str) -> Result<Kind, Reject> {
 }
 
 /// Custom fields may be given by hash key or by field name.
-fn resolve_custom(inner: &Inner, kind: Kind, custom: Map<String, Value>) -> Map<String, Value> {
+fn resolve_custom(
+    inner: &PipedriveData,
+    kind: Kind,
+    custom: Map<String, Value>,
+) -> Map<String, Value> {
     let known = inner.custom_keys(kind);
     custom
         .into_iter()

@@ -176,7 +176,10 @@ impl Auth {
     }
 }
 
-pub struct Inner {
+/// The Pipedrive sandbox's mutable world, behind [`Shared::lock`]: its records, custom
+/// field definitions, ids and clock, OAuth tokens, rate limits, queued faults, partial-batch
+/// write count and request counters.
+pub struct PipedriveData {
     pub records: BTreeMap<Kind, BTreeMap<u64, Record>>,
     pub fields: BTreeMap<Kind, Vec<FieldDef>>,
     next_id: u64,
@@ -193,7 +196,7 @@ pub struct Shared {
     pub config: PipedriveSandboxConfig,
     pub base_url: String,
     pub stopped: watch::Receiver<bool>,
-    inner: Mutex<Inner>,
+    data: Mutex<PipedriveData>,
 }
 
 impl Shared {
@@ -202,7 +205,7 @@ impl Shared {
         base_url: String,
         stopped: watch::Receiver<bool>,
     ) -> Self {
-        let mut inner = Inner {
+        let mut inner = PipedriveData {
             records: BTreeMap::new(),
             fields: BTreeMap::new(),
             next_id: 1,
@@ -224,17 +227,17 @@ impl Shared {
             config,
             base_url,
             stopped,
-            inner: Mutex::new(inner),
+            data: Mutex::new(inner),
         }
     }
 
     /// A poisoned lock only means a handler panicked; the data is still usable.
-    pub fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    pub fn lock(&self) -> MutexGuard<'_, PipedriveData> {
+        self.data.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-impl Inner {
+impl PipedriveData {
     /// Server time in ms: never goes backwards, so writes are ordered by it.
     pub fn now_ms(&mut self) -> i64 {
         let sys = chrono::Utc::now().timestamp_millis();
@@ -416,7 +419,7 @@ fn pick<'a>(rng: &mut StdRng, list: &[&'a str]) -> &'a str {
 
 /// Organizations first (persons point at them); every `same_timestamp_group`
 /// consecutive records share one modification time.
-fn seed(inner: &mut Inner, config: &PipedriveSandboxConfig) {
+fn seed(inner: &mut PipedriveData, config: &PipedriveSandboxConfig) {
     let mut rng = StdRng::seed_from_u64(config.seed);
     let group = config.same_timestamp_group.max(1);
     let stamp = |i: usize| EPOCH_MS + i64::try_from(i / group).unwrap_or(0) * GROUP_STEP_MS;
@@ -481,7 +484,7 @@ fn seed(inner: &mut Inner, config: &PipedriveSandboxConfig) {
 }
 
 fn seed_record(
-    inner: &mut Inner,
+    inner: &mut PipedriveData,
     kind: Kind,
     fields: Value,
     custom: Map<String, Value>,

@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use super::error::{parse_json, SfError};
 use super::schema::{Field, SObject};
 use super::sobjects::object;
-use super::state::{AppState, Inner};
+use super::state::{AppState, SalesforceData};
 
 const MAX_RECORDS: usize = 200;
 
@@ -150,7 +150,7 @@ fn rolled_back() -> Failure {
     )
 }
 
-fn apply(inner: &mut Inner, plan: Plan) -> Outcome {
+fn apply(inner: &mut SalesforceData, plan: Plan) -> Outcome {
     match plan.existing {
         Some(id) => {
             inner.update(plan.object, &id, plan.fields);
@@ -188,7 +188,7 @@ fn render(outcome: Outcome, upsert: bool) -> Value {
 
 /// Validates one input and decides whether it creates or updates.
 fn plan(
-    inner: &Inner,
+    inner: &SalesforceData,
     kind: Kind,
     record: &Map<String, Value>,
     seen: &mut HashSet<String>,
@@ -420,7 +420,7 @@ pub async fn delete(
         .collect();
     too_many(ids.len())?;
     let mut inner = s.lock();
-    let target = |inner: &Inner, id: &str| -> Result<SObject, Failure> {
+    let target = |inner: &SalesforceData, id: &str| -> Result<SObject, Failure> {
         let object = [SObject::Account, SObject::Contact]
             .into_iter()
             .find(|o| id.starts_with(o.key_prefix()))

@@ -99,7 +99,7 @@ fn batch_size(headers: &HeaderMap, default: usize) -> usize {
 
 /// Renders the page at `offset` of an open cursor. Cursors stay open, so a
 /// client may ask for the same `nextRecordsUrl` again after a lost response.
-fn page(s: &AppState, inner: &super::state::Inner, key: &str, offset: usize) -> Value {
+fn page(s: &AppState, inner: &super::state::SalesforceData, key: &str, offset: usize) -> Value {
     let Some(locator) = inner.locators.get(key) else {
         return json!({ "totalSize": 0, "done": true, "records": [] });
     };

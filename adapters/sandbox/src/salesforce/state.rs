@@ -19,7 +19,7 @@ pub struct Shared {
     pub config: SalesforceSandboxConfig,
     pub base_url: String,
     pub stopped: watch::Receiver<bool>,
-    inner: Mutex<Inner>,
+    data: Mutex<SalesforceData>,
 }
 
 /// A query's server-side cursor: the ids it matched, in order, when it ran.
@@ -30,7 +30,10 @@ pub struct Locator {
     pub batch: usize,
 }
 
-pub struct Inner {
+/// The Salesforce sandbox's mutable world, behind [`Shared::lock`]: its sObjects, ids and
+/// clock, OAuth tokens, rate limits and daily quota, queued faults, request counters and
+/// the query locators of paged results.
+pub struct SalesforceData {
     pub records: BTreeMap<SObject, BTreeMap<String, Record>>,
     next_id: u64,
     clock_ms: i64,
@@ -102,7 +105,7 @@ impl Shared {
         base_url: String,
         stopped: watch::Receiver<bool>,
     ) -> Self {
-        let mut inner = Inner {
+        let mut inner = SalesforceData {
             records: BTreeMap::new(),
             next_id: 1,
             clock_ms: 0,
@@ -125,13 +128,13 @@ impl Shared {
             config,
             base_url,
             stopped,
-            inner: Mutex::new(inner),
+            data: Mutex::new(inner),
         }
     }
 
     /// A poisoned lock only means a handler panicked; the data is still usable.
-    pub fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    pub fn lock(&self) -> MutexGuard<'_, SalesforceData> {
+        self.data.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// `{base}/services/data/{version}`, the prefix of REST URLs.
@@ -160,7 +163,7 @@ impl crate::Simulator for Shared {
     }
 }
 
-impl Inner {
+impl SalesforceData {
     /// Server time in ms: never goes backwards, so writes are ordered by it.
     pub fn now_ms(&mut self) -> i64 {
         let sys = chrono::Utc::now().timestamp_millis();

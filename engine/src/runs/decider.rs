@@ -1,5 +1,5 @@
-//! Ingesting a page of CRM records: map, link, merge, and append the resulting events in
-//! one statement batch together with the run's page event.
+//! The decider: a page of CRM records mapped, linked and merged into record events, for
+//! the committer to append in one transaction together with the run's page event.
 //!
 //! The command path of cqrs-es (load each record's history, one insert per event) tops
 //! out around 1,500 commands/s; a sync must do better. Here the record states come from
@@ -33,7 +33,7 @@ const RETRIES: usize = 5;
 const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6d1f_3c0e_7a52_4b8e_9f61_2c4d_8e0a_b7f3);
 
 /// Everything a page's records are decided with.
-pub(crate) struct Ingestion<'a> {
+pub(crate) struct Decider<'a> {
     pub store: &'a Store,
     pub records: &'a Cqrs<Record>,
     pub workspace_id: &'a str,
@@ -84,7 +84,7 @@ fn encode(e: serde_json::Error) -> EngineError {
     EngineError::Store(format!("could not encode an event: {e}"))
 }
 
-impl Ingestion<'_> {
+impl Decider<'_> {
     /// The id a CRM record gets when it becomes a new record.
     pub(crate) fn new_record_id(&self, remote_id: &str) -> String {
         let name = [
