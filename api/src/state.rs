@@ -14,9 +14,9 @@ use syncledger_vault::Vault;
 use tokio::sync::Notify;
 
 #[derive(Clone)]
-pub struct AppState(pub Arc<Inner>);
+pub struct AppState(pub Arc<AppParts>);
 
-pub struct Inner {
+pub struct AppParts {
     pub store: Store,
     pub vault: Vault,
     pub workspaces: Cqrs<Workspace>,
@@ -41,8 +41,8 @@ pub struct Inner {
 }
 
 impl std::ops::Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
+    type Target = AppParts;
+    fn deref(&self) -> &AppParts {
         &self.0
     }
 }
@@ -96,7 +96,7 @@ impl AppState {
             fresh,
             dispatcher.clone(),
         );
-        AppState(Arc::new(Inner {
+        AppState(Arc::new(AppParts {
             workspaces: store.cqrs(),
             integrations: store.cqrs(),
             records: store.cqrs(),

@@ -121,7 +121,13 @@ impl From<sqlx::Error> for EngineError {
 
 impl From<syncledger_projections::ProjectionError> for EngineError {
     fn from(e: syncledger_projections::ProjectionError) -> Self {
-        EngineError::Store(e.to_string())
+        match e {
+            // Unreadable stored data is no outage: waiting would not mend it.
+            syncledger_projections::ProjectionError::Corrupt(_) => {
+                EngineError::Corrupt("a read-model row")
+            }
+            other => EngineError::Store(other.to_string()),
+        }
     }
 }
 

@@ -19,6 +19,7 @@ pub mod integration_status;
 pub mod rebuild;
 pub mod records;
 pub mod replay;
+pub mod run_reads;
 pub mod runner;
 pub mod sync_runs;
 

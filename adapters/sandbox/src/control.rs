@@ -125,7 +125,7 @@ pub async fn issue_tokens(State(s): State<AppState>) -> Json<Value> {
     let pair = s
         .lock()
         .auth
-        .issue(crate::oauth::default_scopes(), ttl, hub);
+        .issue(crate::grants::default_scopes(), ttl, hub);
     Json(json!(pair))
 }
 

@@ -9,9 +9,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::error::ApiError;
-use crate::ratelimit::{too_many, Policy};
-use crate::state::wait_stop;
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -202,30 +199,6 @@ pub(crate) async fn track<H: FaultHost>(
     }
 }
 
-impl FaultHost for crate::state::Shared {
-    fn count_and_take(&self, method: &Method, path: &str) -> Option<Action> {
-        let mut inner = self.lock();
-        *inner
-            .counters
-            .entry(endpoint_key(method, path))
-            .or_default() += 1;
-        inner.faults.take(path)
-    }
-
-    fn stopped(&self) -> watch::Receiver<bool> {
-        self.stopped.clone()
-    }
-
-    fn fault_response(&self, status: StatusCode) -> Response {
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            return too_many(Policy::TenSecondly);
-        }
-        ApiError::new(status, "INTERNAL_ERROR", "Injected fault").into_response()
-    }
-
-    const TRUNCATED_BODY: &'static str = r#"{"results":[{"id":"1","properties":{"#;
-}
-
 /// `GET /crm/v3/objects/contacts/{id}`-style keys: ids and tokens become placeholders.
 pub fn endpoint_key(method: &Method, path: &str) -> String {
     let mut segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
@@ -241,6 +214,11 @@ pub fn endpoint_key(method: &Method, path: &str) -> String {
         }
     }
     format!("{method} {}", segments.join("/"))
+}
+
+/// Resolves once the sandbox is told to stop (or its handle is gone).
+pub async fn wait_stop(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|s| *s).await;
 }
 
 #[cfg(test)]

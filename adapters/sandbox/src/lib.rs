@@ -13,6 +13,7 @@ mod control;
 mod error;
 mod faults;
 mod generic;
+mod grants;
 mod guard;
 pub use guard::RATE_LIMITED;
 mod oauth;
@@ -20,6 +21,7 @@ mod objects;
 mod pipedrive;
 mod properties;
 mod ratelimit;
+mod records;
 mod router;
 mod salesforce;
 mod search;
@@ -36,7 +38,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use generic::GenericSandboxConfig;
-pub use oauth::{pkce_s256, TokenPair};
+pub use grants::{pkce_s256, TokenPair};
 pub use pipedrive::PipedriveSandboxConfig;
 pub use salesforce::{RollingLimitStatus, SalesforceSandboxConfig};
 pub use webhook::sign_v3;
@@ -146,7 +148,7 @@ impl Sandbox {
     ) -> Sandbox {
         let task = tokio::spawn(async move {
             let serve =
-                axum::serve(listener, app).with_graceful_shutdown(state::wait_stop(stopped));
+                axum::serve(listener, app).with_graceful_shutdown(faults::wait_stop(stopped));
             // An accept error ends the sandbox; tests then see connection failures.
             let _ = serve.await;
         });

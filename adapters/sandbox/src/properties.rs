@@ -7,6 +7,7 @@ use axum::Json;
 use serde_json::{json, Map, Value};
 
 use crate::error::ApiError;
+use crate::seed::{COLORS, LIFECYCLE, TIERS};
 use crate::state::{AppState, ObjectType};
 
 pub struct PropertyDef {
@@ -83,19 +84,6 @@ const fn select(
         custom,
     }
 }
-
-pub const LIFECYCLE: &[&str] = &[
-    "subscriber",
-    "lead",
-    "marketingqualifiedlead",
-    "salesqualifiedlead",
-    "opportunity",
-    "customer",
-    "evangelist",
-    "other",
-];
-pub const COLORS: &[&str] = &["red", "orange", "yellow", "green", "blue", "purple"];
-pub const TIERS: &[&str] = &["bronze", "silver", "gold", "platinum"];
 
 const CONTACT: &[PropertyDef] = &[
     text("firstname", "First Name", "contactinformation"),

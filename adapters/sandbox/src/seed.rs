@@ -6,12 +6,26 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
-use crate::properties::{COLORS, LIFECYCLE, TIERS};
-use crate::state::{ObjectType, Record};
+use crate::records::{ObjectType, Record};
 use crate::words::{
     CITIES, EPOCH_MS, FIRST, GROUP_STEP_MS, INDUSTRIES, LAST, MAIL, NOUNS, SUFFIX, TITLES, WORDS,
 };
 use crate::SandboxConfig;
+
+/// The choices of the sandbox's enumeration properties (its property catalogue shows
+/// them; seeded records take their values from them).
+pub const LIFECYCLE: &[&str] = &[
+    "subscriber",
+    "lead",
+    "marketingqualifiedlead",
+    "salesqualifiedlead",
+    "opportunity",
+    "customer",
+    "evangelist",
+    "other",
+];
+pub const COLORS: &[&str] = &["red", "orange", "yellow", "green", "blue", "purple"];
+pub const TIERS: &[&str] = &["bronze", "silver", "gold", "platinum"];
 
 /// Seeds `config.records` records of one type, taking ids from `next_id`.
 pub fn generate(

@@ -126,7 +126,7 @@ impl Execution<'_> {
     /// Who the CRM records the batch's creates landed on are already linked to.
     pub(super) async fn created_owners(
         &self,
-        sent: &[super::push::Sent],
+        sent: &[super::Sent],
         results: &[Option<PushResult>],
     ) -> Result<Owners, EngineError> {
         let created: Vec<&str> = sent

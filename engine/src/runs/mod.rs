@@ -49,6 +49,16 @@ use syncledger_store::{CommandError, Cqrs, Metadata, Store};
 use crate::{Connections, EngineError};
 pub(crate) use cursor::{PullCursor, PushCursor};
 
+/// A record sent in a push batch: its id, state, app values, the properties sent and
+/// its remote id when it was linked.
+pub(super) type Sent = (
+    String,
+    lookup::Known,
+    syncledger_domain::merge::Fields,
+    syncledger_domain::merge::Fields,
+    Option<String>,
+);
+
 /// Why a run could not be started, cancelled or retried.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -530,7 +540,7 @@ impl SyncRuns {
             .catch_up()
             .await
             .map_err(|e| EngineError::Store(e.to_string()))?;
-        lookup::active_runs(&self.services.store.any).await
+        Ok(lookup::active_runs(&self.services.store.any).await?)
     }
 
     /// Runs waiting for a worker (per the read model): what a polling worker takes.
@@ -540,7 +550,7 @@ impl SyncRuns {
             .catch_up()
             .await
             .map_err(|e| EngineError::Store(e.to_string()))?;
-        lookup::queued_runs(&self.services.store.any).await
+        Ok(lookup::queued_runs(&self.services.store.any).await?)
     }
 
     /// Executes (or resumes) a run to its end. Returns the status it ended in.

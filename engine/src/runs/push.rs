@@ -25,13 +25,13 @@ use super::execution::{encode, Execution, Flow};
 use super::lookup::{self, Known};
 use super::reread::Remerged;
 use super::PushCursor;
+use super::Sent;
 use crate::crashpoint;
 use crate::mapping::Mapper;
 use crate::EngineError;
 
 /// A record of a push batch as sent: its id, its state, the app values sent, the CRM
 /// properties sent, and the remote id when it updates a linked CRM record.
-pub(super) type Sent = (String, Known, Fields, Fields, Option<String>);
 
 /// What a push batch does with one record.
 enum Plan {
@@ -62,6 +62,30 @@ pub(super) struct Pushed {
     /// When the batch's push call started, and when it answered.
     pub(super) sent_at: Option<std::time::Instant>,
     pub(super) answered_at: Option<std::time::Instant>,
+}
+
+impl Pushed {
+    /// Adds a re-read's calls, conflicts and failures to the batch's outcome.
+    fn absorb(&mut self, merged: Remerged, run_id: &str) {
+        self.stats = self.stats.plus(merged.stats);
+        self.stats.failed += merged.failures.len() as u64;
+        self.failures.extend(merged.failures);
+        // The window is at least read → sent and at most read → answered (the write
+        // lands at the provider somewhere in the call).
+        if let (Some(read), Some(sent), Some(answered)) =
+            (merged.read_at, self.sent_at, self.answered_at)
+        {
+            let micros = |t: std::time::Instant| {
+                u64::try_from(t.saturating_duration_since(read).as_micros()).unwrap_or(u64::MAX)
+            };
+            tracing::debug!(
+                run_id,
+                window_min_us = micros(sent),
+                window_max_us = micros(answered),
+                "push window"
+            );
+        }
+    }
 }
 
 impl Pushed {
@@ -128,8 +152,8 @@ impl Execution<'_> {
             }
             let (candidates, merged) = self.reread(entity, candidates).await?;
             let mut pushed = self.push_batch(entity, &mapper, candidates).await?;
-            merged.add_to(&mut pushed, &self.run_id());
-            std::mem::take(&mut deleted).add_to(&mut pushed, &self.run_id());
+            pushed.absorb(merged, &self.run_id());
+            pushed.absorb(std::mem::take(&mut deleted), &self.run_id());
             let cursor_json = serde_json::to_value(&cursor).map_err(encode)?;
             if self
                 .record_pushed(entity, cursor_json, done, pushed)
@@ -189,7 +213,7 @@ impl Execution<'_> {
                 .collect();
             let (candidates, merged) = self.reread(entity, candidates).await?;
             let mut pushed = self.push_batch(entity, &mapper, candidates).await?;
-            merged.add_to(&mut pushed, &self.run_id());
+            pushed.absorb(merged, &self.run_id());
             let done = i + 1 == total;
             if self
                 .record_pushed(entity, serde_json::json!({}), done, pushed)

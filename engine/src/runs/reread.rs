@@ -12,7 +12,6 @@ use syncledger_domain::{ConflictStrategy, Entity};
 
 use super::execution::Execution;
 use super::lookup::Known;
-use super::push::Pushed;
 use crate::EngineError;
 
 /// How many times a push batch is read again at most: a read that found changes is
@@ -26,31 +25,7 @@ pub(super) struct Remerged {
     pub(super) failures: Vec<RecordFailure>,
     /// When the re-read answered: the start of the window in which a CRM edit can still
     /// be overwritten (it ends when the push is sent).
-    read_at: Option<std::time::Instant>,
-}
-
-impl Remerged {
-    /// Adds the re-read's calls, conflicts and failures to the batch's outcome.
-    pub(super) fn add_to(self, pushed: &mut Pushed, run_id: &str) {
-        pushed.stats = pushed.stats.plus(self.stats);
-        pushed.stats.failed += self.failures.len() as u64;
-        pushed.failures.extend(self.failures);
-        // The window is at least read → sent and at most read → answered (the write
-        // lands at the provider somewhere in the call).
-        if let (Some(read), Some(sent), Some(answered)) =
-            (self.read_at, pushed.sent_at, pushed.answered_at)
-        {
-            let micros = |t: std::time::Instant| {
-                u64::try_from(t.saturating_duration_since(read).as_micros()).unwrap_or(u64::MAX)
-            };
-            tracing::debug!(
-                run_id,
-                window_min_us = micros(sent),
-                window_max_us = micros(answered),
-                "push window"
-            );
-        }
-    }
+    pub(super) read_at: Option<std::time::Instant>,
 }
 
 impl Execution<'_> {

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::state::new_token;
 use super::App;
-use crate::oauth::pkce_s256;
+use crate::grants::pkce_s256;
 
 #[derive(Deserialize)]
 struct AuthorizeParams {

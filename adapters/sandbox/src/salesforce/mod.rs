@@ -5,6 +5,7 @@
 mod collections;
 mod control;
 mod error;
+mod grants;
 mod guard;
 mod oauth;
 mod query;
@@ -15,12 +16,14 @@ mod sobjects;
 mod soql;
 mod state;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::sync::watch;
 
 use crate::{RateLimit, Sandbox};
+use schema::SObject;
 
 /// How the sandbox answers when a token passes its rolling request budget.
 ///
@@ -112,10 +115,16 @@ impl Sandbox {
         let listener = tokio::net::TcpListener::bind(config.addr).await?;
         let base_url = format!("http://{}", listener.local_addr()?);
         let (stop, stopped) = watch::channel(false);
+        let mut next_id = 1;
+        let accounts = seed::generate(SObject::Account, &config, &mut next_id, &[]);
+        let account_ids: Vec<String> = accounts.keys().cloned().collect();
+        let contacts = seed::generate(SObject::Contact, &config, &mut next_id, &account_ids);
+        let records = BTreeMap::from([(SObject::Account, accounts), (SObject::Contact, contacts)]);
         let state = Arc::new(state::Shared::new(
             config,
             base_url.clone(),
             stopped.clone(),
+            (records, next_id),
         ));
         let app = router::build(state.clone());
         Ok(Self::serve(listener, base_url, app, state, stop, stopped))

@@ -2,8 +2,6 @@
 //! authorize with S256 PKCE, token (authorization_code, refresh_token without
 //! rotation, no `expires_in`), revoke, and userinfo.
 
-use std::collections::HashMap;
-
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -15,72 +13,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
+use super::grants::{new_token, AuthState, Code};
 use super::state::AppState;
 use crate::pkce_s256;
 
 const USER_ID: &str = "0055g00000SbxUsAAB";
-
-struct Code {
-    redirect_uri: String,
-    challenge: String,
-    offline: bool,
-}
-
-/// Access tokens point at the refresh token they came from (if any), so that
-/// revoking the refresh token ends them too.
-#[derive(Default)]
-pub struct AuthState {
-    codes: HashMap<String, Code>,
-    refresh: HashMap<String, ()>,
-    access: HashMap<String, Option<String>>,
-}
-
-pub struct Issued {
-    pub access_token: String,
-    pub refresh_token: Option<String>,
-}
-
-fn new_token(prefix: &str) -> String {
-    format!("{prefix}!{}", uuid::Uuid::new_v4().simple())
-}
-
-impl AuthState {
-    /// A session, with a refresh token when `offline` (the `refresh_token` scope).
-    pub fn issue(&mut self, offline: bool) -> Issued {
-        let refresh_token = offline.then(|| new_token("5Aep861"));
-        if let Some(r) = &refresh_token {
-            self.refresh.insert(r.clone(), ());
-        }
-        let access_token = self.session(refresh_token.clone());
-        Issued {
-            access_token,
-            refresh_token,
-        }
-    }
-
-    fn session(&mut self, refresh: Option<String>) -> String {
-        let access = new_token("00D5g000004Sbx");
-        self.access.insert(access.clone(), refresh);
-        access
-    }
-
-    pub fn is_valid(&self, token: &str) -> bool {
-        self.access.contains_key(token)
-    }
-
-    /// Ends every session, as an org-wide session timeout would; refresh tokens stay.
-    pub fn expire_all(&mut self) {
-        self.access.clear();
-    }
-
-    fn revoke(&mut self, token: &str) -> bool {
-        if self.refresh.remove(token).is_some() {
-            self.access.retain(|_, r| r.as_deref() != Some(token));
-            return true;
-        }
-        self.access.remove(token).is_some()
-    }
-}
 
 /// An OAuth failure: `{"error", "error_description"}` with 400.
 fn oauth_error(error: &str, description: &str) -> Response {

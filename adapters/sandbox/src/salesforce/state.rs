@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
-use super::oauth::AuthState;
+use super::grants::AuthState;
 use super::schema::SObject;
 use super::SalesforceSandboxConfig;
 use crate::faults::FaultQueue;
@@ -100,14 +100,17 @@ impl Record {
 }
 
 impl Shared {
+    /// The server state holding `records` (seeded by the caller, which used ids below
+    /// `next_id`).
     pub fn new(
         config: SalesforceSandboxConfig,
         base_url: String,
         stopped: watch::Receiver<bool>,
+        (records, next_id): (BTreeMap<SObject, BTreeMap<String, Record>>, u64),
     ) -> Self {
-        let mut inner = SalesforceData {
-            records: BTreeMap::new(),
-            next_id: 1,
+        let inner = SalesforceData {
+            records,
+            next_id,
             clock_ms: 0,
             auth: AuthState::default(),
             limits: RateLimiter::new(config.rate_limit),
@@ -118,12 +121,6 @@ impl Shared {
             locators: HashMap::new(),
             next_locator: 1,
         };
-        let accounts = super::seed::generate(SObject::Account, &config, &mut inner.next_id, &[]);
-        let account_ids: Vec<String> = accounts.keys().cloned().collect();
-        let contacts =
-            super::seed::generate(SObject::Contact, &config, &mut inner.next_id, &account_ids);
-        inner.records.insert(SObject::Account, accounts);
-        inner.records.insert(SObject::Contact, contacts);
         Self {
             config,
             base_url,
