@@ -2,10 +2,10 @@
 //! creation: the process is killed there (`SYNCLEDGER_CRASH_AT=integration:reserved:1`),
 //! and after a restart the slot and the name are free.
 
-use crate::common::TestEnv;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::os::unix::process::ExitStatusExt;
+use syncledger_testkit::binary::TestEnv;
 
 const SIGABRT: i32 = 6;
 

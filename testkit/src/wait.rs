@@ -1,4 +1,6 @@
 //! Waiting without `sleep`-and-hope: poll a condition until it holds or a deadline passes.
+//! [`poll_until`] is the one polling loop of the tests; [`wait_until`] is its form for a
+//! yes/no condition.
 
 use std::future::Future;
 use std::time::Duration;
@@ -6,23 +8,47 @@ use tokio::time::Instant;
 
 const POLL_EVERY: Duration = Duration::from_millis(20);
 
-/// Poll `condition` every ~20 ms until it returns true; panic naming `what` if it still
-/// does not after `timeout`.
+/// How long a test waits for another process (a `syncledger` server, worker or CLI run).
+pub const POLL_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Polls `probe` every ~20 ms until it yields a value (the condition holds); panics naming
+/// `what` and the last thing `probe` saw if it still does not after `timeout`.
+pub async fn poll_until<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(last) => assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting until {what}; last seen: {last}"
+            ),
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+/// Polls `condition` until it returns true; panics naming `what` if it still does not
+/// after `timeout`.
 pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut condition: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if condition().await {
-            return;
+    poll_until(timeout, what, || {
+        let holds = condition();
+        async move {
+            if holds.await {
+                Ok(())
+            } else {
+                Err("not yet".to_string())
+            }
         }
-        if Instant::now() >= deadline {
-            panic!("timed out after {timeout:?} waiting until {what}");
-        }
-        tokio::time::sleep(POLL_EVERY).await;
-    }
+    })
+    .await;
 }
 
 /// How long committed events may stay invisible to feed readers in a test.

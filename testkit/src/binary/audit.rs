@@ -1,9 +1,9 @@
 //! `audit verify` as the tests use it, and waiting for the projections to cover the log.
 
 use super::{describe, stdout, TestEnv};
+use crate::wait::poll_until;
 use std::process::Output;
 use std::time::Duration;
-use tokio::time::Instant;
 
 /// How long the projections may take to cover every event.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -31,18 +31,17 @@ impl TestEnv {
     /// flight on the server, in any database, so a busy server may hold it back a while.
     pub async fn settle(&self) -> String {
         let total = self.event_count().await;
-        let deadline = Instant::now() + SETTLE_TIMEOUT;
-        let mut poll = tokio::time::interval(Duration::from_millis(200));
-        loop {
-            poll.tick().await;
+        let what = format!("audit verify covers all {total} events");
+        poll_until(SETTLE_TIMEOUT, &what, || async {
             let ok = self.assert_verifies().await;
             let checked = ok[OK.len()..].split(' ').next();
             if checked.and_then(|n| n.parse::<i64>().ok()) == Some(total) {
-                return ok;
+                Ok(ok)
+            } else {
+                Err(ok)
             }
-            let late = Instant::now() > deadline;
-            assert!(!late, "after {SETTLE_TIMEOUT:?}: {ok} (of {total} events)");
-        }
+        })
+        .await
     }
 
     /// The instant the newest event counts from.
