@@ -21,10 +21,10 @@ use syncledger_domain::{Aggregate, Entity, Plan};
 use syncledger_store::{Metadata, Store};
 use tokio::sync::watch;
 
+use super::round3;
 use crate::config::Settings;
 use crate::state::AppState;
 use crate::Application;
-use super::round3;
 
 /// Reads made before timing starts (connections, caches).
 const WARM_UP: usize = 20;

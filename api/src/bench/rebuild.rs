@@ -24,8 +24,8 @@ use syncledger_domain::{
 use syncledger_store::append::{append, NewEvent};
 use syncledger_store::{Metadata, Store};
 
-use crate::config::Settings;
 use super::round2;
+use crate::config::Settings;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct RebuildBenchArgs {

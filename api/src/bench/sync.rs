@@ -28,8 +28,8 @@ use syncledger_engine::{seal_credentials, Connections, Connector, SyncRuns};
 use syncledger_store::{Metadata, Store};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::config::Settings;
 use super::{round2, round3};
+use crate::config::Settings;
 
 /// The sandbox's counter of requests it refused for its rate limit.
 const RATE_LIMITED_COUNTER: &str = "/_sandbox/refused/429";
