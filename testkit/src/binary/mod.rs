@@ -12,7 +12,7 @@ mod worker;
 pub use crate::random_hex;
 pub use crate::sandbox::sandbox_records;
 pub use crate::wait::{poll_until, POLL_TIMEOUT};
-pub use client::Api;
+pub use client::{pull_integration_body, Api};
 pub use env::{TestEnv, Workspace};
 pub use server::{Server, Stopped};
 pub use worker::{
