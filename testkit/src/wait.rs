@@ -1,6 +1,6 @@
 //! Waiting without `sleep`-and-hope: poll a condition until it holds or a deadline passes.
-//! [`poll_until`] is the one polling loop of the tests; [`wait_until`] is its form for a
-//! yes/no condition.
+//! [`poll_every`] is the one polling loop of the tests; [`poll_until`] polls every 20 ms,
+//! [`wait_until`] is its form for a yes/no condition.
 
 use std::future::Future;
 use std::time::Duration;
@@ -8,12 +8,24 @@ use tokio::time::Instant;
 
 const POLL_EVERY: Duration = Duration::from_millis(20);
 
-/// How long a test waits for another process (a `syncledger` server, worker or CLI run).
-pub const POLL_TIMEOUT: Duration = Duration::from_secs(90);
-
 /// Polls `probe` every ~20 ms until it yields a value (the condition holds); panics naming
 /// `what` and the last thing `probe` saw if it still does not after `timeout`.
-pub async fn poll_until<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> T
+pub async fn poll_until<T, F, Fut>(timeout: Duration, what: &str, probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    poll_every(POLL_EVERY, timeout, what, probe).await
+}
+
+/// [`poll_until`], looking every `every` (probes that start a process or ask another
+/// process's database look less often).
+pub async fn poll_every<T, F, Fut>(
+    every: Duration,
+    timeout: Duration,
+    what: &str,
+    mut probe: F,
+) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, String>>,
@@ -27,7 +39,7 @@ where
                 "timed out after {timeout:?} waiting until {what}; last seen: {last}"
             ),
         }
-        tokio::time::sleep(POLL_EVERY).await;
+        tokio::time::sleep(every).await;
     }
 }
 

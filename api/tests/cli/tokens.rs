@@ -3,7 +3,7 @@
 //! issue is in the audit trail. The way back into a workspace whose admin tokens are lost.
 
 use serde_json::Value;
-use syncledger_testkit::binary::{describe, poll_until, stderr, stdout, TestEnv, POLL_TIMEOUT};
+use syncledger_testkit::binary::{describe, poll_until, stderr, stdout, TestEnv};
 
 async fn a_token_created_locally_works_and_is_audited(env: &TestEnv) {
     let ws = env.create_workspace("Acme").await;
@@ -44,24 +44,20 @@ async fn a_token_created_locally_works_and_is_audited(env: &TestEnv) {
         "no secret in the list"
     );
     // The projection runner writes the trail beside the API: poll it.
-    let audit = poll_until(
-        POLL_TIMEOUT,
-        "the initial token and this one in the trail",
-        || async {
-            let audit = api.get_json("/v1/audit?limit=100").await;
-            let issued_rows = audit["data"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|r| r["action"] == "TokenIssued")
-                .count();
-            if issued_rows == 2 {
-                Ok(audit)
-            } else {
-                Err(audit.to_string())
-            }
-        },
-    )
+    let audit = poll_until("the initial token and this one in the trail", || async {
+        let audit = api.get_json("/v1/audit?limit=100").await;
+        let issued_rows = audit["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["action"] == "TokenIssued")
+            .count();
+        if issued_rows == 2 {
+            Ok(audit)
+        } else {
+            Err(audit.to_string())
+        }
+    })
     .await;
     assert!(
         !audit.to_string().contains(&token),

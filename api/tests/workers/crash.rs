@@ -14,7 +14,7 @@ use std::os::unix::process::ExitStatusExt;
 use syncledger_sandbox::{Sandbox, SandboxConfig};
 use syncledger_testkit::binary::{
     call, connect_hubspot, is_active, records, remote_id, run_view, runs_ended, sandbox_records,
-    start_run, wait_run, Worker, RUN_TIMEOUT,
+    start_run, wait_run, Worker, QUIET, RUN_TIMEOUT,
 };
 use syncledger_testkit::binary::{random_hex, Api, TestEnv};
 use syncledger_testkit::sandbox;
@@ -70,9 +70,7 @@ async fn crash_and_resume(env: TestEnv, point: &str, n: u32) {
     let crash = format!("{point}:{n}");
     let in_push = point.starts_with("push:");
     let ws = env.create_workspace("Acme").await;
-    let server = env
-        .serve_with(&[], &syncledger_testkit::binary::QUIET)
-        .await;
+    let server = env.serve_with(&[], &QUIET).await;
     let api = server.api(&ws.token);
     let sandbox = sandbox::hubspot_with(SandboxConfig {
         records: SEEDED,

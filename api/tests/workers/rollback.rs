@@ -10,7 +10,7 @@ use std::os::unix::process::ExitStatusExt;
 use syncledger_testkit::binary::TestEnv;
 use syncledger_testkit::binary::{
     call, connect_hubspot, poll_until, records, remote_id, sandbox_records, start_run, wait_run,
-    Worker, POLL_TIMEOUT,
+    Worker, QUIET,
 };
 use syncledger_testkit::sandbox;
 
@@ -34,19 +34,13 @@ fn job_titles(records: &[Value]) -> BTreeMap<String, Value> {
 async fn rollback_cli_killed_after_a_crm_write_is_resumed_by_a_worker() {
     let env = TestEnv::sqlite();
     let ws = env.create_workspace("Acme").await;
-    let server = env
-        .serve_with(&[], &syncledger_testkit::binary::QUIET)
-        .await;
+    let server = env.serve_with(&[], &QUIET).await;
     let api = server.api(&ws.token);
     let sandbox = sandbox::hubspot(150).await;
     let integration = connect_hubspot(&api, &sandbox).await;
     // `serve` runs no runs here: a worker executes the sync runs, then stops before the
     // rollback so that only the command line executes it.
-    let worker = Worker::start(
-        &env,
-        &["--poll-interval-ms", "100"],
-        &syncledger_testkit::binary::QUIET,
-    );
+    let worker = Worker::start(&env, &["--poll-interval-ms", "100"], &QUIET);
     let full = start_run(&api, &integration, "full").await;
     assert_eq!(wait_run(&api, &full).await["status"], "completed");
     let titles_before = job_titles(&sandbox_records(&sandbox, "contacts", "jobtitle").await);
@@ -81,7 +75,7 @@ async fn rollback_cli_killed_after_a_crm_write_is_resumed_by_a_worker() {
     // The rollback dies after its second CRM write, before committing that page.
     let crashed = env
         .command(&["rollback", &push])
-        .envs(syncledger_testkit::binary::QUIET)
+        .envs(QUIET)
         .env("SYNCLEDGER_CRASH_AT", "rollback:sent:2")
         .output()
         .await
@@ -96,32 +90,24 @@ async fn rollback_cli_killed_after_a_crm_write_is_resumed_by_a_worker() {
     // events: the run is listed as soon as its `queued` event is projected, so wait for
     // the CLI's start to be projected too (the run wrote to the CRM, so it started).
     let path = format!("/v1/integrations/{integration}/sync-runs?limit=5");
-    let rollback_run = poll_until(
-        POLL_TIMEOUT,
-        "the rollback run is listed as started",
-        || async {
-            let runs = api.get_json(&path).await;
-            runs["data"]
-                .as_array()
-                .and_then(|r| {
-                    r.iter()
-                        .find(|r| r["kind"] == "rollback" && r["status"] != "queued")
-                })
-                .cloned()
-                .ok_or_else(|| runs.to_string())
-        },
-    )
+    let rollback_run = poll_until("the rollback run is listed as started", || async {
+        let runs = api.get_json(&path).await;
+        runs["data"]
+            .as_array()
+            .and_then(|r| {
+                r.iter()
+                    .find(|r| r["kind"] == "rollback" && r["status"] != "queued")
+            })
+            .cloned()
+            .ok_or_else(|| runs.to_string())
+    })
     .await;
     assert_eq!(rollback_run["status"], "running", "{rollback_run}");
     assert_eq!(rollback_run["rollback_of"], push.as_str());
     let rollback_id = rollback_run["id"].as_str().expect("id").to_string();
 
     // A worker picks the unfinished run up and finishes it.
-    let worker = Worker::start(
-        &env,
-        &["--poll-interval-ms", "100"],
-        &syncledger_testkit::binary::QUIET,
-    );
+    let worker = Worker::start(&env, &["--poll-interval-ms", "100"], &QUIET);
     let done = wait_run(&api, &rollback_id).await;
     worker.stop().await;
     assert_eq!(done["status"], "completed", "{done}");
@@ -131,21 +117,17 @@ async fn rollback_cli_killed_after_a_crm_write_is_resumed_by_a_worker() {
     );
     // The audit trail is in global order: once it holds the rollback run's end, it holds
     // every compensation before it.
-    poll_until(
-        POLL_TIMEOUT,
-        "the audit trail shows the rollback run's end",
-        || async {
-            let ended = api.get_json("/v1/audit?action=RunEnded&limit=500").await;
-            let seen = ended["data"]
-                .as_array()
-                .is_some_and(|d| d.iter().any(|e| e["aggregate_id"] == rollback_id.as_str()));
-            if seen {
-                Ok(())
-            } else {
-                Err(ended.to_string())
-            }
-        },
-    )
+    poll_until("the audit trail shows the rollback run's end", || async {
+        let ended = api.get_json("/v1/audit?action=RunEnded&limit=500").await;
+        let seen = ended["data"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|e| e["aggregate_id"] == rollback_id.as_str()));
+        if seen {
+            Ok(())
+        } else {
+            Err(ended.to_string())
+        }
+    })
     .await;
     let compensations = api.get_json("/v1/audit?action=RolledBack&limit=500").await;
     assert_eq!(
@@ -162,7 +144,6 @@ async fn rollback_cli_killed_after_a_crm_write_is_resumed_by_a_worker() {
     // an admin keeps one side), not owed, or the next run would undo the rollback (once
     // the records read model has caught up with the compensations).
     poll_until(
-        POLL_TIMEOUT,
         "every edited record's edit is diverged, not owed",
         || async {
             let mismatched: Vec<Value> = records(&api, &integration, "contacts")

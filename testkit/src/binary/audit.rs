@@ -1,12 +1,13 @@
 //! `audit verify` as the tests use it, and waiting for the projections to cover the log.
 
 use super::{describe, stdout, TestEnv};
-use crate::wait::poll_until;
+use crate::wait::poll_every;
 use std::process::Output;
 use std::time::Duration;
 
 /// How long the projections may take to cover every event.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
+const SETTLE_POLL: Duration = Duration::from_millis(200);
 const OK: &str = "audit chain ok: ";
 
 impl TestEnv {
@@ -32,7 +33,7 @@ impl TestEnv {
     pub async fn settle(&self) -> String {
         let total = self.event_count().await;
         let what = format!("audit verify covers all {total} events");
-        poll_until(SETTLE_TIMEOUT, &what, || async {
+        poll_every(SETTLE_POLL, SETTLE_TIMEOUT, &what, || async {
             let ok = self.assert_verifies().await;
             let checked = ok[OK.len()..].split(' ').next();
             if checked.and_then(|n| n.parse::<i64>().ok()) == Some(total) {

@@ -11,7 +11,6 @@ mod worker;
 
 pub use crate::random_hex;
 pub use crate::sandbox::sandbox_records;
-pub use crate::wait::{poll_until, POLL_TIMEOUT};
 pub use client::{pull_integration_body, Api};
 pub use env::{TestEnv, Workspace};
 pub use server::{Server, Stopped};
@@ -21,6 +20,22 @@ pub use worker::{
 };
 
 use std::process::Output;
+use std::time::Duration;
+
+/// How long [`poll_until`] waits for its condition, and how often it looks.
+pub const POLL_TIMEOUT: Duration = Duration::from_secs(90);
+const POLL: Duration = Duration::from_millis(50);
+
+/// Polls `probe` until it yields a value (the condition holds); panics naming `what` after
+/// [`POLL_TIMEOUT`]. How these tests wait for another process (a server, a worker, a CLI
+/// run): [`crate::wait::poll_every`] with that patience.
+pub async fn poll_until<T, F, Fut>(what: &str, probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    crate::wait::poll_every(POLL, POLL_TIMEOUT, what, probe).await
+}
 
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

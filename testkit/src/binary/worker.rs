@@ -1,9 +1,9 @@
 //! What the worker tests share: `syncledger worker` children with their logs, HubSpot
 //! integrations connected through a sandbox, runs waited for, and the records read model.
 
+use super::poll_until;
 use super::{strip_ansi, Api, TestEnv};
 use crate::sandbox::{approve, Sandbox};
-use crate::wait::{poll_until, POLL_TIMEOUT};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use reqwest::{Method, StatusCode};
@@ -209,7 +209,7 @@ pub fn is_active(run: &Value) -> bool {
 
 /// Waits until the run has ended; its view.
 pub async fn wait_run(api: &Api, run_id: &str) -> Value {
-    poll_until(POLL_TIMEOUT, &format!("run {run_id} ends"), || async {
+    poll_until(&format!("run {run_id} ends"), || async {
         let run = run_view(api, run_id).await;
         if is_active(&run) {
             Err(run.to_string())
