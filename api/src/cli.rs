@@ -69,7 +69,7 @@ pub enum Command {
         command: AuditCommand,
     },
     /// Measure throughput: the event store (default), or `bench sync` against a sandbox.
-    Bench(BenchCommand),
+    Bench(crate::bench::BenchCommand),
     /// Execute sync runs: from the NATS job queue, or polled from the store without NATS.
     Worker(crate::worker::WorkerArgs),
     /// Reverse a sync run (compensating events, CRM values written back), or preview it.
@@ -93,28 +93,6 @@ pub enum Command {
         #[arg(long)]
         rate_limit_per_10s: Option<u32>,
     },
-}
-
-#[derive(clap::Args, Debug)]
-#[command(args_conflicts_with_subcommands = true)]
-pub struct BenchCommand {
-    #[command(subcommand)]
-    pub what: Option<BenchWhat>,
-    #[command(flatten)]
-    pub store: BenchArgs,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum BenchWhat {
-    /// A full import and an incremental run against a provider sandbox; one JSON line
-    /// per phase.
-    Sync(crate::bench_sync::SyncBenchArgs),
-    /// Point-in-time read latency (`GET /v1/records/{id}?as_of=`) for a record with many
-    /// events; one JSON line.
-    AsOf(crate::bench_asof::AsOfBenchArgs),
-    /// Every projection rebuilt from a generated log of N events; one JSON line per
-    /// projection and a total.
-    Rebuild(crate::bench_rebuild::RebuildBenchArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -191,36 +169,6 @@ pub struct ExportArgs {
     /// RFC 3339, exclusive.
     #[arg(long)]
     pub to: Option<String>,
-}
-
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum BenchStore {
-    Sqlite,
-    Postgres,
-    Both,
-}
-
-#[derive(clap::Args, Debug)]
-pub struct BenchArgs {
-    /// Which store(s) to measure; each run uses a fresh database.
-    #[arg(long, value_enum, default_value = "both")]
-    pub store: BenchStore,
-    /// PostgreSQL server (a database on it is created and dropped for the run).
-    #[arg(
-        long,
-        env = "SYNCLEDGER_BENCH_PG_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-    )]
-    pub pg_url: String,
-    /// Integration commands to run.
-    #[arg(long, default_value_t = 2000)]
-    pub commands: usize,
-    /// Events in the log to rebuild projections from.
-    #[arg(long, default_value_t = 200_000)]
-    pub events: usize,
-    /// Commands in flight at once.
-    #[arg(long, default_value_t = 1)]
-    pub concurrency: usize,
 }
 
 pub async fn main() -> ExitCode {
@@ -338,19 +286,7 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<ExitCod
         Command::Audit {
             command: AuditCommand::Export(args),
         } => audit_export(&settings, args).await,
-        Command::Bench(BenchCommand {
-            what: Some(BenchWhat::Sync(args)),
-            ..
-        }) => crate::bench_sync::run(&settings, args).await,
-        Command::Bench(BenchCommand {
-            what: Some(BenchWhat::AsOf(args)),
-            ..
-        }) => crate::bench_asof::run(&settings, args).await,
-        Command::Bench(BenchCommand {
-            what: Some(BenchWhat::Rebuild(args)),
-            ..
-        }) => crate::bench_rebuild::run(&settings, args).await,
-        Command::Bench(BenchCommand { store, .. }) => crate::bench::run(&settings, store).await,
+        Command::Bench(command) => crate::bench::run(&settings, command).await,
         Command::Worker(args) => crate::worker::run(&settings, args).await,
         #[cfg(feature = "sandbox")]
         Command::Sandbox {

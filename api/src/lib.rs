@@ -9,9 +9,6 @@
 pub mod app;
 pub mod auth;
 pub mod bench;
-pub mod bench_asof;
-pub mod bench_rebuild;
-pub mod bench_sync;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -2,8 +2,6 @@
 //! secrets kept out of logs and storage, audit verification, replay and master-key
 //! rotation, on SQLite and (when reachable) PostgreSQL.
 
-mod common;
-
 #[path = "cli/audit.rs"]
 mod audit;
 #[path = "cli/cel_memory.rs"]

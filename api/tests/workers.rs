@@ -1,15 +1,9 @@
 //! `syncledger worker` processes: runs shared over the NATS JetStream job queue, and runs
 //! resumed after a worker died at each of the engine's crash points.
 
-// The shared CLI-test support; this binary uses part of it.
-#[allow(dead_code, unused_imports)]
-mod common;
-
 #[path = "workers/crash.rs"]
 mod crash;
 #[path = "workers/nats.rs"]
 mod nats;
 #[path = "workers/rollback.rs"]
 mod rollback;
-#[path = "workers/support.rs"]
-mod support;

@@ -1,7 +1,7 @@
 //! `audit verify` passes on an intact log and names the position of an altered event.
 
-use crate::common::{describe, random_hex, stderr, stdout, TestEnv};
 use syncledger_store::Store;
+use syncledger_testkit::binary::{describe, random_hex, stderr, stdout, TestEnv};
 
 async fn payload_text(store: &Store, position: i64) -> String {
     sqlx::query_scalar("SELECT CAST(payload AS TEXT) FROM events WHERE global_position = $1")

@@ -2,12 +2,11 @@
 //! memory (`VmHWM`) grows by less than 200 MB over a barrage of hostile expressions sent
 //! through previews and mapping saves, and it keeps answering.
 
-use crate::common::{Server, TestEnv};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use syncledger_testkit::binary::{Server, TestEnv};
 
-#[path = "../../../tests/src/hostile_cel.rs"]
-mod hostile_cel;
+use syncledger_testkit::hostile_cel;
 
 const MAX_GROWTH_KB: u64 = 200 * 1024;
 
@@ -22,7 +21,7 @@ fn peak_kb(pid: u32) -> u64 {
 }
 
 /// Connects `id` through the sandbox's OAuth approval, as a browser would.
-async fn connect(api: &crate::common::Api, id: &str) {
+async fn connect(api: &syncledger_testkit::binary::Api, id: &str) {
     let text = api
         .expect(
             Method::POST,

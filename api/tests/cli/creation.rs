@@ -2,10 +2,10 @@
 //! creation: the process is killed there (`SYNCLEDGER_CRASH_AT=integration:reserved:1`),
 //! and after a restart the slot and the name are free.
 
-use crate::common::TestEnv;
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::os::unix::process::ExitStatusExt;
+use syncledger_testkit::binary::{pull_integration_body, TestEnv};
 
 const SIGABRT: i32 = 6;
 
@@ -22,19 +22,6 @@ async fn a_crash_while_creating_leaks_neither_the_slot_nor_the_name_on_postgres(
     crash_while_creating(env).await;
 }
 
-fn body(name: &str) -> Value {
-    json!({
-        "provider": "hubspot",
-        "name": name,
-        "sync_config": {
-            "direction": "pull",
-            "frequency": "manual",
-            "entities": ["contacts"],
-            "conflict_strategy": "manual_review"
-        }
-    })
-}
-
 async fn crash_while_creating(env: TestEnv) {
     // The starter plan allows one integration: a leaked slot would be the whole plan.
     let ws = env.create_workspace("Acme").await;
@@ -43,7 +30,11 @@ async fn crash_while_creating(env: TestEnv) {
         .await;
     let sent = crashing
         .api(&ws.token)
-        .send(Method::POST, "/v1/integrations", Some(&body("Billing CRM")))
+        .send(
+            Method::POST,
+            "/v1/integrations",
+            Some(&pull_integration_body("Billing CRM")),
+        )
         .await;
     assert!(
         sent.is_err(),
@@ -71,7 +62,7 @@ async fn crash_while_creating(env: TestEnv) {
         .expect(
             Method::POST,
             "/v1/integrations",
-            Some(&body("Another")),
+            Some(&pull_integration_body("Another")),
             StatusCode::PAYMENT_REQUIRED,
         )
         .await;

@@ -1,7 +1,6 @@
 //! `diverged`: the fields a rollback left diverged from an integration's CRM, listed and
 //! settled from the command line, as `/v1/integrations/{id}/diverged` does.
 
-use crate::common::{describe, stderr, TestEnv};
 use chrono::Utc;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -10,6 +9,7 @@ use syncledger_domain::record::{Divergence, Record, RecordCommand, Source};
 use syncledger_domain::rollback::Compensation;
 use syncledger_domain::{ConflictStrategy, Entity, Integration, IntegrationCommand, SyncConfig};
 use syncledger_store::Metadata;
+use syncledger_testkit::binary::{describe, stderr, TestEnv};
 
 fn text(v: &str) -> Option<String> {
     Some(v.to_string())

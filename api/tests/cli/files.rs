@@ -2,9 +2,9 @@
 //! and `-shm` and the key file 0600, whatever the umask; a data directory that other users
 //! may read is refused at start, with a message saying how to fix it.
 
-use crate::common::{describe, stderr, Server, TestEnv};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use syncledger_testkit::binary::{describe, stderr, Server, TestEnv};
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path)

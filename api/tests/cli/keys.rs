@@ -1,11 +1,11 @@
 //! `keys rotate-master`: data keys re-wrapped, old credentials still open with the new
 //! master key and no longer with the old one.
 
-use crate::common::{random_hex, TestEnv, Workspace};
 use serde_json::Value;
 use sqlx::Row;
 use std::os::unix::fs::PermissionsExt;
 use syncledger_store::Store;
+use syncledger_testkit::binary::{random_hex, TestEnv, Workspace};
 use syncledger_vault::{ExposeSecret, MasterKey, Sealed, Vault, VaultError};
 
 /// The credentials events of an integration, as sealed values, oldest first.

@@ -1,6 +1,6 @@
 //! Migrations run at every start and are idempotent.
 
-use crate::common::{describe, TestEnv};
+use syncledger_testkit::binary::{describe, TestEnv};
 
 async fn migrations_run_twice(env: &TestEnv) {
     let first = env.create_workspace("First").await;

@@ -1,7 +1,7 @@
 //! `replay` rebuilds the projections into what they were, and refuses unknown names.
 
-use crate::common::{describe, random_hex, stderr, stdout, TestEnv, Workspace};
 use serde_json::Value;
+use syncledger_testkit::binary::{describe, random_hex, stderr, stdout, TestEnv, Workspace};
 
 /// A workspace served once with one integration named "Main" that has an API key.
 async fn populated(env: &TestEnv) -> (Workspace, String) {

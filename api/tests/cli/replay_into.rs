@@ -1,13 +1,13 @@
 //! `replay --until T --into DIR`: projections as they were at T, in new SQLite files with
 //! a manifest, while the live tables, checkpoints and a running server carry on untouched.
 
-use crate::common::{describe, random_hex, stderr, Api, TestEnv};
 use chrono::{DateTime, SecondsFormat};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use sqlx::{Connection, Row};
 use std::path::{Path, PathBuf};
+use syncledger_testkit::binary::{describe, random_hex, stderr, Api, TestEnv};
 
 /// Every live projection table and the checkpoints.
 const LIVE: [&str; 7] = [

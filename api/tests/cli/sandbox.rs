@@ -1,8 +1,8 @@
 //! `syncledger sandbox <provider>`: prints where it listens first, serves the provider's
 //! protocol and the control API, and stops cleanly on SIGTERM.
 
-use crate::common::{Server, TestEnv};
 use reqwest::StatusCode;
+use syncledger_testkit::binary::{Server, TestEnv};
 
 /// A path each simulator answers without credentials, and what it answers.
 const PROBES: [(&str, &str, StatusCode); 4] = [

@@ -1,8 +1,8 @@
 //! Credentials and tokens appear in no answer, no log line and no stored byte.
 
-use crate::common::{assert_absent, random_hex, strip_ansi, TestEnv};
 use reqwest::StatusCode;
 use serde_json::Value;
+use syncledger_testkit::binary::{assert_absent, random_hex, strip_ansi, TestEnv};
 
 /// The part of a bearer token that only the holder knows (`slk_<id>_<secret>`).
 fn token_secret(token: &str) -> String {

@@ -1,9 +1,9 @@
 //! SIGTERM under load: a clean exit, no acknowledged write lost, a verifiable store.
 
-use crate::common::{random_hex, Api, TestEnv};
 use reqwest::{Method, StatusCode};
 use sqlx::Row;
 use std::time::Duration;
+use syncledger_testkit::binary::{random_hex, Api, TestEnv};
 use tokio::sync::watch;
 
 /// What one hammering client saw.

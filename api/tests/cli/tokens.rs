@@ -2,8 +2,8 @@
 //! same use case as `POST /v1/tokens`, printed once; it works against the API and its
 //! issue is in the audit trail. The way back into a workspace whose admin tokens are lost.
 
-use crate::common::{describe, poll_until, stderr, stdout, TestEnv};
 use serde_json::Value;
+use syncledger_testkit::binary::{describe, poll_until, stderr, stdout, TestEnv};
 
 async fn a_token_created_locally_works_and_is_audited(env: &TestEnv) {
     let ws = env.create_workspace("Acme").await;

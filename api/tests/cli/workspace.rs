@@ -1,8 +1,8 @@
 //! `workspace create`: its one line of output and the key file it leaves.
 
-use crate::common::{describe, stderr, stdout, TestEnv};
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
+use syncledger_testkit::binary::{describe, stderr, stdout, TestEnv};
 
 #[tokio::test]
 async fn workspace_create_prints_one_json_line_and_writes_a_private_key_file() {

@@ -7,16 +7,17 @@
 //! and more app records, and a push run. The run named by the case is executed first by
 //! a worker with `SYNCLEDGER_CRASH_AT` (it aborts there), then by a worker without.
 
-use crate::common::{random_hex, Api, TestEnv};
-use crate::support::{
-    call, connect_hubspot, is_active, records, remote_id, run_view, runs_ended, sandbox_records,
-    start_run, wait_run, Worker, RUN_TIMEOUT,
-};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::ExitStatusExt;
 use syncledger_sandbox::{Sandbox, SandboxConfig};
+use syncledger_testkit::binary::{
+    call, connect_hubspot, is_active, records, remote_id, run_view, runs_ended, sandbox_records,
+    start_run, wait_run, Worker, QUIET, RUN_TIMEOUT,
+};
+use syncledger_testkit::binary::{random_hex, Api, TestEnv};
+use syncledger_testkit::sandbox;
 
 /// Seeded records per object type: three pages of 100, 100 and 50.
 const SEEDED: usize = 250;
@@ -69,15 +70,14 @@ async fn crash_and_resume(env: TestEnv, point: &str, n: u32) {
     let crash = format!("{point}:{n}");
     let in_push = point.starts_with("push:");
     let ws = env.create_workspace("Acme").await;
-    let server = env.serve_with(&[], &crate::support::QUIET).await;
+    let server = env.serve_with(&[], &QUIET).await;
     let api = server.api(&ws.token);
-    let sandbox = Sandbox::start_hubspot(SandboxConfig {
+    let sandbox = sandbox::hubspot_with(SandboxConfig {
         records: SEEDED,
         seed: u64::from(n) * 7 + point.len() as u64,
         ..SandboxConfig::default()
     })
-    .await
-    .expect("start the HubSpot sandbox");
+    .await;
     let integration = connect_hubspot(&api, &sandbox).await;
     let tag = random_hex()[..8].to_string();
 

@@ -3,37 +3,24 @@
 //! Against the real server at `NATS_URL` (default nats://127.0.0.1:4222; skipped when
 //! unreachable unless `CI=true`) and PostgreSQL.
 
-use crate::common::{random_hex, Api, TestEnv};
-use crate::support::{
-    connect_hubspot, is_active, records, remote_id, run_view, runs_ended, sandbox_records,
-    start_run, wait_run, Worker, QUIET, RUN_TIMEOUT,
-};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sqlx::Row;
 use std::collections::{BTreeMap, BTreeSet};
 use syncledger_bus::{JobQueue, JobQueueConfig, NatsBus, NatsConfig};
 use syncledger_sandbox::{Sandbox, SandboxConfig};
+use syncledger_testkit::binary::{
+    connect_hubspot, is_active, records, remote_id, run_view, runs_ended, sandbox_records,
+    start_run, wait_run, Worker, QUIET, RUN_TIMEOUT,
+};
+use syncledger_testkit::binary::{random_hex, Api, TestEnv};
+use syncledger_testkit::nats::require_nats;
+use syncledger_testkit::sandbox;
 
 const INTEGRATIONS: usize = 6;
 /// Seeded records per object type: two pages.
 const SEEDED: usize = 150;
 const READY: &str = "waiting for sync runs from the job queue";
-
-/// The NATS server, or `None` (a panic with `CI=true`) when it cannot be reached.
-async fn require_nats() -> Option<String> {
-    let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
-    match NatsBus::connect(&url).await {
-        Ok(_) => Some(url),
-        Err(e) if std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true")) => {
-            panic!("NATS is required when CI=true: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipping: NATS is not reachable ({e})");
-            None
-        }
-    }
-}
 
 /// One tenant: a workspace with its own sandbox and integration.
 struct Tenant {
@@ -64,13 +51,12 @@ async fn two_workers_share_the_runs_one_run_per_integration_at_a_time() {
     let server = env.serve_with(&[], &vars).await;
     for (i, token) in tokens.iter().enumerate() {
         let api = server.api(token);
-        let sandbox = Sandbox::start_hubspot(SandboxConfig {
+        let sandbox = sandbox::hubspot_with(SandboxConfig {
             records: SEEDED,
             seed: 100 + i as u64,
             ..SandboxConfig::default()
         })
-        .await
-        .expect("start a HubSpot sandbox");
+        .await;
         let integration = connect_hubspot(&api, &sandbox).await;
         tenants.push(Tenant {
             api,
@@ -153,12 +139,7 @@ async fn a_dead_workers_job_is_delivered_again_and_its_run_resumed() {
     let ws = env.create_workspace("Acme").await;
     let server = env.serve_with(&[], &vars).await;
     let api = server.api(&ws.token);
-    let sandbox = Sandbox::start_hubspot(SandboxConfig {
-        records: 250,
-        ..SandboxConfig::default()
-    })
-    .await
-    .expect("start a HubSpot sandbox");
+    let sandbox = sandbox::hubspot(250).await;
     let integration = connect_hubspot(&api, &sandbox).await;
     let run_id = start_run(&api, &integration, "full").await;
 

@@ -3,16 +3,16 @@
 //! record is compensated exactly once, and the CRM ends with its values from before the
 //! reversed run.
 
-use crate::common::TestEnv;
-use crate::support::{
-    call, connect_hubspot, poll_until, records, remote_id, sandbox_records, start_run, wait_run,
-    Worker,
-};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
-use syncledger_sandbox::{Sandbox, SandboxConfig};
+use syncledger_testkit::binary::TestEnv;
+use syncledger_testkit::binary::{
+    call, connect_hubspot, poll_until, records, remote_id, sandbox_records, start_run, wait_run,
+    Worker, QUIET,
+};
+use syncledger_testkit::sandbox;
 
 const SIGABRT: i32 = 6;
 /// Contacts edited in the app and pushed: two push batches, two rollback pages.
@@ -34,18 +34,13 @@ fn job_titles(records: &[Value]) -> BTreeMap<String, Value> {
 async fn rollback_cli_killed_after_a_crm_write_is_resumed_by_a_worker() {
     let env = TestEnv::sqlite();
     let ws = env.create_workspace("Acme").await;
-    let server = env.serve_with(&[], &crate::support::QUIET).await;
+    let server = env.serve_with(&[], &QUIET).await;
     let api = server.api(&ws.token);
-    let sandbox = Sandbox::start_hubspot(SandboxConfig {
-        records: 150,
-        ..SandboxConfig::default()
-    })
-    .await
-    .expect("start the HubSpot sandbox");
+    let sandbox = sandbox::hubspot(150).await;
     let integration = connect_hubspot(&api, &sandbox).await;
     // `serve` runs no runs here: a worker executes the sync runs, then stops before the
     // rollback so that only the command line executes it.
-    let worker = Worker::start(&env, &["--poll-interval-ms", "100"], &crate::support::QUIET);
+    let worker = Worker::start(&env, &["--poll-interval-ms", "100"], &QUIET);
     let full = start_run(&api, &integration, "full").await;
     assert_eq!(wait_run(&api, &full).await["status"], "completed");
     let titles_before = job_titles(&sandbox_records(&sandbox, "contacts", "jobtitle").await);
@@ -80,7 +75,7 @@ async fn rollback_cli_killed_after_a_crm_write_is_resumed_by_a_worker() {
     // The rollback dies after its second CRM write, before committing that page.
     let crashed = env
         .command(&["rollback", &push])
-        .envs(crate::support::QUIET)
+        .envs(QUIET)
         .env("SYNCLEDGER_CRASH_AT", "rollback:sent:2")
         .output()
         .await
@@ -112,7 +107,7 @@ async fn rollback_cli_killed_after_a_crm_write_is_resumed_by_a_worker() {
     let rollback_id = rollback_run["id"].as_str().expect("id").to_string();
 
     // A worker picks the unfinished run up and finishes it.
-    let worker = Worker::start(&env, &["--poll-interval-ms", "100"], &crate::support::QUIET);
+    let worker = Worker::start(&env, &["--poll-interval-ms", "100"], &QUIET);
     let done = wait_run(&api, &rollback_id).await;
     worker.stop().await;
     assert_eq!(done["status"], "completed", "{done}");

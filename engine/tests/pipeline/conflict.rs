@@ -50,7 +50,7 @@ async fn a_stale_page_makes_its_group_commit_page_by_page(store: Store) -> anyho
         }
     }
     // The next run's read of the records read model sees the first run whole.
-    syncledger_tests::feed_settled(&pipeline.store).await;
+    syncledger_testkit::feed_settled(&pipeline.store).await;
     let stale = record_of(&pipeline.store, &remote_id(STALE_PAGE, STALE_AT)).await?;
 
     crm.hold(0);

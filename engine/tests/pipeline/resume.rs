@@ -5,7 +5,7 @@
 use syncledger_domain::sync_run::{Phase, RunStatus};
 use syncledger_domain::Entity;
 use syncledger_store::Store;
-use syncledger_tests::wait_until;
+use syncledger_testkit::wait_until;
 
 use crate::crm::{PagedCrm, PAGES, PER_PAGE};
 use crate::support::{finished, on, record_writes, records_created, Backend, Pipeline, TIMEOUT};

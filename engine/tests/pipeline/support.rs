@@ -41,8 +41,8 @@ where
     Fut: Future<Output = anyhow::Result<()>>,
 {
     match backend {
-        Backend::Sqlite => syncledger_tests::with_sqlite(test).await,
-        Backend::Postgres => syncledger_tests::with_postgres(test).await,
+        Backend::Sqlite => syncledger_testkit::with_sqlite(test).await,
+        Backend::Postgres => syncledger_testkit::with_postgres(test).await,
     }
 }
 

@@ -2,14 +2,15 @@
 //! answer exactly the states captured while the events were being written (through the API
 //! and through sync runs against the HubSpot sandbox), and refuse what they must.
 
-use crate::helpers::{on_both_backends, send, sync_config, Backend, TestApp};
 use crate::sync::{approve, edit_remote, run};
 use anyhow::Context;
 use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use syncledger_domain::Plan;
-use syncledger_sandbox::{Sandbox, SandboxConfig};
+use syncledger_sandbox::Sandbox;
+use syncledger_testkit::app::{on_both_backends, send, sync_config, Backend, TestApp};
+use syncledger_testkit::sandbox;
 
 on_both_backends!(
     records_as_of_every_step,
@@ -72,7 +73,7 @@ async fn as_of(
     path: &str,
     token: &str,
     at: &str,
-) -> anyhow::Result<crate::helpers::Resp> {
+) -> anyhow::Result<syncledger_testkit::app::Resp> {
     send(
         app.request(Method::GET, path, token)
             .query(&[("as_of", at)]),
@@ -168,11 +169,7 @@ async fn records_as_of_every_step(backend: Backend) -> anyhow::Result<()> {
     let Some(app) = TestApp::spawn(backend).await? else {
         return Ok(());
     };
-    let sandbox = Sandbox::start_hubspot(SandboxConfig {
-        records: 2,
-        ..SandboxConfig::default()
-    })
-    .await?;
+    let sandbox = sandbox::hubspot(2).await;
     let integration = hubspot(&app, &sandbox, &mut Captured::new(String::new())).await?;
     let full = run(&app, &integration, "full").await?;
     assert_eq!(full["status"], "completed", "{full}");
@@ -243,11 +240,7 @@ async fn integrations_as_of_every_step(backend: Backend) -> anyhow::Result<()> {
     let Some(app) = TestApp::spawn(backend).await? else {
         return Ok(());
     };
-    let sandbox = Sandbox::start_hubspot(SandboxConfig {
-        records: 2,
-        ..SandboxConfig::default()
-    })
-    .await?;
+    let sandbox = sandbox::hubspot(2).await;
     let before = Utc::now();
     let mut captured = Captured::new(String::new());
     let id = hubspot(&app, &sandbox, &mut captured).await?;

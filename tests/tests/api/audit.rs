@@ -1,12 +1,12 @@
 //! The audit trail: every action with its actor, correlation id and the client's request
 //! id, filters, paging, and a hash chain that verifies.
 
-use crate::helpers::{integration_body, on_both_backends, send, Backend, TestApp};
 use anyhow::Context;
 use chrono::{DateTime, FixedOffset, SecondsFormat};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
+use syncledger_testkit::app::{integration_body, on_both_backends, send, Backend, TestApp};
 
 on_both_backends!(audit_trail_records_filters_pages_and_verifies);
 

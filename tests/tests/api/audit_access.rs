@@ -3,15 +3,16 @@
 //! `GET /v1/audit/verify`.
 
 use crate::audit_export::export;
-use crate::helpers::{on_both_backends, send, Backend, TestApp};
 use crate::sync::approve;
 use anyhow::Context;
 use reqwest::{Method, StatusCode};
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use sqlx::Row;
-use syncledger_sandbox::{Sandbox, SandboxConfig};
+use syncledger_sandbox::SandboxConfig;
 use syncledger_store::Position;
+use syncledger_testkit::app::{on_both_backends, send, Backend, TestApp};
+use syncledger_testkit::sandbox;
 use syncledger_vault::Sealed;
 
 on_both_backends!(
@@ -246,9 +247,9 @@ async fn no_secret_reaches_the_trail_or_its_exports(backend: Backend) -> anyhow:
     .await?
     .expect(StatusCode::OK);
     clear.push("hunter2-pass-5f3a".into());
-    let sandbox = Sandbox::start_hubspot(SandboxConfig::default()).await?;
+    let sandbox = sandbox::hubspot_with(SandboxConfig::default()).await;
     let body = json!({"provider": "hubspot", "name": "OAuth", "base_url": sandbox.base_url(),
-        "sync_config": crate::helpers::sync_config()});
+        "sync_config": syncledger_testkit::app::sync_config()});
     let oauth = app.post("/v1/integrations", &admin, body).await?;
     let oauth = oauth.expect(StatusCode::CREATED)["id"]
         .as_str()

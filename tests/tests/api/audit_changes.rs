@@ -3,7 +3,6 @@
 //! mapping changes, conflict resolutions, and tokens with their roles; each entry with its
 //! actor, correlation id and time.
 
-use crate::helpers::{on_both_backends, send, Backend, TestApp};
 use crate::sync::{connect, run};
 use chrono::{DateTime, Utc};
 use reqwest::{Method, StatusCode};
@@ -11,8 +10,9 @@ use serde_json::{json, Value};
 use syncledger_domain::merge::{Fields, MergePolicy};
 use syncledger_domain::record::RecordCommand;
 use syncledger_domain::{ConflictStrategy, Entity};
-use syncledger_sandbox::{Sandbox, SandboxConfig};
 use syncledger_store::Metadata;
+use syncledger_testkit::app::{on_both_backends, send, Backend, TestApp};
+use syncledger_testkit::sandbox;
 
 on_both_backends!(
     record_entries_show_values_before_and_after,
@@ -257,11 +257,7 @@ async fn every_kind_of_action_is_in_the_trail(backend: Backend) -> anyhow::Resul
     };
     let admin = app.admin.clone();
     let admin_actor = format!("token:{}", app.admin_id);
-    let sandbox = Sandbox::start_hubspot(SandboxConfig {
-        records: 3,
-        ..SandboxConfig::default()
-    })
-    .await?;
+    let sandbox = sandbox::hubspot(3).await;
     let x = connect(
         &app,
         "hubspot",

@@ -2,7 +2,6 @@
 //! list shows, streamed from the database a chunk at a time, complete and in chain order
 //! however long, and as of the moment it started.
 
-use crate::helpers::{integration_body, on_both_backends, send, Backend, TestApp};
 use anyhow::Context;
 use chrono::Utc;
 use futures::StreamExt;
@@ -14,6 +13,7 @@ use syncledger_domain::record::{Record, RecordEvent, Source};
 use syncledger_domain::Entity;
 use syncledger_store::append::{append, NewEvent};
 use syncledger_store::Metadata;
+use syncledger_testkit::app::{integration_body, on_both_backends, send, Backend, TestApp};
 
 on_both_backends!(
     exports_equal_the_list_for_every_filter,

@@ -2,12 +2,13 @@
 //! mapping and carry on, roll back a run and carry on, roll back while paused or
 //! disconnected. Each test reproduces a defect seen on an earlier `main`.
 
-use crate::helpers::{on_both_backends, send, Backend, Options, TestApp};
 use crate::sync::{connect, edit_remote, records, remote, run, run_started};
 use anyhow::Context;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use syncledger_sandbox::{Sandbox, SandboxConfig};
+use syncledger_sandbox::Sandbox;
+use syncledger_testkit::app::{on_both_backends, send, Backend, Options, TestApp};
+use syncledger_testkit::sandbox;
 
 on_both_backends!(
     incremental_runs_go_on_after_a_reapply,
@@ -29,11 +30,7 @@ async fn synced(
     let Some(app) = TestApp::spawn(backend).await? else {
         return Ok(None);
     };
-    let sandbox = Sandbox::start_hubspot(SandboxConfig {
-        records,
-        ..SandboxConfig::default()
-    })
-    .await?;
+    let sandbox = sandbox::hubspot(records).await;
     let id = connect(&app, "hubspot", &sandbox.base_url(), direction, strategy).await?;
     let full = run(&app, &id, "full").await?;
     anyhow::ensure!(full["status"] == "completed", "the first full run: {full}");
@@ -95,11 +92,7 @@ async fn incremental_runs_go_on_after_a_reapply(backend: Backend) -> anyhow::Res
     let Some(app) = TestApp::spawn(backend).await? else {
         return Ok(());
     };
-    let sandbox = Sandbox::start_hubspot(SandboxConfig {
-        records: 3,
-        ..SandboxConfig::default()
-    })
-    .await?;
+    let sandbox = sandbox::hubspot(3).await;
     let id = connect(&app, "hubspot", &sandbox.base_url(), "pull", "crm_wins").await?;
     assert_eq!(run(&app, &id, "full").await?["status"], "completed");
     let reapply = app
@@ -398,8 +391,8 @@ async fn rollback_works_paused_and_owes_the_crm_when_disconnected(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_run_rides_out_a_database_outage() -> anyhow::Result<()> {
     // Installed before the app starts: the run's log lines say when it meets the outage.
-    let logs = crate::helpers::captured_logs();
-    let Some(pg) = syncledger_tests::own_pg::OwnPg::start()? else {
+    let logs = syncledger_testkit::app::captured_logs();
+    let Some(pg) = syncledger_testkit::own_pg::OwnPg::start()? else {
         return Ok(());
     };
     let opts = Options {
@@ -409,11 +402,7 @@ async fn a_run_rides_out_a_database_outage() -> anyhow::Result<()> {
     let Some(app) = TestApp::spawn_with(Backend::Postgres, opts).await? else {
         return Ok(());
     };
-    let sandbox = Sandbox::start_hubspot(SandboxConfig {
-        records: 1500,
-        ..SandboxConfig::default()
-    })
-    .await?;
+    let sandbox = sandbox::hubspot(1500).await;
     let id = connect(&app, "hubspot", &sandbox.base_url(), "pull", "crm_wins").await?;
     // Every CRM page takes a while, so the import is still going when the database dies.
     send(
@@ -425,7 +414,7 @@ async fn a_run_rides_out_a_database_outage() -> anyhow::Result<()> {
     .expect(StatusCode::NO_CONTENT);
     let run_id = run_started(&app, &id, "full").await?;
     let path = format!("/v1/sync-runs/{run_id}");
-    syncledger_tests::wait_until(
+    syncledger_testkit::wait_until(
         std::time::Duration::from_secs(60),
         "the import commits its first page",
         || async {
@@ -444,7 +433,7 @@ async fn a_run_rides_out_a_database_outage() -> anyhow::Result<()> {
     // while searching (every test of this binary logs into it).
     let mut read = logs.lock().map(|l| l.len()).unwrap_or_default();
     let mut met = false;
-    syncledger_tests::wait_until(
+    syncledger_testkit::wait_until(
         std::time::Duration::from_secs(60),
         "the run meets the outage",
         || {
@@ -560,11 +549,7 @@ async fn a_rollback_leaves_a_later_crm_edit_of_a_push_only_field(
     let Some(app) = TestApp::spawn(backend).await? else {
         return Ok(());
     };
-    let sandbox = Sandbox::start_hubspot(SandboxConfig {
-        records: 2,
-        ..SandboxConfig::default()
-    })
-    .await?;
+    let sandbox = sandbox::hubspot(2).await;
     let id = connect(
         &app,
         "hubspot",

@@ -1,11 +1,11 @@
 //! Concurrent commands: optimistic concurrency answers 409, never 500, and leaves a
 //! consistent history behind.
 
-use crate::helpers::{integration_body, on_both_backends, send, Backend, TestApp};
 use futures::future::join_all;
 use reqwest::{Method, StatusCode};
 use std::time::{Duration, Instant};
 use syncledger_domain::Plan;
+use syncledger_testkit::app::{integration_body, on_both_backends, send, Backend, TestApp};
 
 on_both_backends!(
     concurrent_pause_and_resume_stay_consistent,

@@ -3,7 +3,6 @@
 //! read, resolved each way or ignored, filtered and paged, kept to their workspace, and
 //! the "always use" rules per integration and field.
 
-use crate::helpers::{on_both_backends, Backend, TestApp};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -11,6 +10,7 @@ use syncledger_domain::merge::{Fields, MergePolicy, Side};
 use syncledger_domain::record::{Record, RecordCommand};
 use syncledger_domain::{ConflictStrategy, Entity, Integration, Plan};
 use syncledger_store::Metadata;
+use syncledger_testkit::app::{on_both_backends, Backend, TestApp};
 
 on_both_backends!(
     a_conflict_is_read_and_resolved_each_way,
@@ -471,11 +471,11 @@ async fn send_put(
     path: String,
     token: &str,
     body: Value,
-) -> anyhow::Result<crate::helpers::Resp> {
-    crate::helpers::send(app.request(reqwest::Method::PUT, &path, token).json(&body)).await
+) -> anyhow::Result<syncledger_testkit::app::Resp> {
+    syncledger_testkit::app::send(app.request(reqwest::Method::PUT, &path, token).json(&body)).await
 }
 
-fn rule_list(resp: &crate::helpers::Resp) -> Vec<(String, String)> {
+fn rule_list(resp: &syncledger_testkit::app::Resp) -> Vec<(String, String)> {
     resp.expect(StatusCode::OK)["data"]
         .as_array()
         .cloned()

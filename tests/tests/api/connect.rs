@@ -3,12 +3,13 @@
 //! connection test, field catalogue, disconnect with revocation at the provider, and an
 //! audit trail that shows each step and never a token.
 
-use crate::helpers::{on_both_backends, sync_config, Backend, TestApp};
 use anyhow::Context;
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde_json::json;
 use syncledger_sandbox::{PipedriveSandboxConfig, SalesforceSandboxConfig, Sandbox, SandboxConfig};
+use syncledger_testkit::app::{on_both_backends, sync_config, Backend, TestApp};
+use syncledger_testkit::sandbox;
 use syncledger_vault::Sealed;
 
 on_both_backends!(
@@ -30,7 +31,7 @@ struct Provider {
 }
 
 async fn hubspot_end_to_end(backend: Backend) -> anyhow::Result<()> {
-    let sandbox = Sandbox::start_hubspot(SandboxConfig::default()).await?;
+    let sandbox = sandbox::hubspot_with(SandboxConfig::default()).await;
     let provider = Provider {
         id: "hubspot",
         contact_field: "email",
@@ -135,7 +136,7 @@ async fn connect_test_fields_and_disconnect(
         "{callback}"
     );
 
-    let resp = crate::helpers::send(app.client.get(&callback)).await?;
+    let resp = syncledger_testkit::app::send(app.client.get(&callback)).await?;
     let view = resp.expect(StatusCode::OK);
     assert_eq!(view["status"], "connected", "{}", resp.text);
     assert_eq!(view["credential_kind"], "oauth2");
@@ -145,7 +146,7 @@ async fn connect_test_fields_and_disconnect(
 
     // The state is single use; an unknown one is refused; neither changes anything.
     let events = app.event_count().await?;
-    let again = crate::helpers::send(app.client.get(&callback)).await?;
+    let again = syncledger_testkit::app::send(app.client.get(&callback)).await?;
     again.expect_error(StatusCode::BAD_REQUEST, "invalid_state", "");
     let unknown = app
         .get(

@@ -3,11 +3,11 @@
 //! with an API key or through OAuth 2.0 with PKCE, is tested, lists its fields and is
 //! disconnected — with no secret in any response or audit row.
 
-use crate::helpers::{on_both_backends, send, sync_config, Backend, TestApp};
 use anyhow::Context;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use syncledger_sandbox::{GenericSandboxConfig, Sandbox};
+use syncledger_testkit::app::{on_both_backends, send, sync_config, Backend, TestApp};
 
 on_both_backends!(
     api_key_custom_provider,

@@ -1,8 +1,10 @@
 //! Rejected requests: the right status, code and field, and nothing changed.
 
-use crate::helpers::{integration_body, on_both_backends, send, sync_config, Backend, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use syncledger_testkit::app::{
+    integration_body, on_both_backends, send, sync_config, Backend, TestApp,
+};
 
 on_both_backends!(
     invalid_bodies_are_refused_and_change_nothing,

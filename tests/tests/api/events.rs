@@ -1,7 +1,7 @@
 //! The live event stream (server-sent events), in process and over NATS JetStream.
 
-use crate::helpers::{on_both_backends, require_nats, Backend, Options, Sse, TestApp};
 use reqwest::StatusCode;
+use syncledger_testkit::app::{on_both_backends, require_nats, Backend, Options, Sse, TestApp};
 
 on_both_backends!(stream_carries_committed_events_without_secrets);
 
@@ -41,7 +41,7 @@ async fn check_stream(app: &TestApp) -> anyhow::Result<()> {
     );
     assert_eq!(created.data["payload"]["name"], "Streamed");
 
-    let key = format!("sk_live_{}", crate::helpers::random_hex());
+    let key = format!("sk_live_{}", syncledger_testkit::app::random_hex());
     app.set_api_key(&app.admin, &id, &key).await?;
     let stored = stream
         .wait_for("CredentialsStored", |e| {

@@ -23,8 +23,8 @@ use serde_json::{json, Value};
 use sqlx::{Connection, Row};
 use tokio::sync::watch;
 
-use crate::helpers::{send, Backend, Options, TestApp, TIMEOUT};
 use crate::sync::{records, run_started, wait_run};
+use syncledger_testkit::app::{send, Backend, Options, TestApp, TIMEOUT};
 
 /// Pages the CRM serves, and records on each.
 const PAGES: usize = 8;
@@ -32,7 +32,11 @@ const PER_PAGE: usize = 25;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_pages_decided_during_a_commit_land_in_one_transaction() -> anyhow::Result<()> {
-    let Some(app) = spawn().await? else {
+    let opts = Options {
+        provider_pacing: false,
+        ..Options::default()
+    };
+    let Some(app) = TestApp::spawn_with(Backend::Postgres, opts).await? else {
         return Ok(());
     };
     let crm = HeldCrm::start(pages(None)).await?;
@@ -66,7 +70,11 @@ async fn postgres_pages_decided_during_a_commit_land_in_one_transaction() -> any
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_a_record_on_two_pages_of_one_group_lands_once() -> anyhow::Result<()> {
-    let Some(app) = spawn().await? else {
+    let opts = Options {
+        provider_pacing: false,
+        ..Options::default()
+    };
+    let Some(app) = TestApp::spawn_with(Backend::Postgres, opts).await? else {
         return Ok(());
     };
     // The last record of page 2 is listed again on page 3, changed since.
@@ -129,14 +137,6 @@ async fn postgres_a_record_on_two_pages_of_one_group_lands_once() -> anyhow::Res
 
 /// An app on PostgreSQL that asks the test's CRM as fast as it answers (the custom
 /// provider's pacing, one request a second, would only slow the test down).
-async fn spawn() -> anyhow::Result<Option<TestApp>> {
-    let opts = Options {
-        provider_pacing: false,
-        ..Options::default()
-    };
-    TestApp::spawn_with(Backend::Postgres, opts).await
-}
-
 /// The contacts of every page; with `dup = Some((a, b))`, page `b` ends with page `a`'s
 /// last contact again, changed later, in place of a contact of its own.
 fn pages(dup: Option<(usize, usize)>) -> Vec<Vec<Value>> {

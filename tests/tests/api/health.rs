@@ -1,8 +1,8 @@
 //! Liveness and request correlation.
 
-use crate::helpers::{send, Backend, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+use syncledger_testkit::app::{send, Backend, TestApp};
 
 #[tokio::test]
 async fn health_answers_without_a_token() -> anyhow::Result<()> {

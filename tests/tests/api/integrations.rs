@@ -1,9 +1,11 @@
 //! Integrations: lifecycle, paging, plan limits and unique names.
 
-use crate::helpers::{integration_body, on_both_backends, sync_config, Backend, Resp, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use syncledger_domain::Plan;
+use syncledger_testkit::app::{
+    integration_body, on_both_backends, sync_config, Backend, Resp, TestApp,
+};
 
 on_both_backends!(
     lifecycle,
@@ -63,7 +65,7 @@ async fn lifecycle(backend: Backend) -> anyhow::Result<()> {
     version = next_version(&patched, version);
     assert_eq!(app.get(&path, &admin).await?.body["sync_config"], config);
 
-    let key = format!("sk_live_{}", crate::helpers::random_hex());
+    let key = format!("sk_live_{}", syncledger_testkit::app::random_hex());
     let connected = app.set_api_key(&admin, &id, &key).await?;
     assert_eq!(connected.body["status"], "connected");
     assert_eq!(connected.body["credential_kind"], "api_key");

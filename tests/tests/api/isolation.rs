@@ -1,9 +1,9 @@
 //! Tenant isolation: workspace B's tokens cannot see or touch anything of workspace A.
 
-use crate::helpers::{on_both_backends, sync_config, Backend, Sse, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use syncledger_domain::Plan;
+use syncledger_testkit::app::{on_both_backends, sync_config, Backend, Sse, TestApp};
 
 on_both_backends!(workspaces_are_isolated_on_every_endpoint);
 
@@ -45,7 +45,7 @@ async fn workspaces_are_isolated_on_every_endpoint(backend: Backend) -> anyhow::
             if let Some(body) = body {
                 rb = rb.json(&body);
             }
-            let resp = crate::helpers::send(rb).await?;
+            let resp = syncledger_testkit::app::send(rb).await?;
             resp.expect_error(StatusCode::NOT_FOUND, "not_found", "");
             assert!(!resp.text.contains(&a_int), "{method} {path} echoed A's id");
         }

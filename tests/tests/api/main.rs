@@ -15,7 +15,6 @@ mod errors;
 mod events;
 mod group_commit;
 mod health;
-mod helpers;
 mod integrations;
 mod isolation;
 mod mappings;

@@ -3,7 +3,6 @@
 //! and proposals against the provider sandboxes, and re-applying a changed mapping to the
 //! CRM data already fetched without calling the provider.
 
-use crate::helpers::{on_both_backends, send, sync_config, Backend, TestApp};
 use anyhow::Context;
 use chrono::Utc;
 use reqwest::{Method, StatusCode};
@@ -13,6 +12,8 @@ use syncledger_domain::record::RecordCommand;
 use syncledger_domain::{ConflictStrategy, Entity, IntegrationCommand};
 use syncledger_sandbox::{SalesforceSandboxConfig, Sandbox, SandboxConfig};
 use syncledger_store::Metadata;
+use syncledger_testkit::app::{on_both_backends, send, sync_config, Backend, TestApp};
+use syncledger_testkit::sandbox;
 
 on_both_backends!(
     mappings_are_read_replaced_and_refused_without_changes,
@@ -53,7 +54,7 @@ async fn put(
     path: &str,
     token: &str,
     body: Value,
-) -> anyhow::Result<crate::helpers::Resp> {
+) -> anyhow::Result<syncledger_testkit::app::Resp> {
     send(app.request(Method::PUT, path, token).json(&body)).await
 }
 
@@ -232,7 +233,7 @@ async fn previews_and_proposals_map_sandbox_records_without_writing(
         return Ok(());
     };
     let admin = app.admin.clone();
-    let sandbox = Sandbox::start_hubspot(SandboxConfig::default()).await?;
+    let sandbox = sandbox::hubspot_with(SandboxConfig::default()).await;
     let id = connected(&app, "hubspot", &sandbox).await?;
     let base = format!("/v1/integrations/{id}/mappings/contacts");
     let events = app.event_count().await?;
@@ -482,7 +483,7 @@ async fn reapply_remaps_fetched_data_without_calling_the_provider(
         return Ok(());
     };
     let admin = app.admin.clone();
-    let sandbox = Sandbox::start_hubspot(SandboxConfig::default()).await?;
+    let sandbox = sandbox::hubspot_with(SandboxConfig::default()).await;
     let id = connected(&app, "hubspot", &sandbox).await?;
     let other = app.create_integration(&admin, "Other hub").await?;
     let customer = |email, first| {

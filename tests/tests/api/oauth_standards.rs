@@ -7,10 +7,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::{approve, on_both_backends, send, wait_run, Backend, Resp, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use syncledger_sandbox::{GenericSandboxConfig, Sandbox};
+use syncledger_testkit::app::{approve, on_both_backends, send, wait_run, Backend, Resp, TestApp};
 
 on_both_backends!(
     short_lived_tokens_are_refreshed_at_the_margin_not_before_every_request,
@@ -43,7 +43,7 @@ fn spec(base: &str, auth: Value) -> Value {
 }
 
 async fn create(app: &TestApp, spec: Value) -> anyhow::Result<String> {
-    let body = json!({"provider": "custom", "name": format!("studio {}", crate::helpers::random_hex()),
+    let body = json!({"provider": "custom", "name": format!("studio {}", syncledger_testkit::app::random_hex()),
         "sync_config": {"direction": "pull", "frequency": "manual", "entities": ["contacts"],
                         "conflict_strategy": "crm_wins"},
         "spec": spec});

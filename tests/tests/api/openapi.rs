@@ -1,8 +1,8 @@
 //! The OpenAPI document and the provider catalogue.
 
-use crate::helpers::{Backend, TestApp};
 use reqwest::StatusCode;
 use serde_json::Value;
+use syncledger_testkit::app::{Backend, TestApp};
 
 #[tokio::test]
 async fn openapi_document_describes_the_api() -> anyhow::Result<()> {

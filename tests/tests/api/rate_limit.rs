@@ -1,7 +1,7 @@
 //! Per-token rate limiting.
 
-use crate::helpers::{on_both_backends, Backend, Options, TestApp};
 use reqwest::StatusCode;
+use syncledger_testkit::app::{on_both_backends, Backend, Options, TestApp};
 
 on_both_backends!(each_token_has_its_own_budget);
 
@@ -26,7 +26,7 @@ async fn each_token_has_its_own_budget(backend: Backend) -> anyhow::Result<()> {
         .post(
             "/v1/integrations",
             &app.admin,
-            crate::helpers::integration_body("Limited"),
+            syncledger_testkit::app::integration_body("Limited"),
         )
         .await?;
     write.expect_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "");

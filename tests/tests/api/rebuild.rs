@@ -2,7 +2,6 @@
 //! swapped in at once, so readers see the old rows or the new ones, never an empty or a
 //! partial read model, and never an error.
 
-use crate::helpers::{on_both_backends, send, Backend, Options, TestApp, TIMEOUT};
 use anyhow::Context;
 use chrono::Utc;
 use reqwest::{Method, StatusCode};
@@ -15,6 +14,7 @@ use syncledger_domain::record::{Record, RecordEvent, Source};
 use syncledger_domain::Entity;
 use syncledger_store::append::{append, NewEvent};
 use syncledger_store::Metadata;
+use syncledger_testkit::app::{on_both_backends, send, Backend, Options, TestApp, TIMEOUT};
 
 const RECORDS: usize = 2_000;
 /// Concurrent readers; each pages through the whole list again and again.

@@ -1,10 +1,10 @@
 //! The app's records through the API: create and edit as the app, read with the source
 //! and time of every value, list with filters and cursor paging, and history.
 
-use crate::helpers::{on_both_backends, Backend, TestApp};
 use reqwest::StatusCode;
 use serde_json::json;
 use syncledger_domain::Plan;
+use syncledger_testkit::app::{on_both_backends, Backend, TestApp};
 
 on_both_backends!(
     create_edit_read_and_history,

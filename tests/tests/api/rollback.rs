@@ -1,14 +1,15 @@
 //! Rolling back a sync run through the API: the preview, the rollback itself (in the app
 //! and at the CRM), rolling back the rollback, and the refusals.
 
-use crate::helpers::{on_both_backends, Backend, TestApp};
 use crate::sync::{connect, records, remote, run, wait_run};
 use anyhow::Context;
 use futures::{StreamExt, TryStreamExt};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use syncledger_sandbox::{Sandbox, SandboxConfig};
+use syncledger_sandbox::Sandbox;
+use syncledger_testkit::app::{on_both_backends, Backend, TestApp};
+use syncledger_testkit::sandbox;
 
 on_both_backends!(
     bad_mapping_run_is_rolled_back_in_app_and_crm,
@@ -185,11 +186,7 @@ async fn bad_mapping_run_is_rolled_back_in_app_and_crm(backend: Backend) -> anyh
         return Ok(());
     };
     // 500 contacts and 500 companies.
-    let sandbox = Sandbox::start_hubspot(SandboxConfig {
-        records: 500,
-        ..SandboxConfig::default()
-    })
-    .await?;
+    let sandbox = sandbox::hubspot(500).await;
     let id = connect(
         &app,
         "hubspot",
@@ -222,7 +219,7 @@ async fn bad_mapping_run_is_rolled_back_in_app_and_crm(backend: Backend) -> anyh
 
     // The bad run.
     for (entity, mappings) in bad_mappings() {
-        let resp = crate::helpers::send(
+        let resp = syncledger_testkit::app::send(
             app.request(
                 reqwest::Method::PUT,
                 &format!("/v1/integrations/{id}/mappings/{entity}"),
@@ -398,11 +395,7 @@ async fn rollback_archives_created_records_and_its_rollback_restores_them(
     let Some(app) = TestApp::spawn(backend).await? else {
         return Ok(());
     };
-    let sandbox = Sandbox::start_hubspot(SandboxConfig {
-        records: 10,
-        ..SandboxConfig::default()
-    })
-    .await?;
+    let sandbox = sandbox::hubspot(10).await;
     let id = connect(&app, "hubspot", &sandbox.base_url(), "pull", "crm_wins").await?;
     let full = run(&app, &id, "full").await?;
     let full_id = full["id"].as_str().context("id")?.to_string();
@@ -452,11 +445,7 @@ async fn rollback_refusals(backend: Backend) -> anyhow::Result<()> {
     let Some(app) = TestApp::spawn(backend).await? else {
         return Ok(());
     };
-    let sandbox = Sandbox::start_hubspot(SandboxConfig {
-        records: 3,
-        ..SandboxConfig::default()
-    })
-    .await?;
+    let sandbox = sandbox::hubspot(3).await;
     let id = connect(&app, "hubspot", &sandbox.base_url(), "pull", "crm_wins").await?;
     let full = run(&app, &id, "full").await?;
     let full_id = full["id"].as_str().context("id")?.to_string();

@@ -2,13 +2,13 @@
 //! integration's), `direction` (no wider than its own) and `import_historical` (false:
 //! only records changed from now on), against the HubSpot sandbox.
 
-use crate::helpers::{connect, wait_run, Backend, TestApp};
 use crate::sync::{edit_remote, records};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use syncledger_sandbox::{Sandbox, SandboxConfig};
+use syncledger_testkit::app::{connect, wait_run, Backend, TestApp};
+use syncledger_testkit::sandbox;
 
-crate::helpers::on_both_backends!(
+syncledger_testkit::app::on_both_backends!(
     a_run_covers_only_the_entities_asked_for,
     run_options_wider_than_the_integration_are_refused,
     a_run_without_history_imports_only_later_changes,
@@ -37,14 +37,6 @@ async fn integration(app: &TestApp, id: &str) -> anyhow::Result<Value> {
     Ok(resp.expect(StatusCode::OK).clone())
 }
 
-async fn sandbox(records: usize) -> anyhow::Result<Sandbox> {
-    Ok(Sandbox::start_hubspot(SandboxConfig {
-        records,
-        ..SandboxConfig::default()
-    })
-    .await?)
-}
-
 fn passes(run: &Value) -> Vec<&str> {
     run["passes"]
         .as_array()
@@ -58,7 +50,7 @@ async fn a_run_covers_only_the_entities_asked_for(backend: Backend) -> anyhow::R
     let Some(app) = TestApp::spawn(backend).await? else {
         return Ok(());
     };
-    let sandbox = sandbox(5).await?;
+    let sandbox = sandbox::hubspot(5).await;
     let id = connect(&app, "hubspot", &sandbox.base_url(), "pull", "crm_wins").await?;
     let view = integration(&app, &id).await?;
     assert_eq!(view["last_run"], Value::Null, "no run yet: {view}");
@@ -112,7 +104,7 @@ async fn run_options_wider_than_the_integration_are_refused(
     let Some(app) = TestApp::spawn(backend).await? else {
         return Ok(());
     };
-    let sandbox = sandbox(2).await?;
+    let sandbox = sandbox::hubspot(2).await;
     let id = connect(&app, "hubspot", &sandbox.base_url(), "pull", "crm_wins").await?;
     let path = format!("/v1/integrations/{id}/sync-runs");
     let cases = [
@@ -181,7 +173,7 @@ async fn a_run_without_history_imports_only_later_changes(backend: Backend) -> a
     let Some(app) = TestApp::spawn(backend).await? else {
         return Ok(());
     };
-    let sandbox = sandbox(8).await?;
+    let sandbox = sandbox::hubspot(8).await;
     let id = connect(&app, "hubspot", &sandbox.base_url(), "pull", "crm_wins").await?;
     let run = start(
         &app,
@@ -224,7 +216,7 @@ async fn a_run_shows_its_progress_where_the_provider_counts(
     let Some(app) = TestApp::spawn(backend).await? else {
         return Ok(());
     };
-    let sandbox = sandbox(20).await?;
+    let sandbox = sandbox::hubspot(20).await;
     let id = connect(&app, "hubspot", &sandbox.base_url(), "pull", "crm_wins").await?;
     let full = start(&app, &id, json!({"kind": "full"})).await?;
     assert_eq!(full["status"], "completed", "{full}");

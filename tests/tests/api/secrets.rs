@@ -1,12 +1,14 @@
 //! Credentials set through the API never come back out: not in a response, an event on the
 //! stream, a log line, a `Debug` string, or any plaintext byte of the database.
 
-use crate::helpers::{captured_logs, on_both_backends, random_hex, Backend, Resp, Sse, TestApp};
 use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::Row;
 use syncledger_domain::Integration;
 use syncledger_store::Position;
+use syncledger_testkit::app::{
+    captured_logs, on_both_backends, random_hex, Backend, Resp, Sse, TestApp,
+};
 use syncledger_vault::{ExposeSecret, Sealed};
 
 on_both_backends!(credentials_never_leak);
@@ -82,7 +84,7 @@ async fn credentials_never_leak(backend: Backend) -> anyhow::Result<()> {
     resp.expect_error(StatusCode::BAD_REQUEST, "validation_failed", "extra");
     responses.push(resp);
     let malformed = format!(r#"{{"type": "api_key", "api_key": "{}"#, secrets.api_key);
-    let resp = crate::helpers::send(
+    let resp = syncledger_testkit::app::send(
         app.request(
             reqwest::Method::POST,
             &format!("/v1/integrations/{keyed}/credentials"),

@@ -2,11 +2,12 @@
 //! incremental pulls, pushes of app edits, edits on both sides, conflicts, and the
 //! refusals of the sync-runs endpoints.
 
-use crate::helpers::{on_both_backends, send, Backend, TestApp};
 use anyhow::Context;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use syncledger_sandbox::{Sandbox, SandboxConfig};
+use syncledger_testkit::app::{on_both_backends, send, Backend, TestApp};
+use syncledger_testkit::sandbox;
 
 on_both_backends!(
     hubspot_two_way,
@@ -18,7 +19,7 @@ on_both_backends!(
 );
 
 // Shared with the security suite, so they live with the helpers.
-pub use crate::helpers::{approve, connect, wait_run};
+pub use syncledger_testkit::app::{approve, connect, wait_run};
 
 /// Starts a run and waits for it to end; returns its final view.
 pub async fn run(app: &TestApp, integration: &str, kind: &str) -> anyhow::Result<Value> {
@@ -115,11 +116,7 @@ async fn hubspot_two_way(backend: Backend) -> anyhow::Result<()> {
     let Some(app) = TestApp::spawn(backend).await? else {
         return Ok(());
     };
-    let sandbox = Sandbox::start_hubspot(SandboxConfig {
-        records: 60,
-        ..SandboxConfig::default()
-    })
-    .await?;
+    let sandbox = sandbox::hubspot(60).await;
     let id = connect(
         &app,
         "hubspot",
@@ -307,11 +304,7 @@ async fn sync_run_refusals(backend: Backend) -> anyhow::Result<()> {
     let Some(app) = TestApp::spawn(backend).await? else {
         return Ok(());
     };
-    let sandbox = Sandbox::start_hubspot(SandboxConfig {
-        records: 5,
-        ..SandboxConfig::default()
-    })
-    .await?;
+    let sandbox = sandbox::hubspot(5).await;
     let id = connect(&app, "hubspot", &sandbox.base_url(), "pull", "crm_wins").await?;
     let path = format!("/v1/integrations/{id}/sync-runs");
     let events = app.event_count().await?;
@@ -392,11 +385,7 @@ async fn schedule_and_webhooks(backend: Backend) -> anyhow::Result<()> {
     let Some(app) = TestApp::spawn(backend).await? else {
         return Ok(());
     };
-    let sandbox = Sandbox::start_hubspot(SandboxConfig {
-        records: 5,
-        ..SandboxConfig::default()
-    })
-    .await?;
+    let sandbox = sandbox::hubspot(5).await;
     let id = connect(&app, "hubspot", &sandbox.base_url(), "pull", "crm_wins").await?;
     // Hourly: the next run is due an hour after the schedule changed.
     let config = json!({"sync_config": {"direction": "pull", "frequency": "interval", "interval_minutes": 60,
@@ -494,12 +483,12 @@ async fn shared_timestamps_across_pages(backend: Backend) -> anyhow::Result<()> 
     let Some(app) = TestApp::spawn(backend).await? else {
         return Ok(());
     };
-    let sandbox = Sandbox::start_hubspot(SandboxConfig {
+    let sandbox = sandbox::hubspot_with(SandboxConfig {
         records: 1000,
         same_timestamp_group: 1000,
         ..SandboxConfig::default()
     })
-    .await?;
+    .await;
     let id = connect(&app, "hubspot", &sandbox.base_url(), "pull", "crm_wins").await?;
     let full = run(&app, &id, "full").await?;
     assert_eq!(full["stats"]["created"], 2000, "{full}");
@@ -546,11 +535,7 @@ async fn boundary_costs_no_repeats(backend: Backend) -> anyhow::Result<()> {
     let Some(app) = TestApp::spawn(backend).await? else {
         return Ok(());
     };
-    let sandbox = Sandbox::start_hubspot(SandboxConfig {
-        records: 30,
-        ..SandboxConfig::default()
-    })
-    .await?;
+    let sandbox = sandbox::hubspot(30).await;
     let id = connect(&app, "hubspot", &sandbox.base_url(), "pull", "crm_wins").await?;
     let full = run(&app, &id, "full").await?;
     assert_eq!(full["stats"]["created"], 60, "{full}");
@@ -631,11 +616,7 @@ async fn push_failures_and_retry(backend: Backend) -> anyhow::Result<()> {
     let Some(app) = TestApp::spawn(backend).await? else {
         return Ok(());
     };
-    let sandbox = Sandbox::start_hubspot(SandboxConfig {
-        records: 3,
-        ..SandboxConfig::default()
-    })
-    .await?;
+    let sandbox = sandbox::hubspot(3).await;
     let id = connect(
         &app,
         "hubspot",

@@ -3,12 +3,13 @@
 //! open or ignored conflict, app-created records whose email is already linked, "always
 //! use" rules and push errors that stop applying.
 
-use crate::helpers::{captured_logs, on_both_backends, send, Backend, TestApp};
 use crate::sync::{connect, edit_remote, remote, run};
 use anyhow::Context;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use syncledger_sandbox::{SalesforceSandboxConfig, Sandbox, SandboxConfig};
+use syncledger_sandbox::{SalesforceSandboxConfig, Sandbox};
+use syncledger_testkit::app::{captured_logs, on_both_backends, send, Backend, TestApp};
+use syncledger_testkit::sandbox;
 
 on_both_backends!(
     a_crm_deletion_archives_and_is_never_undone,
@@ -28,11 +29,7 @@ on_both_backends!(
 /// A HubSpot sandbox with `records` contacts and companies, an app connected to it with
 /// `strategy`, and the first full run done. Answers (sandbox, integration id).
 async fn synced(app: &TestApp, strategy: &str) -> anyhow::Result<(Sandbox, String)> {
-    let sandbox = Sandbox::start_hubspot(SandboxConfig {
-        records: 3,
-        ..SandboxConfig::default()
-    })
-    .await?;
+    let sandbox = sandbox::hubspot(3).await;
     let id = connect(
         app,
         "hubspot",
@@ -552,11 +549,7 @@ async fn push_window_against_hubspot() -> anyhow::Result<()> {
     let Some(app) = TestApp::spawn(Backend::Sqlite).await? else {
         return Ok(());
     };
-    let sandbox = Sandbox::start_hubspot(SandboxConfig {
-        records: n,
-        ..SandboxConfig::default()
-    })
-    .await?;
+    let sandbox = sandbox::hubspot(n).await;
     let id = connect(
         &app,
         "hubspot",

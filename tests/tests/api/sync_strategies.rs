@@ -2,12 +2,13 @@
 //! the HubSpot and Salesforce sandboxes: contacts and companies, edits on both sides,
 //! a 429 storm and an access token that expires in the middle of a run.
 
-use crate::helpers::{on_both_backends, send, Backend, TestApp};
 use crate::sync::{connect, records, run};
 use anyhow::Context;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use syncledger_sandbox::{SalesforceSandboxConfig, Sandbox, SandboxConfig};
+use syncledger_sandbox::{SalesforceSandboxConfig, Sandbox};
+use syncledger_testkit::app::{on_both_backends, send, Backend, TestApp};
+use syncledger_testkit::sandbox;
 
 on_both_backends!(
     hubspot_strategies,
@@ -231,11 +232,7 @@ async fn hubspot_strategies(backend: Backend) -> anyhow::Result<()> {
         let Some(app) = TestApp::spawn(backend).await? else {
             return Ok(());
         };
-        let sandbox = Sandbox::start_hubspot(SandboxConfig {
-            records: 10,
-            ..SandboxConfig::default()
-        })
-        .await?;
+        let sandbox = sandbox::hubspot(10).await;
         let id = connect(
             &app,
             "hubspot",
@@ -306,11 +303,7 @@ async fn rate_limit_storm_and_token_expiry(backend: Backend) -> anyhow::Result<(
     let Some(app) = TestApp::spawn(backend).await? else {
         return Ok(());
     };
-    let sandbox = Sandbox::start_hubspot(SandboxConfig {
-        records: 250,
-        ..SandboxConfig::default()
-    })
-    .await?;
+    let sandbox = sandbox::hubspot(250).await;
     let id = connect(&app, "hubspot", &sandbox.base_url(), "pull", "crm_wins").await?;
     let base = sandbox.base_url();
     let client = reqwest::Client::new();
@@ -333,7 +326,7 @@ async fn rate_limit_storm_and_token_expiry(backend: Backend) -> anyhow::Result<(
     let run_id = resp.str("id")?;
     // Once the first page is in, every access token the CRM issued stops working.
     let path = format!("/v1/sync-runs/{run_id}");
-    syncledger_tests::wait::wait_until(
+    syncledger_testkit::wait::wait_until(
         std::time::Duration::from_secs(60),
         "the first page",
         || async {

@@ -1,8 +1,8 @@
 //! API tokens: issue per role, use, list without secrets, revoke.
 
-use crate::helpers::{integration_body, on_both_backends, Backend, TestApp};
 use reqwest::StatusCode;
 use serde_json::json;
+use syncledger_testkit::app::{integration_body, on_both_backends, Backend, TestApp};
 
 on_both_backends!(tokens_are_issued_used_listed_and_revoked);
 

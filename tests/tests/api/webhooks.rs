@@ -1,10 +1,11 @@
 //! HubSpot webhook deliveries: accepted only with a valid v3 signature over this
 //! endpoint's public URL, made with the app's client secret.
 
-use crate::helpers::{send, Backend, TestApp};
 use reqwest::StatusCode;
 use serde_json::json;
-use syncledger_sandbox::{sign_v3, Sandbox, SandboxConfig};
+use syncledger_sandbox::{sign_v3, SandboxConfig};
+use syncledger_testkit::app::{send, Backend, TestApp};
+use syncledger_testkit::sandbox;
 
 #[tokio::test]
 async fn signed_hubspot_deliveries_are_accepted_and_others_refused() -> anyhow::Result<()> {
@@ -12,7 +13,7 @@ async fn signed_hubspot_deliveries_are_accepted_and_others_refused() -> anyhow::
         return Ok(());
     };
     // The sandbox signs with the same client secret the app is configured with.
-    let sandbox = Sandbox::start_hubspot(SandboxConfig::default()).await?;
+    let sandbox = sandbox::hubspot_with(SandboxConfig::default()).await;
     let url = app.url("/v1/webhooks/hubspot");
     let event = json!({"portalId": 62515, "objectId": 17, "subscriptionType": "contact.propertyChange",
         "propertyName": "email", "occurredAt": 1_700_000_000_000_i64});

@@ -4,7 +4,7 @@
 
 use syncledger_store::append::{append, AppendError, NewEvent, Writer};
 use syncledger_store::{Metadata, Store};
-use syncledger_tests::{postgres_store, sqlite_store};
+use syncledger_testkit::{postgres_store, sqlite_store};
 
 fn event(id: &str, sequence: i64, payload: &str) -> NewEvent {
     NewEvent {

@@ -9,7 +9,7 @@ use syncledger_domain::{Aggregate, Entity};
 use syncledger_store::append::{append, NewEvent};
 use syncledger_store::history::{counts_from, fold};
 use syncledger_store::{EventPool, Metadata, Store, StoredEvent};
-use syncledger_tests::{with_postgres, with_sqlite};
+use syncledger_testkit::{with_postgres, with_sqlite};
 
 const EDITS: usize = 30;
 

@@ -1,12 +1,12 @@
 //! The audit hash chain: verification passes on an untouched log and names the exact
 //! position where one byte of an event or of an audit row was altered.
 
-use crate::support::{all_events, runner};
 use syncledger_domain::{Aggregate, Integration};
 use syncledger_projections::audit::verify;
 use syncledger_store::{EventPool, Store, StoredEvent};
-use syncledger_tests::fixtures::{seed_workspace, SeededWorkspace, EVENTS_PER_WORKSPACE};
-use syncledger_tests::{feed_settled, with_postgres, with_sqlite};
+use syncledger_testkit::fixtures::{seed_workspace, SeededWorkspace, EVENTS_PER_WORKSPACE};
+use syncledger_testkit::projections::{all_events, runner};
+use syncledger_testkit::{feed_settled, with_postgres, with_sqlite};
 
 /// The stored payload text of the event at `position`.
 async fn payload_text(store: &Store, position: i64) -> anyhow::Result<String> {

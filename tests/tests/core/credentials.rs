@@ -3,6 +3,7 @@
 //! ask at once, and a refused refresh token putting the integration in error.
 
 use std::sync::Arc;
+use syncledger_testkit::sandbox;
 
 use chrono::{Duration, Utc};
 use secrecy::{ExposeSecret, SecretString};
@@ -13,7 +14,7 @@ use syncledger_engine::{
 };
 use syncledger_sandbox::{Sandbox, SandboxConfig};
 use syncledger_store::{Metadata, Store};
-use syncledger_tests::{with_postgres, with_sqlite};
+use syncledger_testkit::{with_postgres, with_sqlite};
 use syncledger_vault::{MasterKey, Vault};
 
 const TOKEN_ENDPOINT: &str = "POST /oauth/v1/token";
@@ -43,7 +44,7 @@ fn connections(store: &Store, vault: &Vault) -> Connections {
 
 /// A connected HubSpot integration whose stored tokens expire at `expires_at`.
 async fn setup(store: Store, expires_at: chrono::DateTime<Utc>) -> anyhow::Result<Setup> {
-    let sandbox = Sandbox::start_hubspot(SandboxConfig::default()).await?;
+    let sandbox = sandbox::hubspot_with(SandboxConfig::default()).await;
     let vault = Vault::new(store.any.clone(), MasterKey::generate());
     let id = uuid::Uuid::now_v7().to_string();
     let ws = "ws-credentials";

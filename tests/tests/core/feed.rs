@@ -7,8 +7,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use syncledger_store::append::{append, NewEvent};
 use syncledger_store::{EventPool, Metadata, Position, Store, StoredEvent};
-use syncledger_tests::wait::FEED_SETTLE_TIMEOUT;
-use syncledger_tests::{wait_until, with_postgres, with_sqlite};
+use syncledger_testkit::wait::FEED_SETTLE_TIMEOUT;
+use syncledger_testkit::{wait_until, with_postgres, with_sqlite};
 use tokio::time::Instant;
 
 const WRITERS: usize = 8;

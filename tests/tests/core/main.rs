@@ -11,4 +11,3 @@ mod read_models;
 mod rebuild;
 mod replay;
 mod runner;
-mod support;

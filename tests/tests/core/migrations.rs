@@ -2,7 +2,7 @@
 
 use syncledger_store::append::{append, NewEvent};
 use syncledger_store::{Metadata, Store, StoreConfig};
-use syncledger_tests::{postgres_store, sqlite_store};
+use syncledger_testkit::{postgres_store, sqlite_store};
 
 async fn applied_migrations(store: &Store) -> anyhow::Result<i64> {
     Ok(sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
@@ -60,14 +60,14 @@ async fn postgres_store_opens_twice() -> anyhow::Result<()> {
 /// audit rows as the earlier projection wrote them, is brought forward by opening it: the
 /// audit log is rebuilt from the events into the same chain, now with the changes.
 async fn upgrade_rebuilds_the_audit_log(store: Store) -> anyhow::Result<()> {
-    use crate::support::runner;
     use syncledger_projections::audit::verify;
-    use syncledger_tests::fixtures::{seed_sync_activity, seed_workspace};
-    use syncledger_tests::rows::dump;
+    use syncledger_testkit::fixtures::{seed_sync_activity, seed_workspace};
+    use syncledger_testkit::projections::runner;
+    use syncledger_testkit::rows::dump;
 
     let ws = seed_workspace(&store, "Acme").await?;
     seed_sync_activity(&store, &ws.id, &ws.integrations[0].id).await?;
-    syncledger_tests::feed_settled(&store).await;
+    syncledger_testkit::feed_settled(&store).await;
     runner(&store, 7).catch_up().await?;
     let current = dump(&store.any, "audit_log", "position").await?;
     let changed: i64 =
@@ -104,10 +104,10 @@ async fn upgrade_rebuilds_the_audit_log(store: Store) -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn sqlite_upgrade_rebuilds_the_audit_log() -> anyhow::Result<()> {
-    syncledger_tests::with_sqlite(upgrade_rebuilds_the_audit_log).await
+    syncledger_testkit::with_sqlite(upgrade_rebuilds_the_audit_log).await
 }
 
 #[tokio::test]
 async fn postgres_upgrade_rebuilds_the_audit_log() -> anyhow::Result<()> {
-    syncledger_tests::with_postgres(upgrade_rebuilds_the_audit_log).await
+    syncledger_testkit::with_postgres(upgrade_rebuilds_the_audit_log).await
 }

@@ -2,14 +2,14 @@
 //! and counters, record values with their provenance, match keys and CRM links, and each
 //! conflict from detection to its end.
 
-use crate::support::{all_events, runner};
 use sqlx::Row;
 use syncledger_projections::conflicts::Conflicts;
 use syncledger_projections::{Projection, Tables};
 use syncledger_store::Store;
-use syncledger_tests::fixtures::{seed_conflicts, seed_sync_activity, seed_workspace};
-use syncledger_tests::rows::dump;
-use syncledger_tests::{feed_settled, with_postgres, with_sqlite};
+use syncledger_testkit::fixtures::{seed_conflicts, seed_sync_activity, seed_workspace};
+use syncledger_testkit::projections::{all_events, runner};
+use syncledger_testkit::rows::dump;
+use syncledger_testkit::{feed_settled, with_postgres, with_sqlite};
 
 async fn runs_and_records_are_projected(store: Store) -> anyhow::Result<()> {
     let ws = seed_workspace(&store, "Acme").await?;

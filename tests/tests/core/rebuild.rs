@@ -1,16 +1,18 @@
 //! Rebuild: replaying a projection into fresh tables and swapping them in yields the same
 //! rows and checkpoint, and the live runner carries on afterwards.
 
-use crate::support::{assert_exactly_once, assert_status_rows, runner, snapshot, TABLES};
 use std::sync::Arc;
 use std::time::Duration;
 use syncledger_projections::audit::verify;
 use syncledger_projections::rebuild::rebuild;
 use syncledger_store::Store;
-use syncledger_tests::fixtures::{
+use syncledger_testkit::fixtures::{
     seed_conflicts, seed_sync_activity, seed_workspace, EVENTS_PER_WORKSPACE,
 };
-use syncledger_tests::{feed_settled, wait_until, with_postgres, with_sqlite};
+use syncledger_testkit::projections::{
+    assert_exactly_once, assert_status_rows, runner, snapshot, TABLES,
+};
+use syncledger_testkit::{feed_settled, wait_until, with_postgres, with_sqlite};
 use tokio::sync::{watch, Notify};
 
 /// How many indexes the table has, so a swap that loses one is caught.

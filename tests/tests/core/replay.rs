@@ -2,15 +2,15 @@
 //! row for row, and the checkpoint), up to an earlier instant it holds only what had
 //! been recorded by then, and the live tables and checkpoints never change.
 
-use crate::support::{runner, snapshot, TABLES};
 use chrono::Utc;
 use sqlx::Connection;
 use std::path::Path;
 use syncledger_api::replay::replay_into;
 use syncledger_store::Store;
-use syncledger_tests::fixtures::{seed_conflicts, seed_sync_activity, seed_workspace};
-use syncledger_tests::rows::dump;
-use syncledger_tests::{feed_settled, with_postgres, with_sqlite};
+use syncledger_testkit::fixtures::{seed_conflicts, seed_sync_activity, seed_workspace};
+use syncledger_testkit::projections::{runner, snapshot, TABLES};
+use syncledger_testkit::rows::dump;
+use syncledger_testkit::{feed_settled, with_postgres, with_sqlite};
 
 /// Every table of `p` in the file at `path`, dumped as the live ones are.
 async fn dump_file(path: &Path, p: &str) -> anyhow::Result<Vec<Vec<Vec<String>>>> {

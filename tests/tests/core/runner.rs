@@ -1,13 +1,13 @@
 //! The projection runner: exactly once across a stop mid-stream, a batch that never
 //! commits, and the follow loop under a shutdown signal.
 
-use crate::support::{assert_exactly_once, assert_status_rows, runner, snapshot};
 use std::sync::Arc;
 use std::time::Duration;
 use syncledger_projections::{checkpoint, Tables};
 use syncledger_store::Store;
-use syncledger_tests::fixtures::{seed_workspace, EVENTS_PER_WORKSPACE};
-use syncledger_tests::{feed_settled, wait_until, with_postgres, with_sqlite};
+use syncledger_testkit::fixtures::{seed_workspace, EVENTS_PER_WORKSPACE};
+use syncledger_testkit::projections::{assert_exactly_once, assert_status_rows, runner, snapshot};
+use syncledger_testkit::{feed_settled, wait_until, with_postgres, with_sqlite};
 use tokio::sync::{watch, Notify};
 
 /// A runner stopped after a few small batches, then a new runner on the same store:

@@ -2,9 +2,4 @@
 //! server-wide, so such a test stalls every other test's feed while it runs: it gets a test
 //! binary of its own, which cargo runs after the others, never alongside them.
 
-// The API test helpers are shared with the `api` binary; this one uses only some of them.
-#![allow(dead_code, unused_macros, unused_imports)]
-
-#[path = "../api/helpers.rs"]
-mod helpers;
 mod read_your_writes;

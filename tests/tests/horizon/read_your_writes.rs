@@ -1,8 +1,8 @@
 //! A command's response reflects the command, even while PostgreSQL holds the feed back.
 
-use crate::helpers::{integration_body, Backend, TestApp};
 use reqwest::StatusCode;
 use sqlx::{Connection, Executor, PgConnection};
+use syncledger_testkit::app::{integration_body, Backend, TestApp};
 
 /// Any open transaction that has taken a transaction id, in any database of the cluster,
 /// holds `pg_snapshot_xmin` back, and with it the feed and the projections. Commands

@@ -2,11 +2,11 @@
 //! against one NATS server, or a database recreated within the duplicate window): every
 //! event of each reaches its SSE clients exactly once, also across a publisher restart.
 
-use crate::helpers::{require_nats, Backend, Options, Sse, TestApp, TIMEOUT};
 use std::collections::HashMap;
 use syncledger_bus::{load_checkpoint, run_nats_publisher, NATS_PUBLISHER_CHECKPOINT};
 use syncledger_store::Position;
-use syncledger_tests::wait_until;
+use syncledger_testkit::app::{require_nats, Backend, Options, Sse, TestApp, TIMEOUT};
+use syncledger_testkit::wait_until;
 use tokio::sync::watch;
 
 async fn app_on(nats_url: &str, shared: &(String, String)) -> anyhow::Result<TestApp> {
@@ -114,8 +114,8 @@ async fn two_databases_on_one_stream_each_reach_their_clients_exactly_once() -> 
         return Ok(());
     };
     let shared = (
-        format!("SLSEC_{}", crate::helpers::random_hex()),
-        format!("slsec.{}", crate::helpers::random_hex()),
+        format!("SLSEC_{}", syncledger_testkit::app::random_hex()),
+        format!("slsec.{}", syncledger_testkit::app::random_hex()),
     );
     let first = app_on(&nats_url, &shared).await?;
     let first_opened = head(&first).await?;

@@ -1,14 +1,15 @@
 //! Hostile CEL (issue 14, items 4 and 12): every expression of
-//! `syncledger_tests::hostile_cel` is sent as a field transform through a preview, a
+//! `syncledger_testkit::hostile_cel` is sent as a field transform through a preview, a
 //! mapping save and a sync run. Each is refused with a 400 or fails the records it is
 //! applied to; nothing succeeds, nothing is created, and the server keeps answering.
 //! Previews and proposals need a writing role.
 
-use crate::helpers::{connect, send, wait_run, Backend, Options, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use syncledger_sandbox::{Sandbox, SandboxConfig};
-use syncledger_tests::hostile_cel::{expressions, Hostile};
+use syncledger_testkit::app::{connect, send, wait_run, Backend, Options, TestApp};
+use syncledger_testkit::hostile_cel::{expressions, Hostile};
+use syncledger_testkit::sandbox;
 
 /// An integration on the HubSpot sandbox, connected through the OAuth redirect.
 async fn connected(app: &TestApp, sandbox: &Sandbox) -> anyhow::Result<String> {
@@ -28,7 +29,7 @@ fn mappings(source: &str) -> Value {
 }
 
 /// A 400 naming the expression's place, or a 200 whose every record failed.
-fn refused_or_failed(resp: &crate::helpers::Resp, place: &str, hostile: &Hostile) -> bool {
+fn refused_or_failed(resp: &syncledger_testkit::app::Resp, place: &str, hostile: &Hostile) -> bool {
     let what = format!("{} `{:.80}`", hostile.kind, hostile.source);
     if resp.status == StatusCode::BAD_REQUEST {
         assert!(resp.text.contains(place), "{what}: {}", resp.text);
@@ -43,7 +44,11 @@ fn refused_or_failed(resp: &crate::helpers::Resp, place: &str, hostile: &Hostile
     false
 }
 
-async fn preview(app: &TestApp, base: &str, body: Value) -> anyhow::Result<crate::helpers::Resp> {
+async fn preview(
+    app: &TestApp,
+    base: &str,
+    body: Value,
+) -> anyhow::Result<syncledger_testkit::app::Resp> {
     app.post(&format!("{base}/preview"), &app.admin, body).await
 }
 
@@ -75,12 +80,12 @@ async fn hostile_expressions_are_refused_or_fail_their_records() -> anyhow::Resu
     let Some(app) = TestApp::spawn_with(Backend::Sqlite, opts).await? else {
         return Ok(());
     };
-    let sandbox = Sandbox::start_hubspot(SandboxConfig {
+    let sandbox = sandbox::hubspot_with(SandboxConfig {
         records: 4,
         rate_limit: None,
         ..SandboxConfig::default()
     })
-    .await?;
+    .await;
     let id = connected(&app, &sandbox).await?;
     let base = format!("/v1/integrations/{id}/mappings/contacts");
     let hostile = expressions();
@@ -132,11 +137,7 @@ async fn previews_and_proposals_need_a_writing_role() -> anyhow::Result<()> {
     let Some(app) = TestApp::spawn(Backend::Sqlite).await? else {
         return Ok(());
     };
-    let sandbox = Sandbox::start_hubspot(SandboxConfig {
-        records: 3,
-        ..SandboxConfig::default()
-    })
-    .await?;
+    let sandbox = sandbox::hubspot(3).await;
     let id = connected(&app, &sandbox).await?;
     let base = format!("/v1/integrations/{id}/mappings/contacts");
     let (_, viewer) = app.issue_token("viewer").await?;

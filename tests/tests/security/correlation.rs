@@ -3,15 +3,15 @@
 //! correlation id (the client's id is kept apart, as `request_id`), and a rollback only
 //! ever looks at its own workspace's events.
 
-use crate::helpers::{connect, on_both_backends, send, wait_run, Backend, TestApp};
 use anyhow::Context;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use syncledger_sandbox::{Sandbox, SandboxConfig};
+use syncledger_testkit::app::{connect, on_both_backends, send, wait_run, Backend, TestApp};
+use syncledger_testkit::sandbox;
 
 on_both_backends!(another_workspaces_run_id_as_request_id_is_not_rolled_back);
 
-async fn started(resp: crate::helpers::Resp) -> anyhow::Result<String> {
+async fn started(resp: syncledger_testkit::app::Resp) -> anyhow::Result<String> {
     resp.expect(StatusCode::CREATED);
     resp.str("id")
 }
@@ -22,11 +22,7 @@ async fn another_workspaces_run_id_as_request_id_is_not_rolled_back(
     let Some(app) = TestApp::spawn(backend).await? else {
         return Ok(());
     };
-    let sandbox = Sandbox::start_hubspot(SandboxConfig {
-        records: 3,
-        ..SandboxConfig::default()
-    })
-    .await?;
+    let sandbox = sandbox::hubspot(3).await;
     // The victim's workspace imports from its CRM.
     let integration = connect(&app, "hubspot", &sandbox.base_url(), "pull", "crm_wins").await?;
     let run = app

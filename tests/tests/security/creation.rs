@@ -3,11 +3,11 @@
 //! workspace's slots end up held by exactly the integrations that exist. (The crash between
 //! reservation and creation is replayed on the real binary: `api/tests/cli/creation.rs`.)
 
-use crate::helpers::{integration_body, on_both_backends, Backend, Options, TestApp};
 use futures::future::join_all;
 use reqwest::StatusCode;
 use std::collections::BTreeSet;
 use syncledger_domain::{Plan, Workspace};
+use syncledger_testkit::app::{integration_body, on_both_backends, Backend, Options, TestApp};
 
 on_both_backends!(
     thirty_concurrent_creates_all_succeed,
@@ -15,14 +15,6 @@ on_both_backends!(
 );
 
 const CONCURRENT: usize = 30;
-
-async fn spawn(backend: Backend) -> anyhow::Result<Option<TestApp>> {
-    let opts = Options {
-        rate_limit_per_minute: 10_000,
-        ..Options::default()
-    };
-    TestApp::spawn_with(backend, opts).await
-}
 
 /// `names` created all at once with `token`: each answer's status and error code.
 async fn create_all(
@@ -67,7 +59,11 @@ async fn held(
 }
 
 async fn thirty_concurrent_creates_all_succeed(backend: Backend) -> anyhow::Result<()> {
-    let Some(app) = spawn(backend).await? else {
+    let opts = Options {
+        rate_limit_per_minute: 10_000,
+        ..Options::default()
+    };
+    let Some(app) = TestApp::spawn_with(backend, opts).await? else {
         return Ok(());
     };
     let names: Vec<String> = (0..CONCURRENT).map(|i| format!("CRM {i}")).collect();
@@ -84,7 +80,11 @@ async fn thirty_concurrent_creates_all_succeed(backend: Backend) -> anyhow::Resu
 async fn thirty_concurrent_creates_fail_only_for_real_reasons(
     backend: Backend,
 ) -> anyhow::Result<()> {
-    let Some(app) = spawn(backend).await? else {
+    let opts = Options {
+        rate_limit_per_minute: 10_000,
+        ..Options::default()
+    };
+    let Some(app) = TestApp::spawn_with(backend, opts).await? else {
         return Ok(());
     };
     // The scale plan allows 5; 10 names, each asked for three times.

@@ -4,7 +4,6 @@
 //! leading `'`, so a spreadsheet shows it as text. The JSON-lines export keeps every
 //! value exactly as stored.
 
-use crate::helpers::{on_both_backends, Backend, TestApp};
 use chrono::Utc;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -14,6 +13,7 @@ use syncledger_domain::spreadsheet::FORMULA_TRIGGERS;
 use syncledger_domain::Entity;
 use syncledger_store::append::{append, NewEvent};
 use syncledger_store::Metadata;
+use syncledger_testkit::app::{on_both_backends, Backend, TestApp};
 
 on_both_backends!(csv_cells_never_start_a_formula_and_jsonl_stays_faithful);
 
@@ -81,7 +81,7 @@ async fn csv_cells_never_start_a_formula_and_jsonl_stays_faithful(
     let resp = app
         .request(Method::POST, "/v1/integrations", &app.admin)
         .header("x-request-id", REQUEST_ID)
-        .json(&crate::helpers::integration_body("Billing"))
+        .json(&syncledger_testkit::app::integration_body("Billing"))
         .send()
         .await?;
     assert_eq!(resp.status(), StatusCode::CREATED);

@@ -3,11 +3,11 @@
 //! that others may read is refused at start. (The same under a permissive umask, on the
 //! real binary: `api/tests/cli/files.rs`.)
 
-use crate::helpers::{Backend, TestApp};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use syncledger_store::{Store, StoreConfig};
-use syncledger_tests::db::private_tempdir;
+use syncledger_testkit::app::{Backend, TestApp};
+use syncledger_testkit::db::private_tempdir;
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).map_or(0, |m| m.permissions().mode() & 0o777)

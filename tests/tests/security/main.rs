@@ -3,10 +3,6 @@
 //! nothing. One binary: this file only declares the modules. README's "Security model"
 //! section says what a tenant can and cannot make the server do.
 
-#[allow(dead_code, unused_macros, unused_imports)]
-#[path = "../api/helpers.rs"]
-mod helpers;
-
 mod bus;
 mod cel;
 mod correlation;

@@ -2,13 +2,13 @@
 //! read with a bound, provider-returned hosts checked, and no sandbox app outside
 //! development.
 
-use crate::helpers::{send, sync_config, Backend, TestApp, TIMEOUT};
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use reqwest::StatusCode;
 use serde_json::json;
 use std::sync::{Arc, Mutex};
+use syncledger_testkit::app::{send, sync_config, Backend, TestApp, TIMEOUT};
 
 /// What a token endpoint answers.
 #[derive(Clone, Copy)]

@@ -1,9 +1,9 @@
 //! Hostile URLs from a tenant: every one is refused at creation with a 400 naming
 //! its field, and nothing is created.
 
-use crate::helpers::{sync_config, Backend, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use syncledger_testkit::app::{sync_config, Backend, TestApp};
 
 fn custom_spec(base: &str) -> Value {
     json!({"base_url": base,

@@ -4,11 +4,11 @@
 //! its message, credentials redacted. Transport failures read the same whatever
 //! happened, so the text is no oracle into the network.
 
-use crate::helpers::{sync_config, Backend, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::Duration;
-use syncledger_tests::wait::wait_until;
+use syncledger_testkit::app::{sync_config, Backend, TestApp};
+use syncledger_testkit::wait::wait_until;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 

@@ -1,7 +1,6 @@
 //! Live event streams end with their token, and no token or workspace can hold open more
 //! than its share of them.
 
-use crate::helpers::{on_both_backends, Backend, TestApp, TIMEOUT};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use reqwest::StatusCode;
@@ -9,7 +8,8 @@ use secrecy::SecretString;
 use std::time::Duration;
 use syncledger_api::{Application, Settings};
 use syncledger_domain::Plan;
-use syncledger_tests::wait_until;
+use syncledger_testkit::app::{on_both_backends, Backend, TestApp, TIMEOUT};
+use syncledger_testkit::wait_until;
 use tokio::sync::watch;
 use tokio::time::Instant;
 

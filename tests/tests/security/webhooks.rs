@@ -4,10 +4,10 @@
 /// delivery signed with the empty key (what an unset secret verified against) was
 /// accepted and started runs.
 mod no_secret {
-    use crate::helpers::{send, Backend, TestApp};
     use reqwest::StatusCode;
     use serde_json::json;
     use syncledger_sandbox::sign_v3;
+    use syncledger_testkit::app::{send, Backend, TestApp};
 
     #[tokio::test]
     async fn forged_webhooks_are_refused_without_a_configured_secret() -> anyhow::Result<()> {
@@ -47,10 +47,10 @@ mod no_secret {
 
 /// A captured, correctly signed delivery sent again within its five-minute window.
 mod replay {
-    use crate::helpers::{send, Backend, TestApp};
     use reqwest::StatusCode;
     use serde_json::json;
     use syncledger_sandbox::sign_v3;
+    use syncledger_testkit::app::{send, Backend, TestApp};
 
     #[tokio::test]
     async fn a_replayed_delivery_is_refused_and_changes_nothing() -> anyhow::Result<()> {

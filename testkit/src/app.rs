@@ -4,6 +4,11 @@
 //! database, a server on a free port, a workspace and its admin token. `finish` stops the
 //! server and drops the database; if a test fails first, `PgTestDb`'s `Drop` still does.
 
+use crate::db::{postgres_store, PgTestDb};
+pub use crate::nats::require_nats;
+pub use crate::random_hex;
+pub use crate::sandbox::approve;
+use crate::wait::wait_until;
 use anyhow::{anyhow, bail, Context};
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -18,7 +23,6 @@ use syncledger_api::state::AppState;
 use syncledger_api::{Application, Settings};
 use syncledger_domain::Plan;
 use syncledger_engine::workspaces;
-use syncledger_tests::{postgres_store, wait_until, PgTestDb};
 use tempfile::TempDir;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -35,13 +39,14 @@ pub enum Backend {
 
 /// Generates `mod sqlite { #[tokio::test] fn name() }` and `mod postgres { … }` for each
 /// `async fn name(backend: Backend) -> anyhow::Result<()>` of the calling module.
+#[macro_export]
 macro_rules! on_both_backends {
     ($($test:ident),+ $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $test() -> anyhow::Result<()> {
-                    super::$test(crate::helpers::Backend::Sqlite).await
+                    super::$test($crate::app::Backend::Sqlite).await
                 }
             )+
         }
@@ -49,13 +54,13 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $test() -> anyhow::Result<()> {
-                    super::$test(crate::helpers::Backend::Postgres).await
+                    super::$test($crate::app::Backend::Postgres).await
                 }
             )+
         }
     };
 }
-pub(crate) use on_both_backends;
+pub use crate::on_both_backends;
 
 pub struct Options {
     pub plan: Plan,
@@ -127,8 +132,6 @@ impl TestApp {
 
     /// A server configured as in production (no sandbox apps, no loopback providers),
     /// then changed by `tweak`.
-    // Used by the `security` test binary, which shares this file.
-    #[allow(dead_code)]
     pub async fn spawn_production(
         backend: Backend,
         tweak: fn(Settings) -> Settings,
@@ -142,7 +145,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, opts: Options) -> anyhow::Result<Option<TestApp>> {
-        let data_dir = syncledger_tests::db::private_tempdir();
+        let data_dir = crate::db::private_tempdir();
         let pg = match backend {
             _ if opts.database_url.is_some() => None,
             Backend::Sqlite => None,
@@ -244,8 +247,6 @@ impl TestApp {
     }
 
     /// The URL of the test's PostgreSQL database, if it runs on one.
-    // Used by the `horizon` test binary, which shares this file.
-    #[allow(dead_code)]
     pub fn pg_url(&self) -> Option<String> {
         self.pg.as_ref().map(|db| db.url.clone())
     }
@@ -482,33 +483,6 @@ pub fn integration_body(name: &str) -> Value {
     json!({"provider": "hubspot", "name": name, "sync_config": sync_config()})
 }
 
-/// 32 random hex digits.
-pub fn random_hex() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
-
-/// The NATS URL (`NATS_URL`, default the local server), or `None` with a note when it is
-/// unreachable outside CI; with `CI=true` an unreachable server fails the test.
-pub async fn require_nats() -> Option<String> {
-    let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
-    let connect = async_nats::ConnectOptions::new()
-        .connection_timeout(Duration::from_secs(5))
-        .connect(url.as_str());
-    match connect.await {
-        Ok(client) => {
-            drop(client);
-            Some(url)
-        }
-        Err(e) if syncledger_tests::require_ci_services() => {
-            panic!("NATS is required when CI=true: cannot connect to {url}: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipping: NATS is not reachable at {url} ({e})");
-            None
-        }
-    }
-}
-
 /// One server-sent event.
 #[derive(Clone, Debug)]
 pub struct SseEvent {
@@ -651,21 +625,6 @@ impl std::io::Write for LogSink {
 /// How long a test run may take before the test gives up.
 pub const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The provider's redirect after the user approves: the API's callback URL.
-pub async fn approve(authorization_url: &str) -> anyhow::Result<String> {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()?;
-    let resp = client.get(authorization_url).send().await?;
-    anyhow::ensure!(resp.status() == StatusCode::FOUND, "the sandbox approves");
-    Ok(resp
-        .headers()
-        .get(reqwest::header::LOCATION)
-        .context("a Location header")?
-        .to_str()?
-        .to_string())
-}
-
 /// Creates an integration of `provider` against `base_url` and connects it by OAuth.
 pub async fn connect(
     app: &TestApp,
@@ -675,7 +634,7 @@ pub async fn connect(
     strategy: &str,
 ) -> anyhow::Result<String> {
     let body = json!({"provider": provider,
-        "name": format!("{provider} sync {}", crate::helpers::random_hex()),
+        "name": format!("{provider} sync {}", random_hex()),
         "base_url": base_url,
         "sync_config": {"direction": direction, "frequency": "manual",
                         "entities": ["contacts", "companies"], "conflict_strategy": strategy}});

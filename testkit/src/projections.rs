@@ -1,13 +1,13 @@
-//! Checks shared by the projection tests: exactly-once application, the status read
+//! Checks shared by the projection tests (`tests/tests/core`): exactly-once application, the status read
 //! model against the commands that were run, and snapshots of every projection table.
 
+use crate::fixtures::SeededWorkspace;
+use crate::rows::dump;
 use sqlx::Row;
 use std::collections::BTreeSet;
 use syncledger_domain::Status;
 use syncledger_projections::{checkpoint, Runner};
 use syncledger_store::{Position, Store, StoredEvent};
-use syncledger_tests::fixtures::SeededWorkspace;
-use syncledger_tests::rows::dump;
 
 /// Every projection's tables and the order that makes their dumps comparable.
 pub const TABLES: [(&str, &str); 8] = [

@@ -78,18 +78,9 @@ impl Api {
         status
     }
 
-    /// A HubSpot integration pulling contacts by hand; its id.
+    /// A HubSpot integration pulling contacts by hand ([`pull_integration_body`]); its id.
     pub async fn create_integration(&self, name: &str) -> String {
-        let body = json!({
-            "provider": "hubspot",
-            "name": name,
-            "sync_config": {
-                "direction": "pull",
-                "frequency": "manual",
-                "entities": ["contacts"],
-                "conflict_strategy": "manual_review"
-            }
-        });
+        let body = pull_integration_body(name);
         let text = self
             .expect(
                 Method::POST,
@@ -117,4 +108,18 @@ impl Api {
         self.expect(Method::POST, &path, Some(body), StatusCode::OK)
             .await
     }
+}
+
+/// The body that creates a HubSpot integration named `name` pulling contacts by hand.
+pub fn pull_integration_body(name: &str) -> Value {
+    json!({
+        "provider": "hubspot",
+        "name": name,
+        "sync_config": {
+            "direction": "pull",
+            "frequency": "manual",
+            "entities": ["contacts"],
+            "conflict_strategy": "manual_review"
+        }
+    })
 }

@@ -28,6 +28,7 @@ use syncledger_engine::{seal_credentials, Connections, Connector, SyncRuns};
 use syncledger_store::{Metadata, Store};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use super::{round2, round3};
 use crate::config::Settings;
 
 /// The sandbox's counter of requests it refused for its rate limit.
@@ -175,7 +176,7 @@ pub async fn run(base: &Settings, args: SyncBenchArgs) -> anyhow::Result<ExitCod
         ..base.clone()
     };
     let url = args.database_url.clone();
-    crate::bench::on_scratch(base, url.as_deref(), |settings| async move {
+    super::on_scratch(base, url.as_deref(), |settings| async move {
         bench(&settings, &args).await
     })
     .await
@@ -282,7 +283,7 @@ async fn bench(settings: &Settings, args: &SyncBenchArgs) -> anyhow::Result<()> 
     println!(
         "{}",
         json!({"phase": "projection", "projection": "records", "events": before,
-               "seconds": round(seconds), "events_per_s": round(before as f64 / seconds.max(1e-9)),
+               "seconds": round2(seconds), "events_per_s": round2(before as f64 / seconds.max(1e-9)),
                "peak_rss_mb": peak_rss_mb()})
     );
 
@@ -352,23 +353,15 @@ async fn rollback_phase(
     let records = run.stats.processed;
     println!(
         "{}",
-        json!({"phase": "rollback", "records": records, "seconds": round(seconds),
-               "records_per_s": round(records as f64 / seconds.max(1e-9)),
+        json!({"phase": "rollback", "records": records, "seconds": round2(seconds),
+               "records_per_s": round2(records as f64 / seconds.max(1e-9)),
                "compensated": run.stats.updated, "conflicts": run.stats.conflicts_detected,
                "events_written": event_count(store).await? - events_before,
                "preview_records": preview.summary.records,
-               "preview_seconds": round(preview_seconds),
+               "preview_seconds": round2(preview_seconds),
                "peak_rss_mb": peak_rss_mb()})
     );
     Ok(())
-}
-
-fn round(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
 
 /// The least time `calls` requests (`searches` of them searches) take under
@@ -412,8 +405,8 @@ async fn phase(
     let events = event_count(store).await? - events_before;
     let (calls_after, refused_after) = sandbox.api_calls().await?;
     let api_calls = calls_after - calls_before;
-    let mut line = json!({"phase": name, "records": records, "seconds": round(seconds),
-           "records_per_s": round(records as f64 / seconds.max(1e-9)),
+    let mut line = json!({"phase": name, "records": records, "seconds": round2(seconds),
+           "records_per_s": round2(records as f64 / seconds.max(1e-9)),
            "events_written": events, "record_events": events - run_events(&run),
            "created": run.stats.created, "updated": run.stats.updated,
            "unchanged": run.stats.unchanged,

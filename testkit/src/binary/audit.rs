@@ -1,12 +1,13 @@
 //! `audit verify` as the tests use it, and waiting for the projections to cover the log.
 
 use super::{describe, stdout, TestEnv};
+use crate::wait::poll_every;
 use std::process::Output;
 use std::time::Duration;
-use tokio::time::Instant;
 
 /// How long the projections may take to cover every event.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
+const SETTLE_POLL: Duration = Duration::from_millis(200);
 const OK: &str = "audit chain ok: ";
 
 impl TestEnv {
@@ -31,18 +32,17 @@ impl TestEnv {
     /// flight on the server, in any database, so a busy server may hold it back a while.
     pub async fn settle(&self) -> String {
         let total = self.event_count().await;
-        let deadline = Instant::now() + SETTLE_TIMEOUT;
-        let mut poll = tokio::time::interval(Duration::from_millis(200));
-        loop {
-            poll.tick().await;
+        let what = format!("audit verify covers all {total} events");
+        poll_every(SETTLE_POLL, SETTLE_TIMEOUT, &what, || async {
             let ok = self.assert_verifies().await;
             let checked = ok[OK.len()..].split(' ').next();
             if checked.and_then(|n| n.parse::<i64>().ok()) == Some(total) {
-                return ok;
+                Ok(ok)
+            } else {
+                Err(ok)
             }
-            let late = Instant::now() > deadline;
-            assert!(!late, "after {SETTLE_TIMEOUT:?}: {ok} (of {total} events)");
-        }
+        })
+        .await
     }
 
     /// The instant the newest event counts from.

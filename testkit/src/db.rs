@@ -38,8 +38,9 @@ pub fn private_tempdir() -> TempDir {
         .expect("create a temporary directory")
 }
 
-/// A database created for one test. Call [`PgTestDb::cleanup`] at the end; if the test
-/// panics first, `Drop` still tries to drop the database (best effort, blocking).
+/// A PostgreSQL database of its own for one test. Call [`PgTestDb::cleanup`] at the end, or
+/// let it go: `Drop` drops the database too (blocking, best effort), also when the test
+/// panicked or a process it started was killed with connections open.
 #[derive(Debug)]
 pub struct PgTestDb {
     admin_url: String,
@@ -52,23 +53,7 @@ pub struct PgTestDb {
 /// A migrated store on a new PostgreSQL database, or `None` (with a note on stderr) when
 /// PostgreSQL is unreachable and `CI` is not `true`.
 pub async fn postgres_store() -> Option<(Store, PgTestDb)> {
-    let admin_url = std::env::var(PG_URL_VAR).unwrap_or_else(|_| DEFAULT_PG_URL.to_string());
-    let mut admin = match connect(&admin_url).await {
-        Ok(conn) => conn,
-        Err(e) => return unreachable_postgres(&admin_url, &e),
-    };
-    let name = format!("sltest_{}", uuid::Uuid::new_v4().simple());
-    admin
-        .execute(format!("CREATE DATABASE {name}").as_str())
-        .await
-        .unwrap_or_else(|e| panic!("CREATE DATABASE {name} failed: {e}"));
-    let _ = admin.close().await;
-    let db = PgTestDb {
-        url: with_database(&admin_url, &name),
-        admin_url,
-        name,
-        dropped: false,
-    };
+    let db = PgTestDb::create().await?;
     let store = Store::open(&StoreConfig::postgres(db.url.clone()))
         .await
         .unwrap_or_else(|e| panic!("open the store on {}: {e}", redact_url(&db.url)));
@@ -118,6 +103,29 @@ async fn drop_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
 }
 
 impl PgTestDb {
+    /// A new, empty database on the test server ([`PG_URL_VAR`]), or `None` (with a note on
+    /// stderr) when PostgreSQL is unreachable and `CI` is not `true`.
+    pub async fn create() -> Option<PgTestDb> {
+        let admin_url = std::env::var(PG_URL_VAR).unwrap_or_else(|_| DEFAULT_PG_URL.to_string());
+        let mut admin = match connect(&admin_url).await {
+            Ok(conn) => conn,
+            Err(e) => return unreachable_postgres(&admin_url, &e),
+        };
+        let name = format!("sltest_{}", uuid::Uuid::new_v4().simple());
+        admin
+            .execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .unwrap_or_else(|e| panic!("CREATE DATABASE {name} failed: {e}"));
+        let _ = admin.close().await;
+        Some(PgTestDb {
+            url: with_database(&admin_url, &name),
+            admin_url,
+            name,
+            dropped: false,
+        })
+    }
+
+    /// Drop the database now (its pooled connections are ended with it).
     pub async fn cleanup(mut self) {
         if let Err(e) = drop_database(&self.admin_url, &self.name).await {
             eprintln!("could not drop test database {}: {e:#}", self.name);
@@ -131,8 +139,9 @@ impl Drop for PgTestDb {
         if self.dropped {
             return;
         }
-        // Reached when a test panicked before cleanup. Drop is not async, so a separate
-        // thread with its own runtime does the work.
+        // Reached without cleanup (a test that panicked, or one that lets the database go
+        // with its value). Drop cannot await and may run inside the test's runtime, so a
+        // thread with a runtime of its own does the work.
         let (url, name) = (self.admin_url.clone(), self.name.clone());
         let dropped = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()

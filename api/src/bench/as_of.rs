@@ -21,6 +21,7 @@ use syncledger_domain::{Aggregate, Entity, Plan};
 use syncledger_store::{Metadata, Store};
 use tokio::sync::watch;
 
+use super::round3;
 use crate::config::Settings;
 use crate::state::AppState;
 use crate::Application;
@@ -54,7 +55,7 @@ pub async fn run(base: &Settings, args: AsOfBenchArgs) -> anyhow::Result<ExitCod
         ..base.clone()
     };
     let url = args.database_url.clone();
-    crate::bench::on_scratch(base, url.as_deref(), |settings| async move {
+    super::on_scratch(base, url.as_deref(), |settings| async move {
         serve_and_measure(settings, &args).await
     })
     .await
@@ -180,10 +181,10 @@ async fn measure(state: &AppState, base: &str, args: &AsOfBenchArgs) -> anyhow::
         "{}",
         json!({"bench": "as_of", "store": if state.store.is_postgres() { "postgres" } else { "sqlite" },
                "events": args.events, "reads": args.reads,
-               "mean_events_folded": round(folded as f64 / args.reads as f64),
+               "mean_events_folded": round3(folded as f64 / args.reads as f64),
                "p50_ms": a.p50, "p95_ms": a.p95, "p99_ms": a.p99, "mean_ms": a.mean, "max_ms": a.max,
                "current_p50_ms": c.p50, "current_p95_ms": c.p95, "current_p99_ms": c.p99,
-               "write_seconds": round(write_seconds)})
+               "write_seconds": round3(write_seconds)})
     );
     Ok(())
 }
@@ -208,7 +209,7 @@ struct Percentiles {
 impl Percentiles {
     fn of(mut samples: Vec<Duration>) -> Percentiles {
         samples.sort_unstable();
-        let ms = |d: Duration| round(d.as_secs_f64() * 1000.0);
+        let ms = |d: Duration| round3(d.as_secs_f64() * 1000.0);
         let rank = |p: f64| {
             let i = ((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1;
             ms(samples[i])
@@ -222,8 +223,4 @@ impl Percentiles {
             max: samples.last().copied().map_or(0.0, ms),
         }
     }
-}
-
-fn round(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }

@@ -24,6 +24,7 @@ use syncledger_domain::{
 use syncledger_store::append::{append, NewEvent};
 use syncledger_store::{Metadata, Store};
 
+use super::round2;
 use crate::config::Settings;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -49,14 +50,10 @@ const APPEND_CHUNK: usize = 5000;
 
 pub async fn run(base: &Settings, args: RebuildBenchArgs) -> anyhow::Result<ExitCode> {
     let url = args.database_url.clone();
-    crate::bench::on_scratch(base.clone(), url.as_deref(), |settings| async move {
+    super::on_scratch(base.clone(), url.as_deref(), |settings| async move {
         bench(&settings, &args).await
     })
     .await
-}
-
-fn round(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
 }
 
 async fn bench(settings: &Settings, args: &RebuildBenchArgs) -> anyhow::Result<()> {
@@ -74,8 +71,8 @@ async fn bench(settings: &Settings, args: &RebuildBenchArgs) -> anyhow::Result<(
     println!(
         "{}",
         json!({"phase": "write", "store": backend, "events": events,
-               "records": log.records.len(), "seconds": round(seconds),
-               "events_per_s": round(events as f64 / seconds.max(1e-9))})
+               "records": log.records.len(), "seconds": round2(seconds),
+               "events_per_s": round2(events as f64 / seconds.max(1e-9))})
     );
     let mut total = 0.0;
     for p in syncledger_projections::all() {
@@ -93,15 +90,15 @@ async fn bench(settings: &Settings, args: &RebuildBenchArgs) -> anyhow::Result<(
         println!(
             "{}",
             json!({"phase": "rebuild", "store": backend, "projection": p.name(),
-                   "events": applied, "seconds": round(seconds),
-                   "events_per_s": round(applied as f64 / seconds.max(1e-9))})
+                   "events": applied, "seconds": round2(seconds),
+                   "events_per_s": round2(applied as f64 / seconds.max(1e-9))})
         );
     }
     println!(
         "{}",
         json!({"phase": "rebuild", "store": backend, "projection": "all", "events": events,
-               "projections": syncledger_projections::all().len(), "seconds": round(total),
-               "events_per_s": round(events as f64 / total.max(1e-9))})
+               "projections": syncledger_projections::all().len(), "seconds": round2(total),
+               "events_per_s": round2(events as f64 / total.max(1e-9))})
     );
     store.close().await;
     Ok(())

@@ -1,8 +1,9 @@
 //! What the worker tests share: `syncledger worker` children with their logs, HubSpot
-//! integrations connected through a sandbox, runs waited for, and the sandbox's records.
+//! integrations connected through a sandbox, runs waited for, and the records read model.
 
-pub use crate::common::poll_until;
-use crate::common::{strip_ansi, Api, TestEnv};
+use super::poll_until;
+use super::{strip_ansi, Api, TestEnv};
+use crate::sandbox::{approve, Sandbox};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use reqwest::{Method, StatusCode};
@@ -10,7 +11,6 @@ use serde_json::{json, Value};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use syncledger_sandbox::Sandbox;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
 use tokio::sync::Notify;
@@ -172,16 +172,8 @@ pub async fn connect_hubspot(api: &Api, sandbox: &Sandbox) -> String {
     let authorize = started["authorization_url"]
         .as_str()
         .expect("authorization_url");
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("HTTP client");
-    let approved = http.get(authorize).send().await.expect("authorize");
-    assert_eq!(approved.status(), StatusCode::FOUND, "the sandbox approves");
-    let callback = approved.headers()[reqwest::header::LOCATION]
-        .to_str()
-        .expect("Location")
-        .to_string();
+    let callback = approve(authorize).await.expect("the sandbox approves");
+    let http = reqwest::Client::new();
     let done = http.get(&callback).send().await.expect("callback");
     let status = done.status();
     let body: Value = done.json().await.expect("callback JSON");
@@ -262,34 +254,4 @@ pub fn remote_id(record: &Value, integration: &str) -> String {
         .as_str()
         .expect("remote_id")
         .to_string()
-}
-
-/// Every live record of `ty` at the sandbox, through its CRM API.
-pub async fn sandbox_records(sandbox: &Sandbox, ty: &str, properties: &str) -> Vec<Value> {
-    let token = sandbox.issue_tokens().access_token;
-    let http = reqwest::Client::new();
-    let mut all = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let mut url = format!(
-            "{}/crm/v3/objects/{ty}?limit=100&properties={properties}",
-            sandbox.base_url()
-        );
-        if let Some(a) = &after {
-            url.push_str(&format!("&after={a}"));
-        }
-        let resp = http
-            .get(&url)
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("list");
-        assert_eq!(resp.status(), StatusCode::OK);
-        let page: Value = resp.json().await.expect("list JSON");
-        all.extend(page["results"].as_array().cloned().unwrap_or_default());
-        match page["paging"]["next"]["after"].as_str() {
-            Some(next) => after = Some(next.to_string()),
-            None => return all,
-        }
-    }
 }

@@ -1,8 +1,8 @@
 //! One test's installation: a temporary data directory, optionally a PostgreSQL database
 //! and a master key in the environment, and the `syncledger` binary run against them.
 
-use super::pg::PgDb;
 use super::{describe, stdout, Server};
+use crate::db::{private_tempdir, PgTestDb};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
@@ -18,7 +18,7 @@ const INHERITED: [&str; 3] = ["DATABASE_URL", "NATS_URL", "RUST_LOG"];
 
 pub struct TestEnv {
     dir: TempDir,
-    pg: Option<PgDb>,
+    pg: Option<PgTestDb>,
     master_key: Option<String>,
 }
 
@@ -42,7 +42,7 @@ impl TestEnv {
     /// PostgreSQL on a fresh database (and a fresh data directory for the key file);
     /// `None` when PostgreSQL is unreachable and this is not CI.
     pub async fn postgres() -> Option<TestEnv> {
-        let pg = PgDb::create().await?;
+        let pg = PgTestDb::create().await?;
         Some(TestEnv {
             pg: Some(pg),
             ..TestEnv::sqlite()
@@ -69,7 +69,7 @@ impl TestEnv {
     /// The binary with this installation's environment and nothing inherited that
     /// would point it elsewhere.
     pub fn command<S: AsRef<OsStr>>(&self, args: &[S]) -> Command {
-        self.command_in(Command::new(env!("CARGO_BIN_EXE_syncledger")), args)
+        self.command_in(Command::new(binary()), args)
     }
 
     /// [`TestEnv::command`], started by `sh` after `umask {mask}` (the tests cannot set
@@ -78,7 +78,7 @@ impl TestEnv {
         let mut sh = Command::new("sh");
         sh.arg("-c")
             .arg(format!("umask {mask} && exec \"$0\" \"$@\""))
-            .arg(env!("CARGO_BIN_EXE_syncledger"));
+            .arg(binary());
         self.command_in(sh, args)
     }
 
@@ -211,11 +211,23 @@ fn files_under(dir: &Path) -> Vec<u8> {
     bytes
 }
 
-/// A temporary data directory private to the owner (0700), as the server requires.
-pub fn private_tempdir() -> TempDir {
-    use std::os::unix::fs::PermissionsExt;
-    tempfile::Builder::new()
-        .permissions(std::fs::Permissions::from_mode(0o700))
-        .tempdir()
-        .expect("create a temporary directory")
+/// The `syncledger` binary cargo built for the integration test being run: cargo names it
+/// in `CARGO_BIN_EXE_syncledger` (when building and running a test of the `api` package);
+/// otherwise it sits beside the test's own `deps/` directory.
+fn binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("CARGO_BIN_EXE_syncledger") {
+        return PathBuf::from(path);
+    }
+    let test = std::env::current_exe().expect("the test binary's path");
+    let path = test
+        .parent()
+        .and_then(Path::parent)
+        .map(|profile| profile.join("syncledger"))
+        .filter(|path| path.exists());
+    path.unwrap_or_else(|| {
+        panic!(
+            "no syncledger binary beside {}: run the tests of the api package",
+            test.display()
+        )
+    })
 }

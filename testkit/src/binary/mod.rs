@@ -1,15 +1,23 @@
-//! Support for the CLI tests: a private data directory (and PostgreSQL database) per
-//! test, the `syncledger` binary run against it, and a small HTTP client.
+//! The `syncledger` binary as the tests run it (`api/tests/{cli,workers}`): a private
+//! data directory (and PostgreSQL database) per test ([`TestEnv`]), CLI commands run
+//! against it, `serve` ([`Server`]) and `worker` ([`Worker`]) children with their logs, and
+//! a small HTTP client ([`Api`]) with the flows the worker tests share.
 
-pub mod api;
 mod audit;
-pub mod env;
-pub mod pg;
-pub mod server;
+mod client;
+mod env;
+mod server;
+mod worker;
 
-pub use api::Api;
+pub use crate::random_hex;
+pub use crate::sandbox::sandbox_records;
+pub use client::{pull_integration_body, Api};
 pub use env::{TestEnv, Workspace};
-pub use server::Server;
+pub use server::{Server, Stopped};
+pub use worker::{
+    call, connect_hubspot, is_active, records, remote_id, run_view, runs_ended, start_run,
+    wait_run, Worker, QUIET, RUN_TIMEOUT,
+};
 
 use std::process::Output;
 use std::time::Duration;
@@ -19,28 +27,14 @@ pub const POLL_TIMEOUT: Duration = Duration::from_secs(90);
 const POLL: Duration = Duration::from_millis(50);
 
 /// Polls `probe` until it yields a value (the condition holds); panics naming `what` after
-/// [`POLL_TIMEOUT`]. The one way these tests wait for another process (a server, a worker, a CLI run).
-pub async fn poll_until<T, F, Fut>(what: &str, mut probe: F) -> T
+/// [`POLL_TIMEOUT`]. How these tests wait for another process (a server, a worker, a CLI
+/// run): [`crate::wait::poll_every`] with that patience.
+pub async fn poll_until<T, F, Fut>(what: &str, probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, String>>,
 {
-    let deadline = std::time::Instant::now() + POLL_TIMEOUT;
-    loop {
-        match probe().await {
-            Ok(value) => return value,
-            Err(last) => assert!(
-                std::time::Instant::now() < deadline,
-                "{what}: not after {POLL_TIMEOUT:?}; last seen: {last}"
-            ),
-        }
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-/// 32 random hex characters, for secrets the tests then look for.
-pub fn random_hex() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+    crate::wait::poll_every(POLL, POLL_TIMEOUT, what, probe).await
 }
 
 pub fn stdout(o: &Output) -> String {

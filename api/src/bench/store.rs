@@ -1,8 +1,8 @@
-//! `syncledger bench`: integration commands per second, and feed-plus-projection
+//! `syncledger bench` (no subcommand): integration commands per second, and feed-plus-projection
 //! throughput while rebuilding a large log, on a fresh SQLite store and/or a fresh
 //! PostgreSQL database. Prints one JSON line per measurement.
 
-use crate::cli::{BenchArgs, BenchStore};
+use super::{round2, scratch_dir, BenchArgs, BenchStore, TempPgDb};
 use crate::config::Settings;
 use chrono::Utc;
 use futures::stream::{self, StreamExt};
@@ -106,8 +106,8 @@ async fn bench_store(name: &str, store: &Store, args: &BenchArgs) -> anyhow::Res
     println!(
         "{}",
         json!({"store": name, "metric": "integration_commands", "commands": commands,
-               "concurrency": args.concurrency, "seconds": round(secs),
-               "commands_per_s": round(commands as f64 / secs)})
+               "concurrency": args.concurrency, "seconds": round2(secs),
+               "commands_per_s": round2(commands as f64 / secs)})
     );
 
     // A large log, appended in bulk, then every projection rebuilt from it.
@@ -123,14 +123,10 @@ async fn bench_store(name: &str, store: &Store, args: &BenchArgs) -> anyhow::Res
         println!(
             "{}",
             json!({"store": name, "metric": "rebuild", "projection": p.name(), "events": applied,
-                   "log_events": total, "seconds": round(secs), "events_per_s": round(applied as f64 / secs)})
+                   "log_events": total, "seconds": round2(secs), "events_per_s": round2(applied as f64 / secs)})
         );
     }
     Ok(())
-}
-
-fn round(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
 }
 
 /// Append `n` realistic integration events (creations, then pause/resume) in bulk.
@@ -185,86 +181,4 @@ async fn fill_log(store: &Store, ws: &str, n: usize) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Runs a benchmark on scratch storage: a new data directory, and a new database on
-/// the PostgreSQL server `database_url` names (else a SQLite file in that directory),
-/// dropped afterwards whether the benchmark succeeded or not. `base` is adjusted
-/// with the scratch locations and handed to `bench`.
-pub(crate) async fn on_scratch<F, Fut>(
-    base: Settings,
-    database_url: Option<&str>,
-    bench: F,
-) -> anyhow::Result<ExitCode>
-where
-    F: FnOnce(Settings) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
-{
-    let dir = scratch_dir()?;
-    let pg = match database_url {
-        Some(url) => Some(TempPgDb::create(url).await?),
-        None => None,
-    };
-    let settings = Settings {
-        data_dir: dir.path().to_path_buf(),
-        database_url: pg
-            .as_ref()
-            .map(|db| secrecy::SecretString::from(db.url.clone())),
-        ..base
-    };
-    let result = bench(settings).await;
-    if let Some(db) = pg {
-        db.drop_db().await?;
-    }
-    result?;
-    Ok(ExitCode::SUCCESS)
-}
-
-pub(crate) struct TempPgDb {
-    admin_url: String,
-    pub(crate) url: String,
-    name: String,
-}
-
-impl TempPgDb {
-    pub(crate) async fn create(admin_url: &str) -> anyhow::Result<TempPgDb> {
-        use sqlx::Connection;
-        let name = format!("syncledger_bench_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = sqlx::PgConnection::connect(admin_url).await?;
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await?;
-        let (base, query) = admin_url.split_once('?').unwrap_or((admin_url, ""));
-        let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
-        let url = if query.is_empty() {
-            format!("{base}/{name}")
-        } else {
-            format!("{base}/{name}?{query}")
-        };
-        Ok(TempPgDb {
-            admin_url: admin_url.to_string(),
-            url,
-            name,
-        })
-    }
-
-    pub(crate) async fn drop_db(self) -> anyhow::Result<()> {
-        use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(&self.admin_url).await?;
-        sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ))
-        .execute(&mut conn)
-        .await?;
-        Ok(())
-    }
-}
-
-/// A temporary data directory private to the owner, as the store requires.
-pub(crate) fn scratch_dir() -> std::io::Result<tempfile::TempDir> {
-    use std::os::unix::fs::PermissionsExt;
-    tempfile::Builder::new()
-        .permissions(std::fs::Permissions::from_mode(0o700))
-        .tempdir()
 }

@@ -1,0 +1,177 @@
+//! `syncledger bench`: the benchmarks behind the CLI's `bench` command. The CLI only
+//! parses [`BenchCommand`] and hands it to [`run`]; every measurement lives here:
+//!
+//! - `store.rs` (no subcommand): integration commands per second and feed-plus-projection
+//!   throughput on a fresh SQLite store and/or PostgreSQL database;
+//! - `sync.rs` (`bench sync`): a full import and an incremental run against a sandbox;
+//! - `as_of.rs` (`bench as-of`): point-in-time read latency;
+//! - `rebuild.rs` (`bench rebuild`): every projection rebuilt from a generated log.
+//!
+//! Each prints JSON lines on stdout. Nothing here is used by `serve` or the tests.
+
+mod as_of;
+mod rebuild;
+mod store;
+mod sync;
+
+pub use as_of::AsOfBenchArgs;
+pub use rebuild::RebuildBenchArgs;
+pub use sync::SyncBenchArgs;
+
+use crate::config::Settings;
+use clap::Subcommand;
+use std::process::ExitCode;
+
+#[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BenchCommand {
+    #[command(subcommand)]
+    pub what: Option<BenchWhat>,
+    #[command(flatten)]
+    pub store: BenchArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchWhat {
+    /// A full import and an incremental run against a provider sandbox; one JSON line
+    /// per phase.
+    Sync(SyncBenchArgs),
+    /// Point-in-time read latency (`GET /v1/records/{id}?as_of=`) for a record with many
+    /// events; one JSON line.
+    AsOf(AsOfBenchArgs),
+    /// Every projection rebuilt from a generated log of N events; one JSON line per
+    /// projection and a total.
+    Rebuild(RebuildBenchArgs),
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum BenchStore {
+    Sqlite,
+    Postgres,
+    Both,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Which store(s) to measure; each run uses a fresh database.
+    #[arg(long, value_enum, default_value = "both")]
+    pub store: BenchStore,
+    /// PostgreSQL server (a database on it is created and dropped for the run).
+    #[arg(
+        long,
+        env = "SYNCLEDGER_BENCH_PG_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+    )]
+    pub pg_url: String,
+    /// Integration commands to run.
+    #[arg(long, default_value_t = 2000)]
+    pub commands: usize,
+    /// Events in the log to rebuild projections from.
+    #[arg(long, default_value_t = 200_000)]
+    pub events: usize,
+    /// Commands in flight at once.
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: usize,
+}
+
+/// Runs the benchmark `command` names.
+pub async fn run(settings: &Settings, command: BenchCommand) -> anyhow::Result<ExitCode> {
+    match command.what {
+        Some(BenchWhat::Sync(args)) => sync::run(settings, args).await,
+        Some(BenchWhat::AsOf(args)) => as_of::run(settings, args).await,
+        Some(BenchWhat::Rebuild(args)) => rebuild::run(settings, args).await,
+        None => store::run(settings, command.store).await,
+    }
+}
+
+/// `x` rounded to two decimals.
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// `x` rounded to three decimals.
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// Runs a benchmark on scratch storage: a new data directory, and a new database on
+/// the PostgreSQL server `database_url` names (else a SQLite file in that directory),
+/// dropped afterwards whether the benchmark succeeded or not. `base` is adjusted
+/// with the scratch locations and handed to `bench`.
+async fn on_scratch<F, Fut>(
+    base: Settings,
+    database_url: Option<&str>,
+    bench: F,
+) -> anyhow::Result<ExitCode>
+where
+    F: FnOnce(Settings) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let dir = scratch_dir()?;
+    let pg = match database_url {
+        Some(url) => Some(TempPgDb::create(url).await?),
+        None => None,
+    };
+    let settings = Settings {
+        data_dir: dir.path().to_path_buf(),
+        database_url: pg
+            .as_ref()
+            .map(|db| secrecy::SecretString::from(db.url.clone())),
+        ..base
+    };
+    let result = bench(settings).await;
+    if let Some(db) = pg {
+        db.drop_db().await?;
+    }
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+struct TempPgDb {
+    admin_url: String,
+    url: String,
+    name: String,
+}
+
+impl TempPgDb {
+    async fn create(admin_url: &str) -> anyhow::Result<TempPgDb> {
+        use sqlx::Connection;
+        let name = format!("syncledger_bench_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(admin_url).await?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await?;
+        let (base, query) = admin_url.split_once('?').unwrap_or((admin_url, ""));
+        let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+        let url = if query.is_empty() {
+            format!("{base}/{name}")
+        } else {
+            format!("{base}/{name}?{query}")
+        };
+        Ok(TempPgDb {
+            admin_url: admin_url.to_string(),
+            url,
+            name,
+        })
+    }
+
+    async fn drop_db(self) -> anyhow::Result<()> {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&self.admin_url).await?;
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut conn)
+        .await?;
+        Ok(())
+    }
+}
+
+/// A temporary data directory private to the owner, as the store requires.
+fn scratch_dir() -> std::io::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+}
