@@ -140,8 +140,23 @@ impl OAuth<'_> {
             .vault
             .seal(&meta.workspace_id, verifier.as_bytes())
             .await?;
+        self.remember(&oauth_state, meta, id, &sealed, redirect_uri)
+            .await?;
+        Ok(url)
+    }
+
+    /// Keeps the state `connect` issued, bound to the workspace, the integration, the
+    /// sealed verifier and the redirect URI, until it is claimed or expires.
+    async fn remember(
+        &self,
+        oauth_state: &str,
+        meta: &Metadata,
+        id: &str,
+        sealed: &Sealed,
+        redirect_uri: &str,
+    ) -> Result<(), EngineError> {
         let now = Utc::now();
-        let pool = &engine.store.any;
+        let pool = &self.0.store.any;
         // Expired states are useless; clearing them here keeps the table small without
         // a background job.
         sqlx::query("DELETE FROM oauth_states WHERE expires_at < $1")
@@ -153,7 +168,7 @@ impl OAuth<'_> {
                 verifier_ciphertext, redirect_uri, created_at, expires_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
-        .bind(&oauth_state)
+        .bind(oauth_state)
         .bind(&meta.workspace_id)
         .bind(id)
         .bind(&sealed.key_id)
@@ -164,7 +179,7 @@ impl OAuth<'_> {
         .bind(stamp(now + Duration::minutes(STATE_TTL_MINUTES)))
         .execute(pool)
         .await?;
-        Ok(url)
+        Ok(())
     }
 
     /// Mark the state used, once and before it expires; `None` if that is not possible.
@@ -201,6 +216,26 @@ impl OAuth<'_> {
         }))
     }
 
+    /// Trades the authorization code for tokens, with the PKCE verifier `connect` kept.
+    async fn exchange(
+        &self,
+        adapter: &dyn syncledger_crm::CrmAdapter,
+        claimed: &Claimed,
+        code: &str,
+    ) -> Result<syncledger_crm::Tokens, EngineError> {
+        let verifier = self
+            .0
+            .vault
+            .open(&claimed.workspace_id, &claimed.verifier)
+            .await?;
+        let verifier = std::str::from_utf8(verifier.expose_secret())
+            .map_err(|_| EngineError::Corrupt("the stored PKCE verifier"))?;
+        let tokens = adapter
+            .exchange_code(code, verifier, &claimed.redirect_uri)
+            .await?;
+        Ok(tokens)
+    }
+
     /// The provider's redirect back: the single-use state names the workspace and the
     /// integration, so no bearer token is needed. `request_id` correlates the events.
     pub async fn callback(
@@ -234,15 +269,7 @@ impl OAuth<'_> {
             .code
             .filter(|c| !c.is_empty())
             .ok_or_else(|| EngineError::invalid("code", "is required"))?;
-        let verifier = engine
-            .vault
-            .open(&claimed.workspace_id, &claimed.verifier)
-            .await?;
-        let verifier = std::str::from_utf8(verifier.expose_secret())
-            .map_err(|_| EngineError::Corrupt("the stored PKCE verifier"))?;
-        let tokens = adapter
-            .exchange_code(&code, verifier, &claimed.redirect_uri)
-            .await?;
+        let tokens = self.exchange(&*adapter, &claimed, &code).await?;
         let refresh_token = tokens.refresh_token.is_some();
         let credentials = Credentials::OAuth2(tokens);
         // Which provider account these tokens reach: webhooks name it, not the

@@ -49,8 +49,8 @@ use syncledger_store::{CommandError, Cqrs, Metadata, Store};
 use crate::{Connections, EngineError};
 pub(crate) use cursor::{PullCursor, PushCursor};
 
-/// A record sent in a push batch: its id, state, app values, the properties sent and
-/// its remote id when it was linked.
+/// A record of a push batch as sent: its id, its state, the app values sent, the CRM
+/// properties sent, and the remote id when it updates a linked CRM record.
 pub(super) type Sent = (
     String,
     lookup::Known,

@@ -30,9 +30,6 @@ use crate::crashpoint;
 use crate::mapping::Mapper;
 use crate::EngineError;
 
-/// A record of a push batch as sent: its id, its state, the app values sent, the CRM
-/// properties sent, and the remote id when it updates a linked CRM record.
-
 /// What a push batch does with one record.
 enum Plan {
     /// Nothing to send (its CRM record was deleted, or no mapping sends what it owes).
