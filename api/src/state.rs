@@ -95,6 +95,7 @@ impl AppState {
             runs.clone(),
             fresh,
             dispatcher.clone(),
+            nats.clone(),
         );
         AppState(Arc::new(AppParts {
             workspaces: store.cqrs(),

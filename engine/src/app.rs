@@ -13,6 +13,7 @@ use syncledger_vault::Vault;
 use crate::freshness::ReadYourWrites;
 use crate::workers::Dispatcher;
 use crate::{Connections, SyncRuns};
+use syncledger_bus::NatsBus;
 use syncledger_crm::hubspot::replay::ReplayCache;
 
 /// The use cases' shared parts. Cheap to clone.
@@ -32,6 +33,8 @@ pub struct Parts {
     pub fresh: ReadYourWrites,
     /// Where started runs go to be executed.
     pub dispatcher: Arc<dyn Dispatcher>,
+    /// JetStream, when the process publishes its events there.
+    pub nats: Option<NatsBus>,
     /// HubSpot webhook deliveries accepted in the last five minutes (this process).
     pub webhook_replays: ReplayCache,
 }
@@ -51,6 +54,7 @@ impl Engine {
         runs: SyncRuns,
         fresh: ReadYourWrites,
         dispatcher: Arc<dyn Dispatcher>,
+        nats: Option<NatsBus>,
     ) -> Self {
         Engine(Arc::new(Parts {
             workspaces: store.cqrs(),
@@ -62,6 +66,7 @@ impl Engine {
             runs,
             fresh,
             dispatcher,
+            nats,
             webhook_replays: ReplayCache::default(),
         }))
     }

@@ -11,7 +11,8 @@ use chrono::Utc;
 use syncledger_domain::merge::Side;
 use syncledger_domain::record::{FieldValue, Record, RecordCommand, Resolution};
 use syncledger_domain::{Aggregate, Integration, IntegrationCommand};
-use syncledger_projections::conflicts::{self, ConflictRow, Filter, STATUSES};
+use syncledger_projections::conflicts::{self, STATUSES};
+pub use syncledger_projections::conflicts::{ConflictRow, Filter};
 use syncledger_projections::integration_status;
 use syncledger_store::Metadata;
 

@@ -28,6 +28,11 @@ impl ReadYourWrites {
         ReadYourWrites { store, wake, bus }
     }
 
+    /// The in-process bus this process's followers publish on.
+    pub fn bus(&self) -> &LocalBus {
+        &self.bus
+    }
+
     /// The notifier the projection runner listens on.
     pub fn wake(&self) -> &Arc<Notify> {
         &self.wake

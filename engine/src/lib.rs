@@ -26,6 +26,7 @@ pub mod error;
 pub mod freshness;
 pub mod integrations;
 pub mod jobs;
+pub mod live;
 pub mod mapping;
 pub mod mappings;
 pub mod oauth;

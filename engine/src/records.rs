@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 use syncledger_domain::merge::Fields;
 use syncledger_domain::record::{Record, RecordCommand, RecordEvent};
 use syncledger_domain::{Aggregate, DomainEvent, Entity};
-use syncledger_projections::records::{self, Filter, Listed};
+use syncledger_projections::records;
+pub use syncledger_projections::records::{Filter, Listed};
 use syncledger_store::{history, Metadata};
 
 use crate::app::Engine;

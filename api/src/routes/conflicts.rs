@@ -17,8 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use syncledger_domain::merge::Side;
 use syncledger_domain::record::Resolution;
-use syncledger_engine::conflicts::ConflictState;
-use syncledger_projections::conflicts::{ConflictRow, Filter};
+use syncledger_engine::conflicts::{ConflictRow, ConflictState, Filter};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -12,9 +12,9 @@ use crate::streams::{token_revoked, TooMany};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures::stream::{BoxStream, Stream, StreamExt};
+use futures::stream::{Stream, StreamExt};
 use std::convert::Infallible;
-use syncledger_bus::BusEvent;
+use syncledger_engine::live::BusEvent;
 
 fn to_sse(ev: BusEvent) -> Result<Event, Infallible> {
     let data = serde_json::to_string(&ev).unwrap_or_else(|_| "{}".into());
@@ -50,13 +50,7 @@ pub async fn stream(
         .streams
         .open(&caller.token_id, &caller.workspace_id)
         .map_err(too_many)?;
-    let events: BoxStream<'static, BusEvent> = match &state.nats {
-        Some(nats) => nats
-            .subscribe_workspace(&caller.workspace_id)
-            .await
-            .map_err(ApiError::internal)?,
-        None => state.bus.subscribe_workspace(&caller.workspace_id),
-    };
+    let events = state.engine.live_events(&caller.workspace_id).await?;
     let revoked = token_revoked(state.store.any.clone(), caller.token_id.clone());
     let closing = state.streams.closing();
     let end = Box::pin(async move {

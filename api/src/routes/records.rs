@@ -19,7 +19,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use syncledger_domain::record::{FieldValue, Record, Source};
 use syncledger_domain::Entity;
-use syncledger_projections::records::Filter;
+use syncledger_engine::records::Filter;
 
 fn time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
