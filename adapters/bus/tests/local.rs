@@ -2,9 +2,10 @@
 
 mod common;
 
-use common::{append_events, temp_store};
+use common::append_events;
 use std::time::Duration;
 use syncledger_bus::{run_local_follower, run_local_follower_from, BusEvent, LocalBus};
+use syncledger_testkit::db::sqlite_store;
 use tokio::sync::broadcast;
 use tokio::sync::watch;
 
@@ -27,7 +28,7 @@ async fn stop(tx: watch::Sender<bool>, task: tokio::task::JoinHandle<()>) {
 
 #[tokio::test]
 async fn follower_delivers_appended_events_in_order_exactly_once() {
-    let (_dir, store) = temp_store().await;
+    let (store, _dir) = sqlite_store().await;
     let feed = store.feed();
     let bus = LocalBus::new();
     let mut rx = bus.subscribe();
@@ -85,7 +86,7 @@ async fn follower_delivers_appended_events_in_order_exactly_once() {
 
 #[tokio::test]
 async fn follower_starts_at_the_head_and_then_misses_nothing() {
-    let (_dir, store) = temp_store().await;
+    let (store, _dir) = sqlite_store().await;
     let feed = store.feed();
     let bus = LocalBus::new();
     let mut rx = bus.subscribe();
@@ -135,7 +136,7 @@ async fn follower_starts_at_the_head_and_then_misses_nothing() {
 
 #[tokio::test]
 async fn follower_exits_promptly_when_idle_and_when_the_sender_is_dropped() {
-    let (_dir, store) = temp_store().await;
+    let (store, _dir) = sqlite_store().await;
     let bus = LocalBus::new();
     let (stop_tx, stop_rx) = watch::channel(false);
     let task = tokio::spawn(run_local_follower(store.feed(), bus.clone(), stop_rx));
@@ -154,7 +155,7 @@ async fn follower_exits_promptly_when_idle_and_when_the_sender_is_dropped() {
 async fn workspace_subscription_only_yields_that_workspace() {
     use futures::StreamExt;
 
-    let (_dir, store) = temp_store().await;
+    let (store, _dir) = sqlite_store().await;
     let feed = store.feed();
     let bus = LocalBus::new();
     let mut only_a = bus.subscribe_workspace("ws-a");

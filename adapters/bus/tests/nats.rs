@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{append_events, temp_store, wait_until, with_nats};
+use common::{append_events, with_nats};
 use futures::StreamExt;
 use std::collections::HashSet;
 use std::time::Duration;
@@ -12,6 +12,8 @@ use syncledger_bus::{
     load_checkpoint, message_id, run_nats_publisher, BusEvent, NatsBus, NATS_PUBLISHER_CHECKPOINT,
 };
 use syncledger_store::Store;
+use syncledger_testkit::db::{postgres_store, sqlite_store};
+use syncledger_testkit::wait_until;
 use tokio::sync::watch;
 
 const CATCH_UP: Duration = Duration::from_secs(30);
@@ -89,7 +91,7 @@ async fn stream_messages(nats: &NatsBus) -> Vec<(String, String, BusEvent)> {
 #[tokio::test]
 async fn publisher_is_exactly_once_across_restart_and_crash() {
     with_nats(|nats| async move {
-        let (_dir, store) = temp_store().await;
+        let (store, _dir) = sqlite_store().await;
         restart_scenario(nats, store, false).await;
     })
     .await;
@@ -101,7 +103,7 @@ async fn publisher_is_exactly_once_across_restart_and_crash() {
 #[tokio::test]
 async fn republished_events_after_a_crash_are_dropped_by_the_duplicate_window() {
     with_nats(|nats| async move {
-        let (_dir, store) = temp_store().await;
+        let (store, _dir) = sqlite_store().await;
         restart_scenario(nats, store, true).await;
     })
     .await;
@@ -110,14 +112,15 @@ async fn republished_events_after_a_crash_are_dropped_by_the_duplicate_window() 
 /// The same scenario on PostgreSQL, where positions are (transaction id, global position).
 #[tokio::test]
 async fn publisher_is_exactly_once_on_postgres() {
-    let Some(db) = common::postgres_database().await else {
+    let Some((store, db)) = postgres_store().await else {
         return;
     };
-    let store = db.store.clone();
+    let scenario_store = store.clone();
     let outcome = tokio::spawn(with_nats(move |nats| async move {
-        restart_scenario(nats, store, false).await;
+        restart_scenario(nats, scenario_store, false).await;
     }))
     .await;
+    store.close().await;
     db.cleanup().await;
     if let Err(e) = outcome {
         std::panic::resume_unwind(e.into_panic());
@@ -229,7 +232,7 @@ async fn restart_scenario(nats: NatsBus, store: Store, foreign_tail: bool) {
 #[tokio::test]
 async fn republishing_a_position_is_deduplicated_by_the_server() {
     with_nats(|nats| async move {
-        let (_dir, store) = temp_store().await;
+        let (store, _dir) = sqlite_store().await;
         nats.ensure_stream().await.expect("ensure stream");
         nats.ensure_stream()
             .await
@@ -277,7 +280,7 @@ async fn republishing_a_position_is_deduplicated_by_the_server() {
 #[tokio::test]
 async fn subscribe_workspace_yields_only_that_workspace_from_now_on() {
     with_nats(|nats| async move {
-        let (_dir, store) = temp_store().await;
+        let (store, _dir) = sqlite_store().await;
         let publisher = start_publisher(&store, &nats);
 
         // History, published before anyone subscribes: not delivered.
