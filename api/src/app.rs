@@ -98,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::routes::diverged::routes());
     Router::new()
         .nest("/v1", v1)
+        .merge(crate::dashboard::routes())
         .fallback(not_found)
         .with_state(state)
         .layer(middleware::from_fn(request_id))
@@ -126,8 +127,13 @@ async fn json_errors(resp: Response) -> Response {
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
+    let is_page = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
     let status = resp.status();
-    if is_json || !(status.is_client_error() || status.is_server_error()) {
+    if is_json || is_page || !(status.is_client_error() || status.is_server_error()) {
         return resp;
     }
     let (code, message) = match status {
@@ -304,6 +310,7 @@ impl Application {
             settings.public_url(addr),
             settings.provider_apps(),
             dispatcher,
+            chrono::Duration::minutes(i64::from(settings.dashboard_idle_minutes.max(1))),
         );
         state.streams.set_limits(
             settings.sse_streams_per_token,

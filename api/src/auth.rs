@@ -11,7 +11,11 @@ use syncledger_domain::Role;
 #[derive(Clone, Debug)]
 pub struct Caller {
     pub workspace_id: String,
+    /// The API token (or, for a dashboard session started by a sign-in link, the link)
+    /// whose rate limit and stream caps the request counts against.
     pub token_id: String,
+    /// Who acts, as the events this request causes name it: `token:<id>` or `link:<id>`.
+    pub actor: String,
     pub role: Role,
     /// One per request, minted by the server: every event the request causes carries it.
     pub correlation_id: String,
@@ -33,7 +37,7 @@ impl Caller {
         // Events a request causes directly name the request as their cause; follow-up
         // events (e.g. a slot released by a disconnection) name the event instead.
         syncledger_store::Metadata::new(
-            format!("token:{}", self.token_id),
+            self.actor.clone(),
             &self.workspace_id,
             &self.correlation_id,
         )
@@ -83,10 +87,7 @@ impl FromRequestParts<AppState> for Admin {
 }
 
 fn parse_bearer(header: &str) -> Option<(&str, &str)> {
-    let token = header.strip_prefix("Bearer ")?.trim();
-    let rest = token.strip_prefix("slk_")?;
-    let (id, secret) = rest.split_once('_')?;
-    (!id.is_empty() && !secret.is_empty()).then_some((id, secret))
+    syncledger_engine::workspaces::parse_token(header.strip_prefix("Bearer ")?)
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -126,6 +127,7 @@ impl FromRequestParts<AppState> for Caller {
         Ok(Caller {
             workspace_id: found.workspace_id,
             token_id: id.to_string(),
+            actor: format!("token:{id}"),
             role,
             correlation_id,
             request_id,

@@ -95,6 +95,9 @@ pub struct Settings {
     pub allow_loopback_providers: bool,
     /// Let integrations reach private networks (10/8, 172.16/12, 192.168/16, fc00::/7).
     pub allow_private_providers: bool,
+    /// A dashboard session ends after this many minutes without a page view (at most
+    /// 12 hours in all, however active).
+    pub dashboard_idle_minutes: u32,
 }
 
 impl Default for Settings {
@@ -129,6 +132,7 @@ impl Default for Settings {
             environment: None,
             allow_loopback_providers: false,
             allow_private_providers: false,
+            dashboard_idle_minutes: 30,
         }
     }
 }
@@ -170,7 +174,8 @@ impl Settings {
                 "allow_loopback_providers",
                 defaults.allow_loopback_providers,
             )?
-            .set_default("allow_private_providers", defaults.allow_private_providers)?;
+            .set_default("allow_private_providers", defaults.allow_private_providers)?
+            .set_default("dashboard_idle_minutes", defaults.dashboard_idle_minutes)?;
         for (provider, app) in defaults.oauth_apps() {
             builder = builder
                 .set_default(format!("{provider}_client_id"), app.client_id)?
@@ -243,6 +248,10 @@ impl Settings {
             (
                 "allow_private_providers",
                 "SYNCLEDGER_ALLOW_PRIVATE_PROVIDERS",
+            ),
+            (
+                "dashboard_idle_minutes",
+                "SYNCLEDGER_DASHBOARD_IDLE_MINUTES",
             ),
         ] {
             if let Ok(v) = std::env::var(var) {

@@ -61,11 +61,14 @@ impl ApiError {
     }
 
     pub fn invalid_field(field: &str, message: impl std::fmt::Display) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "validation_failed",
-            format!("{field}: {message}"),
-        )
+        ApiError {
+            field: Some(field.to_owned()),
+            ..Self::new(
+                StatusCode::BAD_REQUEST,
+                "validation_failed",
+                format!("{field}: {message}"),
+            )
+        }
     }
 
     pub fn not_found(what: &str) -> Self {
@@ -143,9 +146,10 @@ impl From<WorkspaceError> for ApiError {
             W::AlreadyExists => (StatusCode::CONFLICT, "already_exists"),
             W::LastAdminToken => (StatusCode::CONFLICT, "last_admin_token"),
             W::NotFound | W::TokenNotFound => (StatusCode::NOT_FOUND, "not_found"),
-            W::InvalidName | W::InvalidIntegrationName | W::InvalidTokenLabel => {
-                (StatusCode::BAD_REQUEST, "validation_failed")
-            }
+            W::InvalidName
+            | W::InvalidIntegrationName
+            | W::InvalidTokenLabel
+            | W::InvalidSignInLink => (StatusCode::BAD_REQUEST, "validation_failed"),
         };
         let message = match &e {
             W::InvalidIntegrationName => format!("name: {e}"),

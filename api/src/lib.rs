@@ -4,13 +4,15 @@
 //! role, makes one call into `syncledger-engine` and maps the result to JSON and a status
 //! (`error.rs` maps every `EngineError`). The CLI parses arguments and calls the same use
 //! cases. Must not: SQL, provider names or business rules in `routes/`, or imports of the
-//! store, vault or CRM adapters from `routes/`.
+//! store, vault or CRM adapters from `routes/`. The dashboard (`dashboard/`) is the same
+//! kind of shell for people: HTML pages over the same engine calls.
 
 pub mod app;
 pub mod auth;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod openapi;

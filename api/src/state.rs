@@ -38,6 +38,8 @@ pub struct AppParts {
     pub engine: Engine,
     /// Live event streams open, counted per token and per workspace.
     pub streams: Arc<crate::streams::Streams>,
+    /// A dashboard session ends after this long without a page view.
+    pub dashboard_idle: chrono::Duration,
 }
 
 impl std::ops::Deref for AppState {
@@ -77,6 +79,7 @@ impl AppState {
         public_url: String,
         apps: ProviderApps,
         dispatcher: Arc<dyn Dispatcher>,
+        dashboard_idle: chrono::Duration,
     ) -> Self {
         let pid = std::process::id();
         let (connections, runs) = sync_engine(
@@ -113,6 +116,7 @@ impl AppState {
             dispatcher,
             engine,
             streams: Arc::new(crate::streams::Streams::default()),
+            dashboard_idle,
         }))
     }
 

@@ -158,17 +158,27 @@ impl Drop for StreamSlot {
 /// Resolves once `token_id` is no longer a valid token: revoked (by any process on this
 /// database), deleted, or not checkable for [`FAILED_CHECKS`] checks in a row.
 pub async fn token_revoked(pool: AnyPool, token_id: String) {
+    until_invalid(|| syncledger_engine::workspaces::token_is_live(&pool, &token_id)).await
+}
+
+/// Resolves once `still_valid` answers false (a revoked token, an ended session), or
+/// cannot answer for [`FAILED_CHECKS`] checks in a row; asks every [`REVOCATION_CHECK`].
+pub async fn until_invalid<F, Fut>(still_valid: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, syncledger_engine::EngineError>>,
+{
     let mut every = tokio::time::interval(REVOCATION_CHECK);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failures = 0;
     loop {
         every.tick().await;
-        match syncledger_engine::workspaces::token_is_live(&pool, &token_id).await {
+        match still_valid().await {
             Ok(true) => failures = 0,
             Ok(false) => return,
             Err(e) => {
                 failures += 1;
-                tracing::warn!(error = %e, failures, "event stream: cannot check its token");
+                tracing::warn!(error = %e, failures, "event stream: cannot check its credentials");
                 if failures >= FAILED_CHECKS {
                     return;
                 }

@@ -62,6 +62,14 @@ pub enum WorkspaceEvent {
         role: Option<Role>,
         at: DateTime<Utc>,
     },
+    /// A one-time dashboard sign-in link was made (by `syncledger dashboard link` or
+    /// `workspace create`); it grants `role` to whoever opens it first before `expires_at`.
+    SignInLinkIssued {
+        link_id: String,
+        role: Role,
+        expires_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for WorkspaceEvent {
@@ -72,6 +80,7 @@ impl DomainEvent for WorkspaceEvent {
             WorkspaceEvent::IntegrationSlotReleased { .. } => "IntegrationSlotReleased",
             WorkspaceEvent::TokenIssued { .. } => "TokenIssued",
             WorkspaceEvent::TokenRevoked { .. } => "TokenRevoked",
+            WorkspaceEvent::SignInLinkIssued { .. } => "SignInLinkIssued",
         }
     }
 
@@ -104,6 +113,16 @@ impl DomainEvent for WorkspaceEvent {
             WorkspaceEvent::TokenRevoked { token_id, .. } => {
                 format!("API token {token_id} revoked")
             }
+            WorkspaceEvent::SignInLinkIssued {
+                link_id,
+                role,
+                expires_at,
+                ..
+            } => format!(
+                "dashboard sign-in link {link_id} issued with role {} (valid until {})",
+                role.as_str(),
+                expires_at.to_rfc3339()
+            ),
         }
     }
 }
@@ -133,6 +152,12 @@ pub enum WorkspaceCommand {
         token_id: String,
         at: DateTime<Utc>,
     },
+    IssueSignInLink {
+        link_id: String,
+        role: Role,
+        expires_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -157,6 +182,8 @@ pub enum WorkspaceError {
         "this is the workspace's last active admin token; issue another admin token before revoking it"
     )]
     LastAdminToken,
+    #[error("a sign-in link must expire after it is issued")]
+    InvalidSignInLink,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -289,6 +316,22 @@ impl Aggregate for Workspace {
                     at,
                 }])
             }
+            C::IssueSignInLink {
+                link_id,
+                role,
+                expires_at,
+                at,
+            } => {
+                if expires_at <= at {
+                    return Err(WorkspaceError::InvalidSignInLink);
+                }
+                Ok(vec![WorkspaceEvent::SignInLinkIssued {
+                    link_id,
+                    role,
+                    expires_at,
+                    at,
+                }])
+            }
         }
     }
 
@@ -320,6 +363,9 @@ impl Aggregate for Workspace {
             WorkspaceEvent::TokenRevoked { token_id, .. } => {
                 self.tokens.remove(token_id);
             }
+            // A link is a one-time grant kept outside the aggregate's state (the engine's
+            // `sign_in_links` table); the event is its audit record.
+            WorkspaceEvent::SignInLinkIssued { .. } => {}
         }
     }
 }

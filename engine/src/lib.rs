@@ -38,6 +38,7 @@ pub mod run_control;
 pub mod runs;
 pub mod scheduler;
 pub mod session;
+pub mod sign_in;
 pub mod transform;
 pub mod webhooks;
 pub mod workers;

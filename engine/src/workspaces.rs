@@ -60,6 +60,13 @@ pub fn mint() -> NewToken {
     }
 }
 
+/// The token id and secret in a token's text (`slk_<id>_<secret>`), surrounding blanks
+/// ignored; `None` for any other shape.
+pub fn parse_token(text: &str) -> Option<(&str, &str)> {
+    let (id, secret) = text.trim().strip_prefix("slk_")?.split_once('_')?;
+    (!id.is_empty() && !secret.is_empty()).then_some((id, secret))
+}
+
 pub fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
