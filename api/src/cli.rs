@@ -43,6 +43,11 @@ pub enum Command {
         #[command(subcommand)]
         command: TokensCommand,
     },
+    /// The dashboard: make a one-time sign-in link.
+    Dashboard {
+        #[command(subcommand)]
+        command: DashboardCommand,
+    },
     /// Manage encryption keys.
     Keys {
         #[command(subcommand)]
@@ -97,11 +102,27 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum WorkspaceCommand {
-    /// Create a workspace; prints {"workspace_id":…,"admin_token":…}.
+    /// Create a workspace; prints {"workspace_id":…,"admin_token":…,"sign_in_url":…}
+    /// (the URL signs an admin in to the dashboard once, within 15 minutes).
     Create {
         name: String,
         #[arg(long, default_value = "starter")]
         plan: Plan,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DashboardCommand {
+    /// Print a one-time sign-in URL for the workspace's dashboard (single use, valid for
+    /// 15 minutes; the URL starts with the configured public URL). Issuing it is recorded
+    /// in the audit trail.
+    Link {
+        /// The workspace id.
+        #[arg(long)]
+        workspace: String,
+        /// admin (default), operator, viewer or auditor.
+        #[arg(long, value_parser = parse_role, default_value = "admin")]
+        role: Role,
     },
 }
 
@@ -213,17 +234,29 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<ExitCod
             let (workspace_id, token) = workspaces::create_workspace(&store, &name, plan)
                 .await
                 .map_err(|e| anyhow::anyhow!(ApiError::from(e).message))?;
+            let link = sign_in_url(&settings, &store, &workspace_id, Role::Admin).await;
+            store.close().await;
             #[derive(serde::Serialize)]
             struct Created<'a> {
                 workspace_id: &'a str,
                 admin_token: &'a str,
+                sign_in_url: &'a str,
             }
             let line = Created {
                 workspace_id: &workspace_id,
                 admin_token: &token.bearer,
+                sign_in_url: &link?,
             };
             println!("{}", serde_json::to_string(&line)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dashboard {
+            command: DashboardCommand::Link { workspace, role },
+        } => {
+            let (store, _vault) = app::open(&settings).await?;
+            let link = sign_in_url(&settings, &store, &workspace, role).await;
             store.close().await;
+            println!("{}", link?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Tokens {
@@ -472,6 +505,25 @@ async fn replay_into(
 /// `SYNCLEDGER_MASTER_KEY`: the new key is printed once; put it in the environment.
 /// `tokens create`: the API's token use case against the local store; the bearer token is
 /// printed once and never logged.
+/// A one-time dashboard sign-in URL for `workspace_id`, under the public URL (or the
+/// listen address when none is configured).
+async fn sign_in_url(
+    settings: &Settings,
+    store: &syncledger_store::Store,
+    workspace_id: &str,
+    role: Role,
+) -> anyhow::Result<String> {
+    let meta =
+        syncledger_store::Metadata::new("system", workspace_id, uuid::Uuid::now_v7().to_string())
+            .caused_by("cli:dashboard-link");
+    let link =
+        syncledger_engine::sign_in::issue_link(store, &store.cqrs(), &meta, workspace_id, role)
+            .await
+            .map_err(|e| anyhow::anyhow!(ApiError::from(e).message))?;
+    let base = settings.public_url(settings.addr);
+    Ok(crate::dashboard::link_url(&base, &link.code))
+}
+
 async fn create_token(
     settings: &Settings,
     workspace_id: &str,

@@ -8,6 +8,8 @@ mod audit;
 mod cel_memory;
 #[path = "cli/creation.rs"]
 mod creation;
+#[path = "cli/dashboard.rs"]
+mod dashboard;
 #[path = "cli/diverged.rs"]
 mod diverged;
 #[path = "cli/files.rs"]

@@ -12,8 +12,9 @@ use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use rand::RngCore;
 use sqlx::Row;
 use subtle::ConstantTimeEq;
+use syncledger_domain::Workspace;
 use syncledger_domain::{Role, WorkspaceCommand};
-use syncledger_store::Metadata;
+use syncledger_store::{Cqrs, Metadata, Store};
 
 use crate::error::EngineError;
 use crate::workspaces::{authenticate, hash_secret, parse_token, token_is_live};
@@ -101,57 +102,68 @@ fn parse_code(code: &str) -> Option<(&str, &str)> {
     (sane(id) && sane(secret)).then_some((id, secret))
 }
 
+/// Make a one-time sign-in link for `workspace_id` with `role`, valid for
+/// [`LINK_LIFETIME`] (also used by the CLI, which has a store but no engine). The row is stored first and removed again if the workspace
+/// refuses the event (unknown workspace), so no usable link exists without its audit
+/// record.
+pub async fn issue_link(
+    store: &Store,
+    workspaces: &Cqrs<Workspace>,
+    meta: &Metadata,
+    workspace_id: &str,
+    role: Role,
+) -> Result<IssuedLink, EngineError> {
+    let pool = &store.any;
+    let now = Utc::now();
+    let expires_at = now + LINK_LIFETIME;
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    let secret = random_hex();
+    sqlx::query("DELETE FROM sign_in_links WHERE expires_at < $1")
+        .bind(stamp(now))
+        .execute(pool)
+        .await?;
+    sqlx::query(
+        "INSERT INTO sign_in_links (id, workspace_id, role, code_hash, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&id)
+    .bind(workspace_id)
+    .bind(role.as_str())
+    .bind(hash_secret(&secret))
+    .bind(stamp(now))
+    .bind(stamp(expires_at))
+    .execute(pool)
+    .await?;
+    let command = WorkspaceCommand::IssueSignInLink {
+        link_id: id.clone(),
+        role,
+        expires_at,
+        at: now,
+    };
+    if let Err(e) = workspaces.execute(workspace_id, command, meta).await {
+        sqlx::query("DELETE FROM sign_in_links WHERE id = $1")
+            .bind(&id)
+            .execute(pool)
+            .await?;
+        return Err(e.into());
+    }
+    Ok(IssuedLink {
+        code: format!("sil_{id}_{secret}"),
+        id,
+        role,
+        expires_at,
+    })
+}
+
 impl SignIn<'_> {
-    /// Make a one-time sign-in link for `workspace_id` with `role`, valid for
-    /// [`LINK_LIFETIME`]. The row is stored first and removed again if the workspace
-    /// refuses the event (unknown workspace), so no usable link exists without its audit
-    /// record.
+    /// Make a one-time sign-in link; see [`issue_link`].
     pub async fn issue_link(
         &self,
         meta: &Metadata,
         workspace_id: &str,
         role: Role,
     ) -> Result<IssuedLink, EngineError> {
-        let pool = &self.0.store.any;
-        let now = Utc::now();
-        let expires_at = now + LINK_LIFETIME;
-        let id = uuid::Uuid::now_v7().simple().to_string();
-        let secret = random_hex();
-        sqlx::query("DELETE FROM sign_in_links WHERE expires_at < $1")
-            .bind(stamp(now))
-            .execute(pool)
-            .await?;
-        sqlx::query(
-            "INSERT INTO sign_in_links (id, workspace_id, role, code_hash, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&id)
-        .bind(workspace_id)
-        .bind(role.as_str())
-        .bind(hash_secret(&secret))
-        .bind(stamp(now))
-        .bind(stamp(expires_at))
-        .execute(pool)
-        .await?;
-        let command = WorkspaceCommand::IssueSignInLink {
-            link_id: id.clone(),
-            role,
-            expires_at,
-            at: now,
-        };
-        if let Err(e) = self.0.workspaces.execute(workspace_id, command, meta).await {
-            sqlx::query("DELETE FROM sign_in_links WHERE id = $1")
-                .bind(&id)
-                .execute(pool)
-                .await?;
-            return Err(e.into());
-        }
-        Ok(IssuedLink {
-            code: format!("sil_{id}_{secret}"),
-            id,
-            role,
-            expires_at,
-        })
+        issue_link(&self.0.store, &self.0.workspaces, meta, workspace_id, role).await
     }
 
     /// Start a session with an API token's text (`slk_…`). `None` for anything that is not

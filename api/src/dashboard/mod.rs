@@ -15,8 +15,14 @@ pub mod error;
 pub mod layout;
 pub mod session;
 
+mod audit;
+mod integration;
 mod live;
+mod overview;
+mod records;
+mod runs;
 mod sign_in;
+mod tokens;
 
 use crate::state::AppState;
 use axum::http::{header, HeaderValue};
@@ -36,8 +42,14 @@ pub fn link_url(public_url: &str, code: &str) -> String {
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/assets/{name}", get(assets::serve))
+        .route("/", get(overview::show))
         .route("/events", get(live::stream))
         .merge(sign_in::routes())
+        .merge(tokens::routes())
+        .merge(audit::routes())
+        .merge(records::routes())
+        .merge(runs::routes())
+        .merge(integration::routes())
         .layer(axum::middleware::map_response(page_headers))
 }
 

@@ -32,7 +32,7 @@ fn parse_time(field: &str, v: Option<&str>) -> ApiResult<Option<String>> {
 }
 
 /// The caller's workspace trail, narrowed by the filters.
-fn filter(
+pub(crate) fn filter(
     caller: &Caller,
     integration: Option<String>,
     actor: Option<String>,
@@ -109,10 +109,15 @@ pub async fn export(
     caller: Caller,
     Query(q): Query<ExportQuery>,
 ) -> ApiResult<Response> {
+    export_for(&state, &caller, q).await
+}
+
+/// The export as a streamed download, for the API and the dashboard alike.
+pub async fn export_for(state: &AppState, caller: &Caller, q: ExportQuery) -> ApiResult<Response> {
     caller.require(AUDIT_READERS)?;
     let format = q.format.unwrap_or_default();
     let times = (q.from.as_deref(), q.to.as_deref());
-    let filter = filter(&caller, q.integration, q.actor, q.action, times)?;
+    let filter = filter(caller, q.integration, q.actor, q.action, times)?;
     let export = Export::start(state.store.any.clone(), filter, format).await?;
     let chunks = futures::stream::try_unfold(export, |mut export| async move {
         match export.next_chunk().await {

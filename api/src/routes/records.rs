@@ -101,7 +101,7 @@ pub struct RecordView {
     pub version: u64,
 }
 
-fn view(id: &str, r: &Record) -> RecordView {
+pub(crate) fn view(id: &str, r: &Record) -> RecordView {
     RecordView {
         id: id.to_owned(),
         entity: r.entity.map(Entity::as_str).unwrap_or_default().to_owned(),

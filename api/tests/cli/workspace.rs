@@ -18,7 +18,12 @@ async fn workspace_create_prints_one_json_line_and_writes_a_private_key_file() {
     );
     let v: Value = serde_json::from_str(line).expect("a JSON line");
     let fields = v.as_object().expect("a JSON object");
-    assert_eq!(fields.len(), 2, "{line}");
+    assert_eq!(fields.len(), 3, "{line}");
+    let url = v["sign_in_url"].as_str().unwrap_or_default();
+    assert!(
+        url.starts_with("http://127.0.0.1:8080/sign-in/link?code=sil_"),
+        "{line}"
+    );
     let (id, token) = (v["workspace_id"].as_str(), v["admin_token"].as_str());
     assert!(
         id.is_some_and(|id| uuid::Uuid::parse_str(id).is_ok()),

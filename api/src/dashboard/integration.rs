@@ -1,0 +1,196 @@
+//! An integration's page: its settings and credentials (their kind and dates, never the
+//! secret), pause/resume, sync now, disconnect, and its latest runs.
+
+use super::error::{PageError, PageResult};
+use super::layout::{badge, csrf_field, notice, page, post_button, time_str, value, Section};
+use super::runs::runs_table;
+use super::session::{NoFields, Person, Posted};
+use crate::routes::integration_view::IntegrationView;
+use crate::routes::sync_runs::{view, RunView};
+use crate::state::AppState;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use maud::html;
+use serde::Deserialize;
+use syncledger_engine::run_control::StartRequest;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/integrations/{id}", get(show))
+        .route("/integrations/{id}/pause", post(pause))
+        .route("/integrations/{id}/resume", post(resume))
+        .route(
+            "/integrations/{id}/disconnect",
+            get(confirm_disconnect).post(disconnect),
+        )
+        .route("/integrations/{id}/sync", post(sync_now))
+}
+
+#[derive(Deserialize, Default)]
+pub struct Done {
+    #[serde(default)]
+    done: Option<String>,
+}
+
+async fn show(
+    State(state): State<AppState>,
+    person: Person,
+    Path(id): Path<String>,
+    Query(q): Query<Done>,
+) -> PageResult<Response> {
+    let ws = &person.caller.workspace_id;
+    let v = IntegrationView::from(state.engine.integrations().get(ws, &id).await?);
+    let runs: Vec<RunView> = state
+        .engine
+        .sync_runs()
+        .list(ws, &id, None, None, 10)
+        .await?
+        .iter()
+        .map(view)
+        .collect();
+    let config = serde_json::to_value(&v.sync_config).unwrap_or_default();
+    let live = v.status != "disconnected";
+    let body = html! {
+        (notice(q.done.as_deref()))
+        div.heading {
+            h1 { (v.name) " " small { (v.provider) } }
+            (badge(&v.status))
+        }
+        @if let Some(reason) = &v.last_error { p.field-error role="alert" { (reason) } }
+        @if person.can_write() && live {
+            div.actions #integration-actions {
+                form.inline method="post" action={ "/integrations/" (v.id) "/sync" } #sync-now {
+                    (csrf_field(&person))
+                    label for="kind" { "Sync now: " }
+                    select #kind name="kind" {
+                        option value="incremental" { "incremental" }
+                        option value="full" { "full" }
+                        option value="push" { "push" }
+                    }
+                    button type="submit" { "Sync now" }
+                }
+                @if v.status == "paused" {
+                    (post_button(&person, &format!("/integrations/{}/resume", v.id), "Resume", ""))
+                } @else {
+                    (post_button(&person, &format!("/integrations/{}/pause", v.id), "Pause", ""))
+                }
+                a.button.danger href={ "/integrations/" (v.id) "/disconnect" } { "Disconnect…" }
+            }
+        }
+        h2 { "Sync settings" }
+        dl.facts #settings {
+            @if let Some(map) = config.as_object() {
+                @for (k, val) in map { dt { (k.replace('_', " ")) } dd { (value(val)) } }
+            }
+        }
+        h2 #credentials { "Credentials" }
+        dl.facts {
+            dt { "Kind" } dd { (v.credential_kind.as_deref().unwrap_or("none yet")) }
+            @if let Some(at) = &v.credentials_expire_at { dt { "Access expires" } dd { (time_str(at)) } }
+            dt { "Last sync" } dd { @match &v.last_sync_at { Some(at) => (time_str(at)), None => "never" } }
+            dt { "Next sync" } dd { @match &v.next_sync_at { Some(at) => (time_str(at)), None => "not scheduled" } }
+        }
+        h2 { "Latest runs" }
+        div #latest-runs data-live {
+            @if runs.is_empty() { p { "No runs yet." } } @else { (runs_table(&runs)) }
+        }
+        p { a href={ "/integrations/" (v.id) "/runs" } { "All runs" } }
+    };
+    Ok(page(&person, Section::Overview, &v.name, body))
+}
+
+async fn pause(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    posted: Posted<NoFields>,
+) -> PageResult<Response> {
+    posted.person.require_write()?;
+    let meta = posted.person.caller.metadata();
+    state.engine.integrations().pause(&meta, &id).await?;
+    Ok(Redirect::to(&format!("/integrations/{id}?done=paused")).into_response())
+}
+
+async fn resume(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    posted: Posted<NoFields>,
+) -> PageResult<Response> {
+    posted.person.require_write()?;
+    let meta = posted.person.caller.metadata();
+    state.engine.integrations().resume(&meta, &id).await?;
+    Ok(Redirect::to(&format!("/integrations/{id}?done=resumed")).into_response())
+}
+
+/// Disconnecting has a page of its own, so it is confirmed even without JavaScript.
+async fn confirm_disconnect(
+    State(state): State<AppState>,
+    person: Person,
+    Path(id): Path<String>,
+) -> PageResult<Response> {
+    person.require_write()?;
+    let v = IntegrationView::from(
+        state
+            .engine
+            .integrations()
+            .get(&person.caller.workspace_id, &id)
+            .await?,
+    );
+    let body = html! {
+        h1 { "Disconnect " (v.name) "?" }
+        p { "Its runs stop and its credentials are discarded. Its records, history and audit trail are kept." }
+        form method="post" action={ "/integrations/" (v.id) "/disconnect" } #confirm-disconnect {
+            (csrf_field(&person))
+            button.danger type="submit" { "Disconnect" }
+            " " a href={ "/integrations/" (v.id) } { "Keep it" }
+        }
+    };
+    Ok(page(&person, Section::Overview, "Disconnect", body))
+}
+
+async fn disconnect(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    posted: Posted<NoFields>,
+) -> PageResult<Response> {
+    posted.person.require_write()?;
+    let meta = posted.person.caller.metadata();
+    state.engine.integrations().disconnect(&meta, &id).await?;
+    Ok(Redirect::to(&format!("/integrations/{id}?done=disconnected")).into_response())
+}
+
+#[derive(Deserialize)]
+struct SyncForm {
+    #[serde(default)]
+    kind: Option<String>,
+}
+
+async fn sync_now(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    posted: Posted<SyncForm>,
+) -> PageResult<Response> {
+    posted.person.require_write()?;
+    let kind = posted.form.kind.filter(|k| !k.is_empty());
+    if kind
+        .as_deref()
+        .is_some_and(|k| !matches!(k, "full" | "incremental" | "push"))
+    {
+        return Err(PageError::bad_request(
+            "kind must be full, incremental or push",
+        ));
+    }
+    let request = StartRequest {
+        kind,
+        entities: None,
+        direction: None,
+        import_historical: None,
+    };
+    let run = state
+        .engine
+        .sync_runs()
+        .start(&posted.person.caller.metadata(), &id, &request)
+        .await?;
+    Ok(Redirect::to(&format!("/runs/{}?done=started", view(&run).id)).into_response())
+}

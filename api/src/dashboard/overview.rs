@@ -1,0 +1,102 @@
+//! The integrations overview at `/`: one card per integration (status, last run, next
+//! run), refreshed live from the workspace's events.
+
+use super::error::PageResult;
+use super::layout::{badge, empty_state, notice, page, pager, time_str, Section};
+use super::session::Person;
+use crate::routes::integration_view::IntegrationView;
+use crate::state::AppState;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{html, Markup};
+use serde::Deserialize;
+use syncledger_domain::Role;
+
+/// Cards per page: a workspace with more integrations pages through them.
+const PER_PAGE: i64 = 50;
+
+#[derive(Deserialize, Default)]
+pub struct OverviewQuery {
+    #[serde(default)]
+    done: Option<String>,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+fn card(v: &IntegrationView) -> Markup {
+    html! {
+        li.card id={ "integration-" (v.id) } {
+            h2 { a href={ "/integrations/" (v.id) } { (v.name) } }
+            p.meta { span.provider { (v.provider) } " " (badge(&v.status)) }
+            @if let Some(reason) = &v.last_error {
+                p.field-error { (reason) }
+                @if v.status == "error" || v.status == "pending_auth" {
+                    p { a.button href={ "/integrations/" (v.id) "#credentials" } { "Reconnect" } }
+                }
+            }
+            dl.facts {
+                dt { "Last run" }
+                dd {
+                    @match &v.last_run {
+                        Some(run) => {
+                            a href={ "/runs/" (run.id) } { (badge(&run.status)) }
+                            " " (run.stats.processed) " processed, "
+                            (run.stats.failed) " failed"
+                            @if let Some(at) = &run.ended_at { ", " (time_str(at)) }
+                        }
+                        None => { "none yet" }
+                    }
+                }
+                dt { "Next run" }
+                dd {
+                    @match &v.next_sync_at {
+                        Some(at) => (time_str(at)),
+                        None => "not scheduled",
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    person: Person,
+    Query(q): Query<OverviewQuery>,
+) -> PageResult<Response> {
+    if person.role() == Role::Auditor {
+        return Ok(Redirect::to("/audit").into_response());
+    }
+    let after = q.cursor.clone().unwrap_or_default();
+    let mut rows = state
+        .engine
+        .integrations()
+        .list(&person.caller.workspace_id, &after, PER_PAGE + 1)
+        .await?;
+    let more = rows.len() as i64 > PER_PAGE;
+    rows.truncate(PER_PAGE as usize);
+    let views: Vec<IntegrationView> = rows.into_iter().map(IntegrationView::from).collect();
+    let next = more.then(|| views.last().map(|v| v.id.clone())).flatten();
+    let body = html! {
+        (notice(q.done.as_deref()))
+        div.heading {
+            h1 { "Integrations" }
+            @if person.can_write() { a.button href="/connect" { "Connect a CRM" } }
+        }
+        div #cards data-live {
+            @if views.is_empty() {
+                (empty_state("No integrations yet", html! {
+                    @if person.can_write() {
+                        a href="/connect" { "Connect your first CRM" } " to start syncing contacts and companies."
+                    } @else {
+                        "An admin or operator of this workspace can connect a CRM."
+                    }
+                }))
+            } @else {
+                ul.cards { @for v in &views { (card(v)) } }
+            }
+        }
+        (pager("/", &[], next.as_deref()))
+    };
+    Ok(page(&person, Section::Overview, "Integrations", body))
+}

@@ -1,0 +1,7 @@
+//! The dashboard over HTTP, on SQLite and PostgreSQL: signing in and out, sessions and
+//! form tokens, roles, and the pages over a synced workspace. (The browser suite drives
+//! the same pages in Chromium.)
+
+mod pages;
+mod people;
+mod sessions;
