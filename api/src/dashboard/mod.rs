@@ -16,6 +16,7 @@ pub mod layout;
 pub mod session;
 
 mod audit;
+mod connect;
 mod integration;
 mod live;
 mod overview;
@@ -50,6 +51,7 @@ pub fn routes() -> Router<AppState> {
         .merge(records::routes())
         .merge(runs::routes())
         .merge(integration::routes())
+        .merge(connect::routes())
         .layer(axum::middleware::map_response(page_headers))
 }
 

@@ -35,6 +35,19 @@ pub struct CreateIntegration {
     pub spec: Option<serde_json::Value>,
 }
 
+impl CreateIntegration {
+    /// The engine's input, the sync configuration checked (for the API and the wizard).
+    pub(crate) fn into_new(self) -> ApiResult<NewIntegration> {
+        Ok(NewIntegration {
+            provider: self.provider,
+            name: self.name,
+            sync_config: self.sync_config.into_domain()?,
+            base_url: self.base_url,
+            spec: self.spec,
+        })
+    }
+}
+
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateIntegration {
@@ -51,14 +64,7 @@ pub async fn create(
     Writer(caller): Writer,
     Body(req): Body<CreateIntegration>,
 ) -> ApiResult<(StatusCode, Json<IntegrationView>)> {
-    let sync_config = req.sync_config.into_domain()?;
-    let new = NewIntegration {
-        provider: req.provider,
-        name: req.name,
-        sync_config,
-        base_url: req.base_url,
-        spec: req.spec,
-    };
+    let new = req.into_new()?;
     let created = state
         .engine
         .integrations()

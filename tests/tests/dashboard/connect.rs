@@ -1,0 +1,212 @@
+//! The connect wizard over HTTP: provider, settings (errors beside their fields, nothing
+//! created), OAuth through the HubSpot sandbox and back to the wizard, the connection
+//! test; API keys through masked inputs, never shown again.
+
+use crate::people::Person;
+use anyhow::Context;
+use reqwest::StatusCode;
+use syncledger_domain::Role;
+use syncledger_testkit::app::{on_both_backends, Backend, TestApp};
+use syncledger_testkit::sandbox;
+
+on_both_backends!(
+    the_wizard_connects_hubspot_by_oauth_and_tests_it,
+    api_keys_go_in_through_masked_inputs_and_never_come_back
+);
+
+async fn integration_count(app: &TestApp) -> anyhow::Result<usize> {
+    let list = app.get("/v1/integrations", &app.admin).await?;
+    Ok(list.body["data"].as_array().map(Vec::len).unwrap_or(0))
+}
+
+async fn the_wizard_connects_hubspot_by_oauth_and_tests_it(backend: Backend) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let sandbox = sandbox::hubspot(2).await;
+    let mut person = Person::sign_in(&app, Role::Admin).await?;
+    let catalogue = person.get("/connect").await?;
+    assert_eq!(catalogue.status, StatusCode::OK, "{}", catalogue.body);
+    assert!(catalogue.body.contains(r#"href="/connect/hubspot""#));
+    let form = person.get("/connect/hubspot").await?;
+    assert!(form.body.contains(r#"id="settings""#));
+    assert_eq!(
+        person.get("/connect/no-such-crm").await?.status,
+        StatusCode::NOT_FOUND
+    );
+
+    let base_url = sandbox.base_url();
+    let mut fields = vec![
+        ("name", "Sales"),
+        ("direction", "bidirectional"),
+        ("frequency", "interval"),
+        ("interval_minutes", "5"),
+        ("entities", "contacts"),
+        ("entities", "companies"),
+        ("conflict_strategy", "manual_review"),
+        ("base_url", base_url.as_str()),
+    ];
+    // An interval below 15 minutes: the form again, the error beside its field.
+    let refused = person.post("/connect/hubspot", &fields).await?;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    assert!(
+        refused.body.contains(r#"id="interval_minutes-error""#),
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.body.contains(r#"value="Sales""#),
+        "the form keeps what was typed"
+    );
+    assert_eq!(integration_count(&app).await?, 0);
+
+    fields[3] = ("interval_minutes", "30");
+    let made = person.post("/connect/hubspot", &fields).await?;
+    assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", made.body);
+    let auth_path = made.location.context("on to authenticate")?;
+    let id = auth_path
+        .trim_start_matches("/integrations/")
+        .trim_end_matches("/authenticate")
+        .to_string();
+    let auth = person.get(&auth_path).await?;
+    assert!(auth.body.contains(r#"id="oauth""#), "{}", auth.body);
+
+    // The button goes to the provider; the provider comes back to the wizard.
+    let to_provider = person
+        .post(&format!("/integrations/{id}/oauth"), &[])
+        .await?;
+    assert_eq!(
+        to_provider.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        to_provider.body
+    );
+    let authorize = to_provider.location.context("the provider's URL")?;
+    assert!(authorize.starts_with(&base_url), "{authorize}");
+    let callback = sandbox::approve(&authorize).await?;
+    assert!(
+        callback.starts_with(&format!("{}/connect/callback?", app.base)),
+        "{callback}"
+    );
+    // The provider's redirect arrives without the SameSite=Strict cookie.
+    let mut arriving = Person::new(&app)?;
+    let back = arriving.get(callback.trim_start_matches(&app.base)).await?;
+    assert_eq!(back.status, StatusCode::OK, "{}", back.body);
+    let next = format!("/integrations/{id}/test?done=connected");
+    assert!(
+        back.body.contains(&format!("0;url={next}")),
+        "{}",
+        back.body
+    );
+    // Its state is single use.
+    let replayed = arriving.get(callback.trim_start_matches(&app.base)).await?;
+    assert_eq!(
+        replayed.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        replayed.body
+    );
+
+    let test_page = person.get(&next).await?;
+    assert!(test_page.body.contains("connected"), "{}", test_page.body);
+    let tested = person
+        .post(&format!("/integrations/{id}/test"), &[])
+        .await?;
+    assert_eq!(tested.status, StatusCode::OK, "{}", tested.body);
+    assert!(
+        tested.body.contains("The connection works"),
+        "{}",
+        tested.body
+    );
+
+    let shown = person.get(&format!("/integrations/{id}")).await?;
+    assert!(shown.body.contains("oauth2"));
+
+    // A custom provider's spec editor: its validation error is shown beside the spec,
+    // naming the field inside it, and nothing is created.
+    let custom = person.get("/connect/custom").await?;
+    assert!(custom.body.contains(r#"id="spec""#), "{}", custom.body);
+    let before = integration_count(&app).await?;
+    let spec = serde_json::json!({"base_url": "https://api.example.com",
+        "auth": {"type": "oauth2", "authorize_url": "https://auth.example.com/authorize",
+                 "token_url": "https://auth.example.com/token"},
+        "contacts": {"list": {"path": "contacts", "records_path": "items", "id_path": "id",
+            "updated_at_path": "updated"}}})
+    .to_string();
+    let bad = person
+        .post(
+            "/connect/custom",
+            &[
+                ("name", "Studio"),
+                ("direction", "pull"),
+                ("frequency", "manual"),
+                ("entities", "contacts"),
+                ("conflict_strategy", "crm_wins"),
+                ("spec", spec.as_str()),
+            ],
+        )
+        .await?;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
+    assert!(bad.body.contains(r#"id="spec-error""#), "{}", bad.body);
+    assert!(
+        bad.body.contains("contacts.list.path: must start with"),
+        "{}",
+        bad.body
+    );
+    assert_eq!(integration_count(&app).await?, before);
+    let stored = app
+        .get(&format!("/v1/integrations/{id}"), &app.admin)
+        .await?;
+    assert_eq!(stored.str("status")?, "connected");
+    assert_eq!(stored.body["sync_config"]["interval_minutes"], 30);
+    app.finish().await
+}
+
+async fn api_keys_go_in_through_masked_inputs_and_never_come_back(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let id = app.create_integration(&app.admin, "Keyed").await?;
+    let mut person = Person::sign_in(&app, Role::Operator).await?;
+    let auth = person
+        .get(&format!("/integrations/{id}/authenticate"))
+        .await?;
+    assert_eq!(auth.status, StatusCode::OK, "{}", auth.body);
+    assert!(
+        auth.body
+            .contains(r#"id="api_key" name="api_key" type="password""#),
+        "{}",
+        auth.body
+    );
+    let empty = person
+        .post(
+            &format!("/integrations/{id}/credentials"),
+            &[("type", "api_key"), ("api_key", " ")],
+        )
+        .await?;
+    assert_eq!(empty.status, StatusCode::BAD_REQUEST);
+
+    let key = "pd-key-3f9a1c77e2";
+    let saved = person
+        .post(
+            &format!("/integrations/{id}/credentials"),
+            &[("type", "api_key"), ("api_key", key)],
+        )
+        .await?;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    for path in [
+        format!("/integrations/{id}"),
+        format!("/integrations/{id}/authenticate"),
+        format!("/integrations/{id}/test"),
+        "/".to_string(),
+    ] {
+        let page = person.get(&path).await?;
+        assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.body);
+        assert!(!page.body.contains(key), "{path} shows the key");
+    }
+    let shown = person.get(&format!("/integrations/{id}")).await?;
+    assert!(shown.body.contains("api_key"), "the kind is shown");
+    app.finish().await
+}
