@@ -85,6 +85,13 @@ async fn show(
                 @for (k, val) in map { dt { (k.replace('_', " ")) } dd { (value(val)) } }
             }
         }
+        h2 { "Field mappings" }
+        p #mapping-links {
+            @for e in v.sync_config.entities.iter() {
+                @let name = e.as_str();
+                a.button href={ "/integrations/" (v.id) "/mappings/" (name) } { "Edit " (name) " mappings" } " "
+            }
+        }
         h2 #credentials { "Credentials" }
         dl.facts {
             dt { "Kind" } dd { (v.credential_kind.as_deref().unwrap_or("none yet")) }

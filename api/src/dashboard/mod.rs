@@ -19,6 +19,7 @@ mod audit;
 mod connect;
 mod integration;
 mod live;
+mod mappings;
 mod overview;
 mod records;
 mod runs;
@@ -52,6 +53,7 @@ pub fn routes() -> Router<AppState> {
         .merge(runs::routes())
         .merge(integration::routes())
         .merge(connect::routes())
+        .merge(mappings::routes())
         .layer(axum::middleware::map_response(page_headers))
 }
 

@@ -3,6 +3,7 @@
 //! the same pages in Chromium.)
 
 mod connect;
+mod mappings;
 mod pages;
 mod people;
 mod sessions;
