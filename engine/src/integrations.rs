@@ -140,6 +140,27 @@ impl Integrations<'_> {
     }
 
     /// Up to `limit` of the workspace's integrations after id `after`, by id.
+    /// An integration's open conflicts and linked records, for its overview card.
+    pub async fn card_counts(
+        &self,
+        workspace_id: &str,
+        id: &str,
+    ) -> Result<CardCounts, EngineError> {
+        Ok(integration_status::Query(&self.0.store.any)
+            .card_counts(workspace_id, id)
+            .await?)
+    }
+
+    /// The workspace's plan and how many integrations count against it.
+    pub async fn plan_usage(&self, workspace_id: &str) -> Result<PlanUsage, EngineError> {
+        let workspace = self.0.workspaces.load(workspace_id).await?;
+        Ok(PlanUsage {
+            plan: workspace.plan,
+            used: workspace.integrations.len(),
+            limit: workspace.plan.max_integrations(),
+        })
+    }
+
     pub async fn list(
         &self,
         workspace_id: &str,
@@ -386,4 +407,15 @@ impl Integrations<'_> {
         let cmd = integration.credentials_command(kind, secret, None, None, Utc::now());
         self.execute(meta, id, cmd).await
     }
+}
+
+pub use syncledger_projections::integration_status::CardCounts;
+
+/// A workspace's integrations against its plan ("2 of 3 integrations").
+#[derive(Debug, Clone, Copy)]
+pub struct PlanUsage {
+    pub plan: syncledger_domain::Plan,
+    pub used: usize,
+    /// `None`: no limit.
+    pub limit: Option<usize>,
 }

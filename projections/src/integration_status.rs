@@ -322,6 +322,13 @@ const COLUMNS: &str =
 /// Typed reads of the `integration_status` read model.
 pub struct Query<'a>(pub &'a sqlx::AnyPool);
 
+/// What an integration's overview card counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CardCounts {
+    pub open_conflicts: i64,
+    pub records_linked: i64,
+}
+
 impl Query<'_> {
     /// The integration, if it exists in the workspace.
     pub async fn get(
@@ -355,6 +362,35 @@ impl Query<'_> {
         .fetch_all(self.0)
         .await?;
         rows.iter().map(IntegrationRow::read).collect()
+    }
+
+    /// For the overview's card of each integration: its open conflicts and the records
+    /// linked to it (two indexed counts per integration: the conflicts queue index and
+    /// the record links' primary key).
+    pub async fn card_counts(
+        &self,
+        workspace_id: &str,
+        integration_id: &str,
+    ) -> Result<CardCounts, ProjectionError> {
+        let open_conflicts: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM conflicts
+              WHERE workspace_id = $1 AND status = 'open' AND integration_id = $2",
+        )
+        .bind(workspace_id)
+        .bind(integration_id)
+        .fetch_one(self.0)
+        .await?;
+        let records_linked: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM record_links WHERE workspace_id = $1 AND integration_id = $2",
+        )
+        .bind(workspace_id)
+        .bind(integration_id)
+        .fetch_one(self.0)
+        .await?;
+        Ok(CardCounts {
+            open_conflicts,
+            records_linked,
+        })
     }
 
     /// The workspace an integration belongs to, if the read model knows it.

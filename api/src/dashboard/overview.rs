@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{html, Markup};
 use serde::Deserialize;
 use syncledger_domain::Role;
+use syncledger_engine::integrations::CardCounts;
 
 /// Cards per page: a workspace with more integrations pages through them.
 const PER_PAGE: i64 = 50;
@@ -23,7 +24,7 @@ pub struct OverviewQuery {
     cursor: Option<String>,
 }
 
-fn card(v: &IntegrationView) -> Markup {
+fn card(v: &IntegrationView, counts: CardCounts) -> Markup {
     html! {
         li.card id={ "integration-" (v.id) } {
             h2 { a href={ "/integrations/" (v.id) } { (v.name) } }
@@ -47,6 +48,14 @@ fn card(v: &IntegrationView) -> Markup {
                         None => { "none yet" }
                     }
                 }
+                dt { "Open conflicts" }
+                dd {
+                    @if counts.open_conflicts > 0 {
+                        a href={ "/conflicts?integration=" (v.id) } { (counts.open_conflicts) }
+                    } @else { "0" }
+                }
+                dt { "Records linked" }
+                dd { a href={ "/records?integration=" (v.id) } { (counts.records_linked) } }
                 dt { "Next run" }
                 dd {
                     @match &v.next_sync_at {
@@ -77,11 +86,26 @@ pub async fn show(
     rows.truncate(PER_PAGE as usize);
     let views: Vec<IntegrationView> = rows.into_iter().map(IntegrationView::from).collect();
     let next = more.then(|| views.last().map(|v| v.id.clone())).flatten();
+    let integrations = state.engine.integrations();
+    let ws = &person.caller.workspace_id;
+    let mut cards = Vec::with_capacity(views.len());
+    for v in &views {
+        cards.push((v, integrations.card_counts(ws, &v.id).await?));
+    }
+    let usage = integrations.plan_usage(ws).await?;
+    let full = usage.limit.is_some_and(|limit| usage.used >= limit);
     let body = html! {
         (notice(q.done.as_deref()))
         div.heading {
             h1 { "Integrations" }
-            @if person.can_write() { a.button href="/connect" { "Connect a CRM" } }
+            @if person.can_write() && !full { a.button href="/connect" { "Connect a CRM" } }
+        }
+        p.usage #plan-usage {
+            @match usage.limit {
+                Some(limit) => { (usage.used) " of " (limit) " integrations on the " (usage.plan.as_str()) " plan" }
+                None => { (usage.used) " integrations (the " (usage.plan.as_str()) " plan has no limit)" }
+            }
+            @if full { " — the plan's limit is reached: disconnect one or move to a larger plan to connect another." }
         }
         div #cards data-live {
             @if views.is_empty() {
@@ -93,7 +117,7 @@ pub async fn show(
                     }
                 }))
             } @else {
-                ul.cards { @for v in &views { (card(v)) } }
+                ul.cards { @for (v, counts) in &cards { (card(v, *counts)) } }
             }
         }
         (pager("/", &[], next.as_deref()))

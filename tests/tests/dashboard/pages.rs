@@ -11,7 +11,8 @@ use syncledger_testkit::sandbox;
 
 on_both_backends!(
     a_synced_workspace_reads_and_rolls_back_through_pages,
-    tokens_are_issued_once_and_revoked_through_pages
+    tokens_are_issued_once_and_revoked_through_pages,
+    the_overview_counts_and_shows_the_plan_limit_as_a_message
 );
 
 /// The id after `prefix` in a redirect's location, up to `?`.
@@ -183,5 +184,82 @@ async fn tokens_are_issued_once_and_revoked_through_pages(backend: Backend) -> a
     assert_eq!(revoked.status, StatusCode::SEE_OTHER, "{}", revoked.body);
     let resp = app.get("/v1/integrations", secret).await?;
     assert_eq!(resp.status, StatusCode::UNAUTHORIZED);
+    app.finish().await
+}
+
+async fn the_overview_counts_and_shows_the_plan_limit_as_a_message(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let options = syncledger_testkit::app::Options {
+        plan: syncledger_domain::Plan::Starter,
+        ..Default::default()
+    };
+    let Some(app) = TestApp::spawn_with(backend, options).await? else {
+        return Ok(());
+    };
+    let mut person = Person::sign_in(&app, Role::Admin).await?;
+    let empty = person.get("/").await?;
+    assert!(empty.body.contains("No integrations yet"), "{}", empty.body);
+    assert!(empty
+        .body
+        .contains("0 of 1 integrations on the starter plan"));
+
+    let sandbox = sandbox::hubspot(2).await;
+    let id = connect(&app, "hubspot", &sandbox.base_url(), "pull", "crm_wins").await?;
+    let run = app
+        .post(
+            &format!("/v1/integrations/{id}/sync-runs"),
+            &app.admin,
+            serde_json::json!({"kind": "full"}),
+        )
+        .await?;
+    let ended = wait_run(&app, &run.str("id")?).await?;
+    let processed = ended["stats"]["processed"].as_u64().context("processed")?;
+    let card = person.get("/").await?;
+    assert!(
+        card.body.contains(&format!(r#"id="integration-{id}""#)),
+        "{}",
+        card.body
+    );
+    assert!(
+        card.body.contains(&format!(
+            r#"<a href="/records?integration={id}">{processed}</a>"#
+        )),
+        "records linked: {}",
+        card.body
+    );
+    assert!(card.body.contains("1 of 1 integrations"), "{}", card.body);
+    assert!(card.body.contains("the plan's limit is reached"));
+    assert!(!card.body.contains(r#"class="button" href="/connect""#));
+
+    // Past the limit the wizard answers with the plan's message in the form, not an
+    // error page, and creates nothing.
+    let refused = person
+        .post(
+            "/connect/hubspot",
+            &[
+                ("name", "Second"),
+                ("direction", "pull"),
+                ("frequency", "manual"),
+                ("entities", "contacts"),
+                ("conflict_strategy", "crm_wins"),
+            ],
+        )
+        .await?;
+    assert_eq!(
+        refused.status,
+        StatusCode::PAYMENT_REQUIRED,
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.body.contains(r#"id="form-error""#),
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.body.contains(r#"id="settings""#),
+        "the form is still there"
+    );
     app.finish().await
 }
