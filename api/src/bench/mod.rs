@@ -10,11 +10,13 @@
 //! Each prints JSON lines on stdout. Nothing here is used by `serve` or the tests.
 
 mod as_of;
+mod pages;
 mod rebuild;
 mod store;
 mod sync;
 
 pub use as_of::AsOfBenchArgs;
+pub use pages::PagesBenchArgs;
 pub use rebuild::RebuildBenchArgs;
 pub use sync::SyncBenchArgs;
 
@@ -42,6 +44,9 @@ pub enum BenchWhat {
     /// Every projection rebuilt from a generated log of N events; one JSON line per
     /// projection and a total.
     Rebuild(RebuildBenchArgs),
+    /// Dashboard page latency (p50/p95 per page) on a large generated store; one JSON
+    /// line per page.
+    Pages(PagesBenchArgs),
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -80,6 +85,7 @@ pub async fn run(settings: &Settings, command: BenchCommand) -> anyhow::Result<E
         Some(BenchWhat::Sync(args)) => sync::run(settings, args).await,
         Some(BenchWhat::AsOf(args)) => as_of::run(settings, args).await,
         Some(BenchWhat::Rebuild(args)) => rebuild::run(settings, args).await,
+        Some(BenchWhat::Pages(args)) => pages::run(settings, args).await,
         None => store::run(settings, command.store).await,
     }
 }

@@ -112,20 +112,20 @@ struct Rec {
 }
 
 /// Writes the log in order, appending in chunks.
-struct Log<'a> {
+pub(super) struct Log<'a> {
     store: &'a Store,
     target: usize,
     written: usize,
     buf: Vec<NewEvent>,
-    workspace: String,
-    integrations: Vec<(String, i64)>,
+    pub(super) workspace: String,
+    pub(super) integrations: Vec<(String, i64)>,
     records: Vec<Rec>,
     /// Simulated time: one millisecond per event, ending about now.
     clock: DateTime<Utc>,
 }
 
 impl<'a> Log<'a> {
-    fn new(store: &'a Store, target: usize) -> Self {
+    pub(super) fn new(store: &'a Store, target: usize) -> Self {
         Log {
             store,
             target,
@@ -165,7 +165,7 @@ impl<'a> Log<'a> {
         Ok(())
     }
 
-    async fn write(&mut self) -> anyhow::Result<()> {
+    pub(super) async fn write(&mut self) -> anyhow::Result<()> {
         self.setup().await?;
         let per_integration = (self.target / 10 / INTEGRATIONS).max(1);
         for i in 0..INTEGRATIONS {
