@@ -60,8 +60,26 @@ async fn form(Query(q): Query<Next>) -> Response {
 }
 
 /// Refuse a sign-in posted from another site (login CSRF: signing a victim into the
-/// attacker's workspace). Browsers send `Origin` on every form post.
+/// attacker's workspace). Browsers send `Origin` on every form post, and current ones
+/// `Sec-Fetch-Site`, which no page can set. `Sec-Fetch-Site` decides when present: under
+/// the dashboard's `Referrer-Policy: no-referrer`, Chromium posts the dashboard's own
+/// forms with `Origin: null`, which the `Origin` comparison alone would refuse (found by
+/// the browser tests, `tests/tests/browser`).
 fn same_origin(headers: &HeaderMap) -> PageResult<()> {
+    let refused = || {
+        PageError::new(
+            StatusCode::FORBIDDEN,
+            "cross_site",
+            "sign-in forms are accepted only from this dashboard",
+        )
+    };
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return if site.as_bytes() == b"same-origin" {
+            Ok(())
+        } else {
+            Err(refused())
+        };
+    }
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return Ok(());
@@ -72,11 +90,7 @@ fn same_origin(headers: &HeaderMap) -> PageResult<()> {
     if origin_host.is_some() && origin_host == host {
         Ok(())
     } else {
-        Err(PageError::new(
-            StatusCode::FORBIDDEN,
-            "cross_site",
-            "sign-in forms are accepted only from this dashboard",
-        ))
+        Err(refused())
     }
 }
 
