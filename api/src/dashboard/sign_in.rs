@@ -191,3 +191,45 @@ async fn sign_out(
     )
         .into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::same_origin;
+    use axum::http::{HeaderMap, HeaderValue};
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        map.insert("host", HeaderValue::from_static("127.0.0.1:8080"));
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    /// Chromium's post of the dashboard's own form under `Referrer-Policy: no-referrer`.
+    #[test]
+    fn same_origin_fetch_with_a_null_origin_is_accepted() {
+        let h = headers(&[("sec-fetch-site", "same-origin"), ("origin", "null")]);
+        assert!(same_origin(&h).is_ok());
+    }
+
+    #[test]
+    fn other_sites_are_refused_whatever_the_origin_says() {
+        for site in ["cross-site", "same-site", "none"] {
+            let h = headers(&[
+                ("sec-fetch-site", site),
+                ("origin", "http://127.0.0.1:8080"),
+            ]);
+            assert!(same_origin(&h).is_err(), "Sec-Fetch-Site: {site}");
+        }
+    }
+
+    /// Without `Sec-Fetch-Site` (older browsers) the `Origin` comparison decides.
+    #[test]
+    fn without_fetch_metadata_the_origin_decides() {
+        assert!(same_origin(&headers(&[("origin", "http://127.0.0.1:8080")])).is_ok());
+        assert!(same_origin(&headers(&[("origin", "https://evil.example")])).is_err());
+        assert!(same_origin(&headers(&[("origin", "null")])).is_err());
+        assert!(same_origin(&headers(&[])).is_ok());
+    }
+}
