@@ -55,6 +55,9 @@ async fn a_used_link_is_refused(backend: Backend) -> anyhow::Result<()> {
         page.contains("cannot be used"),
         "the second use of a link is refused; the page says:\n{page}"
     );
+    browser
+        .screenshot(&format!("{}/link-refused.png", backend_dir(backend)))
+        .await?;
 
     browser.close().await?;
     app.finish().await
