@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs syncledger's whole test suite: formatting, lints, and every test on SQLite,
-# PostgreSQL and NATS JetStream. Brings up PostgreSQL and NATS when they are not running:
-# starts them if installed, and as root installs them from Debian's packages first.
+# PostgreSQL and NATS JetStream, and the dashboard's browser tests in headless Chromium.
+# Brings up PostgreSQL and NATS when they are not running: starts them if installed, and as
+# root installs them from Debian's packages first; installs Chromium and chromedriver the
+# same way.
 #
 #   scripts/test.sh            # everything
 #   scripts/test.sh --no-lint  # tests only
@@ -73,8 +75,19 @@ ensure_nats() {
   wait_port 4222 NATS
 }
 
+ensure_chromium() {
+  local missing=()
+  [[ -x /usr/bin/chromium ]] || missing+=(/usr/bin/chromium)
+  [[ -x /usr/bin/chromedriver ]] || missing+=(/usr/bin/chromedriver)
+  if [[ ${#missing[@]} -eq 0 ]]; then return 0; fi
+  log "${missing[*]} missing (the browser tests need them)"
+  # Debian's chromedriver comes with its Chromium, so the two versions always match.
+  apt_install chromium chromium-driver
+}
+
 ensure_postgres || { [[ "${CI:-}" == "true" ]] && exit 1; log "continuing without PostgreSQL (its tests will skip)"; }
 ensure_nats || { [[ "${CI:-}" == "true" ]] && exit 1; log "continuing without NATS (its tests will skip)"; }
+ensure_chromium || { [[ "${CI:-}" == "true" ]] && exit 1; log "continuing without Chromium (the browser tests will skip)"; }
 
 export SYNCLEDGER_TEST_PG_URL="${SYNCLEDGER_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}"
 export NATS_URL="${NATS_URL:-nats://127.0.0.1:4222}"
@@ -86,5 +99,5 @@ if [[ $lint -eq 1 ]]; then
   cargo clippy --workspace --all-targets --locked -- -D warnings
 fi
 
-log "cargo test (SQLite, PostgreSQL, NATS)"
+log "cargo test (SQLite, PostgreSQL, NATS, Chromium)"
 cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"

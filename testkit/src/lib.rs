@@ -10,6 +10,8 @@
 //!   `worker` child beside it ([`binary::Worker`]).
 //! - Sandboxes: [`sandbox::hubspot`] starts a HubSpot simulator, [`sandbox::approve`]
 //!   grants its OAuth consent.
+//! - Browsers: [`browser::Browser`], a headless Chromium driven through chromedriver,
+//!   for the dashboard as a person uses it.
 //! - Waiting: [`wait::poll_until`] (and [`wait::wait_until`]) poll a condition with a
 //!   deadline; no test sleeps in place of a condition.
 //! - Data: events seeded through the real command path ([`fixtures`]), table dumps
@@ -19,6 +21,7 @@
 
 pub mod app;
 pub mod binary;
+pub mod browser;
 pub mod db;
 pub mod fixtures;
 pub mod hostile_cel;

@@ -60,8 +60,26 @@ async fn form(Query(q): Query<Next>) -> Response {
 }
 
 /// Refuse a sign-in posted from another site (login CSRF: signing a victim into the
-/// attacker's workspace). Browsers send `Origin` on every form post.
+/// attacker's workspace). Browsers send `Origin` on every form post, and current ones
+/// `Sec-Fetch-Site`, which no page can set. `Sec-Fetch-Site` decides when present: under
+/// the dashboard's `Referrer-Policy: no-referrer`, Chromium posts the dashboard's own
+/// forms with `Origin: null`, which the `Origin` comparison alone would refuse (found by
+/// the browser tests, `tests/tests/browser`).
 fn same_origin(headers: &HeaderMap) -> PageResult<()> {
+    let refused = || {
+        PageError::new(
+            StatusCode::FORBIDDEN,
+            "cross_site",
+            "sign-in forms are accepted only from this dashboard",
+        )
+    };
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return if site.as_bytes() == b"same-origin" {
+            Ok(())
+        } else {
+            Err(refused())
+        };
+    }
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return Ok(());
@@ -72,11 +90,7 @@ fn same_origin(headers: &HeaderMap) -> PageResult<()> {
     if origin_host.is_some() && origin_host == host {
         Ok(())
     } else {
-        Err(PageError::new(
-            StatusCode::FORBIDDEN,
-            "cross_site",
-            "sign-in forms are accepted only from this dashboard",
-        ))
+        Err(refused())
     }
 }
 
@@ -176,4 +190,46 @@ async fn sign_out(
         Redirect::to("/sign-in"),
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_origin;
+    use axum::http::{HeaderMap, HeaderValue};
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        map.insert("host", HeaderValue::from_static("127.0.0.1:8080"));
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    /// Chromium's post of the dashboard's own form under `Referrer-Policy: no-referrer`.
+    #[test]
+    fn same_origin_fetch_with_a_null_origin_is_accepted() {
+        let h = headers(&[("sec-fetch-site", "same-origin"), ("origin", "null")]);
+        assert!(same_origin(&h).is_ok());
+    }
+
+    #[test]
+    fn other_sites_are_refused_whatever_the_origin_says() {
+        for site in ["cross-site", "same-site", "none"] {
+            let h = headers(&[
+                ("sec-fetch-site", site),
+                ("origin", "http://127.0.0.1:8080"),
+            ]);
+            assert!(same_origin(&h).is_err(), "Sec-Fetch-Site: {site}");
+        }
+    }
+
+    /// Without `Sec-Fetch-Site` (older browsers) the `Origin` comparison decides.
+    #[test]
+    fn without_fetch_metadata_the_origin_decides() {
+        assert!(same_origin(&headers(&[("origin", "http://127.0.0.1:8080")])).is_ok());
+        assert!(same_origin(&headers(&[("origin", "https://evil.example")])).is_err());
+        assert!(same_origin(&headers(&[("origin", "null")])).is_err());
+        assert!(same_origin(&headers(&[])).is_ok());
+    }
 }
