@@ -155,6 +155,7 @@ impl Integrations<'_> {
     pub async fn plan_usage(&self, workspace_id: &str) -> Result<PlanUsage, EngineError> {
         let workspace = self.0.workspaces.load(workspace_id).await?;
         Ok(PlanUsage {
+            workspace_name: workspace.name.clone(),
             plan: workspace.plan,
             used: workspace.integrations.len(),
             limit: workspace.plan.max_integrations(),
@@ -412,8 +413,9 @@ impl Integrations<'_> {
 pub use syncledger_projections::integration_status::CardCounts;
 
 /// A workspace's integrations against its plan ("2 of 3 integrations").
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PlanUsage {
+    pub workspace_name: String,
     pub plan: syncledger_domain::Plan,
     pub used: usize,
     /// `None`: no limit.

@@ -120,12 +120,7 @@ async fn measure(
     let records = state
         .engine
         .records()
-        .list(
-            workspace,
-            &Default::default(),
-            ("", ""),
-            1,
-        )
+        .list(workspace, &Default::default(), ("", ""), 1)
         .await?;
     let record = &records.first().context("a record")?.id;
     let history = state.engine.records().history(workspace, record).await?;

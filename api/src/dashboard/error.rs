@@ -88,6 +88,6 @@ impl IntoResponse for PageError {
                 p { a href="/" { "Back to the overview" } }
             }
         };
-        super::layout::bare(status, heading, body)
+        super::frame::bare(status, heading, body)
     }
 }

@@ -3,10 +3,13 @@
 //! the banner shown after an action.
 
 use super::session::Person;
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use chrono::{DateTime, Utc};
-use maud::{html, Markup, PreEscaped, DOCTYPE};
+use maud::{html, Markup, PreEscaped};
+
+pub use super::frame::{bare, same_site_redirect};
+use super::frame::{document, html_response};
 
 /// Where a page sits in the navigation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,37 +79,6 @@ pub fn may_see(person: &Person, section: Section) -> bool {
     }
 }
 
-fn document(title: &str, header: Markup, main: Markup) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="referrer" content="no-referrer";
-                title { (title) " · syncledger" }
-                link rel="stylesheet" href=(*super::assets::CSS_PATH);
-                link rel="icon" href=(*super::assets::ICON_PATH) type="image/svg+xml";
-                script src=(*super::assets::JS_PATH) defer {}
-            }
-            body {
-                a.skip href="#main" { "Skip to content" }
-                (header)
-                main #main tabindex="-1" { (main) }
-            }
-        }
-    }
-}
-
-fn html_response(status: StatusCode, markup: Markup) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        markup.into_string(),
-    )
-        .into_response()
-}
-
 /// A page with the navigation of `person`'s role, answered 200.
 pub fn page(person: &Person, section: Section, title: &str, body: Markup) -> Response {
     page_status(StatusCode::OK, person, section, title, body)
@@ -146,33 +118,6 @@ pub fn page_status(
         }
     };
     html_response(status, document(title, header, body))
-}
-
-/// A page without navigation (signing in, errors before anyone is known).
-pub fn bare(status: StatusCode, title: &str, body: Markup) -> Response {
-    let header = html! { header.top { a.brand href="/" { "syncledger" } } };
-    html_response(status, document(title, header, body))
-}
-
-/// A page that sends the browser on to `path` (one of ours) by itself. Used after a
-/// navigation that began on another site (an OAuth provider): the browser does not send
-/// a SameSite=Strict cookie along a redirect that started elsewhere, but does on a
-/// navigation this page starts.
-pub fn same_site_redirect(path: &str) -> Response {
-    let path = super::session::local_path(path).unwrap_or("/");
-    let refresh = format!("0;url={path}");
-    let markup = html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta http-equiv="refresh" content=(refresh);
-                title { "Continuing · syncledger" }
-            }
-            body { p { "Continuing… " a href=(path) { "continue" } } }
-        }
-    };
-    html_response(StatusCode::OK, markup)
 }
 
 /// The hidden form-token field every state-changing form carries.

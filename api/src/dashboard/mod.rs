@@ -12,6 +12,7 @@
 
 pub mod assets;
 pub mod error;
+pub mod frame;
 pub mod layout;
 pub mod session;
 

@@ -101,6 +101,7 @@ pub async fn show(
             @if person.can_write() && !full { a.button href="/connect" { "Connect a CRM" } }
         }
         p.usage #plan-usage {
+            "Workspace " strong { (usage.workspace_name) } ": "
             @match usage.limit {
                 Some(limit) => { (usage.used) " of " (limit) " integrations on the " (usage.plan.as_str()) " plan" }
                 None => { (usage.used) " integrations (the " (usage.plan.as_str()) " plan has no limit)" }

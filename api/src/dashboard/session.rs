@@ -7,6 +7,7 @@
 //! signed in with, exactly as that token would in the JSON API.
 
 use super::error::{PageError, PageResult};
+pub use super::frame::local_path;
 use crate::auth::{Caller, ClientRequestId, RequestId};
 use crate::state::AppState;
 use axum::body::Bytes;
@@ -138,16 +139,6 @@ impl From<PageError> for Refused {
 /// Pages an auditor may see: the audit trail's, and the live stream and sign-out.
 fn auditor_may(path: &str) -> bool {
     path == "/audit" || path.starts_with("/audit/") || path == "/sign-out" || path == "/events"
-}
-
-/// A path worth returning to after signing in: one of ours, never another site.
-pub fn local_path(next: &str) -> Option<&str> {
-    let ok = next.starts_with('/')
-        && !next.starts_with("//")
-        && !next.starts_with("/\\")
-        && next.len() <= 512
-        && next.bytes().all(|b| b.is_ascii_graphic());
-    ok.then_some(next)
 }
 
 impl FromRequestParts<AppState> for Person {
