@@ -16,6 +16,7 @@ pub mod layout;
 pub mod session;
 
 mod audit;
+mod conflicts;
 mod integration;
 mod live;
 mod overview;
@@ -47,6 +48,7 @@ pub fn routes() -> Router<AppState> {
         .merge(sign_in::routes())
         .merge(tokens::routes())
         .merge(audit::routes())
+        .merge(conflicts::routes())
         .merge(records::routes())
         .merge(runs::routes())
         .merge(integration::routes())
