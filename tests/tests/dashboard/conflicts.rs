@@ -185,11 +185,29 @@ async fn the_queue_lists_filters_and_resolves_with_an_edited_value(
         "decided once only"
     );
 
-    // Ignore, and the always-use rule (which settles the other conflict now).
+    // Ignore: both sides keep their values.
+    let (kept, third) = conflicted(&app, &main, Entity::Contacts).await?;
+    admin.get(&format!("/conflicts/{third}")).await?;
     let ignored = admin
-        .post(&format!("/conflicts/{other_id}/rule"), &[("use", "crm")])
+        .post(&format!("/conflicts/{third}/ignore"), &[])
         .await?;
     assert_eq!(ignored.status, StatusCode::SEE_OTHER, "{}", ignored.body);
+    assert_eq!(
+        ignored.location.as_deref(),
+        Some(format!("/conflicts/{third}?done=ignored").as_str())
+    );
+    assert_eq!(conflict(&app, &third).await?["status"], "ignored");
+    assert_eq!(email_of(&app, &kept).await?, APP);
+
+    // The always-use rule, which settles the other integration's conflict now.
+    let ruled = admin
+        .post(&format!("/conflicts/{other_id}/rule"), &[("use", "crm")])
+        .await?;
+    assert_eq!(ruled.status, StatusCode::SEE_OTHER, "{}", ruled.body);
+    assert_eq!(
+        ruled.location.as_deref(),
+        Some(format!("/conflicts/{other_id}?done=rule-added").as_str())
+    );
     app.caught_up().await;
     let ruled = conflict(&app, &other_id).await?;
     assert_ne!(ruled["status"], "open", "{ruled}");
