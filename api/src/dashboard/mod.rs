@@ -17,6 +17,7 @@ pub mod layout;
 pub mod session;
 
 mod audit;
+mod conflicts;
 mod connect;
 mod integration;
 mod live;
@@ -50,6 +51,7 @@ pub fn routes() -> Router<AppState> {
         .merge(sign_in::routes())
         .merge(tokens::routes())
         .merge(audit::routes())
+        .merge(conflicts::routes())
         .merge(records::routes())
         .merge(runs::routes())
         .merge(integration::routes())

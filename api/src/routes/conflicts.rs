@@ -180,7 +180,8 @@ pub struct ResolveConflict {
 }
 
 impl ResolveConflict {
-    fn into_domain(self) -> ApiResult<Resolution> {
+    /// The domain's resolution, or the API's 400 for a value given with the wrong kind.
+    pub(crate) fn into_domain(self) -> ApiResult<Resolution> {
         match (self.resolution, self.value) {
             (ResolutionKind::UseApp, None) => Ok(Resolution::UseApp),
             (ResolutionKind::UseCrm, None) => Ok(Resolution::UseCrm),

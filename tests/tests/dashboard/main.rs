@@ -2,6 +2,7 @@
 //! form tokens, roles, and the pages over a synced workspace. (The browser suite drives
 //! the same pages in Chromium.)
 
+mod conflicts;
 mod connect;
 mod mappings;
 mod pages;
