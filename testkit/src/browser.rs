@@ -114,31 +114,43 @@ impl Browser {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()?;
-        let deadline = tokio::time::Instant::now() + BROWSER_TIMEOUT;
-        loop {
-            if let Some(exit) = self.driver.try_wait()? {
-                bail!(
-                    "chromedriver exited before it was ready ({exit}) on port {}",
-                    self.port
-                );
-            }
-            let ready = match http.get(&status_url).send().await {
-                Ok(resp) => resp
-                    .json::<serde_json::Value>()
-                    .await
-                    .is_ok_and(|v| v["value"]["ready"] == json!(true)),
-                Err(_) => false,
-            };
-            if ready {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                bail!(
-                    "chromedriver did not answer {status_url} as ready within {BROWSER_TIMEOUT:?}"
-                );
-            }
-            tokio::time::sleep(LOOK_EVERY).await;
-        }
+        let port = self.port;
+        let driver = &mut self.driver;
+        // The shared polling loop; a chromedriver that exited ends the wait at once.
+        let outcome: Result<(), String> = poll_every(
+            LOOK_EVERY,
+            BROWSER_TIMEOUT,
+            &format!("chromedriver answers {status_url} as ready"),
+            || {
+                let exited = driver.try_wait();
+                let (http, status_url) = (http.clone(), status_url.clone());
+                async move {
+                    match exited {
+                        Ok(Some(exit)) => {
+                            return Ok(Err(format!(
+                                "chromedriver exited before it was ready ({exit}) on port {port}"
+                            )))
+                        }
+                        Err(e) => return Ok(Err(format!("chromedriver: {e}"))),
+                        Ok(None) => {}
+                    }
+                    let ready = match http.get(&status_url).send().await {
+                        Ok(resp) => resp
+                            .json::<serde_json::Value>()
+                            .await
+                            .is_ok_and(|v| v["value"]["ready"] == json!(true)),
+                        Err(_) => false,
+                    };
+                    if ready {
+                        Ok(Ok(()))
+                    } else {
+                        Err("not ready yet".to_string())
+                    }
+                }
+            },
+        )
+        .await;
+        outcome.map_err(|e| anyhow::anyhow!(e))
     }
 
     /// The WebDriver client, for what the helpers here do not cover.
