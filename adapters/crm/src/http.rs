@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use crate::error::CrmError;
 use crate::outbound::{self, Guard};
+use crate::types::Usage;
 use crate::window::{RollingWindow, Slot};
 use syncledger_domain::provider_text::clean;
 
@@ -189,6 +190,8 @@ pub struct Executor {
     rate_state: RateLimitState,
     /// Requests sent, retries included: what the provider counts against its limits.
     requests: std::sync::atomic::AtomicU64,
+    /// 429 answers waited out before a retry.
+    rate_limited: std::sync::atomic::AtomicU64,
 }
 
 /// A successful response: its status, headers and parsed body (`None` when empty).
@@ -246,6 +249,7 @@ impl Executor {
             classifier: None,
             rate_state: RateLimitState::default(),
             requests: std::sync::atomic::AtomicU64::new(0),
+            rate_limited: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -277,9 +281,13 @@ impl Executor {
         &self.policy
     }
 
-    /// How many requests this executor has sent, retries included.
-    pub fn requests(&self) -> u64 {
-        self.requests.load(Ordering::Relaxed)
+    /// How many requests this executor has sent (retries included), and how many 429
+    /// answers it waited out.
+    pub fn usage(&self) -> Usage {
+        Usage {
+            requests: self.requests.load(Ordering::Relaxed),
+            rate_limited: self.rate_limited.load(Ordering::Relaxed),
+        }
     }
 
     /// Sends the request `build` makes (once per attempt) and parses the body.
@@ -326,6 +334,9 @@ impl Executor {
                         Some(delay) if !ambiguous || retry_ambiguous => delay,
                         _ => return Err(error),
                     };
+                    if matches!(error, CrmError::RateLimited { .. }) {
+                        self.rate_limited.fetch_add(1, Ordering::Relaxed);
+                    }
                     tracing::debug!(attempt, ?delay, %error, "retrying provider call");
                     tokio::time::sleep(delay).await;
                     attempt += 1;

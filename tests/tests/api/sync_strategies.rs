@@ -343,6 +343,15 @@ async fn rate_limit_storm_and_token_expiry(backend: Backend) -> anyhow::Result<(
     let done = crate::sync::wait_run(&app, &run_id).await?;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["stats"]["created"], 500, "{done}");
+    // The three 429s were waited out and are counted, on the run and on its pass.
+    assert_eq!(done["stats"]["rate_limited"], 3, "{done}");
+    let passes = done["passes"].as_array().context("passes")?;
+    let contacts = passes
+        .iter()
+        .find(|p| p["pass"] == "contacts/pull")
+        .context("the contacts pull pass")?;
+    assert_eq!(contacts["stats"]["rate_limited"], 3, "{done}");
+    assert_eq!(contacts["stats"]["created"], 250, "{done}");
     assert_eq!(records(&app, &id, "contacts").await?.len(), 250);
     assert_eq!(records(&app, &id, "companies").await?.len(), 250);
     let counters: Value = send(client.get(format!("{base}/_sandbox/counters")))
