@@ -8,3 +8,4 @@ mod mappings;
 mod pages;
 mod people;
 mod sessions;
+mod settings;
