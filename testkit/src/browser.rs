@@ -54,6 +54,9 @@ pub struct Browser {
     session: Option<String>,
     driver: Child,
     port: u16,
+    /// Where Chromium saves downloads (a file the page offers as an attachment); removed
+    /// with the browser.
+    downloads: tempfile::TempDir,
 }
 
 impl Browser {
@@ -78,6 +81,7 @@ impl Browser {
             return Ok(None);
         }
         let port = free_port()?;
+        let downloads = tempfile::tempdir().context("a download directory")?;
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
@@ -91,10 +95,11 @@ impl Browser {
             session: None,
             driver,
             port,
+            downloads,
         };
         browser.wait_until_ready().await?;
         let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(capabilities())
+            .capabilities(capabilities(browser.downloads.path()))
             .connect(&browser.driver_url())
             .await
             .context("open a WebDriver session in headless Chromium")?;
@@ -249,6 +254,91 @@ impl Browser {
             .with_context(|| format!("read the text of `{css}`"))
     }
 
+    /// Waits until the text of the element matching `css` satisfies `wanted` (e.g. a
+    /// live region updated in place) and returns it. Panics, naming what was awaited and
+    /// the text last seen, after the timeout.
+    pub async fn wait_for_text(
+        &self,
+        css: &str,
+        what: &str,
+        wanted: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<String> {
+        let wanted = &wanted;
+        let text = poll_every(
+            LOOK_EVERY,
+            BROWSER_TIMEOUT,
+            &format!("`{css}` to show {what}"),
+            || async move {
+                match self.client().find(Locator::Css(css)).await {
+                    Ok(element) => match element.text().await {
+                        Ok(text) if wanted(&text) => Ok(text),
+                        Ok(text) => Err(format!("it says {text:?}")),
+                        Err(e) => Err(format!("{e}")),
+                    },
+                    Err(e) => Err(format!("{e}")),
+                }
+            },
+        )
+        .await;
+        Ok(text)
+    }
+
+    /// Waits until Chromium has finished saving a download whose name ends with
+    /// `suffix` (e.g. `.csv`) and returns its path. Panics after the timeout.
+    pub async fn wait_for_download(&self, suffix: &str) -> anyhow::Result<PathBuf> {
+        let dir = self.downloads.path().to_path_buf();
+        let found = poll_every(
+            LOOK_EVERY,
+            BROWSER_TIMEOUT,
+            &format!("a download ending in {suffix} in {}", dir.display()),
+            || {
+                let dir = dir.clone();
+                async move {
+                    let names: Vec<PathBuf> = std::fs::read_dir(&dir)
+                        .map_err(|e| e.to_string())?
+                        .filter_map(|entry| entry.ok().map(|e| e.path()))
+                        .collect();
+                    // Chromium writes `<name>.crdownload` (and may place an empty file
+                    // under the final name) and renames it over the name when done.
+                    let saving = names
+                        .iter()
+                        .any(|p| p.to_string_lossy().ends_with(".crdownload"));
+                    names
+                        .iter()
+                        .find(|p| {
+                            !saving
+                                && p.to_string_lossy().ends_with(suffix)
+                                && std::fs::metadata(p).is_ok_and(|m| m.len() > 0)
+                        })
+                        .cloned()
+                        .ok_or_else(|| format!("the directory holds {names:?}"))
+                }
+            },
+        )
+        .await;
+        Ok(found)
+    }
+
+    /// Runs `script` in the page (its `arguments` are `args`) and returns what it returns.
+    pub async fn execute(
+        &self,
+        script: &str,
+        args: Vec<serde_json::Value>,
+    ) -> anyhow::Result<serde_json::Value> {
+        self.client()
+            .execute(script, args)
+            .await
+            .context("run a script in the page")
+    }
+
+    /// Sets the window's size (CSS pixels), e.g. a phone's 390 px width.
+    pub async fn resize(&self, width: u32, height: u32) -> anyhow::Result<()> {
+        self.client()
+            .set_window_size(width, height)
+            .await
+            .with_context(|| format!("resize the window to {width}x{height}"))
+    }
+
     /// The page's HTML as the browser has it now (after scripts ran).
     pub async fn page_source(&self) -> anyhow::Result<String> {
         Ok(self.client().source().await?)
@@ -333,11 +423,19 @@ pub fn screenshot_dir() -> PathBuf {
     target.join("screenshots")
 }
 
-/// Headless Chromium at [`CHROMIUM`] with [`CHROMIUM_ARGS`].
-fn capabilities() -> serde_json::Map<String, serde_json::Value> {
+/// Headless Chromium at [`CHROMIUM`] with [`CHROMIUM_ARGS`], saving downloads to
+/// `downloads` without asking.
+fn capabilities(downloads: &Path) -> serde_json::Map<String, serde_json::Value> {
     let caps = json!({
         "browserName": "chrome",
-        "goog:chromeOptions": { "binary": CHROMIUM, "args": CHROMIUM_ARGS },
+        "goog:chromeOptions": {
+            "binary": CHROMIUM,
+            "args": CHROMIUM_ARGS,
+            "prefs": {
+                "download.default_directory": downloads.to_string_lossy(),
+                "download.prompt_for_download": false,
+            },
+        },
     });
     match caps {
         serde_json::Value::Object(map) => map,

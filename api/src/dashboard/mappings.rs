@@ -193,7 +193,7 @@ fn editor_markup(person: &Person, e: &Editor) -> Markup {
             Err(why) => p.hint { "The CRM's field list is not available (" (why) "); type field names." },
         }
         // A viewer reads the mappings in a form that cannot post (its fields disabled).
-        form.stack method=[person.can_write().then_some("post")] action=(base) #mapping-editor {
+        form.stack.wide method=[person.can_write().then_some("post")] action=(base) #mapping-editor {
             (csrf_field(person))
             fieldset.plain disabled[!person.can_write()] {
             legend.visually-hidden { "Mappings" }

@@ -119,7 +119,7 @@ async fn list(
                 "Records appear here after a sync. " a href="/" { "Run one from an integration" } "."
             }))
         } @else {
-            table #records {
+            div.table-wrap { table #records {
                 thead { tr { th { "Record" } th { "Entity" } th { "Linked CRMs" } th { "Version" } } }
                 tbody {
                     @for r in &views {
@@ -131,7 +131,7 @@ async fn list(
                         }
                     }
                 }
-            }
+            } }
         }
         (pager("/records", &[("entity", q.entity.clone()), ("integration", q.integration.clone())], next.as_deref()))
     };
@@ -151,7 +151,7 @@ fn fields_table(r: &RecordView, now: Option<&RecordView>) -> Markup {
         })
     };
     html! {
-        table #fields {
+        div.table-wrap { table #fields {
             thead { tr { th { "Field" } th { "Value" } th { "Source" } th { "Set" }
                 @if now.is_some() { th { "Now" } } } }
             tbody {
@@ -182,7 +182,7 @@ fn fields_table(r: &RecordView, now: Option<&RecordView>) -> Markup {
                     }
                 }
             }
-        }
+        } }
     }
 }
 

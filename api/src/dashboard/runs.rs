@@ -267,7 +267,8 @@ fn preview_table(p: &Preview) -> Markup {
     let s = &p.summary;
     html! {
         p #rollback-summary {
-            (s.records) " records: " (s.fields_restored) " fields restored, "
+            (s.records) @if s.records == 1 { " record: " } @else { " records: " }
+            (s.fields_restored) " fields restored, "
             (s.conflicts) " changed since (left as they are), " (s.archived) " archived, "
             (s.crm_properties) " CRM properties written back"
             @if s.diverged > 0 { ", " (s.diverged) " left diverged for an admin to settle" }
