@@ -39,12 +39,14 @@ const LOOK_EVERY: Duration = Duration::from_millis(50);
 
 /// The command-line switches of the headless Chromium. `--no-sandbox`: tests run as root
 /// in containers, where Chromium's sandbox cannot start; `--disable-gpu`: there is none;
-/// a fixed window size so screenshots and layouts are the same on every machine.
-const CHROMIUM_ARGS: [&str; 4] = [
+/// a fixed window size and language so screenshots, layouts and formatted times are the
+/// same on every machine.
+const CHROMIUM_ARGS: [&str; 5] = [
     "--headless=new",
     "--no-sandbox",
     "--disable-gpu",
     "--window-size=1280,900",
+    "--lang=en-US",
 ];
 
 /// A headless Chromium with one WebDriver session, and the chromedriver serving it.
@@ -63,6 +65,12 @@ impl Browser {
     /// A browser ready for [`Browser::goto`]. `Ok(None)` (and a line on stderr saying
     /// why) when Chromium or chromedriver is missing outside CI; an error under `CI=true`.
     pub async fn start() -> anyhow::Result<Option<Browser>> {
+        Browser::start_in_zone(None).await
+    }
+
+    /// [`Browser::start`] with the browser's time zone set to `zone` (an IANA name such as
+    /// `Asia/Tokyo`, through `TZ`), as a person elsewhere in the world has it.
+    pub async fn start_in_zone(zone: Option<&str>) -> anyhow::Result<Option<Browser>> {
         let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER]
             .into_iter()
             .filter(|bin| !Path::new(bin).exists())
@@ -82,7 +90,12 @@ impl Browser {
         }
         let port = free_port()?;
         let downloads = tempfile::tempdir().context("a download directory")?;
-        let driver = Command::new(CHROMEDRIVER)
+        let mut command = Command::new(CHROMEDRIVER);
+        if let Some(zone) = zone {
+            // Chromium, started by chromedriver, inherits it.
+            command.env("TZ", zone);
+        }
+        let driver = command
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -203,7 +203,11 @@ async fn show(
         (rules_markup(&person, &v.id, &rules))
         h2 #credentials { "Credentials" }
         dl.facts {
-            dt { "Kind" } dd { (v.credential_kind.as_deref().unwrap_or("none yet")) }
+            dt { "Kind" } dd #credential-kind { (v.credential_kind.as_deref().unwrap_or("none yet")) }
+            @if let Some(at) = &v.credentials_set_at { dt { "Set" } dd #credentials-set { (time_str(at)) } }
+            @if v.credential_kind.is_some() {
+                dt { "Rotated" } dd #credentials-rotated { @match &v.credentials_rotated_at { Some(at) => (time_str(at)), None => "not since they were set" } }
+            }
             @if let Some(at) = &v.credentials_expire_at { dt { "Access expires" } dd { (time_str(at)) } }
             dt { "Last sync" } dd { @match &v.last_sync_at { Some(at) => (time_str(at)), None => "never" } }
             dt { "Next sync" } dd { @match &v.next_sync_at { Some(at) => (time_str(at)), None => "not scheduled" } }

@@ -8,6 +8,7 @@
 
 mod audit;
 mod conflicts;
+mod live;
 mod mappings;
 mod phone;
 mod refusals;
@@ -30,10 +31,18 @@ pub const SIGN_OUT_BUTTON: &str = "form#sign-out button[type=submit]";
 /// A server on `backend` and a browser, or `None` (the test skips) when either cannot run
 /// here outside CI.
 pub async fn start(backend: Backend) -> anyhow::Result<Option<(TestApp, Browser)>> {
+    start_in_zone(backend, None).await
+}
+
+/// [`start`] with the browser in the time zone `zone`.
+pub async fn start_in_zone(
+    backend: Backend,
+    zone: Option<&str>,
+) -> anyhow::Result<Option<(TestApp, Browser)>> {
     let Some(app) = TestApp::spawn(backend).await? else {
         return Ok(None);
     };
-    match Browser::start().await {
+    match Browser::start_in_zone(zone).await {
         Ok(Some(browser)) => Ok(Some((app, browser))),
         Ok(None) => {
             app.finish().await?;
