@@ -10,6 +10,7 @@
 //! moves the browser on with a same-site navigation that does carry the cookie.
 
 use super::error::{PageError, PageResult};
+use super::integration::view_of;
 use super::layout::{badge, csrf_field, page, page_status, same_site_redirect, Section};
 use super::session::{NoFields, Person, Posted};
 use super::settings::{beside_a_field, error_for, field_error, sync_fields, SyncFields};
@@ -221,13 +222,7 @@ async fn authenticate(
     Path(id): Path<String>,
 ) -> PageResult<Response> {
     person.require_write()?;
-    let v = IntegrationView::from(
-        state
-            .engine
-            .integrations()
-            .get(&person.caller.workspace_id, &id)
-            .await?,
-    );
+    let v = view_of(&state, &person, &id).await?;
     let p = provider(&v.provider)?;
     let body = html! {
         p { a href={ "/integrations/" (v.id) } { "← " (v.name) } }
@@ -395,13 +390,7 @@ async fn test_page(
     Query(q): Query<Done>,
 ) -> PageResult<Response> {
     person.require_write()?;
-    let v = IntegrationView::from(
-        state
-            .engine
-            .integrations()
-            .get(&person.caller.workspace_id, &id)
-            .await?,
-    );
+    let v = view_of(&state, &person, &id).await?;
     let body =
         html! { (super::layout::notice(q.done.as_deref())) (test_markup(&person, &v, None)) };
     Ok(page(&person, Section::Connect, "Test", body))

@@ -18,6 +18,21 @@ use std::collections::BTreeMap;
 use syncledger_domain::merge::Side;
 use syncledger_engine::run_control::StartRequest;
 
+/// The integration `id` of the signed-in person's workspace, as the API shows it (404
+/// when it is not theirs).
+pub(super) async fn view_of(
+    state: &AppState,
+    person: &Person,
+    id: &str,
+) -> PageResult<IntegrationView> {
+    let found = state
+        .engine
+        .integrations()
+        .get(&person.caller.workspace_id, id)
+        .await?;
+    Ok(IntegrationView::from(found))
+}
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/integrations/{id}", get(show))
@@ -144,7 +159,7 @@ async fn show(
     Query(q): Query<Done>,
 ) -> PageResult<Response> {
     let ws = &person.caller.workspace_id;
-    let v = IntegrationView::from(state.engine.integrations().get(ws, &id).await?);
+    let v = view_of(&state, &person, &id).await?;
     let runs: Vec<RunView> = state
         .engine
         .sync_runs()
@@ -250,13 +265,7 @@ async fn confirm_disconnect(
     Path(id): Path<String>,
 ) -> PageResult<Response> {
     person.require_write()?;
-    let v = IntegrationView::from(
-        state
-            .engine
-            .integrations()
-            .get(&person.caller.workspace_id, &id)
-            .await?,
-    );
+    let v = view_of(&state, &person, &id).await?;
     let body = html! {
         h1 { "Disconnect " (v.name) "?" }
         p { "Its runs stop and its credentials are discarded. Its records, history and audit trail are kept." }

@@ -4,6 +4,7 @@
 //! turned into the API's `sync_config` body so the API's own checks decide.
 
 use super::error::{PageError, PageResult};
+use super::integration::view_of;
 use super::layout::{csrf_field, page, page_status, Section};
 use super::session::{Person, Posted};
 use crate::error::ApiError;
@@ -262,13 +263,7 @@ async fn edit(
     Path(id): Path<String>,
 ) -> PageResult<Response> {
     person.require_write()?;
-    let v = IntegrationView::from(
-        state
-            .engine
-            .integrations()
-            .get(&person.caller.workspace_id, &id)
-            .await?,
-    );
+    let v = view_of(&state, &person, &id).await?;
     let fields = SyncFields::of(&serde_json::to_value(&v.sync_config).unwrap_or_default());
     let body = edit_markup(&person, &v, &fields, None);
     Ok(page(&person, Section::Overview, "Sync settings", body))
@@ -283,8 +278,7 @@ async fn save(
 ) -> PageResult<Response> {
     let person = posted.person;
     person.require_write()?;
-    let ws = &person.caller.workspace_id;
-    let v = IntegrationView::from(state.engine.integrations().get(ws, &id).await?);
+    let v = view_of(&state, &person, &id).await?;
     let stored = serde_json::to_value(&v.sync_config).unwrap_or_default();
     let changed = match posted.form.config(stored).and_then(|body| {
         serde_json::from_value::<SyncConfigBody>(body)

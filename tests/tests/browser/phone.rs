@@ -1,6 +1,6 @@
 //! The dashboard on a 390 px phone screen and with the keyboard alone: signing in by
-//! link with Tab and Enter, and no page wider than the screen (tables scroll inside
-//! their own box, not the page).
+//! link with Tab and Enter, no page wider than the screen (tables scroll inside their own
+//! box, not the page), and a label for every field on every page.
 
 use crate::{admin_link, backend_dir, start};
 use fantoccini::key::Key;
@@ -89,6 +89,18 @@ async fn pages_fit_a_phone_and_signing_in_needs_only_the_keyboard(
     for path in &pages {
         browser.goto(&format!("{}{path}", app.base)).await?;
         browser.wait_for("main").await?;
+        // Every field a person can fill has a name a screen reader reads out.
+        let unlabelled = browser
+            .execute(
+                "return Array.from(document.querySelectorAll('input, select, textarea'))\
+                   .filter(e => e.type !== 'hidden')\
+                   .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')\
+                     && !e.getAttribute('aria-labelledby'))\
+                   .map(e => e.outerHTML);",
+                vec![],
+            )
+            .await?;
+        assert_eq!(unlabelled, json!([]), "inputs without a label at {path}");
         // The page's width, and the outermost elements reaching past the screen's edge.
         let widths = browser
             .execute(
