@@ -3,7 +3,7 @@
 //! `email` waits in the queue. Shared by the conflict pages' HTTP and browser tests.
 
 use crate::app::TestApp;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde_json::json;
 use syncledger_domain::merge::{Fields, MergePolicy};
@@ -18,14 +18,14 @@ pub const APP: &str = "app@example.com";
 /// The email the CRM changed it to meanwhile.
 pub const CRM: &str = "crm@example.com";
 
-/// A CRM version of `record` with this email, merged (manual review) as a sync would.
-async fn ingest(
+/// A CRM version of `record` with this email, changed in the CRM at `remote_updated_at`
+/// and merged under `policy` as a sync would (the merge happening now).
+pub async fn ingest_email(
     app: &TestApp,
-    record: &str,
-    integration: &str,
-    entity: Entity,
+    (record, integration, entity): (&str, &str, Entity),
     email: &str,
-    secs: i64,
+    remote_updated_at: DateTime<Utc>,
+    policy: &MergePolicy,
 ) -> anyhow::Result<()> {
     let fields: Fields = [("email".to_string(), Some(email.to_string()))].into();
     let command = RecordCommand::Ingest {
@@ -34,14 +34,12 @@ async fn ingest(
         entity,
         integration_id: integration.into(),
         remote_id: format!("crm-{record}"),
-        remote_updated_at: Utc::now() + chrono::Duration::seconds(secs),
+        remote_updated_at,
         remote: fields.clone(),
         fields,
-        policy: MergePolicy {
-            strategy: ConflictStrategy::ManualReview,
-            always: Default::default(),
-        },
+        policy: policy.clone(),
         run_id: "run-test".into(),
+        // When the merge happened (the conflict's detection time): now, in call order.
         at: Utc::now(),
     };
     let meta = Metadata::new(
@@ -53,6 +51,14 @@ async fn ingest(
     Ok(())
 }
 
+/// Manual review: both sides' changes to a field open a conflict.
+pub fn manual() -> MergePolicy {
+    MergePolicy {
+        strategy: ConflictStrategy::ManualReview,
+        always: Default::default(),
+    }
+}
+
 /// A record imported with OLD, edited in the app to APP, then changed in the CRM to CRM:
 /// its id and its open conflict's.
 pub async fn conflicted(
@@ -61,7 +67,9 @@ pub async fn conflicted(
     entity: Entity,
 ) -> anyhow::Result<(String, String)> {
     let record = uuid::Uuid::now_v7().to_string();
-    ingest(app, &record, integration, entity, OLD, 1).await?;
+    let now = Utc::now();
+    let key = (record.as_str(), integration, entity);
+    ingest_email(app, key, OLD, now + chrono::Duration::seconds(1), &manual()).await?;
     app.patch(
         &format!("/v1/records/{record}"),
         &app.admin,
@@ -69,7 +77,7 @@ pub async fn conflicted(
     )
     .await?
     .expect(StatusCode::OK);
-    ingest(app, &record, integration, entity, CRM, 2).await?;
+    ingest_email(app, key, CRM, now + chrono::Duration::seconds(2), &manual()).await?;
     app.caught_up().await;
     let resp = app
         .get(&format!("/v1/conflicts?record_id={record}"), &app.admin)
