@@ -36,6 +36,7 @@ use utoipa::OpenApi;
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
         .route("/openapi.json", get(openapi))
         .route("/providers", get(providers::list))
         .route("/tokens", post(tokens::create).get(tokens::list))
@@ -311,6 +312,7 @@ impl Application {
             settings.provider_apps(),
             dispatcher,
             chrono::Duration::minutes(i64::from(settings.dashboard_idle_minutes.max(1))),
+            std::time::Duration::from_secs(settings.ready_max_lag_secs),
         );
         state.streams.set_limits(
             settings.sse_streams_per_token,

@@ -98,6 +98,9 @@ pub struct Settings {
     /// A dashboard session ends after this many minutes without a page view (at most
     /// 12 hours in all, however active).
     pub dashboard_idle_minutes: u32,
+    /// `GET /v1/ready` answers 503 when a projection's oldest unapplied event has waited
+    /// longer than this many seconds.
+    pub ready_max_lag_secs: u64,
 }
 
 impl Default for Settings {
@@ -133,6 +136,7 @@ impl Default for Settings {
             allow_loopback_providers: false,
             allow_private_providers: false,
             dashboard_idle_minutes: 30,
+            ready_max_lag_secs: 60,
         }
     }
 }
@@ -175,7 +179,8 @@ impl Settings {
                 defaults.allow_loopback_providers,
             )?
             .set_default("allow_private_providers", defaults.allow_private_providers)?
-            .set_default("dashboard_idle_minutes", defaults.dashboard_idle_minutes)?;
+            .set_default("dashboard_idle_minutes", defaults.dashboard_idle_minutes)?
+            .set_default("ready_max_lag_secs", defaults.ready_max_lag_secs)?;
         for (provider, app) in defaults.oauth_apps() {
             builder = builder
                 .set_default(format!("{provider}_client_id"), app.client_id)?
@@ -253,6 +258,7 @@ impl Settings {
                 "dashboard_idle_minutes",
                 "SYNCLEDGER_DASHBOARD_IDLE_MINUTES",
             ),
+            ("ready_max_lag_secs", "SYNCLEDGER_READY_MAX_LAG_SECS"),
         ] {
             if let Ok(v) = std::env::var(var) {
                 builder = builder.set_override(key, v)?;

@@ -16,6 +16,7 @@ pub mod checkpoint;
 pub mod conflicts;
 mod fold;
 pub mod integration_status;
+pub mod lag;
 pub mod rebuild;
 pub mod records;
 pub mod replay;
