@@ -48,6 +48,12 @@ pub enum Command {
         #[command(subcommand)]
         command: DashboardCommand,
     },
+    /// The configuration: `config check` prints every setting as it is in force (from the
+    /// defaults, the file and the environment), secrets only as set or unset.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Manage encryption keys.
     Keys {
         #[command(subcommand)]
@@ -109,6 +115,13 @@ pub enum WorkspaceCommand {
         #[arg(long, default_value = "starter")]
         plan: Plan,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Print the effective configuration as JSON (an unknown key or variable has already
+    /// stopped the binary with its name).
+    Check,
 }
 
 #[derive(Subcommand, Debug)]
@@ -225,6 +238,13 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<ExitCod
             tracing::info!(addr = %app.addr(), store = %settings.store_config().redacted_url(), "syncledger listening");
             println!("listening on http://{}", app.addr());
             app.run(shutdown).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
+            let shown = serde_json::Value::Object(settings.effective());
+            println!("{}", serde_json::to_string_pretty(&shown)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Workspace {

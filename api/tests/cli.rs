@@ -6,6 +6,8 @@
 mod audit;
 #[path = "cli/cel_memory.rs"]
 mod cel_memory;
+#[path = "cli/config.rs"]
+mod config;
 #[path = "cli/creation.rs"]
 mod creation;
 #[path = "cli/dashboard.rs"]
