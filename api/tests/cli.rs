@@ -18,6 +18,8 @@ mod diverged;
 mod files;
 #[path = "cli/keys.rs"]
 mod keys;
+#[path = "cli/logs.rs"]
+mod logs;
 #[path = "cli/migrations.rs"]
 mod migrations;
 #[path = "cli/replay.rs"]
