@@ -221,10 +221,28 @@ pub async fn main() -> ExitCode {
     match run(cli.command, settings).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", each_cause_once(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, each cause once: many of our errors already
+/// include their source in their own message ("key vault: key file: …"), and printing
+/// the chain as well (`{:#}`) would repeat it.
+pub fn each_cause_once(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 async fn run(command: Command, mut settings: Settings) -> anyhow::Result<ExitCode> {
@@ -615,4 +633,36 @@ fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> 
         .open(path)?;
     f.write_all(contents.as_bytes())?;
     f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::each_cause_once;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("key file: {0}")]
+    struct KeyFile(#[from] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("key vault: {0}")]
+    struct Vault(#[from] KeyFile);
+
+    /// A message that already holds its cause is not followed by it again; a context
+    /// that does not is followed by its cause.
+    #[test]
+    fn each_cause_is_printed_once() {
+        let io = std::io::Error::other("Is a directory (os error 21)");
+        let nested = anyhow::Error::from(Vault(KeyFile(io)));
+        assert_eq!(
+            each_cause_once(&nested),
+            "key vault: key file: Is a directory (os error 21)"
+        );
+        assert_ne!(format!("{nested:#}"), each_cause_once(&nested));
+        let context = anyhow::Error::from(std::io::Error::other("connection refused"))
+            .context("open the store");
+        assert_eq!(
+            each_cause_once(&context),
+            "open the store: connection refused"
+        );
+    }
 }
