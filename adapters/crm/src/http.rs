@@ -202,6 +202,9 @@ pub struct Reply<T> {
     pub body: Option<T>,
 }
 
+/// A pacing wait this long or longer is logged at INFO (shorter ones are routine).
+const NOTICEABLE_WAIT: Duration = Duration::from_secs(1);
+
 /// The largest response body read from a provider. A larger one is refused (as a
 /// transport failure) instead of exhausting memory.
 pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
@@ -337,7 +340,14 @@ impl Executor {
                     if matches!(error, CrmError::RateLimited { .. }) {
                         self.rate_limited.fetch_add(1, Ordering::Relaxed);
                     }
-                    tracing::debug!(attempt, ?delay, %error, "retrying provider call");
+                    // INFO: a run that stalls on a provider says why (with the run's
+                    // span: its id and integration). The error names no URL or secret.
+                    tracing::info!(
+                        attempt = attempt + 1,
+                        delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                        %error,
+                        "provider call failed; retrying"
+                    );
                     tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
@@ -348,6 +358,7 @@ impl Executor {
     /// Waits until the request may go; the returned slots are held until its
     /// response has arrived.
     async fn pace(&self, lane: Lane) -> [Option<Slot<'_>>; 2] {
+        let started = std::time::Instant::now();
         let rolling = matches!(self.general.as_deref(), Some(Pacer::Rolling(_)));
         if !rolling {
             // A rolling window follows the headers itself (`observe`).
@@ -355,6 +366,20 @@ impl Executor {
                 tokio::time::sleep(wait).await;
             }
         }
+        let slots = self.take_slots(lane).await;
+        let waited = started.elapsed();
+        // Pacing spaces every request a little; a wait a person would notice is said.
+        if waited >= NOTICEABLE_WAIT {
+            tracing::info!(
+                waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
+                "waited for the provider's rate limit"
+            );
+        }
+        slots
+    }
+
+    /// The pacers' slots for a request in `lane`, waiting for them.
+    async fn take_slots(&self, lane: Lane) -> [Option<Slot<'_>>; 2] {
         let search = match (&self.search, lane) {
             (Some(pacer), Lane::Search) => pacer.admit().await,
             _ => None,

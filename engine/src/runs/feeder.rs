@@ -6,6 +6,7 @@ use syncledger_crm::{Page, RemoteRecord, Usage};
 use syncledger_domain::sync_run::Phase;
 use syncledger_domain::Entity;
 use syncledger_store::Metadata;
+use tracing::Instrument;
 
 use super::decider::{Decided, Decider};
 use super::execution::to_json;
@@ -77,10 +78,15 @@ impl Feeder {
             .take()
             .ok_or(EngineError::Store("the provider session is in use".into()))?;
         let (meta, cursor, entity) = (self.meta.clone(), cursor.clone(), self.entity);
-        self.inflight = Some(tokio::spawn(async move {
-            let page = fetch(&mut session, &meta, entity, Phase::Pull, &cursor).await;
-            (session, page)
-        }));
+        // In the run's span, so the provider calls' log lines name the run.
+        let span = tracing::Span::current();
+        self.inflight = Some(tokio::spawn(
+            async move {
+                let page = fetch(&mut session, &meta, entity, Phase::Pull, &cursor).await;
+                (session, page)
+            }
+            .instrument(span),
+        ));
         Ok(())
     }
 
