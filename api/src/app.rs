@@ -259,6 +259,9 @@ pub enum StartError {
     Vault(#[from] syncledger_vault::VaultError),
     #[error("NATS: {0}")]
     Nats(#[from] syncledger_bus::BusError),
+    /// A command that needs an existing store found none where it looked.
+    #[error("{0}")]
+    Missing(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -282,6 +285,33 @@ pub async fn open(settings: &Settings) -> Result<(Store, Vault), StartError> {
     let master = MasterKey::load_or_create(env_key.as_deref(), &settings.data_dir)?;
     let vault = Vault::new(store.any.clone(), master);
     Ok((store, vault))
+}
+
+/// [`open`] for every command but `serve` and `workspace create`: what it works on must
+/// exist already. Run from another directory (or with another `data_dir`), a command
+/// would otherwise make an empty database and a new master key and work on those, as if
+/// the real ones were gone.
+pub async fn open_existing(settings: &Settings) -> Result<(Store, Vault), StartError> {
+    let place = "run it where `serve` runs (the same data_dir), or set SYNCLEDGER_DATA_DIR \
+                 or database_url; only `serve` and `workspace create` make a new store";
+    if let syncledger_store::Backend::Sqlite(path) = settings.store_config().backend() {
+        if !path.exists() {
+            return Err(StartError::Missing(format!(
+                "no database at {}: {place}",
+                path.display()
+            )));
+        }
+    }
+    if settings.master_key.is_none() {
+        let key = settings.data_dir.join(syncledger_vault::KEY_FILE_NAME);
+        if !key.exists() {
+            return Err(StartError::Missing(format!(
+                "no master key file at {} (and no master_key setting): {place}",
+                key.display()
+            )));
+        }
+    }
+    open(settings).await
 }
 
 /// NATS as configured (`None` without a URL), its events stream ready.

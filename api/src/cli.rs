@@ -291,7 +291,7 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<ExitCod
         Command::Dashboard {
             command: DashboardCommand::Link { workspace, role },
         } => {
-            let (store, _vault) = app::open(&settings).await?;
+            let (store, _vault) = app::open_existing(&settings).await?;
             let link = sign_in_url(&settings, &store, &workspace, role).await;
             store.close().await;
             println!("{}", link?);
@@ -325,13 +325,19 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<ExitCod
         Command::Audit {
             command: AuditCommand::Verify { workspace },
         } => {
-            let (store, _) = app::open(&settings).await?;
+            let (store, _) = app::open_existing(&settings).await?;
             syncledger_projections::Runner::new(store.clone(), syncledger_projections::all())
                 .catch_up()
                 .await?;
             let report =
                 syncledger_projections::audit::verify(&store, workspace.as_deref()).await?;
             store.close().await;
+            if let (Some(w), 0) = (&workspace, report.workspaces) {
+                // A workspace exists from its first event on: none means no such workspace
+                // (a typo must not read as a verified chain).
+                eprintln!("error: no workspace {w} in this store");
+                return Ok(ExitCode::from(2));
+            }
             match report.broken {
                 None => {
                     println!(
@@ -437,7 +443,7 @@ fn progress_bar(total: i64, name: &str) -> ProgressBar {
 
 async fn replay(settings: &Settings, only: &[String]) -> anyhow::Result<ExitCode> {
     let projections = crate::replay::select(only)?;
-    let (store, _) = app::open(settings).await?;
+    let (store, _) = app::open_existing(settings).await?;
     let total = store.feed().count().await?;
     for p in projections {
         let bar = progress_bar(total, p.name());
@@ -476,7 +482,7 @@ async fn audit_export(settings: &Settings, args: ExportArgs) -> anyhow::Result<E
         actor: args.actor,
         action: args.action,
     };
-    let (store, _) = app::open(settings).await?;
+    let (store, _) = app::open_existing(settings).await?;
     syncledger_projections::Runner::new(store.clone(), syncledger_projections::all())
         .catch_up()
         .await?;
@@ -568,7 +574,7 @@ async fn create_token(
     role: Role,
     label: &str,
 ) -> anyhow::Result<ExitCode> {
-    let (store, _vault) = app::open(settings).await?;
+    let (store, _vault) = app::open_existing(settings).await?;
     let meta =
         syncledger_store::Metadata::new("system", workspace_id, uuid::Uuid::now_v7().to_string())
             .caused_by("cli:tokens-create");
@@ -597,7 +603,7 @@ async fn create_token(
 }
 
 async fn rotate_master(settings: &Settings) -> anyhow::Result<ExitCode> {
-    let (store, vault) = app::open(settings).await?;
+    let (store, vault) = app::open_existing(settings).await?;
     let new = MasterKey::generate();
     let from_env = settings.master_key.is_some();
     let key_file = settings.data_dir.join("master.key");

@@ -84,3 +84,49 @@ async fn config_check_prints_what_is_in_force_without_secrets() {
         );
     }
 }
+
+/// Run from another directory, a command that works on an existing store says there is
+/// none and exits non-zero; it never makes an empty database or a new master key there.
+#[tokio::test]
+async fn commands_do_not_make_a_store_where_there_is_none() {
+    let env = TestEnv::sqlite();
+    let empty = env.data_dir().join("elsewhere");
+    let dir = empty.display().to_string();
+    for args in [
+        vec!["tokens", "create", "--workspace", "w", "--role", "admin"],
+        vec!["dashboard", "link", "--workspace", "w"],
+        vec!["audit", "verify"],
+        vec!["keys", "rotate-master"],
+        vec!["replay"],
+    ] {
+        let out = env
+            .command(&args)
+            .env("SYNCLEDGER_DATA_DIR", &dir)
+            .output()
+            .await
+            .expect("run syncledger");
+        assert!(!out.status.success(), "{args:?}: {}", describe(&out));
+        assert!(
+            stderr(&out).contains("no database at"),
+            "{args:?}: {}",
+            describe(&out)
+        );
+        let made: Vec<_> = std::fs::read_dir(&empty)
+            .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(made.is_empty(), "{args:?} made {made:?} in {dir}");
+    }
+    // Where a store is, the same commands work; `workspace create` makes one.
+    let ws = env.create_workspace("Acme").await;
+    let out = env.run(&["audit", "verify", "--workspace", &ws.id]).await;
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = env
+        .run(&["audit", "verify", "--workspace", "no-such-ws"])
+        .await;
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("no workspace no-such-ws"),
+        "{}",
+        describe(&out)
+    );
+}
