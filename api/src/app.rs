@@ -284,6 +284,7 @@ pub async fn open(settings: &Settings) -> Result<(Store, Vault), StartError> {
     }
     let master = MasterKey::load_or_create(env_key.as_deref(), &settings.data_dir)?;
     let vault = Vault::new(store.any.clone(), master);
+    vault.check_master().await?;
     Ok((store, vault))
 }
 

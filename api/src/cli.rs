@@ -624,6 +624,12 @@ async fn rotate_master(settings: &Settings) -> anyhow::Result<ExitCode> {
             key_file.display()
         );
     }
+    // A server or worker already running holds the old key in memory: it reads sealed
+    // credentials no more until it restarts with the new one.
+    eprintln!(
+        "restart every `syncledger serve` and `syncledger worker` process using this store \
+         now: they hold the old master key until they start again"
+    );
     store.close().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -18,6 +18,14 @@ pub enum VaultError {
          restart this process with the new master key"
     )]
     WrongMasterKey { expected: String, found: String },
+    /// At start: the store's data keys are wrapped by master key `found`, not by the
+    /// configured `expected`.
+    #[error(
+        "this store's data keys are wrapped by master key {found}, but the configured master \
+         key is {expected}: it belongs to another store, or the key was rotated elsewhere \
+         (`keys rotate-master`); start with the master key this store uses"
+    )]
+    ForeignMasterKey { expected: String, found: String },
     #[error("ciphertext failed authentication: it was altered, truncated, or belongs to another workspace")]
     Tampered,
     #[error("malformed sealed value: {0}")]

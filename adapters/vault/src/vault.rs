@@ -149,6 +149,23 @@ impl Vault {
         self.master.read().await.id().to_owned()
     }
 
+    /// Checks, at start, that this vault's master key is the one the store's data keys
+    /// are wrapped with: a key file or `master_key` of another store (or one replaced by
+    /// `keys rotate-master` elsewhere) is refused here, with both key ids, instead of as
+    /// a failure on the first credential read.
+    pub async fn check_master(&self) -> Result<(), VaultError> {
+        let expected = self.master_key_id().await;
+        let found: Option<(String,)> =
+            sqlx::query_as("SELECT master_key_id FROM data_keys WHERE master_key_id <> $1 LIMIT 1")
+                .bind(&expected)
+                .fetch_optional(&self.pool)
+                .await?;
+        match found {
+            Some((found,)) => Err(VaultError::ForeignMasterKey { expected, found }),
+            None => Ok(()),
+        }
+    }
+
     /// Encrypts `plaintext` for the workspace with its data key, which is
     /// created, wrapped with the master key and stored on first use.
     /// The workspace id is the associated data, so a sealed value moved to

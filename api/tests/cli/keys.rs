@@ -5,7 +5,7 @@ use serde_json::Value;
 use sqlx::Row;
 use std::os::unix::fs::PermissionsExt;
 use syncledger_store::Store;
-use syncledger_testkit::binary::{random_hex, TestEnv, Workspace};
+use syncledger_testkit::binary::{describe, random_hex, stderr, TestEnv, Workspace};
 use syncledger_vault::{ExposeSecret, MasterKey, Sealed, Vault, VaultError};
 
 /// The credentials events of an integration, as sealed values, oldest first.
@@ -130,4 +130,53 @@ async fn rotate_master_with_an_environment_key_prints_the_new_key() {
     let (_, second) = with_api_key(&env, &ws, Some(&id)).await;
     let stale = MasterKey::from_base64(&old).expect("old key");
     assert_rotated(&env, &ws, &id, &[first, second], current, stale).await;
+}
+
+/// A master key that did not wrap this store's data keys (another store's, or the old one
+/// after a rotation) is refused when a command or the server starts, naming both key ids,
+/// never later as a failed credential read; a rotation says what to restart.
+#[tokio::test]
+async fn a_master_key_of_another_store_is_refused_at_start() {
+    let mut env = TestEnv::sqlite();
+    let right = MasterKey::generate().to_base64();
+    env.set_master_key(&right);
+    let ws = env.create_workspace("Acme").await;
+    with_api_key(&env, &ws, None).await;
+    let right_id = MasterKey::from_base64(&right)
+        .expect("key")
+        .id()
+        .to_string();
+
+    let wrong = MasterKey::generate();
+    env.set_master_key(&wrong.to_base64());
+    for args in [
+        vec![
+            "tokens",
+            "create",
+            "--workspace",
+            ws.id.as_str(),
+            "--role",
+            "viewer",
+        ],
+        vec!["serve"],
+    ] {
+        let out = env.run(&args).await;
+        assert!(!out.status.success(), "{args:?}: {}", describe(&out));
+        let said = stderr(&out);
+        assert!(
+            said.contains("data keys are wrapped by master key")
+                && said.contains(&right_id)
+                && said.contains(wrong.id()),
+            "{args:?}: {said}"
+        );
+    }
+
+    env.set_master_key(&right);
+    let out = env.run(&["keys", "rotate-master"]).await;
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("restart every `syncledger serve` and `syncledger worker`"),
+        "{}",
+        describe(&out)
+    );
 }
