@@ -21,6 +21,10 @@ pub struct Cli {
     /// Log as text or JSON.
     #[arg(long, global = true, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Print each command's result as JSON (one object per line) instead of text; the
+    /// commands that print JSON anyway are unchanged.
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -218,7 +222,7 @@ pub async fn main() -> ExitCode {
         settings.log_format = f;
     }
     crate::telemetry::init(settings.log_format);
-    match run(cli.command, settings).await {
+    match run(cli.command, settings, Print { json: cli.json }).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", each_cause_once(&e));
@@ -245,7 +249,24 @@ pub fn each_cause_once(error: &anyhow::Error) -> String {
     line
 }
 
-async fn run(command: Command, mut settings: Settings) -> anyhow::Result<ExitCode> {
+/// How a command prints its result: text for a person, or `--json` for a program.
+#[derive(Clone, Copy, Debug)]
+pub struct Print {
+    pub json: bool,
+}
+
+impl Print {
+    /// Prints `value` as one JSON line with `--json`, else `text`.
+    fn result(self, value: serde_json::Value, text: impl FnOnce() -> String) {
+        if self.json {
+            println!("{value}");
+        } else {
+            println!("{}", text());
+        }
+    }
+}
+
+async fn run(command: Command, mut settings: Settings, print: Print) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve { addr } => {
             if let Some(a) = addr {
@@ -294,7 +315,8 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<ExitCod
             let (store, _vault) = app::open_existing(&settings).await?;
             let link = sign_in_url(&settings, &store, &workspace, role).await;
             store.close().await;
-            println!("{}", link?);
+            let link = link?;
+            print.result(serde_json::json!({"sign_in_url": link}), || link.clone());
             Ok(ExitCode::SUCCESS)
         }
         Command::Tokens {
@@ -307,7 +329,7 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<ExitCod
         } => create_token(&settings, &workspace, role, &name).await,
         Command::Keys {
             command: KeysCommand::RotateMaster,
-        } => rotate_master(&settings).await,
+        } => rotate_master(&settings, print).await,
         Command::Replay {
             projection,
             until,
@@ -317,8 +339,8 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<ExitCod
                 "--until needs --into DIR: the live tables always hold the current state \
                  (rewriting them to a past state is not allowed); replay into a separate place"
             ),
-            (until, Some(dir)) => replay_into(&settings, &projection, until, &dir).await,
-            (None, None) => replay(&settings, &projection).await,
+            (until, Some(dir)) => replay_into(&settings, &projection, until, &dir, print).await,
+            (None, None) => replay(&settings, &projection, print).await,
         },
         Command::Rollback(args) => crate::rollback_cmd::run(&settings, args).await,
         Command::Diverged(args) => crate::rollback_cmd::diverged(&settings, args).await,
@@ -340,9 +362,15 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<ExitCod
             }
             match report.broken {
                 None => {
-                    println!(
-                        "audit chain ok: {} event(s) in {} workspace(s)",
-                        report.checked, report.workspaces
+                    print.result(
+                        serde_json::json!({"ok": true, "checked": report.checked,
+                            "workspaces": report.workspaces, "unverified": report.unverified}),
+                        || {
+                            format!(
+                                "audit chain ok: {} event(s) in {} workspace(s)",
+                                report.checked, report.workspaces
+                            )
+                        },
                     );
                     if let Some(n) = report.unverified.filter(|n| *n > 0) {
                         eprintln!(
@@ -352,9 +380,15 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<ExitCod
                     Ok(ExitCode::SUCCESS)
                 }
                 Some(b) => {
-                    println!(
-                        "audit chain BROKEN at position {} (workspace {}): {}",
-                        b.position, b.workspace_id, b.reason
+                    print.result(
+                        serde_json::json!({"ok": false, "broken_at": b.position,
+                            "workspace_id": b.workspace_id, "reason": b.reason}),
+                        || {
+                            format!(
+                                "audit chain BROKEN at position {} (workspace {}): {}",
+                                b.position, b.workspace_id, b.reason
+                            )
+                        },
                     );
                     Ok(ExitCode::FAILURE)
                 }
@@ -441,7 +475,7 @@ fn progress_bar(total: i64, name: &str) -> ProgressBar {
     bar
 }
 
-async fn replay(settings: &Settings, only: &[String]) -> anyhow::Result<ExitCode> {
+async fn replay(settings: &Settings, only: &[String], print: Print) -> anyhow::Result<ExitCode> {
     let projections = crate::replay::select(only)?;
     let (store, _) = app::open_existing(settings).await?;
     let total = store.feed().count().await?;
@@ -456,11 +490,17 @@ async fn replay(settings: &Settings, only: &[String]) -> anyhow::Result<ExitCode
         )
         .await?;
         bar.finish();
-        println!(
-            "{}: rebuilt from {} event(s) in {:.2}s and swapped in",
-            p.name(),
-            applied,
-            started.elapsed().as_secs_f64()
+        let seconds = started.elapsed().as_secs_f64();
+        print.result(
+            serde_json::json!({"projection": p.name(), "events": applied,
+                "seconds": seconds, "swapped_in": true}),
+            || {
+                format!(
+                    "{}: rebuilt from {} event(s) in {seconds:.2}s and swapped in",
+                    p.name(),
+                    applied
+                )
+            },
         );
     }
     store.close().await;
@@ -513,10 +553,11 @@ async fn replay_into(
     only: &[String],
     until: Option<chrono::DateTime<chrono::Utc>>,
     dir: &std::path::Path,
+    print: Print,
 ) -> anyhow::Result<ExitCode> {
     let projections = crate::replay::select(only)?;
     let until = until.unwrap_or_else(chrono::Utc::now);
-    let store = syncledger_store::Store::open(&settings.store_config()).await?;
+    let (store, _) = app::open_existing(settings).await?;
     let total = store.feed().count().await?;
     for p in projections {
         let bar = progress_bar(total, p.name());
@@ -531,13 +572,20 @@ async fn replay_into(
         .await;
         bar.finish_and_clear();
         let written = result?;
-        println!(
-            "{}: {} event(s) up to {} written to {} (manifest {})",
-            p.name(),
-            written.replayed.events,
-            until.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            written.database.display(),
-            written.manifest.display()
+        let until = until.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        print.result(
+            serde_json::json!({"projection": p.name(), "events": written.replayed.events,
+                "until": until, "database": written.database.display().to_string(),
+                "manifest": written.manifest.display().to_string()}),
+            || {
+                format!(
+                    "{}: {} event(s) up to {until} written to {} (manifest {})",
+                    p.name(),
+                    written.replayed.events,
+                    written.database.display(),
+                    written.manifest.display()
+                )
+            },
         );
     }
     store.close().await;
@@ -602,7 +650,7 @@ async fn create_token(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn rotate_master(settings: &Settings) -> anyhow::Result<ExitCode> {
+async fn rotate_master(settings: &Settings, print: Print) -> anyhow::Result<ExitCode> {
     let (store, vault) = app::open_existing(settings).await?;
     let new = MasterKey::generate();
     let from_env = settings.master_key.is_some();
@@ -615,13 +663,27 @@ async fn rotate_master(settings: &Settings) -> anyhow::Result<ExitCode> {
     let new_id = new.id().to_string();
     let count = vault.rotate_master(new).await?;
     if from_env {
-        println!("re-wrapped {count} data key(s) with master key {new_id}");
-        println!("set SYNCLEDGER_MASTER_KEY to the new key before the next start:\n{printable}");
+        print.result(
+            serde_json::json!({"rewrapped": count, "master_key_id": new_id,
+                "master_key": printable}),
+            || {
+                format!(
+                    "re-wrapped {count} data key(s) with master key {new_id}\n\
+                     set SYNCLEDGER_MASTER_KEY to the new key before the next start:\n{printable}"
+                )
+            },
+        );
     } else {
         std::fs::rename(&staged, &key_file)?;
-        println!(
-            "re-wrapped {count} data key(s) with master key {new_id}; {} updated",
-            key_file.display()
+        print.result(
+            serde_json::json!({"rewrapped": count, "master_key_id": new_id,
+                "key_file": key_file.display().to_string()}),
+            || {
+                format!(
+                    "re-wrapped {count} data key(s) with master key {new_id}; {} updated",
+                    key_file.display()
+                )
+            },
         );
     }
     // A server or worker already running holds the old key in memory: it reads sealed

@@ -130,3 +130,52 @@ async fn commands_do_not_make_a_store_where_there_is_none() {
         describe(&out)
     );
 }
+
+/// Every command that prints a result prints it as JSON with `--json`: one object per
+/// line, with the same facts as the text.
+#[tokio::test]
+async fn results_print_as_json_with_the_flag() {
+    let env = TestEnv::sqlite();
+    let ws = env.create_workspace("Acme").await;
+    let out_dir = env.data_dir().join("replayed");
+    let out_dir = out_dir.display().to_string();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["dashboard", "link", "--workspace", ws.id.as_str()],
+            "sign_in_url",
+        ),
+        (
+            vec!["audit", "verify", "--workspace", ws.id.as_str()],
+            "checked",
+        ),
+        (vec!["replay", "--projection", "records"], "events"),
+        (
+            vec![
+                "replay",
+                "--projection",
+                "records",
+                "--into",
+                out_dir.as_str(),
+            ],
+            "manifest",
+        ),
+        (vec!["keys", "rotate-master"], "rewrapped"),
+        (vec!["config", "check"], "workers"),
+    ];
+    for (args, key) in cases {
+        let mut with_flag = vec!["--json"];
+        with_flag.extend(args.iter().copied());
+        let out = env.run(&with_flag).await;
+        assert!(out.status.success(), "{args:?}: {}", describe(&out));
+        let text = stdout(&out);
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert!(!lines.is_empty(), "{args:?} printed nothing");
+        let first: Value = serde_json::from_str(lines[0])
+            .or_else(|_| serde_json::from_str(&text))
+            .unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {text}"));
+        assert!(first.get(key).is_some(), "{args:?}: {key} in {first}");
+    }
+    let out = env.run(&["--json", "audit", "verify"]).await;
+    let report: Value = serde_json::from_str(stdout(&out).trim()).expect("JSON");
+    assert_eq!(report["ok"], true, "{report}");
+}
