@@ -295,13 +295,20 @@ pub async fn open(settings: &Settings) -> Result<(Store, Vault), StartError> {
 pub async fn open_existing(settings: &Settings) -> Result<(Store, Vault), StartError> {
     let place = "run it where `serve` runs (the same data_dir), or set SYNCLEDGER_DATA_DIR \
                  or database_url; only `serve` and `workspace create` make a new store";
-    if let syncledger_store::Backend::Sqlite(path) = settings.store_config().backend() {
-        if !path.exists() {
+    match settings.store_config().backend() {
+        syncledger_store::Backend::Sqlite(path) if !path.exists() => {
             return Err(StartError::Missing(format!(
                 "no database at {}: {place}",
                 path.display()
             )));
         }
+        syncledger_store::Backend::Postgres(url) if !has_event_log(&url).await? => {
+            return Err(StartError::Missing(format!(
+                "no syncledger event log in the PostgreSQL database at {}: {place}",
+                syncledger_store::config::redact_url(&url)
+            )));
+        }
+        _ => {}
     }
     if settings.master_key.is_none() {
         let key = settings.data_dir.join(syncledger_vault::KEY_FILE_NAME);
@@ -313,6 +320,21 @@ pub async fn open_existing(settings: &Settings) -> Result<(Store, Vault), StartE
         }
     }
     open(settings).await
+}
+
+/// Whether the PostgreSQL database at `url` holds an event log already (before anything
+/// is migrated into it).
+async fn has_event_log(url: &str) -> Result<bool, StartError> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .map_err(syncledger_store::StoreError::Connect)?;
+    let found: Option<String> = sqlx::query_scalar("SELECT to_regclass('events')::text")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(syncledger_store::StoreError::Connect)?;
+    let _ = conn.close().await;
+    Ok(found.is_some())
 }
 
 /// NATS as configured (`None` without a URL), its events stream ready.

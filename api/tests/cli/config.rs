@@ -179,3 +179,41 @@ async fn results_print_as_json_with_the_flag() {
     let report: Value = serde_json::from_str(stdout(&out).trim()).expect("JSON");
     assert_eq!(report["ok"], true, "{report}");
 }
+
+/// On PostgreSQL too: an empty database is not given a schema by a command that expects
+/// a store; it says there is no event log and leaves the database as it was.
+#[tokio::test]
+async fn an_empty_postgres_database_is_not_migrated_by_a_command() {
+    let Some(db) = syncledger_testkit::db::PgTestDb::create().await else {
+        return;
+    };
+    let env = TestEnv::sqlite();
+    let out = env
+        .command(&["tokens", "create", "--workspace", "w", "--role", "admin"])
+        .env("SYNCLEDGER_DATABASE_URL", &db.url)
+        .env(
+            "SYNCLEDGER_MASTER_KEY",
+            "bWFzdGVyLWtleS1vZi10aGlydHktdHdvLWJ5dGVzISE=",
+        )
+        .output()
+        .await
+        .expect("run syncledger");
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("no syncledger event log"),
+        "{}",
+        describe(&out)
+    );
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .expect("connect");
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("count tables");
+    assert_eq!(tables, 0, "the database was left empty");
+    drop(conn);
+    db.cleanup().await;
+}
