@@ -6,6 +6,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use syncledger_domain::audit::FieldChange;
 
+use crate::statement::{Arg, Statement};
 use crate::ProjectionError;
 
 /// Which rows of one workspace's trail. Times are fixed-width RFC 3339 UTC text, the
@@ -80,6 +81,29 @@ impl AuditRow {
     }
 }
 
+/// What [`Query::page`] runs: in chain order, served by the primary key
+/// `(workspace_id, chain_seq)`; the other filters are checked on the way.
+pub fn page_statement(f: &Filter, after: i64, until: i64, limit: i64) -> Statement {
+    let mut s = Statement::new(
+        "SELECT * FROM audit_log
+          WHERE workspace_id = $1 AND chain_seq > $2 AND chain_seq <= $3
+            AND ($4 IS NULL OR integration_id = $4)
+            AND ($5 IS NULL OR actor = $5)
+            AND ($6 IS NULL OR action = $6)
+            AND ($7 IS NULL OR recorded_at >= $7)
+            AND ($8 IS NULL OR recorded_at < $8)
+          ORDER BY chain_seq LIMIT $9",
+    );
+    s.arg(f.workspace_id.as_str());
+    s.arg(after);
+    s.arg(until);
+    for value in [&f.integration, &f.actor, &f.action, &f.from, &f.to] {
+        s.arg(Arg::MaybeText(value.clone()));
+    }
+    s.arg(limit);
+    s
+}
+
 pub struct Query<'a>(pub &'a sqlx::AnyPool);
 
 impl Query<'_> {
@@ -92,27 +116,8 @@ impl Query<'_> {
         until: i64,
         limit: i64,
     ) -> Result<Vec<AuditRow>, ProjectionError> {
-        let rows = sqlx::query(
-            "SELECT * FROM audit_log
-              WHERE workspace_id = $1 AND chain_seq > $2 AND chain_seq <= $3
-                AND ($4 IS NULL OR integration_id = $4)
-                AND ($5 IS NULL OR actor = $5)
-                AND ($6 IS NULL OR action = $6)
-                AND ($7 IS NULL OR recorded_at >= $7)
-                AND ($8 IS NULL OR recorded_at < $8)
-              ORDER BY chain_seq LIMIT $9",
-        )
-        .bind(&f.workspace_id)
-        .bind(after)
-        .bind(until)
-        .bind(f.integration.clone())
-        .bind(f.actor.clone())
-        .bind(f.action.clone())
-        .bind(f.from.clone())
-        .bind(f.to.clone())
-        .bind(limit)
-        .fetch_all(self.0)
-        .await?;
+        let statement = page_statement(f, after, until, limit);
+        let rows = statement.query().fetch_all(self.0).await?;
         rows.iter().map(AuditRow::read).collect()
     }
 

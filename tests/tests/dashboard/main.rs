@@ -7,4 +7,5 @@ mod connect;
 mod mappings;
 mod pages;
 mod people;
+mod records;
 mod sessions;
