@@ -32,6 +32,11 @@ CREATE INDEX IF NOT EXISTS conflicts_queue ON conflicts (workspace_id, status, d
 -- An integration's open conflicts, counted for its card.
 CREATE INDEX IF NOT EXISTS conflicts_integration ON conflicts (workspace_id, integration_id, status);
 
+-- The audit trail filtered by actor or action, in chain order (by integration:
+-- audit_log_integration, 0003): rare or late matches are a seek, not a walk of the trail.
+CREATE INDEX IF NOT EXISTS audit_log_actor ON audit_log (workspace_id, actor, chain_seq);
+CREATE INDEX IF NOT EXISTS audit_log_action ON audit_log (workspace_id, action, chain_seq);
+
 -- API tokens by id.
 DROP INDEX IF EXISTS api_tokens_workspace;
 CREATE INDEX IF NOT EXISTS api_tokens_workspace ON api_tokens (workspace_id, id);
@@ -42,5 +47,7 @@ DROP TABLE IF EXISTS records_rebuild;
 DROP TABLE IF EXISTS record_links_rebuild;
 DROP TABLE IF EXISTS sync_runs_rebuild;
 DROP TABLE IF EXISTS conflicts_rebuild;
+DROP TABLE IF EXISTS audit_log_rebuild;
 DELETE FROM projection_checkpoints
- WHERE projection IN ('records#rebuild', 'sync_runs#rebuild', 'conflicts#rebuild');
+ WHERE projection IN ('records#rebuild', 'sync_runs#rebuild', 'conflicts#rebuild',
+                      'audit_log#rebuild');

@@ -27,6 +27,11 @@ CREATE INDEX IF NOT EXISTS conflicts_queue ON conflicts (workspace_id, status, d
 -- An integration's open conflicts, counted for its card.
 CREATE INDEX IF NOT EXISTS conflicts_integration ON conflicts (workspace_id, integration_id, status);
 
+-- The audit trail filtered by actor or action, in chain order (by integration:
+-- audit_log_integration, 0003): rare or late matches are a seek, not a walk of the trail.
+CREATE INDEX IF NOT EXISTS audit_log_actor ON audit_log (workspace_id, actor, chain_seq);
+CREATE INDEX IF NOT EXISTS audit_log_action ON audit_log (workspace_id, action, chain_seq);
+
 -- API tokens by id.
 DROP INDEX IF EXISTS api_tokens_workspace;
 CREATE INDEX IF NOT EXISTS api_tokens_workspace ON api_tokens (workspace_id, id);

@@ -28,6 +28,13 @@ pub fn lists(workspace_id: &str, integration_id: &str) -> Vec<(&'static str, Sta
         |filter: records::Filter, after| records::list_statement(ws, &filter, after, PAGE);
     let conflicts =
         |filter: conflicts::Filter| conflicts::list_statement(ws, &filter, ("", ""), PAGE);
+    let audit = |filter: audit::query::Filter| {
+        let filter = audit::query::Filter {
+            workspace_id: ws.to_owned(),
+            ..filter
+        };
+        audit::query::page_statement(&filter, 1000, i64::MAX, PAGE)
+    };
     vec![
         ("records", records(Default::default(), ("", ""))),
         ("records, later page", records(Default::default(), LATER)),
@@ -96,17 +103,27 @@ pub fn lists(workspace_id: &str, integration_id: &str) -> Vec<(&'static str, Sta
             "integrations",
             integration_status::list_statement(ws, "", PAGE),
         ),
+        ("audit trail", audit(Default::default())),
         (
-            "audit trail",
-            audit::query::page_statement(
-                &audit::query::Filter {
-                    workspace_id: ws.to_owned(),
-                    ..Default::default()
-                },
-                1000,
-                i64::MAX,
-                PAGE,
-            ),
+            "audit trail of one integration",
+            audit(audit::query::Filter {
+                integration: Some(integration_id.to_owned()),
+                ..Default::default()
+            }),
+        ),
+        (
+            "audit trail of one actor",
+            audit(audit::query::Filter {
+                actor: Some("token:0190".into()),
+                ..Default::default()
+            }),
+        ),
+        (
+            "audit trail of one action",
+            audit(audit::query::Filter {
+                action: Some("TokenIssued".into()),
+                ..Default::default()
+            }),
         ),
     ]
 }

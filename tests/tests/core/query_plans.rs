@@ -29,10 +29,19 @@ const SEEKS: &[(&str, &str)] = &[
     ("conflicts", "detected_at"),
     ("open conflicts", "detected_at"),
     ("audit trail", "chain_seq"),
+    ("audit trail of one integration", "chain_seq"),
+    ("audit trail of one actor", "chain_seq"),
+    ("audit trail of one action", "chain_seq"),
 ];
 
-/// Lists that look rows up in another table, and the index each look-up must use.
-const LOOKUPS: &[(&str, &str)] = &[("records linked to an integration", "record_links_record")];
+/// Lists whose rows (or the rows they look up in another table) must come through a
+/// particular index.
+const LOOKUPS: &[(&str, &str)] = &[
+    ("records linked to an integration", "record_links_record"),
+    ("audit trail of one integration", "audit_log_integration"),
+    ("audit trail of one actor", "audit_log_actor"),
+    ("audit trail of one action", "audit_log_action"),
+];
 
 /// Whether the plan reads through the index named `index`.
 fn uses(plan: &Plan, index: &str) -> bool {
