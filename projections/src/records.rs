@@ -273,23 +273,26 @@ pub fn list_statement(
         "SELECT id, state, updated_at, match_key FROM {TABLE} WHERE workspace_id = ${}",
         s.arg(workspace_id)
     );
-    let order = match &filter.match_prefix {
-        Some(prefix) => {
-            sql.push_str(&format!(" AND match_key >= ${}", s.arg(prefix.as_str())));
-            if let Some(end) = successor(prefix) {
-                sql.push_str(&format!(" AND match_key < ${}", s.arg(end)));
-            }
-            "match_key"
-        }
-        None => "updated_at",
+    // One lower bound on the order's column (the greatest of the search's prefix or
+    // `updated_since`, and the keyset), so the seek starts there: given two, SQLite seeks
+    // to one of them, and a search's first page walked every key below its prefix.
+    // (Rust compares text as SQLite's BINARY and PostgreSQL's "C" do; timestamps are
+    // fixed-width.)
+    let since = filter.updated_since.as_deref();
+    let (order, floor, end) = match &filter.match_prefix {
+        Some(prefix) => ("match_key", prefix.as_str(), successor(prefix)),
+        None => ("updated_at", since.unwrap_or_default(), None),
     };
-    // The keyset bound twice: as a range the index seeks to, and exactly.
+    sql.push_str(&format!(" AND {order} >= ${}", s.arg(floor.max(after_key))));
+    if let Some(end) = end {
+        sql.push_str(&format!(" AND {order} < ${}", s.arg(end)));
+    }
     let (key, id) = (s.arg(after_key), s.arg(after_id));
     sql.push_str(&format!(
-        " AND {order} >= ${key} AND ({order} > ${key} OR ({order} = ${key} AND id > ${id}))"
+        " AND ({order} > ${key} OR ({order} = ${key} AND id > ${id}))"
     ));
-    if let Some(since) = &filter.updated_since {
-        sql.push_str(&format!(" AND updated_at >= ${}", s.arg(since.as_str())));
+    if let (Some(since), Some(_)) = (since, &filter.match_prefix) {
+        sql.push_str(&format!(" AND updated_at >= ${}", s.arg(since)));
     }
     if !filter.include_archived {
         sql.push_str(" AND archived = FALSE");
@@ -352,7 +355,44 @@ impl Query<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::successor;
+    use super::{list_statement, successor, Filter};
+    use crate::statement::Arg;
+
+    /// Each page seeks from one lower bound on its order's column: the greatest of the
+    /// keyset and the filter's.
+    #[test]
+    fn a_page_has_one_lower_bound_on_its_order() {
+        let search = Filter {
+            match_prefix: Some("contact4".into()),
+            updated_since: Some("2026-01-01T00:00:00.000000Z".into()),
+            ..Default::default()
+        };
+        let since = Filter {
+            updated_since: Some("2026-01-01T00:00:00.000000Z".into()),
+            ..Default::default()
+        };
+        for (filter, column, after, floor) in [
+            (&search, "match_key", "", "contact4"),
+            (&search, "match_key", "contact42@x", "contact42@x"),
+            (&since, "updated_at", "", "2026-01-01T00:00:00.000000Z"),
+            (
+                &since,
+                "updated_at",
+                "2026-02-01T00:00:00.000000Z",
+                "2026-02-01T00:00:00.000000Z",
+            ),
+            (&Filter::default(), "updated_at", "", ""),
+        ] {
+            let s = list_statement("w", filter, (after, "id"), 51);
+            assert_eq!(
+                s.sql.matches(&format!("{column} >=")).count(),
+                1,
+                "{}",
+                s.sql
+            );
+            assert_eq!(s.args[1], Arg::Text(floor.into()), "{}", s.sql);
+        }
+    }
 
     #[test]
     fn the_successor_bounds_every_text_with_the_prefix() {
