@@ -36,6 +36,7 @@ use utoipa::OpenApi;
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
         .route("/openapi.json", get(openapi))
         .route("/providers", get(providers::list))
         .route("/tokens", post(tokens::create).get(tokens::list))
@@ -101,18 +102,49 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::dashboard::routes())
         .fallback(not_found)
         .with_state(state)
-        .layer(middleware::from_fn(request_id))
         .layer(RequestBodyLimitLayer::new(1024 * 1024))
         .layer(middleware::map_response(json_errors))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            // The route template, never the raw path or query (which may carry ids or codes).
-            let route = req
-                .extensions()
-                .get::<axum::extract::MatchedPath>()
-                .map(|p| p.as_str().to_string())
-                .unwrap_or_else(|| "unmatched".into());
-            tracing::info_span!("request", method = %req.method(), route)
-        }))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_request(())
+                .on_response(access_log)
+                // The access line carries the status; a 5xx's cause is logged where it
+                // happened (`ApiError::internal`), once.
+                .on_failure(()),
+        )
+        // Outermost, so the request's span and every line in it carry the request id.
+        .layer(middleware::from_fn(request_id))
+}
+
+/// The span every log line of a request is in: method, route template (never the raw
+/// path or query, which may carry ids or codes), request id, and once authenticated the
+/// workspace and token id (`auth::record_caller`; never the token).
+fn request_span(req: &Request) -> tracing::Span {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    tracing::info_span!(
+        "request",
+        method = %req.method(),
+        route = %route,
+        request_id = %request_id,
+        workspace = tracing::field::Empty,
+        token_id = tracing::field::Empty,
+    )
+}
+
+/// The access log: one INFO line per request, in its span, with status and latency.
+fn access_log(resp: &Response, latency: Duration, _span: &tracing::Span) {
+    let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+    tracing::info!(status = resp.status().as_u16(), latency_ms, "request");
 }
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
@@ -171,7 +203,8 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     if let Some(client) = &client {
         req.extensions_mut().insert(ClientRequestId(client.clone()));
     }
-    let mut resp = next.run(req).await;
+    let resp = next.run(req).await;
+    let mut resp = with_request_id(resp, &correlation).await;
     let echoed = client.as_deref().unwrap_or(&correlation);
     for (name, value) in [("x-request-id", echoed), ("x-correlation-id", &correlation)] {
         if let Ok(v) = HeaderValue::from_str(value) {
@@ -179,6 +212,43 @@ async fn request_id(mut req: Request, next: Next) -> Response {
         }
     }
     resp
+}
+
+/// The largest error body [`with_request_id`] reads to add the id to.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// A 5xx JSON error answered with `error.request_id` added to its body: the id its log
+/// lines carry, so an operator can find the cause from what a client reports.
+async fn with_request_id(resp: Response, id: &str) -> Response {
+    let json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !resp.status().is_server_error() || !json {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_ERROR_BODY).await else {
+        return ApiError::new(
+            parts.status,
+            "internal",
+            "an internal error occurred; it has been logged",
+        )
+        .into_response();
+    };
+    let body = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(mut body) => match body.get_mut("error").and_then(|e| e.as_object_mut()) {
+            Some(error) => {
+                error.insert("request_id".into(), serde_json::Value::String(id.into()));
+                serde_json::to_vec(&body).unwrap_or_else(|_| bytes.to_vec())
+            }
+            None => bytes.to_vec(),
+        },
+        _ => bytes.to_vec(),
+    };
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -189,6 +259,9 @@ pub enum StartError {
     Vault(#[from] syncledger_vault::VaultError),
     #[error("NATS: {0}")]
     Nats(#[from] syncledger_bus::BusError),
+    /// A command that needs an existing store found none where it looked.
+    #[error("{0}")]
+    Missing(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -212,6 +285,33 @@ pub async fn open(settings: &Settings) -> Result<(Store, Vault), StartError> {
     let master = MasterKey::load_or_create(env_key.as_deref(), &settings.data_dir)?;
     let vault = Vault::new(store.any.clone(), master);
     Ok((store, vault))
+}
+
+/// [`open`] for every command but `serve` and `workspace create`: what it works on must
+/// exist already. Run from another directory (or with another `data_dir`), a command
+/// would otherwise make an empty database and a new master key and work on those, as if
+/// the real ones were gone.
+pub async fn open_existing(settings: &Settings) -> Result<(Store, Vault), StartError> {
+    let place = "run it where `serve` runs (the same data_dir), or set SYNCLEDGER_DATA_DIR \
+                 or database_url; only `serve` and `workspace create` make a new store";
+    if let syncledger_store::Backend::Sqlite(path) = settings.store_config().backend() {
+        if !path.exists() {
+            return Err(StartError::Missing(format!(
+                "no database at {}: {place}",
+                path.display()
+            )));
+        }
+    }
+    if settings.master_key.is_none() {
+        let key = settings.data_dir.join(syncledger_vault::KEY_FILE_NAME);
+        if !key.exists() {
+            return Err(StartError::Missing(format!(
+                "no master key file at {} (and no master_key setting): {place}",
+                key.display()
+            )));
+        }
+    }
+    open(settings).await
 }
 
 /// NATS as configured (`None` without a URL), its events stream ready.
@@ -311,6 +411,7 @@ impl Application {
             settings.provider_apps(),
             dispatcher,
             chrono::Duration::minutes(i64::from(settings.dashboard_idle_minutes.max(1))),
+            std::time::Duration::from_secs(settings.ready_max_lag_secs),
         );
         state.streams.set_limits(
             settings.sse_streams_per_token,
@@ -463,4 +564,55 @@ pub fn shutdown_signal() -> std::io::Result<watch::Receiver<bool>> {
         let _ = tx.send(true);
     });
     Ok(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    async fn failing() -> ApiError {
+        ApiError::internal("the disk is full")
+    }
+
+    async fn refused() -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "no")
+    }
+
+    async fn call(app: &Router, path: &str) -> anyhow::Result<(StatusCode, String, String)> {
+        let resp = app
+            .clone()
+            .oneshot(Request::get(path).body(Body::empty())?)
+            .await?;
+        let status = resp.status();
+        let id = resp
+            .headers()
+            .get("x-correlation-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let body = axum::body::to_bytes(resp.into_body(), MAX_ERROR_BODY).await?;
+        Ok((status, id, String::from_utf8(body.to_vec())?))
+    }
+
+    /// A 500 tells the client the id its log lines carry; other answers are left as they
+    /// are, and the cause stays out of the body.
+    #[tokio::test]
+    async fn a_500_names_its_request_id() -> anyhow::Result<()> {
+        let app = Router::new()
+            .route("/boom", get(failing))
+            .route("/no", get(refused))
+            .layer(middleware::from_fn(request_id));
+        let (status, id, body) = call(&app, "/boom").await?;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        let body: serde_json::Value = serde_json::from_str(&body)?;
+        assert_eq!(body["error"]["request_id"], id.as_str(), "{body}");
+        assert_eq!(body["error"]["code"], "internal", "{body}");
+        assert!(!body.to_string().contains("disk"), "{body}");
+        let (status, _, body) = call(&app, "/no").await?;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(!body.contains("request_id"), "{body}");
+        Ok(())
+    }
 }

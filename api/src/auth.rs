@@ -90,6 +90,14 @@ fn parse_bearer(header: &str) -> Option<(&str, &str)> {
     syncledger_engine::workspaces::parse_token(header.strip_prefix("Bearer ")?)
 }
 
+/// Names the workspace and the token id (never the token) in the request's span, so the
+/// access line and every line after authentication carry them.
+pub fn record_caller(workspace_id: &str, token_id: &str) {
+    let span = tracing::Span::current();
+    span.record("workspace", tracing::field::display(workspace_id));
+    span.record("token_id", tracing::field::display(token_id));
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -110,6 +118,7 @@ impl FromRequestParts<AppState> for Caller {
                 "too many requests for this token; slow down",
             ));
         }
+        record_caller(&found.workspace_id, id);
         let role = found.role;
         // An auditor reads the audit trail and nothing else, whatever a route allows.
         if role == Role::Auditor && !is_audit_route(parts) {

@@ -48,6 +48,12 @@ pub enum Command {
         #[command(subcommand)]
         command: DashboardCommand,
     },
+    /// The configuration: `config check` prints every setting as it is in force (from the
+    /// defaults, the file and the environment), secrets only as set or unset.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Manage encryption keys.
     Keys {
         #[command(subcommand)]
@@ -109,6 +115,13 @@ pub enum WorkspaceCommand {
         #[arg(long, default_value = "starter")]
         plan: Plan,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Print the effective configuration as JSON (an unknown key or variable has already
+    /// stopped the binary with its name).
+    Check,
 }
 
 #[derive(Subcommand, Debug)]
@@ -208,10 +221,28 @@ pub async fn main() -> ExitCode {
     match run(cli.command, settings).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", each_cause_once(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, each cause once: many of our errors already
+/// include their source in their own message ("key vault: key file: …"), and printing
+/// the chain as well (`{:#}`) would repeat it.
+pub fn each_cause_once(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 async fn run(command: Command, mut settings: Settings) -> anyhow::Result<ExitCode> {
@@ -225,6 +256,13 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<ExitCod
             tracing::info!(addr = %app.addr(), store = %settings.store_config().redacted_url(), "syncledger listening");
             println!("listening on http://{}", app.addr());
             app.run(shutdown).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
+            let shown = serde_json::Value::Object(settings.effective());
+            println!("{}", serde_json::to_string_pretty(&shown)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Workspace {
@@ -253,7 +291,7 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<ExitCod
         Command::Dashboard {
             command: DashboardCommand::Link { workspace, role },
         } => {
-            let (store, _vault) = app::open(&settings).await?;
+            let (store, _vault) = app::open_existing(&settings).await?;
             let link = sign_in_url(&settings, &store, &workspace, role).await;
             store.close().await;
             println!("{}", link?);
@@ -287,13 +325,19 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<ExitCod
         Command::Audit {
             command: AuditCommand::Verify { workspace },
         } => {
-            let (store, _) = app::open(&settings).await?;
+            let (store, _) = app::open_existing(&settings).await?;
             syncledger_projections::Runner::new(store.clone(), syncledger_projections::all())
                 .catch_up()
                 .await?;
             let report =
                 syncledger_projections::audit::verify(&store, workspace.as_deref()).await?;
             store.close().await;
+            if let (Some(w), 0) = (&workspace, report.workspaces) {
+                // A workspace exists from its first event on: none means no such workspace
+                // (a typo must not read as a verified chain).
+                eprintln!("error: no workspace {w} in this store");
+                return Ok(ExitCode::from(2));
+            }
             match report.broken {
                 None => {
                     println!(
@@ -399,7 +443,7 @@ fn progress_bar(total: i64, name: &str) -> ProgressBar {
 
 async fn replay(settings: &Settings, only: &[String]) -> anyhow::Result<ExitCode> {
     let projections = crate::replay::select(only)?;
-    let (store, _) = app::open(settings).await?;
+    let (store, _) = app::open_existing(settings).await?;
     let total = store.feed().count().await?;
     for p in projections {
         let bar = progress_bar(total, p.name());
@@ -438,7 +482,7 @@ async fn audit_export(settings: &Settings, args: ExportArgs) -> anyhow::Result<E
         actor: args.actor,
         action: args.action,
     };
-    let (store, _) = app::open(settings).await?;
+    let (store, _) = app::open_existing(settings).await?;
     syncledger_projections::Runner::new(store.clone(), syncledger_projections::all())
         .catch_up()
         .await?;
@@ -530,7 +574,7 @@ async fn create_token(
     role: Role,
     label: &str,
 ) -> anyhow::Result<ExitCode> {
-    let (store, _vault) = app::open(settings).await?;
+    let (store, _vault) = app::open_existing(settings).await?;
     let meta =
         syncledger_store::Metadata::new("system", workspace_id, uuid::Uuid::now_v7().to_string())
             .caused_by("cli:tokens-create");
@@ -559,7 +603,7 @@ async fn create_token(
 }
 
 async fn rotate_master(settings: &Settings) -> anyhow::Result<ExitCode> {
-    let (store, vault) = app::open(settings).await?;
+    let (store, vault) = app::open_existing(settings).await?;
     let new = MasterKey::generate();
     let from_env = settings.master_key.is_some();
     let key_file = settings.data_dir.join("master.key");
@@ -595,4 +639,36 @@ fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> 
         .open(path)?;
     f.write_all(contents.as_bytes())?;
     f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::each_cause_once;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("key file: {0}")]
+    struct KeyFile(#[from] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("key vault: {0}")]
+    struct Vault(#[from] KeyFile);
+
+    /// A message that already holds its cause is not followed by it again; a context
+    /// that does not is followed by its cause.
+    #[test]
+    fn each_cause_is_printed_once() {
+        let io = std::io::Error::other("Is a directory (os error 21)");
+        let nested = anyhow::Error::from(Vault(KeyFile(io)));
+        assert_eq!(
+            each_cause_once(&nested),
+            "key vault: key file: Is a directory (os error 21)"
+        );
+        assert_ne!(format!("{nested:#}"), each_cause_once(&nested));
+        let context = anyhow::Error::from(std::io::Error::other("connection refused"))
+            .context("open the store");
+        assert_eq!(
+            each_cause_once(&context),
+            "open the store: connection refused"
+        );
+    }
 }

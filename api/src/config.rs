@@ -30,7 +30,10 @@ pub enum Environment {
 const SANDBOX_CLIENT_ID: &str = "sandbox-client";
 const SANDBOX_CLIENT_SECRET: &str = "sandbox-secret";
 
+/// Unknown keys in `syncledger.toml` are refused (a typo must not leave a default in
+/// force silently).
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Address the HTTP API listens on.
     pub addr: SocketAddr,
@@ -98,6 +101,9 @@ pub struct Settings {
     /// A dashboard session ends after this many minutes without a page view (at most
     /// 12 hours in all, however active).
     pub dashboard_idle_minutes: u32,
+    /// `GET /v1/ready` answers 503 when a projection's oldest unapplied event has waited
+    /// longer than this many seconds.
+    pub ready_max_lag_secs: u64,
 }
 
 impl Default for Settings {
@@ -133,19 +139,125 @@ impl Default for Settings {
             allow_loopback_providers: false,
             allow_private_providers: false,
             dashboard_idle_minutes: 30,
+            ready_max_lag_secs: 60,
         }
     }
+}
+
+/// Every setting: its key (in `syncledger.toml`) and its environment variable. The one
+/// list `load` maps variables by, refuses unknown ones by, and the example file and
+/// `config check` are checked against.
+pub const ENV_KEYS: [(&str, &str); COUNT] = [
+    ("addr", "SYNCLEDGER_ADDR"),
+    ("public_url", "SYNCLEDGER_PUBLIC_URL"),
+    ("data_dir", "SYNCLEDGER_DATA_DIR"),
+    ("database_url", "SYNCLEDGER_DATABASE_URL"),
+    (
+        "database_max_connections",
+        "SYNCLEDGER_DATABASE_MAX_CONNECTIONS",
+    ),
+    ("master_key", "SYNCLEDGER_MASTER_KEY"),
+    ("nats_url", "SYNCLEDGER_NATS_URL"),
+    ("nats_stream", "SYNCLEDGER_NATS_STREAM"),
+    ("nats_subject_prefix", "SYNCLEDGER_NATS_SUBJECT_PREFIX"),
+    (
+        "nats_job_ack_wait_secs",
+        "SYNCLEDGER_NATS_JOB_ACK_WAIT_SECS",
+    ),
+    ("log_format", "SYNCLEDGER_LOG_FORMAT"),
+    ("rate_limit_per_minute", "SYNCLEDGER_RATE_LIMIT_PER_MINUTE"),
+    ("projection_batch", "SYNCLEDGER_PROJECTION_BATCH"),
+    ("hubspot_client_id", "SYNCLEDGER_HUBSPOT_CLIENT_ID"),
+    ("hubspot_client_secret", "SYNCLEDGER_HUBSPOT_CLIENT_SECRET"),
+    ("salesforce_client_id", "SYNCLEDGER_SALESFORCE_CLIENT_ID"),
+    (
+        "salesforce_client_secret",
+        "SYNCLEDGER_SALESFORCE_CLIENT_SECRET",
+    ),
+    ("pipedrive_client_id", "SYNCLEDGER_PIPEDRIVE_CLIENT_ID"),
+    (
+        "pipedrive_client_secret",
+        "SYNCLEDGER_PIPEDRIVE_CLIENT_SECRET",
+    ),
+    ("custom_client_id", "SYNCLEDGER_CUSTOM_CLIENT_ID"),
+    ("custom_client_secret", "SYNCLEDGER_CUSTOM_CLIENT_SECRET"),
+    ("provider_pacing", "SYNCLEDGER_PROVIDER_PACING"),
+    ("workers", "SYNCLEDGER_WORKERS"),
+    (
+        "scheduler_interval_secs",
+        "SYNCLEDGER_SCHEDULER_INTERVAL_SECS",
+    ),
+    ("sse_streams_per_token", "SYNCLEDGER_SSE_STREAMS_PER_TOKEN"),
+    (
+        "sse_streams_per_workspace",
+        "SYNCLEDGER_SSE_STREAMS_PER_WORKSPACE",
+    ),
+    ("environment", "SYNCLEDGER_ENVIRONMENT"),
+    (
+        "allow_loopback_providers",
+        "SYNCLEDGER_ALLOW_LOOPBACK_PROVIDERS",
+    ),
+    (
+        "allow_private_providers",
+        "SYNCLEDGER_ALLOW_PRIVATE_PROVIDERS",
+    ),
+    (
+        "dashboard_idle_minutes",
+        "SYNCLEDGER_DASHBOARD_IDLE_MINUTES",
+    ),
+    ("ready_max_lag_secs", "SYNCLEDGER_READY_MAX_LAG_SECS"),
+];
+
+/// How many settings there are.
+const COUNT: usize = 31;
+
+/// `SYNCLEDGER_*` variables the binary reads that are not settings: the worker's and the
+/// benches' command-line defaults (clap `env`) and the crash points of the recovery tests.
+const OTHER_VARIABLES: [&str; 6] = [
+    "SYNCLEDGER_WORKER_CONCURRENCY",
+    "SYNCLEDGER_WORKER_POLL_INTERVAL_MS",
+    "SYNCLEDGER_WORKER_GRACE_SECS",
+    "SYNCLEDGER_BENCH_DATABASE_URL",
+    "SYNCLEDGER_BENCH_PG_URL",
+    "SYNCLEDGER_CRASH_AT",
+];
+
+/// Prefixes the test suite's own variables use (`SYNCLEDGER_TEST_PG_URL`, the model
+/// test's `SYNCLEDGER_MODEL_CASES`); never read by the binary, so a shell that has them
+/// set can still run it.
+const TEST_PREFIXES: [&str; 2] = ["SYNCLEDGER_TEST_", "SYNCLEDGER_MODEL_"];
+
+/// The first `SYNCLEDGER_*` variable in `names` that is neither a setting nor one of the
+/// binary's other variables (a typo, or a setting that does not exist).
+pub fn unknown_variable<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    names.into_iter().find(|name| {
+        name.starts_with("SYNCLEDGER_")
+            && !ENV_KEYS.iter().any(|(_, var)| var == name)
+            && !OTHER_VARIABLES.contains(name)
+            && !TEST_PREFIXES.iter().any(|p| name.starts_with(p))
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("configuration: {0}")]
     Invalid(#[from] config::ConfigError),
+    #[error(
+        "configuration: unknown environment variable {0}: it is not a setting (see \
+         syncledger.example.toml for every setting and its variable); unset it or fix its name"
+    )]
+    UnknownVariable(String),
 }
 
 impl Settings {
     /// Load from `file` (if it exists) and the environment.
     pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let names: Vec<String> = std::env::vars_os()
+            .filter_map(|(name, _)| name.into_string().ok())
+            .collect();
+        if let Some(name) = unknown_variable(names.iter().map(String::as_str)) {
+            return Err(ConfigError::UnknownVariable(name.to_string()));
+        }
         let defaults = Settings::default();
         let mut builder = config::Config::builder();
         builder = builder
@@ -175,7 +287,8 @@ impl Settings {
                 defaults.allow_loopback_providers,
             )?
             .set_default("allow_private_providers", defaults.allow_private_providers)?
-            .set_default("dashboard_idle_minutes", defaults.dashboard_idle_minutes)?;
+            .set_default("dashboard_idle_minutes", defaults.dashboard_idle_minutes)?
+            .set_default("ready_max_lag_secs", defaults.ready_max_lag_secs)?;
         for (provider, app) in defaults.oauth_apps() {
             builder = builder
                 .set_default(format!("{provider}_client_id"), app.client_id)?
@@ -195,65 +308,7 @@ impl Settings {
         if let Ok(url) = std::env::var("NATS_URL") {
             builder = builder.set_override_option("nats_url", Some(url))?;
         }
-        for (key, var) in [
-            ("addr", "SYNCLEDGER_ADDR"),
-            ("public_url", "SYNCLEDGER_PUBLIC_URL"),
-            ("data_dir", "SYNCLEDGER_DATA_DIR"),
-            ("database_url", "SYNCLEDGER_DATABASE_URL"),
-            (
-                "database_max_connections",
-                "SYNCLEDGER_DATABASE_MAX_CONNECTIONS",
-            ),
-            ("master_key", "SYNCLEDGER_MASTER_KEY"),
-            ("nats_url", "SYNCLEDGER_NATS_URL"),
-            ("nats_stream", "SYNCLEDGER_NATS_STREAM"),
-            ("nats_subject_prefix", "SYNCLEDGER_NATS_SUBJECT_PREFIX"),
-            (
-                "nats_job_ack_wait_secs",
-                "SYNCLEDGER_NATS_JOB_ACK_WAIT_SECS",
-            ),
-            ("log_format", "SYNCLEDGER_LOG_FORMAT"),
-            ("rate_limit_per_minute", "SYNCLEDGER_RATE_LIMIT_PER_MINUTE"),
-            ("projection_batch", "SYNCLEDGER_PROJECTION_BATCH"),
-            ("hubspot_client_id", "SYNCLEDGER_HUBSPOT_CLIENT_ID"),
-            ("hubspot_client_secret", "SYNCLEDGER_HUBSPOT_CLIENT_SECRET"),
-            ("salesforce_client_id", "SYNCLEDGER_SALESFORCE_CLIENT_ID"),
-            (
-                "salesforce_client_secret",
-                "SYNCLEDGER_SALESFORCE_CLIENT_SECRET",
-            ),
-            ("pipedrive_client_id", "SYNCLEDGER_PIPEDRIVE_CLIENT_ID"),
-            (
-                "pipedrive_client_secret",
-                "SYNCLEDGER_PIPEDRIVE_CLIENT_SECRET",
-            ),
-            ("custom_client_id", "SYNCLEDGER_CUSTOM_CLIENT_ID"),
-            ("custom_client_secret", "SYNCLEDGER_CUSTOM_CLIENT_SECRET"),
-            ("provider_pacing", "SYNCLEDGER_PROVIDER_PACING"),
-            ("workers", "SYNCLEDGER_WORKERS"),
-            (
-                "scheduler_interval_secs",
-                "SYNCLEDGER_SCHEDULER_INTERVAL_SECS",
-            ),
-            ("sse_streams_per_token", "SYNCLEDGER_SSE_STREAMS_PER_TOKEN"),
-            (
-                "sse_streams_per_workspace",
-                "SYNCLEDGER_SSE_STREAMS_PER_WORKSPACE",
-            ),
-            ("environment", "SYNCLEDGER_ENVIRONMENT"),
-            (
-                "allow_loopback_providers",
-                "SYNCLEDGER_ALLOW_LOOPBACK_PROVIDERS",
-            ),
-            (
-                "allow_private_providers",
-                "SYNCLEDGER_ALLOW_PRIVATE_PROVIDERS",
-            ),
-            (
-                "dashboard_idle_minutes",
-                "SYNCLEDGER_DASHBOARD_IDLE_MINUTES",
-            ),
-        ] {
+        for (key, var) in ENV_KEYS {
             if let Ok(v) = std::env::var(var) {
                 builder = builder.set_override(key, v)?;
             }
@@ -366,6 +421,96 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// Every setting as it is in force, by name, for `syncledger config check`:
+    /// secrets are shown only as set or unset, a database URL without its password.
+    pub fn effective(&self) -> serde_json::Map<String, serde_json::Value> {
+        use serde_json::{json, Value};
+        let secret = |s: &SecretString| {
+            if s.expose_secret().is_empty() {
+                json!(null)
+            } else {
+                json!("<set, not shown>")
+            }
+        };
+        let optional_secret = |s: &Option<SecretString>| s.as_ref().map_or(json!(null), secret);
+        let environment = match self.environment {
+            Some(Environment::Development) => json!("development"),
+            Some(Environment::Production) => json!("production"),
+            None => json!(null),
+        };
+        let values: [(&str, Value); COUNT] = [
+            ("addr", json!(self.addr.to_string())),
+            ("public_url", json!(self.public_url)),
+            ("data_dir", json!(self.data_dir.display().to_string())),
+            (
+                "database_url",
+                self.store_config().database_url.map_or(json!(null), |u| {
+                    json!(syncledger_store::config::redact_url(&u))
+                }),
+            ),
+            (
+                "database_max_connections",
+                json!(self.database_max_connections),
+            ),
+            ("master_key", optional_secret(&self.master_key)),
+            ("nats_url", json!(self.nats_url)),
+            ("nats_stream", json!(self.nats_stream)),
+            ("nats_subject_prefix", json!(self.nats_subject_prefix)),
+            ("nats_job_ack_wait_secs", json!(self.nats_job_ack_wait_secs)),
+            (
+                "log_format",
+                json!(match self.log_format {
+                    LogFormat::Text => "text",
+                    LogFormat::Json => "json",
+                }),
+            ),
+            ("rate_limit_per_minute", json!(self.rate_limit_per_minute)),
+            ("projection_batch", json!(self.projection_batch)),
+            ("hubspot_client_id", json!(self.hubspot_client_id)),
+            ("hubspot_client_secret", secret(&self.hubspot_client_secret)),
+            ("salesforce_client_id", json!(self.salesforce_client_id)),
+            (
+                "salesforce_client_secret",
+                secret(&self.salesforce_client_secret),
+            ),
+            ("pipedrive_client_id", json!(self.pipedrive_client_id)),
+            (
+                "pipedrive_client_secret",
+                secret(&self.pipedrive_client_secret),
+            ),
+            ("custom_client_id", json!(self.custom_client_id)),
+            ("custom_client_secret", secret(&self.custom_client_secret)),
+            ("provider_pacing", json!(self.provider_pacing)),
+            ("workers", json!(self.workers)),
+            (
+                "scheduler_interval_secs",
+                json!(self.scheduler_interval_secs),
+            ),
+            ("sse_streams_per_token", json!(self.sse_streams_per_token)),
+            (
+                "sse_streams_per_workspace",
+                json!(self.sse_streams_per_workspace),
+            ),
+            ("environment", environment),
+            (
+                "allow_loopback_providers",
+                json!(self.allow_loopback_providers),
+            ),
+            (
+                "allow_private_providers",
+                json!(self.allow_private_providers),
+            ),
+            ("dashboard_idle_minutes", json!(self.dashboard_idle_minutes)),
+            ("ready_max_lag_secs", json!(self.ready_max_lag_secs)),
+        ];
+        values
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect()
+    }
+}
+
 fn configured(app: &ClientApp) -> bool {
     !app.client_id.is_empty() && !app.client_secret.expose_secret().is_empty()
 }
@@ -373,6 +518,91 @@ fn configured(app: &ClientApp) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fields `Settings` has, as serde names them when it refuses an unknown one.
+    fn fields() -> Vec<String> {
+        let refused = config::Config::builder()
+            .set_override("no_such_setting", 1)
+            .and_then(|b| b.build())
+            .and_then(|c| c.try_deserialize::<Settings>());
+        let message = match refused {
+            Err(e) => e.to_string(),
+            Ok(_) => String::new(),
+        };
+        let listed = message.split("expected one of ").nth(1).unwrap_or_default();
+        listed
+            .split(", ")
+            .map(|f| {
+                f.trim_matches(|c: char| c == '`' || c.is_whitespace())
+                    .to_string()
+            })
+            .filter(|f| !f.is_empty())
+            .collect()
+    }
+
+    /// One list of settings: every field of `Settings` has its variable in ENV_KEYS, its
+    /// line in `config check` and in syncledger.example.toml, and nothing else does.
+    #[test]
+    fn every_setting_is_listed_once_everywhere() {
+        let mut fields = fields();
+        assert_eq!(fields.len(), COUNT, "the fields serde lists: {fields:?}");
+        fields.sort();
+        let mut keys: Vec<String> = ENV_KEYS.iter().map(|(k, _)| k.to_string()).collect();
+        keys.sort();
+        assert_eq!(keys, fields, "ENV_KEYS names every setting");
+        for (key, var) in ENV_KEYS {
+            assert_eq!(var, format!("SYNCLEDGER_{}", key.to_uppercase()), "{key}");
+        }
+        let mut shown: Vec<String> = Settings::default().effective().keys().cloned().collect();
+        shown.sort();
+        assert_eq!(shown, keys, "config check shows every setting");
+        let example = include_str!("../../syncledger.example.toml");
+        for (key, var) in ENV_KEYS {
+            assert!(
+                example.contains(&format!("# {key} = ")) && example.contains(var),
+                "syncledger.example.toml documents {key} and {var}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_variables_are_named_and_the_known_ones_pass() {
+        assert_eq!(
+            unknown_variable(["PATH", "SYNCLEDGER_WROKERS", "SYNCLEDGER_WORKERS"]),
+            Some("SYNCLEDGER_WROKERS")
+        );
+        let known = [
+            "SYNCLEDGER_WORKERS",
+            "SYNCLEDGER_READY_MAX_LAG_SECS",
+            "SYNCLEDGER_WORKER_GRACE_SECS",
+            "SYNCLEDGER_CRASH_AT",
+            "SYNCLEDGER_TEST_PG_URL",
+            "SYNCLEDGER_MODEL_CASES",
+            "DATABASE_URL",
+            "NATS_URL",
+        ];
+        assert_eq!(unknown_variable(known), None);
+    }
+
+    #[test]
+    fn config_check_shows_no_secret() {
+        let s = Settings {
+            database_url: Some(SecretString::from("postgres://u:hunter2@h/db")),
+            master_key: Some(SecretString::from("c2VjcmV0LW1hc3Rlci1rZXk=")),
+            hubspot_client_secret: SecretString::from("hs-app-secret"),
+            custom_client_secret: SecretString::from("custom-app-secret"),
+            ..Settings::default()
+        };
+        let shown = serde_json::Value::Object(s.effective()).to_string();
+        for secret in ["hunter2", "c2VjcmV0", "hs-app-secret", "custom-app-secret"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("postgres://u:***@h/db"), "{shown}");
+        assert!(
+            shown.contains(r#""master_key":"<set, not shown>""#),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn sandbox_apps_only_in_development() {

@@ -32,6 +32,9 @@ pub struct ErrorDetail {
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// On a 5xx: the request's id as its log lines carry it, for the operator.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 impl ApiError {
@@ -113,6 +116,8 @@ impl IntoResponse for ApiError {
                 code: self.code.to_string(),
                 message: self.message,
                 field: self.field,
+                // Added on the way out for a 5xx (`app::with_request_id`).
+                request_id: None,
             },
         };
         (self.status, axum::Json(body)).into_response()

@@ -12,6 +12,7 @@ use utoipa::{Modify, OpenApi};
     info(title = "syncledger", description = "Event-sourced CRM sync engine: integrations, audit trail, live events."),
     paths(
         health::health,
+        health::ready,
         providers::list,
         tokens::create, tokens::list, tokens::revoke,
         integrations::create, integrations::list, integrations::get, integrations::update,

@@ -19,7 +19,7 @@ pub struct RollbackArgs {
 }
 
 pub async fn run(settings: &Settings, args: RollbackArgs) -> anyhow::Result<ExitCode> {
-    let (store, vault) = app::open(settings).await?;
+    let (store, vault) = app::open_existing(settings).await?;
     let name = format!("cli:{}", std::process::id());
     let (_, runs) = sync_engine(&store, vault, settings.provider_apps(), name.clone(), name);
     let outcome = async {
@@ -79,7 +79,7 @@ pub struct DivergedArgs {
 pub async fn diverged(settings: &Settings, args: DivergedArgs) -> anyhow::Result<ExitCode> {
     use syncledger_domain::merge::Side;
     use syncledger_engine::divergence;
-    let (store, _) = app::open(settings).await?;
+    let (store, _) = app::open_existing(settings).await?;
     let outcome = async {
         let integration = store
             .cqrs::<syncledger_domain::Integration>()

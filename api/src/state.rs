@@ -40,6 +40,8 @@ pub struct AppParts {
     pub streams: Arc<crate::streams::Streams>,
     /// A dashboard session ends after this long without a page view.
     pub dashboard_idle: chrono::Duration,
+    /// The lag of a projection beyond which `GET /v1/ready` answers 503.
+    pub ready_max_lag: std::time::Duration,
 }
 
 impl std::ops::Deref for AppState {
@@ -80,6 +82,7 @@ impl AppState {
         apps: ProviderApps,
         dispatcher: Arc<dyn Dispatcher>,
         dashboard_idle: chrono::Duration,
+        ready_max_lag: std::time::Duration,
     ) -> Self {
         let pid = std::process::id();
         let (connections, runs) = sync_engine(
@@ -117,6 +120,7 @@ impl AppState {
             engine,
             streams: Arc::new(crate::streams::Streams::default()),
             dashboard_idle,
+            ready_max_lag,
         }))
     }
 

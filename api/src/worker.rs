@@ -29,7 +29,7 @@ pub struct WorkerArgs {
 
 pub async fn run(settings: &Settings, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let shutdown = app::shutdown_signal()?;
-    let (store, vault) = app::open(settings).await?;
+    let (store, vault) = app::open_existing(settings).await?;
     let nats = app::connect_nats(settings).await?;
     let name = format!("worker:{}", std::process::id());
     let (_, runs) = sync_engine(

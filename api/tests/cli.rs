@@ -6,6 +6,8 @@
 mod audit;
 #[path = "cli/cel_memory.rs"]
 mod cel_memory;
+#[path = "cli/config.rs"]
+mod config;
 #[path = "cli/creation.rs"]
 mod creation;
 #[path = "cli/dashboard.rs"]
@@ -16,6 +18,8 @@ mod diverged;
 mod files;
 #[path = "cli/keys.rs"]
 mod keys;
+#[path = "cli/logs.rs"]
+mod logs;
 #[path = "cli/migrations.rs"]
 mod migrations;
 #[path = "cli/replay.rs"]

@@ -491,6 +491,12 @@ pub struct Integration {
     /// a token's lifetime, which bounds the refresh margin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_issued_at: Option<DateTime<Utc>>,
+    /// When someone last stored credentials (connected, typed a key); rotations keep it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_set_at: Option<DateTime<Utc>>,
+    /// When those credentials were last rotated (an OAuth refresh), if they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_rotated_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub mappings: Vec<(Entity, Vec<FieldMapping>)>,
     /// The sync filter of each entity that has one (see `mappings_for`).
@@ -892,6 +898,8 @@ impl Aggregate for Integration {
                 self.secret = Some(secret.clone());
                 self.credentials_expire_at = *expires_at;
                 self.credentials_issued_at = Some(*at);
+                self.credentials_set_at = Some(*at);
+                self.credentials_rotated_at = None;
                 self.credentials_generation += 1;
                 self.refresh_lease = None;
                 self.status = Status::Connected;
@@ -908,6 +916,7 @@ impl Aggregate for Integration {
                 self.secret = Some(secret.clone());
                 self.credentials_expire_at = *expires_at;
                 self.credentials_issued_at = Some(*at);
+                self.credentials_rotated_at = Some(*at);
                 self.credentials_generation += 1;
                 self.refresh_lease = None;
             }
@@ -959,6 +968,8 @@ impl Aggregate for Integration {
                 self.credential_kind = None;
                 self.credentials_expire_at = None;
                 self.credentials_issued_at = None;
+                self.credentials_set_at = None;
+                self.credentials_rotated_at = None;
                 self.refresh_lease = None;
             }
             E::CredentialRefreshClaimed { holder, until, .. } => {

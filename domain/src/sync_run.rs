@@ -225,6 +225,10 @@ pub struct RunStats {
     pub conflicts_detected: u64,
     pub conflicts_resolved: u64,
     pub api_calls: u64,
+    /// The provider's 429 answers the run waited out before retrying (absent from
+    /// events written before it was counted).
+    #[serde(default)]
+    pub rate_limited: u64,
 }
 
 impl RunStats {
@@ -241,7 +245,15 @@ impl RunStats {
             conflicts_detected: self.conflicts_detected.saturating_add(o.conflicts_detected),
             conflicts_resolved: self.conflicts_resolved.saturating_add(o.conflicts_resolved),
             api_calls: self.api_calls.saturating_add(o.api_calls),
+            rate_limited: self.rate_limited.saturating_add(o.rate_limited),
         }
+    }
+
+    /// Charges this step with `api_calls` requests to the provider, `rate_limited` of
+    /// which were answered 429 and waited out.
+    pub fn charge(&mut self, api_calls: u64, rate_limited: u64) {
+        self.api_calls = self.api_calls.saturating_add(api_calls);
+        self.rate_limited = self.rate_limited.saturating_add(rate_limited);
     }
 }
 
@@ -273,6 +285,10 @@ pub struct PassState {
     /// How many records the whole pass lists, when the provider said so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total: Option<u64>,
+    /// The pass's own counters (the run's are the sum over its passes). Zero in states
+    /// folded before passes counted; a replay of the projections fills them in.
+    #[serde(default)]
+    pub stats: RunStats,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -669,6 +685,7 @@ impl Aggregate for SyncRun {
                 pass.pages += 1;
                 pass.done = *done;
                 pass.processed = pass.processed.saturating_add(stats.processed);
+                pass.stats = pass.stats.plus(*stats);
                 if total.is_some() {
                     pass.total = *total;
                 }

@@ -251,6 +251,8 @@ impl Integrations<'_> {
             last_error: agg.last_error.clone(),
             credential_kind: integration_status::kind_name(agg.credential_kind),
             credentials_expire_at: agg.credentials_expire_at,
+            credentials_set_at: agg.credentials_set_at,
+            credentials_rotated_at: agg.credentials_rotated_at,
             last_sync_at: read.as_ref().and_then(|r| r.row.last_sync_at),
             next_sync_at: None,
             created_at: Some(read.as_ref().and_then(|r| r.row.created_at).unwrap_or(now)),

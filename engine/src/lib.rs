@@ -30,6 +30,7 @@ pub mod live;
 pub mod mapping;
 pub mod mappings;
 pub mod oauth;
+pub mod readiness;
 pub mod reapply;
 pub mod records;
 pub mod rollback;

@@ -210,6 +210,15 @@ impl Engine {
 }
 
 impl Mappings<'_> {
+    /// Whether `source` may be a mapping's transform or filter, by the rules saving
+    /// applies (its length and nesting, no comprehensions, CEL syntax); why not when not.
+    /// For checking an expression as it is typed; nothing is stored.
+    pub fn check_expression(&self, source: &str) -> Result<(), String> {
+        crate::transform::Expression::compile(source)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
     /// The effective mappings of every entity the integration syncs.
     pub async fn list(
         &self,

@@ -156,15 +156,18 @@ async fn store(
     sqlx::query(&format!(
         "INSERT INTO {table} (id, workspace_id, provider, name, status, sync_config, base_url, last_error,
                               credential_kind, credentials_expire_at, last_sync_at, next_sync_at,
-                              created_at, updated_at, version, last_position, state)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+                              created_at, updated_at, version, last_position, state,
+                              credentials_set_at, credentials_rotated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
          ON CONFLICT (id) DO UPDATE SET
            workspace_id = excluded.workspace_id, provider = excluded.provider, name = excluded.name,
            status = excluded.status, sync_config = excluded.sync_config, base_url = excluded.base_url,
            last_error = excluded.last_error, credential_kind = excluded.credential_kind,
            credentials_expire_at = excluded.credentials_expire_at, last_sync_at = excluded.last_sync_at,
            next_sync_at = excluded.next_sync_at, updated_at = excluded.updated_at,
-           version = excluded.version, last_position = excluded.last_position, state = excluded.state"
+           version = excluded.version, last_position = excluded.last_position, state = excluded.state,
+           credentials_set_at = excluded.credentials_set_at,
+           credentials_rotated_at = excluded.credentials_rotated_at"
     ))
     .bind(id)
     .bind(&s.workspace_id)
@@ -183,6 +186,8 @@ async fn store(
     .bind(row.version)
     .bind(row.last_position)
     .bind(state_json)
+    .bind(s.credentials_set_at.map(rfc3339))
+    .bind(s.credentials_rotated_at.map(rfc3339))
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -252,6 +257,9 @@ pub struct IntegrationRow {
     /// `oauth2`, `api_key` or `basic`: never the credential.
     pub credential_kind: Option<String>,
     pub credentials_expire_at: Option<DateTime<Utc>>,
+    /// When someone stored the credentials, and when they were last rotated since.
+    pub credentials_set_at: Option<DateTime<Utc>>,
+    pub credentials_rotated_at: Option<DateTime<Utc>>,
     pub last_sync_at: Option<DateTime<Utc>>,
     pub next_sync_at: Option<DateTime<Utc>>,
     pub created_at: Option<DateTime<Utc>>,
@@ -279,6 +287,8 @@ impl IntegrationRow {
             last_error: s.last_error.clone(),
             credential_kind: kind_name(s.credential_kind),
             credentials_expire_at: s.credentials_expire_at,
+            credentials_set_at: s.credentials_set_at,
+            credentials_rotated_at: s.credentials_rotated_at,
             last_sync_at: row.last_sync_at,
             next_sync_at: row.next_sync_at(),
             created_at: Some(row.created_at),
@@ -307,6 +317,8 @@ impl IntegrationRow {
             last_error: r.try_get("last_error")?,
             credential_kind: r.try_get("credential_kind")?,
             credentials_expire_at: time("credentials_expire_at")?,
+            credentials_set_at: time("credentials_set_at")?,
+            credentials_rotated_at: time("credentials_rotated_at")?,
             last_sync_at: time("last_sync_at")?,
             next_sync_at: time("next_sync_at")?,
             created_at: time("created_at")?,
@@ -318,7 +330,8 @@ impl IntegrationRow {
 
 const COLUMNS: &str =
     "id, provider, name, status, sync_config, base_url, last_error, credential_kind,
-    credentials_expire_at, last_sync_at, next_sync_at, created_at, updated_at, version";
+    credentials_expire_at, credentials_set_at, credentials_rotated_at, last_sync_at, next_sync_at,
+    created_at, updated_at, version";
 
 /// What [`Query::list`] runs: by id, served by the index on `(workspace_id, id)`.
 pub fn list_statement(workspace_id: &str, after: &str, limit: i64) -> Statement {

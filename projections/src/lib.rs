@@ -16,6 +16,7 @@ pub mod checkpoint;
 pub mod conflicts;
 mod fold;
 pub mod integration_status;
+pub mod lag;
 pub mod plans;
 pub mod rebuild;
 pub mod records;

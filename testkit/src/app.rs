@@ -493,6 +493,17 @@ pub struct SseEvent {
     pub raw: String,
 }
 
+/// Where [`Sse::resume`] starts.
+#[derive(Clone, Copy, Debug)]
+pub enum Resume<'a> {
+    /// From now on.
+    Now,
+    /// After this event id, as the `Last-Event-ID` header.
+    LastEventId(&'a str),
+    /// After this event id, as `?after=`.
+    After(&'a str),
+}
+
 /// A reader of `GET /v1/events/stream` that keeps every event it has seen.
 pub struct Sse {
     stream: BoxStream<'static, reqwest::Result<Vec<u8>>>,
@@ -503,9 +514,19 @@ pub struct Sse {
 impl Sse {
     /// Open the stream; the server has subscribed once the response head is here.
     pub async fn open(app: &TestApp, token: &str) -> anyhow::Result<Sse> {
-        let resp = app
-            .client
-            .get(app.url("/v1/events/stream"))
+        Sse::resume(app, token, Resume::Now).await
+    }
+
+    /// Open the stream resuming as `from` says (a reconnecting browser's
+    /// `Last-Event-ID`, or `?after=`).
+    pub async fn resume(app: &TestApp, token: &str, from: Resume<'_>) -> anyhow::Result<Sse> {
+        let mut request = app.client.get(app.url("/v1/events/stream"));
+        match from {
+            Resume::Now => {}
+            Resume::LastEventId(id) => request = request.header("last-event-id", id),
+            Resume::After(id) => request = request.query(&[("after", id)]),
+        }
+        let resp = request
             .bearer_auth(token)
             // The client-wide timeout covers the whole body, and this body never ends.
             .timeout(Duration::from_secs(3600))

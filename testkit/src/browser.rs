@@ -39,12 +39,14 @@ const LOOK_EVERY: Duration = Duration::from_millis(50);
 
 /// The command-line switches of the headless Chromium. `--no-sandbox`: tests run as root
 /// in containers, where Chromium's sandbox cannot start; `--disable-gpu`: there is none;
-/// a fixed window size so screenshots and layouts are the same on every machine.
-const CHROMIUM_ARGS: [&str; 4] = [
+/// a fixed window size and language so screenshots, layouts and formatted times are the
+/// same on every machine.
+const CHROMIUM_ARGS: [&str; 5] = [
     "--headless=new",
     "--no-sandbox",
     "--disable-gpu",
     "--window-size=1280,900",
+    "--lang=en-US",
 ];
 
 /// A headless Chromium with one WebDriver session, and the chromedriver serving it.
@@ -54,12 +56,21 @@ pub struct Browser {
     session: Option<String>,
     driver: Child,
     port: u16,
+    /// Where Chromium saves downloads (a file the page offers as an attachment); removed
+    /// with the browser.
+    downloads: tempfile::TempDir,
 }
 
 impl Browser {
     /// A browser ready for [`Browser::goto`]. `Ok(None)` (and a line on stderr saying
     /// why) when Chromium or chromedriver is missing outside CI; an error under `CI=true`.
     pub async fn start() -> anyhow::Result<Option<Browser>> {
+        Browser::start_in_zone(None).await
+    }
+
+    /// [`Browser::start`] with the browser's time zone set to `zone` (an IANA name such as
+    /// `Asia/Tokyo`, through `TZ`), as a person elsewhere in the world has it.
+    pub async fn start_in_zone(zone: Option<&str>) -> anyhow::Result<Option<Browser>> {
         let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER]
             .into_iter()
             .filter(|bin| !Path::new(bin).exists())
@@ -78,7 +89,13 @@ impl Browser {
             return Ok(None);
         }
         let port = free_port()?;
-        let driver = Command::new(CHROMEDRIVER)
+        let downloads = tempfile::tempdir().context("a download directory")?;
+        let mut command = Command::new(CHROMEDRIVER);
+        if let Some(zone) = zone {
+            // Chromium, started by chromedriver, inherits it.
+            command.env("TZ", zone);
+        }
+        let driver = command
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -91,10 +108,11 @@ impl Browser {
             session: None,
             driver,
             port,
+            downloads,
         };
         browser.wait_until_ready().await?;
         let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(capabilities())
+            .capabilities(capabilities(browser.downloads.path()))
             .connect(&browser.driver_url())
             .await
             .context("open a WebDriver session in headless Chromium")?;
@@ -249,6 +267,91 @@ impl Browser {
             .with_context(|| format!("read the text of `{css}`"))
     }
 
+    /// Waits until the text of the element matching `css` satisfies `wanted` (e.g. a
+    /// live region updated in place) and returns it. Panics, naming what was awaited and
+    /// the text last seen, after the timeout.
+    pub async fn wait_for_text(
+        &self,
+        css: &str,
+        what: &str,
+        wanted: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<String> {
+        let wanted = &wanted;
+        let text = poll_every(
+            LOOK_EVERY,
+            BROWSER_TIMEOUT,
+            &format!("`{css}` to show {what}"),
+            || async move {
+                match self.client().find(Locator::Css(css)).await {
+                    Ok(element) => match element.text().await {
+                        Ok(text) if wanted(&text) => Ok(text),
+                        Ok(text) => Err(format!("it says {text:?}")),
+                        Err(e) => Err(format!("{e}")),
+                    },
+                    Err(e) => Err(format!("{e}")),
+                }
+            },
+        )
+        .await;
+        Ok(text)
+    }
+
+    /// Waits until Chromium has finished saving a download whose name ends with
+    /// `suffix` (e.g. `.csv`) and returns its path. Panics after the timeout.
+    pub async fn wait_for_download(&self, suffix: &str) -> anyhow::Result<PathBuf> {
+        let dir = self.downloads.path().to_path_buf();
+        let found = poll_every(
+            LOOK_EVERY,
+            BROWSER_TIMEOUT,
+            &format!("a download ending in {suffix} in {}", dir.display()),
+            || {
+                let dir = dir.clone();
+                async move {
+                    let names: Vec<PathBuf> = std::fs::read_dir(&dir)
+                        .map_err(|e| e.to_string())?
+                        .filter_map(|entry| entry.ok().map(|e| e.path()))
+                        .collect();
+                    // Chromium writes `<name>.crdownload` (and may place an empty file
+                    // under the final name) and renames it over the name when done.
+                    let saving = names
+                        .iter()
+                        .any(|p| p.to_string_lossy().ends_with(".crdownload"));
+                    names
+                        .iter()
+                        .find(|p| {
+                            !saving
+                                && p.to_string_lossy().ends_with(suffix)
+                                && std::fs::metadata(p).is_ok_and(|m| m.len() > 0)
+                        })
+                        .cloned()
+                        .ok_or_else(|| format!("the directory holds {names:?}"))
+                }
+            },
+        )
+        .await;
+        Ok(found)
+    }
+
+    /// Runs `script` in the page (its `arguments` are `args`) and returns what it returns.
+    pub async fn execute(
+        &self,
+        script: &str,
+        args: Vec<serde_json::Value>,
+    ) -> anyhow::Result<serde_json::Value> {
+        self.client()
+            .execute(script, args)
+            .await
+            .context("run a script in the page")
+    }
+
+    /// Sets the window's size (CSS pixels), e.g. a phone's 390 px width.
+    pub async fn resize(&self, width: u32, height: u32) -> anyhow::Result<()> {
+        self.client()
+            .set_window_size(width, height)
+            .await
+            .with_context(|| format!("resize the window to {width}x{height}"))
+    }
+
     /// The page's HTML as the browser has it now (after scripts ran).
     pub async fn page_source(&self) -> anyhow::Result<String> {
         Ok(self.client().source().await?)
@@ -333,11 +436,19 @@ pub fn screenshot_dir() -> PathBuf {
     target.join("screenshots")
 }
 
-/// Headless Chromium at [`CHROMIUM`] with [`CHROMIUM_ARGS`].
-fn capabilities() -> serde_json::Map<String, serde_json::Value> {
+/// Headless Chromium at [`CHROMIUM`] with [`CHROMIUM_ARGS`], saving downloads to
+/// `downloads` without asking.
+fn capabilities(downloads: &Path) -> serde_json::Map<String, serde_json::Value> {
     let caps = json!({
         "browserName": "chrome",
-        "goog:chromeOptions": { "binary": CHROMIUM, "args": CHROMIUM_ARGS },
+        "goog:chromeOptions": {
+            "binary": CHROMIUM,
+            "args": CHROMIUM_ARGS,
+            "prefs": {
+                "download.default_directory": downloads.to_string_lossy(),
+                "download.prompt_for_download": false,
+            },
+        },
     });
     match caps {
         serde_json::Value::Object(map) => map,

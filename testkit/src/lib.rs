@@ -22,6 +22,7 @@
 pub mod app;
 pub mod binary;
 pub mod browser;
+pub mod conflicts;
 pub mod db;
 pub mod fixtures;
 pub mod hostile_cel;

@@ -51,6 +51,17 @@ impl BusEvent {
         }
     }
 
+    /// The event's id on an event stream (SSE `id`): its place in the global order, as
+    /// `pos` on SQLite (where `tx` is 0) and `tx:pos` on PostgreSQL, where the order is by
+    /// commit transaction first. [`parse_stream_id`] reads it back for a resume.
+    pub fn stream_id(&self) -> String {
+        if self.tx == 0 {
+            self.position.to_string()
+        } else {
+            format!("{}:{}", self.tx, self.position)
+        }
+    }
+
     /// The event's place in the global order.
     pub fn feed_position(&self) -> Position {
         Position {
@@ -58,6 +69,17 @@ impl BusEvent {
             pos: self.position,
         }
     }
+}
+
+/// The place in the global order a stream id ([`BusEvent::stream_id`]) names; `None`
+/// for anything else (a client's `Last-Event-ID` is input like any other).
+pub fn parse_stream_id(id: &str) -> Option<Position> {
+    let id = id.trim();
+    let (tx, pos) = match id.split_once(':') {
+        Some((tx, pos)) => (tx.parse::<i64>().ok()?, pos.parse::<i64>().ok()?),
+        None => (0, id.parse::<i64>().ok()?),
+    };
+    (tx >= 0 && pos >= 0).then_some(Position { tx, pos })
 }
 
 /// One NATS subject token made from free text: `.`, `*`, `>`, whitespace and control
@@ -134,5 +156,28 @@ mod tests {
         assert_eq!(subject_token("ws-1"), "ws-1");
         assert_eq!(subject_token("a.b*c>d e\tf\ng"), "a_b_c_d_e_f_g");
         assert_eq!(subject_token("écrit"), "écrit");
+    }
+}
+
+#[cfg(test)]
+mod stream_id_tests {
+    use super::*;
+
+    #[test]
+    fn stream_ids_read_back_and_refuse_anything_else() {
+        assert_eq!(parse_stream_id("42"), Some(Position { tx: 0, pos: 42 }));
+        assert_eq!(parse_stream_id("7:42"), Some(Position { tx: 7, pos: 42 }));
+        for bad in [
+            "",
+            "x",
+            "-1",
+            "1:",
+            ":2",
+            "1:2:3",
+            "1.5",
+            "99999999999999999999",
+        ] {
+            assert_eq!(parse_stream_id(bad), None, "{bad:?}");
+        }
     }
 }

@@ -139,6 +139,15 @@ impl NatsBus {
         &self.config
     }
 
+    /// Whether the client's connection to the server is up now (it reconnects by itself
+    /// after a drop; until then publishing waits).
+    pub fn connected(&self) -> bool {
+        matches!(
+            self.client.connection_state(),
+            async_nats::connection::State::Connected
+        )
+    }
+
     pub fn client(&self) -> &async_nats::Client {
         &self.client
     }

@@ -7,7 +7,7 @@ use syncledger_domain::Entity;
 use crate::error::CrmError;
 use crate::oauth::IssuerRule;
 use crate::types::{
-    Credentials, Cursor, FieldInfo, Identity, Page, PushOp, PushResult, RemoteRecord, Tokens,
+    Credentials, Cursor, FieldInfo, Identity, Page, PushOp, PushResult, RemoteRecord, Tokens, Usage,
 };
 
 #[async_trait]
@@ -17,9 +17,10 @@ pub trait CrmAdapter: Send + Sync {
         true
     }
 
-    /// Requests this adapter has sent to the provider, retries included.
-    fn requests_sent(&self) -> u64 {
-        0
+    /// What this adapter has asked of the provider so far: requests sent (retries
+    /// included) and 429 answers it waited out before trying again.
+    fn usage(&self) -> Usage {
+        Usage::default()
     }
 
     /// The most records one `push_batch` call carries; the engine sends batches of

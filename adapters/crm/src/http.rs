@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use crate::error::CrmError;
 use crate::outbound::{self, Guard};
+use crate::types::Usage;
 use crate::window::{RollingWindow, Slot};
 use syncledger_domain::provider_text::clean;
 
@@ -189,6 +190,8 @@ pub struct Executor {
     rate_state: RateLimitState,
     /// Requests sent, retries included: what the provider counts against its limits.
     requests: std::sync::atomic::AtomicU64,
+    /// 429 answers waited out before a retry.
+    rate_limited: std::sync::atomic::AtomicU64,
 }
 
 /// A successful response: its status, headers and parsed body (`None` when empty).
@@ -198,6 +201,9 @@ pub struct Reply<T> {
     pub headers: HeaderMap,
     pub body: Option<T>,
 }
+
+/// A pacing wait this long or longer is logged at INFO (shorter ones are routine).
+const NOTICEABLE_WAIT: Duration = Duration::from_secs(1);
 
 /// The largest response body read from a provider. A larger one is refused (as a
 /// transport failure) instead of exhausting memory.
@@ -246,6 +252,7 @@ impl Executor {
             classifier: None,
             rate_state: RateLimitState::default(),
             requests: std::sync::atomic::AtomicU64::new(0),
+            rate_limited: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -277,9 +284,13 @@ impl Executor {
         &self.policy
     }
 
-    /// How many requests this executor has sent, retries included.
-    pub fn requests(&self) -> u64 {
-        self.requests.load(Ordering::Relaxed)
+    /// How many requests this executor has sent (retries included), and how many 429
+    /// answers it waited out.
+    pub fn usage(&self) -> Usage {
+        Usage {
+            requests: self.requests.load(Ordering::Relaxed),
+            rate_limited: self.rate_limited.load(Ordering::Relaxed),
+        }
     }
 
     /// Sends the request `build` makes (once per attempt) and parses the body.
@@ -326,7 +337,17 @@ impl Executor {
                         Some(delay) if !ambiguous || retry_ambiguous => delay,
                         _ => return Err(error),
                     };
-                    tracing::debug!(attempt, ?delay, %error, "retrying provider call");
+                    if matches!(error, CrmError::RateLimited { .. }) {
+                        self.rate_limited.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // INFO: a run that stalls on a provider says why (with the run's
+                    // span: its id and integration). The error names no URL or secret.
+                    tracing::info!(
+                        attempt = attempt + 1,
+                        delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                        %error,
+                        "provider call failed; retrying"
+                    );
                     tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
@@ -337,6 +358,7 @@ impl Executor {
     /// Waits until the request may go; the returned slots are held until its
     /// response has arrived.
     async fn pace(&self, lane: Lane) -> [Option<Slot<'_>>; 2] {
+        let started = std::time::Instant::now();
         let rolling = matches!(self.general.as_deref(), Some(Pacer::Rolling(_)));
         if !rolling {
             // A rolling window follows the headers itself (`observe`).
@@ -344,6 +366,20 @@ impl Executor {
                 tokio::time::sleep(wait).await;
             }
         }
+        let slots = self.take_slots(lane).await;
+        let waited = started.elapsed();
+        // Pacing spaces every request a little; a wait a person would notice is said.
+        if waited >= NOTICEABLE_WAIT {
+            tracing::info!(
+                waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
+                "waited for the provider's rate limit"
+            );
+        }
+        slots
+    }
+
+    /// The pacers' slots for a request in `lane`, waiting for them.
+    async fn take_slots(&self, lane: Lane) -> [Option<Slot<'_>>; 2] {
         let search = match (&self.search, lane) {
             (Some(pacer), Lane::Search) => pacer.admit().await,
             _ => None,

@@ -30,5 +30,5 @@ pub use salesforce::{SalesforceAdapter, SalesforceConfig};
 pub use syncledger_domain::Entity;
 pub use types::{
     Credentials, Cursor, FieldInfo, Identity, Page, PushKind, PushOp, PushResult, RemoteRecord,
-    Tokens,
+    Tokens, Usage,
 };

@@ -43,6 +43,27 @@ pub enum Cursor {
 }
 
 /// One page of records; `next` is `None` on the last page.
+/// What an adapter has asked of its provider: counters that only grow, read before and
+/// after a step of a run to charge the step with the difference.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Requests sent, retries included: what the provider counts against its limits.
+    pub requests: u64,
+    /// 429 answers waited out (their `Retry-After` or the backoff) before a retry.
+    pub rate_limited: u64,
+}
+
+impl Usage {
+    /// What was used after `earlier` was read (counters never go back; saturating anyway).
+    #[must_use]
+    pub fn since(self, earlier: Usage) -> Usage {
+        Usage {
+            requests: self.requests.saturating_sub(earlier.requests),
+            rate_limited: self.rate_limited.saturating_sub(earlier.rate_limited),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Page {
     pub records: Vec<RemoteRecord>,

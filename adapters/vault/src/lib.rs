@@ -19,7 +19,7 @@ mod master;
 mod vault;
 
 pub use error::VaultError;
-pub use master::MasterKey;
+pub use master::{MasterKey, KEY_FILE_NAME};
 pub use vault::{Sealed, Vault};
 
 /// Re-exported so callers can read the result of [`Vault::open`].

@@ -175,10 +175,10 @@ async fn list(
         @if entries.is_empty() {
             (empty_state("No entries match", html! { "Clear the filters to see the whole trail." }))
         } @else {
-            table #audit {
+            div.table-wrap { table #audit {
                 thead { tr { th { "#" } th { "When" } th { "Action" } th { "Actor" } th { "What changed" } } }
                 tbody { @for e in &entries { (entry_row(e)) } }
-            }
+            } }
         }
         (pager("/audit", &q.params(), next.as_deref()))
     };

@@ -143,7 +143,7 @@ async fn list(
                 }))
             }
         } @else {
-            table #conflicts {
+            div.table-wrap { table #conflicts {
                 thead { tr { th { "Field" } th { "Record" } th { "Entity" } th { "App" } th { "CRM" } th { "Status" } th { "Detected" } } }
                 tbody {
                     @for c in &found.data {
@@ -158,7 +158,7 @@ async fn list(
                         }
                     }
                 }
-            }
+            } }
         }
         (pager("/conflicts", &params, found.next_cursor.as_deref()))
     };
@@ -204,7 +204,7 @@ fn sides(c: &ConflictView) -> Markup {
         html! { "the CRM (integration " code { (c.integration_id) } "), seen " (time_str(&c.detected_at)) }
     });
     html! {
-        table #sides {
+        div.table-wrap { table #sides {
             thead { tr { th { } th scope="col" { "Base" } th scope="col" { "App" } th scope="col" { "CRM" } } }
             tbody {
                 tr #values {
@@ -220,7 +220,7 @@ fn sides(c: &ConflictView) -> Markup {
                     td { (crm_by) }
                 }
             }
-        }
+        } }
     }
 }
 

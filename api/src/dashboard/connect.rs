@@ -10,8 +10,10 @@
 //! moves the browser on with a same-site navigation that does carry the cookie.
 
 use super::error::{PageError, PageResult};
+use super::integration::view_of;
 use super::layout::{badge, csrf_field, page, page_status, same_site_redirect, Section};
 use super::session::{NoFields, Person, Posted};
+use super::settings::{beside_a_field, error_for, field_error, sync_fields, SyncFields};
 use crate::auth::RequestId;
 use crate::error::ApiError;
 use crate::routes::integration_view::IntegrationView;
@@ -80,52 +82,26 @@ struct SettingsForm {
     #[serde(default)]
     conflict_strategy: String,
     #[serde(default)]
+    on_crm_delete: String,
+    #[serde(default)]
+    on_app_archive: String,
+    #[serde(default)]
     base_url: String,
     #[serde(default)]
     spec: String,
 }
 
-/// The API field an error names, as the form names it (`sync_config.interval_minutes` →
-/// `interval_minutes`).
-/// Errors inside the connector spec (`spec.pagination.kind`, …) belong to the spec editor.
-fn form_field(e: &ApiError) -> Option<&str> {
-    e.field.as_deref().map(|f| {
-        if f == "spec" || f.starts_with("spec.") || f.starts_with("spec[") {
-            "spec"
-        } else {
-            f.rsplit('.').next().unwrap_or(f)
-        }
-    })
-}
-
-fn error_for<'a>(error: Option<&'a ApiError>, field: &str) -> Option<&'a str> {
-    error
-        .filter(|e| form_field(e) == Some(field))
-        .map(|e| e.message.as_str())
-}
-
-fn field_error(error: Option<&ApiError>, field: &str) -> Markup {
-    html! {
-        @if let Some(message) = error_for(error, field) {
-            p.field-error id={ (field) "-error" } role="alert" {
-                @if let Some(path) = error.and_then(|e| e.field.as_deref()).filter(|p| *p != field) {
-                    code { (path) } ": "
-                }
-                (message)
-            }
-        }
-    }
-}
-
-fn select(name: &str, label: &str, options: &[(&str, &str)], chosen: &str) -> Markup {
-    html! {
-        div {
-            label for=(name) { (label) }
-            select id=(name) name=(name) {
-                @for (value, text) in options {
-                    option value=(value) selected[*value == chosen] { (text) }
-                }
-            }
+impl SettingsForm {
+    /// Its sync settings, as every settings form has them.
+    fn sync(&self) -> SyncFields {
+        SyncFields {
+            direction: self.direction.clone(),
+            frequency: self.frequency.clone(),
+            interval_minutes: self.interval_minutes.clone(),
+            entities: self.entities.clone(),
+            conflict_strategy: self.conflict_strategy.clone(),
+            on_crm_delete: self.on_crm_delete.clone(),
+            on_app_archive: self.on_app_archive.clone(),
         }
     }
 }
@@ -136,25 +112,7 @@ fn settings_markup(
     f: &SettingsForm,
     error: Option<&ApiError>,
 ) -> Markup {
-    let general = error.filter(|e| {
-        form_field(e).is_none_or(|f| {
-            ![
-                "name",
-                "interval_minutes",
-                "entities",
-                "base_url",
-                "spec",
-                "direction",
-                "conflict_strategy",
-            ]
-            .contains(&f)
-        })
-    });
-    let entities: Vec<&str> = if f.entities.is_empty() {
-        p.entities.iter().map(String::as_str).collect()
-    } else {
-        f.entities.iter().map(String::as_str).collect()
-    };
+    let general = error.filter(|e| !beside_a_field(e, &["name", "base_url", "spec"]));
     html! {
         p { a href="/connect" { "← Providers" } }
         h1 { "Connect " (p.name) }
@@ -168,28 +126,7 @@ fn settings_markup(
                     aria-invalid=[error_for(error, "name").map(|_| "true")];
                 (field_error(error, "name"))
             }
-            (select("direction", "Direction", &[("bidirectional", "Both ways"), ("pull", "CRM → app (pull)"), ("push", "App → CRM (push)")], &f.direction))
-            (field_error(error, "direction"))
-            (select("frequency", "When to sync", &[("interval", "Every N minutes"), ("manual", "Only when asked"), ("webhook", "When the CRM tells us (webhooks)")], &f.frequency))
-            div {
-                label for="interval_minutes" { "Interval in minutes (15 to 1440)" }
-                input #interval_minutes name="interval_minutes" type="number" min="15" max="1440"
-                    value=(if f.interval_minutes.is_empty() { "60" } else { f.interval_minutes.as_str() })
-                    aria-invalid=[error_for(error, "interval_minutes").map(|_| "true")];
-                (field_error(error, "interval_minutes"))
-            }
-            fieldset {
-                legend { "Entities" }
-                @for e in &p.entities {
-                    label.check {
-                        input type="checkbox" name="entities" value=(e) checked[entities.contains(&e.as_str())];
-                        " " (e)
-                    }
-                }
-                (field_error(error, "entities"))
-            }
-            (select("conflict_strategy", "When both sides changed a field", &[("manual_review", "Ask me (review queue)"), ("last_write_wins", "Latest change wins"), ("crm_wins", "The CRM wins"), ("app_wins", "The app wins")], &f.conflict_strategy))
-            (field_error(error, "conflict_strategy"))
+            (sync_fields(&f.sync(), &p.id, &p.entities, error))
             details open[!f.base_url.is_empty() || p.via_custom_spec] {
                 summary { "Advanced" }
                 div {
@@ -225,18 +162,7 @@ async fn settings_form(person: Person, Path(id): Path<String>) -> PageResult<Res
 
 /// The form as the API's request body, so the API's checks apply unchanged.
 fn request(provider: &str, f: &SettingsForm) -> Result<CreateIntegration, ApiError> {
-    let mut config = json!({
-        "direction": f.direction,
-        "frequency": f.frequency,
-        "entities": f.entities,
-        "conflict_strategy": f.conflict_strategy,
-    });
-    if f.frequency == "interval" {
-        let minutes: u32 = f.interval_minutes.trim().parse().map_err(|_| {
-            ApiError::invalid_field("interval_minutes", "must be a whole number from 15 to 1440")
-        })?;
-        config["interval_minutes"] = json!(minutes);
-    }
+    let config = f.sync().config(Value::Null)?;
     let mut body = json!({"provider": provider, "name": f.name.trim(), "sync_config": config});
     if !f.base_url.trim().is_empty() {
         body["base_url"] = json!(f.base_url.trim());
@@ -296,13 +222,7 @@ async fn authenticate(
     Path(id): Path<String>,
 ) -> PageResult<Response> {
     person.require_write()?;
-    let v = IntegrationView::from(
-        state
-            .engine
-            .integrations()
-            .get(&person.caller.workspace_id, &id)
-            .await?,
-    );
+    let v = view_of(&state, &person, &id).await?;
     let p = provider(&v.provider)?;
     let body = html! {
         p { a href={ "/integrations/" (v.id) } { "← " (v.name) } }
@@ -470,13 +390,7 @@ async fn test_page(
     Query(q): Query<Done>,
 ) -> PageResult<Response> {
     person.require_write()?;
-    let v = IntegrationView::from(
-        state
-            .engine
-            .integrations()
-            .get(&person.caller.workspace_id, &id)
-            .await?,
-    );
+    let v = view_of(&state, &person, &id).await?;
     let body =
         html! { (super::layout::notice(q.done.as_deref())) (test_markup(&person, &v, None)) };
     Ok(page(&person, Section::Connect, "Test", body))

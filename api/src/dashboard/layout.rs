@@ -232,6 +232,10 @@ pub const NOTICES: &[(&str, &str)] = &[
     ("ignored", "The conflict is ignored."),
     ("revoked", "The token is revoked: it stops working at once."),
     ("rule-added", "The rule is saved."),
+    (
+        "settings-saved",
+        "The sync settings are saved; the next run uses them.",
+    ),
     ("rule-removed", "The rule is removed."),
     (
         "reapplied",

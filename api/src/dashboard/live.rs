@@ -24,7 +24,16 @@ pub async fn stream(State(state): State<AppState>, headers: HeaderMap, person: P
         )
         .into_response();
     };
-    let events = match state.engine.live_events(&caller.workspace_id).await {
+    // A browser's EventSource sends Last-Event-ID when it reconnects: nothing is missed.
+    let after = match crate::routes::events::resume_after(&headers, None) {
+        Ok(after) => after,
+        Err(e) => return PageError(e).into_response(),
+    };
+    let events = match state
+        .engine
+        .live_events_after(&caller.workspace_id, after)
+        .await
+    {
         Ok(events) => events,
         Err(e) => return PageError::from(e).into_response(),
     };
@@ -44,7 +53,7 @@ pub async fn stream(State(state): State<AppState>, headers: HeaderMap, person: P
     let events = events.take_until(Box::pin(ended)).map(move |ev| {
         let _counted = &slot;
         let data = serde_json::to_string(&ev).unwrap_or_else(|_| "{}".into());
-        Ok::<_, Infallible>(Event::default().id(ev.position.to_string()).data(data))
+        Ok::<_, Infallible>(Event::default().id(ev.stream_id()).data(data))
     });
     Sse::new(events)
         .keep_alive(KeepAlive::default())

@@ -24,6 +24,9 @@ use syncledger_engine::FieldInfo;
 /// Blank rows under the mappings, for adding new ones without JavaScript.
 const BLANK_ROWS: usize = 3;
 
+/// Where the editor's script checks an expression as it is typed.
+const CHECK: &str = "/mappings/check";
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route(
@@ -39,6 +42,37 @@ pub fn routes() -> Router<AppState> {
             "/integrations/{id}/mappings/{entity}/reapply",
             post(reapply),
         )
+        .route(CHECK, post(check))
+}
+
+#[derive(Deserialize)]
+struct CheckForm {
+    #[serde(default)]
+    expression: String,
+}
+
+/// `POST /mappings/check`: whether an expression would be accepted as a transform or a
+/// filter, by the rules saving applies, as `{"ok": true}` or `{"ok": false, "error":
+/// "…"}`. The editor's script calls it as a person types; nothing is stored.
+async fn check(State(state): State<AppState>, posted: Posted<CheckForm>) -> Response {
+    let source = posted.form.expression.trim();
+    // An empty field is no expression: a mapping without a transform, or no filter.
+    let checked = if source.is_empty() {
+        Ok(())
+    } else {
+        state.engine.mappings().check_expression(source)
+    };
+    let answer = match checked {
+        Ok(()) => serde_json::json!({"ok": true}),
+        Err(error) => serde_json::json!({"ok": false, "error": error}),
+    };
+    axum::Json(answer).into_response()
+}
+
+/// An expression input's live check: the input names the URL, and the message goes to
+/// the element its `aria-describedby` names (read out by screen readers as it changes).
+fn checked(id: &str) -> Markup {
+    html! { span.check id={ (id) "-check" } aria-live="polite" {} }
 }
 
 /// The editor's rows as posted: one value per row in each list, in order.
@@ -116,7 +150,9 @@ fn row(i: usize, m: Option<&MappingBody>) -> Markup {
             td {
                 label.visually-hidden for={ "tf-" (i) } { "Transform (CEL), row " (i + 1) }
                 input id={ "tf-" (i) } name="transform" placeholder="e.g. value.lowerAscii()"
+                    data-check=(CHECK) aria-describedby={ "tf-" (i) "-check" }
                     value=[m.and_then(|m| m.transform.as_ref())];
+                (checked(&format!("tf-{i}")))
             }
         }
     }
@@ -156,18 +192,24 @@ fn editor_markup(person: &Person, e: &Editor) -> Markup {
             },
             Err(why) => p.hint { "The CRM's field list is not available (" (why) "); type field names." },
         }
-        form.stack method="post" action=(base) #mapping-editor {
+        // A viewer reads the mappings in a form that cannot post (its fields disabled).
+        form.stack.wide method=[person.can_write().then_some("post")] action=(base) #mapping-editor {
             (csrf_field(person))
-            table #mappings {
+            fieldset.plain disabled[!person.can_write()] {
+            legend.visually-hidden { "Mappings" }
+            div.table-wrap { table #mappings {
                 thead { tr { th { "CRM field" } th { "App field" } th { "Direction" } th { "Transform" } } }
                 tbody {
                     @for (i, m) in e.mappings.iter().enumerate() { (row(i, Some(m))) }
                     @for i in e.mappings.len()..e.mappings.len() + BLANK_ROWS { (row(i, None)) }
                 }
-            }
+            } }
             div {
                 label for="filter" { "Only sync CRM records where (CEL, optional)" }
-                input #filter name="filter" value=[e.filter] placeholder="record.lifecyclestage == 'customer'";
+                input #filter name="filter" value=[e.filter] placeholder="record.lifecyclestage == 'customer'"
+                    data-check=(CHECK) aria-describedby="filter-check";
+                (checked("filter"))
+            }
             }
             @if person.can_write() {
                 div.actions {

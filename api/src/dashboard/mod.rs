@@ -25,6 +25,7 @@ mod mappings;
 mod overview;
 mod records;
 mod runs;
+mod settings;
 mod sign_in;
 mod tokens;
 
@@ -55,6 +56,7 @@ pub fn routes() -> Router<AppState> {
         .merge(records::routes())
         .merge(runs::routes())
         .merge(integration::routes())
+        .merge(settings::routes())
         .merge(connect::routes())
         .merge(mappings::routes())
         .layer(axum::middleware::map_response(page_headers))

@@ -37,7 +37,7 @@ fn card(v: &IntegrationView, counts: CardCounts) -> Markup {
             }
             dl.facts {
                 dt { "Last run" }
-                dd {
+                dd.last-run {
                     @match &v.last_run {
                         Some(run) => {
                             a href={ "/runs/" (run.id) } { (badge(&run.status)) }

@@ -134,7 +134,7 @@ async fn list(
                 "Records appear here after a sync. " a href="/" { "Run one from an integration" } "."
             }))
         } @else {
-            table #records {
+            div.table-wrap { table #records {
                 thead { tr { th { "Record" } th { "Entity" } th { "Linked CRMs" } th { "Version" } } }
                 tbody {
                     @for r in &views {
@@ -146,7 +146,7 @@ async fn list(
                         }
                     }
                 }
-            }
+            } }
         }
         (pager("/records", &[("entity", q.entity.clone()), ("integration", q.integration.clone()), ("q", q.q.clone())], next.as_deref()))
     };
@@ -166,7 +166,7 @@ fn fields_table(r: &RecordView, now: Option<&RecordView>) -> Markup {
         })
     };
     html! {
-        table #fields {
+        div.table-wrap { table #fields {
             thead { tr { th { "Field" } th { "Value" } th { "Source" } th { "Set" }
                 @if now.is_some() { th { "Now" } } } }
             tbody {
@@ -197,7 +197,7 @@ fn fields_table(r: &RecordView, now: Option<&RecordView>) -> Markup {
                     }
                 }
             }
-        }
+        } }
     }
 }
 

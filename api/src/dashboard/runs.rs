@@ -40,8 +40,8 @@ pub struct HistoryQuery {
 /// The table of runs, newest first; shared by the integration page.
 pub fn runs_table(runs: &[RunView]) -> Markup {
     html! {
-        table.runs {
-            thead { tr { th { "Run" } th { "Kind" } th { "Status" } th { "Processed" } th { "Failed" } th { "API calls" } th { "Queued" } } }
+        div.table-wrap { table.runs {
+            thead { tr { th { "Run" } th { "Kind" } th { "Status" } th { "Processed" } th { "Failed" } th { "API calls" } th { "429s waited" } th { "Queued" } } }
             tbody {
                 @for r in runs {
                     tr {
@@ -51,11 +51,12 @@ pub fn runs_table(runs: &[RunView]) -> Markup {
                         td { (r.stats.processed) }
                         td { (r.stats.failed) }
                         td { (r.stats.api_calls) }
+                        td { (r.stats.rate_limited) }
                         td { @if let Some(at) = &r.queued_at { (time_str(at)) } }
                     }
                 }
             }
-        }
+        } }
     }
 }
 
@@ -106,7 +107,7 @@ async fn index(State(state): State<AppState>, person: Person) -> PageResult<Resp
         @if views.is_empty() {
             (empty_state("No integrations, so no runs", html! { a href="/connect" { "Connect a CRM" } " first." }))
         } @else {
-            table #runs-index {
+            div.table-wrap { table #runs-index {
                 thead { tr { th { "Integration" } th { "Latest run" } th { "Processed" } th { "Ended" } th { "History" } } }
                 tbody {
                     @for v in &views {
@@ -124,7 +125,7 @@ async fn index(State(state): State<AppState>, person: Person) -> PageResult<Resp
                         }
                     }
                 }
-            }
+            } }
         }
     };
     Ok(page(&person, Section::Runs, "Runs", body))
@@ -142,7 +143,9 @@ fn counters(r: &RunView) -> Markup {
             dt { "Created / updated / unchanged" } dd { (r.stats.created) " / " (r.stats.updated) " / " (r.stats.unchanged) }
             dt { "Skipped / failed" } dd { (r.stats.skipped) " / " (r.stats.failed) }
             dt { "Conflicts detected / resolved" } dd { (r.stats.conflicts_detected) " / " (r.stats.conflicts_resolved) }
+            dt { "Pages" } dd #pages { (r.passes.iter().map(|p| p.pages).sum::<u64>()) }
             dt { "API calls" } dd #api-calls { (r.stats.api_calls) }
+            dt { "429s waited" } dd #rate-limited { (r.stats.rate_limited) }
             dt { "Queued" } dd { @if let Some(at) = &r.queued_at { (time_str(at)) } }
             dt { "Started" } dd { @if let Some(at) = &r.started_at { (time_str(at)) } @else { "not yet" } }
             dt { "Ended" } dd { @if let Some(at) = &r.ended_at { (time_str(at)) } @else { "not yet" } }
@@ -176,14 +179,24 @@ async fn show(
             (counters(&r))
             h2 { "Passes" }
             @if r.passes.is_empty() { p { "No pass has started." } } @else {
-                table #passes {
-                    thead { tr { th { "Pass" } th { "Pages" } th { "Done" } } }
-                    tbody { @for p in &r.passes { tr { td { (p.pass) } td { (p.pages) } td { @if p.done { "yes" } @else { "in progress" } } } } }
-                }
+                div.table-wrap { table #passes {
+                    thead { tr {
+                        th { "Pass" } th { "Pages" } th { "Processed" } th { "Created" } th { "Updated" }
+                        th { "Unchanged" } th { "Failed" } th { "Conflicts" } th { "API calls" } th { "429s waited" } th { "Done" }
+                    } }
+                    tbody { @for p in &r.passes { tr {
+                        td { (p.pass) } td { (p.pages) }
+                        td { (p.stats.processed) @if let Some(total) = p.total { " of " (total) } }
+                        td { (p.stats.created) } td { (p.stats.updated) } td { (p.stats.unchanged) }
+                        td { (p.stats.failed) } td { (p.stats.conflicts_detected) }
+                        td { (p.stats.api_calls) } td { (p.stats.rate_limited) }
+                        td { @if p.done { "yes" } @else { "in progress" } }
+                    } } }
+                } }
             }
             h2 { "Failed records (" (r.failures_total) ")" }
             @if r.failures.is_empty() { p { "None." } } @else {
-                table #failures {
+                div.table-wrap { table #failures {
                     thead { tr { th { "Entity" } th { "Phase" } th { "Record" } th { "Reason" } } }
                     tbody {
                         @for f in &r.failures {
@@ -197,7 +210,7 @@ async fn show(
                             }
                         }
                     }
-                }
+                } }
             }
             @if person.can_write() {
                 div.actions #run-actions {
@@ -254,7 +267,8 @@ fn preview_table(p: &Preview) -> Markup {
     let s = &p.summary;
     html! {
         p #rollback-summary {
-            (s.records) " records: " (s.fields_restored) " fields restored, "
+            (s.records) @if s.records == 1 { " record: " } @else { " records: " }
+            (s.fields_restored) " fields restored, "
             (s.conflicts) " changed since (left as they are), " (s.archived) " archived, "
             (s.crm_properties) " CRM properties written back"
             @if s.diverged > 0 { ", " (s.diverged) " left diverged for an admin to settle" }
@@ -263,7 +277,7 @@ fn preview_table(p: &Preview) -> Markup {
         @if p.records.is_empty() {
             p { "This run changed nothing a rollback would undo." }
         } @else {
-            table #rollback-preview {
+            div.table-wrap { table #rollback-preview {
                 thead { tr { th { "Record" } th { "Action" } th { "Field" } th { "Now" } th { "Restored to" } } }
                 tbody {
                     @for r in &p.records {
@@ -284,7 +298,7 @@ fn preview_table(p: &Preview) -> Markup {
                         }
                     }
                 }
-            }
+            } }
         }
     }
 }

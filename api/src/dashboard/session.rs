@@ -201,6 +201,7 @@ fn person(parts: &Parts, session: Session) -> Person {
         .extensions
         .get::<ClientRequestId>()
         .map(|r| r.0.clone());
+    crate::auth::record_caller(&session.workspace_id, session.principal_id());
     Person {
         caller: Caller {
             workspace_id: session.workspace_id.clone(),

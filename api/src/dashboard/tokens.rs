@@ -76,7 +76,7 @@ async fn list(
         @if rows.is_empty() {
             (empty_state("No tokens", html! { "Issue one above." }))
         } @else {
-            table #tokens {
+            div.table-wrap { table #tokens {
                 thead { tr { th { "Id" } th { "Role" } th { "Label" } th { "Created" } th { "State" } th { span.visually-hidden { "Actions" } } } }
                 tbody {
                     @for t in &rows {
@@ -95,7 +95,7 @@ async fn list(
                         }
                     }
                 }
-            }
+            } }
         }
         (pager("/tokens", &[], next.as_deref()))
     };

@@ -120,6 +120,10 @@ pub struct IntegrationView {
     /// oauth2, api_key or basic: never the credential itself.
     pub credential_kind: Option<String>,
     pub credentials_expire_at: Option<String>,
+    /// When someone stored the current credentials (connected, or typed a key).
+    pub credentials_set_at: Option<String>,
+    /// When they were last rotated since (an OAuth token refresh); null if never.
+    pub credentials_rotated_at: Option<String>,
     pub last_sync_at: Option<String>,
     pub next_sync_at: Option<String>,
     pub created_at: String,
@@ -185,6 +189,8 @@ impl From<IntegrationState> for IntegrationView {
             last_error: r.last_error,
             credential_kind: r.credential_kind,
             credentials_expire_at: r.credentials_expire_at.map(secs),
+            credentials_set_at: r.credentials_set_at.map(secs),
+            credentials_rotated_at: r.credentials_rotated_at.map(secs),
             last_sync_at: r.last_sync_at.map(secs),
             next_sync_at: r.next_sync_at.map(secs),
             created_at: r.created_at.map(secs).unwrap_or_default(),

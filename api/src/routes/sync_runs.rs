@@ -35,6 +35,9 @@ pub struct StatsView {
     pub conflicts_detected: u64,
     pub conflicts_resolved: u64,
     pub api_calls: u64,
+    /// The provider's 429 answers the run waited out (its `Retry-After`, else the
+    /// backoff) before trying again.
+    pub rate_limited: u64,
 }
 
 impl From<RunStats> for StatsView {
@@ -49,6 +52,7 @@ impl From<RunStats> for StatsView {
             conflicts_detected: s.conflicts_detected,
             conflicts_resolved: s.conflicts_resolved,
             api_calls: s.api_calls,
+            rate_limited: s.rate_limited,
         }
     }
 }
@@ -71,6 +75,10 @@ pub struct PassView {
     pub pass: String,
     pub pages: u64,
     pub done: bool,
+    /// The records the whole pass lists, when the provider said.
+    pub total: Option<u64>,
+    /// This pass's counters.
+    pub stats: StatsView,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -150,6 +158,8 @@ pub(crate) fn view(run: &SyncRun) -> RunView {
                 pass: k.clone(),
                 pages: p.pages,
                 done: p.done,
+                total: p.total,
+                stats: p.stats.into(),
             })
             .collect(),
         failures: run

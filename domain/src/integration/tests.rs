@@ -1774,3 +1774,37 @@ fn conflict_rule_summaries_name_the_field_and_side() {
         "conflict rule for email removed"
     );
 }
+
+/// What the dashboard shows of a credential besides its kind: when someone set it (kept
+/// by rotations), when it was last rotated (cleared when it is set again), and neither
+/// after a disconnect.
+#[test]
+fn credentials_keep_when_they_were_set_and_rotated() {
+    let later = t1();
+    let rotated_later = IntegrationEvent::CredentialsRotated {
+        kind: CredentialKind::Oauth2,
+        secret: secret("third"),
+        expires_at: None,
+        refresh_token: None,
+        at: later,
+    };
+    let mut state = Integration::default();
+    for event in [created(), stored()] {
+        state.apply(&event);
+    }
+    assert_eq!(state.credentials_set_at, Some(t0()));
+    assert_eq!(state.credentials_rotated_at, None);
+    state.apply(&rotated_later);
+    assert_eq!(state.credentials_set_at, Some(t0()), "a rotation keeps it");
+    assert_eq!(state.credentials_rotated_at, Some(later));
+    state.apply(&stored());
+    assert_eq!(
+        state.credentials_rotated_at, None,
+        "set again: not rotated since"
+    );
+    state.apply(&disconnected());
+    assert_eq!(
+        (state.credentials_set_at, state.credentials_rotated_at),
+        (None, None)
+    );
+}

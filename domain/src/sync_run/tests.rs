@@ -291,7 +291,7 @@ proptest! {
         let mut h = vec![queued(), started("w1")];
         let mut expected = RunStats::default();
         for (processed, failed) in &pages {
-            let s = RunStats { processed: *processed, failed: *failed, api_calls: 1, ..RunStats::default() };
+            let s = RunStats { processed: *processed, failed: *failed, api_calls: 1, rate_limited: processed % 3, ..RunStats::default() };
             expected = expected.plus(s);
             let committed = run(&mut h, page(Some(json!(processed)), false, s));
             prop_assert!(committed.is_ok());
@@ -303,6 +303,8 @@ proptest! {
         let want = if expected.failed > 0 { RunStatus::Partial } else { RunStatus::Completed };
         prop_assert_eq!(state.status, want);
         prop_assert_eq!(state.pass(Entity::Contacts, Phase::Pull).map(|p| p.pages).unwrap_or(0), pages.len() as u64);
+        // One pass: its own counters are the run's.
+        prop_assert_eq!(state.pass(Entity::Contacts, Phase::Pull).map(|p| p.stats).unwrap_or_default(), expected);
     }
 }
 
@@ -418,4 +420,22 @@ fn progress_follows_the_providers_total() {
     let mut over = apply_all(&[queued]);
     over.apply(&page(Entity::Contacts, 30, Some(20)));
     assert_eq!(over.progress_percent(), Some(100));
+}
+
+/// Run counters written before 429 waits were counted (no `rate_limited`) still read,
+/// as zero waits; a pass state written before passes had counters reads with zeros.
+#[test]
+fn stats_and_passes_from_older_events_still_read() {
+    let stats: RunStats = serde_json::from_value(json!({"processed": 4, "created": 4,
+        "updated": 0, "unchanged": 0, "skipped": 0, "failed": 0, "conflicts_detected": 0,
+        "conflicts_resolved": 0, "api_calls": 2}))
+    .expect("older stats read");
+    assert_eq!(
+        (stats.processed, stats.api_calls, stats.rate_limited),
+        (4, 2, 0)
+    );
+    let pass: PassState =
+        serde_json::from_value(json!({"cursor": null, "pages": 3, "done": true, "processed": 7}))
+            .expect("an older pass reads");
+    assert_eq!((pass.pages, pass.stats), (3, RunStats::default()));
 }

@@ -124,7 +124,9 @@ impl Execution<'_> {
             Commit::Stopped => Ok(Flow::Stopped),
             Commit::Conflict => {
                 let mut again = decider.ingest_one_by_one(&page.records).await?;
-                again.stats.api_calls = page.calls;
+                again
+                    .stats
+                    .charge(page.used.requests, page.used.rate_limited);
                 self.commit_run_only(
                     entity,
                     Phase::Pull,

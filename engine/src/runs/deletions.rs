@@ -34,10 +34,8 @@ impl Execution<'_> {
         let run_id = self.run_id();
         loop {
             let page = self.fetch(entity, Phase::Deletions, &cursor).await?;
-            let mut stats = RunStats {
-                api_calls: self.take_calls(),
-                ..RunStats::default()
-            };
+            let mut stats = RunStats::default();
+            self.charge(&mut stats);
             let mut failures = Vec::new();
             let ids: Vec<&str> = page.records.iter().map(|r| r.id.as_str()).collect();
             let links = lookup::linked(

@@ -3,8 +3,9 @@
 //! the committer all work on it.
 
 use serde::de::DeserializeOwned;
+use syncledger_crm::Usage;
 use syncledger_domain::merge::MergePolicy;
-use syncledger_domain::sync_run::{RunKind, SyncRun};
+use syncledger_domain::sync_run::{RunKind, RunStats, SyncRun};
 use syncledger_domain::{Aggregate, Entity, Integration};
 use syncledger_store::append::Writer;
 use syncledger_store::Metadata;
@@ -41,8 +42,8 @@ pub(super) struct Execution<'a> {
     /// `None` only while a page fetch holds it (see [`Execution::pull`]).
     pub session: Option<Session>,
     pub policy: MergePolicy,
-    /// Provider requests counted so far (the adapter's counter at the last page).
-    pub calls_seen: u64,
+    /// The adapter's usage counters at the last page (requests, 429s waited out).
+    pub usage_seen: Usage,
     /// The connection the run's pages are appended on, kept from page to page.
     pub writer: Writer,
     /// The provider's record count for the pull page being committed one at a time
@@ -66,7 +67,9 @@ impl<'a> Execution<'a> {
             Err(e) => return Err(e),
         };
         // The adapter outlives runs: count this run's requests from here.
-        let calls_seen = session.as_ref().map_or(0, |s| s.adapter().requests_sent());
+        let usage_seen = session
+            .as_ref()
+            .map_or_else(Usage::default, |s| s.adapter().usage());
         let integration = match &session {
             Some(s) => s.integration().clone(),
             None => services
@@ -85,7 +88,7 @@ impl<'a> Execution<'a> {
             integration,
             session,
             policy,
-            calls_seen,
+            usage_seen,
             writer: Writer::default(),
             page_total: None,
         })
@@ -101,14 +104,20 @@ impl<'a> Execution<'a> {
             .ok_or(EngineError::Store("the provider session is in use".into()))
     }
 
-    /// Requests sent since the last call of this.
-    pub(super) fn take_calls(&mut self) -> u64 {
+    /// Charges `stats` with the provider usage since the last charge.
+    pub(super) fn charge(&mut self, stats: &mut RunStats) {
+        let used = self.take_usage();
+        stats.charge(used.requests, used.rate_limited);
+    }
+
+    /// The provider usage (requests, 429s waited out) since the last call of this.
+    pub(super) fn take_usage(&mut self) -> Usage {
         let Some(session) = &self.session else {
-            return 0;
+            return Usage::default();
         };
-        let now = session.adapter().requests_sent();
-        let delta = now.saturating_sub(self.calls_seen);
-        self.calls_seen = now;
+        let now = session.adapter().usage();
+        let delta = now.since(self.usage_seen);
+        self.usage_seen = now;
         delta
     }
 

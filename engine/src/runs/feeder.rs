@@ -2,10 +2,11 @@
 //! fetch runs on its own task, lent the session) and hands each decided page to the
 //! committer, holding back once [`AHEAD`] records wait for a commit.
 
-use syncledger_crm::{Page, RemoteRecord};
+use syncledger_crm::{Page, RemoteRecord, Usage};
 use syncledger_domain::sync_run::Phase;
 use syncledger_domain::Entity;
 use syncledger_store::Metadata;
+use tracing::Instrument;
 
 use super::decider::{Decided, Decider};
 use super::execution::to_json;
@@ -24,7 +25,8 @@ pub(super) struct DecidedPage {
     pub records: Vec<RemoteRecord>,
     pub cursor: serde_json::Value,
     pub done: bool,
-    pub calls: u64,
+    /// The provider usage fetching it took (requests, 429s waited out).
+    pub used: Usage,
     pub decision: Decided,
     /// How many records the whole pass lists, when the provider says.
     pub total: Option<u64>,
@@ -40,33 +42,33 @@ pub(super) struct Feeder {
     /// `None` while a fetch task holds it.
     session: Option<Session>,
     inflight: Option<FetchTask>,
-    /// The adapter's request counter at the last page.
-    calls_seen: u64,
+    /// The adapter's usage counters at the last page.
+    usage_seen: Usage,
     meta: Metadata,
     entity: Entity,
 }
 
 impl Feeder {
-    /// A feeder lent the execution's session; `calls_seen` is the adapter's request
-    /// counter so far.
+    /// A feeder lent the execution's session; `usage_seen` is the adapter's usage
+    /// counters so far.
     pub(super) fn new(
         session: Option<Session>,
-        calls_seen: u64,
+        usage_seen: Usage,
         meta: Metadata,
         entity: Entity,
     ) -> Self {
         Feeder {
             session,
             inflight: None,
-            calls_seen,
+            usage_seen,
             meta,
             entity,
         }
     }
 
-    /// The adapter's request counter at the last page fetched.
-    pub(super) fn calls_seen(&self) -> u64 {
-        self.calls_seen
+    /// The adapter's usage counters at the last page fetched.
+    pub(super) fn usage_seen(&self) -> Usage {
+        self.usage_seen
     }
 
     /// Starts fetching the page `cursor` names, lending the session to the task.
@@ -76,26 +78,31 @@ impl Feeder {
             .take()
             .ok_or(EngineError::Store("the provider session is in use".into()))?;
         let (meta, cursor, entity) = (self.meta.clone(), cursor.clone(), self.entity);
-        self.inflight = Some(tokio::spawn(async move {
-            let page = fetch(&mut session, &meta, entity, Phase::Pull, &cursor).await;
-            (session, page)
-        }));
+        // In the run's span, so the provider calls' log lines name the run.
+        let span = tracing::Span::current();
+        self.inflight = Some(tokio::spawn(
+            async move {
+                let page = fetch(&mut session, &meta, entity, Phase::Pull, &cursor).await;
+                (session, page)
+            }
+            .instrument(span),
+        ));
         Ok(())
     }
 
     /// The fetched page and the requests it took.
-    async fn next(&mut self) -> Result<Option<(Page, u64)>, EngineError> {
+    async fn next(&mut self) -> Result<Option<(Page, Usage)>, EngineError> {
         let Some(task) = self.inflight.take() else {
             return Ok(None);
         };
         let (session, page) = task
             .await
             .map_err(|e| EngineError::Store(format!("page fetch task: {e}")))?;
-        let now = session.adapter().requests_sent();
-        let calls = now.saturating_sub(self.calls_seen);
-        self.calls_seen = now;
+        let now = session.adapter().usage();
+        let used = now.since(self.usage_seen);
+        self.usage_seen = now;
         self.session = Some(session);
-        Ok(Some((page?, calls)))
+        Ok(Some((page?, used)))
     }
 
     /// Fetches and decides every page from `cursor` on, sending each to the commits.
@@ -108,7 +115,7 @@ impl Feeder {
     ) -> Result<(), EngineError> {
         let room = std::sync::Arc::new(tokio::sync::Semaphore::new(AHEAD));
         self.spawn(&cursor)?;
-        while let Some((page, calls)) = self.next().await? {
+        while let Some((page, used)) = self.next().await? {
             crashpoint::reach("pull:fetched");
             for r in page.records.iter().filter(|r| !r.archived) {
                 cursor.note(&r.id, r.updated_at);
@@ -123,12 +130,12 @@ impl Feeder {
                 break;
             };
             let mut decision = decider.decide_page(&page.records).await?;
-            decision.stats.api_calls = calls;
+            decision.stats.charge(used.requests, used.rate_limited);
             let decided = DecidedPage {
                 records: page.records,
                 cursor: to_json(&cursor)?,
                 done,
-                calls,
+                used,
                 decision,
                 total: page.total,
                 _room: room,

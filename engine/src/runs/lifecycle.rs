@@ -13,12 +13,19 @@ use super::Services;
 use crate::crashpoint;
 use crate::EngineError;
 
-/// Executes (or resumes) the run to its end; returns the status it ended in.
+/// Executes (or resumes) the run to its end; returns the status it ended in. Every log
+/// line of the execution (provider retries and waits among them) is in a `run` span that
+/// names the run and its integration.
+#[tracing::instrument(name = "run", skip_all, fields(run_id = %run_id, integration_id = tracing::field::Empty))]
 pub(super) async fn execute(services: &Services, run_id: &str) -> Result<RunStatus, EngineError> {
     let run = services.runs.load(run_id).await.map_err(store_err)?;
     if run.id.is_none() {
         return Err(EngineError::RunNotFound);
     }
+    tracing::Span::current().record(
+        "integration_id",
+        tracing::field::display(&run.integration_id),
+    );
     let meta = Metadata::new(
         format!("worker:{}", services.worker),
         run.workspace_id.clone(),

@@ -94,14 +94,14 @@ impl Execution<'_> {
             mapper: &mapper,
             meta: &meta,
         };
-        let mut feeder = Feeder::new(self.session.take(), self.calls_seen, meta.clone(), entity);
+        let mut feeder = Feeder::new(self.session.take(), self.usage_seen, meta.clone(), entity);
         let (pages, decided) = tokio::sync::mpsc::unbounded_channel();
         let (fed, committed) = tokio::join!(
             feeder.feed(&decider, cursor, pages),
             self.commit_pages(entity, &decider, decided)
         );
         self.session = feeder.settle().await;
-        self.calls_seen = feeder.calls_seen();
+        self.usage_seen = feeder.usage_seen();
         // The commits' outcome first: a stopped run stops the feed, which then ends
         // quietly; a feed that failed lets the commits finish what it had decided.
         if committed? == Flow::Stopped {

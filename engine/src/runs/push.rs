@@ -253,7 +253,7 @@ impl Execution<'_> {
                     Box::pin(async move { a.delete_records(c, entity, &ids).await })
                 })
                 .await?;
-            out.stats.api_calls += self.take_calls();
+            self.charge(&mut out.stats);
             let Some(results) = results else {
                 return Err(EngineError::Unsupported(
                     "this provider cannot delete records: set on_app_archive to nothing".into(),
@@ -461,7 +461,7 @@ impl Execution<'_> {
             })
             .await;
         out.answered_at = Some(std::time::Instant::now());
-        out.stats.api_calls += self.take_calls();
+        self.charge(&mut out.stats);
         match call {
             Ok(results) => Ok(results),
             Err(EngineError::Provider(e))

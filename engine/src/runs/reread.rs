@@ -102,7 +102,7 @@ impl Execution<'_> {
                 Box::pin(async move { a.read_records(c, entity, &ids).await })
             })
             .await?;
-        out.stats.api_calls += self.take_calls();
+        self.charge(&mut out.stats);
         let Some(fresh) = read else {
             return Ok(vec![]);
         };

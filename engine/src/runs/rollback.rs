@@ -141,7 +141,7 @@ impl Execution<'_> {
                 Box::pin(async move { a.read_records(c, entity, &ids).await })
             })
             .await?;
-        stats.api_calls += self.take_calls();
+        self.charge(stats);
         let Some(fresh) = read else { return Ok(()) };
         let fresh: std::collections::HashMap<String, Fields> =
             fresh.into_iter().map(|r| (r.id, r.properties)).collect();
@@ -278,7 +278,7 @@ impl Execution<'_> {
                     Box::pin(async move { a.push_batch(c, entity, ops).await })
                 })
                 .await?;
-            stats.api_calls += self.take_calls();
+            self.charge(stats);
             let mut answered = vec![false; writes.len()];
             for r in results {
                 if let Some(flag) = answered.get_mut(r.index) {

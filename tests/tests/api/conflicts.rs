@@ -7,10 +7,10 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use syncledger_domain::merge::{Fields, MergePolicy, Side};
-use syncledger_domain::record::{Record, RecordCommand};
+use syncledger_domain::record::Record;
 use syncledger_domain::{ConflictStrategy, Entity, Integration, Plan};
-use syncledger_store::Metadata;
 use syncledger_testkit::app::{on_both_backends, Backend, TestApp};
+use syncledger_testkit::conflicts::{ingest_email, manual, APP, CRM, OLD};
 
 on_both_backends!(
     a_conflict_is_read_and_resolved_each_way,
@@ -20,11 +20,6 @@ on_both_backends!(
     conflict_rules_round_trip_and_settle_conflicts,
 );
 
-const OLD: &str = "old@example.com";
-const APP: &str = "app@example.com";
-const CRM: &str = "crm@example.com";
-
-/// CRM modification times: a repeated version is the same instant.
 fn at(secs: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0)
         .single()
@@ -32,14 +27,6 @@ fn at(secs: i64) -> DateTime<Utc> {
         + Duration::seconds(secs)
 }
 
-fn manual() -> MergePolicy {
-    MergePolicy {
-        strategy: ConflictStrategy::ManualReview,
-        always: Default::default(),
-    }
-}
-
-/// A CRM version of `record` with this email, merged as a sync run would.
 async fn ingest(
     app: &TestApp,
     record: &str,
@@ -49,28 +36,7 @@ async fn ingest(
     secs: i64,
     policy: &MergePolicy,
 ) -> anyhow::Result<()> {
-    let fields: Fields = [("email".to_string(), Some(email.to_string()))].into();
-    let command = RecordCommand::Ingest {
-        record_id: record.into(),
-        workspace_id: app.workspace_id.clone(),
-        entity,
-        integration_id: integration.into(),
-        remote_id: format!("crm-{record}"),
-        remote_updated_at: at(secs),
-        remote: fields.clone(),
-        fields,
-        policy: policy.clone(),
-        run_id: "run-test".into(),
-        // When the merge happened (the conflict's detection time): now, in call order.
-        at: Utc::now(),
-    };
-    let meta = Metadata::new(
-        "worker:test",
-        &app.workspace_id,
-        uuid::Uuid::now_v7().to_string(),
-    );
-    app.state.records.execute(record, command, &meta).await?;
-    Ok(())
+    ingest_email(app, (record, integration, entity), email, at(secs), policy).await
 }
 
 /// The conflicts listed with these filters (all pages).

@@ -1,9 +1,14 @@
 //! The live event stream (server-sent events), in process and over NATS JetStream.
 
 use reqwest::StatusCode;
-use syncledger_testkit::app::{on_both_backends, require_nats, Backend, Options, Sse, TestApp};
+use syncledger_testkit::app::{
+    on_both_backends, require_nats, Backend, Options, Resume, Sse, TestApp,
+};
 
-on_both_backends!(stream_carries_committed_events_without_secrets);
+on_both_backends!(
+    stream_carries_committed_events_without_secrets,
+    a_stream_resumes_after_the_last_event_it_sent
+);
 
 async fn stream_carries_committed_events_without_secrets(backend: Backend) -> anyhow::Result<()> {
     let Some(app) = TestApp::spawn(backend).await? else {
@@ -34,10 +39,16 @@ async fn check_stream(app: &TestApp) -> anyhow::Result<()> {
     assert!(created.data["correlation_id"]
         .as_str()
         .is_some_and(|c| !c.is_empty()));
+    let tx = created.data["tx"].as_i64().unwrap_or_default();
+    let position = created.data["position"].to_string();
+    let stream_id = if tx == 0 {
+        position
+    } else {
+        format!("{tx}:{position}")
+    };
     assert_eq!(
-        created.id,
-        created.data["position"].to_string(),
-        "SSE id is the position"
+        created.id, stream_id,
+        "SSE id is the place in the global order"
     );
     assert_eq!(created.data["payload"]["name"], "Streamed");
 
@@ -94,7 +105,86 @@ async fn stream_over_nats_on_postgres() -> anyhow::Result<()> {
             return Ok(());
         };
         check_stream(&app).await?;
+        check_resume(&app).await?;
         app.finish().await?;
+    }
+    Ok(())
+}
+
+/// A client that reconnects with the last id it saw gets exactly what was committed
+/// since, in order, then the live events; with `?after=` too; an id the stream never
+/// sends is refused.
+async fn a_stream_resumes_after_the_last_event_it_sent(backend: Backend) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    check_resume(&app).await?;
+    app.finish().await
+}
+
+/// The `IntegrationCreated` events on `stream` until the one of `last`, as ids of the
+/// integrations they created.
+async fn created_until(stream: &mut Sse, last: &str) -> anyhow::Result<Vec<String>> {
+    let mut created = Vec::new();
+    loop {
+        let ev = stream
+            .wait_for("IntegrationCreated", |e| e.event == "IntegrationCreated")
+            .await?;
+        let id = ev.data["aggregate_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        created.push(id.clone());
+        if id == last {
+            return Ok(created);
+        }
+    }
+}
+
+async fn check_resume(app: &TestApp) -> anyhow::Result<()> {
+    let (_, viewer) = app.issue_token("viewer").await?;
+    let mut first = Sse::open(app, &viewer).await?;
+    let seen = app.create_integration(&app.admin, "Seen").await?;
+    let last = first
+        .wait_for("the first integration", |e| {
+            e.event == "IntegrationCreated" && e.data["aggregate_id"] == seen.as_str()
+        })
+        .await?
+        .id;
+    drop(first);
+    let mut missed = Vec::new();
+    for name in ["Missed one", "Missed two"] {
+        missed.push(app.create_integration(&app.admin, name).await?);
+    }
+    app.caught_up().await;
+
+    for (n, from) in [Resume::LastEventId(&last), Resume::After(&last)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut resumed = Sse::resume(app, &viewer, from).await?;
+        let live = app
+            .create_integration(&app.admin, &format!("Live {n}"))
+            .await?;
+        let got = created_until(&mut resumed, &live).await?;
+        let mut want = missed.clone();
+        want.push(live.clone());
+        assert_eq!(
+            got, want,
+            "{from:?}: the missed ones in order, then live, once each"
+        );
+        missed.push(live);
+    }
+
+    for bad in ["yesterday", "-4", "1:2:3"] {
+        let resp = app
+            .client
+            .get(app.url("/v1/events/stream"))
+            .bearer_auth(&viewer)
+            .header("last-event-id", bad)
+            .send()
+            .await?;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
     }
     Ok(())
 }

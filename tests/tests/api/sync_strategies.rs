@@ -13,7 +13,8 @@ use syncledger_testkit::sandbox;
 on_both_backends!(
     hubspot_strategies,
     salesforce_two_way,
-    rate_limit_storm_and_token_expiry
+    rate_limit_storm_and_token_expiry,
+    provider_retries_are_logged_with_their_run
 );
 
 /// How one provider's sandbox names things.
@@ -343,6 +344,15 @@ async fn rate_limit_storm_and_token_expiry(backend: Backend) -> anyhow::Result<(
     let done = crate::sync::wait_run(&app, &run_id).await?;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["stats"]["created"], 500, "{done}");
+    // The three 429s were waited out and are counted, on the run and on its pass.
+    assert_eq!(done["stats"]["rate_limited"], 3, "{done}");
+    let passes = done["passes"].as_array().context("passes")?;
+    let contacts = passes
+        .iter()
+        .find(|p| p["pass"] == "contacts/pull")
+        .context("the contacts pull pass")?;
+    assert_eq!(contacts["stats"]["rate_limited"], 3, "{done}");
+    assert_eq!(contacts["stats"]["created"], 250, "{done}");
     assert_eq!(records(&app, &id, "contacts").await?.len(), 250);
     assert_eq!(records(&app, &id, "companies").await?.len(), 250);
     let counters: Value = send(client.get(format!("{base}/_sandbox/counters")))
@@ -351,6 +361,57 @@ async fn rate_limit_storm_and_token_expiry(backend: Backend) -> anyhow::Result<(
         .clone();
     let tokens = counters["POST /oauth/v1/token"].as_u64().unwrap_or(0);
     assert!(tokens >= 2, "the code exchange and a refresh: {counters}");
+    sandbox.shutdown().await;
+    app.finish().await
+}
+
+/// A provider that fails a few times does not stall a run in silence: each retry is an
+/// INFO line in the run's span, naming the run and its integration.
+async fn provider_retries_are_logged_with_their_run(backend: Backend) -> anyhow::Result<()> {
+    let logs = syncledger_testkit::app::captured_logs();
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let sandbox = sandbox::hubspot(3).await;
+    let id = connect(&app, "hubspot", &sandbox.base_url(), "pull", "crm_wins").await?;
+    let fault = json!({"kind": "status", "status": 503, "count": 2,
+        "path_prefix": "/crm/v3/objects/contacts"});
+    send(
+        reqwest::Client::new()
+            .post(format!("{}/_sandbox/faults", sandbox.base_url()))
+            .json(&fault),
+    )
+    .await?
+    .expect(StatusCode::NO_CONTENT);
+    let resp = app
+        .post(
+            &format!("/v1/integrations/{id}/sync-runs"),
+            &app.admin,
+            json!({"kind": "full"}),
+        )
+        .await?;
+    let run_id = resp.str("id")?;
+    let done = crate::sync::wait_run(&app, &run_id).await?;
+    assert_eq!(done["status"], "completed", "{done}");
+    let text = logs
+        .lock()
+        .map(|l| String::from_utf8_lossy(&l).into_owned())
+        .unwrap_or_default();
+    let retries: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("provider call failed; retrying") && l.contains(&run_id))
+        .collect();
+    assert_eq!(
+        retries.len(),
+        2,
+        "a line per retry:\n{}",
+        retries.join("\n")
+    );
+    for line in retries {
+        assert!(line.contains(" INFO "), "{line}");
+        assert!(line.contains(&format!("integration_id={id}")), "{line}");
+        assert!(line.contains("503"), "the failure: {line}");
+    }
     sandbox.shutdown().await;
     app.finish().await
 }

@@ -30,7 +30,7 @@ async fn a_link_signs_in_to_the_overview(backend: Backend) -> anyhow::Result<()>
         "the overview shows the workspace's name; the page says:\n{page}"
     );
     let shot = browser
-        .screenshot(&format!("{}/overview.png", backend_dir(backend)))
+        .screenshot(&format!("{}/signed-in.png", backend_dir(backend)))
         .await?;
     assert!(shot.is_file(), "a screenshot at {}", shot.display());
 

@@ -136,3 +136,58 @@ async fn sqlite_runner_follows_the_feed_until_shutdown() -> anyhow::Result<()> {
 async fn postgres_runner_follows_the_feed_until_shutdown() -> anyhow::Result<()> {
     with_postgres(follow_until_shutdown).await
 }
+
+/// How far each projection trails the log (what `/v1/ready` judges): before any runner,
+/// every projection waits on the log's first event; a projection two batches in waits on
+/// the event after them; after a catch-up none waits on anything.
+async fn lag_follows_the_checkpoints(store: Store) -> anyhow::Result<()> {
+    use syncledger_projections::lag::lags;
+    seed_workspace(&store, "Acme").await?;
+    feed_settled(&store).await;
+    let events = syncledger_testkit::projections::all_events(&store).await?;
+    let first = events.first().map(|e| e.recorded_at);
+    let all = lags(&store).await?;
+    assert_eq!(all.len(), syncledger_projections::all().len());
+    for lag in &all {
+        assert_eq!(
+            lag.oldest_unapplied, first,
+            "{} before any runner",
+            lag.projection
+        );
+        assert!(lag.behind(chrono::Utc::now()) >= chrono::Duration::zero());
+    }
+
+    let partial = runner(&store, 3);
+    let records = syncledger_projections::all()
+        .into_iter()
+        .find(|p| p.name() == "records")
+        .ok_or_else(|| anyhow::anyhow!("the records projection"))?;
+    partial.step(&*records).await?;
+    partial.step(&*records).await?;
+    let seventh = events.get(6).map(|e| e.recorded_at);
+    for lag in lags(&store).await? {
+        let want = if lag.projection == "records" {
+            seventh
+        } else {
+            first
+        };
+        assert_eq!(lag.oldest_unapplied, want, "{}", lag.projection);
+    }
+
+    runner(&store, 100).catch_up().await?;
+    for lag in lags(&store).await? {
+        assert_eq!(lag.oldest_unapplied, None, "{} caught up", lag.projection);
+        assert_eq!(lag.behind(chrono::Utc::now()), chrono::Duration::zero());
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_lag_follows_the_checkpoints() -> anyhow::Result<()> {
+    with_sqlite(lag_follows_the_checkpoints).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_lag_follows_the_checkpoints() -> anyhow::Result<()> {
+    with_postgres(lag_follows_the_checkpoints).await
+}

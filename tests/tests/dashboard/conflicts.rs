@@ -3,88 +3,16 @@
 //! an unknown conflict) that change nothing.
 
 use crate::people::Person;
-use chrono::Utc;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use syncledger_domain::merge::{Fields, MergePolicy};
-use syncledger_domain::record::RecordCommand;
-use syncledger_domain::{ConflictStrategy, Entity, Role};
-use syncledger_store::Metadata;
+use syncledger_domain::{Entity, Role};
 use syncledger_testkit::app::{on_both_backends, Backend, TestApp};
+use syncledger_testkit::conflicts::{conflicted, APP, CRM, OLD};
 
 on_both_backends!(
     the_queue_lists_filters_and_resolves_with_an_edited_value,
     refused_posts_change_nothing,
 );
-
-const OLD: &str = "old@example.com";
-const APP: &str = "app@example.com";
-const CRM: &str = "crm@example.com";
-
-/// A CRM version of `record` with this email, merged (manual review) as a sync would.
-async fn ingest(
-    app: &TestApp,
-    record: &str,
-    integration: &str,
-    entity: Entity,
-    email: &str,
-    secs: i64,
-) -> anyhow::Result<()> {
-    let fields: Fields = [("email".to_string(), Some(email.to_string()))].into();
-    let command = RecordCommand::Ingest {
-        record_id: record.into(),
-        workspace_id: app.workspace_id.clone(),
-        entity,
-        integration_id: integration.into(),
-        remote_id: format!("crm-{record}"),
-        remote_updated_at: Utc::now() + chrono::Duration::seconds(secs),
-        remote: fields.clone(),
-        fields,
-        policy: MergePolicy {
-            strategy: ConflictStrategy::ManualReview,
-            always: Default::default(),
-        },
-        run_id: "run-test".into(),
-        at: Utc::now(),
-    };
-    let meta = Metadata::new(
-        "worker:test",
-        &app.workspace_id,
-        uuid::Uuid::now_v7().to_string(),
-    );
-    app.state.records.execute(record, command, &meta).await?;
-    Ok(())
-}
-
-/// A record imported with OLD, edited in the app to APP, then changed in the CRM to CRM:
-/// its id and its open conflict's.
-async fn conflicted(
-    app: &TestApp,
-    integration: &str,
-    entity: Entity,
-) -> anyhow::Result<(String, String)> {
-    let record = uuid::Uuid::now_v7().to_string();
-    ingest(app, &record, integration, entity, OLD, 1).await?;
-    app.patch(
-        &format!("/v1/records/{record}"),
-        &app.admin,
-        json!({"fields": {"email": APP}}),
-    )
-    .await?
-    .expect(StatusCode::OK);
-    ingest(app, &record, integration, entity, CRM, 2).await?;
-    app.caught_up().await;
-    let resp = app
-        .get(&format!("/v1/conflicts?record_id={record}"), &app.admin)
-        .await?;
-    let list = resp.expect(StatusCode::OK).clone();
-    let id = list["data"][0]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    anyhow::ensure!(!id.is_empty(), "a conflict for {record}: {list}");
-    Ok((record, id))
-}
 
 async fn conflict(app: &TestApp, id: &str) -> anyhow::Result<Value> {
     let resp = app.get(&format!("/v1/conflicts/{id}"), &app.admin).await?;

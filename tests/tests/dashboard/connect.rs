@@ -11,7 +11,8 @@ use syncledger_testkit::sandbox;
 
 on_both_backends!(
     the_wizard_connects_hubspot_by_oauth_and_tests_it,
-    api_keys_go_in_through_masked_inputs_and_never_come_back
+    api_keys_go_in_through_masked_inputs_and_never_come_back,
+    credentials_show_when_they_were_set_and_rotated
 );
 
 async fn integration_count(app: &TestApp) -> anyhow::Result<usize> {
@@ -208,5 +209,72 @@ async fn api_keys_go_in_through_masked_inputs_and_never_come_back(
     }
     let shown = person.get(&format!("/integrations/{id}")).await?;
     assert!(shown.body.contains("api_key"), "the kind is shown");
+    app.finish().await
+}
+
+/// A credential is shown only by its kind and dates: set when connected, then rotated
+/// when the run after an expired access token refreshed it.
+async fn credentials_show_when_they_were_set_and_rotated(backend: Backend) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let sandbox = sandbox::hubspot(2).await;
+    let id =
+        syncledger_testkit::app::connect(&app, "hubspot", &sandbox.base_url(), "pull", "crm_wins")
+            .await?;
+    let shown = app
+        .get(&format!("/v1/integrations/{id}"), &app.admin)
+        .await?;
+    let set_at = shown.str("credentials_set_at")?;
+    assert!(!set_at.is_empty(), "{}", shown.text);
+    assert!(
+        shown.body["credentials_rotated_at"].is_null(),
+        "{}",
+        shown.text
+    );
+    let mut person = Person::sign_in(&app, Role::Viewer).await?;
+    let page = person.get(&format!("/integrations/{id}")).await?;
+    assert!(
+        page.body.contains(r#"id="credentials-set""#),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("not since they were set"),
+        "{}",
+        page.body
+    );
+
+    reqwest::Client::new()
+        .post(format!("{}/_sandbox/tokens/expire", sandbox.base_url()))
+        .send()
+        .await?
+        .error_for_status()?;
+    let run = app
+        .post(
+            &format!("/v1/integrations/{id}/sync-runs"),
+            &app.admin,
+            serde_json::json!({"kind": "full"}),
+        )
+        .await?;
+    let ended = syncledger_testkit::app::wait_run(&app, &run.str("id")?).await?;
+    assert_eq!(ended["status"], "completed", "{ended}");
+    let shown = app
+        .get(&format!("/v1/integrations/{id}"), &app.admin)
+        .await?;
+    let rotated_at = shown.str("credentials_rotated_at")?;
+    assert!(rotated_at >= set_at, "{}", shown.text);
+    assert_eq!(
+        shown.str("credentials_set_at")?,
+        set_at,
+        "a rotation keeps it"
+    );
+    let page = person.get(&format!("/integrations/{id}")).await?;
+    assert!(
+        page.body.contains(r#"id="credentials-rotated"><time"#),
+        "{}",
+        page.body
+    );
+    sandbox.shutdown().await;
     app.finish().await
 }

@@ -9,3 +9,4 @@ mod pages;
 mod people;
 mod records;
 mod sessions;
+mod settings;

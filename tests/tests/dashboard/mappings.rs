@@ -9,7 +9,10 @@ use syncledger_domain::Role;
 use syncledger_testkit::app::{connect, on_both_backends, wait_run, Backend, TestApp};
 use syncledger_testkit::sandbox;
 
-on_both_backends!(mappings_are_previewed_checked_saved_and_reapplied);
+on_both_backends!(
+    mappings_are_previewed_checked_saved_and_reapplied,
+    expressions_are_checked_as_typed
+);
 
 async fn stored(app: &TestApp, id: &str) -> anyhow::Result<serde_json::Value> {
     let resp = app
@@ -150,5 +153,60 @@ async fn mappings_are_previewed_checked_saved_and_reapplied(
     let forged = viewer.post(&path, &row("")).await?;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
     assert_eq!(stored(&app, &id).await?, now);
+    app.finish().await
+}
+
+/// The editor's inputs name the check its script calls as a person types; the check
+/// answers with the same verdict saving would give, stores nothing, and needs the form
+/// token like every post.
+async fn expressions_are_checked_as_typed(backend: Backend) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let id = app.create_integration(&app.admin, "Checked").await?;
+    let mut person = Person::sign_in(&app, Role::Viewer).await?;
+    let editor = person
+        .get(&format!("/integrations/{id}/mappings/contacts"))
+        .await?;
+    assert_eq!(editor.status, StatusCode::OK, "{}", editor.body);
+    assert!(
+        editor.body.contains(r#"data-check="/mappings/check""#),
+        "{}",
+        editor.body
+    );
+    assert!(editor.body.contains(r#"aria-describedby="filter-check""#));
+    let before = stored(&app, &id).await?;
+    let events = app.event_count().await?;
+
+    for (expression, ok) in [
+        ("value.lowerAscii()", true),
+        ("", true),
+        ("value.(", false),
+        ("[1, 2].map(x, x * 2)", false),
+    ] {
+        let answer = person
+            .post("/mappings/check", &[("expression", expression)])
+            .await?;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        let json: serde_json::Value = serde_json::from_str(&answer.body)?;
+        assert_eq!(json["ok"], ok, "{expression}: {json}");
+        if !ok {
+            let why = json["error"].as_str().context("an error")?;
+            assert!(!why.is_empty(), "{json}");
+        }
+    }
+    let long = "a".repeat(20_000);
+    let answer = person
+        .post("/mappings/check", &[("expression", long.as_str())])
+        .await?;
+    let json: serde_json::Value = serde_json::from_str(&answer.body)?;
+    assert_eq!(json["ok"], false, "an over-long expression is refused");
+
+    let forged = person
+        .post_raw("/mappings/check", &[("expression", "value")])
+        .await?;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "no form token");
+    assert_eq!(stored(&app, &id).await?, before);
+    assert_eq!(app.event_count().await?, events, "checking stores nothing");
     app.finish().await
 }

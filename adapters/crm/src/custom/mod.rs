@@ -663,8 +663,8 @@ fn parse_record(spec: &EntitySpec, item: &Value) -> Result<RemoteRecord, String>
 
 #[async_trait]
 impl CrmAdapter for CustomAdapter {
-    fn requests_sent(&self) -> u64 {
-        self.http.requests()
+    fn usage(&self) -> crate::types::Usage {
+        self.http.usage()
     }
 
     fn supports_oauth(&self) -> bool {

@@ -157,8 +157,8 @@ fn bearer(credentials: &Credentials) -> Result<String, CrmError> {
 
 #[async_trait]
 impl CrmAdapter for HubSpotAdapter {
-    fn requests_sent(&self) -> u64 {
-        self.http.requests()
+    fn usage(&self) -> crate::types::Usage {
+        self.http.usage()
     }
 
     fn push_batch_size(&self) -> usize {

@@ -354,8 +354,8 @@ impl PipedriveAdapter {
 
 #[async_trait]
 impl CrmAdapter for PipedriveAdapter {
-    fn requests_sent(&self) -> u64 {
-        self.http.requests()
+    fn usage(&self) -> crate::types::Usage {
+        self.http.usage()
     }
 
     fn authorization_url(

@@ -243,8 +243,8 @@ fn classify(status: StatusCode, body: &[u8]) -> Option<CrmError> {
 
 #[async_trait]
 impl CrmAdapter for SalesforceAdapter {
-    fn requests_sent(&self) -> u64 {
-        self.http.requests()
+    fn usage(&self) -> crate::types::Usage {
+        self.http.usage()
     }
 
     fn push_batch_size(&self) -> usize {

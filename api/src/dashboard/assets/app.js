@@ -3,7 +3,9 @@
 // - forms with data-confirm ask before they post;
 // - elements with an id and data-live are refreshed in place when the workspace's event
 //   stream (/events) reports a change;
-// - inputs with data-filter="<selector>" hide the items of a list that do not match.
+// - inputs with data-filter="<selector>" hide the items of a list that do not match;
+// - inputs with data-check="<url>" have their expression checked by the server as they
+//   are typed, the answer shown in the element their aria-describedby names.
 (function () {
   "use strict";
 
@@ -68,9 +70,39 @@
     });
   }
 
+  function expressionChecks() {
+    document.querySelectorAll("input[data-check]").forEach(function (input) {
+      var out = document.getElementById(input.getAttribute("aria-describedby"));
+      var token = input.form && input.form.elements.namedItem("_csrf");
+      if (!out || !token) { return; }
+      var timer = null;
+      var asked = 0;
+      function show(answer) {
+        var bad = answer && !answer.ok;
+        out.textContent = bad ? answer.error : "";
+        out.className = bad ? "check field-error" : "check";
+        if (bad) { input.setAttribute("aria-invalid", "true"); } else { input.removeAttribute("aria-invalid"); }
+      }
+      input.addEventListener("input", function () {
+        clearTimeout(timer);
+        timer = setTimeout(function () {
+          var mine = ++asked;
+          var body = new URLSearchParams();
+          body.set("_csrf", token.value);
+          body.set("expression", input.value);
+          fetch(input.getAttribute("data-check"), { method: "POST", credentials: "same-origin", body: body })
+            .then(function (r) { return r.ok ? r.json() : null; })
+            .then(function (answer) { if (answer && mine === asked) { show(answer); } })
+            .catch(function () {});
+        }, 250);
+      });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     localTimes(document);
     followEvents();
     filters();
+    expressionChecks();
   });
 })();
