@@ -417,6 +417,26 @@ impl Query<'_> {
         })
     }
 
+    /// The integration's replayed state (its credential removed), if it exists in the
+    /// workspace: what a page shows of it (its "always use" rules, ...) without folding
+    /// the aggregate, whose events grow with every run.
+    pub async fn state(
+        &self,
+        workspace_id: &str,
+        id: &str,
+    ) -> Result<Option<Integration>, ProjectionError> {
+        let state: Option<String> = sqlx::query_scalar(&format!(
+            "SELECT state FROM {TABLE} WHERE id = $1 AND workspace_id = $2"
+        ))
+        .bind(id)
+        .bind(workspace_id)
+        .fetch_optional(self.0)
+        .await?;
+        state
+            .map(|s| serde_json::from_str(&s).map_err(|_| ProjectionError::Corrupt(TABLE)))
+            .transpose()
+    }
+
     /// The workspace an integration belongs to, if the read model knows it.
     pub async fn workspace_of(&self, id: &str) -> Result<Option<String>, ProjectionError> {
         Ok(
