@@ -124,11 +124,12 @@ impl Page {
             .transpose()
     }
 
-    /// A keyset cursor of two parts (`time|id`); both empty on the first page.
+    /// A keyset cursor of two parts (`key|id`: ids hold no `|`, a key may); both empty on
+    /// the first page.
     pub fn keyset(&self) -> Result<(String, String), ApiError> {
         match self.cursor()? {
             Some(c) => c
-                .split_once('|')
+                .rsplit_once('|')
                 .map(|(t, i)| (t.to_owned(), i.to_owned()))
                 .ok_or_else(|| {
                     ApiError::invalid_field("cursor", "is not a cursor this API issued")

@@ -217,11 +217,13 @@ impl Conflicts<'_> {
         workspace_id: &str,
         integration_id: &str,
     ) -> Result<BTreeMap<String, Side>, EngineError> {
-        let integration = self
-            .0
-            .integrations()
-            .owned(workspace_id, integration_id)
-            .await?;
+        // From the status read model: folding the aggregate reads every event it has, and
+        // it gains some with every run (rule changes are waited for there before they
+        // answer).
+        let integration = integration_status::Query(&self.0.store.any)
+            .state(workspace_id, integration_id)
+            .await?
+            .ok_or(EngineError::NotFound)?;
         Ok(integration.conflict_rules)
     }
 

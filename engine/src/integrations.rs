@@ -113,6 +113,17 @@ impl Integrations<'_> {
         Ok(i)
     }
 
+    /// `NotFound` unless the integration exists in the workspace, as its status read
+    /// model shows it: for reads that need only that. Folding the aggregate, as
+    /// [`Self::owned`] does, reads every event it has, and it gains some with every run.
+    pub async fn check_owned(&self, workspace_id: &str, id: &str) -> Result<(), EngineError> {
+        integration_status::Query(&self.0.store.any)
+            .get(workspace_id, id)
+            .await?
+            .map(|_| ())
+            .ok_or(EngineError::NotFound)
+    }
+
     async fn with_last_run(&self, row: IntegrationRow) -> Result<IntegrationState, EngineError> {
         let last_run = sync_runs::last_of(&self.0.store.any, &row.id).await?;
         Ok(IntegrationState { row, last_run })

@@ -20,6 +20,23 @@ pub const MAX_FIELDS: usize = 200;
 /// The largest value a field may hold.
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 
+/// The longest search by match key, in characters.
+pub const MAX_SEARCH_CHARS: usize = 200;
+
+/// A search text as a match-key prefix: trimmed and in lower case, as match keys are
+/// made; `None` when empty (no search). Longer than [`MAX_SEARCH_CHARS`] is refused,
+/// naming `field`.
+pub fn match_prefix(field: &str, q: Option<&str>) -> Result<Option<String>, EngineError> {
+    let q = q.unwrap_or_default().trim();
+    if q.chars().count() > MAX_SEARCH_CHARS {
+        return Err(EngineError::invalid(
+            field,
+            format!("must be at most {MAX_SEARCH_CHARS} characters"),
+        ));
+    }
+    Ok(Entity::match_key(Some(q)))
+}
+
 /// Field names are `a-z`, `0-9` and `_`, 1 to 100 characters; at most [`MAX_FIELDS`]
 /// fields, values at most [`MAX_VALUE_BYTES`].
 pub fn check_fields(fields: &Fields) -> Result<(), EngineError> {
@@ -162,8 +179,9 @@ impl Records<'_> {
         self.execute(meta, id, command).await
     }
 
-    /// Up to `limit` records matching `filter`, least recently updated first, after the
-    /// record at `after` (`(updated_at, id)`).
+    /// Up to `limit` records matching `filter`, least recently updated first (by match
+    /// key when searching), after the record at `after` (the two parts of a
+    /// [`Listed::cursor`]).
     pub async fn list(
         &self,
         workspace_id: &str,

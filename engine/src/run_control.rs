@@ -129,7 +129,7 @@ impl RunControl<'_> {
     ) -> Result<Vec<SyncRun>, EngineError> {
         self.0
             .integrations()
-            .owned(workspace_id, integration_id)
+            .check_owned(workspace_id, integration_id)
             .await?;
         let status = match status {
             None => None,

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{AnyPool, Row};
 use subtle::ConstantTimeEq;
 use syncledger_domain::{Plan, Role, Workspace, WorkspaceCommand};
+use syncledger_projections::statement::Statement;
 use syncledger_store::{Cqrs, Metadata, Store};
 
 use crate::error::EngineError;
@@ -193,6 +194,19 @@ pub async fn token_is_live(pool: &AnyPool, id: &str) -> Result<bool, EngineError
     Ok(live.is_some())
 }
 
+/// What [`list_tokens`] runs: by id, served by the index on `(workspace_id, id)` (the
+/// query-plan test checks it beside the read models' lists).
+pub fn list_tokens_statement(workspace_id: &str, after: &str, limit: i64) -> Statement {
+    let mut s = Statement::new(
+        "SELECT id, role, label, created_at, revoked_at FROM api_tokens
+          WHERE workspace_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+    );
+    s.arg(workspace_id);
+    s.arg(after);
+    s.arg(limit);
+    s
+}
+
 /// Up to `limit` of the workspace's tokens after id `after`, by id, without secrets.
 pub async fn list_tokens(
     pool: &AnyPool,
@@ -200,15 +214,8 @@ pub async fn list_tokens(
     after: &str,
     limit: i64,
 ) -> Result<Vec<TokenRow>, EngineError> {
-    let rows = sqlx::query(
-        "SELECT id, role, label, created_at, revoked_at FROM api_tokens
-          WHERE workspace_id = $1 AND id > $2 ORDER BY id LIMIT $3",
-    )
-    .bind(workspace_id)
-    .bind(after)
-    .bind(limit)
-    .fetch_all(pool)
-    .await?;
+    let statement = list_tokens_statement(workspace_id, after, limit);
+    let rows = statement.query().fetch_all(pool).await?;
     rows.iter()
         .map(|r| {
             Ok(TokenRow {

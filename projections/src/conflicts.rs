@@ -17,6 +17,7 @@ use syncledger_domain::record::{Record, RecordEvent};
 use syncledger_domain::Aggregate;
 use syncledger_store::StoredEvent;
 
+use crate::statement::Statement;
 use crate::{rfc3339, Projection, ProjectionError, Tables};
 
 pub struct Conflicts;
@@ -652,41 +653,47 @@ impl Query<'_> {
         &self,
         workspace_id: &str,
         filter: &Filter,
-        (after_time, after_id): (&str, &str),
+        after: (&str, &str),
         limit: i64,
     ) -> Result<Vec<ConflictRow>, ProjectionError> {
-        let mut binds = vec![
-            workspace_id.to_owned(),
-            after_time.to_owned(),
-            after_id.to_owned(),
-        ];
-        let mut sql = format!(
-            "SELECT {COLUMNS} FROM {TABLE} WHERE workspace_id = $1
-                AND (detected_at > $2 OR (detected_at = $2 AND id > $3))"
-        );
-        let filters = [
-            ("integration_id", &filter.integration_id),
-            ("status", &filter.status),
-            ("entity", &filter.entity),
-            ("record_id", &filter.record_id),
-        ];
-        for (column, value) in filters {
-            if let Some(value) = value {
-                binds.push(value.clone());
-                sql.push_str(&format!(" AND {column} = ${}", binds.len()));
-            }
-        }
-        sql.push_str(&format!(
-            " ORDER BY detected_at, id LIMIT ${}",
-            binds.len() + 1
-        ));
-        let mut query = sqlx::query(&sql);
-        for b in &binds {
-            query = query.bind(b);
-        }
-        let rows = query.bind(limit).fetch_all(self.0).await?;
+        let statement = list_statement(workspace_id, filter, after, limit);
+        let rows = statement.query().fetch_all(self.0).await?;
         rows.iter().map(ConflictRow::read).collect()
     }
+}
+
+/// What [`Query::list`] runs: in `(detected_at, id)` order, served by the index on
+/// `(workspace_id, detected_at, id)`, or `(workspace_id, status, detected_at, id)` for the
+/// queue of one status; the page starts with a seek to `after_time`.
+pub fn list_statement(
+    workspace_id: &str,
+    filter: &Filter,
+    (after_time, after_id): (&str, &str),
+    limit: i64,
+) -> Statement {
+    let mut s = Statement::default();
+    let (ws, time, id) = (s.arg(workspace_id), s.arg(after_time), s.arg(after_id));
+    let mut sql = format!(
+        "SELECT {COLUMNS} FROM {TABLE} WHERE workspace_id = ${ws} AND detected_at >= ${time}
+            AND (detected_at > ${time} OR (detected_at = ${time} AND id > ${id}))"
+    );
+    let filters = [
+        ("integration_id", &filter.integration_id),
+        ("status", &filter.status),
+        ("entity", &filter.entity),
+        ("record_id", &filter.record_id),
+    ];
+    for (column, value) in filters {
+        if let Some(value) = value {
+            sql.push_str(&format!(" AND {column} = ${}", s.arg(value.as_str())));
+        }
+    }
+    sql.push_str(&format!(
+        " ORDER BY detected_at, id LIMIT ${}",
+        s.arg(limit)
+    ));
+    s.sql = sql;
+    s
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Read model: each integration's provider, name, status, sync config, schedule and
 //! credential expiry. The credential itself never reaches this table.
 
+use crate::statement::Statement;
 use crate::{rfc3339, Projection, ProjectionError, Tables};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
@@ -332,6 +333,33 @@ const COLUMNS: &str =
     credentials_expire_at, credentials_set_at, credentials_rotated_at, last_sync_at, next_sync_at,
     created_at, updated_at, version";
 
+/// What [`Query::list`] runs: by id, served by the index on `(workspace_id, id)`.
+pub fn list_statement(workspace_id: &str, after: &str, limit: i64) -> Statement {
+    let mut s = Statement::default();
+    s.sql = format!(
+        "SELECT {COLUMNS} FROM {TABLE} WHERE workspace_id = ${} AND id > ${} ORDER BY id LIMIT ${}",
+        s.arg(workspace_id),
+        s.arg(after),
+        s.arg(limit)
+    );
+    s
+}
+
+/// What [`Query::card_counts`] runs: an integration's open conflicts (the index on
+/// `(workspace_id, integration_id, status)`) and the records linked to it (the record links' primary
+/// key), each counted from an index alone.
+pub fn card_count_statements(workspace_id: &str, integration_id: &str) -> [Statement; 2] {
+    let conflicts = "SELECT COUNT(*) FROM conflicts
+          WHERE workspace_id = $1 AND integration_id = $2 AND status = 'open'";
+    let links = "SELECT COUNT(*) FROM record_links WHERE workspace_id = $1 AND integration_id = $2";
+    [conflicts, links].map(|sql| {
+        let mut s = Statement::new(sql);
+        s.arg(workspace_id);
+        s.arg(integration_id);
+        s
+    })
+}
+
 /// Typed reads of the `integration_status` read model.
 pub struct Query<'a>(pub &'a sqlx::AnyPool);
 
@@ -366,44 +394,47 @@ impl Query<'_> {
         after: &str,
         limit: i64,
     ) -> Result<Vec<IntegrationRow>, ProjectionError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM {TABLE} WHERE workspace_id = $1 AND id > $2 ORDER BY id LIMIT $3"
-        ))
-        .bind(workspace_id)
-        .bind(after)
-        .bind(limit)
-        .fetch_all(self.0)
-        .await?;
+        let statement = list_statement(workspace_id, after, limit);
+        let rows = statement.query().fetch_all(self.0).await?;
         rows.iter().map(IntegrationRow::read).collect()
     }
 
     /// For the overview's card of each integration: its open conflicts and the records
-    /// linked to it (two indexed counts per integration: the conflicts queue index and
-    /// the record links' primary key).
+    /// linked to it (see [`card_count_statements`]).
     pub async fn card_counts(
         &self,
         workspace_id: &str,
         integration_id: &str,
     ) -> Result<CardCounts, ProjectionError> {
-        let open_conflicts: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM conflicts
-              WHERE workspace_id = $1 AND status = 'open' AND integration_id = $2",
-        )
-        .bind(workspace_id)
-        .bind(integration_id)
-        .fetch_one(self.0)
-        .await?;
-        let records_linked: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM record_links WHERE workspace_id = $1 AND integration_id = $2",
-        )
-        .bind(workspace_id)
-        .bind(integration_id)
-        .fetch_one(self.0)
-        .await?;
+        let [conflicts, links] = card_count_statements(workspace_id, integration_id);
+        let count = |s: Statement| async move {
+            let row = s.query().fetch_one(self.0).await?;
+            Ok::<i64, ProjectionError>(row.try_get(0)?)
+        };
         Ok(CardCounts {
-            open_conflicts,
-            records_linked,
+            open_conflicts: count(conflicts).await?,
+            records_linked: count(links).await?,
         })
+    }
+
+    /// The integration's replayed state (its credential removed), if it exists in the
+    /// workspace: what a page shows of it (its "always use" rules, ...) without folding
+    /// the aggregate, whose events grow with every run.
+    pub async fn state(
+        &self,
+        workspace_id: &str,
+        id: &str,
+    ) -> Result<Option<Integration>, ProjectionError> {
+        let state: Option<String> = sqlx::query_scalar(&format!(
+            "SELECT state FROM {TABLE} WHERE id = $1 AND workspace_id = $2"
+        ))
+        .bind(id)
+        .bind(workspace_id)
+        .fetch_optional(self.0)
+        .await?;
+        state
+            .map(|s| serde_json::from_str(&s).map_err(|_| ProjectionError::Corrupt(TABLE)))
+            .transpose()
     }
 
     /// The workspace an integration belongs to, if the read model knows it.

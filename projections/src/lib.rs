@@ -17,11 +17,13 @@ pub mod conflicts;
 mod fold;
 pub mod integration_status;
 pub mod lag;
+pub mod plans;
 pub mod rebuild;
 pub mod records;
 pub mod replay;
 pub mod run_reads;
 pub mod runner;
+pub mod statement;
 pub mod sync_runs;
 
 use async_trait::async_trait;

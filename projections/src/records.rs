@@ -7,6 +7,7 @@ use syncledger_domain::Entity;
 use syncledger_store::StoredEvent;
 
 use crate::fold::{fold, Folded};
+use crate::statement::Statement;
 use crate::{rfc3339, Projection, ProjectionError, Tables};
 
 pub struct Records;
@@ -222,9 +223,14 @@ pub struct Filter {
     /// Only records updated at or after this instant (RFC 3339, microseconds).
     pub updated_since: Option<String>,
     pub include_archived: bool,
+    /// Only records whose match key starts with this text, taken literally (no
+    /// wildcards). Match keys are lower case: give it as [`Entity::match_key`] makes one.
+    /// The list is then in match-key order.
+    pub match_prefix: Option<String>,
 }
 
-/// A listed record: its state, and the key to page on after it (`updated_at|id`).
+/// A listed record: its state, and the key to page on after it (`updated_at|id`, or
+/// `match_key|id` when searching by match key).
 #[derive(Debug)]
 pub struct Listed {
     pub id: String,
@@ -232,64 +238,172 @@ pub struct Listed {
     pub cursor: String,
 }
 
+/// The least text above every text that starts with `prefix`, in code point order (which
+/// is the byte order of UTF-8: how SQLite's `BINARY` and PostgreSQL's `"C"` collation
+/// compare): `prefix` with its last character that has a next one moved to that next
+/// one. `None` when there is none (every character is `char::MAX`).
+fn successor(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match last {
+            '\u{D7FF}' => Some('\u{E000}'),
+            c => char::from_u32(u32::from(c) + 1),
+        };
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// What [`Query::list`] runs: the page of records matching `filter` after the record at
+/// `(after_key, after_id)` (empty strings: from the first), in `(updated_at, id)` order,
+/// or `(match_key, id)` order with a match-key prefix. Each order has an index that
+/// starts with the workspace and the order's columns (migration 0016), and the page
+/// starts with a seek on it: a page costs the same in a workspace of any size.
+pub fn list_statement(
+    workspace_id: &str,
+    filter: &Filter,
+    (after_key, after_id): (&str, &str),
+    limit: i64,
+) -> Statement {
+    let mut s = Statement::default();
+    let mut sql = format!(
+        "SELECT id, state, updated_at, match_key FROM {TABLE} WHERE workspace_id = ${}",
+        s.arg(workspace_id)
+    );
+    // One lower bound on the order's column (the greatest of the search's prefix or
+    // `updated_since`, and the keyset), so the seek starts there: given two, SQLite seeks
+    // to one of them, and a search's first page walked every key below its prefix.
+    // (Rust compares text as SQLite's BINARY and PostgreSQL's "C" do; timestamps are
+    // fixed-width.)
+    let since = filter.updated_since.as_deref();
+    let (order, floor, end) = match &filter.match_prefix {
+        Some(prefix) => ("match_key", prefix.as_str(), successor(prefix)),
+        None => ("updated_at", since.unwrap_or_default(), None),
+    };
+    sql.push_str(&format!(" AND {order} >= ${}", s.arg(floor.max(after_key))));
+    if let Some(end) = end {
+        sql.push_str(&format!(" AND {order} < ${}", s.arg(end)));
+    }
+    let (key, id) = (s.arg(after_key), s.arg(after_id));
+    sql.push_str(&format!(
+        " AND ({order} > ${key} OR ({order} = ${key} AND id > ${id}))"
+    ));
+    if let (Some(since), Some(_)) = (since, &filter.match_prefix) {
+        sql.push_str(&format!(" AND updated_at >= ${}", s.arg(since)));
+    }
+    if !filter.include_archived {
+        sql.push_str(" AND archived = FALSE");
+    }
+    if let Some(entity) = filter.entity {
+        sql.push_str(&format!(" AND entity = ${}", s.arg(entity.as_str())));
+    }
+    // "The integration is among the record's links": checked for each record walked,
+    // through the links' index on record_id (a record has a link or two), so the page
+    // stays one walk of the order's index instead of gathering all of the integration's
+    // links first. Correlated this way, neither planner turns it into a join that would.
+    if let Some(integration) = &filter.integration {
+        sql.push_str(&format!(
+            " AND ${} IN (SELECT l.integration_id FROM {LINKS} l WHERE l.record_id = {TABLE}.id)",
+            s.arg(integration.as_str())
+        ));
+    }
+    sql.push_str(&format!(" ORDER BY {order}, id LIMIT ${}", s.arg(limit)));
+    s.sql = sql;
+    s
+}
+
 /// Typed reads of the `records` read model.
 pub struct Query<'a>(pub &'a sqlx::AnyPool);
 
 impl Query<'_> {
     /// Up to `limit` of the workspace's records matching `filter`, least recently updated
-    /// first, after the record at `(after_time, after_id)` (empty strings: from the first).
+    /// first (by match key with a prefix), after the record at `after` (the two parts of
+    /// a [`Listed::cursor`]; empty strings: from the first).
     pub async fn list(
         &self,
         workspace_id: &str,
         filter: &Filter,
-        (after_time, after_id): (&str, &str),
+        after: (&str, &str),
         limit: i64,
     ) -> Result<Vec<Listed>, ProjectionError> {
         use sqlx::Row;
-        let mut sql = format!(
-            "SELECT id, entity, fields, version, state, updated_at FROM {TABLE}
-              WHERE workspace_id = $1 AND updated_at >= $2
-                AND (updated_at > $3 OR (updated_at = $3 AND id > $4))"
-        );
-        if !filter.include_archived {
-            sql.push_str(" AND archived = FALSE");
-        }
-        if filter.entity.is_some() {
-            sql.push_str(" AND entity = $6");
-        }
-        if filter.integration.is_some() {
-            let n = if filter.entity.is_some() { 7 } else { 6 };
-            sql.push_str(&format!(
-                " AND id IN (SELECT record_id FROM {LINKS} WHERE workspace_id = $1 AND integration_id = ${n})"
-            ));
-        }
-        sql.push_str(" ORDER BY updated_at, id LIMIT $5");
-        let mut query = sqlx::query(&sql)
-            .bind(workspace_id)
-            .bind(filter.updated_since.clone().unwrap_or_default())
-            .bind(after_time)
-            .bind(after_id)
-            .bind(limit);
-        if let Some(e) = filter.entity {
-            query = query.bind(e.as_str());
-        }
-        if let Some(i) = &filter.integration {
-            query = query.bind(i.clone());
-        }
-        let rows = query.fetch_all(self.0).await?;
+        let statement = list_statement(workspace_id, filter, after, limit);
+        let rows = statement.query().fetch_all(self.0).await?;
         rows.iter()
             .map(|r| {
                 let id: String = r.try_get("id")?;
                 let state: String = r.try_get("state")?;
                 let state =
                     serde_json::from_str(&state).map_err(|_| ProjectionError::Corrupt(TABLE))?;
-                let updated_at: String = r.try_get("updated_at")?;
+                let key: Option<String> = if filter.match_prefix.is_some() {
+                    r.try_get("match_key")?
+                } else {
+                    r.try_get("updated_at")?
+                };
                 Ok(Listed {
-                    cursor: format!("{updated_at}|{id}"),
+                    cursor: format!("{}|{id}", key.unwrap_or_default()),
                     id,
                     state,
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{list_statement, successor, Filter};
+    use crate::statement::Arg;
+
+    /// Each page seeks from one lower bound on its order's column: the greatest of the
+    /// keyset and the filter's.
+    #[test]
+    fn a_page_has_one_lower_bound_on_its_order() {
+        let search = Filter {
+            match_prefix: Some("contact4".into()),
+            updated_since: Some("2026-01-01T00:00:00.000000Z".into()),
+            ..Default::default()
+        };
+        let since = Filter {
+            updated_since: Some("2026-01-01T00:00:00.000000Z".into()),
+            ..Default::default()
+        };
+        for (filter, column, after, floor) in [
+            (&search, "match_key", "", "contact4"),
+            (&search, "match_key", "contact42@x", "contact42@x"),
+            (&since, "updated_at", "", "2026-01-01T00:00:00.000000Z"),
+            (
+                &since,
+                "updated_at",
+                "2026-02-01T00:00:00.000000Z",
+                "2026-02-01T00:00:00.000000Z",
+            ),
+            (&Filter::default(), "updated_at", "", ""),
+        ] {
+            let s = list_statement("w", filter, (after, "id"), 51);
+            assert_eq!(
+                s.sql.matches(&format!("{column} >=")).count(),
+                1,
+                "{}",
+                s.sql
+            );
+            assert_eq!(s.args[1], Arg::Text(floor.into()), "{}", s.sql);
+        }
+    }
+
+    #[test]
+    fn the_successor_bounds_every_text_with_the_prefix() {
+        assert_eq!(successor("ada@").as_deref(), Some("adaA"));
+        assert_eq!(successor("a%_").as_deref(), Some("a%`"));
+        assert_eq!(successor("z\u{D7FF}").as_deref(), Some("z\u{E000}"));
+        assert_eq!(successor("b\u{10FFFF}").as_deref(), Some("c"));
+        assert_eq!(successor("\u{10FFFF}"), None);
+        let end = successor("ada@").unwrap_or_default();
+        for text in ["ada@", "ada@example.com", "ada@\u{10FFFF}x"] {
+            assert!(text.starts_with("ada@") && text < end.as_str());
+        }
     }
 }

@@ -5,6 +5,7 @@ use syncledger_domain::sync_run::SyncRun;
 use syncledger_store::StoredEvent;
 
 use crate::fold::fold;
+use crate::statement::Statement;
 use crate::{rfc3339, Projection, ProjectionError, Tables};
 
 pub struct SyncRuns;
@@ -92,6 +93,32 @@ pub async fn last_of(
         .map_err(|_| ProjectionError::Corrupt(TABLE))
 }
 
+/// What [`Query::list`] runs: a page of an integration's runs, newest first (ids are
+/// UUIDv7, ordered by creation), with ids before `before`, optionally only those in
+/// `status`; served by the index on `(workspace_id, integration_id, id)`.
+pub fn list_statement(
+    workspace_id: &str,
+    integration_id: &str,
+    status: Option<syncledger_domain::sync_run::RunStatus>,
+    before: &str,
+    limit: i64,
+) -> Statement {
+    let mut s = Statement::default();
+    let mut sql = format!(
+        "SELECT state FROM {TABLE}
+          WHERE workspace_id = ${} AND integration_id = ${} AND id < ${}",
+        s.arg(workspace_id),
+        s.arg(integration_id),
+        s.arg(before)
+    );
+    if let Some(status) = status {
+        sql.push_str(&format!(" AND status = ${}", s.arg(status.as_str())));
+    }
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", s.arg(limit)));
+    s.sql = sql;
+    s
+}
+
 /// Typed reads of the `sync_runs` read model.
 pub struct Query<'a>(pub &'a sqlx::AnyPool);
 
@@ -106,26 +133,13 @@ impl Query<'_> {
         before: &str,
         limit: i64,
     ) -> Result<Vec<SyncRun>, ProjectionError> {
-        let mut sql = format!(
-            "SELECT state FROM {TABLE}
-              WHERE workspace_id = $1 AND integration_id = $2 AND id < $3"
-        );
-        if status.is_some() {
-            sql.push_str(" AND status = $5");
-        }
-        sql.push_str(" ORDER BY id DESC LIMIT $4");
-        let mut query = sqlx::query_scalar(&sql)
-            .bind(workspace_id)
-            .bind(integration_id)
-            .bind(before)
-            .bind(limit);
-        if let Some(s) = status {
-            query = query.bind(s.as_str());
-        }
-        let states: Vec<String> = query.fetch_all(self.0).await?;
-        states
-            .iter()
-            .map(|s| serde_json::from_str(s).map_err(|_| ProjectionError::Corrupt(TABLE)))
+        let statement = list_statement(workspace_id, integration_id, status, before, limit);
+        let rows = statement.query().fetch_all(self.0).await?;
+        rows.iter()
+            .map(|r| {
+                let state: String = sqlx::Row::try_get(r, "state")?;
+                serde_json::from_str(&state).map_err(|_| ProjectionError::Corrupt(TABLE))
+            })
             .collect()
     }
 }

@@ -1,10 +1,11 @@
-//! `syncledger bench pages`: dashboard page latency on a large store. The store holds the
-//! log `bench rebuild` writes (one workspace, four integrations, a tenth of the events as
-//! imported records, incremental runs of 500 contacts, conflicts), its projections caught
-//! up; then `serve` runs in this process and one signed-in browser session requests each
-//! page `--requests` times in turn. One JSON line per page: p50/p95/max milliseconds from
-//! request to the last byte over loopback (so the server's time plus a loopback round
-//! trip), and the store's size.
+//! `syncledger bench pages`: dashboard page latency on a large store. The store holds a
+//! log shaped like `bench rebuild`'s (one workspace, four integrations), by default at the
+//! scale the dashboard is held to: 100,000 imported records, 10,000 sync runs (the four
+//! imports, then incremental runs of 5 contacts), conflicts, and an audit entry per event
+//! (over 100,000); its projections caught up. Then `serve` runs in this process and one
+//! signed-in browser session requests each page `--requests` times in turn. One JSON line
+//! per page: p50/p95/max milliseconds from request to the last byte over loopback (so the
+//! server's time plus a loopback round trip), and the store's size.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -15,16 +16,22 @@ use syncledger_domain::Role;
 use syncledger_store::{Metadata, Store};
 use tokio::sync::watch;
 
-use super::rebuild::Log;
+use super::rebuild::{Log, Shape};
 use super::round2;
 use crate::app::Application;
 use crate::config::Settings;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct PagesBenchArgs {
-    /// Events in the generated log (a tenth of them are imported records).
-    #[arg(long, default_value_t = 1_000_000)]
-    pub events: usize,
+    /// Records imported (over four integrations).
+    #[arg(long, default_value_t = 100_000)]
+    pub records: usize,
+    /// Sync runs: a full import per integration, then incremental runs.
+    #[arg(long, default_value_t = 10_000)]
+    pub runs: usize,
+    /// Contacts each incremental run changes (about two events each).
+    #[arg(long, default_value_t = 5)]
+    pub run_records: usize,
     /// Requests per page.
     #[arg(long, default_value_t = 50)]
     pub requests: usize,
@@ -51,7 +58,15 @@ pub async fn run(base: &Settings, args: PagesBenchArgs) -> anyhow::Result<ExitCo
 async fn bench(settings: Settings, args: &PagesBenchArgs) -> anyhow::Result<()> {
     let store = Store::open(&settings.store_config()).await?;
     let started = Instant::now();
-    let mut log = Log::new(&store, args.events);
+    // Room for every run in full: the runs, not the events, end the log.
+    let events = args.records + 100 + args.runs.saturating_mul(2 * args.run_records + 8);
+    let shape = Shape {
+        events,
+        records: args.records,
+        runs: args.runs,
+        run_records: args.run_records,
+    };
+    let mut log = Log::new(&store, shape);
     log.write().await?;
     for p in syncledger_projections::all() {
         syncledger_projections::rebuild::rebuild(&store, p.as_ref(), 2000, &|_| {}).await?;
@@ -131,7 +146,20 @@ async fn measure(
     let as_of = form_urlencoded::Serializer::new(String::new())
         .append_pair("as_of", &instant)
         .finish();
-    let records_total = state.store.feed().count().await?;
+    // A page far into the list: after the record in the middle of the workspace.
+    let middle = state
+        .engine
+        .records()
+        .list(workspace, &Default::default(), ("", ""), 50_000)
+        .await?;
+    let later = middle.last().map(|r| r.cursor.clone()).context("records")?;
+    let later = form_urlencoded::Serializer::new(String::new())
+        .append_pair("cursor", &later)
+        .finish();
+    drop(middle);
+    let events = state.store.feed().count().await?;
+    let sizes = syncledger_projections::plans::sizes(&state.store.any, workspace).await?;
+    eprintln!("{}", json!({"events": events, "sizes": sizes}));
 
     let pages = [
         ("overview", "/".to_string()),
@@ -139,6 +167,14 @@ async fn measure(
         ("runs", format!("/integrations/{integration}/runs")),
         ("run", format!("/runs/{run_id}")),
         ("records", "/records".to_string()),
+        ("records_later_page", format!("/records?{later}")),
+        ("records_contacts", "/records?entity=contacts".to_string()),
+        (
+            "records_integration",
+            format!("/records?integration={integration}"),
+        ),
+        ("records_search", "/records?q=contact4".to_string()),
+        ("conflicts", "/conflicts".to_string()),
         ("record", format!("/records/{record}")),
         ("record_as_of", format!("/records/{record}?{as_of}")),
         ("audit", "/audit".to_string()),
@@ -169,7 +205,8 @@ async fn measure(
             "{}",
             json!({"bench": "pages", "store": backend, "page": name, "requests": ms.len(),
                    "p50_ms": round2(at(0.50)), "p95_ms": round2(at(0.95)),
-                   "max_ms": round2(at(1.0)), "events": records_total})
+                   "max_ms": round2(at(1.0)), "events": events, "records": sizes.records,
+                   "runs": sizes.runs, "audit_entries": sizes.audit_entries})
         );
     }
     Ok(())

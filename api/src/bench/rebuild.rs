@@ -64,7 +64,7 @@ async fn bench(settings: &Settings, args: &RebuildBenchArgs) -> anyhow::Result<(
         "sqlite"
     };
     let started = Instant::now();
-    let mut log = Log::new(&store, args.events);
+    let mut log = Log::new(&store, Shape::of_events(args.events));
     log.write().await?;
     let seconds = started.elapsed().as_secs_f64();
     let events = store.feed().count().await?;
@@ -111,11 +111,36 @@ struct Rec {
     next: i64,
 }
 
+/// What a log holds: `records` imported contacts (a full import per integration), then
+/// incremental runs of `run_records` contacts each until the log holds `events` events or
+/// `runs` runs (the imports included).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Shape {
+    pub events: usize,
+    pub records: usize,
+    pub runs: usize,
+    pub run_records: usize,
+}
+
+impl Shape {
+    /// `events` events, a tenth of them imported records, incremental runs of 500.
+    pub(super) fn of_events(events: usize) -> Shape {
+        Shape {
+            events,
+            records: events / 10,
+            runs: usize::MAX,
+            run_records: RUN_RECORDS,
+        }
+    }
+}
+
 /// Writes the log in order, appending in chunks.
 pub(super) struct Log<'a> {
     store: &'a Store,
+    shape: Shape,
     target: usize,
     written: usize,
+    runs: usize,
     buf: Vec<NewEvent>,
     pub(super) workspace: String,
     pub(super) integrations: Vec<(String, i64)>,
@@ -125,11 +150,14 @@ pub(super) struct Log<'a> {
 }
 
 impl<'a> Log<'a> {
-    pub(super) fn new(store: &'a Store, target: usize) -> Self {
+    pub(super) fn new(store: &'a Store, shape: Shape) -> Self {
+        let target = shape.events;
         Log {
             store,
+            shape,
             target,
             written: 0,
+            runs: 0,
             buf: Vec::with_capacity(APPEND_CHUNK),
             workspace: uuid::Uuid::now_v7().to_string(),
             integrations: Vec::new(),
@@ -167,15 +195,20 @@ impl<'a> Log<'a> {
 
     pub(super) async fn write(&mut self) -> anyhow::Result<()> {
         self.setup().await?;
-        let per_integration = (self.target / 10 / INTEGRATIONS).max(1);
+        let per_integration = (self.shape.records / INTEGRATIONS).max(1);
         for i in 0..INTEGRATIONS {
             self.full_import(i, per_integration).await?;
         }
         let mut cursor = 0usize;
         let mut run = 0usize;
-        while !self.full() {
+        while !self.full() && self.runs < self.shape.runs {
             self.incremental(run % INTEGRATIONS, &mut cursor).await?;
             run += 1;
+        }
+        // Ended by its runs, the log may hold a part-filled chunk.
+        if !self.buf.is_empty() {
+            append(&self.store.events, &self.buf).await?;
+            self.buf.clear();
         }
         Ok(())
     }
@@ -242,6 +275,7 @@ impl<'a> Log<'a> {
     }
 
     async fn start_run(&mut self, i: usize, kind: RunKind) -> anyhow::Result<Run> {
+        self.runs += 1;
         let run = Run {
             id: uuid::Uuid::now_v7().to_string(),
             next: 1,
@@ -346,12 +380,12 @@ impl<'a> Log<'a> {
         self.end_run(run).await
     }
 
-    /// A run over the next `RUN_RECORDS` contacts of integration `i`.
+    /// A run over the next `shape.run_records` contacts of integration `i`.
     async fn incremental(&mut self, i: usize, cursor: &mut usize) -> anyhow::Result<()> {
         let mut run = self.start_run(i, RunKind::Incremental).await?;
         let integration = self.integrations[i].0.clone();
         let share = self.records.len() / INTEGRATIONS;
-        for n in 0..RUN_RECORDS {
+        for n in 0..self.shape.run_records {
             if self.full() || share == 0 {
                 return Ok(());
             }

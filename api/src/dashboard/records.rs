@@ -1,4 +1,4 @@
-//! Records: the list with filters and paging, and a record's page with each field's
+//! Records: the list with filters, a search by match key and paging, and a record's page with each field's
 //! source and time, its CRM links, its history as a timeline, and time travel (the record
 //! as it was at an instant, the fields that differ from now highlighted).
 
@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use maud::{html, Markup};
 use serde::Deserialize;
 use syncledger_domain::Entity;
-use syncledger_engine::records::Filter;
+use syncledger_engine::records::{match_prefix, Filter, MAX_SEARCH_CHARS};
 
 const PER_PAGE: i64 = 50;
 
@@ -31,6 +31,9 @@ pub struct ListQuery {
     entity: String,
     #[serde(default)]
     integration: String,
+    /// A match-key prefix (email or domain), searched on the server.
+    #[serde(default)]
+    q: String,
     #[serde(default)]
     cursor: Option<String>,
 }
@@ -48,6 +51,11 @@ fn filters(q: &ListQuery) -> Markup {
     html! {
         form.filters method="get" action="/records" #record-filters {
             div {
+                label for="q" { "Email or domain starts with" }
+                input #q type="search" name="q" value=(q.q) maxlength=(MAX_SEARCH_CHARS)
+                    placeholder="ada@ or example.com" autocomplete="off";
+            }
+            div {
                 label for="entity" { "Entity" }
                 select #entity name="entity" {
                     @for (value, label) in [("", "All"), ("contacts", "Contacts"), ("companies", "Companies")] {
@@ -59,7 +67,7 @@ fn filters(q: &ListQuery) -> Markup {
                 label for="integration" { "Integration id" }
                 input #integration name="integration" value=(q.integration);
             }
-            div { button type="submit" { "Filter" } }
+            div { button type="submit" { "Search" } }
             div {
                 label for="find" { "Find on this page" }
                 input #find type="search" data-filter="#records tbody tr" placeholder="name or email";
@@ -81,8 +89,9 @@ async fn list(
         ),
     };
     let (after_time, after_id) = match q.cursor.as_deref() {
+        // `key|id`: ids hold no `|`, a match key may.
         Some(c) => c
-            .split_once('|')
+            .rsplit_once('|')
             .map(|(t, i)| (t.to_owned(), i.to_owned()))
             .ok_or_else(|| {
                 PageError::bad_request("that page link is not one this dashboard made")
@@ -94,6 +103,7 @@ async fn list(
         integration: (!q.integration.trim().is_empty()).then(|| q.integration.trim().to_owned()),
         updated_since: None,
         include_archived: false,
+        match_prefix: match_prefix("q", Some(&q.q))?,
     };
     let mut rows = state
         .engine
@@ -114,7 +124,12 @@ async fn list(
     let body = html! {
         h1 { "Records" }
         (filters(&q))
-        @if views.is_empty() {
+        @if views.is_empty() && !q.q.trim().is_empty() {
+            (empty_state("No matching records", html! {
+                "No record's email or domain starts with " strong { (q.q.trim()) } ". "
+                a href="/records" { "Show all records" } "."
+            }))
+        } @else if views.is_empty() {
             (empty_state("No records", html! {
                 "Records appear here after a sync. " a href="/" { "Run one from an integration" } "."
             }))
@@ -133,7 +148,7 @@ async fn list(
                 }
             } }
         }
-        (pager("/records", &[("entity", q.entity.clone()), ("integration", q.integration.clone())], next.as_deref()))
+        (pager("/records", &[("entity", q.entity.clone()), ("integration", q.integration.clone()), ("q", q.q.clone())], next.as_deref()))
     };
     Ok(page(&person, Section::Records, "Records", body))
 }

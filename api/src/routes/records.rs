@@ -19,7 +19,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use syncledger_domain::record::{FieldValue, Record, Source};
 use syncledger_domain::Entity;
-use syncledger_engine::records::Filter;
+use syncledger_engine::records::{match_prefix, Filter};
 
 fn time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
@@ -227,11 +227,17 @@ pub struct ListQuery {
     pub updated_since: Option<String>,
     /// Include records a rollback archived (default false).
     pub include_archived: Option<bool>,
+    /// Search: only records whose match key (email for contacts, domain for companies)
+    /// starts with this text, ignoring case and surrounding spaces; `%` and `_` are
+    /// ordinary characters. At most 200 characters; empty: no search. The results come
+    /// in match-key order (then id), paged like the list.
+    pub q: Option<String>,
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
 
-/// The workspace's records, least recently changed first.
+/// The workspace's records, least recently changed first; with `q`, those whose match key
+/// starts with it, by match key.
 #[utoipa::path(get, path = "/v1/records", tag = "records", security(("bearer" = [])), params(ListQuery),
     responses((status = 200, body = inline(List<RecordView>)), (status = 400, body = crate::error::ErrorBody)))]
 pub async fn list(
@@ -265,6 +271,7 @@ pub async fn list(
         integration: q.integration,
         updated_since,
         include_archived: q.include_archived == Some(true),
+        match_prefix: match_prefix("q", q.q.as_deref())?,
     };
     let rows = state
         .engine

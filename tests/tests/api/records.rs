@@ -9,7 +9,8 @@ use syncledger_testkit::app::{on_both_backends, Backend, TestApp};
 on_both_backends!(
     create_edit_read_and_history,
     listing_filters_and_pages,
-    refusals_change_nothing
+    refusals_change_nothing,
+    search_by_match_key_prefix
 );
 
 async fn create(app: &TestApp, entity: &str, fields: serde_json::Value) -> anyhow::Result<String> {
@@ -153,6 +154,94 @@ async fn listing_filters_and_pages(backend: Backend) -> anyhow::Result<()> {
         )
         .await?;
     assert!(linked.is_empty(), "no record is linked to that integration");
+    app.finish().await
+}
+
+/// The match keys of a list's records, in its order.
+fn keys(records: &[serde_json::Value]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| {
+            let field = if r["entity"] == "companies" {
+                "domain"
+            } else {
+                "email"
+            };
+            r["fields"][field]["value"]
+                .as_str()
+                .unwrap_or_default()
+                .to_lowercase()
+        })
+        .collect()
+}
+
+async fn search_by_match_key_prefix(backend: Backend) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    for email in [
+        "Ada@Example.com",
+        "adam@example.com",
+        "bob@example.com",
+        "a%c@x.com",
+        "abc@x.com",
+        "a_c@x.com",
+        "azc@x.com",
+        "a|b@x.com",
+        "a|c@x.com",
+    ] {
+        create(&app, "contacts", json!({"email": email})).await?;
+    }
+    create(&app, "companies", json!({"domain": "ADA.io"})).await?;
+    let archived = create(&app, "contacts", json!({"email": "ada.old@example.com"})).await?;
+    app.post(
+        &format!("/v1/records/{archived}/archive"),
+        &app.admin,
+        json!({}),
+    )
+    .await?
+    .expect(StatusCode::OK);
+    let search = |q: &'static str, extra: &'static [(&'static str, &'static str)]| {
+        let app = &app;
+        async move {
+            let mut query = vec![("q", q)];
+            query.extend_from_slice(extra);
+            // One record per page: every page's cursor is used.
+            let found = app.list_all("/v1/records", &app.admin, &query, 1).await?;
+            anyhow::Ok(keys(&found))
+        }
+    };
+    // Any case, surrounding spaces ignored, in match-key order (byte order: `.` < `@`).
+    assert_eq!(
+        search(" ADA ", &[]).await?,
+        ["ada.io", "ada@example.com", "adam@example.com"]
+    );
+    assert_eq!(search("ada@", &[]).await?, ["ada@example.com"]);
+    assert_eq!(search("ada", &[("entity", "companies")]).await?, ["ada.io"]);
+    assert_eq!(
+        search("ada.", &[("include_archived", "true")]).await?,
+        ["ada.io", "ada.old@example.com"]
+    );
+    // LIKE's wildcards are plain characters, and a key may hold the cursor's separator.
+    assert_eq!(search("a%", &[]).await?, ["a%c@x.com"]);
+    assert_eq!(search("a_", &[]).await?, ["a_c@x.com"]);
+    assert_eq!(search("a|", &[]).await?, ["a|b@x.com", "a|c@x.com"]);
+    assert!(search("zz", &[]).await?.is_empty());
+    // No search: every record that is not archived.
+    assert_eq!(search("   ", &[]).await?.len(), 10);
+    let longest = "a".repeat(200);
+    app.get(&format!("/v1/records?q={longest}"), &app.admin)
+        .await?
+        .expect(StatusCode::OK);
+    let events = app.event_count().await?;
+    app.get(&format!("/v1/records?q={longest}b"), &app.admin)
+        .await?
+        .expect_error(
+            StatusCode::BAD_REQUEST,
+            "validation_failed",
+            "q: must be at most 200 characters",
+        );
+    assert_eq!(app.event_count().await?, events);
     app.finish().await
 }
 

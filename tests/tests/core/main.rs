@@ -7,6 +7,7 @@ mod audit;
 mod credentials;
 mod feed;
 mod migrations;
+mod query_plans;
 mod read_models;
 mod rebuild;
 mod replay;

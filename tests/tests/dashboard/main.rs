@@ -7,5 +7,6 @@ mod connect;
 mod mappings;
 mod pages;
 mod people;
+mod records;
 mod sessions;
 mod settings;
