@@ -52,6 +52,12 @@ pub enum Command {
         #[command(subcommand)]
         command: DashboardCommand,
     },
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell), e.g.
+    /// `syncledger completions bash > /etc/bash_completion.d/syncledger`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// The configuration: `config check` prints every setting as it is in force (from the
     /// defaults, the file and the environment), secrets only as set or unset.
     Config {
@@ -277,6 +283,12 @@ async fn run(command: Command, mut settings: Settings, print: Print) -> anyhow::
             tracing::info!(addr = %app.addr(), store = %settings.store_config().redacted_url(), "syncledger listening");
             println!("listening on http://{}", app.addr());
             app.run(shutdown).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "syncledger", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
         Command::Config {

@@ -217,3 +217,31 @@ async fn an_empty_postgres_database_is_not_migrated_by_a_command() {
     drop(conn);
     db.cleanup().await;
 }
+
+/// Shell completions come from the command line's own definition, so they list every
+/// command, `config check` among them.
+#[tokio::test]
+async fn completions_list_the_commands() {
+    let env = TestEnv::sqlite();
+    let bash = env.run(&["completions", "bash"]).await;
+    assert!(bash.status.success(), "{}", describe(&bash));
+    let script = stdout(&bash);
+    for word in [
+        "_syncledger",
+        "serve",
+        "workspace",
+        "config",
+        "rotate-master",
+        "--json",
+    ] {
+        assert!(script.contains(word), "{word} in the bash completions");
+    }
+    let zsh = env.run(&["completions", "zsh"]).await;
+    assert!(
+        stdout(&zsh).starts_with("#compdef syncledger"),
+        "{}",
+        describe(&zsh)
+    );
+    let unknown = env.run(&["completions", "tcsh"]).await;
+    assert_eq!(unknown.status.code(), Some(2), "{}", describe(&unknown));
+}
