@@ -46,11 +46,17 @@
   function followEvents() {
     if (!document.querySelector("[data-live][id]") || !window.EventSource) { return; }
     var pending = null;
+    var trailing = [];
     // The dashboard's stream sends unnamed events, so onmessage sees every one.
     var source = new EventSource("/events");
     function schedule() {
-      if (pending) { return; }
-      pending = setTimeout(function () { pending = null; refreshLive(); }, 300);
+      if (!pending) {
+        pending = setTimeout(function () { pending = null; refreshLive(); }, 300);
+      }
+      // An event can reach the page before the read models that render it have applied
+      // it: look again a little after the last event, so the page never stays stale.
+      trailing.forEach(clearTimeout);
+      trailing = [1500, 4000].map(function (ms) { return setTimeout(refreshLive, ms); });
     }
     source.onmessage = schedule;
     source.onopen = function () { document.documentElement.dataset.live = "open"; };
