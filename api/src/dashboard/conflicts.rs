@@ -8,7 +8,7 @@ use super::error::PageResult;
 use super::layout::{
     badge, csrf_field, empty_state, notice, page, pager, post_button, time_str, value, Section,
 };
-use super::session::{NoFields, Person, Posted};
+use super::session::{NoFields, Person, Writing};
 use crate::extract::{List, Page};
 use crate::routes::conflicts::{ConflictView, ResolutionKind, ResolveConflict};
 use crate::routes::records::FieldView;
@@ -328,9 +328,8 @@ pub struct ResolveForm {
 async fn resolve(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    posted: Posted<ResolveForm>,
+    Writing(posted): Writing<ResolveForm>,
 ) -> PageResult<Response> {
-    posted.person.require_write()?;
     let req = ResolveConflict {
         resolution: posted.form.resolution,
         value: posted.form.value.map(Some),
@@ -348,9 +347,8 @@ async fn resolve(
 async fn ignore(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    posted: Posted<NoFields>,
+    Writing(posted): Writing<NoFields>,
 ) -> PageResult<Response> {
-    posted.person.require_write()?;
     state
         .engine
         .conflicts()
@@ -370,9 +368,8 @@ pub struct RuleForm {
 async fn add_rule(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    posted: Posted<RuleForm>,
+    Writing(posted): Writing<RuleForm>,
 ) -> PageResult<Response> {
-    posted.person.require_write()?;
     let meta = posted.person.caller.metadata();
     let c = state
         .engine
@@ -391,9 +388,8 @@ async fn add_rule(
 async fn remove_rule(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    posted: Posted<NoFields>,
+    Writing(posted): Writing<NoFields>,
 ) -> PageResult<Response> {
-    posted.person.require_write()?;
     let meta = posted.person.caller.metadata();
     let c = state
         .engine

@@ -12,7 +12,7 @@
 use super::error::{PageError, PageResult};
 use super::integration::view_of;
 use super::layout::{badge, csrf_field, page, page_status, same_site_redirect, Section};
-use super::session::{NoFields, Person, Posted};
+use super::session::{NoFields, Person, Writing};
 use super::settings::{beside_a_field, error_for, field_error, sync_fields, SyncFields};
 use crate::auth::RequestId;
 use crate::error::ApiError;
@@ -180,10 +180,9 @@ fn request(provider: &str, f: &SettingsForm) -> Result<CreateIntegration, ApiErr
 async fn create(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    posted: Posted<SettingsForm>,
+    Writing(posted): Writing<SettingsForm>,
 ) -> PageResult<Response> {
     let person = posted.person;
-    person.require_write()?;
     let p = provider(&id)?;
     let form = posted.form;
     let made = match request(&p.id, &form).and_then(CreateIntegration::into_new) {
@@ -271,9 +270,8 @@ fn api_key_form(person: &Person, id: &str) -> Markup {
 async fn start_oauth(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    posted: Posted<NoFields>,
+    Writing(posted): Writing<NoFields>,
 ) -> PageResult<Response> {
-    posted.person.require_write()?;
     let redirect_uri = format!("{}/connect/callback", state.public_url);
     let url = state
         .engine
@@ -329,9 +327,8 @@ struct CredentialsForm {
 async fn credentials(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    posted: Posted<CredentialsForm>,
+    Writing(posted): Writing<CredentialsForm>,
 ) -> PageResult<Response> {
-    posted.person.require_write()?;
     let f = posted.form;
     let given = match f.kind.as_str() {
         "api_key" if !f.api_key.trim().is_empty() => {
@@ -399,10 +396,9 @@ async fn test_page(
 async fn test(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    posted: Posted<NoFields>,
+    Writing(posted): Writing<NoFields>,
 ) -> PageResult<Response> {
     let person = posted.person;
-    person.require_write()?;
     let tested = state
         .engine
         .oauth()

@@ -4,7 +4,7 @@
 use super::error::{PageError, PageResult};
 use super::layout::{badge, csrf_field, notice, page, post_button, time_str, value, Section};
 use super::runs::runs_table;
-use super::session::{NoFields, Person, Posted};
+use super::session::{NoFields, Person, Writing};
 use crate::routes::integration_view::IntegrationView;
 use crate::routes::sync_runs::{view, RunView};
 use crate::state::AppState;
@@ -112,9 +112,8 @@ struct RuleForm {
 async fn add_rule(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    posted: Posted<RuleForm>,
+    Writing(posted): Writing<RuleForm>,
 ) -> PageResult<Response> {
-    posted.person.require_write()?;
     let side = posted
         .form
         .side
@@ -134,9 +133,8 @@ async fn add_rule(
 async fn remove_rule(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    posted: Posted<RuleForm>,
+    Writing(posted): Writing<RuleForm>,
 ) -> PageResult<Response> {
-    posted.person.require_write()?;
     let meta = posted.person.caller.metadata();
     state
         .engine
@@ -239,9 +237,8 @@ async fn show(
 async fn pause(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    posted: Posted<NoFields>,
+    Writing(posted): Writing<NoFields>,
 ) -> PageResult<Response> {
-    posted.person.require_write()?;
     let meta = posted.person.caller.metadata();
     state.engine.integrations().pause(&meta, &id).await?;
     Ok(Redirect::to(&format!("/integrations/{id}?done=paused")).into_response())
@@ -250,9 +247,8 @@ async fn pause(
 async fn resume(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    posted: Posted<NoFields>,
+    Writing(posted): Writing<NoFields>,
 ) -> PageResult<Response> {
-    posted.person.require_write()?;
     let meta = posted.person.caller.metadata();
     state.engine.integrations().resume(&meta, &id).await?;
     Ok(Redirect::to(&format!("/integrations/{id}?done=resumed")).into_response())
@@ -281,9 +277,8 @@ async fn confirm_disconnect(
 async fn disconnect(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    posted: Posted<NoFields>,
+    Writing(posted): Writing<NoFields>,
 ) -> PageResult<Response> {
-    posted.person.require_write()?;
     let meta = posted.person.caller.metadata();
     state.engine.integrations().disconnect(&meta, &id).await?;
     Ok(Redirect::to(&format!("/integrations/{id}?done=disconnected")).into_response())
@@ -298,9 +293,8 @@ struct SyncForm {
 async fn sync_now(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    posted: Posted<SyncForm>,
+    Writing(posted): Writing<SyncForm>,
 ) -> PageResult<Response> {
-    posted.person.require_write()?;
     let kind = posted.form.kind.filter(|k| !k.is_empty());
     if kind
         .as_deref()

@@ -6,7 +6,7 @@
 
 use super::error::{PageError, PageResult};
 use super::layout::{csrf_field, notice, page, page_status, Section};
-use super::session::{Person, Posted};
+use super::session::{Person, Posted, Writing};
 use crate::error::ApiError;
 use crate::routes::mappings::MappingBody;
 use crate::state::AppState;
@@ -334,10 +334,9 @@ fn domain(mappings: &[MappingBody]) -> Vec<FieldMapping> {
 async fn preview(
     State(state): State<AppState>,
     Path((id, entity)): Path<(String, String)>,
-    posted: Posted<EditorForm>,
+    Writing(posted): Writing<EditorForm>,
 ) -> PageResult<Response> {
     let person = posted.person;
-    person.require_write()?;
     let form = posted.form;
     let mappings = match form.mappings() {
         Ok(m) => m,
@@ -373,10 +372,9 @@ async fn preview(
 async fn save(
     State(state): State<AppState>,
     Path((id, entity)): Path<(String, String)>,
-    posted: Posted<EditorForm>,
+    Writing(posted): Writing<EditorForm>,
 ) -> PageResult<Response> {
     let person = posted.person;
-    person.require_write()?;
     let form = posted.form;
     let mappings = match form.mappings() {
         Ok(m) => m,
@@ -413,10 +411,9 @@ async fn save(
 async fn auto(
     State(state): State<AppState>,
     Path((id, entity)): Path<(String, String)>,
-    posted: Posted<EditorForm>,
+    Writing(posted): Writing<EditorForm>,
 ) -> PageResult<Response> {
     let person = posted.person;
-    person.require_write()?;
     let proposal = state
         .engine
         .mappings()
@@ -439,9 +436,8 @@ async fn auto(
 async fn reapply(
     State(state): State<AppState>,
     Path((id, entity)): Path<(String, String)>,
-    posted: Posted<EditorForm>,
+    Writing(posted): Writing<EditorForm>,
 ) -> PageResult<Response> {
-    posted.person.require_write()?;
     let (run, _) = state
         .engine
         .mappings()

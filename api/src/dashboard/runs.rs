@@ -5,7 +5,7 @@ use super::error::PageResult;
 use super::layout::{
     badge, csrf_field, empty_state, notice, page, pager, post_button, time_str, Section,
 };
-use super::session::{NoFields, Person, Posted};
+use super::session::{NoFields, Person, Posted, Writing};
 use crate::routes::integration_view::IntegrationView;
 use crate::routes::sync_runs::{view, RunView};
 use crate::state::AppState;
@@ -234,9 +234,8 @@ async fn show(
 async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    posted: Posted<NoFields>,
+    Writing(posted): Writing<NoFields>,
 ) -> PageResult<Response> {
-    posted.person.require_write()?;
     state
         .engine
         .sync_runs()
@@ -248,9 +247,8 @@ async fn cancel(
 async fn retry(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    posted: Posted<NoFields>,
+    Writing(posted): Writing<NoFields>,
 ) -> PageResult<Response> {
-    posted.person.require_write()?;
     let run = state
         .engine
         .sync_runs()

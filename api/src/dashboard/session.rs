@@ -272,3 +272,25 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Posted<T> {
         })
     }
 }
+
+/// A [`Posted`] form that changes something: its sender must be able to write (admin or
+/// operator), checked right after the form token, so no handler can forget it. Posts
+/// anyone signed in may send (signing out, checking an expression) take [`Posted`].
+pub struct Writing<T>(pub Posted<T>);
+
+impl<T> std::ops::Deref for Writing<T> {
+    type Target = Posted<T>;
+    fn deref(&self) -> &Posted<T> {
+        &self.0
+    }
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for Writing<T> {
+    type Rejection = Refused;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Refused> {
+        let posted = Posted::<T>::from_request(req, state).await?;
+        posted.person.require_write().map_err(Refused::Page)?;
+        Ok(Writing(posted))
+    }
+}

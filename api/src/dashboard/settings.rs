@@ -6,7 +6,7 @@
 use super::error::{PageError, PageResult};
 use super::integration::view_of;
 use super::layout::{csrf_field, page, page_status, Section};
-use super::session::{Person, Posted};
+use super::session::{Person, Writing};
 use crate::error::ApiError;
 use crate::routes::integration_view::{IntegrationView, SyncConfigBody};
 use crate::routes::providers::Provider;
@@ -274,10 +274,9 @@ async fn edit(
 async fn save(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    posted: Posted<SyncFields>,
+    Writing(posted): Writing<SyncFields>,
 ) -> PageResult<Response> {
     let person = posted.person;
-    person.require_write()?;
     let v = view_of(&state, &person, &id).await?;
     let stored = serde_json::to_value(&v.sync_config).unwrap_or_default();
     let changed = match posted.form.config(stored).and_then(|body| {
