@@ -373,9 +373,12 @@ enum RunQueue {
     Store,
 }
 
-/// How long `serve`'s workers may finish their runs at shutdown before abandoning them
-/// to the job queue.
-const SERVE_WORKER_GRACE: Duration = Duration::from_secs(20);
+/// The part of the shutdown grace period `serve`'s sync workers may use to bring their
+/// runs to an end before abandoning them (they resume from their last committed page);
+/// the rest is left for the other parts to finish after them.
+fn worker_grace(grace: Duration) -> Duration {
+    grace * 2 / 3
+}
 
 pub struct Application {
     addr: SocketAddr,
@@ -435,6 +438,7 @@ impl Application {
             dispatcher,
             chrono::Duration::minutes(i64::from(settings.dashboard_idle_minutes.max(1))),
             std::time::Duration::from_secs(settings.ready_max_lag_secs),
+            &settings.instance_name(),
         );
         state.streams.set_limits(
             settings.sse_streams_per_token,
@@ -477,17 +481,37 @@ impl Application {
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(60),
         ));
-        let served = axum::serve(self.listener, app.into_make_service())
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await;
-        for t in tasks {
-            if let Err(e) = t.await {
-                tracing::error!(error = %e, "background task ended abnormally");
+        let serving = async move {
+            let served = axum::serve(self.listener, app.into_make_service())
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+            for t in tasks {
+                if let Err(e) = t.await {
+                    tracing::error!(error = %e, "background task ended abnormally");
+                }
+            }
+            served
+        };
+        let grace = self.settings.shutdown_grace();
+        let mut signalled = shutdown;
+        let overdue = async move {
+            let _ = signalled.wait_for(|s| *s).await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            served = serving => served,
+            _ = overdue => {
+                // Whatever still runs is dropped with the process: every write is a
+                // transaction, so it is as if the process had been killed there.
+                tracing::warn!(
+                    grace_secs = grace.as_secs(),
+                    "shutdown grace period over: exiting with work unfinished"
+                );
+                Ok(())
             }
         }
-        served
     }
 }
 
@@ -532,14 +556,18 @@ fn spawn_sync(
     let workers = settings.workers as usize;
     let hand_out = match queue {
         RunQueue::Local(queue) => {
-            tasks.extend(queue.spawn(state.runs.clone(), workers, shutdown.clone()));
+            let options = PoolOptions {
+                concurrency: workers,
+                grace: worker_grace(settings.shutdown_grace()),
+            };
+            tasks.extend(queue.spawn(state.runs.clone(), options, shutdown.clone()));
             true
         }
         RunQueue::Nats(jobs) => {
             if workers > 0 {
                 let options = PoolOptions {
                     concurrency: workers,
-                    grace: SERVE_WORKER_GRACE,
+                    grace: worker_grace(settings.shutdown_grace()),
                 };
                 tasks.push(tokio::spawn(syncledger_engine::jobs::consume(
                     state.runs.clone(),

@@ -104,6 +104,16 @@ pub struct Settings {
     /// `GET /v1/ready` answers 503 when a projection's oldest unapplied event has waited
     /// longer than this many seconds.
     pub ready_max_lag_secs: u64,
+    /// On SIGTERM or Ctrl-C, seconds `serve` may take to finish requests, end live streams,
+    /// commit the projection batch in progress and let sync runs reach a page boundary;
+    /// whatever is still going then is abandoned (runs resume from their last committed
+    /// page) and the process exits.
+    pub shutdown_grace_secs: u64,
+    /// This process's name in the runs it executes (default: the host name). A `serve`
+    /// that starts again under the same name resumes the runs it held when it died at
+    /// once, instead of waiting for the job queue's ack wait; give each process on one
+    /// host its own name when several share a database.
+    pub instance_name: Option<String>,
 }
 
 impl Default for Settings {
@@ -140,6 +150,8 @@ impl Default for Settings {
             allow_private_providers: false,
             dashboard_idle_minutes: 30,
             ready_max_lag_secs: 60,
+            shutdown_grace_secs: 30,
+            instance_name: None,
         }
     }
 }
@@ -206,10 +218,12 @@ pub const ENV_KEYS: [(&str, &str); COUNT] = [
         "SYNCLEDGER_DASHBOARD_IDLE_MINUTES",
     ),
     ("ready_max_lag_secs", "SYNCLEDGER_READY_MAX_LAG_SECS"),
+    ("shutdown_grace_secs", "SYNCLEDGER_SHUTDOWN_GRACE_SECS"),
+    ("instance_name", "SYNCLEDGER_INSTANCE_NAME"),
 ];
 
 /// How many settings there are.
-const COUNT: usize = 31;
+const COUNT: usize = 33;
 
 /// `SYNCLEDGER_*` variables the binary reads that are not settings: the worker's and the
 /// benches' command-line defaults (clap `env`) and the crash points of the recovery tests.
@@ -288,7 +302,8 @@ impl Settings {
             )?
             .set_default("allow_private_providers", defaults.allow_private_providers)?
             .set_default("dashboard_idle_minutes", defaults.dashboard_idle_minutes)?
-            .set_default("ready_max_lag_secs", defaults.ready_max_lag_secs)?;
+            .set_default("ready_max_lag_secs", defaults.ready_max_lag_secs)?
+            .set_default("shutdown_grace_secs", defaults.shutdown_grace_secs)?;
         for (provider, app) in defaults.oauth_apps() {
             builder = builder
                 .set_default(format!("{provider}_client_id"), app.client_id)?
@@ -503,12 +518,38 @@ impl Settings {
             ),
             ("dashboard_idle_minutes", json!(self.dashboard_idle_minutes)),
             ("ready_max_lag_secs", json!(self.ready_max_lag_secs)),
+            ("shutdown_grace_secs", json!(self.shutdown_grace_secs)),
+            ("instance_name", json!(self.instance_name())),
         ];
         values
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect()
     }
+}
+
+impl Settings {
+    /// [`Settings::instance_name`], or the host name (`localhost` when it cannot be read).
+    pub fn instance_name(&self) -> String {
+        self.instance_name
+            .clone()
+            .filter(|n| !n.trim().is_empty())
+            .or_else(host_name)
+            .unwrap_or_else(|| "localhost".into())
+    }
+
+    pub fn shutdown_grace(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+/// The kernel's host name. Read from `/proc` rather than through a crate: one file on the
+/// only platform syncledger runs on.
+fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
 }
 
 fn configured(app: &ClientApp) -> bool {

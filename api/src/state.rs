@@ -70,6 +70,11 @@ pub fn sync_engine(
     (connections, runs)
 }
 
+/// The name `serve` executes runs under: `serve:{instance}`.
+pub fn serve_worker(instance: &str) -> String {
+    format!("serve:{instance}")
+}
+
 impl AppState {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -83,14 +88,18 @@ impl AppState {
         dispatcher: Arc<dyn Dispatcher>,
         dashboard_idle: chrono::Duration,
         ready_max_lag: std::time::Duration,
+        instance: &str,
     ) -> Self {
         let pid = std::process::id();
+        // Refresh leases name the process (a restarted one must not think it holds its
+        // predecessor's lease); runs name the instance, so that a restart under the same
+        // name knows which runs were its own (see `workers::resume_unfinished`).
         let (connections, runs) = sync_engine(
             &store,
             vault.clone(),
             apps,
             format!("api:{pid}"),
-            format!("serve:{pid}"),
+            serve_worker(instance),
         );
         let wake = Arc::new(Notify::new());
         let fresh = ReadYourWrites::new(store.clone(), wake.clone(), bus.clone());

@@ -6,10 +6,13 @@
 //! every [`REVOCATION_CHECK`] it looks its token up again and ends when the token is gone,
 //! revoked, or cannot be checked for a second.
 
+use axum::response::sse::Event;
+use futures::{Stream, StreamExt};
 use sqlx::AnyPool;
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -185,6 +188,42 @@ where
             }
         }
     }
+}
+
+/// Why a live stream ended. The client is told in a final SSE comment, so that it can
+/// tell a server going away (reconnect, with `Last-Event-ID`) from credentials that are no
+/// longer valid (do not).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    ShuttingDown,
+    NoLongerValid,
+}
+
+impl Ending {
+    /// The comment line sent last (`: …` on the wire).
+    pub fn comment(self) -> &'static str {
+        match self {
+            Ending::ShuttingDown => "server shutting down; reconnect with Last-Event-ID",
+            Ending::NoLongerValid => "credentials no longer valid; stream closed",
+        }
+    }
+}
+
+/// `events` until `end` resolves, then one comment event saying why the stream ends. A
+/// stream whose events run out on their own ends without the comment.
+pub fn until_ended<S, F>(events: S, end: F) -> impl Stream<Item = Result<Event, Infallible>>
+where
+    S: Stream<Item = Result<Event, Infallible>>,
+    F: std::future::Future<Output = Ending> + Send + 'static,
+{
+    let why = Arc::new(OnceLock::new());
+    let noted = why.clone();
+    let ended = Box::pin(async move {
+        let _ = noted.set(end.await);
+    });
+    let last = futures::stream::once(async move { why.get().copied() })
+        .filter_map(|e| async move { e.map(|e| Ok(Event::default().comment(e.comment()))) });
+    events.take_until(ended).chain(last)
 }
 
 #[cfg(test)]

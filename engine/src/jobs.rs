@@ -42,7 +42,19 @@ impl NatsDispatcher {
 #[async_trait]
 impl Dispatcher for NatsDispatcher {
     async fn dispatch(&self, run_id: &str) -> Result<(), EngineError> {
-        match self.queue.publish(run_id).await {
+        self.publish(run_id, run_id).await
+    }
+
+    async fn dispatch_again(&self, run_id: &str, execution: &str) -> Result<(), EngineError> {
+        self.publish(run_id, &format!("{run_id}@{execution}")).await
+    }
+}
+
+impl NatsDispatcher {
+    /// Queues `run_id` as a job whose message id is `message_id` (a second job with the
+    /// same id, within the queue's duplicate window, is dropped).
+    async fn publish(&self, run_id: &str, message_id: &str) -> Result<(), EngineError> {
+        match self.queue.publish(run_id, message_id).await {
             Ok(true) => Ok(()),
             Ok(false) => {
                 tracing::debug!(run_id, "sync run already in the job queue");

@@ -20,6 +20,15 @@ use crate::{EngineError, SyncRuns};
 #[async_trait]
 pub trait Dispatcher: Send + Sync {
     async fn dispatch(&self, run_id: &str) -> Result<(), EngineError>;
+
+    /// Hands out a run whose earlier job may still be held by a process that died: a
+    /// queue that drops a second job for the same run must take this one (`execution`
+    /// names the dead execution, so the job is new once per execution). Queues that hold
+    /// nothing across a process's death just dispatch.
+    async fn dispatch_again(&self, run_id: &str, execution: &str) -> Result<(), EngineError> {
+        let _ = execution;
+        self.dispatch(run_id).await
+    }
 }
 
 /// Runs executed by tasks of this process.
@@ -54,11 +63,11 @@ impl LocalQueue {
     pub fn spawn(
         self,
         runs: SyncRuns,
-        concurrency: usize,
+        options: PoolOptions,
         shutdown: watch::Receiver<bool>,
     ) -> Vec<JoinHandle<()>> {
         let rx = Arc::new(Mutex::new(self.rx));
-        (0..concurrency.max(1))
+        (0..options.concurrency.max(1))
             .map(|_| {
                 let (runs, rx, mut stop) = (runs.clone(), rx.clone(), shutdown.clone());
                 tokio::spawn(async move {
@@ -71,7 +80,20 @@ impl LocalQueue {
                             }
                         };
                         let Some(run_id) = next else { break };
-                        let _ = execute_logged(&runs, &run_id).await;
+                        let mut asked = stop.clone();
+                        let overdue = async move {
+                            let _ = asked.wait_for(|s| *s).await;
+                            tokio::time::sleep(options.grace).await;
+                        };
+                        tokio::select! {
+                            _ = execute_logged(&runs, &run_id) => {}
+                            _ = overdue => {
+                                // Dropped between two awaits, as a crash would stop it: the
+                                // run resumes from its last committed page at the next start.
+                                tracing::info!(run_id, "sync run abandoned at shutdown; it resumes at the next start");
+                                break;
+                            }
+                        }
                     }
                 })
             })
@@ -97,16 +119,25 @@ pub async fn execute_logged(runs: &SyncRuns, run_id: &str) -> Result<RunStatus, 
 }
 
 /// Hands every queued or running run to `dispatcher`: after a restart, the runs a dead
-/// worker held resume from their last committed page.
+/// worker held resume from their last committed page. A run last started by this very
+/// worker (the same instance name: this process's predecessor, killed) is handed out as a
+/// new job at once; any other running run keeps its job, which the job queue delivers
+/// again once its holder stops extending it.
 pub async fn resume_unfinished(
     runs: &SyncRuns,
     dispatcher: &dyn Dispatcher,
 ) -> Result<usize, EngineError> {
-    let ids = runs.unfinished().await?;
-    for id in &ids {
-        dispatcher.dispatch(id).await?;
+    let unfinished = runs.unfinished().await?;
+    for run in &unfinished {
+        match &run.execution {
+            Some(execution) if run.started_by(runs.worker()) => {
+                tracing::info!(run_id = %run.id, execution = %execution, "resuming a sync run this instance held when it stopped");
+                dispatcher.dispatch_again(&run.id, execution).await?
+            }
+            _ => dispatcher.dispatch(&run.id).await?,
+        }
     }
-    Ok(ids.len())
+    Ok(unfinished.len())
 }
 
 /// Runs left in the store for `syncledger worker` processes to poll: what `serve` uses
@@ -263,7 +294,10 @@ pub async fn poll(
     );
     while let Some(free) = pool.free_slots(&mut shutdown).await {
         let found = match &backlog {
-            None => runs.unfinished().await,
+            None => runs
+                .unfinished()
+                .await
+                .map(|u| u.into_iter().map(|r| r.id).collect()),
             Some(left) => runs.queued().await.map(|q| [left.clone(), q].concat()),
         };
         match found {

@@ -290,16 +290,40 @@ pub async fn finished_runs(
 }
 
 /// Runs that are queued or running, oldest first: what a restarted worker resumes.
-pub async fn active_runs(pool: &AnyPool) -> Result<Vec<String>, ProjectionError> {
-    let rows = sqlx::query("SELECT id FROM sync_runs WHERE status IN ($1, $2) ORDER BY queued_at")
-        .bind(RunStatus::Queued.as_str())
-        .bind(RunStatus::Running.as_str())
-        .fetch_all(pool)
-        .await
-        .map_err(store_err)?;
+pub async fn active_runs(pool: &AnyPool) -> Result<Vec<ActiveRun>, ProjectionError> {
+    let rows =
+        sqlx::query("SELECT id, worker FROM sync_runs WHERE status IN ($1, $2) ORDER BY queued_at")
+            .bind(RunStatus::Queued.as_str())
+            .bind(RunStatus::Running.as_str())
+            .fetch_all(pool)
+            .await
+            .map_err(store_err)?;
     rows.iter()
-        .map(|r| r.try_get("id").map_err(store_err))
+        .map(|r| {
+            Ok(ActiveRun {
+                id: r.try_get("id").map_err(store_err)?,
+                execution: r.try_get("worker").map_err(store_err)?,
+            })
+        })
         .collect()
+}
+
+/// A queued or running run, and the execution that last started it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActiveRun {
+    pub id: String,
+    /// `{worker}#{tag}` of the execution that last started the run; `None` while queued.
+    pub execution: Option<String>,
+}
+
+impl ActiveRun {
+    /// Whether the run was last started by an execution of `worker` (e.g. `serve:host`).
+    pub fn started_by(&self, worker: &str) -> bool {
+        self.execution
+            .as_deref()
+            .and_then(|e| e.rsplit_once('#'))
+            .is_some_and(|(w, _)| w == worker)
+    }
 }
 
 /// Runs no worker has started yet, oldest first.

@@ -70,10 +70,20 @@ impl Runner {
 
     /// Apply batches until every projection has caught up with the feed.
     pub async fn catch_up(&self) -> Result<usize, ProjectionError> {
+        self.catch_up_unless(|| false).await
+    }
+
+    /// Apply batches until every projection has caught up, or until `stop()` answers true
+    /// between two batches: a backlog of any size never holds up a shutdown for longer
+    /// than the batch in progress (the rest is applied by the next process).
+    pub async fn catch_up_unless(&self, stop: impl Fn() -> bool) -> Result<usize, ProjectionError> {
         let mut total = 0;
         loop {
             let mut applied = 0;
             for p in &self.projections {
+                if stop() {
+                    return Ok(total + applied);
+                }
                 applied += self.step(p.as_ref()).await?;
             }
             if applied == 0 {
@@ -84,11 +94,14 @@ impl Runner {
     }
 
     /// Follow the feed until `shutdown` turns true. A batch in progress always finishes
-    /// (commits or rolls back as a whole) before the loop exits.
+    /// (commits or rolls back as a whole) before the loop exits; the batches after it are
+    /// left to the next start.
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>, wake: Arc<Notify>) {
         let mut backoff = Duration::from_millis(100);
         while !*shutdown.borrow() {
-            match self.catch_up().await {
+            let stopping = shutdown.clone();
+            let asked = move || *stopping.borrow() || stopping.has_changed().is_err();
+            match self.catch_up_unless(asked).await {
                 Ok(_) => backoff = Duration::from_millis(100),
                 Err(e) => {
                     tracing::warn!(error = %e, "projection batch failed; retrying");

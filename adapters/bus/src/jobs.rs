@@ -98,11 +98,12 @@ impl JobQueue {
         &self.config
     }
 
-    /// Queues a run; false when the server dropped it as a duplicate of a recent dispatch.
-    pub async fn publish(&self, run_id: &str) -> Result<bool, BusError> {
+    /// Queues a run under a message id (normally the run id); false when the server
+    /// dropped it as a duplicate of a recent job with that id.
+    pub async fn publish(&self, run_id: &str, message_id: &str) -> Result<bool, BusError> {
         let publish = Publish::build()
             .payload(run_id.to_string().into())
-            .message_id(run_id);
+            .message_id(message_id);
         let ack = self
             .js
             .send_publish(self.config.subject.clone(), publish)

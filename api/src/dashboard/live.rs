@@ -6,7 +6,7 @@
 use super::error::PageError;
 use super::session::{session_id, Person};
 use crate::state::AppState;
-use crate::streams::until_invalid;
+use crate::streams::{until_ended, until_invalid, Ending};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -46,15 +46,16 @@ pub async fn stream(State(state): State<AppState>, headers: HeaderMap, person: P
             _ = until_invalid(|| {
                 let (engine, id) = (engine.clone(), id.clone());
                 async move { engine.sign_in().is_live(&id, idle).await }
-            }) => {}
-            _ = closing => {}
+            }) => Ending::NoLongerValid,
+            _ = closing => Ending::ShuttingDown,
         }
     };
-    let events = events.take_until(Box::pin(ended)).map(move |ev| {
+    let events = events.map(move |ev| {
         let _counted = &slot;
         let data = serde_json::to_string(&ev).unwrap_or_else(|_| "{}".into());
         Ok::<_, Infallible>(Event::default().id(ev.stream_id()).data(data))
     });
+    let events = until_ended(events, ended);
     Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response()

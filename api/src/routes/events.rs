@@ -8,7 +8,7 @@
 use crate::auth::{Caller, READERS};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::streams::{token_revoked, TooMany};
+use crate::streams::{token_revoked, until_ended, Ending, TooMany};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -97,17 +97,18 @@ pub async fn stream(
         .await?;
     let revoked = token_revoked(state.store.any.clone(), caller.token_id.clone());
     let closing = state.streams.closing();
-    let end = Box::pin(async move {
+    let end = async move {
         tokio::select! {
-            _ = revoked => {}
-            _ = closing => {}
+            _ = revoked => Ending::NoLongerValid,
+            _ = closing => Ending::ShuttingDown,
         }
-    });
-    let events = events.take_until(end).map(move |ev| {
+    };
+    let events = events.map(move |ev| {
         // The slot lives as long as the stream: it is freed when the stream ends or the
         // client goes away.
         let _counted = &slot;
         to_sse(ev)
     });
+    let events = until_ended(events, end);
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }

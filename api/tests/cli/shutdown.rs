@@ -106,3 +106,114 @@ async fn sigterm_right_after_the_listening_line_is_graceful() {
         env.serve().await.stop_ok().await;
     }
 }
+
+/// Clients on the live event stream when SIGTERM arrives.
+const SSE_CLIENTS: usize = 50;
+
+/// Opens a live event stream and hands back its response once the headers arrived.
+async fn open_stream(url: String, token: String) -> reqwest::Response {
+    let resp = reqwest::Client::new()
+        .get(format!("{url}/v1/events/stream"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("open the event stream");
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp
+}
+
+/// Reads a stream to its end (bounded): everything the server sent.
+async fn read_to_end(mut resp: reqwest::Response) -> String {
+    let mut text = String::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(chunk) = resp.chunk().await.expect("read the event stream") {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    });
+    assert!(read.await.is_ok(), "the stream did not end; got:\n{text}");
+    text
+}
+
+/// Projections that have not applied every event of the log.
+async fn behind(env: &TestEnv) -> Vec<&'static str> {
+    let store = env.store().await;
+    let lags = syncledger_projections::lag::lags(&store)
+        .await
+        .expect("projection lags");
+    store.close().await;
+    lags.into_iter()
+        .filter(|l| l.oldest_unapplied.is_some())
+        .map(|l| l.projection)
+        .collect()
+}
+
+/// SIGTERM with 50 clients on the live stream and a projection backlog of thousands of
+/// one-event batches: every stream ends with the final comment, the projection runner
+/// stops after the batch in progress instead of draining the backlog first, and the
+/// server exits on its own well within its grace period (not because the period ran
+/// out). The next start applies the rest.
+#[tokio::test]
+async fn sigterm_ends_live_streams_and_leaves_the_backlog_to_the_next_start() {
+    let env = TestEnv::sqlite();
+    let ws = env.create_workspace("Acme").await;
+    {
+        let store = env.store().await;
+        for i in 0..150 {
+            syncledger_testkit::fixtures::seed_workspace(&store, &format!("Backlog {i}"))
+                .await
+                .expect("seed a workspace");
+        }
+        store.close().await;
+    }
+    let streams = SSE_CLIENTS.to_string();
+    let vars = [
+        ("SYNCLEDGER_PROJECTION_BATCH", "1"),
+        ("SYNCLEDGER_SSE_STREAMS_PER_TOKEN", streams.as_str()),
+        ("SYNCLEDGER_SSE_STREAMS_PER_WORKSPACE", streams.as_str()),
+        ("SYNCLEDGER_SHUTDOWN_GRACE_SECS", "20"),
+    ];
+    let server = env.serve_with(&[], &vars).await;
+    let clients = futures::future::join_all(
+        (0..SSE_CLIENTS).map(|_| open_stream(server.url.clone(), ws.token.clone())),
+    )
+    .await;
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|resp| tokio::spawn(read_to_end(resp)))
+        .collect();
+
+    let asked = std::time::Instant::now();
+    let stopped = server.stop_ok().await;
+    let took = asked.elapsed();
+    eprintln!("SIGTERM to exit with {SSE_CLIENTS} live streams and a backlog: {took:?}");
+    assert!(
+        !stopped.stderr.contains("grace period over"),
+        "the server ran out its grace period:\n{}",
+        stopped.stderr
+    );
+    for reader in readers {
+        let text = reader.await.expect("stream reader");
+        assert!(
+            text.contains(": server shutting down; reconnect with Last-Event-ID\n"),
+            "no final comment in:\n{text}"
+        );
+    }
+    assert!(
+        !behind(&env).await.is_empty(),
+        "the runner drained the whole backlog before stopping"
+    );
+
+    let server = env.serve().await;
+    let caught_up =
+        syncledger_testkit::binary::poll_until("the next start applies the backlog", || async {
+            let behind = behind(&env).await;
+            if behind.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("still behind: {behind:?}"))
+            }
+        });
+    caught_up.await;
+    server.stop_ok().await;
+    env.assert_verifies().await;
+}

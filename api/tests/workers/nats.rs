@@ -182,6 +182,78 @@ async fn a_dead_workers_job_is_delivered_again_and_its_run_resumed() {
     );
 }
 
+/// `serve` killed mid-run (`SYNCLEDGER_CRASH_AT` aborts it, as `kill -9` would) with
+/// NATS, then started again under the same instance name: it resumes the run at once.
+/// The job queue's ack wait is ten minutes here, so only the restart can explain the
+/// resumption (it used to wait for the dead delivery's ack wait: the job sent again at
+/// start was dropped as a duplicate of the one the dead process held).
+#[tokio::test]
+async fn a_killed_serve_resumes_its_runs_at_once_when_started_again() {
+    let Some(url) = require_nats().await else {
+        return;
+    };
+    let Some(env) = TestEnv::postgres().await else {
+        return;
+    };
+    let nats_config = test_streams(&url);
+    let instance = format!("sync-{}", random_hex());
+    let vars = process_vars(
+        &nats_config,
+        &[
+            ("SYNCLEDGER_NATS_JOB_ACK_WAIT_SECS", "600"),
+            ("SYNCLEDGER_INSTANCE_NAME", instance.as_str()),
+            // `serve` executes the runs itself here (QUIET leaves them to workers).
+            ("SYNCLEDGER_WORKERS", "2"),
+        ],
+    );
+    let ws = env.create_workspace("Acme").await;
+    let mut crashing_vars = vars.clone();
+    crashing_vars.push(("SYNCLEDGER_CRASH_AT", "pull:committed:2"));
+    let crashing = env.serve_with(&[], &crashing_vars).await;
+    let sandbox = sandbox::hubspot(250).await;
+    let integration = connect_hubspot(&crashing.api(&ws.token), &sandbox).await;
+    let run_id = start_run(&crashing.api(&ws.token), &integration, "full").await;
+    let died = crashing.exited().await;
+    assert!(
+        !died.status.success(),
+        "{}; logs:\n{}",
+        died.status,
+        died.stderr
+    );
+
+    let server = env.serve_with(&[], &vars).await;
+    let api = server.api(&ws.token);
+    let run = wait_run(&api, &run_id).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    let pages = run["passes"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["pass"] == "contacts/pull"))
+        .map(|p| p["pages"].clone());
+    // Two pages committed before the crash, the third after it: none twice.
+    assert_eq!(pages, Some(json!(3)), "{run}");
+    assert_eq!(run["stats"]["created"], 500, "{run}");
+    env.settle().await;
+    let tenant = Tenant {
+        api,
+        sandbox,
+        integration,
+    };
+    assert_each_crm_record_once(&tenant, 250).await;
+    let logs = server.stop_ok().await.stderr;
+    assert!(
+        logs.contains("resuming a sync run this instance held when it stopped"),
+        "{logs}"
+    );
+    tenant.sandbox.shutdown().await;
+    // The dead process's delivery of the first job stays in the queue until its ack wait
+    // passes (then the ended run acknowledges it); the job sent at restart was acknowledged.
+    assert_eq!(
+        remove_streams(nats_config).await,
+        1,
+        "jobs left in the queue"
+    );
+}
+
 /// A stream and subjects of the test's own.
 fn test_streams(url: &str) -> NatsConfig {
     let hex = random_hex();

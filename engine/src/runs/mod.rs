@@ -48,6 +48,7 @@ use syncledger_store::{CommandError, Cqrs, Metadata, Store};
 
 use crate::{Connections, EngineError};
 pub(crate) use cursor::{PullCursor, PushCursor};
+pub use syncledger_projections::run_reads::ActiveRun;
 
 /// A record of a push batch as sent: its id, its state, the app values sent, the CRM
 /// properties sent, and the remote id when it updates a linked CRM record.
@@ -534,7 +535,7 @@ impl SyncRuns {
 
     /// Runs that are queued or running (per the read model): what a restarted worker
     /// picks up again.
-    pub async fn unfinished(&self) -> Result<Vec<String>, EngineError> {
+    pub async fn unfinished(&self) -> Result<Vec<ActiveRun>, EngineError> {
         self.services
             .catch_up
             .catch_up()

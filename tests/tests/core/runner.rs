@@ -191,3 +191,71 @@ async fn sqlite_lag_follows_the_checkpoints() -> anyhow::Result<()> {
 async fn postgres_lag_follows_the_checkpoints() -> anyhow::Result<()> {
     with_postgres(lag_follows_the_checkpoints).await
 }
+
+/// A projection that asks for shutdown while it applies its first batch, as a SIGTERM
+/// arriving mid-batch would.
+struct StopsTheRunner {
+    inner: Arc<dyn syncledger_projections::Projection>,
+    stop: watch::Sender<bool>,
+}
+
+#[async_trait::async_trait]
+impl syncledger_projections::Projection for StopsTheRunner {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        self.inner.tables()
+    }
+    async fn apply(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        tables: &Tables,
+        events: &[syncledger_store::StoredEvent],
+    ) -> Result<(), syncledger_projections::ProjectionError> {
+        self.stop.send_replace(true);
+        self.inner.apply(conn, tables, events).await
+    }
+}
+
+/// Shutdown asked during a batch with a backlog behind it: the batch in progress commits,
+/// and the runner returns instead of draining the backlog first (it used to apply every
+/// pending event of every projection before looking at the signal again).
+async fn shutdown_stops_after_the_current_batch(store: Store) -> anyhow::Result<()> {
+    for name in ["Acme", "Globex", "Initech"] {
+        seed_workspace(&store, name).await?;
+    }
+    feed_settled(&store).await;
+    let (stop, shutdown) = watch::channel(false);
+    let mut projections = syncledger_projections::all();
+    let first = projections.remove(0);
+    let first_name = first.name();
+    projections.insert(0, Arc::new(StopsTheRunner { inner: first, stop }));
+    let live =
+        syncledger_projections::runner::Runner::new(store.clone(), projections).with_batch(2);
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        live.run(shutdown, Arc::new(Notify::new())),
+    )
+    .await?;
+    for p in syncledger_projections::all() {
+        let cp = checkpoint::read(&store.any, p.name())
+            .await?
+            .unwrap_or_default();
+        let want = if p.name() == first_name { 2 } else { 0 };
+        assert_eq!(cp.events, want, "{} after a shutdown mid-batch", p.name());
+    }
+    runner(&store, 100).catch_up().await?;
+    assert_exactly_once(&store).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_shutdown_stops_after_the_current_batch() -> anyhow::Result<()> {
+    with_sqlite(shutdown_stops_after_the_current_batch).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_shutdown_stops_after_the_current_batch() -> anyhow::Result<()> {
+    with_postgres(shutdown_stops_after_the_current_batch).await
+}
