@@ -217,3 +217,69 @@ async fn sigterm_ends_live_streams_and_leaves_the_backlog_to_the_next_start() {
     server.stop_ok().await;
     env.assert_verifies().await;
 }
+
+/// SIGTERM while a run waits on a provider that does not answer: the run is abandoned at
+/// two thirds of the grace period (it resumes from its last committed page at the next
+/// start) and the server exits, instead of waiting out the provider (the runs executed by
+/// `serve` itself used to be waited for to their end).
+#[tokio::test]
+async fn sigterm_abandons_a_run_stuck_on_its_provider_within_the_grace_period() {
+    use syncledger_testkit::binary::{connect_hubspot, start_run};
+    let env = TestEnv::sqlite();
+    let ws = env.create_workspace("Acme").await;
+    let vars = [
+        ("SYNCLEDGER_SHUTDOWN_GRACE_SECS", "3"),
+        ("SYNCLEDGER_SCHEDULER_INTERVAL_SECS", "0"),
+        ("SYNCLEDGER_PROVIDER_PACING", "false"),
+    ];
+    let server = env.serve_with(&[], &vars).await;
+    let api = server.api(&ws.token);
+    let sandbox = syncledger_testkit::sandbox::hubspot(10).await;
+    let integration = connect_hubspot(&api, &sandbox).await;
+    let fault = serde_json::json!({"kind": "slow", "millis": 600_000, "count": 1,
+        "path_prefix": "/crm/v3/objects/contacts"});
+    let added = reqwest::Client::new()
+        .post(format!("{}/_sandbox/faults", sandbox.base_url()))
+        .json(&fault)
+        .send()
+        .await
+        .expect("add the fault");
+    assert!(added.status().is_success(), "{}", added.status());
+    let run_id = start_run(&api, &integration, "full").await;
+    syncledger_testkit::binary::poll_until("the run asks the sandbox for contacts", || async {
+        let asked = sandbox
+            .counters()
+            .iter()
+            .filter(|(k, _)| k.starts_with("GET /crm/v3/objects/contacts"))
+            .map(|(_, n)| *n)
+            .sum::<u64>();
+        if asked > 0 {
+            Ok(())
+        } else {
+            Err(format!("{:?}", sandbox.counters()))
+        }
+    })
+    .await;
+
+    let asked = std::time::Instant::now();
+    let stopped = server.stop_ok().await;
+    let took = asked.elapsed();
+    assert!(
+        stopped.stderr.contains("sync run abandoned at shutdown"),
+        "{}",
+        stopped.stderr
+    );
+    assert!(
+        took < Duration::from_secs(20),
+        "exited {took:?} after SIGTERM with a 3 s grace period"
+    );
+    let store = env.store().await;
+    let status: String = sqlx::query_scalar("SELECT status FROM sync_runs WHERE id = $1")
+        .bind(&run_id)
+        .fetch_one(&store.any)
+        .await
+        .expect("the run's row");
+    store.close().await;
+    assert_eq!(status, "running", "the abandoned run stays to be resumed");
+    sandbox.shutdown().await;
+}
