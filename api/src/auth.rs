@@ -1,10 +1,9 @@
 //! Bearer tokens: `slk_<token id>_<secret>`. Only SHA-256 of the secret is stored.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, RateLimited};
 use crate::state::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::StatusCode;
 use syncledger_domain::Role;
 
 /// The authenticated caller.
@@ -111,12 +110,15 @@ impl FromRequestParts<AppState> for Caller {
         let found = syncledger_engine::workspaces::authenticate(&state.store.any, id, secret)
             .await?
             .ok_or_else(ApiError::unauthorized)?;
-        if state.limiter.check_key(&id.to_string()).is_err() {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "too many requests for this token; slow down",
+        if let Err(not_until) = state.limiter.check_key(&id.to_string()) {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
             ));
+            return Err(ApiError::rate_limited(RateLimited {
+                limit: state.rate_limit_per_minute,
+                window_secs: 60,
+                retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+            }));
         }
         record_caller(&found.workspace_id, id);
         let role = found.role;

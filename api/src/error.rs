@@ -19,6 +19,20 @@ pub struct ApiError {
     pub message: String,
     /// The request field the error is about, when one is named on its own.
     pub field: Option<String>,
+    /// A 429's wait: `Retry-After` and the `RateLimit-*` headers (RFC 9110 §10.2.3; the
+    /// IETF httpapi rate-limit fields as `RateLimit-Limit/-Remaining/-Reset`).
+    pub rate_limit: Option<RateLimited>,
+}
+
+/// What a refused caller is told about its budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimited {
+    /// Requests allowed per window.
+    pub limit: u32,
+    /// The window, in seconds.
+    pub window_secs: u32,
+    /// Seconds until the next request is allowed (at least 1).
+    pub retry_after_secs: u64,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -44,6 +58,22 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            rate_limit: None,
+        }
+    }
+
+    /// 429 `rate_limited`, with when to come back.
+    pub fn rate_limited(limit: RateLimited) -> Self {
+        ApiError {
+            rate_limit: Some(limit),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "too many requests for this token ({} per {} s); retry in {} s",
+                    limit.limit, limit.window_secs, limit.retry_after_secs
+                ),
+            )
         }
     }
 
@@ -120,7 +150,29 @@ impl IntoResponse for ApiError {
                 request_id: None,
             },
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        let headers = response.headers_mut();
+        if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 6750 §3: which scheme the API takes, and that the token given (if any)
+            // was not accepted.
+            headers.insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static(
+                    "Bearer realm=\"syncledger\", error=\"invalid_token\"",
+                ),
+            );
+        }
+        if let Some(limit) = self.rate_limit {
+            let number = |n: u64| axum::http::HeaderValue::from(n);
+            headers.insert(
+                axum::http::header::RETRY_AFTER,
+                number(limit.retry_after_secs),
+            );
+            headers.insert("ratelimit-limit", number(u64::from(limit.limit)));
+            headers.insert("ratelimit-remaining", number(0));
+            headers.insert("ratelimit-reset", number(limit.retry_after_secs));
+        }
+        response
     }
 }
 

@@ -27,6 +27,8 @@ pub struct AppParts {
     /// Pokes the projection runner after each command.
     pub projections_wake: Arc<Notify>,
     pub limiter: DefaultKeyedRateLimiter<String>,
+    /// The limiter's budget per token and minute (what a 429 tells the caller).
+    pub rate_limit_per_minute: u32,
     pub public_url: String,
     /// Provider adapters and the credential lifecycle.
     pub connections: Connections,
@@ -122,6 +124,7 @@ impl AppState {
             nats,
             projections_wake: wake,
             limiter: limiter(rate_limit_per_minute),
+            rate_limit_per_minute: rate_limit_per_minute.max(1),
             public_url,
             connections,
             runs,

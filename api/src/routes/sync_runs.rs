@@ -6,7 +6,7 @@
 use crate::auth::{Caller, Writer, ADMINS, READERS, WRITERS};
 
 use crate::error::ApiResult;
-use crate::extract::{Body, List, Page, Query};
+use crate::extract::{BodyOrDefault, List, Page, Query};
 
 use crate::state::AppState;
 use axum::extract::{Path, State};
@@ -178,7 +178,7 @@ pub(crate) fn view(run: &SyncRun) -> RunView {
     }
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartRun {
     /// full, incremental (default) or push.
@@ -196,7 +196,7 @@ pub struct StartRun {
     pub import_historical: Option<bool>,
 }
 
-/// Start a sync run now.
+/// Start a sync run now. Without a body: an incremental run of every entity.
 #[utoipa::path(post, path = "/v1/integrations/{id}/sync-runs", tag = "sync runs", security(("bearer" = [])),
     request_body = StartRun,
     responses((status = 201, body = RunView), (status = 400, body = crate::error::ErrorBody),
@@ -205,7 +205,7 @@ pub async fn start(
     State(state): State<AppState>,
     Writer(caller): Writer,
     Path(id): Path<String>,
-    Body(req): Body<StartRun>,
+    BodyOrDefault(req): BodyOrDefault<StartRun>,
 ) -> ApiResult<(StatusCode, Json<RunView>)> {
     let request = StartRequest {
         kind: req.kind,

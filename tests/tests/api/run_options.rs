@@ -12,7 +12,8 @@ syncledger_testkit::app::on_both_backends!(
     a_run_covers_only_the_entities_asked_for,
     run_options_wider_than_the_integration_are_refused,
     a_run_without_history_imports_only_later_changes,
-    a_run_shows_its_progress_where_the_provider_counts
+    a_run_shows_its_progress_where_the_provider_counts,
+    a_post_without_a_body_starts_an_incremental_run
 );
 
 async fn start(app: &TestApp, id: &str, body: Value) -> anyhow::Result<Value> {
@@ -245,6 +246,51 @@ async fn a_run_shows_its_progress_where_the_provider_counts(
     assert!(total >= 3, "{incremental}");
     assert_eq!(total, processed, "{incremental}");
     assert_eq!(incremental["progress_percent"], 100, "{incremental}");
+    sandbox.shutdown().await;
+    app.finish().await
+}
+
+/// `POST …/sync-runs` with no body at all (with or without a content type) is an
+/// incremental run of every entity; a body that is not JSON is still refused (it used to
+/// be 415 even when empty).
+async fn a_post_without_a_body_starts_an_incremental_run(backend: Backend) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let sandbox = sandbox::hubspot(3).await;
+    let id = connect(&app, "hubspot", &sandbox.base_url(), "pull", "crm_wins").await?;
+    let path = format!("/v1/integrations/{id}/sync-runs");
+    let resp = app.post_empty(&path, &app.admin).await?;
+    let started = resp.expect(StatusCode::CREATED).clone();
+    assert_eq!(started["kind"], "incremental", "{started}");
+    assert_eq!(started["entities"], Value::Null, "{started}");
+    let ended = wait_run(&app, &resp.str("id")?).await?;
+    assert_eq!(ended["status"], "completed", "{ended}");
+    assert_eq!(records(&app, &id, "contacts").await?.len(), 3);
+
+    let typed_but_empty = syncledger_testkit::app::send(
+        app.request(reqwest::Method::POST, &path, &app.admin)
+            .header("content-type", "application/json"),
+    )
+    .await?;
+    assert_eq!(
+        typed_but_empty.expect(StatusCode::CREATED)["kind"],
+        "incremental"
+    );
+    let resp = wait_run(&app, &typed_but_empty.str("id")?).await?;
+    assert_eq!(resp["status"], "completed", "{resp}");
+
+    let not_json = syncledger_testkit::app::send(
+        app.request(reqwest::Method::POST, &path, &app.admin)
+            .header("content-type", "text/plain")
+            .body("full"),
+    )
+    .await?;
+    not_json.expect_error(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "",
+    );
     sandbox.shutdown().await;
     app.finish().await
 }
