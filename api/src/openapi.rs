@@ -70,7 +70,7 @@ use utoipa::{Modify, OpenApi, ToResponse};
             ServiceUnavailable,
         ),
     ),
-    modifiers(&BearerAuth, &ExtractorErrors),
+    modifiers(&BearerAuth, &ExtractorErrors, &ReasonPhrases),
 )]
 pub struct ApiDoc;
 
@@ -153,16 +153,44 @@ struct ExtractorErrors;
 
 impl Modify for ExtractorErrors {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for item in openapi.paths.paths.values_mut() {
-            let operations = [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ];
-            for op in operations.into_iter().flatten() {
-                add_extractor_errors(op);
+        operations(openapi).for_each(add_extractor_errors);
+    }
+}
+
+/// Every operation of the document.
+fn operations(openapi: &mut utoipa::openapi::OpenApi) -> impl Iterator<Item = &mut Operation> {
+    openapi.paths.paths.values_mut().flat_map(|item| {
+        [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+    })
+}
+
+/// A response the route gave no description of (`description` is required, and utoipa
+/// leaves it empty) says its status's reason phrase: "OK", "Created", …
+struct ReasonPhrases;
+
+impl Modify for ReasonPhrases {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for op in operations(openapi) {
+            for (status, response) in op.responses.responses.iter_mut() {
+                let RefOr::T(response) = response else {
+                    continue;
+                };
+                if response.description.is_empty() {
+                    let reason = status
+                        .parse()
+                        .ok()
+                        .and_then(|code| axum::http::StatusCode::from_u16(code).ok())
+                        .and_then(|code| code.canonical_reason());
+                    response.description = reason.unwrap_or("The answer").to_owned();
+                }
             }
         }
     }
