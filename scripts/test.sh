@@ -3,13 +3,14 @@
 # PostgreSQL and NATS JetStream, and the dashboard's browser tests in headless Chromium.
 # Brings up PostgreSQL and NATS when they are not running: starts them if installed, and as
 # root installs them from Debian's packages first; installs Chromium and chromedriver the
-# same way.
+# same way, and the OpenAPI test's pinned Python tools (scripts/py-tools.txt) from PyPI.
 #
 #   scripts/test.sh            # everything
 #   scripts/test.sh --no-lint  # tests only
 #
 # Environment: SYNCLEDGER_TEST_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable),
-# NATS_URL (default nats://127.0.0.1:4222). With CI=true, a test that needs a missing server fails.
+# NATS_URL (default nats://127.0.0.1:4222). With CI=true, a test that needs a missing server
+# or tool fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -85,9 +86,36 @@ ensure_chromium() {
   apt_install chromium chromium-driver
 }
 
+# The OpenAPI test's independent tools (tests/tests/api/openapi.rs): openapi-spec-validator
+# checks the served document, openapi-python-client generates the client that test calls
+# the API with. Every package is pinned in scripts/py-tools.txt; they go into a venv under
+# the target directory once, and again when that list changes. The test finds them through
+# SYNCLEDGER_PY_TOOLS.
+py_tools="${CARGO_TARGET_DIR:-target}/py-tools"
+ensure_py_tools() {
+  if [[ -x "$py_tools/bin/openapi-spec-validator" ]] && cmp -s scripts/py-tools.txt "$py_tools/installed.txt"; then
+    return 0
+  fi
+  log "installing the OpenAPI test's Python tools into $py_tools"
+  if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    apt_install python3 python3-venv || return 1
+  fi
+  rm -rf "$py_tools"
+  python3 -m venv "$py_tools" || return 1
+  "$py_tools/bin/pip" install --quiet --disable-pip-version-check --no-deps -r scripts/py-tools.txt || return 1
+  cp scripts/py-tools.txt "$py_tools/installed.txt"
+}
+
 ensure_postgres || { [[ "${CI:-}" == "true" ]] && exit 1; log "continuing without PostgreSQL (its tests will skip)"; }
 ensure_nats || { [[ "${CI:-}" == "true" ]] && exit 1; log "continuing without NATS (its tests will skip)"; }
 ensure_chromium || { [[ "${CI:-}" == "true" ]] && exit 1; log "continuing without Chromium (the browser tests will skip)"; }
+if ensure_py_tools; then
+  SYNCLEDGER_PY_TOOLS="$(cd "$py_tools/bin" && pwd)"
+  export SYNCLEDGER_PY_TOOLS
+else
+  [[ "${CI:-}" == "true" ]] && exit 1
+  log "continuing without the Python tools (the OpenAPI validation test will skip)"
+fi
 
 export SYNCLEDGER_TEST_PG_URL="${SYNCLEDGER_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}"
 export NATS_URL="${NATS_URL:-nats://127.0.0.1:4222}"

@@ -147,6 +147,9 @@ fn access_log(resp: &Response, latency: Duration, _span: &tracing::Span) {
     tracing::info!(status = resp.status().as_u16(), latency_ms, "request");
 }
 
+/// This API's OpenAPI 3.1 document.
+#[utoipa::path(get, path = "/v1/openapi.json", operation_id = "getOpenApiDocument", tag = "system",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API", body = Object)))]
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }

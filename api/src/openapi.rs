@@ -1,41 +1,131 @@
-//! The OpenAPI 3 document served at `GET /v1/openapi.json`.
+//! The OpenAPI 3.1 document served at `GET /v1/openapi.json`.
+//!
+//! Each operation names its own `operationId`, tag and the errors particular to it
+//! (`response = NotFound`, …, the reusable responses below). The errors that come from the
+//! extractors every operation of a kind goes through are added by [`ExtractorErrors`]
+//! instead of being repeated on every route. The test suite checks the document with an
+//! independent validator and generates a client from it (`tests/tests/api/openapi.rs`).
 
+use crate::error::ErrorBody;
 use crate::routes::{
-    audit, events, health, integrations, mappings, oauth, providers, records, sync_runs, tokens,
-    webhooks,
+    audit, conflicts, diverged, events, health, integrations, mappings, oauth, providers, records,
+    sync_runs, tokens, webhooks,
 };
+use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{Modify, OpenApi, ToResponse};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "syncledger", description = "Event-sourced CRM sync engine: integrations, audit trail, live events."),
+    info(
+        title = "syncledger",
+        version = env!("CARGO_PKG_VERSION"),
+        description = "Event-sourced CRM sync engine: integrations, mappings, sync runs, conflicts, \
+            records, the audit trail and live events. Every error answers \
+            `{\"error\": {\"code\": …, \"message\": …}}` (`ErrorBody`).",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    servers((url = "/", description = "The server that serves this document; every path starts with /v1")),
+    tags(
+        (name = "system", description = "Liveness, readiness and this document; no token needed"),
+        (name = "providers", description = "The CRM providers this server can connect to"),
+        (name = "tokens", description = "API tokens of the workspace"),
+        (name = "integrations", description = "Connections to a CRM: lifecycle, credentials, OAuth, field catalogue"),
+        (name = "mappings", description = "Field mappings and filters between records and a CRM entity"),
+        (name = "sync runs", description = "Runs that pull from and push to a CRM"),
+        (name = "records", description = "The app's own records and their history"),
+        (name = "conflicts", description = "Fields changed on both sides, their resolution and standing rules"),
+        (name = "audit", description = "The hash-chained audit trail (admin, auditor)"),
+        (name = "events", description = "Committed events, live"),
+        (name = "webhooks", description = "Deliveries from providers, authenticated by their signatures"),
+    ),
     paths(
         health::health,
         health::ready,
+        crate::app::openapi,
         providers::list,
         tokens::create, tokens::list, tokens::revoke,
         integrations::create, integrations::list, integrations::get, integrations::update,
         integrations::pause, integrations::resume, integrations::disconnect, integrations::credentials,
         oauth::connect, oauth::callback, oauth::test, oauth::fields,
+        diverged::list, diverged::settle,
+        mappings::list, mappings::get, mappings::put, mappings::auto, mappings::preview,
+        mappings::reapply,
+        sync_runs::start, sync_runs::list, sync_runs::get, sync_runs::cancel, sync_runs::retry,
+        sync_runs::rollback,
+        records::create, records::list, records::get, records::edit, records::history,
+        records::archive,
+        conflicts::list, conflicts::get_one, conflicts::resolve, conflicts::ignore,
+        conflicts::rules, conflicts::set_rule, conflicts::remove_rule,
         audit::list, audit::verify, audit::export,
         events::stream,
         webhooks::hubspot,
-        records::create, records::list, records::get, records::edit, records::history,
-        records::archive,
-        sync_runs::start, sync_runs::list, sync_runs::get, sync_runs::cancel, sync_runs::retry, sync_runs::rollback,
-        mappings::list, mappings::get, mappings::put, mappings::auto, mappings::preview,
-        mappings::reapply,
-        crate::routes::conflicts::list, crate::routes::conflicts::get_one,
-        crate::routes::conflicts::resolve, crate::routes::conflicts::ignore,
-        crate::routes::conflicts::rules, crate::routes::conflicts::set_rule,
-        crate::routes::conflicts::remove_rule,
-        crate::routes::diverged::list, crate::routes::diverged::settle,
     ),
-    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
-    modifiers(&BearerAuth),
+    components(
+        schemas(crate::error::ErrorBody, crate::error::ErrorDetail),
+        responses(
+            BadRequest, Unauthorized, PaymentRequired, Forbidden, NotFound, Conflict,
+            PayloadTooLarge, UnsupportedMediaType, TooManyRequests, InternalError, BadGateway,
+            ServiceUnavailable,
+        ),
+    ),
+    modifiers(&BearerAuth, &ExtractorErrors, &ReasonPhrases),
 )]
 pub struct ApiDoc;
+
+/// The request or one of its fields is invalid: `validation_failed` (with `field`),
+/// `malformed_json`, or a code of the operation's own.
+#[derive(ToResponse)]
+pub struct BadRequest(pub ErrorBody);
+
+/// No valid bearer token (`unauthorized`).
+#[derive(ToResponse)]
+pub struct Unauthorized(pub ErrorBody);
+
+/// The workspace's plan allows no more of this (`plan_limit`).
+#[derive(ToResponse)]
+pub struct PaymentRequired(pub ErrorBody);
+
+/// The token's role may not do this (`forbidden`). An auditor token reads the audit trail
+/// only.
+#[derive(ToResponse)]
+pub struct Forbidden(pub ErrorBody);
+
+/// Nothing with that id in the caller's workspace (`not_found`).
+#[derive(ToResponse)]
+pub struct NotFound(pub ErrorBody);
+
+/// The resource's state does not allow this now, or it changed concurrently
+/// (`version_conflict`: retry); the code says which.
+#[derive(ToResponse)]
+pub struct Conflict(pub ErrorBody);
+
+/// The request body is larger than 1 MiB (`payload_too_large`).
+#[derive(ToResponse)]
+pub struct PayloadTooLarge(pub ErrorBody);
+
+/// The body was not sent as `application/json` (`unsupported_media_type`).
+#[derive(ToResponse)]
+pub struct UnsupportedMediaType(pub ErrorBody);
+
+/// Too many requests for this token (`rate_limited`), or the provider's quota is used up
+/// (`provider_quota_exhausted`).
+#[derive(ToResponse)]
+pub struct TooManyRequests(pub ErrorBody);
+
+/// An internal error (`internal`); its cause is logged under the answer's `request_id`.
+#[derive(ToResponse)]
+pub struct InternalError(pub ErrorBody);
+
+/// The provider refused or failed the call made on the request's behalf (`provider_error`,
+/// `provider_unauthorized`, …).
+#[derive(ToResponse)]
+pub struct BadGateway(pub ErrorBody);
+
+/// Not now: the workspace is busy, or a dependency is unavailable; retry later.
+#[derive(ToResponse)]
+pub struct ServiceUnavailable(pub ErrorBody);
 
 struct BearerAuth;
 
@@ -46,5 +136,93 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
+    }
+}
+
+/// The errors an operation can answer because of the extractors it goes through, added to
+/// every operation they apply to (an operation's own response for the same status wins):
+///
+/// - with a bearer token (`Caller`, `Writer`, `Admin`): 401 without a valid token, 403 for a
+///   role the route refuses (every route refuses an auditor but the audit trail's, so this
+///   holds for all of them), 429 over the token's rate limit, and 500 when the store fails
+///   while the token is looked up;
+/// - with a request body: 400 for malformed JSON or a bad field, 413 over 1 MiB; 415 when
+///   it is not JSON (`Body`, on the routes that take a token);
+/// - with query parameters (`Query`): 400 for a parameter that does not parse.
+struct ExtractorErrors;
+
+impl Modify for ExtractorErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        operations(openapi).for_each(add_extractor_errors);
+    }
+}
+
+/// Every operation of the document.
+fn operations(openapi: &mut utoipa::openapi::OpenApi) -> impl Iterator<Item = &mut Operation> {
+    openapi.paths.paths.values_mut().flat_map(|item| {
+        [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+    })
+}
+
+/// A response the route gave no description of (`description` is required, and utoipa
+/// leaves it empty) says its status's reason phrase: "OK", "Created", …
+struct ReasonPhrases;
+
+impl Modify for ReasonPhrases {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for op in operations(openapi) {
+            for (status, response) in op.responses.responses.iter_mut() {
+                let RefOr::T(response) = response else {
+                    continue;
+                };
+                if response.description.is_empty() {
+                    let reason = status
+                        .parse()
+                        .ok()
+                        .and_then(|code| axum::http::StatusCode::from_u16(code).ok())
+                        .and_then(|code| code.canonical_reason());
+                    response.description = reason.unwrap_or("The answer").to_owned();
+                }
+            }
+        }
+    }
+}
+
+fn add_extractor_errors(op: &mut Operation) {
+    let authenticated = op.security.as_ref().is_some_and(|s| !s.is_empty());
+    let has_body = op.request_body.is_some();
+    let has_query = op
+        .parameters
+        .iter()
+        .flatten()
+        .any(|p| p.parameter_in == ParameterIn::Query);
+    let mut add = |status: &str, name: &str| {
+        op.responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| RefOr::Ref(Ref::from_response_name(name)));
+    };
+    if has_body || has_query {
+        add("400", "BadRequest");
+    }
+    if has_body {
+        add("413", "PayloadTooLarge");
+    }
+    if has_body && authenticated {
+        add("415", "UnsupportedMediaType");
+    }
+    if authenticated {
+        add("401", "Unauthorized");
+        add("403", "Forbidden");
+        add("429", "TooManyRequests");
+        add("500", "InternalError");
     }
 }

@@ -30,8 +30,8 @@ pub struct DivergedList {
 /// Such a field holds one value in the app and another in the CRM because a rollback put
 /// one side back; it is neither pushed nor pulled until it is settled here (or edited in
 /// the app).
-#[utoipa::path(get, path = "/v1/integrations/{id}/diverged", tag = "integrations", security(("bearer" = [])),
-    responses((status = 200, body = DivergedList), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/integrations/{id}/diverged", operation_id = "listDivergedRecords", tag = "integrations", security(("bearer" = [])),
+    responses((status = 200, body = DivergedList), (status = 404, response = crate::openapi::NotFound)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -72,11 +72,11 @@ pub struct SettleResult {
 
 /// Settle diverged fields: keep the app's values (pushed on the next run) or the CRM's.
 /// Admin only. Naming a record with nothing diverged is refused (409) and changes nothing.
-#[utoipa::path(post, path = "/v1/integrations/{id}/diverged", tag = "integrations", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/integrations/{id}/diverged", operation_id = "settleDivergedRecords", tag = "integrations", security(("bearer" = [])),
     request_body = SettleRequest,
-    responses((status = 200, body = SettleResult), (status = 400, body = crate::error::ErrorBody),
-              (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
-              (status = 409, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = SettleResult), (status = 400, response = crate::openapi::BadRequest),
+              (status = 403, response = crate::openapi::Forbidden), (status = 404, response = crate::openapi::NotFound),
+              (status = 409, response = crate::openapi::Conflict)))]
 pub async fn settle(
     State(state): State<AppState>,
     Admin(caller): Admin,

@@ -74,7 +74,7 @@ pub fn resume_after(
 /// `Last-Event-ID` (or `?after=`) the events committed after that one come first, then
 /// the live ones, none missed and none twice. The stream ends when the caller's token is
 /// revoked, and when the server shuts down.
-#[utoipa::path(get, path = "/v1/events/stream", tag = "events", security(("bearer" = [])), params(StreamQuery),
+#[utoipa::path(get, path = "/v1/events/stream", operation_id = "streamEvents", tag = "events", security(("bearer" = [])), params(StreamQuery),
     responses((status = 200, description = "text/event-stream of committed events", content_type = "text/event-stream"),
         (status = 400, description = "an event id this stream never sends", body = crate::error::ErrorBody),
         (status = 409, description = "resume_too_far: too many events since that id; re-read through the API", body = crate::error::ErrorBody),

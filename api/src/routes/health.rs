@@ -14,7 +14,7 @@ pub struct Health {
 }
 
 /// Liveness: answers without authentication.
-#[utoipa::path(get, path = "/v1/health", tag = "system", responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/v1/health", operation_id = "getHealth", tag = "system", responses((status = 200, body = Health)))]
 pub async fn health() -> Json<Health> {
     Json(Health { status: "ok" })
 }
@@ -41,8 +41,8 @@ pub struct Readiness {
 /// Readiness: the store answers a query, NATS is connected (when configured) and every
 /// projection's oldest unapplied event has waited at most `ready_max_lag_secs`. 503 names
 /// the failing parts. Without authentication.
-#[utoipa::path(get, path = "/v1/ready", tag = "system",
-    responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
+#[utoipa::path(get, path = "/v1/ready", operation_id = "getReadiness", tag = "system",
+    responses((status = 200, body = Readiness), (status = 503, description = "Not ready: `failing` names the parts", body = Readiness)))]
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let checks: Vec<ReadyCheck> = state
         .engine

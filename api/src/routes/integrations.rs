@@ -55,10 +55,10 @@ pub struct UpdateIntegration {
 }
 
 /// Create an integration (admin, operator). Counts against the workspace's plan.
-#[utoipa::path(post, path = "/v1/integrations", tag = "integrations", security(("bearer" = [])), request_body = CreateIntegration,
-    responses((status = 201, body = IntegrationView), (status = 400, body = crate::error::ErrorBody),
-               (status = 402, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody),
-               (status = 503, body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/integrations", operation_id = "createIntegration", tag = "integrations", security(("bearer" = [])), request_body = CreateIntegration,
+    responses((status = 201, body = IntegrationView), (status = 400, response = crate::openapi::BadRequest),
+               (status = 402, response = crate::openapi::PaymentRequired), (status = 409, response = crate::openapi::Conflict),
+               (status = 503, response = crate::openapi::ServiceUnavailable)))]
 pub async fn create(
     State(state): State<AppState>,
     Writer(caller): Writer,
@@ -74,7 +74,7 @@ pub async fn create(
 }
 
 /// The workspace's integrations, oldest first.
-#[utoipa::path(get, path = "/v1/integrations", tag = "integrations", security(("bearer" = [])), params(Page),
+#[utoipa::path(get, path = "/v1/integrations", operation_id = "listIntegrations", tag = "integrations", security(("bearer" = [])), params(Page),
     responses((status = 200, body = inline(List<IntegrationView>))))]
 pub async fn list(
     State(state): State<AppState>,
@@ -94,9 +94,9 @@ pub async fn list(
 }
 
 /// One integration; with `as_of`, as it was at that instant.
-#[utoipa::path(get, path = "/v1/integrations/{id}", tag = "integrations", security(("bearer" = [])), params(AsOf),
-    responses((status = 200, body = IntegrationView), (status = 400, body = crate::error::ErrorBody),
-              (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/integrations/{id}", operation_id = "getIntegration", tag = "integrations", security(("bearer" = [])), params(AsOf),
+    responses((status = 200, body = IntegrationView), (status = 400, response = crate::openapi::BadRequest),
+              (status = 404, response = crate::openapi::NotFound)))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -113,8 +113,8 @@ pub async fn get(
 }
 
 /// Change the sync configuration.
-#[utoipa::path(patch, path = "/v1/integrations/{id}", tag = "integrations", security(("bearer" = [])), request_body = UpdateIntegration,
-    responses((status = 200, body = IntegrationView), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(patch, path = "/v1/integrations/{id}", operation_id = "updateIntegration", tag = "integrations", security(("bearer" = [])), request_body = UpdateIntegration,
+    responses((status = 200, body = IntegrationView), (status = 400, response = crate::openapi::BadRequest), (status = 404, response = crate::openapi::NotFound), (status = 409, response = crate::openapi::Conflict)))]
 pub async fn update(
     State(state): State<AppState>,
     Writer(caller): Writer,
@@ -131,8 +131,8 @@ pub async fn update(
 }
 
 /// Pause scheduled and triggered syncs.
-#[utoipa::path(post, path = "/v1/integrations/{id}/pause", tag = "integrations", security(("bearer" = [])),
-    responses((status = 200, body = IntegrationView), (status = 409, body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/integrations/{id}/pause", operation_id = "pauseIntegration", tag = "integrations", security(("bearer" = [])),
+    responses((status = 200, body = IntegrationView), (status = 409, response = crate::openapi::Conflict), (status = 404, response = crate::openapi::NotFound)))]
 pub async fn pause(
     State(state): State<AppState>,
     caller: Caller,
@@ -148,8 +148,8 @@ pub async fn pause(
 }
 
 /// Resume a paused integration.
-#[utoipa::path(post, path = "/v1/integrations/{id}/resume", tag = "integrations", security(("bearer" = [])),
-    responses((status = 200, body = IntegrationView), (status = 409, body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/integrations/{id}/resume", operation_id = "resumeIntegration", tag = "integrations", security(("bearer" = [])),
+    responses((status = 200, body = IntegrationView), (status = 409, response = crate::openapi::Conflict), (status = 404, response = crate::openapi::NotFound)))]
 pub async fn resume(
     State(state): State<AppState>,
     caller: Caller,
@@ -166,8 +166,8 @@ pub async fn resume(
 
 /// Disconnect: the integration stops for good and frees its plan slot. OAuth tokens are
 /// revoked at the provider first (best effort).
-#[utoipa::path(delete, path = "/v1/integrations/{id}", tag = "integrations", security(("bearer" = [])),
-    responses((status = 200, body = IntegrationView), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/integrations/{id}", operation_id = "disconnectIntegration", tag = "integrations", security(("bearer" = [])),
+    responses((status = 200, body = IntegrationView), (status = 404, response = crate::openapi::NotFound), (status = 409, response = crate::openapi::Conflict)))]
 pub async fn disconnect(
     State(state): State<AppState>,
     caller: Caller,
@@ -198,8 +198,8 @@ pub enum CredentialsBody {
 }
 
 /// Set (or replace) an integration's API key or basic credentials.
-#[utoipa::path(post, path = "/v1/integrations/{id}/credentials", tag = "integrations", security(("bearer" = [])), request_body = CredentialsBody,
-    responses((status = 200, body = IntegrationView), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/integrations/{id}/credentials", operation_id = "setIntegrationCredentials", tag = "integrations", security(("bearer" = [])), request_body = CredentialsBody,
+    responses((status = 200, body = IntegrationView), (status = 400, response = crate::openapi::BadRequest), (status = 404, response = crate::openapi::NotFound), (status = 409, response = crate::openapi::Conflict)))]
 pub async fn credentials(
     State(state): State<AppState>,
     Writer(caller): Writer,

@@ -84,8 +84,8 @@ impl From<mappings::EntityMappings> for EntityMappings {
 }
 
 /// The effective mappings of every entity the integration syncs.
-#[utoipa::path(get, path = "/v1/integrations/{id}/mappings", tag = "mappings", security(("bearer" = [])),
-    responses((status = 200, body = inline(List<EntityMappings>)), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/integrations/{id}/mappings", operation_id = "listMappings", tag = "mappings", security(("bearer" = [])),
+    responses((status = 200, body = inline(List<EntityMappings>)), (status = 404, response = crate::openapi::NotFound)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -104,9 +104,9 @@ pub async fn list(
 }
 
 /// The effective mappings of one entity.
-#[utoipa::path(get, path = "/v1/integrations/{id}/mappings/{entity}", tag = "mappings", security(("bearer" = [])),
-    responses((status = 200, body = EntityMappings), (status = 400, body = crate::error::ErrorBody),
-              (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/integrations/{id}/mappings/{entity}", operation_id = "getMappings", tag = "mappings", security(("bearer" = [])),
+    responses((status = 200, body = EntityMappings), (status = 400, response = crate::openapi::BadRequest),
+              (status = 404, response = crate::openapi::NotFound)))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -133,11 +133,11 @@ pub struct PutMappings {
 
 /// Replace an entity's mappings and filter. Expressions are checked first; a bad one is
 /// refused naming its rule, and nothing changes.
-#[utoipa::path(put, path = "/v1/integrations/{id}/mappings/{entity}", tag = "mappings", security(("bearer" = [])),
+#[utoipa::path(put, path = "/v1/integrations/{id}/mappings/{entity}", operation_id = "replaceMappings", tag = "mappings", security(("bearer" = [])),
     request_body = PutMappings,
-    responses((status = 200, body = EntityMappings), (status = 400, body = crate::error::ErrorBody),
-              (status = 503, body = crate::error::ErrorBody),
-              (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = EntityMappings), (status = 400, response = crate::openapi::BadRequest),
+              (status = 503, response = crate::openapi::ServiceUnavailable),
+              (status = 404, response = crate::openapi::NotFound), (status = 409, response = crate::openapi::Conflict)))]
 pub async fn put(
     State(state): State<AppState>,
     Writer(caller): Writer,
@@ -164,11 +164,11 @@ pub struct AutoMapping {
 }
 
 /// Propose mappings from the CRM's field catalogue, matching names. Saves nothing.
-#[utoipa::path(post, path = "/v1/integrations/{id}/mappings/{entity}/auto", tag = "mappings", security(("bearer" = [])),
-    responses((status = 200, body = AutoMapping), (status = 400, body = crate::error::ErrorBody),
-              (status = 403, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody),
-              (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody),
-              (status = 502, body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/integrations/{id}/mappings/{entity}/auto", operation_id = "proposeMappings", tag = "mappings", security(("bearer" = [])),
+    responses((status = 200, body = AutoMapping), (status = 400, response = crate::openapi::BadRequest),
+              (status = 403, response = crate::openapi::Forbidden), (status = 503, response = crate::openapi::ServiceUnavailable),
+              (status = 404, response = crate::openapi::NotFound), (status = 409, response = crate::openapi::Conflict),
+              (status = 502, response = crate::openapi::BadGateway), (status = 429, response = crate::openapi::TooManyRequests)))]
 pub async fn auto(
     State(state): State<AppState>,
     caller: Caller,
@@ -246,12 +246,12 @@ fn preview_request(headers: &HeaderMap, body: &Bytes) -> ApiResult<PreviewReques
 
 /// Map a sample of CRM records (the first page, without a cursor) with the effective or
 /// given mappings, to see what a sync would bring in. Writes nothing.
-#[utoipa::path(post, path = "/v1/integrations/{id}/mappings/{entity}/preview", tag = "mappings", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/integrations/{id}/mappings/{entity}/preview", operation_id = "previewMappings", tag = "mappings", security(("bearer" = [])),
     request_body(content = Option<PreviewRequest>),
-    responses((status = 200, body = Preview), (status = 400, body = crate::error::ErrorBody),
-              (status = 403, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody),
-              (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody),
-              (status = 429, body = crate::error::ErrorBody), (status = 502, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = Preview), (status = 400, response = crate::openapi::BadRequest),
+              (status = 403, response = crate::openapi::Forbidden), (status = 503, response = crate::openapi::ServiceUnavailable),
+              (status = 404, response = crate::openapi::NotFound), (status = 409, response = crate::openapi::Conflict),
+              (status = 429, response = crate::openapi::TooManyRequests), (status = 502, response = crate::openapi::BadGateway)))]
 pub async fn preview(
     State(state): State<AppState>,
     caller: Caller,
@@ -358,10 +358,10 @@ fn run_view(run: &SyncRun, entity: Entity) -> ReapplyRun {
 
 /// Re-apply the current mappings to the CRM data already fetched for the entity's linked
 /// records, without calling the provider, as a sync run of kind `reapply`.
-#[utoipa::path(post, path = "/v1/integrations/{id}/mappings/{entity}/reapply", tag = "mappings", security(("bearer" = [])),
-    responses((status = 200, body = ReapplyRun), (status = 400, body = crate::error::ErrorBody),
-              (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody),
-              (status = 503, body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/integrations/{id}/mappings/{entity}/reapply", operation_id = "reapplyMappings", tag = "mappings", security(("bearer" = [])),
+    responses((status = 200, body = ReapplyRun), (status = 400, response = crate::openapi::BadRequest),
+              (status = 404, response = crate::openapi::NotFound), (status = 409, response = crate::openapi::Conflict),
+              (status = 503, response = crate::openapi::ServiceUnavailable)))]
 pub async fn reapply(
     State(state): State<AppState>,
     caller: Caller,

@@ -50,8 +50,8 @@ impl From<&ProviderInfo> for Provider {
 }
 
 /// The provider catalogue.
-#[utoipa::path(get, path = "/v1/providers", tag = "providers", security(("bearer" = [])),
-    responses((status = 200, body = inline(List<Provider>)), (status = 401, body = crate::error::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/providers", operation_id = "listProviders", tag = "providers", security(("bearer" = [])),
+    responses((status = 200, body = inline(List<Provider>)), (status = 401, response = crate::openapi::Unauthorized)))]
 pub async fn list(_caller: Caller) -> ApiResult<Json<List<Provider>>> {
     Ok(Json(List {
         data: catalogue().iter().map(Provider::from).collect(),

@@ -138,8 +138,8 @@ pub struct CreateRecord {
 }
 
 /// Create a record as the app.
-#[utoipa::path(post, path = "/v1/records", tag = "records", security(("bearer" = [])), request_body = CreateRecord,
-    responses((status = 201, body = RecordView), (status = 400, body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/records", operation_id = "createRecord", tag = "records", security(("bearer" = [])), request_body = CreateRecord,
+    responses((status = 201, body = RecordView), (status = 400, response = crate::openapi::BadRequest)))]
 pub async fn create(
     State(state): State<AppState>,
     Writer(caller): Writer,
@@ -162,9 +162,9 @@ pub struct EditRecord {
 }
 
 /// Edit fields as the app. Unchanged values write nothing.
-#[utoipa::path(patch, path = "/v1/records/{id}", tag = "records", security(("bearer" = [])), request_body = EditRecord,
-    responses((status = 200, body = RecordView), (status = 400, body = crate::error::ErrorBody),
-              (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(patch, path = "/v1/records/{id}", operation_id = "editRecord", tag = "records", security(("bearer" = [])), request_body = EditRecord,
+    responses((status = 200, body = RecordView), (status = 400, response = crate::openapi::BadRequest),
+              (status = 404, response = crate::openapi::NotFound), (status = 409, response = crate::openapi::Conflict)))]
 pub async fn edit(
     State(state): State<AppState>,
     Writer(caller): Writer,
@@ -182,8 +182,8 @@ pub async fn edit(
 /// Archive a record as the app: it leaves lists (its history stays). For an integration
 /// with `on_app_archive: delete_in_crm`, the next push deletes its CRM record there.
 /// Archiving an archived record writes nothing.
-#[utoipa::path(post, path = "/v1/records/{id}/archive", tag = "records", security(("bearer" = [])),
-    responses((status = 200, body = RecordView), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/records/{id}/archive", operation_id = "archiveRecord", tag = "records", security(("bearer" = [])),
+    responses((status = 200, body = RecordView), (status = 404, response = crate::openapi::NotFound), (status = 409, response = crate::openapi::Conflict)))]
 pub async fn archive(
     State(state): State<AppState>,
     Writer(caller): Writer,
@@ -199,9 +199,9 @@ pub async fn archive(
 
 /// One record with every value's source and time, and its CRM links; with `as_of`, as it
 /// was at that instant.
-#[utoipa::path(get, path = "/v1/records/{id}", tag = "records", security(("bearer" = [])), params(AsOf),
-    responses((status = 200, body = RecordView), (status = 400, body = crate::error::ErrorBody),
-              (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/records/{id}", operation_id = "getRecord", tag = "records", security(("bearer" = [])), params(AsOf),
+    responses((status = 200, body = RecordView), (status = 400, response = crate::openapi::BadRequest),
+              (status = 404, response = crate::openapi::NotFound)))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -238,8 +238,8 @@ pub struct ListQuery {
 
 /// The workspace's records, least recently changed first; with `q`, those whose match key
 /// starts with it, by match key.
-#[utoipa::path(get, path = "/v1/records", tag = "records", security(("bearer" = [])), params(ListQuery),
-    responses((status = 200, body = inline(List<RecordView>)), (status = 400, body = crate::error::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/records", operation_id = "listRecords", tag = "records", security(("bearer" = [])), params(ListQuery),
+    responses((status = 200, body = inline(List<RecordView>)), (status = 400, response = crate::openapi::BadRequest)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -302,8 +302,8 @@ pub struct HistoryEntry {
 }
 
 /// Every change of the record, oldest first.
-#[utoipa::path(get, path = "/v1/records/{id}/history", tag = "records", security(("bearer" = [])),
-    responses((status = 200, body = inline(List<HistoryEntry>)), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/records/{id}/history", operation_id = "getRecordHistory", tag = "records", security(("bearer" = [])),
+    responses((status = 200, body = inline(List<HistoryEntry>)), (status = 404, response = crate::openapi::NotFound)))]
 pub async fn history(
     State(state): State<AppState>,
     caller: Caller,

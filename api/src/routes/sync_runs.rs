@@ -197,10 +197,10 @@ pub struct StartRun {
 }
 
 /// Start a sync run now. Without a body: an incremental run of every entity.
-#[utoipa::path(post, path = "/v1/integrations/{id}/sync-runs", tag = "sync runs", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/integrations/{id}/sync-runs", operation_id = "startSyncRun", tag = "sync runs", security(("bearer" = [])),
     request_body = StartRun,
-    responses((status = 201, body = RunView), (status = 400, body = crate::error::ErrorBody),
-              (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+    responses((status = 201, body = RunView), (status = 400, response = crate::openapi::BadRequest),
+              (status = 404, response = crate::openapi::NotFound), (status = 409, response = crate::openapi::Conflict)))]
 pub async fn start(
     State(state): State<AppState>,
     Writer(caller): Writer,
@@ -231,9 +231,9 @@ pub struct ListQuery {
 }
 
 /// An integration's runs, newest first.
-#[utoipa::path(get, path = "/v1/integrations/{id}/sync-runs", tag = "sync runs", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/integrations/{id}/sync-runs", operation_id = "listSyncRuns", tag = "sync runs", security(("bearer" = [])),
     params(ListQuery),
-    responses((status = 200, body = List<RunView>), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = List<RunView>), (status = 404, response = crate::openapi::NotFound)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -263,8 +263,8 @@ pub async fn list(
 }
 
 /// One run, current (read from its events).
-#[utoipa::path(get, path = "/v1/sync-runs/{id}", tag = "sync runs", security(("bearer" = [])),
-    responses((status = 200, body = RunView), (status = 404, body = crate::error::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/sync-runs/{id}", operation_id = "getSyncRun", tag = "sync runs", security(("bearer" = [])),
+    responses((status = 200, body = RunView), (status = 404, response = crate::openapi::NotFound)))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -280,9 +280,9 @@ pub async fn get(
 }
 
 /// Cancel a queued or running run; its worker stops at the next page.
-#[utoipa::path(post, path = "/v1/sync-runs/{id}/cancel", tag = "sync runs", security(("bearer" = [])),
-    responses((status = 200, body = RunView), (status = 404, body = crate::error::ErrorBody),
-              (status = 409, body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/sync-runs/{id}/cancel", operation_id = "cancelSyncRun", tag = "sync runs", security(("bearer" = [])),
+    responses((status = 200, body = RunView), (status = 404, response = crate::openapi::NotFound),
+              (status = 409, response = crate::openapi::Conflict)))]
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
@@ -298,9 +298,9 @@ pub async fn cancel(
 }
 
 /// Start a run that retries only the records this run failed on.
-#[utoipa::path(post, path = "/v1/sync-runs/{id}/retry", tag = "sync runs", security(("bearer" = [])),
-    responses((status = 201, body = RunView), (status = 404, body = crate::error::ErrorBody),
-              (status = 409, body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/sync-runs/{id}/retry", operation_id = "retrySyncRun", tag = "sync runs", security(("bearer" = [])),
+    responses((status = 201, body = RunView), (status = 404, response = crate::openapi::NotFound),
+              (status = 409, response = crate::openapi::Conflict)))]
 pub async fn retry(
     State(state): State<AppState>,
     caller: Caller,
@@ -328,11 +328,11 @@ pub struct RollbackQuery {
 /// never overwritten), the records the run created (archived) and the CRM links it removed
 /// (restored), and the CRM properties written back. Without `dry_run` (admin only) a run of
 /// kind `rollback` is started: 201 with that run.
-#[utoipa::path(post, path = "/v1/sync-runs/{id}/rollback", tag = "sync runs", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/sync-runs/{id}/rollback", operation_id = "rollbackSyncRun", tag = "sync runs", security(("bearer" = [])),
     params(RollbackQuery),
     responses((status = 200, description = "the preview (dry_run=true)", body = Object),
-              (status = 201, body = RunView), (status = 403, body = crate::error::ErrorBody),
-              (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+              (status = 201, body = RunView), (status = 403, response = crate::openapi::Forbidden),
+              (status = 404, response = crate::openapi::NotFound), (status = 409, response = crate::openapi::Conflict)))]
 pub async fn rollback(
     State(state): State<AppState>,
     caller: Caller,

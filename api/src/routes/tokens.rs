@@ -32,8 +32,8 @@ pub struct TokenView {
 }
 
 /// Issue a token with a role (admin only). The secret is shown once.
-#[utoipa::path(post, path = "/v1/tokens", tag = "tokens", security(("bearer" = [])), request_body = NewTokenRequest,
-    responses((status = 201, body = TokenView), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/tokens", operation_id = "createToken", tag = "tokens", security(("bearer" = [])), request_body = NewTokenRequest,
+    responses((status = 201, body = TokenView), (status = 400, response = crate::openapi::BadRequest), (status = 403, response = crate::openapi::Forbidden)))]
 pub async fn create(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -60,7 +60,7 @@ pub async fn create(
 }
 
 /// The workspace's tokens, without secrets (admin only).
-#[utoipa::path(get, path = "/v1/tokens", tag = "tokens", security(("bearer" = [])), params(Page),
+#[utoipa::path(get, path = "/v1/tokens", operation_id = "listTokens", tag = "tokens", security(("bearer" = [])), params(Page),
     responses((status = 200, body = inline(List<TokenView>))))]
 pub async fn list(
     State(state): State<AppState>,
@@ -90,8 +90,8 @@ pub async fn list(
 }
 
 /// Revoke a token (admin only). It stops working at once.
-#[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "tokens", security(("bearer" = [])),
-    responses((status = 204), (status = 404, body = crate::error::ErrorBody),
+#[utoipa::path(delete, path = "/v1/tokens/{id}", operation_id = "revokeToken", tag = "tokens", security(("bearer" = [])),
+    responses((status = 204, description = "The token is revoked"), (status = 404, response = crate::openapi::NotFound),
         (status = 409, description = "the workspace's last active admin token (`last_admin_token`)",
          body = crate::error::ErrorBody)))]
 pub async fn revoke(
