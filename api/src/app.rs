@@ -96,7 +96,8 @@ pub fn router(state: AppState) -> Router {
         .route("/audit/export", get(audit::export))
         .route("/events/stream", get(events::stream))
         .merge(crate::routes::conflicts::routes())
-        .merge(crate::routes::diverged::routes());
+        .merge(crate::routes::diverged::routes())
+        .route_layer(middleware::from_fn(crate::strict_query::refuse_unknown));
     Router::new()
         .nest("/v1", v1)
         .merge(crate::dashboard::routes())

@@ -62,6 +62,17 @@ impl ApiError {
         }
     }
 
+    /// 412 `precondition_failed`: `If-Match` named a version the resource is not at.
+    pub fn stale(current: i64) -> Self {
+        Self::new(
+            StatusCode::PRECONDITION_FAILED,
+            "precondition_failed",
+            format!(
+                "the resource is at version {current} (ETag \"{current}\"), not the one If-Match names; read it again and reapply the change"
+            ),
+        )
+    }
+
     /// 429 `rate_limited`, with when to come back.
     pub fn rate_limited(limit: RateLimited) -> Self {
         ApiError {
@@ -278,6 +289,7 @@ where
                 "version_conflict",
                 "the resource was changed concurrently; retry the request",
             ),
+            CommandError::Stale { current } => ApiError::stale(current),
             CommandError::Store(cause) => ApiError::internal(cause),
         }
     }
@@ -387,6 +399,7 @@ impl From<EngineError> for ApiError {
                 "version_conflict",
                 "the integration was changed concurrently; retry the request",
             ),
+            EngineError::Stale { current } => ApiError::stale(current),
             EngineError::Concurrent => ApiError::new(
                 StatusCode::CONFLICT,
                 "version_conflict",

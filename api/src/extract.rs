@@ -217,3 +217,44 @@ pub fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
 ) -> Result<Option<T>, D::Error> {
     T::deserialize(d).map(Some)
 }
+
+/// `If-Match`: the version a change was based on, as the resource's `ETag` gave it (`"12"`,
+/// or weak `W/"12"`). Absent or `*`: the change applies to whatever version is current.
+/// Anything else (a list, a tag this API never sent) is 400 naming `If-Match`, so a client
+/// never believes it is protected when it is not.
+pub struct IfMatch(pub Option<i64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let Some(value) = parts.headers.get(axum::http::header::IF_MATCH) else {
+            return Ok(IfMatch(None));
+        };
+        let refused = || {
+            ApiError::invalid_field(
+                "If-Match",
+                "must be one ETag this API sent (e.g. \"12\") or *",
+            )
+        };
+        let text = value.to_str().map_err(|_| refused())?.trim();
+        if text == "*" {
+            return Ok(IfMatch(None));
+        }
+        let tag = text.strip_prefix("W/").unwrap_or(text);
+        tag.strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .and_then(|v| v.parse::<i64>().ok())
+            .filter(|v| *v >= 0)
+            .map(|v| IfMatch(Some(v)))
+            .ok_or_else(refused)
+    }
+}
+
+/// The `ETag` of a resource at `version` (its last event's sequence): strong, since two
+/// answers for one version are the same resource.
+pub fn etag(version: i64) -> [(axum::http::HeaderName, axum::http::HeaderValue); 1] {
+    let value = axum::http::HeaderValue::from_str(&format!("\"{version}\""))
+        .unwrap_or_else(|_| axum::http::HeaderValue::from_static("\"0\""));
+    [(axum::http::header::ETAG, value)]
+}

@@ -21,6 +21,7 @@ pub mod rollback_cmd;
 pub mod routes;
 pub mod state;
 pub mod streams;
+pub mod strict_query;
 pub mod telemetry;
 pub mod trail;
 pub mod worker;

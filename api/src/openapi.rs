@@ -67,7 +67,7 @@ use utoipa::{Modify, OpenApi, ToResponse};
         responses(
             BadRequest, Unauthorized, PaymentRequired, Forbidden, NotFound, Conflict,
             PayloadTooLarge, UnsupportedMediaType, TooManyRequests, InternalError, BadGateway,
-            ServiceUnavailable,
+            ServiceUnavailable, PreconditionFailed,
         ),
     ),
     modifiers(&BearerAuth, &ExtractorErrors, &ReasonPhrases),
@@ -100,6 +100,11 @@ pub struct NotFound(pub ErrorBody);
 /// (`version_conflict`: retry); the code says which.
 #[derive(ToResponse)]
 pub struct Conflict(pub ErrorBody);
+
+/// `If-Match` names a version the resource is no longer at (`precondition_failed`): read
+/// it again (its `ETag`) and reapply the change. Nothing was changed.
+#[derive(ToResponse)]
+pub struct PreconditionFailed(pub ErrorBody);
 
 /// The request body is larger than 1 MiB (`payload_too_large`).
 #[derive(ToResponse)]

@@ -55,7 +55,7 @@ impl From<CommandError<WorkspaceError>> for CreationError {
     fn from(e: CommandError<WorkspaceError>) -> Self {
         match e {
             CommandError::Domain(d) => CreationError::Workspace(d),
-            CommandError::Conflict => CreationError::Contended,
+            CommandError::Conflict | CommandError::Stale { .. } => CreationError::Contended,
             CommandError::Store(s) => CreationError::Store(s),
         }
     }

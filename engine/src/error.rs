@@ -68,6 +68,9 @@ pub enum EngineError {
     /// Another writer changed the resource between its read and this write.
     #[error("the resource was changed concurrently; retry the request")]
     Concurrent,
+    /// The caller's precondition (`If-Match`) named a version the resource is no longer at.
+    #[error("the resource is at version {current}, not the one the request was based on")]
+    Stale { current: i64 },
     /// The caller could not be authenticated (`code`: e.g. `invalid_signature`).
     #[error("{message}")]
     Unauthenticated { code: &'static str, message: String },
@@ -96,6 +99,7 @@ impl EngineError {
         match e {
             CommandError::Domain(d) => d.into(),
             CommandError::Conflict => EngineError::Concurrent,
+            CommandError::Stale { current } => EngineError::Stale { current },
             CommandError::Store(s) => EngineError::Store(s),
         }
     }
@@ -148,6 +152,7 @@ impl From<CommandError<IntegrationError>> for EngineError {
             CommandError::Domain(IntegrationError::NotFound) => EngineError::NotFound,
             CommandError::Domain(d) => EngineError::Domain(d),
             CommandError::Conflict => EngineError::Conflict,
+            CommandError::Stale { current } => EngineError::Stale { current },
             CommandError::Store(s) => EngineError::Store(s),
         }
     }

@@ -273,12 +273,25 @@ impl Integrations<'_> {
         id: &str,
         cmd: IntegrationCommand,
     ) -> Result<IntegrationState, EngineError> {
+        self.execute_at(meta, id, cmd, None).await
+    }
+
+    /// [`Self::execute`], only if the integration is at version `expected` when given
+    /// (`EngineError::Stale` otherwise, nothing written): a client's `If-Match`.
+    pub async fn execute_at(
+        &self,
+        meta: &Metadata,
+        id: &str,
+        cmd: IntegrationCommand,
+        expected: Option<i64>,
+    ) -> Result<IntegrationState, EngineError> {
         self.owned(&meta.workspace_id, id).await?;
-        self.0
-            .integrations
-            .execute(id, cmd, meta)
-            .await
-            .map_err(EngineError::command)?;
+        let integrations = &self.0.integrations;
+        match expected {
+            Some(version) => integrations.execute_at(id, cmd, meta, version).await,
+            None => integrations.execute(id, cmd, meta).await,
+        }
+        .map_err(EngineError::command)?;
         self.0
             .fresh
             .settle(PROJECTION, Integration::TYPE, id)
@@ -330,12 +343,13 @@ impl Integrations<'_> {
         meta: &Metadata,
         id: &str,
         sync_config: SyncConfig,
+        expected: Option<i64>,
     ) -> Result<IntegrationState, EngineError> {
         let cmd = IntegrationCommand::ChangeSyncConfig {
             sync_config,
             at: Utc::now(),
         };
-        self.execute(meta, id, cmd).await
+        self.execute_at(meta, id, cmd, expected).await
     }
 
     /// Stop scheduled and triggered syncs.

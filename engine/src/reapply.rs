@@ -484,7 +484,9 @@ impl Reapply {
         match self.records.execute(&record_id, *command, meta).await {
             Ok(()) => Ok(updated(&events)),
             Err(CommandError::Domain(e)) => Ok(failed(e.to_string())),
-            Err(CommandError::Conflict) => Ok(failed("the record was changed concurrently".into())),
+            Err(CommandError::Conflict | CommandError::Stale { .. }) => {
+                Ok(failed("the record was changed concurrently".into()))
+            }
             Err(e @ CommandError::Store(_)) => Err(EngineError::Store(e.to_string())),
         }
     }

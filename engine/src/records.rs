@@ -122,7 +122,27 @@ impl Records<'_> {
         id: &str,
         command: RecordCommand,
     ) -> Result<Record, EngineError> {
-        self.0.records.execute(id, command, meta).await?;
+        self.execute_at(meta, id, command, None).await
+    }
+
+    /// [`Self::execute`], only if the record is at version `expected` when given
+    /// (`EngineError::Stale` otherwise, nothing written).
+    async fn execute_at(
+        &self,
+        meta: &Metadata,
+        id: &str,
+        command: RecordCommand,
+        expected: Option<i64>,
+    ) -> Result<Record, EngineError> {
+        match expected {
+            Some(version) => {
+                self.0
+                    .records
+                    .execute_at(id, command, meta, version)
+                    .await?
+            }
+            None => self.0.records.execute(id, command, meta).await?,
+        }
         self.0
             .fresh
             .settle(records::TABLE, Record::TYPE, id)
@@ -157,6 +177,7 @@ impl Records<'_> {
         meta: &Metadata,
         id: &str,
         fields: Fields,
+        expected: Option<i64>,
     ) -> Result<Record, EngineError> {
         check_fields(&fields)?;
         self.get(&meta.workspace_id, id).await?;
@@ -165,7 +186,7 @@ impl Records<'_> {
             actor: meta.actor.clone(),
             at: Utc::now(),
         };
-        self.execute(meta, id, command).await
+        self.execute_at(meta, id, command, expected).await
     }
 
     /// Archive a record in the app (what that does in the CRM is the integration's

@@ -65,6 +65,9 @@ pub enum CommandError<E: std::error::Error> {
     Conflict,
     #[error("event store: {0}")]
     Store(String),
+    /// The caller asked for a version the aggregate is no longer (or not yet) at.
+    #[error("the resource is at version {current}, not the one the request was based on")]
+    Stale { current: i64 },
 }
 
 impl<E: std::error::Error> From<AggregateError<E>> for CommandError<E> {
@@ -145,6 +148,26 @@ impl<A: Aggregate + 'static> Cqrs<A> {
         }
     }
 
+    /// Decide and append only if the aggregate's last event has sequence `expected`:
+    /// `Stale` with the current sequence otherwise, also when another writer appends between
+    /// the read and the append (the append carries the sequence it read). Never retried:
+    /// the caller decided on that version, not on whatever came after it.
+    pub async fn execute_at(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata: &Metadata,
+        expected: i64,
+    ) -> Result<(), CommandError<A::Error>> {
+        let mut metadata = metadata.clone();
+        metadata.time = chrono::Utc::now();
+        let metadata = metadata.to_map();
+        match &self.backend {
+            Backend::Pg(_, s) => decide_at(s, aggregate_id, command, metadata, expected).await,
+            Backend::Lite(_, s) => decide_at(s, aggregate_id, command, metadata, expected).await,
+        }
+    }
+
     /// The aggregate's state and the sequence of its last event (0 when it has none):
     /// what a bulk append needs to write the next events with conflict detection.
     pub async fn load_versioned(
@@ -171,5 +194,45 @@ impl<A: Aggregate + 'static> Cqrs<A> {
             Backend::Lite(_, s) => s.load_aggregate(aggregate_id).await?.aggregate.0,
         };
         Ok(state)
+    }
+}
+
+/// [`Cqrs::execute_at`] on one backend's event store.
+async fn decide_at<A, R>(
+    store: &PersistedEventStore<R, Es<A>>,
+    aggregate_id: &str,
+    command: A::Command,
+    metadata: std::collections::HashMap<String, String>,
+    expected: i64,
+) -> Result<(), CommandError<A::Error>>
+where
+    A: Aggregate + 'static,
+    R: cqrs_es::persist::PersistedEventRepository,
+{
+    let context = store.load_aggregate(aggregate_id).await?;
+    let current = i64::try_from(context.current_sequence).unwrap_or(i64::MAX);
+    if current != expected {
+        return Err(CommandError::Stale { current });
+    }
+    let events = context
+        .aggregate
+        .0
+        .decide(command)
+        .map_err(CommandError::Domain)?;
+    if events.is_empty() {
+        return Ok(());
+    }
+    let events = events.into_iter().map(Ev).collect();
+    match store.commit(events, context, metadata).await {
+        Ok(_) => Ok(()),
+        Err(AggregateError::AggregateConflict) => {
+            // Someone appended after the read: the version asked for is gone.
+            let current = store
+                .load_aggregate(aggregate_id)
+                .await
+                .map(|c| i64::try_from(c.current_sequence).unwrap_or(i64::MAX))?;
+            Err(CommandError::Stale { current })
+        }
+        Err(e) => Err(e.into()),
     }
 }

@@ -236,7 +236,7 @@ async fn export(
     };
     let q = ExportQuery {
         format: Some(format),
-        integration: some(&f.q.integration),
+        integration_id: some(&f.q.integration),
         actor: some(&f.q.actor),
         action: some(&f.q.action),
         from: some(&f.q.from),

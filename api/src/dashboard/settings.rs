@@ -287,7 +287,7 @@ async fn save(
         Ok(config) => state
             .engine
             .integrations()
-            .change_config(&person.caller.metadata(), &id, config)
+            .change_config(&person.caller.metadata(), &id, config, None)
             .await
             .map_err(ApiError::from),
         Err(e) => Err(e),

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct AuditFilter {
-    pub integration: Option<String>,
+    /// Only entries of this integration (its own events and the record events of its syncs).
+    pub integration_id: Option<String>,
     pub actor: Option<String>,
     /// The event type, e.g. `IntegrationPaused`.
     pub action: Option<String>,
@@ -71,7 +72,7 @@ pub async fn list(
         None => 0,
     };
     let times = (f.from.as_deref(), f.to.as_deref());
-    let filter = filter(&caller, f.integration, f.actor, f.action, times)?;
+    let filter = filter(&caller, f.integration_id, f.actor, f.action, times)?;
     let rows = state.engine.audit().page(&filter, after, limit + 1).await?;
     let entries = rows.into_iter().map(AuditEntry::from).collect();
     Ok(Json(List::page(entries, limit, |e| {
@@ -87,7 +88,8 @@ pub struct ExportQuery {
     /// `jsonl` (default) or `csv`.
     #[param(inline)]
     pub format: Option<Format>,
-    pub integration: Option<String>,
+    /// Only entries of this integration.
+    pub integration_id: Option<String>,
     pub actor: Option<String>,
     /// The event type, e.g. `IntegrationPaused`.
     pub action: Option<String>,
@@ -117,7 +119,7 @@ pub async fn export_for(state: &AppState, caller: &Caller, q: ExportQuery) -> Ap
     caller.require(AUDIT_READERS)?;
     let format = q.format.unwrap_or_default();
     let times = (q.from.as_deref(), q.to.as_deref());
-    let filter = filter(caller, q.integration, q.actor, q.action, times)?;
+    let filter = filter(caller, q.integration_id, q.actor, q.action, times)?;
     let export = Export::start(state.store.any.clone(), filter, format).await?;
     let chunks = futures::stream::try_unfold(export, |mut export| async move {
         match export.next_chunk().await {

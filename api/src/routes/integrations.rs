@@ -3,7 +3,7 @@
 
 use crate::auth::{Caller, Writer, READERS, WRITERS};
 use crate::error::ApiResult;
-use crate::extract::{Body, List, Page, Query};
+use crate::extract::{etag, Body, IfMatch, List, Page, Query};
 use crate::routes::as_of::AsOf;
 pub use crate::routes::integration_view::{
     FrequencyKind, IntegrationView, LastRunView, SyncConfigBody,
@@ -11,6 +11,7 @@ pub use crate::routes::integration_view::{
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::Json;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -95,39 +96,46 @@ pub async fn list(
 
 /// One integration; with `as_of`, as it was at that instant.
 #[utoipa::path(get, path = "/v1/integrations/{id}", operation_id = "getIntegration", tag = "integrations", security(("bearer" = [])), params(AsOf),
-    responses((status = 200, body = IntegrationView), (status = 400, response = crate::openapi::BadRequest),
+    responses((status = 200, body = IntegrationView, headers(("ETag" = String, description = "The version, for If-Match on PATCH"))), (status = 400, response = crate::openapi::BadRequest),
               (status = 404, response = crate::openapi::NotFound)))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     Query(q): Query<AsOf>,
-) -> ApiResult<Json<IntegrationView>> {
+) -> ApiResult<impl IntoResponse> {
     caller.require(READERS)?;
     let integrations = state.engine.integrations();
     let found = match q.instant()? {
         Some(t) => integrations.as_of(&caller.workspace_id, &id, t).await?,
         None => integrations.get(&caller.workspace_id, &id).await?,
     };
-    Ok(Json(IntegrationView::from(found)))
+    let view = IntegrationView::from(found);
+    Ok((etag(view.version), Json(view)))
 }
 
-/// Change the sync configuration.
+/// Change the sync configuration. With `If-Match` (the `ETag` a read gave), only if the
+/// integration is still at that version: 412 otherwise, so two editors cannot silently
+/// overwrite each other.
 #[utoipa::path(patch, path = "/v1/integrations/{id}", operation_id = "updateIntegration", tag = "integrations", security(("bearer" = [])), request_body = UpdateIntegration,
-    responses((status = 200, body = IntegrationView), (status = 400, response = crate::openapi::BadRequest), (status = 404, response = crate::openapi::NotFound), (status = 409, response = crate::openapi::Conflict)))]
+    params(("If-Match" = Option<String>, Header, description = "The ETag the change is based on")),
+    responses((status = 200, body = IntegrationView, headers(("ETag" = String, description = "The new version"))), (status = 400, response = crate::openapi::BadRequest), (status = 404, response = crate::openapi::NotFound), (status = 409, response = crate::openapi::Conflict),
+              (status = 412, response = crate::openapi::PreconditionFailed)))]
 pub async fn update(
     State(state): State<AppState>,
     Writer(caller): Writer,
     Path(id): Path<String>,
+    IfMatch(expected): IfMatch,
     Body(req): Body<UpdateIntegration>,
-) -> ApiResult<Json<IntegrationView>> {
+) -> ApiResult<impl IntoResponse> {
     let sync_config = req.sync_config.into_domain()?;
     let changed = state
         .engine
         .integrations()
-        .change_config(&caller.metadata(), &id, sync_config)
+        .change_config(&caller.metadata(), &id, sync_config, expected)
         .await?;
-    Ok(Json(changed.into()))
+    let view = IntegrationView::from(changed);
+    Ok((etag(view.version), Json(view)))
 }
 
 /// Pause scheduled and triggered syncs.

@@ -8,12 +8,13 @@ use std::collections::BTreeMap;
 
 use crate::auth::{Caller, Writer, READERS};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Body, List, Page, Query};
+use crate::extract::{etag, Body, IfMatch, List, Page, Query};
 use crate::routes::as_of::AsOf;
 use crate::routes::integration_view::api_time;
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::Json;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
@@ -161,22 +162,27 @@ pub struct EditRecord {
     pub fields: BTreeMap<String, Option<String>>,
 }
 
-/// Edit fields as the app. Unchanged values write nothing.
+/// Edit fields as the app. Unchanged values write nothing. With `If-Match` (the `ETag` a
+/// read gave), only if the record is still at that version: 412 otherwise (a sync or
+/// another editor changed it meanwhile).
 #[utoipa::path(patch, path = "/v1/records/{id}", operation_id = "editRecord", tag = "records", security(("bearer" = [])), request_body = EditRecord,
-    responses((status = 200, body = RecordView), (status = 400, response = crate::openapi::BadRequest),
-              (status = 404, response = crate::openapi::NotFound), (status = 409, response = crate::openapi::Conflict)))]
+    params(("If-Match" = Option<String>, Header, description = "The ETag the change is based on")),
+    responses((status = 200, body = RecordView, headers(("ETag" = String, description = "The new version"))), (status = 400, response = crate::openapi::BadRequest),
+              (status = 404, response = crate::openapi::NotFound), (status = 409, response = crate::openapi::Conflict),
+              (status = 412, response = crate::openapi::PreconditionFailed)))]
 pub async fn edit(
     State(state): State<AppState>,
     Writer(caller): Writer,
     Path(id): Path<String>,
+    IfMatch(expected): IfMatch,
     Body(req): Body<EditRecord>,
-) -> ApiResult<Json<RecordView>> {
+) -> ApiResult<impl IntoResponse> {
     let record = state
         .engine
         .records()
-        .edit(&caller.metadata(), &id, req.fields)
+        .edit(&caller.metadata(), &id, req.fields, expected)
         .await?;
-    Ok(Json(view(&id, &record)))
+    Ok(with_etag(view(&id, &record)))
 }
 
 /// Archive a record as the app: it leaves lists (its history stays). For an integration
@@ -200,21 +206,29 @@ pub async fn archive(
 /// One record with every value's source and time, and its CRM links; with `as_of`, as it
 /// was at that instant.
 #[utoipa::path(get, path = "/v1/records/{id}", operation_id = "getRecord", tag = "records", security(("bearer" = [])), params(AsOf),
-    responses((status = 200, body = RecordView), (status = 400, response = crate::openapi::BadRequest),
+    responses((status = 200, body = RecordView, headers(("ETag" = String, description = "The version, for If-Match on PATCH"))), (status = 400, response = crate::openapi::BadRequest),
               (status = 404, response = crate::openapi::NotFound)))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     Query(q): Query<AsOf>,
-) -> ApiResult<Json<RecordView>> {
+) -> ApiResult<impl IntoResponse> {
     caller.require(READERS)?;
     let records = state.engine.records();
     let record = match q.instant()? {
         Some(t) => records.as_of(&caller.workspace_id, &id, t).await?,
         None => records.get(&caller.workspace_id, &id).await?,
     };
-    Ok(Json(view(&id, &record)))
+    Ok(with_etag(view(&id, &record)))
+}
+
+/// A record's view with its `ETag`.
+fn with_etag(view: RecordView) -> impl IntoResponse {
+    (
+        etag(i64::try_from(view.version).unwrap_or(i64::MAX)),
+        Json(view),
+    )
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -222,7 +236,7 @@ pub struct ListQuery {
     /// contacts or companies.
     pub entity: Option<String>,
     /// Only records linked to this integration.
-    pub integration: Option<String>,
+    pub integration_id: Option<String>,
     /// Only records changed at or after this instant (RFC 3339).
     pub updated_since: Option<String>,
     /// Include records a rollback archived (default false).
@@ -268,7 +282,7 @@ pub async fn list(
         .transpose()?;
     let filter = Filter {
         entity,
-        integration: q.integration,
+        integration: q.integration_id,
         updated_since,
         include_archived: q.include_archived == Some(true),
         match_prefix: match_prefix("q", q.q.as_deref())?,

@@ -132,6 +132,7 @@ fn run_error(e: CommandError<SyncRunError>) -> RunError {
         CommandError::Domain(SyncRunError::NotFound) => RunError::RunNotFound,
         CommandError::Domain(d) => RunError::State(d),
         CommandError::Conflict => RunError::Engine(EngineError::Conflict),
+        CommandError::Stale { current } => RunError::Engine(EngineError::Stale { current }),
         CommandError::Store(s) => RunError::Engine(EngineError::Store(s)),
     }
 }

@@ -225,7 +225,8 @@ pub async fn records(api: &Api, integration: &str, entity: &str) -> Vec<Value> {
     let mut all = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let mut path = format!("/v1/records?entity={entity}&integration={integration}&limit=500");
+        let mut path =
+            format!("/v1/records?entity={entity}&integration_id={integration}&limit=500");
         if let Some(c) = &cursor {
             let c: String = form_urlencoded::byte_serialize(c.as_bytes()).collect();
             path.push_str(&format!("&cursor={c}"));

@@ -207,7 +207,7 @@ async fn audit_trail_records_filters_pages_and_verifies(backend: Backend) -> any
 
     // Filters.
     let by_x = app
-        .list_all("/v1/audit", &admin, &[("integration", &x)], 500)
+        .list_all("/v1/audit", &admin, &[("integration_id", &x)], 500)
         .await?;
     assert_eq!(
         actions(&by_x),
@@ -222,7 +222,7 @@ async fn audit_trail_records_filters_pages_and_verifies(backend: Backend) -> any
         ]
     );
     let by_y = app
-        .list_all("/v1/audit", &admin, &[("integration", &y)], 500)
+        .list_all("/v1/audit", &admin, &[("integration_id", &y)], 500)
         .await?;
     assert_eq!(actions(&by_y), ["IntegrationCreated"]);
     let paused = app
@@ -301,7 +301,7 @@ async fn audit_trail_records_filters_pages_and_verifies(backend: Backend) -> any
             "limit {limit}"
         );
         let paged = app
-            .list_all("/v1/audit", &admin, &[("integration", &x)], limit)
+            .list_all("/v1/audit", &admin, &[("integration_id", &x)], limit)
             .await?;
         assert_eq!(paged, by_x, "filtered, limit {limit}");
     }

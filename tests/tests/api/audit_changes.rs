@@ -234,7 +234,7 @@ async fn record_entries_show_values_before_and_after(backend: Backend) -> anyhow
 
     // The record rows of the integration are under its filter, beside its own.
     let by_x = app
-        .list_all("/v1/audit", &admin, &[("integration", &x)], 500)
+        .list_all("/v1/audit", &admin, &[("integration_id", &x)], 500)
         .await?;
     let actions: Vec<&str> = by_x.iter().filter_map(|r| r["action"].as_str()).collect();
     assert_eq!(
@@ -365,7 +365,7 @@ async fn every_kind_of_action_is_in_the_trail(backend: Backend) -> anyhow::Resul
         .as_str()
         .is_some_and(|a| a.starts_with("worker:"))));
     let by_x = app
-        .list_all("/v1/audit", &admin, &[("integration", &x)], 500)
+        .list_all("/v1/audit", &admin, &[("integration_id", &x)], 500)
         .await?;
     let runs_under_x = by_x
         .iter()

@@ -164,7 +164,7 @@ async fn exports_equal_the_list_for_every_filter(backend: Backend) -> anyhow::Re
     let op_actor = format!("token:{op_id}");
     let filters: Vec<Vec<(&str, &str)>> = vec![
         vec![],
-        vec![("integration", &x)],
+        vec![("integration_id", &x)],
         vec![("actor", &op_actor)],
         vec![("action", "FieldsChanged")],
         vec![("from", &pivot)],

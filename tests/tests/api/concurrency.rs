@@ -9,7 +9,8 @@ use syncledger_testkit::app::{integration_body, on_both_backends, send, Backend,
 
 on_both_backends!(
     concurrent_pause_and_resume_stay_consistent,
-    concurrent_creates_respect_the_plan
+    concurrent_creates_respect_the_plan,
+    if_match_keeps_two_editors_from_overwriting_each_other
 );
 
 async fn concurrent_pause_and_resume_stay_consistent(backend: Backend) -> anyhow::Result<()> {
@@ -52,7 +53,7 @@ async fn concurrent_pause_and_resume_stay_consistent(backend: Backend) -> anyhow
     // The history alternates strictly, and the read model agrees with it.
     app.caught_up().await;
     let rows = app
-        .list_all("/v1/audit", &app.admin, &[("integration", &id)], 500)
+        .list_all("/v1/audit", &app.admin, &[("integration_id", &id)], 500)
         .await?;
     let actions: Vec<&str> = rows.iter().filter_map(|r| r["action"].as_str()).collect();
     let toggles: Vec<&str> = actions[2..].to_vec();
@@ -180,5 +181,95 @@ async fn sqlite_survives_a_burst_of_concurrent_creates() -> anyhow::Result<()> {
         );
         assert!(took < Duration::from_secs(5), "round {round} took {took:?}");
     }
+    app.finish().await
+}
+
+fn etag_of(resp: &syncledger_testkit::app::Resp) -> String {
+    resp.headers
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// PATCH with `If-Match` applies only at the version it names: a second editor working
+/// from the same read gets 412 and changes nothing (both used to win in turn, the second
+/// silently undoing the first). Without `If-Match`, or with `*`, the change applies to the
+/// current version as before; a malformed `If-Match` is 400.
+async fn if_match_keeps_two_editors_from_overwriting_each_other(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    use serde_json::json;
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let id = app.create_integration(&app.admin, "Edited twice").await?;
+    let path = format!("/v1/integrations/{id}");
+    let read = app.get(&path, &app.admin).await?;
+    let first = etag_of(&read);
+    assert_eq!(first, format!("\"{}\"", read.body["version"]), "{read:?}");
+    let mut config = syncledger_testkit::app::sync_config();
+    let mut patch = |minutes: u32, tag: &str| {
+        config["interval_minutes"] = json!(minutes);
+        app.request(Method::PATCH, &path, &app.admin)
+            .header("if-match", tag)
+            .json(&json!({"sync_config": config.clone()}))
+    };
+    let one = send(patch(90, &first)).await?;
+    one.expect(StatusCode::OK);
+    let second = etag_of(&one);
+    assert_ne!(second, first);
+    let events = app.event_count().await?;
+    let two = send(patch(120, &first)).await?;
+    two.expect_error(StatusCode::PRECONDITION_FAILED, "precondition_failed", "");
+    assert_eq!(
+        app.event_count().await?,
+        events,
+        "a stale PATCH wrote something"
+    );
+    let now = app.get(&path, &app.admin).await?;
+    assert_eq!(
+        now.body["sync_config"]["interval_minutes"], 90,
+        "{}",
+        now.text
+    );
+    assert_eq!(etag_of(&now), second);
+    send(patch(120, &format!("W/{second}")))
+        .await?
+        .expect(StatusCode::OK);
+    send(patch(150, "*")).await?.expect(StatusCode::OK);
+    let bad = send(patch(180, "\"twelve\"")).await?;
+    bad.expect_error(StatusCode::BAD_REQUEST, "validation_failed", "If-Match");
+
+    // A record: an edit based on a version a sync or another editor has since moved past.
+    let created = app
+        .post(
+            "/v1/records",
+            &app.admin,
+            json!({"entity": "contacts", "fields": {"email": "ada@example.com"}}),
+        )
+        .await?;
+    let record = created.expect(StatusCode::CREATED)["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let path = format!("/v1/records/{record}");
+    let tag = etag_of(&app.get(&path, &app.admin).await?);
+    let edit = |name: &str, tag: &str| {
+        app.request(Method::PATCH, &path, &app.admin)
+            .header("if-match", tag)
+            .json(&json!({"fields": {"first_name": name}}))
+    };
+    let edited = send(edit("Ada", &tag)).await?;
+    edited.expect(StatusCode::OK);
+    assert_ne!(etag_of(&edited), tag);
+    let stale = send(edit("Augusta", &tag)).await?;
+    stale.expect_error(StatusCode::PRECONDITION_FAILED, "precondition_failed", "");
+    let now = app.get(&path, &app.admin).await?;
+    assert_eq!(
+        now.body["fields"]["first_name"]["value"], "Ada",
+        "{}",
+        now.text
+    );
     app.finish().await
 }

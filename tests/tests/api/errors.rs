@@ -12,7 +12,8 @@ on_both_backends!(
     missing_bad_and_revoked_tokens_get_401,
     roles_are_enforced,
     roles_are_checked_before_the_body,
-    unknown_ids_get_404
+    unknown_ids_get_404,
+    unknown_query_parameters_are_refused_everywhere
 );
 
 /// One request expected to fail.
@@ -662,5 +663,76 @@ async fn roles_are_checked_before_the_body(backend: Backend) -> anyhow::Result<(
         before,
         "a refused write changed something"
     );
+    app.finish().await
+}
+
+/// Every operation that takes a token refuses a query parameter it does not know, with 400
+/// `validation_failed` naming it, before doing anything (a typo such as `?integraton=`
+/// used to be ignored, so a filter silently matched everything, and a POST went through).
+/// The OAuth callback, reached by providers that add parameters of their own, is not
+/// checked.
+async fn unknown_query_parameters_are_refused_everywhere(backend: Backend) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let created = app
+        .post("/v1/integrations", &app.admin, integration_body("Strict"))
+        .await?;
+    let id = created.expect(StatusCode::CREATED)["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let before = app.snapshot().await?;
+    let cases: Vec<(Method, String)> = vec![
+        (Method::GET, "/v1/records?integraton=x".into()),
+        (Method::GET, "/v1/audit?integration=x".into()),
+        (Method::GET, "/v1/integrations?limit=5&status=active".into()),
+        (
+            Method::GET,
+            format!("/v1/integrations/{id}?asof=2026-01-01T00:00:00Z"),
+        ),
+        (
+            Method::POST,
+            format!("/v1/integrations/{id}/pause?force=true"),
+        ),
+        (Method::GET, "/v1/conflicts?integration=x".into()),
+        (Method::GET, "/v1/tokens?role=admin".into()),
+        (Method::DELETE, format!("/v1/integrations/{id}?hard=1")),
+    ];
+    for (method, path) in &cases {
+        let resp = send(app.request(method.clone(), path, &app.admin)).await?;
+        let name = path
+            .rsplit(['?', '&'])
+            .next()
+            .and_then(|p| p.split('=').next())
+            .unwrap_or_default();
+        assert_eq!(
+            resp.status,
+            StatusCode::BAD_REQUEST,
+            "{method} {path}: {}",
+            resp.text
+        );
+        assert_eq!(
+            resp.body["error"]["code"], "validation_failed",
+            "{method} {path}"
+        );
+        assert_eq!(
+            resp.body["error"]["field"], name,
+            "{method} {path}: {}",
+            resp.text
+        );
+    }
+    assert_eq!(
+        app.snapshot().await?,
+        before,
+        "a refused request changed something"
+    );
+    // The documented names still work.
+    app.get("/v1/records?integration_id=x&limit=5", &app.admin)
+        .await?
+        .expect(StatusCode::OK);
+    app.get("/v1/audit?integration_id=x", &app.admin)
+        .await?
+        .expect(StatusCode::OK);
     app.finish().await
 }

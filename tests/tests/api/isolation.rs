@@ -88,7 +88,7 @@ async fn workspaces_are_isolated_on_every_endpoint(backend: Backend) -> anyhow::
         assert_eq!(row["workspace_id"], b.id.as_str(), "B sees {row}");
     }
     let filtered = app
-        .list_all("/v1/audit", &b.admin, &[("integration", &a_int)], 50)
+        .list_all("/v1/audit", &b.admin, &[("integration_id", &a_int)], 50)
         .await?;
     assert!(
         filtered.is_empty(),

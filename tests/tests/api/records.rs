@@ -149,7 +149,7 @@ async fn listing_filters_and_pages(backend: Backend) -> anyhow::Result<()> {
         .list_all(
             "/v1/records",
             &app.admin,
-            &[("integration", "no-such-integration")],
+            &[("integration_id", "no-such-integration")],
             10,
         )
         .await?;

@@ -426,7 +426,7 @@ async fn rollback_archives_created_records_and_its_rollback_restores_them(
         .list_all(
             "/v1/records",
             &app.admin,
-            &[("include_archived", "true"), ("integration", &id)],
+            &[("include_archived", "true"), ("integration_id", &id)],
             100,
         )
         .await?;

@@ -60,7 +60,7 @@ pub async fn records(app: &TestApp, integration: &str, entity: &str) -> anyhow::
     app.list_all(
         "/v1/records",
         &app.admin,
-        &[("entity", entity), ("integration", integration)],
+        &[("entity", entity), ("integration_id", integration)],
         200,
     )
     .await

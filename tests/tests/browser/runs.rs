@@ -47,7 +47,7 @@ async fn run_on_page(browser: &Browser) -> anyhow::Result<String> {
 async fn contact(app: &TestApp, integration: &str) -> anyhow::Result<Value> {
     let list = app
         .get(
-            &format!("/v1/records?entity=contacts&integration={integration}&limit=1"),
+            &format!("/v1/records?entity=contacts&integration_id={integration}&limit=1"),
             &app.admin,
         )
         .await?;
