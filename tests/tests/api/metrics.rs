@@ -16,7 +16,8 @@ use syncledger_api::metrics::{Kind, CATALOGUE};
 use syncledger_api::Settings;
 use syncledger_sandbox::{GenericSandboxConfig, Sandbox};
 use syncledger_testkit::app::{
-    on_both_backends, require_nats, send, wait_run, Backend, Options, Sse, TestApp, TIMEOUT,
+    connect, on_both_backends, require_nats, send, wait_run, Backend, Options, Sse, TestApp,
+    TIMEOUT,
 };
 use syncledger_testkit::wait::wait_until;
 
@@ -301,6 +302,47 @@ async fn the_nats_publisher_lag_is_exposed() -> anyhow::Result<()> {
         })
     })
     .await;
+    app.finish().await
+}
+
+/// A token refresh at the provider is counted by provider and outcome. (HubSpot is shared
+/// with other tests of this binary, whose refreshes only add: the count must grow by at
+/// least the one this run makes.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn token_refreshes_are_counted() -> anyhow::Result<()> {
+    let opts = Options {
+        tweak: with_metrics,
+        ..Options::default()
+    };
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, opts).await? else {
+        return Ok(());
+    };
+    let sandbox = syncledger_testkit::sandbox::hubspot(5).await;
+    let id = connect(&app, "hubspot", &sandbox.base_url(), "pull", "crm_wins").await?;
+    // Every access token the CRM issued stops working: the run's first call gets a 401.
+    send(reqwest::Client::new().post(format!("{}/_sandbox/tokens/expire", sandbox.base_url())))
+        .await?
+        .expect(StatusCode::NO_CONTENT);
+    let refreshed = [("provider", "hubspot"), ("outcome", "refreshed")];
+    let before = Scrape::of(&app)
+        .await?
+        .value("syncledger_token_refreshes_total", &refreshed);
+    let started = app
+        .post(
+            &format!("/v1/integrations/{id}/sync-runs"),
+            &app.admin,
+            json!({"kind": "full"}),
+        )
+        .await?;
+    started.expect(StatusCode::CREATED);
+    let run = wait_run(&app, &started.str("id")?).await?;
+    assert_eq!(run["status"], "completed", "{run}");
+    let after = Scrape::of(&app).await?;
+    assert!(
+        after.value("syncledger_token_refreshes_total", &refreshed) >= before + 1.0,
+        "no refresh counted"
+    );
+    sandbox.shutdown().await;
     app.finish().await
 }
 
