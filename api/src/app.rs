@@ -34,6 +34,7 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
 pub fn router(state: AppState) -> Router {
+    let http_metrics = state.http_metrics.clone();
     let v1 = Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
@@ -114,6 +115,10 @@ pub fn router(state: AppState) -> Router {
                 // happened (`ApiError::internal`), once.
                 .on_failure(()),
         )
+        .layer(middleware::from_fn_with_state(
+            http_metrics,
+            crate::http_metrics::track,
+        ))
         // Outermost, so the request's span and every line in it carry the request id.
         .layer(middleware::from_fn(request_id))
 }
@@ -391,6 +396,8 @@ pub struct Application {
     settings: Settings,
     /// The run queue, drained by the workers `run` starts.
     queue: Option<RunQueue>,
+    /// `GET /metrics`, when `metrics_addr` is set.
+    metrics: Option<crate::metrics::Listener>,
 }
 
 impl Application {
@@ -408,6 +415,14 @@ impl Application {
             addr: settings.addr,
             source,
         })?;
+        let metrics = match settings.metrics_addr {
+            Some(addr) => Some(
+                crate::metrics::Listener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
         let nats = connect_nats(&settings).await?;
         let (dispatcher, queue): (Arc<dyn Dispatcher>, RunQueue) = match &nats {
             Some(nats) => {
@@ -454,11 +469,17 @@ impl Application {
             state,
             settings,
             queue: Some(queue),
+            metrics,
         })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where `GET /metrics` is served (`None`: `metrics_addr` is not set).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(crate::metrics::Listener::addr)
     }
 
     pub fn state(&self) -> AppState {
@@ -470,6 +491,9 @@ impl Application {
     pub async fn run(self, shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
         let state = self.state.clone();
         let mut tasks = spawn_background(&state, &self.settings, shutdown.clone());
+        if let Some(metrics) = self.metrics {
+            tasks.push(metrics.spawn(state.clone(), shutdown.clone()));
+        }
         if let Some(queue) = self.queue {
             tasks.extend(spawn_sync(&state, &self.settings, queue, shutdown.clone()));
         }

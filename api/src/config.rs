@@ -39,6 +39,9 @@ pub struct Settings {
     pub addr: SocketAddr,
     /// The URL users and providers reach the API at (OAuth redirects); defaults to `http://{addr}`.
     pub public_url: Option<String>,
+    /// Where `GET /metrics` (Prometheus text format) is served, without authentication:
+    /// keep it on loopback or a network only the scraper reaches. Unset: no metrics.
+    pub metrics_addr: Option<SocketAddr>,
     /// Where the SQLite database and the master key file live.
     pub data_dir: PathBuf,
     /// `postgres://…` selects PostgreSQL; unset means SQLite in `data_dir`.
@@ -121,6 +124,7 @@ impl Default for Settings {
         Settings {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: None,
+            metrics_addr: None,
             data_dir: PathBuf::from("./data"),
             database_url: None,
             database_max_connections: 16,
@@ -162,6 +166,7 @@ impl Default for Settings {
 pub const ENV_KEYS: [(&str, &str); COUNT] = [
     ("addr", "SYNCLEDGER_ADDR"),
     ("public_url", "SYNCLEDGER_PUBLIC_URL"),
+    ("metrics_addr", "SYNCLEDGER_METRICS_ADDR"),
     ("data_dir", "SYNCLEDGER_DATA_DIR"),
     ("database_url", "SYNCLEDGER_DATABASE_URL"),
     (
@@ -223,7 +228,7 @@ pub const ENV_KEYS: [(&str, &str); COUNT] = [
 ];
 
 /// How many settings there are.
-const COUNT: usize = 33;
+const COUNT: usize = 34;
 
 /// `SYNCLEDGER_*` variables the binary reads that are not settings: the worker's and the
 /// benches' command-line defaults (clap `env`) and the crash points of the recovery tests.
@@ -457,6 +462,10 @@ impl Settings {
         let values: [(&str, Value); COUNT] = [
             ("addr", json!(self.addr.to_string())),
             ("public_url", json!(self.public_url)),
+            (
+                "metrics_addr",
+                json!(self.metrics_addr.map(|a| a.to_string())),
+            ),
             ("data_dir", json!(self.data_dir.display().to_string())),
             (
                 "database_url",

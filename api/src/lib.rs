@@ -15,6 +15,8 @@ pub mod config;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
+pub mod http_metrics;
+pub mod metrics;
 pub mod openapi;
 pub mod replay;
 pub mod rollback_cmd;

@@ -44,6 +44,8 @@ pub struct AppParts {
     pub dashboard_idle: chrono::Duration,
     /// The lag of a projection beyond which `GET /v1/ready` answers 503.
     pub ready_max_lag: std::time::Duration,
+    /// This server's request counts and latencies, for `GET /metrics`.
+    pub http_metrics: Arc<crate::http_metrics::HttpMetrics>,
 }
 
 impl std::ops::Deref for AppState {
@@ -133,6 +135,7 @@ impl AppState {
             streams: Arc::new(crate::streams::Streams::default()),
             dashboard_idle,
             ready_max_lag,
+            http_metrics: Arc::default(),
         }))
     }
 

@@ -122,6 +122,11 @@ impl Streams {
         self.lock().by_token.get(token_id).copied().unwrap_or(0)
     }
 
+    /// Streams open in all.
+    pub fn open_total(&self) -> usize {
+        self.lock().by_workspace.values().sum()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
         // The counts stay consistent even if a holder panicked: every update is one
         // statement, so take them as they are.

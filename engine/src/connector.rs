@@ -306,6 +306,11 @@ impl Connector {
             outbound: self.apps.outbound,
             ..CustomOptions::default()
         };
-        Ok(Box::new(CustomAdapter::new(spec, options)?))
+        // The label is the catalogue's id (a bounded set), never the integration's own text.
+        let label =
+            syncledger_domain::provider::find(&integration.provider).map_or("custom", |p| p.id);
+        Ok(Box::new(
+            CustomAdapter::new(spec, options)?.with_provider(label),
+        ))
     }
 }

@@ -29,6 +29,7 @@ pub mod jobs;
 pub mod live;
 pub mod mapping;
 pub mod mappings;
+pub mod metrics;
 pub mod oauth;
 pub mod readiness;
 pub mod reapply;

@@ -331,7 +331,9 @@ impl Session {
             .as_ref()
             .and_then(|t| t.refresh_token.as_ref())
             .map(|r| r.expose_secret().to_owned());
+        let provider = self.integration.provider.clone();
         let Some(refresh_token) = refresh_token else {
+            crate::metrics::token_refresh(&provider, "rejected");
             self.abandon(meta, generation, EXPIRED_WITHOUT_REFRESH.to_owned(), true)
                 .await?;
             return Err(EngineError::RefreshRejected);
@@ -342,16 +344,19 @@ impl Session {
             // type) needs the user; anything else may pass, so the integration stays
             // connected and the caller fails in a way it can retry.
             Err(e) if e.needs_reauthorization() => {
+                crate::metrics::token_refresh(&provider, "rejected");
                 self.abandon(meta, generation, reauthorization_reason(&e), true)
                     .await?;
                 return Err(EngineError::RefreshRejected);
             }
             Err(other) => {
+                crate::metrics::token_refresh(&provider, "failed");
                 self.abandon(meta, generation, other.to_string(), false)
                     .await?;
                 return Err(other.into());
             }
         };
+        crate::metrics::token_refresh(&provider, "refreshed");
         if fresh.instance_url.is_none() {
             fresh.instance_url = tokens.and_then(|t| t.instance_url);
         }

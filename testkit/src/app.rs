@@ -107,6 +107,8 @@ pub struct TestApp {
     pub workspace_id: String,
     pub admin_id: String,
     pub admin: String,
+    /// The base URL of `GET /metrics` when the settings name a `metrics_addr`.
+    pub metrics: Option<String>,
     shutdown: watch::Sender<bool>,
     server: Option<JoinHandle<std::io::Result<()>>>,
     pg: Option<PgTestDb>,
@@ -189,6 +191,7 @@ impl TestApp {
             .await
             .context("build the application")?;
         let base = format!("http://{}", app.addr());
+        let metrics = app.metrics_addr().map(|a| format!("http://{a}"));
         let state = app.state();
         let (shutdown, rx) = watch::channel(false);
         let server = tokio::spawn(app.run(rx));
@@ -203,6 +206,7 @@ impl TestApp {
             workspace_id,
             admin_id: token.id,
             admin: token.bearer,
+            metrics,
             shutdown,
             server: Some(server),
             pg,
@@ -244,6 +248,23 @@ impl TestApp {
             db.cleanup().await;
         }
         Ok(())
+    }
+
+    /// `GET /metrics`, asserting 200 and the text format's content type; the body.
+    pub async fn scrape(&self) -> anyhow::Result<String> {
+        let base = self
+            .metrics
+            .as_ref()
+            .context("no metrics listener: set metrics_addr in the settings")?;
+        let resp = send(self.client.get(format!("{base}/metrics"))).await?;
+        resp.expect(StatusCode::OK);
+        let ctype = resp
+            .headers
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        anyhow::ensure!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
+        Ok(resp.text)
     }
 
     /// The URL of the test's PostgreSQL database, if it runs on one.

@@ -192,6 +192,8 @@ pub struct Executor {
     requests: std::sync::atomic::AtomicU64,
     /// 429 answers waited out before a retry.
     rate_limited: std::sync::atomic::AtomicU64,
+    /// The provider id its metrics are labelled with.
+    provider: &'static str,
 }
 
 /// A successful response: its status, headers and parsed body (`None` when empty).
@@ -253,7 +255,16 @@ impl Executor {
             rate_state: RateLimitState::default(),
             requests: std::sync::atomic::AtomicU64::new(0),
             rate_limited: std::sync::atomic::AtomicU64::new(0),
+            provider: "custom",
         }
+    }
+
+    /// Labels this executor's metrics with `provider` (a catalogue id; `custom` until
+    /// set).
+    #[must_use]
+    pub fn with_provider(mut self, provider: &'static str) -> Self {
+        self.provider = provider;
+        self
     }
 
     /// Reads the provider's rate-limit headers and holds back when the window is used up.
@@ -348,6 +359,7 @@ impl Executor {
                         %error,
                         "provider call failed; retrying"
                     );
+                    crate::metrics::retry_wait(self.provider, delay);
                     tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
@@ -360,14 +372,20 @@ impl Executor {
     async fn pace(&self, lane: Lane) -> [Option<Slot<'_>>; 2] {
         let started = std::time::Instant::now();
         let rolling = matches!(self.general.as_deref(), Some(Pacer::Rolling(_)));
+        let mut governed =
+            self.general.is_some() || (lane == Lane::Search && self.search.is_some());
         if !rolling {
             // A rolling window follows the headers itself (`observe`).
             if let Some(wait) = self.rate_state.hold_back() {
+                governed = true;
                 tokio::time::sleep(wait).await;
             }
         }
         let slots = self.take_slots(lane).await;
         let waited = started.elapsed();
+        if governed {
+            crate::metrics::pacing_wait(self.provider, waited);
+        }
         // Pacing spaces every request a little; a wait a person would notice is said.
         if waited >= NOTICEABLE_WAIT {
             tracing::info!(
@@ -418,12 +436,16 @@ impl Executor {
             .check_url("url", request.url())
             .map_err(Attempt::Fail)?;
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let mut response = self
-            .client
-            .execute(request)
-            .await
-            .map_err(|e| transport(&e, attempts))?;
+        let retry = attempts > 1;
+        let mut response = match self.client.execute(request).await {
+            Ok(response) => response,
+            Err(e) => {
+                crate::metrics::request(self.provider, None, retry);
+                return Err(transport(&e, attempts));
+            }
+        };
         let status = response.status();
+        crate::metrics::request(self.provider, Some(status.as_u16()), retry);
         self.rate_state
             .record(response.headers(), self.rate_headers);
         self.follow_headers(response.headers());

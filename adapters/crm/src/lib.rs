@@ -14,6 +14,7 @@ pub mod custom;
 pub mod error;
 pub mod http;
 pub mod hubspot;
+pub mod metrics;
 pub mod oauth;
 pub mod outbound;
 pub mod pipedrive;

@@ -223,4 +223,48 @@ impl Store {
             }
         }
     }
+
+    /// How each of the store's connection pools is used right now (for metrics): the
+    /// event writers' (`events`), the feed readers' (`feed`) and the read models' (`any`).
+    pub fn pool_use(&self) -> [PoolUse; 3] {
+        fn of_events(name: &'static str, pool: &EventPool) -> PoolUse {
+            match pool {
+                EventPool::Postgres(p) => PoolUse::of(name, p),
+                EventPool::Sqlite(p) => PoolUse::of(name, p),
+            }
+        }
+        [
+            of_events("events", &self.events),
+            of_events("feed", &self.feed_pool),
+            PoolUse::of("any", &self.any),
+        ]
+    }
+}
+
+/// One connection pool's use at an instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolUse {
+    pub pool: &'static str,
+    /// Connections open (idle or lent out).
+    pub open: u32,
+    pub idle: u32,
+    /// The most it may open.
+    pub max: u32,
+}
+
+impl PoolUse {
+    fn of<DB: sqlx::Database>(pool: &'static str, p: &sqlx::Pool<DB>) -> PoolUse {
+        let idle = u32::try_from(p.num_idle()).unwrap_or(u32::MAX);
+        PoolUse {
+            pool,
+            open: p.size(),
+            idle,
+            max: p.options().get_max_connections(),
+        }
+    }
+
+    /// Connections lent out.
+    pub fn in_use(&self) -> u32 {
+        self.open.saturating_sub(self.idle)
+    }
 }

@@ -5,17 +5,20 @@
 //!   throughput on a fresh SQLite store and/or PostgreSQL database;
 //! - `sync.rs` (`bench sync`): a full import and an incremental run against a sandbox;
 //! - `as_of.rs` (`bench as-of`): point-in-time read latency;
-//! - `rebuild.rs` (`bench rebuild`): every projection rebuilt from a generated log.
+//! - `rebuild.rs` (`bench rebuild`): every projection rebuilt from a generated log;
+//! - `http.rs` (`bench http`): request throughput, with and without `/metrics` scraped.
 //!
 //! Each prints JSON lines on stdout. Nothing here is used by `serve` or the tests.
 
 mod as_of;
+mod http;
 mod pages;
 mod rebuild;
 mod store;
 mod sync;
 
 pub use as_of::AsOfBenchArgs;
+pub use http::HttpBenchArgs;
 pub use pages::PagesBenchArgs;
 pub use rebuild::RebuildBenchArgs;
 pub use sync::SyncBenchArgs;
@@ -47,6 +50,9 @@ pub enum BenchWhat {
     /// Dashboard page latency (p50/p95 per page) on a large generated store; one JSON
     /// line per page.
     Pages(PagesBenchArgs),
+    /// Requests per second of a cheap authenticated read with N clients, optionally while
+    /// `GET /metrics` is scraped every M ms; one JSON line.
+    Http(HttpBenchArgs),
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -86,6 +92,7 @@ pub async fn run(settings: &Settings, command: BenchCommand) -> anyhow::Result<E
         Some(BenchWhat::AsOf(args)) => as_of::run(settings, args).await,
         Some(BenchWhat::Rebuild(args)) => rebuild::run(settings, args).await,
         Some(BenchWhat::Pages(args)) => pages::run(settings, args).await,
+        Some(BenchWhat::Http(args)) => http::run(settings, args).await,
         None => store::run(settings, command.store).await,
     }
 }

@@ -43,14 +43,35 @@ pub(super) async fn execute(services: &Services, run_id: &str) -> Result<RunStat
         }
     };
     let outcome = drive_through_outages(services, run_id, &tag, &meta).await;
+    let mut ended_here = false;
     if let Some(command) = end_of(run_id, outcome) {
-        record_end(services, run_id, command, &meta).await?;
+        ended_here = record_end(services, run_id, command, &meta).await?;
     }
     let run = services.runs.load(run_id).await.map_err(store_err)?;
+    // A run cancelled while this execution held it ended here too (the cancel leaves the
+    // worker tag as it was; a run taken over carries the other execution's tag).
+    ended_here |= run.status == RunStatus::Cancelled && run.worker.as_deref() == Some(tag.as_str());
+    if ended_here && !run.status.is_active() {
+        count_end(services, &run).await;
+    }
     if !run.status.is_active() {
         release(services, &run, &meta).await?;
     }
     Ok(run.status)
+}
+
+/// Counts the run's end in the process's metrics: once per run, by the execution that
+/// held it when it ended.
+async fn count_end(services: &Services, run: &SyncRun) {
+    let provider = match services.integrations.load(&run.integration_id).await {
+        Ok(integration) => integration.provider,
+        Err(_) => String::new(),
+    };
+    let seconds = match (run.started_at, run.ended_at) {
+        (Some(start), Some(end)) => (end - start).to_std().ok().map(|d| d.as_secs_f64()),
+        _ => None,
+    };
+    crate::metrics::run_ended(&provider, run.kind, run.status, seconds, &run.stats);
 }
 
 /// Takes the run under a tag of this execution's own, so a worker that was replaced (its
@@ -105,19 +126,18 @@ fn end_of(run_id: &str, outcome: Result<Flow, EngineError>) -> Option<SyncRunCom
 }
 
 /// Records the run's end, waiting out a store outage; an end the run no longer takes
-/// (it ended meanwhile) is left alone.
+/// (it ended meanwhile) is left alone. Answers whether this end was recorded.
 async fn record_end(
     services: &Services,
     run_id: &str,
     command: SyncRunCommand,
     meta: &Metadata,
-) -> Result<(), EngineError> {
+) -> Result<bool, EngineError> {
     let mut strikes = 0;
     loop {
         match services.runs.execute(run_id, command.clone(), meta).await {
-            Ok(()) | Err(CommandError::Domain(SyncRunError::InvalidTransition { .. })) => {
-                return Ok(())
-            }
+            Ok(()) => return Ok(true),
+            Err(CommandError::Domain(SyncRunError::InvalidTransition { .. })) => return Ok(false),
             Err(CommandError::Store(e)) if strikes < STORE_RETRIES => {
                 tracing::warn!(run_id, error = %e, "could not record the run's end; retrying once the store answers");
                 if wait_for_store(services).await {

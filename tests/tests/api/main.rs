@@ -18,6 +18,7 @@ mod health;
 mod integrations;
 mod isolation;
 mod mappings;
+mod metrics;
 mod oauth_standards;
 mod openapi;
 mod rate_limit;

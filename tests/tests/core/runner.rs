@@ -137,15 +137,18 @@ async fn postgres_runner_follows_the_feed_until_shutdown() -> anyhow::Result<()>
     with_postgres(follow_until_shutdown).await
 }
 
-/// How far each projection trails the log (what `/v1/ready` judges): before any runner,
-/// every projection waits on the log's first event; a projection two batches in waits on
-/// the event after them; after a catch-up none waits on anything.
+/// How far each projection trails the log (what `/v1/ready` judges and the metrics
+/// show): before any runner, every projection waits on the log's first event, the whole
+/// log's positions behind; a projection two batches in waits on the event after them, the
+/// positions after its checkpoint behind; after a catch-up none waits on anything.
 async fn lag_follows_the_checkpoints(store: Store) -> anyhow::Result<()> {
     use syncledger_projections::lag::lags;
     seed_workspace(&store, "Acme").await?;
     feed_settled(&store).await;
     let events = syncledger_testkit::projections::all_events(&store).await?;
     let first = events.first().map(|e| e.recorded_at);
+    let head = events.last().map_or(0, |e| e.position.pos);
+    assert!(head > 0);
     let all = lags(&store).await?;
     assert_eq!(all.len(), syncledger_projections::all().len());
     for lag in &all {
@@ -154,6 +157,7 @@ async fn lag_follows_the_checkpoints(store: Store) -> anyhow::Result<()> {
             "{} before any runner",
             lag.projection
         );
+        assert_eq!(lag.positions, head, "{} before any runner", lag.projection);
         assert!(lag.behind(chrono::Utc::now()) >= chrono::Duration::zero());
     }
 
@@ -165,18 +169,21 @@ async fn lag_follows_the_checkpoints(store: Store) -> anyhow::Result<()> {
     partial.step(&*records).await?;
     partial.step(&*records).await?;
     let seventh = events.get(6).map(|e| e.recorded_at);
+    let sixth = events.get(5).map_or(0, |e| e.position.pos);
     for lag in lags(&store).await? {
-        let want = if lag.projection == "records" {
-            seventh
+        let (want, positions) = if lag.projection == "records" {
+            (seventh, head - sixth)
         } else {
-            first
+            (first, head)
         };
         assert_eq!(lag.oldest_unapplied, want, "{}", lag.projection);
+        assert_eq!(lag.positions, positions, "{}", lag.projection);
     }
 
     runner(&store, 100).catch_up().await?;
     for lag in lags(&store).await? {
         assert_eq!(lag.oldest_unapplied, None, "{} caught up", lag.projection);
+        assert_eq!(lag.positions, 0, "{} caught up", lag.projection);
         assert_eq!(lag.behind(chrono::Utc::now()), chrono::Duration::zero());
     }
     Ok(())

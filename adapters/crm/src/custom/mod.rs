@@ -153,6 +153,14 @@ impl CustomAdapter {
         })
     }
 
+    /// Labels this adapter's metrics with the catalogue id it stands for (`custom` until
+    /// set): the providers described by a spec share this adapter.
+    #[must_use]
+    pub fn with_provider(mut self, provider: &'static str) -> Self {
+        self.http = self.http.with_provider(provider);
+        self
+    }
+
     pub fn spec(&self) -> &CustomSpec {
         &self.spec
     }

@@ -107,6 +107,7 @@ impl HubSpotAdapter {
             max_delay: config.retry_max_delay,
         };
         let http = Executor::new(client, guard, general, search, policy)
+            .with_provider("hubspot")
             .with_rate_headers(crate::http::hubspot_rate_headers);
         Ok(Self {
             config,

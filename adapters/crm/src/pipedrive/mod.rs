@@ -180,6 +180,7 @@ impl PipedriveAdapter {
             max_delay: config.retry_max_delay,
         };
         let http = Executor::new(client, guard, general, None, policy)
+            .with_provider("pipedrive")
             .with_rate_headers(pipedrive_rate_headers)
             .with_classifier(classify);
         Ok(Self {

@@ -114,6 +114,7 @@ impl SalesforceAdapter {
             max_delay: config.retry_max_delay,
         };
         let http = Executor::new(client, guard, general, None, policy)
+            .with_provider("salesforce")
             .with_rate_headers(limit_info)
             .with_classifier(classify);
         Ok(Self {
