@@ -3,7 +3,8 @@
 # PostgreSQL and NATS JetStream, and the dashboard's browser tests in headless Chromium.
 # Brings up PostgreSQL and NATS when they are not running: starts them if installed, and as
 # root installs them from Debian's packages first; installs Chromium and chromedriver the
-# same way, and the OpenAPI test's pinned Python tools (scripts/py-tools.txt) from PyPI.
+# same way, the OpenAPI test's pinned Python tools (scripts/py-tools.txt) from PyPI, and jq
+# and curl (the README's quick start, which a test runs).
 #
 #   scripts/test.sh            # everything
 #   scripts/test.sh --no-lint  # tests only
@@ -106,6 +107,16 @@ ensure_py_tools() {
   cp scripts/py-tools.txt "$py_tools/installed.txt"
 }
 
+ensure_tools() {
+  local missing=()
+  command -v jq >/dev/null 2>&1 || missing+=(jq)
+  command -v curl >/dev/null 2>&1 || missing+=(curl)
+  if [[ ${#missing[@]} -eq 0 ]]; then return 0; fi
+  log "${missing[*]} missing (the README's quick start, run by a test, needs them)"
+  apt_install "${missing[@]}"
+}
+
+ensure_tools || { [[ "${CI:-}" == "true" ]] && exit 1; log "continuing without jq or curl (the quick-start test will skip)"; }
 ensure_postgres || { [[ "${CI:-}" == "true" ]] && exit 1; log "continuing without PostgreSQL (its tests will skip)"; }
 ensure_nats || { [[ "${CI:-}" == "true" ]] && exit 1; log "continuing without NATS (its tests will skip)"; }
 ensure_chromium || { [[ "${CI:-}" == "true" ]] && exit 1; log "continuing without Chromium (the browser tests will skip)"; }

@@ -22,6 +22,8 @@ mod keys;
 mod logs;
 #[path = "cli/migrations.rs"]
 mod migrations;
+#[path = "cli/quickstart.rs"]
+mod quickstart;
 #[path = "cli/replay.rs"]
 mod replay;
 #[path = "cli/replay_into.rs"]

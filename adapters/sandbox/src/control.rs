@@ -9,13 +9,14 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use crate::control_body;
 use crate::error::{parse_json, query_pairs, query_value, ApiError};
-use crate::faults::FaultSpec;
 use crate::properties::parse_type;
 use crate::state::{AppState, ObjectType, Record};
 use crate::RateLimit;
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RecordEdit {
     id: Option<Value>,
     #[serde(default)]
@@ -101,7 +102,12 @@ pub async fn delete_record(
     RawQuery(q): RawQuery,
 ) -> Result<StatusCode, ApiError> {
     let ty = parse_type(&ty)?;
-    let hard = query_value(&query_pairs(q.as_deref()), "hard") == Some("true");
+    let pairs = query_pairs(q.as_deref());
+    if let Some((key, _)) = pairs.iter().find(|(k, _)| k != "hard") {
+        let message = format!("unknown parameter `{key}`, expected `hard`");
+        return Err(ApiError::validation(message));
+    }
+    let hard = query_value(&pairs, "hard") == Some("true");
     let mut inner = s.lock();
     let found = if hard {
         inner.table(ty).remove(&id).is_some()
@@ -115,18 +121,25 @@ pub async fn delete_record(
     }
 }
 
-pub async fn expire_tokens(State(s): State<AppState>) -> StatusCode {
-    s.lock().auth.expire_all();
-    StatusCode::NO_CONTENT
+/// A control body, refused with a 400 naming the unknown or malformed key.
+fn control<T>(parsed: Result<T, String>) -> Result<T, ApiError> {
+    parsed.map_err(|e| ApiError::validation(format!("Invalid input JSON: {e}")))
 }
 
-pub async fn issue_tokens(State(s): State<AppState>) -> Json<Value> {
+pub async fn expire_tokens(State(s): State<AppState>, body: Bytes) -> Result<StatusCode, ApiError> {
+    control(control_body::nothing(&body))?;
+    s.lock().auth.expire_all();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn issue_tokens(State(s): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    control(control_body::nothing(&body))?;
     let (ttl, hub) = (s.config.access_token_ttl_secs, s.config.hub_id);
     let pair = s
         .lock()
         .auth
         .issue(crate::grants::default_scopes(), ttl, hub);
-    Json(json!(pair))
+    Ok(Json(json!(pair)))
 }
 
 pub async fn set_rate_limit(
@@ -138,33 +151,28 @@ pub async fn set_rate_limit(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum FaultBody {
-    One(FaultSpec),
-    Many(Vec<FaultSpec>),
-}
-
 pub async fn add_faults(State(s): State<AppState>, body: Bytes) -> Result<StatusCode, ApiError> {
-    let specs = match parse_json::<FaultBody>(&body)? {
-        FaultBody::One(spec) => vec![spec],
-        FaultBody::Many(specs) => specs,
-    };
+    let specs = control(control_body::faults(&body))?;
     let mut inner = s.lock();
     specs.into_iter().for_each(|spec| inner.faults.push(spec));
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn clear_faults(State(s): State<AppState>) -> StatusCode {
+pub async fn clear_faults(State(s): State<AppState>, body: Bytes) -> Result<StatusCode, ApiError> {
+    control(control_body::nothing(&body))?;
     s.lock().faults.clear();
-    StatusCode::NO_CONTENT
+    Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn counters(State(s): State<AppState>) -> Json<Value> {
     Json(json!(s.lock().counters))
 }
 
-pub async fn reset_counters(State(s): State<AppState>) -> StatusCode {
+pub async fn reset_counters(
+    State(s): State<AppState>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    control(control_body::nothing(&body))?;
     s.lock().counters.clear();
-    StatusCode::NO_CONTENT
+    Ok(StatusCode::NO_CONTENT)
 }

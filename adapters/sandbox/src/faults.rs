@@ -21,7 +21,7 @@ fn one() -> u32 {
 
 /// A fault as posted to `POST /_sandbox/faults`.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum FaultSpec {
     Status {
         status: u16,

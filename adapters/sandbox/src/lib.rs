@@ -10,6 +10,7 @@
 
 mod batch;
 mod control;
+mod control_body;
 mod error;
 mod faults;
 mod generic;
@@ -45,6 +46,7 @@ pub use webhook::sign_v3;
 
 /// A rolling-window request budget per token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct RateLimit {
     pub max: u32,
     pub interval_ms: u64,

@@ -170,3 +170,79 @@ async fn the_token_endpoint_checks_pkce() {
     let counters = sandbox.counters();
     assert_eq!(counters.get("POST /oauth/token"), Some(&2));
 }
+
+#[tokio::test]
+async fn control_bodies_with_unknown_fields_are_refused_and_change_nothing() {
+    let sandbox = sandbox().await;
+    let base = sandbox.base_url();
+    let http = client();
+    let record = |id: u64| {
+        let http = http.clone();
+        let url = format!("{base}/cursor/contacts/{id}?api_key=sandbox-key");
+        async move {
+            http.get(url)
+                .send()
+                .await
+                .expect("get")
+                .text()
+                .await
+                .expect("body")
+        }
+    };
+    let before = record(2).await;
+    let cases = [
+        (
+            reqwest::Method::POST,
+            "records/contacts",
+            json!({"id": 2, "attrs": {"name": "Typo"}}),
+            "attrs",
+        ),
+        (
+            reqwest::Method::POST,
+            "faults",
+            json!({"kind": "status", "status": 500, "times": 3}),
+            "times",
+        ),
+        (
+            reqwest::Method::POST,
+            "oauth/errors",
+            json!({"status": 503, "retry": 1}),
+            "retry",
+        ),
+        (
+            reqwest::Method::POST,
+            "oauth/token_type",
+            json!({"token_type": "DPoP", "scheme": "x"}),
+            "scheme",
+        ),
+        (
+            reqwest::Method::POST,
+            "tokens/expire",
+            json!({"refresh": true}),
+            "refresh",
+        ),
+        (
+            reqwest::Method::DELETE,
+            "faults",
+            json!({"every": true}),
+            "every",
+        ),
+    ];
+    for (method, path, body, unknown) in cases {
+        let response = http
+            .request(method, format!("{base}/_sandbox/{path}"))
+            .json(&body)
+            .send()
+            .await
+            .expect("control");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {text}");
+        assert!(
+            text.contains(&format!("unknown field `{unknown}`")),
+            "{path}: {text}"
+        );
+    }
+    // The record is as it was and no fault fires.
+    assert_eq!(record(2).await, before);
+}

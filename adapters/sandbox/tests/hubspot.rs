@@ -956,3 +956,110 @@ async fn search_operators_query_and_descending_sort() {
     assert_eq!(post_json(&c, &url, &token, by_id).await.1["total"], 1);
     sb.shutdown().await;
 }
+
+/// Posts a control body that should be refused; the answer's text.
+async fn refused(c: &Client, method: reqwest::Method, url: &str, body: Value) -> String {
+    let resp = c
+        .request(method, url)
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    let status = resp.status();
+    let text = resp.text().await.expect("body");
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{url} {body}: {text}");
+    text
+}
+
+#[tokio::test]
+async fn control_bodies_with_unknown_fields_are_refused_and_change_nothing() {
+    let sb = start(5).await;
+    let c = client();
+    let base = sb.base_url();
+    let token = sb.issue_tokens().access_token;
+    let record_url = format!("{base}/_sandbox/records/contacts/3");
+    let (_, before) = get_json(&c, &record_url, "").await;
+    let post = reqwest::Method::POST;
+    let cases = [
+        (
+            post.clone(),
+            "records/contacts",
+            json!({"id": 3, "propertys": {"firstname": "Typo"}}),
+            "propertys",
+        ),
+        (
+            post.clone(),
+            "faults",
+            json!({"kind": "status", "status": 500, "path_prefx": "/crm"}),
+            "path_prefx",
+        ),
+        (
+            post.clone(),
+            "faults",
+            json!([{"kind": "status", "status": 500}, {"kind": "slow", "milis": 5}]),
+            "milis",
+        ),
+        (
+            post.clone(),
+            "rate-limit",
+            json!({"max": 1, "interval_ms": 60000, "burst": 1}),
+            "burst",
+        ),
+        (
+            post.clone(),
+            "tokens",
+            json!({"scopes": ["crm.objects.contacts.read"]}),
+            "scopes",
+        ),
+        (post.clone(), "tokens/expire", json!({"all": true}), "all"),
+        (
+            post.clone(),
+            "counters/reset",
+            json!({"only": "GET"}),
+            "only",
+        ),
+        (
+            reqwest::Method::DELETE,
+            "faults",
+            json!({"kind": "status"}),
+            "kind",
+        ),
+    ];
+    for (method, path, body, unknown) in cases {
+        let text = refused(&c, method, &format!("{base}/_sandbox/{path}"), body).await;
+        assert!(
+            text.contains(&format!("unknown field `{unknown}`")),
+            "{path}: {text}"
+        );
+    }
+    let text = refused(
+        &c,
+        reqwest::Method::DELETE,
+        &format!("{record_url}?hrad=true"),
+        json!(null),
+    )
+    .await;
+    assert!(text.contains("unknown parameter `hrad`"), "{text}");
+    let (_, after) = get_json(&c, &record_url, "").await;
+    assert_eq!(
+        after, before,
+        "the refused edit and deletion left the record alone"
+    );
+    // No fault queued, no rate limit set, the token still valid: both calls answer.
+    for _ in 0..2 {
+        let (status, _) = get_json(&c, &format!("{base}/crm/v3/objects/contacts/3"), &token).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (_, counted) = get_json(&c, &format!("{base}/_sandbox/counters"), "").await;
+    assert_eq!(counted["GET /crm/v3/objects/contacts/{id}"], 2, "{counted}");
+    // The known shapes still pass, `{}` included where nothing is taken.
+    let (status, _) = post_json(
+        &c,
+        &format!("{base}/_sandbox/counters/reset"),
+        "",
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    sb.shutdown().await;
+}

@@ -123,3 +123,96 @@ async fn soft_deletes_leave_the_lists_and_show_in_recents() {
     assert_eq!(deleted.len(), 1);
     assert_eq!(deleted[0]["id"], json!(5));
 }
+
+#[tokio::test]
+async fn control_bodies_with_unknown_fields_are_refused_and_change_nothing() {
+    let sandbox = start(3).await;
+    let client = reqwest::Client::new();
+    let cases = [
+        (
+            reqwest::Method::POST,
+            "rate-limit",
+            json!({"max": 1, "interval": 10}),
+            "interval",
+        ),
+        (
+            reqwest::Method::POST,
+            "faults",
+            json!({"kind": "partial_batch", "fail_evry": 1}),
+            "fail_evry",
+        ),
+        (
+            reqwest::Method::POST,
+            "tokens",
+            json!({"scope": "x"}),
+            "scope",
+        ),
+        (
+            reqwest::Method::POST,
+            "tokens/expire",
+            json!({"which": "all"}),
+            "which",
+        ),
+        (
+            reqwest::Method::POST,
+            "counters/reset",
+            json!({"x": 1}),
+            "x",
+        ),
+        (
+            reqwest::Method::DELETE,
+            "faults",
+            json!({"all": true}),
+            "all",
+        ),
+    ];
+    for (method, path, body, unknown) in cases {
+        let response = client
+            .request(method, format!("{}/_sandbox/{path}", sandbox.base_url()))
+            .json(&body)
+            .send()
+            .await
+            .expect("control");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        assert_eq!(status, 400, "{path}: {text}");
+        assert!(
+            text.contains(&format!("unknown field `{unknown}`")),
+            "{path}: {text}"
+        );
+    }
+    let response = client
+        .delete(format!(
+            "{}/_sandbox/records/persons/5?hrad=true",
+            sandbox.base_url()
+        ))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(response.status().as_u16(), 400);
+    let text = response.text().await.expect("body");
+    assert!(text.contains("unknown parameter `hrad`"), "{text}");
+    // Nothing refused took effect: no fault, no limit, the token and counters kept
+    // (person 5 is still there).
+    for _ in 0..2 {
+        let (status, _) = get(&sandbox, "/api/v2/persons/5").await;
+        assert_eq!(status, 200);
+    }
+    let counted: Value = client
+        .get(format!("{}/_sandbox/counters", sandbox.base_url()))
+        .send()
+        .await
+        .expect("counters")
+        .json()
+        .await
+        .expect("json");
+    assert!(counted.to_string().contains(":2"), "{counted}");
+    // Record bodies stay open: their top-level keys are the person's fields.
+    let response = client
+        .post(format!("{}/_sandbox/records/persons", sandbox.base_url()))
+        .json(&json!({"name": "Open", "job_title": "anything"}))
+        .send()
+        .await
+        .expect("upsert");
+    assert_eq!(response.status().as_u16(), 200);
+}

@@ -442,3 +442,67 @@ async fn authorize_requires_pkce_and_a_known_client() {
     let counters = sandbox.counters();
     assert_eq!(counters.get("GET /services/oauth2/authorize"), Some(&3));
 }
+
+#[tokio::test]
+async fn control_bodies_with_unknown_fields_are_refused_and_change_nothing() {
+    let (sandbox, client) = small().await;
+    let post = |path: &str, body: Value| {
+        client
+            .http
+            .post(format!("{}/_sandbox/{path}", client.base))
+            .json(&body)
+            .send()
+    };
+    let cases = [
+        ("daily-limit", json!({"limit": 1, "usde": 1}), "usde"),
+        (
+            "rate-limit",
+            json!({"max": 1, "interval_ms": 60000, "per": "s"}),
+            "per",
+        ),
+        (
+            "faults",
+            json!({"kind": "status", "status": 500, "cnt": 9}),
+            "cnt",
+        ),
+        (
+            "faults",
+            json!([{"kind": "timeout", "holdms": 1}]),
+            "holdms",
+        ),
+        ("tokens", json!({"refresh": false}), "refresh"),
+        ("tokens/expire", json!({"now": true}), "now"),
+        ("counters/reset", json!({"key": "x"}), "key"),
+    ];
+    for (path, body, unknown) in cases {
+        let response = post(path, body).await.expect("control");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        assert_eq!(status, 400, "{path}: {text}");
+        assert!(
+            text.contains(&format!("unknown field `{unknown}`")),
+            "{path}: {text}"
+        );
+    }
+    // Record bodies stay open: their keys are the record's fields.
+    let response = post("records/Contact", json!({"LastName": "Open", "Phone": "1"}))
+        .await
+        .expect("upsert");
+    assert_eq!(response.status().as_u16(), 200);
+    // Nothing refused took effect: no daily limit, rate limit, fault or expiry.
+    for _ in 0..3 {
+        let response = client.query("SELECT Id FROM Contact LIMIT 1").await;
+        assert_eq!(response.status().as_u16(), 200);
+    }
+    let deleted = client
+        .http
+        .delete(format!(
+            "{}/_sandbox/records/Contact/none?deleted_at_=x",
+            client.base
+        ))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(deleted.status().as_u16(), 400, "an unknown query key");
+    sandbox.shutdown().await;
+}

@@ -14,7 +14,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::state::{error, now_secs, GenericState, Kind, Stamp, TokenError};
-use crate::faults::{Action, FaultHost, FaultSpec};
+use crate::control_body;
+use crate::faults::{Action, FaultHost};
 use tokio::sync::watch;
 
 /// `GET /cursor/contacts/17` → `GET /cursor/contacts/{id}`.
@@ -61,6 +62,7 @@ impl FaultHost for GenericState {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RecordEdit {
     id: Option<u64>,
     #[serde(default)]
@@ -76,12 +78,12 @@ pub async fn upsert_record(
     let Some(kind) = Kind::parse(&entity) else {
         return error(StatusCode::NOT_FOUND, "not_found", "no such entity");
     };
-    let Ok(edit) = serde_json::from_slice::<RecordEdit>(&body) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            "expected {\"id\"?, \"attributes\"}",
-        );
+    let edit = match control_body::parse::<RecordEdit>(&body) {
+        Ok(edit) => edit,
+        Err(e) => {
+            let message = format!("expected {{\"id\"?, \"attributes\"}}: {e}");
+            return error(StatusCode::BAD_REQUEST, "invalid_json", message);
+        }
     };
     let attrs: BTreeMap<String, String> = edit
         .attributes
@@ -122,17 +124,29 @@ pub async fn delete_record(
     }
 }
 
+/// Refuses a body with any key (these endpoints take none): 400 naming it.
+fn refuse_any(body: &[u8]) -> Option<Response> {
+    control_body::nothing(body)
+        .err()
+        .map(|e| error(StatusCode::BAD_REQUEST, "invalid_json", e))
+}
+
+/// One fault, or a list of them (all or nothing).
 pub async fn push_fault(State(s): State<Arc<GenericState>>, body: Bytes) -> Response {
-    match serde_json::from_slice::<FaultSpec>(&body) {
-        Ok(spec) => {
-            s.lock().faults.push(spec);
+    match control_body::faults(&body) {
+        Ok(specs) => {
+            let mut inner = s.lock();
+            specs.into_iter().for_each(|spec| inner.faults.push(spec));
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(e) => error(StatusCode::BAD_REQUEST, "invalid_fault", e.to_string()),
+        Err(e) => error(StatusCode::BAD_REQUEST, "invalid_fault", e),
     }
 }
 
-pub async fn clear_faults(State(s): State<Arc<GenericState>>) -> Response {
+pub async fn clear_faults(State(s): State<Arc<GenericState>>, body: Bytes) -> Response {
+    if let Some(refused) = refuse_any(&body) {
+        return refused;
+    }
     s.lock().faults.clear();
     StatusCode::NO_CONTENT.into_response()
 }
@@ -142,7 +156,10 @@ pub async fn counters(State(s): State<Arc<GenericState>>) -> Response {
 }
 
 /// Expires every OAuth access token at once (refresh tokens stay valid).
-pub async fn expire_tokens(State(s): State<Arc<GenericState>>) -> Response {
+pub async fn expire_tokens(State(s): State<Arc<GenericState>>, body: Bytes) -> Response {
+    if let Some(refused) = refuse_any(&body) {
+        return refused;
+    }
     let past = Utc::now() - chrono::Duration::seconds(1);
     for expiry in s.lock().access.values_mut() {
         *expiry = past;
@@ -153,7 +170,7 @@ pub async fn expire_tokens(State(s): State<Arc<GenericState>>) -> Response {
 /// Queues an answer for the next token requests: `{"status": 503, "error"?,
 /// "retry_after"?, "count"?}`.
 pub async fn push_token_error(State(s): State<Arc<GenericState>>, body: Bytes) -> Response {
-    match serde_json::from_slice::<TokenError>(&body) {
+    match control_body::parse::<TokenError>(&body) {
         Ok(queued) if queued.count > 0 => {
             s.lock().token_errors.push(queued);
             StatusCode::NO_CONTENT.into_response()
@@ -173,13 +190,14 @@ pub async fn revocations(State(s): State<Arc<GenericState>>) -> Response {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct TokenTypeBody {
     token_type: String,
 }
 
 /// Makes token responses name another `token_type` from now on: `{"token_type": "DPoP"}`.
 pub async fn set_token_type(State(s): State<Arc<GenericState>>, body: Bytes) -> Response {
-    match serde_json::from_slice::<TokenTypeBody>(&body) {
+    match control_body::parse::<TokenTypeBody>(&body) {
         Ok(body) => {
             s.lock().token_type = body.token_type;
             StatusCode::NO_CONTENT.into_response()

@@ -71,6 +71,7 @@ impl Rec {
 
 /// An answer queued for the next token requests (`POST /_sandbox/oauth/errors`).
 #[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TokenError {
     /// The HTTP status, e.g. 400, 429 or 503.
     pub status: u16,

@@ -5,14 +5,13 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::middleware::{bad_request, not_found, Reject};
 use super::state::{Kind, PipedriveData};
 use super::App;
+use crate::control_body;
 use crate::error::{query_pairs, query_value};
-use crate::faults::FaultSpec;
 use crate::RateLimit;
 
 fn kind(raw: &str) -> Result<Kind, Reject> {
@@ -100,7 +99,11 @@ pub async fn delete_record(
         Ok(k) => k,
         Err(e) => return e.into_response(),
     };
-    let hard = query_value(&query_pairs(q.as_deref()), "hard") == Some("true");
+    let pairs = query_pairs(q.as_deref());
+    if let Some((key, _)) = pairs.iter().find(|(k, _)| k != "hard") {
+        return bad_request(format!("unknown parameter `{key}`, expected `hard`"));
+    }
+    let hard = query_value(&pairs, "hard") == Some("true");
     let mut inner = s.lock();
     let found = if hard {
         inner.table(kind).remove(&id).is_some()
@@ -114,24 +117,37 @@ pub async fn delete_record(
     }
 }
 
-pub async fn issue_tokens(State(s): State<App>) -> Json<Value> {
-    let ttl = s.config.access_token_ttl_secs;
-    let (access, refresh) = s.lock().auth.issue(None, ttl);
-    Json(super::oauth::token_body(&s, access, refresh))
+/// Refuses a body with any key (these endpoints take none): 400 naming it.
+fn refuse_any(body: &[u8]) -> Option<Response> {
+    control_body::nothing(body)
+        .err()
+        .map(|e| bad_request(format!("invalid body: {e}")))
 }
 
-pub async fn expire_tokens(State(s): State<App>) -> StatusCode {
+pub async fn issue_tokens(State(s): State<App>, body: Bytes) -> Response {
+    if let Some(refused) = refuse_any(&body) {
+        return refused;
+    }
+    let ttl = s.config.access_token_ttl_secs;
+    let (access, refresh) = s.lock().auth.issue(None, ttl);
+    Json(super::oauth::token_body(&s, access, refresh)).into_response()
+}
+
+pub async fn expire_tokens(State(s): State<App>, body: Bytes) -> Response {
+    if let Some(refused) = refuse_any(&body) {
+        return refused;
+    }
     let now = std::time::Instant::now();
     s.lock()
         .auth
         .access
         .values_mut()
         .for_each(|(_, exp)| *exp = now);
-    StatusCode::NO_CONTENT
+    StatusCode::NO_CONTENT.into_response()
 }
 
 pub async fn set_rate_limit(State(s): State<App>, body: Bytes) -> Response {
-    match serde_json::from_slice::<Option<RateLimit>>(&body) {
+    match control_body::parse::<Option<RateLimit>>(&body) {
         Ok(limit) => {
             s.lock().limits.set(limit);
             StatusCode::NO_CONTENT.into_response()
@@ -140,19 +156,11 @@ pub async fn set_rate_limit(State(s): State<App>, body: Bytes) -> Response {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum FaultBody {
-    One(FaultSpec),
-    Many(Vec<FaultSpec>),
-}
-
 /// `partial_batch` makes every n-th create or patch fail with 400 (Pipedrive
 /// has no batch writes); `count` is then the number of writes it applies to.
 pub async fn add_faults(State(s): State<App>, body: Bytes) -> Response {
-    let specs = match serde_json::from_slice::<FaultBody>(&body) {
-        Ok(FaultBody::One(spec)) => vec![spec],
-        Ok(FaultBody::Many(specs)) => specs,
+    let specs = match control_body::faults(&body) {
+        Ok(specs) => specs,
         Err(e) => return bad_request(format!("invalid fault: {e}")),
     };
     let mut inner = s.lock();
@@ -161,18 +169,24 @@ pub async fn add_faults(State(s): State<App>, body: Bytes) -> Response {
     StatusCode::NO_CONTENT.into_response()
 }
 
-pub async fn clear_faults(State(s): State<App>) -> StatusCode {
+pub async fn clear_faults(State(s): State<App>, body: Bytes) -> Response {
+    if let Some(refused) = refuse_any(&body) {
+        return refused;
+    }
     let mut inner = s.lock();
     inner.faults.clear();
     inner.writes = 0;
-    StatusCode::NO_CONTENT
+    StatusCode::NO_CONTENT.into_response()
 }
 
 pub async fn counters(State(s): State<App>) -> Json<Value> {
     Json(json!(s.lock().counters))
 }
 
-pub async fn reset_counters(State(s): State<App>) -> StatusCode {
+pub async fn reset_counters(State(s): State<App>, body: Bytes) -> Response {
+    if let Some(refused) = refuse_any(&body) {
+        return refused;
+    }
     s.lock().counters.clear();
-    StatusCode::NO_CONTENT
+    StatusCode::NO_CONTENT.into_response()
 }

@@ -14,8 +14,13 @@ use super::oauth::token_body;
 use super::schema::SObject;
 use super::sobjects::object;
 use super::state::{parse_time, AppState, Record};
-use crate::faults::FaultSpec;
+use crate::control_body;
 use crate::RateLimit;
+
+/// A control body, refused with a 400 naming the unknown or malformed key.
+fn control<T>(parsed: Result<T, String>) -> Result<T, SfError> {
+    parsed.map_err(|e| SfError::bad_request("JSON_PARSER_ERROR", format!("Invalid JSON: {e}")))
+}
 
 /// Every declared field of the record, plus `Id` and the system fields.
 fn full(s: &AppState, object: SObject, record: &Record) -> Value {
@@ -74,6 +79,7 @@ pub async fn get_record(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct DeleteParams {
     /// Backdates the deletion, to test the 15-day memory of `getDeleted`.
     deleted_at: Option<String>,
@@ -106,23 +112,30 @@ pub async fn delete_record(
 }
 
 /// Issues a session and refresh token, answered like the token endpoint.
-pub async fn issue_tokens(State(s): State<AppState>) -> Json<Value> {
+pub async fn issue_tokens(State(s): State<AppState>, body: Bytes) -> Result<Json<Value>, SfError> {
+    control(control_body::nothing(&body))?;
     let issued = s.lock().auth.issue(true);
-    Json(token_body(&s, issued.access_token, issued.refresh_token))
+    Ok(Json(token_body(
+        &s,
+        issued.access_token,
+        issued.refresh_token,
+    )))
 }
 
-pub async fn expire_tokens(State(s): State<AppState>) -> StatusCode {
+pub async fn expire_tokens(State(s): State<AppState>, body: Bytes) -> Result<StatusCode, SfError> {
+    control(control_body::nothing(&body))?;
     s.lock().auth.expire_all();
-    StatusCode::NO_CONTENT
+    Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn set_rate_limit(State(s): State<AppState>, body: Bytes) -> Result<StatusCode, SfError> {
-    let limit: Option<RateLimit> = parse_json(&body)?;
+    let limit: Option<RateLimit> = control(control_body::parse(&body))?;
     s.lock().limits.set(limit);
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct DailyLimit {
     limit: u32,
     used: Option<u32>,
@@ -132,7 +145,7 @@ pub async fn set_daily_limit(
     State(s): State<AppState>,
     body: Bytes,
 ) -> Result<StatusCode, SfError> {
-    let daily: DailyLimit = parse_json(&body)?;
+    let daily: DailyLimit = control(control_body::parse(&body))?;
     let mut inner = s.lock();
     inner.daily_limit = daily.limit;
     if let Some(used) = daily.used {
@@ -141,26 +154,17 @@ pub async fn set_daily_limit(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum FaultBody {
-    One(FaultSpec),
-    Many(Vec<FaultSpec>),
-}
-
 pub async fn add_faults(State(s): State<AppState>, body: Bytes) -> Result<StatusCode, SfError> {
-    let specs = match parse_json::<FaultBody>(&body)? {
-        FaultBody::One(spec) => vec![spec],
-        FaultBody::Many(specs) => specs,
-    };
+    let specs = control(control_body::faults(&body))?;
     let mut inner = s.lock();
     specs.into_iter().for_each(|spec| inner.faults.push(spec));
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn clear_faults(State(s): State<AppState>) -> StatusCode {
+pub async fn clear_faults(State(s): State<AppState>, body: Bytes) -> Result<StatusCode, SfError> {
+    control(control_body::nothing(&body))?;
     s.lock().faults.clear();
-    StatusCode::NO_CONTENT
+    Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn counters(State(s): State<AppState>) -> Json<Value> {
@@ -168,7 +172,8 @@ pub async fn counters(State(s): State<AppState>) -> Json<Value> {
     Json(json!(inner.counters))
 }
 
-pub async fn reset_counters(State(s): State<AppState>) -> StatusCode {
+pub async fn reset_counters(State(s): State<AppState>, body: Bytes) -> Result<StatusCode, SfError> {
+    control(control_body::nothing(&body))?;
     s.lock().counters.clear();
-    StatusCode::NO_CONTENT
+    Ok(StatusCode::NO_CONTENT)
 }
