@@ -638,7 +638,8 @@ async fn create_token(
     let meta =
         syncledger_store::Metadata::new("system", workspace_id, uuid::Uuid::now_v7().to_string())
             .caused_by("cli:tokens-create");
-    let issued = workspaces::issue_token(&store, &store.cqrs(), workspace_id, role, label, &meta)
+    let token = (role, label, None);
+    let issued = workspaces::issue_token(&store, &store.cqrs(), workspace_id, token, &meta)
         .await
         .map_err(|e| anyhow::anyhow!(ApiError::from(e).message));
     store.close().await;

@@ -217,11 +217,13 @@ impl From<WorkspaceError> for ApiError {
             W::InvalidName
             | W::InvalidIntegrationName
             | W::InvalidTokenLabel
+            | W::InvalidTokenExpiry
             | W::InvalidSignInLink => (StatusCode::BAD_REQUEST, "validation_failed"),
         };
         let message = match &e {
             W::InvalidIntegrationName => format!("name: {e}"),
             W::InvalidTokenLabel => format!("label: {e}"),
+            W::InvalidTokenExpiry => format!("expires_at: {e}"),
             _ => e.to_string(),
         };
         ApiError::new(status, code, message)

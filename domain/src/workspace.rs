@@ -54,6 +54,10 @@ pub enum WorkspaceEvent {
         role: Role,
         label: String,
         at: DateTime<Utc>,
+        /// When the token stops working (absent: never; and in events written before
+        /// tokens could expire).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<DateTime<Utc>>,
     },
     TokenRevoked {
         token_id: String,
@@ -100,10 +104,14 @@ impl DomainEvent for WorkspaceEvent {
                 token_id,
                 role,
                 label,
+                expires_at,
                 ..
             } => format!(
-                "API token {token_id} issued with role {} ({label:?})",
-                role.as_str()
+                "API token {token_id} issued with role {} ({label:?}){}",
+                role.as_str(),
+                expires_at
+                    .map(|t| format!(", expires {}", t.to_rfc3339()))
+                    .unwrap_or_default()
             ),
             WorkspaceEvent::TokenRevoked {
                 token_id,
@@ -147,6 +155,7 @@ pub enum WorkspaceCommand {
         role: Role,
         label: String,
         at: DateTime<Utc>,
+        expires_at: Option<DateTime<Utc>>,
     },
     RevokeToken {
         token_id: String,
@@ -178,6 +187,8 @@ pub enum WorkspaceError {
     TokenNotFound,
     #[error("token label must be at most 200 characters")]
     InvalidTokenLabel,
+    #[error("a token must expire after it is issued")]
+    InvalidTokenExpiry,
     #[error(
         "this is the workspace's last active admin token; issue another admin token before revoking it"
     )]
@@ -195,6 +206,9 @@ pub struct Workspace {
     pub integrations: BTreeMap<String, String>,
     /// Live tokens: id → role.
     pub tokens: BTreeMap<String, Role>,
+    /// When the live tokens that expire do.
+    #[serde(default)]
+    pub token_expiry: BTreeMap<String, DateTime<Utc>>,
 }
 
 fn valid_name(s: &str) -> bool {
@@ -286,15 +300,20 @@ impl Aggregate for Workspace {
                 role,
                 label,
                 at,
+                expires_at,
             } => {
                 if label.chars().count() > 200 {
                     return Err(WorkspaceError::InvalidTokenLabel);
+                }
+                if expires_at.is_some_and(|e| e <= at) {
+                    return Err(WorkspaceError::InvalidTokenExpiry);
                 }
                 Ok(vec![WorkspaceEvent::TokenIssued {
                     token_id,
                     role,
                     label,
                     at,
+                    expires_at,
                 }])
             }
             C::RevokeToken { token_id, at } => {
@@ -303,10 +322,12 @@ impl Aggregate for Workspace {
                 };
                 // Without an admin token nobody can issue tokens, manage integrations
                 // or undo a bad run: the workspace would be locked out.
-                let other_admin = self
-                    .tokens
-                    .iter()
-                    .any(|(id, r)| *r == Role::Admin && *id != token_id);
+                // An admin token that will have expired by then does not count.
+                let other_admin = self.tokens.iter().any(|(id, r)| {
+                    *r == Role::Admin
+                        && *id != token_id
+                        && self.token_expiry.get(id).is_none_or(|e| *e > at)
+                });
                 if role == Role::Admin && !other_admin {
                     return Err(WorkspaceError::LastAdminToken);
                 }
@@ -357,11 +378,20 @@ impl Aggregate for Workspace {
             WorkspaceEvent::IntegrationSlotReleased { integration_id } => {
                 self.integrations.remove(integration_id);
             }
-            WorkspaceEvent::TokenIssued { token_id, role, .. } => {
+            WorkspaceEvent::TokenIssued {
+                token_id,
+                role,
+                expires_at,
+                ..
+            } => {
                 self.tokens.insert(token_id.clone(), *role);
+                if let Some(e) = expires_at {
+                    self.token_expiry.insert(token_id.clone(), *e);
+                }
             }
             WorkspaceEvent::TokenRevoked { token_id, .. } => {
                 self.tokens.remove(token_id);
+                self.token_expiry.remove(token_id);
             }
             // A link is a one-time grant kept outside the aggregate's state (the engine's
             // `sign_in_links` table); the event is its audit record.
@@ -510,6 +540,7 @@ mod tests {
             role: Role::Viewer,
             label: "ci".into(),
             at: t0(),
+            expires_at: None,
         };
         let revoke = || WorkspaceCommand::RevokeToken {
             token_id: "t1".into(),
@@ -545,7 +576,36 @@ mod tests {
             role,
             label: String::new(),
             at: t0(),
+            expires_at: None,
         }
+    }
+
+    #[test]
+    fn an_admin_token_that_expires_does_not_keep_the_workspace_open() {
+        let expiring = WorkspaceEvent::TokenIssued {
+            token_id: "short".into(),
+            role: Role::Admin,
+            label: String::new(),
+            at: t0(),
+            expires_at: Some(t0() + chrono::Duration::hours(1)),
+        };
+        let history = || {
+            [
+                created(Plan::Free),
+                issued("a1", Role::Admin),
+                expiring.clone(),
+            ]
+        };
+        let revoke_at = |at| WorkspaceCommand::RevokeToken {
+            token_id: "a1".into(),
+            at,
+        };
+        assert!(given::<Workspace>(history()).when(revoke_at(t0())).is_ok());
+        assert_eq!(
+            given::<Workspace>(history()).when(revoke_at(t0() + chrono::Duration::hours(2))),
+            Err(WorkspaceError::LastAdminToken),
+            "the other admin token has expired by then"
+        );
     }
 
     fn revoke(id: &str) -> WorkspaceCommand {
@@ -593,10 +653,24 @@ mod tests {
             role: Role::Admin,
             label: "x".repeat(201),
             at: t0(),
+            expires_at: None,
         };
         assert_eq!(
             given::<Workspace>([created(Plan::Free)]).when(cmd),
             Err(WorkspaceError::InvalidTokenLabel)
         );
+        for expires in [t0(), t0() - chrono::Duration::seconds(1)] {
+            let cmd = WorkspaceCommand::IssueToken {
+                token_id: "t1".into(),
+                role: Role::Admin,
+                label: "short-lived".into(),
+                at: t0(),
+                expires_at: Some(expires),
+            };
+            assert_eq!(
+                given::<Workspace>([created(Plan::Free)]).when(cmd),
+                Err(WorkspaceError::InvalidTokenExpiry)
+            );
+        }
     }
 }

@@ -11,7 +11,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use sqlx::{AnyPool, Row};
 use subtle::ConstantTimeEq;
-use syncledger_domain::{Plan, Role, Workspace, WorkspaceCommand};
+use syncledger_domain::{Plan, Role, Workspace, WorkspaceCommand, WorkspaceError};
 use syncledger_projections::statement::Statement;
 use syncledger_store::{Cqrs, Metadata, Store};
 
@@ -24,6 +24,7 @@ pub struct IssuedToken {
     pub role: Role,
     pub label: String,
     pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// A token as listed: never its secret.
@@ -33,6 +34,7 @@ pub struct TokenRow {
     pub label: String,
     pub created_at: Option<String>,
     pub revoked_at: Option<String>,
+    pub expires_at: Option<String>,
 }
 
 /// Who a valid token speaks for.
@@ -97,8 +99,7 @@ pub async fn create_workspace(
         store,
         &cqrs,
         &workspace_id,
-        Role::Admin,
-        "initial admin token",
+        (Role::Admin, "initial admin token", None),
         &meta,
     )
     .await?;
@@ -111,8 +112,7 @@ pub async fn issue_token(
     store: &Store,
     cqrs: &Cqrs<Workspace>,
     workspace_id: &str,
-    role: Role,
-    label: &str,
+    (role, label, expires_at): (Role, &str, Option<DateTime<Utc>>),
     meta: &Metadata,
 ) -> Result<IssuedToken, EngineError> {
     let NewToken {
@@ -121,8 +121,12 @@ pub async fn issue_token(
         secret_hash,
     } = mint();
     let created_at = Utc::now();
+    if expires_at.is_some_and(|e| e <= created_at) {
+        return Err(WorkspaceError::InvalidTokenExpiry.into());
+    }
     sqlx::query(
-        "INSERT INTO api_tokens (id, workspace_id, role, label, secret_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO api_tokens (id, workspace_id, role, label, secret_hash, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&id)
     .bind(workspace_id)
@@ -130,6 +134,7 @@ pub async fn issue_token(
     .bind(label)
     .bind(&secret_hash)
     .bind(created_at.to_rfc3339())
+    .bind(expires_at.map(|e| e.to_rfc3339()))
     .execute(&store.any)
     .await?;
     let command = WorkspaceCommand::IssueToken {
@@ -137,6 +142,7 @@ pub async fn issue_token(
         role,
         label: label.to_string(),
         at: created_at,
+        expires_at,
     };
     if let Err(e) = cqrs.execute(workspace_id, command, meta).await {
         sqlx::query("DELETE FROM api_tokens WHERE id = $1")
@@ -151,6 +157,7 @@ pub async fn issue_token(
         role,
         label: label.to_string(),
         created_at,
+        expires_at,
     })
 }
 
@@ -162,12 +169,16 @@ pub async fn authenticate(
     secret: &str,
 ) -> Result<Option<Authenticated>, EngineError> {
     let row = sqlx::query(
-        "SELECT workspace_id, role, secret_hash FROM api_tokens WHERE id = $1 AND revoked_at IS NULL",
+        "SELECT workspace_id, role, secret_hash, expires_at FROM api_tokens
+          WHERE id = $1 AND revoked_at IS NULL",
     )
     .bind(id)
     .fetch_optional(pool)
     .await?;
     let Some(row) = row else { return Ok(None) };
+    if expired(row.try_get("expires_at")?) {
+        return Ok(None);
+    }
     let stored: String = row.try_get("secret_hash")?;
     let presented = hash_secret(secret);
     if !bool::from(stored.as_bytes().ct_eq(presented.as_bytes())) {
@@ -186,19 +197,28 @@ pub async fn authenticate(
 /// Whether the token `id` exists and is not revoked (checked by any process on this
 /// database, e.g. for a live event stream).
 pub async fn token_is_live(pool: &AnyPool, id: &str) -> Result<bool, EngineError> {
-    let live: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM api_tokens WHERE id = $1 AND revoked_at IS NULL")
-            .bind(id)
-            .fetch_optional(pool)
-            .await?;
-    Ok(live.is_some())
+    let live: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT expires_at FROM api_tokens WHERE id = $1 AND revoked_at IS NULL",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(live.is_some_and(|expires_at| !expired(expires_at)))
+}
+
+/// Whether a token with this `expires_at` (RFC 3339, as stored) has expired. Compared as
+/// instants, not as text; a value that does not parse counts as expired (fail closed).
+fn expired(expires_at: Option<String>) -> bool {
+    expires_at.is_some_and(|e| {
+        DateTime::parse_from_rfc3339(&e).map_or(true, |e| e.with_timezone(&Utc) <= Utc::now())
+    })
 }
 
 /// What [`list_tokens`] runs: by id, served by the index on `(workspace_id, id)` (the
 /// query-plan test checks it beside the read models' lists).
 pub fn list_tokens_statement(workspace_id: &str, after: &str, limit: i64) -> Statement {
     let mut s = Statement::new(
-        "SELECT id, role, label, created_at, revoked_at FROM api_tokens
+        "SELECT id, role, label, created_at, revoked_at, expires_at FROM api_tokens
           WHERE workspace_id = $1 AND id > $2 ORDER BY id LIMIT $3",
     );
     s.arg(workspace_id);
@@ -224,6 +244,7 @@ pub async fn list_tokens(
                 label: r.try_get("label")?,
                 created_at: r.try_get("created_at")?,
                 revoked_at: r.try_get("revoked_at")?,
+                expires_at: r.try_get("expires_at")?,
             })
         })
         .collect()
@@ -283,13 +304,13 @@ impl Tokens<'_> {
         meta: &Metadata,
         role: Role,
         label: &str,
+        expires_at: Option<DateTime<Utc>>,
     ) -> Result<IssuedToken, EngineError> {
         issue_token(
             &self.0.store,
             &self.0.workspaces,
             &meta.workspace_id,
-            role,
-            label,
+            (role, label, expires_at),
             meta,
         )
         .await

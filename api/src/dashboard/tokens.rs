@@ -117,7 +117,7 @@ async fn issue(State(state): State<AppState>, posted: Posted<NewToken>) -> PageR
     let t = state
         .engine
         .tokens()
-        .issue(&person.caller.metadata(), role, &posted.form.label)
+        .issue(&person.caller.metadata(), role, &posted.form.label, None)
         .await?;
     // The secret is on this one page, answered to this post, never stored for a later GET.
     let body = html! {

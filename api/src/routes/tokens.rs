@@ -1,5 +1,5 @@
 use crate::auth::{Admin, Caller, ADMINS};
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, List, Page, Query};
 use crate::routes::integration_view::api_time;
 use crate::state::AppState;
@@ -17,6 +17,9 @@ pub struct NewTokenRequest {
     pub role: Role,
     #[serde(default)]
     pub label: String,
+    /// When the token stops working (RFC 3339, in the future); absent: never.
+    #[serde(default)]
+    pub expires_at: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -26,6 +29,8 @@ pub struct TokenView {
     pub label: String,
     pub created_at: String,
     pub revoked_at: Option<String>,
+    /// When it stops working; null: never.
+    pub expires_at: Option<String>,
     /// The bearer token, shown only in the response that issues it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
@@ -39,10 +44,19 @@ pub async fn create(
     Admin(caller): Admin,
     Body(req): Body<NewTokenRequest>,
 ) -> ApiResult<(StatusCode, Json<TokenView>)> {
+    let expires_at = req
+        .expires_at
+        .as_deref()
+        .map(|t| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .map_err(|_| ApiError::invalid_field("expires_at", "must be an RFC 3339 time"))
+        })
+        .transpose()?;
     let t = state
         .engine
         .tokens()
-        .issue(&caller.metadata(), req.role, &req.label)
+        .issue(&caller.metadata(), req.role, &req.label, expires_at)
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -54,6 +68,9 @@ pub async fn create(
                 .created_at
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             revoked_at: None,
+            expires_at: t
+                .expires_at
+                .map(|e| e.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
             token: Some(t.bearer),
         }),
     ))
@@ -83,6 +100,7 @@ pub async fn list(
             label: r.label,
             created_at: api_time(r.created_at).unwrap_or_default(),
             revoked_at: api_time(r.revoked_at),
+            expires_at: api_time(r.expires_at),
             token: None,
         })
         .collect();

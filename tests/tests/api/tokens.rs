@@ -4,7 +4,10 @@ use reqwest::StatusCode;
 use serde_json::json;
 use syncledger_testkit::app::{integration_body, on_both_backends, Backend, TestApp};
 
-on_both_backends!(tokens_are_issued_used_listed_and_revoked);
+on_both_backends!(
+    tokens_are_issued_used_listed_and_revoked,
+    a_token_stops_working_when_it_expires
+);
 
 async fn tokens_are_issued_used_listed_and_revoked(backend: Backend) -> anyhow::Result<()> {
     let Some(app) = TestApp::spawn(backend).await? else {
@@ -181,5 +184,72 @@ async fn token_times_are_consistent() -> anyhow::Result<()> {
             }
         }
     }
+    app.finish().await
+}
+
+/// A token issued with `expires_at` works until then and is refused (401) from then on;
+/// an expiry that is not in the future, or not a time, is refused at issue (400 naming
+/// `expires_at`) and issues nothing. The audit trail records the expiry.
+async fn a_token_stops_working_when_it_expires(backend: Backend) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let soon = (chrono::Utc::now() + chrono::Duration::days(30))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let resp = app
+        .post(
+            "/v1/tokens",
+            &app.admin,
+            json!({"role": "viewer", "label": "contractor", "expires_at": soon}),
+        )
+        .await?;
+    let body = resp.expect(StatusCode::CREATED).clone();
+    assert_eq!(body["expires_at"], soon.as_str(), "{body}");
+    let (id, token) = (
+        body["id"].as_str().unwrap_or_default().to_string(),
+        body["token"].as_str().unwrap_or_default().to_string(),
+    );
+    app.get("/v1/integrations", &token)
+        .await?
+        .expect(StatusCode::OK);
+    let listed = app.get("/v1/tokens", &app.admin).await?;
+    let listed = listed.expect(StatusCode::OK)["data"].clone();
+    let row = listed
+        .as_array()
+        .and_then(|all| all.iter().find(|t| t["id"] == id.as_str()))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(row["expires_at"], soon.as_str(), "{row}");
+    app.caught_up().await;
+    let audit = app.get("/v1/audit?action=TokenIssued", &app.admin).await?;
+    assert!(audit.text.contains("expires"), "{}", audit.text);
+
+    // Time passes: the stored expiry is moved into the past, as the clock would.
+    let past = (chrono::Utc::now() - chrono::Duration::seconds(1)).to_rfc3339();
+    sqlx::query("UPDATE api_tokens SET expires_at = $1 WHERE id = $2")
+        .bind(&past)
+        .bind(&id)
+        .execute(&app.state.store.any)
+        .await?;
+    let refused = app.get("/v1/integrations", &token).await?;
+    refused.expect_error(StatusCode::UNAUTHORIZED, "unauthorized", "");
+
+    let before = app.event_count().await?;
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339();
+    for expires_at in [yesterday.as_str(), "next tuesday"] {
+        let resp = app
+            .post(
+                "/v1/tokens",
+                &app.admin,
+                json!({"role": "viewer", "expires_at": expires_at}),
+            )
+            .await?;
+        resp.expect_error(StatusCode::BAD_REQUEST, "validation_failed", "expires_at");
+    }
+    assert_eq!(
+        app.event_count().await?,
+        before,
+        "a refused token was issued"
+    );
     app.finish().await
 }
