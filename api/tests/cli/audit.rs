@@ -88,19 +88,18 @@ async fn audit_export_writes_what_the_api_sends(env: &TestEnv) {
     env.settle().await;
     let file = env.data_dir().join("trail.out");
     let file_arg = file.to_string_lossy().to_string();
+    // (format, (query parameter, CLI flag, value))
     for (format, filter) in [
         ("jsonl", None),
         ("csv", None),
-        ("csv", Some(("integration", id.as_str()))),
-        ("jsonl", Some(("action", "IntegrationPaused"))),
+        ("csv", Some(("integration_id", "--integration", id.as_str()))),
+        ("jsonl", Some(("action", "--action", "IntegrationPaused"))),
     ] {
         let mut query = format!("/v1/audit/export?format={format}");
         let mut args = vec!["audit", "export", "--workspace", &ws.id, "--format", format];
-        let flag;
-        if let Some((name, value)) = filter {
+        if let Some((name, flag, value)) = filter {
             query.push_str(&format!("&{name}={value}"));
-            flag = format!("--{name}");
-            args.extend([flag.as_str(), value]);
+            args.extend([flag, value]);
         }
         let sent = api.get(&query).await;
         let printed = env.run_ok(&args).await;
