@@ -131,6 +131,49 @@ fi
 export SYNCLEDGER_TEST_PG_URL="${SYNCLEDGER_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}"
 export NATS_URL="${NATS_URL:-nats://127.0.0.1:4222}"
 
+# --- cargo deny: licenses, duplicate versions and sources always; advisories when the RustSec
+# database can be had (deny.toml; the README's "Deploying" says what is not checked here).
+CARGO_DENY_VERSION=0.20.2
+ensure_cargo_deny() {
+  if [[ "$(cargo deny --version 2>/dev/null)" == "cargo-deny $CARGO_DENY_VERSION" ]]; then return 0; fi
+  log "installing cargo-deny $CARGO_DENY_VERSION (once: it stays in ~/.cargo/bin)"
+  nice cargo install --locked --quiet cargo-deny --version "$CARGO_DENY_VERSION"
+}
+
+cargo_deny() {
+  log "cargo deny check licenses bans sources"
+  cargo deny --locked check --hide-inclusion-graph licenses bans sources
+  # The RustSec database is a git repository on GitHub, which this project's machines cannot
+  # reach. SYNCLEDGER_ADVISORY_DB names a local clone of it to fetch from instead.
+  # cargo-deny clones it with git, so git's url.<base>.insteadOf (here through the environment)
+  # sends that clone to the local copy.
+  local upstream=https://github.com/RustSec/advisory-db
+  local redirect=()
+  if [[ -n "${SYNCLEDGER_ADVISORY_DB:-}" ]]; then
+    local local_db
+    local_db="file://$(realpath "$SYNCLEDGER_ADVISORY_DB")"
+    redirect=(GIT_CONFIG_COUNT=1 "GIT_CONFIG_KEY_0=url.$local_db.insteadOf" "GIT_CONFIG_VALUE_0=$upstream")
+  fi
+  if env "${redirect[@]}" timeout 120 cargo deny --locked fetch db >/dev/null 2>&1; then
+    local from="$upstream"
+    [[ -n "${SYNCLEDGER_ADVISORY_DB:-}" ]] &&
+      from="$SYNCLEDGER_ADVISORY_DB, last changed $(git -C "$SYNCLEDGER_ADVISORY_DB" log -1 --format=%cs main)"
+    log "cargo deny check advisories (database: $from)"
+    cargo deny --locked --offline check advisories
+  else
+    log "advisories NOT checked: the RustSec database could not be fetched (set SYNCLEDGER_ADVISORY_DB to a local clone)"
+  fi
+}
+
+if ensure_cargo_deny; then
+  cargo_deny
+elif [[ "${CI:-}" == "true" ]]; then
+  log "cargo-deny could not be installed"
+  exit 1
+else
+  log "cargo-deny could not be installed: licenses, duplicates, sources and advisories NOT checked"
+fi
+
 if [[ $lint -eq 1 ]]; then
   log "cargo fmt --check"
   cargo fmt --all -- --check

@@ -12,6 +12,8 @@ mod config;
 mod creation;
 #[path = "cli/dashboard.rs"]
 mod dashboard;
+#[path = "cli/deploy.rs"]
+mod deploy;
 #[path = "cli/diverged.rs"]
 mod diverged;
 #[path = "cli/files.rs"]

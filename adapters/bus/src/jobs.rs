@@ -14,7 +14,8 @@
 use crate::nats::is_not_found;
 use crate::{BusError, NatsBus};
 use async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
-use async_nats::jetstream::context::{CreateStreamErrorKind, Publish};
+use async_nats::jetstream::context::CreateStreamErrorKind;
+use async_nats::jetstream::message::PublishMessage as Publish;
 use async_nats::jetstream::stream::{self, RetentionPolicy, StorageType};
 use async_nats::jetstream::{AckKind, ErrorCode, Message};
 use futures::stream::BoxStream;

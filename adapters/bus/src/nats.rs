@@ -6,8 +6,9 @@ use crate::shutdown::{is_stopped, sleep_or_stop, Backoff};
 use crate::{BusError, BusEvent, BATCH_SIZE, POLL_INTERVAL};
 use async_nats::jetstream::consumer::{pull, DeliverPolicy};
 use async_nats::jetstream::context::{
-    CreateStreamErrorKind, GetStreamErrorKind, Publish, PublishAckFuture, PublishErrorKind,
+    CreateStreamErrorKind, GetStreamErrorKind, PublishAckFuture, PublishErrorKind,
 };
+use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::stream::{self, LastRawMessageErrorKind, StorageType};
 use async_nats::jetstream::ErrorCode;
@@ -253,7 +254,7 @@ impl NatsBus {
         ev: &BusEvent,
     ) -> Result<PublishAckFuture, BusError> {
         let payload = self.encode(ev)?;
-        let publish = Publish::build()
+        let publish = PublishMessage::build()
             .payload(payload)
             .message_id(message_id(store_id, ev.position));
         self.js
