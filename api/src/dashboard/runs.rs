@@ -134,7 +134,9 @@ async fn index(State(state): State<AppState>, person: Person) -> PageResult<Resp
 fn counters(r: &RunView) -> Markup {
     html! {
         dl.facts #counters {
-            dt { "Status" } dd { (badge(&r.status)) @if let Some(why) = &r.reason { " " (why) } }
+            // `data-active` while the run may still change: the page looks again every few
+            // seconds until it ends, whatever the event stream says (see app.js).
+            dt { "Status" } dd data-active[is_active(r)] { (badge(&r.status)) @if let Some(why) = &r.reason { " " (why) } }
             dt { "Processed" } dd #processed {
                 (r.stats.processed)
                 @if let Some(total) = r.records_total { " of " (total) }

@@ -12,7 +12,8 @@ use syncledger_testkit::sandbox;
 on_both_backends!(
     a_synced_workspace_reads_and_rolls_back_through_pages,
     tokens_are_issued_once_and_revoked_through_pages,
-    the_overview_counts_and_shows_the_plan_limit_as_a_message
+    the_overview_counts_and_shows_the_plan_limit_as_a_message,
+    an_active_run_page_keeps_looking_until_the_run_ends
 );
 
 /// The id after `prefix` in a redirect's location, up to `?`.
@@ -50,6 +51,8 @@ async fn a_synced_workspace_reads_and_rolls_back_through_pages(
         .body
         .contains(&format!(r#"<dd id="processed">{processed}"#)));
     assert!(run_page.body.contains(&format!("/runs/{run_id}/rollback")));
+    // An ended run is not looked at again (a queued or running one is: `data-active`).
+    assert!(!run_page.body.contains("data-active"), "{}", run_page.body);
     let history = person.get(&format!("/integrations/{id}/runs")).await?;
     assert!(history.body.contains(&format!("/runs/{run_id}")));
     let index = person.get("/runs").await?;
@@ -261,5 +264,46 @@ async fn the_overview_counts_and_shows_the_plan_limit_as_a_message(
         refused.body.contains(r#"id="settings""#),
         "the form is still there"
     );
+    app.finish().await
+}
+
+/// A queued run (no worker in this server takes it) is shown with `data-active`, which
+/// makes the page look again every few seconds until the run ends, whatever the event
+/// stream delivers (the page used to wait for events only, and stayed at "running" when the
+/// read model was slower than the stream).
+async fn an_active_run_page_keeps_looking_until_the_run_ends(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let opts = syncledger_testkit::app::Options {
+        tweak: |s| syncledger_api::config::Settings { workers: 0, ..s },
+        ..Default::default()
+    };
+    let Some(app) = TestApp::spawn_with(backend, opts).await? else {
+        return Ok(());
+    };
+    let sandbox = sandbox::hubspot(1).await;
+    let id = connect(&app, "hubspot", &sandbox.base_url(), "pull", "crm_wins").await?;
+    let mut person = Person::sign_in(&app, Role::Admin).await?;
+    let started = person
+        .post(&format!("/integrations/{id}/sync"), &[("kind", "full")])
+        .await?;
+    let run_id = id_in(&started.location.unwrap_or_default(), "/runs/")?;
+    let page = person.get(&format!("/runs/{run_id}")).await?;
+    assert!(page.body.contains("queued"), "{}", page.body);
+    assert!(page.body.contains("<dd data-active>"), "{}", page.body);
+    let src = page
+        .body
+        .split("src=\"")
+        .filter_map(|rest| rest.split('"').next())
+        .find(|src| src.starts_with("/assets/app-") && src.ends_with(".js"))
+        .context("the page's script")?
+        .to_string();
+    let script = person.get(&src).await?;
+    assert!(
+        script.body.contains("[data-live] [data-active]"),
+        "{}",
+        script.body
+    );
+    sandbox.shutdown().await;
     app.finish().await
 }

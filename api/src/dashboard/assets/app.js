@@ -2,7 +2,7 @@
 // - <time data-local> shows the instant in the browser's own time zone;
 // - forms with data-confirm ask before they post;
 // - elements with an id and data-live are refreshed in place when the workspace's event
-//   stream (/events) reports a change;
+//   stream (/events) reports a change, and every 3 s while they hold a [data-active] part;
 // - inputs with data-filter="<selector>" hide the items of a list that do not match;
 // - inputs with data-check="<url>" have their expression checked by the server as they
 //   are typed, the answer shown in the element their aria-describedby names.
@@ -59,6 +59,12 @@
       trailing = [1500, 4000].map(function (ms) { return setTimeout(refreshLive, ms); });
     }
     source.onmessage = schedule;
+    // A live region that shows something still in progress (a running sync run) is looked
+    // at again every few seconds until it ends: events alone can leave it stale when the
+    // read model is slower than the stream, or when the stream was refused or dropped.
+    setInterval(function () {
+      if (document.querySelector("[data-live] [data-active]")) { refreshLive(); }
+    }, 3000);
     source.onopen = function () { document.documentElement.dataset.live = "open"; };
     window.addEventListener("pagehide", function () { source.close(); });
     window.syncledgerLive = { refresh: refreshLive, schedule: schedule };
