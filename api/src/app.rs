@@ -98,7 +98,11 @@ pub fn router(state: AppState) -> Router {
         .route("/events/stream", get(events::stream))
         .merge(crate::routes::conflicts::routes())
         .merge(crate::routes::diverged::routes())
-        .route_layer(middleware::from_fn(crate::strict_query::refuse_unknown));
+        .route_layer(middleware::from_fn(crate::strict_query::refuse_unknown))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::idempotency::guard,
+        ));
     Router::new()
         .nest("/v1", v1)
         .merge(crate::dashboard::routes())

@@ -21,6 +21,9 @@ pub struct Caller {
     /// The client's own `x-request-id`, if it sent a sane one: recorded beside the
     /// correlation id, never in its place.
     pub request_id: Option<String>,
+    /// The end user an app's token acts for (`X-Acting-For`): recorded in every event the
+    /// request causes, so the audit trail shows it next to the token.
+    pub acting_for: Option<String>,
 }
 
 impl Caller {
@@ -41,6 +44,7 @@ impl Caller {
             &self.correlation_id,
         )
         .with_request_id(self.request_id.clone())
+        .acting_for(self.acting_for.clone())
         .caused_by(format!("request:{}", self.correlation_id))
     }
 }
@@ -85,7 +89,7 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
-fn parse_bearer(header: &str) -> Option<(&str, &str)> {
+pub(crate) fn parse_bearer(header: &str) -> Option<(&str, &str)> {
     syncledger_engine::workspaces::parse_token(header.strip_prefix("Bearer ")?)
 }
 
@@ -135,6 +139,7 @@ impl FromRequestParts<AppState> for Caller {
             .extensions
             .get::<ClientRequestId>()
             .map(|r| r.0.clone());
+        let acting_for = acting_for(&parts.headers)?;
         Ok(Caller {
             workspace_id: found.workspace_id,
             token_id: id.to_string(),
@@ -142,7 +147,35 @@ impl FromRequestParts<AppState> for Caller {
             role,
             correlation_id,
             request_id,
+            acting_for,
         })
+    }
+}
+
+/// Longest `X-Acting-For` kept (an email address's limit).
+pub const MAX_ACTING_FOR: usize = 254;
+
+/// The `X-Acting-For` header: who an app's request acts for, 1 to [`MAX_ACTING_FOR`]
+/// visible ASCII characters (an email address or the app's own user id; no spaces or
+/// control characters, so it is safe in logs and exports). Anything else is 400 naming the
+/// header: an identity an auditor will read is never silently dropped or altered.
+pub fn acting_for(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("x-acting-for") else {
+        return Ok(None);
+    };
+    let text = value.to_str().ok().map(str::trim).unwrap_or_default();
+    let sane = !text.is_empty()
+        && text.len() <= MAX_ACTING_FOR
+        && text.bytes().all(|b| b.is_ascii_graphic());
+    if sane {
+        Ok(Some(text.to_string()))
+    } else {
+        Err(ApiError::invalid_field(
+            "X-Acting-For",
+            format!(
+                "must be 1 to {MAX_ACTING_FOR} visible ASCII characters, e.g. an email address"
+            ),
+        ))
     }
 }
 

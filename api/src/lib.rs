@@ -16,6 +16,7 @@ pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod http_metrics;
+pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
 pub mod replay;

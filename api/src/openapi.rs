@@ -67,10 +67,10 @@ use utoipa::{Modify, OpenApi, ToResponse};
         responses(
             BadRequest, Unauthorized, PaymentRequired, Forbidden, NotFound, Conflict,
             PayloadTooLarge, UnsupportedMediaType, TooManyRequests, InternalError, BadGateway,
-            ServiceUnavailable, PreconditionFailed,
+            ServiceUnavailable, PreconditionFailed, UnprocessableEntity,
         ),
     ),
-    modifiers(&BearerAuth, &ExtractorErrors, &ReasonPhrases),
+    modifiers(&BearerAuth, &ExtractorErrors, &IdempotencyKeys, &ReasonPhrases),
 )]
 pub struct ApiDoc;
 
@@ -105,6 +105,10 @@ pub struct Conflict(pub ErrorBody);
 /// it again (its `ETag`) and reapply the change. Nothing was changed.
 #[derive(ToResponse)]
 pub struct PreconditionFailed(pub ErrorBody);
+
+/// The `Idempotency-Key` was used for a different request (`idempotency_key_reused`).
+#[derive(ToResponse)]
+pub struct UnprocessableEntity(pub ErrorBody);
 
 /// The request body is larger than 1 MiB (`payload_too_large`).
 #[derive(ToResponse)]
@@ -159,6 +163,46 @@ struct ExtractorErrors;
 impl Modify for ExtractorErrors {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         operations(openapi).for_each(add_extractor_errors);
+    }
+}
+
+/// The operations that create (`crate::idempotency::CREATING`) take an `Idempotency-Key`
+/// header, and can answer 422 (the key was used for another request) and 409 (its first
+/// request is still running).
+struct IdempotencyKeys;
+
+impl Modify for IdempotencyKeys {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::ParameterBuilder;
+        use utoipa::openapi::{Object, Required, Type};
+        for (method, path) in crate::idempotency::CREATING {
+            let Some(item) = openapi.paths.paths.get_mut(path) else {
+                continue;
+            };
+            let op = match method {
+                "POST" => item.post.as_mut(),
+                _ => None,
+            };
+            let Some(op) = op else { continue };
+            let header = ParameterBuilder::new()
+                .name("Idempotency-Key")
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(
+                    "1 to 255 visible ASCII characters (a UUID, say): a retry with the same key \
+                     and request gets the first answer again (Idempotent-Replayed: true) and \
+                     creates nothing; kept 24 hours",
+                ))
+                .schema(Some(Object::with_type(Type::String)))
+                .build();
+            op.parameters.get_or_insert_with(Vec::new).push(header);
+            for (status, name) in [("409", "Conflict"), ("422", "UnprocessableEntity")] {
+                op.responses
+                    .responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| RefOr::Ref(Ref::from_response_name(name)));
+            }
+        }
     }
 }
 

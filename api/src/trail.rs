@@ -53,6 +53,9 @@ pub struct AuditEntry {
     /// The `x-request-id` the client sent with the request that caused the event, if any
     /// (the correlation id is always the server's own).
     pub request_id: Option<String>,
+    /// The end user the token acted for (`X-Acting-For`), if the app named one. Part of
+    /// the event's metadata, so the hash chain covers it.
+    pub acting_for: Option<String>,
 }
 
 impl From<AuditRow> for AuditEntry {
@@ -82,6 +85,7 @@ impl From<AuditRow> for AuditEntry {
             prev_hash: r.prev_hash,
             hash: r.hash,
             request_id: r.request_id,
+            acting_for: r.acting_for,
         }
     }
 }
@@ -129,7 +133,7 @@ impl Format {
 }
 
 /// The CSV header line.
-pub const CSV_COLUMNS: [&str; 16] = [
+pub const CSV_COLUMNS: [&str; 17] = [
     "position",
     "chain_seq",
     "time",
@@ -146,6 +150,7 @@ pub const CSV_COLUMNS: [&str; 16] = [
     "prev_hash",
     "hash",
     "request_id",
+    "acting_for",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -264,6 +269,7 @@ pub fn encode(
                     &e.prev_hash,
                     &e.hash,
                     e.request_id.as_deref().unwrap_or(""),
+                    e.acting_for.as_deref().unwrap_or(""),
                 ])?;
             }
             w.into_inner()

@@ -24,6 +24,7 @@ pub mod credentials;
 pub mod divergence;
 pub mod error;
 pub mod freshness;
+pub mod idempotency;
 pub mod integrations;
 pub mod jobs;
 pub mod live;

@@ -163,14 +163,14 @@ async fn insert_rows(
 ) -> Result<(), sqlx::Error> {
     let values: Vec<String> = (0..rows.len())
         .map(|i| {
-            let params: Vec<String> = (1..=17).map(|k| format!("${}", i * 17 + k)).collect();
+            let params: Vec<String> = (1..=18).map(|k| format!("${}", i * 18 + k)).collect();
             format!("({})", params.join(", "))
         })
         .collect();
     let sql = format!(
         "INSERT INTO {table} (workspace_id, chain_seq, position, recorded_at, aggregate_type, aggregate_id,
                               sequence, integration_id, actor, correlation_id, causation_id, action,
-                              summary, changes, prev_hash, hash, request_id)
+                              summary, changes, prev_hash, hash, request_id, acting_for)
          VALUES {}",
         values.join(", ")
     );
@@ -198,7 +198,8 @@ async fn insert_rows(
             .bind(changes)
             .bind(r.prev_hash.clone())
             .bind(r.hash.clone())
-            .bind(meta_str(e, "request_id").map(str::to_string));
+            .bind(meta_str(e, "request_id").map(str::to_string))
+            .bind(meta_str(e, "acting_for").map(str::to_string));
     }
     q.execute(&mut *conn).await?;
     Ok(())

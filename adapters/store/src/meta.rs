@@ -15,6 +15,9 @@ pub struct Metadata {
     /// client's own requests, never used to find events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The end user an app's token acted for (`X-Acting-For`), as the app named them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acting_for: Option<String>,
     /// The event or request that caused this one, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub causation_id: Option<String>,
@@ -32,6 +35,7 @@ impl Metadata {
             workspace_id: workspace_id.into(),
             correlation_id: correlation_id.into(),
             request_id: None,
+            acting_for: None,
             causation_id: None,
             time: Utc::now(),
         }
@@ -51,6 +55,11 @@ impl Metadata {
         self
     }
 
+    pub fn acting_for(mut self, person: Option<String>) -> Self {
+        self.acting_for = person;
+        self
+    }
+
     pub fn to_map(&self) -> HashMap<String, String> {
         let mut m = HashMap::new();
         m.insert("actor".into(), self.actor.clone());
@@ -61,6 +70,9 @@ impl Metadata {
         }
         if let Some(r) = &self.request_id {
             m.insert("request_id".into(), r.clone());
+        }
+        if let Some(p) = &self.acting_for {
+            m.insert("acting_for".into(), p.clone());
         }
         m.insert(
             "time".into(),
@@ -84,6 +96,10 @@ impl Metadata {
             correlation_id: get("correlation_id"),
             request_id: value
                 .get("request_id")
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
+            acting_for: value
+                .get("acting_for")
                 .and_then(|v| v.as_str())
                 .map(str::to_string),
             causation_id: value

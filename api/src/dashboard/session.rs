@@ -210,6 +210,8 @@ fn person(parts: &Parts, session: Session) -> Person {
             role: session.role,
             correlation_id,
             request_id,
+            // A person signed in to the dashboard acts for themselves.
+            acting_for: None,
         },
         csrf: session.csrf,
     }

@@ -92,7 +92,10 @@ async fn audit_export_writes_what_the_api_sends(env: &TestEnv) {
     for (format, filter) in [
         ("jsonl", None),
         ("csv", None),
-        ("csv", Some(("integration_id", "--integration", id.as_str()))),
+        (
+            "csv",
+            Some(("integration_id", "--integration", id.as_str())),
+        ),
         ("jsonl", Some(("action", "--action", "IntegrationPaused"))),
     ] {
         let mut query = format!("/v1/audit/export?format={format}");

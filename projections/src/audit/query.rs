@@ -43,6 +43,7 @@ pub struct AuditRow {
     pub prev_hash: String,
     pub hash: String,
     pub request_id: Option<String>,
+    pub acting_for: Option<String>,
 }
 
 impl AuditRow {
@@ -77,6 +78,7 @@ impl AuditRow {
             prev_hash: r.try_get("prev_hash")?,
             hash: r.try_get("hash")?,
             request_id: r.try_get("request_id")?,
+            acting_for: r.try_get("acting_for")?,
         })
     }
 }

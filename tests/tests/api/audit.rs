@@ -8,7 +8,10 @@ use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use syncledger_testkit::app::{integration_body, on_both_backends, send, Backend, TestApp};
 
-on_both_backends!(audit_trail_records_filters_pages_and_verifies);
+on_both_backends!(
+    audit_trail_records_filters_pages_and_verifies,
+    the_person_an_app_acts_for_is_recorded_beside_its_token
+);
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -322,5 +325,81 @@ async fn audit_trail_records_filters_pages_and_verifies(backend: Backend) -> any
         );
         assert_eq!(body["broken_at"], Value::Null);
     }
+    app.finish().await
+}
+
+/// An app acting for one of its users names them in `X-Acting-For`: every event the
+/// request causes carries it, the trail shows it beside the token (list and export), and
+/// the chain, which covers the events' metadata, still verifies. A value that is not 1 to
+/// 254 visible characters is 400 naming the header, and nothing is written.
+async fn the_person_an_app_acts_for_is_recorded_beside_its_token(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let created = send(
+        app.request(Method::POST, "/v1/integrations", &app.admin)
+            .header("x-acting-for", "ada@example.com")
+            .json(&integration_body("For Ada")),
+    )
+    .await?;
+    let id = created.expect(StatusCode::CREATED)["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let path = format!("/v1/integrations/{id}");
+    let mut config = syncledger_testkit::app::sync_config();
+    config["interval_minutes"] = json!(120);
+    app.patch(&path, &app.admin, json!({"sync_config": config.clone()}))
+        .await?
+        .expect(StatusCode::OK);
+    let before = app.event_count().await?;
+    config["interval_minutes"] = json!(240);
+    for bad in ["ada lovelace", "", &"a".repeat(255)] {
+        let refused = send(
+            app.request(Method::PATCH, &path, &app.admin)
+                .header("x-acting-for", bad)
+                .json(&json!({"sync_config": config.clone()})),
+        )
+        .await?;
+        refused.expect_error(StatusCode::BAD_REQUEST, "validation_failed", "X-Acting-For");
+    }
+    assert_eq!(
+        app.event_count().await?,
+        before,
+        "a refused request wrote something"
+    );
+
+    app.caught_up().await;
+    let trail = app
+        .list_all("/v1/audit", &app.admin, &[("integration_id", &id)], 100)
+        .await?;
+    let acted = |action: &str| {
+        trail
+            .iter()
+            .find(|e| e["action"] == action)
+            .map(|e| (e["actor"].clone(), e["acting_for"].clone()))
+    };
+    let (actor, person) = acted("IntegrationCreated").context("the creation's entry")?;
+    assert!(
+        actor.as_str().is_some_and(|a| a.starts_with("token:")),
+        "{actor}"
+    );
+    assert_eq!(person, "ada@example.com");
+    let (_, person) = acted("SyncConfigChanged").context("the change's entry")?;
+    assert_eq!(person, Value::Null, "the change named nobody");
+
+    let csv = app
+        .get(
+            &format!("/v1/audit/export?format=csv&integration_id={id}"),
+            &app.admin,
+        )
+        .await?;
+    let header = csv.text.lines().next().unwrap_or_default();
+    assert!(header.ends_with(",acting_for"), "{header}");
+    assert!(csv.text.contains(",ada@example.com"), "{}", csv.text);
+    let verify = app.get("/v1/audit/verify", &app.admin).await?;
+    assert_eq!(verify.expect(StatusCode::OK)["ok"], true, "{}", verify.text);
     app.finish().await
 }

@@ -71,7 +71,11 @@ pub fn parse_csv(text: &str) -> anyhow::Result<Vec<Value>> {
         for (name, field) in header.iter().zip(record.iter()) {
             let value = match name.as_str() {
                 "position" | "chain_seq" => json!(field.parse::<i64>()?),
-                "integration_id" | "causation_id" | "request_id" if field.is_empty() => Value::Null,
+                "integration_id" | "causation_id" | "request_id" | "acting_for"
+                    if field.is_empty() =>
+                {
+                    Value::Null
+                }
                 "changes" => serde_json::from_str(field)?,
                 _ => json!(field),
             };

@@ -15,6 +15,7 @@ mod errors;
 mod events;
 mod group_commit;
 mod health;
+mod idempotency;
 mod integrations;
 mod isolation;
 mod mappings;

@@ -82,6 +82,9 @@ async fn upgrade_rebuilds_the_audit_log(store: Store) -> anyhow::Result<()> {
         // `changes`, in the order a new database has them.
         "ALTER TABLE audit_log DROP COLUMN request_id",
         "DELETE FROM _sqlx_migrations WHERE version = 14",
+        // Nor the acting-for column (0019), which comes back after both.
+        "ALTER TABLE audit_log DROP COLUMN acting_for",
+        "DELETE FROM _sqlx_migrations WHERE version = 19",
         "DROP TABLE audit_record_state",
         "DROP TABLE audit_run_integration",
         "UPDATE audit_log SET integration_id = NULL WHERE aggregate_type <> 'integration'",
