@@ -3,7 +3,7 @@
 use crate::auth::{client_request_id, ClientRequestId, RequestId};
 use crate::config::Settings;
 use crate::error::ApiError;
-use crate::openapi::ApiDoc;
+use crate::openapi::document as openapi;
 use crate::routes::{
     audit, events, health, integrations, mappings, oauth, providers, records, sync_runs, tokens,
     webhooks,
@@ -14,7 +14,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Router;
 use secrecy::ExposeSecret;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,7 +31,6 @@ use tokio::task::JoinHandle;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
-use utoipa::OpenApi;
 
 pub fn router(state: AppState) -> Router {
     let http_metrics = state.http_metrics.clone();
@@ -155,13 +154,6 @@ fn request_span(req: &Request) -> tracing::Span {
 fn access_log(resp: &Response, latency: Duration, _span: &tracing::Span) {
     let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
     tracing::info!(status = resp.status().as_u16(), latency_ms, "request");
-}
-
-/// This API's OpenAPI 3.1 document.
-#[utoipa::path(get, path = "/v1/openapi.json", operation_id = "getOpenApiDocument", tag = "system",
-    responses((status = 200, description = "The OpenAPI 3.1 document of this API", body = Object)))]
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
 }
 
 /// Errors produced below the handlers (wrong method, body too large) get the API's

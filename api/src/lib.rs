@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod dashboard;
 pub mod error;
+pub mod error_docs;
 pub mod extract;
 pub mod http_metrics;
 pub mod idempotency;

@@ -6,7 +6,7 @@
 //! instead of being repeated on every route. The test suite checks the document with an
 //! independent validator and generates a client from it (`tests/tests/api/openapi.rs`).
 
-use crate::error::ErrorBody;
+use crate::error_docs::*;
 use crate::routes::{
     audit, conflicts, diverged, events, health, integrations, mappings, oauth, providers, records,
     sync_runs, tokens, webhooks,
@@ -14,7 +14,7 @@ use crate::routes::{
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{Ref, RefOr};
-use utoipa::{Modify, OpenApi, ToResponse};
+use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -43,7 +43,7 @@ use utoipa::{Modify, OpenApi, ToResponse};
     paths(
         health::health,
         health::ready,
-        crate::app::openapi,
+        document,
         providers::list,
         tokens::create, tokens::list, tokens::revoke,
         integrations::create, integrations::list, integrations::get, integrations::update,
@@ -74,67 +74,14 @@ use utoipa::{Modify, OpenApi, ToResponse};
 )]
 pub struct ApiDoc;
 
-/// The request or one of its fields is invalid: `validation_failed` (with `field`),
-/// `malformed_json`, or a code of the operation's own.
-#[derive(ToResponse)]
-pub struct BadRequest(pub ErrorBody);
-
-/// No valid bearer token (`unauthorized`).
-#[derive(ToResponse)]
-pub struct Unauthorized(pub ErrorBody);
-
-/// The workspace's plan allows no more of this (`plan_limit`).
-#[derive(ToResponse)]
-pub struct PaymentRequired(pub ErrorBody);
-
-/// The token's role may not do this (`forbidden`). An auditor token reads the audit trail
-/// only.
-#[derive(ToResponse)]
-pub struct Forbidden(pub ErrorBody);
-
-/// Nothing with that id in the caller's workspace (`not_found`).
-#[derive(ToResponse)]
-pub struct NotFound(pub ErrorBody);
-
-/// The resource's state does not allow this now, or it changed concurrently
-/// (`version_conflict`: retry); the code says which.
-#[derive(ToResponse)]
-pub struct Conflict(pub ErrorBody);
-
-/// `If-Match` names a version the resource is no longer at (`precondition_failed`): read
-/// it again (its `ETag`) and reapply the change. Nothing was changed.
-#[derive(ToResponse)]
-pub struct PreconditionFailed(pub ErrorBody);
-
-/// The `Idempotency-Key` was used for a different request (`idempotency_key_reused`).
-#[derive(ToResponse)]
-pub struct UnprocessableEntity(pub ErrorBody);
-
-/// The request body is larger than 1 MiB (`payload_too_large`).
-#[derive(ToResponse)]
-pub struct PayloadTooLarge(pub ErrorBody);
-
-/// The body was not sent as `application/json` (`unsupported_media_type`).
-#[derive(ToResponse)]
-pub struct UnsupportedMediaType(pub ErrorBody);
-
-/// Too many requests for this token (`rate_limited`), or the provider's quota is used up
-/// (`provider_quota_exhausted`).
-#[derive(ToResponse)]
-pub struct TooManyRequests(pub ErrorBody);
-
-/// An internal error (`internal`); its cause is logged under the answer's `request_id`.
-#[derive(ToResponse)]
-pub struct InternalError(pub ErrorBody);
-
-/// The provider refused or failed the call made on the request's behalf (`provider_error`,
-/// `provider_unauthorized`, …).
-#[derive(ToResponse)]
-pub struct BadGateway(pub ErrorBody);
-
-/// Not now: the workspace is busy, or a dependency is unavailable; retry later.
-#[derive(ToResponse)]
-pub struct ServiceUnavailable(pub ErrorBody);
+/// This API's OpenAPI 3.1 document (`GET /v1/openapi.json`). It lives here rather than
+/// with the router: the router's query check reads this document, so the document must
+/// not depend on the router.
+#[utoipa::path(get, path = "/v1/openapi.json", operation_id = "getOpenApiDocument", tag = "system",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API", body = Object)))]
+pub async fn document() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(ApiDoc::openapi())
+}
 
 struct BearerAuth;
 

@@ -52,8 +52,8 @@ pub(crate) fn filter(
 
 /// The workspace's audit trail, in chain order (admin, auditor).
 #[utoipa::path(get, path = "/v1/audit", operation_id = "listAuditEntries", tag = "audit", security(("bearer" = [])), params(AuditFilter),
-    responses((status = 200, body = inline(List<AuditEntry>)), (status = 400, response = crate::openapi::BadRequest),
-              (status = 403, response = crate::openapi::Forbidden)))]
+    responses((status = 200, body = inline(List<AuditEntry>)), (status = 400, response = crate::error_docs::BadRequest),
+              (status = 403, response = crate::error_docs::Forbidden)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -105,7 +105,7 @@ pub struct ExportQuery {
 #[utoipa::path(get, path = "/v1/audit/export", operation_id = "exportAuditTrail", tag = "audit", security(("bearer" = [])), params(ExportQuery),
     responses((status = 200, description = "One line per entry: JSON objects, or CSV after a header line",
                 content((String = "application/x-ndjson"), (String = "text/csv"))),
-              (status = 400, response = crate::openapi::BadRequest), (status = 403, response = crate::openapi::Forbidden)))]
+              (status = 400, response = crate::error_docs::BadRequest), (status = 403, response = crate::error_docs::Forbidden)))]
 pub async fn export(
     State(state): State<AppState>,
     caller: Caller,
@@ -158,7 +158,7 @@ pub struct VerifyView {
 
 /// Recompute this workspace's hash chain from the event log (admin, auditor).
 #[utoipa::path(get, path = "/v1/audit/verify", operation_id = "verifyAuditTrail", tag = "audit", security(("bearer" = [])),
-    responses((status = 200, body = VerifyView), (status = 403, response = crate::openapi::Forbidden)))]
+    responses((status = 200, body = VerifyView), (status = 403, response = crate::error_docs::Forbidden)))]
 pub async fn verify(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<VerifyView>> {
     caller.require(AUDIT_READERS)?;
     let report = state.engine.audit().verify(&caller.workspace_id).await?;

@@ -105,7 +105,7 @@ pub struct ListQuery {
 
 /// The workspace's conflicts, oldest first.
 #[utoipa::path(get, path = "/v1/conflicts", operation_id = "listConflicts", tag = "conflicts", security(("bearer" = [])), params(ListQuery),
-    responses((status = 200, body = inline(List<ConflictView>)), (status = 400, response = crate::openapi::BadRequest)))]
+    responses((status = 200, body = inline(List<ConflictView>)), (status = 400, response = crate::error_docs::BadRequest)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -145,7 +145,7 @@ pub async fn list(
 
 /// One conflict, with the record's current value of its field.
 #[utoipa::path(get, path = "/v1/conflicts/{id}", operation_id = "getConflict", tag = "conflicts", security(("bearer" = [])),
-    responses((status = 200, body = ConflictView), (status = 404, response = crate::openapi::NotFound)))]
+    responses((status = 200, body = ConflictView), (status = 404, response = crate::error_docs::NotFound)))]
 pub async fn get_one(
     State(state): State<AppState>,
     caller: Caller,
@@ -202,8 +202,8 @@ impl ResolveConflict {
 /// CRM unless it already holds it.
 #[utoipa::path(post, path = "/v1/conflicts/{id}/resolve", operation_id = "resolveConflict", tag = "conflicts", security(("bearer" = [])),
     request_body = ResolveConflict,
-    responses((status = 200, body = ConflictView), (status = 400, response = crate::openapi::BadRequest),
-              (status = 404, response = crate::openapi::NotFound), (status = 409, response = crate::openapi::Conflict)))]
+    responses((status = 200, body = ConflictView), (status = 400, response = crate::error_docs::BadRequest),
+              (status = 404, response = crate::error_docs::NotFound), (status = 409, response = crate::error_docs::Conflict)))]
 pub async fn resolve(
     State(state): State<AppState>,
     Writer(caller): Writer,
@@ -222,8 +222,8 @@ pub async fn resolve(
 /// Ignore an open conflict: both sides keep their values, and the same pair of values is
 /// not raised again.
 #[utoipa::path(post, path = "/v1/conflicts/{id}/ignore", operation_id = "ignoreConflict", tag = "conflicts", security(("bearer" = [])),
-    responses((status = 200, body = ConflictView), (status = 404, response = crate::openapi::NotFound),
-              (status = 409, response = crate::openapi::Conflict)))]
+    responses((status = 200, body = ConflictView), (status = 404, response = crate::error_docs::NotFound),
+              (status = 409, response = crate::error_docs::Conflict)))]
 pub async fn ignore(
     State(state): State<AppState>,
     caller: Caller,
@@ -260,7 +260,7 @@ fn rule_list(rules: BTreeMap<String, Side>) -> List<ConflictRule> {
 
 /// The integration's "always use" rules, by field name.
 #[utoipa::path(get, path = "/v1/integrations/{id}/conflict-rules", operation_id = "listConflictRules", tag = "conflicts", security(("bearer" = [])),
-    responses((status = 200, body = inline(List<ConflictRule>)), (status = 404, response = crate::openapi::NotFound)))]
+    responses((status = 200, body = inline(List<ConflictRule>)), (status = 404, response = crate::error_docs::NotFound)))]
 pub async fn rules(
     State(state): State<AppState>,
     caller: Caller,
@@ -287,8 +287,8 @@ pub struct SetConflictRule {
 /// Always settle conflicts on `field` for one side. Answers every rule.
 #[utoipa::path(put, path = "/v1/integrations/{id}/conflict-rules/{field}", operation_id = "setConflictRule", tag = "conflicts", security(("bearer" = [])),
     request_body = SetConflictRule,
-    responses((status = 200, body = inline(List<ConflictRule>)), (status = 400, response = crate::openapi::BadRequest),
-              (status = 404, response = crate::openapi::NotFound), (status = 409, response = crate::openapi::Conflict)))]
+    responses((status = 200, body = inline(List<ConflictRule>)), (status = 400, response = crate::error_docs::BadRequest),
+              (status = 404, response = crate::error_docs::NotFound), (status = 409, response = crate::error_docs::Conflict)))]
 pub async fn set_rule(
     State(state): State<AppState>,
     Writer(caller): Writer,
@@ -305,8 +305,8 @@ pub async fn set_rule(
 
 /// Remove the rule for `field`: its conflicts follow the sync strategy again.
 #[utoipa::path(delete, path = "/v1/integrations/{id}/conflict-rules/{field}", operation_id = "removeConflictRule", tag = "conflicts", security(("bearer" = [])),
-    responses((status = 200, body = inline(List<ConflictRule>)), (status = 404, response = crate::openapi::NotFound),
-              (status = 409, response = crate::openapi::Conflict)))]
+    responses((status = 200, body = inline(List<ConflictRule>)), (status = 404, response = crate::error_docs::NotFound),
+              (status = 409, response = crate::error_docs::Conflict)))]
 pub async fn remove_rule(
     State(state): State<AppState>,
     caller: Caller,

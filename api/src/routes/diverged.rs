@@ -31,7 +31,7 @@ pub struct DivergedList {
 /// one side back; it is neither pushed nor pulled until it is settled here (or edited in
 /// the app).
 #[utoipa::path(get, path = "/v1/integrations/{id}/diverged", operation_id = "listDivergedRecords", tag = "integrations", security(("bearer" = [])),
-    responses((status = 200, body = DivergedList), (status = 404, response = crate::openapi::NotFound)))]
+    responses((status = 200, body = DivergedList), (status = 404, response = crate::error_docs::NotFound)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -74,9 +74,9 @@ pub struct SettleResult {
 /// Admin only. Naming a record with nothing diverged is refused (409) and changes nothing.
 #[utoipa::path(post, path = "/v1/integrations/{id}/diverged", operation_id = "settleDivergedRecords", tag = "integrations", security(("bearer" = [])),
     request_body = SettleRequest,
-    responses((status = 200, body = SettleResult), (status = 400, response = crate::openapi::BadRequest),
-              (status = 403, response = crate::openapi::Forbidden), (status = 404, response = crate::openapi::NotFound),
-              (status = 409, response = crate::openapi::Conflict)))]
+    responses((status = 200, body = SettleResult), (status = 400, response = crate::error_docs::BadRequest),
+              (status = 403, response = crate::error_docs::Forbidden), (status = 404, response = crate::error_docs::NotFound),
+              (status = 409, response = crate::error_docs::Conflict)))]
 pub async fn settle(
     State(state): State<AppState>,
     Admin(caller): Admin,

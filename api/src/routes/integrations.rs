@@ -57,9 +57,9 @@ pub struct UpdateIntegration {
 
 /// Create an integration (admin, operator). Counts against the workspace's plan.
 #[utoipa::path(post, path = "/v1/integrations", operation_id = "createIntegration", tag = "integrations", security(("bearer" = [])), request_body = CreateIntegration,
-    responses((status = 201, body = IntegrationView), (status = 400, response = crate::openapi::BadRequest),
-               (status = 402, response = crate::openapi::PaymentRequired), (status = 409, response = crate::openapi::Conflict),
-               (status = 503, response = crate::openapi::ServiceUnavailable)))]
+    responses((status = 201, body = IntegrationView), (status = 400, response = crate::error_docs::BadRequest),
+               (status = 402, response = crate::error_docs::PaymentRequired), (status = 409, response = crate::error_docs::Conflict),
+               (status = 503, response = crate::error_docs::ServiceUnavailable)))]
 pub async fn create(
     State(state): State<AppState>,
     Writer(caller): Writer,
@@ -96,8 +96,8 @@ pub async fn list(
 
 /// One integration; with `as_of`, as it was at that instant.
 #[utoipa::path(get, path = "/v1/integrations/{id}", operation_id = "getIntegration", tag = "integrations", security(("bearer" = [])), params(AsOf),
-    responses((status = 200, body = IntegrationView, headers(("ETag" = String, description = "The version, for If-Match on PATCH"))), (status = 400, response = crate::openapi::BadRequest),
-              (status = 404, response = crate::openapi::NotFound)))]
+    responses((status = 200, body = IntegrationView, headers(("ETag" = String, description = "The version, for If-Match on PATCH"))), (status = 400, response = crate::error_docs::BadRequest),
+              (status = 404, response = crate::error_docs::NotFound)))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -119,8 +119,8 @@ pub async fn get(
 /// overwrite each other.
 #[utoipa::path(patch, path = "/v1/integrations/{id}", operation_id = "updateIntegration", tag = "integrations", security(("bearer" = [])), request_body = UpdateIntegration,
     params(("If-Match" = Option<String>, Header, description = "The ETag the change is based on")),
-    responses((status = 200, body = IntegrationView, headers(("ETag" = String, description = "The new version"))), (status = 400, response = crate::openapi::BadRequest), (status = 404, response = crate::openapi::NotFound), (status = 409, response = crate::openapi::Conflict),
-              (status = 412, response = crate::openapi::PreconditionFailed)))]
+    responses((status = 200, body = IntegrationView, headers(("ETag" = String, description = "The new version"))), (status = 400, response = crate::error_docs::BadRequest), (status = 404, response = crate::error_docs::NotFound), (status = 409, response = crate::error_docs::Conflict),
+              (status = 412, response = crate::error_docs::PreconditionFailed)))]
 pub async fn update(
     State(state): State<AppState>,
     Writer(caller): Writer,
@@ -140,7 +140,7 @@ pub async fn update(
 
 /// Pause scheduled and triggered syncs.
 #[utoipa::path(post, path = "/v1/integrations/{id}/pause", operation_id = "pauseIntegration", tag = "integrations", security(("bearer" = [])),
-    responses((status = 200, body = IntegrationView), (status = 409, response = crate::openapi::Conflict), (status = 404, response = crate::openapi::NotFound)))]
+    responses((status = 200, body = IntegrationView), (status = 409, response = crate::error_docs::Conflict), (status = 404, response = crate::error_docs::NotFound)))]
 pub async fn pause(
     State(state): State<AppState>,
     caller: Caller,
@@ -157,7 +157,7 @@ pub async fn pause(
 
 /// Resume a paused integration.
 #[utoipa::path(post, path = "/v1/integrations/{id}/resume", operation_id = "resumeIntegration", tag = "integrations", security(("bearer" = [])),
-    responses((status = 200, body = IntegrationView), (status = 409, response = crate::openapi::Conflict), (status = 404, response = crate::openapi::NotFound)))]
+    responses((status = 200, body = IntegrationView), (status = 409, response = crate::error_docs::Conflict), (status = 404, response = crate::error_docs::NotFound)))]
 pub async fn resume(
     State(state): State<AppState>,
     caller: Caller,
@@ -175,7 +175,7 @@ pub async fn resume(
 /// Disconnect: the integration stops for good and frees its plan slot. OAuth tokens are
 /// revoked at the provider first (best effort).
 #[utoipa::path(delete, path = "/v1/integrations/{id}", operation_id = "disconnectIntegration", tag = "integrations", security(("bearer" = [])),
-    responses((status = 200, body = IntegrationView), (status = 404, response = crate::openapi::NotFound), (status = 409, response = crate::openapi::Conflict)))]
+    responses((status = 200, body = IntegrationView), (status = 404, response = crate::error_docs::NotFound), (status = 409, response = crate::error_docs::Conflict)))]
 pub async fn disconnect(
     State(state): State<AppState>,
     caller: Caller,
@@ -207,7 +207,7 @@ pub enum CredentialsBody {
 
 /// Set (or replace) an integration's API key or basic credentials.
 #[utoipa::path(post, path = "/v1/integrations/{id}/credentials", operation_id = "setIntegrationCredentials", tag = "integrations", security(("bearer" = [])), request_body = CredentialsBody,
-    responses((status = 200, body = IntegrationView), (status = 400, response = crate::openapi::BadRequest), (status = 404, response = crate::openapi::NotFound), (status = 409, response = crate::openapi::Conflict)))]
+    responses((status = 200, body = IntegrationView), (status = 400, response = crate::error_docs::BadRequest), (status = 404, response = crate::error_docs::NotFound), (status = 409, response = crate::error_docs::Conflict)))]
 pub async fn credentials(
     State(state): State<AppState>,
     Writer(caller): Writer,

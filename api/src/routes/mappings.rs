@@ -85,7 +85,7 @@ impl From<mappings::EntityMappings> for EntityMappings {
 
 /// The effective mappings of every entity the integration syncs.
 #[utoipa::path(get, path = "/v1/integrations/{id}/mappings", operation_id = "listMappings", tag = "mappings", security(("bearer" = [])),
-    responses((status = 200, body = inline(List<EntityMappings>)), (status = 404, response = crate::openapi::NotFound)))]
+    responses((status = 200, body = inline(List<EntityMappings>)), (status = 404, response = crate::error_docs::NotFound)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -105,8 +105,8 @@ pub async fn list(
 
 /// The effective mappings of one entity.
 #[utoipa::path(get, path = "/v1/integrations/{id}/mappings/{entity}", operation_id = "getMappings", tag = "mappings", security(("bearer" = [])),
-    responses((status = 200, body = EntityMappings), (status = 400, response = crate::openapi::BadRequest),
-              (status = 404, response = crate::openapi::NotFound)))]
+    responses((status = 200, body = EntityMappings), (status = 400, response = crate::error_docs::BadRequest),
+              (status = 404, response = crate::error_docs::NotFound)))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -135,9 +135,9 @@ pub struct PutMappings {
 /// refused naming its rule, and nothing changes.
 #[utoipa::path(put, path = "/v1/integrations/{id}/mappings/{entity}", operation_id = "replaceMappings", tag = "mappings", security(("bearer" = [])),
     request_body = PutMappings,
-    responses((status = 200, body = EntityMappings), (status = 400, response = crate::openapi::BadRequest),
-              (status = 503, response = crate::openapi::ServiceUnavailable),
-              (status = 404, response = crate::openapi::NotFound), (status = 409, response = crate::openapi::Conflict)))]
+    responses((status = 200, body = EntityMappings), (status = 400, response = crate::error_docs::BadRequest),
+              (status = 503, response = crate::error_docs::ServiceUnavailable),
+              (status = 404, response = crate::error_docs::NotFound), (status = 409, response = crate::error_docs::Conflict)))]
 pub async fn put(
     State(state): State<AppState>,
     Writer(caller): Writer,
@@ -165,10 +165,10 @@ pub struct AutoMapping {
 
 /// Propose mappings from the CRM's field catalogue, matching names. Saves nothing.
 #[utoipa::path(post, path = "/v1/integrations/{id}/mappings/{entity}/auto", operation_id = "proposeMappings", tag = "mappings", security(("bearer" = [])),
-    responses((status = 200, body = AutoMapping), (status = 400, response = crate::openapi::BadRequest),
-              (status = 403, response = crate::openapi::Forbidden), (status = 503, response = crate::openapi::ServiceUnavailable),
-              (status = 404, response = crate::openapi::NotFound), (status = 409, response = crate::openapi::Conflict),
-              (status = 502, response = crate::openapi::BadGateway), (status = 429, response = crate::openapi::TooManyRequests)))]
+    responses((status = 200, body = AutoMapping), (status = 400, response = crate::error_docs::BadRequest),
+              (status = 403, response = crate::error_docs::Forbidden), (status = 503, response = crate::error_docs::ServiceUnavailable),
+              (status = 404, response = crate::error_docs::NotFound), (status = 409, response = crate::error_docs::Conflict),
+              (status = 502, response = crate::error_docs::BadGateway), (status = 429, response = crate::error_docs::TooManyRequests)))]
 pub async fn auto(
     State(state): State<AppState>,
     caller: Caller,
@@ -248,10 +248,10 @@ fn preview_request(headers: &HeaderMap, body: &Bytes) -> ApiResult<PreviewReques
 /// given mappings, to see what a sync would bring in. Writes nothing.
 #[utoipa::path(post, path = "/v1/integrations/{id}/mappings/{entity}/preview", operation_id = "previewMappings", tag = "mappings", security(("bearer" = [])),
     request_body(content = Option<PreviewRequest>),
-    responses((status = 200, body = Preview), (status = 400, response = crate::openapi::BadRequest),
-              (status = 403, response = crate::openapi::Forbidden), (status = 503, response = crate::openapi::ServiceUnavailable),
-              (status = 404, response = crate::openapi::NotFound), (status = 409, response = crate::openapi::Conflict),
-              (status = 429, response = crate::openapi::TooManyRequests), (status = 502, response = crate::openapi::BadGateway)))]
+    responses((status = 200, body = Preview), (status = 400, response = crate::error_docs::BadRequest),
+              (status = 403, response = crate::error_docs::Forbidden), (status = 503, response = crate::error_docs::ServiceUnavailable),
+              (status = 404, response = crate::error_docs::NotFound), (status = 409, response = crate::error_docs::Conflict),
+              (status = 429, response = crate::error_docs::TooManyRequests), (status = 502, response = crate::error_docs::BadGateway)))]
 pub async fn preview(
     State(state): State<AppState>,
     caller: Caller,
@@ -359,9 +359,9 @@ fn run_view(run: &SyncRun, entity: Entity) -> ReapplyRun {
 /// Re-apply the current mappings to the CRM data already fetched for the entity's linked
 /// records, without calling the provider, as a sync run of kind `reapply`.
 #[utoipa::path(post, path = "/v1/integrations/{id}/mappings/{entity}/reapply", operation_id = "reapplyMappings", tag = "mappings", security(("bearer" = [])),
-    responses((status = 200, body = ReapplyRun), (status = 400, response = crate::openapi::BadRequest),
-              (status = 404, response = crate::openapi::NotFound), (status = 409, response = crate::openapi::Conflict),
-              (status = 503, response = crate::openapi::ServiceUnavailable)))]
+    responses((status = 200, body = ReapplyRun), (status = 400, response = crate::error_docs::BadRequest),
+              (status = 404, response = crate::error_docs::NotFound), (status = 409, response = crate::error_docs::Conflict),
+              (status = 503, response = crate::error_docs::ServiceUnavailable)))]
 pub async fn reapply(
     State(state): State<AppState>,
     caller: Caller,

@@ -20,8 +20,8 @@ pub struct ConnectResponse {
 
 /// Start connecting an integration: answers the provider URL to send the user to.
 #[utoipa::path(post, path = "/v1/integrations/{id}/connect", operation_id = "connectIntegration", tag = "integrations", security(("bearer" = [])),
-    responses((status = 200, body = ConnectResponse), (status = 400, response = crate::openapi::BadRequest),
-               (status = 404, response = crate::openapi::NotFound), (status = 409, response = crate::openapi::Conflict)))]
+    responses((status = 200, body = ConnectResponse), (status = 400, response = crate::error_docs::BadRequest),
+               (status = 404, response = crate::error_docs::NotFound), (status = 409, response = crate::error_docs::Conflict)))]
 pub async fn connect(
     State(state): State<AppState>,
     caller: Caller,
@@ -64,8 +64,8 @@ pub struct CallbackResponse {
 /// Where the provider sends the browser back. No bearer token: the single-use state
 /// names the workspace and integration.
 #[utoipa::path(get, path = "/v1/oauth/callback", operation_id = "completeOAuthConnection", tag = "integrations", params(CallbackParams),
-    responses((status = 200, body = CallbackResponse), (status = 400, response = crate::openapi::BadRequest),
-               (status = 502, response = crate::openapi::BadGateway), (status = 500, response = crate::openapi::InternalError)))]
+    responses((status = 200, body = CallbackResponse), (status = 400, response = crate::error_docs::BadRequest),
+               (status = 502, response = crate::error_docs::BadGateway), (status = 500, response = crate::error_docs::InternalError)))]
 pub async fn callback(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
@@ -97,8 +97,8 @@ pub struct TestResponse {
 
 /// Check the stored OAuth tokens against the provider and record the outcome.
 #[utoipa::path(post, path = "/v1/integrations/{id}/test", operation_id = "testIntegration", tag = "integrations", security(("bearer" = [])),
-    responses((status = 200, body = TestResponse), (status = 400, response = crate::openapi::BadRequest),
-               (status = 404, response = crate::openapi::NotFound), (status = 409, response = crate::openapi::Conflict)))]
+    responses((status = 200, body = TestResponse), (status = 400, response = crate::error_docs::BadRequest),
+               (status = 404, response = crate::error_docs::NotFound), (status = 409, response = crate::error_docs::Conflict)))]
 pub async fn test(
     State(state): State<AppState>,
     caller: Caller,
@@ -131,9 +131,9 @@ pub struct FieldView {
 
 /// The provider's field catalogue for one entity.
 #[utoipa::path(get, path = "/v1/integrations/{id}/fields", operation_id = "listIntegrationFields", tag = "integrations", security(("bearer" = [])), params(FieldsQuery),
-    responses((status = 200, body = inline(List<FieldView>)), (status = 400, response = crate::openapi::BadRequest),
-               (status = 404, response = crate::openapi::NotFound), (status = 409, response = crate::openapi::Conflict),
-               (status = 502, response = crate::openapi::BadGateway), (status = 429, response = crate::openapi::TooManyRequests)))]
+    responses((status = 200, body = inline(List<FieldView>)), (status = 400, response = crate::error_docs::BadRequest),
+               (status = 404, response = crate::error_docs::NotFound), (status = 409, response = crate::error_docs::Conflict),
+               (status = 502, response = crate::error_docs::BadGateway), (status = 429, response = crate::error_docs::TooManyRequests)))]
 pub async fn fields(
     State(state): State<AppState>,
     caller: Caller,

@@ -51,7 +51,7 @@ impl From<&ProviderInfo> for Provider {
 
 /// The provider catalogue.
 #[utoipa::path(get, path = "/v1/providers", operation_id = "listProviders", tag = "providers", security(("bearer" = [])),
-    responses((status = 200, body = inline(List<Provider>)), (status = 401, response = crate::openapi::Unauthorized)))]
+    responses((status = 200, body = inline(List<Provider>)), (status = 401, response = crate::error_docs::Unauthorized)))]
 pub async fn list(_caller: Caller) -> ApiResult<Json<List<Provider>>> {
     Ok(Json(List {
         data: catalogue().iter().map(Provider::from).collect(),

@@ -140,7 +140,7 @@ pub struct CreateRecord {
 
 /// Create a record as the app.
 #[utoipa::path(post, path = "/v1/records", operation_id = "createRecord", tag = "records", security(("bearer" = [])), request_body = CreateRecord,
-    responses((status = 201, body = RecordView), (status = 400, response = crate::openapi::BadRequest)))]
+    responses((status = 201, body = RecordView), (status = 400, response = crate::error_docs::BadRequest)))]
 pub async fn create(
     State(state): State<AppState>,
     Writer(caller): Writer,
@@ -167,9 +167,9 @@ pub struct EditRecord {
 /// another editor changed it meanwhile).
 #[utoipa::path(patch, path = "/v1/records/{id}", operation_id = "editRecord", tag = "records", security(("bearer" = [])), request_body = EditRecord,
     params(("If-Match" = Option<String>, Header, description = "The ETag the change is based on")),
-    responses((status = 200, body = RecordView, headers(("ETag" = String, description = "The new version"))), (status = 400, response = crate::openapi::BadRequest),
-              (status = 404, response = crate::openapi::NotFound), (status = 409, response = crate::openapi::Conflict),
-              (status = 412, response = crate::openapi::PreconditionFailed)))]
+    responses((status = 200, body = RecordView, headers(("ETag" = String, description = "The new version"))), (status = 400, response = crate::error_docs::BadRequest),
+              (status = 404, response = crate::error_docs::NotFound), (status = 409, response = crate::error_docs::Conflict),
+              (status = 412, response = crate::error_docs::PreconditionFailed)))]
 pub async fn edit(
     State(state): State<AppState>,
     Writer(caller): Writer,
@@ -189,7 +189,7 @@ pub async fn edit(
 /// with `on_app_archive: delete_in_crm`, the next push deletes its CRM record there.
 /// Archiving an archived record writes nothing.
 #[utoipa::path(post, path = "/v1/records/{id}/archive", operation_id = "archiveRecord", tag = "records", security(("bearer" = [])),
-    responses((status = 200, body = RecordView), (status = 404, response = crate::openapi::NotFound), (status = 409, response = crate::openapi::Conflict)))]
+    responses((status = 200, body = RecordView), (status = 404, response = crate::error_docs::NotFound), (status = 409, response = crate::error_docs::Conflict)))]
 pub async fn archive(
     State(state): State<AppState>,
     Writer(caller): Writer,
@@ -206,8 +206,8 @@ pub async fn archive(
 /// One record with every value's source and time, and its CRM links; with `as_of`, as it
 /// was at that instant.
 #[utoipa::path(get, path = "/v1/records/{id}", operation_id = "getRecord", tag = "records", security(("bearer" = [])), params(AsOf),
-    responses((status = 200, body = RecordView, headers(("ETag" = String, description = "The version, for If-Match on PATCH"))), (status = 400, response = crate::openapi::BadRequest),
-              (status = 404, response = crate::openapi::NotFound)))]
+    responses((status = 200, body = RecordView, headers(("ETag" = String, description = "The version, for If-Match on PATCH"))), (status = 400, response = crate::error_docs::BadRequest),
+              (status = 404, response = crate::error_docs::NotFound)))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -253,7 +253,7 @@ pub struct ListQuery {
 /// The workspace's records, least recently changed first; with `q`, those whose match key
 /// starts with it, by match key.
 #[utoipa::path(get, path = "/v1/records", operation_id = "listRecords", tag = "records", security(("bearer" = [])), params(ListQuery),
-    responses((status = 200, body = inline(List<RecordView>)), (status = 400, response = crate::openapi::BadRequest)))]
+    responses((status = 200, body = inline(List<RecordView>)), (status = 400, response = crate::error_docs::BadRequest)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -317,7 +317,7 @@ pub struct HistoryEntry {
 
 /// Every change of the record, oldest first.
 #[utoipa::path(get, path = "/v1/records/{id}/history", operation_id = "getRecordHistory", tag = "records", security(("bearer" = [])),
-    responses((status = 200, body = inline(List<HistoryEntry>)), (status = 404, response = crate::openapi::NotFound)))]
+    responses((status = 200, body = inline(List<HistoryEntry>)), (status = 404, response = crate::error_docs::NotFound)))]
 pub async fn history(
     State(state): State<AppState>,
     caller: Caller,

@@ -199,8 +199,8 @@ pub struct StartRun {
 /// Start a sync run now. Without a body: an incremental run of every entity.
 #[utoipa::path(post, path = "/v1/integrations/{id}/sync-runs", operation_id = "startSyncRun", tag = "sync runs", security(("bearer" = [])),
     request_body = StartRun,
-    responses((status = 201, body = RunView), (status = 400, response = crate::openapi::BadRequest),
-              (status = 404, response = crate::openapi::NotFound), (status = 409, response = crate::openapi::Conflict)))]
+    responses((status = 201, body = RunView), (status = 400, response = crate::error_docs::BadRequest),
+              (status = 404, response = crate::error_docs::NotFound), (status = 409, response = crate::error_docs::Conflict)))]
 pub async fn start(
     State(state): State<AppState>,
     Writer(caller): Writer,
@@ -233,7 +233,7 @@ pub struct ListQuery {
 /// An integration's runs, newest first.
 #[utoipa::path(get, path = "/v1/integrations/{id}/sync-runs", operation_id = "listSyncRuns", tag = "sync runs", security(("bearer" = [])),
     params(ListQuery),
-    responses((status = 200, body = List<RunView>), (status = 404, response = crate::openapi::NotFound)))]
+    responses((status = 200, body = List<RunView>), (status = 404, response = crate::error_docs::NotFound)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -264,7 +264,7 @@ pub async fn list(
 
 /// One run, current (read from its events).
 #[utoipa::path(get, path = "/v1/sync-runs/{id}", operation_id = "getSyncRun", tag = "sync runs", security(("bearer" = [])),
-    responses((status = 200, body = RunView), (status = 404, response = crate::openapi::NotFound)))]
+    responses((status = 200, body = RunView), (status = 404, response = crate::error_docs::NotFound)))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -281,8 +281,8 @@ pub async fn get(
 
 /// Cancel a queued or running run; its worker stops at the next page.
 #[utoipa::path(post, path = "/v1/sync-runs/{id}/cancel", operation_id = "cancelSyncRun", tag = "sync runs", security(("bearer" = [])),
-    responses((status = 200, body = RunView), (status = 404, response = crate::openapi::NotFound),
-              (status = 409, response = crate::openapi::Conflict)))]
+    responses((status = 200, body = RunView), (status = 404, response = crate::error_docs::NotFound),
+              (status = 409, response = crate::error_docs::Conflict)))]
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
@@ -299,8 +299,8 @@ pub async fn cancel(
 
 /// Start a run that retries only the records this run failed on.
 #[utoipa::path(post, path = "/v1/sync-runs/{id}/retry", operation_id = "retrySyncRun", tag = "sync runs", security(("bearer" = [])),
-    responses((status = 201, body = RunView), (status = 404, response = crate::openapi::NotFound),
-              (status = 409, response = crate::openapi::Conflict)))]
+    responses((status = 201, body = RunView), (status = 404, response = crate::error_docs::NotFound),
+              (status = 409, response = crate::error_docs::Conflict)))]
 pub async fn retry(
     State(state): State<AppState>,
     caller: Caller,
@@ -331,8 +331,8 @@ pub struct RollbackQuery {
 #[utoipa::path(post, path = "/v1/sync-runs/{id}/rollback", operation_id = "rollbackSyncRun", tag = "sync runs", security(("bearer" = [])),
     params(RollbackQuery),
     responses((status = 200, description = "the preview (dry_run=true)", body = Object),
-              (status = 201, body = RunView), (status = 403, response = crate::openapi::Forbidden),
-              (status = 404, response = crate::openapi::NotFound), (status = 409, response = crate::openapi::Conflict)))]
+              (status = 201, body = RunView), (status = 403, response = crate::error_docs::Forbidden),
+              (status = 404, response = crate::error_docs::NotFound), (status = 409, response = crate::error_docs::Conflict)))]
 pub async fn rollback(
     State(state): State<AppState>,
     caller: Caller,

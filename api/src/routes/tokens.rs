@@ -38,7 +38,7 @@ pub struct TokenView {
 
 /// Issue a token with a role (admin only). The secret is shown once.
 #[utoipa::path(post, path = "/v1/tokens", operation_id = "createToken", tag = "tokens", security(("bearer" = [])), request_body = NewTokenRequest,
-    responses((status = 201, body = TokenView), (status = 400, response = crate::openapi::BadRequest), (status = 403, response = crate::openapi::Forbidden)))]
+    responses((status = 201, body = TokenView), (status = 400, response = crate::error_docs::BadRequest), (status = 403, response = crate::error_docs::Forbidden)))]
 pub async fn create(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -109,7 +109,7 @@ pub async fn list(
 
 /// Revoke a token (admin only). It stops working at once.
 #[utoipa::path(delete, path = "/v1/tokens/{id}", operation_id = "revokeToken", tag = "tokens", security(("bearer" = [])),
-    responses((status = 204, description = "The token is revoked"), (status = 404, response = crate::openapi::NotFound),
+    responses((status = 204, description = "The token is revoked"), (status = 404, response = crate::error_docs::NotFound),
         (status = 409, description = "the workspace's last active admin token (`last_admin_token`)",
          body = crate::error::ErrorBody)))]
 pub async fn revoke(

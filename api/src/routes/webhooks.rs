@@ -17,10 +17,10 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// 409 for a delivery already accepted.
 #[utoipa::path(post, path = "/v1/webhooks/hubspot", operation_id = "receiveHubspotWebhook", tag = "webhooks",
     request_body(content = String, description = "A JSON array of HubSpot events", content_type = "application/json"),
-    responses((status = 204, description = "The batch was accepted"), (status = 400, response = crate::openapi::BadRequest),
+    responses((status = 204, description = "The batch was accepted"), (status = 400, response = crate::error_docs::BadRequest),
               (status = 401, description = "The signature is missing, stale or does not verify", body = crate::error::ErrorBody),
               (status = 409, description = "A delivery already accepted", body = crate::error::ErrorBody),
-              (status = 500, response = crate::openapi::InternalError), (status = 503, response = crate::openapi::ServiceUnavailable)))]
+              (status = 500, response = crate::error_docs::InternalError), (status = 503, response = crate::error_docs::ServiceUnavailable)))]
 pub async fn hubspot(
     State(state): State<AppState>,
     headers: HeaderMap,
