@@ -141,10 +141,17 @@ async fn rebuild_under_load(store: Store) -> anyhow::Result<()> {
     feed_settled(&store).await;
     wake.notify_one();
     let expected = EVENTS_PER_WORKSPACE * workspaces.len() as i64;
+    // Every projection, not only the audit log: a runner asked to stop leaves its backlog
+    // to the next start (it used to drain it first).
     wait_until(
         Duration::from_secs(30),
         "the live runner has applied every event",
-        || async { audit_rows(&store).await == expected },
+        || async {
+            let caught_up = syncledger_projections::lag::lags(&store)
+                .await
+                .is_ok_and(|lags| lags.iter().all(|l| l.oldest_unapplied.is_none()));
+            caught_up && audit_rows(&store).await == expected
+        },
     )
     .await;
     stop.send(true)?;

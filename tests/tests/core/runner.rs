@@ -113,10 +113,16 @@ async fn follow_until_shutdown(store: Store) -> anyhow::Result<()> {
         workspaces.push(seed_workspace(&store, name).await?);
         wake.notify_one();
         let expected = EVENTS_PER_WORKSPACE * workspaces.len() as i64;
+        // Every projection: a runner asked to stop leaves its backlog to the next start.
         wait_until(
             Duration::from_secs(20),
             "the runner has applied every event",
-            || async { audit_rows(&store).await == expected },
+            || async {
+                let caught_up = syncledger_projections::lag::lags(&store)
+                    .await
+                    .is_ok_and(|lags| lags.iter().all(|l| l.oldest_unapplied.is_none()));
+                caught_up && audit_rows(&store).await == expected
+            },
         )
         .await;
     }
