@@ -89,7 +89,7 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
-pub(crate) fn parse_bearer(header: &str) -> Option<(&str, &str)> {
+fn parse_bearer(header: &str) -> Option<(&str, &str)> {
     syncledger_engine::workspaces::parse_token(header.strip_prefix("Bearer ")?)
 }
 
@@ -101,19 +101,47 @@ pub fn record_caller(workspace_id: &str, token_id: &str) {
     span.record("token_id", tracing::field::display(token_id));
 }
 
+/// A request's bearer token, checked against the store: its id and what it speaks for.
+/// Kept in the request's extensions by a middleware that had to check it first (the
+/// `Idempotency-Key` guard), so [`Caller`] does not look it up a second time.
+#[derive(Clone, Debug)]
+pub struct Verified {
+    pub token_id: String,
+    pub found: syncledger_engine::workspaces::Authenticated,
+}
+
+/// The request's bearer token, if it is a valid one (`None`: missing, malformed, unknown,
+/// revoked, expired or a wrong secret; the caller cannot tell which).
+pub async fn verify_bearer(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> Result<Option<Verified>, ApiError> {
+    let Some((id, secret)) = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(parse_bearer)
+    else {
+        return Ok(None);
+    };
+    let found = syncledger_engine::workspaces::authenticate(&state.store.any, id, secret).await?;
+    Ok(found.map(|found| Verified {
+        token_id: id.to_string(),
+        found,
+    }))
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|h| h.to_str().ok())
-            .ok_or_else(ApiError::unauthorized)?;
-        let (id, secret) = parse_bearer(header).ok_or_else(ApiError::unauthorized)?;
-        let found = syncledger_engine::workspaces::authenticate(&state.store.any, id, secret)
-            .await?
-            .ok_or_else(ApiError::unauthorized)?;
+        let verified = match parts.extensions.get::<Verified>() {
+            Some(v) => v.clone(),
+            None => verify_bearer(state, &parts.headers)
+                .await?
+                .ok_or_else(ApiError::unauthorized)?,
+        };
+        let Verified { token_id, found } = verified;
+        let id = token_id.as_str();
         if let Err(not_until) = state.limiter.check_key(&id.to_string()) {
             let wait = not_until.wait_time_from(governor::clock::Clock::now(
                 &governor::clock::DefaultClock::default(),
@@ -164,10 +192,7 @@ pub fn acting_for(headers: &axum::http::HeaderMap) -> Result<Option<String>, Api
         return Ok(None);
     };
     let text = value.to_str().ok().map(str::trim).unwrap_or_default();
-    let sane = !text.is_empty()
-        && text.len() <= MAX_ACTING_FOR
-        && text.bytes().all(|b| b.is_ascii_graphic());
-    if sane {
+    if visible_ascii(text, MAX_ACTING_FOR) {
         Ok(Some(text.to_string()))
     } else {
         Err(ApiError::invalid_field(
@@ -202,10 +227,14 @@ pub const MAX_REQUEST_ID: usize = 128;
 /// characters (no spaces or control characters, so it is safe in logs and CSV-free of
 /// line breaks).
 pub fn client_request_id(value: &str) -> Option<String> {
-    let sane = !value.is_empty()
-        && value.len() <= MAX_REQUEST_ID
-        && value.bytes().all(|b| b.is_ascii_graphic());
-    sane.then(|| value.to_string())
+    visible_ascii(value, MAX_REQUEST_ID).then(|| value.to_string())
+}
+
+/// 1 to `max` visible ASCII characters (no spaces or control characters): what a value a
+/// client names itself with (request id, `X-Acting-For`, `Idempotency-Key`) must be to be
+/// kept, logged and exported as it is.
+pub fn visible_ascii(value: &str, max: usize) -> bool {
+    !value.is_empty() && value.len() <= max && value.bytes().all(|b| b.is_ascii_graphic())
 }
 
 #[cfg(test)]

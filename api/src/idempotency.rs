@@ -6,7 +6,7 @@
 //! running, 409 `idempotency_key_in_use`. Only a success is kept: a refused or failed
 //! request creates nothing, so its key is free for the corrected retry.
 
-use crate::auth::parse_bearer;
+use crate::auth::{verify_bearer, visible_ascii};
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::body::{to_bytes, Body};
@@ -45,7 +45,7 @@ fn key_of(req: &Request) -> Result<Option<String>, ApiError> {
         return Ok(None);
     };
     let text = value.to_str().unwrap_or_default();
-    if !text.is_empty() && text.len() <= MAX_KEY && text.bytes().all(|b| b.is_ascii_graphic()) {
+    if visible_ascii(text, MAX_KEY) {
         Ok(Some(text.to_string()))
     } else {
         Err(ApiError::invalid_field(
@@ -70,22 +70,16 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
         Ok(None) => return next.run(req).await,
         Err(e) => return e.into_response(),
     };
-    let bearer = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(parse_bearer)
-        .map(|(id, secret)| (id.to_owned(), secret.to_owned()));
-    let Some((id, secret)) = bearer else {
-        return next.run(req).await;
+    let verified = match verify_bearer(&state, req.headers()).await {
+        Ok(Some(verified)) => verified,
+        // No valid token: the handler answers 401.
+        Ok(None) => return next.run(req).await,
+        Err(e) => return e.into_response(),
     };
-    let workspace =
-        match syncledger_engine::workspaces::authenticate(&state.store.any, &id, &secret).await {
-            Ok(Some(found)) => found.workspace_id,
-            Ok(None) => return next.run(req).await,
-            Err(e) => return ApiError::from(e).into_response(),
-        };
-    let (parts, body) = req.into_parts();
+    let workspace = verified.found.workspace_id.clone();
+    let (mut parts, body) = req.into_parts();
+    // The handler's `Caller` takes the token as checked here, not from the store again.
+    parts.extensions.insert(verified);
     let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
         return ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

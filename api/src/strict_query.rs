@@ -15,13 +15,14 @@ use std::sync::LazyLock;
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::OpenApi;
 
-/// Per operation (method, route template): the query parameters it takes.
+/// Per route template, per method: the query parameters the operation takes. Keyed by the
+/// route so that a request's lookup borrows its matched path instead of building a key.
 #[derive(Debug, Default)]
-pub struct QueryRules(HashMap<(Method, String), BTreeSet<String>>);
+pub struct QueryRules(HashMap<String, Vec<(Method, BTreeSet<String>)>>);
 
 impl QueryRules {
     pub fn from_doc(doc: &utoipa::openapi::OpenApi) -> Self {
-        let mut rules = HashMap::new();
+        let mut rules: HashMap<String, Vec<(Method, BTreeSet<String>)>> = HashMap::new();
         for (path, item) in &doc.paths.paths {
             let shared = query_names(item.parameters.as_deref());
             let operations = [
@@ -37,7 +38,7 @@ impl QueryRules {
                 };
                 let mut names = shared.clone();
                 names.extend(query_names(op.parameters.as_deref()));
-                rules.insert((method, path.clone()), names);
+                rules.entry(path.clone()).or_default().push((method, names));
             }
         }
         QueryRules(rules)
@@ -46,7 +47,7 @@ impl QueryRules {
     /// The parameters of `query` that `method route` does not take, in order, each once;
     /// `None` when the operation is not checked here.
     pub fn unknown(&self, method: &Method, route: &str, query: &str) -> Option<Vec<String>> {
-        let allowed = self.0.get(&(method.clone(), route.to_string()))?;
+        let allowed = self.names(method, route)?;
         let mut unknown: Vec<String> = Vec::new();
         for (name, _) in form_urlencoded::parse(query.as_bytes()) {
             if !allowed.contains(name.as_ref()) && !unknown.iter().any(|u| *u == name) {
@@ -58,10 +59,17 @@ impl QueryRules {
 
     /// What `method route` takes, for the error message.
     fn allowed(&self, method: &Method, route: &str) -> Vec<&str> {
-        self.0
-            .get(&(method.clone(), route.to_string()))
+        self.names(method, route)
             .map(|names| names.iter().map(String::as_str).collect())
             .unwrap_or_default()
+    }
+
+    fn names(&self, method: &Method, route: &str) -> Option<&BTreeSet<String>> {
+        self.0
+            .get(route)?
+            .iter()
+            .find(|(m, _)| m == method)
+            .map(|(_, names)| names)
     }
 }
 

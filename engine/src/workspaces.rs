@@ -38,6 +38,7 @@ pub struct TokenRow {
 }
 
 /// Who a valid token speaks for.
+#[derive(Clone, Debug)]
 pub struct Authenticated {
     pub workspace_id: String,
     pub role: Role,
