@@ -213,6 +213,7 @@ impl From<WorkspaceError> for ApiError {
             W::DuplicateIntegrationName(_) => (StatusCode::CONFLICT, "duplicate_name"),
             W::AlreadyExists => (StatusCode::CONFLICT, "already_exists"),
             W::LastAdminToken => (StatusCode::CONFLICT, "last_admin_token"),
+            W::IntegrationNotActive => (StatusCode::CONFLICT, "invalid_transition"),
             W::NotFound | W::TokenNotFound => (StatusCode::NOT_FOUND, "not_found"),
             W::InvalidName
             | W::InvalidIntegrationName

@@ -179,6 +179,23 @@ pub enum IntegrationEvent {
         side: Option<Side>,
         at: DateTime<Utc>,
     },
+    IntegrationRenamed {
+        name: String,
+        at: DateTime<Utc>,
+    },
+    /// Where the integration's requests go changed: its base URL override and its
+    /// declarative spec, both as they are now.
+    EndpointChanged {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        base_url: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        spec: Option<String>,
+        /// The stored credentials were dropped because the new endpoint would have
+        /// sent them to a host they were not given for: the integration must be
+        /// connected again.
+        credentials_dropped: bool,
+        at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for IntegrationEvent {
@@ -200,6 +217,8 @@ impl DomainEvent for IntegrationEvent {
             E::SyncRunBegun { .. } => "SyncRunBegun",
             E::SyncRunFinished { .. } => "SyncRunFinished",
             E::ConflictRuleChanged { .. } => "ConflictRuleChanged",
+            E::IntegrationRenamed { .. } => "IntegrationRenamed",
+            E::EndpointChanged { .. } => "EndpointChanged",
         }
     }
 
@@ -279,6 +298,26 @@ impl DomainEvent for IntegrationEvent {
             } => {
                 format!("conflict rule for {field} removed")
             }
+            E::IntegrationRenamed { name, .. } => format!("integration renamed to {name:?}"),
+            E::EndpointChanged {
+                base_url,
+                spec,
+                credentials_dropped,
+                ..
+            } => format!(
+                "endpoint changed: base URL {}{}{}",
+                base_url.as_deref().unwrap_or("(the provider's default)"),
+                if spec.is_some() {
+                    ", spec replaced"
+                } else {
+                    ""
+                },
+                if *credentials_dropped {
+                    "; the credentials were dropped because they would have gone to another host: connect again"
+                } else {
+                    ""
+                }
+            ),
         }
     }
 }
@@ -416,6 +455,22 @@ pub enum IntegrationCommand {
         side: Option<Side>,
         at: DateTime<Utc>,
     },
+    /// A new name (1 to 200 characters); its uniqueness is the workspace's to decide.
+    Rename {
+        name: String,
+        at: DateTime<Utc>,
+    },
+    /// Send requests elsewhere: the base URL override and the spec as they should be
+    /// (both checked by the caller against the outbound policy). Refused while a run is
+    /// active. `keep_credentials`: whether every host the stored credentials would now
+    /// go to is one they went to before; when not, they are dropped and the
+    /// integration waits to be connected again.
+    ChangeEndpoint {
+        base_url: Option<String>,
+        spec: Option<String>,
+        keep_credentials: bool,
+        at: DateTime<Utc>,
+    },
 }
 
 impl IntegrationCommand {
@@ -438,6 +493,8 @@ impl IntegrationCommand {
             C::BeginSyncRun { .. } => "start a sync run on",
             C::FinishSyncRun { .. } => "finish a sync run of",
             C::SetConflictRule { .. } => "change the conflict rules of",
+            C::Rename { .. } => "rename",
+            C::ChangeEndpoint { .. } => "change the endpoint of",
         }
     }
 }
@@ -533,6 +590,19 @@ pub struct RefreshLease {
     pub until: DateTime<Utc>,
 }
 
+/// An integration's name: 1 to 200 characters once trimmed.
+fn validate_name(name: &str) -> Result<(), IntegrationError> {
+    let n = name.trim().chars().count();
+    if (1..=200).contains(&n) {
+        Ok(())
+    } else {
+        Err(IntegrationError::Invalid {
+            field: "name",
+            message: "must be 1 to 200 characters".into(),
+        })
+    }
+}
+
 /// A conflict rule names one app field: 1 to 200 characters, no control characters.
 fn validate_rule_field(field: &str) -> Result<(), IntegrationError> {
     let n = field.chars().count();
@@ -619,6 +689,16 @@ impl Integration {
         }
     }
 
+    fn forget_credentials(&mut self) {
+        self.secret = None;
+        self.credential_kind = None;
+        self.credentials_expire_at = None;
+        self.credentials_issued_at = None;
+        self.credentials_set_at = None;
+        self.credentials_rotated_at = None;
+        self.refresh_lease = None;
+    }
+
     fn same_generation(&self, generation: u64) -> Result<(), IntegrationError> {
         if generation == self.credentials_generation {
             Ok(())
@@ -658,7 +738,7 @@ impl Integration {
                 | C::AbandonCredentialRefresh { .. },
                 S::Connected | S::Paused,
             ) => true,
-            (C::SetConflictRule { .. }, _) => true,
+            (C::SetConflictRule { .. } | C::Rename { .. } | C::ChangeEndpoint { .. }, _) => true,
             _ => false,
         }
     }
@@ -690,13 +770,7 @@ impl Aggregate for Integration {
             if self.id.is_some() {
                 return Err(IntegrationError::AlreadyExists);
             }
-            let n = name.trim().chars().count();
-            if !(1..=200).contains(&n) {
-                return Err(IntegrationError::Invalid {
-                    field: "name",
-                    message: "must be 1 to 200 characters".into(),
-                });
-            }
+            validate_name(&name)?;
             sync_config.validate_for(&provider)?;
             return Ok(vec![E::IntegrationCreated {
                 integration_id,
@@ -860,6 +934,35 @@ impl Aggregate for Integration {
                 }
                 E::ConflictRuleChanged { field, side, at }
             }
+            C::Rename { name, at } => {
+                validate_name(&name)?;
+                let name = name.trim().to_string();
+                if name == self.name {
+                    return Ok(vec![]);
+                }
+                E::IntegrationRenamed { name, at }
+            }
+            C::ChangeEndpoint {
+                base_url,
+                spec,
+                keep_credentials,
+                at,
+            } => {
+                if base_url == self.base_url && spec == self.spec {
+                    return Ok(vec![]);
+                }
+                if let Some(active) = &self.active_run {
+                    return Err(IntegrationError::RunActive {
+                        run_id: active.clone(),
+                    });
+                }
+                E::EndpointChanged {
+                    base_url,
+                    spec,
+                    credentials_dropped: !keep_credentials && self.secret.is_some(),
+                    at,
+                }
+            }
         };
         Ok(vec![event])
     }
@@ -964,13 +1067,26 @@ impl Aggregate for Integration {
             }
             E::IntegrationDisconnected { .. } => {
                 self.status = Status::Disconnected;
-                self.secret = None;
-                self.credential_kind = None;
-                self.credentials_expire_at = None;
-                self.credentials_issued_at = None;
-                self.credentials_set_at = None;
-                self.credentials_rotated_at = None;
-                self.refresh_lease = None;
+                self.forget_credentials();
+            }
+            E::IntegrationRenamed { name, .. } => self.name = name.clone(),
+            E::EndpointChanged {
+                base_url,
+                spec,
+                credentials_dropped,
+                ..
+            } => {
+                self.base_url = base_url.clone();
+                self.spec = spec.clone();
+                if *credentials_dropped {
+                    self.forget_credentials();
+                    // A refresh or run holding the old generation must not store or use
+                    // what it got for the old host.
+                    self.credentials_generation += 1;
+                    self.status = Status::PendingAuth;
+                    self.last_error = None;
+                    self.account_id = None;
+                }
             }
             E::CredentialRefreshClaimed { holder, until, .. } => {
                 self.refresh_lease = Some(RefreshLease {

@@ -49,6 +49,11 @@ pub enum WorkspaceEvent {
     IntegrationSlotReleased {
         integration_id: String,
     },
+    /// The integration holding the slot was renamed: the name it keeps unique.
+    IntegrationSlotRenamed {
+        integration_id: String,
+        name: String,
+    },
     TokenIssued {
         token_id: String,
         role: Role,
@@ -82,6 +87,7 @@ impl DomainEvent for WorkspaceEvent {
             WorkspaceEvent::WorkspaceCreated { .. } => "WorkspaceCreated",
             WorkspaceEvent::IntegrationSlotReserved { .. } => "IntegrationSlotReserved",
             WorkspaceEvent::IntegrationSlotReleased { .. } => "IntegrationSlotReleased",
+            WorkspaceEvent::IntegrationSlotRenamed { .. } => "IntegrationSlotRenamed",
             WorkspaceEvent::TokenIssued { .. } => "TokenIssued",
             WorkspaceEvent::TokenRevoked { .. } => "TokenRevoked",
             WorkspaceEvent::SignInLinkIssued { .. } => "SignInLinkIssued",
@@ -100,6 +106,10 @@ impl DomainEvent for WorkspaceEvent {
             WorkspaceEvent::IntegrationSlotReleased { integration_id } => {
                 format!("integration slot released by {integration_id}")
             }
+            WorkspaceEvent::IntegrationSlotRenamed {
+                integration_id,
+                name,
+            } => format!("integration {integration_id} renamed to {name:?}"),
             WorkspaceEvent::TokenIssued {
                 token_id,
                 role,
@@ -150,6 +160,11 @@ pub enum WorkspaceCommand {
     ReleaseIntegration {
         integration_id: String,
     },
+    /// Rename the integration holding a slot; the new name must be unique too.
+    RenameIntegration {
+        integration_id: String,
+        name: String,
+    },
     IssueToken {
         token_id: String,
         role: Role,
@@ -183,6 +198,9 @@ pub enum WorkspaceError {
     DuplicateIntegrationName(String),
     #[error("integration name must be 1 to 200 characters")]
     InvalidIntegrationName,
+    /// The integration holds no slot in the workspace (it never did, or was disconnected).
+    #[error("the integration is not active in this workspace")]
+    IntegrationNotActive,
     #[error("token not found")]
     TokenNotFound,
     #[error("token label must be at most 200 characters")]
@@ -217,6 +235,38 @@ fn valid_name(s: &str) -> bool {
 }
 
 impl Workspace {
+    /// Whether an integration other than `except` holds `name` (names compare trimmed
+    /// and case-insensitively).
+    fn name_taken(&self, name: &str, except: &str) -> bool {
+        let wanted = name.trim().to_lowercase();
+        self.integrations
+            .iter()
+            .any(|(id, n)| id != except && n.trim().to_lowercase() == wanted)
+    }
+
+    fn rename(
+        &self,
+        integration_id: String,
+        name: String,
+    ) -> Result<Vec<WorkspaceEvent>, WorkspaceError> {
+        if !valid_name(&name) {
+            return Err(WorkspaceError::InvalidIntegrationName);
+        }
+        let Some(current) = self.integrations.get(&integration_id) else {
+            return Err(WorkspaceError::IntegrationNotActive);
+        };
+        if *current == name {
+            return Ok(vec![]);
+        }
+        if self.name_taken(&name, &integration_id) {
+            return Err(WorkspaceError::DuplicateIntegrationName(name));
+        }
+        Ok(vec![WorkspaceEvent::IntegrationSlotRenamed {
+            integration_id,
+            name,
+        }])
+    }
+
     fn reserve(
         &self,
         integration_id: String,
@@ -228,12 +278,7 @@ impl Workspace {
         if self.integrations.contains_key(&integration_id) {
             return Ok(vec![]);
         }
-        let wanted = name.trim().to_lowercase();
-        if self
-            .integrations
-            .values()
-            .any(|n| n.trim().to_lowercase() == wanted)
-        {
+        if self.name_taken(&name, &integration_id) {
             return Err(WorkspaceError::DuplicateIntegrationName(name));
         }
         if let Some(limit) = self.plan.max_integrations() {
@@ -286,6 +331,10 @@ impl Aggregate for Workspace {
                 integration_id,
                 name,
             } => self.reserve(integration_id, name),
+            C::RenameIntegration {
+                integration_id,
+                name,
+            } => self.rename(integration_id, name),
             C::ReleaseIntegration { integration_id } => {
                 if self.integrations.contains_key(&integration_id) {
                     Ok(vec![WorkspaceEvent::IntegrationSlotReleased {
@@ -377,6 +426,13 @@ impl Aggregate for Workspace {
             }
             WorkspaceEvent::IntegrationSlotReleased { integration_id } => {
                 self.integrations.remove(integration_id);
+            }
+            WorkspaceEvent::IntegrationSlotRenamed {
+                integration_id,
+                name,
+            } => {
+                self.integrations
+                    .insert(integration_id.clone(), name.clone());
             }
             WorkspaceEvent::TokenIssued {
                 token_id,
@@ -496,6 +552,73 @@ mod tests {
                 None => assert_eq!(result, Ok(vec![reserved("next", "One more")])),
             }
         }
+    }
+
+    fn rename(id: &str, name: &str) -> WorkspaceCommand {
+        WorkspaceCommand::RenameIntegration {
+            integration_id: id.into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn a_rename_keeps_names_unique_and_frees_the_old_one() {
+        let events = vec![
+            created(Plan::Enterprise),
+            reserved("i1", "Sales"),
+            reserved("i2", "Support"),
+        ];
+        let g = given::<Workspace>(events.clone());
+        assert_eq!(
+            g.when(rename("i1", " support ")),
+            Err(WorkspaceError::DuplicateIntegrationName(" support ".into()))
+        );
+        let renamed = WorkspaceEvent::IntegrationSlotRenamed {
+            integration_id: "i1".into(),
+            name: "Sales EU".into(),
+        };
+        assert_eq!(
+            given::<Workspace>(events.clone()).when(rename("i1", "Sales EU")),
+            Ok(vec![renamed.clone()])
+        );
+        // The old name is free again, for a new integration or a rename.
+        let mut after = events.clone();
+        after.push(renamed);
+        assert_eq!(
+            given::<Workspace>(after.clone()).when(rename("i2", "sales")),
+            Ok(vec![WorkspaceEvent::IntegrationSlotRenamed {
+                integration_id: "i2".into(),
+                name: "sales".into(),
+            }])
+        );
+        assert_eq!(
+            given::<Workspace>(after).when(reserve("i3", "Sales")),
+            Ok(vec![reserved("i3", "Sales")])
+        );
+    }
+
+    #[test]
+    fn a_rename_to_its_own_name_in_another_case_is_allowed_and_the_same_name_is_a_no_op() {
+        let events = vec![created(Plan::Starter), reserved("i1", "Sales")];
+        assert_eq!(
+            given::<Workspace>(events.clone()).when(rename("i1", "Sales")),
+            Ok(vec![])
+        );
+        assert_eq!(
+            given::<Workspace>(events.clone()).when(rename("i1", "SALES")),
+            Ok(vec![WorkspaceEvent::IntegrationSlotRenamed {
+                integration_id: "i1".into(),
+                name: "SALES".into(),
+            }])
+        );
+        assert_eq!(
+            given::<Workspace>(events.clone()).when(rename("i1", "   ")),
+            Err(WorkspaceError::InvalidIntegrationName)
+        );
+        assert_eq!(
+            given::<Workspace>(events).when(rename("gone", "Other")),
+            Err(WorkspaceError::IntegrationNotActive)
+        );
     }
 
     #[test]

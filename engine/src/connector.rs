@@ -1,7 +1,7 @@
 //! Which adapter serves an integration, configured from the provider's OAuth app
 //! and the integration's base URL override.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use secrecy::SecretString;
@@ -14,6 +14,29 @@ use syncledger_domain::outbound::OutboundPolicy;
 use syncledger_domain::Integration;
 
 use crate::error::EngineError;
+
+/// Where an integration's requests, and with them its credentials, go: the origins
+/// (`scheme://host:port`) of its base URL override and of every URL of its spec. A
+/// built-in provider without an override goes to its own hosts, `provider:{id}`. A spec
+/// that does not parse (it was checked when stored) counts as an origin of its own, so
+/// a comparison with it never finds the same hosts.
+pub fn origins(provider: &str, base_url: Option<&str>, spec: Option<&str>) -> BTreeSet<String> {
+    let origin = |url: &str| {
+        url::Url::parse(url)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_else(|_| format!("unparsable:{url}"))
+    };
+    let Some(text) = spec else {
+        return BTreeSet::from([base_url.map_or_else(|| format!("provider:{provider}"), origin)]);
+    };
+    let Ok(mut spec) = CustomSpec::from_json(text) else {
+        return BTreeSet::from([format!("unparsable spec of {provider}")]);
+    };
+    if let Some(url) = base_url {
+        url.clone_into(&mut spec.base_url);
+    }
+    spec.urls().iter().map(|(_, url)| origin(url)).collect()
+}
 
 /// An OAuth client registered with a provider.
 #[derive(Clone, Debug)]

@@ -124,7 +124,7 @@ fn decide(
 }
 
 /// `events` of aggregate `id` as rows, numbered from `after + 1`.
-fn rows<A: Aggregate>(
+pub(crate) fn rows<A: Aggregate>(
     id: &str,
     after: i64,
     events: &[A::Event],

@@ -18,6 +18,7 @@ use syncledger_store::{history, Metadata};
 use crate::app::Engine;
 use crate::creation::{create_integration, NewIntegration};
 use crate::credentials::seal_credentials;
+use crate::editing::{edit_integration, Edit, Endpoint};
 use crate::error::EngineError;
 
 const PROJECTION: &str = integration_status::TABLE;
@@ -37,6 +38,18 @@ pub struct CreateIntegration {
     pub base_url: Option<String>,
     /// The declarative spec of a custom or niche provider: a JSON object, or a string
     /// holding the same in TOML.
+    pub spec: Option<serde_json::Value>,
+}
+
+/// What a caller asks to change; `None` leaves a part as it is. The sync config is
+/// already checked.
+#[derive(Default)]
+pub struct UpdateIntegration {
+    pub name: Option<String>,
+    pub sync_config: Option<SyncConfig>,
+    /// `Some(None)` removes the override.
+    pub base_url: Option<Option<String>>,
+    /// A JSON object, or a string holding the same in TOML, as at creation.
     pub spec: Option<serde_json::Value>,
 }
 
@@ -338,6 +351,7 @@ impl Integrations<'_> {
         self.current(&meta.workspace_id, &id).await
     }
 
+    /// Change the sync configuration only (the dashboard's settings form).
     pub async fn change_config(
         &self,
         meta: &Metadata,
@@ -345,11 +359,62 @@ impl Integrations<'_> {
         sync_config: SyncConfig,
         expected: Option<i64>,
     ) -> Result<IntegrationState, EngineError> {
-        let cmd = IntegrationCommand::ChangeSyncConfig {
-            sync_config,
-            at: Utc::now(),
+        let edit = UpdateIntegration {
+            sync_config: Some(sync_config),
+            ..UpdateIntegration::default()
         };
-        self.execute_at(meta, id, cmd, expected).await
+        self.update(meta, id, edit, expected).await
+    }
+
+    /// Change any of the name (unique in the workspace), the sync configuration, the
+    /// base URL override and the spec (parsed and validated as at creation), in one
+    /// change, only at version `expected` when given. A new endpoint passes the outbound
+    /// policy; if it would send the credentials to a host they did not go to before,
+    /// they are dropped and the integration must be connected again
+    /// (see [`crate::editing`]).
+    pub async fn update(
+        &self,
+        meta: &Metadata,
+        id: &str,
+        req: UpdateIntegration,
+        expected: Option<i64>,
+    ) -> Result<IntegrationState, EngineError> {
+        let current = self.owned(&meta.workspace_id, id).await?;
+        let endpoint = if req.base_url.is_some() || req.spec.is_some() {
+            let info = provider::find(&current.provider).ok_or(EngineError::Corrupt(
+                "an integration's provider is no longer known",
+            ))?;
+            let spec = match req.spec {
+                Some(given) => provider_spec(info, Some(given))?,
+                None => current.spec.clone(),
+            };
+            let base_url = req.base_url.unwrap_or_else(|| current.base_url.clone());
+            self.0
+                .connections
+                .connector()
+                .check_urls(&current.provider, base_url.as_deref(), spec.as_deref())
+                .await?;
+            Some(Endpoint { base_url, spec })
+        } else {
+            None
+        };
+        let edit = Edit {
+            name: req.name,
+            sync_config: req.sync_config,
+            endpoint,
+        };
+        if edit.is_empty() {
+            return Err(EngineError::invalid(
+                "body",
+                "name at least one of name, sync_config, base_url and spec",
+            ));
+        }
+        edit_integration(self.0, meta, id, &edit, expected).await?;
+        self.0
+            .fresh
+            .settle(PROJECTION, Integration::TYPE, id)
+            .await?;
+        self.current(&meta.workspace_id, id).await
     }
 
     /// Stop scheduled and triggered syncs.

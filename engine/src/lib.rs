@@ -22,6 +22,7 @@ pub mod crashpoint;
 pub mod creation;
 pub mod credentials;
 pub mod divergence;
+pub mod editing;
 pub mod error;
 pub mod freshness;
 pub mod idempotency;

@@ -102,6 +102,7 @@ impl SettingsForm {
             conflict_strategy: self.conflict_strategy.clone(),
             on_crm_delete: self.on_crm_delete.clone(),
             on_app_archive: self.on_app_archive.clone(),
+            ..SyncFields::default()
         }
     }
 }

@@ -20,6 +20,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use syncledger_domain::provider::{deletes_records, find, sends_webhooks};
+use syncledger_engine::integrations::UpdateIntegration;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/integrations/{id}/settings", get(edit).post(save))
@@ -58,6 +59,12 @@ pub struct SyncFields {
     pub on_crm_delete: String,
     #[serde(default)]
     pub on_app_archive: String,
+    /// The settings page of an existing integration only: its name...
+    #[serde(default)]
+    pub name: Option<String>,
+    /// ...and the version the page was filled from, sent as `If-Match`.
+    #[serde(default)]
+    pub version: Option<String>,
 }
 
 impl SyncFields {
@@ -82,6 +89,8 @@ impl SyncFields {
             conflict_strategy: text("conflict_strategy"),
             on_crm_delete: text("on_crm_delete"),
             on_app_archive: text("on_app_archive"),
+            name: None,
+            version: None,
         }
     }
 
@@ -246,11 +255,18 @@ fn edit_markup(
     html! {
         p { a href={ "/integrations/" (v.id) } { "← " (v.name) } }
         h1 { "Sync settings of " (v.name) }
-        @if let Some(e) = error.filter(|e| !beside_a_field(e, &[])) {
+        @if let Some(e) = error.filter(|e| !beside_a_field(e, &["name"])) {
             p.field-error role="alert" #form-error { (e.message) }
         }
         form.stack method="post" action={ "/integrations/" (v.id) "/settings" } #edit-settings {
             (csrf_field(person))
+            input type="hidden" name="version" value=(v.version);
+            div {
+                label for="name" { "Name" }
+                input #name name="name" value=(f.name.as_deref().unwrap_or(&v.name)) required maxlength="200"
+                    aria-invalid=[error_for(error, "name").map(|_| "true")];
+                (field_error(error, "name"))
+            }
             (sync_fields(f, &v.provider, &offered, error))
             div { button type="submit" { "Save settings" } " " a href={ "/integrations/" (v.id) } { "Cancel" } }
         }
@@ -269,8 +285,11 @@ async fn edit(
     Ok(page(&person, Section::Overview, "Sync settings", body))
 }
 
-/// `POST /integrations/{id}/settings`: the API's change of the sync configuration; a
-/// refused value shows the form again with the error beside its field, nothing changed.
+/// `POST /integrations/{id}/settings`: the API's change of the name and the sync
+/// configuration, at the version the page was filled from; a refused value shows the
+/// form again with the error beside its field, nothing changed. A change made by someone
+/// else since the page was filled is never overwritten: the form comes back with the
+/// current settings and says so.
 async fn save(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -279,22 +298,51 @@ async fn save(
     let person = posted.person;
     let v = view_of(&state, &person, &id).await?;
     let stored = serde_json::to_value(&v.sync_config).unwrap_or_default();
+    let expected = match posted.form.version.as_deref().map(str::parse::<i64>) {
+        Some(Ok(version)) => Some(version),
+        Some(Err(_)) => return Err(PageError(ApiError::bad_request("version: not a number"))),
+        None => None,
+    };
     let changed = match posted.form.config(stored).and_then(|body| {
         serde_json::from_value::<SyncConfigBody>(body)
             .map_err(|e| ApiError::bad_request(format!("the settings are not valid: {e}")))
             .and_then(SyncConfigBody::into_domain)
     }) {
-        Ok(config) => state
-            .engine
-            .integrations()
-            .change_config(&person.caller.metadata(), &id, config, None)
-            .await
-            .map_err(ApiError::from),
+        Ok(config) => {
+            let edit = UpdateIntegration {
+                name: posted.form.name.clone(),
+                sync_config: Some(config),
+                ..UpdateIntegration::default()
+            };
+            state
+                .engine
+                .integrations()
+                .update(&person.caller.metadata(), &id, edit, expected)
+                .await
+                .map_err(ApiError::from)
+        }
         Err(e) => Err(e),
     };
     match changed {
         Ok(_) => {
             Ok(Redirect::to(&format!("/integrations/{id}?done=settings-saved")).into_response())
+        }
+        Err(e) if e.status == StatusCode::PRECONDITION_FAILED => {
+            let e = ApiError::new(
+                e.status,
+                e.code,
+                "Someone else changed these settings since this page was opened. They are shown as they are now: make your change again.",
+            );
+            let v = view_of(&state, &person, &id).await?;
+            let current = SyncFields::of(&serde_json::to_value(&v.sync_config).unwrap_or_default());
+            let body = edit_markup(&person, &v, &current, Some(&e));
+            Ok(page_status(
+                e.status,
+                &person,
+                Section::Overview,
+                "Sync settings",
+                body,
+            ))
         }
         Err(e) if e.status.is_client_error() && e.status != StatusCode::NOT_FOUND => {
             let body = edit_markup(&person, &v, &posted.form, Some(&e));

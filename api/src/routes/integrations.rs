@@ -15,7 +15,9 @@ use axum::response::IntoResponse;
 use axum::Json;
 use secrecy::SecretString;
 use serde::Deserialize;
-use syncledger_engine::integrations::{CreateIntegration as NewIntegration, StaticCredentials};
+use syncledger_engine::integrations::{
+    CreateIntegration as NewIntegration, StaticCredentials, UpdateIntegration as Edit,
+};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -49,10 +51,36 @@ impl CreateIntegration {
     }
 }
 
+/// What to change; a field left out stays as it is, and at least one is required.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateIntegration {
-    pub sync_config: SyncConfigBody,
+    /// Unique in the workspace.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub sync_config: Option<SyncConfigBody>,
+    /// The API base URL override; `null` removes it. A new host is checked against the
+    /// outbound policy, and credentials are dropped (connect again) when they would be
+    /// sent to a host they were not sent to before.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub base_url: Option<Option<String>>,
+    /// A custom or niche provider's new spec, validated as at creation; the same rule
+    /// for credentials as `base_url`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub spec: Option<serde_json::Value>,
+}
+
+/// A field that is present, even as `null` (`Some(None)`), apart from one left out
+/// (`None`, through `#[serde(default)]`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// Create an integration (admin, operator). Counts against the workspace's plan.
@@ -114,9 +142,10 @@ pub async fn get(
     Ok((etag(view.version), Json(view)))
 }
 
-/// Change the sync configuration. With `If-Match` (the `ETag` a read gave), only if the
-/// integration is still at that version: 412 otherwise, so two editors cannot silently
-/// overwrite each other.
+/// Change the name, sync configuration, base URL or spec, all or nothing. With
+/// `If-Match` (the `ETag` a read gave), only if the integration is still at that
+/// version: 412 otherwise, so two editors cannot silently overwrite each other. An
+/// endpoint change is refused (409) while a run is active.
 #[utoipa::path(patch, path = "/v1/integrations/{id}", operation_id = "updateIntegration", tag = "integrations", security(("bearer" = [])), request_body = UpdateIntegration,
     params(("If-Match" = Option<String>, Header, description = "The ETag the change is based on")),
     responses((status = 200, body = IntegrationView, headers(("ETag" = String, description = "The new version"))), (status = 400, response = crate::error_docs::BadRequest), (status = 404, response = crate::error_docs::NotFound), (status = 409, response = crate::error_docs::Conflict),
@@ -128,11 +157,19 @@ pub async fn update(
     IfMatch(expected): IfMatch,
     Body(req): Body<UpdateIntegration>,
 ) -> ApiResult<impl IntoResponse> {
-    let sync_config = req.sync_config.into_domain()?;
+    let edit = Edit {
+        name: req.name,
+        sync_config: req
+            .sync_config
+            .map(SyncConfigBody::into_domain)
+            .transpose()?,
+        base_url: req.base_url,
+        spec: req.spec,
+    };
     let changed = state
         .engine
         .integrations()
-        .change_config(&caller.metadata(), &id, sync_config, expected)
+        .update(&caller.metadata(), &id, edit, expected)
         .await?;
     let view = IntegrationView::from(changed);
     Ok((etag(view.version), Json(view)))

@@ -234,6 +234,8 @@ fn every_non_create_command() -> Vec<IntegrationCommand> {
         change_mappings(valid_mappings()),
         disconnect(),
         set_rule("email", Some(Side::Crm)),
+        rename("Renamed"),
+        change_endpoint("https://eu.example.com", false),
     ]
 }
 
@@ -1807,4 +1809,136 @@ fn credentials_keep_when_they_were_set_and_rotated() {
         (state.credentials_set_at, state.credentials_rotated_at),
         (None, None)
     );
+}
+
+// ---- editing: name and endpoint ----
+
+fn rename(name: &str) -> IntegrationCommand {
+    IntegrationCommand::Rename {
+        name: name.into(),
+        at: t1(),
+    }
+}
+
+fn change_endpoint(base_url: &str, keep_credentials: bool) -> IntegrationCommand {
+    IntegrationCommand::ChangeEndpoint {
+        base_url: Some(base_url.into()),
+        spec: None,
+        keep_credentials,
+        at: t1(),
+    }
+}
+
+#[test]
+fn a_rename_is_trimmed_and_validated_and_the_same_name_is_a_no_op() {
+    assert_eq!(
+        given::<Integration>([created(), stored()]).when(rename("  Sales EU ")),
+        Ok(vec![IntegrationEvent::IntegrationRenamed {
+            name: "Sales EU".into(),
+            at: t1(),
+        }])
+    );
+    assert_eq!(
+        given::<Integration>([created()]).when(rename("Main HubSpot")),
+        Ok(vec![])
+    );
+    assert_eq!(
+        invalid_field(given::<Integration>([created()]).when(rename(" "))),
+        Some("name")
+    );
+    assert_eq!(
+        invalid_field(given::<Integration>([created()]).when(rename(&"x".repeat(201)))),
+        Some("name")
+    );
+    assert_eq!(
+        given::<Integration>(history(Status::Disconnected)).when(rename("Other")),
+        transition(Status::Disconnected, "rename")
+    );
+}
+
+#[test]
+fn an_endpoint_change_that_keeps_the_hosts_keeps_the_credentials() {
+    let g = given::<Integration>([created(), stored()]);
+    let events = g.when(change_endpoint("https://eu.example.com", true));
+    let expected = IntegrationEvent::EndpointChanged {
+        base_url: Some("https://eu.example.com".into()),
+        spec: None,
+        credentials_dropped: false,
+        at: t1(),
+    };
+    assert_eq!(events, Ok(vec![expected.clone()]));
+    let state = given::<Integration>([created(), stored(), expected]);
+    let state = state.state();
+    assert_eq!(state.base_url.as_deref(), Some("https://eu.example.com"));
+    assert_eq!(state.status, Status::Connected);
+    assert!(state.secret.is_some());
+    assert_eq!(state.credentials_generation, 1);
+}
+
+#[test]
+fn an_endpoint_change_to_a_new_host_drops_the_credentials_and_outdates_a_refresh() {
+    let events = given::<Integration>([created(), stored(), claimed("w1", 1, 60)])
+        .when(change_endpoint("https://attacker.example", false))
+        .unwrap_or_default();
+    assert_eq!(
+        events,
+        vec![IntegrationEvent::EndpointChanged {
+            base_url: Some("https://attacker.example".into()),
+            spec: None,
+            credentials_dropped: true,
+            at: t1(),
+        }]
+    );
+    let mut history = vec![created(), stored(), claimed("w1", 1, 60)];
+    history.extend(events);
+    let g = given::<Integration>(history.clone());
+    let state = g.state();
+    assert_eq!(state.status, Status::PendingAuth);
+    assert!(state.secret.is_none());
+    assert!(state.credential_kind.is_none());
+    assert!(state.refresh_lease.is_none());
+    // A refresh begun for the old host cannot store what it got.
+    assert_eq!(
+        given::<Integration>(history.clone()).when(complete("w1", 1)),
+        transition(Status::PendingAuth, "complete a credential refresh of")
+    );
+    // Connecting again works as for a new integration.
+    assert_eq!(
+        given::<Integration>(history).when(store()),
+        Ok(vec![stored()])
+    );
+}
+
+#[test]
+fn an_endpoint_change_without_credentials_drops_nothing() {
+    assert_eq!(
+        given::<Integration>([created()]).when(change_endpoint("https://x.example", false)),
+        Ok(vec![IntegrationEvent::EndpointChanged {
+            base_url: Some("https://x.example".into()),
+            spec: None,
+            credentials_dropped: false,
+            at: t1(),
+        }])
+    );
+}
+
+#[test]
+fn an_endpoint_change_waits_for_the_active_run_but_the_same_endpoint_is_a_no_op() {
+    let g = given::<Integration>([created(), stored(), begun("r1")]);
+    assert_eq!(
+        g.when(change_endpoint("https://eu.example.com", true)),
+        Err(IntegrationError::RunActive {
+            run_id: "r1".into()
+        })
+    );
+    assert_eq!(
+        given::<Integration>([created(), stored(), begun("r1")])
+            .when(change_endpoint("https://api.hubapi.com", true)),
+        Ok(vec![])
+    );
+    // A rename does not wait.
+    assert!(matches!(
+        given::<Integration>([created(), stored(), begun("r1")]).when(rename("Other")),
+        Ok(events) if events.len() == 1
+    ));
 }

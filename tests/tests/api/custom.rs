@@ -15,7 +15,7 @@ on_both_backends!(
     spec_refusals
 );
 
-fn spec(base: &str, auth: Value) -> Value {
+pub(crate) fn spec(base: &str, auth: Value) -> Value {
     json!({
         "name": "Studio CRM",
         "base_url": base,

@@ -11,6 +11,7 @@ use syncledger_testkit::app::{on_both_backends, Backend, TestApp};
 
 on_both_backends!(
     settings_are_edited_with_errors_beside_their_fields,
+    the_settings_page_renames_and_never_overwrites_a_later_change,
     every_frequency_offered_is_accepted,
     always_use_rules_are_listed_added_and_removed
 );
@@ -113,6 +114,106 @@ async fn settings_are_edited_with_errors_beside_their_fields(
         .post("/integrations/no-such-id/settings", &fields)
         .await?;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    app.finish().await
+}
+
+fn refs<'a>(fields: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    fields.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// The version a settings page was filled from (its hidden `version` field).
+fn version_of(page: &str) -> anyhow::Result<String> {
+    let start = page
+        .find(r#"name="version" value=""#)
+        .context("a version field")?
+        + r#"name="version" value=""#.len();
+    Ok(page[start..]
+        .split('"')
+        .next()
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// The settings page renames the integration, and sends the version it was filled from:
+/// a second editor saving a page opened before the first one saved gets the page back
+/// with the current settings and a message, and overwrites nothing (the form used to
+/// save whatever it carried over the other's change).
+async fn the_settings_page_renames_and_never_overwrites_a_later_change(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let id = app.create_integration(&app.admin, "Edited").await?;
+    app.create_integration(&app.admin, "Taken").await?;
+    let mut person = Person::sign_in(&app, Role::Operator).await?;
+    let path = format!("/integrations/{id}/settings");
+    let form = person.get(&path).await?;
+    assert!(form.body.contains(r#"value="Edited""#), "{}", form.body);
+    let opened = version_of(&form.body)?;
+    let fields = |name: &'static str, frequency: &'static str, version: String| {
+        vec![
+            ("name", name.to_string()),
+            ("version", version),
+            ("direction", "pull".into()),
+            ("frequency", frequency.into()),
+            ("interval_minutes", "45".into()),
+            ("entities", "contacts".into()),
+            ("conflict_strategy", "crm_wins".into()),
+            ("on_crm_delete", "unlink".into()),
+            ("on_app_archive", "nothing".into()),
+        ]
+    };
+
+    // A name another integration has is refused beside the field; nothing changes.
+    let before = config(&app, &id).await?;
+    let refused = person
+        .post(&path, &refs(&fields("taken", "interval", opened.clone())))
+        .await?;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert!(refused.body.contains("already exists"), "{}", refused.body);
+    assert_eq!(config(&app, &id).await?, before);
+
+    let saved = person
+        .post(&path, &refs(&fields("Renamed", "interval", opened.clone())))
+        .await?;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    let shown = app
+        .get(&format!("/v1/integrations/{id}"), &app.admin)
+        .await?;
+    assert_eq!(shown.body["name"], "Renamed", "{}", shown.text);
+    let after_first = config(&app, &id).await?;
+    assert_eq!(after_first["interval_minutes"], 45, "{after_first}");
+
+    // A second editor whose page was opened before that save.
+    let stale = person
+        .post(&path, &refs(&fields("Mine", "manual", opened)))
+        .await?;
+    assert_eq!(
+        stale.status,
+        StatusCode::PRECONDITION_FAILED,
+        "{}",
+        stale.body
+    );
+    assert!(
+        stale.body.contains("Someone else changed"),
+        "{}",
+        stale.body
+    );
+    assert!(stale.body.contains(r#"value="Renamed""#), "{}", stale.body);
+    let shown = app
+        .get(&format!("/v1/integrations/{id}"), &app.admin)
+        .await?;
+    assert_eq!(shown.body["name"], "Renamed", "{}", shown.text);
+    assert_eq!(config(&app, &id).await?, after_first, "overwritten");
+
+    // Saving the page it got back applies.
+    let current = version_of(&stale.body)?;
+    let saved = person
+        .post(&path, &refs(&fields("Mine", "manual", current)))
+        .await?;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    assert_eq!(config(&app, &id).await?["frequency"], "manual");
     app.finish().await
 }
 
