@@ -34,6 +34,7 @@ use tower_http::trace::TraceLayer;
 
 pub fn router(state: AppState) -> Router {
     let http_metrics = state.http_metrics.clone();
+    let timeout = state.request_timeout;
     let v1 = Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
@@ -107,6 +108,12 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::dashboard::routes())
         .fallback(not_found)
         .with_state(state)
+        // Inside the layers below, so a 408 gets a JSON body, an access line and its
+        // count in the metrics like any other answer.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
         .layer(RequestBodyLimitLayer::new(1024 * 1024))
         .layer(middleware::map_response(json_errors))
         .layer(
@@ -453,6 +460,7 @@ impl Application {
             dispatcher,
             chrono::Duration::minutes(i64::from(settings.dashboard_idle_minutes.max(1))),
             std::time::Duration::from_secs(settings.ready_max_lag_secs),
+            std::time::Duration::from_secs(settings.request_timeout_secs.max(1)),
             &settings.instance_name(),
         );
         state.streams.set_limits(
@@ -501,10 +509,7 @@ impl Application {
             streams.close_all();
         }));
         let mut stop = shutdown.clone();
-        let app = router(state).layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(60),
-        ));
+        let app = router(state);
         let serving = async move {
             let served = axum::serve(self.listener, app.into_make_service())
                 .with_graceful_shutdown(async move {

@@ -107,6 +107,9 @@ pub struct Settings {
     /// `GET /v1/ready` answers 503 when a projection's oldest unapplied event has waited
     /// longer than this many seconds.
     pub ready_max_lag_secs: u64,
+    /// A request that has no response head after this many seconds is answered 408
+    /// (`timeout`), counted and logged like any other (streams, once open, run on).
+    pub request_timeout_secs: u64,
     /// On SIGTERM or Ctrl-C, seconds `serve` may take to finish requests, end live streams,
     /// commit the projection batch in progress and let sync runs reach a page boundary;
     /// whatever is still going then is abandoned (runs resume from their last committed
@@ -154,6 +157,7 @@ impl Default for Settings {
             allow_private_providers: false,
             dashboard_idle_minutes: 30,
             ready_max_lag_secs: 60,
+            request_timeout_secs: 60,
             shutdown_grace_secs: 30,
             instance_name: None,
         }
@@ -223,12 +227,13 @@ pub const ENV_KEYS: [(&str, &str); COUNT] = [
         "SYNCLEDGER_DASHBOARD_IDLE_MINUTES",
     ),
     ("ready_max_lag_secs", "SYNCLEDGER_READY_MAX_LAG_SECS"),
+    ("request_timeout_secs", "SYNCLEDGER_REQUEST_TIMEOUT_SECS"),
     ("shutdown_grace_secs", "SYNCLEDGER_SHUTDOWN_GRACE_SECS"),
     ("instance_name", "SYNCLEDGER_INSTANCE_NAME"),
 ];
 
 /// How many settings there are.
-const COUNT: usize = 34;
+const COUNT: usize = 35;
 
 /// `SYNCLEDGER_*` variables the binary reads that are not settings: the worker's and the
 /// benches' command-line defaults (clap `env`) and the crash points of the recovery tests.
@@ -308,6 +313,7 @@ impl Settings {
             .set_default("allow_private_providers", defaults.allow_private_providers)?
             .set_default("dashboard_idle_minutes", defaults.dashboard_idle_minutes)?
             .set_default("ready_max_lag_secs", defaults.ready_max_lag_secs)?
+            .set_default("request_timeout_secs", defaults.request_timeout_secs)?
             .set_default("shutdown_grace_secs", defaults.shutdown_grace_secs)?;
         for (provider, app) in defaults.oauth_apps() {
             builder = builder
@@ -527,6 +533,7 @@ impl Settings {
             ),
             ("dashboard_idle_minutes", json!(self.dashboard_idle_minutes)),
             ("ready_max_lag_secs", json!(self.ready_max_lag_secs)),
+            ("request_timeout_secs", json!(self.request_timeout_secs)),
             ("shutdown_grace_secs", json!(self.shutdown_grace_secs)),
             ("instance_name", json!(self.instance_name())),
         ];

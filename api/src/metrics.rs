@@ -25,6 +25,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Duration;
+use syncledger_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -259,14 +260,34 @@ fn describe() {
 /// How long the scrape may wait for the lag reads.
 const LAG_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The gauges read from `state` now, in the text format.
-pub async fn current(state: &AppState) -> String {
+/// What a process's metrics are read from: `serve` has all of them; a `syncledger
+/// worker` has its runs' and provider calls' counters (the recorder) and its store
+/// pools, but no HTTP requests, streams or projections of its own.
+#[derive(Clone)]
+pub enum Source {
+    Server(AppState),
+    Worker(Store),
+}
+
+impl Source {
+    fn store(&self) -> &Store {
+        match self {
+            Source::Server(state) => &state.store,
+            Source::Worker(store) => store,
+        }
+    }
+}
+
+/// The gauges read from `source` now, in the text format.
+async fn gauges(source: &Source) -> String {
     let mut out = Exposition::default();
     out.family(BUILD_INFO);
     out.sample(BUILD_INFO, &[("version", env!("CARGO_PKG_VERSION"))], 1.0);
-    out.family(SSE_CLIENTS);
-    out.sample(SSE_CLIENTS, &[], state.streams.open_total() as f64);
-    let pools = state.store.pool_use();
+    if let Source::Server(state) = source {
+        out.family(SSE_CLIENTS);
+        out.sample(SSE_CLIENTS, &[], state.streams.open_total() as f64);
+    }
+    let pools = source.store().pool_use();
     out.family(DB_POOL_CONNECTIONS);
     for p in &pools {
         out.sample(
@@ -284,6 +305,9 @@ pub async fn current(state: &AppState) -> String {
     for p in &pools {
         out.sample(DB_POOL_MAX, &[("pool", p.pool)], f64::from(p.max));
     }
+    let Source::Server(state) = source else {
+        return out.text;
+    };
     let mut readers = syncledger_projections::names();
     if state.nats.is_some() {
         readers.push(syncledger_bus::NATS_PUBLISHER_CHECKPOINT);
@@ -396,11 +420,23 @@ impl Listener {
 
     /// Starts counting the application's requests, and serves `GET /metrics` until
     /// `shutdown` turns true, keeping the recorders' histograms compact meanwhile.
-    pub fn spawn(self, state: AppState, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    pub fn spawn(self, state: AppState, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
         state.http_metrics.enable();
-        let http = state.http_metrics.clone();
+        self.serve(Source::Server(state), shutdown)
+    }
+
+    /// Serves a `syncledger worker`'s `GET /metrics` until `shutdown` turns true.
+    pub fn spawn_for_worker(self, store: Store, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+        self.serve(Source::Worker(store), shutdown)
+    }
+
+    fn serve(self, source: Source, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+        let http = match &source {
+            Source::Server(state) => Some(state.http_metrics.clone()),
+            Source::Worker(_) => None,
+        };
         let scrape = Scrape {
-            state,
+            source,
             handle: self.handle.clone(),
         };
         let app = Router::new()
@@ -415,7 +451,9 @@ impl Listener {
                     tokio::select! {
                         _ = every.tick() => {
                             handle.run_upkeep();
-                            http.upkeep();
+                            if let Some(http) = &http {
+                                http.upkeep();
+                            }
                         }
                         _ = shutdown.wait_for(|s| *s) => return,
                     }
@@ -438,13 +476,16 @@ impl Listener {
 
 #[derive(Clone)]
 struct Scrape {
-    state: AppState,
+    source: Source,
     handle: PrometheusHandle,
 }
 
 async fn serve_metrics(State(scrape): State<Scrape>) -> Response {
-    let mut body = scrape.state.http_metrics.render();
-    for part in [scrape.handle.render(), current(&scrape.state).await] {
+    let mut body = match &scrape.source {
+        Source::Server(state) => state.http_metrics.render(),
+        Source::Worker(_) => String::new(),
+    };
+    for part in [scrape.handle.render(), gauges(&scrape.source).await] {
         if !body.is_empty() && !body.ends_with('\n') {
             body.push('\n');
         }

@@ -44,6 +44,8 @@ pub struct AppParts {
     pub dashboard_idle: chrono::Duration,
     /// The lag of a projection beyond which `GET /v1/ready` answers 503.
     pub ready_max_lag: std::time::Duration,
+    /// How long a request may take to its response head before it is answered 408.
+    pub request_timeout: std::time::Duration,
     /// This server's request counts and latencies, for `GET /metrics`.
     pub http_metrics: Arc<crate::http_metrics::HttpMetrics>,
 }
@@ -92,6 +94,7 @@ impl AppState {
         dispatcher: Arc<dyn Dispatcher>,
         dashboard_idle: chrono::Duration,
         ready_max_lag: std::time::Duration,
+        request_timeout: std::time::Duration,
         instance: &str,
     ) -> Self {
         let pid = std::process::id();
@@ -135,6 +138,7 @@ impl AppState {
             streams: Arc::new(crate::streams::Streams::default()),
             dashboard_idle,
             ready_max_lag,
+            request_timeout,
             http_metrics: Arc::default(),
         }))
     }

@@ -30,6 +30,17 @@ pub struct WorkerArgs {
 pub async fn run(settings: &Settings, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let shutdown = app::shutdown_signal()?;
     let (store, vault) = app::open_existing(settings).await?;
+    // Bound before any run starts, so a port that is taken stops the worker at once.
+    let metrics = match settings.metrics_addr {
+        Some(addr) => {
+            let listener = crate::metrics::Listener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("metrics_addr {addr}: {e}"))?;
+            tracing::info!(metrics = %listener.addr(), "worker metrics at GET /metrics");
+            Some(listener.spawn_for_worker(store.clone(), shutdown.clone()))
+        }
+        None => None,
+    };
     let nats = app::connect_nats(settings).await?;
     let name = format!("worker:{}", std::process::id());
     let (_, runs) = sync_engine(
@@ -60,6 +71,9 @@ pub async fn run(settings: &Settings, args: WorkerArgs) -> anyhow::Result<ExitCo
         }
     }
     tracing::info!(worker = %name, "syncledger worker stopped");
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
     store.close().await;
     Ok(ExitCode::SUCCESS)
 }

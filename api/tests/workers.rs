@@ -3,6 +3,8 @@
 
 #[path = "workers/crash.rs"]
 mod crash;
+#[path = "workers/metrics.rs"]
+mod metrics;
 #[path = "workers/nats.rs"]
 mod nats;
 #[path = "workers/rollback.rs"]

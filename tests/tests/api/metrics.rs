@@ -346,6 +346,58 @@ async fn token_refreshes_are_counted() -> anyhow::Result<()> {
     app.finish().await
 }
 
+fn with_metrics_and_a_one_second_timeout(settings: Settings) -> Settings {
+    Settings {
+        request_timeout_secs: 1,
+        ..with_metrics(settings)
+    }
+}
+
+/// A request the server gives up on (`request_timeout_secs`) is answered 408 with the
+/// usual JSON error and counted like any other answer. The timeout used to wrap the
+/// whole application from outside, so its 408s had an empty body, no access log line
+/// and no count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_timeout_is_counted_and_answered_in_json() -> anyhow::Result<()> {
+    let opts = Options {
+        tweak: with_metrics_and_a_one_second_timeout,
+        ..Options::default()
+    };
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, opts).await? else {
+        return Ok(());
+    };
+    let sandbox = syncledger_testkit::sandbox::hubspot(5).await;
+    let id = connect(&app, "hubspot", &sandbox.base_url(), "pull", "crm_wins").await?;
+    // The CRM takes 5 s to answer the connection test; the server waits 1 s.
+    let fault = json!({"kind": "slow", "millis": 5_000, "count": 1, "path_prefix": "/"});
+    send(
+        reqwest::Client::new()
+            .post(format!("{}/_sandbox/faults", sandbox.base_url()))
+            .json(&fault),
+    )
+    .await?
+    .expect(StatusCode::NO_CONTENT);
+    let route = [
+        ("route", "/v1/integrations/{id}/test"),
+        ("method", "POST"),
+        ("status", "408"),
+    ];
+    let before = Scrape::of(&app)
+        .await?
+        .value("syncledger_http_requests_total", &route);
+    let answer = app
+        .post_empty(&format!("/v1/integrations/{id}/test"), &app.admin)
+        .await?;
+    answer.expect(StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(answer.body["error"]["code"], "timeout", "{}", answer.text);
+    let after = Scrape::of(&app)
+        .await?
+        .value("syncledger_http_requests_total", &route);
+    assert_eq!(after - before, 1.0);
+    sandbox.shutdown().await;
+    app.finish().await
+}
+
 /// Without `metrics_addr` nothing listens and the API has no `/metrics`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_metrics_unless_configured() -> anyhow::Result<()> {
