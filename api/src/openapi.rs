@@ -70,7 +70,7 @@ use utoipa::{Modify, OpenApi};
             ServiceUnavailable, PreconditionFailed, UnprocessableEntity,
         ),
     ),
-    modifiers(&BearerAuth, &ExtractorErrors, &IdempotencyKeys, &ReasonPhrases),
+    modifiers(&BearerAuth, &ExtractorErrors, &IdempotencyKeys, &ActingFor, &ReasonPhrases),
 )]
 pub struct ApiDoc;
 
@@ -149,6 +149,33 @@ impl Modify for IdempotencyKeys {
                     .entry(status.to_owned())
                     .or_insert_with(|| RefOr::Ref(Ref::from_response_name(name)));
             }
+        }
+    }
+}
+
+/// Every operation that takes a token takes `X-Acting-For`: the end user an app acts for,
+/// recorded beside the token in the events the request causes (`crate::auth`).
+struct ActingFor;
+
+impl Modify for ActingFor {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::ParameterBuilder;
+        use utoipa::openapi::{Object, Required, Type};
+        for op in operations(openapi) {
+            if op.security.as_ref().is_none_or(Vec::is_empty) {
+                continue;
+            }
+            let header = ParameterBuilder::new()
+                .name("X-Acting-For")
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(
+                    "The end user an app acts for (1 to 254 visible ASCII characters, e.g. an \
+                     email): recorded in the audit trail beside the token; 400 otherwise",
+                ))
+                .schema(Some(Object::with_type(Type::String)))
+                .build();
+            op.parameters.get_or_insert_with(Vec::new).push(header);
         }
     }
 }

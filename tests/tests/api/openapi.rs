@@ -89,6 +89,13 @@ async fn openapi_document_describes_the_api() -> anyhow::Result<()> {
             }
         }
         let params: Vec<&Value> = op["parameters"].as_array().into_iter().flatten().collect();
+        let acting_for = params
+            .iter()
+            .any(|p| p["in"] == "header" && p["name"] == "X-Acting-For");
+        assert_eq!(
+            acting_for, authenticated,
+            "{at}: X-Acting-For is declared exactly where a token is taken"
+        );
         let in_path = params.iter().any(|p| p["in"] == "path");
         if in_path {
             assert!(has("404"), "{at} looks an id up but lacks 404");
