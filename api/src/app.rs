@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use crate::openapi::document as openapi;
 use crate::routes::{
     audit, events, health, integrations, mappings, oauth, providers, records, sync_runs, tokens,
-    webhooks,
+    webhook_endpoints, webhooks,
 };
 use crate::state::AppState;
 use axum::extract::Request;
@@ -80,6 +80,32 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/oauth/callback", get(oauth::callback))
         .route("/webhooks/hubspot", post(webhooks::hubspot))
+        .route(
+            "/webhook-endpoints",
+            get(webhook_endpoints::list).post(webhook_endpoints::create),
+        )
+        .route(
+            "/webhook-endpoints/{id}",
+            get(webhook_endpoints::get)
+                .patch(webhook_endpoints::update)
+                .delete(webhook_endpoints::delete),
+        )
+        .route(
+            "/webhook-endpoints/{id}/rotate-secret",
+            post(webhook_endpoints::rotate_secret),
+        )
+        .route(
+            "/webhook-endpoints/{id}/deliveries",
+            get(webhook_endpoints::deliveries),
+        )
+        .route(
+            "/webhook-endpoints/{id}/deliveries/{message_id}/resend",
+            post(webhook_endpoints::resend),
+        )
+        .route(
+            "/webhook-endpoints/{id}/replay",
+            post(webhook_endpoints::replay),
+        )
         .route("/records", post(records::create).get(records::list))
         .route("/records/{id}", get(records::get).patch(records::edit))
         .route("/records/{id}/history", get(records::history))
@@ -461,6 +487,7 @@ impl Application {
             chrono::Duration::minutes(i64::from(settings.dashboard_idle_minutes.max(1))),
             std::time::Duration::from_secs(settings.ready_max_lag_secs),
             std::time::Duration::from_secs(settings.request_timeout_secs.max(1)),
+            settings.webhook_policy(),
             &settings.instance_name(),
         );
         state.streams.set_limits(
@@ -555,6 +582,27 @@ fn spawn_background(
     let wake = state.projections_wake.clone();
     let rx = shutdown.clone();
     tasks.push(tokio::spawn(async move { runner.run(rx, wake).await }));
+    let delivery = syncledger_engine::delivery::DeliveryOptions {
+        schedule: syncledger_domain::webhook::RetrySchedule {
+            first: chrono::Duration::milliseconds(
+                i64::try_from(settings.webhook_first_retry_ms.max(1)).unwrap_or(5000),
+            ),
+            ..Default::default()
+        },
+        policy: settings.webhook_policy(),
+        holder: format!(
+            "webhooks:{}:{}",
+            settings.instance_name(),
+            std::process::id()
+        ),
+        ..Default::default()
+    };
+    tasks.push(syncledger_engine::delivery::spawn(
+        state.engine.clone(),
+        delivery,
+        state.projections_wake.clone(),
+        shutdown.clone(),
+    ));
     match &state.nats {
         Some(nats) => {
             let (store, nats, rx) = (state.store.clone(), nats.clone(), shutdown.clone());

@@ -72,8 +72,8 @@ pub enum Command {
     /// Rebuild projections from position zero into fresh tables, then swap them in; or,
     /// with --into, build them as they were at --until into new SQLite files.
     Replay {
-        /// A projection (integration_status, audit_log, sync_runs, records, conflicts),
-        /// repeatable, or `all`; default all.
+        /// A projection (integration_status, audit_log, sync_runs, records, conflicts,
+        /// webhook_endpoints), repeatable, or `all`; default all.
         #[arg(long)]
         projection: Vec<String>,
         /// With --into: only events recorded at or before this RFC 3339 time.

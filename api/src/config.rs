@@ -110,6 +110,12 @@ pub struct Settings {
     /// A request that has no response head after this many seconds is answered 408
     /// (`timeout`), counted and logged like any other (streams, once open, run on).
     pub request_timeout_secs: u64,
+    /// Outgoing webhooks may be sent to private networks (an app's own endpoints inside
+    /// the operator's network); loopback follows `allow_loopback_providers`.
+    pub allow_private_webhooks: bool,
+    /// The wait before a failed webhook delivery's first retry, in milliseconds; each
+    /// later one doubles it, up to an hour, for 24 hours.
+    pub webhook_first_retry_ms: u64,
     /// On SIGTERM or Ctrl-C, seconds `serve` may take to finish requests, end live streams,
     /// commit the projection batch in progress and let sync runs reach a page boundary;
     /// whatever is still going then is abandoned (runs resume from their last committed
@@ -158,6 +164,8 @@ impl Default for Settings {
             dashboard_idle_minutes: 30,
             ready_max_lag_secs: 60,
             request_timeout_secs: 60,
+            allow_private_webhooks: false,
+            webhook_first_retry_ms: 5000,
             shutdown_grace_secs: 30,
             instance_name: None,
         }
@@ -228,12 +236,20 @@ pub const ENV_KEYS: [(&str, &str); COUNT] = [
     ),
     ("ready_max_lag_secs", "SYNCLEDGER_READY_MAX_LAG_SECS"),
     ("request_timeout_secs", "SYNCLEDGER_REQUEST_TIMEOUT_SECS"),
+    (
+        "allow_private_webhooks",
+        "SYNCLEDGER_ALLOW_PRIVATE_WEBHOOKS",
+    ),
+    (
+        "webhook_first_retry_ms",
+        "SYNCLEDGER_WEBHOOK_FIRST_RETRY_MS",
+    ),
     ("shutdown_grace_secs", "SYNCLEDGER_SHUTDOWN_GRACE_SECS"),
     ("instance_name", "SYNCLEDGER_INSTANCE_NAME"),
 ];
 
 /// How many settings there are.
-const COUNT: usize = 35;
+const COUNT: usize = 37;
 
 /// `SYNCLEDGER_*` variables the binary reads that are not settings: the worker's and the
 /// benches' command-line defaults (clap `env`) and the crash points of the recovery tests.
@@ -314,6 +330,8 @@ impl Settings {
             .set_default("dashboard_idle_minutes", defaults.dashboard_idle_minutes)?
             .set_default("ready_max_lag_secs", defaults.ready_max_lag_secs)?
             .set_default("request_timeout_secs", defaults.request_timeout_secs)?
+            .set_default("allow_private_webhooks", defaults.allow_private_webhooks)?
+            .set_default("webhook_first_retry_ms", defaults.webhook_first_retry_ms)?
             .set_default("shutdown_grace_secs", defaults.shutdown_grace_secs)?;
         for (provider, app) in defaults.oauth_apps() {
             builder = builder
@@ -397,6 +415,17 @@ impl Settings {
             allow_loopback: development || self.allow_loopback_providers,
             allow_private: self.allow_private_providers,
             development,
+        }
+    }
+
+    /// Which hosts outgoing webhooks may reach: public hosts, loopback as for providers,
+    /// private networks when `allow_private_webhooks`.
+    pub fn webhook_policy(&self) -> OutboundPolicy {
+        let providers = self.outbound_policy();
+        OutboundPolicy {
+            allow_loopback: providers.allow_loopback,
+            allow_private: self.allow_private_webhooks,
+            development: false,
         }
     }
 
@@ -534,6 +563,8 @@ impl Settings {
             ("dashboard_idle_minutes", json!(self.dashboard_idle_minutes)),
             ("ready_max_lag_secs", json!(self.ready_max_lag_secs)),
             ("request_timeout_secs", json!(self.request_timeout_secs)),
+            ("allow_private_webhooks", json!(self.allow_private_webhooks)),
+            ("webhook_first_retry_ms", json!(self.webhook_first_retry_ms)),
             ("shutdown_grace_secs", json!(self.shutdown_grace_secs)),
             ("instance_name", json!(self.instance_name())),
         ];

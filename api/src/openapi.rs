@@ -9,7 +9,7 @@
 use crate::error_docs::*;
 use crate::routes::{
     audit, conflicts, diverged, events, health, integrations, mappings, oauth, providers, records,
-    sync_runs, tokens, webhooks,
+    sync_runs, tokens, webhook_endpoints, webhooks,
 };
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -38,7 +38,7 @@ use utoipa::{Modify, OpenApi};
         (name = "conflicts", description = "Fields changed on both sides, their resolution and standing rules"),
         (name = "audit", description = "The hash-chained audit trail (admin, auditor)"),
         (name = "events", description = "Committed events, live"),
-        (name = "webhooks", description = "Deliveries from providers, authenticated by their signatures"),
+        (name = "webhooks", description = "Deliveries from providers, authenticated by their signatures; the app's own endpoints, to which syncledger sends signed messages (Standard Webhooks) of the event types in WebhookEventType"),
     ),
     paths(
         health::health,
@@ -61,6 +61,9 @@ use utoipa::{Modify, OpenApi};
         audit::list, audit::verify, audit::export,
         events::stream,
         webhooks::hubspot,
+        webhook_endpoints::create, webhook_endpoints::list, webhook_endpoints::get,
+        webhook_endpoints::update, webhook_endpoints::delete, webhook_endpoints::rotate_secret,
+        webhook_endpoints::deliveries, webhook_endpoints::resend, webhook_endpoints::replay,
     ),
     components(
         schemas(crate::error::ErrorBody, crate::error::ErrorDetail),

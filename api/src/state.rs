@@ -95,6 +95,7 @@ impl AppState {
         dashboard_idle: chrono::Duration,
         ready_max_lag: std::time::Duration,
         request_timeout: std::time::Duration,
+        webhook_policy: syncledger_domain::outbound::OutboundPolicy,
         instance: &str,
     ) -> Self {
         let pid = std::process::id();
@@ -118,6 +119,7 @@ impl AppState {
             fresh,
             dispatcher.clone(),
             nats.clone(),
+            webhook_policy,
         );
         AppState(Arc::new(AppParts {
             workspaces: store.cqrs(),

@@ -22,6 +22,7 @@ pub mod rollback;
 pub mod spreadsheet;
 pub mod sync_config;
 pub mod sync_run;
+pub mod webhook;
 pub mod workspace;
 
 pub use aggregate::{Aggregate, DomainEvent};

@@ -37,6 +37,8 @@ pub struct Parts {
     pub nats: Option<NatsBus>,
     /// HubSpot webhook deliveries accepted in the last five minutes (this process).
     pub webhook_replays: ReplayCache,
+    /// Which hosts outgoing webhooks may be sent to.
+    pub webhook_policy: syncledger_domain::outbound::OutboundPolicy,
 }
 
 impl std::ops::Deref for Engine {
@@ -47,6 +49,7 @@ impl std::ops::Deref for Engine {
 }
 
 impl Engine {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,
         vault: Vault,
@@ -55,6 +58,7 @@ impl Engine {
         fresh: ReadYourWrites,
         dispatcher: Arc<dyn Dispatcher>,
         nats: Option<NatsBus>,
+        webhook_policy: syncledger_domain::outbound::OutboundPolicy,
     ) -> Self {
         Engine(Arc::new(Parts {
             workspaces: store.cqrs(),
@@ -68,6 +72,7 @@ impl Engine {
             dispatcher,
             nats,
             webhook_replays: ReplayCache::default(),
+            webhook_policy,
         }))
     }
 }

@@ -117,6 +117,23 @@ impl From<CommandError<RecordError>> for EngineError {
     }
 }
 
+impl From<syncledger_domain::webhook::WebhookEndpointError> for EngineError {
+    fn from(e: syncledger_domain::webhook::WebhookEndpointError) -> Self {
+        use syncledger_domain::webhook::WebhookEndpointError as W;
+        match e {
+            W::NotFound => EngineError::Missing("webhook endpoint"),
+            W::AlreadyExists => EngineError::Concurrent,
+            W::Invalid { field, message } => EngineError::invalid(field, message),
+        }
+    }
+}
+
+impl From<CommandError<syncledger_domain::webhook::WebhookEndpointError>> for EngineError {
+    fn from(e: CommandError<syncledger_domain::webhook::WebhookEndpointError>) -> Self {
+        EngineError::command(e)
+    }
+}
+
 impl From<sqlx::Error> for EngineError {
     fn from(e: sqlx::Error) -> Self {
         EngineError::Store(e.to_string())

@@ -25,6 +25,7 @@ pub mod run_reads;
 pub mod runner;
 pub mod statement;
 pub mod sync_runs;
+pub mod webhook_endpoints;
 
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -94,6 +95,7 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(sync_runs::SyncRuns),
         std::sync::Arc::new(records::Records),
         std::sync::Arc::new(conflicts::Conflicts),
+        std::sync::Arc::new(webhook_endpoints::WebhookEndpoints),
     ]
 }
 

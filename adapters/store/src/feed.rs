@@ -143,6 +143,48 @@ impl Feed {
         }
     }
 
+    /// The position to read after to see the events recorded at or after `t` (and, on
+    /// PostgreSQL, whatever the global order puts after the first of them): the feed's
+    /// head when nothing was recorded since `t`. What a replay "since `t`" starts from.
+    pub async fn position_before(&self, t: DateTime<Utc>) -> Result<Position, sqlx::Error> {
+        match &self.pool {
+            EventPool::Postgres(pool) => {
+                let row = sqlx::query(
+                    "SELECT transaction_id::text AS tx, global_position FROM events
+                      WHERE recorded_at >= $1
+                      ORDER BY transaction_id, global_position LIMIT 1",
+                )
+                .bind(t)
+                .fetch_optional(pool)
+                .await?;
+                match row {
+                    Some(r) => Ok(Position {
+                        tx: parse_tx(r.try_get("tx")?)?,
+                        pos: r.try_get::<i64, _>("global_position")? - 1,
+                    }),
+                    None => self.head().await,
+                }
+            }
+            EventPool::Sqlite(pool) => {
+                // Stored as `%Y-%m-%dT%H:%M:%fZ`, which sorts as the instants do.
+                let at = t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+                let pos: Option<i64> = sqlx::query_scalar(
+                    "SELECT MIN(global_position) FROM events WHERE recorded_at >= $1",
+                )
+                .bind(at)
+                .fetch_one(pool)
+                .await?;
+                match pos {
+                    Some(pos) => Ok(Position {
+                        tx: 0,
+                        pos: pos - 1,
+                    }),
+                    None => self.head().await,
+                }
+            }
+        }
+    }
+
     /// The position of the newest event a reader could see now.
     pub async fn head(&self) -> Result<Position, sqlx::Error> {
         match &self.pool {

@@ -12,4 +12,5 @@ pub mod providers;
 pub mod records;
 pub mod sync_runs;
 pub mod tokens;
+pub mod webhook_endpoints;
 pub mod webhooks;

@@ -49,7 +49,8 @@ async fn replay_rebuilds_the_same_projections(env: &TestEnv) {
             "audit_log",
             "sync_runs",
             "records",
-            "conflicts"
+            "conflicts",
+            "webhook_endpoints"
         ],
         "one line per projection, each over every event: {out}"
     );

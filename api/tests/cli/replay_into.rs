@@ -348,7 +348,7 @@ async fn live_replay_while_serving(env: &TestEnv) {
         out.lines()
             .filter(|l| l.contains(": rebuilt from "))
             .count(),
-        5,
+        syncledger_projections::names().len(),
         "{out}"
     );
 

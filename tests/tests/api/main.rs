@@ -23,6 +23,7 @@ mod mappings;
 mod metrics;
 mod oauth_standards;
 mod openapi;
+mod outgoing_webhooks;
 mod rate_limit;
 mod rebuild;
 mod records;

@@ -40,6 +40,21 @@ async fn openapi_document_describes_the_api() -> anyhow::Result<()> {
         servers.iter().any(|s| s["url"].is_string()),
         "servers: {servers:?}"
     );
+    // The webhook catalogue is the domain's, each type described.
+    let catalogue = &doc["components"]["schemas"]["WebhookEventType"];
+    // Described variants come as `oneOf` of one-value enums, bare ones as one enum.
+    let variants = catalogue["oneOf"].as_array().cloned().unwrap_or_default();
+    let documented: Vec<String> = variants
+        .iter()
+        .chain(std::iter::once(catalogue))
+        .flat_map(|v| v["enum"].as_array().cloned().unwrap_or_default())
+        .filter_map(|e| e.as_str().map(str::to_owned))
+        .collect();
+    let domain: Vec<String> = syncledger_domain::webhook::EventType::ALL
+        .iter()
+        .map(|t| t.as_str().to_owned())
+        .collect();
+    assert_eq!(documented, domain, "{catalogue}");
     let bearer = &doc["components"]["securitySchemes"]["bearer"];
     assert_eq!(
         bearer["scheme"].as_str().map(str::to_lowercase),
