@@ -583,12 +583,7 @@ fn spawn_background(
     let rx = shutdown.clone();
     tasks.push(tokio::spawn(async move { runner.run(rx, wake).await }));
     let delivery = syncledger_engine::delivery::DeliveryOptions {
-        schedule: syncledger_domain::webhook::RetrySchedule {
-            first: chrono::Duration::milliseconds(
-                i64::try_from(settings.webhook_first_retry_ms.max(1)).unwrap_or(5000),
-            ),
-            ..Default::default()
-        },
+        schedule: settings.webhook_schedule(),
         policy: settings.webhook_policy(),
         holder: format!(
             "webhooks:{}:{}",

@@ -116,6 +116,10 @@ pub struct Settings {
     /// The wait before a failed webhook delivery's first retry, in milliseconds; each
     /// later one doubles it, up to an hour, for 24 hours.
     pub webhook_first_retry_ms: u64,
+    /// How long a webhook message is retried before it is given up, in seconds.
+    pub webhook_retry_window_secs: u64,
+    /// A webhook endpoint with no successful delivery for this many seconds is disabled.
+    pub webhook_disable_after_secs: u64,
     /// On SIGTERM or Ctrl-C, seconds `serve` may take to finish requests, end live streams,
     /// commit the projection batch in progress and let sync runs reach a page boundary;
     /// whatever is still going then is abandoned (runs resume from their last committed
@@ -166,6 +170,8 @@ impl Default for Settings {
             request_timeout_secs: 60,
             allow_private_webhooks: false,
             webhook_first_retry_ms: 5000,
+            webhook_retry_window_secs: 24 * 3600,
+            webhook_disable_after_secs: 3 * 24 * 3600,
             shutdown_grace_secs: 30,
             instance_name: None,
         }
@@ -244,12 +250,20 @@ pub const ENV_KEYS: [(&str, &str); COUNT] = [
         "webhook_first_retry_ms",
         "SYNCLEDGER_WEBHOOK_FIRST_RETRY_MS",
     ),
+    (
+        "webhook_retry_window_secs",
+        "SYNCLEDGER_WEBHOOK_RETRY_WINDOW_SECS",
+    ),
+    (
+        "webhook_disable_after_secs",
+        "SYNCLEDGER_WEBHOOK_DISABLE_AFTER_SECS",
+    ),
     ("shutdown_grace_secs", "SYNCLEDGER_SHUTDOWN_GRACE_SECS"),
     ("instance_name", "SYNCLEDGER_INSTANCE_NAME"),
 ];
 
 /// How many settings there are.
-const COUNT: usize = 37;
+const COUNT: usize = 39;
 
 /// `SYNCLEDGER_*` variables the binary reads that are not settings: the worker's and the
 /// benches' command-line defaults (clap `env`) and the crash points of the recovery tests.
@@ -332,6 +346,14 @@ impl Settings {
             .set_default("request_timeout_secs", defaults.request_timeout_secs)?
             .set_default("allow_private_webhooks", defaults.allow_private_webhooks)?
             .set_default("webhook_first_retry_ms", defaults.webhook_first_retry_ms)?
+            .set_default(
+                "webhook_retry_window_secs",
+                defaults.webhook_retry_window_secs,
+            )?
+            .set_default(
+                "webhook_disable_after_secs",
+                defaults.webhook_disable_after_secs,
+            )?
             .set_default("shutdown_grace_secs", defaults.shutdown_grace_secs)?;
         for (provider, app) in defaults.oauth_apps() {
             builder = builder
@@ -426,6 +448,20 @@ impl Settings {
             allow_loopback: providers.allow_loopback,
             allow_private: self.allow_private_webhooks,
             development: false,
+        }
+    }
+
+    /// How failed webhook deliveries are retried, and when a failing endpoint is disabled.
+    pub fn webhook_schedule(&self) -> syncledger_domain::webhook::RetrySchedule {
+        let secs =
+            |s: u64| chrono::Duration::seconds(i64::try_from(s.max(1)).unwrap_or(i64::MAX / 1000));
+        syncledger_domain::webhook::RetrySchedule {
+            first: chrono::Duration::milliseconds(
+                i64::try_from(self.webhook_first_retry_ms.max(1)).unwrap_or(5000),
+            ),
+            give_up_after: secs(self.webhook_retry_window_secs),
+            disable_after: secs(self.webhook_disable_after_secs),
+            ..Default::default()
         }
     }
 
@@ -565,6 +601,14 @@ impl Settings {
             ("request_timeout_secs", json!(self.request_timeout_secs)),
             ("allow_private_webhooks", json!(self.allow_private_webhooks)),
             ("webhook_first_retry_ms", json!(self.webhook_first_retry_ms)),
+            (
+                "webhook_retry_window_secs",
+                json!(self.webhook_retry_window_secs),
+            ),
+            (
+                "webhook_disable_after_secs",
+                json!(self.webhook_disable_after_secs),
+            ),
             ("shutdown_grace_secs", json!(self.shutdown_grace_secs)),
             ("instance_name", json!(self.instance_name())),
         ];

@@ -243,6 +243,9 @@ pub enum WebhookEndpointEvent {
         event_types: BTreeSet<EventType>,
         #[serde(default)]
         description: String,
+        /// Created turned off: it sends nothing until turned on.
+        #[serde(default = "on")]
+        enabled: bool,
         secret: EncryptedSecret,
         at: DateTime<Utc>,
     },
@@ -309,6 +312,10 @@ impl DomainEvent for WebhookEndpointEvent {
     }
 }
 
+fn on() -> bool {
+    true
+}
+
 fn names(types: &BTreeSet<EventType>) -> String {
     types
         .iter()
@@ -325,6 +332,7 @@ pub enum WebhookEndpointCommand {
         url: String,
         event_types: BTreeSet<EventType>,
         description: String,
+        enabled: bool,
         secret: EncryptedSecret,
         at: DateTime<Utc>,
     },
@@ -450,6 +458,7 @@ impl Aggregate for WebhookEndpoint {
             url,
             event_types,
             description,
+            enabled,
             secret,
             at,
         } = command
@@ -464,6 +473,7 @@ impl Aggregate for WebhookEndpoint {
                 url,
                 event_types,
                 description,
+                enabled,
                 secret,
                 at,
             }]);
@@ -535,6 +545,7 @@ impl Aggregate for WebhookEndpoint {
                 url,
                 event_types,
                 description,
+                enabled,
                 secret,
                 at,
             } => {
@@ -544,7 +555,7 @@ impl Aggregate for WebhookEndpoint {
                 self.event_types = event_types.clone();
                 self.description = description.clone();
                 self.secret = Some(secret.clone());
-                self.enabled = true;
+                self.enabled = *enabled;
                 self.created_at = Some(*at);
             }
             E::WebhookEndpointChanged {
@@ -607,6 +618,7 @@ mod tests {
             url: "https://app.example/hooks".into(),
             event_types: BTreeSet::from([EventType::RecordCreated]),
             description: String::new(),
+            enabled: true,
             secret: secret("one"),
             at: t0(),
         }

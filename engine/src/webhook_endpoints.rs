@@ -145,22 +145,16 @@ impl WebhookEndpoints<'_> {
             url,
             event_types: types,
             description: input.description.unwrap_or_default(),
+            enabled: input.enabled.unwrap_or(true),
             secret: sealed,
             at: Utc::now(),
         };
-        let mut endpoint = self.execute(meta, &id, cmd).await?;
-        if input.enabled == Some(false) {
-            endpoint = self
-                .change(
-                    meta,
-                    &id,
-                    EndpointInput {
-                        enabled: Some(false),
-                        ..EndpointInput::default()
-                    },
-                )
-                .await?;
-        }
+        // It receives what is committed from now on, even if its worker starts later (a
+        // replay reaches further back). Set before it exists, so no worker can start it
+        // anywhere else.
+        let now = self.0.store.feed().head().await?;
+        log::start_at(&self.0.store.any, &id, now).await?;
+        let endpoint = self.execute(meta, &id, cmd).await?;
         Ok(WithSecret { endpoint, secret })
     }
 

@@ -55,6 +55,25 @@ pub(crate) async fn lease(
     Ok(taken.rows_affected() == 1)
 }
 
+/// A new endpoint's checkpoint: it delivers what comes after `position`.
+pub(crate) async fn start_at(
+    pool: &AnyPool,
+    endpoint: &str,
+    position: Position,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO webhook_checkpoints (endpoint_id, tx, position, generation)
+         VALUES ($1, $2, $3, 0)
+         ON CONFLICT (endpoint_id) DO NOTHING",
+    )
+    .bind(endpoint)
+    .bind(position.tx)
+    .bind(position.pos)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// Gives the lease up (at shutdown, or when the endpoint is turned off).
 pub(crate) async fn release(
     pool: &AnyPool,

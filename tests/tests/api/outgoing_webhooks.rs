@@ -16,10 +16,14 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use syncledger_api::Settings;
 use syncledger_testkit::app::{connect, on_both_backends, wait_run, Backend, Options, TestApp};
-use syncledger_testkit::wait::poll_until;
+use syncledger_testkit::wait::{poll_every, poll_until};
 use tokio::sync::Notify;
 
-on_both_backends!(an_import_reaches_every_endpoint_signed_and_in_order);
+on_both_backends!(
+    an_import_reaches_every_endpoint_signed_and_in_order,
+    failing_endpoints_give_up_messages_and_are_disabled,
+    an_endpoint_created_off_receives_what_followed_its_creation
+);
 
 /// What a receiver does with a request: answer with this status, after waiting for the
 /// notify if one is given.
@@ -122,6 +126,172 @@ fn quick_retries(settings: Settings) -> Settings {
         webhook_first_retry_ms: 50,
         ..settings
     }
+}
+
+/// Retries every 50 ms at first, messages given up after 1 s, endpoints disabled after 2 s
+/// without a success: production's 24 hours and 3 days, shrunk.
+fn short_windows(settings: Settings) -> Settings {
+    Settings {
+        webhook_first_retry_ms: 50,
+        webhook_retry_window_secs: 1,
+        webhook_disable_after_secs: 2,
+        ..settings
+    }
+}
+
+async fn create_record(app: &TestApp, email: &str) -> anyhow::Result<()> {
+    app.post(
+        "/v1/records",
+        &app.admin,
+        json!({"entity": "contacts", "fields": {"email": email}}),
+    )
+    .await?
+    .expect(StatusCode::CREATED);
+    Ok(())
+}
+
+/// An endpoint's messages start at its creation, not when its worker first runs: one
+/// created turned off and turned on later gets what was committed meanwhile (its worker
+/// used to start from the head of the log when it first ran, losing those).
+async fn an_endpoint_created_off_receives_what_followed_its_creation(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    create_record(&app, "before@example.com").await?;
+    let (r, url) = Receiver::start(vec![]).await?;
+    let resp = app
+        .post(
+            "/v1/webhook-endpoints",
+            &app.admin,
+            json!({"url": url, "event_types": ["record.created"], "enabled": false}),
+        )
+        .await?;
+    assert_eq!(resp.expect(StatusCode::CREATED)["enabled"], false);
+    let id = resp.str("id")?;
+    create_record(&app, "meanwhile@example.com").await?;
+    app.patch(
+        &format!("/v1/webhook-endpoints/{id}"),
+        &app.admin,
+        json!({"enabled": true}),
+    )
+    .await?
+    .expect(StatusCode::OK);
+    create_record(&app, "after@example.com").await?;
+    let got = r.wait_for("record.created", 2).await;
+    let emails: Vec<Value> = got
+        .iter()
+        .map(|m| m.json()["data"]["fields"]["email"].clone())
+        .collect();
+    assert_eq!(
+        emails,
+        [json!("meanwhile@example.com"), json!("after@example.com")]
+    );
+    app.finish().await
+}
+
+/// An endpoint that refuses a message (410) gets the next one, the refused one not
+/// retried; one that keeps failing gives each message up at the end of the retry window
+/// and is disabled once nothing has succeeded for the disabling period, which its trail
+/// records with the reason.
+async fn failing_endpoints_give_up_messages_and_are_disabled(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let opts = Options {
+        tweak: short_windows,
+        ..Options::default()
+    };
+    let Some(app) = TestApp::spawn_with(backend, opts).await? else {
+        return Ok(());
+    };
+    let (gone, gone_url) = Receiver::start(vec![Answer::Status(410)]).await?;
+    let (down, down_url) = Receiver::start(vec![Answer::Status(500); 1000]).await?;
+    let (gone_id, _) = create(&app, &gone_url, &["record.created"]).await?;
+    let (down_id, _) = create(&app, &down_url, &["record.created"]).await?;
+    create_record(&app, "first@example.com").await?;
+    create_record(&app, "second@example.com").await?;
+
+    let got = gone.wait_for("record.created", 2).await;
+    let emails: Vec<Value> = got
+        .iter()
+        .map(|r| r.json()["data"]["fields"]["email"].clone())
+        .collect();
+    assert_eq!(
+        emails,
+        [json!("first@example.com"), json!("second@example.com")]
+    );
+    let listed = app
+        .get(
+            &format!("/v1/webhook-endpoints/{gone_id}/deliveries"),
+            &app.admin,
+        )
+        .await?;
+    let statuses: Vec<(Value, Value)> = listed.expect(StatusCode::OK)["data"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .rev()
+        .map(|d| (d["status"].clone(), d["response_code"].clone()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            (json!("failed"), json!(410)),
+            (json!("delivered"), json!(200))
+        ]
+    );
+
+    // Asked every 200 ms: the API's rate limit holds for tests too.
+    let disabled = poll_every(
+        std::time::Duration::from_millis(200),
+        std::time::Duration::from_secs(30),
+        "the failing endpoint disabled",
+        || async {
+            let resp = app
+                .get(&format!("/v1/webhook-endpoints/{down_id}"), &app.admin)
+                .await
+                .map_err(|e| e.to_string())?;
+            if resp.body["enabled"] == false {
+                return Ok(resp.body.clone());
+            }
+            let attempts = app
+                .get(
+                    &format!("/v1/webhook-endpoints/{down_id}/deliveries"),
+                    &app.admin,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            Err(format!("{} (attempts: {})", resp.text, attempts.text))
+        },
+    )
+    .await;
+    let reason = disabled["disabled_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("no delivery succeeded since"), "{disabled}");
+    // The first message was given up at the end of its window, after several attempts
+    // under one webhook-id; the worker went on to the second.
+    let first: Vec<Received> = down
+        .got()
+        .into_iter()
+        .filter(|r| r.json()["data"]["fields"]["email"] == "first@example.com")
+        .collect();
+    assert!(first.len() >= 3, "{} attempt(s)", first.len());
+    assert!(first.iter().all(|r| r.id() == first[0].id()));
+    assert!(
+        down.got()
+            .iter()
+            .any(|r| r.json()["data"]["fields"]["email"] == "second@example.com"),
+        "the second message was never tried"
+    );
+    app.caught_up().await;
+    let audit = app.get("/v1/audit?limit=500", &app.admin).await?;
+    assert!(
+        audit.text.contains("WebhookEndpointDisabled"),
+        "{}",
+        audit.text
+    );
+    app.finish().await
 }
 
 async fn create(app: &TestApp, url: &str, types: &[&str]) -> anyhow::Result<(String, String)> {
@@ -230,6 +400,7 @@ async fn an_import_reaches_every_endpoint_signed_and_in_order(
     // A gets every record and the run's end while B's first request still hangs.
     let created = a.wait_for("record.created", imported).await;
     let ended = a.wait_for("sync_run.completed", 1).await;
+    b.wait_for("sync_run.completed", 1).await;
     assert_eq!(b.got().len(), 1, "B is still on its first attempt");
     for r in a.got() {
         assert!(verifies(&a_secret, &r), "A's signature: {:?}", r.headers);
@@ -266,7 +437,8 @@ async fn an_import_reaches_every_endpoint_signed_and_in_order(
     let b_ids: std::collections::BTreeSet<String> = b_got.iter().map(Received::id).collect();
     assert_eq!(b_ids.len(), 1, "the same webhook-id on every attempt");
     assert!(b_got.iter().all(|r| verifies(&b_secret, r)));
-    let attempts = poll_until(
+    let attempts = poll_every(
+        std::time::Duration::from_millis(200),
         std::time::Duration::from_secs(30),
         "B's four attempts listed",
         || async {
