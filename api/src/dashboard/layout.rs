@@ -21,6 +21,7 @@ pub enum Section {
     Runs,
     Audit,
     Tokens,
+    Webhooks,
     None,
 }
 
@@ -66,6 +67,11 @@ const NAV: &[NavItem] = &[
         href: "/tokens",
         label: "Tokens",
     },
+    NavItem {
+        section: Section::Webhooks,
+        href: "/webhooks",
+        label: "Webhooks",
+    },
 ];
 
 /// Whether `person` may see `section` at all (the same rules as the JSON API's roles).
@@ -74,7 +80,7 @@ pub fn may_see(person: &Person, section: Section) -> bool {
     match (person.role(), section) {
         (Role::Auditor, s) => s == Section::Audit,
         (_, Section::Connect) => person.can_write(),
-        (_, Section::Audit | Section::Tokens) => person.is_admin(),
+        (_, Section::Audit | Section::Tokens | Section::Webhooks) => person.is_admin(),
         _ => true,
     }
 }

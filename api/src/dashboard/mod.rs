@@ -28,6 +28,7 @@ mod runs;
 mod settings;
 mod sign_in;
 mod tokens;
+mod webhooks;
 
 use crate::state::AppState;
 use axum::http::{header, HeaderValue};
@@ -51,6 +52,7 @@ pub fn routes() -> Router<AppState> {
         .route("/events", get(live::stream))
         .merge(sign_in::routes())
         .merge(tokens::routes())
+        .merge(webhooks::routes())
         .merge(audit::routes())
         .merge(conflicts::routes())
         .merge(records::routes())

@@ -10,3 +10,4 @@ mod people;
 mod records;
 mod sessions;
 mod settings;
+mod webhooks;
