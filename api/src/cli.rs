@@ -84,6 +84,11 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         into: Option<PathBuf>,
     },
+    /// Outgoing webhooks: register an endpoint, list them, replay one since an instant.
+    Webhooks {
+        #[command(subcommand)]
+        command: crate::webhooks_cmd::WebhooksCommand,
+    },
     /// The audit trail.
     Audit {
         #[command(subcommand)]
@@ -355,6 +360,7 @@ async fn run(command: Command, mut settings: Settings, print: Print) -> anyhow::
             (None, None) => replay(&settings, &projection, print).await,
         },
         Command::Rollback(args) => crate::rollback_cmd::run(&settings, args).await,
+        Command::Webhooks { command } => crate::webhooks_cmd::run(&settings, command).await,
         Command::Diverged(args) => crate::rollback_cmd::diverged(&settings, args).await,
         Command::Audit {
             command: AuditCommand::Verify { workspace },

@@ -28,6 +28,7 @@ pub mod streams;
 pub mod strict_query;
 pub mod telemetry;
 pub mod trail;
+pub mod webhooks_cmd;
 pub mod worker;
 
 pub use app::Application;

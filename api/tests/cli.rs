@@ -38,5 +38,7 @@ mod secrets;
 mod shutdown;
 #[path = "cli/tokens.rs"]
 mod tokens;
+#[path = "cli/webhooks.rs"]
+mod webhooks;
 #[path = "cli/workspace.rs"]
 mod workspace;
