@@ -462,6 +462,19 @@ struct EndpointWorker {
     id: String,
 }
 
+/// What one pass over a batch carries from message to message.
+struct Round<'a> {
+    endpoint: &'a WebhookEndpoint,
+    secrets: &'a [SecretString],
+    generation: i64,
+    /// The last event whose messages are all settled, not yet in the checkpoint.
+    handled: Option<Position>,
+    /// The next message is the first since the checkpoint.
+    first: bool,
+    /// The endpoint's last attempt failed (its failing streak is open).
+    failing: bool,
+}
+
 /// Why a worker stopped delivering a message.
 enum Halt {
     Shutdown,
@@ -535,16 +548,36 @@ impl EndpointWorker {
         if events.is_empty() {
             return Ok(None);
         }
+        // Opened once a batch: a rotation shows from the next one (the previous secret
+        // signs for a day anyway).
+        let secrets = secrets_of(&self.engine, &endpoint, Utc::now()).await?;
+        let mut round = Round {
+            endpoint: &endpoint,
+            secrets: &secrets,
+            generation: cp.generation,
+            handled: None,
+            first: true,
+            failing: cp.failing_since.is_some(),
+        };
         for event in &events {
             if event.workspace_id() == endpoint.workspace_id {
                 let messages = messages_of(&self.engine, event, |t| endpoint.wants(t)).await?;
                 for message in messages {
-                    if let Some(halt) = self.deliver(&endpoint, &message, shutdown).await? {
+                    if let Some(halt) = self.deliver(&mut round, &message, shutdown).await? {
+                        if let Some(done) = round.handled {
+                            log::advance(pool, &self.id, cp.generation, done).await?;
+                        }
                         return Ok(Some(halt));
                     }
+                    round.first = false;
                 }
             }
-            if !log::advance(pool, &self.id, cp.generation, event.position).await? {
+            round.handled = Some(event.position);
+        }
+        // The checkpoint moves once a batch (and before a message starts being retried):
+        // a crash sends at most the batch's messages again, under the same ids.
+        if let Some(done) = round.handled {
+            if !log::advance(pool, &self.id, cp.generation, done).await? {
                 // A replay moved the checkpoint: start again from there.
                 return Ok(None);
             }
@@ -557,41 +590,44 @@ impl EndpointWorker {
     /// before the message was settled.
     async fn deliver(
         &self,
-        endpoint: &WebhookEndpoint,
+        round: &mut Round<'_>,
         message: &Message,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<Option<Halt>, EngineError> {
         let pool = &self.engine.store.any;
-        let earlier = log::attempts_of(pool, &self.id, &message.id).await?;
-        // A message still being retried (by this process before a restart, or by one
-        // whose lease ran out) continues its schedule; a settled one (a replay sends it
-        // again) starts a new one.
-        let pending: Vec<&Attempt> = earlier
-            .iter()
-            .rev()
-            .take_while(|a| a.status == "retrying")
-            .collect();
-        let first_at = pending.last().map(|a| a.attempted_at);
-        let mut attempt = earlier.len() as i64;
-        if let Some(due) = pending.first().and_then(|a| a.next_attempt_at) {
-            if let Some(halt) = self.wait_until(due, shutdown).await? {
-                return Ok(Some(halt));
+        let endpoint = round.endpoint;
+        // Only the first message of a batch can have been left retrying (the checkpoint
+        // moves up to a message before its retries start): it continues its schedule.
+        let mut first_at = None;
+        let mut attempts = 0u32;
+        if round.first {
+            let earlier = log::attempts_of(pool, &self.id, &message.id).await?;
+            let pending: Vec<&Attempt> = earlier
+                .iter()
+                .rev()
+                .take_while(|a| a.status == "retrying")
+                .collect();
+            first_at = pending.last().map(|a| a.attempted_at);
+            attempts = u32::try_from(pending.len()).unwrap_or(u32::MAX);
+            if let Some(due) = pending.first().and_then(|a| a.next_attempt_at) {
+                if let Some(halt) = self.wait_until(due, shutdown).await? {
+                    return Ok(Some(halt));
+                }
             }
         }
         loop {
-            attempt += 1;
+            attempts = attempts.saturating_add(1);
             let now = Utc::now();
-            let secrets = secrets_of(&self.engine, endpoint, now).await?;
             let sent = send(
                 &self.client,
                 self.options.policy,
                 &endpoint.url,
-                &secrets,
+                round.secrets,
                 message,
                 now,
             )
             .await;
-            let first_at = first_at.unwrap_or(now);
+            let first_at = *first_at.get_or_insert(now);
             let (status, code, error, next) = match &sent {
                 Sent::Delivered(code) => ("delivered", Some(*code), None, None),
                 Sent::Refused { code, error } => ("failed", *code, Some(error.clone()), None),
@@ -602,7 +638,7 @@ impl EndpointWorker {
                 } => {
                     let jitter = rand::thread_rng().gen_range(0.0..1.0);
                     let next = self.options.schedule.next_attempt(
-                        u32::try_from(attempt).unwrap_or(u32::MAX),
+                        attempts,
                         first_at,
                         now,
                         *retry_after,
@@ -612,13 +648,13 @@ impl EndpointWorker {
                     (status, *code, Some(error.clone()), next)
                 }
             };
-            log::record(
+            let attempt = log::record(
                 pool,
                 &self.id,
                 &endpoint.workspace_id,
                 &Attempt {
                     message_id: message.id.clone(),
-                    attempt,
+                    attempt: 0,
                     position: message.position,
                     event_type: message.event_type.as_str().to_owned(),
                     status: status.to_owned(),
@@ -630,7 +666,10 @@ impl EndpointWorker {
             )
             .await?;
             if matches!(sent, Sent::Delivered(_)) {
-                log::set_failing(pool, &self.id, None).await?;
+                if round.failing {
+                    log::set_failing(pool, &self.id, None).await?;
+                    round.failing = false;
+                }
                 return Ok(None);
             }
             tracing::info!(
@@ -642,6 +681,7 @@ impl EndpointWorker {
                 error = error.as_deref().unwrap_or_default(),
                 "webhook delivery attempt failed"
             );
+            round.failing = true;
             let since = log::set_failing(pool, &self.id, Some(now)).await?;
             if let Some(since) = since {
                 if self.options.schedule.disables(since, now) {
@@ -651,6 +691,11 @@ impl EndpointWorker {
             }
             match next {
                 Some(due) => {
+                    // What came before is settled: a restart starts from this message.
+                    if let Some(done) = round.handled.take() {
+                        log::advance(pool, &self.id, round.generation, done).await?;
+                    }
+                    round.first = true;
                     if let Some(halt) = self.wait_until(due, shutdown).await? {
                         return Ok(Some(halt));
                     }

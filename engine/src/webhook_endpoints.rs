@@ -309,7 +309,7 @@ impl WebhookEndpoints<'_> {
                 ("failed", code, Some(error))
             }
         };
-        let attempt = Attempt {
+        let mut attempt = Attempt {
             message_id: message.id.clone(),
             attempt: earlier.len() as i64 + 1,
             position: message.position,
@@ -320,7 +320,8 @@ impl WebhookEndpoints<'_> {
             attempted_at: now,
             next_attempt_at: None,
         };
-        log::record(&self.0.store.any, id, &endpoint.workspace_id, &attempt).await?;
+        attempt.attempt =
+            log::record(&self.0.store.any, id, &endpoint.workspace_id, &attempt).await?;
         Ok(attempt)
     }
 }

@@ -6,7 +6,8 @@
 //! - `sync.rs` (`bench sync`): a full import and an incremental run against a sandbox;
 //! - `as_of.rs` (`bench as-of`): point-in-time read latency;
 //! - `rebuild.rs` (`bench rebuild`): every projection rebuilt from a generated log;
-//! - `http.rs` (`bench http`): request throughput, with and without `/metrics` scraped.
+//! - `http.rs` (`bench http`): request throughput, with and without `/metrics` scraped;
+//! - `webhooks.rs` (`bench webhooks`): outgoing webhook deliveries per second and lag.
 //!
 //! Each prints JSON lines on stdout. Nothing here is used by `serve` or the tests.
 
@@ -16,12 +17,14 @@ mod pages;
 mod rebuild;
 mod store;
 mod sync;
+mod webhooks;
 
 pub use as_of::AsOfBenchArgs;
 pub use http::HttpBenchArgs;
 pub use pages::PagesBenchArgs;
 pub use rebuild::RebuildBenchArgs;
 pub use sync::SyncBenchArgs;
+pub use webhooks::WebhooksBenchArgs;
 
 use crate::config::Settings;
 use clap::Subcommand;
@@ -53,6 +56,9 @@ pub enum BenchWhat {
     /// Requests per second of a cheap authenticated read with N clients, optionally while
     /// `GET /metrics` is scraped every M ms; one JSON line.
     Http(HttpBenchArgs),
+    /// Outgoing webhook deliveries per second to a local receiver, and the lag from a
+    /// record's creation to its message's arrival; one JSON line.
+    Webhooks(WebhooksBenchArgs),
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -93,6 +99,7 @@ pub async fn run(settings: &Settings, command: BenchCommand) -> anyhow::Result<E
         Some(BenchWhat::Rebuild(args)) => rebuild::run(settings, args).await,
         Some(BenchWhat::Pages(args)) => pages::run(settings, args).await,
         Some(BenchWhat::Http(args)) => http::run(settings, args).await,
+        Some(BenchWhat::Webhooks(args)) => webhooks::run(settings, args).await,
         None => store::run(settings, command.store).await,
     }
 }

@@ -196,22 +196,24 @@ pub struct Attempt {
     pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
+/// Records an attempt, numbered after the message's earlier ones; returns its number.
 pub(crate) async fn record(
     pool: &AnyPool,
     endpoint: &str,
     workspace_id: &str,
     a: &Attempt,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+) -> Result<i64, sqlx::Error> {
+    let number: Option<i64> = sqlx::query_scalar(
         "INSERT INTO webhook_deliveries (endpoint_id, message_id, attempt, workspace_id, tx, position,
                                          event_type, status, response_code, error, attempted_at,
                                          next_attempt_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-         ON CONFLICT (endpoint_id, message_id, attempt) DO NOTHING",
+         SELECT $1, $2, COALESCE(MAX(attempt), 0) + 1, $3, $4, $5, $6, $7, $8, $9, $10, $11
+           FROM webhook_deliveries WHERE endpoint_id = $1 AND message_id = $2
+         ON CONFLICT (endpoint_id, message_id, attempt) DO NOTHING
+         RETURNING attempt",
     )
     .bind(endpoint)
     .bind(&a.message_id)
-    .bind(a.attempt)
     .bind(workspace_id)
     .bind(a.position.tx)
     .bind(a.position.pos)
@@ -221,9 +223,9 @@ pub(crate) async fn record(
     .bind(a.error.clone())
     .bind(millis(a.attempted_at))
     .bind(a.next_attempt_at.map(millis))
-    .execute(pool)
+    .fetch_optional(pool)
     .await?;
-    Ok(())
+    Ok(number.unwrap_or(a.attempt))
 }
 
 fn attempt_of(r: &sqlx::any::AnyRow) -> Result<Attempt, sqlx::Error> {

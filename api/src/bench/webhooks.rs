@@ -1,0 +1,200 @@
+//! `syncledger bench webhooks`: outgoing webhook delivery throughput and lag. A server in
+//! this process (scratch storage) with one endpoint subscribed to `record.created`
+//! pointed at a receiver in this process that answers 200 at once; N records are created
+//! through the API by C clients, and the bench waits until every message has arrived.
+//! One JSON line: messages delivered per second (from the first commit to the last
+//! arrival), and the lag from a record's creation answered to its message's arrival
+//! (p50, p99, max).
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::body::Bytes;
+use axum::extract::State;
+use serde_json::{json, Value};
+use syncledger_domain::Plan;
+use syncledger_engine::webhook_endpoints::EndpointInput;
+use syncledger_store::Metadata;
+use tokio::sync::{watch, Notify};
+
+use super::{round2, round3};
+use crate::config::Settings;
+use crate::Application;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct WebhooksBenchArgs {
+    /// Records created, each making one message.
+    #[arg(long, default_value_t = 5000)]
+    pub messages: usize,
+    /// Concurrent API clients creating them.
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
+    /// A PostgreSQL server: a fresh database is created on it for the run and dropped
+    /// after. Without it, a fresh SQLite file.
+    #[arg(long, env = "SYNCLEDGER_BENCH_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+pub async fn run(base: &Settings, args: WebhooksBenchArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(args.messages >= 1, "--messages must be at least 1");
+    anyhow::ensure!(args.clients >= 1, "--clients must be at least 1");
+    let base = Settings {
+        addr: "127.0.0.1:0".parse()?,
+        rate_limit_per_minute: u32::MAX,
+        // The receiver is on loopback.
+        environment: Some(crate::config::Environment::Development),
+        allow_loopback_providers: true,
+        scheduler_interval_secs: 0,
+        workers: 0,
+        ..base.clone()
+    };
+    let url = args.database_url.clone();
+    super::on_scratch(base, url.as_deref(), |settings| async move {
+        let app = Application::build(settings).await?;
+        let base = format!("http://{}", app.addr());
+        let state = app.state();
+        let (stop, stopped) = watch::channel(false);
+        let server = tokio::spawn(app.run(stopped));
+        let result = measure(&state, &base, &args).await;
+        let _ = stop.send(true);
+        server.await.context("the API task")??;
+        state.store.close().await;
+        result
+    })
+    .await
+}
+
+/// When each message (by the email of its record) arrived.
+#[derive(Clone, Default)]
+struct Arrivals {
+    at: Arc<Mutex<HashMap<String, Instant>>>,
+    more: Arc<Notify>,
+}
+
+async fn receive(State(arrivals): State<Arrivals>, body: Bytes) -> &'static str {
+    let value: Value = serde_json::from_slice(&body).unwrap_or_default();
+    if let Some(email) = value["data"]["fields"]["email"].as_str() {
+        if let Ok(mut at) = arrivals.at.lock() {
+            at.entry(email.to_owned()).or_insert_with(Instant::now);
+        }
+        arrivals.more.notify_waiters();
+    }
+    "ok"
+}
+
+async fn measure(
+    state: &crate::state::AppState,
+    base: &str,
+    args: &WebhooksBenchArgs,
+) -> anyhow::Result<()> {
+    let (workspace_id, token) =
+        syncledger_engine::workspaces::create_workspace(&state.store, "bench", Plan::Enterprise)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let arrivals = Arrivals::default();
+    let receiver = axum::Router::new()
+        .route("/hook", axum::routing::post(receive))
+        .with_state(arrivals.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let hook = format!("http://{}/hook", listener.local_addr()?);
+    let receiving = tokio::spawn(async move { axum::serve(listener, receiver).await });
+    let meta = Metadata::new("bench", &workspace_id, uuid::Uuid::now_v7().to_string());
+    state
+        .engine
+        .webhook_endpoints()
+        .create(
+            &meta,
+            EndpointInput {
+                url: Some(hook),
+                event_types: Some(vec!["record.created".into()]),
+                ..EndpointInput::default()
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.clients)
+        .build()?;
+    let started = Instant::now();
+    let mut creators = Vec::new();
+    for c in 0..args.clients {
+        let (client, bearer) = (client.clone(), token.bearer.clone());
+        let url = format!("{base}/v1/records");
+        let mine: Vec<usize> = (0..args.messages)
+            .filter(|i| i % args.clients == c)
+            .collect();
+        creators.push(tokio::spawn(async move {
+            let mut committed = Vec::with_capacity(mine.len());
+            for i in mine {
+                let email = format!("r{i}@bench.example");
+                let body = json!({"entity": "contacts", "fields": {"email": email}});
+                let resp = client
+                    .post(&url)
+                    .bearer_auth(&bearer)
+                    .json(&body)
+                    .send()
+                    .await?;
+                anyhow::ensure!(
+                    resp.status().is_success(),
+                    "POST /v1/records: {}",
+                    resp.status()
+                );
+                committed.push((email, Instant::now()));
+            }
+            Ok::<_, anyhow::Error>(committed)
+        }));
+    }
+    let mut committed = HashMap::new();
+    for c in creators {
+        committed.extend(c.await??);
+    }
+    let created = started.elapsed();
+    // Every message, or at most a minute after the last one arrived.
+    loop {
+        let waiting = arrivals.more.notified();
+        let got = arrivals.at.lock().map(|a| a.len()).unwrap_or_default();
+        if got >= args.messages {
+            break;
+        }
+        if tokio::time::timeout(Duration::from_secs(60), waiting)
+            .await
+            .is_err()
+        {
+            anyhow::bail!("only {got} of {} messages arrived", args.messages);
+        }
+    }
+    let at = arrivals.at.lock().map(|a| a.clone()).unwrap_or_default();
+    receiving.abort();
+    let last = at.values().max().copied().unwrap_or(started);
+    let elapsed = last.duration_since(started).as_secs_f64();
+    let mut lags: Vec<f64> = committed
+        .iter()
+        .filter_map(|(email, done)| {
+            at.get(email)
+                .map(|a| a.saturating_duration_since(*done).as_secs_f64() * 1000.0)
+        })
+        .collect();
+    lags.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        let i = ((lags.len() as f64 - 1.0) * p).round() as usize;
+        lags.get(i).copied().map_or(0.0, round3)
+    };
+    let line = json!({
+        "bench": "webhooks",
+        "store": if state.store.is_postgres() { "postgres" } else { "sqlite" },
+        "messages": args.messages,
+        "clients": args.clients,
+        "created_s": round2(created.as_secs_f64()),
+        "delivered_s": round2(elapsed),
+        "deliveries_per_s": round2(args.messages as f64 / elapsed),
+        "lag_p50_ms": pct(0.50),
+        "lag_p99_ms": pct(0.99),
+        "lag_max_ms": lags.last().copied().map_or(0.0, round3),
+    });
+    println!("{line}");
+    Ok(())
+}
