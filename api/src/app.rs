@@ -585,11 +585,10 @@ fn spawn_background(
     let delivery = syncledger_engine::delivery::DeliveryOptions {
         schedule: settings.webhook_schedule(),
         policy: settings.webhook_policy(),
-        holder: format!(
-            "webhooks:{}:{}",
-            settings.instance_name(),
-            std::process::id()
-        ),
+        // Named by the instance, as its runs are: a serve started again under the same
+        // name takes its endpoints back at once instead of waiting out the dead one's
+        // leases.
+        holder: format!("webhooks:{}", settings.instance_name()),
         ..Default::default()
     };
     tasks.push(syncledger_engine::delivery::spawn(

@@ -224,7 +224,10 @@ async fn failing_endpoints_give_up_messages_and_are_disabled(
     let expected: Vec<Value> = emails.iter().map(|e| json!(e)).collect();
     assert_eq!(seen, expected, "the refused message is not sent again");
     let listed = app
-        .get(&format!("/v1/webhook-endpoints/{gone_id}/deliveries"), &app.admin)
+        .get(
+            &format!("/v1/webhook-endpoints/{gone_id}/deliveries"),
+            &app.admin,
+        )
         .await?;
     let statuses: Vec<(Value, Value)> = listed.expect(StatusCode::OK)["data"]
         .as_array()
