@@ -23,6 +23,34 @@ use tokio::time::Instant;
 /// workspace. Each round has a winner, so this is only reached under a storm of writes.
 pub const RACE_BUDGET: Duration = Duration::from_secs(30);
 
+/// How a writer that lost an append race waits before deciding again: a random part of
+/// a pause that doubles each time (up to 50 ms), so the next round has fewer losers, for
+/// as long as [`RACE_BUDGET`] allows.
+pub(crate) struct RaceBackoff {
+    deadline: Instant,
+    pause: Duration,
+}
+
+impl RaceBackoff {
+    pub(crate) fn new() -> Self {
+        RaceBackoff {
+            deadline: Instant::now() + RACE_BUDGET,
+            pause: Duration::from_millis(1),
+        }
+    }
+
+    /// Waits before the next round; false when the budget is spent (give up).
+    pub(crate) async fn lost(&mut self) -> bool {
+        if Instant::now() >= self.deadline {
+            return false;
+        }
+        let jitter = rand::thread_rng().gen_range(0..=self.pause.as_micros() as u64);
+        tokio::time::sleep(Duration::from_micros(jitter)).await;
+        self.pause = (self.pause * 2).min(Duration::from_millis(50));
+        true
+    }
+}
+
 /// An integration to create, its input validated by the caller.
 #[derive(Clone, Debug)]
 pub struct NewIntegration {
@@ -68,8 +96,7 @@ pub async fn create_integration(
     new: &NewIntegration,
     meta: &Metadata,
 ) -> Result<(), CreationError> {
-    let deadline = Instant::now() + RACE_BUDGET;
-    let mut pause = Duration::from_millis(1);
+    let mut backoff = RaceBackoff::new();
     loop {
         let (workspace, sequence) = workspaces.load_versioned(&new.workspace_id).await?;
         let batches = decide(&workspace, sequence, new, meta)?;
@@ -83,13 +110,11 @@ pub async fn create_integration(
             .await
         {
             Ok(()) => return Ok(()),
-            Err(AppendError::Conflict) if Instant::now() < deadline => {
-                // Spread the losers out so the next round has fewer of them.
-                let jitter = rand::thread_rng().gen_range(0..=pause.as_micros() as u64);
-                tokio::time::sleep(Duration::from_micros(jitter)).await;
-                pause = (pause * 2).min(Duration::from_millis(50));
+            Err(AppendError::Conflict) => {
+                if !backoff.lost().await {
+                    return Err(CreationError::Contended);
+                }
             }
-            Err(AppendError::Conflict) => return Err(CreationError::Contended),
             Err(AppendError::Db(e)) => return Err(CreationError::Store(e.to_string())),
         }
     }

@@ -12,19 +12,16 @@
 //! given for one CRM never reach a host their owner did not give them for.
 
 use chrono::Utc;
-use rand::Rng;
-use std::time::Duration;
 use syncledger_domain::{
     Aggregate, Integration, IntegrationCommand, IntegrationEvent, SyncConfig, Workspace,
     WorkspaceCommand,
 };
 use syncledger_store::append::{AppendError, Writer};
 use syncledger_store::Metadata;
-use tokio::time::Instant;
 
 use crate::app::Engine;
 use crate::connector::origins;
-use crate::creation::{rows, RACE_BUDGET};
+use crate::creation::{rows, RaceBackoff};
 use crate::error::EngineError;
 
 /// What to change; `None` leaves a part as it is.
@@ -96,8 +93,7 @@ pub(crate) async fn edit_integration(
     edit: &Edit,
     expected: Option<i64>,
 ) -> Result<(), EngineError> {
-    let deadline = Instant::now() + RACE_BUDGET;
-    let mut pause = Duration::from_millis(1);
+    let mut backoff = RaceBackoff::new();
     loop {
         let (current, sequence) = engine.integrations.load_versioned(id).await?;
         if current.id.is_none() || current.workspace_id != meta.workspace_id {
@@ -142,12 +138,11 @@ pub(crate) async fn edit_integration(
             Ok(()) => return Ok(()),
             // Decided again on fresh state: with `expected`, the next round answers
             // `Stale` if the integration moved, and goes on if only the workspace did.
-            Err(AppendError::Conflict) if Instant::now() < deadline => {
-                let jitter = rand::thread_rng().gen_range(0..=pause.as_micros() as u64);
-                tokio::time::sleep(Duration::from_micros(jitter)).await;
-                pause = (pause * 2).min(Duration::from_millis(50));
+            Err(AppendError::Conflict) => {
+                if !backoff.lost().await {
+                    return Err(EngineError::Concurrent);
+                }
             }
-            Err(AppendError::Conflict) => return Err(EngineError::Concurrent),
             Err(AppendError::Db(e)) => return Err(EngineError::Store(e.to_string())),
         }
     }

@@ -109,12 +109,13 @@ impl WebhookEndpoints<'_> {
         ))
     }
 
-    async fn execute(
+    /// Runs `cmd` and waits until the read model shows it.
+    async fn apply(
         &self,
         meta: &Metadata,
         id: &str,
         cmd: WebhookEndpointCommand,
-    ) -> Result<WebhookEndpoint, EngineError> {
+    ) -> Result<(), EngineError> {
         self.0
             .store
             .cqrs::<WebhookEndpoint>()
@@ -123,7 +124,17 @@ impl WebhookEndpoints<'_> {
         self.0
             .fresh
             .settle(PROJECTION, WebhookEndpoint::TYPE, id)
-            .await?;
+            .await
+    }
+
+    /// [`Self::apply`], answering with the endpoint after it.
+    async fn execute(
+        &self,
+        meta: &Metadata,
+        id: &str,
+        cmd: WebhookEndpointCommand,
+    ) -> Result<WebhookEndpoint, EngineError> {
+        self.apply(meta, id, cmd).await?;
         self.get(&meta.workspace_id, id).await
     }
 
@@ -217,16 +228,7 @@ impl WebhookEndpoints<'_> {
     pub async fn delete(&self, meta: &Metadata, id: &str) -> Result<(), EngineError> {
         self.get(&meta.workspace_id, id).await?;
         let cmd = WebhookEndpointCommand::Delete { at: Utc::now() };
-        self.0
-            .store
-            .cqrs::<WebhookEndpoint>()
-            .execute(id, cmd, meta)
-            .await?;
-        self.0
-            .fresh
-            .settle(PROJECTION, WebhookEndpoint::TYPE, id)
-            .await?;
-        Ok(())
+        self.apply(meta, id, cmd).await
     }
 
     /// The endpoint's delivery attempts, newest first, before `before` (a cursor of

@@ -32,16 +32,7 @@ pub(crate) async fn lease(
     until: DateTime<Utc>,
     start: Position,
 ) -> Result<bool, sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO webhook_checkpoints (endpoint_id, tx, position, generation, holder, lease_until)
-         VALUES ($1, $2, $3, 0, NULL, NULL)
-         ON CONFLICT (endpoint_id) DO NOTHING",
-    )
-    .bind(endpoint)
-    .bind(start.tx)
-    .bind(start.pos)
-    .execute(pool)
-    .await?;
+    start_at(pool, endpoint, start).await?;
     let taken = sqlx::query(
         "UPDATE webhook_checkpoints SET holder = $2, lease_until = $3
           WHERE endpoint_id = $1 AND (holder IS NULL OR holder = $2 OR lease_until < $4)",
