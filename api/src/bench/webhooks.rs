@@ -1,10 +1,14 @@
 //! `syncledger bench webhooks`: outgoing webhook delivery throughput and lag. A server in
 //! this process (scratch storage) with one endpoint subscribed to `record.created`
-//! pointed at a receiver in this process that answers 200 at once; N records are created
-//! through the API by C clients, and the bench waits until every message has arrived.
-//! One JSON line: messages delivered per second (from the first commit to the last
-//! arrival), and the lag from a record's creation answered to its message's arrival
-//! (p50, p99, max).
+//! pointed at a receiver in this process that answers 200 at once. Two phases, a JSON
+//! line each:
+//!
+//! - `backlog`: N records are created first; then the endpoint replays them all (a
+//!   replay since before the first): messages delivered per second, from the replay's
+//!   start to the last arrival;
+//! - `live`: N more records are created through the API by C clients while the endpoint
+//!   follows: the lag from a record's creation answered to its message's arrival (p50,
+//!   p99, max).
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -67,6 +71,67 @@ pub async fn run(base: &Settings, args: WebhooksBenchArgs) -> anyhow::Result<Exi
     .await
 }
 
+/// Creates `args.messages` records through the API (emails tagged `tag`) with
+/// `args.clients` clients; when each creation was answered.
+async fn create(
+    client: &reqwest::Client,
+    base: &str,
+    bearer: &str,
+    args: &WebhooksBenchArgs,
+    tag: &str,
+) -> anyhow::Result<HashMap<String, Instant>> {
+    let mut creators = Vec::new();
+    for c in 0..args.clients {
+        let (client, bearer) = (client.clone(), bearer.to_owned());
+        let url = format!("{base}/v1/records");
+        let mine: Vec<String> = (0..args.messages)
+            .filter(|i| i % args.clients == c)
+            .map(|i| format!("{tag}{i}@bench.example"))
+            .collect();
+        creators.push(tokio::spawn(async move {
+            let mut committed = Vec::with_capacity(mine.len());
+            for email in mine {
+                let body = json!({"entity": "contacts", "fields": {"email": email}});
+                let resp = client
+                    .post(&url)
+                    .bearer_auth(&bearer)
+                    .json(&body)
+                    .send()
+                    .await?;
+                anyhow::ensure!(
+                    resp.status().is_success(),
+                    "POST /v1/records: {}",
+                    resp.status()
+                );
+                committed.push((email, Instant::now()));
+            }
+            Ok::<_, anyhow::Error>(committed)
+        }));
+    }
+    let mut committed = HashMap::new();
+    for c in creators {
+        committed.extend(c.await??);
+    }
+    Ok(committed)
+}
+
+/// Waits until `n` distinct messages have arrived, or fails after a minute without one.
+async fn arrived(arrivals: &Arrivals, n: usize) -> anyhow::Result<()> {
+    loop {
+        let waiting = arrivals.more.notified();
+        let got = arrivals.at.lock().map(|a| a.len()).unwrap_or_default();
+        if got >= n {
+            return Ok(());
+        }
+        if tokio::time::timeout(Duration::from_secs(60), waiting)
+            .await
+            .is_err()
+        {
+            anyhow::bail!("only {got} of {n} messages arrived");
+        }
+    }
+}
+
 /// When each message (by the email of its record) arrived.
 #[derive(Clone, Default)]
 struct Arrivals {
@@ -102,75 +167,68 @@ async fn measure(
     let hook = format!("http://{}/hook", listener.local_addr()?);
     let receiving = tokio::spawn(async move { axum::serve(listener, receiver).await });
     let meta = Metadata::new("bench", &workspace_id, uuid::Uuid::now_v7().to_string());
-    state
-        .engine
-        .webhook_endpoints()
+    // Off while the backlog is made.
+    let endpoints = state.engine.webhook_endpoints();
+    let made = endpoints
         .create(
             &meta,
             EndpointInput {
                 url: Some(hook),
                 event_types: Some(vec!["record.created".into()]),
+                enabled: Some(false),
                 ..EndpointInput::default()
             },
         )
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let endpoint_id = made.endpoint.id.clone().context("the endpoint's id")?;
 
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.clients)
         .build()?;
+    let before = chrono::Utc::now() - chrono::Duration::seconds(1);
+    create(&client, base, &token.bearer, args, "backlog").await?;
+    let replayed = Instant::now();
+    endpoints
+        .replay(&meta, &endpoint_id, before)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let on = EndpointInput {
+        enabled: Some(true),
+        ..EndpointInput::default()
+    };
+    endpoints
+        .change(&meta, &endpoint_id, on)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    arrived(&arrivals, args.messages).await?;
+    let backlog = arrivals.at.lock().map(|a| a.clone()).unwrap_or_default();
+    let last = backlog.values().max().copied().unwrap_or(replayed);
+    let elapsed = last.duration_since(replayed).as_secs_f64();
+    let store = if state.store.is_postgres() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    println!(
+        "{}",
+        json!({
+            "bench": "webhooks",
+            "phase": "backlog",
+            "store": store,
+            "messages": args.messages,
+            "delivered_s": round2(elapsed),
+            "deliveries_per_s": round2(args.messages as f64 / elapsed),
+        })
+    );
+
+    // Live: created while the endpoint follows.
     let started = Instant::now();
-    let mut creators = Vec::new();
-    for c in 0..args.clients {
-        let (client, bearer) = (client.clone(), token.bearer.clone());
-        let url = format!("{base}/v1/records");
-        let mine: Vec<usize> = (0..args.messages)
-            .filter(|i| i % args.clients == c)
-            .collect();
-        creators.push(tokio::spawn(async move {
-            let mut committed = Vec::with_capacity(mine.len());
-            for i in mine {
-                let email = format!("r{i}@bench.example");
-                let body = json!({"entity": "contacts", "fields": {"email": email}});
-                let resp = client
-                    .post(&url)
-                    .bearer_auth(&bearer)
-                    .json(&body)
-                    .send()
-                    .await?;
-                anyhow::ensure!(
-                    resp.status().is_success(),
-                    "POST /v1/records: {}",
-                    resp.status()
-                );
-                committed.push((email, Instant::now()));
-            }
-            Ok::<_, anyhow::Error>(committed)
-        }));
-    }
-    let mut committed = HashMap::new();
-    for c in creators {
-        committed.extend(c.await??);
-    }
+    let committed = create(&client, base, &token.bearer, args, "live").await?;
     let created = started.elapsed();
-    // Every message, or at most a minute after the last one arrived.
-    loop {
-        let waiting = arrivals.more.notified();
-        let got = arrivals.at.lock().map(|a| a.len()).unwrap_or_default();
-        if got >= args.messages {
-            break;
-        }
-        if tokio::time::timeout(Duration::from_secs(60), waiting)
-            .await
-            .is_err()
-        {
-            anyhow::bail!("only {got} of {} messages arrived", args.messages);
-        }
-    }
+    arrived(&arrivals, 2 * args.messages).await?;
     let at = arrivals.at.lock().map(|a| a.clone()).unwrap_or_default();
     receiving.abort();
-    let last = at.values().max().copied().unwrap_or(started);
-    let elapsed = last.duration_since(started).as_secs_f64();
     let mut lags: Vec<f64> = committed
         .iter()
         .filter_map(|(email, done)| {
@@ -185,12 +243,11 @@ async fn measure(
     };
     let line = json!({
         "bench": "webhooks",
-        "store": if state.store.is_postgres() { "postgres" } else { "sqlite" },
+        "phase": "live",
+        "store": store,
         "messages": args.messages,
         "clients": args.clients,
-        "created_s": round2(created.as_secs_f64()),
-        "delivered_s": round2(elapsed),
-        "deliveries_per_s": round2(args.messages as f64 / elapsed),
+        "created_per_s": round2(args.messages as f64 / created.as_secs_f64()),
         "lag_p50_ms": pct(0.50),
         "lag_p99_ms": pct(0.99),
         "lag_max_ms": lags.last().copied().map_or(0.0, round3),
