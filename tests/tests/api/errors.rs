@@ -172,10 +172,11 @@ fn cases(id: &str) -> Vec<Case> {
             what: "unknown field on PATCH",
             method: Method::PATCH,
             path: patch,
-            body: Body::Json(json!({"sync_config": sync_config(), "name": "renamed"})),
+            // The provider of an integration is not something a PATCH changes.
+            body: Body::Json(json!({"sync_config": sync_config(), "provider": "salesforce"})),
             status: StatusCode::BAD_REQUEST,
             code: "validation_failed",
-            needle: "name",
+            needle: "provider",
         },
         Case {
             what: "empty API key",
