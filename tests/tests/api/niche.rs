@@ -4,7 +4,8 @@
 //! full and incremental runs (Chatwoot: full scans that write nothing when nothing
 //! changed and count missing contacts as deletions; Tave: a newest-first scan that stops
 //! past the high-water mark, across records sharing one modification time at a page
-//! boundary), pushes (Tave: the whole document written back).
+//! boundary), pushes (Tave: the whole document written back), and what
+//! `GET /v1/providers/{id}` says about each.
 
 use anyhow::Context;
 use reqwest::StatusCode;
@@ -17,7 +18,8 @@ use crate::sync::{record_events, records, run};
 on_both_backends!(
     chatwoot_full_scans_and_deletions,
     tave_descending_scans_and_full_document_writes,
-    template_refusals
+    template_refusals,
+    provider_capabilities
 );
 
 fn config(entities: &[&str]) -> Value {
@@ -292,5 +294,37 @@ async fn template_refusals(backend: Backend) -> anyhow::Result<()> {
             .expect_error(StatusCode::BAD_REQUEST, "validation_failed", needle);
     }
     assert_eq!(app.event_count().await?, events);
+    app.finish().await
+}
+
+async fn provider_capabilities(backend: Backend) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let chatwoot = app.get("/v1/providers/chatwoot", &app.admin).await?;
+    let body = chatwoot.expect(StatusCode::OK);
+    assert_eq!(
+        (body["template"].as_bool(), body["spec_required"].as_bool()),
+        (Some(true), Some(false))
+    );
+    assert_eq!(body["auth"]["header"], "api_access_token");
+    assert_eq!(body["parameters"][0]["name"], "account_id");
+    assert_eq!(body["capabilities"][0]["sync"], "full_scan", "{body}");
+    assert_eq!(body["capabilities"][0]["deletions"], "after_full_scan");
+    assert_eq!(body["capabilities"][0]["one_record_per_request"], true);
+    let tave = app.get("/v1/providers/tave", &app.admin).await?;
+    let body = tave.expect(StatusCode::OK);
+    assert_eq!(body["auth"]["header"], "X-API-KEY");
+    assert_eq!(body["capabilities"].as_array().map(Vec::len), Some(2));
+    assert_eq!(body["capabilities"][1]["sync"], "descending_scan");
+    assert_eq!(body["capabilities"][1]["full_document_writes"], true);
+    assert_eq!(body["capabilities"][1]["deletions"], "none");
+    let hubspot = app.get("/v1/providers/hubspot", &app.admin).await?;
+    assert!(hubspot.expect(StatusCode::OK)["webhooks"].is_string());
+    app.get("/v1/providers/myspace", &app.admin)
+        .await?
+        .expect_error(StatusCode::NOT_FOUND, "not_found", "provider");
+    let anonymous = send(app.client.get(app.url("/v1/providers/tave"))).await?;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
     app.finish().await
 }
