@@ -40,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ready", get(health::ready))
         .route("/openapi.json", get(openapi))
         .route("/providers", get(providers::list))
+        .route("/providers/{id}", get(providers::get))
         .route("/tokens", post(tokens::create).get(tokens::list))
         .route("/tokens/{id}", axum::routing::delete(tokens::revoke))
         .route(

@@ -44,7 +44,7 @@ use utoipa::{Modify, OpenApi};
         health::health,
         health::ready,
         document,
-        providers::list,
+        providers::list, providers::get,
         tokens::create, tokens::list, tokens::revoke,
         integrations::create, integrations::list, integrations::get, integrations::update,
         integrations::pause, integrations::resume, integrations::disconnect, integrations::credentials,

@@ -120,10 +120,10 @@ static CATALOGUE: &[ProviderInfo] = &[
     ),
     niche(
         "tave",
-        "Tave",
+        "Tave / VSCO Workspace",
         AuthType::ApiKey,
         limit(60, 60, None),
-        CONTACTS,
+        BOTH,
     ),
     niche(
         "lightblue",

@@ -3,6 +3,8 @@
 //! Commands go through the aggregate; reads come from the `integration_status` read
 //! model, or from the aggregate when the read model has not caught up yet.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use syncledger_crm::{Credentials, CustomSpec};
@@ -37,8 +39,10 @@ pub struct CreateIntegration {
     pub sync_config: SyncConfig,
     pub base_url: Option<String>,
     /// The declarative spec of a custom or niche provider: a JSON object, or a string
-    /// holding the same in TOML.
+    /// holding the same in TOML. Without one, the provider's shipped template.
     pub spec: Option<serde_json::Value>,
+    /// The spec's (or template's) connection parameters, such as Chatwoot's `account_id`.
+    pub parameters: BTreeMap<String, String>,
 }
 
 /// What a caller asks to change; `None` leaves a part as it is. The sync config is
@@ -51,6 +55,9 @@ pub struct UpdateIntegration {
     pub base_url: Option<Option<String>>,
     /// A JSON object, or a string holding the same in TOML, as at creation.
     pub spec: Option<serde_json::Value>,
+    /// Connection parameters, bound into the new spec, or into the provider's shipped
+    /// template when no spec is given.
+    pub parameters: Option<BTreeMap<String, String>>,
 }
 
 /// Credentials a person sets by hand (OAuth tokens come from [`crate::oauth`]).
@@ -71,11 +78,19 @@ impl Engine {
     }
 }
 
-/// Parses and validates a provider spec; answers its canonical JSON.
+/// Parses and validates a provider spec (the provider's shipped template when none is
+/// given) with its connection parameters bound; answers its canonical JSON.
 fn provider_spec(
     info: &ProviderInfo,
     spec: Option<serde_json::Value>,
+    parameters: &BTreeMap<String, String>,
 ) -> Result<Option<String>, EngineError> {
+    if !info.via_custom_spec && !parameters.is_empty() {
+        return Err(EngineError::invalid(
+            "parameters",
+            format!("{} takes no connection parameters", info.id),
+        ));
+    }
     let parsed = match (info.via_custom_spec, spec) {
         (false, None) => return Ok(None),
         (false, Some(_)) => {
@@ -83,6 +98,10 @@ fn provider_spec(
                 "spec",
                 format!("{} has a built-in adapter and takes no spec", info.id),
             ))
+        }
+        (true, None) if syncledger_crm::custom::template_text(info.id).is_some() => {
+            syncledger_crm::custom::template(info.id)
+                .ok_or(EngineError::Corrupt("a shipped template"))?
         }
         (true, None) => {
             return Err(EngineError::invalid(
@@ -105,7 +124,16 @@ fn provider_spec(
         }
     };
     // Its URLs are checked against the outbound policy by `create`.
-    let spec = parsed.map_err(|e| EngineError::invalid("spec", e))?;
+    let spec = parsed
+        .and_then(|s| s.bind(parameters))
+        .map_err(|e| match e {
+            syncledger_crm::CrmError::Refused { field, reason } => {
+                EngineError::invalid(&field, reason)
+            }
+            other => EngineError::invalid("spec", other),
+        })?;
+    spec.validate()
+        .map_err(|e| EngineError::invalid("spec", e))?;
     serde_json::to_string(&spec)
         .map(Some)
         .map_err(|e| EngineError::Store(format!("encoding a spec: {e}")))
@@ -326,7 +354,7 @@ impl Integrations<'_> {
                 format!("unknown provider {:?}; see GET /v1/providers", req.provider),
             ));
         };
-        let spec = provider_spec(info, req.spec)?;
+        let spec = provider_spec(info, req.spec, &req.parameters)?;
         self.0
             .connections
             .connector()
@@ -380,13 +408,17 @@ impl Integrations<'_> {
         expected: Option<i64>,
     ) -> Result<IntegrationState, EngineError> {
         let current = self.owned(&meta.workspace_id, id).await?;
-        let endpoint = if req.base_url.is_some() || req.spec.is_some() {
+        let endpoint = if req.base_url.is_some() || req.spec.is_some() || req.parameters.is_some() {
             let info = provider::find(&current.provider).ok_or(EngineError::Corrupt(
                 "an integration's provider is no longer known",
             ))?;
-            let spec = match req.spec {
-                Some(given) => provider_spec(info, Some(given))?,
-                None => current.spec.clone(),
+            let spec = match (req.spec, &req.parameters) {
+                (Some(given), parameters) => {
+                    provider_spec(info, Some(given), &parameters.clone().unwrap_or_default())?
+                }
+                // New parameters rebind the shipped template.
+                (None, Some(parameters)) => provider_spec(info, None, parameters)?,
+                (None, None) => current.spec.clone(),
             };
             let base_url = req.base_url.unwrap_or_else(|| current.base_url.clone());
             self.0

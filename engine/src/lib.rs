@@ -34,6 +34,7 @@ pub mod mapping;
 pub mod mappings;
 pub mod metrics;
 pub mod oauth;
+pub mod providers;
 pub mod readiness;
 pub mod reapply;
 pub mod records;

@@ -253,6 +253,21 @@ pub fn default_mappings(provider: &str, entity: Entity) -> Vec<FieldMapping> {
             both("phone", "phone"),
         ],
         ("pipedrive", Entity::Companies) => vec![both("name", "name"), both("address", "city")],
+        // The shipped templates' field names (adapters/crm/templates). Chatwoot keeps
+        // one name per contact: it goes to the first name.
+        ("chatwoot", Entity::Contacts) => vec![
+            both("email", "email"),
+            both("name", "first_name"),
+            both("phone", "phone"),
+            both("company_name", "company"),
+        ],
+        ("tave", Entity::Contacts) => vec![
+            both("email", "email"),
+            both("first_name", "first_name"),
+            both("last_name", "last_name"),
+            both("phone", "phone"),
+        ],
+        ("tave", Entity::Companies) => vec![both("name", "name"), both("phone", "phone")],
         _ => Vec::new(),
     }
 }

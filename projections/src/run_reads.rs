@@ -213,6 +213,39 @@ pub async fn archived_linked(
     Ok(out)
 }
 
+/// The records of the entity actively linked to the integration, with the remote id
+/// each is linked to (links the CRM's deletion already ended are left out).
+pub async fn active_links(
+    pool: &AnyPool,
+    workspace_id: &str,
+    entity: Entity,
+    integration_id: &str,
+) -> Result<Vec<(String, String)>, ProjectionError> {
+    let rows = sqlx::query(
+        "SELECT r.id, r.state FROM records r JOIN record_links l ON l.record_id = r.id
+          WHERE l.workspace_id = $1 AND l.integration_id = $2 AND r.workspace_id = $1
+            AND r.entity = $3
+          ORDER BY r.id",
+    )
+    .bind(workspace_id)
+    .bind(integration_id)
+    .bind(entity.as_str())
+    .fetch_all(pool)
+    .await
+    .map_err(store_err)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let state = parse(&row.try_get::<String, _>("state").map_err(store_err)?)?;
+        if let Some(link) = state.links.get(integration_id).filter(|l| l.is_active()) {
+            out.push((
+                row.try_get("id").map_err(store_err)?,
+                link.remote_id.clone(),
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// Up to `limit` records of the entity, after `after` in id order, that owe this
 /// integration a push: linked with pending values, or (when `creates`) not linked yet.
 /// With `only`, just those record ids (a retry).

@@ -135,6 +135,26 @@ pub trait CrmAdapter: Send + Sync {
         Ok(None)
     }
 
+    /// Whether the provider has no deletion feed for `entity` and every pull lists
+    /// everything instead: then the engine takes the linked records a complete pull
+    /// did not list as deletion candidates ([`CrmAdapter::confirm_absent`]).
+    fn deletes_by_absence(&self, entity: Entity) -> bool {
+        let _ = entity;
+        false
+    }
+
+    /// Of the records a complete pull did not list, those that are really gone (the
+    /// provider may confirm each); by default all of them.
+    async fn confirm_absent(
+        &self,
+        credentials: &Credentials,
+        entity: Entity,
+        ids: &[String],
+    ) -> Result<Vec<String>, CrmError> {
+        let _ = (credentials, entity);
+        Ok(ids.to_vec())
+    }
+
     /// Records deleted (archived) at or after `since` (all the provider still
     /// remembers when `None`), paged like a full pull. Providers that keep
     /// deletions for a limited time (Salesforce: 15 days) clamp `since`.

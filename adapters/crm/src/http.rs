@@ -232,6 +232,45 @@ struct ErrorBody {
     category: Option<String>,
     #[serde(default)]
     policy_name: Option<String>,
+    /// Chatwoot's `{"error": "..."}` (read only when a string).
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+    /// RFC 7807-like bodies (VSCO Workspace): `title` and a `detail` that is text or
+    /// an object of field → reason.
+    #[serde(default)]
+    title: Option<serde_json::Value>,
+    #[serde(default)]
+    detail: Option<serde_json::Value>,
+}
+
+impl ErrorBody {
+    /// The provider's own words: `message`, else `error`, else `title` with `detail`.
+    fn text(&self) -> String {
+        if let Some(message) = &self.message {
+            return message.clone();
+        }
+        if let Some(serde_json::Value::String(error)) = &self.error {
+            return error.clone();
+        }
+        let title = match &self.title {
+            Some(serde_json::Value::String(t)) => t.clone(),
+            _ => String::new(),
+        };
+        let detail = match &self.detail {
+            Some(serde_json::Value::String(d)) => d.clone(),
+            Some(serde_json::Value::Object(fields)) => fields
+                .iter()
+                .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or("invalid")))
+                .collect::<Vec<_>>()
+                .join("; "),
+            _ => String::new(),
+        };
+        match (title.is_empty(), detail.is_empty()) {
+            (_, true) => title,
+            (true, false) => detail,
+            (false, false) => format!("{title}: {detail}"),
+        }
+    }
 }
 
 impl Executor {
@@ -552,7 +591,7 @@ fn classify_failure(
         code => Attempt::Fail(CrmError::Rejected {
             status: code,
             category: clean(body.category.as_deref().unwrap_or_default()),
-            message: clean(body.message.as_deref().unwrap_or_default()),
+            message: clean(&body.text()),
         }),
     }
 }
@@ -607,6 +646,26 @@ mod tests {
             attempt,
             Attempt::Fail(CrmError::Rejected { status: 404, .. })
         ));
+    }
+
+    #[test]
+    fn refusals_carry_the_providers_words_in_its_own_shape() {
+        let message = |status: u16, body: &str| match failure(status, body) {
+            Attempt::Fail(CrmError::Rejected { message, .. }) => message,
+            _ => "not a refusal".into(),
+        };
+        assert_eq!(
+            message(404, r#"{"error":"Resource could not be found"}"#),
+            "Resource could not be found"
+        );
+        let validation = r#"{"type":"validation-error","title":"Validation failed","detail":{"email":"is not valid"},"status":400}"#;
+        assert_eq!(
+            message(400, validation),
+            "Validation failed: email: is not valid"
+        );
+        // An `error` object (an OAuth-style or nested body) is not mistaken for text.
+        assert_eq!(message(400, r#"{"error":{"code":1}}"#), "");
+        assert_eq!(message(422, r#"{"message":"m","error":"e"}"#), "m");
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod faults;
 mod generic;
 mod grants;
 mod guard;
+mod niche;
 pub use guard::RATE_LIMITED;
 mod oauth;
 mod objects;
@@ -40,6 +41,7 @@ use tokio::task::JoinHandle;
 
 pub use generic::GenericSandboxConfig;
 pub use grants::{pkce_s256, TokenPair};
+pub use niche::{Dialect, NicheSandboxConfig};
 pub use pipedrive::PipedriveSandboxConfig;
 pub use salesforce::{RollingLimitStatus, SalesforceSandboxConfig};
 pub use webhook::sign_v3;

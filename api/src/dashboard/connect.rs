@@ -29,6 +29,7 @@ use maud::{html, Markup};
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use syncledger_crm::custom::template_text;
 use syncledger_domain::provider::{catalogue, find};
 use syncledger_engine::integrations::StaticCredentials;
 
@@ -58,7 +59,8 @@ async fn pick(person: Person) -> PageResult<Response> {
                 li.card {
                     h2 { a href={ "/connect/" (p.id) } { (p.name) } }
                     p.meta { (p.auth_type.replace('_', " ")) " · " (p.entities.join(", "))
-                        @if p.via_custom_spec { " · needs a connector spec" } }
+                        @if template_text(&p.id).is_some() { " · template included" }
+                        @else if p.via_custom_spec { " · needs a connector spec" } }
                 }
             }
         }
@@ -137,7 +139,11 @@ fn settings_markup(
                 }
                 @if p.via_custom_spec {
                     div {
-                        label for="spec" { "Connector spec (JSON or TOML)" }
+                        label for="spec" {
+                            @if template_text(&p.id).is_some() {
+                                "Connector spec (JSON or TOML; optional: replaces the shipped template)"
+                            } @else { "Connector spec (JSON or TOML)" }
+                        }
                         textarea #spec name="spec" rows="14" spellcheck="false" { (f.spec) }
                         (field_error(error, "spec"))
                     }

@@ -32,10 +32,16 @@ pub struct CreateIntegration {
     pub base_url: Option<String>,
     /// The declarative spec of a custom or niche provider (`via_custom_spec` in
     /// `GET /v1/providers`): a JSON object, or a string holding the same in TOML.
-    /// See docs/custom-provider.md. Required for those providers, refused for others.
+    /// See docs/custom-provider.md. Refused for built-in providers; optional for those
+    /// whose template ships in the binary (`template` in `GET /v1/providers/{id}`),
+    /// which it then replaces; required for the other custom and niche providers.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub spec: Option<serde_json::Value>,
+    /// The connection parameters the spec or template declares, e.g.
+    /// `{"account_id": "42"}` for Chatwoot (`parameters` in `GET /v1/providers/{id}`).
+    #[serde(default)]
+    pub parameters: std::collections::BTreeMap<String, String>,
 }
 
 impl CreateIntegration {
@@ -47,6 +53,7 @@ impl CreateIntegration {
             sync_config: self.sync_config.into_domain()?,
             base_url: self.base_url,
             spec: self.spec,
+            parameters: self.parameters,
         })
     }
 }
@@ -71,6 +78,10 @@ pub struct UpdateIntegration {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub spec: Option<serde_json::Value>,
+    /// Connection parameters, bound into the new `spec`, or into the provider's shipped
+    /// template when no spec is given (which replaces a spec given earlier).
+    #[serde(default)]
+    pub parameters: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// A field that is present, even as `null` (`Some(None)`), apart from one left out
@@ -165,6 +176,7 @@ pub async fn update(
             .transpose()?,
         base_url: req.base_url,
         spec: req.spec,
+        parameters: req.parameters,
     };
     let changed = state
         .engine

@@ -1,9 +1,11 @@
 use crate::auth::Caller;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::extract::List;
+use axum::extract::Path;
 use axum::Json;
 use serde::Serialize;
 use syncledger_domain::provider::{catalogue, ProviderInfo};
+use syncledger_engine::providers::{describe, ProviderDetails};
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Provider {
@@ -57,4 +59,111 @@ pub async fn list(_caller: Caller) -> ApiResult<Json<List<Provider>>> {
         data: catalogue().iter().map(Provider::from).collect(),
         next_cursor: None,
     }))
+}
+
+/// A provider and what it supports: how it authenticates, what creating an
+/// integration asks for, and per entity how pulls find changes, whether deletions are
+/// seen and how writes go; its limits in words.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ProviderDetail {
+    #[serde(flatten)]
+    pub provider: Provider,
+    /// A template for it ships in the binary: creating an integration needs no spec
+    /// (a spec given replaces it).
+    pub template: bool,
+    /// Creating an integration needs a spec (docs/custom-provider.md).
+    pub spec_required: bool,
+    /// `null` when a spec declares it.
+    pub auth: Option<AuthView>,
+    /// Given in `parameters` when creating an integration.
+    pub parameters: Vec<ParameterView>,
+    /// Empty when a spec declares them.
+    pub capabilities: Vec<EntityCapabilities>,
+    /// What the provider announces by webhook; `null`: nothing, runs follow the schedule.
+    pub webhooks: Option<String>,
+    pub notes: Vec<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AuthView {
+    /// oauth2, api_key, bearer, basic or configurable.
+    pub kind: String,
+    /// The header an API key is sent in.
+    pub header: Option<String>,
+    /// The query parameter an API key is sent in.
+    pub query: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ParameterView {
+    pub name: String,
+    pub description: Option<String>,
+    /// digits (1 to 18) or slug (1 to 64 letters, digits, `-`, `_`).
+    pub format: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EntityCapabilities {
+    pub entity: String,
+    /// incremental, descending_scan or full_scan.
+    pub sync: String,
+    /// feed, delete_flag, after_full_scan or none.
+    pub deletions: String,
+    pub creates: bool,
+    pub updates: bool,
+    /// One request per record written; `null` when not known.
+    pub one_record_per_request: Option<bool>,
+    /// An update reads the record and writes the whole document back.
+    pub full_document_writes: bool,
+}
+
+impl From<ProviderDetails> for ProviderDetail {
+    fn from(d: ProviderDetails) -> Self {
+        ProviderDetail {
+            provider: Provider::from(d.info),
+            template: d.template,
+            spec_required: d.spec_required,
+            auth: d.auth.map(|a| AuthView {
+                kind: a.kind.into(),
+                header: a.header,
+                query: a.query,
+            }),
+            parameters: d
+                .parameters
+                .into_iter()
+                .map(|p| ParameterView {
+                    name: p.name,
+                    description: p.description,
+                    format: p.format.into(),
+                })
+                .collect(),
+            capabilities: d
+                .entities
+                .into_iter()
+                .map(|e| EntityCapabilities {
+                    entity: e.entity.as_str().into(),
+                    sync: e.sync.into(),
+                    deletions: e.deletions.into(),
+                    creates: e.creates,
+                    updates: e.updates,
+                    one_record_per_request: e.one_record_per_request,
+                    full_document_writes: e.full_document_writes,
+                })
+                .collect(),
+            webhooks: d.webhooks,
+            notes: d.notes,
+        }
+    }
+}
+
+/// One provider of the catalogue and what it supports.
+#[utoipa::path(get, path = "/v1/providers/{id}", operation_id = "getProvider", tag = "providers", security(("bearer" = [])),
+    params(("id" = String, Path, description = "A provider id from GET /v1/providers")),
+    responses((status = 200, body = ProviderDetail), (status = 401, response = crate::error_docs::Unauthorized),
+              (status = 404, response = crate::error_docs::NotFound)))]
+pub async fn get(_caller: Caller, Path(id): Path<String>) -> ApiResult<Json<ProviderDetail>> {
+    match describe(&id)? {
+        Some(details) => Ok(Json(ProviderDetail::from(details))),
+        None => Err(ApiError::not_found("provider")),
+    }
 }

@@ -28,6 +28,9 @@ impl Execution<'_> {
     /// The deletions pass of `entity`, from its saved cursor or the previous run's
     /// high-water mark.
     pub(super) async fn deletions(&mut self, entity: Entity) -> Result<Flow, EngineError> {
+        if self.session()?.adapter().deletes_by_absence(entity) {
+            return self.deletions_by_absence(entity).await;
+        }
         let Some(mut cursor) = self.pull_cursor(entity, Phase::Deletions, true).await? else {
             return Ok(Flow::Continue);
         };
@@ -75,6 +78,68 @@ impl Execution<'_> {
                 return Ok(flow);
             }
         }
+    }
+
+    /// The deletions pass of a provider without a deletion feed: the records linked to
+    /// the integration that this execution's complete pull did not list, as far as the
+    /// provider confirms them gone, in one page. Without a complete pull in this
+    /// execution (a resumed run), or when the pull listed nothing at all (a wrong
+    /// account looks like that too), nothing is deleted.
+    async fn deletions_by_absence(&mut self, entity: Entity) -> Result<Flow, EngineError> {
+        if self
+            .run
+            .pass(entity, Phase::Deletions)
+            .is_some_and(|p| p.done)
+        {
+            return Ok(Flow::Continue);
+        }
+        let scanned = self.scanned.remove(&entity).unwrap_or_default();
+        let mut missing = Vec::new();
+        if !scanned.is_empty() {
+            let links = lookup::active_links(
+                &self.services.store.any,
+                &self.run.workspace_id,
+                entity,
+                &self.run.integration_id,
+            )
+            .await?;
+            missing = links
+                .into_iter()
+                .filter(|(_, remote_id)| !scanned.contains(remote_id))
+                .collect();
+        }
+        let gone = if missing.is_empty() {
+            Vec::new()
+        } else {
+            let ids: Vec<String> = missing.iter().map(|(_, r)| r.clone()).collect();
+            let meta = self.meta.clone();
+            self.session()?
+                .call(&meta, move |a, c| {
+                    let ids = ids.clone();
+                    Box::pin(async move { a.confirm_absent(c, entity, &ids).await })
+                })
+                .await?
+        };
+        let run_id = self.run_id();
+        let mut stats = RunStats::default();
+        self.charge(&mut stats);
+        let mut failures = Vec::new();
+        for (record_id, remote_id) in &missing {
+            stats.processed += 1;
+            if !gone.contains(remote_id) {
+                stats.skipped += 1;
+                continue;
+            }
+            if let Some(failure) = self
+                .delete_linked(entity, record_id, remote_id, &run_id, &mut stats)
+                .await
+            {
+                failures.push(failure);
+            }
+        }
+        let cursor = serde_json::json!({ "by_absence": true });
+        self.commit_run_only(entity, Phase::Deletions, cursor, true, stats, failures)
+            .await
     }
 
     /// Applies the CRM's deletion of `remote_id` to its linked record, counting it in

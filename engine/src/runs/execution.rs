@@ -49,6 +49,9 @@ pub(super) struct Execution<'a> {
     /// The provider's record count for the pull page being committed one at a time
     /// ([`Execution::commit_pulled`]), carried on its page event.
     pub page_total: Option<u64>,
+    /// The remote ids each complete pull pass of this execution listed, for a provider
+    /// that deletes by absence (see [`syncledger_crm::CrmAdapter::deletes_by_absence`]).
+    pub scanned: std::collections::HashMap<Entity, std::collections::HashSet<String>>,
 }
 
 impl<'a> Execution<'a> {
@@ -91,6 +94,7 @@ impl<'a> Execution<'a> {
             usage_seen,
             writer: Writer::default(),
             page_total: None,
+            scanned: std::collections::HashMap::new(),
         })
     }
 

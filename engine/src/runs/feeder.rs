@@ -46,6 +46,9 @@ pub(super) struct Feeder {
     usage_seen: Usage,
     meta: Metadata,
     entity: Entity,
+    /// Every remote id the pass lists, when the pass reads everything from the
+    /// start and its provider deletes by absence.
+    pub(super) scanned: Option<std::collections::HashSet<String>>,
 }
 
 impl Feeder {
@@ -63,6 +66,7 @@ impl Feeder {
             usage_seen,
             meta,
             entity,
+            scanned: None,
         }
     }
 
@@ -119,6 +123,9 @@ impl Feeder {
             crashpoint::reach("pull:fetched");
             for r in page.records.iter().filter(|r| !r.archived) {
                 cursor.note(&r.id, r.updated_at);
+                if let Some(ids) = &mut self.scanned {
+                    ids.insert(r.id.clone());
+                }
             }
             cursor.page = page.next.clone();
             let done = page.next.is_none();

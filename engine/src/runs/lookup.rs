@@ -4,8 +4,8 @@
 use syncledger_domain::sync_run::{Phase, SyncRun};
 use syncledger_domain::Entity;
 pub(crate) use syncledger_projections::run_reads::{
-    active_runs, archived_linked, by_match_key, finished_runs, linked, linked_by_match_key,
-    owing_push, queued_runs, states, Known,
+    active_links, active_runs, archived_linked, by_match_key, finished_runs, linked,
+    linked_by_match_key, owing_push, queued_runs, states, Known,
 };
 
 /// The match key of a record's values: email for contacts, domain for companies, trimmed

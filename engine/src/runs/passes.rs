@@ -94,7 +94,12 @@ impl Execution<'_> {
             mapper: &mapper,
             meta: &meta,
         };
+        // A provider without a deletion feed: the ids of a pass read from its first
+        // page in this execution tell the deletions pass what is gone.
+        let scans = self.run.pass(entity, Phase::Pull).is_none()
+            && self.session()?.adapter().deletes_by_absence(entity);
         let mut feeder = Feeder::new(self.session.take(), self.usage_seen, meta.clone(), entity);
+        feeder.scanned = scans.then(std::collections::HashSet::new);
         let (pages, decided) = tokio::sync::mpsc::unbounded_channel();
         let (fed, committed) = tokio::join!(
             feeder.feed(&decider, cursor, pages),
@@ -108,6 +113,9 @@ impl Execution<'_> {
             return Ok(Flow::Stopped);
         }
         fed?;
+        if let Some(ids) = feeder.scanned.take() {
+            self.scanned.insert(entity, ids);
+        }
         Ok(Flow::Continue)
     }
 

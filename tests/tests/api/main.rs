@@ -21,6 +21,7 @@ mod integrations;
 mod isolation;
 mod mappings;
 mod metrics;
+mod niche;
 mod oauth_standards;
 mod openapi;
 mod outgoing_webhooks;

@@ -29,6 +29,14 @@ async fn the_wizard_connects_hubspot_by_oauth_and_tests_it(backend: Backend) -> 
     let catalogue = person.get("/connect").await?;
     assert_eq!(catalogue.status, StatusCode::OK, "{}", catalogue.body);
     assert!(catalogue.body.contains(r#"href="/connect/hubspot""#));
+    // Tave's and Chatwoot's templates ship: the catalogue does not ask for a spec.
+    let tave = catalogue
+        .body
+        .split(r#"href="/connect/tave""#)
+        .nth(1)
+        .and_then(|rest| rest.split("</li>").next())
+        .unwrap_or_default();
+    assert!(tave.contains("template included"), "{tave}");
     let form = person.get("/connect/hubspot").await?;
     assert!(form.body.contains(r#"id="settings""#));
     assert_eq!(

@@ -8,6 +8,7 @@
 mod paging;
 mod path;
 mod spec;
+mod templates;
 
 use std::time::Duration;
 
@@ -34,8 +35,11 @@ pub use paging::next_link;
 pub use path::JsonPath;
 pub use spec::{
     AuthSpec, ClientAuth, CustomSpec, EntitySpec, FieldSpec, ListMethod, ListSpec, Pagination,
-    TimeFormat, UpdatedSinceSpec, WriteCall, WriteMethod, WriteSpec,
+    ParameterFormat, ParameterSpec, ReadSpec, RecordFilter, Scan, TimeFormat, UpdatedSinceSpec,
+    WriteCall, WriteMethod, WriteSpec,
 };
+
+pub use templates::{template, template_text};
 
 use paging::{fnv, Resume};
 
@@ -122,8 +126,11 @@ fn sensitive(text: &str) -> Result<HeaderValue, CrmError> {
 
 /// What one list request returned.
 struct Fetched {
+    /// The records of the entity (those passing its `filter`).
     records: Vec<RemoteRecord>,
     next: Option<Resume>,
+    /// The earliest modification time on the page, whatever the entity.
+    oldest: Option<DateTime<Utc>>,
 }
 
 impl CustomAdapter {
@@ -307,11 +314,12 @@ impl CustomAdapter {
                     size_param,
                     size,
                     first_page,
+                    min_size,
                 } => {
                     let first = first_page.to_string();
                     query.append_pair(page_param, token.unwrap_or(&first));
                     if let Some(name) = size_param {
-                        let n = limit_override.unwrap_or(*size);
+                        let n = limit_override.map_or(*size, |n| n.max(min_size.unwrap_or(1)));
                         query.append_pair(name, &n.to_string());
                     }
                 }
@@ -391,23 +399,32 @@ impl CustomAdapter {
             .ok_or_else(|| {
                 CrmError::Malformed("records_path does not name an array in the response".into())
             })?;
-        let mut records = Vec::with_capacity(items.len());
+        let now = Utc::now();
+        let mut listed = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            records.push(
-                parse_record(spec, item).map_err(|what| {
-                    CrmError::Malformed(format!("record {i} of the page: {what}"))
-                })?,
-            );
+            let ours = spec.filter.as_ref().is_none_or(|f| matches(f, item));
+            match parse_record(spec, item, now) {
+                Ok(record) => listed.push((record, ours)),
+                // Another entity's record need not have this one's members.
+                Err(_) if !ours => {}
+                Err(what) => {
+                    return Err(CrmError::Malformed(format!(
+                        "record {i} of the page: {what}"
+                    )))
+                }
+            }
         }
-        if records.is_empty() {
+        if items.is_empty() {
             return Ok(Fetched {
-                records,
+                records: Vec::new(),
                 next: None,
+                oldest: None,
             });
         }
-        let page_hash = fnv(records
+        let oldest = listed.iter().map(|(r, _)| r.updated_at).min();
+        let page_hash = fnv(listed
             .iter()
-            .map(|r| r.id.as_str())
+            .map(|(r, _)| r.id.as_str())
             .collect::<Vec<_>>()
             .join("\u{1f}")
             .as_bytes());
@@ -426,7 +443,7 @@ impl CustomAdapter {
                     .as_ref()
                     .and_then(|r| r.token.parse().ok())
                     .unwrap_or(0);
-                let count = u64::try_from(records.len()).unwrap_or(u64::MAX);
+                let count = u64::try_from(items.len()).unwrap_or(u64::MAX);
                 Some(current.saturating_add(count).to_string())
             }
             Pagination::Page { first_page, .. } => {
@@ -452,7 +469,15 @@ impl CustomAdapter {
             None => None,
             Some(token) => Some(Resume::follow(resume.as_ref(), token, page_hash)?),
         };
-        Ok(Fetched { records, next })
+        let records = listed
+            .into_iter()
+            .filter_map(|(r, ours)| ours.then_some(r))
+            .collect();
+        Ok(Fetched {
+            records,
+            next,
+            oldest,
+        })
     }
 
     async fn pull(
@@ -465,18 +490,96 @@ impl CustomAdapter {
     ) -> Result<Page, CrmError> {
         let spec = self.entity_spec(entity)?;
         let resume = Resume::decode(cursor)?;
-        let fetched = self.fetch(credentials, spec, resume, since, None).await?;
+        // What the records must be modified at or after, and whether the list is
+        // newest first (then the pull ends at the first page reaching past it).
+        let (since, descending) = match spec.scan {
+            Scan::Filtered => (since, false),
+            Scan::Descending { overlap_seconds } => (
+                since.map(|t| t - chrono::Duration::seconds(i64::from(overlap_seconds))),
+                true,
+            ),
+            Scan::Full {} => (None, false),
+        };
+        let asked = if spec.scan == Scan::Filtered {
+            since
+        } else {
+            None
+        };
+        let fetched = self.fetch(credentials, spec, resume, asked, None).await?;
+        let past =
+            descending && since.is_some_and(|t| fetched.oldest.is_some_and(|oldest| oldest < t));
         let records = fetched
             .records
             .into_iter()
             .filter(|r| r.archived == deleted)
             .filter(|r| since.is_none_or(|t| r.updated_at >= t))
             .collect();
+        let next = if past { None } else { fetched.next };
         Ok(Page {
             records,
-            next: fetched.next.map(|r| r.encode()),
+            next: next.map(|r| r.encode()),
             total: None,
         })
+    }
+
+    /// The URL of one record of the entity's `read` endpoint.
+    fn read_url(&self, spec: &EntitySpec, id: &str) -> Result<Url, CrmError> {
+        let read = spec
+            .read
+            .as_ref()
+            .ok_or_else(|| CrmError::Config("this entity has no read endpoint".into()))?;
+        let id: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
+        self.url(&read.path.replace("{id}", &id))
+    }
+
+    /// The current document of a record, for a write that replaces all of it;
+    /// `Ok(Err(message))` when the provider refuses (a record deleted there).
+    async fn read_document(
+        &self,
+        auth: &Applied,
+        spec: &EntitySpec,
+        id: &str,
+    ) -> Result<Result<Map<String, Value>, String>, CrmError> {
+        let url = self.read_url(spec, id)?;
+        let reply = match self
+            .http
+            .send::<Value>(Lane::General, |c| auth.apply(c.get(url.clone())))
+            .await
+        {
+            Ok(reply) => reply,
+            Err(CrmError::Rejected { status, .. }) => {
+                return Ok(Err(format!(
+                    "refused with status {status} when read before writing"
+                )))
+            }
+            Err(other) => return Err(other),
+        };
+        let record_path = spec.read.as_ref().map_or("", |r| r.record_path.as_str());
+        let document = JsonPath::parse(record_path)
+            .ok()
+            .and_then(|p| reply.body.as_ref().and_then(|b| p.get(b)).cloned());
+        match document {
+            Some(Value::Object(document)) => Ok(Ok(document)),
+            _ => Err(CrmError::Malformed(
+                "the record read before writing is not a JSON object".into(),
+            )),
+        }
+    }
+
+    /// Whether the record is gone: its `read` answers 404 or 410.
+    async fn is_gone(&self, auth: &Applied, spec: &EntitySpec, id: &str) -> Result<bool, CrmError> {
+        let url = self.read_url(spec, id)?;
+        match self
+            .http
+            .send::<Value>(Lane::General, |c| auth.apply(c.get(url.clone())))
+            .await
+        {
+            Ok(_) => Ok(false),
+            Err(CrmError::Rejected {
+                status: 404 | 410, ..
+            }) => Ok(true),
+            Err(other) => Err(other),
+        }
     }
 
     /// Writes one record; `Ok(Err(message))` is a refusal of this record alone.
@@ -501,12 +604,20 @@ impl CustomAdapter {
                 }
                 None => return Ok(Err("this custom provider cannot update records".into())),
             },
-            PushKind::Upsert { .. } => {
-                return Ok(Err("custom providers do not support upserts".into()));
-            }
+            PushKind::Upsert { .. } => match (&write.create, write.upsert_as_create) {
+                (Some(call), true) => (call, call.path.clone()),
+                _ => return Ok(Err("custom providers do not support upserts".into())),
+            },
         };
         let url = self.url(&path)?;
-        let body = write_body(spec, write, &op.properties);
+        let document = match (&op.kind, call.read_modify_write) {
+            (PushKind::Update { id }, true) => match self.read_document(auth, spec, id).await? {
+                Ok(document) => document,
+                Err(refusal) => return Ok(Err(refusal)),
+            },
+            _ => Map::new(),
+        };
+        let body = write_body(spec, write, call, document, &op.properties);
         let method = match call.method {
             WriteMethod::Post => Method::POST,
             WriteMethod::Put => Method::PUT,
@@ -556,10 +667,22 @@ impl CustomAdapter {
     }
 }
 
-/// The JSON body of a write: each property at its `fields` path (else under its
-/// own name), wrapped under `body_path` when the API wants that.
-fn write_body(spec: &EntitySpec, write: &WriteSpec, properties: &Properties) -> Value {
-    let mut fields = Map::new();
+/// The JSON body of a write: `document` (the record as read, for a full-document
+/// write; else empty) with each property at its `fields` path (else under its own
+/// name) and the call's constants, wrapped under `body_path` when the API wants that.
+fn write_body(
+    spec: &EntitySpec,
+    write: &WriteSpec,
+    call: &WriteCall,
+    document: Map<String, Value>,
+    properties: &Properties,
+) -> Value {
+    let mut fields = document;
+    for (path, value) in &call.set {
+        if let Ok(p) = JsonPath::parse(path) {
+            p.set(&mut fields, Value::String(value.clone()));
+        }
+    }
     for (name, value) in properties {
         let value = value.clone().map_or(Value::Null, Value::String);
         let placed = spec
@@ -614,6 +737,14 @@ fn parse_time(value: &Value, format: TimeFormat) -> Option<DateTime<Utc>> {
     }
 }
 
+/// Whether a listed item belongs to the entity its `filter` describes.
+fn matches(filter: &RecordFilter, item: &Value) -> bool {
+    JsonPath::parse(&filter.path)
+        .ok()
+        .and_then(|p| p.get(item).and_then(path::scalar_text))
+        .is_some_and(|v| v == filter.equals)
+}
+
 fn truthy(value: &Value) -> bool {
     match value {
         Value::Bool(b) => *b,
@@ -624,16 +755,24 @@ fn truthy(value: &Value) -> bool {
 }
 
 /// One provider record as a [`RemoteRecord`]; the error says what is missing.
-fn parse_record(spec: &EntitySpec, item: &Value) -> Result<RemoteRecord, String> {
+fn parse_record(
+    spec: &EntitySpec,
+    item: &Value,
+    read_at: DateTime<Utc>,
+) -> Result<RemoteRecord, String> {
     let list = &spec.list;
     let get = |path: &str| JsonPath::parse(path).ok().and_then(|p| p.get(item));
     let id = get(&list.id_path)
         .and_then(path::scalar_text)
         .filter(|id| !id.is_empty())
         .ok_or("no id at id_path")?;
-    let updated_at = get(&list.updated_at_path)
-        .and_then(|v| parse_time(v, list.updated_at_format))
-        .ok_or("no readable timestamp at updated_at_path")?;
+    let updated_at = match &list.updated_at_path {
+        Some(path) => get(path)
+            .and_then(|v| parse_time(v, list.updated_at_format))
+            .ok_or("no readable timestamp at updated_at_path")?,
+        // A full scan without modification times: the record as read now.
+        None => read_at,
+    };
     let created_at = list
         .created_at_path
         .as_deref()
@@ -832,6 +971,35 @@ impl CrmAdapter for CustomAdapter {
             });
         }
         Ok(results)
+    }
+
+    fn deletes_by_absence(&self, entity: Entity) -> bool {
+        self.spec
+            .entity(entity)
+            .is_some_and(|e| matches!(e.scan, Scan::Full {}))
+    }
+
+    /// Of records a complete scan did not list, those the entity's `read` endpoint
+    /// no longer has (all of them, without one).
+    #[tracing::instrument(skip_all, fields(entity = entity.as_str(), ids = ids.len()), err)]
+    async fn confirm_absent(
+        &self,
+        credentials: &Credentials,
+        entity: Entity,
+        ids: &[String],
+    ) -> Result<Vec<String>, CrmError> {
+        let spec = self.entity_spec(entity)?;
+        if spec.read.is_none() {
+            return Ok(ids.to_vec());
+        }
+        let auth = self.applied(credentials)?;
+        let mut gone = Vec::new();
+        for id in ids {
+            if self.is_gone(&auth, spec, id).await? {
+                gone.push(id.clone());
+            }
+        }
+        Ok(gone)
     }
 
     /// Records carrying the spec's `delete_flag_path`; without one, the provider

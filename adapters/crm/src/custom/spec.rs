@@ -24,10 +24,63 @@ pub struct CustomSpec {
     /// Scheme and host (and optional path prefix) every `path` is appended to.
     pub base_url: String,
     pub auth: AuthSpec,
+    /// Values each integration gives at creation (Chatwoot's `account_id`), written
+    /// `{name}` in `base_url` and the paths; binding them ([`CustomSpec::bind`])
+    /// leaves a spec without parameters.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub parameters: BTreeMap<String, ParameterSpec>,
+    /// What users should know about the provider's limits; shown with its
+    /// capabilities (`GET /v1/providers/{id}`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     #[serde(default)]
     pub contacts: Option<EntitySpec>,
     #[serde(default)]
     pub companies: Option<EntitySpec>,
+}
+
+/// A connection parameter: what it is, and the only shape its value may take (it
+/// lands in URLs, so no value can add a path segment, a query or another host).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParameterSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub format: ParameterFormat,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParameterFormat {
+    /// 1 to 18 ASCII digits.
+    Digits,
+    /// 1 to 64 ASCII letters, digits, `-` and `_`.
+    #[default]
+    Slug,
+}
+
+impl ParameterFormat {
+    fn admits(self, value: &str) -> bool {
+        match self {
+            ParameterFormat::Digits => {
+                (1..=18).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_digit())
+            }
+            ParameterFormat::Slug => {
+                (1..=64).contains(&value.len())
+                    && value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            }
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            ParameterFormat::Digits => "must be 1 to 18 digits",
+            ParameterFormat::Slug => "must be 1 to 64 letters, digits, `-` or `_`",
+        }
+    }
 }
 
 /// How calls authenticate. Which [`crate::Credentials`] variant each takes:
@@ -109,6 +162,17 @@ pub struct EntitySpec {
     pub updated_since: Option<UpdatedSinceSpec>,
     #[serde(default)]
     pub pagination: Pagination,
+    /// How a pull finds what changed: see [`Scan`].
+    #[serde(default, skip_serializing_if = "Scan::is_filtered")]
+    pub scan: Scan,
+    /// Only the listed records matching it belong to this entity (one endpoint
+    /// listing people and companies, told apart by a `kind`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<RecordFilter>,
+    /// Reading one record by id: a read-modify-write update reads it first, and a
+    /// full scan confirms a missing record is gone (404) before it counts as deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read: Option<ReadSpec>,
     #[serde(default)]
     pub write: Option<WriteSpec>,
     /// A record field that is truthy on deleted records; such records are left
@@ -133,7 +197,11 @@ pub struct ListSpec {
     #[serde(default)]
     pub records_path: String,
     pub id_path: String,
-    pub updated_at_path: String,
+    /// Required unless the entity is read by full scan; without it a record's
+    /// modification time is when it was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at_path: Option<String>,
+    /// The format of both timestamps.
     #[serde(default)]
     pub updated_at_format: TimeFormat,
     /// Defaults to the update time when absent.
@@ -170,6 +238,52 @@ pub struct UpdatedSinceSpec {
     pub format: TimeFormat,
 }
 
+/// How an incremental pull finds what changed since the last run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Scan {
+    /// Everything listed (with `updated_since` sent when given), kept when modified
+    /// at or after the last run's high-water mark.
+    #[default]
+    Filtered,
+    /// The list is sorted newest first (its static `query` says so, e.g.
+    /// `sortBy = "modified desc"`): an incremental pull stops at the first page
+    /// reaching past the high-water mark less `overlap_seconds`; records in the
+    /// overlap are read again and deduplicated by the merge.
+    Descending {
+        #[serde(default)]
+        overlap_seconds: u32,
+    },
+    /// No way to ask what changed: every run reads everything (unchanged records
+    /// write nothing), and after a complete scan the linked records it did not list
+    /// are deletions (each confirmed by `read` when the spec has it).
+    Full {},
+}
+
+impl Scan {
+    fn is_filtered(&self) -> bool {
+        *self == Scan::Filtered
+    }
+}
+
+/// Keeps the records whose value at `path` is `equals` (compared as text).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordFilter {
+    pub path: String,
+    pub equals: String,
+}
+
+/// `GET {path}` with `{id}` reads one record; the record is at `record_path` of the
+/// answer (default: the answer itself).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadSpec {
+    pub path: String,
+    #[serde(default)]
+    pub record_path: String,
+}
+
 /// How pages follow each other.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -202,6 +316,10 @@ pub enum Pagination {
         size: u32,
         #[serde(default = "one")]
         first_page: u32,
+        /// The smallest page size the API accepts (VSCO Workspace: 10); a connection
+        /// test asks for this many instead of 1.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min_size: Option<u32>,
     },
     /// RFC 8288 `Link: <url>; rel="next"`; the URL must stay on `base_url`'s origin.
     LinkHeader {
@@ -232,6 +350,11 @@ pub struct WriteSpec {
     /// Where the written record's id is in the response; defaults to `list.id_path`.
     #[serde(default)]
     pub response_id_path: Option<String>,
+    /// The API has no upsert: a new record carrying its match key (which the engine
+    /// would upsert) is created instead. The run's pull has linked the CRM's records
+    /// with that key before, so only one created in the CRM since can be duplicated.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub upsert_as_create: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -239,6 +362,14 @@ pub struct WriteSpec {
 pub struct WriteCall {
     pub method: WriteMethod,
     pub path: String,
+    /// Constant values set in every body of this call: path → text
+    /// (`kind = "person"` when creating an address-book person).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub set: BTreeMap<String, String>,
+    /// Update only: the API replaces the whole document, so the record is read
+    /// first (the entity's `read`) and sent back with the changed fields.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_modify_write: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -324,6 +455,10 @@ impl CustomSpec {
                 format!("spec.{name}.list.path"),
                 format!("{base}{}", entity.list.path),
             ));
+            if let Some(read) = &entity.read {
+                let path = read.path.replace("{id}", "id");
+                urls.push((format!("spec.{name}.read.path"), format!("{base}{path}")));
+            }
             let writes = entity.write.iter().flat_map(|w| {
                 [("create", &w.create), ("update", &w.update)]
                     .into_iter()
@@ -338,6 +473,58 @@ impl CustomSpec {
             }
         }
         urls
+    }
+
+    /// The spec with the integration's connection parameters written into its paths.
+    /// Every declared parameter needs a value of its format, and only declared ones
+    /// are taken; the error names the parameter (`parameters.account_id`).
+    pub fn bind(&self, values: &BTreeMap<String, String>) -> Result<CustomSpec, CrmError> {
+        let refused = |name: &str, reason: String| CrmError::Refused {
+            field: format!("parameters.{name}"),
+            reason,
+        };
+        if let Some(name) = values.keys().find(|k| !self.parameters.contains_key(*k)) {
+            return Err(refused(
+                name,
+                "this provider takes no such parameter".into(),
+            ));
+        }
+        let mut bound = self.clone();
+        bound.parameters.clear();
+        for (name, parameter) in &self.parameters {
+            let Some(value) = values.get(name) else {
+                let what = parameter.description.as_deref().unwrap_or("a value");
+                return Err(refused(name, format!("required: {what}")));
+            };
+            if !parameter.format.admits(value) {
+                return Err(refused(name, parameter.format.describe().into()));
+            }
+            let placeholder = format!("{{{name}}}");
+            for path in bound.paths_mut() {
+                *path = path.replace(&placeholder, value);
+            }
+        }
+        Ok(bound)
+    }
+
+    /// Every endpoint path of the spec.
+    fn paths_mut(&mut self) -> Vec<&mut String> {
+        let mut paths = Vec::new();
+        for entity in [&mut self.contacts, &mut self.companies]
+            .into_iter()
+            .flatten()
+        {
+            paths.push(&mut entity.list.path);
+            if let Some(read) = &mut entity.read {
+                paths.push(&mut read.path);
+            }
+            if let Some(write) = &mut entity.write {
+                for call in [&mut write.create, &mut write.update].into_iter().flatten() {
+                    paths.push(&mut call.path);
+                }
+            }
+        }
+        paths
     }
 
     /// Refuses the first URL of [`CustomSpec::urls`] the outbound policy refuses; an
@@ -398,6 +585,15 @@ impl CustomSpec {
         for (name, entity) in [("contacts", &self.contacts), ("companies", &self.companies)] {
             if let Some(entity) = entity {
                 entity.validate(name, &mut bad);
+                entity.check_placeholders(name, &self.parameters, &mut bad);
+            }
+        }
+        for name in self.parameters.keys() {
+            if !ParameterFormat::Slug.admits(name) || name == "id" {
+                bad(
+                    &format!("parameters.{name}"),
+                    "a name of letters, digits, `-` or `_`, other than `id`",
+                );
             }
         }
         if problems.is_empty() {
@@ -505,14 +701,33 @@ impl EntitySpec {
             bad(&format!("{name}.list.id_path"), "required");
         }
         check_path(&format!("{name}.list.id_path"), &list.id_path, bad);
-        if list.updated_at_path.trim().is_empty() {
-            bad(&format!("{name}.list.updated_at_path"), "required");
+        match (&list.updated_at_path, self.scan) {
+            (Some(p), _) if p.trim().is_empty() => {
+                bad(&format!("{name}.list.updated_at_path"), "must not be empty")
+            }
+            (Some(p), _) => check_path(&format!("{name}.list.updated_at_path"), p, bad),
+            (None, Scan::Full {}) => {}
+            (None, _) => bad(
+                &format!("{name}.list.updated_at_path"),
+                "required unless scan.type is `full`",
+            ),
         }
-        check_path(
-            &format!("{name}.list.updated_at_path"),
-            &list.updated_at_path,
-            bad,
-        );
+        if self.updated_since.is_some() && self.scan != Scan::Filtered {
+            bad(
+                &format!("{name}.updated_since"),
+                "applies only to the default scan (`filtered`)",
+            );
+        }
+        if let Some(filter) = &self.filter {
+            check_path(&format!("{name}.filter.path"), &filter.path, bad);
+        }
+        if let Some(read) = &self.read {
+            check_api_path(&format!("{name}.read.path"), &read.path, bad);
+            if !read.path.contains("{id}") {
+                bad(&format!("{name}.read.path"), "must contain `{id}`");
+            }
+            check_path(&format!("{name}.read.record_path"), &read.record_path, bad);
+        }
         if let Some(p) = &list.created_at_path {
             check_path(&format!("{name}.list.created_at_path"), p, bad);
         }
@@ -563,8 +778,12 @@ impl EntitySpec {
                 page_param,
                 size,
                 first_page,
+                min_size,
                 ..
             } => {
+                if min_size.is_some_and(|m| m == 0 || m > *size) {
+                    bad(&at("min_size"), "must be between 1 and size");
+                }
                 if page_param.trim().is_empty() {
                     bad(&at("page_param"), "required for page pagination");
                 }
@@ -595,6 +814,29 @@ impl EntitySpec {
                     bad(&format!("{name}.write.update.path"), "must contain `{id}`");
                 }
             }
+            if write.create.as_ref().is_some_and(|c| c.read_modify_write) {
+                bad(
+                    &format!("{name}.write.create.read_modify_write"),
+                    "applies only to update",
+                );
+            }
+            if write.update.as_ref().is_some_and(|c| c.read_modify_write) && self.read.is_none() {
+                bad(
+                    &format!("{name}.write.update.read_modify_write"),
+                    "needs the entity's `read` endpoint",
+                );
+            }
+            let calls = [("create", &write.create), ("update", &write.update)];
+            for (kind, call) in calls {
+                for path in call.iter().flat_map(|c| c.set.keys()) {
+                    let at = format!("{name}.write.{kind}.set.{path}");
+                    match JsonPath::parse(path) {
+                        Ok(p) if p.is_writable() => {}
+                        Ok(_) => bad(&at, "paths with indexes cannot be written"),
+                        Err(e) => bad(&at, &e),
+                    }
+                }
+            }
             if let Some(p) = &write.response_id_path {
                 check_path(&format!("{name}.write.response_id_path"), p, bad);
             }
@@ -614,6 +856,58 @@ impl EntitySpec {
             for (i, field) in catalogue.iter().enumerate() {
                 if field.name.trim().is_empty() {
                     bad(&format!("{name}.fields_catalogue[{i}].name"), "required");
+                }
+            }
+        }
+    }
+}
+
+/// The `{name}` placeholders of a path.
+fn placeholders(path: &str) -> Vec<&str> {
+    let mut found = Vec::new();
+    let mut rest = path;
+    while let Some(start) = rest.find('{') {
+        let after = &rest[start + 1..];
+        let Some(end) = after.find('}') else { break };
+        found.push(&after[..end]);
+        rest = &after[end + 1..];
+    }
+    found
+}
+
+impl EntitySpec {
+    /// Each `{name}` in a path is a declared parameter, or `{id}` where an id goes.
+    fn check_placeholders(
+        &self,
+        name: &str,
+        parameters: &BTreeMap<String, ParameterSpec>,
+        bad: &mut impl FnMut(&str, &str),
+    ) {
+        let write = self.write.as_ref();
+        let paths = [
+            ("list.path", Some(&self.list.path), false),
+            ("read.path", self.read.as_ref().map(|r| &r.path), true),
+            (
+                "write.create.path",
+                write.and_then(|w| w.create.as_ref()).map(|c| &c.path),
+                false,
+            ),
+            (
+                "write.update.path",
+                write.and_then(|w| w.update.as_ref()).map(|c| &c.path),
+                true,
+            ),
+        ];
+        for (at, path, takes_id) in paths {
+            let Some(path) = path else { continue };
+            for placeholder in placeholders(path) {
+                let known =
+                    parameters.contains_key(placeholder) || (takes_id && placeholder == "id");
+                if !known {
+                    bad(
+                        &format!("{name}.{at}"),
+                        &format!("`{{{placeholder}}}` is not a declared parameter"),
+                    );
                 }
             }
         }

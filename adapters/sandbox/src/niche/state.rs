@@ -1,0 +1,192 @@
+//! The records a niche sandbox holds, its counters, and its control API.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::{json, Map, Value};
+
+use super::{Dialect, NicheSandboxConfig};
+use crate::grants::TokenPair;
+
+pub struct NicheState {
+    pub config: NicheSandboxConfig,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+pub struct Inner {
+    /// By id.
+    pub records: BTreeMap<String, Map<String, Value>>,
+    next_id: u64,
+    pub counters: BTreeMap<String, u64>,
+}
+
+/// Where seeded timestamps start: 2024-01-01T00:00:00Z.
+const SEED_EPOCH: i64 = 1_704_067_200;
+/// Seconds between seeded timestamp groups: an hour, so that a client's overlap of
+/// a few minutes reaches only the group it is in.
+const SEED_SPACING: i64 = 3_600;
+
+impl NicheState {
+    pub fn new(config: NicheSandboxConfig) -> Self {
+        let mut inner = Inner::default();
+        let group = i64::try_from(config.same_timestamp_group.max(1)).unwrap_or(1);
+        let at = |i: usize| SEED_EPOCH + i64::try_from(i).unwrap_or(0) / group * SEED_SPACING;
+        for i in 0..config.records {
+            let record = match config.dialect {
+                Dialect::Chatwoot => json!({
+                    "name": format!("Contact {i}"), "email": format!("contact{i}@example.org"),
+                    "phone_number": null, "identifier": null, "blocked": false,
+                    "additional_attributes": {"city": "Lyon"}, "custom_attributes": {},
+                    "created_at": at(i), "last_activity_at": null,
+                }),
+                Dialect::Tave => json!({
+                    "kind": "person", "firstName": format!("First{i}"),
+                    "lastName": format!("Last{i}"), "email": format!("person{i}@example.org"),
+                    "cellPhone": null, "hidden": false, "brandId": "brand-1",
+                    "created": stamp(at(i)), "modified": stamp(at(i)),
+                }),
+            };
+            inner.insert(config.dialect, record);
+        }
+        if config.dialect == Dialect::Tave {
+            for i in 0..config.records / 2 {
+                let record = json!({
+                    "kind": "company", "name": format!("Company {i}"),
+                    "email": format!("office{i}@company.example"), "phone": null,
+                    "hidden": false, "created": stamp(at(i)), "modified": stamp(at(i)),
+                });
+                inner.insert(config.dialect, record);
+            }
+        }
+        Self {
+            config,
+            inner: Mutex::new(inner),
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts a request under `key` and says whether it carries the key in `header`.
+    pub fn admit(&self, key: &str, headers: &axum::http::HeaderMap, header: &str) -> bool {
+        *self.lock().counters.entry(key.to_owned()).or_default() += 1;
+        headers
+            .get(header)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v == self.config.api_key)
+    }
+}
+
+/// Tave's timestamp: UTC, whole seconds, `Z`.
+pub fn stamp(unix: i64) -> String {
+    Utc.timestamp_opt(unix, 0)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+impl Inner {
+    /// Stores `record` (a JSON object), giving it an id and timestamps where it has
+    /// none; returns it.
+    pub fn insert(&mut self, dialect: Dialect, record: Value) -> Map<String, Value> {
+        let mut record = match record {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        };
+        let now = Utc::now().timestamp();
+        let id = match record.get("id") {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => {
+                self.next_id += 1;
+                match dialect {
+                    Dialect::Chatwoot => self.next_id.to_string(),
+                    Dialect::Tave => format!("01hq{:022}", self.next_id),
+                }
+            }
+        };
+        if let Ok(n) = id.parse::<u64>() {
+            self.next_id = self.next_id.max(n);
+        }
+        match dialect {
+            Dialect::Chatwoot => {
+                let numeric = id.parse::<u64>().map_or(json!(id), |n| json!(n));
+                record.insert("id".into(), numeric);
+                record.entry("created_at").or_insert(json!(now));
+            }
+            Dialect::Tave => {
+                record.insert("id".into(), json!(id));
+                record.entry("created").or_insert(json!(stamp(now)));
+                record.entry("modified").or_insert(json!(stamp(now)));
+            }
+        }
+        self.records.insert(id, record.clone());
+        record
+    }
+}
+
+impl crate::Simulator for NicheState {
+    fn counters(&self) -> BTreeMap<String, u64> {
+        self.lock().counters.clone()
+    }
+
+    /// Neither vendor's API uses OAuth: there are no tokens to issue.
+    fn issue_tokens(&self) -> TokenPair {
+        TokenPair {
+            access_token: String::new(),
+            refresh_token: String::new(),
+            expires_in: 0,
+            token_type: String::new(),
+            token_use: String::new(),
+            hub_id: 0,
+        }
+    }
+}
+
+/// A JSON object body, or `None`.
+pub fn object(body: &Bytes) -> Option<Map<String, Value>> {
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(map)) => Some(map),
+        _ => None,
+    }
+}
+
+pub async fn control_upsert(State(state): State<Arc<NicheState>>, body: Bytes) -> Response {
+    match object(&body) {
+        Some(record) => {
+            let dialect = state.config.dialect;
+            Json(state.lock().insert(dialect, Value::Object(record))).into_response()
+        }
+        None => (StatusCode::BAD_REQUEST, "a JSON object is required").into_response(),
+    }
+}
+
+pub async fn control_get(State(state): State<Arc<NicheState>>, Path(id): Path<String>) -> Response {
+    match state.lock().records.get(&id) {
+        Some(record) => Json(record.clone()).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+pub async fn control_delete(
+    State(state): State<Arc<NicheState>>,
+    Path(id): Path<String>,
+) -> StatusCode {
+    match state.lock().records.remove(&id) {
+        Some(_) => StatusCode::NO_CONTENT,
+        None => StatusCode::NOT_FOUND,
+    }
+}
+
+pub async fn control_counters(State(state): State<Arc<NicheState>>) -> Json<Value> {
+    Json(json!(state.lock().counters.clone()))
+}

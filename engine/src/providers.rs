@@ -1,0 +1,235 @@
+//! What each catalogue provider supports, for `GET /v1/providers/{id}`: how it
+//! authenticates, what each entity's pulls, deletions and writes can do, and whether
+//! its changes arrive by webhook. A provider with a shipped template is described from
+//! the template itself, so the answer cannot drift from what the binary does.
+
+use syncledger_crm::custom::{self, AuthSpec, CustomSpec, EntitySpec, Scan};
+use syncledger_domain::provider::{self, ProviderInfo};
+use syncledger_domain::Entity;
+
+use crate::error::EngineError;
+
+/// A provider and what it supports.
+#[derive(Clone, Debug)]
+pub struct ProviderDetails {
+    pub info: &'static ProviderInfo,
+    /// Whether the binary ships a spec for it (an integration may still give its own).
+    pub template: bool,
+    /// Whether creating an integration needs a spec.
+    pub spec_required: bool,
+    /// The credential and where it goes; `None` when a spec declares it.
+    pub auth: Option<AuthDetails>,
+    /// What creating an integration asks for besides credentials.
+    pub parameters: Vec<ParameterDetails>,
+    /// Per entity; empty when a spec declares them.
+    pub entities: Vec<EntityDetails>,
+    /// Changes the provider announces to syncledger (each starts an incremental run).
+    pub webhooks: Option<String>,
+    /// The provider's limits in words.
+    pub notes: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct AuthDetails {
+    /// oauth2, api_key, bearer or basic.
+    pub kind: &'static str,
+    /// The header (or query parameter) an API key goes in.
+    pub header: Option<String>,
+    pub query: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ParameterDetails {
+    pub name: String,
+    pub description: Option<String>,
+    /// digits or slug.
+    pub format: &'static str,
+}
+
+#[derive(Clone, Debug)]
+pub struct EntityDetails {
+    pub entity: Entity,
+    /// incremental (the provider filters by modification time), descending_scan
+    /// (read newest first down to the last run's mark) or full_scan (everything, every run).
+    pub sync: &'static str,
+    /// feed (the provider lists deletions), delete_flag (a flag on listed records),
+    /// after_full_scan (records a complete read no longer lists) or none.
+    pub deletions: &'static str,
+    pub creates: bool,
+    pub updates: bool,
+    /// Whether one request writes one record (else in batches); `None` when unknown.
+    pub one_record_per_request: Option<bool>,
+    /// Whether an update reads the record and writes back the whole document.
+    pub full_document_writes: bool,
+}
+
+/// The provider `id`, described; `None` when the catalogue does not have it.
+pub fn describe(id: &str) -> Result<Option<ProviderDetails>, EngineError> {
+    let Some(info) = provider::find(id) else {
+        return Ok(None);
+    };
+    let details = match custom::template(id) {
+        Some(parsed) => {
+            let spec = parsed.map_err(|_| EngineError::Corrupt("a shipped template"))?;
+            from_template(info, &spec)
+        }
+        None if info.via_custom_spec => ProviderDetails {
+            info,
+            template: false,
+            spec_required: true,
+            auth: None,
+            parameters: Vec::new(),
+            entities: Vec::new(),
+            webhooks: None,
+            notes: vec![
+                "Connected through a spec written for the provider's API (docs/custom-provider.md); what it supports is what the spec declares.".into(),
+            ],
+        },
+        None => built_in(info),
+    };
+    Ok(Some(details))
+}
+
+fn built_in(info: &'static ProviderInfo) -> ProviderDetails {
+    let entities = info
+        .entities
+        .iter()
+        .map(|&entity| EntityDetails {
+            entity,
+            sync: "incremental",
+            deletions: "feed",
+            creates: true,
+            updates: true,
+            one_record_per_request: None,
+            full_document_writes: false,
+        })
+        .collect();
+    ProviderDetails {
+        info,
+        template: false,
+        spec_required: false,
+        auth: Some(AuthDetails {
+            kind: match info.auth_type {
+                provider::AuthType::Oauth2 => "oauth2",
+                provider::AuthType::ApiKey => "api_key",
+                provider::AuthType::Basic => "basic",
+                provider::AuthType::Configurable => "configurable",
+            },
+            header: None,
+            query: None,
+        }),
+        parameters: Vec::new(),
+        entities,
+        webhooks: provider::sends_webhooks(info.id)
+            .then(|| "signed change notifications start incremental runs".to_owned()),
+        notes: Vec::new(),
+    }
+}
+
+fn from_template(info: &'static ProviderInfo, spec: &CustomSpec) -> ProviderDetails {
+    let auth = match &spec.auth {
+        AuthSpec::ApiKey { header, query, .. } => AuthDetails {
+            kind: "api_key",
+            header: header.clone(),
+            query: query.clone(),
+        },
+        AuthSpec::Bearer {} => AuthDetails {
+            kind: "bearer",
+            header: Some("Authorization".into()),
+            query: None,
+        },
+        AuthSpec::Basic {} => AuthDetails {
+            kind: "basic",
+            header: Some("Authorization".into()),
+            query: None,
+        },
+        AuthSpec::Oauth2 { .. } => AuthDetails {
+            kind: "oauth2",
+            header: Some("Authorization".into()),
+            query: None,
+        },
+    };
+    let parameters = spec
+        .parameters
+        .iter()
+        .map(|(name, p)| ParameterDetails {
+            name: name.clone(),
+            description: p.description.clone(),
+            format: match p.format {
+                custom::ParameterFormat::Digits => "digits",
+                custom::ParameterFormat::Slug => "slug",
+            },
+        })
+        .collect();
+    let entities = [Entity::Contacts, Entity::Companies]
+        .into_iter()
+        .filter_map(|entity| spec.entity(entity).map(|e| entity_details(entity, e)))
+        .collect();
+    ProviderDetails {
+        info,
+        template: true,
+        spec_required: false,
+        auth: Some(auth),
+        parameters,
+        entities,
+        webhooks: None,
+        notes: spec.notes.clone(),
+    }
+}
+
+fn entity_details(entity: Entity, spec: &EntitySpec) -> EntityDetails {
+    let write = spec.write.as_ref();
+    EntityDetails {
+        entity,
+        sync: match spec.scan {
+            Scan::Filtered => "incremental",
+            Scan::Descending { .. } => "descending_scan",
+            Scan::Full {} => "full_scan",
+        },
+        deletions: match (spec.scan, &spec.delete_flag_path) {
+            (Scan::Full {}, _) => "after_full_scan",
+            (_, Some(_)) => "delete_flag",
+            _ => "none",
+        },
+        creates: write.is_some_and(|w| w.create.is_some()),
+        updates: write.is_some_and(|w| w.update.is_some()),
+        // A declarative spec writes one record per request.
+        one_record_per_request: Some(true),
+        full_document_writes: write
+            .and_then(|w| w.update.as_ref())
+            .is_some_and(|u| u.read_modify_write),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_say_how_far_each_vendor_goes() -> Result<(), EngineError> {
+        let chatwoot = describe("chatwoot")?.ok_or(EngineError::NotFound)?;
+        assert!(chatwoot.template && !chatwoot.spec_required);
+        assert_eq!(
+            chatwoot.parameters.first().map(|p| p.name.as_str()),
+            Some("account_id")
+        );
+        let contacts = chatwoot.entities.first().ok_or(EngineError::NotFound)?;
+        assert_eq!(
+            (contacts.sync, contacts.deletions),
+            ("full_scan", "after_full_scan")
+        );
+        let tave = describe("tave")?.ok_or(EngineError::NotFound)?;
+        assert_eq!(
+            tave.auth.and_then(|a| a.header).as_deref(),
+            Some("X-API-KEY")
+        );
+        assert_eq!(tave.entities.len(), 2);
+        assert!(tave
+            .entities
+            .iter()
+            .all(|e| e.sync == "descending_scan" && e.full_document_writes));
+        assert!(describe("dubsado")?.is_some_and(|d| d.spec_required));
+        assert!(describe("myspace")?.is_none());
+        Ok(())
+    }
+}
