@@ -133,13 +133,8 @@ pub fn signature(secrets: &[SecretString], id: &str, timestamp: i64, body: &[u8]
         .join(" ")
 }
 
-/// The messages one committed event makes for an endpoint of its workspace subscribed to
-/// `wants`; reads the aggregate's history when the message carries its state.
-pub async fn messages_of(
-    engine: &Engine,
-    event: &StoredEvent,
-    wants: impl Fn(EventType) -> bool,
-) -> Result<Vec<Message>, EngineError> {
+/// The event types of the catalogue a committed event is, among those `wants` keeps.
+pub fn types_of(event: &StoredEvent, wants: impl Fn(EventType) -> bool) -> Vec<EventType> {
     let types: Vec<EventType> = match event.aggregate_type.as_str() {
         Record::TYPE => decode::<RecordEvent>(event)
             .map(|e| EventType::of_record(&e))
@@ -152,11 +147,36 @@ pub async fn messages_of(
             .unwrap_or_default(),
         _ => vec![],
     };
-    let types: Vec<EventType> = types.into_iter().filter(|t| wants(*t)).collect();
+    types.into_iter().filter(|t| wants(*t)).collect()
+}
+
+/// The messages one committed event makes for an endpoint of its workspace subscribed to
+/// `wants`; reads the aggregate's history to carry its state.
+pub async fn messages_of(
+    engine: &Engine,
+    event: &StoredEvent,
+    wants: impl Fn(EventType) -> bool,
+) -> Result<Vec<Message>, EngineError> {
+    let types = types_of(event, wants);
     if types.is_empty() {
         return Ok(vec![]);
     }
-    let data = data_of(engine, event).await?;
+    let history = engine
+        .store
+        .feed()
+        .events_of(&event.aggregate_type, &event.aggregate_id)
+        .await?;
+    messages_from(event, &types, &history)
+}
+
+/// The messages of `event` as `types`, its aggregate's state folded from `history` (its
+/// events, in sequence order; later ones are left out).
+pub fn messages_from(
+    event: &StoredEvent,
+    types: &[EventType],
+    history: &[StoredEvent],
+) -> Result<Vec<Message>, EngineError> {
+    let data = data_of(event, history)?;
     let at = event
         .metadata
         .get("time")
@@ -164,10 +184,10 @@ pub async fn messages_of(
         .unwrap_or_default()
         .to_owned();
     Ok(types
-        .into_iter()
+        .iter()
         .map(|t| Message {
             id: format!("msg_{}_{}", event.position.pos, t.as_str().replace('.', "_")),
-            event_type: t,
+            event_type: *t,
             position: event.position,
             body: json!({
                 "type": t.as_str(),
@@ -184,12 +204,7 @@ fn decode<T: serde::de::DeserializeOwned>(e: &StoredEvent) -> Option<T> {
 }
 
 /// The `data` of a message: the aggregate as the event left it.
-async fn data_of(engine: &Engine, event: &StoredEvent) -> Result<Value, EngineError> {
-    let history = engine
-        .store
-        .feed()
-        .events_of(&event.aggregate_type, &event.aggregate_id)
-        .await?;
+fn data_of(event: &StoredEvent, history: &[StoredEvent]) -> Result<Value, EngineError> {
     // A record's creation carries the values it was created with: the app's create
     // command appends them as the next event, in the same request.
     let created = matches!(
@@ -199,7 +214,7 @@ async fn data_of(engine: &Engine, event: &StoredEvent) -> Result<Value, EngineEr
     let request =
         |e: &StoredEvent| e.metadata.get("correlation_id") == event.metadata.get("correlation_id");
     let upto: Vec<StoredEvent> = history
-        .into_iter()
+        .iter()
         .take_while(|e| {
             e.sequence <= event.sequence
                 || (created
@@ -210,6 +225,7 @@ async fn data_of(engine: &Engine, event: &StoredEvent) -> Result<Value, EngineEr
                         Some(RecordEvent::FieldsChanged { .. })
                     ))
         })
+        .cloned()
         .collect();
     let corrupt = |_| EngineError::Corrupt("an event of a webhook's aggregate");
     Ok(match event.aggregate_type.as_str() {
@@ -473,6 +489,9 @@ struct Round<'a> {
     first: bool,
     /// The endpoint's last attempt failed (its failing streak is open).
     failing: bool,
+    /// Delivered attempts not yet written: written together, before the checkpoint
+    /// moves past them or a failure is written after them.
+    delivered: Vec<Attempt>,
 }
 
 /// Why a worker stopped delivering a message.
@@ -558,12 +577,49 @@ impl EndpointWorker {
             handled: None,
             first: true,
             failing: cp.failing_since.is_some(),
+            delivered: Vec::new(),
         };
-        for event in &events {
-            if event.workspace_id() == endpoint.workspace_id {
-                let messages = messages_of(&self.engine, event, |t| endpoint.wants(t)).await?;
+        // What each event is for this endpoint, then the histories of the aggregates
+        // whose messages carry their state: one read per aggregate type and batch.
+        let typed: Vec<Vec<EventType>> = events
+            .iter()
+            .map(|e| {
+                if e.workspace_id() == endpoint.workspace_id {
+                    types_of(e, |t| endpoint.wants(t))
+                } else {
+                    vec![]
+                }
+            })
+            .collect();
+        let mut histories: HashMap<(&str, &str), Vec<StoredEvent>> = HashMap::new();
+        for kind in [Record::TYPE, SyncRun::TYPE, Integration::TYPE] {
+            let mut ids: Vec<&str> = events
+                .iter()
+                .zip(&typed)
+                .filter(|(e, t)| !t.is_empty() && e.aggregate_type == kind)
+                .map(|(e, _)| e.aggregate_id.as_str())
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            if ids.is_empty() {
+                continue;
+            }
+            for e in self.engine.store.feed().events_of_many(kind, &ids).await? {
+                if let Ok(i) = ids.binary_search(&e.aggregate_id.as_str()) {
+                    histories.entry((kind, ids[i])).or_default().push(e);
+                }
+            }
+        }
+        for (event, types) in events.iter().zip(&typed) {
+            if !types.is_empty() {
+                let history = histories
+                    .get(&(event.aggregate_type.as_str(), event.aggregate_id.as_str()))
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                let messages = messages_from(event, types, history)?;
                 for message in messages {
                     if let Some(halt) = self.deliver(&mut round, &message, shutdown).await? {
+                        self.flush(&mut round).await?;
                         if let Some(done) = round.handled {
                             log::advance(pool, &self.id, cp.generation, done).await?;
                         }
@@ -576,6 +632,7 @@ impl EndpointWorker {
         }
         // The checkpoint moves once a batch (and before a message starts being retried):
         // a crash sends at most the batch's messages again, under the same ids.
+        self.flush(&mut round).await?;
         if let Some(done) = round.handled {
             if !log::advance(pool, &self.id, cp.generation, done).await? {
                 // A replay moved the checkpoint: start again from there.
@@ -648,30 +705,27 @@ impl EndpointWorker {
                     (status, *code, Some(error.clone()), next)
                 }
             };
-            let attempt = log::record(
-                pool,
-                &self.id,
-                &endpoint.workspace_id,
-                &Attempt {
-                    message_id: message.id.clone(),
-                    attempt: 0,
-                    position: message.position,
-                    event_type: message.event_type.as_str().to_owned(),
-                    status: status.to_owned(),
-                    response_code: code.map(i64::from),
-                    error: error.clone(),
-                    attempted_at: now,
-                    next_attempt_at: next,
-                },
-            )
-            .await?;
+            let this = Attempt {
+                message_id: message.id.clone(),
+                attempt: 0,
+                position: message.position,
+                event_type: message.event_type.as_str().to_owned(),
+                status: status.to_owned(),
+                response_code: code.map(i64::from),
+                error: error.clone(),
+                attempted_at: now,
+                next_attempt_at: next,
+            };
             if matches!(sent, Sent::Delivered(_)) {
+                round.delivered.push(this);
                 if round.failing {
                     log::set_failing(pool, &self.id, None).await?;
                     round.failing = false;
                 }
                 return Ok(None);
             }
+            self.flush(round).await?;
+            let attempt = log::record(pool, &self.id, &endpoint.workspace_id, &this).await?;
             tracing::info!(
                 endpoint = %self.id,
                 message = %message.id,
@@ -703,6 +757,22 @@ impl EndpointWorker {
                 None => return Ok(None),
             }
         }
+    }
+
+    /// Writes the round's delivered attempts.
+    async fn flush(&self, round: &mut Round<'_>) -> Result<(), EngineError> {
+        if !round.delivered.is_empty() {
+            let workspace = &round.endpoint.workspace_id;
+            log::record_all(
+                &self.engine.store.any,
+                &self.id,
+                workspace,
+                &round.delivered,
+            )
+            .await?;
+            round.delivered.clear();
+        }
+        Ok(())
     }
 
     /// Waits for `due`, renewing the lease meanwhile.

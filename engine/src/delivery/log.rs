@@ -219,6 +219,57 @@ pub(crate) async fn record(
     Ok(number.unwrap_or(a.attempt))
 }
 
+/// Rows per statement of [`record_all`] (9 parameters each).
+const ROWS_PER_INSERT: usize = 100;
+
+/// Records delivered attempts in as few statements as the chunking allows, each
+/// numbered after its message's earlier ones (a replayed message has some).
+pub(crate) async fn record_all(
+    pool: &AnyPool,
+    endpoint: &str,
+    workspace_id: &str,
+    attempts: &[Attempt],
+) -> Result<(), sqlx::Error> {
+    for chunk in attempts.chunks(ROWS_PER_INSERT) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|r| {
+                let marks: Vec<String> = (1..=9).map(|c| format!("${}", r * 9 + c + 2)).collect();
+                format!("({})", marks.join(", "))
+            })
+            .collect();
+        // `column1`…: the names both databases give a VALUES list's columns.
+        let sql = format!(
+            "INSERT INTO webhook_deliveries (endpoint_id, message_id, attempt, workspace_id, tx,
+                                             position, event_type, status, response_code, error,
+                                             attempted_at, next_attempt_at)
+             SELECT $1, v.column1,
+                    COALESCE((SELECT MAX(d.attempt) FROM webhook_deliveries d
+                               WHERE d.endpoint_id = $1 AND d.message_id = v.column1), 0) + 1,
+                    $2, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7,
+                    v.column8, v.column9
+               FROM (VALUES {}) AS v
+              WHERE TRUE
+             ON CONFLICT (endpoint_id, message_id, attempt) DO NOTHING",
+            rows.join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(endpoint).bind(workspace_id);
+        for a in chunk {
+            q = q
+                .bind(&a.message_id)
+                .bind(a.position.tx)
+                .bind(a.position.pos)
+                .bind(&a.event_type)
+                .bind(&a.status)
+                .bind(a.response_code)
+                .bind(a.error.clone())
+                .bind(millis(a.attempted_at))
+                .bind(a.next_attempt_at.map(millis));
+        }
+        q.execute(pool).await?;
+    }
+    Ok(())
+}
+
 fn attempt_of(r: &sqlx::any::AnyRow) -> Result<Attempt, sqlx::Error> {
     Ok(Attempt {
         message_id: r.try_get("message_id")?,
