@@ -91,9 +91,24 @@ struct SettingsForm {
     base_url: String,
     #[serde(default)]
     spec: String,
+    /// The connection parameters the provider's template or spec declares, as pairs in
+    /// the form's order: each name (a hidden field) with the value typed beside it.
+    #[serde(default)]
+    parameter_names: Vec<String>,
+    #[serde(default)]
+    parameter_values: Vec<String>,
 }
 
 impl SettingsForm {
+    /// The value typed for parameter `name`, if any.
+    fn parameter(&self, name: &str) -> &str {
+        self.parameter_names
+            .iter()
+            .position(|n| n == name)
+            .and_then(|i| self.parameter_values.get(i))
+            .map_or("", String::as_str)
+    }
+
     /// Its sync settings, as every settings form has them.
     fn sync(&self) -> SyncFields {
         SyncFields {
@@ -115,7 +130,15 @@ fn settings_markup(
     f: &SettingsForm,
     error: Option<&ApiError>,
 ) -> Markup {
-    let general = error.filter(|e| !beside_a_field(e, &["name", "base_url", "spec"]));
+    // What the provider's shipped template asks for at creation (Chatwoot's account id).
+    let parameters = syncledger_engine::providers::describe(&p.id)
+        .ok()
+        .flatten()
+        .map(|d| d.parameters)
+        .unwrap_or_default();
+    let mut beside = vec!["name", "base_url", "spec"];
+    beside.extend(parameters.iter().map(|d| d.name.as_str()));
+    let general = error.filter(|e| !beside_a_field(e, &beside));
     html! {
         p { a href="/connect" { "← Providers" } }
         h1 { "Connect " (p.name) }
@@ -128,6 +151,18 @@ fn settings_markup(
                 input #name name="name" value=(f.name) required maxlength="200"
                     aria-invalid=[error_for(error, "name").map(|_| "true")];
                 (field_error(error, "name"))
+            }
+            @for d in &parameters {
+                div {
+                    input type="hidden" name="parameter_names" value=(d.name);
+                    label for={ "parameter-" (d.name) } {
+                        (d.description.clone().unwrap_or_else(|| d.name.clone()))
+                        " (" code { (d.name) } ")"
+                    }
+                    input id={ "parameter-" (d.name) } name="parameter_values" value=(f.parameter(&d.name)) required
+                        aria-invalid=[error_for(error, &d.name).map(|_| "true")];
+                    (field_error(error, &d.name))
+                }
             }
             (sync_fields(&f.sync(), &p.id, &p.entities, error))
             details open[!f.base_url.is_empty() || p.via_custom_spec] {
@@ -173,6 +208,16 @@ fn request(provider: &str, f: &SettingsForm) -> Result<CreateIntegration, ApiErr
     let mut body = json!({"provider": provider, "name": f.name.trim(), "sync_config": config});
     if !f.base_url.trim().is_empty() {
         body["base_url"] = json!(f.base_url.trim());
+    }
+    let parameters: serde_json::Map<String, Value> = f
+        .parameter_names
+        .iter()
+        .zip(&f.parameter_values)
+        .filter(|(_, v)| !v.trim().is_empty())
+        .map(|(n, v)| (n.clone(), json!(v.trim())))
+        .collect();
+    if !parameters.is_empty() {
+        body["parameters"] = Value::Object(parameters);
     }
     if !f.spec.trim().is_empty() {
         // JSON when it parses as JSON, else the text (TOML), as the API accepts both.

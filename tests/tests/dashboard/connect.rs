@@ -12,7 +12,8 @@ use syncledger_testkit::sandbox;
 on_both_backends!(
     the_wizard_connects_hubspot_by_oauth_and_tests_it,
     api_keys_go_in_through_masked_inputs_and_never_come_back,
-    credentials_show_when_they_were_set_and_rotated
+    credentials_show_when_they_were_set_and_rotated,
+    a_template_asks_for_its_connection_parameters
 );
 
 async fn integration_count(app: &TestApp) -> anyhow::Result<usize> {
@@ -284,5 +285,50 @@ async fn credentials_show_when_they_were_set_and_rotated(backend: Backend) -> an
         page.body
     );
     sandbox.shutdown().await;
+    app.finish().await
+}
+
+/// Chatwoot's shipped template needs the account id: the wizard asks for it beside the
+/// name, refuses a malformed one beside its input (nothing created), and creates the
+/// integration with it (the form used to have no input for it, so the wizard could not
+/// create a Chatwoot integration at all).
+async fn a_template_asks_for_its_connection_parameters(backend: Backend) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let mut person = Person::sign_in(&app, Role::Admin).await?;
+    let form = person.get("/connect/chatwoot").await?;
+    assert!(
+        form.body.contains(r#"name="parameter_values""#),
+        "{}",
+        form.body
+    );
+    assert!(form.body.contains("account_id"), "{}", form.body);
+    let mut fields = vec![
+        ("name", "Support inbox"),
+        ("direction", "pull"),
+        ("frequency", "manual"),
+        ("entities", "contacts"),
+        ("conflict_strategy", "crm_wins"),
+        ("parameter_names", "account_id"),
+        ("parameter_values", "4 2/../x"),
+    ];
+    let refused = person.post("/connect/chatwoot", &fields).await?;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    assert!(
+        refused.body.contains(r#"id="account_id-error""#),
+        "{}",
+        refused.body
+    );
+    assert_eq!(integration_count(&app).await?, 0);
+    fields[6] = ("parameter_values", "42");
+    let made = person.post("/connect/chatwoot", &fields).await?;
+    assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", made.body);
+    let list = app.get("/v1/integrations", &app.admin).await?;
+    let providers: Vec<&str> = list.body["data"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|i| i["provider"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(providers, ["chatwoot"]);
     app.finish().await
 }
