@@ -167,6 +167,12 @@ impl Diverged<'_> {
             .integrations()
             .owned(workspace_id, integration_id)
             .await?;
+        // A rollback run's diverged fields are in the records read model once it has
+        // applied the run, which may trail the run's own status.
+        self.0
+            .fresh
+            .caught_up(syncledger_projections::records::TABLE)
+            .await?;
         list(&self.0.store, workspace_id, integration_id).await
     }
 
@@ -189,6 +195,10 @@ impl Diverged<'_> {
                 "name at least one record, or leave it out to settle them all",
             ));
         }
+        self.0
+            .fresh
+            .caught_up(syncledger_projections::records::TABLE)
+            .await?;
         settle(&self.0.store, integration_id, keep, records, meta)
             .await
             .map_err(|e| match e {

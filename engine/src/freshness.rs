@@ -57,6 +57,27 @@ impl ReadYourWrites {
         else {
             return Ok(());
         };
+        self.wait_for(projection, target).await
+    }
+
+    /// Before a read that must see what others committed (a run's effects once its status
+    /// says it ended): wait (bounded) until `projection` has applied every event
+    /// committed before now.
+    pub async fn caught_up(&self, projection: &str) -> Result<(), EngineError> {
+        self.wake.notify_waiters();
+        let target = self.store.feed().head().await?;
+        if target == syncledger_store::Position::START {
+            return Ok(());
+        }
+        self.wait_for(projection, target).await
+    }
+
+    /// Waits (bounded) until `projection`'s checkpoint reaches `target`.
+    async fn wait_for(
+        &self,
+        projection: &str,
+        target: syncledger_store::Position,
+    ) -> Result<(), EngineError> {
         let deadline = tokio::time::Instant::now() + READ_YOUR_WRITES;
         let mut delay = Duration::from_millis(2);
         while tokio::time::Instant::now() < deadline {
