@@ -534,15 +534,14 @@ impl EndpointWorker {
     }
 
     async fn renew(&self) -> Result<bool, EngineError> {
+        // The checkpoint row exists from the endpoint's creation on (`log::start_at`).
         let now = Utc::now();
-        let head = self.engine.store.feed().head().await?;
         Ok(log::lease(
             &self.engine.store.any,
             &self.id,
             &self.options.holder,
             now,
             now + self.options.lease,
-            head,
         )
         .await?)
     }

@@ -23,16 +23,14 @@ pub(crate) struct Checkpoint {
 }
 
 /// Takes (or renews) the right to deliver `endpoint` until `until`; false while another
-/// holder's lease is live. A new endpoint starts at `start`.
+/// holder's lease is live, or when the endpoint has no checkpoint (it was never created).
 pub(crate) async fn lease(
     pool: &AnyPool,
     endpoint: &str,
     holder: &str,
     now: DateTime<Utc>,
     until: DateTime<Utc>,
-    start: Position,
 ) -> Result<bool, sqlx::Error> {
-    start_at(pool, endpoint, start).await?;
     let taken = sqlx::query(
         "UPDATE webhook_checkpoints SET holder = $2, lease_until = $3
           WHERE endpoint_id = $1 AND (holder IS NULL OR holder = $2 OR lease_until < $4)",
