@@ -5,8 +5,8 @@ use crate::config::Settings;
 use crate::error::ApiError;
 use crate::openapi::document as openapi;
 use crate::routes::{
-    audit, events, health, integrations, mappings, oauth, providers, records, sync_runs, tokens,
-    webhook_endpoints, webhooks,
+    audit, destinations, events, health, integrations, mappings, oauth, providers, records,
+    sync_runs, tokens, webhook_endpoints, webhooks,
 };
 use crate::state::AppState;
 use axum::extract::Request;
@@ -107,6 +107,16 @@ pub fn router(state: AppState) -> Router {
             "/webhook-endpoints/{id}/replay",
             post(webhook_endpoints::replay),
         )
+        .route(
+            "/destinations",
+            get(destinations::list).post(destinations::create),
+        )
+        .route(
+            "/destinations/{id}",
+            get(destinations::get).delete(destinations::delete),
+        )
+        .route("/destinations/{id}/held", get(destinations::held))
+        .route("/destinations/{id}/rebuild", post(destinations::rebuild))
         .route("/records", post(records::create).get(records::list))
         .route("/records/{id}", get(records::get).patch(records::edit))
         .route("/records/{id}/history", get(records::history))
@@ -489,6 +499,7 @@ impl Application {
             std::time::Duration::from_secs(settings.ready_max_lag_secs),
             std::time::Duration::from_secs(settings.request_timeout_secs.max(1)),
             settings.webhook_policy(),
+            settings.destination_policy(),
             &settings.instance_name(),
         );
         state.streams.set_limits(
@@ -595,6 +606,16 @@ fn spawn_background(
     tasks.push(syncledger_engine::delivery::spawn(
         state.engine.clone(),
         delivery,
+        state.projections_wake.clone(),
+        shutdown.clone(),
+    ));
+    let sink = syncledger_engine::sink::SinkOptions {
+        policy: settings.destination_policy(),
+        ..Default::default()
+    };
+    tasks.push(syncledger_engine::sink::spawn(
+        state.engine.clone(),
+        sink,
         state.projections_wake.clone(),
         shutdown.clone(),
     ));

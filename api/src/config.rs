@@ -113,6 +113,9 @@ pub struct Settings {
     /// Outgoing webhooks may be sent to private networks (an app's own endpoints inside
     /// the operator's network); loopback follows `allow_loopback_providers`.
     pub allow_private_webhooks: bool,
+    /// Destination databases may be on private networks (the app's own PostgreSQL inside
+    /// the operator's network); loopback follows `allow_loopback_providers`.
+    pub allow_private_destinations: bool,
     /// The wait before a failed webhook delivery's first retry, in milliseconds; each
     /// later one doubles it, up to an hour, for 24 hours.
     pub webhook_first_retry_ms: u64,
@@ -169,6 +172,7 @@ impl Default for Settings {
             ready_max_lag_secs: 60,
             request_timeout_secs: 60,
             allow_private_webhooks: false,
+            allow_private_destinations: false,
             webhook_first_retry_ms: 5000,
             webhook_retry_window_secs: 24 * 3600,
             webhook_disable_after_secs: 3 * 24 * 3600,
@@ -247,6 +251,10 @@ pub const ENV_KEYS: [(&str, &str); COUNT] = [
         "SYNCLEDGER_ALLOW_PRIVATE_WEBHOOKS",
     ),
     (
+        "allow_private_destinations",
+        "SYNCLEDGER_ALLOW_PRIVATE_DESTINATIONS",
+    ),
+    (
         "webhook_first_retry_ms",
         "SYNCLEDGER_WEBHOOK_FIRST_RETRY_MS",
     ),
@@ -263,7 +271,7 @@ pub const ENV_KEYS: [(&str, &str); COUNT] = [
 ];
 
 /// How many settings there are.
-const COUNT: usize = 39;
+const COUNT: usize = 40;
 
 /// `SYNCLEDGER_*` variables the binary reads that are not settings: the worker's and the
 /// benches' command-line defaults (clap `env`) and the crash points of the recovery tests.
@@ -345,6 +353,10 @@ impl Settings {
             .set_default("ready_max_lag_secs", defaults.ready_max_lag_secs)?
             .set_default("request_timeout_secs", defaults.request_timeout_secs)?
             .set_default("allow_private_webhooks", defaults.allow_private_webhooks)?
+            .set_default(
+                "allow_private_destinations",
+                defaults.allow_private_destinations,
+            )?
             .set_default("webhook_first_retry_ms", defaults.webhook_first_retry_ms)?
             .set_default(
                 "webhook_retry_window_secs",
@@ -448,6 +460,15 @@ impl Settings {
             allow_loopback: providers.allow_loopback,
             allow_private: self.allow_private_webhooks,
             development: false,
+        }
+    }
+
+    /// Which hosts destination databases may be on: public hosts, loopback as for
+    /// providers, private networks when `allow_private_destinations`.
+    pub fn destination_policy(&self) -> OutboundPolicy {
+        OutboundPolicy {
+            allow_private: self.allow_private_destinations,
+            ..self.webhook_policy()
         }
     }
 
@@ -600,6 +621,10 @@ impl Settings {
             ("ready_max_lag_secs", json!(self.ready_max_lag_secs)),
             ("request_timeout_secs", json!(self.request_timeout_secs)),
             ("allow_private_webhooks", json!(self.allow_private_webhooks)),
+            (
+                "allow_private_destinations",
+                json!(self.allow_private_destinations),
+            ),
             ("webhook_first_retry_ms", json!(self.webhook_first_retry_ms)),
             (
                 "webhook_retry_window_secs",

@@ -96,6 +96,7 @@ impl AppState {
         ready_max_lag: std::time::Duration,
         request_timeout: std::time::Duration,
         webhook_policy: syncledger_domain::outbound::OutboundPolicy,
+        destination_policy: syncledger_domain::outbound::OutboundPolicy,
         instance: &str,
     ) -> Self {
         let pid = std::process::id();
@@ -120,6 +121,7 @@ impl AppState {
             dispatcher.clone(),
             nats.clone(),
             webhook_policy,
+            destination_policy,
         );
         AppState(Arc::new(AppParts {
             workspaces: store.cqrs(),

@@ -72,6 +72,7 @@ pub async fn run(settings: &Settings, command: WebhooksCommand) -> anyhow::Resul
         Arc::new(syncledger_engine::workers::Unassigned),
         None,
         settings.webhook_policy(),
+        settings.destination_policy(),
     );
     let (stop, stopped) = watch::channel(false);
     let runner = Runner::new(store.clone(), syncledger_projections::all());

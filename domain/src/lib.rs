@@ -10,6 +10,7 @@
 
 pub mod aggregate;
 pub mod audit;
+pub mod destination;
 pub mod entity;
 pub mod integration;
 pub mod merge;

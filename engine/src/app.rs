@@ -39,6 +39,8 @@ pub struct Parts {
     pub webhook_replays: ReplayCache,
     /// Which hosts outgoing webhooks may be sent to.
     pub webhook_policy: syncledger_domain::outbound::OutboundPolicy,
+    /// Which hosts destination databases may be on.
+    pub destination_policy: syncledger_domain::outbound::OutboundPolicy,
 }
 
 impl std::ops::Deref for Engine {
@@ -59,6 +61,7 @@ impl Engine {
         dispatcher: Arc<dyn Dispatcher>,
         nats: Option<NatsBus>,
         webhook_policy: syncledger_domain::outbound::OutboundPolicy,
+        destination_policy: syncledger_domain::outbound::OutboundPolicy,
     ) -> Self {
         Engine(Arc::new(Parts {
             workspaces: store.cqrs(),
@@ -73,6 +76,7 @@ impl Engine {
             nats,
             webhook_replays: ReplayCache::default(),
             webhook_policy,
+            destination_policy,
         }))
     }
 }

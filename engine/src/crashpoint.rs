@@ -6,7 +6,8 @@
 //! (no destructors, no flushing). Points: `pull:fetched` (a page fetched, nothing
 //! written), `pull:committed` (a page written), `push:sent` (a batch reached the CRM,
 //! nothing recorded), `push:committed`, `run:finishing`, `integration:reserved` (an
-//! integration's creation and its workspace slot decided, nothing written).
+//! integration's creation and its workspace slot decided, nothing written), `sink:applied` (a
+//! destination batch written in its target, not yet committed).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;

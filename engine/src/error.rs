@@ -134,6 +134,23 @@ impl From<CommandError<syncledger_domain::webhook::WebhookEndpointError>> for En
     }
 }
 
+impl From<syncledger_domain::destination::DestinationError> for EngineError {
+    fn from(e: syncledger_domain::destination::DestinationError) -> Self {
+        use syncledger_domain::destination::DestinationError as D;
+        match e {
+            D::NotFound => EngineError::Missing("destination"),
+            D::AlreadyExists => EngineError::Concurrent,
+            D::Invalid { field, message } => EngineError::Invalid { field, message },
+        }
+    }
+}
+
+impl From<CommandError<syncledger_domain::destination::DestinationError>> for EngineError {
+    fn from(e: CommandError<syncledger_domain::destination::DestinationError>) -> Self {
+        EngineError::command(e)
+    }
+}
+
 impl From<sqlx::Error> for EngineError {
     fn from(e: sqlx::Error) -> Self {
         EngineError::Store(e.to_string())

@@ -5,7 +5,8 @@
 //! plan slot, config, credentials, disconnect), [`oauth`] (connect, callback, test, field
 //! catalogue; owns `oauth_states`), [`conflicts`] (decisions and rules), [`records`],
 //! [`mappings`], [`run_control`] (runs on a person's behalf), [`runs`] (trigger and execute),
-//! [`divergence`], [`audit`], [`webhooks`]; plus [`freshness`] (read-your-writes) and [`scheduler`].
+//! [`divergence`], [`audit`], [`webhooks`], [`webhook_endpoints`] and [`destinations`];
+//! [`delivery`] (webhooks) and [`sink`] (Postgres destinations) follow the feed; plus [`freshness`] (read-your-writes) and [`scheduler`].
 //! Must not: HTTP (status codes, headers, axum), HTML, or SQL against a read model
 //! (ask `syncledger-projections`).
 //!
@@ -22,6 +23,7 @@ pub mod crashpoint;
 pub mod creation;
 pub mod credentials;
 pub mod delivery;
+pub mod destinations;
 pub mod divergence;
 pub mod editing;
 pub mod error;
@@ -45,6 +47,7 @@ pub mod runs;
 pub mod scheduler;
 pub mod session;
 pub mod sign_in;
+pub mod sink;
 pub mod transform;
 pub mod webhook_endpoints;
 pub mod webhooks;

@@ -14,6 +14,7 @@
 pub mod audit;
 pub mod checkpoint;
 pub mod conflicts;
+pub mod destinations;
 mod fold;
 pub mod integration_status;
 pub mod lag;
@@ -96,6 +97,7 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(records::Records),
         std::sync::Arc::new(conflicts::Conflicts),
         std::sync::Arc::new(webhook_endpoints::WebhookEndpoints),
+        std::sync::Arc::new(destinations::Destinations),
     ]
 }
 

@@ -1,6 +1,7 @@
 pub mod as_of;
 pub mod audit;
 pub mod conflicts;
+pub mod destinations;
 pub mod diverged;
 pub mod events;
 pub mod health;

@@ -50,7 +50,8 @@ async fn replay_rebuilds_the_same_projections(env: &TestEnv) {
             "sync_runs",
             "records",
             "conflicts",
-            "webhook_endpoints"
+            "webhook_endpoints",
+            "destinations"
         ],
         "one line per projection, each over every event: {out}"
     );

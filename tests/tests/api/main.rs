@@ -11,6 +11,7 @@ mod concurrency;
 mod conflicts;
 mod connect;
 mod custom;
+mod destinations;
 mod editing;
 mod errors;
 mod events;

@@ -1,0 +1,415 @@
+//! The Postgres sink: each destination follows the global feed from the checkpoint kept
+//! in its own database and writes the records of its workspace into the app's tables.
+//!
+//! Exactly once in effect: a batch's rows, its held records and the checkpoint's move
+//! commit in one transaction of the target (see [`target::apply`]), so a crash anywhere
+//! leaves the tables as the events up to the checkpoint say. A record's row is its state
+//! at the batch's last event, folded from its history (a record with five events in a
+//! batch is written once). What cannot be written is held with its reason and tried
+//! again whenever the record changes (and, for lookups, every little while). Two servers
+//! may run the sink for one destination: the checkpoint row's lock decides which batch
+//! lands, the other's is dropped unwritten.
+//!
+//! A rebuild (the destination's generation above the target's) fills fresh copies of the
+//! tables from the feed's beginning while the live ones stay as they are, then swaps them
+//! in in one transaction.
+
+pub mod target;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use syncledger_domain::destination::{Destination, KeySource, Planned};
+use syncledger_domain::outbound::OutboundPolicy;
+use syncledger_domain::record::Record;
+use syncledger_domain::Aggregate;
+use syncledger_projections::destinations::Query;
+use syncledger_store::{history, Position, StoredEvent};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::app::Engine;
+use crate::error::EngineError;
+use target::{Applied, Batch, Checkpoint, Slot, Types};
+
+/// How the sink behaves; the defaults are production's.
+#[derive(Clone, Debug)]
+pub struct SinkOptions {
+    /// Which hosts destinations may be on.
+    pub policy: OutboundPolicy,
+    /// Events read per batch.
+    pub batch: i64,
+    /// How often held records are tried again when nothing else happens.
+    pub retry_held: Duration,
+}
+
+impl Default for SinkOptions {
+    fn default() -> Self {
+        SinkOptions {
+            policy: OutboundPolicy::default(),
+            batch: 5_000,
+            retry_held: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How often an idle destination looks at the feed when nothing wakes it.
+const IDLE: Duration = Duration::from_secs(1);
+
+/// Runs the sink until `shutdown`: one task per destination, started and stopped as
+/// destinations come and go. `wake` tells it that events were committed.
+pub fn spawn(
+    engine: Engine,
+    options: SinkOptions,
+    wake: Arc<Notify>,
+    shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tasks: HashMap<String, JoinHandle<()>> = HashMap::new();
+        let mut stop = shutdown.clone();
+        loop {
+            tasks.retain(|_, t| !t.is_finished());
+            match Query(&engine.store.any).active().await {
+                Ok(ids) => {
+                    for id in ids {
+                        if tasks.contains_key(&id) {
+                            continue;
+                        }
+                        let worker = Worker {
+                            engine: engine.clone(),
+                            options: options.clone(),
+                            id: id.clone(),
+                        };
+                        let (wake, shutdown) = (wake.clone(), shutdown.clone());
+                        tasks.insert(id, tokio::spawn(worker.run(wake, shutdown)));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "destinations could not be listed"),
+            }
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(IDLE) => {}
+            }
+        }
+        for (_, t) in tasks {
+            let _ = t.await;
+        }
+    })
+}
+
+/// The records of a batch as they stand at its last event, with their ids.
+pub fn fold_records(
+    events: &[StoredEvent],
+    until: Position,
+) -> Result<Vec<(String, Record)>, EngineError> {
+    let mut by_id: BTreeMap<&str, Vec<StoredEvent>> = BTreeMap::new();
+    for e in events.iter().filter(|e| e.position <= until) {
+        by_id
+            .entry(e.aggregate_id.as_str())
+            .or_default()
+            .push(e.clone());
+    }
+    by_id
+        .into_iter()
+        .map(|(id, history)| {
+            let record: Record = history::fold(&history)
+                .map_err(|_| EngineError::Corrupt("an event of a destination's record"))?;
+            Ok((id.to_owned(), record))
+        })
+        .collect()
+}
+
+/// What a batch of records does in a destination's tables.
+pub fn plan(destination: &Destination, records: &[(String, Record)]) -> Batch {
+    let mut batch = Batch::default();
+    for (id, record) in records {
+        if record.workspace_id != destination.workspace_id {
+            continue;
+        }
+        let Some(entity) = record.entity else {
+            continue;
+        };
+        let Some((m, mapping)) = destination
+            .mappings
+            .iter()
+            .enumerate()
+            .find(|(_, m)| m.entity == entity)
+        else {
+            continue;
+        };
+        batch.touched.push(id.clone());
+        let crm_id = match (mapping.key.source, &mapping.key.integration_id) {
+            (KeySource::CrmId, Some(integration_id)) => record
+                .links
+                .get(integration_id)
+                .filter(|l| l.is_active())
+                .map(|l| l.remote_id.as_str()),
+            _ => None,
+        };
+        let archived = record.archived;
+        match mapping.plan(id, crm_id, &record.values(), archived) {
+            Planned::Write(row) => {
+                let part = batch.tables.entry(m).or_default();
+                if row.archived {
+                    part.archived.push(row.key.clone());
+                }
+                part.writes.push((id.clone(), row));
+            }
+            Planned::Archive { key } => batch.tables.entry(m).or_default().archived.push(key),
+            Planned::Nothing => {}
+            Planned::Hold { reason } => {
+                batch
+                    .held
+                    .insert(id.clone(), (entity.as_str().to_owned(), reason));
+            }
+        }
+    }
+    batch
+}
+
+struct Worker {
+    engine: Engine,
+    options: SinkOptions,
+    id: String,
+}
+
+/// A connection to the target and what the catalogue said of its tables.
+struct Target {
+    pool: sqlx::PgPool,
+    /// Per mapping, its columns' SQL types.
+    types: Vec<Types>,
+}
+
+enum Step {
+    /// More may follow at once.
+    Busy,
+    Idle,
+    Gone,
+}
+
+impl Worker {
+    async fn run(self, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+        let mut target: Option<Target> = None;
+        let mut backoff = Duration::from_millis(200);
+        let mut held_tried = Instant::now();
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            match self.step(&mut target, &mut held_tried).await {
+                Ok(Step::Gone) => break,
+                Ok(Step::Busy) => backoff = Duration::from_millis(200),
+                Ok(Step::Idle) => {
+                    backoff = Duration::from_millis(200);
+                    tokio::select! {
+                        _ = shutdown.changed() => {}
+                        _ = wake.notified() => {}
+                        _ = tokio::time::sleep(IDLE) => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(destination = %self.id, error = %e, "destination sink failed; retrying");
+                    if let Some(t) = &target {
+                        let _ = target::set_error(&t.pool, &self.id, Some(&e.to_string())).await;
+                    }
+                    // Connect again (and read the catalogue again: the app may have
+                    // fixed its table).
+                    target = None;
+                    tokio::select! {
+                        _ = shutdown.changed() => {}
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    async fn open(&self, destination: &Destination) -> Result<Target, EngineError> {
+        let url = open_url(&self.engine, destination).await?;
+        let pool = target::connect(&url, self.options.policy).await?;
+        target::prepare(&pool).await?;
+        let mut types = Vec::new();
+        for m in &destination.mappings {
+            let Some((table, t)) = target::table(&pool, &destination.schema, &m.table).await?
+            else {
+                return Err(EngineError::Unavailable {
+                    code: "destination_table_missing",
+                    message: format!("table {} no longer exists in the destination", m.table),
+                });
+            };
+            let problems = m.check(Some(&table));
+            if !problems.is_empty() {
+                return Err(EngineError::Unavailable {
+                    code: "destination_table_changed",
+                    message: format!(
+                        "the table no longer fits the mapping: {}",
+                        problems.join("; ")
+                    ),
+                });
+            }
+            types.push(t);
+        }
+        Ok(Target { pool, types })
+    }
+
+    async fn step(
+        &self,
+        target: &mut Option<Target>,
+        held_tried: &mut Instant,
+    ) -> Result<Step, EngineError> {
+        let destination: Destination = self.engine.store.cqrs().load(&self.id).await?;
+        if destination.id.is_none() || destination.deleted {
+            return Ok(Step::Gone);
+        }
+        if target.is_none() {
+            *target = Some(self.open(&destination).await?);
+        }
+        let Some(t) = target.as_ref() else {
+            return Ok(Step::Idle);
+        };
+        target::start(&t.pool, &self.id, destination.generation).await?;
+        let live = target::checkpoint(&t.pool, &self.id, Slot::Live)
+            .await?
+            .ok_or(EngineError::Internal("the live checkpoint vanished".into()))?;
+        if destination.generation > live.generation {
+            return self.rebuild_step(&destination, t).await;
+        }
+        match self.batch(&destination, t, Slot::Live, live).await? {
+            Step::Idle if held_tried.elapsed() >= self.options.retry_held => {
+                *held_tried = Instant::now();
+                self.retry_held(&destination, t, live).await?;
+                Ok(Step::Idle)
+            }
+            step => Ok(step),
+        }
+    }
+
+    async fn rebuild_step(
+        &self,
+        destination: &Destination,
+        t: &Target,
+    ) -> Result<Step, EngineError> {
+        let schema = &destination.schema;
+        let cp = match target::checkpoint(&t.pool, &self.id, Slot::Rebuild).await? {
+            Some(cp) if cp.generation == destination.generation => cp,
+            _ => {
+                tracing::info!(destination = %self.id, generation = destination.generation, "destination rebuild starting");
+                target::begin_rebuild(
+                    &t.pool,
+                    schema,
+                    &self.id,
+                    &destination.mappings,
+                    destination.generation,
+                )
+                .await?;
+                return Ok(Step::Busy);
+            }
+        };
+        match self.batch(destination, t, Slot::Rebuild, cp).await? {
+            Step::Idle => {
+                if target::swap(&t.pool, schema, &self.id, &destination.mappings, cp).await? {
+                    tracing::info!(destination = %self.id, generation = destination.generation, "destination rebuild swapped in");
+                }
+                Ok(Step::Busy)
+            }
+            step => Ok(step),
+        }
+    }
+
+    /// Applies the next batch after `cp` to the slot's tables.
+    async fn batch(
+        &self,
+        destination: &Destination,
+        t: &Target,
+        slot: Slot,
+        cp: Checkpoint,
+    ) -> Result<Step, EngineError> {
+        let feed = self.engine.store.feed();
+        let events = feed.read(cp.position, self.options.batch).await?;
+        let Some(last) = events.last().map(|e| e.position) else {
+            return Ok(Step::Idle);
+        };
+        let mut ids: Vec<&str> = events
+            .iter()
+            .filter(|e| {
+                e.aggregate_type == Record::TYPE && e.workspace_id() == destination.workspace_id
+            })
+            .map(|e| e.aggregate_id.as_str())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let batch = if ids.is_empty() {
+            Batch::default()
+        } else {
+            let histories = feed.events_of_many(Record::TYPE, &ids).await?;
+            plan(destination, &fold_records(&histories, last)?)
+        };
+        let applied = target::apply(
+            &t.pool,
+            &destination.schema,
+            &self.id,
+            slot,
+            &destination.mappings,
+            &t.types,
+            batch,
+            cp,
+            last,
+        )
+        .await?;
+        if let Applied::Done { rows } = applied {
+            metrics::counter!("syncledger_destination_rows_total").increment(rows as u64);
+        }
+        Ok(Step::Busy)
+    }
+
+    /// Tries the held records again as they stand at the checkpoint (a lookup may find
+    /// its row now); the checkpoint does not move.
+    async fn retry_held(
+        &self,
+        destination: &Destination,
+        t: &Target,
+        live: Checkpoint,
+    ) -> Result<(), EngineError> {
+        let held = target::held(&t.pool, &self.id, "", 1_000).await?;
+        if held.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = held.iter().map(|h| h.record_id.as_str()).collect();
+        let histories = self
+            .engine
+            .store
+            .feed()
+            .events_of_many(Record::TYPE, &ids)
+            .await?;
+        let batch = plan(destination, &fold_records(&histories, live.position)?);
+        target::apply(
+            &t.pool,
+            &destination.schema,
+            &self.id,
+            Slot::Live,
+            &destination.mappings,
+            &t.types,
+            batch,
+            live,
+            live.position,
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// The destination's database URL in the clear.
+pub(crate) async fn open_url(
+    engine: &Engine,
+    destination: &Destination,
+) -> Result<String, EngineError> {
+    let sealed = destination
+        .url
+        .as_ref()
+        .ok_or(EngineError::Corrupt("a destination without its URL"))?;
+    let secret = crate::delivery::open_secret(engine, &destination.workspace_id, sealed).await?;
+    Ok(secrecy::ExposeSecret::expose_secret(&secret).to_owned())
+}
