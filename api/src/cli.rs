@@ -89,6 +89,12 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::webhooks_cmd::WebhooksCommand,
     },
+    /// Postgres destinations: add one (its URL from DESTINATION_DATABASE_URL), list
+    /// them, rebuild one.
+    Destinations {
+        #[command(subcommand)]
+        command: crate::destinations_cmd::DestinationsCommand,
+    },
     /// The audit trail.
     Audit {
         #[command(subcommand)]
@@ -361,6 +367,7 @@ async fn run(command: Command, mut settings: Settings, print: Print) -> anyhow::
         },
         Command::Rollback(args) => crate::rollback_cmd::run(&settings, args).await,
         Command::Webhooks { command } => crate::webhooks_cmd::run(&settings, command).await,
+        Command::Destinations { command } => crate::destinations_cmd::run(&settings, command).await,
         Command::Diverged(args) => crate::rollback_cmd::diverged(&settings, args).await,
         Command::Audit {
             command: AuditCommand::Verify { workspace },

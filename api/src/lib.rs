@@ -13,6 +13,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod dashboard;
+pub mod destinations_cmd;
 pub mod error;
 pub mod error_docs;
 pub mod extract;

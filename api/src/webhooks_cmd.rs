@@ -50,42 +50,67 @@ pub enum WebhooksCommand {
 }
 
 pub async fn run(settings: &Settings, command: WebhooksCommand) -> anyhow::Result<ExitCode> {
-    let (store, vault) = app::open_existing(settings).await?;
-    let name = format!("cli:{}", std::process::id());
-    let (connections, runs) = sync_engine(
-        &store,
-        vault.clone(),
-        settings.provider_apps(),
-        name.clone(),
-        name,
-    );
-    // The engine answers commands once its read models show them: a runner of this
-    // process's own keeps them up to date while the command runs.
-    let wake = Arc::new(Notify::new());
-    let fresh = ReadYourWrites::new(store.clone(), wake.clone(), LocalBus::new());
-    let engine = Engine::new(
-        store.clone(),
-        vault,
-        connections,
-        runs,
-        fresh,
-        Arc::new(syncledger_engine::workers::Unassigned),
-        None,
-        settings.webhook_policy(),
-        settings.destination_policy(),
-    );
-    let (stop, stopped) = watch::channel(false);
-    let runner = Runner::new(store.clone(), syncledger_projections::all());
-    let following = tokio::spawn(async move { runner.run(stopped, wake).await });
-    let outcome = execute(&engine, command).await;
-    let _ = stop.send(true);
-    let _ = following.await;
-    store.close().await;
+    let cli = CliEngine::open(settings).await?;
+    let outcome = execute(&cli.engine, command).await;
+    cli.close().await;
     outcome
 }
 
-fn meta(workspace: &str) -> Metadata {
-    Metadata::new("system", workspace, uuid::Uuid::now_v7().to_string()).caused_by("cli:webhooks")
+/// The engine of a command-line use case, against the store directly: the same calls,
+/// events and audit entries as the API's, for an operator without an admin token at hand.
+pub(crate) struct CliEngine {
+    pub engine: Engine,
+    store: syncledger_store::Store,
+    stop: watch::Sender<bool>,
+    following: tokio::task::JoinHandle<()>,
+}
+
+impl CliEngine {
+    pub async fn open(settings: &Settings) -> anyhow::Result<CliEngine> {
+        let (store, vault) = app::open_existing(settings).await?;
+        let name = format!("cli:{}", std::process::id());
+        let (connections, runs) = sync_engine(
+            &store,
+            vault.clone(),
+            settings.provider_apps(),
+            name.clone(),
+            name,
+        );
+        // The engine answers commands once its read models show them: a runner of this
+        // process's own keeps them up to date while the command runs.
+        let wake = Arc::new(Notify::new());
+        let fresh = ReadYourWrites::new(store.clone(), wake.clone(), LocalBus::new());
+        let engine = Engine::new(
+            store.clone(),
+            vault,
+            connections,
+            runs,
+            fresh,
+            Arc::new(syncledger_engine::workers::Unassigned),
+            None,
+            settings.webhook_policy(),
+            settings.destination_policy(),
+        );
+        let (stop, stopped) = watch::channel(false);
+        let runner = Runner::new(store.clone(), syncledger_projections::all());
+        let following = tokio::spawn(async move { runner.run(stopped, wake).await });
+        Ok(CliEngine {
+            engine,
+            store,
+            stop,
+            following,
+        })
+    }
+
+    pub async fn close(self) {
+        let _ = self.stop.send(true);
+        let _ = self.following.await;
+        self.store.close().await;
+    }
+}
+
+pub(crate) fn meta(workspace: &str, command: &str) -> Metadata {
+    Metadata::new("system", workspace, uuid::Uuid::now_v7().to_string()).caused_by(command)
 }
 
 fn shown(e: &syncledger_domain::webhook::WebhookEndpoint) -> serde_json::Value {
@@ -116,7 +141,7 @@ async fn execute(engine: &Engine, command: WebhooksCommand) -> anyhow::Result<Ex
                 enabled: None,
             };
             let made = endpoints
-                .create(&meta(&workspace), input)
+                .create(&meta(&workspace, "cli:webhooks"), input)
                 .await
                 .map_err(refused)?;
             let mut line = shown(&made.endpoint);
@@ -145,7 +170,7 @@ async fn execute(engine: &Engine, command: WebhooksCommand) -> anyhow::Result<Ex
             since,
         } => {
             endpoints
-                .replay(&meta(&workspace), &endpoint, since)
+                .replay(&meta(&workspace, "cli:webhooks"), &endpoint, since)
                 .await
                 .map_err(refused)?;
             println!(

@@ -14,6 +14,8 @@ mod creation;
 mod dashboard;
 #[path = "cli/deploy.rs"]
 mod deploy;
+#[path = "cli/destinations.rs"]
+mod destinations;
 #[path = "cli/diverged.rs"]
 mod diverged;
 #[path = "cli/files.rs"]
