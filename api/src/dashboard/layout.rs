@@ -22,6 +22,7 @@ pub enum Section {
     Audit,
     Tokens,
     Webhooks,
+    Destinations,
     None,
 }
 
@@ -72,6 +73,11 @@ const NAV: &[NavItem] = &[
         href: "/webhooks",
         label: "Webhooks",
     },
+    NavItem {
+        section: Section::Destinations,
+        href: "/destinations",
+        label: "Destinations",
+    },
 ];
 
 /// Whether `person` may see `section` at all (the same rules as the JSON API's roles).
@@ -80,7 +86,9 @@ pub fn may_see(person: &Person, section: Section) -> bool {
     match (person.role(), section) {
         (Role::Auditor, s) => s == Section::Audit,
         (_, Section::Connect) => person.can_write(),
-        (_, Section::Audit | Section::Tokens | Section::Webhooks) => person.is_admin(),
+        (_, Section::Audit | Section::Tokens | Section::Webhooks | Section::Destinations) => {
+            person.is_admin()
+        }
         _ => true,
     }
 }
@@ -204,6 +212,10 @@ pub fn pager(path: &str, params: &[(&str, String)], next_cursor: Option<&str>) -
 pub const NOTICES: &[(&str, &str)] = &[
     ("signed-in", "You are signed in."),
     ("created", "Created."),
+    (
+        "rebuilding",
+        "Rebuild asked for: fresh copies of the tables fill from the log, then replace the live rows in one transaction.",
+    ),
     ("saved", "Saved."),
     (
         "paused",

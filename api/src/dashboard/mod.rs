@@ -19,6 +19,7 @@ pub mod session;
 mod audit;
 mod conflicts;
 mod connect;
+mod destinations;
 mod integration;
 mod live;
 mod mappings;
@@ -53,6 +54,7 @@ pub fn routes() -> Router<AppState> {
         .merge(sign_in::routes())
         .merge(tokens::routes())
         .merge(webhooks::routes())
+        .merge(destinations::routes())
         .merge(audit::routes())
         .merge(conflicts::routes())
         .merge(records::routes())

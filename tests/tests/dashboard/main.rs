@@ -4,6 +4,7 @@
 
 mod conflicts;
 mod connect;
+mod destinations;
 mod mappings;
 mod pages;
 mod people;
