@@ -68,6 +68,17 @@ pub(crate) struct CliEngine {
 impl CliEngine {
     pub async fn open(settings: &Settings) -> anyhow::Result<CliEngine> {
         let (store, vault) = app::open_existing(settings).await?;
+        Ok(Self::over(settings, store, vault, true))
+    }
+
+    /// An engine over `store`; its read models are followed when `follow` (else they
+    /// stay where they are: a benchmark that measures something else).
+    pub fn over(
+        settings: &Settings,
+        store: syncledger_store::Store,
+        vault: syncledger_vault::Vault,
+        follow: bool,
+    ) -> CliEngine {
         let name = format!("cli:{}", std::process::id());
         let (connections, runs) = sync_engine(
             &store,
@@ -93,13 +104,17 @@ impl CliEngine {
         );
         let (stop, stopped) = watch::channel(false);
         let runner = Runner::new(store.clone(), syncledger_projections::all());
-        let following = tokio::spawn(async move { runner.run(stopped, wake).await });
-        Ok(CliEngine {
+        let following = tokio::spawn(async move {
+            if follow {
+                runner.run(stopped, wake).await;
+            }
+        });
+        CliEngine {
             engine,
             store,
             stop,
             following,
-        })
+        }
     }
 
     pub async fn close(self) {

@@ -47,6 +47,19 @@ impl Destinations<'_> {
         meta: &Metadata,
         input: DestinationInput,
     ) -> Result<Destination, EngineError> {
+        let (id, cmd) = self.checked(meta, input).await?;
+        self.apply(meta, &id, cmd).await?;
+        self.get(&meta.workspace_id, &id).await
+    }
+
+    /// The creation command for `input`, after every check (the rules, the database
+    /// reachable under the outbound policy, each mapping against its catalogue; tables
+    /// created when asked) and the URL sealed: the new destination's id and the command.
+    pub async fn checked(
+        &self,
+        meta: &Metadata,
+        input: DestinationInput,
+    ) -> Result<(String, DestinationCommand), EngineError> {
         let schema = input.schema.unwrap_or_else(|| "public".into());
         destination::validate(&input.name, &schema, &input.mappings)?;
         let url = input.database_url.expose_secret();
@@ -95,8 +108,7 @@ impl Destinations<'_> {
             mappings: input.mappings,
             at: Utc::now(),
         };
-        self.apply(meta, &id, cmd).await?;
-        self.get(&meta.workspace_id, &id).await
+        Ok((id, cmd))
     }
 
     /// Runs `cmd` and waits until the read model shows it.

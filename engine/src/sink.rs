@@ -76,13 +76,14 @@ pub fn spawn(
                         if tasks.contains_key(&id) {
                             continue;
                         }
-                        let worker = Worker {
-                            engine: engine.clone(),
-                            options: options.clone(),
-                            id: id.clone(),
-                        };
-                        let (wake, shutdown) = (wake.clone(), shutdown.clone());
-                        tasks.insert(id, tokio::spawn(worker.run(wake, shutdown)));
+                        let task = spawn_one(
+                            engine.clone(),
+                            options.clone(),
+                            id.clone(),
+                            wake.clone(),
+                            shutdown.clone(),
+                        );
+                        tasks.insert(id, task);
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "destinations could not be listed"),
@@ -97,6 +98,22 @@ pub fn spawn(
             let _ = t.await;
         }
     })
+}
+
+/// Runs the sink of one destination until `shutdown` or its deletion.
+pub fn spawn_one(
+    engine: Engine,
+    options: SinkOptions,
+    id: String,
+    wake: Arc<Notify>,
+    shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let worker = Worker {
+        engine,
+        options,
+        id,
+    };
+    tokio::spawn(worker.run(wake, shutdown))
 }
 
 /// The records of a batch as they stand at its last event, with their ids.

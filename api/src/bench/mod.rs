@@ -7,7 +7,8 @@
 //! - `as_of.rs` (`bench as-of`): point-in-time read latency;
 //! - `rebuild.rs` (`bench rebuild`): every projection rebuilt from a generated log;
 //! - `http.rs` (`bench http`): request throughput, with and without `/metrics` scraped;
-//! - `webhooks.rs` (`bench webhooks`): outgoing webhook deliveries per second and lag.
+//! - `webhooks.rs` (`bench webhooks`): outgoing webhook deliveries per second and lag;
+//! - `sink.rs` (`bench sink`): the Postgres destination sink's rows per second and lag.
 //!
 //! Each prints JSON lines on stdout. Nothing here is used by `serve` or the tests.
 
@@ -15,6 +16,7 @@ mod as_of;
 mod http;
 mod pages;
 mod rebuild;
+mod sink;
 mod store;
 mod sync;
 mod webhooks;
@@ -23,6 +25,7 @@ pub use as_of::AsOfBenchArgs;
 pub use http::HttpBenchArgs;
 pub use pages::PagesBenchArgs;
 pub use rebuild::RebuildBenchArgs;
+pub use sink::SinkBenchArgs;
 pub use sync::SyncBenchArgs;
 pub use webhooks::WebhooksBenchArgs;
 
@@ -59,6 +62,9 @@ pub enum BenchWhat {
     /// Outgoing webhook deliveries per second to a local receiver, and the lag from a
     /// record's creation to its message's arrival; one JSON line.
     Webhooks(WebhooksBenchArgs),
+    /// The Postgres destination sink: rows per second while an import runs and catching
+    /// up a backlog, and the lag from commit to row; one JSON line per phase.
+    Sink(SinkBenchArgs),
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -100,6 +106,7 @@ pub async fn run(settings: &Settings, command: BenchCommand) -> anyhow::Result<E
         Some(BenchWhat::Pages(args)) => pages::run(settings, args).await,
         Some(BenchWhat::Http(args)) => http::run(settings, args).await,
         Some(BenchWhat::Webhooks(args)) => webhooks::run(settings, args).await,
+        Some(BenchWhat::Sink(args)) => sink::run(settings, args).await,
         None => store::run(settings, command.store).await,
     }
 }
