@@ -16,16 +16,17 @@
 
 pub mod target;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde::Deserialize;
 use syncledger_domain::destination::{Destination, KeySource, Planned};
 use syncledger_domain::outbound::OutboundPolicy;
-use syncledger_domain::record::Record;
+use syncledger_domain::record::{Record, RecordEvent};
 use syncledger_domain::Aggregate;
 use syncledger_projections::destinations::Query;
-use syncledger_store::{history, Position, StoredEvent};
+use syncledger_store::{Position, StoredEvent};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
@@ -116,26 +117,61 @@ pub fn spawn_one(
     tokio::spawn(worker.run(wake, shutdown))
 }
 
-/// The records of a batch as they stand at its last event, with their ids.
+/// The earlier events of the records `events` (a batch's, in feed order) touch, read from
+/// the store only for records whose history starts before the batch (a record created in
+/// the batch, as every record of an import, has its whole history in it).
+async fn earlier(
+    engine: &Engine,
+    events: &[&StoredEvent],
+) -> Result<Vec<StoredEvent>, EngineError> {
+    let mut starts: HashMap<&str, i64> = HashMap::new();
+    for e in events {
+        starts.entry(e.aggregate_id.as_str()).or_insert(e.sequence);
+    }
+    let mut older: Vec<&str> = starts
+        .iter()
+        .filter(|(_, first)| **first > 1)
+        .map(|(id, _)| *id)
+        .collect();
+    if older.is_empty() {
+        return Ok(Vec::new());
+    }
+    older.sort_unstable();
+    let first_in_batch = |e: &StoredEvent| starts.get(e.aggregate_id.as_str()).copied();
+    Ok(engine
+        .store
+        .feed()
+        .events_of_many(Record::TYPE, &older)
+        .await?
+        .into_iter()
+        .filter(|e| first_in_batch(e).is_some_and(|first| e.sequence < first))
+        .collect())
+}
+
+/// The records `events` (any order; each record's events complete from its first) make,
+/// as they stand at `until`, with their ids.
 pub fn fold_records(
-    events: &[StoredEvent],
+    events: &[&StoredEvent],
     until: Position,
 ) -> Result<Vec<(String, Record)>, EngineError> {
-    let mut by_id: BTreeMap<&str, Vec<StoredEvent>> = BTreeMap::new();
-    for e in events.iter().filter(|e| e.position <= until) {
-        by_id
-            .entry(e.aggregate_id.as_str())
-            .or_default()
-            .push(e.clone());
+    let mut refs: Vec<&StoredEvent> = events
+        .iter()
+        .copied()
+        .filter(|e| e.position <= until)
+        .collect();
+    refs.sort_by(|a, b| {
+        (a.aggregate_id.as_str(), a.sequence).cmp(&(b.aggregate_id.as_str(), b.sequence))
+    });
+    let corrupt = |_| EngineError::Corrupt("an event of a destination's record");
+    let mut out = Vec::new();
+    for group in refs.chunk_by(|a, b| a.aggregate_id == b.aggregate_id) {
+        let mut record = Record::default();
+        for e in group {
+            record.apply(&RecordEvent::deserialize(&e.payload).map_err(corrupt)?);
+        }
+        out.push((group[0].aggregate_id.clone(), record));
     }
-    by_id
-        .into_iter()
-        .map(|(id, history)| {
-            let record: Record = history::fold(&history)
-                .map_err(|_| EngineError::Corrupt("an event of a destination's record"))?;
-            Ok((id.to_owned(), record))
-        })
-        .collect()
+    Ok(out)
 }
 
 /// What a batch of records does in a destination's tables.
@@ -349,21 +385,15 @@ impl Worker {
         let Some(last) = events.last().map(|e| e.position) else {
             return Ok(Step::Idle);
         };
-        let mut ids: Vec<&str> = events
+        let ours: Vec<&StoredEvent> = events
             .iter()
             .filter(|e| {
                 e.aggregate_type == Record::TYPE && e.workspace_id() == destination.workspace_id
             })
-            .map(|e| e.aggregate_id.as_str())
             .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let batch = if ids.is_empty() {
-            Batch::default()
-        } else {
-            let histories = feed.events_of_many(Record::TYPE, &ids).await?;
-            plan(destination, &fold_records(&histories, last)?)
-        };
+        let before = earlier(&self.engine, &ours).await?;
+        let all: Vec<&StoredEvent> = before.iter().chain(ours.iter().copied()).collect();
+        let batch = plan(destination, &fold_records(&all, last)?);
         let applied = target::apply(
             &t.pool,
             &destination.schema,
@@ -401,7 +431,8 @@ impl Worker {
             .feed()
             .events_of_many(Record::TYPE, &ids)
             .await?;
-        let batch = plan(destination, &fold_records(&histories, live.position)?);
+        let all: Vec<&StoredEvent> = histories.iter().collect();
+        let batch = plan(destination, &fold_records(&all, live.position)?);
         target::apply(
             &t.pool,
             &destination.schema,
@@ -429,4 +460,80 @@ pub(crate) async fn open_url(
         .ok_or(EngineError::Corrupt("a destination without its URL"))?;
     let secret = crate::delivery::open_secret(engine, &destination.workspace_id, sealed).await?;
     Ok(secrecy::ExposeSecret::expose_secret(&secret).to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use syncledger_domain::record::Source;
+    use syncledger_domain::Entity;
+
+    /// A record's history: created, then `n` edits of its name, as the store keeps it.
+    fn history(id: &str, n: usize, first_pos: i64) -> Vec<StoredEvent> {
+        let at =
+            chrono::DateTime::<chrono::Utc>::from_timestamp(1_700_000_000, 0).unwrap_or_default();
+        let mut events = vec![RecordEvent::RecordCreated {
+            record_id: id.into(),
+            workspace_id: "w".into(),
+            entity: Entity::Contacts,
+            at,
+        }];
+        for i in 0..n {
+            events.push(RecordEvent::FieldsChanged {
+                fields: [("name".to_owned(), Some(format!("v{i}")))].into(),
+                source: Source::App { actor: "t".into() },
+                run_id: None,
+                at,
+            });
+        }
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| StoredEvent {
+                position: Position {
+                    tx: 0,
+                    pos: first_pos + i as i64 * 2,
+                },
+                aggregate_type: Record::TYPE.into(),
+                aggregate_id: id.into(),
+                sequence: i as i64 + 1,
+                event_type: "e".into(),
+                event_version: "1".into(),
+                payload: serde_json::to_value(&e).unwrap_or_default(),
+                metadata: serde_json::json!({"workspace_id": "w"}),
+                recorded_at: at,
+            })
+            .collect()
+    }
+
+    proptest! {
+        /// However a batch cuts two interleaved histories and in whatever order the parts
+        /// arrive, the records folded are those of the whole histories up to the cut.
+        #[test]
+        fn folding_a_batch_with_its_earlier_events_is_folding_the_history(
+            n in 0usize..6, m in 0usize..6, cut in 0i64..30, reversed in any::<bool>()
+        ) {
+            let (a, b) = (history("a", n, 1), history("b", m, 2));
+            let until = Position { tx: 0, pos: cut };
+            let mut given: Vec<&StoredEvent> = a.iter().chain(&b).collect();
+            if reversed {
+                given.reverse();
+            }
+            let folded = fold_records(&given, until).unwrap_or_default();
+            let whole = |h: &[StoredEvent]| {
+                let mut r = Record::default();
+                for e in h.iter().filter(|e| e.position <= until) {
+                    r.apply(&RecordEvent::deserialize(&e.payload).unwrap_or_else(|e| panic!("{e}")));
+                }
+                r
+            };
+            let expected: Vec<(String, Record)> = [("a", whole(&a)), ("b", whole(&b))]
+                .into_iter()
+                .filter(|(_, r)| r.id.is_some())
+                .map(|(id, r)| (id.to_owned(), r))
+                .collect();
+            prop_assert_eq!(folded, expected);
+        }
+    }
 }

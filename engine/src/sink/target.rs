@@ -690,7 +690,18 @@ async fn apply_once(
             }
         }
     }
-    if !batch.touched.is_empty() {
+    // Earlier holds of the batch's records are cleared (those still held are held again
+    // below); mostly there are none, which one probe tells.
+    let any_held = !batch.touched.is_empty()
+        && sqlx::query_scalar::<_, bool>(&format!(
+            "SELECT EXISTS (SELECT 1 FROM {STATE}.held WHERE destination_id = $1 AND slot = $2)"
+        ))
+        .bind(id)
+        .bind(slot.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| failure("reading held records", e))?;
+    if any_held {
         sqlx::query(&format!(
             "DELETE FROM {STATE}.held
               WHERE destination_id = $1 AND slot = $2 AND record_id = ANY($3)"
