@@ -191,6 +191,30 @@ async fn an_endpoint_created_off_receives_what_followed_its_creation(
     app.finish().await
 }
 
+/// An endpoint's delivery attempts once `n` are listed, newest first. A receiver has
+/// its message before the attempt is recorded, so a test that saw the message waits
+/// for the record (asked every 200 ms: the API's rate limit holds for tests too).
+async fn attempts_listed(app: &TestApp, id: &str, n: usize) -> Vec<Value> {
+    poll_every(
+        std::time::Duration::from_millis(200),
+        std::time::Duration::from_secs(30),
+        &format!("{n} attempts listed for {id}"),
+        || async {
+            let resp = app
+                .get(&format!("/v1/webhook-endpoints/{id}/deliveries"), &app.admin)
+                .await
+                .map_err(|e| e.to_string())?;
+            let data = resp.body["data"].as_array().cloned().unwrap_or_default();
+            if data.len() >= n {
+                Ok(data)
+            } else {
+                Err(resp.text)
+            }
+        },
+    )
+    .await
+}
+
 /// An endpoint that refuses a message (410) gets the next one, the refused one not
 /// retried; one that keeps failing gives each message up at the end of the retry window
 /// and is disabled once nothing has succeeded for the disabling period, which its trail
@@ -223,16 +247,9 @@ async fn failing_endpoints_give_up_messages_and_are_disabled(
         .collect();
     let expected: Vec<Value> = emails.iter().map(|e| json!(e)).collect();
     assert_eq!(seen, expected, "the refused message is not sent again");
-    let listed = app
-        .get(
-            &format!("/v1/webhook-endpoints/{gone_id}/deliveries"),
-            &app.admin,
-        )
-        .await?;
-    let statuses: Vec<(Value, Value)> = listed.expect(StatusCode::OK)["data"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    // The receiver has answered before the attempt is recorded: wait for the fourth.
+    let statuses: Vec<(Value, Value)> = attempts_listed(&app, &gone_id, emails.len())
+        .await
         .iter()
         .rev()
         .map(|d| (d["status"].clone(), d["response_code"].clone()))
@@ -435,27 +452,7 @@ async fn an_import_reaches_every_endpoint_signed_and_in_order(
     let b_ids: std::collections::BTreeSet<String> = b_got.iter().map(Received::id).collect();
     assert_eq!(b_ids.len(), 1, "the same webhook-id on every attempt");
     assert!(b_got.iter().all(|r| verifies(&b_secret, r)));
-    let attempts = poll_every(
-        std::time::Duration::from_millis(200),
-        std::time::Duration::from_secs(30),
-        "B's four attempts listed",
-        || async {
-            let resp = app
-                .get(
-                    &format!("/v1/webhook-endpoints/{b_id}/deliveries"),
-                    &app.admin,
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-            let data = resp.body["data"].as_array().cloned().unwrap_or_default();
-            if data.len() == 4 {
-                Ok(data)
-            } else {
-                Err(resp.text)
-            }
-        },
-    )
-    .await;
+    let attempts = attempts_listed(&app, &b_id, 4).await;
     let statuses: Vec<(Value, Value)> = attempts
         .iter()
         .rev()
