@@ -4,6 +4,8 @@
 
 #[path = "cli/audit.rs"]
 mod audit;
+#[path = "cli/bench.rs"]
+mod bench;
 #[path = "cli/cel_memory.rs"]
 mod cel_memory;
 #[path = "cli/config.rs"]

@@ -71,7 +71,7 @@ impl Default for DeliveryOptions {
 }
 
 /// Events read per feed read.
-const BATCH: i64 = 200;
+const BATCH: i64 = 1000;
 /// How often an idle endpoint looks at the feed when nothing wakes it.
 const IDLE: StdDuration = StdDuration::from_secs(1);
 

@@ -41,7 +41,7 @@ pub struct RebuildBenchArgs {
     pub batch: i64,
 }
 
-const INTEGRATIONS: usize = 4;
+pub(super) const INTEGRATIONS: usize = 4;
 /// Contacts per incremental run, and per committed page.
 const RUN_RECORDS: usize = 500;
 const PAGE: usize = 100;

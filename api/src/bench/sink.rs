@@ -32,7 +32,7 @@ use syncledger_store::append::{append, NewEvent};
 use syncledger_store::Metadata;
 use tokio::sync::{watch, Notify};
 
-use super::rebuild::{Log, Shape};
+use super::rebuild::{Log, Shape, INTEGRATIONS};
 use super::{round2, round3, TempPgDb};
 use crate::config::Settings;
 use crate::webhooks_cmd::CliEngine;
@@ -215,10 +215,13 @@ async fn bench(settings: &Settings, args: &SinkBenchArgs, target_url: &str) -> a
     let workspace = uuid::Uuid::now_v7().to_string();
     let (id, stop, task) = bench.destination(&workspace, "import_contacts").await?;
     bench.caught_up(&id).await?;
+    // The imports (one per integration) alone end the log (`runs`); `events` only bounds it, above what
+    // they write (an imported record is two events, a run and its pages more). It was
+    // `records * 2`, which cut the last import short of its records.
     let shape = Shape {
-        events: args.records * 2,
+        events: args.records * 4 + 10_000,
         records: args.records,
-        runs: 4,
+        runs: INTEGRATIONS,
         run_records: 500,
     };
     let mut log = Log::new(&store, shape);
