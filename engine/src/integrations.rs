@@ -85,6 +85,21 @@ fn provider_spec(
     spec: Option<serde_json::Value>,
     parameters: &BTreeMap<String, String>,
 ) -> Result<Option<String>, EngineError> {
+    // A vendor without an API needs no spec (one given makes a custom integration of
+    // it, for an undocumented API).
+    if provider::publishes_no_api(info.id) && spec.is_none() {
+        if !parameters.is_empty() {
+            return Err(EngineError::invalid(
+                "parameters",
+                format!(
+                    "{} publishes no API, so there is nothing to describe; its records come \
+                     in by CSV import or the integration's inbound webhook",
+                    info.id
+                ),
+            ));
+        }
+        return Ok(None);
+    }
     if !info.via_custom_spec && !parameters.is_empty() {
         return Err(EngineError::invalid(
             "parameters",
