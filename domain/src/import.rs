@@ -243,12 +243,14 @@ fn json_row(place: String, value: serde_json::Value) -> Result<Row, ImportError>
             serde_json::Value::String(s) => Some(s),
             serde_json::Value::Bool(b) => Some(b.to_string()),
             serde_json::Value::Number(n) => Some(n.to_string()),
-            serde_json::Value::Array(_) | serde_json::Value::Object(_) => return Err(at(
-                place,
-                format!(
+            serde_json::Value::Array(_) | serde_json::Value::Object(_) => {
+                return Err(at(
+                    place,
+                    format!(
                     "field {name:?} is nested; send flat fields (text, numbers, booleans or null)"
                 ),
-            )),
+                ))
+            }
         };
         values.insert(name, text);
     }

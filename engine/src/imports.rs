@@ -164,6 +164,20 @@ impl Imports<'_> {
         bytes: &[u8],
         options: &ImportOptions,
     ) -> Result<SyncRun, RunError> {
+        self.csv_waiting(meta, integration_id, bytes, options, WAIT_FOR_END)
+            .await
+    }
+
+    /// [`Self::csv`], waiting up to `wait` for the run to end (the command line waits
+    /// for its end).
+    pub async fn csv_waiting(
+        &self,
+        meta: &Metadata,
+        integration_id: &str,
+        bytes: &[u8],
+        options: &ImportOptions,
+        wait: Duration,
+    ) -> Result<SyncRun, RunError> {
         let integration = self
             .0
             .integrations()
@@ -184,7 +198,7 @@ impl Imports<'_> {
                 meta,
             )
             .await?;
-        self.execute(run_id, records).await
+        self.execute(run_id, records, wait).await
     }
 
     /// A delivery to the integration's inbound webhook: authenticated by `secret`
@@ -239,7 +253,7 @@ impl Imports<'_> {
                 Err(e) => return Err(e),
             }
         };
-        self.execute(run_id, records).await
+        self.execute(run_id, records, WAIT_FOR_END).await
     }
 
     /// The integration whose inbound webhook `secret` opens; the same 401 for every
@@ -323,11 +337,12 @@ impl Imports<'_> {
 
     /// Executes the queued import run `run_id` in this process (it alone holds the
     /// records), on a task of its own so that a client that stops waiting does not stop
-    /// the import; answers the run once it ended or after [`WAIT_FOR_END`].
+    /// the import; answers the run once it ended or after `wait`.
     async fn execute(
         &self,
         run_id: String,
         records: Vec<RemoteRecord>,
+        wait: Duration,
     ) -> Result<SyncRun, RunError> {
         let runs = self.0.runs.clone();
         runs.hold_import(&run_id, records);
@@ -340,7 +355,7 @@ impl Imports<'_> {
             })
         };
         // The task goes on if the wait ends first.
-        let _ = tokio::time::timeout(WAIT_FOR_END, task).await;
+        let _ = tokio::time::timeout(wait, task).await;
         runs.load(&run_id).await?.ok_or(RunError::RunNotFound)
     }
 }
