@@ -411,10 +411,23 @@ async fn runs_and_writes_are_refused(backend: Backend) -> anyhow::Result<()> {
             "publishes no API",
         );
     }
-    let resp = app
-        .post_empty(&format!("/v1/integrations/{id}/connect"), &app.admin)
+    for action in ["connect", "test"] {
+        let resp = app
+            .post_empty(&format!("/v1/integrations/{id}/{action}"), &app.admin)
+            .await?;
+        resp.expect_error(StatusCode::BAD_REQUEST, "unsupported", "publishes no API");
+    }
+    // Refused without a trace: the integration stays connected (a failed connection
+    // test would have put it in error).
+    let shown = app
+        .get(&format!("/v1/integrations/{id}"), &app.admin)
         .await?;
-    resp.expect_error(StatusCode::BAD_REQUEST, "unsupported", "publishes no API");
+    assert_eq!(
+        shown.expect(StatusCode::OK)["status"],
+        "connected",
+        "{}",
+        shown.text
+    );
     let two_way = json!({"sync_config": {"direction": "bidirectional", "frequency": "manual",
                          "entities": ["contacts"], "conflict_strategy": "crm_wins"}});
     let resp = app
