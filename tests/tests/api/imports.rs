@@ -18,6 +18,7 @@ on_both_backends!(
     wrong_secrets_change_nothing,
     runs_and_writes_are_refused,
     bad_files_are_refused_naming_the_line,
+    failed_rows_are_retried_like_any_run,
     the_catalogue_says_which_way_in,
 );
 
@@ -264,6 +265,24 @@ async fn inbound_webhook_deduplicates_by_id_or_email(backend: Backend) -> anyhow
         "Hopper"
     );
 
+    // Deliveries at once (Zapier sends each record as it comes): one run at a time per
+    // integration, so each waits for the one before; all are taken.
+    let sends = (0..4).map(|i| {
+        let record = json!({"id": format!("burst-{i}"), "first_name": format!("Burst {i}")});
+        deliver(&app, &url, Some(&secret), record)
+    });
+    for resp in futures::future::join_all(sends).await {
+        let resp = resp?;
+        assert!(
+            matches!(resp.status, StatusCode::CREATED | StatusCode::ACCEPTED),
+            "{}",
+            resp.text
+        );
+        wait_run(&app, &resp.str("id")?).await?;
+    }
+    let listed = by_remote_id(&app, &id).await?;
+    assert_eq!(listed.len(), 7, "{:?}", listed.keys());
+
     // A delivery can be rolled back like any run.
     let rollback = app
         .post_empty(
@@ -279,7 +298,7 @@ async fn inbound_webhook_deduplicates_by_id_or_email(backend: Backend) -> anyhow
         .unwrap_or_default()
         .to_owned();
     assert_eq!(wait_run(&app, &rollback_id).await?["status"], "completed");
-    assert_eq!(by_remote_id(&app, &id).await?.len(), 2);
+    assert_eq!(by_remote_id(&app, &id).await?.len(), 6);
 
     let text = logs
         .lock()
@@ -573,6 +592,62 @@ async fn bad_files_are_refused_naming_the_line(backend: Backend) -> anyhow::Resu
         (Some("completed"), 30_000),
         "{run}"
     );
+    app.finish().await
+}
+
+/// A row the mapping cannot map fails alone (the run is partial); once the mapping is
+/// fixed, a retry of the run takes that row again from the copy kept with the failure.
+async fn failed_rows_are_retried_like_any_run(backend: Backend) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let id = create(&app, "pixieset").await?;
+    let base = format!("/v1/integrations/{id}/mappings/contacts");
+    let strict = json!({"mappings": [
+        {"crm_field": "email", "app_field": "email", "direction": "pull"},
+        {"crm_field": "age", "app_field": "age", "direction": "pull",
+         "transform": "string(int(value) + 1)"}
+    ]});
+    let resp = send(app.request(Method::PUT, &base, &app.admin).json(&strict)).await?;
+    resp.expect(StatusCode::OK);
+    let csv = "id,email,age\np1,a@example.com,30\np2,b@example.com,old\n";
+    let run = imported(&app, &import_csv(&app, &id, csv).await?).await?;
+    assert_eq!(run["status"], "partial", "{run}");
+    assert_eq!(
+        (stat(&run, "created"), stat(&run, "failed")),
+        (1, 1),
+        "{run}"
+    );
+    assert_eq!(run["failures"][0]["remote_id"], "p2", "{run}");
+
+    let lenient = json!({"mappings": [
+        {"crm_field": "email", "app_field": "email", "direction": "pull"},
+        {"crm_field": "age", "app_field": "age", "direction": "pull"}
+    ]});
+    let resp = send(app.request(Method::PUT, &base, &app.admin).json(&lenient)).await?;
+    resp.expect(StatusCode::OK);
+    let retry = app
+        .post_empty(
+            &format!(
+                "/v1/sync-runs/{}/retry",
+                run["id"].as_str().unwrap_or_default()
+            ),
+            &app.admin,
+        )
+        .await?;
+    let retry_id = retry.expect(StatusCode::CREATED)["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let retried = wait_run(&app, &retry_id).await?;
+    assert_eq!(
+        (retried["status"].as_str(), stat(&retried, "created")),
+        (Some("completed"), 1),
+        "{retried}"
+    );
+    let listed = by_remote_id(&app, &id).await?;
+    assert_eq!(field(&listed["p2"], "age"), "old");
+    assert_eq!(field(&listed["p1"], "age"), "31");
     app.finish().await
 }
 
