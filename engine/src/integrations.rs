@@ -536,6 +536,16 @@ impl Integrations<'_> {
                 Credentials::Basic { username, password }
             }
         };
+        // A key stored on it would replace its inbound webhook's secret (silently
+        // stopping every delivery), and there is no API it could be sent to.
+        if provider::publishes_no_api(&integration.provider) && integration.spec.is_none() {
+            return Err(EngineError::Unsupported(format!(
+                "{} publishes no API, so there is no key to store; records come in by CSV \
+                 import, or through the inbound webhook (POST \
+                 /v1/integrations/{{id}}/inbound-webhook makes its secret)",
+                integration.provider
+            )));
+        }
         if !provider::takes_static_credentials(&integration.provider) {
             return Err(EngineError::Unsupported(format!(
                 "{} connects through OAuth only: POST /v1/integrations/{{id}}/connect",

@@ -19,6 +19,7 @@ on_both_backends!(
     runs_and_writes_are_refused,
     bad_files_are_refused_naming_the_line,
     failed_rows_are_retried_like_any_run,
+    an_import_whose_records_are_gone_fails_saying_so,
     the_catalogue_says_which_way_in,
 );
 
@@ -436,6 +437,25 @@ async fn runs_and_writes_are_refused(backend: Backend) -> anyhow::Result<()> {
             .await?;
         resp.expect_error(StatusCode::BAD_REQUEST, "unsupported", "publishes no API");
     }
+    // Regression: an API key stored on it replaced the inbound webhook's secret, and
+    // every delivery was refused from then on.
+    let secret = new_secret(&app, &id).await?["secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let key = json!({"type": "api_key", "api_key": "k"});
+    let resp = app
+        .post(
+            &format!("/v1/integrations/{id}/credentials"),
+            &app.admin,
+            key,
+        )
+        .await?;
+    resp.expect_error(StatusCode::BAD_REQUEST, "unsupported", "no key to store");
+    let url = app.url(&format!("/v1/inbound/{id}"));
+    let record = json!({"id": "n1", "email": "n1@example.com"});
+    let delivered = deliver(&app, &url, Some(&secret), record).await?;
+    assert_eq!(imported(&app, &delivered).await?["status"], "completed");
     // Refused without a trace: the integration stays connected (a failed connection
     // test would have put it in error).
     let shown = app
@@ -648,6 +668,54 @@ async fn failed_rows_are_retried_like_any_run(backend: Backend) -> anyhow::Resul
     let listed = by_remote_id(&app, &id).await?;
     assert_eq!(field(&listed["p2"], "age"), "old");
     assert_eq!(field(&listed["p1"], "age"), "31");
+    app.finish().await
+}
+
+/// The records of an import live in the process that received them. A queued import
+/// run another process holds is left to it; a running one whose process stopped (here:
+/// started, its records never held) fails saying so, and frees the integration.
+async fn an_import_whose_records_are_gone_fails_saying_so(backend: Backend) -> anyhow::Result<()> {
+    use syncledger_domain::sync_run::{RunKind, RunOptions, RunStatus, SyncRunCommand, Trigger};
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let id = create(&app, "iris_works").await?;
+    let runs = &app.state.engine.runs;
+    let meta = syncledger_store::Metadata::new(
+        "test",
+        app.workspace_id.clone(),
+        uuid::Uuid::now_v7().to_string(),
+    );
+    let run_id = runs
+        .trigger_with(
+            &id,
+            RunKind::Import,
+            Trigger::Manual,
+            RunOptions::default(),
+            &meta,
+        )
+        .await?;
+    // A polling worker that sees it queued leaves it to its holder.
+    assert_eq!(runs.execute(&run_id).await?, RunStatus::Queued);
+    let start = SyncRunCommand::Start {
+        worker: "gone#00000000".into(),
+        at: chrono::Utc::now(),
+    };
+    app.state
+        .store
+        .cqrs::<syncledger_domain::sync_run::SyncRun>()
+        .execute(&run_id, start, &meta)
+        .await?;
+    assert_eq!(runs.execute(&run_id).await?, RunStatus::Failed);
+    let run = wait_run(&app, &run_id).await?;
+    let reason = run["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("held by the process that received them"),
+        "{run}"
+    );
+    // The integration takes the next import.
+    let resp = import_csv(&app, &id, "id,email\n1,a@example.com\n").await?;
+    assert_eq!(imported(&app, &resp).await?["status"], "completed");
     app.finish().await
 }
 
