@@ -1026,8 +1026,9 @@ impl Aggregate for Integration {
                 ..
             } => {
                 // An inbound webhook's first secret is stored on an integration that is
-                // connected from its creation: a first secret, not a rotation.
-                if self.secret.is_none() {
+                // connected from its creation: a first secret, not a rotation. (Not
+                // `secret`: the status read model folds these events without it.)
+                if self.credential_kind.is_none() {
                     self.credentials_set_at = Some(*at);
                     self.credentials_rotated_at = None;
                 } else {

@@ -332,9 +332,29 @@ async fn wrong_secrets_change_nothing(backend: Backend) -> anyhow::Result<()> {
         .as_str()
         .unwrap_or_default()
         .to_owned();
+    let first = app
+        .get(&format!("/v1/integrations/{id}"), &app.admin)
+        .await?;
+    let set_at = first.str("credentials_set_at")?;
+    assert!(
+        first.body["credentials_rotated_at"].is_null(),
+        "{}",
+        first.text
+    );
     let made = new_secret(&app, &id).await?;
     let secret = made["secret"].as_str().unwrap_or_default().to_owned();
     assert_ne!(old, secret);
+    // Regression: every rotation (OAuth refreshes too) was taken for a first secret, as
+    // the status read model folds the events without the ciphertext.
+    assert_eq!(
+        made["integration"]["credentials_set_at"],
+        set_at.as_str(),
+        "{made}"
+    );
+    assert!(
+        made["integration"]["credentials_rotated_at"].is_string(),
+        "{made}"
+    );
     app.caught_up().await;
     let before = app.event_count().await?;
     let url = app.url(&format!("/v1/inbound/{id}"));
