@@ -5,6 +5,9 @@
 //! by id or email, with a wrong or missing secret refused and nothing changed, and the
 //! secret never in a log; pull, push and on-demand runs refused with a clear 400; bad
 //! files refused naming their line; what the catalogue says of each way in.
+//!
+//! Runs here are of HoneyBook, 17hats and Pixieset only: `metrics.rs` counts the runs of
+//! Dubsado, Studio Ninja and Iris Works in the process's one recorder.
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -86,7 +89,7 @@ async fn csv_imports_create_update_and_roll_back(backend: Backend) -> anyhow::Re
     let Some(app) = TestApp::spawn(backend).await? else {
         return Ok(());
     };
-    let id = create(&app, "dubsado").await?;
+    let id = create(&app, "honeybook").await?;
     let first = "id,email,first_name,last_name,phone\n\
                  d1,ada@example.com,Ada,Lovelace,+44 1\n\
                  d2,grace@example.com,Grace,Hopper,\n\
@@ -427,7 +430,7 @@ async fn runs_and_writes_are_refused(backend: Backend) -> anyhow::Result<()> {
         let message = resp.body["error"]["message"].as_str().unwrap_or_default();
         assert!(message.starts_with(field), "{}", resp.text);
     }
-    let body = json!({"provider": "iris_works", "name": "Studio", "sync_config": pull_only(),
+    let body = json!({"provider": "pixieset", "name": "Studio", "sync_config": pull_only(),
                       "parameters": {"account_id": "7"}});
     let resp = app.post("/v1/integrations", &app.admin, body).await?;
     resp.expect_error(
@@ -436,7 +439,7 @@ async fn runs_and_writes_are_refused(backend: Backend) -> anyhow::Result<()> {
         "publishes no API",
     );
 
-    let id = create(&app, "studio_ninja").await?;
+    let id = create(&app, "seventeen").await?;
     for kind in ["incremental", "full", "push"] {
         let resp = app
             .post(
@@ -529,7 +532,7 @@ async fn bad_files_are_refused_naming_the_line(backend: Backend) -> anyhow::Resu
     let Some(app) = TestApp::spawn(backend).await? else {
         return Ok(());
     };
-    let id = create(&app, "dubsado").await?;
+    let id = create(&app, "seventeen").await?;
     app.caught_up().await;
     let before = app.event_count().await?;
     for (csv, needle) in [
@@ -699,7 +702,7 @@ async fn an_import_whose_records_are_gone_fails_saying_so(backend: Backend) -> a
     let Some(app) = TestApp::spawn(backend).await? else {
         return Ok(());
     };
-    let id = create(&app, "iris_works").await?;
+    let id = create(&app, "pixieset").await?;
     let runs = &app.state.engine.runs;
     let meta = syncledger_store::Metadata::new(
         "test",
