@@ -5,8 +5,8 @@ use crate::config::Settings;
 use crate::error::ApiError;
 use crate::openapi::document as openapi;
 use crate::routes::{
-    audit, destinations, events, health, integrations, mappings, oauth, providers, records,
-    sync_runs, tokens, webhook_endpoints, webhooks,
+    audit, destinations, events, health, imports, integrations, mappings, oauth, providers,
+    records, sync_runs, tokens, webhook_endpoints, webhooks,
 };
 use crate::state::AppState;
 use axum::extract::Request;
@@ -82,6 +82,12 @@ pub fn router(state: AppState) -> Router {
         .route("/oauth/callback", get(oauth::callback))
         .route("/webhooks/hubspot", post(webhooks::hubspot))
         .route(
+            "/integrations/{id}/inbound-webhook",
+            post(imports::create_inbound),
+        )
+        .route("/inbound/{id}", post(imports::receive))
+        .route("/inbound/{id}/{secret}", post(imports::receive_with_secret))
+        .route(
             "/webhook-endpoints",
             get(webhook_endpoints::list).post(webhook_endpoints::create),
         )
@@ -140,9 +146,18 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             crate::idempotency::guard,
         ));
-    Router::new()
+    // 1 MiB for every body but a CSV import's, which is the file itself.
+    let limited = Router::new()
         .nest("/v1", v1)
         .merge(crate::dashboard::routes())
+        .layer(RequestBodyLimitLayer::new(1024 * 1024));
+    let files = Router::new()
+        .route("/v1/integrations/{id}/imports", post(imports::csv))
+        .route_layer(middleware::from_fn(crate::strict_query::refuse_unknown))
+        .layer(RequestBodyLimitLayer::new(imports::CSV_BODY_LIMIT));
+    Router::new()
+        .merge(limited)
+        .merge(files)
         .fallback(not_found)
         .with_state(state)
         // Inside the layers below, so a 408 gets a JSON body, an access line and its
@@ -151,7 +166,6 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
-        .layer(RequestBodyLimitLayer::new(1024 * 1024))
         .layer(middleware::map_response(json_errors))
         .layer(
             TraceLayer::new_for_http()
@@ -222,9 +236,10 @@ async fn json_errors(resp: Response) -> Response {
             "method_not_allowed",
             "this endpoint does not accept that method",
         ),
-        StatusCode::PAYLOAD_TOO_LARGE => {
-            ("payload_too_large", "the request body is larger than 1 MiB")
-        }
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "payload_too_large",
+            "the request body is larger than this endpoint takes (1 MiB; a CSV import 20 MiB)",
+        ),
         StatusCode::REQUEST_TIMEOUT => ("timeout", "the request took too long"),
         s if s.is_server_error() => ("internal", "an internal error occurred; it has been logged"),
         _ => ("bad_request", "the request could not be processed"),

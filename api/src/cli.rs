@@ -106,6 +106,9 @@ pub enum Command {
     Worker(crate::worker::WorkerArgs),
     /// Reverse a sync run (compensating events, CRM values written back), or preview it.
     Rollback(crate::rollback_cmd::RollbackArgs),
+    /// Import a CSV file into an integration of a CRM that publishes no API (a sync run
+    /// of kind import, executed here; one JSON line reports it; exit 1 unless completed).
+    Import(crate::import_cmd::ImportArgs),
     /// List the fields a rollback left diverged from an integration's CRM, or settle them
     /// (`--keep app` pushes the app's values, `--keep crm` takes the CRM's).
     Diverged(crate::rollback_cmd::DivergedArgs),
@@ -369,6 +372,7 @@ async fn run(command: Command, mut settings: Settings, print: Print) -> anyhow::
         Command::Webhooks { command } => crate::webhooks_cmd::run(&settings, command).await,
         Command::Destinations { command } => crate::destinations_cmd::run(&settings, command).await,
         Command::Diverged(args) => crate::rollback_cmd::diverged(&settings, args).await,
+        Command::Import(args) => crate::import_cmd::run(&settings, args).await,
         Command::Audit {
             command: AuditCommand::Verify { workspace },
         } => {

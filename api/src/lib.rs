@@ -19,6 +19,7 @@ pub mod error_docs;
 pub mod extract;
 pub mod http_metrics;
 pub mod idempotency;
+pub mod import_cmd;
 pub mod metrics;
 pub mod openapi;
 pub mod replay;

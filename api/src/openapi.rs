@@ -8,8 +8,8 @@
 
 use crate::error_docs::*;
 use crate::routes::{
-    audit, conflicts, destinations, diverged, events, health, integrations, mappings, oauth,
-    providers, records, sync_runs, tokens, webhook_endpoints, webhooks,
+    audit, conflicts, destinations, diverged, events, health, imports, integrations, mappings,
+    oauth, providers, records, sync_runs, tokens, webhook_endpoints, webhooks,
 };
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -39,6 +39,7 @@ use utoipa::{Modify, OpenApi};
         (name = "audit", description = "The hash-chained audit trail (admin, auditor)"),
         (name = "events", description = "Committed events, live"),
         (name = "webhooks", description = "Deliveries from providers, authenticated by their signatures; the app's own endpoints, to which syncledger sends signed messages (Standard Webhooks) of the event types in WebhookEventType"),
+        (name = "imports", description = "The ways in for a CRM that publishes no API: CSV imports and the integration's inbound webhook (called by Zapier or Make, authenticated by its own secret), each a sync run of kind import"),
         (name = "destinations", description = "The app's own PostgreSQL database (Supabase or any other), into whose tables records are written exactly once, in feed order"),
     ),
     paths(
@@ -62,6 +63,7 @@ use utoipa::{Modify, OpenApi};
         audit::list, audit::verify, audit::export,
         events::stream,
         webhooks::hubspot,
+        imports::csv, imports::create_inbound, imports::receive, imports::receive_with_secret,
         webhook_endpoints::create, webhook_endpoints::list, webhook_endpoints::get,
         webhook_endpoints::update, webhook_endpoints::delete, webhook_endpoints::rotate_secret,
         webhook_endpoints::deliveries, webhook_endpoints::resend, webhook_endpoints::replay,

@@ -22,6 +22,8 @@ mod destinations;
 mod diverged;
 #[path = "cli/files.rs"]
 mod files;
+#[path = "cli/import.rs"]
+mod import;
 #[path = "cli/keys.rs"]
 mod keys;
 #[path = "cli/logs.rs"]

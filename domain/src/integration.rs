@@ -39,6 +39,9 @@ pub enum CredentialKind {
     Oauth2,
     ApiKey,
     Basic,
+    /// The secret that authenticates deliveries to the integration's inbound webhook
+    /// (a CRM without an API: Zapier or Make calls syncledger).
+    InboundWebhook,
 }
 
 /// An AEAD ciphertext produced by the key vault. Never plaintext.
@@ -343,6 +346,7 @@ fn kind_label(kind: CredentialKind) -> &'static str {
         CredentialKind::Oauth2 => "OAuth 2.0",
         CredentialKind::ApiKey => "API key",
         CredentialKind::Basic => "basic-auth",
+        CredentialKind::InboundWebhook => "inbound-webhook",
     }
 }
 
@@ -771,7 +775,7 @@ impl Aggregate for Integration {
                 return Err(IntegrationError::AlreadyExists);
             }
             validate_name(&name)?;
-            sync_config.validate_for(&provider)?;
+            sync_config.validate_for(&provider, spec.is_some())?;
             return Ok(vec![E::IntegrationCreated {
                 integration_id,
                 workspace_id,
@@ -832,7 +836,7 @@ impl Aggregate for Integration {
             C::Pause { at } => E::IntegrationPaused { at },
             C::Resume { at } => E::IntegrationResumed { at },
             C::ChangeSyncConfig { sync_config, at } => {
-                sync_config.validate_for(&self.provider)?;
+                sync_config.validate_for(&self.provider, self.spec.is_some())?;
                 if sync_config == self.sync_config {
                     return Ok(vec![]);
                 }
@@ -988,7 +992,13 @@ impl Aggregate for Integration {
                 self.name = name.clone();
                 self.sync_config = sync_config.clone();
                 self.base_url = base_url.clone();
-                self.status = Status::PendingAuth;
+                // A vendor without an API has nothing to connect to: its integration
+                // takes imports from the start.
+                self.status = if spec.is_none() && crate::provider::publishes_no_api(provider) {
+                    Status::Connected
+                } else {
+                    Status::PendingAuth
+                };
             }
             E::CredentialsStored {
                 kind,
@@ -1015,11 +1025,19 @@ impl Aggregate for Integration {
                 at,
                 ..
             } => {
+                // An inbound webhook's first secret is stored on an integration that is
+                // connected from its creation: a first secret, not a rotation. (Not
+                // `secret`: the status read model folds these events without it.)
+                if self.credential_kind.is_none() {
+                    self.credentials_set_at = Some(*at);
+                    self.credentials_rotated_at = None;
+                } else {
+                    self.credentials_rotated_at = Some(*at);
+                }
                 self.credential_kind = Some(*kind);
                 self.secret = Some(secret.clone());
                 self.credentials_expire_at = *expires_at;
                 self.credentials_issued_at = Some(*at);
-                self.credentials_rotated_at = Some(*at);
                 self.credentials_generation += 1;
                 self.refresh_lease = None;
             }

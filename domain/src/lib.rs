@@ -12,6 +12,7 @@ pub mod aggregate;
 pub mod audit;
 pub mod destination;
 pub mod entity;
+pub mod import;
 pub mod integration;
 pub mod merge;
 pub mod outbound;

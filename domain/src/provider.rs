@@ -11,6 +11,35 @@ pub enum AuthType {
     Basic,
     /// Declared per integration by a custom provider spec.
     Configurable,
+    /// The vendor publishes no API: nothing to authenticate against (records come in by
+    /// CSV import or the integration's inbound webhook, see [`WayIn`]).
+    None,
+}
+
+/// How records of a provider reach syncledger (or leave it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WayIn {
+    /// syncledger calls the vendor's API (pull and push runs).
+    Api,
+    /// A person uploads a CSV export (`POST /v1/integrations/{id}/imports`,
+    /// `syncledger import`).
+    CsvImport,
+    /// Zapier, Make or the like call the integration's inbound webhook with records.
+    InboundWebhook,
+    /// The vendor only accepts new leads sent to it.
+    LeadsPush,
+}
+
+impl WayIn {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WayIn::Api => "api",
+            WayIn::CsvImport => "csv_import",
+            WayIn::InboundWebhook => "inbound_webhook",
+            WayIn::LeadsPush => "leads_push",
+        }
+    }
 }
 
 /// A provider's published request budget.
@@ -33,7 +62,18 @@ pub struct ProviderInfo {
     pub sync_supported: bool,
     /// Through the declarative custom-REST provider rather than a dedicated adapter.
     pub via_custom_spec: bool,
+    /// How its records reach syncledger.
+    pub ways_in: &'static [WayIn],
+    /// Why those ways, in words (the vendor's limits).
+    pub ways_in_reason: &'static str,
 }
+
+const API: &[WayIn] = &[WayIn::Api];
+const NO_API: &[WayIn] = &[WayIn::CsvImport, WayIn::InboundWebhook];
+const LEADS: &[WayIn] = &[WayIn::LeadsPush];
+const API_REASON: &str = "the vendor publishes an API syncledger reads and writes";
+const SPEC_REASON: &str =
+    "the vendor publishes an API; syncledger reaches it through a declarative spec";
 
 const BOTH: &[Entity] = &[Entity::Contacts, Entity::Companies];
 const CONTACTS: &[Entity] = &[Entity::Contacts];
@@ -62,6 +102,36 @@ const fn niche(
         entities,
         sync_supported: true,
         via_custom_spec: true,
+        ways_in: API,
+        ways_in_reason: SPEC_REASON,
+    }
+}
+
+/// A vendor that publishes no API at all (Zapier at most): its records come in by CSV
+/// export or through Zapier/Make calling the integration's inbound webhook. An
+/// integration may still be given a spec (for an undocumented API, at its owner's risk,
+/// and as integrations made before these ways in were): it is then a custom one.
+const fn no_api(id: &'static str, name: &'static str, reason: &'static str) -> ProviderInfo {
+    ProviderInfo {
+        id,
+        name,
+        auth_type: AuthType::None,
+        scopes: &[],
+        rate_limit: limit(60, 60, None),
+        entities: CONTACTS,
+        sync_supported: true,
+        via_custom_spec: true,
+        ways_in: NO_API,
+        ways_in_reason: reason,
+    }
+}
+
+/// A vendor that only accepts new leads sent to it (no read API).
+const fn leads_only(id: &'static str, name: &'static str, reason: &'static str) -> ProviderInfo {
+    ProviderInfo {
+        ways_in: LEADS,
+        ways_in_reason: reason,
+        ..niche(id, name, AuthType::ApiKey, limit(60, 60, None), CONTACTS)
     }
 }
 
@@ -75,6 +145,8 @@ static CATALOGUE: &[ProviderInfo] = &[
         entities: BOTH,
         sync_supported: true,
         via_custom_spec: false,
+        ways_in: API,
+        ways_in_reason: API_REASON,
     },
     ProviderInfo {
         id: "hubspot",
@@ -90,6 +162,8 @@ static CATALOGUE: &[ProviderInfo] = &[
         entities: BOTH,
         sync_supported: true,
         via_custom_spec: false,
+        ways_in: API,
+        ways_in_reason: API_REASON,
     },
     ProviderInfo {
         id: "pipedrive",
@@ -100,6 +174,8 @@ static CATALOGUE: &[ProviderInfo] = &[
         entities: BOTH,
         sync_supported: true,
         via_custom_spec: false,
+        ways_in: API,
+        ways_in_reason: API_REASON,
     },
     ProviderInfo {
         id: "zoho",
@@ -110,6 +186,8 @@ static CATALOGUE: &[ProviderInfo] = &[
         entities: BOTH,
         sync_supported: true,
         via_custom_spec: true,
+        ways_in: API,
+        ways_in_reason: SPEC_REASON,
     },
     niche(
         "chatwoot",
@@ -125,61 +203,45 @@ static CATALOGUE: &[ProviderInfo] = &[
         limit(60, 60, None),
         BOTH,
     ),
-    niche(
+    leads_only(
         "lightblue",
         "Light Blue",
-        AuthType::ApiKey,
-        limit(60, 60, None),
-        CONTACTS,
+        "Light Blue accepts new leads only (form-encoded, into its inbox) and has no read API; sending leads to it is planned, not built yet",
     ),
-    niche(
+    no_api(
         "honeybook",
         "HoneyBook",
-        AuthType::Oauth2,
-        limit(60, 60, None),
-        CONTACTS,
+        "HoneyBook publishes no API (a Zapier app only): export clients as CSV, or have a Zapier or Make webhook step send them to the integration's inbound webhook",
     ),
-    niche(
+    no_api(
         "seventeen",
         "17hats",
-        AuthType::ApiKey,
-        limit(60, 60, None),
-        CONTACTS,
+        "17hats publishes no API (its key works for its Zapier app only): export contacts as CSV, or have a Zapier or Make webhook step send them to the integration's inbound webhook",
     ),
-    niche(
+    leads_only(
         "shootq",
         "ShootQ",
-        AuthType::ApiKey,
-        limit(60, 60, None),
-        CONTACTS,
+        "ShootQ accepts contact-form leads only and has no read API; sending leads to it is planned, not built yet",
     ),
-    niche(
+    no_api(
         "pixieset",
         "Pixieset Studio Manager",
-        AuthType::ApiKey,
-        limit(60, 60, None),
-        CONTACTS,
+        "Pixieset publishes no API (its internal one is not for third parties): export clients as CSV, or send them from Zapier or Make to the integration's inbound webhook",
     ),
-    niche(
+    no_api(
         "iris_works",
         "Iris Works",
-        AuthType::ApiKey,
-        limit(60, 60, None),
-        CONTACTS,
+        "Iris Works publishes no API and has no Zapier app: export contacts as CSV (an automation tool that can read it may call the inbound webhook)",
     ),
-    niche(
+    no_api(
         "dubsado",
         "Dubsado",
-        AuthType::ApiKey,
-        limit(60, 60, None),
-        CONTACTS,
+        "Dubsado publishes no API (a Zapier app only): export clients as CSV, or have a Zapier or Make webhook step send them to the integration's inbound webhook",
     ),
-    niche(
+    no_api(
         "studio_ninja",
         "Studio Ninja",
-        AuthType::ApiKey,
-        limit(60, 60, None),
-        CONTACTS,
+        "Studio Ninja publishes no API and has no Zapier app: export clients as CSV (an automation tool that can read it may call the inbound webhook)",
     ),
     ProviderInfo {
         id: "custom",
@@ -190,6 +252,8 @@ static CATALOGUE: &[ProviderInfo] = &[
         entities: BOTH,
         sync_supported: true,
         via_custom_spec: true,
+        ways_in: API,
+        ways_in_reason: SPEC_REASON,
     },
 ];
 
@@ -214,6 +278,12 @@ pub fn deletes_records(id: &str) -> bool {
 /// Salesforce's REST API takes OAuth access tokens only.
 pub fn takes_static_credentials(id: &str) -> bool {
     id != "salesforce"
+}
+
+/// Whether the vendor publishes no API at all: its integrations take CSV imports and
+/// inbound-webhook deliveries, never pull, push or scheduled runs.
+pub fn publishes_no_api(id: &str) -> bool {
+    find(id).is_some_and(|p| p.ways_in == NO_API)
 }
 
 pub fn find(id: &str) -> Option<&'static ProviderInfo> {
@@ -247,6 +317,31 @@ mod tests {
             assert_eq!(catalogue().iter().filter(|p| p.id == id).count(), 1, "{id}");
         }
         assert_eq!(catalogue().len(), required.len());
+    }
+
+    #[test]
+    fn every_provider_says_how_it_connects_and_why() {
+        for p in catalogue() {
+            assert!(!p.ways_in.is_empty(), "{}", p.id);
+            assert!(!p.ways_in_reason.is_empty(), "{}", p.id);
+        }
+        let no_api: Vec<&str> = catalogue()
+            .iter()
+            .filter(|p| publishes_no_api(p.id))
+            .map(|p| p.id)
+            .collect();
+        assert_eq!(
+            no_api,
+            [
+                "honeybook",
+                "seventeen",
+                "pixieset",
+                "iris_works",
+                "dubsado",
+                "studio_ninja"
+            ]
+        );
+        assert!(!publishes_no_api("lightblue") && !publishes_no_api("hubspot"));
     }
 
     #[test]

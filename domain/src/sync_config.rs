@@ -105,9 +105,13 @@ pub struct FieldError {
 
 impl SyncConfig {
     /// [`SyncConfig::validate`], and what `provider` can do: `realtime` needs a provider
-    /// whose webhooks syncledger receives.
-    pub fn validate_for(&self, provider: &str) -> Result<(), FieldError> {
+    /// whose webhooks syncledger receives; a vendor without an API (unless the
+    /// integration has a spec of its own, `spec`) takes pull and manual only.
+    pub fn validate_for(&self, provider: &str, spec: bool) -> Result<(), FieldError> {
         self.validate()?;
+        if !spec && crate::provider::publishes_no_api(provider) {
+            return self.validate_without_api(provider);
+        }
         if self.on_app_archive == OnAppArchive::DeleteInCrm
             && !crate::provider::deletes_records(provider)
         {
@@ -126,6 +130,36 @@ impl SyncConfig {
                     "realtime needs change notifications, which {provider} does not send to \
                      syncledger; use interval, daily or manual"
                 ),
+            });
+        }
+        Ok(())
+    }
+
+    /// A vendor without an API: records only come in (CSV import, inbound webhook), so
+    /// the direction is pull and nothing runs on a schedule.
+    fn validate_without_api(&self, provider: &str) -> Result<(), FieldError> {
+        if self.direction != Direction::Pull {
+            return Err(FieldError {
+                field: "sync_config.direction",
+                message: format!(
+                    "{provider} publishes no API, so syncledger cannot write to it; use pull \
+                     (records come in by CSV import or the integration's inbound webhook)"
+                ),
+            });
+        }
+        if self.frequency != Frequency::Manual {
+            return Err(FieldError {
+                field: "sync_config.frequency",
+                message: format!(
+                    "{provider} publishes no API, so there is nothing to fetch on a schedule; \
+                     use manual (records come in by CSV import or the inbound webhook)"
+                ),
+            });
+        }
+        if self.on_app_archive == OnAppArchive::DeleteInCrm {
+            return Err(FieldError {
+                field: "sync_config.on_app_archive",
+                message: format!("{provider} publishes no API; use nothing"),
             });
         }
         Ok(())
@@ -213,15 +247,55 @@ mod tests {
             frequency: Frequency::Realtime,
             ..SyncConfig::default()
         };
-        assert!(realtime.validate_for("hubspot").is_ok());
+        assert!(realtime.validate_for("hubspot", false).is_ok());
         for provider in ["salesforce", "pipedrive", "tave"] {
             assert_eq!(
-                realtime.validate_for(provider).map_err(|e| e.field),
+                realtime.validate_for(provider, false).map_err(|e| e.field),
                 Err("sync_config.frequency"),
                 "{provider}"
             );
         }
-        assert!(SyncConfig::default().validate_for("salesforce").is_ok());
+        assert!(SyncConfig::default()
+            .validate_for("salesforce", false)
+            .is_ok());
+    }
+
+    #[test]
+    fn a_vendor_without_an_api_takes_pull_and_manual_only() {
+        let pull = SyncConfig {
+            entities: vec![Entity::Contacts],
+            ..SyncConfig::default()
+        };
+        assert!(pull.validate_for("dubsado", false).is_ok());
+        for (direction, frequency, field) in [
+            (Direction::Push, Frequency::Manual, "sync_config.direction"),
+            (
+                Direction::Bidirectional,
+                Frequency::Manual,
+                "sync_config.direction",
+            ),
+            (Direction::Pull, Frequency::Daily, "sync_config.frequency"),
+            (
+                Direction::Pull,
+                Frequency::Realtime,
+                "sync_config.frequency",
+            ),
+        ] {
+            let config = SyncConfig {
+                direction,
+                frequency,
+                ..pull.clone()
+            };
+            let refused = config.validate_for("honeybook", false);
+            assert_eq!(refused.as_ref().map_err(|e| e.field), Err(field));
+            assert!(refused.is_err_and(|e| e.message.contains("publishes no API")));
+        }
+        // An integration with a spec of its own (an undocumented API) is a custom one.
+        let two_way = SyncConfig {
+            direction: Direction::Bidirectional,
+            ..pull
+        };
+        assert!(two_way.validate_for("honeybook", true).is_ok());
     }
 
     #[test]
@@ -239,15 +313,17 @@ mod tests {
             on_app_archive: OnAppArchive::DeleteInCrm,
             ..SyncConfig::default()
         };
-        assert!(deletes.validate_for("hubspot").is_ok());
+        assert!(deletes.validate_for("hubspot", false).is_ok());
         for provider in ["salesforce", "pipedrive", "tave", "custom"] {
             assert_eq!(
-                deletes.validate_for(provider).map_err(|e| e.field),
+                deletes.validate_for(provider, false).map_err(|e| e.field),
                 Err("sync_config.on_app_archive"),
                 "{provider}"
             );
         }
-        assert!(SyncConfig::default().validate_for("pipedrive").is_ok());
+        assert!(SyncConfig::default()
+            .validate_for("pipedrive", false)
+            .is_ok());
     }
 
     #[test]

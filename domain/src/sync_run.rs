@@ -124,6 +124,9 @@ pub enum RunKind {
     Reapply,
     /// Compensating events that reverse another run (see `rollback_of`).
     Rollback,
+    /// Records handed over by a person or an automation (a CSV file, an inbound webhook
+    /// delivery) for a CRM without an API, merged as a pull's would be; no provider call.
+    Import,
 }
 
 impl SyncRunCommand {

@@ -236,6 +236,16 @@ impl Connector {
         let app = self.app_or_blank(&integration.provider);
         let base = integration.base_url.clone();
         let info = syncledger_domain::provider::find(&integration.provider);
+        if syncledger_domain::provider::publishes_no_api(&integration.provider)
+            && integration.spec.is_none()
+        {
+            return Err(EngineError::Unsupported(format!(
+                "{} publishes no API, so syncledger cannot connect to it; its records come \
+                 in by CSV import (POST /v1/integrations/{{id}}/imports) or the integration's \
+                 inbound webhook (POST /v1/integrations/{{id}}/inbound-webhook)",
+                integration.provider
+            )));
+        }
         if info.is_some_and(|p| p.via_custom_spec) {
             return self.custom(integration, info.map(|p| p.rate_limit));
         }

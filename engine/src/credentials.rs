@@ -26,6 +26,11 @@ struct StoredApiKey {
 }
 
 #[derive(Serialize, Deserialize)]
+struct StoredInbound {
+    secret: String,
+}
+
+#[derive(Serialize, Deserialize)]
 struct StoredBasic {
     username: String,
     password: String,
@@ -113,6 +118,12 @@ pub async fn open_credentials(
             let s: StoredApiKey = serde_json::from_slice(bytes).map_err(corrupt)?;
             Credentials::ApiKey(SecretString::from(s.api_key))
         }
+        // What authenticates deliveries to an inbound webhook: a key, as the engine
+        // works with it (it is never sent anywhere).
+        CredentialKind::InboundWebhook => {
+            let s: StoredInbound = serde_json::from_slice(bytes).map_err(corrupt)?;
+            Credentials::ApiKey(SecretString::from(s.secret))
+        }
         CredentialKind::Basic => {
             let s: StoredBasic = serde_json::from_slice(bytes).map_err(corrupt)?;
             Credentials::Basic {
@@ -120,5 +131,25 @@ pub async fn open_credentials(
                 password: SecretString::from(s.password),
             }
         }
+    })
+}
+
+/// Encrypts an inbound webhook's secret for the workspace.
+pub async fn seal_inbound_secret(
+    vault: &Vault,
+    workspace_id: &str,
+    secret: &SecretString,
+) -> Result<EncryptedSecret, EngineError> {
+    let body = Zeroizing::new(
+        serde_json::to_string(&StoredInbound {
+            secret: secret.expose_secret().to_owned(),
+        })
+        .map_err(|_| EngineError::Corrupt("credentials"))?,
+    );
+    let sealed = vault.seal(workspace_id, body.as_bytes()).await?;
+    Ok(EncryptedSecret {
+        key_id: sealed.key_id,
+        nonce: sealed.nonce,
+        ciphertext: sealed.ciphertext,
     })
 }

@@ -85,6 +85,21 @@ fn provider_spec(
     spec: Option<serde_json::Value>,
     parameters: &BTreeMap<String, String>,
 ) -> Result<Option<String>, EngineError> {
+    // A vendor without an API needs no spec (one given makes a custom integration of
+    // it, for an undocumented API).
+    if provider::publishes_no_api(info.id) && spec.is_none() {
+        if !parameters.is_empty() {
+            return Err(EngineError::invalid(
+                "parameters",
+                format!(
+                    "{} publishes no API, so there is nothing to describe; its records come \
+                     in by CSV import or the integration's inbound webhook",
+                    info.id
+                ),
+            ));
+        }
+        return Ok(None);
+    }
     if !info.via_custom_spec && !parameters.is_empty() {
         return Err(EngineError::invalid(
             "parameters",
@@ -521,6 +536,16 @@ impl Integrations<'_> {
                 Credentials::Basic { username, password }
             }
         };
+        // A key stored on it would replace its inbound webhook's secret (silently
+        // stopping every delivery), and there is no API it could be sent to.
+        if provider::publishes_no_api(&integration.provider) && integration.spec.is_none() {
+            return Err(EngineError::Unsupported(format!(
+                "{} publishes no API, so there is no key to store; records come in by CSV \
+                 import, or through the inbound webhook (POST \
+                 /v1/integrations/{{id}}/inbound-webhook makes its secret)",
+                integration.provider
+            )));
+        }
         if !provider::takes_static_credentials(&integration.provider) {
             return Err(EngineError::Unsupported(format!(
                 "{} connects through OAuth only: POST /v1/integrations/{{id}}/connect",

@@ -29,6 +29,7 @@ pub mod editing;
 pub mod error;
 pub mod freshness;
 pub mod idempotency;
+pub mod imports;
 pub mod integrations;
 pub mod jobs;
 pub mod live;

@@ -194,6 +194,13 @@ fn both(crm: &str, app: &str) -> FieldMapping {
     }
 }
 
+fn pull(crm: &str, app: &str) -> FieldMapping {
+    FieldMapping {
+        direction: MappingDirection::Pull,
+        ..both(crm, app)
+    }
+}
+
 /// Strips the scheme, `www.` and any path from a website: what companies match on.
 pub const DOMAIN_FROM_WEBSITE: &str = "value == null ? null : value.lowerAscii().replace('https://', '').replace('http://', '').replace('www.', '').split('/')[0]";
 
@@ -268,6 +275,25 @@ pub fn default_mappings(provider: &str, entity: Entity) -> Vec<FieldMapping> {
             both("phone", "phone"),
         ],
         ("tave", Entity::Companies) => vec![both("name", "name"), both("phone", "phone")],
+        // A CRM without an API: the column (or JSON field) names of a typical export;
+        // pull only, as nothing is ever written to it.
+        (p, Entity::Contacts) if syncledger_domain::provider::publishes_no_api(p) => [
+            ("email", "email"),
+            ("first_name", "first_name"),
+            ("last_name", "last_name"),
+            ("phone", "phone"),
+            ("company", "company"),
+        ]
+        .into_iter()
+        .map(|(crm, app)| pull(crm, app))
+        .collect(),
+        (p, Entity::Companies) if syncledger_domain::provider::publishes_no_api(p) => {
+            vec![
+                pull("name", "name"),
+                pull("domain", "domain"),
+                pull("phone", "phone"),
+            ]
+        }
         _ => Vec::new(),
     }
 }

@@ -33,6 +33,7 @@ pub fn kind_label(kind: Option<RunKind>) -> &'static str {
         Some(RunKind::Push) => "push",
         Some(RunKind::Reapply) => "reapply",
         Some(RunKind::Rollback) => "rollback",
+        Some(RunKind::Import) => "import",
         None => "unknown",
     }
 }

@@ -50,7 +50,8 @@ pub struct ParameterDetails {
 pub struct EntityDetails {
     pub entity: Entity,
     /// incremental (the provider filters by modification time), descending_scan
-    /// (read newest first down to the last run's mark) or full_scan (everything, every run).
+    /// (read newest first down to the last run's mark), full_scan (everything, every run) or
+    /// import (no API: records are handed over by CSV import or inbound webhook).
     pub sync: &'static str,
     /// feed (the provider lists deletions), delete_flag (a flag on listed records),
     /// after_full_scan (records a complete read no longer lists) or none.
@@ -68,6 +69,9 @@ pub fn describe(id: &str) -> Result<Option<ProviderDetails>, EngineError> {
     let Some(info) = provider::find(id) else {
         return Ok(None);
     };
+    if provider::publishes_no_api(id) {
+        return Ok(Some(without_api(info)));
+    }
     let details = match custom::template(id) {
         Some(parsed) => {
             let spec = parsed.map_err(|_| EngineError::Corrupt("a shipped template"))?;
@@ -114,6 +118,7 @@ fn built_in(info: &'static ProviderInfo) -> ProviderDetails {
                 provider::AuthType::ApiKey => "api_key",
                 provider::AuthType::Basic => "basic",
                 provider::AuthType::Configurable => "configurable",
+                provider::AuthType::None => "none",
             },
             header: None,
             query: None,
@@ -123,6 +128,51 @@ fn built_in(info: &'static ProviderInfo) -> ProviderDetails {
         webhooks: provider::sends_webhooks(info.id)
             .then(|| "signed change notifications start incremental runs".to_owned()),
         notes: Vec::new(),
+    }
+}
+
+/// A vendor that publishes no API: records come in by CSV import and the integration's
+/// inbound webhook; nothing is read from or written to the vendor.
+fn without_api(info: &'static ProviderInfo) -> ProviderDetails {
+    let entities = info
+        .entities
+        .iter()
+        .map(|&entity| EntityDetails {
+            entity,
+            sync: "import",
+            deletions: "none",
+            creates: false,
+            updates: false,
+            one_record_per_request: None,
+            full_document_writes: false,
+        })
+        .collect();
+    ProviderDetails {
+        info,
+        template: false,
+        spec_required: false,
+        auth: Some(AuthDetails {
+            kind: "none",
+            header: None,
+            query: None,
+        }),
+        parameters: Vec::new(),
+        entities,
+        webhooks: Some(
+            "inbound: Zapier, Make or any HTTP client posts records as JSON to the \
+             integration's inbound webhook (POST /v1/integrations/{id}/inbound-webhook makes \
+             its URL and secret)"
+                .to_owned(),
+        ),
+        notes: vec![
+            info.ways_in_reason.to_owned(),
+            "Integrations pull only (direction pull, frequency manual): there is no API to \
+             push to or to run a sync against; each CSV import or webhook delivery is a sync \
+             run of kind import (history, audit, rollback)."
+                .to_owned(),
+            "Deletions in the vendor are not seen: a record missing from a later export stays."
+                .to_owned(),
+        ],
     }
 }
 
@@ -228,7 +278,13 @@ mod tests {
             .entities
             .iter()
             .all(|e| e.sync == "descending_scan" && e.full_document_writes));
-        assert!(describe("dubsado")?.is_some_and(|d| d.spec_required));
+        let dubsado = describe("dubsado")?.ok_or(EngineError::NotFound)?;
+        assert!(!dubsado.spec_required && !dubsado.template);
+        assert!(dubsado
+            .entities
+            .iter()
+            .all(|e| e.sync == "import" && !e.creates));
+        assert!(describe("zoho")?.is_some_and(|d| d.spec_required));
         assert!(describe("myspace")?.is_none());
         Ok(())
     }

@@ -60,6 +60,7 @@ async fn pick(person: Person) -> PageResult<Response> {
                     h2 { a href={ "/connect/" (p.id) } { (p.name) } }
                     p.meta { (p.auth_type.replace('_', " ")) " · " (p.entities.join(", "))
                         @if template_text(&p.id).is_some() { " · template included" }
+                        @else if p.auth_type == "none" { " · no API: CSV import or inbound webhook" }
                         @else if p.via_custom_spec { " · needs a connector spec" } }
                 }
             }
@@ -165,7 +166,7 @@ fn settings_markup(
                 }
             }
             (sync_fields(&f.sync(), &p.id, &p.entities, error))
-            details open[!f.base_url.is_empty() || p.via_custom_spec] {
+            details open[!f.base_url.is_empty() || (p.via_custom_spec && p.auth_type != "none")] {
                 summary { "Advanced" }
                 div {
                     label for="base_url" { "API base URL (optional)" }
@@ -177,6 +178,8 @@ fn settings_markup(
                         label for="spec" {
                             @if template_text(&p.id).is_some() {
                                 "Connector spec (JSON or TOML; optional: replaces the shipped template)"
+                            } @else if p.auth_type == "none" {
+                                "Connector spec (leave empty: the vendor publishes no API; records come by CSV import or inbound webhook)"
                             } @else { "Connector spec (JSON or TOML)" }
                         }
                         textarea #spec name="spec" rows="14" spellcheck="false" { (f.spec) }
@@ -300,6 +303,15 @@ async fn authenticate(
                 div { label for="password" { "Password" } input #password name="password" type="password" autocomplete="new-password" required; }
                 div { button type="submit" { "Save and continue" } }
             }
+        } @else if p.auth_type == "none" {
+            // A vendor without an API: nothing to authenticate to.
+            p { (p.ways_in_reason) "." }
+            p {
+                "Its records come in by CSV import (" code { "POST /v1/integrations/" (v.id) "/imports" }
+                " or " code { "syncledger import --integration " (v.id) " FILE.csv" } "), or through its inbound webhook ("
+                code { "POST /v1/integrations/" (v.id) "/inbound-webhook" } " makes its URL and secret)."
+            }
+            p { a href={ "/integrations/" (v.id) } { "Go to the integration" } }
         } @else {
             (api_key_form(&person, &v.id))
         }

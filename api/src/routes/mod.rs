@@ -5,6 +5,7 @@ pub mod destinations;
 pub mod diverged;
 pub mod events;
 pub mod health;
+pub mod imports;
 pub mod integration_view;
 pub mod integrations;
 pub mod mappings;

@@ -11,7 +11,7 @@ use syncledger_engine::providers::{describe, ProviderDetails};
 pub struct Provider {
     pub id: String,
     pub name: String,
-    /// oauth2, api_key, basic or configurable.
+    /// oauth2, api_key, basic, configurable or none (the vendor publishes no API).
     pub auth_type: String,
     pub scopes: Vec<String>,
     pub rate_limit: RateLimitView,
@@ -19,6 +19,12 @@ pub struct Provider {
     pub sync_supported: bool,
     /// Connected through the declarative custom-REST provider.
     pub via_custom_spec: bool,
+    /// How its records reach syncledger: api (syncledger calls the vendor's API),
+    /// csv_import and inbound_webhook (a vendor without an API), leads_push (a vendor
+    /// that only takes new leads).
+    pub ways_in: Vec<String>,
+    /// Why those ways: the vendor's limits in words.
+    pub ways_in_reason: String,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -47,6 +53,8 @@ impl From<&ProviderInfo> for Provider {
             entities: p.entities.iter().map(|e| e.as_str().to_string()).collect(),
             sync_supported: p.sync_supported,
             via_custom_spec: p.via_custom_spec,
+            ways_in: p.ways_in.iter().map(|w| w.as_str().to_owned()).collect(),
+            ways_in_reason: p.ways_in_reason.into(),
         }
     }
 }
@@ -86,7 +94,7 @@ pub struct ProviderDetail {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct AuthView {
-    /// oauth2, api_key, bearer, basic or configurable.
+    /// oauth2, api_key, bearer, basic, configurable or none (no API to authenticate to).
     pub kind: String,
     /// The header an API key is sent in.
     pub header: Option<String>,
@@ -105,7 +113,8 @@ pub struct ParameterView {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct EntityCapabilities {
     pub entity: String,
-    /// incremental, descending_scan or full_scan.
+    /// incremental, descending_scan, full_scan or import (no API: records come by CSV
+    /// import or inbound webhook).
     pub sync: String,
     /// feed, delete_flag, after_full_scan or none.
     pub deletions: String,

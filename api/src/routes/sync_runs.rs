@@ -85,7 +85,7 @@ pub struct PassView {
 pub struct RunView {
     pub id: String,
     pub integration_id: String,
-    /// full, incremental or push.
+    /// full, incremental, push, reapply, rollback or import.
     pub kind: String,
     /// manual, scheduled or webhook.
     pub trigger: String,

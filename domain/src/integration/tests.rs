@@ -1942,3 +1942,75 @@ fn an_endpoint_change_waits_for_the_active_run_but_the_same_endpoint_is_a_no_op(
         Ok(events) if events.len() == 1
     ));
 }
+
+// ---------------------------------------------------------------------------
+// A vendor without an API
+// ---------------------------------------------------------------------------
+
+fn no_api_created(spec: Option<&str>) -> IntegrationEvent {
+    IntegrationEvent::IntegrationCreated {
+        integration_id: "int1".into(),
+        workspace_id: "ws1".into(),
+        provider: "honeybook".into(),
+        name: "Studio clients".into(),
+        sync_config: SyncConfig {
+            entities: vec![Entity::Contacts],
+            ..config()
+        },
+        base_url: None,
+        spec: spec.map(str::to_owned),
+        at: t0(),
+    }
+}
+
+fn inbound_secret(at: DateTime<Utc>) -> IntegrationCommand {
+    IntegrationCommand::RotateCredentials {
+        kind: CredentialKind::InboundWebhook,
+        secret: EncryptedSecret {
+            key_id: "k1".into(),
+            nonce: "n".into(),
+            ciphertext: "c".into(),
+        },
+        expires_at: None,
+        refresh_token: None,
+        at,
+    }
+}
+
+#[test]
+fn a_vendor_without_an_api_is_connected_from_its_creation() {
+    let g = given::<Integration>([no_api_created(None)]);
+    assert_eq!(g.state().status, Status::Connected);
+    // With a spec of its own it is a custom integration, waiting for credentials.
+    let custom = given::<Integration>([no_api_created(Some("{}"))]);
+    assert_eq!(custom.state().status, Status::PendingAuth);
+}
+
+#[test]
+fn an_inbound_secret_is_set_once_then_rotated() {
+    let first = given::<Integration>([no_api_created(None)]).when(inbound_secret(t0()));
+    let Ok(events) = first else {
+        panic!("refused: {first:?}");
+    };
+    let mut state = given::<Integration>([no_api_created(None)]).state().clone();
+    for e in &events {
+        state.apply(e);
+    }
+    assert_eq!(
+        (state.credentials_set_at, state.credentials_rotated_at),
+        (Some(t0()), None)
+    );
+    // Folded as the status read model folds it (no ciphertext), the next one is a
+    // rotation all the same.
+    state.secret = None;
+    let Ok(again) = Integration::decide(&state, inbound_secret(t1())) else {
+        panic!("a second secret refused");
+    };
+    for e in &again {
+        state.apply(e);
+    }
+    assert_eq!(
+        (state.credentials_set_at, state.credentials_rotated_at),
+        (Some(t0()), Some(t1()))
+    );
+}

@@ -63,11 +63,21 @@ impl<'a> Execution<'a> {
         meta: Metadata,
     ) -> Result<Execution<'a>, EngineError> {
         let rollback = run.kind == Some(RunKind::Rollback);
-        let session = match services.connections.session(&run.integration_id).await {
-            Ok(session) => Some(session),
-            // A rollback without its CRM still puts the app back (the CRM's part is owed).
-            Err(EngineError::NotConnected | EngineError::Unusable { .. }) if rollback => None,
-            Err(e) => return Err(e),
+        let session = if run.kind == Some(RunKind::Import) {
+            // An import's records were handed over: no provider is called.
+            None
+        } else {
+            match services.connections.session(&run.integration_id).await {
+                Ok(session) => Some(session),
+                // A rollback without its CRM still puts the app back (the CRM's part is
+                // owed); a CRM without an API never had a part (its runs only import).
+                Err(
+                    EngineError::NotConnected
+                    | EngineError::Unusable { .. }
+                    | EngineError::Unsupported(_),
+                ) if rollback => None,
+                Err(e) => return Err(e),
+            }
         };
         // The adapter outlives runs: count this run's requests from here.
         let usage_seen = session

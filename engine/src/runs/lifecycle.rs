@@ -35,6 +35,9 @@ pub(super) async fn execute(services: &Services, run_id: &str) -> Result<RunStat
         release(services, &run, &meta).await?;
         return Ok(run.status);
     }
+    if super::import::left_to_its_holder(services, &run) {
+        return Ok(run.status);
+    }
     let tag = match start(services, run_id, &meta).await? {
         Ok(tag) => tag,
         Err(status) => {

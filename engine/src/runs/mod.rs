@@ -26,6 +26,7 @@ mod deletions;
 mod duplicates;
 mod execution;
 mod feeder;
+mod import;
 mod lifecycle;
 pub(crate) mod lookup;
 mod passes;
@@ -114,6 +115,11 @@ pub(crate) struct Services {
     pub catch_up: Runner,
     /// Integrations that got a webhook while a run was active: they owe a follow-up.
     pub webhooks_pending: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// The records of the import runs this process received (a CSV file, an inbound
+    /// webhook delivery), by run id, until the run ends. An import run is executed by
+    /// the process that holds its records; see [`import`].
+    pub imports:
+        std::sync::Mutex<std::collections::HashMap<String, Arc<Vec<syncledger_crm::RemoteRecord>>>>,
 }
 
 fn integration_error(e: CommandError<IntegrationError>) -> RunError {
@@ -143,6 +149,25 @@ fn runnable(
     kind: RunKind,
     options: &RunOptions,
 ) -> Result<(), RunError> {
+    let provider = &integration.provider;
+    let no_api =
+        syncledger_domain::provider::publishes_no_api(provider) && integration.spec.is_none();
+    match kind {
+        RunKind::Import if !no_api => {
+            return Err(RunError::Unusable(format!(
+                "{provider} has an API: its records come in by sync runs, not imports"
+            )))
+        }
+        RunKind::Full | RunKind::Incremental | RunKind::Push if no_api => {
+            return Err(RunError::Unusable(format!(
+                "{provider} publishes no API, so a {} run has nothing to read from or write \
+                 to; records come in by CSV import (POST /v1/integrations/{{id}}/imports) or \
+                 the integration's inbound webhook",
+                crate::metrics::kind_label(Some(kind))
+            )))
+        }
+        _ => {}
+    }
     match integration.status {
         Status::Connected => {}
         // Rolling back a bad run is what an admin does first, often after pausing the
@@ -199,6 +224,7 @@ impl SyncRuns {
                 worker: worker.into(),
                 catch_up,
                 webhooks_pending: Default::default(),
+                imports: Default::default(),
             }),
         }
     }

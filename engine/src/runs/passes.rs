@@ -27,6 +27,9 @@ impl Execution<'_> {
         if let Some(original) = self.run.retry_of.clone() {
             return self.retry(&original).await;
         }
+        if kind == RunKind::Import {
+            return self.import(&entities).await;
+        }
         let pulls = kind != RunKind::Push && direction != Direction::Push;
         let pushes = direction != Direction::Pull;
         if pulls {
@@ -155,13 +158,17 @@ impl Execution<'_> {
                 }
             }
             if !self.run.pass(entity, Phase::Push).is_some_and(|p| p.done) {
-                self.catch_up().await?;
                 let ids: Vec<String> = orig
                     .failures
                     .iter()
                     .filter(|f| f.entity == entity && f.phase == Phase::Push)
                     .filter_map(|f| f.record_id.clone())
                     .collect();
+                // An import's retry has no provider session, and nothing was pushed.
+                if ids.is_empty() && self.session.is_none() {
+                    continue;
+                }
+                self.catch_up().await?;
                 if self.push_records(entity, ids).await? == Flow::Stopped {
                     return Ok(Flow::Stopped);
                 }

@@ -18,6 +18,7 @@ mod events;
 mod group_commit;
 mod health;
 mod idempotency;
+mod imports;
 mod integrations;
 mod isolation;
 mod mappings;
