@@ -33,6 +33,9 @@ pub struct ProviderInfo {
     pub sync_supported: bool,
     /// Through the declarative custom-REST provider rather than a dedicated adapter.
     pub via_custom_spec: bool,
+    /// The vendor accepts new records as leads and offers no read or update API: its
+    /// integrations push only, and only records it has not been sent yet.
+    pub leads_only: bool,
 }
 
 const BOTH: &[Entity] = &[Entity::Contacts, Entity::Companies];
@@ -62,6 +65,22 @@ const fn niche(
         entities,
         sync_supported: true,
         via_custom_spec: true,
+        leads_only: false,
+    }
+}
+
+/// A write-only CRM: new app records are sent to it as leads (a dedicated adapter, no spec).
+const fn leads(id: &'static str, name: &'static str) -> ProviderInfo {
+    ProviderInfo {
+        id,
+        name,
+        auth_type: AuthType::ApiKey,
+        scopes: &[],
+        rate_limit: limit(60, 60, None),
+        entities: CONTACTS,
+        sync_supported: true,
+        via_custom_spec: false,
+        leads_only: true,
     }
 }
 
@@ -75,6 +94,7 @@ static CATALOGUE: &[ProviderInfo] = &[
         entities: BOTH,
         sync_supported: true,
         via_custom_spec: false,
+        leads_only: false,
     },
     ProviderInfo {
         id: "hubspot",
@@ -90,6 +110,7 @@ static CATALOGUE: &[ProviderInfo] = &[
         entities: BOTH,
         sync_supported: true,
         via_custom_spec: false,
+        leads_only: false,
     },
     ProviderInfo {
         id: "pipedrive",
@@ -100,6 +121,7 @@ static CATALOGUE: &[ProviderInfo] = &[
         entities: BOTH,
         sync_supported: true,
         via_custom_spec: false,
+        leads_only: false,
     },
     ProviderInfo {
         id: "zoho",
@@ -110,6 +132,7 @@ static CATALOGUE: &[ProviderInfo] = &[
         entities: BOTH,
         sync_supported: true,
         via_custom_spec: true,
+        leads_only: false,
     },
     niche(
         "chatwoot",
@@ -125,13 +148,7 @@ static CATALOGUE: &[ProviderInfo] = &[
         limit(60, 60, None),
         BOTH,
     ),
-    niche(
-        "lightblue",
-        "Light Blue",
-        AuthType::ApiKey,
-        limit(60, 60, None),
-        CONTACTS,
-    ),
+    leads("lightblue", "Light Blue"),
     niche(
         "honeybook",
         "HoneyBook",
@@ -146,13 +163,7 @@ static CATALOGUE: &[ProviderInfo] = &[
         limit(60, 60, None),
         CONTACTS,
     ),
-    niche(
-        "shootq",
-        "ShootQ",
-        AuthType::ApiKey,
-        limit(60, 60, None),
-        CONTACTS,
-    ),
+    leads("shootq", "ShootQ"),
     niche(
         "pixieset",
         "Pixieset Studio Manager",
@@ -190,6 +201,7 @@ static CATALOGUE: &[ProviderInfo] = &[
         entities: BOTH,
         sync_supported: true,
         via_custom_spec: true,
+        leads_only: false,
     },
 ];
 
@@ -214,6 +226,12 @@ pub fn deletes_records(id: &str) -> bool {
 /// Salesforce's REST API takes OAuth access tokens only.
 pub fn takes_static_credentials(id: &str) -> bool {
     id != "salesforce"
+}
+
+/// Whether the provider only accepts new records as leads (Light Blue, ShootQ): no
+/// pulls, no updates, no deletions; see [`ProviderInfo::leads_only`].
+pub fn leads_only(id: &str) -> bool {
+    find(id).is_some_and(|p| p.leads_only)
 }
 
 pub fn find(id: &str) -> Option<&'static ProviderInfo> {

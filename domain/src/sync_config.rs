@@ -108,6 +108,12 @@ impl SyncConfig {
     /// whose webhooks syncledger receives.
     pub fn validate_for(&self, provider: &str) -> Result<(), FieldError> {
         self.validate()?;
+        if self.direction != Direction::Push && crate::provider::leads_only(provider) {
+            return Err(FieldError {
+                field: "sync_config.direction",
+                message: leads_only_message(provider),
+            });
+        }
         if self.on_app_archive == OnAppArchive::DeleteInCrm
             && !crate::provider::deletes_records(provider)
         {
@@ -159,6 +165,14 @@ impl SyncConfig {
         }
         Ok(())
     }
+}
+
+/// Why a write-only provider's integration cannot pull: the vendor has no read API.
+pub fn leads_only_message(provider: &str) -> String {
+    format!(
+        "{provider} accepts new leads only and offers no read API, so syncledger cannot pull \
+         from it: use direction push"
+    )
 }
 
 impl Default for SyncConfig {
@@ -248,6 +262,33 @@ mod tests {
             );
         }
         assert!(SyncConfig::default().validate_for("pipedrive").is_ok());
+    }
+
+    #[test]
+    fn write_only_providers_push_only() {
+        for provider in ["lightblue", "shootq"] {
+            for direction in [Direction::Pull, Direction::Bidirectional] {
+                let config = SyncConfig {
+                    direction,
+                    entities: vec![Entity::Contacts],
+                    ..SyncConfig::default()
+                };
+                let refused = config
+                    .validate_for(provider)
+                    .map_err(|e| (e.field, e.message));
+                let Err((field, message)) = refused else {
+                    panic!("{provider} accepted {direction:?}");
+                };
+                assert_eq!(field, "sync_config.direction");
+                assert!(message.contains("no read API"), "{message}");
+            }
+            let push = SyncConfig {
+                direction: Direction::Push,
+                ..SyncConfig::default()
+            };
+            assert!(push.validate_for(provider).is_ok(), "{provider}");
+        }
+        assert!(SyncConfig::default().validate_for("tave").is_ok());
     }
 
     #[test]

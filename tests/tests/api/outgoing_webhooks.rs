@@ -201,7 +201,10 @@ async fn attempts_listed(app: &TestApp, id: &str, n: usize) -> Vec<Value> {
         &format!("{n} attempts listed for {id}"),
         || async {
             let resp = app
-                .get(&format!("/v1/webhook-endpoints/{id}/deliveries"), &app.admin)
+                .get(
+                    &format!("/v1/webhook-endpoints/{id}/deliveries"),
+                    &app.admin,
+                )
                 .await
                 .map_err(|e| e.to_string())?;
             let data = resp.body["data"].as_array().cloned().unwrap_or_default();
