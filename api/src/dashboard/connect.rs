@@ -60,6 +60,7 @@ async fn pick(person: Person) -> PageResult<Response> {
                     h2 { a href={ "/connect/" (p.id) } { (p.name) } }
                     p.meta { (p.auth_type.replace('_', " ")) " · " (p.entities.join(", "))
                         @if template_text(&p.id).is_some() { " · template included" }
+                        @else if p.leads_only { " · leads only (push)" }
                         @else if p.via_custom_spec { " · needs a connector spec" } }
                 }
             }

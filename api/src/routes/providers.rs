@@ -19,6 +19,9 @@ pub struct Provider {
     pub sync_supported: bool,
     /// Connected through the declarative custom-REST provider.
     pub via_custom_spec: bool,
+    /// Accepts leads only (push): new app records are sent to it once each; the vendor
+    /// offers no read, update or delete API, so pull and two-way integrations are refused.
+    pub leads_only: bool,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -47,6 +50,7 @@ impl From<&ProviderInfo> for Provider {
             entities: p.entities.iter().map(|e| e.as_str().to_string()).collect(),
             sync_supported: p.sync_supported,
             via_custom_spec: p.via_custom_spec,
+            leads_only: p.leads_only,
         }
     }
 }
@@ -105,7 +109,8 @@ pub struct ParameterView {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct EntityCapabilities {
     pub entity: String,
-    /// incremental, descending_scan or full_scan.
+    /// incremental, descending_scan, full_scan or none (a write-only provider: nothing
+    /// is read).
     pub sync: String,
     /// feed, delete_flag, after_full_scan or none.
     pub deletions: String,

@@ -20,6 +20,7 @@ mod health;
 mod idempotency;
 mod integrations;
 mod isolation;
+mod leads;
 mod mappings;
 mod metrics;
 mod niche;
