@@ -303,6 +303,31 @@ async fn shootq_submits_each_new_record_once(backend: Backend) -> anyhow::Result
     );
     assert_eq!(counter(&sandbox, "POST submit").await?, 4);
     assert_eq!(received(&sandbox).await?.len(), 2);
+
+    // Another form's code (PATCH parameters) replaces the integration's: a form ShootQ
+    // does not know refuses the next lead (404), the right one takes it.
+    let patch = |code: &str| json!({"parameters": {"form_link_code": code}});
+    let path = format!("/v1/integrations/{id}");
+    let resp = app.patch(&path, &app.admin, patch("gone-form")).await?;
+    resp.expect(StatusCode::OK);
+    assert!(!resp.text.contains("gone-form"), "the code in a response");
+    app.patch(&path, &app.admin, patch("../x"))
+        .await?
+        .expect_error(
+            StatusCode::BAD_REQUEST,
+            "validation_failed",
+            "parameters.form_link_code",
+        );
+    contact(&app, json!({"email": "new@example.org"})).await?;
+    let lost = run(&app, &id, "push").await?;
+    assert_eq!(stat(&lost, "created"), 0, "{lost}");
+    assert!(lost["failures"].to_string().contains("404"), "{lost}");
+    app.patch(&path, &app.admin, patch(&code))
+        .await?
+        .expect(StatusCode::OK);
+    let found = run(&app, &id, "push").await?;
+    assert_eq!(stat(&found, "created"), 1, "{found}");
+    assert_eq!(received(&sandbox).await?.len(), 3);
     sandbox.shutdown().await;
     app.finish().await
 }
