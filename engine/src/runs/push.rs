@@ -378,16 +378,19 @@ impl Execution<'_> {
                     kind,
                     remote,
                 } => {
-                    let mut properties = mapper.to_crm(&values);
-                    if leads_only {
-                        // The lead's reference: the vendor's duplicate check, and the
-                        // remote id recorded (these vendors answer with none).
-                        properties.insert(REFERENCE.to_owned(), Some(record_id.clone()));
-                    }
-                    ops.push(PushOp {
+                    let properties = mapper.to_crm(&values);
+                    let mut op = PushOp {
                         kind,
                         properties: properties.clone(),
-                    });
+                    };
+                    if leads_only {
+                        // The lead's reference: the vendor's duplicate check, and the
+                        // remote id recorded (these vendors answer with none). Not a
+                        // property of the CRM record, so not recorded as sent.
+                        op.properties
+                            .insert(REFERENCE.to_owned(), Some(record_id.clone()));
+                    }
+                    ops.push(op);
                     sent.push((record_id, known, values, properties, remote));
                 }
             }

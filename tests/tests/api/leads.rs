@@ -134,6 +134,8 @@ async fn lightblue_sends_each_new_record_once(backend: Backend) -> anyhow::Resul
             "{}",
             got.text
         );
+        // The reference is the lead's, not a property of a CRM record kept on the link.
+        assert!(!got.text.contains("$reference"), "{}", got.text);
     }
 
     // Nothing new: nothing sent.

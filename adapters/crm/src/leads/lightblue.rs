@@ -49,12 +49,24 @@ pub struct LightBlue {
 impl LightBlue {
     pub fn new(mut config: LeadsConfig) -> Result<Self, CrmError> {
         config.base_url = config.base_url.trim_end_matches('/').to_owned();
-        let http = config.executor("lightblue", None)?;
+        let http = config.executor("lightblue", Some(classify))?;
         Ok(Self {
             base_url: config.base_url,
             http,
         })
     }
+}
+
+/// A client error from Light Blue (it answers statuses in a 200 body, so a 4xx comes
+/// from something in between): its status only, never its text, which could echo the
+/// form and with it the key.
+fn classify(status: reqwest::StatusCode, _: &[u8]) -> Option<CrmError> {
+    let code = status.as_u16();
+    (status.is_client_error() && code != 401 && code != 429).then(|| CrmError::Rejected {
+        status: code,
+        category: String::new(),
+        message: String::new(),
+    })
 }
 
 /// The form body of `lead` sent with `key`: `key`, `type`, the lead's parameters (in

@@ -209,11 +209,13 @@ impl<V: Vendor> LeadsAdapter<V> {
         let Some(lead) = Lead::of(op) else {
             return Err("the lead has no reference to send".into());
         };
+        // Whatever the vendor answered, its text never carries the key back out.
+        let secret = api_key(credentials, self.vendor.name()).unwrap_or_default();
         match self.vendor.deliver(credentials, &lead).await {
             Ok(()) => Ok(lead.reference),
-            Err(Undelivered::Refused(reason)) => Err(reason),
+            Err(Undelivered::Refused(reason)) => Err(without(&reason, secret)),
             Err(Undelivered::Failed(e)) => {
-                let reason = e.to_string();
+                let reason = without(&e.to_string(), secret);
                 *stopped = Some(reason.clone());
                 Err(reason)
             }
