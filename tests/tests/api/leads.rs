@@ -373,6 +373,28 @@ async fn write_only_refusals_and_catalogue(backend: Backend) -> anyhow::Result<(
             .await?
             .expect_error(StatusCode::BAD_REQUEST, "validation_failed", needle);
     }
+    // The outbound policy: a base URL off the vendor's domains, or to a metadata
+    // address, is refused before anything is stored.
+    for (provider, base_url, parameters) in [
+        ("lightblue", "https://evil.example", json!({})),
+        (
+            "lightblue",
+            "https://lightbluesoftware.com.evil.example",
+            json!({}),
+        ),
+        ("shootq", "http://169.254.169.254", form.clone()),
+    ] {
+        let body = json!({"provider": provider, "name": "x", "base_url": base_url,
+            "parameters": parameters, "sync_config": push_config()});
+        let resp = app.post("/v1/integrations", &app.admin, body).await?;
+        assert_eq!(
+            resp.status,
+            StatusCode::BAD_REQUEST,
+            "{base_url}: {}",
+            resp.text
+        );
+        assert!(resp.text.contains("base_url"), "{}", resp.text);
+    }
     assert_eq!(app.event_count().await?, events, "a refusal wrote events");
 
     // A push integration cannot turn to pulling, nor run one pull.
