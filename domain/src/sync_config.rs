@@ -169,6 +169,7 @@ impl SyncConfig {
 
 /// Why a write-only provider's integration cannot pull: the vendor has no read API.
 pub fn leads_only_message(provider: &str) -> String {
+    let provider = crate::provider::find(provider).map_or(provider, |p| p.name);
     format!(
         "{provider} accepts new leads only and offers no read API, so syncledger cannot pull \
          from it: use direction push"
