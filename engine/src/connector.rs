@@ -312,6 +312,12 @@ impl Connector {
         };
         let mut config = LeadsConfig::new(base.unwrap_or_else(|| official.to_owned()));
         config.outbound = self.apps.outbound;
+        config.requests_per_minute = syncledger_domain::provider::find(provider)
+            .filter(|_| self.apps.pacing)
+            .map(|p| {
+                let l = p.rate_limit;
+                l.requests.saturating_mul(60) / l.per_seconds.max(1)
+            });
         Ok(if light_blue {
             Box::new(LeadsAdapter::new(LightBlue::new(config)?))
         } else {

@@ -20,7 +20,7 @@ use syncledger_domain::Entity;
 
 use crate::adapter::CrmAdapter;
 use crate::error::CrmError;
-use crate::http::{build_client, Executor, FailureClassifier, RetryPolicy};
+use crate::http::{build_client, pacer, Executor, FailureClassifier, RetryPolicy};
 use crate::outbound::{outbound::OutboundPolicy, Guard};
 use crate::types::{
     Credentials, Cursor, FieldInfo, Identity, Page, PushKind, PushOp, PushResult, Tokens, Usage,
@@ -40,6 +40,8 @@ pub struct LeadsConfig {
     /// `https://api.shootq.com`) or an override (a sandbox).
     pub base_url: String,
     pub outbound: OutboundPolicy,
+    /// Client-side pacing; `None` leaves it to the retries.
+    pub requests_per_minute: Option<u32>,
     pub max_retries: u32,
     pub retry_base_delay: Duration,
     pub retry_max_delay: Duration,
@@ -52,6 +54,7 @@ impl LeadsConfig {
         Self {
             base_url: base_url.into(),
             outbound: OutboundPolicy::default(),
+            requests_per_minute: None,
             max_retries: 3,
             retry_base_delay: Duration::from_millis(500),
             retry_max_delay: Duration::from_secs(10),
@@ -75,7 +78,10 @@ impl LeadsConfig {
             base_delay: self.retry_base_delay,
             max_delay: self.retry_max_delay,
         };
-        let http = Executor::new(client, guard, None, None, policy).with_provider(provider);
+        let general = self
+            .requests_per_minute
+            .and_then(|n| pacer(n, Duration::from_secs(60)));
+        let http = Executor::new(client, guard, general, None, policy).with_provider(provider);
         Ok(match classifier {
             Some(c) => http.with_classifier(c),
             None => http,
