@@ -373,6 +373,36 @@ mod tests {
         assert_eq!(Lead::of(&unreferenced), None);
     }
 
+    proptest::proptest! {
+        /// Whatever an operation's properties hold, its lead has the reference it was
+        /// given, never under its own name among the fields, and only trimmed, non-blank
+        /// values of the other properties.
+        #[test]
+        fn a_lead_is_its_references_and_values(
+            properties in proptest::collection::btree_map(
+                "[$A-Za-z_]{0,12}", proptest::option::of("\\PC{0,20}"), 0..10),
+            reference in proptest::option::of("[0-9a-f-]{1,36}"),
+        ) {
+            let mut properties: Properties = properties;
+            if let Some(r) = &reference {
+                properties.insert(REFERENCE.to_owned(), Some(r.clone()));
+            } else {
+                properties.remove(REFERENCE);
+            }
+            let op = PushOp { kind: PushKind::Create, properties: properties.clone() };
+            let lead = Lead::of(&op);
+            proptest::prop_assert_eq!(lead.as_ref().map(|l| l.reference.clone()), reference);
+            if let Some(lead) = lead {
+                proptest::prop_assert!(!lead.fields.contains_key(REFERENCE));
+                for (name, value) in &lead.fields {
+                    let given = properties.get(name).cloned().flatten().unwrap_or_default();
+                    proptest::prop_assert_eq!(value.as_str(), given.trim());
+                    proptest::prop_assert!(!value.is_empty());
+                }
+            }
+        }
+    }
+
     #[test]
     fn secrets_echoed_back_are_redacted() {
         assert_eq!(without("bad key lb-123", "lb-123"), "bad key [redacted]");
