@@ -511,7 +511,14 @@ impl Integrations<'_> {
                 "name at least one of name, sync_config, base_url and spec",
             ));
         }
-        if !edit.is_empty() {
+        if edit.is_empty() {
+            // Only a new form code: the client's If-Match still holds it to a version.
+            if expected.is_some_and(|v| v != current.version) {
+                return Err(EngineError::Stale {
+                    current: current.version,
+                });
+            }
+        } else {
             edit_integration(self.0, meta, id, &edit, expected).await?;
             self.0
                 .fresh

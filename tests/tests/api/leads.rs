@@ -320,6 +320,14 @@ async fn shootq_submits_each_new_record_once(backend: Backend) -> anyhow::Result
             "validation_failed",
             "parameters.form_link_code",
         );
+    // With a stale If-Match, a new code alone is refused too (nothing changes).
+    let stale = app
+        .request(reqwest::Method::PATCH, &path, &app.admin)
+        .header("if-match", "\"1\"")
+        .json(&patch(&code));
+    send(stale)
+        .await?
+        .expect_error(StatusCode::PRECONDITION_FAILED, "precondition_failed", "");
     contact(&app, json!({"email": "new@example.org"})).await?;
     let lost = run(&app, &id, "push").await?;
     assert_eq!(stat(&lost, "created"), 0, "{lost}");
