@@ -234,6 +234,15 @@ pub fn leads_only(id: &str) -> bool {
     find(id).is_some_and(|p| p.leads_only)
 }
 
+/// Whether `code` may be ShootQ's form link code: it goes into a URL path, so 1 to 64
+/// ASCII letters, digits, `-` or `_` (no separator, dot, query or encoding).
+pub fn is_form_link_code(code: &str) -> bool {
+    (1..=64).contains(&code.len())
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 pub fn find(id: &str) -> Option<&'static ProviderInfo> {
     CATALOGUE.iter().find(|p| p.id == id)
 }
@@ -265,6 +274,25 @@ mod tests {
             assert_eq!(catalogue().iter().filter(|p| p.id == id).count(), 1, "{id}");
         }
         assert_eq!(catalogue().len(), required.len());
+    }
+
+    #[test]
+    fn a_form_link_code_is_one_plain_path_segment() {
+        for good in ["studio-form-1", "A_b", &"x".repeat(64)] {
+            assert!(is_form_link_code(good), "{good}");
+        }
+        for bad in [
+            "",
+            "../x",
+            "a/b",
+            "a?b",
+            "a%2F",
+            "a.b",
+            "é",
+            &"x".repeat(65),
+        ] {
+            assert!(!is_form_link_code(bad), "{bad}");
+        }
     }
 
     #[test]

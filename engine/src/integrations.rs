@@ -170,11 +170,7 @@ fn lead_parameters(
     let Some(code) = parameters.get(FORM) else {
         return Ok(None);
     };
-    let plain = (1..=64).contains(&code.len())
-        && code
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if !plain {
+    if !provider::is_form_link_code(code) {
         return Err(EngineError::invalid(
             "parameters.form_link_code",
             "must be 1 to 64 letters, digits, '-' or '_' (the code in the contact form's link)",

@@ -119,10 +119,9 @@ fn form_code(credentials: &Credentials) -> Result<&str, CrmError> {
     }
 }
 
+/// The same rule for the form's id the provider sends back as for its link code.
 fn is_segment(s: &str) -> bool {
-    (1..=64).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    syncledger_domain::provider::is_form_link_code(s)
 }
 
 /// A form id the provider sent, if it is safe in a path (a number or a plain slug).
