@@ -13,6 +13,7 @@ use syncledger_testkit::app::{on_both_backends, send, Backend, TestApp};
 use crate::sync::run;
 
 on_both_backends!(
+    a_two_way_config_stored_before_the_rule_cannot_run,
     lightblue_sends_each_new_record_once,
     lightblue_refusals_fail_their_record,
     shootq_submits_each_new_record_once,
@@ -454,5 +455,53 @@ async fn write_only_refusals_and_catalogue(backend: Backend) -> anyhow::Result<(
         (&json!("none"), &json!(true), &json!(false))
     );
     assert!(body["notes"].to_string().contains("no read API"), "{body}");
+    app.finish().await
+}
+
+/// An integration whose two-way config was stored before write-only providers pushed only
+/// (appended here as an event, past the rule) gets a 400 for every run that would pull,
+/// instead of asking the vendor for a read it has no API for.
+async fn a_two_way_config_stored_before_the_rule_cannot_run(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    use syncledger_domain::{Integration, IntegrationEvent, SyncConfig};
+    use syncledger_store::append::{append, NewEvent};
+    use syncledger_store::Metadata;
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let body = json!({"provider": "lightblue", "name": "Inbox", "sync_config": push_config()});
+    let resp = app.post("/v1/integrations", &app.admin, body).await?;
+    resp.expect(StatusCode::CREATED);
+    let id = resp.str("id")?;
+    let stored = app.set_api_key(&app.admin, &id, "lb-key").await?;
+    let version = stored.body["version"].as_i64().context("version")?;
+    let two_way = SyncConfig {
+        direction: syncledger_domain::sync_config::Direction::Bidirectional,
+        entities: vec![syncledger_domain::Entity::Contacts],
+        ..SyncConfig::default()
+    };
+    let legacy = IntegrationEvent::SyncConfigChanged {
+        sync_config: two_way,
+        at: chrono::Utc::now(),
+    };
+    let meta = Metadata::new(
+        "user:test",
+        &app.workspace_id,
+        uuid::Uuid::now_v7().to_string(),
+    );
+    let event = NewEvent::of::<Integration>(&id, version + 1, &legacy, &meta)?;
+    append(&app.state.store.events, &[event]).await?;
+    app.state.projections_wake.notify_waiters();
+    app.caught_up().await;
+    for kind in ["incremental", "full", "push"] {
+        app.post(
+            &format!("/v1/integrations/{id}/sync-runs"),
+            &app.admin,
+            json!({"kind": kind}),
+        )
+        .await?
+        .expect_error(StatusCode::BAD_REQUEST, "validation_failed", "no read API");
+    }
     app.finish().await
 }
