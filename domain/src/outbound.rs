@@ -161,6 +161,8 @@ fn official_domains(provider: &str) -> &'static [&'static str] {
         "hubspot" => &["hubapi.com", "hubspot.com"],
         "salesforce" => &["salesforce.com"],
         "pipedrive" => &["pipedrive.com"],
+        "lightblue" => &["lightbluesoftware.com"],
+        "shootq" => &["shootq.com"],
         _ => &[],
     }
 }

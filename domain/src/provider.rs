@@ -66,6 +66,9 @@ pub struct ProviderInfo {
     pub ways_in: &'static [WayIn],
     /// Why those ways, in words (the vendor's limits).
     pub ways_in_reason: &'static str,
+    /// The vendor accepts new records as leads and offers no read or update API: its
+    /// integrations push only, and only records it has not been sent yet.
+    pub leads_only: bool,
 }
 
 const API: &[WayIn] = &[WayIn::Api];
@@ -104,6 +107,7 @@ const fn niche(
         via_custom_spec: true,
         ways_in: API,
         ways_in_reason: SPEC_REASON,
+        leads_only: false,
     }
 }
 
@@ -123,15 +127,25 @@ const fn no_api(id: &'static str, name: &'static str, reason: &'static str) -> P
         via_custom_spec: true,
         ways_in: NO_API,
         ways_in_reason: reason,
+        leads_only: false,
     }
 }
 
-/// A vendor that only accepts new leads sent to it (no read API).
-const fn leads_only(id: &'static str, name: &'static str, reason: &'static str) -> ProviderInfo {
+/// A write-only CRM: new app records are sent to it as leads (a dedicated adapter, no
+/// spec, no read API).
+const fn leads(id: &'static str, name: &'static str, reason: &'static str) -> ProviderInfo {
     ProviderInfo {
+        id,
+        name,
+        auth_type: AuthType::ApiKey,
+        scopes: &[],
+        rate_limit: limit(60, 60, None),
+        entities: CONTACTS,
+        sync_supported: true,
+        via_custom_spec: false,
         ways_in: LEADS,
         ways_in_reason: reason,
-        ..niche(id, name, AuthType::ApiKey, limit(60, 60, None), CONTACTS)
+        leads_only: true,
     }
 }
 
@@ -147,6 +161,7 @@ static CATALOGUE: &[ProviderInfo] = &[
         via_custom_spec: false,
         ways_in: API,
         ways_in_reason: API_REASON,
+        leads_only: false,
     },
     ProviderInfo {
         id: "hubspot",
@@ -164,6 +179,7 @@ static CATALOGUE: &[ProviderInfo] = &[
         via_custom_spec: false,
         ways_in: API,
         ways_in_reason: API_REASON,
+        leads_only: false,
     },
     ProviderInfo {
         id: "pipedrive",
@@ -176,6 +192,7 @@ static CATALOGUE: &[ProviderInfo] = &[
         via_custom_spec: false,
         ways_in: API,
         ways_in_reason: API_REASON,
+        leads_only: false,
     },
     ProviderInfo {
         id: "zoho",
@@ -188,6 +205,7 @@ static CATALOGUE: &[ProviderInfo] = &[
         via_custom_spec: true,
         ways_in: API,
         ways_in_reason: SPEC_REASON,
+        leads_only: false,
     },
     niche(
         "chatwoot",
@@ -203,10 +221,10 @@ static CATALOGUE: &[ProviderInfo] = &[
         limit(60, 60, None),
         BOTH,
     ),
-    leads_only(
+    leads(
         "lightblue",
         "Light Blue",
-        "Light Blue accepts new leads only (form-encoded, into its inbox) and has no read API; sending leads to it is planned, not built yet",
+        "Light Blue accepts new leads only (form-encoded, into its inbox) and has no read API; new app records are sent to it as leads",
     ),
     no_api(
         "honeybook",
@@ -218,10 +236,10 @@ static CATALOGUE: &[ProviderInfo] = &[
         "17hats",
         "17hats publishes no API (its key works for its Zapier app only): export contacts as CSV, or have a Zapier or Make webhook step send them to the integration's inbound webhook",
     ),
-    leads_only(
+    leads(
         "shootq",
         "ShootQ",
-        "ShootQ accepts contact-form leads only and has no read API; sending leads to it is planned, not built yet",
+        "ShootQ accepts contact-form leads only and has no read API; new app records are sent to it as leads",
     ),
     no_api(
         "pixieset",
@@ -254,6 +272,7 @@ static CATALOGUE: &[ProviderInfo] = &[
         via_custom_spec: true,
         ways_in: API,
         ways_in_reason: SPEC_REASON,
+        leads_only: false,
     },
 ];
 
@@ -286,6 +305,21 @@ pub fn publishes_no_api(id: &str) -> bool {
     find(id).is_some_and(|p| p.ways_in == NO_API)
 }
 
+/// Whether the provider only accepts new records as leads (Light Blue, ShootQ): no
+/// pulls, no updates, no deletions; see [`ProviderInfo::leads_only`].
+pub fn leads_only(id: &str) -> bool {
+    find(id).is_some_and(|p| p.leads_only)
+}
+
+/// Whether `code` may be ShootQ's form link code: it goes into a URL path, so 1 to 64
+/// ASCII letters, digits, `-` or `_` (no separator, dot, query or encoding).
+pub fn is_form_link_code(code: &str) -> bool {
+    (1..=64).contains(&code.len())
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 pub fn find(id: &str) -> Option<&'static ProviderInfo> {
     CATALOGUE.iter().find(|p| p.id == id)
 }
@@ -293,6 +327,25 @@ pub fn find(id: &str) -> Option<&'static ProviderInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_form_link_code_is_one_plain_path_segment() {
+        for good in ["studio-form-1", "A_b", &"x".repeat(64)] {
+            assert!(is_form_link_code(good), "{good}");
+        }
+        for bad in [
+            "",
+            "../x",
+            "a/b",
+            "a?b",
+            "a%2F",
+            "a.b",
+            "é",
+            &"x".repeat(65),
+        ] {
+            assert!(!is_form_link_code(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn catalogue_lists_every_required_provider_once() {

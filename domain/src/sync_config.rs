@@ -109,6 +109,12 @@ impl SyncConfig {
     /// integration has a spec of its own, `spec`) takes pull and manual only.
     pub fn validate_for(&self, provider: &str, spec: bool) -> Result<(), FieldError> {
         self.validate()?;
+        if self.direction != Direction::Push && crate::provider::leads_only(provider) {
+            return Err(FieldError {
+                field: "sync_config.direction",
+                message: leads_only_message(provider),
+            });
+        }
         if !spec && crate::provider::publishes_no_api(provider) {
             return self.validate_without_api(provider);
         }
@@ -193,6 +199,15 @@ impl SyncConfig {
         }
         Ok(())
     }
+}
+
+/// Why a write-only provider's integration cannot pull: the vendor has no read API.
+pub fn leads_only_message(provider: &str) -> String {
+    let provider = crate::provider::find(provider).map_or(provider, |p| p.name);
+    format!(
+        "{provider} accepts new leads only and offers no read API, so syncledger cannot pull \
+         from it: use direction push"
+    )
 }
 
 impl Default for SyncConfig {
@@ -324,6 +339,33 @@ mod tests {
         assert!(SyncConfig::default()
             .validate_for("pipedrive", false)
             .is_ok());
+    }
+
+    #[test]
+    fn write_only_providers_push_only() {
+        for provider in ["lightblue", "shootq"] {
+            for direction in [Direction::Pull, Direction::Bidirectional] {
+                let config = SyncConfig {
+                    direction,
+                    entities: vec![Entity::Contacts],
+                    ..SyncConfig::default()
+                };
+                let refused = config
+                    .validate_for(provider, false)
+                    .map_err(|e| (e.field, e.message));
+                let Err((field, message)) = refused else {
+                    panic!("{provider} accepted {direction:?}");
+                };
+                assert_eq!(field, "sync_config.direction");
+                assert!(message.contains("no read API"), "{message}");
+            }
+            let push = SyncConfig {
+                direction: Direction::Push,
+                ..SyncConfig::default()
+            };
+            assert!(push.validate_for(provider, false).is_ok(), "{provider}");
+        }
+        assert!(SyncConfig::default().validate_for("tave", false).is_ok());
     }
 
     #[test]

@@ -5,10 +5,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use secrecy::SecretString;
+use syncledger_crm::leads::{LightBlue, ShootQ};
 use syncledger_crm::outbound::Guard;
 use syncledger_crm::{
     CrmAdapter, CrmError, CustomAdapter, CustomOptions, CustomSpec, HubSpotAdapter, HubSpotConfig,
-    PipedriveAdapter, PipedriveConfig, SalesforceAdapter, SalesforceConfig,
+    LeadsAdapter, LeadsConfig, PipedriveAdapter, PipedriveConfig, SalesforceAdapter,
+    SalesforceConfig,
 };
 use syncledger_domain::outbound::OutboundPolicy;
 use syncledger_domain::Integration;
@@ -301,10 +303,36 @@ impl Connector {
                 }
                 Ok(Box::new(PipedriveAdapter::new(config)?))
             }
+            "lightblue" | "shootq" => self.leads(&integration.provider, base),
             other => Err(EngineError::Unsupported(format!(
                 "connecting {other} is not supported yet"
             ))),
         }
+    }
+
+    /// A write-only provider (Light Blue, ShootQ) at its own host or the override.
+    fn leads(
+        &self,
+        provider: &str,
+        base: Option<String>,
+    ) -> Result<Box<dyn CrmAdapter>, EngineError> {
+        let (official, light_blue) = match provider {
+            "lightblue" => ("https://online.lightbluesoftware.com", true),
+            _ => ("https://api.shootq.com", false),
+        };
+        let mut config = LeadsConfig::new(base.unwrap_or_else(|| official.to_owned()));
+        config.outbound = self.apps.outbound;
+        config.requests_per_minute = syncledger_domain::provider::find(provider)
+            .filter(|_| self.apps.pacing)
+            .map(|p| {
+                let l = p.rate_limit;
+                l.requests.saturating_mul(60) / l.per_seconds.max(1)
+            });
+        Ok(if light_blue {
+            Box::new(LeadsAdapter::new(LightBlue::new(config)?))
+        } else {
+            Box::new(LeadsAdapter::new(ShootQ::new(config)?))
+        })
     }
 
     /// A provider described by the integration's declarative spec. Its OAuth client is

@@ -154,6 +154,46 @@ fn provider_spec(
         .map_err(|e| EngineError::Store(format!("encoding a spec: {e}")))
 }
 
+/// The connection parameters of a write-only provider: none for Light Blue (its key is
+/// set as credentials), and ShootQ's `form_link_code` (its only authentication, so it is
+/// sealed as the integration's key). `None` for other providers, and when not given.
+fn lead_parameters(
+    info: &ProviderInfo,
+    parameters: &BTreeMap<String, String>,
+) -> Result<Option<SecretString>, EngineError> {
+    const FORM: &str = "form_link_code";
+    if !info.leads_only {
+        return Ok(None);
+    }
+    let accepted: &[&str] = if info.id == "shootq" { &[FORM] } else { &[] };
+    if let Some(name) = parameters.keys().find(|n| !accepted.contains(&n.as_str())) {
+        let reason = match accepted {
+            [] => format!(
+                "{} takes no connection parameters; set its API key with POST \
+                 /v1/integrations/{{id}}/credentials",
+                info.id
+            ),
+            _ => format!("is not a parameter of {}; it takes {FORM}", info.id),
+        };
+        let field = if accepted.is_empty() {
+            "parameters".to_owned()
+        } else {
+            format!("parameters.{name}")
+        };
+        return Err(EngineError::invalid(&field, reason));
+    }
+    let Some(code) = parameters.get(FORM) else {
+        return Ok(None);
+    };
+    if !provider::is_form_link_code(code) {
+        return Err(EngineError::invalid(
+            "parameters.form_link_code",
+            "must be 1 to 64 letters, digits, '-' or '_' (the code in the contact form's link)",
+        ));
+    }
+    Ok(Some(SecretString::from(code.clone())))
+}
+
 impl Integrations<'_> {
     /// The aggregate, if it exists and belongs to the workspace.
     pub async fn owned(&self, workspace_id: &str, id: &str) -> Result<Integration, EngineError> {
@@ -369,7 +409,19 @@ impl Integrations<'_> {
                 format!("unknown provider {:?}; see GET /v1/providers", req.provider),
             ));
         };
-        let spec = provider_spec(info, req.spec, &req.parameters)?;
+        let form_code = lead_parameters(info, &req.parameters)?;
+        if info.id == "shootq" && form_code.is_none() {
+            return Err(EngineError::invalid(
+                "parameters.form_link_code",
+                "is required: the code in the link of the ShootQ contact form leads go to",
+            ));
+        }
+        let parameters = if info.leads_only {
+            BTreeMap::new()
+        } else {
+            req.parameters
+        };
+        let spec = provider_spec(info, req.spec, &parameters)?;
         self.0
             .connections
             .connector()
@@ -391,6 +443,12 @@ impl Integrations<'_> {
             .fresh
             .settle(PROJECTION, Integration::TYPE, &id)
             .await?;
+        if let Some(code) = form_code {
+            // Connected at once: the form's code is all ShootQ asks for.
+            return self
+                .set_credentials(meta, &id, StaticCredentials::ApiKey(code))
+                .await;
+        }
         self.current(&meta.workspace_id, &id).await
     }
 
@@ -423,6 +481,14 @@ impl Integrations<'_> {
         expected: Option<i64>,
     ) -> Result<IntegrationState, EngineError> {
         let current = self.owned(&meta.workspace_id, id).await?;
+        let mut req = req;
+        let form_code = match provider::find(&current.provider) {
+            Some(info) if info.leads_only => match req.parameters.take() {
+                Some(parameters) => lead_parameters(info, &parameters)?,
+                None => None,
+            },
+            _ => None,
+        };
         let endpoint = if req.base_url.is_some() || req.spec.is_some() || req.parameters.is_some() {
             let info = provider::find(&current.provider).ok_or(EngineError::Corrupt(
                 "an integration's provider is no longer known",
@@ -450,17 +516,31 @@ impl Integrations<'_> {
             sync_config: req.sync_config,
             endpoint,
         };
-        if edit.is_empty() {
+        if edit.is_empty() && form_code.is_none() {
             return Err(EngineError::invalid(
                 "body",
                 "name at least one of name, sync_config, base_url and spec",
             ));
         }
-        edit_integration(self.0, meta, id, &edit, expected).await?;
-        self.0
-            .fresh
-            .settle(PROJECTION, Integration::TYPE, id)
-            .await?;
+        if edit.is_empty() {
+            // Only a new form code: the client's If-Match still holds it to a version.
+            if expected.is_some_and(|v| v != current.version) {
+                return Err(EngineError::Stale {
+                    current: current.version,
+                });
+            }
+        } else {
+            edit_integration(self.0, meta, id, &edit, expected).await?;
+            self.0
+                .fresh
+                .settle(PROJECTION, Integration::TYPE, id)
+                .await?;
+        }
+        if let Some(code) = form_code {
+            return self
+                .set_credentials(meta, id, StaticCredentials::ApiKey(code))
+                .await;
+        }
         self.current(&meta.workspace_id, id).await
     }
 

@@ -201,6 +201,13 @@ fn pull(crm: &str, app: &str) -> FieldMapping {
     }
 }
 
+fn push(crm: &str, app: &str) -> FieldMapping {
+    FieldMapping {
+        direction: MappingDirection::Push,
+        ..both(crm, app)
+    }
+}
+
 /// Strips the scheme, `www.` and any path from a website: what companies match on.
 pub const DOMAIN_FROM_WEBSITE: &str = "value == null ? null : value.lowerAscii().replace('https://', '').replace('http://', '').replace('www.', '').split('/')[0]";
 
@@ -294,6 +301,23 @@ pub fn default_mappings(provider: &str, entity: Entity) -> Vec<FieldMapping> {
                 pull("phone", "phone"),
             ]
         }
+        // Write-only: the vendors' lead parameters, pushed only.
+        ("lightblue", Entity::Contacts) => vec![
+            push("ContactEmail", "email"),
+            push("ContactNameFirst", "first_name"),
+            push("ContactNameLast", "last_name"),
+            push("ContactPhoneMobile", "phone"),
+            push("ContactSource", "source"),
+            push("Message", "message"),
+        ],
+        ("shootq", Entity::Contacts) => vec![
+            push("email", "email"),
+            push("first_name", "first_name"),
+            push("last_name", "last_name"),
+            push("phone", "phone"),
+            push("company_name", "company"),
+            push("additional_comments", "message"),
+        ],
         _ => Vec::new(),
     }
 }

@@ -50,8 +50,9 @@ pub struct ParameterDetails {
 pub struct EntityDetails {
     pub entity: Entity,
     /// incremental (the provider filters by modification time), descending_scan
-    /// (read newest first down to the last run's mark), full_scan (everything, every run) or
-    /// import (no API: records are handed over by CSV import or inbound webhook).
+    /// (read newest first down to the last run's mark), full_scan (everything, every run),
+    /// import (no API: records are handed over by CSV import or inbound webhook) or none
+    /// (nothing can be read: a write-only provider).
     pub sync: &'static str,
     /// feed (the provider lists deletions), delete_flag (a flag on listed records),
     /// after_full_scan (records a complete read no longer lists) or none.
@@ -77,6 +78,7 @@ pub fn describe(id: &str) -> Result<Option<ProviderDetails>, EngineError> {
             let spec = parsed.map_err(|_| EngineError::Corrupt("a shipped template"))?;
             from_template(info, &spec)
         }
+        None if info.leads_only => leads(info),
         None if info.via_custom_spec => ProviderDetails {
             info,
             template: false,
@@ -173,6 +175,64 @@ fn without_api(info: &'static ProviderInfo) -> ProviderDetails {
             "Deletions in the vendor are not seen: a record missing from a later export stays."
                 .to_owned(),
         ],
+    }
+}
+
+/// A write-only provider: contacts sent as new leads, nothing read, changed or deleted.
+fn leads(info: &'static ProviderInfo) -> ProviderDetails {
+    let (parameters, vendor_notes): (Vec<ParameterDetails>, &[&str]) = match info.id {
+        "shootq" => (
+            vec![ParameterDetails {
+                name: "form_link_code".into(),
+                description: Some(
+                    "The code in the link of the ShootQ contact form leads go to; it is all \
+                     ShootQ asks for, and is kept as the integration's key"
+                        .into(),
+                ),
+                format: "slug",
+            }],
+            &[
+                "Each lead is the contact form's submit (first_name, last_name, email, phone, …); ShootQ refuses a lead without an email.",
+                "ShootQ has no duplicate check: a lead sent again after a crash at the moment of sending arrives twice.",
+            ],
+        ),
+        _ => (
+            Vec::new(),
+            &[
+                "Each lead is a contact form sent to the Light Blue Inbox (key, type=contact form, ContactNameFirst, ContactEmail, …), to be imported there by hand.",
+                "Each lead carries the app record's id as its ID (with Source=syncledger): Light Blue answers a repeat as a duplicate (-4), which counts as delivered.",
+            ],
+        ),
+    };
+    let mut notes = vec![
+        format!(
+            "{} accepts new leads only: integrations push, and pull or two-way is refused (the vendor offers no read API).",
+            info.name
+        ),
+        "Only new app records are sent, once each; later edits and archiving send nothing (the vendor has no update or delete API).".to_owned(),
+    ];
+    notes.extend(vendor_notes.iter().map(|n| (*n).to_owned()));
+    ProviderDetails {
+        info,
+        template: false,
+        spec_required: false,
+        auth: Some(AuthDetails {
+            kind: "api_key",
+            header: None,
+            query: None,
+        }),
+        parameters,
+        entities: vec![EntityDetails {
+            entity: Entity::Contacts,
+            sync: "none",
+            deletions: "none",
+            creates: true,
+            updates: false,
+            one_record_per_request: Some(true),
+            full_document_writes: false,
+        }],
+        webhooks: None,
+        notes,
     }
 }
 
@@ -285,6 +345,16 @@ mod tests {
             .iter()
             .all(|e| e.sync == "import" && !e.creates));
         assert!(describe("zoho")?.is_some_and(|d| d.spec_required));
+        for id in ["lightblue", "shootq"] {
+            let leads = describe(id)?.ok_or(EngineError::NotFound)?;
+            assert!(!leads.spec_required && !leads.template, "{id}");
+            let contacts = leads.entities.first().ok_or(EngineError::NotFound)?;
+            assert_eq!(
+                (contacts.sync, contacts.creates, contacts.updates),
+                ("none", true, false)
+            );
+            assert!(leads.notes.iter().any(|n| n.contains("no read API")));
+        }
         assert!(describe("myspace")?.is_none());
         Ok(())
     }

@@ -349,7 +349,7 @@ impl Executor {
         lane: Lane,
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Reply<T>, CrmError> {
-        self.send_with(lane, true, build).await
+        self.send_with(lane, true, parse_success, build).await
     }
 
     /// Like [`Executor::send`] for requests that must not run twice (creates):
@@ -360,19 +360,31 @@ impl Executor {
         lane: Lane,
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Reply<T>, CrmError> {
-        self.send_with(lane, false, build).await
+        self.send_with(lane, false, parse_success, build).await
     }
 
-    async fn send_with<T: DeserializeOwned>(
+    /// [`Executor::send_non_idempotent`] for a provider whose success body is not JSON
+    /// (Light Blue answers a numeric status as text): the body comes back as bytes,
+    /// bounded like any other, for the adapter to read.
+    pub async fn send_raw_non_idempotent(
+        &self,
+        lane: Lane,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Reply<Vec<u8>>, CrmError> {
+        self.send_with(lane, false, raw_success, build).await
+    }
+
+    async fn send_with<T>(
         &self,
         lane: Lane,
         retry_ambiguous: bool,
+        parse: Parser<T>,
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Reply<T>, CrmError> {
         let mut attempt = 0;
         loop {
             let slots = self.pace(lane).await;
-            let outcome = self.attempt(build(&self.client), attempt + 1).await;
+            let outcome = self.attempt(build(&self.client), attempt + 1, parse).await;
             // The response (or failure) is in: the slots count from now.
             drop(slots);
             match outcome {
@@ -462,10 +474,11 @@ impl Executor {
         window.observe(read.max.saturating_sub(read.remaining));
     }
 
-    async fn attempt<T: DeserializeOwned>(
+    async fn attempt<T>(
         &self,
         request: RequestBuilder,
         attempts: u32,
+        parse: Parser<T>,
     ) -> Result<Reply<T>, Attempt> {
         let request = request.build().map_err(|_| {
             Attempt::Fail(CrmError::Config("the request could not be built".into()))
@@ -504,7 +517,7 @@ impl Executor {
             bytes.extend_from_slice(&chunk);
         }
         if status.is_success() {
-            return parse_success(status, headers, &bytes);
+            return parse(status, headers, &bytes);
         }
         if let Some(error) = self
             .classifier
@@ -535,6 +548,22 @@ fn transport(error: &reqwest::Error, attempts: u32) -> Attempt {
         after: None,
         ambiguous: !error.is_connect(),
     }
+}
+
+/// How a successful response's body is read.
+type Parser<T> = fn(StatusCode, HeaderMap, &[u8]) -> Result<Reply<T>, Attempt>;
+
+/// A successful response's body as it came.
+fn raw_success(
+    status: StatusCode,
+    headers: HeaderMap,
+    bytes: &[u8],
+) -> Result<Reply<Vec<u8>>, Attempt> {
+    Ok(Reply {
+        status,
+        headers,
+        body: Some(bytes.to_vec()),
+    })
 }
 
 fn parse_success<T: DeserializeOwned>(

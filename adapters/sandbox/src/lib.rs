@@ -16,6 +16,7 @@ mod faults;
 mod generic;
 mod grants;
 mod guard;
+mod leads;
 mod niche;
 pub use guard::RATE_LIMITED;
 mod oauth;
@@ -41,6 +42,7 @@ use tokio::task::JoinHandle;
 
 pub use generic::GenericSandboxConfig;
 pub use grants::{pkce_s256, TokenPair};
+pub use leads::{LeadVendor, LeadsSandboxConfig};
 pub use niche::{Dialect, NicheSandboxConfig};
 pub use pipedrive::PipedriveSandboxConfig;
 pub use salesforce::{RollingLimitStatus, SalesforceSandboxConfig};

@@ -61,6 +61,7 @@ async fn pick(person: Person) -> PageResult<Response> {
                     p.meta { (p.auth_type.replace('_', " ")) " · " (p.entities.join(", "))
                         @if template_text(&p.id).is_some() { " · template included" }
                         @else if p.auth_type == "none" { " · no API: CSV import or inbound webhook" }
+                        @else if p.leads_only { " · leads only (push)" }
                         @else if p.via_custom_spec { " · needs a connector spec" } }
                 }
             }

@@ -19,7 +19,7 @@ use axum::Router;
 use maud::{html, Markup};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use syncledger_domain::provider::{deletes_records, find, sends_webhooks};
+use syncledger_domain::provider::{deletes_records, find, leads_only, sends_webhooks};
 use syncledger_engine::integrations::UpdateIntegration;
 
 pub fn routes() -> Router<AppState> {
@@ -196,8 +196,18 @@ pub fn sync_fields(
     } else {
         f.entities.iter().map(String::as_str).collect()
     };
+    // A write-only CRM (Light Blue, ShootQ) has no read API: push is its only direction.
+    let directions: &[(&str, &str)] = if leads_only(provider) {
+        &[("push", "App → CRM (new records sent as leads)")]
+    } else {
+        &[
+            ("bidirectional", "Both ways"),
+            ("pull", "CRM → app (pull)"),
+            ("push", "App → CRM (push)"),
+        ]
+    };
     html! {
-        (select("direction", "Direction", &[("bidirectional", "Both ways"), ("pull", "CRM → app (pull)"), ("push", "App → CRM (push)")], &f.direction))
+        (select("direction", "Direction", directions, &f.direction))
         (field_error(error, "direction"))
         (select("frequency", "When to sync", &frequencies, &f.frequency))
         (field_error(error, "frequency"))

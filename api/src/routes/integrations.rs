@@ -39,7 +39,11 @@ pub struct CreateIntegration {
     #[schema(value_type = Option<Object>)]
     pub spec: Option<serde_json::Value>,
     /// The connection parameters the spec or template declares, e.g.
-    /// `{"account_id": "42"}` for Chatwoot (`parameters` in `GET /v1/providers/{id}`).
+    /// `{"account_id": "42"}` for Chatwoot, and ShootQ's required `form_link_code` (kept
+    /// sealed as its key: the integration is connected at once) (`parameters` in
+    /// `GET /v1/providers/{id}`). Light Blue and ShootQ (`leads_only`) take
+    /// `direction: push` only: pull and bidirectional are refused, the vendor having no
+    /// read API.
     #[serde(default)]
     pub parameters: std::collections::BTreeMap<String, String>,
 }
@@ -79,7 +83,8 @@ pub struct UpdateIntegration {
     #[schema(value_type = Option<Object>)]
     pub spec: Option<serde_json::Value>,
     /// Connection parameters, bound into the new `spec`, or into the provider's shipped
-    /// template when no spec is given (which replaces a spec given earlier).
+    /// template when no spec is given (which replaces a spec given earlier). ShootQ's
+    /// `form_link_code` replaces the integration's.
     #[serde(default)]
     pub parameters: Option<std::collections::BTreeMap<String, String>>,
 }

@@ -25,6 +25,9 @@ pub struct Provider {
     pub ways_in: Vec<String>,
     /// Why those ways: the vendor's limits in words.
     pub ways_in_reason: String,
+    /// Accepts leads only (push): new app records are sent to it once each; the vendor
+    /// offers no read, update or delete API, so pull and two-way integrations are refused.
+    pub leads_only: bool,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -55,6 +58,7 @@ impl From<&ProviderInfo> for Provider {
             via_custom_spec: p.via_custom_spec,
             ways_in: p.ways_in.iter().map(|w| w.as_str().to_owned()).collect(),
             ways_in_reason: p.ways_in_reason.into(),
+            leads_only: p.leads_only,
         }
     }
 }
@@ -113,8 +117,8 @@ pub struct ParameterView {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct EntityCapabilities {
     pub entity: String,
-    /// incremental, descending_scan, full_scan or import (no API: records come by CSV
-    /// import or inbound webhook).
+    /// incremental, descending_scan, full_scan, import (no API: records come by CSV
+    /// import or inbound webhook) or none (a write-only provider: nothing is read).
     pub sync: String,
     /// feed, delete_flag, after_full_scan or none.
     pub deletions: String,

@@ -110,6 +110,8 @@ fn builtin_providers_stay_on_their_domains() {
         ("https://acme.my.salesforce.com", "salesforce"),
         ("https://login.salesforce.com", "salesforce"),
         ("https://acme.pipedrive.com", "pipedrive"),
+        ("https://online.lightbluesoftware.com", "lightblue"),
+        ("https://api.shootq.com", "shootq"),
     ] {
         assert!(
             policy.check(url, Target::Builtin(provider)).is_ok(),
@@ -123,6 +125,9 @@ fn builtin_providers_stay_on_their_domains() {
         ("https://8.8.8.8", "salesforce"),
         ("http://api.pipedrive.com", "pipedrive"),
         ("https://api.hubapi.com", "pipedrive"),
+        ("http://online.lightbluesoftware.com", "lightblue"),
+        ("https://lightbluesoftware.com.evil.example", "lightblue"),
+        ("https://api.shootq.com.evil.example", "shootq"),
     ] {
         assert!(
             policy.check(url, Target::Builtin(provider)).is_err(),

@@ -196,6 +196,14 @@ fn runnable(
         .validate(&integration.sync_config)
         .map_err(RunError::Invalid)?;
     let direction = options.direction_of(&integration.sync_config);
+    if direction != Direction::Push
+        && syncledger_domain::provider::leads_only(&integration.provider)
+    {
+        return Err(RunError::Invalid(FieldError {
+            field: "direction",
+            message: syncledger_domain::sync_config::leads_only_message(&integration.provider),
+        }));
+    }
     if kind == RunKind::Push && direction == Direction::Pull {
         return Err(RunError::Unusable(
             "the integration only pulls (direction pull): a push run has nothing to do".into(),

@@ -10,8 +10,10 @@
 use std::collections::HashMap;
 
 use chrono::Utc;
+use syncledger_crm::leads::REFERENCE;
 use syncledger_crm::{PushKind, PushOp, PushResult};
 use syncledger_domain::merge::Fields;
+use syncledger_domain::provider;
 use syncledger_domain::provider_text::clean;
 use syncledger_domain::record::{Record, RecordCommand};
 use syncledger_domain::sync_run::{Phase, RecordFailure, RunStats};
@@ -346,6 +348,7 @@ impl Execution<'_> {
     ) -> Result<(Vec<PushOp>, Vec<Sent>), EngineError> {
         let key_field = mapper.push_rule(entity.match_field()).map(str::to_string);
         let mut taken = self.keys_taken(entity, &candidates).await?;
+        let leads_only = provider::leads_only(&self.integration.provider);
         let (mut ops, mut sent) = (Vec::new(), Vec::new());
         for (record_id, known) in candidates {
             out.stats.processed += 1;
@@ -376,10 +379,18 @@ impl Execution<'_> {
                     remote,
                 } => {
                     let properties = mapper.to_crm(&values);
-                    ops.push(PushOp {
+                    let mut op = PushOp {
                         kind,
                         properties: properties.clone(),
-                    });
+                    };
+                    if leads_only {
+                        // The lead's reference: the vendor's duplicate check, and the
+                        // remote id recorded (these vendors answer with none). Not a
+                        // property of the CRM record, so not recorded as sent.
+                        op.properties
+                            .insert(REFERENCE.to_owned(), Some(record_id.clone()));
+                    }
+                    ops.push(op);
                     sent.push((record_id, known, values, properties, remote));
                 }
             }
@@ -403,6 +414,8 @@ impl Execution<'_> {
         let (values, kind, remote) = match state.links.get(&self.run.integration_id) {
             // Its CRM record was deleted: never pushed there again.
             Some(link) if !link.is_active() => return Plan::Skip,
+            // A lead already sent: the vendor takes no changes to it.
+            Some(_) if provider::leads_only(&self.integration.provider) => return Plan::Skip,
             Some(link) => (
                 mapper.pushable(&link.owed()),
                 PushKind::Update {

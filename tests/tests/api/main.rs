@@ -21,6 +21,7 @@ mod idempotency;
 mod imports;
 mod integrations;
 mod isolation;
+mod leads;
 mod mappings;
 mod metrics;
 mod niche;

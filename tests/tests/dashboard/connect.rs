@@ -13,7 +13,8 @@ on_both_backends!(
     the_wizard_connects_hubspot_by_oauth_and_tests_it,
     api_keys_go_in_through_masked_inputs_and_never_come_back,
     credentials_show_when_they_were_set_and_rotated,
-    a_template_asks_for_its_connection_parameters
+    a_template_asks_for_its_connection_parameters,
+    a_write_only_crm_offers_push_only
 );
 
 async fn integration_count(app: &TestApp) -> anyhow::Result<usize> {
@@ -330,5 +331,47 @@ async fn a_template_asks_for_its_connection_parameters(backend: Backend) -> anyh
         .map(|a| a.iter().filter_map(|i| i["provider"].as_str()).collect())
         .unwrap_or_default();
     assert_eq!(providers, ["chatwoot"]);
+    app.finish().await
+}
+
+/// Light Blue and ShootQ: "leads only" in the catalogue, push as the only direction, and
+/// ShootQ's form link code asked beside the name (a pull posted anyway is refused beside
+/// its field).
+async fn a_write_only_crm_offers_push_only(backend: Backend) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let mut person = Person::sign_in(&app, Role::Admin).await?;
+    let catalogue = person.get("/connect").await?;
+    let shootq = catalogue
+        .body
+        .split(r#"href="/connect/shootq""#)
+        .nth(1)
+        .and_then(|rest| rest.split("</li>").next())
+        .unwrap_or_default();
+    assert!(shootq.contains("leads only (push)"), "{shootq}");
+    let form = person.get("/connect/shootq").await?;
+    assert!(form.body.contains("form_link_code"), "{}", form.body);
+    assert!(form.body.contains(r#"value="push""#), "{}", form.body);
+    assert!(!form.body.contains(r#"value="pull""#), "{}", form.body);
+    let mut fields = vec![
+        ("name", "Website form"),
+        ("direction", "pull"),
+        ("frequency", "manual"),
+        ("entities", "contacts"),
+        ("conflict_strategy", "app_wins"),
+        ("parameter_names", "form_link_code"),
+        ("parameter_values", "studio-form-1"),
+    ];
+    let refused = person.post("/connect/shootq", &fields).await?;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    assert!(refused.body.contains("no read API"), "{}", refused.body);
+    assert_eq!(integration_count(&app).await?, 0);
+    fields[1] = ("direction", "push");
+    let made = person.post("/connect/shootq", &fields).await?;
+    assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", made.body);
+    let list = app.get("/v1/integrations", &app.admin).await?;
+    assert_eq!(list.body["data"][0]["provider"], "shootq", "{}", list.text);
+    assert_eq!(list.body["data"][0]["status"], "connected", "{}", list.text);
     app.finish().await
 }
