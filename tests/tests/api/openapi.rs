@@ -378,10 +378,20 @@ async fn an_independent_validator_accepts_the_document_and_a_generated_client_ca
     let package = dir.path().join("syncledger_client");
     let package_arg = package.to_str().expect("a UTF-8 temporary path");
     let generator = tools.join("openapi-python-client");
+    // The generator takes only JSON, form and octet-stream bodies; its own setting maps
+    // another content type onto one of those (a CSV import's body is the file's bytes).
+    let config = dir.path().join("generator.json");
+    std::fs::write(
+        &config,
+        r#"{"content_type_overrides": {"text/csv": "application/octet-stream"}}"#,
+    )?;
+    let config_arg = config.to_str().expect("a UTF-8 temporary path");
     let args = [
         "generate",
         "--path",
         spec_arg,
+        "--config",
+        config_arg,
         "--meta",
         "none",
         "--output-path",
