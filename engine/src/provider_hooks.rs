@@ -72,6 +72,13 @@ impl Engine {
         let verified =
             verify_chatwoot(secret.expose_secret().as_bytes(), delivery, now.timestamp())
                 .map_err(|e| refused(e.to_string()))?;
+        // Checked before the delivery is remembered: a refused one changes nothing.
+        if serde_json::from_slice::<serde_json::Value>(delivery.body).is_err() {
+            return Err(EngineError::Refused {
+                code: "validation_failed",
+                message: "the body must be a JSON document".into(),
+            });
+        }
         // The signed copy stays valid until its timestamp leaves the window.
         let until_ms = verified
             .timestamp
@@ -91,12 +98,6 @@ impl Engine {
                     message: e.to_string(),
                 },
             })?;
-        if serde_json::from_slice::<serde_json::Value>(delivery.body).is_err() {
-            return Err(EngineError::Refused {
-                code: "validation_failed",
-                message: "the body must be a JSON document".into(),
-            });
-        }
         tracing::info!(integration_id, "verified Chatwoot webhook delivery");
         self.trigger_webhook_run(
             integration_id,

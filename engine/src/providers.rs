@@ -310,6 +310,19 @@ fn entity_details(entity: Entity, spec: &EntitySpec) -> EntityDetails {
     }
 }
 
+/// What the provider's webhooks do here, if syncledger receives them.
+fn webhooks_note(id: &str) -> Option<String> {
+    match provider::hook_auth(id) {
+        Some(provider::HookAuth::Signed) => Some(
+            "signed contact_created / contact_updated webhooks to /v1/webhooks/chatwoot/{id} \
+             start incremental runs (set the secret with PUT /v1/integrations/{id}/webhook-secret)"
+                .to_owned(),
+        ),
+        None => provider::sends_webhooks(id)
+            .then(|| "signed change notifications start incremental runs".to_owned()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,18 +369,5 @@ mod tests {
         }
         assert!(describe("myspace")?.is_none());
         Ok(())
-    }
-}
-
-/// What the provider's webhooks do here, if syncledger receives them.
-fn webhooks_note(id: &str) -> Option<String> {
-    match provider::hook_auth(id) {
-        Some(provider::HookAuth::Signed) => Some(
-            "signed contact_created / contact_updated webhooks to /v1/webhooks/chatwoot/{id} \
-             start incremental runs (set the secret with PUT /v1/integrations/{id}/webhook-secret)"
-                .to_owned(),
-        ),
-        None => provider::sends_webhooks(id)
-            .then(|| "signed change notifications start incremental runs".to_owned()),
     }
 }
