@@ -82,6 +82,11 @@ pub fn router(state: AppState) -> Router {
         .route("/oauth/callback", get(oauth::callback))
         .route("/webhooks/hubspot", post(webhooks::hubspot))
         .route("/webhooks/chatwoot/{id}", post(provider_hooks::chatwoot))
+        .route("/webhooks/tave/{id}/{token}", post(provider_hooks::tave))
+        .route(
+            "/integrations/{id}/hook-url",
+            post(provider_hooks::create_hook_url),
+        )
         .route(
             "/integrations/{id}/webhook-secret",
             put(provider_hooks::set_secret),

@@ -63,6 +63,7 @@ use utoipa::{Modify, OpenApi};
         audit::list, audit::verify, audit::export,
         events::stream,
         webhooks::hubspot, provider_hooks::chatwoot, provider_hooks::set_secret,
+        provider_hooks::tave, provider_hooks::create_hook_url,
         imports::csv, imports::create_inbound, imports::receive, imports::receive_with_secret,
         webhook_endpoints::create, webhook_endpoints::list, webhook_endpoints::get,
         webhook_endpoints::update, webhook_endpoints::delete, webhook_endpoints::rotate_secret,

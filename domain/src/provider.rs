@@ -294,12 +294,16 @@ pub fn sends_webhooks(id: &str) -> bool {
 pub enum HookAuth {
     /// Chatwoot: an HMAC signature made with the secret the user configured in the CRM.
     Signed,
+    /// Tave / VSCO Workspace: its REST hooks are unsigned, so the URL syncledger makes
+    /// for them carries an unguessable token.
+    UrlToken,
 }
 
 /// The per-integration webhook a provider sends, if syncledger receives it.
 pub fn hook_auth(id: &str) -> Option<HookAuth> {
     match id {
         "chatwoot" => Some(HookAuth::Signed),
+        "tave" => Some(HookAuth::UrlToken),
         _ => None,
     }
 }

@@ -318,6 +318,11 @@ fn webhooks_note(id: &str) -> Option<String> {
              start incremental runs (set the secret with PUT /v1/integrations/{id}/webhook-secret)"
                 .to_owned(),
         ),
+        Some(provider::HookAuth::UrlToken) => Some(
+            "REST hooks (contact.created; unsigned, the record's id only) to the URL made by \
+             POST /v1/integrations/{id}/hook-url start incremental runs"
+                .to_owned(),
+        ),
         None => provider::sends_webhooks(id)
             .then(|| "signed change notifications start incremental runs".to_owned()),
     }

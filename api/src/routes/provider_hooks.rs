@@ -1,5 +1,6 @@
-//! Webhooks a provider sends to one integration (Chatwoot), and the secret they are
-//! signed with (the rules are `syncledger_engine::provider_hooks`).
+//! Webhooks a provider sends to one integration (Chatwoot's signed ones, Tave's
+//! unsigned REST hooks to a URL holding a token), and how their secrets are set (the
+//! rules are `syncledger_engine::provider_hooks`).
 
 use crate::auth::Writer;
 use crate::error::ApiResult;
@@ -10,8 +11,8 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use secrecy::SecretString;
-use serde::Deserialize;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
 use syncledger_domain::signed_webhook::SignedDelivery;
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -76,5 +77,58 @@ pub async fn chatwoot(
         delivery_id: header(&headers, "x-chatwoot-delivery"),
     };
     state.engine.receive_chatwoot(&id, delivery).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A Tave integration's hook URL, shown once.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct HookUrlView {
+    /// Register it in Tave (`POST /rest-hook` with `{"event": "contact.created", "url":
+    /// …}`). It holds the token: treat it as a secret. Shown only in this answer.
+    pub url: String,
+    pub integration: IntegrationView,
+}
+
+/// Make (or replace at once) a Tave integration's hook URL: Tave's REST hooks are
+/// unsigned, so the URL carries a random token (256 bits, stored sealed).
+#[utoipa::path(post, path = "/v1/integrations/{id}/hook-url", operation_id = "createHookUrl", tag = "webhooks", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The integration")),
+    responses((status = 201, body = HookUrlView), (status = 400, response = crate::error_docs::BadRequest),
+              (status = 401, response = crate::error_docs::Unauthorized), (status = 403, response = crate::error_docs::Forbidden),
+              (status = 404, response = crate::error_docs::NotFound), (status = 409, response = crate::error_docs::Conflict)))]
+pub async fn create_hook_url(
+    State(state): State<AppState>,
+    Writer(caller): Writer,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<HookUrlView>)> {
+    let (token, integration) = state.engine.new_hook_token(&caller.metadata(), &id).await?;
+    let view = HookUrlView {
+        url: format!(
+            "{}/v1/webhooks/tave/{id}/{}",
+            state.public_url,
+            token.expose_secret()
+        ),
+        integration: IntegrationView::from(integration),
+    };
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Receive a Tave REST hook (`contact.created`, body `{…, "targetId"}`): 204 when the
+/// path's token is the integration's, which starts an incremental run (or joins the
+/// one queued); 401 otherwise, and nothing changes. Tave signs nothing: the token is
+/// all that authenticates a delivery.
+#[utoipa::path(post, path = "/v1/webhooks/tave/{id}/{token}", operation_id = "receiveTaveHook", tag = "webhooks",
+    params(("id" = String, Path, description = "The integration"), ("token" = String, Path, description = "The hook URL's token")),
+    request_body(content = String, description = "A Tave REST hook event (JSON with the record's targetId)", content_type = "application/json"),
+    responses((status = 204, description = "The delivery was accepted"),
+              (status = 400, response = crate::error_docs::BadRequest),
+              (status = 401, description = "The token is wrong, or the integration has no hook URL", body = crate::error::ErrorBody),
+              (status = 500, response = crate::error_docs::InternalError), (status = 503, response = crate::error_docs::ServiceUnavailable)))]
+pub async fn tave(
+    State(state): State<AppState>,
+    Path((id, token)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    state.engine.receive_tave(&id, &token, &body).await?;
     Ok(StatusCode::NO_CONTENT)
 }

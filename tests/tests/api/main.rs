@@ -38,5 +38,6 @@ mod secrets;
 mod sync;
 mod sync_semantics;
 mod sync_strategies;
+mod tave_hooks;
 mod tokens;
 mod webhooks;
