@@ -265,6 +265,21 @@ async fn bad_chatwoot_deliveries_are_refused_and_change_nothing(
         runs,
         "a refusal started a run"
     );
+    // Regression: the 400 did not use the delivery id up (it was remembered before the
+    // body was checked): the sender's corrected delivery under that id is accepted.
+    let mut corrected = Hook::signed(&secret, now, &body);
+    corrected.delivery = junk.delivery.clone();
+    deliver(&app, &id, &corrected)
+        .await?
+        .expect(StatusCode::NO_CONTENT);
+    let webhook_run = poll_until(Duration::from_secs(20), "a webhook run", || async {
+        let runs = runs_of(&app, &id).await.map_err(|e| e.to_string())?;
+        runs.into_iter()
+            .find(|r| r["trigger"] == "webhook")
+            .ok_or_else(|| "no webhook run yet".to_owned())
+    })
+    .await;
+    wait_run(&app, webhook_run["id"].as_str().context("id")?).await?;
     sandbox.shutdown().await;
     app.finish().await
 }
