@@ -64,7 +64,7 @@ impl Engine {
         integration_id: &str,
         secret: &SecretString,
     ) -> Result<IntegrationState, EngineError> {
-        let len = secret.expose_secret().trim().len();
+        let len = secret.expose_secret().trim().chars().count();
         if len == 0 || len > MAX_SECRET || secret.expose_secret().trim() != secret.expose_secret() {
             return Err(EngineError::Refused {
                 code: "validation_failed",
