@@ -5,15 +5,15 @@ use crate::config::Settings;
 use crate::error::ApiError;
 use crate::openapi::document as openapi;
 use crate::routes::{
-    audit, destinations, events, health, imports, integrations, mappings, oauth, providers,
-    records, sync_runs, tokens, webhook_endpoints, webhooks,
+    audit, destinations, events, health, imports, integrations, mappings, oauth, provider_hooks,
+    providers, records, sync_runs, tokens, webhook_endpoints, webhooks,
 };
 use crate::state::AppState;
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use secrecy::ExposeSecret;
 use std::net::SocketAddr;
@@ -81,6 +81,16 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/oauth/callback", get(oauth::callback))
         .route("/webhooks/hubspot", post(webhooks::hubspot))
+        .route("/webhooks/chatwoot/{id}", post(provider_hooks::chatwoot))
+        .route("/webhooks/tave/{id}/{token}", post(provider_hooks::tave))
+        .route(
+            "/integrations/{id}/hook-url",
+            post(provider_hooks::create_hook_url),
+        )
+        .route(
+            "/integrations/{id}/webhook-secret",
+            put(provider_hooks::set_secret),
+        )
         .route(
             "/integrations/{id}/inbound-webhook",
             post(imports::create_inbound),

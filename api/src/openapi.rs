@@ -9,7 +9,7 @@
 use crate::error_docs::*;
 use crate::routes::{
     audit, conflicts, destinations, diverged, events, health, imports, integrations, mappings,
-    oauth, providers, records, sync_runs, tokens, webhook_endpoints, webhooks,
+    oauth, provider_hooks, providers, records, sync_runs, tokens, webhook_endpoints, webhooks,
 };
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -62,7 +62,8 @@ use utoipa::{Modify, OpenApi};
         conflicts::rules, conflicts::set_rule, conflicts::remove_rule,
         audit::list, audit::verify, audit::export,
         events::stream,
-        webhooks::hubspot,
+        webhooks::hubspot, provider_hooks::chatwoot, provider_hooks::set_secret,
+        provider_hooks::tave, provider_hooks::create_hook_url,
         imports::csv, imports::create_inbound, imports::receive, imports::receive_with_secret,
         webhook_endpoints::create, webhook_endpoints::list, webhook_endpoints::get,
         webhook_endpoints::update, webhook_endpoints::delete, webhook_endpoints::rotate_secret,

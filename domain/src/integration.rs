@@ -199,6 +199,12 @@ pub enum IntegrationEvent {
         credentials_dropped: bool,
         at: DateTime<Utc>,
     },
+    /// The secret that authenticates the provider's webhooks to this integration was
+    /// set or replaced (sealed; never shown again).
+    WebhookSecretSet {
+        secret: EncryptedSecret,
+        at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for IntegrationEvent {
@@ -222,6 +228,7 @@ impl DomainEvent for IntegrationEvent {
             E::ConflictRuleChanged { .. } => "ConflictRuleChanged",
             E::IntegrationRenamed { .. } => "IntegrationRenamed",
             E::EndpointChanged { .. } => "EndpointChanged",
+            E::WebhookSecretSet { .. } => "WebhookSecretSet",
         }
     }
 
@@ -320,6 +327,10 @@ impl DomainEvent for IntegrationEvent {
                 } else {
                     ""
                 }
+            ),
+            E::WebhookSecretSet { secret, .. } => format!(
+                "webhook secret set (encrypted with key {}, secret redacted)",
+                secret.key_id
             ),
         }
     }
@@ -475,6 +486,12 @@ pub enum IntegrationCommand {
         keep_credentials: bool,
         at: DateTime<Utc>,
     },
+    /// Set (or replace) the secret the provider's webhooks to this integration are
+    /// authenticated with; only for providers with a per-integration webhook.
+    SetWebhookSecret {
+        secret: EncryptedSecret,
+        at: DateTime<Utc>,
+    },
 }
 
 impl IntegrationCommand {
@@ -499,6 +516,7 @@ impl IntegrationCommand {
             C::SetConflictRule { .. } => "change the conflict rules of",
             C::Rename { .. } => "rename",
             C::ChangeEndpoint { .. } => "change the endpoint of",
+            C::SetWebhookSecret { .. } => "set the webhook secret of",
         }
     }
 }
@@ -585,6 +603,9 @@ pub struct Integration {
     /// "Always use" rules: conflicts on these fields are settled for that side.
     #[serde(default)]
     pub conflict_rules: BTreeMap<String, Side>,
+    /// The sealed secret of the provider's webhooks to this integration, if set.
+    #[serde(default)]
+    pub webhook_secret: Option<EncryptedSecret>,
 }
 
 /// A live claim on refreshing the credentials.
@@ -742,7 +763,13 @@ impl Integration {
                 | C::AbandonCredentialRefresh { .. },
                 S::Connected | S::Paused,
             ) => true,
-            (C::SetConflictRule { .. } | C::Rename { .. } | C::ChangeEndpoint { .. }, _) => true,
+            (
+                C::SetConflictRule { .. }
+                | C::Rename { .. }
+                | C::ChangeEndpoint { .. }
+                | C::SetWebhookSecret { .. },
+                _,
+            ) => true,
             _ => false,
         }
     }
@@ -967,6 +994,18 @@ impl Aggregate for Integration {
                     at,
                 }
             }
+            C::SetWebhookSecret { secret, at } => {
+                if crate::provider::hook_auth(&self.provider).is_none() {
+                    return Err(IntegrationError::Invalid {
+                        field: "provider",
+                        message: format!(
+                            "syncledger receives no per-integration webhooks from {}",
+                            self.provider
+                        ),
+                    });
+                }
+                E::WebhookSecretSet { secret, at }
+            }
         };
         Ok(vec![event])
     }
@@ -1086,8 +1125,10 @@ impl Aggregate for Integration {
             E::IntegrationDisconnected { .. } => {
                 self.status = Status::Disconnected;
                 self.forget_credentials();
+                self.webhook_secret = None;
             }
             E::IntegrationRenamed { name, .. } => self.name = name.clone(),
+            E::WebhookSecretSet { secret, .. } => self.webhook_secret = Some(secret.clone()),
             E::EndpointChanged {
                 base_url,
                 spec,

@@ -21,6 +21,7 @@ pub mod provider;
 pub mod provider_text;
 pub mod record;
 pub mod rollback;
+pub mod signed_webhook;
 pub mod spreadsheet;
 pub mod sync_config;
 pub mod sync_run;

@@ -284,7 +284,28 @@ pub fn catalogue() -> &'static [ProviderInfo] {
 /// `/v1/webhooks/`). Only these can run `realtime`: for the others nothing would ever
 /// trigger a run.
 pub fn sends_webhooks(id: &str) -> bool {
-    id == "hubspot"
+    id == "hubspot" || hook_auth(id).is_some()
+}
+
+/// How deliveries to one integration's own webhook are authenticated, for providers
+/// whose webhooks are set up per integration (HubSpot's are the app's, signed with its
+/// client secret).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookAuth {
+    /// Chatwoot: an HMAC signature made with the secret the user configured in the CRM.
+    Signed,
+    /// Tave / VSCO Workspace: its REST hooks are unsigned, so the URL syncledger makes
+    /// for them carries an unguessable token.
+    UrlToken,
+}
+
+/// The per-integration webhook a provider sends, if syncledger receives it.
+pub fn hook_auth(id: &str) -> Option<HookAuth> {
+    match id {
+        "chatwoot" => Some(HookAuth::Signed),
+        "tave" => Some(HookAuth::UrlToken),
+        _ => None,
+    }
 }
 
 /// Whether syncledger can delete records in the provider's CRM (what

@@ -262,8 +262,10 @@ mod tests {
             frequency: Frequency::Realtime,
             ..SyncConfig::default()
         };
-        assert!(realtime.validate_for("hubspot", false).is_ok());
-        for provider in ["salesforce", "pipedrive", "tave"] {
+        for provider in ["hubspot", "chatwoot", "tave"] {
+            assert!(realtime.validate_for(provider, false).is_ok(), "{provider}");
+        }
+        for provider in ["salesforce", "pipedrive", "zoho"] {
             assert_eq!(
                 realtime.validate_for(provider, false).map_err(|e| e.field),
                 Err("sync_config.frequency"),

@@ -37,6 +37,7 @@ pub mod mapping;
 pub mod mappings;
 pub mod metrics;
 pub mod oauth;
+pub mod provider_hooks;
 pub mod providers;
 pub mod readiness;
 pub mod reapply;

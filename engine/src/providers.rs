@@ -127,8 +127,7 @@ fn built_in(info: &'static ProviderInfo) -> ProviderDetails {
         }),
         parameters: Vec::new(),
         entities,
-        webhooks: provider::sends_webhooks(info.id)
-            .then(|| "signed change notifications start incremental runs".to_owned()),
+        webhooks: webhooks_note(info.id),
         notes: Vec::new(),
     }
 }
@@ -282,7 +281,7 @@ fn from_template(info: &'static ProviderInfo, spec: &CustomSpec) -> ProviderDeta
         auth: Some(auth),
         parameters,
         entities,
-        webhooks: None,
+        webhooks: webhooks_note(info.id),
         notes: spec.notes.clone(),
     }
 }
@@ -308,6 +307,24 @@ fn entity_details(entity: Entity, spec: &EntitySpec) -> EntityDetails {
         full_document_writes: write
             .and_then(|w| w.update.as_ref())
             .is_some_and(|u| u.read_modify_write),
+    }
+}
+
+/// What the provider's webhooks do here, if syncledger receives them.
+fn webhooks_note(id: &str) -> Option<String> {
+    match provider::hook_auth(id) {
+        Some(provider::HookAuth::Signed) => Some(
+            "signed contact_created / contact_updated webhooks to /v1/webhooks/chatwoot/{id} \
+             start incremental runs (set the secret with PUT /v1/integrations/{id}/webhook-secret)"
+                .to_owned(),
+        ),
+        Some(provider::HookAuth::UrlToken) => Some(
+            "REST hooks (contact.created; unsigned, the record's id only) to the URL made by \
+             POST /v1/integrations/{id}/hook-url start incremental runs"
+                .to_owned(),
+        ),
+        None => provider::sends_webhooks(id)
+            .then(|| "signed change notifications start incremental runs".to_owned()),
     }
 }
 

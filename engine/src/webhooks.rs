@@ -87,7 +87,7 @@ impl Engine {
             for (integration_id, workspace_id) in
                 status.connected_to_account("hubspot", portal).await?
             {
-                self.trigger_webhook_run(&integration_id, &workspace_id)
+                self.trigger_webhook_run(&integration_id, &workspace_id, "webhook:hubspot")
                     .await;
             }
         }
@@ -120,12 +120,13 @@ impl Engine {
 
     /// Starts a near-real-time incremental run. When a run is already active the change
     /// is remembered, and the scheduler starts the follow-up run once that one has ended.
-    async fn trigger_webhook_run(&self, integration_id: &str, workspace_id: &str) {
-        let meta = Metadata::new(
-            "webhook:hubspot",
-            workspace_id,
-            uuid::Uuid::now_v7().to_string(),
-        );
+    pub(crate) async fn trigger_webhook_run(
+        &self,
+        integration_id: &str,
+        workspace_id: &str,
+        actor: &str,
+    ) {
+        let meta = Metadata::new(actor, workspace_id, uuid::Uuid::now_v7().to_string());
         match self
             .runs
             .trigger(

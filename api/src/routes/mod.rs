@@ -10,6 +10,7 @@ pub mod integration_view;
 pub mod integrations;
 pub mod mappings;
 pub mod oauth;
+pub mod provider_hooks;
 pub mod providers;
 pub mod records;
 pub mod sync_runs;

@@ -2014,3 +2014,83 @@ fn an_inbound_secret_is_set_once_then_rotated() {
         (Some(t0()), Some(t1()))
     );
 }
+
+// ---------------------------------------------------------------------------
+// A provider's own webhook secret (Chatwoot)
+// ---------------------------------------------------------------------------
+
+fn chatwoot_created() -> IntegrationEvent {
+    IntegrationEvent::IntegrationCreated {
+        integration_id: "int1".into(),
+        workspace_id: "ws1".into(),
+        provider: "chatwoot".into(),
+        name: "Support desk".into(),
+        sync_config: config(),
+        base_url: None,
+        spec: None,
+        at: t0(),
+    }
+}
+
+fn set_hook_secret(tag: &str) -> IntegrationCommand {
+    IntegrationCommand::SetWebhookSecret {
+        secret: secret(tag),
+        at: t1(),
+    }
+}
+
+#[test]
+fn a_chatwoot_integration_takes_a_webhook_secret_and_replaces_it() {
+    let g = given::<Integration>([chatwoot_created()]);
+    assert_eq!(
+        g.when(set_hook_secret("first")),
+        Ok(vec![IntegrationEvent::WebhookSecretSet {
+            secret: secret("first"),
+            at: t1(),
+        }])
+    );
+    let set = IntegrationEvent::WebhookSecretSet {
+        secret: secret("first"),
+        at: t1(),
+    };
+    let again = given::<Integration>([chatwoot_created(), stored(), set.clone()]);
+    assert_eq!(again.state().webhook_secret, Some(secret("first")));
+    // The credentials are another secret: the webhook's leaves them alone.
+    assert_eq!(again.state().secret, Some(secret("first")));
+    assert!(again.when(set_hook_secret("second")).is_ok());
+    let summary = set.summary();
+    assert!(
+        summary.contains("redacted") && !summary.contains("CIPHERTEXT"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn a_provider_without_its_own_webhook_takes_no_webhook_secret() {
+    let refused = given::<Integration>([created()]).when(set_hook_secret("x"));
+    assert!(
+        matches!(
+            refused,
+            Err(IntegrationError::Invalid {
+                field: "provider",
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn disconnecting_forgets_the_webhook_secret() {
+    let set = IntegrationEvent::WebhookSecretSet {
+        secret: secret("first"),
+        at: t1(),
+    };
+    let disconnected = IntegrationEvent::IntegrationDisconnected {
+        reason: "bye".into(),
+        at: t1(),
+    };
+    let g = given::<Integration>([chatwoot_created(), set, disconnected]);
+    assert_eq!(g.state().webhook_secret, None);
+    assert!(g.when(set_hook_secret("again")).is_err());
+}

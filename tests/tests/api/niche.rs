@@ -22,13 +22,13 @@ on_both_backends!(
     provider_capabilities
 );
 
-fn config(entities: &[&str]) -> Value {
+pub(crate) fn config(entities: &[&str]) -> Value {
     json!({"direction": "bidirectional", "frequency": "manual", "entities": entities,
            "conflict_strategy": "crm_wins"})
 }
 
 /// Creates an integration from the shipped template and stores the sandbox's key.
-async fn create(app: &TestApp, body: Value, key: &str) -> anyhow::Result<String> {
+pub(crate) async fn create(app: &TestApp, body: Value, key: &str) -> anyhow::Result<String> {
     let resp = app.post("/v1/integrations", &app.admin, body).await?;
     resp.expect(StatusCode::CREATED);
     let id = resp.str("id")?;
@@ -41,11 +41,11 @@ async fn create(app: &TestApp, body: Value, key: &str) -> anyhow::Result<String>
     Ok(id)
 }
 
-fn control(sandbox: &Sandbox, path: &str) -> String {
+pub(crate) fn control(sandbox: &Sandbox, path: &str) -> String {
     format!("{}/_sandbox/records{path}", sandbox.base_url())
 }
 
-async fn put_remote(sandbox: &Sandbox, record: Value) -> anyhow::Result<Value> {
+pub(crate) async fn put_remote(sandbox: &Sandbox, record: Value) -> anyhow::Result<Value> {
     let resp = send(
         reqwest::Client::new()
             .post(control(sandbox, ""))
@@ -55,19 +55,19 @@ async fn put_remote(sandbox: &Sandbox, record: Value) -> anyhow::Result<Value> {
     Ok(resp.expect(StatusCode::OK).clone())
 }
 
-async fn remote(sandbox: &Sandbox, id: &str) -> anyhow::Result<Value> {
+pub(crate) async fn remote(sandbox: &Sandbox, id: &str) -> anyhow::Result<Value> {
     let resp = send(reqwest::Client::new().get(control(sandbox, &format!("/{id}")))).await?;
     Ok(resp.expect(StatusCode::OK).clone())
 }
 
-fn remote_id(record: &Value) -> anyhow::Result<String> {
+pub(crate) fn remote_id(record: &Value) -> anyhow::Result<String> {
     record["links"][0]["remote_id"]
         .as_str()
         .map(str::to_owned)
         .context("a link")
 }
 
-fn stat(run: &Value, name: &str) -> u64 {
+pub(crate) fn stat(run: &Value, name: &str) -> u64 {
     run["stats"][name].as_u64().unwrap_or(u64::MAX)
 }
 

@@ -440,9 +440,15 @@ async fn an_independent_validator_accepts_the_document_and_a_generated_client_ca
     app.finish().await
 }
 
-/// Authenticated by a secret rather than a token: an unknown id is answered 401 like a
-/// wrong secret, so the answer tells nothing about which ids exist.
-const SECRET_IN_PATH: [&str; 2] = ["receiveInboundWebhook", "receiveInboundWebhookWithSecret"];
+/// Authenticated by a secret (or a signature made with one) rather than a token: an
+/// unknown id is answered 401 like a wrong secret, so the answer tells nothing about
+/// which ids exist.
+const SECRET_IN_PATH: [&str; 4] = [
+    "receiveInboundWebhook",
+    "receiveInboundWebhookWithSecret",
+    "receiveChatwootWebhook",
+    "receiveTaveHook",
+];
 
 const PROVIDERS: [&str; 15] = [
     "salesforce",

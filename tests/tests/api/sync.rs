@@ -368,7 +368,7 @@ async fn sync_run_refusals(backend: Backend) -> anyhow::Result<()> {
 }
 
 /// The runs of an integration, newest first.
-async fn runs_of(app: &TestApp, integration: &str) -> anyhow::Result<Vec<Value>> {
+pub(crate) async fn runs_of(app: &TestApp, integration: &str) -> anyhow::Result<Vec<Value>> {
     let resp = app
         .get(
             &format!("/v1/integrations/{integration}/sync-runs"),

@@ -67,13 +67,24 @@ impl ReplayCache {
         timestamp_ms: i64,
         now_ms: i64,
     ) -> Result<(), ReplayError> {
+        let key = (signature.trim().to_owned(), timestamp_ms);
+        self.remember(key, timestamp_ms.saturating_add(MAX_AGE_MS), now_ms)
+    }
+
+    /// Records a verified delivery known by its id (Chatwoot's `X-Chatwoot-Delivery`,
+    /// the same on every retry) until `until_ms`, or refuses it as [`Self::admit`] does.
+    /// The ids live beside HubSpot's signatures; callers name their provider in `id`.
+    pub fn admit_id(&self, id: &str, until_ms: i64, now_ms: i64) -> Result<(), ReplayError> {
+        self.remember((id.to_owned(), i64::MIN), until_ms, now_ms)
+    }
+
+    fn remember(&self, key: (String, i64), until_ms: i64, now_ms: i64) -> Result<(), ReplayError> {
         // A poisoned lock only means another request panicked mid-insert; the map is
         // still a valid map.
         let mut seen = self
             .inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let key = (signature.trim().to_owned(), timestamp_ms);
         if seen.until.get(&key).is_some_and(|until| *until >= now_ms) {
             return Err(ReplayError::Replayed);
         }
@@ -83,8 +94,7 @@ impl ReplayCache {
         if seen.until.len() >= self.capacity {
             return Err(ReplayError::Full);
         }
-        seen.until
-            .insert(key, timestamp_ms.saturating_add(MAX_AGE_MS));
+        seen.until.insert(key, until_ms);
         Ok(())
     }
 
@@ -126,6 +136,23 @@ mod tests {
         // Another timestamp or signature is another delivery.
         assert_eq!(cache.admit("sig", T0 + 1, T0 + 2), Ok(()));
         assert_eq!(cache.admit("other", T0, T0 + 2), Ok(()));
+    }
+
+    #[test]
+    fn a_delivery_id_is_refused_until_its_deadline_whatever_the_timestamp() {
+        let cache = ReplayCache::new(10);
+        assert_eq!(cache.admit_id("chatwoot:i1:d1", T0 + 600_000, T0), Ok(()));
+        assert_eq!(
+            cache.admit_id("chatwoot:i1:d1", T0 + 600_000, T0 + 599_000),
+            Err(ReplayError::Replayed)
+        );
+        assert_eq!(cache.admit_id("chatwoot:i2:d1", T0 + 600_000, T0), Ok(()));
+        // A HubSpot signature spelled like an id is another entry.
+        assert_eq!(cache.admit("chatwoot:i1:d1", T0, T0), Ok(()));
+        assert_eq!(
+            cache.admit_id("chatwoot:i1:d1", T0 + 900_000, T0 + 600_001),
+            Ok(())
+        );
     }
 
     #[test]
