@@ -37,7 +37,8 @@ use crate::RunError;
 /// How long a request waits for its import run to end before answering with the run
 /// as it is (still running: the client follows it at `GET /v1/sync-runs/{id}`).
 pub const WAIT_FOR_END: Duration = Duration::from_secs(20);
-/// How long an inbound-webhook delivery waits for another run of the integration to end.
+/// How long an inbound-webhook delivery waits for the run of an earlier delivery to the
+/// same integration (in this process) to end; a CSV import running answers busy at once.
 pub const WAIT_FOR_SLOT: Duration = Duration::from_secs(20);
 /// The field that holds a record's id when the caller does not name one.
 pub const DEFAULT_ID_FIELD: &str = "id";
@@ -198,13 +199,13 @@ impl Imports<'_> {
                 meta,
             )
             .await?;
-        self.execute(run_id, records, wait).await
+        self.execute(run_id, records, wait, None).await
     }
 
     /// A delivery to the integration's inbound webhook: authenticated by `secret`
     /// (compared in constant time), one record as a JSON object or an array of them,
     /// imported as a run of kind `import` (trigger `webhook`). Waits up to
-    /// [`WAIT_FOR_SLOT`] for another run of the integration to end.
+    /// [`WAIT_FOR_SLOT`] for an earlier delivery's run to end.
     pub async fn deliver(
         &self,
         integration_id: &str,
@@ -222,38 +223,39 @@ impl Imports<'_> {
             integration.workspace_id.clone(),
             uuid::Uuid::now_v7().to_string(),
         );
-        let deadline = tokio::time::Instant::now() + WAIT_FOR_SLOT;
-        let mut pause = Duration::from_millis(20);
-        let run_id = loop {
-            match self
-                .0
-                .runs
-                .trigger_with(
-                    integration_id,
-                    RunKind::Import,
-                    Trigger::Webhook,
-                    only(entity),
-                    &meta,
-                )
-                .await
-            {
-                Ok(run_id) => break run_id,
-                Err(RunError::Active { .. }) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(500));
-                }
-                Err(RunError::Active { .. }) => {
-                    return Err(RunError::Engine(EngineError::Unavailable {
-                        code: "busy",
-                        message: "another run of the integration is still active; send the \
-                                  records again shortly"
-                            .into(),
-                    }))
-                }
-                Err(e) => return Err(e),
-            }
+        // Deliveries to one integration arrive together (a Zap replaying a batch): each
+        // waits for the run of the one before to end, on the slot that run holds.
+        let busy = || {
+            RunError::Engine(EngineError::Unavailable {
+                code: "busy",
+                message: "another run of the integration is still active; send the records \
+                          again shortly"
+                    .into(),
+            })
         };
-        self.execute(run_id, records, WAIT_FOR_END).await
+        let slot = self.0.runs.import_slot(integration_id);
+        let held = tokio::time::timeout(WAIT_FOR_SLOT, slot.lock_owned())
+            .await
+            .map_err(|_| busy())?;
+        let run_id = match self
+            .0
+            .runs
+            .trigger_with(
+                integration_id,
+                RunKind::Import,
+                Trigger::Webhook,
+                only(entity),
+                &meta,
+            )
+            .await
+        {
+            Ok(run_id) => run_id,
+            // A CSV import (here or in another process) is running.
+            Err(RunError::Active { .. }) => return Err(busy()),
+            Err(e) => return Err(e),
+        };
+        self.execute(run_id, records, WAIT_FOR_END, Some(held))
+            .await
     }
 
     /// The integration whose inbound webhook `secret` opens; the same 401 for every
@@ -343,6 +345,7 @@ impl Imports<'_> {
         run_id: String,
         records: Vec<RemoteRecord>,
         wait: Duration,
+        slot: Option<tokio::sync::OwnedMutexGuard<()>>,
     ) -> Result<SyncRun, RunError> {
         let runs = self.0.runs.clone();
         runs.hold_import(&run_id, records);
@@ -351,6 +354,8 @@ impl Imports<'_> {
             tokio::spawn(async move {
                 let ended = crate::workers::execute_logged(&runs, &run_id).await;
                 runs.release_import(&run_id);
+                // The slot frees when the run ends, not when the caller stops waiting.
+                drop(slot);
                 ended
             })
         };

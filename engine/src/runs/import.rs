@@ -61,6 +61,16 @@ impl SyncRuns {
         }
     }
 
+    /// The slot of `integration_id`'s inbound webhook runs in this process.
+    pub(crate) fn import_slot(&self, integration_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        match self.services.import_slots.lock() {
+            Ok(mut slots) => slots.entry(integration_id.to_owned()).or_default().clone(),
+            // A poisoned map: a slot of its own waits for nothing, and the trigger's own
+            // check (one active run per integration) still holds.
+            Err(_) => Arc::default(),
+        }
+    }
+
     /// Forgets the records of the import run `run_id` (it ended).
     pub(crate) fn release_import(&self, run_id: &str) {
         if let Ok(mut held) = self.services.imports.lock() {

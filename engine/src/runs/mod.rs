@@ -120,6 +120,10 @@ pub(crate) struct Services {
     /// the process that holds its records; see [`import`].
     pub imports:
         std::sync::Mutex<std::collections::HashMap<String, Arc<Vec<syncledger_crm::RemoteRecord>>>>,
+    /// Per integration, held by an inbound webhook delivery's run from its trigger to its
+    /// end: the next delivery waits on it rather than polling the run's status.
+    pub import_slots:
+        std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 fn integration_error(e: CommandError<IntegrationError>) -> RunError {
@@ -233,6 +237,7 @@ impl SyncRuns {
                 catch_up,
                 webhooks_pending: Default::default(),
                 imports: Default::default(),
+                import_slots: Default::default(),
             }),
         }
     }
