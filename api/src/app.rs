@@ -636,6 +636,7 @@ fn spawn_background(
     ));
     let sink = syncledger_engine::sink::SinkOptions {
         policy: settings.destination_policy(),
+        kept_states: settings.destination_kept_states,
         ..Default::default()
     };
     tasks.push(syncledger_engine::sink::spawn(

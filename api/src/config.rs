@@ -93,6 +93,9 @@ pub struct Settings {
     pub sse_streams_per_token: usize,
     /// Live event streams one workspace may hold open at once, over all its tokens.
     pub sse_streams_per_workspace: usize,
+    /// Records whose folded state each destination's sink keeps in memory between
+    /// batches (a few KB each); a record not kept is read again from the store.
+    pub destination_kept_states: usize,
     /// `development` or `production`. Unset: development exactly when no
     /// `database_url` is set (the embedded SQLite default).
     pub environment: Option<Environment>,
@@ -165,6 +168,7 @@ impl Default for Settings {
             scheduler_interval_secs: 30,
             sse_streams_per_token: crate::streams::DEFAULT_PER_TOKEN,
             sse_streams_per_workspace: crate::streams::DEFAULT_PER_WORKSPACE,
+            destination_kept_states: syncledger_engine::sink::SinkOptions::default().kept_states,
             environment: None,
             allow_loopback_providers: false,
             allow_private_providers: false,
@@ -231,6 +235,10 @@ pub const ENV_KEYS: [(&str, &str); COUNT] = [
         "sse_streams_per_workspace",
         "SYNCLEDGER_SSE_STREAMS_PER_WORKSPACE",
     ),
+    (
+        "destination_kept_states",
+        "SYNCLEDGER_DESTINATION_KEPT_STATES",
+    ),
     ("environment", "SYNCLEDGER_ENVIRONMENT"),
     (
         "allow_loopback_providers",
@@ -271,7 +279,7 @@ pub const ENV_KEYS: [(&str, &str); COUNT] = [
 ];
 
 /// How many settings there are.
-const COUNT: usize = 40;
+const COUNT: usize = 41;
 
 /// `SYNCLEDGER_*` variables the binary reads that are not settings: the worker's and the
 /// benches' command-line defaults (clap `env`) and the crash points of the recovery tests.
@@ -343,6 +351,10 @@ impl Settings {
             .set_default(
                 "sse_streams_per_workspace",
                 defaults.sse_streams_per_workspace as u64,
+            )?
+            .set_default(
+                "destination_kept_states",
+                defaults.destination_kept_states as u64,
             )?
             .set_default(
                 "allow_loopback_providers",
@@ -607,6 +619,10 @@ impl Settings {
             (
                 "sse_streams_per_workspace",
                 json!(self.sse_streams_per_workspace),
+            ),
+            (
+                "destination_kept_states",
+                json!(self.destination_kept_states),
             ),
             ("environment", environment),
             (

@@ -43,6 +43,10 @@ pub struct SinkOptions {
     pub batch: i64,
     /// How often held records are tried again when nothing else happens.
     pub retry_held: Duration,
+    /// How many records' folded states a destination keeps between batches (see
+    /// [`States`]); past it, records the last batch did not touch are forgotten and
+    /// read again from the store when they next change.
+    pub kept_states: usize,
 }
 
 impl Default for SinkOptions {
@@ -51,6 +55,7 @@ impl Default for SinkOptions {
             policy: OutboundPolicy::default(),
             batch: 5_000,
             retry_held: Duration::from_secs(10),
+            kept_states: 100_000,
         }
     }
 }
@@ -154,6 +159,17 @@ pub fn fold_records(
     events: &[&StoredEvent],
     until: Position,
 ) -> Result<Vec<(String, Record)>, EngineError> {
+    fold_onto(&HashMap::new(), events, until)
+}
+
+/// The records `events` make as they stand at `until`, each folded onto its state in
+/// `known` when it has one there (`events` then holding only what came after that state),
+/// or from nothing (`events` then holding its whole history).
+pub fn fold_onto(
+    known: &HashMap<String, Record>,
+    events: &[&StoredEvent],
+    until: Position,
+) -> Result<Vec<(String, Record)>, EngineError> {
     let mut refs: Vec<&StoredEvent> = events
         .iter()
         .copied()
@@ -165,13 +181,75 @@ pub fn fold_records(
     let corrupt = |_| EngineError::Corrupt("an event of a destination's record");
     let mut out = Vec::new();
     for group in refs.chunk_by(|a, b| a.aggregate_id == b.aggregate_id) {
-        let mut record = Record::default();
+        let id = &group[0].aggregate_id;
+        let mut record = known.get(id).cloned().unwrap_or_default();
         for e in group {
             record.apply(&RecordEvent::deserialize(&e.payload).map_err(corrupt)?);
         }
-        out.push((group[0].aggregate_id.clone(), record));
+        out.push((id.clone(), record));
     }
     Ok(out)
+}
+
+/// What a destination's worker carries from one batch to the next.
+#[derive(Default)]
+struct Carry {
+    states: States,
+    /// The next batch's read, started while the current one was written: the position it
+    /// reads after, and the read.
+    ahead: Option<(Position, Read)>,
+}
+
+/// A read of the feed under way.
+type Read = JoinHandle<Result<Vec<StoredEvent>, sqlx::Error>>;
+
+/// The records of a destination's workspace as they stood at a slot's checkpoint, kept
+/// between batches so that a batch folds its own events onto them instead of reading
+/// and folding every touched record's whole history again (which grows with the log).
+/// Only ever trusted at exactly the checkpoint it was left at: any other checkpoint (a
+/// batch another process applied, a rebuild, a failure) forgets it all. A record not kept
+/// is read from the store as before.
+#[derive(Default)]
+struct States {
+    at: Option<(Slot, Checkpoint)>,
+    records: HashMap<String, Record>,
+}
+
+impl States {
+    /// The states as of `cp` in `slot`: what is kept if it was left there, else nothing.
+    fn at(&mut self, slot: Slot, cp: Checkpoint) -> &HashMap<String, Record> {
+        if self.at != Some((slot, cp)) {
+            self.forget();
+        }
+        &self.records
+    }
+
+    fn forget(&mut self) {
+        self.at = None;
+        self.records.clear();
+    }
+
+    /// Keeps `folded` (a batch's records at its end, `cp`), then forgets records the
+    /// batch did not touch until at most `room` are kept.
+    fn keep(&mut self, slot: Slot, cp: Checkpoint, folded: Vec<(String, Record)>, room: usize) {
+        let touched: std::collections::HashSet<String> =
+            folded.iter().map(|(id, _)| id.clone()).collect();
+        self.records.extend(folded);
+        let excess = self.records.len().saturating_sub(room);
+        if excess > 0 {
+            let gone: Vec<String> = self
+                .records
+                .keys()
+                .filter(|id| !touched.contains(*id))
+                .take(excess)
+                .cloned()
+                .collect();
+            for id in gone {
+                self.records.remove(&id);
+            }
+        }
+        self.at = Some((slot, cp));
+    }
 }
 
 /// What a batch of records does in a destination's tables.
@@ -247,11 +325,12 @@ impl Worker {
         let mut target: Option<Target> = None;
         let mut backoff = Duration::from_millis(200);
         let mut held_tried = Instant::now();
+        let mut carry = Carry::default();
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            match self.step(&mut target, &mut held_tried).await {
+            match self.step(&mut target, &mut held_tried, &mut carry).await {
                 Ok(Step::Gone) => break,
                 Ok(Step::Busy) => backoff = Duration::from_millis(200),
                 Ok(Step::Idle) => {
@@ -312,6 +391,7 @@ impl Worker {
         &self,
         target: &mut Option<Target>,
         held_tried: &mut Instant,
+        carry: &mut Carry,
     ) -> Result<Step, EngineError> {
         let destination: Destination = self.engine.store.cqrs().load(&self.id).await?;
         if destination.id.is_none() || destination.deleted {
@@ -328,9 +408,9 @@ impl Worker {
             .await?
             .ok_or(EngineError::Internal("the live checkpoint vanished".into()))?;
         if destination.generation > live.generation {
-            return self.rebuild_step(&destination, t).await;
+            return self.rebuild_step(&destination, t, carry).await;
         }
-        match self.batch(&destination, t, Slot::Live, live).await? {
+        match self.batch(&destination, t, Slot::Live, live, carry).await? {
             Step::Idle if held_tried.elapsed() >= self.options.retry_held => {
                 *held_tried = Instant::now();
                 self.retry_held(&destination, t, live).await?;
@@ -344,6 +424,7 @@ impl Worker {
         &self,
         destination: &Destination,
         t: &Target,
+        carry: &mut Carry,
     ) -> Result<Step, EngineError> {
         let schema = &destination.schema;
         let cp = match target::checkpoint(&t.pool, &self.id, Slot::Rebuild).await? {
@@ -361,7 +442,7 @@ impl Worker {
                 return Ok(Step::Busy);
             }
         };
-        match self.batch(destination, t, Slot::Rebuild, cp).await? {
+        match self.batch(destination, t, Slot::Rebuild, cp, carry).await? {
             Step::Idle => {
                 if target::swap(&t.pool, schema, &self.id, &destination.mappings, cp).await? {
                     tracing::info!(destination = %self.id, generation = destination.generation, "destination rebuild swapped in");
@@ -379,21 +460,49 @@ impl Worker {
         t: &Target,
         slot: Slot,
         cp: Checkpoint,
+        carry: &mut Carry,
     ) -> Result<Step, EngineError> {
         let feed = self.engine.store.feed();
-        let events = feed.read(cp.position, self.options.batch).await?;
+        let mut events = match carry.ahead.take() {
+            Some((from, read)) if from == cp.position => read
+                .await
+                .map_err(|e| EngineError::Internal(format!("reading ahead: {e}")))??,
+            _ => Vec::new(),
+        };
+        // Nothing read ahead, or nothing there yet when it was read (what was committed
+        // since is read now, not left to the next wake-up).
+        if events.is_empty() {
+            events = feed.read(cp.position, self.options.batch).await?;
+        }
         let Some(last) = events.last().map(|e| e.position) else {
             return Ok(Step::Idle);
         };
+        // A full batch: more is waiting. The next batch is read while this one is
+        // folded and written; it is used only if this one lands.
+        if events.len() as i64 >= self.options.batch {
+            let (feed, limit) = (self.engine.store.feed(), self.options.batch);
+            carry.ahead = Some((
+                last,
+                tokio::spawn(async move { feed.read(last, limit).await }),
+            ));
+        }
         let ours: Vec<&StoredEvent> = events
             .iter()
             .filter(|e| {
                 e.aggregate_type == Record::TYPE && e.workspace_id() == destination.workspace_id
             })
             .collect();
-        let before = earlier(&self.engine, &ours).await?;
+        let states = &mut carry.states;
+        let known = states.at(slot, cp);
+        let unknown: Vec<&StoredEvent> = ours
+            .iter()
+            .copied()
+            .filter(|e| !known.contains_key(&e.aggregate_id))
+            .collect();
+        let before = earlier(&self.engine, &unknown).await?;
         let all: Vec<&StoredEvent> = before.iter().chain(ours.iter().copied()).collect();
-        let batch = plan(destination, &fold_records(&all, last)?);
+        let folded = fold_onto(known, &all, last)?;
+        let batch = plan(destination, &folded);
         let applied = target::apply(
             &t.pool,
             &destination.schema,
@@ -406,8 +515,19 @@ impl Worker {
             last,
         )
         .await?;
-        if let Applied::Done { rows } = applied {
-            metrics::counter!("syncledger_destination_rows_total").increment(rows as u64);
+        match applied {
+            Applied::Done { rows } => {
+                metrics::counter!("syncledger_destination_rows_total").increment(rows as u64);
+                let now = Checkpoint {
+                    generation: cp.generation,
+                    position: last,
+                };
+                states.keep(slot, now, folded, self.options.kept_states);
+            }
+            Applied::Moved => {
+                states.forget();
+                carry.ahead = None;
+            }
         }
         Ok(Step::Busy)
     }
@@ -535,5 +655,90 @@ mod tests {
                 .collect();
             prop_assert_eq!(folded, expected);
         }
+
+        /// Folding a later batch onto the states kept at an earlier cut gives the records
+        /// the whole histories give, whichever records were kept and which read again.
+        #[test]
+        fn folding_onto_kept_states_is_folding_the_history(
+            n in 0usize..6, m in 0usize..6, first in 0i64..30, second in 0i64..30,
+            keep_a in any::<bool>(), keep_b in any::<bool>()
+        ) {
+            let (first, second) = (first.min(second), first.max(second));
+            let (a, b) = (history("a", n, 1), history("b", m, 2));
+            let cut = |pos| Position { tx: 0, pos };
+            let all: Vec<&StoredEvent> = a.iter().chain(&b).collect();
+            let mut known: HashMap<String, Record> = fold_records(&all, cut(first))
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            let kept = |id: &str| (id == "a" && keep_a) || (id == "b" && keep_b);
+            known.retain(|id, _| kept(id));
+            // A kept record brings only its events after the first cut; another its whole
+            // history (as `earlier` reads it).
+            let given: Vec<&StoredEvent> = all
+                .iter()
+                .copied()
+                .filter(|e| !known.contains_key(&e.aggregate_id) || e.position > cut(first))
+                .collect();
+            let onto = fold_onto(&known, &given, cut(second)).unwrap_or_default();
+            let whole = fold_records(&all, cut(second)).unwrap_or_default();
+            // A kept record the second batch does not touch is not folded again.
+            let touched: Vec<(String, Record)> = whole
+                .into_iter()
+                .filter(|(id, _)| {
+                    !known.contains_key(id)
+                        || all.iter().any(|e| &e.aggregate_id == id
+                            && e.position > cut(first) && e.position <= cut(second))
+                })
+                .collect();
+            prop_assert_eq!(onto, touched);
+        }
+    }
+
+    fn checkpoint(pos: i64) -> Checkpoint {
+        Checkpoint {
+            generation: 1,
+            position: Position { tx: 0, pos },
+        }
+    }
+
+    fn state(id: &str) -> (String, Record) {
+        (
+            id.to_owned(),
+            Record {
+                id: Some(id.to_owned()),
+                ..Record::default()
+            },
+        )
+    }
+
+    #[test]
+    fn kept_states_are_trusted_only_at_the_checkpoint_they_were_left_at() {
+        let mut states = States::default();
+        states.keep(Slot::Live, checkpoint(10), vec![state("a")], 10);
+        assert!(states.at(Slot::Live, checkpoint(10)).contains_key("a"));
+        // Another process moved the checkpoint on: what is kept is stale.
+        assert!(states.at(Slot::Live, checkpoint(12)).is_empty());
+        states.keep(Slot::Live, checkpoint(12), vec![state("a")], 10);
+        // The rebuild's slot at the same position is another table's history.
+        assert!(states.at(Slot::Rebuild, checkpoint(12)).is_empty());
+        states.keep(Slot::Live, checkpoint(14), vec![state("a")], 10);
+        let next_generation = Checkpoint {
+            generation: 2,
+            ..checkpoint(14)
+        };
+        assert!(states.at(Slot::Live, next_generation).is_empty());
+    }
+
+    #[test]
+    fn past_its_room_a_destination_forgets_records_the_last_batch_did_not_touch() {
+        let mut states = States::default();
+        let first: Vec<(String, Record)> = (0..5).map(|i| state(&format!("old{i}"))).collect();
+        states.keep(Slot::Live, checkpoint(1), first, 6);
+        let second: Vec<(String, Record)> = (0..3).map(|i| state(&format!("new{i}"))).collect();
+        states.keep(Slot::Live, checkpoint(2), second, 6);
+        let kept = states.at(Slot::Live, checkpoint(2));
+        assert_eq!(kept.len(), 6);
+        assert!((0..3).all(|i| kept.contains_key(&format!("new{i}"))));
     }
 }

@@ -53,6 +53,10 @@ pub struct SinkBenchArgs {
     /// Events per sink batch.
     #[arg(long, default_value_t = 5_000)]
     pub batch: i64,
+    /// Records whose folded state the sink keeps between batches (the server's default
+    /// when not given).
+    #[arg(long)]
+    pub kept_states: Option<usize>,
     /// The store's PostgreSQL server (a fresh database, dropped after); without it, a
     /// fresh SQLite file.
     #[arg(long, env = "SYNCLEDGER_BENCH_DATABASE_URL")]
@@ -206,6 +210,9 @@ async fn bench(settings: &Settings, args: &SinkBenchArgs, target_url: &str) -> a
         options: SinkOptions {
             policy: settings.destination_policy(),
             batch: args.batch,
+            kept_states: args
+                .kept_states
+                .unwrap_or(SinkOptions::default().kept_states),
             ..SinkOptions::default()
         },
         wake: Arc::new(Notify::new()),
@@ -252,7 +259,9 @@ async fn bench(settings: &Settings, args: &SinkBenchArgs, target_url: &str) -> a
     let _ = stop.send(true);
     let _ = task.await;
 
-    // Backlog: the log first, then a destination.
+    // Backlog: the log first, then a destination. The peak memory reported is this
+    // phase's: Linux resets the high-water mark on writing 5 to clear_refs.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
     let mut log = Log::new(&store, Shape::of_events(args.events));
     log.write().await?;
     let backlog_workspace = log.workspace.clone();
@@ -269,7 +278,9 @@ async fn bench(settings: &Settings, args: &SinkBenchArgs, target_url: &str) -> a
         json!({"bench": "sink", "phase": "backlog", "store": backend, "events": events,
                "rows": rows, "seconds": round2(seconds),
                "events_per_s": round2(events as f64 / seconds),
-               "rows_per_s": round2(rows as f64 / seconds)})
+               "rows_per_s": round2(rows as f64 / seconds),
+               "kept_states": bench.options.kept_states,
+               "peak_rss_mb": super::sync::peak_rss_mb()})
     );
 
     // Live: one contact at a time, at a steady rate, while the backlog's sink follows.

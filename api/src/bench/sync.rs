@@ -149,7 +149,7 @@ impl SandboxProcess {
 }
 
 /// Peak resident memory of this process, in MB.
-fn peak_rss_mb() -> f64 {
+pub(super) fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

@@ -46,3 +46,31 @@ async fn bench_sink_writes_every_imported_record() {
     assert!(lines[1]["rows"].as_u64().unwrap_or_default() > 0, "{out}");
     target.cleanup().await;
 }
+
+/// `bench import` on the embedded store: the first import creates a record per row, the
+/// same file again with a tenth of its rows edited updates those and leaves the rest.
+#[tokio::test]
+async fn bench_import_creates_then_updates_a_tenth() {
+    let env = TestEnv::sqlite();
+    let out = env.run_ok(&["bench", "import", "--rows", "500"]).await;
+    let lines: Vec<Value> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let phases: Vec<&str> = lines.iter().filter_map(|l| l["phase"].as_str()).collect();
+    assert_eq!(phases, ["first", "again"], "{out}");
+    assert_eq!(lines[0]["created"], 500, "{out}");
+    assert_eq!(
+        (
+            &lines[1]["created"],
+            &lines[1]["updated"],
+            &lines[1]["unchanged"]
+        ),
+        (&0.into(), &50.into(), &450.into()),
+        "{out}"
+    );
+    assert!(
+        lines[0]["rows_per_s"].as_f64().unwrap_or_default() > 0.0,
+        "{out}"
+    );
+}

@@ -46,6 +46,29 @@ mod tests {
         Ok(())
     }
 
+    /// The templates' notes are what users read of a provider's limits: they name the
+    /// webhook receivers the server has (they once said the webhooks were not received).
+    #[test]
+    fn the_notes_point_at_the_webhook_receivers() -> Result<(), CrmError> {
+        for (provider, receiver) in [
+            ("chatwoot", "/v1/webhooks/chatwoot/{id}"),
+            ("tave", "/v1/integrations/{id}/hook-url"),
+        ] {
+            let spec = template(provider).ok_or(CrmError::Config("none".into()))??;
+            assert!(
+                spec.notes.iter().any(|n| n.contains(receiver)),
+                "{provider}: {:?}",
+                spec.notes
+            );
+            assert!(
+                !spec.notes.iter().any(|n| n.contains("not received")),
+                "{provider}: {:?}",
+                spec.notes
+            );
+        }
+        Ok(())
+    }
+
     #[test]
     fn parameters_are_required_declared_and_of_their_format() -> Result<(), CrmError> {
         let chatwoot = template("chatwoot").ok_or(CrmError::Config("none".into()))??;
