@@ -94,7 +94,7 @@ pub struct Settings {
     /// Live event streams one workspace may hold open at once, over all its tokens.
     pub sse_streams_per_workspace: usize,
     /// Records whose folded state each destination's sink keeps in memory between
-    /// batches (a few KB each); a record not kept is read again from the store.
+    /// batches (about 5 KB each); a record not kept is read again from the store.
     pub destination_kept_states: usize,
     /// `development` or `production`. Unset: development exactly when no
     /// `database_url` is set (the embedded SQLite default).
