@@ -8,12 +8,14 @@
 //! - `rebuild.rs` (`bench rebuild`): every projection rebuilt from a generated log;
 //! - `http.rs` (`bench http`): request throughput, with and without `/metrics` scraped;
 //! - `webhooks.rs` (`bench webhooks`): outgoing webhook deliveries per second and lag;
-//! - `sink.rs` (`bench sink`): the Postgres destination sink's rows per second and lag.
+//! - `sink.rs` (`bench sink`): the Postgres destination sink's rows per second and lag;
+//! - `merge.rs` (`bench merge`): per-field three-way conflict detection, µs per record.
 //!
 //! Each prints JSON lines on stdout. Nothing here is used by `serve` or the tests.
 
 mod as_of;
 mod http;
+mod merge;
 mod pages;
 mod rebuild;
 mod sink;
@@ -23,6 +25,7 @@ mod webhooks;
 
 pub use as_of::AsOfBenchArgs;
 pub use http::HttpBenchArgs;
+pub use merge::MergeBenchArgs;
 pub use pages::PagesBenchArgs;
 pub use rebuild::RebuildBenchArgs;
 pub use sink::SinkBenchArgs;
@@ -65,6 +68,9 @@ pub enum BenchWhat {
     /// The Postgres destination sink: rows per second while an import runs and catching
     /// up a backlog, and the lag from commit to row; one JSON line per phase.
     Sink(SinkBenchArgs),
+    /// Per-field three-way conflict detection on generated records, in memory: µs per
+    /// record (p50, p99, mean) and records per second; one JSON line.
+    Merge(MergeBenchArgs),
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -107,6 +113,7 @@ pub async fn run(settings: &Settings, command: BenchCommand) -> anyhow::Result<E
         Some(BenchWhat::Http(args)) => http::run(settings, args).await,
         Some(BenchWhat::Webhooks(args)) => webhooks::run(settings, args).await,
         Some(BenchWhat::Sink(args)) => sink::run(settings, args).await,
+        Some(BenchWhat::Merge(args)) => merge::run(args).await,
         None => store::run(settings, command.store).await,
     }
 }
