@@ -1,8 +1,10 @@
 //! `syncledger bench merge`: per-field three-way conflict detection
 //! ([`syncledger_domain::merge::merge`]) in microseconds per record, in memory.
 //!
-//! Records are generated up front (seeded), each with `--fields` fields on its base, app
-//! and CRM sides: most fields equal on all three, some changed on one side, some changed
+//! `--distinct` records are generated up front (seeded) and merged in turn until
+//! `--records` merges are done (a pool, so the run holds megabytes, not gigabytes: a sync
+//! merges a record it has just read), each with `--fields` fields on its base, app and CRM
+//! sides: most fields equal on all three, some changed on one side, some changed
 //! on both (to the same value or, mostly, to different values: conflicts), a few cleared
 //! to `""` on the CRM side, and the four conflict strategies in turn. Each merge is timed
 //! on its own; one JSON line: µs per record (p50, p99, mean), records per second over the
@@ -27,6 +29,9 @@ pub struct MergeBenchArgs {
     /// Records merged (each timed).
     #[arg(long, default_value_t = 200_000)]
     pub records: usize,
+    /// Distinct generated records, merged in turn.
+    #[arg(long, default_value_t = 1_000)]
+    pub distinct: usize,
     /// Fields per record.
     #[arg(long, default_value_t = 20)]
     pub fields: usize,
@@ -121,18 +126,19 @@ fn case(rng: &mut StdRng, n: usize, fields: usize) -> Case {
 pub async fn run(args: MergeBenchArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.records >= 1, "--records must be at least 1");
     anyhow::ensure!(args.fields >= 1, "--fields must be at least 1");
+    anyhow::ensure!(args.distinct >= 1, "--distinct must be at least 1");
     let mut rng = StdRng::seed_from_u64(args.seed);
-    let cases: Vec<Case> = (0..args.records)
+    let cases: Vec<Case> = (0..args.distinct.min(args.records))
         .map(|n| case(&mut rng, n, args.fields))
         .collect();
     // Warm up caches and the allocator on a first pass that is not timed.
     for c in cases.iter().take(1000) {
         black_box(merge_case(c));
     }
-    let mut samples = Vec::with_capacity(cases.len());
+    let mut samples = Vec::with_capacity(args.records);
     let (mut changes, mut conflicts) = (0usize, 0usize);
     let started = Instant::now();
-    for c in &cases {
+    for c in cases.iter().cycle().take(args.records) {
         let t0 = Instant::now();
         let out = black_box(merge_case(black_box(c)));
         samples.push(t0.elapsed());
@@ -149,7 +155,7 @@ pub async fn run(args: MergeBenchArgs) -> anyhow::Result<ExitCode> {
     let timed: Duration = samples.iter().sum();
     println!(
         "{}",
-        json!({"bench": "merge", "records": args.records, "fields": args.fields,
+        json!({"bench": "merge", "records": args.records, "distinct": cases.len(), "fields": args.fields,
                "us_per_record_p50": rank(0.50), "us_per_record_p99": rank(0.99),
                "us_per_record_mean": round3(timed.as_secs_f64() * 1e6 / args.records as f64),
                "records_per_second": (args.records as f64 / total.as_secs_f64()).round(),

@@ -54,13 +54,23 @@ async fn bench_sink_writes_every_imported_record() {
 async fn bench_merge_prints_one_line_of_figures() {
     let env = TestEnv::sqlite();
     let out = env
-        .run_ok(&["bench", "merge", "--records", "300", "--fields", "20"])
+        .run_ok(&[
+            "bench",
+            "merge",
+            "--records",
+            "300",
+            "--distinct",
+            "100",
+            "--fields",
+            "20",
+        ])
         .await;
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 1, "{out}");
     let line: Value = serde_json::from_str(lines[0]).expect("a JSON line");
     assert_eq!(line["bench"], "merge", "{out}");
     assert_eq!(line["records"], 300, "{out}");
+    assert_eq!(line["distinct"], 100, "{out}");
     assert_eq!(line["fields"], 20, "{out}");
     for figure in [
         "us_per_record_p50",
