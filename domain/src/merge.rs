@@ -15,7 +15,7 @@
 //! the same value (see [`empty_as_none`]): a CRM that stores a cleared field as `""`
 //! (HubSpot does) has not changed it. Pure: no clock, no IO.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -113,6 +113,32 @@ fn settle(
     }
 }
 
+/// A value as the sides are compared: empty text read as null (see [`empty_as_none`]),
+/// borrowed, so that only what the outcome keeps is copied.
+fn compared(value: Option<&Option<String>>) -> Option<&str> {
+    value.and_then(|v| v.as_deref()).filter(|v| !v.is_empty())
+}
+
+type Side3<'a> = std::iter::Peekable<std::collections::btree_map::Iter<'a, String, Option<String>>>;
+
+/// The next field name of the union of the three sides' (sorted) names, with each side's
+/// value of it; `None` when every side is exhausted. One walk of the three maps, in name
+/// order, instead of a set of the names and a look-up per name and side.
+fn next_field<'a>(
+    sides: &mut [Side3<'a>; 3],
+) -> Option<(&'a String, [Option<&'a Option<String>>; 3])> {
+    let name = sides
+        .iter_mut()
+        .filter_map(|s| s.peek().map(|e| e.0))
+        .min()?;
+    let take = |s: &mut Side3<'a>| match s.peek() {
+        Some(e) if e.0 == name => s.next().map(|e| e.1),
+        _ => None,
+    };
+    let [b, a, c] = sides;
+    Some((name, [take(b), take(a), take(c)]))
+}
+
 /// Merges one record. `base` holds the values last synced to both sides.
 pub fn merge(
     base: &Fields,
@@ -120,29 +146,30 @@ pub fn merge(
     crm: Version<'_>,
     policy: &MergePolicy,
 ) -> MergeOutcome {
-    let names: BTreeSet<&String> = base
-        .keys()
-        .chain(app.fields.keys())
-        .chain(crm.fields.keys())
-        .collect();
     let mut out = MergeOutcome {
         base: base.clone(),
         ..MergeOutcome::default()
     };
-    for name in names {
-        let was = empty_as_none(base.get(name).cloned().flatten());
+    let owned = |v: Option<&str>| v.map(str::to_owned);
+    let mut sides = [
+        base.iter().peekable(),
+        app.fields.iter().peekable(),
+        crm.fields.iter().peekable(),
+    ];
+    while let Some((name, [b, a, c])) = next_field(&mut sides) {
+        let was = compared(b);
         // A side that does not mention the field still holds the base value.
-        let a = empty_as_none(app.fields.get(name).cloned().unwrap_or_else(|| was.clone()));
-        let c = empty_as_none(crm.fields.get(name).cloned().unwrap_or_else(|| was.clone()));
+        let a = a.map_or(was, |v| compared(Some(v)));
+        let c = c.map_or(was, |v| compared(Some(v)));
         let (app_changed, crm_changed) = (a != was, c != was);
         let agreed = match (app_changed, crm_changed) {
             (false, false) => continue,
             (true, false) => {
-                out.to_crm.insert(name.clone(), a.clone());
+                out.to_crm.insert(name.clone(), owned(a));
                 a
             }
             (false, true) => {
-                out.to_app.insert(name.clone(), c.clone());
+                out.to_app.insert(name.clone(), owned(c));
                 c
             }
             (true, true) if a == c => a,
@@ -150,25 +177,25 @@ pub fn merge(
                 let winner = settle(policy, name, app.modified_at, crm.modified_at);
                 out.conflicts.push(FieldConflict {
                     field: name.clone(),
-                    base: was,
-                    app: a.clone(),
-                    crm: c.clone(),
+                    base: owned(was),
+                    app: owned(a),
+                    crm: owned(c),
                     winner,
                 });
                 match winner {
                     Some(Side::App) => {
-                        out.to_crm.insert(name.clone(), a.clone());
+                        out.to_crm.insert(name.clone(), owned(a));
                         a
                     }
                     Some(Side::Crm) => {
-                        out.to_app.insert(name.clone(), c.clone());
+                        out.to_app.insert(name.clone(), owned(c));
                         c
                     }
                     None => continue,
                 }
             }
         };
-        out.base.insert(name.clone(), agreed);
+        out.base.insert(name.clone(), owned(agreed));
     }
     out
 }

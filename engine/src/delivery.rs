@@ -13,7 +13,7 @@
 
 pub(crate) mod log;
 
-pub use log::Attempt;
+pub use log::{list_statement as deliveries_statement, Attempt};
 
 use std::collections::HashMap;
 use std::time::Duration as StdDuration;

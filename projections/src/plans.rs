@@ -7,7 +7,10 @@ use syncledger_domain::Entity;
 use syncledger_store::{EventPool, Store};
 
 use crate::statement::{Arg, Statement};
-use crate::{audit, conflicts, integration_status, records, sync_runs, ProjectionError};
+use crate::{
+    audit, conflicts, destinations, integration_status, records, sync_runs, webhook_endpoints,
+    ProjectionError,
+};
 
 /// Rows per page in the statements below, as a page asks (one more than it shows).
 const PAGE: i64 = 51;
@@ -78,6 +81,27 @@ pub fn lists(workspace_id: &str, integration_id: &str) -> Vec<(&'static str, Sta
                 LATER,
             ),
         ),
+        (
+            "records of one entity, first page",
+            records(
+                records::Filter {
+                    entity: Some(Entity::Contacts),
+                    ..Default::default()
+                },
+                ("", ""),
+            ),
+        ),
+        (
+            "records of one entity updated since",
+            records(
+                records::Filter {
+                    entity: Some(Entity::Contacts),
+                    updated_since: Some(LATER.0.to_owned()),
+                    ..Default::default()
+                },
+                ("", ""),
+            ),
+        ),
         ("records by match key", records(search("ada%_"), ("", ""))),
         (
             "records by match key, later page",
@@ -100,9 +124,36 @@ pub fn lists(workspace_id: &str, integration_id: &str) -> Vec<(&'static str, Sta
             }),
         ),
         (
+            "conflicts of one integration",
+            conflicts(conflicts::Filter {
+                integration_id: Some(integration_id.to_owned()),
+                ..Default::default()
+            }),
+        ),
+        (
+            "open conflicts of one integration",
+            conflicts(conflicts::Filter {
+                integration_id: Some(integration_id.to_owned()),
+                status: Some("open".into()),
+                ..Default::default()
+            }),
+        ),
+        (
+            "conflicts of one record",
+            conflicts(conflicts::Filter {
+                record_id: Some("0190a000-0000-7000-8000-000000000003".into()),
+                ..Default::default()
+            }),
+        ),
+        (
             "integrations",
             integration_status::list_statement(ws, "", PAGE),
         ),
+        (
+            "webhook endpoints",
+            webhook_endpoints::list_statement(ws, "", PAGE),
+        ),
+        ("destinations", destinations::list_statement(ws, "", PAGE)),
         ("audit trail", audit(Default::default())),
         (
             "audit trail of one integration",

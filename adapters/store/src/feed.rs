@@ -349,6 +349,21 @@ impl Feed {
     }
 }
 
+/// What [`Feed::events_of`] runs on PostgreSQL (an aggregate's history, `GET
+/// /v1/records/{id}/history`): served by the primary key `(aggregate_type, aggregate_id,
+/// sequence)`; the query-plan test checks it beside the read models' lists.
+pub const EVENTS_OF_PG: &str =
+    "SELECT transaction_id::text AS tx, global_position, aggregate_type, aggregate_id,
+            sequence, event_type, event_version, payload::text AS payload,
+            metadata::text AS metadata, recorded_at
+       FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence";
+
+/// What [`Feed::events_of`] runs on SQLite (see [`EVENTS_OF_PG`]).
+pub const EVENTS_OF_SQLITE: &str =
+    "SELECT global_position, aggregate_type, aggregate_id, sequence, event_type,
+            event_version, payload, metadata, recorded_at
+       FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence";
+
 impl Feed {
     /// Every committed event of one aggregate, in sequence order (its history). Not
     /// bound by the feed horizon: one aggregate's events are ordered by sequence.
@@ -359,28 +374,19 @@ impl Feed {
     ) -> Result<Vec<StoredEvent>, sqlx::Error> {
         match &self.pool {
             EventPool::Postgres(pool) => {
-                let rows = sqlx::query(
-                    "SELECT transaction_id::text AS tx, global_position, aggregate_type, aggregate_id,
-                            sequence, event_type, event_version, payload::text AS payload,
-                            metadata::text AS metadata, recorded_at
-                       FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
-                )
-                .bind(aggregate_type)
-                .bind(aggregate_id)
-                .fetch_all(pool)
-                .await?;
+                let rows = sqlx::query(EVENTS_OF_PG)
+                    .bind(aggregate_type)
+                    .bind(aggregate_id)
+                    .fetch_all(pool)
+                    .await?;
                 rows.into_iter().map(pg_row).collect()
             }
             EventPool::Sqlite(pool) => {
-                let rows = sqlx::query(
-                    "SELECT global_position, aggregate_type, aggregate_id, sequence, event_type,
-                            event_version, payload, metadata, recorded_at
-                       FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
-                )
-                .bind(aggregate_type)
-                .bind(aggregate_id)
-                .fetch_all(pool)
-                .await?;
+                let rows = sqlx::query(EVENTS_OF_SQLITE)
+                    .bind(aggregate_type)
+                    .bind(aggregate_id)
+                    .fetch_all(pool)
+                    .await?;
                 rows.into_iter().map(lite_row).collect()
             }
         }

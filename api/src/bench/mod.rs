@@ -10,12 +10,14 @@
 //! - `webhooks.rs` (`bench webhooks`): outgoing webhook deliveries per second and lag;
 //! - `sink.rs` (`bench sink`): the Postgres destination sink's rows per second and lag;
 //! - `import.rs` (`bench import`): a CSV import's rows per second, new and again.
+//! - `merge.rs` (`bench merge`): per-field three-way conflict detection, µs per record.
 //!
 //! Each prints JSON lines on stdout. Nothing here is used by `serve` or the tests.
 
 mod as_of;
 mod http;
 mod import;
+mod merge;
 mod pages;
 mod rebuild;
 mod sink;
@@ -26,6 +28,7 @@ mod webhooks;
 pub use as_of::AsOfBenchArgs;
 pub use http::HttpBenchArgs;
 pub use import::ImportBenchArgs;
+pub use merge::MergeBenchArgs;
 pub use pages::PagesBenchArgs;
 pub use rebuild::RebuildBenchArgs;
 pub use sink::SinkBenchArgs;
@@ -71,6 +74,9 @@ pub enum BenchWhat {
     /// A CSV import into an integration of a CRM without an API: rows per second of a
     /// first import and of the same file again with edits; one JSON line per phase.
     Import(ImportBenchArgs),
+    /// Per-field three-way conflict detection on generated records, in memory: µs per
+    /// record (p50, p99, mean) and records per second; one JSON line.
+    Merge(MergeBenchArgs),
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -114,6 +120,7 @@ pub async fn run(settings: &Settings, command: BenchCommand) -> anyhow::Result<E
         Some(BenchWhat::Webhooks(args)) => webhooks::run(settings, args).await,
         Some(BenchWhat::Sink(args)) => sink::run(settings, args).await,
         Some(BenchWhat::Import(args)) => import::run(settings, args).await,
+        Some(BenchWhat::Merge(args)) => merge::run(args).await,
         None => store::run(settings, command.store).await,
     }
 }

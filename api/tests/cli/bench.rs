@@ -74,3 +74,48 @@ async fn bench_import_creates_then_updates_a_tenth() {
         "{out}"
     );
 }
+
+/// `bench merge` at a tiny size prints one JSON line whose figures are there and add up:
+/// every record merged, some fields changed and some in conflict (the generator makes
+/// both), and a positive time per record.
+#[tokio::test]
+async fn bench_merge_prints_one_line_of_figures() {
+    let env = TestEnv::sqlite();
+    let out = env
+        .run_ok(&[
+            "bench",
+            "merge",
+            "--records",
+            "300",
+            "--distinct",
+            "100",
+            "--fields",
+            "20",
+        ])
+        .await;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    let line: Value = serde_json::from_str(lines[0]).expect("a JSON line");
+    assert_eq!(line["bench"], "merge", "{out}");
+    assert_eq!(line["records"], 300, "{out}");
+    assert_eq!(line["distinct"], 100, "{out}");
+    assert_eq!(line["fields"], 20, "{out}");
+    for figure in [
+        "us_per_record_p50",
+        "us_per_record_p99",
+        "us_per_record_mean",
+        "records_per_second",
+    ] {
+        let x = line[figure].as_f64().unwrap_or_default();
+        assert!(x > 0.0, "{figure}: {out}");
+    }
+    assert!(
+        line["us_per_record_p50"].as_f64() <= line["us_per_record_p99"].as_f64(),
+        "{out}"
+    );
+    assert!(
+        line["field_changes"].as_u64().unwrap_or_default() > 300,
+        "{out}"
+    );
+    assert!(line["conflicts"].as_u64().unwrap_or_default() > 0, "{out}");
+}

@@ -1,6 +1,7 @@
 use super::*;
 use chrono::TimeZone;
 use proptest::prelude::*;
+use std::collections::BTreeSet;
 
 fn at(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_700_000_000 + secs, 0)

@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::{AnyPool, Row};
+use syncledger_projections::statement::Statement;
 use syncledger_store::Position;
 
 pub(crate) fn millis(t: DateTime<Utc>) -> i64 {
@@ -305,28 +306,36 @@ pub(crate) async fn attempts_of(
     rows.iter().map(attempt_of).collect()
 }
 
-/// Up to `limit` attempts of the endpoint, newest first, before (`attempted_at`,
-/// `message_id`, `attempt`) = `before` when given.
+/// What [`list`] runs: up to `limit` attempts of the endpoint, newest first, before
+/// (`attempted_at`, `message_id`, `attempt`) = `before` when given. Served by the index on
+/// `(endpoint_id, attempted_at, message_id, attempt)` read backwards (migration 0023): the
+/// page seeks to `attempted_at <= before` and walks one page, however many attempts the
+/// endpoint has; the query-plan test checks it beside the read models' lists.
+pub fn list_statement(endpoint: &str, before: Option<(i64, String, i64)>, limit: i64) -> Statement {
+    let (at, id, n) = before.unwrap_or((i64::MAX, String::new(), 0));
+    let mut s = Statement::new(format!(
+        "SELECT {COLUMNS} FROM webhook_deliveries
+          WHERE endpoint_id = $1 AND attempted_at <= $2
+            AND (attempted_at < $2 OR (attempted_at = $2 AND (message_id < $3
+                 OR (message_id = $3 AND attempt < $4))))
+          ORDER BY attempted_at DESC, message_id DESC, attempt DESC LIMIT $5"
+    ));
+    s.arg(endpoint);
+    s.arg(at);
+    s.arg(id);
+    s.arg(n);
+    s.arg(limit);
+    s
+}
+
+/// Up to `limit` attempts of the endpoint, newest first (see [`list_statement`]).
 pub(crate) async fn list(
     pool: &AnyPool,
     endpoint: &str,
     before: Option<(i64, String, i64)>,
     limit: i64,
 ) -> Result<Vec<Attempt>, sqlx::Error> {
-    let (at, id, n) = before.unwrap_or((i64::MAX, String::new(), 0));
-    let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM webhook_deliveries
-          WHERE endpoint_id = $1
-            AND (attempted_at < $2 OR (attempted_at = $2 AND (message_id < $3
-                 OR (message_id = $3 AND attempt < $4))))
-          ORDER BY attempted_at DESC, message_id DESC, attempt DESC LIMIT $5"
-    ))
-    .bind(endpoint)
-    .bind(at)
-    .bind(id)
-    .bind(n)
-    .bind(limit)
-    .fetch_all(pool)
-    .await?;
+    let statement = list_statement(endpoint, before, limit);
+    let rows = statement.query().fetch_all(pool).await?;
     rows.iter().map(attempt_of).collect()
 }

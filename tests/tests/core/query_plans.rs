@@ -1,19 +1,25 @@
 //! Every list page and overview count is served by an index, on both backends: the
-//! statements the pages run (`projections::plans`, and the API tokens' list) are planned
-//! by the database, and no plan sorts a table or counts from its rows. A page that sorts
+//! statements the pages run (`projections::plans`, and the lists whose SQL lives outside
+//! the read models: API tokens, webhook deliveries, a record's history) are planned by
+//! the database, and no plan sorts a table or counts from its rows. A page that sorts
 //! a workspace's records costs more as the workspace grows; with its index it is a seek
 //! and one page's walk.
 
 use anyhow::Context;
 use serde_json::Value;
+use syncledger_domain::record::Record;
+use syncledger_domain::Aggregate;
+use syncledger_engine::delivery::deliveries_statement;
 use syncledger_engine::workspaces::list_tokens_statement;
 use syncledger_projections::plans::{self, Plan};
 use syncledger_projections::statement::Statement;
+use syncledger_store::feed::{EVENTS_OF_PG, EVENTS_OF_SQLITE};
 use syncledger_store::Store;
 use syncledger_testkit::{with_postgres, with_sqlite};
 
 const WS: &str = "0190a000-0000-7000-8000-000000000001";
 const INTEGRATION: &str = "0190a000-0000-7000-8000-000000000002";
+const ENDPOINT: &str = "0190a000-0000-7000-8000-000000000004";
 
 /// Lists whose page must start with a seek on its order's column (the keyset or the
 /// search's range), not a walk from the workspace's first row.
@@ -28,10 +34,14 @@ const SEEKS: &[(&str, &str)] = &[
     ("sync runs", "id"),
     ("conflicts", "detected_at"),
     ("open conflicts", "detected_at"),
+    ("conflicts of one integration", "detected_at"),
+    ("open conflicts of one integration", "detected_at"),
+    ("conflicts of one record", "detected_at"),
     ("audit trail", "chain_seq"),
     ("audit trail of one integration", "chain_seq"),
     ("audit trail of one actor", "chain_seq"),
     ("audit trail of one action", "chain_seq"),
+    ("webhook deliveries, later page", "attempted_at"),
 ];
 
 /// Lists whose rows (or the rows they look up in another table) must come through a
@@ -41,6 +51,16 @@ const LOOKUPS: &[(&str, &str)] = &[
     ("audit trail of one integration", "audit_log_integration"),
     ("audit trail of one actor", "audit_log_actor"),
     ("audit trail of one action", "audit_log_action"),
+    (
+        "conflicts of one integration",
+        "conflicts_integration_listed",
+    ),
+    ("conflicts of one record", "conflicts_record_listed"),
+    ("webhook deliveries", "webhook_deliveries_listed"),
+    (
+        "webhook deliveries, later page",
+        "webhook_deliveries_listed",
+    ),
 ];
 
 /// Whether the plan reads through the index named `index`.
@@ -150,9 +170,34 @@ async fn problems_of(
     Ok(out)
 }
 
+/// The lists whose SQL lives outside the read models: API tokens and webhook deliveries
+/// (the engine's own tables) and a record's history (the event store).
+fn other_lists(store: &Store) -> Vec<(&'static str, Statement)> {
+    let later = (1_767_000_000_000, "msg_0190".to_owned(), 2);
+    let mut history = Statement::new(if store.is_postgres() {
+        EVENTS_OF_PG
+    } else {
+        EVENTS_OF_SQLITE
+    });
+    history.arg(Record::TYPE);
+    history.arg("0190a000-0000-7000-8000-000000000003");
+    vec![
+        ("API tokens", list_tokens_statement(WS, "", 51)),
+        (
+            "webhook deliveries",
+            deliveries_statement(ENDPOINT, None, 51),
+        ),
+        (
+            "webhook deliveries, later page",
+            deliveries_statement(ENDPOINT, Some(later), 51),
+        ),
+        ("record history", history),
+    ]
+}
+
 async fn every_list_and_count_is_served_by_an_index(store: Store) -> anyhow::Result<()> {
     let mut lists = plans::lists(WS, INTEGRATION);
-    lists.push(("API tokens", list_tokens_statement(WS, "", 51)));
+    lists.extend(other_lists(&store));
     let mut problems = Vec::new();
     for (name, column) in SEEKS {
         let (_, statement) = lists
