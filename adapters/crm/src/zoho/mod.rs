@@ -11,6 +11,19 @@
 //! changed". Deletions come from `/{module}/deleted?type=all`. Writes go in batches of
 //! 100: upserts with `duplicate_check_fields`, updates by id; a 207 (or a 400 refusing
 //! every record) is mapped per record.
+//!
+//! Where PROTOCOLS-NICHE.md §1 is silent, this adapter assumes (and the sandbox plays):
+//! - the connection test reads `GET /crm/v8/org` (`org[0].id`; scope `ZohoCRM.org.READ`);
+//! - field metadata entries carry `api_name`, `field_label`, `data_type`,
+//!   `system_mandatory` and `read_only`;
+//! - exhausted API credits are a 429 whose `code` is `LIMIT_EXCEEDED` or whose message
+//!   names credits; any other 429 (concurrency) is retried with backoff (Zoho documents
+//!   no `Retry-After`);
+//! - the accounts server answers refused grants, like throttling, with an `error`
+//!   member (whatever the status): `Access Denied` passes, any other needs the user;
+//! - PKCE is sent: a server that does not know it ignores the extra parameters;
+//! - the UK API domain is `https://www.zohoapis.uk` (see `syncledger_domain::outbound::zoho`);
+//! - `/deleted` is paged by number only (no `page_token` documented there).
 
 mod auth;
 mod push;
@@ -66,7 +79,10 @@ pub struct ZohoConfig {
     pub per_page: u32,
     /// `type` of `/{module}/deleted`: `all`, `recycle` or `permanent`.
     pub deleted_type: String,
-    /// Client-side pacing; `None` leaves it to the retries.
+    /// Client-side pacing; `None` (the default) leaves it to the retries. Zoho meters
+    /// API credits per day and concurrent calls, not calls per minute: an integration
+    /// runs one sync at a time and its adapter sends one call at a time, well within
+    /// the smallest concurrency limit (5), and a 429 is waited out.
     pub requests_per_minute: Option<u32>,
     pub max_retries: u32,
     pub retry_base_delay: Duration,
@@ -77,7 +93,7 @@ pub struct ZohoConfig {
 }
 
 impl ZohoConfig {
-    /// The US data centre's hosts, pages of 200, 100 requests a minute.
+    /// The US data centre's hosts, pages of 200, no client-side pacing.
     pub fn new(client_id: impl Into<String>, client_secret: SecretString) -> Self {
         Self {
             accounts_url: dc::US.accounts_url(),
@@ -91,7 +107,7 @@ impl ZohoConfig {
                 .unwrap_or_default(),
             per_page: MAX_PER_PAGE,
             deleted_type: "all".into(),
-            requests_per_minute: Some(100),
+            requests_per_minute: None,
             max_retries: 6,
             retry_base_delay: Duration::from_millis(500),
             retry_max_delay: Duration::from_secs(30),
