@@ -151,7 +151,7 @@ fn paging(
         });
     }
     let page = number("page", 1)?;
-    if page * per_page > PAGE_ROWS && token_allowed {
+    if page.saturating_mul(per_page) > PAGE_ROWS && token_allowed {
         return Err(Refusal::new(
             StatusCode::BAD_REQUEST,
             "DISCRETE_PAGINATION_LIMIT_EXCEEDED",
@@ -161,7 +161,7 @@ fn paging(
     }
     Ok(Paging {
         per_page,
-        offset: (page - 1) * per_page,
+        offset: (page - 1).saturating_mul(per_page),
         page,
     })
 }
@@ -252,7 +252,10 @@ pub async fn list(
     if rows.is_empty() {
         return StatusCode::NO_CONTENT.into_response();
     }
-    let end = (paging.offset + paging.per_page).min(rows.len());
+    let end = paging
+        .offset
+        .saturating_add(paging.per_page)
+        .min(rows.len());
     let page: Vec<Value> = rows
         .get(paging.offset..end)
         .unwrap_or_default()
@@ -323,7 +326,10 @@ pub async fn deleted(
             StatusCode::NO_CONTENT.into_response()
         };
     }
-    let end = (paging.offset + paging.per_page).min(rows.len());
+    let end = paging
+        .offset
+        .saturating_add(paging.per_page)
+        .min(rows.len());
     let page = rows.get(paging.offset..end).unwrap_or_default().to_vec();
     if page.is_empty() {
         return StatusCode::NO_CONTENT.into_response();
