@@ -40,7 +40,7 @@ fn field<'a>(record: &'a Value, name: &str) -> Option<&'a str> {
     record["fields"][name]["value"].as_str()
 }
 
-fn remote_id<'a>(record: &'a Value) -> anyhow::Result<&'a str> {
+fn remote_id(record: &Value) -> anyhow::Result<&str> {
     record["links"][0]["remote_id"]
         .as_str()
         .context("a link to Zoho")
