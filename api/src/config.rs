@@ -776,7 +776,7 @@ mod tests {
     fn sandbox_apps_only_in_development() {
         let dev = Settings::default();
         assert!(dev.is_development());
-        assert_eq!(dev.provider_apps().apps.len(), 4);
+        assert_eq!(dev.provider_apps().apps.len(), 5);
         assert!(dev.outbound_policy().allow_loopback);
         let prod = Settings {
             database_url: Some(SecretString::from("postgres://db/x")),
