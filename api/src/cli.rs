@@ -115,7 +115,7 @@ pub enum Command {
     /// Run a local simulator of a provider's API (first line: `listening on http://HOST:PORT`).
     #[cfg(feature = "sandbox")]
     Sandbox {
-        #[arg(value_parser = ["hubspot", "salesforce", "pipedrive", "generic"])]
+        #[arg(value_parser = ["hubspot", "salesforce", "pipedrive", "zoho", "generic"])]
         provider: String,
         #[arg(long, default_value = "127.0.0.1:0")]
         addr: SocketAddr,
@@ -124,7 +124,7 @@ pub enum Command {
         records: usize,
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        /// HubSpot only: enforce this many requests per 10 seconds (429 beyond).
+        /// HubSpot and Zoho only: enforce this many requests per 10 seconds (429 beyond).
         #[arg(long)]
         rate_limit_per_10s: Option<u32>,
     },
@@ -438,7 +438,7 @@ async fn run(command: Command, mut settings: Settings, print: Print) -> anyhow::
         } => {
             use syncledger_sandbox::{
                 GenericSandboxConfig, PipedriveSandboxConfig, SalesforceSandboxConfig, Sandbox,
-                SandboxConfig,
+                SandboxConfig, ZohoSandboxConfig,
             };
             let mut shutdown = app::shutdown_signal()?;
             let sandbox = match provider.as_str() {
@@ -456,6 +456,19 @@ async fn run(command: Command, mut settings: Settings, print: Print) -> anyhow::
                         addr,
                         records,
                         seed,
+                        ..Default::default()
+                    })
+                    .await?
+                }
+                "zoho" => {
+                    Sandbox::start_zoho(ZohoSandboxConfig {
+                        addr,
+                        records,
+                        seed,
+                        rate_limit: rate_limit_per_10s.map(|max| syncledger_sandbox::RateLimit {
+                            max,
+                            interval_ms: 10_000,
+                        }),
                         ..Default::default()
                     })
                     .await?

@@ -77,6 +77,10 @@ pub struct Settings {
     /// The Pipedrive app's client id and secret.
     pub pipedrive_client_id: String,
     pub pipedrive_client_secret: SecretString,
+    /// The Zoho CRM app's client id and secret (one client for every data centre:
+    /// multi-DC enabled in Zoho's API console).
+    pub zoho_client_id: String,
+    pub zoho_client_secret: SecretString,
     /// The OAuth client used by custom providers whose spec declares OAuth 2.0.
     pub custom_client_id: String,
     pub custom_client_secret: SecretString,
@@ -161,6 +165,8 @@ impl Default for Settings {
             salesforce_client_secret: SecretString::from(""),
             pipedrive_client_id: String::new(),
             pipedrive_client_secret: SecretString::from(""),
+            zoho_client_id: String::new(),
+            zoho_client_secret: SecretString::from(""),
             custom_client_id: String::new(),
             custom_client_secret: SecretString::from(""),
             provider_pacing: true,
@@ -222,6 +228,8 @@ pub const ENV_KEYS: [(&str, &str); COUNT] = [
         "pipedrive_client_secret",
         "SYNCLEDGER_PIPEDRIVE_CLIENT_SECRET",
     ),
+    ("zoho_client_id", "SYNCLEDGER_ZOHO_CLIENT_ID"),
+    ("zoho_client_secret", "SYNCLEDGER_ZOHO_CLIENT_SECRET"),
     ("custom_client_id", "SYNCLEDGER_CUSTOM_CLIENT_ID"),
     ("custom_client_secret", "SYNCLEDGER_CUSTOM_CLIENT_SECRET"),
     ("provider_pacing", "SYNCLEDGER_PROVIDER_PACING"),
@@ -279,7 +287,7 @@ pub const ENV_KEYS: [(&str, &str); COUNT] = [
 ];
 
 /// How many settings there are.
-const COUNT: usize = 41;
+const COUNT: usize = 43;
 
 /// `SYNCLEDGER_*` variables the binary reads that are not settings: the worker's and the
 /// benches' command-line defaults (clap `env`) and the crash points of the recovery tests.
@@ -438,6 +446,7 @@ impl Settings {
                 "pipedrive",
                 app(&self.pipedrive_client_id, &self.pipedrive_client_secret),
             ),
+            ("zoho", app(&self.zoho_client_id, &self.zoho_client_secret)),
             (
                 "custom",
                 app(&self.custom_client_id, &self.custom_client_secret),
@@ -607,6 +616,8 @@ impl Settings {
                 "pipedrive_client_secret",
                 secret(&self.pipedrive_client_secret),
             ),
+            ("zoho_client_id", json!(self.zoho_client_id)),
+            ("zoho_client_secret", secret(&self.zoho_client_secret)),
             ("custom_client_id", json!(self.custom_client_id)),
             ("custom_client_secret", secret(&self.custom_client_secret)),
             ("provider_pacing", json!(self.provider_pacing)),
@@ -781,7 +792,7 @@ mod tests {
     fn sandbox_apps_only_in_development() {
         let dev = Settings::default();
         assert!(dev.is_development());
-        assert_eq!(dev.provider_apps().apps.len(), 4);
+        assert_eq!(dev.provider_apps().apps.len(), 5);
         assert!(dev.outbound_policy().allow_loopback);
         let prod = Settings {
             database_url: Some(SecretString::from("postgres://db/x")),

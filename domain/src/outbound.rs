@@ -13,6 +13,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use url::{Host, Url};
 
+pub mod zoho;
+
 /// The server-wide rule for outbound requests made on a tenant's behalf.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OutboundPolicy {
@@ -163,6 +165,7 @@ fn official_domains(provider: &str) -> &'static [&'static str] {
         "pipedrive" => &["pipedrive.com"],
         "lightblue" => &["lightbluesoftware.com"],
         "shootq" => &["shootq.com"],
+        "zoho" => &zoho::DOMAINS,
         _ => &[],
     }
 }
@@ -195,6 +198,7 @@ pub fn is_official_oauth_host(provider: &str, host: &str) -> bool {
             ) || on_domain(&host, "my.salesforce.com")
         }
         "pipedrive" => host == "oauth.pipedrive.com",
+        "zoho" => zoho::is_accounts_host(&host),
         _ => false,
     }
 }

@@ -198,13 +198,18 @@ static CATALOGUE: &[ProviderInfo] = &[
         id: "zoho",
         name: "Zoho CRM",
         auth_type: AuthType::Oauth2,
-        scopes: &["ZohoCRM.modules.ALL"],
+        scopes: &[
+            "ZohoCRM.modules.contacts.ALL",
+            "ZohoCRM.modules.accounts.ALL",
+            "ZohoCRM.settings.fields.READ",
+            "ZohoCRM.org.READ",
+        ],
         rate_limit: limit(100, 60, Some(5_000)),
         entities: BOTH,
         sync_supported: true,
-        via_custom_spec: true,
+        via_custom_spec: false,
         ways_in: API,
-        ways_in_reason: SPEC_REASON,
+        ways_in_reason: API_REASON,
         leads_only: false,
     },
     niche(
@@ -315,9 +320,9 @@ pub fn deletes_records(id: &str) -> bool {
 }
 
 /// Whether the provider's API accepts an API key or basic credentials besides OAuth.
-/// Salesforce's REST API takes OAuth access tokens only.
+/// Salesforce's REST API and Zoho CRM's take OAuth access tokens only.
 pub fn takes_static_credentials(id: &str) -> bool {
-    id != "salesforce"
+    !matches!(id, "salesforce" | "zoho")
 }
 
 /// Whether the vendor publishes no API at all: its integrations take CSV imports and

@@ -10,7 +10,7 @@ use syncledger_crm::outbound::Guard;
 use syncledger_crm::{
     CrmAdapter, CrmError, CustomAdapter, CustomOptions, CustomSpec, HubSpotAdapter, HubSpotConfig,
     LeadsAdapter, LeadsConfig, PipedriveAdapter, PipedriveConfig, SalesforceAdapter,
-    SalesforceConfig,
+    SalesforceConfig, ZohoAdapter, ZohoConfig,
 };
 use syncledger_domain::outbound::OutboundPolicy;
 use syncledger_domain::Integration;
@@ -302,6 +302,24 @@ impl Connector {
                     config.requests_per_2s = None;
                 }
                 Ok(Box::new(PipedriveAdapter::new(config)?))
+            }
+            "zoho" => {
+                let mut config = ZohoConfig::new(app.client_id, app.client_secret);
+                config.outbound = self.apps.outbound;
+                if let Some(url) = base {
+                    // A development sandbox plays the accounts server too; any other
+                    // override is an API domain only, never sent the client secret.
+                    if self.apps.outbound.is_development_sandbox(&url) {
+                        config = config.sandbox(&url);
+                    } else {
+                        config.api_domain.clone_from(&url);
+                        config.api_override = Some(url);
+                    }
+                }
+                if !self.apps.pacing {
+                    config.requests_per_minute = None;
+                }
+                Ok(Box::new(ZohoAdapter::new(config)?))
             }
             "lightblue" | "shootq" => self.leads(&integration.provider, base),
             other => Err(EngineError::Unsupported(format!(

@@ -267,6 +267,25 @@ pub fn default_mappings(provider: &str, entity: Entity) -> Vec<FieldMapping> {
             both("phone", "phone"),
         ],
         ("pipedrive", Entity::Companies) => vec![both("name", "name"), both("address", "city")],
+        ("zoho", Entity::Contacts) => vec![
+            both("Email", "email"),
+            both("First_Name", "first_name"),
+            both("Last_Name", "last_name"),
+            both("Phone", "phone"),
+            both("Title", "title"),
+        ],
+        ("zoho", Entity::Companies) => vec![
+            both("Account_Name", "name"),
+            FieldMapping {
+                crm_field: "Website".into(),
+                app_field: "domain".into(),
+                direction: MappingDirection::Pull,
+                transform: Some(DOMAIN_FROM_WEBSITE.into()),
+            },
+            both("Phone", "phone"),
+            both("Industry", "industry"),
+            both("Billing_City", "city"),
+        ],
         // The shipped templates' field names (adapters/crm/templates). Chatwoot keeps
         // one name per contact: it goes to the first name.
         ("chatwoot", Entity::Contacts) => vec![
@@ -495,7 +514,7 @@ mod tests {
 
     #[test]
     fn every_default_mapping_compiles_and_fills_the_match_key() {
-        for provider in ["hubspot", "salesforce", "pipedrive"] {
+        for provider in ["hubspot", "salesforce", "pipedrive", "zoho"] {
             for entity in [Entity::Contacts, Entity::Companies] {
                 let mappings = default_mappings(provider, entity);
                 let mapper = Mapper::compile(&mappings, None).expect("compiles");

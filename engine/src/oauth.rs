@@ -38,6 +38,9 @@ pub struct Redirect {
     pub error: Option<String>,
     /// The authorization server's issuer identifier (RFC 9207).
     pub iss: Option<String>,
+    /// The authorization server the provider names for this user (Zoho's
+    /// `accounts-server`): hostile input, checked by the adapter.
+    pub accounts_server: Option<String>,
 }
 
 /// The connected integration, and whether the provider issued a refresh token.
@@ -222,6 +225,7 @@ impl OAuth<'_> {
         adapter: &dyn syncledger_crm::CrmAdapter,
         claimed: &Claimed,
         code: &str,
+        server: Option<&str>,
     ) -> Result<syncledger_crm::Tokens, EngineError> {
         let verifier = self
             .0
@@ -231,7 +235,7 @@ impl OAuth<'_> {
         let verifier = std::str::from_utf8(verifier.expose_secret())
             .map_err(|_| EngineError::Corrupt("the stored PKCE verifier"))?;
         let tokens = adapter
-            .exchange_code(code, verifier, &claimed.redirect_uri)
+            .exchange_code_at(code, verifier, &claimed.redirect_uri, server)
             .await?;
         Ok(tokens)
     }
@@ -269,7 +273,8 @@ impl OAuth<'_> {
             .code
             .filter(|c| !c.is_empty())
             .ok_or_else(|| EngineError::invalid("code", "is required"))?;
-        let tokens = self.exchange(&*adapter, &claimed, &code).await?;
+        let server = redirect.accounts_server.as_deref();
+        let tokens = self.exchange(&*adapter, &claimed, &code, server).await?;
         let refresh_token = tokens.refresh_token.is_some();
         let credentials = Credentials::OAuth2(tokens);
         // Which provider account these tokens reach: webhooks name it, not the

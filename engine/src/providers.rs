@@ -361,7 +361,13 @@ mod tests {
             .entities
             .iter()
             .all(|e| e.sync == "import" && !e.creates));
-        assert!(describe("zoho")?.is_some_and(|d| d.spec_required));
+        let zoho = describe("zoho")?.ok_or(EngineError::NotFound)?;
+        assert!(!zoho.spec_required && !zoho.template);
+        assert_eq!(zoho.auth.map(|a| a.kind), Some("oauth2"));
+        assert!(zoho
+            .entities
+            .iter()
+            .all(|e| e.sync == "incremental" && e.deletions == "feed"));
         for id in ["lightblue", "shootq"] {
             let leads = describe(id)?.ok_or(EngineError::NotFound)?;
             assert!(!leads.spec_required && !leads.template, "{id}");

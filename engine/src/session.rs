@@ -338,7 +338,12 @@ impl Session {
                 .await?;
             return Err(EngineError::RefreshRejected);
         };
-        let mut fresh = match self.adapter.refresh(&refresh_token).await {
+        let issued_for = tokens.as_ref().and_then(|t| t.instance_url.clone());
+        let mut fresh = match self
+            .adapter
+            .refresh_at(&refresh_token, issued_for.as_deref())
+            .await
+        {
             Ok(fresh) => fresh,
             // Only a definitive answer (the grant or client refused, an unusable token
             // type) needs the user; anything else may pass, so the integration stays

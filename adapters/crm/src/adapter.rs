@@ -45,6 +45,32 @@ pub trait CrmAdapter: Send + Sync {
         redirect_uri: &str,
     ) -> Result<Tokens, CrmError>;
 
+    /// [`CrmAdapter::exchange_code`] at the authorization server the callback named
+    /// (Zoho's `accounts-server`: hostile input, which the adapter checks against the
+    /// provider's own servers). Providers with one authorization server ignore it.
+    async fn exchange_code_at(
+        &self,
+        code: &str,
+        pkce_verifier: &str,
+        redirect_uri: &str,
+        server: Option<&str>,
+    ) -> Result<Tokens, CrmError> {
+        let _ = server;
+        self.exchange_code(code, pkce_verifier, redirect_uri).await
+    }
+
+    /// [`CrmAdapter::refresh`] for tokens kept with the `instance_url` they were issued
+    /// for: a provider with several authorization servers (Zoho's data centres) refreshes
+    /// at the one that URL belongs to. Others ignore it.
+    async fn refresh_at(
+        &self,
+        refresh_token: &str,
+        instance_url: Option<&str>,
+    ) -> Result<Tokens, CrmError> {
+        let _ = instance_url;
+        self.refresh(refresh_token).await
+    }
+
     /// New tokens for a refresh token. When the provider does not rotate refresh
     /// tokens (Salesforce), the result carries the one passed in; when it does not
     /// answer with an instance URL, the caller keeps the one it had.

@@ -349,7 +349,22 @@ impl Executor {
         lane: Lane,
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Reply<T>, CrmError> {
-        self.send_with(lane, true, parse_success, build).await
+        self.send_with(lane, true, false, parse_success, build)
+            .await
+    }
+
+    /// A batch write whose provider answers a 400 with one result per record when it
+    /// refused every record (Zoho): such a 400 comes back as a reply, its body parsed
+    /// as `T`; any other failure is classified as usual. `idempotent: false` retries
+    /// like [`Executor::send_non_idempotent`].
+    pub async fn send_batch<T: DeserializeOwned>(
+        &self,
+        lane: Lane,
+        idempotent: bool,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Reply<T>, CrmError> {
+        self.send_with(lane, idempotent, true, parse_batch, build)
+            .await
     }
 
     /// Like [`Executor::send`] for requests that must not run twice (creates):
@@ -360,7 +375,8 @@ impl Executor {
         lane: Lane,
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Reply<T>, CrmError> {
-        self.send_with(lane, false, parse_success, build).await
+        self.send_with(lane, false, false, parse_success, build)
+            .await
     }
 
     /// [`Executor::send_non_idempotent`] for a provider whose success body is not JSON
@@ -371,20 +387,23 @@ impl Executor {
         lane: Lane,
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Reply<Vec<u8>>, CrmError> {
-        self.send_with(lane, false, raw_success, build).await
+        self.send_with(lane, false, false, raw_success, build).await
     }
 
     async fn send_with<T>(
         &self,
         lane: Lane,
         retry_ambiguous: bool,
+        per_record_400: bool,
         parse: Parser<T>,
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Reply<T>, CrmError> {
         let mut attempt = 0;
         loop {
             let slots = self.pace(lane).await;
-            let outcome = self.attempt(build(&self.client), attempt + 1, parse).await;
+            let outcome = self
+                .attempt(build(&self.client), attempt + 1, per_record_400, parse)
+                .await;
             // The response (or failure) is in: the slots count from now.
             drop(slots);
             match outcome {
@@ -478,6 +497,7 @@ impl Executor {
         &self,
         request: RequestBuilder,
         attempts: u32,
+        per_record_400: bool,
         parse: Parser<T>,
     ) -> Result<Reply<T>, Attempt> {
         let request = request.build().map_err(|_| {
@@ -516,7 +536,7 @@ impl Executor {
             }
             bytes.extend_from_slice(&chunk);
         }
-        if status.is_success() {
+        if status.is_success() || (per_record_400 && status == StatusCode::BAD_REQUEST) {
             return parse(status, headers, &bytes);
         }
         if let Some(error) = self
@@ -552,6 +572,26 @@ fn transport(error: &reqwest::Error, attempts: u32) -> Attempt {
 
 /// How a successful response's body is read.
 type Parser<T> = fn(StatusCode, HeaderMap, &[u8]) -> Result<Reply<T>, Attempt>;
+
+/// A batch write's answer: a success, or a 400 carrying per-record results. A 400
+/// whose body is not per-record results is classified like any other failure.
+fn parse_batch<T: DeserializeOwned>(
+    status: StatusCode,
+    headers: HeaderMap,
+    bytes: &[u8],
+) -> Result<Reply<T>, Attempt> {
+    if status.is_success() {
+        return parse_success(status, headers, bytes);
+    }
+    match serde_json::from_slice(bytes) {
+        Ok(body) => Ok(Reply {
+            status,
+            headers,
+            body: Some(body),
+        }),
+        Err(_) => Err(classify_failure(status, bytes, None, 1)),
+    }
+}
 
 /// A successful response's body as it came.
 fn raw_success(

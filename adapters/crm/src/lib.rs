@@ -22,6 +22,7 @@ pub mod pipedrive;
 pub mod salesforce;
 pub mod types;
 pub mod window;
+pub mod zoho;
 
 pub use adapter::CrmAdapter;
 pub use custom::{CustomAdapter, CustomOptions, CustomSpec};
@@ -35,3 +36,4 @@ pub use types::{
     Credentials, Cursor, FieldInfo, Identity, Page, PushKind, PushOp, PushResult, RemoteRecord,
     Tokens, Usage,
 };
+pub use zoho::{ZohoAdapter, ZohoConfig};

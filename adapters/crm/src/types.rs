@@ -37,6 +37,13 @@ pub enum Cursor {
         cursor: String,
         since: Option<DateTime<Utc>>,
     },
+    /// Zoho CRM: the next `page` (or, past 2,000 rows, its `page_token`), and the
+    /// `If-Modified-Since` the pull was opened with.
+    Zoho {
+        page: u32,
+        page_token: Option<String>,
+        since: Option<DateTime<Utc>>,
+    },
     /// A declarative custom provider: the next cursor token, offset, page number or URL,
     /// as its pagination style dictates.
     Custom { next: String },
@@ -149,6 +156,6 @@ pub struct Tokens {
     pub refresh_token: Option<SecretString>,
     pub expires_at: Option<DateTime<Utc>>,
     /// The host to call with these tokens when the provider names one
-    /// (Salesforce `instance_url`, Pipedrive `api_domain`).
+    /// (Salesforce `instance_url`, Pipedrive's and Zoho's `api_domain`).
     pub instance_url: Option<String>,
 }

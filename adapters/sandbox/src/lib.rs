@@ -32,6 +32,7 @@ mod seed;
 mod state;
 mod webhook;
 mod words;
+mod zoho;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -47,6 +48,7 @@ pub use niche::{Dialect, NicheSandboxConfig};
 pub use pipedrive::PipedriveSandboxConfig;
 pub use salesforce::{RollingLimitStatus, SalesforceSandboxConfig};
 pub use webhook::sign_v3;
+pub use zoho::ZohoSandboxConfig;
 
 /// A rolling-window request budget per token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]

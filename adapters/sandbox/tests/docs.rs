@@ -6,11 +6,12 @@ use std::path::Path;
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
 /// The sandbox's section of the document and the source file of its router.
-const SANDBOXES: [(&str, &str); 4] = [
+const SANDBOXES: [(&str, &str); 5] = [
     ("HubSpot", "src/router.rs"),
     ("Salesforce", "src/salesforce/router.rs"),
     ("Pipedrive", "src/pipedrive/mod.rs"),
     ("Generic", "src/generic/mod.rs"),
+    ("Zoho", "src/zoho/mod.rs"),
 ];
 
 /// `METHOD /_sandbox/...` for every `.route("/_sandbox/...", …)` call in `source`.

@@ -1,11 +1,12 @@
 //! `syncledger bench sync`: a full import and an incremental run against a HubSpot
-//! sandbox, one JSON line per phase.
+//! sandbox (or, with `--provider zoho`, a Zoho CRM sandbox), one JSON line per phase.
 //!
-//! The sandbox runs as a child process (`syncledger sandbox hubspot`), so the peak memory
+//! The sandbox runs as a child process (`syncledger sandbox hubspot|zoho`), so the peak memory
 //! reported (`VmHWM` of this process) is the engine's own, not the simulated CRM's. API
 //! calls are read from the sandbox's request counters; `min_api_calls` is the fewest the
-//! provider's page sizes allow (list pages of 100, search pages of 200, one deletions
-//! page). The records read model is brought up to date between the phases and that
+//! provider's page sizes allow (HubSpot: list pages of 100, search pages of 200, one
+//! deletions page; Zoho: list pages of 200, one field-metadata call for the mandatory
+//! `fields`, one deleted-records page). The records read model is brought up to date between the phases and that
 //! catch-up is reported as its own line.
 //!
 //! With `--rate-limit realistic` the sandbox enforces HubSpot's 100 requests per
@@ -42,11 +43,43 @@ const SEARCH_PER_S: usize = 4;
 /// HubSpot's page sizes: list (full pulls, deletions) and search (incremental pulls).
 const LIST_PAGE: usize = 100;
 const SEARCH_PAGE: usize = 200;
+/// Zoho's largest page (`per_page`), for full and incremental pulls alike.
+const ZOHO_PAGE: usize = 200;
+
+/// What differs between the providers the bench drives.
+struct Dialect {
+    /// The sandbox's contacts, as its control API names them.
+    contacts: &'static str,
+    /// The fewest API calls of a full pull of `n` contacts and of an incremental pull
+    /// of `changed` ones.
+    full_min: fn(usize) -> usize,
+    incremental_min: fn(usize) -> usize,
+    /// The control body that changes a contact's title.
+    change: fn(&str, usize) -> Value,
+}
+
+fn dialect(provider: &str) -> Dialect {
+    match provider {
+        "zoho" => Dialect {
+            contacts: "Contacts",
+            // Pages, the field catalogue (`fields` is mandatory), the deleted records.
+            full_min: |n| n.div_ceil(ZOHO_PAGE).max(1) + 2,
+            incremental_min: |n| n.div_ceil(ZOHO_PAGE).max(1) + 1,
+            change: |id, i| json!({"id": id, "Title": format!("Changed {i}")}),
+        },
+        _ => Dialect {
+            contacts: "contacts",
+            full_min: |n| n.div_ceil(LIST_PAGE).max(1) + 1,
+            incremental_min: |n| n.div_ceil(SEARCH_PAGE).max(1) + 1,
+            change: |id, i| json!({"id": id, "properties": {"jobtitle": format!("Changed {i}")}}),
+        },
+    }
+}
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct SyncBenchArgs {
     /// The provider simulated.
-    #[arg(long, value_parser = ["hubspot"], default_value = "hubspot")]
+    #[arg(long, value_parser = ["hubspot", "zoho"], default_value = "hubspot")]
     pub provider: String,
     /// Contacts in the CRM.
     #[arg(long, default_value_t = 10_000)]
@@ -78,7 +111,8 @@ impl SandboxProcess {
     async fn start(args: &SyncBenchArgs) -> anyhow::Result<SandboxProcess> {
         let exe = std::env::current_exe().context("find the syncledger binary")?;
         let mut cmd = tokio::process::Command::new(exe);
-        cmd.args(["sandbox", "hubspot", "--records", &args.records.to_string()]);
+        let records = args.records.to_string();
+        cmd.args(["sandbox", &args.provider, "--records", &records]);
         if args.rate_limit == "realistic" {
             cmd.args(["--rate-limit-per-10s", &REALISTIC_MAX.to_string()]);
         }
@@ -183,6 +217,11 @@ pub async fn run(base: &Settings, args: SyncBenchArgs) -> anyhow::Result<ExitCod
 }
 
 async fn bench(settings: &Settings, args: &SyncBenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.provider == "hubspot" || args.rate_limit == "off",
+        "--rate-limit realistic models HubSpot's limits only"
+    );
+    let dialect = dialect(&args.provider);
     let sandbox = SandboxProcess::start(args).await?;
     let (store, vault) = crate::app::open(settings).await?;
     let connections = Connections::new(
@@ -198,13 +237,13 @@ async fn bench(settings: &Settings, args: &SyncBenchArgs) -> anyhow::Result<()> 
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     let meta = Metadata::new("bench", &ws, uuid::Uuid::now_v7().to_string());
 
-    // A pull-only HubSpot integration of contacts, holding sandbox-issued tokens.
+    // A pull-only integration of contacts, holding sandbox-issued tokens.
     let id = uuid::Uuid::now_v7().to_string();
     let integrations = store.cqrs::<Integration>();
     let create = IntegrationCommand::Create {
         integration_id: id.clone(),
         workspace_id: ws.clone(),
-        provider: "hubspot".into(),
+        provider: args.provider.clone(),
         name: "bench".into(),
         sync_config: SyncConfig {
             direction: Direction::Pull,
@@ -232,7 +271,8 @@ async fn bench(settings: &Settings, args: &SyncBenchArgs) -> anyhow::Result<()> 
         expires_at: Some(
             Utc::now() + chrono::Duration::seconds(pair["expires_in"].as_i64().unwrap_or(1800)),
         ),
-        instance_url: None,
+        // Zoho's token response names the API domain (the sandbox); HubSpot's none.
+        instance_url: pair["api_domain"].as_str().map(str::to_string),
     };
     let (kind, secret, expires_at) =
         seal_credentials(&vault, &ws, &Credentials::OAuth2(tokens)).await?;
@@ -251,7 +291,7 @@ async fn bench(settings: &Settings, args: &SyncBenchArgs) -> anyhow::Result<()> 
         .await?;
 
     let n = args.records;
-    let full_min = n.div_ceil(LIST_PAGE).max(1) + 1;
+    let full_min = (dialect.full_min)(n);
     let realistic = args.rate_limit == "realistic";
     let full = phase(
         &runs,
@@ -299,12 +339,12 @@ async fn bench(settings: &Settings, args: &SyncBenchArgs) -> anyhow::Result<()> 
     for (i, remote_id) in remote_ids.iter().enumerate() {
         sandbox
             .post(
-                "/_sandbox/records/contacts",
-                json!({"id": remote_id, "properties": {"jobtitle": format!("Changed {i}")}}),
+                &format!("/_sandbox/records/{}", dialect.contacts),
+                (dialect.change)(remote_id, i),
             )
             .await?;
     }
-    let incremental_min = remote_ids.len().div_ceil(SEARCH_PAGE).max(1) + 1;
+    let incremental_min = (dialect.incremental_min)(remote_ids.len());
     phase(
         &runs,
         &store,

@@ -352,6 +352,8 @@ struct CallbackQuery {
     state: Option<String>,
     error: Option<String>,
     iss: Option<String>,
+    #[serde(rename = "accounts-server")]
+    accounts_server: Option<String>,
 }
 
 async fn callback(
@@ -364,6 +366,7 @@ async fn callback(
         state: q.state,
         error: q.error,
         iss: q.iss,
+        accounts_server: q.accounts_server,
     };
     let connected = state
         .engine

@@ -48,6 +48,10 @@ pub struct CallbackParams {
     /// The authorization server's issuer identifier (RFC 9207), checked against the
     /// provider's known issuer when there is one.
     pub iss: Option<String>,
+    /// Zoho: the accounts server of the user's data centre, where the code is
+    /// exchanged (accepted only when it is one of Zoho's).
+    #[serde(rename = "accounts-server")]
+    pub accounts_server: Option<String>,
 }
 
 /// The connected integration, and whether the provider issued a refresh token.
@@ -76,6 +80,7 @@ pub async fn callback(
         state: params.state,
         error: params.error,
         iss: params.iss,
+        accounts_server: params.accounts_server,
     };
     let connected = state
         .engine

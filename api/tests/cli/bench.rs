@@ -119,3 +119,26 @@ async fn bench_merge_prints_one_line_of_figures() {
     );
     assert!(line["conflicts"].as_u64().unwrap_or_default() > 0, "{out}");
 }
+
+/// `bench sync --provider zoho` on the embedded store: a full import and an incremental
+/// run against the Zoho sandbox, each line counting records and API calls, the full
+/// import at the fewest calls Zoho's pages allow (pages of 200, the field catalogue, the
+/// deleted records).
+#[tokio::test]
+async fn bench_sync_imports_from_zoho_at_the_fewest_calls() {
+    let env = TestEnv::sqlite();
+    let out = env
+        .run_ok(&["bench", "sync", "--provider", "zoho", "--records", "450"])
+        .await;
+    let lines: Vec<Value> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let phases: Vec<&str> = lines.iter().filter_map(|l| l["phase"].as_str()).collect();
+    assert_eq!(phases, ["full", "projection", "incremental"], "{out}");
+    let full = &lines[0];
+    assert_eq!(full["created"], 450, "{out}");
+    assert_eq!(full["min_api_calls"], 5, "{out}");
+    assert_eq!(full["api_calls"], 5, "{out}");
+    assert!(lines[2]["updated"].as_u64() >= Some(4), "{out}");
+}

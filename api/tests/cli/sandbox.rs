@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use syncledger_testkit::binary::{Server, TestEnv};
 
 /// A path each simulator answers without credentials, and what it answers.
-const PROBES: [(&str, &str, StatusCode); 4] = [
+const PROBES: [(&str, &str, StatusCode); 5] = [
     (
         "hubspot",
         "/crm/v3/objects/contacts",
@@ -17,6 +17,11 @@ const PROBES: [(&str, &str, StatusCode); 4] = [
         StatusCode::UNAUTHORIZED,
     ),
     ("pipedrive", "/api/v2/persons", StatusCode::UNAUTHORIZED),
+    (
+        "zoho",
+        "/crm/v8/Contacts?fields=Email",
+        StatusCode::UNAUTHORIZED,
+    ),
     ("generic", "/cursor/contacts", StatusCode::UNAUTHORIZED),
 ];
 

@@ -198,7 +198,7 @@ async fn spec_refusals(backend: Backend) -> anyhow::Result<()> {
     remote_http["base_url"] = json!("http://crm.example.com");
     let cases = [
         ("hubspot", Some(good.clone()), "takes no spec"),
-        ("zoho", None, "declarative spec"),
+        ("zoho", Some(good.clone()), "takes no spec"),
         ("custom", Some(broken), "contacts.pagination.cursor_path"),
         ("custom", Some(json!(42)), "JSON object or a TOML string"),
         ("custom", Some(json!("base_url = ")), "spec"),

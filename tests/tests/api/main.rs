@@ -41,3 +41,4 @@ mod sync_strategies;
 mod tave_hooks;
 mod tokens;
 mod webhooks;
+mod zoho;

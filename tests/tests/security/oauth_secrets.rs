@@ -172,7 +172,7 @@ async fn connect_without_provider_settings_is_a_clear_400() -> anyhow::Result<()
     let app = TestApp::spawn_production(Backend::Sqlite, |s| s)
         .await?
         .ok_or_else(|| anyhow::anyhow!("SQLite always runs"))?;
-    for provider in ["hubspot", "salesforce", "pipedrive"] {
+    for provider in ["hubspot", "salesforce", "pipedrive", "zoho"] {
         let body = json!({"provider": provider, "name": provider, "sync_config": sync_config()});
         let resp = app.post("/v1/integrations", &app.admin, body).await?;
         resp.expect(StatusCode::CREATED);

@@ -62,6 +62,8 @@ async fn hostile_base_urls_are_refused() -> anyhow::Result<()> {
         ("hubspot", "https://attacker.example"),
         ("salesforce", "https://100.64.0.1"),
         ("pipedrive", "https://api.hubapi.com"),
+        ("zoho", "https://www.zohoapis.com.attacker.example"),
+        ("zoho", "http://www.zohoapis.com"),
     ] {
         refused(&app, builtin(provider, url), "base_url").await?;
     }
