@@ -159,14 +159,15 @@ pub fn fold_records(
     events: &[&StoredEvent],
     until: Position,
 ) -> Result<Vec<(String, Record)>, EngineError> {
-    fold_onto(&HashMap::new(), events, until)
+    fold_onto(&mut HashMap::new(), events, until)
 }
 
 /// The records `events` make as they stand at `until`, each folded onto its state in
 /// `known` when it has one there (`events` then holding only what came after that state),
-/// or from nothing (`events` then holding its whole history).
+/// or from nothing (`events` then holding its whole history). A state folded on is taken
+/// out of `known` (moved, not copied): the caller keeps the folded records in its place.
 pub fn fold_onto(
-    known: &HashMap<String, Record>,
+    known: &mut HashMap<String, Record>,
     events: &[&StoredEvent],
     until: Position,
 ) -> Result<Vec<(String, Record)>, EngineError> {
@@ -182,7 +183,7 @@ pub fn fold_onto(
     let mut out = Vec::new();
     for group in refs.chunk_by(|a, b| a.aggregate_id == b.aggregate_id) {
         let id = &group[0].aggregate_id;
-        let mut record = known.get(id).cloned().unwrap_or_default();
+        let mut record = known.remove(id).unwrap_or_default();
         for e in group {
             record.apply(&RecordEvent::deserialize(&e.payload).map_err(corrupt)?);
         }
@@ -217,11 +218,13 @@ struct States {
 
 impl States {
     /// The states as of `cp` in `slot`: what is kept if it was left there, else nothing.
-    fn at(&mut self, slot: Slot, cp: Checkpoint) -> &HashMap<String, Record> {
+    /// A state taken out (folded on) and not kept again is simply not kept: the record is
+    /// read from the store the next time.
+    fn at(&mut self, slot: Slot, cp: Checkpoint) -> &mut HashMap<String, Record> {
         if self.at != Some((slot, cp)) {
             self.forget();
         }
-        &self.records
+        &mut self.records
     }
 
     fn forget(&mut self) {
@@ -674,7 +677,7 @@ mod tests {
                 .copied()
                 .filter(|e| !known.contains_key(&e.aggregate_id) || e.position > cut(first))
                 .collect();
-            let onto = fold_onto(&known, &given, cut(second)).unwrap_or_default();
+            let onto = fold_onto(&mut known.clone(), &given, cut(second)).unwrap_or_default();
             let whole = fold_records(&all, cut(second)).unwrap_or_default();
             // A kept record the second batch does not touch is not folded again.
             let touched: Vec<(String, Record)> = whole
