@@ -521,28 +521,26 @@ async fn replay(settings: &Settings, only: &[String], print: Print) -> anyhow::R
     let projections = crate::replay::select(only)?;
     let (store, _) = app::open_existing(settings).await?;
     let total = store.feed().count().await?;
-    for p in projections {
-        let bar = progress_bar(total, p.name());
-        let started = std::time::Instant::now();
-        let applied = syncledger_projections::rebuild::rebuild(
-            &store,
-            p.as_ref(),
-            settings.projection_batch,
-            &|n| bar.set_position(n.max(0) as u64),
-        )
-        .await?;
-        bar.finish();
-        let seconds = started.elapsed().as_secs_f64();
+    let names: Vec<&str> = projections.iter().map(|p| p.name()).collect();
+    let bar = progress_bar(total, &names.join(", "));
+    let started = std::time::Instant::now();
+    // The log is read once for all of them (`rebuild_all`), each swapped in atomically.
+    let selected: Vec<&dyn syncledger_projections::Projection> =
+        projections.iter().map(|p| p.as_ref()).collect();
+    let applied = syncledger_projections::rebuild::rebuild_all(
+        &store,
+        &selected,
+        settings.projection_batch,
+        &|n| bar.set_position(n.max(0) as u64),
+    )
+    .await?;
+    bar.finish();
+    let seconds = started.elapsed().as_secs_f64();
+    for (name, applied) in applied {
         print.result(
-            serde_json::json!({"projection": p.name(), "events": applied,
+            serde_json::json!({"projection": name, "events": applied,
                 "seconds": seconds, "swapped_in": true}),
-            || {
-                format!(
-                    "{}: rebuilt from {} event(s) in {seconds:.2}s and swapped in",
-                    p.name(),
-                    applied
-                )
-            },
+            || format!("{name}: rebuilt from {applied} event(s) in {seconds:.2}s and swapped in"),
         );
     }
     store.close().await;

@@ -25,6 +25,7 @@ pub mod replay;
 pub mod run_reads;
 pub mod runner;
 pub mod statement;
+pub mod statistics;
 pub mod sync_runs;
 pub mod webhook_endpoints;
 
@@ -44,6 +45,10 @@ pub enum ProjectionError {
     Unknown(String),
     #[error("{missing} event(s) recorded by the requested time are not readable yet (a transaction is still open on the server); try again")]
     Behind { missing: i64 },
+    /// A rebuild's checkpoints, which move together, were found apart: another process is
+    /// rebuilding the same projection.
+    #[error("the rebuild of {0} was moved by another process meanwhile; run one rebuild at a time and start it again")]
+    Interrupted(String),
     /// A read-model row that should parse does not (its content is not shown).
     #[error("a stored {0} row could not be read")]
     Corrupt(&'static str),

@@ -8,6 +8,7 @@
 
 use crate::checkpoint::{self, Checkpoint};
 use crate::runner::Runner;
+use crate::statistics::{self, Growth};
 use crate::{shadow_name, Projection, ProjectionError, Tables};
 use sqlx::Row;
 use syncledger_store::Store;
@@ -44,26 +45,6 @@ async fn create_shadows(store: &Store, p: &dyn Projection) -> Result<(), Project
     Ok(())
 }
 
-/// Events applied before the shadow tables are first analyzed; then at each doubling.
-const ANALYZE_FIRST: i64 = 2000;
-
-/// PostgreSQL plans a statement it runs again and again once, for the table as it was
-/// then: shadow tables start empty, so without fresh statistics a look-up by a list of
-/// ids keeps scanning the whole (growing) table, and a rebuild slows quadratically.
-/// `ANALYZE` gives the planner the table's real size and drops the stale plans.
-async fn analyze_shadows(store: &Store, p: &dyn Projection) -> Result<(), ProjectionError> {
-    if !store.is_postgres() {
-        return Ok(());
-    }
-    let mut conn = store.any.acquire().await?;
-    for table in p.tables() {
-        sqlx::query(&format!("ANALYZE {}", shadow_name(table)))
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
-}
-
 /// `CREATE TABLE name (` → `CREATE TABLE shadow (` (only the table name is replaced).
 fn rename_create(sql: &str, table: &str, shadow: &str) -> String {
     match sql.find(table) {
@@ -80,30 +61,119 @@ pub async fn rebuild(
     batch: i64,
     progress: &(dyn Fn(i64) + Send + Sync),
 ) -> Result<i64, ProjectionError> {
-    let key = rebuild_key(p);
-    let shadow = Tables::shadow(p.tables());
+    let applied = rebuild_all(store, &[p], batch, progress).await?;
+    Ok(applied.first().map_or(0, |(_, n)| *n))
+}
+
+/// Rebuild every projection of `projections` from the beginning of the feed, reading the
+/// feed once: each batch is read once and applied to every projection's shadow tables, in
+/// one transaction that also moves every rebuild checkpoint. Then each projection is
+/// swapped in, each swap atomic on its own (readers see a projection's old tables or its
+/// new ones, never a mix). `progress(events_read_so_far)` is called after every batch.
+/// Returns, per projection, the number of events it applied (the feed's length, as the
+/// swap applies what arrived meanwhile).
+pub async fn rebuild_all(
+    store: &Store,
+    projections: &[&dyn Projection],
+    batch: i64,
+    progress: &(dyn Fn(i64) + Send + Sync),
+) -> Result<Vec<(&'static str, i64)>, ProjectionError> {
+    let mut seen = std::collections::HashSet::new();
+    let projections: Vec<&dyn Projection> = projections
+        .iter()
+        .copied()
+        .filter(|p| seen.insert(p.name()))
+        .collect();
+    let keys: Vec<String> = projections.iter().map(|p| rebuild_key(*p)).collect();
+    let shadows: Vec<Tables> = projections
+        .iter()
+        .map(|p| Tables::shadow(p.tables()))
+        .collect();
     {
         let mut conn = store.any.acquire().await?;
-        checkpoint::delete(&mut conn, &key).await?;
+        for key in &keys {
+            checkpoint::delete(&mut conn, key).await?;
+        }
     }
-    create_shadows(store, p).await?;
+    for p in &projections {
+        create_shadows(store, *p).await?;
+    }
     let mut applied: i64 = 0;
-    let mut analyze_at: i64 = ANALYZE_FIRST;
+    // Shadow tables start empty: without fresh statistics a look-up by a list of ids keeps
+    // being planned as a scan of the whole (growing) table (`statistics`).
+    let mut growth = Growth::default();
     loop {
-        let n = Runner::step_into(store, p, &key, &shadow, batch).await?;
+        let n = step_all(store, &projections, &keys, &shadows, batch).await?;
         if n == 0 {
             break;
         }
         applied += n as i64;
         progress(applied);
-        if applied >= analyze_at {
-            analyze_shadows(store, p).await?;
-            analyze_at = applied.saturating_mul(2);
+        if growth.add(n) {
+            let names: Vec<String> = projections
+                .iter()
+                .flat_map(|p| p.tables().iter().map(|t| shadow_name(t)))
+                .collect();
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            statistics::analyze(store, &names).await?;
         }
     }
-    applied += swap(store, p, &key, &shadow).await?;
-    progress(applied);
-    Ok(applied)
+    let mut out = Vec::with_capacity(projections.len());
+    let mut tails = 0;
+    for ((p, key), shadow) in projections.iter().zip(&keys).zip(&shadows) {
+        let tail = swap(store, *p, key, shadow).await?;
+        tails = tails.max(tail);
+        out.push((p.name(), applied + tail));
+    }
+    progress(applied + tails);
+    Ok(out)
+}
+
+/// One batch of the feed, read once, applied to every projection's shadow tables in one
+/// transaction with their checkpoints. The checkpoints start together and move together;
+/// if another process moved one (a second rebuild of the same projection), this one stops
+/// with an error rather than apply a batch twice.
+async fn step_all(
+    store: &Store,
+    projections: &[&dyn Projection],
+    keys: &[String],
+    shadows: &[Tables],
+    batch: i64,
+) -> Result<usize, ProjectionError> {
+    if let [p] = projections {
+        return Runner::step_into(store, *p, &keys[0], &shadows[0], batch).await;
+    }
+    let mut tx = store.any.begin().await?;
+    let mut at = None;
+    // Locked in one order by every rebuild, so two never wait on each other in a circle.
+    let mut in_order: Vec<&String> = keys.iter().collect();
+    in_order.sort();
+    for key in in_order {
+        let cp = checkpoint::lock(&mut tx, key).await?;
+        match at {
+            None => at = Some(cp),
+            Some(first) if first == cp => {}
+            Some(_) => return Err(ProjectionError::Interrupted(key.clone())),
+        }
+    }
+    let Some(cp) = at else { return Ok(0) };
+    let events = store.feed().read(cp.position, batch).await?;
+    let Some(last) = events.last() else {
+        tx.rollback().await?;
+        return Ok(0);
+    };
+    for (p, shadow) in projections.iter().zip(shadows) {
+        p.apply(&mut tx, shadow, &events).await?;
+    }
+    let next = Checkpoint {
+        position: last.position,
+        events: cp.events + events.len() as i64,
+    };
+    for key in keys {
+        checkpoint::save(&mut tx, key, next).await?;
+    }
+    tx.commit().await?;
+    Ok(events.len())
 }
 
 async fn swap(

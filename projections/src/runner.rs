@@ -1,8 +1,10 @@
 //! The projection runner: feed → projections, with the checkpoint in the same transaction.
 
 use crate::checkpoint::{self, Checkpoint};
+use crate::statistics::{self, Growth};
 use crate::{Projection, ProjectionError, Tables};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use syncledger_store::Store;
 use tokio::sync::{watch, Notify};
@@ -13,6 +15,9 @@ pub struct Runner {
     store: Store,
     projections: Vec<Arc<dyn Projection>>,
     batch: i64,
+    /// When each projection's tables are next analyzed (`statistics`).
+    growth: Mutex<HashMap<&'static str, Growth>>,
+    first_analyze: i64,
 }
 
 impl Runner {
@@ -21,7 +26,16 @@ impl Runner {
             store,
             projections,
             batch: DEFAULT_BATCH,
+            growth: Mutex::default(),
+            first_analyze: statistics::FIRST,
         }
+    }
+
+    /// Analyze a projection's tables first after `events` applied (default
+    /// [`statistics::FIRST`]), then at each doubling.
+    pub fn with_first_analyze(mut self, events: i64) -> Self {
+        self.first_analyze = events;
+        self
     }
 
     pub fn with_batch(mut self, batch: i64) -> Self {
@@ -55,17 +69,33 @@ impl Runner {
         Ok(events.len())
     }
 
-    /// One batch for one projection on its live tables.
+    /// One batch for one projection on its live tables. When this runner has applied
+    /// enough events to the projection since it last did, its tables are analyzed after the
+    /// batch commits (`statistics`); a failed `ANALYZE` is logged, the batch stands.
     pub async fn step(&self, projection: &dyn Projection) -> Result<usize, ProjectionError> {
         let tables = Tables::live(projection.tables());
-        Self::step_into(
+        let applied = Self::step_into(
             &self.store,
             projection,
             projection.name(),
             &tables,
             self.batch,
         )
-        .await
+        .await?;
+        if applied > 0 && self.store.is_postgres() && self.due(projection.name(), applied) {
+            if let Err(e) = statistics::analyze(&self.store, projection.tables()).await {
+                tracing::warn!(projection = projection.name(), error = %e, "ANALYZE of the read model failed");
+            }
+        }
+        Ok(applied)
+    }
+
+    fn due(&self, projection: &'static str, applied: usize) -> bool {
+        let mut growth = self.growth.lock().unwrap_or_else(|e| e.into_inner());
+        growth
+            .entry(projection)
+            .or_insert_with(|| Growth::starting_at(self.first_analyze))
+            .add(applied)
     }
 
     /// Apply batches until every projection has caught up with the feed.

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 use syncledger_projections::audit::verify;
-use syncledger_projections::rebuild::rebuild;
+use syncledger_projections::rebuild::{rebuild, rebuild_all};
+use syncledger_projections::Projection;
 use syncledger_store::Store;
 use syncledger_testkit::fixtures::{
     seed_conflicts, seed_sync_activity, seed_workspace, EVENTS_PER_WORKSPACE,
@@ -36,13 +37,28 @@ async fn index_counts(store: &Store) -> anyhow::Result<Vec<i64>> {
     Ok(counts)
 }
 
-async fn rebuild_all(store: &Store) -> anyhow::Result<()> {
+/// Every projection rebuilt one after the other, each reading the whole log.
+async fn rebuild_each(store: &Store) -> anyhow::Result<()> {
     let count = store.feed().count().await?;
     for p in syncledger_projections::all() {
         let applied = rebuild(store, &*p, 4, &|_| {}).await?;
         assert_eq!(applied, count, "{} replayed every event", p.name());
     }
     Ok(())
+}
+
+/// Every projection rebuilt from one read of the log (`syncledger replay`), in batches of
+/// `batch`; returns how many events each applied.
+async fn rebuild_together(store: &Store, batch: i64) -> anyhow::Result<Vec<(&'static str, i64)>> {
+    let all = syncledger_projections::all();
+    let selected: Vec<&dyn Projection> = all.iter().map(|p| p.as_ref()).collect();
+    let applied = rebuild_all(store, &selected, batch, &|_| {}).await?;
+    let mut names: Vec<&str> = applied.iter().map(|(n, _)| *n).collect();
+    names.sort_unstable();
+    let mut expected = syncledger_projections::names();
+    expected.sort_unstable();
+    assert_eq!(names, expected, "every projection rebuilt once");
+    Ok(applied)
 }
 
 async fn rebuild_is_invisible(store: Store) -> anyhow::Result<()> {
@@ -64,7 +80,7 @@ async fn rebuild_is_invisible(store: Store) -> anyhow::Result<()> {
     let before = snapshot(&store).await?;
     let indexes = index_counts(&store).await?;
 
-    rebuild_all(&store).await?;
+    rebuild_each(&store).await?;
     assert_eq!(
         snapshot(&store).await?,
         before,
@@ -88,9 +104,13 @@ async fn rebuild_is_invisible(store: Store) -> anyhow::Result<()> {
     assert_status_rows(&store, &workspaces).await?;
     assert_eq!(verify(&store, None).await?.broken, None);
 
-    // A second rebuild (shadow names now collide with what the first swap left behind).
+    // A second rebuild, every projection from one read of the log (shadow names now
+    // collide with what the first swap left behind).
     let before = snapshot(&store).await?;
-    rebuild_all(&store).await?;
+    let count = store.feed().count().await?;
+    for (name, applied) in rebuild_together(&store, 4).await? {
+        assert_eq!(applied, count, "{name} replayed every event");
+    }
     assert_eq!(snapshot(&store).await?, before, "second rebuild differs");
     assert_eq!(index_counts(&store).await?, indexes);
     Ok(())
@@ -134,9 +154,9 @@ async fn rebuild_under_load(store: Store) -> anyhow::Result<()> {
             anyhow::Ok(seeded)
         }
     });
-    for p in syncledger_projections::all() {
-        rebuild(&store, &*p, 2, &|_| {}).await?;
-    }
+    // Every projection from one read of the log, while events keep arriving: each swap
+    // applies the tail it finds.
+    rebuild_together(&store, 2).await?;
     workspaces.extend(writer.await??);
     feed_settled(&store).await;
     wake.notify_one();
@@ -161,7 +181,7 @@ async fn rebuild_under_load(store: Store) -> anyhow::Result<()> {
     assert_status_rows(&store, &workspaces).await?;
     assert_eq!(verify(&store, None).await?.broken, None);
     let settled = snapshot(&store).await?;
-    rebuild_all(&store).await?;
+    rebuild_each(&store).await?;
     assert_eq!(snapshot(&store).await?, settled, "a quiet rebuild differs");
     Ok(())
 }
