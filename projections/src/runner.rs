@@ -6,10 +6,17 @@ use crate::{Projection, ProjectionError, Tables};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use syncledger_store::Store;
+use syncledger_store::{Position, Store, StoredEvent};
 use tokio::sync::{watch, Notify};
 
 pub const DEFAULT_BATCH: i64 = 500;
+
+/// One batch as read from the feed: the events after `after`, at most `limit` of them.
+struct SharedRead {
+    after: Position,
+    limit: i64,
+    events: Arc<Vec<StoredEvent>>,
+}
 
 pub struct Runner {
     store: Store,
@@ -52,9 +59,35 @@ impl Runner {
         tables: &Tables,
         batch: i64,
     ) -> Result<usize, ProjectionError> {
+        Self::step_reading(store, projection, key, tables, batch, &mut None).await
+    }
+
+    /// [`Runner::step_into`], taking the batch from `shared` when it was read from the
+    /// feed at this projection's checkpoint (and leaving there what it read itself).
+    /// Reusing an earlier read is safe: the feed only hands out events no transaction
+    /// still in progress can precede, so any read is a prefix of the final order.
+    async fn step_reading(
+        store: &Store,
+        projection: &dyn Projection,
+        key: &str,
+        tables: &Tables,
+        batch: i64,
+        shared: &mut Option<SharedRead>,
+    ) -> Result<usize, ProjectionError> {
         let mut tx = store.any.begin().await?;
         let cp = checkpoint::lock(&mut tx, key).await?;
-        let events = store.feed().read(cp.position, batch).await?;
+        let events = match shared {
+            Some(read) if read.after == cp.position && read.limit == batch => read.events.clone(),
+            _ => {
+                let events = Arc::new(store.feed().read(cp.position, batch).await?);
+                *shared = Some(SharedRead {
+                    after: cp.position,
+                    limit: batch,
+                    events: events.clone(),
+                });
+                events
+            }
+        };
         let Some(last) = events.last() else {
             tx.rollback().await?;
             return Ok(0);
@@ -73,13 +106,22 @@ impl Runner {
     /// enough events to the projection since it last did, its tables are analyzed after the
     /// batch commits (`statistics`); a failed `ANALYZE` is logged, the batch stands.
     pub async fn step(&self, projection: &dyn Projection) -> Result<usize, ProjectionError> {
+        self.step_sharing(projection, &mut None).await
+    }
+
+    async fn step_sharing(
+        &self,
+        projection: &dyn Projection,
+        shared: &mut Option<SharedRead>,
+    ) -> Result<usize, ProjectionError> {
         let tables = Tables::live(projection.tables());
-        let applied = Self::step_into(
+        let applied = Self::step_reading(
             &self.store,
             projection,
             projection.name(),
             &tables,
             self.batch,
+            shared,
         )
         .await?;
         if applied > 0 && self.store.is_postgres() && self.due(projection.name(), applied) {
@@ -108,13 +150,16 @@ impl Runner {
     /// than the batch in progress (the rest is applied by the next process).
     pub async fn catch_up_unless(&self, stop: impl Fn() -> bool) -> Result<usize, ProjectionError> {
         let mut total = 0;
+        // The projections usually stand at the same checkpoint: each batch of the feed is
+        // read (and its payloads decoded) once per round, not once per projection.
+        let mut shared = None;
         loop {
             let mut applied = 0;
             for p in &self.projections {
                 if stop() {
                     return Ok(total + applied);
                 }
-                applied += self.step(p.as_ref()).await?;
+                applied += self.step_sharing(p.as_ref(), &mut shared).await?;
             }
             if applied == 0 {
                 return Ok(total);

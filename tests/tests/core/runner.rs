@@ -325,3 +325,42 @@ async fn postgres_runner_analyzes_the_tables_it_has_grown() -> anyhow::Result<()
     })
     .await
 }
+
+/// Projections standing at different checkpoints: a catch-up reads each batch of the feed
+/// once for the projections at the same place, and never hands one projection a batch read
+/// for another place. Each projection is first moved a different distance (in batches of
+/// 2), then a runner with batches of 3 catches all of them up: every event lands once, and
+/// the tables equal what a rebuild of each projection from the whole log makes.
+async fn uneven_checkpoints(store: Store) -> anyhow::Result<()> {
+    seed_workspace(&store, "Acme").await?;
+    seed_workspace(&store, "Globex").await?;
+    feed_settled(&store).await;
+    let early = runner(&store, 2);
+    for (i, p) in syncledger_projections::all().iter().enumerate() {
+        for _ in 0..i {
+            assert_eq!(early.step(p.as_ref()).await?, 2);
+        }
+    }
+    runner(&store, 3).catch_up().await?;
+    assert_exactly_once(&store).await?;
+    let caught_up = snapshot(&store).await?;
+    for p in syncledger_projections::all() {
+        syncledger_projections::rebuild::rebuild(&store, p.as_ref(), 1000, &|_| {}).await?;
+    }
+    assert_eq!(
+        snapshot(&store).await?,
+        caught_up,
+        "a rebuild from the log differs"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_projections_at_uneven_checkpoints_catch_up_exactly_once() -> anyhow::Result<()> {
+    with_sqlite(uneven_checkpoints).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_projections_at_uneven_checkpoints_catch_up_exactly_once() -> anyhow::Result<()> {
+    with_postgres(uneven_checkpoints).await
+}
