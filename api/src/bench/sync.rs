@@ -98,6 +98,11 @@ pub struct SyncBenchArgs {
     /// Then preview and roll back the full import (a `rollback` phase line).
     #[arg(long)]
     pub rollback: bool,
+    /// Run every projection alongside the full import, as `serve` does, and report how far
+    /// the records read model trails the log when the run ends and how long it takes to
+    /// catch up (a `live_lag` line instead of the `projection` catch-up line).
+    #[arg(long)]
+    pub live: bool,
 }
 
 /// The sandbox child process and its address.
@@ -293,6 +298,7 @@ async fn bench(settings: &Settings, args: &SyncBenchArgs) -> anyhow::Result<()> 
     let n = args.records;
     let full_min = (dialect.full_min)(n);
     let realistic = args.rate_limit == "realistic";
+    let live = args.live.then(|| LiveProjections::start(&store, settings));
     let full = phase(
         &runs,
         &store,
@@ -306,6 +312,9 @@ async fn bench(settings: &Settings, args: &SyncBenchArgs) -> anyhow::Result<()> 
         realistic,
     )
     .await?;
+    if let Some(live) = live {
+        live.report_lag(&store, &full).await?;
+    }
 
     // The records read model catches up with the import before anything reads it.
     let started = Instant::now();
@@ -364,6 +373,74 @@ async fn bench(settings: &Settings, args: &SyncBenchArgs) -> anyhow::Result<()> 
     drop(sandbox.child);
     store.close().await;
     Ok(())
+}
+
+/// Every projection following the log during the full import, as in `serve` (the runner
+/// polls the log every 100 ms when idle; nothing here wakes it earlier).
+struct LiveProjections {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    started: Instant,
+}
+
+impl LiveProjections {
+    fn start(store: &Store, settings: &Settings) -> Self {
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let runner =
+            syncledger_projections::Runner::new(store.clone(), syncledger_projections::all())
+                .with_batch(settings.projection_batch);
+        let task = tokio::spawn(async move {
+            runner
+                .run(shutdown, std::sync::Arc::new(tokio::sync::Notify::new()))
+                .await
+        });
+        LiveProjections {
+            stop,
+            task,
+            started: Instant::now(),
+        }
+    }
+
+    /// At the full run's end: how many events the records read model had not applied,
+    /// then the time until it has applied every event the log held at that moment, and
+    /// its rate over the whole import (events applied per second since the run started).
+    async fn report_lag(self, store: &Store, run: &SyncRun) -> anyhow::Result<()> {
+        use syncledger_projections::checkpoint;
+        let ended = Instant::now();
+        let head = store.feed().count().await?;
+        let applied = |store: &Store| {
+            let pool = store.any.clone();
+            async move {
+                anyhow::Ok(
+                    checkpoint::read(&pool, "records")
+                        .await?
+                        .map_or(0, |c| c.events),
+                )
+            }
+        };
+        let behind = head - applied(store).await?;
+        // A bench, not a test: polling the checkpoint is the measurement.
+        while applied(store).await? < head {
+            anyhow::ensure!(
+                ended.elapsed() < std::time::Duration::from_secs(3600),
+                "the records read model did not catch up within an hour"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let lag = ended.elapsed().as_secs_f64();
+        let total = self.started.elapsed().as_secs_f64();
+        let _ = self.stop.send(true);
+        self.task.await?;
+        println!(
+            "{}",
+            json!({"phase": "live_lag", "projection": "records",
+                   "run": run.id, "events": head,
+                   "behind_events_at_run_end": behind, "lag_seconds": round2(lag),
+                   "events_per_s": round2(head as f64 / total.max(1e-9)),
+                   "peak_rss_mb": peak_rss_mb()})
+        );
+        Ok(())
+    }
 }
 
 /// Previews, then rolls back, the full import: every record it created is archived

@@ -142,3 +142,35 @@ async fn bench_sync_imports_from_zoho_at_the_fewest_calls() {
     assert_eq!(full["api_calls"], 5, "{out}");
     assert!(lines[2]["updated"].as_u64() >= Some(4), "{out}");
 }
+
+/// `bench sync --live` runs the projections alongside the full import, as `serve` does,
+/// and reports, when the run ends, how many of the log's events the records read model
+/// had not applied and how long it took to apply them all; the catch-up line after it
+/// then finds (almost) nothing left to apply.
+#[tokio::test]
+async fn bench_sync_live_reports_the_read_models_lag_at_the_runs_end() {
+    let env = TestEnv::sqlite();
+    let out = env
+        .run_ok(&["bench", "sync", "--records", "300", "--live"])
+        .await;
+    let lines: Vec<Value> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let phases: Vec<&str> = lines.iter().filter_map(|l| l["phase"].as_str()).collect();
+    assert_eq!(
+        phases,
+        ["full", "live_lag", "projection", "incremental"],
+        "{out}"
+    );
+    let (full, lag) = (&lines[0], &lines[1]);
+    assert_eq!(full["created"], 300, "{out}");
+    assert_eq!(lag["projection"], "records", "{out}");
+    let events = lag["events"].as_i64().unwrap_or_default();
+    let written = full["events_written"].as_i64().unwrap_or_default();
+    assert!(events >= written && written > 300, "{out}");
+    let behind = lag["behind_events_at_run_end"].as_i64().unwrap_or(-1);
+    assert!((0..=events).contains(&behind), "{out}");
+    assert!(lag["lag_seconds"].as_f64() >= Some(0.0), "{out}");
+    assert_eq!(lines[2]["events"], lag["events"], "{out}");
+}
