@@ -5,6 +5,19 @@ use serde_json::Value;
 use syncledger_testkit::binary::TestEnv;
 use syncledger_testkit::db::PgTestDb;
 
+/// A bench's JSON lines (other output skipped), and the `phase` of each that has one.
+fn json_lines(out: &str) -> (Vec<Value>, Vec<String>) {
+    let lines: Vec<Value> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let phases = lines
+        .iter()
+        .filter_map(|l| l["phase"].as_str().map(str::to_string))
+        .collect();
+    (lines, phases)
+}
+
 const RECORDS: usize = 2_000;
 
 /// `bench sink` on the embedded store: the import phase finds every imported contact in
@@ -36,11 +49,7 @@ async fn bench_sink_writes_every_imported_record() {
             &target.url,
         ])
         .await;
-    let lines: Vec<Value> = out
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    let phases: Vec<&str> = lines.iter().filter_map(|l| l["phase"].as_str()).collect();
+    let (lines, phases) = json_lines(&out);
     assert_eq!(phases, ["import", "backlog", "live"], "{out}");
     assert_eq!(lines[0]["records"], RECORDS, "{out}");
     assert!(lines[1]["rows"].as_u64().unwrap_or_default() > 0, "{out}");
@@ -53,11 +62,7 @@ async fn bench_sink_writes_every_imported_record() {
 async fn bench_import_creates_then_updates_a_tenth() {
     let env = TestEnv::sqlite();
     let out = env.run_ok(&["bench", "import", "--rows", "500"]).await;
-    let lines: Vec<Value> = out
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    let phases: Vec<&str> = lines.iter().filter_map(|l| l["phase"].as_str()).collect();
+    let (lines, phases) = json_lines(&out);
     assert_eq!(phases, ["first", "again"], "{out}");
     assert_eq!(lines[0]["created"], 500, "{out}");
     assert_eq!(
@@ -130,11 +135,7 @@ async fn bench_sync_imports_from_zoho_at_the_fewest_calls() {
     let out = env
         .run_ok(&["bench", "sync", "--provider", "zoho", "--records", "450"])
         .await;
-    let lines: Vec<Value> = out
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    let phases: Vec<&str> = lines.iter().filter_map(|l| l["phase"].as_str()).collect();
+    let (lines, phases) = json_lines(&out);
     assert_eq!(phases, ["full", "projection", "incremental"], "{out}");
     let full = &lines[0];
     assert_eq!(full["created"], 450, "{out}");
@@ -153,11 +154,7 @@ async fn bench_sync_live_reports_the_read_models_lag_at_the_runs_end() {
     let out = env
         .run_ok(&["bench", "sync", "--records", "300", "--live"])
         .await;
-    let lines: Vec<Value> = out
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    let phases: Vec<&str> = lines.iter().filter_map(|l| l["phase"].as_str()).collect();
+    let (lines, phases) = json_lines(&out);
     assert_eq!(
         phases,
         ["full", "live_lag", "projection", "incremental"],
