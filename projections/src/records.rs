@@ -94,31 +94,34 @@ impl Projection for Records {
                 q = q.bind(id.clone());
             }
             q.execute(&mut *conn).await?;
-            // One row per CRM record (a statement may not touch a row twice).
-            let link_rows: Vec<(&String, &String, &Link, &String)> = chunk
+            // One row per CRM record (a statement may not touch a row twice). A link is
+            // keyed by its entity too: a CRM may number contacts and companies each from 1.
+            let link_rows: Vec<(&String, &String, &str, &Link, &String)> = chunk
                 .iter()
                 .flat_map(|(id, row)| {
+                    let entity = row.state.entity.map(Entity::as_str).unwrap_or_default();
                     row.state.links.iter().map(move |(integration, link)| {
-                        (&row.state.workspace_id, integration, link, id)
+                        (&row.state.workspace_id, integration, entity, link, id)
                     })
                 })
-                .map(|row| ((row.0, row.1, &row.2.remote_id), row))
+                .map(|row| ((row.0, row.1, row.2, &row.3.remote_id), row))
                 .collect::<std::collections::BTreeMap<_, _>>()
                 .into_values()
                 .collect();
             for part in link_rows.chunks(ROWS_PER_STATEMENT) {
                 let sql = format!(
-                    "INSERT INTO {links} (workspace_id, integration_id, remote_id, record_id, pending_push)
+                    "INSERT INTO {links} (workspace_id, integration_id, entity, remote_id, record_id, pending_push)
                      VALUES {}
-                     ON CONFLICT (workspace_id, integration_id, remote_id)
+                     ON CONFLICT (workspace_id, integration_id, entity, remote_id)
                      DO UPDATE SET record_id = excluded.record_id, pending_push = excluded.pending_push",
-                    values(part.len(), 5)
+                    values(part.len(), 6)
                 );
                 let mut q = sqlx::query(&sql);
-                for (workspace, integration, link, id) in part {
+                for (workspace, integration, entity, link, id) in part {
                     q = q
                         .bind((*workspace).clone())
                         .bind((*integration).clone())
+                        .bind(entity.to_string())
                         .bind(link.remote_id.clone())
                         .bind((*id).clone())
                         // What a push pass would send: nothing to a deleted CRM record,

@@ -41,21 +41,26 @@ fn parse(state: &str) -> Result<Record, ProjectionError> {
     serde_json::from_str(state).map_err(|_| ProjectionError::Corrupt(crate::records::TABLE))
 }
 
-/// remote id → record id, for the CRM records already linked.
+/// remote id → record id, for the CRM records of `entity` already linked.
 pub async fn linked(
     pool: &AnyPool,
     workspace_id: &str,
     integration_id: &str,
+    entity: Entity,
     remote_ids: &[&str],
 ) -> Result<HashMap<String, String>, ProjectionError> {
     let mut out = HashMap::new();
     for chunk in remote_ids.chunks(CHUNK) {
         let sql = format!(
             "SELECT remote_id, record_id FROM record_links
-              WHERE workspace_id = $1 AND integration_id = $2 AND remote_id IN ({})",
-            placeholders(3, chunk.len())
+              WHERE workspace_id = $1 AND integration_id = $2 AND entity = $3
+                AND remote_id IN ({})",
+            placeholders(4, chunk.len())
         );
-        let mut q = sqlx::query(&sql).bind(workspace_id).bind(integration_id);
+        let mut q = sqlx::query(&sql)
+            .bind(workspace_id)
+            .bind(integration_id)
+            .bind(entity.as_str());
         for id in chunk {
             q = q.bind(*id);
         }

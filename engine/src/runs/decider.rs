@@ -187,8 +187,14 @@ impl Decider<'_> {
         let ready = self.prepare(page, &mut out);
         let pool = &self.store.any;
         let remote_ids: Vec<&str> = ready.iter().map(|p| p.record.id.as_str()).collect();
-        let links =
-            lookup::linked(pool, self.workspace_id, self.integration_id, &remote_ids).await?;
+        let links = lookup::linked(
+            pool,
+            self.workspace_id,
+            self.integration_id,
+            self.entity,
+            &remote_ids,
+        )
+        .await?;
         let keys: Vec<&str> = ready
             .iter()
             .filter(|p| !links.contains_key(&p.record.id))
@@ -289,6 +295,7 @@ impl Decider<'_> {
             pool,
             self.workspace_id,
             self.integration_id,
+            self.entity,
             &[p.record.id.as_str()],
         )
         .await?;

@@ -45,6 +45,7 @@ impl Execution<'_> {
                 &self.services.store.any,
                 &self.run.workspace_id,
                 &self.run.integration_id,
+                entity,
                 &ids,
             )
             .await?;

@@ -126,6 +126,7 @@ impl Execution<'_> {
     /// Who the CRM records the batch's creates landed on are already linked to.
     pub(super) async fn created_owners(
         &self,
+        entity: Entity,
         sent: &[super::Sent],
         results: &[Option<PushResult>],
     ) -> Result<Owners, EngineError> {
@@ -142,6 +143,7 @@ impl Execution<'_> {
             &self.services.store.any,
             &self.run.workspace_id,
             &self.run.integration_id,
+            entity,
             &created,
         )
         .await?;

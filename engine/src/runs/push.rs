@@ -330,7 +330,7 @@ impl Execution<'_> {
                 *slot = Some(r);
             }
         }
-        let mut owners = self.created_owners(&sent, &by_index).await?;
+        let mut owners = self.created_owners(entity, &sent, &by_index).await?;
         for (sent, result) in sent.into_iter().zip(by_index) {
             self.record_result(entity, sent, result, &mut owners, &mut out);
         }

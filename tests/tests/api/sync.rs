@@ -5,7 +5,7 @@
 use anyhow::Context;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use syncledger_sandbox::{Sandbox, SandboxConfig};
+use syncledger_sandbox::{PipedriveSandboxConfig, Sandbox, SandboxConfig};
 use syncledger_testkit::app::{on_both_backends, send, Backend, TestApp};
 use syncledger_testkit::sandbox;
 
@@ -15,7 +15,8 @@ on_both_backends!(
     schedule_and_webhooks,
     shared_timestamps_across_pages,
     boundary_costs_no_repeats,
-    push_failures_and_retry
+    push_failures_and_retry,
+    remote_ids_shared_by_two_entities
 );
 
 // Shared with the security suite, so they live with the helpers.
@@ -691,4 +692,64 @@ async fn push_failures_and_retry(backend: Backend) -> anyhow::Result<()> {
     }
     sandbox.shutdown().await;
     app.finish().await
+}
+
+/// Pipedrive numbers persons and organizations each from 1 (as its sandbox does): person 1
+/// and organization 1 are two records, each linked to its own id. Links were keyed by the
+/// remote id alone, so the organizations' pass found the persons' links and wrote the
+/// companies' values onto the contacts. Now each pass finds only its entity's links, and a
+/// CRM edit of person 1 changes that contact and leaves company 1 as it was.
+async fn remote_ids_shared_by_two_entities(backend: Backend) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let sandbox = Sandbox::start_pipedrive(PipedriveSandboxConfig {
+        records: 3,
+        ..PipedriveSandboxConfig::default()
+    })
+    .await?;
+    let id = connect(&app, "pipedrive", &sandbox.base_url(), "pull", "crm_wins").await?;
+
+    let full = run(&app, &id, "full").await?;
+    assert_eq!(full["status"], "completed", "{full}");
+    assert_eq!(full["stats"]["created"], 6, "{full}");
+    let by_remote =
+        |records: Vec<Value>| -> anyhow::Result<std::collections::BTreeMap<String, Value>> {
+            records
+                .into_iter()
+                .map(|r| Ok((link(&r, &id)?.to_string(), r)))
+                .collect()
+        };
+    let contacts = by_remote(records(&app, &id, "contacts").await?)?;
+    let companies = by_remote(records(&app, &id, "companies").await?)?;
+    let ids: Vec<&str> = contacts.keys().map(String::as_str).collect();
+    assert_eq!(ids, ["1", "2", "3"], "persons numbered from 1");
+    let ids: Vec<&str> = companies.keys().map(String::as_str).collect();
+    assert_eq!(ids, ["1", "2", "3"], "organizations numbered from 1 too");
+
+    let url = format!("{}/_sandbox/records/persons", sandbox.base_url());
+    let body = json!({"id": 1, "name": "Renamed Person", "first_name": "Renamed"});
+    send(reqwest::Client::new().post(url).json(&body))
+        .await?
+        .expect(StatusCode::OK);
+    let again = run(&app, &id, "incremental").await?;
+    assert_eq!(again["status"], "completed", "{again}");
+    assert_eq!(again["stats"]["updated"], 1, "{again}");
+    assert_eq!(again["stats"]["created"], 0, "{again}");
+    let contacts_after = by_remote(records(&app, &id, "contacts").await?)?;
+    let companies_after = by_remote(records(&app, &id, "companies").await?)?;
+    assert_ne!(
+        contacts_after["1"]["fields"], contacts["1"]["fields"],
+        "person 1's edit reached contact 1"
+    );
+    for n in ["1", "2", "3"] {
+        assert_eq!(
+            companies_after[n]["fields"], companies[n]["fields"],
+            "company {n} untouched"
+        );
+        assert_eq!(companies_after[n]["entity"], "companies");
+    }
+    assert_eq!(contacts_after["2"]["fields"], contacts["2"]["fields"]);
+    sandbox.shutdown().await;
+    Ok(())
 }

@@ -114,3 +114,78 @@ async fn sqlite_upgrade_rebuilds_the_audit_log() -> anyhow::Result<()> {
 async fn postgres_upgrade_rebuilds_the_audit_log() -> anyhow::Result<()> {
     syncledger_testkit::with_postgres(upgrade_rebuilds_the_audit_log).await
 }
+
+/// A store taken back to before migration 0024 (links keyed by remote id alone, without
+/// their entity) is brought forward by opening it: every link keeps its row and gains its
+/// record's entity, and the key now includes it.
+async fn upgrade_keys_links_by_entity(store: Store) -> anyhow::Result<()> {
+    use syncledger_testkit::fixtures::{seed_sync_activity, seed_workspace};
+    use syncledger_testkit::projections::runner;
+    use syncledger_testkit::rows::dump;
+
+    let ws = seed_workspace(&store, "Acme").await?;
+    seed_sync_activity(&store, &ws.id, &ws.integrations[0].id).await?;
+    syncledger_testkit::feed_settled(&store).await;
+    runner(&store, 7).catch_up().await?;
+    let order = "integration_id, entity, remote_id";
+    let current = dump(&store.any, "record_links", order).await?;
+    let unset: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM record_links WHERE entity = ''")
+        .fetch_one(&store.any)
+        .await?;
+    let links: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM record_links")
+        .fetch_one(&store.any)
+        .await?;
+    assert!(
+        links > 0 && unset == 0,
+        "{links} links, {unset} without entity"
+    );
+
+    let back: &[&str] = if store.is_postgres() {
+        &[
+            "ALTER TABLE record_links DROP CONSTRAINT record_links_pkey",
+            "ALTER TABLE record_links DROP COLUMN entity",
+            "ALTER TABLE record_links ADD PRIMARY KEY (workspace_id, integration_id, remote_id)",
+        ]
+    } else {
+        &[
+            "CREATE TABLE old_links (workspace_id TEXT NOT NULL, integration_id TEXT NOT NULL,
+                remote_id TEXT NOT NULL, record_id TEXT NOT NULL,
+                pending_push BIGINT NOT NULL DEFAULT 0,
+                PRIMARY KEY (workspace_id, integration_id, remote_id))",
+            "INSERT INTO old_links SELECT workspace_id, integration_id, remote_id, record_id,
+                pending_push FROM record_links",
+            "DROP TABLE record_links",
+            "ALTER TABLE old_links RENAME TO record_links",
+            "CREATE INDEX record_links_record ON record_links (record_id, integration_id)",
+            "CREATE INDEX record_links_pending ON record_links (integration_id, pending_push)",
+        ]
+    };
+    {
+        // One connection: another's cached schema may still hold the dropped table.
+        let mut conn = store.any.acquire().await?;
+        for sql in back
+            .iter()
+            .chain(&["DELETE FROM _sqlx_migrations WHERE version = 24"])
+        {
+            sqlx::query(sql).execute(&mut *conn).await?;
+        }
+    }
+    store.migrate().await?;
+    assert_eq!(dump(&store.any, "record_links", order).await?, current);
+    // Two links of one integration may now share a remote id across entities.
+    let dup =
+        "INSERT INTO record_links (workspace_id, integration_id, entity, remote_id, record_id)
+               VALUES ('w', 'i', 'contacts', '1', 'a'), ('w', 'i', 'companies', '1', 'b')";
+    sqlx::query(dup).execute(&store.any).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn sqlite_upgrade_keys_links_by_entity() -> anyhow::Result<()> {
+    syncledger_testkit::with_sqlite(upgrade_keys_links_by_entity).await
+}
+
+#[tokio::test]
+async fn postgres_upgrade_keys_links_by_entity() -> anyhow::Result<()> {
+    syncledger_testkit::with_postgres(upgrade_keys_links_by_entity).await
+}

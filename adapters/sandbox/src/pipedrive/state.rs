@@ -182,7 +182,10 @@ impl Auth {
 pub struct PipedriveData {
     pub records: BTreeMap<Kind, BTreeMap<u64, Record>>,
     pub fields: BTreeMap<Kind, Vec<FieldDef>>,
-    next_id: u64,
+    /// Pipedrive numbers persons and organizations each in its own sequence, so person 1
+    /// and organization 1 both exist (a client that keys CRM ids without their type
+    /// confuses them).
+    next_id: BTreeMap<Kind, u64>,
     clock_ms: i64,
     pub auth: Auth,
     pub limits: RateLimiter,
@@ -208,7 +211,7 @@ impl Shared {
         let mut inner = PipedriveData {
             records: BTreeMap::new(),
             fields: BTreeMap::new(),
-            next_id: 1,
+            next_id: BTreeMap::new(),
             clock_ms: 0,
             auth: Auth::default(),
             limits: RateLimiter::new(config.rate_limit),
@@ -268,6 +271,14 @@ impl PipedriveData {
             .unwrap_or_default()
     }
 
+    /// The next id of `kind`'s own sequence (from 1).
+    fn take_id(&mut self, kind: Kind) -> u64 {
+        let next = self.next_id.entry(kind).or_insert(1);
+        let id = *next;
+        *next += 1;
+        id
+    }
+
     pub fn insert(
         &mut self,
         kind: Kind,
@@ -275,8 +286,7 @@ impl PipedriveData {
         custom: Map<String, Value>,
     ) -> Record {
         let now = self.now_ms();
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = self.take_id(kind);
         let record = Record {
             id,
             fields,
@@ -490,8 +500,7 @@ fn seed_record(
     custom: Map<String, Value>,
     at: i64,
 ) -> u64 {
-    let id = inner.next_id;
-    inner.next_id += 1;
+    let id = inner.take_id(kind);
     let fields = match fields {
         Value::Object(map) => map,
         _ => Map::new(),
