@@ -5,18 +5,23 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{json, Map, Value};
 
+use super::companies::CompaniesMode;
 use super::{Dialect, NicheSandboxConfig};
+use crate::faults::{Action, FaultHost, FaultQueue};
 use crate::grants::TokenPair;
+use tokio::sync::watch;
 
 pub struct NicheState {
     pub config: NicheSandboxConfig,
     inner: Mutex<Inner>,
+    /// Flips when the sandbox stops (ends a held `timeout` fault).
+    pub stopped: watch::Receiver<bool>,
 }
 
 #[derive(Default)]
@@ -24,7 +29,12 @@ pub struct Inner {
     /// By id.
     pub records: BTreeMap<String, Map<String, Value>>,
     next_id: u64,
+    /// Chatwoot's companies, by id.
+    pub companies: BTreeMap<String, Map<String, Value>>,
+    next_company_id: u64,
+    pub companies_mode: CompaniesMode,
     pub counters: BTreeMap<String, u64>,
+    pub faults: FaultQueue,
 }
 
 /// Where seeded timestamps start: 2024-01-01T00:00:00Z.
@@ -34,8 +44,11 @@ const SEED_EPOCH: i64 = 1_704_067_200;
 const SEED_SPACING: i64 = 3_600;
 
 impl NicheState {
-    pub fn new(config: NicheSandboxConfig) -> Self {
-        let mut inner = Inner::default();
+    pub fn new(config: NicheSandboxConfig, stopped: watch::Receiver<bool>) -> Self {
+        let mut inner = Inner {
+            companies_mode: config.companies_mode,
+            ..Inner::default()
+        };
         let group = i64::try_from(config.same_timestamp_group.max(1)).unwrap_or(1);
         let at = |i: usize| SEED_EPOCH + i64::try_from(i).unwrap_or(0) / group * SEED_SPACING;
         for i in 0..config.records {
@@ -65,9 +78,20 @@ impl NicheState {
                 inner.insert(config.dialect, record);
             }
         }
+        if config.dialect == Dialect::Chatwoot {
+            for i in 0..config.companies {
+                let record = json!({
+                    "name": format!("Company {i}"), "domain": format!("company{i}.example"),
+                    "description": null, "avatar_url": "", "contacts_count": i % 4,
+                    "created_at": stamp(at(i)), "updated_at": stamp(at(i)),
+                });
+                inner.insert_company(record);
+            }
+        }
         Self {
             config,
             inner: Mutex::new(inner),
+            stopped,
         }
     }
 
@@ -132,6 +156,78 @@ impl Inner {
         self.records.insert(id, record.clone());
         record
     }
+}
+
+impl Inner {
+    /// Stores a Chatwoot company (a JSON object), giving it a numeric id and ISO 8601
+    /// timestamps where it has none; returns it.
+    pub fn insert_company(&mut self, record: Value) -> Map<String, Value> {
+        let mut record = match record {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        };
+        let id = match record.get("id").and_then(Value::as_u64) {
+            Some(id) => id,
+            None => self.next_company_id + 1,
+        };
+        self.next_company_id = self.next_company_id.max(id);
+        let now = json!(stamp(Utc::now().timestamp()));
+        record.insert("id".into(), json!(id));
+        for member in ["created_at", "updated_at"] {
+            record.entry(member).or_insert(now.clone());
+        }
+        record.entry("contacts_count").or_insert(json!(0));
+        self.companies.insert(id.to_string(), record.clone());
+        record
+    }
+}
+
+/// Faults are taken per path; requests are counted by the handlers (`admit`), under
+/// the names `GET contacts`, `GET companies`, ...
+impl FaultHost for NicheState {
+    fn count_and_take(&self, _method: &Method, path: &str) -> Option<Action> {
+        self.lock().faults.take(path)
+    }
+
+    fn stopped(&self) -> watch::Receiver<bool> {
+        self.stopped.clone()
+    }
+
+    fn fault_response(&self, status: StatusCode) -> Response {
+        let mut response = match self.config.dialect {
+            Dialect::Chatwoot => (status, Json(json!({"error": "injected fault"}))).into_response(),
+            Dialect::Tave => {
+                let body = json!({"type": "unknown", "title": "injected fault",
+                    "detail": null, "status": status.as_u16()});
+                (status, Json(body)).into_response()
+            }
+        };
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("0"));
+        }
+        response
+    }
+
+    const TRUNCATED_BODY: &'static str = r#"{"meta":{"count":3},"payload":[{"id":"#;
+}
+
+/// `POST /_sandbox/faults`: the shared fault JSON (one fault or a list).
+pub async fn control_faults(State(state): State<Arc<NicheState>>, body: Bytes) -> Response {
+    match crate::control_body::faults(&body) {
+        Ok(specs) => {
+            let mut inner = state.lock();
+            specs.into_iter().for_each(|spec| inner.faults.push(spec));
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
+    }
+}
+
+pub async fn control_clear_faults(State(state): State<Arc<NicheState>>) -> StatusCode {
+    state.lock().faults.clear();
+    StatusCode::NO_CONTENT
 }
 
 impl crate::Simulator for NicheState {
