@@ -35,8 +35,8 @@ pub use paging::next_link;
 pub use path::JsonPath;
 pub use spec::{
     AuthSpec, ClientAuth, CustomSpec, EntitySpec, FieldSpec, ListMethod, ListSpec, Pagination,
-    ParameterFormat, ParameterSpec, ReadSpec, RecordFilter, Scan, TimeFormat, UpdatedSinceSpec,
-    WriteCall, WriteMethod, WriteSpec,
+    ParameterFormat, ParameterSpec, ReadSpec, RecordFilter, Scan, TimeFormat, UnavailableSpec,
+    UpdatedSinceSpec, WriteCall, WriteMethod, WriteSpec,
 };
 
 pub use templates::{template, template_text};
@@ -388,7 +388,8 @@ impl CustomAdapter {
         let reply = self
             .http
             .send::<Value>(Lane::General, |c| auth.apply(c.get(url.clone())))
-            .await?;
+            .await
+            .map_err(|e| self.unavailable(spec, e))?;
         let link = next_link_of(&reply.headers);
         let body = reply.body.unwrap_or(Value::Null);
         let records_path = JsonPath::parse(&spec.list.records_path)
@@ -429,6 +430,14 @@ impl CustomAdapter {
             .join("\u{1f}")
             .as_bytes());
         if resume.as_ref().and_then(|r| r.last_page) == Some(page_hash) {
+            if spec.pagination.repeat_ends_list(items.len()) {
+                // Every record of it was read with the previous page.
+                return Ok(Fetched {
+                    records: Vec::new(),
+                    next: None,
+                    oldest: None,
+                });
+            }
             return Err(CrmError::Malformed(
                 "the provider returned the same page twice; pagination stopped".into(),
             ));
@@ -478,6 +487,22 @@ impl CustomAdapter {
             next,
             oldest,
         })
+    }
+
+    /// A list refusal the spec says means the account lacks the entity, as
+    /// [`CrmError::Unavailable`] in the spec's words (never the provider's text, which
+    /// could echo the request); any other error as it is.
+    fn unavailable(&self, spec: &EntitySpec, error: CrmError) -> CrmError {
+        let CrmError::Rejected { status, .. } = &error else {
+            return error;
+        };
+        match &spec.unavailable {
+            Some(u) if u.statuses.contains(status) => {
+                let name = self.spec.name.as_deref().unwrap_or("the provider");
+                CrmError::Unavailable(format!("{name} answered {status}: {}", u.reason))
+            }
+            _ => error,
+        }
     }
 
     async fn pull(

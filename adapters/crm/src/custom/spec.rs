@@ -182,6 +182,22 @@ pub struct EntitySpec {
     /// Returned as is by `fields()`; else derived from `list.fields`.
     #[serde(default)]
     pub fields_catalogue: Option<Vec<FieldSpec>>,
+    /// Answers of the list endpoint meaning the account does not have this entity at
+    /// all (an edition or feature it lacks), rather than a failed request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<UnavailableSpec>,
+}
+
+/// When the provider answers a list request with one of `statuses`, the entity is
+/// not offered to this account: the pull fails with [`CrmError::Unavailable`] saying
+/// `reason`, and the engine ends that entity's pass alone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnavailableSpec {
+    /// Client errors other than 401 and 429 (which mean a bad key and a rate limit).
+    pub statuses: Vec<u16>,
+    /// Why, in words: `companies are not enabled for this account (an Enterprise feature)`.
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -334,6 +350,25 @@ pub enum Pagination {
 
 fn one() -> u32 {
     1
+}
+
+impl Pagination {
+    /// Whether a page of `len` records that repeats the previous page's ids ends the
+    /// list rather than showing a looping API. For page and offset paging it does when
+    /// the page is not a full one: fewer records than a page holds is a last page (the
+    /// API repeats it for any later page number), more is the whole list (the API
+    /// ignores the paging parameter, as one Chatwoot version's companies index does).
+    /// A full page repeated could be either an API ignoring the parameter with more
+    /// records behind, or the last page: that stays an error, since ending there would
+    /// make a full scan take every later record for deleted.
+    pub fn repeat_ends_list(&self, len: usize) -> bool {
+        let full = match self {
+            Pagination::Page { size, .. } => *size,
+            Pagination::Offset { limit, .. } => *limit,
+            _ => return false,
+        };
+        usize::try_from(full).is_ok_and(|full| len != full)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -852,6 +887,22 @@ impl EntitySpec {
         if let Some(p) = &self.delete_flag_path {
             check_path(&format!("{name}.delete_flag_path"), p, bad);
         }
+        if let Some(unavailable) = &self.unavailable {
+            let at = format!("{name}.unavailable");
+            if unavailable.statuses.is_empty() {
+                bad(&format!("{at}.statuses"), "name at least one status");
+            }
+            let odd = |s: &&u16| !(400..500).contains(*s) || matches!(**s, 401 | 429);
+            if unavailable.statuses.iter().any(|s| odd(&s)) {
+                bad(
+                    &format!("{at}.statuses"),
+                    "only client errors other than 401 and 429",
+                );
+            }
+            if unavailable.reason.trim().is_empty() {
+                bad(&format!("{at}.reason"), "required");
+            }
+        }
         if let Some(catalogue) = &self.fields_catalogue {
             for (i, field) in catalogue.iter().enumerate() {
                 if field.name.trim().is_empty() {
@@ -910,6 +961,71 @@ impl EntitySpec {
                     );
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(size: u32) -> Pagination {
+        Pagination::Page {
+            page_param: "page".into(),
+            size_param: None,
+            size,
+            first_page: 1,
+            min_size: None,
+        }
+    }
+
+    #[test]
+    fn only_a_page_other_than_full_ends_the_list_when_repeated() {
+        let chatwoot = page(25);
+        assert!(chatwoot.repeat_ends_list(3), "a short last page repeated");
+        assert!(chatwoot.repeat_ends_list(60), "an unpaginated index");
+        assert!(
+            !chatwoot.repeat_ends_list(25),
+            "a full page: maybe more behind"
+        );
+        let offset = Pagination::Offset {
+            offset_param: "offset".into(),
+            limit_param: "limit".into(),
+            limit: 10,
+        };
+        assert!(offset.repeat_ends_list(4) && !offset.repeat_ends_list(10));
+        let cursor = Pagination::Cursor {
+            param: "c".into(),
+            cursor_path: "next".into(),
+            limit_param: None,
+            limit: None,
+        };
+        assert!(!cursor.repeat_ends_list(4), "a cursor repeated is a loop");
+        assert!(!Pagination::None.repeat_ends_list(4));
+    }
+
+    #[test]
+    fn unavailable_answers_are_client_errors_with_a_reason() {
+        let text = |statuses: &str, reason: &str| {
+            format!(
+                r#"{{"base_url": "https://x.example", "auth": {{"type": "bearer"}},
+                "companies": {{"list": {{"path": "/c", "id_path": "id"}}, "scan": {{"type": "full"}},
+                "unavailable": {{"statuses": {statuses}, "reason": "{reason}"}}}}}}"#
+            )
+        };
+        assert!(CustomSpec::from_json(&text("[403, 404]", "not enabled")).is_ok());
+        for (statuses, reason, needle) in [
+            ("[]", "r", "companies.unavailable.statuses"),
+            ("[401]", "r", "companies.unavailable.statuses"),
+            ("[429]", "r", "companies.unavailable.statuses"),
+            ("[500]", "r", "companies.unavailable.statuses"),
+            ("[404]", " ", "companies.unavailable.reason"),
+        ] {
+            let refused = CustomSpec::from_json(&text(statuses, reason));
+            assert!(
+                matches!(&refused, Err(CrmError::Config(m)) if m.contains(needle)),
+                "{statuses} {reason}: {refused:?}"
+            );
         }
     }
 }
