@@ -201,7 +201,8 @@ proptest! {
         }
         prop_assert!(outcome.is_ok(), "{:?}", outcome.as_ref().err());
         let Ok((read, calls)) = outcome else { return Ok(()) };
-        let expected: Vec<String> = (1..=count).map(|n| n.to_string()).collect();
+        // Companies are numbered like contacts: their ids are kept apart by the prefix.
+        let expected: Vec<String> = (1..=count).map(|n| format!("company:{n}")).collect();
         prop_assert_eq!(&read, &expected);
         let pages = if unpaginated || count == 0 { count.min(1) + 1 } else { count / 25 + 1 + usize::from(count % 25 > 0) };
         prop_assert_eq!(calls, pages as u64);

@@ -553,7 +553,8 @@ impl CustomAdapter {
             .read
             .as_ref()
             .ok_or_else(|| CrmError::Config("this entity has no read endpoint".into()))?;
-        let id: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
+        let id: String =
+            url::form_urlencoded::byte_serialize(spec.list.raw_id(id).as_bytes()).collect();
         self.url(&read.path.replace("{id}", &id))
     }
 
@@ -624,7 +625,8 @@ impl CustomAdapter {
             },
             PushKind::Update { id } => match &write.update {
                 Some(call) => {
-                    let id: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
+                    let raw = spec.list.raw_id(id);
+                    let id: String = url::form_urlencoded::byte_serialize(raw.as_bytes()).collect();
                     (call, call.path.replace("{id}", &id))
                 }
                 None => return Ok(Err("this custom provider cannot update records".into())),
@@ -673,6 +675,7 @@ impl CustomAdapter {
                         .as_ref()
                         .and_then(|b| p.get(b))
                         .and_then(path::scalar_text)
+                        .map(|raw| spec.list.our_id(&raw))
                 });
                 let id = id.or_else(|| match &op.kind {
                     PushKind::Update { id } => Some(id.clone()),
@@ -790,6 +793,7 @@ fn parse_record(
     let id = get(&list.id_path)
         .and_then(path::scalar_text)
         .filter(|id| !id.is_empty())
+        .map(|raw| list.our_id(&raw))
         .ok_or("no id at id_path")?;
     let updated_at = match &list.updated_at_path {
         Some(path) => get(path)

@@ -213,6 +213,12 @@ pub struct ListSpec {
     #[serde(default)]
     pub records_path: String,
     pub id_path: String,
+    /// Put before every id of this entity (and taken off in its URLs), for an API
+    /// whose entities share one id sequence (Chatwoot's contact 17 and company 17):
+    /// syncledger knows a CRM record by its id within the integration, whatever the
+    /// entity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_prefix: Option<String>,
     /// Required unless the entity is read by full scan; without it a record's
     /// modification time is when it was read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -227,6 +233,22 @@ pub struct ListSpec {
     /// scalar member of the record.
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
+}
+
+impl ListSpec {
+    /// The id syncledger knows a record by: the provider's, after `id_prefix`.
+    pub fn our_id(&self, raw: &str) -> String {
+        format!("{}{raw}", self.id_prefix.as_deref().unwrap_or(""))
+    }
+
+    /// The provider's id of a record syncledger knows as `id` (an id without the
+    /// prefix, linked before the spec had one, is the provider's as it is).
+    pub fn raw_id<'a>(&self, id: &'a str) -> &'a str {
+        self.id_prefix
+            .as_deref()
+            .and_then(|prefix| id.strip_prefix(prefix))
+            .unwrap_or(id)
+    }
 }
 
 /// Only `GET` lists are supported: a listing must be safe to retry.
@@ -736,6 +758,17 @@ impl EntitySpec {
             bad(&format!("{name}.list.id_path"), "required");
         }
         check_path(&format!("{name}.list.id_path"), &list.id_path, bad);
+        let prefix_ok = |p: &str| {
+            (1..=16).contains(&p.len())
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':'))
+        };
+        if list.id_prefix.as_deref().is_some_and(|p| !prefix_ok(p)) {
+            bad(
+                &format!("{name}.list.id_prefix"),
+                "1 to 16 letters, digits, `-`, `_` or `:`",
+            );
+        }
         match (&list.updated_at_path, self.scan) {
             (Some(p), _) if p.trim().is_empty() => {
                 bad(&format!("{name}.list.updated_at_path"), "must not be empty")
@@ -1002,6 +1035,30 @@ mod tests {
         };
         assert!(!cursor.repeat_ends_list(4), "a cursor repeated is a loop");
         assert!(!Pagination::None.repeat_ends_list(4));
+    }
+
+    #[test]
+    fn an_id_prefix_is_added_to_ids_and_taken_off_for_urls() {
+        let mut list = ListSpec {
+            path: "/c".into(),
+            method: ListMethod::GET,
+            query: BTreeMap::new(),
+            records_path: String::new(),
+            id_path: "id".into(),
+            id_prefix: Some("company:".into()),
+            updated_at_path: None,
+            updated_at_format: TimeFormat::Rfc3339,
+            created_at_path: None,
+            fields: BTreeMap::new(),
+        };
+        assert_eq!(list.our_id("17"), "company:17");
+        assert_eq!(list.raw_id("company:17"), "17");
+        assert_eq!(list.raw_id("17"), "17", "linked before the prefix");
+        list.id_prefix = None;
+        assert_eq!(
+            (list.our_id("17").as_str(), list.raw_id("17")),
+            ("17", "17")
+        );
     }
 
     #[test]
