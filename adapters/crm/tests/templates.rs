@@ -133,6 +133,15 @@ proptest! {
 /// Every company a full read of the Chatwoot template's companies brings, in order,
 /// and the list requests it took; `Err` when the pull fails or runs past 100 pages.
 async fn companies(count: usize, mode: CompaniesMode) -> Result<(Vec<String>, u64), CrmError> {
+    companies_with_faults(count, mode, &[]).await
+}
+
+/// As [`companies`], with `faults` (the sandboxes' fault JSON) injected first.
+async fn companies_with_faults(
+    count: usize,
+    mode: CompaniesMode,
+    faults: &[serde_json::Value],
+) -> Result<(Vec<String>, u64), CrmError> {
     let mut config = NicheSandboxConfig::new(Dialect::Chatwoot);
     config.records = 0;
     config.companies = count;
@@ -141,6 +150,15 @@ async fn companies(count: usize, mode: CompaniesMode) -> Result<(Vec<String>, u6
     let sandbox = Sandbox::start_niche(config)
         .await
         .map_err(|e| CrmError::Config(e.to_string()))?;
+    let http = reqwest::Client::new();
+    for fault in faults {
+        http.post(format!("{}/_sandbox/faults", sandbox.base_url()))
+            .json(fault)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|_| CrmError::Config("control API".into()))?;
+    }
     let spec = template("chatwoot").ok_or(CrmError::Config("no template".into()))??;
     let mut spec = spec.bind(&BTreeMap::from([("account_id".into(), "7".into())]))?;
     spec.base_url = sandbox.base_url();
@@ -221,4 +239,23 @@ async fn an_instance_without_companies_is_named_as_such() {
             format!("Chatwoot answered {status}: companies are not enabled for this account (an Enterprise feature)")
         );
     }
+}
+
+/// The niche sandbox takes the shared faults: a 429 storm and a 503 on the companies
+/// index are waited out and retried, and every company still arrives once.
+#[tokio::test]
+async fn a_rate_limit_storm_on_companies_still_reads_each_once() {
+    let prefix = "/api/v1/accounts/7/companies";
+    let faults = [
+        json!({"kind": "status", "status": 429, "count": 3, "path_prefix": prefix}),
+        json!({"kind": "status", "status": 503, "count": 1, "path_prefix": prefix}),
+    ];
+    let outcome = companies_with_faults(30, CompaniesMode::Enabled, &faults).await;
+    let Ok((read, calls)) = outcome else {
+        panic!("{outcome:?}");
+    };
+    let expected: Vec<String> = (1..=30).map(|n| format!("company:{n}")).collect();
+    assert_eq!(read, expected);
+    // 3 pages (25, 5 and the empty one) and the 4 refused attempts.
+    assert_eq!(calls, 3 + 4);
 }

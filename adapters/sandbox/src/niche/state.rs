@@ -182,11 +182,40 @@ impl Inner {
     }
 }
 
-/// Faults are taken per path; requests are counted by the handlers (`admit`), under
-/// the names `GET contacts`, `GET companies`, ...
+/// The counter a request is counted under (what its handler's `admit` uses): `GET
+/// contacts`, `PUT contact`, `PATCH company`, `GET address-book/{id}`, ...
+fn counter_key(method: &Method, path: &str) -> Option<String> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (noun, one) = match segments.as_slice() {
+        ["api", "v1", "accounts", _, noun] => (*noun, false),
+        ["api", "v1", "accounts", _, noun, _] => (*noun, true),
+        ["api", "v2", "address-book"] => return Some(format!("{method} address-book")),
+        ["api", "v2", "address-book", _] => return Some(format!("{method} address-book/{{id}}")),
+        _ => return None,
+    };
+    let verb = match (noun, method.as_str()) {
+        ("contacts", "PATCH") => "PUT",
+        ("companies", "PUT") => "PATCH",
+        (_, verb) => verb,
+    };
+    let noun = match (noun, one) {
+        ("contacts", true) => "contact",
+        ("companies", true) => "company",
+        (noun, _) => noun,
+    };
+    Some(format!("{verb} {noun}"))
+}
+
+/// Faults are taken per path. Requests reaching a handler are counted there (`admit`);
+/// a faulted one is counted here, under the same name, as the other sandboxes do.
 impl FaultHost for NicheState {
-    fn count_and_take(&self, _method: &Method, path: &str) -> Option<Action> {
-        self.lock().faults.take(path)
+    fn count_and_take(&self, method: &Method, path: &str) -> Option<Action> {
+        let mut inner = self.lock();
+        let action = inner.faults.take(path)?;
+        if let Some(key) = counter_key(method, path) {
+            *inner.counters.entry(key).or_default() += 1;
+        }
+        Some(action)
     }
 
     fn stopped(&self) -> watch::Receiver<bool> {
@@ -285,4 +314,31 @@ pub async fn control_delete(
 
 pub async fn control_counters(State(state): State<Arc<NicheState>>) -> Json<Value> {
     Json(json!(state.lock().counters.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faulted_requests_count_under_their_handlers_names() {
+        let key = |m: Method, p: &str| counter_key(&m, p);
+        assert_eq!(
+            key(Method::GET, "/api/v1/accounts/7/companies").as_deref(),
+            Some("GET companies")
+        );
+        assert_eq!(
+            key(Method::PUT, "/api/v1/accounts/7/companies/3").as_deref(),
+            Some("PATCH company")
+        );
+        assert_eq!(
+            key(Method::PATCH, "/api/v1/accounts/7/contacts/3").as_deref(),
+            Some("PUT contact")
+        );
+        assert_eq!(
+            key(Method::GET, "/api/v2/address-book/01hq").as_deref(),
+            Some("GET address-book/{id}")
+        );
+        assert_eq!(key(Method::GET, "/elsewhere"), None);
+    }
 }
