@@ -259,3 +259,28 @@ async fn a_rate_limit_storm_on_companies_still_reads_each_once() {
     // 3 pages (25, 5 and the empty one) and the 4 refused attempts.
     assert_eq!(calls, 3 + 4);
 }
+
+/// A spec without the entity (a Chatwoot integration made before companies were in the
+/// template) lacks it the same way: named, not a configuration failure of the whole run.
+#[tokio::test]
+async fn a_spec_without_companies_lacks_them() {
+    let mut spec = template("chatwoot")
+        .and_then(Result::ok)
+        .expect("the template");
+    spec.companies = None;
+    let spec = spec
+        .bind(&BTreeMap::from([("account_id".into(), "7".into())]))
+        .expect("bound");
+    let adapter = CustomAdapter::new(spec, options()).expect("adapter");
+    let credentials = Credentials::ApiKey(SecretString::from("k"));
+    let outcome = adapter
+        .pull_page(&credentials, Entity::Companies, None, None)
+        .await;
+    let Err(CrmError::Unavailable(text)) = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert_eq!(
+        text,
+        "the integration's spec for Chatwoot describes no companies endpoint"
+    );
+}

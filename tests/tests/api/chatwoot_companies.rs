@@ -3,7 +3,8 @@
 //! changed and count a company gone after a complete scan as deleted, pushes creating
 //! and updating companies under the `company` body root, the one upstream index that
 //! ignores `page` (read once, not looped over), and instances without companies (403,
-//! 404) ending only the companies pass, with a clear error, while contacts sync on.
+//! 404) ending only the companies pass, with a clear error, while contacts sync on; a
+//! spec without companies (an integration made before the template had them) likewise.
 
 use anyhow::Context;
 use reqwest::StatusCode;
@@ -17,7 +18,8 @@ use crate::sync::{record_events, records, run};
 on_both_backends!(
     chatwoot_companies_full_scans_deletions_and_pushes,
     an_unpaginated_companies_index_is_read_once,
-    an_instance_without_companies_still_syncs_contacts
+    an_instance_without_companies_still_syncs_contacts,
+    a_spec_without_companies_ends_only_their_pass
 );
 
 /// A Chatwoot sandbox with 20 contacts and `companies` companies, and an integration
@@ -290,6 +292,37 @@ async fn an_instance_without_companies_still_syncs_contacts(
     let logged =
         String::from_utf8_lossy(&logs.lock().map(|l| l.clone()).unwrap_or_default()).into_owned();
     assert!(!logged.contains(&key), "the key in the logs");
+    sandbox.shutdown().await;
+    app.finish().await
+}
+
+/// An integration whose spec has no companies (the template as it was before them)
+/// but whose sync config names them: the companies pass ends saying so, contacts sync.
+async fn a_spec_without_companies_ends_only_their_pass(backend: Backend) -> anyhow::Result<()> {
+    let Some(app) = TestApp::spawn(backend).await? else {
+        return Ok(());
+    };
+    let config_ = NicheSandboxConfig::new(Dialect::Chatwoot);
+    let key = config_.api_key.clone();
+    let sandbox = Sandbox::start_niche(config_).await?;
+    let template = syncledger_crm::custom::template("chatwoot").context("the template")??;
+    let mut spec = serde_json::to_value(&template)?;
+    spec.as_object_mut()
+        .context("a spec object")?
+        .remove("companies");
+    let body = json!({"provider": "chatwoot", "name": "Older desk", "base_url": sandbox.base_url(),
+        "parameters": {"account_id": "7"}, "spec": spec,
+        "sync_config": config(&["contacts", "companies"])});
+    let id = create(&app, body, &key).await?;
+    let full = run(&app, &id, "full").await?;
+    assert_eq!(full["status"], "partial", "{full}");
+    assert_eq!(
+        full["failures"][0]["error"],
+        "the integration's spec for Chatwoot describes no companies endpoint",
+        "{full}"
+    );
+    assert_eq!(pass(&full, "contacts/pull")["created"], 20, "{full}");
+    assert_eq!(sandbox.counters().get("GET companies"), None);
     sandbox.shutdown().await;
     app.finish().await
 }

@@ -172,10 +172,14 @@ impl CustomAdapter {
         &self.spec
     }
 
+    /// The entity's endpoints. A spec without them (one written before the provider's
+    /// template had the entity, or for a provider without it) lacks the entity, as an
+    /// account without an edition does: only that entity's passes end.
     fn entity_spec(&self, entity: Entity) -> Result<&EntitySpec, CrmError> {
         self.spec.entity(entity).ok_or_else(|| {
-            CrmError::Config(format!(
-                "this custom provider has no {} endpoint",
+            let name = self.spec.name.as_deref().unwrap_or("this custom provider");
+            CrmError::Unavailable(format!(
+                "the integration's spec for {name} describes no {} endpoint",
                 entity.as_str()
             ))
         })
