@@ -341,6 +341,12 @@ pub fn provider_error(cause: &CrmError) -> ApiError {
             "unsupported_token_type",
             cause.to_string(),
         ),
+        // The adapter's own words (which answer, and why), never the provider's text.
+        CrmError::Unavailable(_) => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "provider_entity_unavailable",
+            cause.to_string(),
+        ),
         CrmError::Unauthorized => ApiError::new(
             StatusCode::BAD_GATEWAY,
             "provider_unauthorized",

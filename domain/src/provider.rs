@@ -217,7 +217,8 @@ static CATALOGUE: &[ProviderInfo] = &[
         "Chatwoot",
         AuthType::ApiKey,
         limit(60, 60, None),
-        CONTACTS,
+        // Companies only on Enterprise instances with the feature on (see the template).
+        BOTH,
     ),
     niche(
         "tave",

@@ -276,6 +276,28 @@ pub struct RecordFailure {
     pub fetched: Option<serde_json::Value>,
 }
 
+impl RecordFailure {
+    /// A pull pass that could not read `entity` at all because the provider does not
+    /// offer it to the account (an edition or feature it lacks): a failure naming no
+    /// record, counted once, with the provider's answer and why in `error`.
+    pub fn unavailable(entity: Entity, error: String) -> Self {
+        RecordFailure {
+            entity,
+            phase: Phase::Pull,
+            record_id: None,
+            remote_id: None,
+            error,
+            fetched: None,
+        }
+    }
+
+    /// Whether this is [`RecordFailure::unavailable`]: every failure of a record names
+    /// the record (its app id or its CRM id).
+    pub fn is_unavailable(&self) -> bool {
+        self.phase == Phase::Pull && self.record_id.is_none() && self.remote_id.is_none()
+    }
+}
+
 /// Where a pass stands: its resume cursor (opaque to the domain) and whether it ended.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PassState {
@@ -491,6 +513,24 @@ impl SyncRun {
     /// The pass to resume, if it started and has not ended.
     pub fn pass(&self, entity: Entity, phase: Phase) -> Option<&PassState> {
         self.passes.get(&pass_key(entity, phase))
+    }
+
+    /// Whether the provider told this run it does not offer `entity` to the account
+    /// (see [`RecordFailure::unavailable`]): its later passes have nothing to work on.
+    pub fn unavailable(&self, entity: Entity) -> bool {
+        self.failures
+            .iter()
+            .any(|f| f.entity == entity && f.is_unavailable())
+    }
+
+    /// Records that failed so far, leaving out entities the provider does not offer:
+    /// such an entity lost no record, so it does not hold back the other entities'
+    /// deletions.
+    pub fn records_failed(&self) -> u64 {
+        let unavailable = self.failures.iter().filter(|f| f.is_unavailable()).count();
+        self.stats
+            .failed
+            .saturating_sub(u64::try_from(unavailable).unwrap_or(u64::MAX))
     }
 
     /// The pull passes' records to go through, when the provider said for every pull

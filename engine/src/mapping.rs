@@ -294,6 +294,7 @@ pub fn default_mappings(provider: &str, entity: Entity) -> Vec<FieldMapping> {
             both("phone", "phone"),
             both("company_name", "company"),
         ],
+        ("chatwoot", Entity::Companies) => vec![both("name", "name"), both("domain", "domain")],
         ("tave", Entity::Contacts) => vec![
             both("email", "email"),
             both("first_name", "first_name"),

@@ -63,6 +63,9 @@ pub struct EntityDetails {
     pub one_record_per_request: Option<bool>,
     /// Whether an update reads the record and writes back the whole document.
     pub full_document_writes: bool,
+    /// Which accounts have the entity, when not every one does (an edition or feature
+    /// of the vendor's); `None`: every account.
+    pub limit: Option<String>,
 }
 
 /// The provider `id`, described; `None` when the catalogue does not have it.
@@ -108,6 +111,7 @@ fn built_in(info: &'static ProviderInfo) -> ProviderDetails {
             updates: true,
             one_record_per_request: None,
             full_document_writes: false,
+            limit: None,
         })
         .collect();
     ProviderDetails {
@@ -146,6 +150,7 @@ fn without_api(info: &'static ProviderInfo) -> ProviderDetails {
             updates: false,
             one_record_per_request: None,
             full_document_writes: false,
+            limit: None,
         })
         .collect();
     ProviderDetails {
@@ -229,6 +234,7 @@ fn leads(info: &'static ProviderInfo) -> ProviderDetails {
             updates: false,
             one_record_per_request: Some(true),
             full_document_writes: false,
+            limit: None,
         }],
         webhooks: None,
         notes,
@@ -307,6 +313,15 @@ fn entity_details(entity: Entity, spec: &EntitySpec) -> EntityDetails {
         full_document_writes: write
             .and_then(|w| w.update.as_ref())
             .is_some_and(|u| u.read_modify_write),
+        limit: spec.unavailable.as_ref().map(|u| {
+            let statuses: Vec<String> = u.statuses.iter().map(u16::to_string).collect();
+            format!(
+                "only where the account has them: elsewhere the list answers {} ({}), \
+                 which ends this entity's pass while the others sync",
+                statuses.join(" or "),
+                u.reason
+            )
+        }),
     }
 }
 
@@ -344,6 +359,17 @@ mod tests {
         assert_eq!(
             (contacts.sync, contacts.deletions),
             ("full_scan", "after_full_scan")
+        );
+        assert!(contacts.limit.is_none());
+        let companies = chatwoot.entities.get(1).ok_or(EngineError::NotFound)?;
+        assert_eq!(
+            (companies.entity, companies.sync, companies.creates),
+            (Entity::Companies, "full_scan", true)
+        );
+        let limit = companies.limit.as_deref().unwrap_or_default();
+        assert!(
+            limit.contains("403 or 404") && limit.contains("Enterprise"),
+            "{limit}"
         );
         let tave = describe("tave")?.ok_or(EngineError::NotFound)?;
         assert_eq!(

@@ -58,6 +58,11 @@ pub enum CrmError {
         short(.0)
     )]
     UnsupportedTokenType(String),
+    /// The provider does not offer the entity to this account (an edition or a
+    /// feature the account lacks): the text says which answer and why, in the adapter's
+    /// own words. Only that entity's pass ends; it is not a failure of the connection.
+    #[error("{}", clean(.0))]
+    Unavailable(String),
     /// The adapter itself is misconfigured (bad URL, ...).
     #[error("invalid adapter configuration: {0}")]
     Config(String),
@@ -96,6 +101,7 @@ impl CrmError {
             CrmError::OAuth(_) | CrmError::UnsupportedTokenType(_) => "oauth",
             CrmError::OAuthUnavailable { .. } => "server",
             CrmError::Config(_) => "config",
+            CrmError::Unavailable(_) => "unavailable",
             CrmError::Refused { .. } => "refused",
         }
     }

@@ -694,10 +694,10 @@ async fn fields_come_from_the_catalogue_or_the_field_map() {
         names(sampled),
         ["id", "updated", "deleted"].map(String::from).into()
     );
-    // Companies are not in this spec.
+    // Companies are not in this spec: the entity is missing, not the configuration bad.
     assert!(matches!(
         adapter(&spec).fields(&creds, Entity::Companies).await,
-        Err(CrmError::Config(_))
+        Err(CrmError::Unavailable(_))
     ));
 }
 
@@ -804,7 +804,7 @@ async fn companies_use_their_own_entity_spec() {
         adapter
             .pull_page(&creds, Entity::Contacts, None, None)
             .await,
-        Err(CrmError::Config(_))
+        Err(CrmError::Unavailable(_))
     ));
     adapter.test_connection(&creds).await.expect("connects");
     // Without a delete flag there are no deletions to report.

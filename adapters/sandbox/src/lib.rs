@@ -44,7 +44,7 @@ use tokio::task::JoinHandle;
 pub use generic::GenericSandboxConfig;
 pub use grants::{pkce_s256, TokenPair};
 pub use leads::{LeadVendor, LeadsSandboxConfig};
-pub use niche::{Dialect, NicheSandboxConfig};
+pub use niche::{CompaniesMode, Dialect, NicheSandboxConfig};
 pub use pipedrive::PipedriveSandboxConfig;
 pub use salesforce::{RollingLimitStatus, SalesforceSandboxConfig};
 pub use webhook::sign_v3;

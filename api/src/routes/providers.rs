@@ -128,6 +128,9 @@ pub struct EntityCapabilities {
     pub one_record_per_request: Option<bool>,
     /// An update reads the record and writes the whole document back.
     pub full_document_writes: bool,
+    /// Which accounts have the entity when not every one does (Chatwoot's companies:
+    /// Enterprise only); `null`: every account.
+    pub limit: Option<String>,
 }
 
 impl From<ProviderDetails> for ProviderDetail {
@@ -161,6 +164,7 @@ impl From<ProviderDetails> for ProviderDetail {
                     updates: e.updates,
                     one_record_per_request: e.one_record_per_request,
                     full_document_writes: e.full_document_writes,
+                    limit: e.limit,
                 })
                 .collect(),
             webhooks: d.webhooks,

@@ -439,3 +439,54 @@ fn stats_and_passes_from_older_events_still_read() {
             .expect("an older pass reads");
     assert_eq!((pass.pages, pass.stats), (3, RunStats::default()));
 }
+
+#[test]
+fn an_entity_the_provider_lacks_is_partial_but_holds_back_no_deletions() -> Result<(), SyncRunError>
+{
+    let mut history = vec![queued(), started("w1")];
+    run(&mut history, page(None, true, stats(3, 0)))?;
+    let missing = RecordFailure::unavailable(Entity::Companies, "Chatwoot answered 403".into());
+    assert!(missing.is_unavailable());
+    run(
+        &mut history,
+        SyncRunCommand::CommitPage {
+            entity: Entity::Companies,
+            phase: Phase::Pull,
+            cursor: None,
+            done: true,
+            stats: stats(0, 0).plus(RunStats {
+                failed: 1,
+                ..RunStats::default()
+            }),
+            failures: vec![missing],
+            total: None,
+            at: t(2),
+        },
+    )?;
+    let state = apply_all(&history);
+    assert!(state.unavailable(Entity::Companies) && !state.unavailable(Entity::Contacts));
+    assert_eq!((state.stats.failed, state.records_failed()), (1, 0));
+    run(&mut history, SyncRunCommand::Finish { at: t(3) })?;
+    assert_eq!(apply_all(&history).status, RunStatus::Partial);
+    Ok(())
+}
+
+#[test]
+fn a_failed_record_is_never_taken_for_a_missing_entity() {
+    let record = RecordFailure {
+        entity: Entity::Companies,
+        phase: Phase::Pull,
+        record_id: None,
+        remote_id: Some("17".into()),
+        error: "no id".into(),
+        fetched: None,
+    };
+    assert!(!record.is_unavailable());
+    let pushed = RecordFailure {
+        phase: Phase::Push,
+        remote_id: None,
+        record_id: Some("r1".into()),
+        ..record
+    };
+    assert!(!pushed.is_unavailable());
+}

@@ -103,10 +103,12 @@ impl Feeder {
             .await
             .map_err(|e| EngineError::Store(format!("page fetch task: {e}")))?;
         let now = session.adapter().usage();
+        self.session = Some(session);
+        // A failed fetch leaves its requests uncounted here, for the pass's end to charge.
+        let page = page?;
         let used = now.since(self.usage_seen);
         self.usage_seen = now;
-        self.session = Some(session);
-        Ok(Some((page?, used)))
+        Ok(Some((page, used)))
     }
 
     /// Fetches and decides every page from `cursor` on, sending each to the commits.

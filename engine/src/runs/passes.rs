@@ -2,13 +2,13 @@
 //! retry run's own), and the pull pass's pipeline: the feeder fetches and decides pages
 //! while the committer appends them.
 
-use syncledger_crm::RemoteRecord;
+use syncledger_crm::{CrmError, RemoteRecord};
 use syncledger_domain::sync_config::Direction;
-use syncledger_domain::sync_run::{Phase, RunKind};
+use syncledger_domain::sync_run::{Phase, RecordFailure, RunKind, RunStats};
 use syncledger_domain::Entity;
 
 use super::decider::Decider;
-use super::execution::{store_err, Execution, Flow};
+use super::execution::{store_err, to_json, Execution, Flow};
 use super::feeder::Feeder;
 use crate::EngineError;
 
@@ -40,9 +40,10 @@ impl Execution<'_> {
                 }
             }
             // Deletions only after every pull pass ended cleanly: a partial run never
-            // deletes (a record that failed to load might look deleted).
-            if self.run.stats.failed == 0 {
-                for &entity in &entities {
+            // deletes (a record that failed to load might look deleted). An entity the
+            // provider does not offer lost no record, and has nothing to delete.
+            if self.run.records_failed() == 0 {
+                for entity in self.offered(&entities) {
                     if self.deletions(entity).await? == Flow::Stopped {
                         return Ok(Flow::Stopped);
                     }
@@ -51,7 +52,8 @@ impl Execution<'_> {
         }
         if pushes {
             self.catch_up().await?;
-            for &entity in &entities {
+            // Writes to an entity the provider just said it lacks would each be refused.
+            for entity in self.offered(&entities) {
                 if self.push(entity).await? == Flow::Stopped {
                     return Ok(Flow::Stopped);
                 }
@@ -79,6 +81,7 @@ impl Execution<'_> {
         else {
             return Ok(Flow::Continue);
         };
+        let start = cursor.clone();
         let mapper = self.mapper(entity)?;
         let run_id = self.run_id();
         let (services, meta, policy) = (self.services, self.meta.clone(), self.policy.clone());
@@ -115,11 +118,46 @@ impl Execution<'_> {
         if committed? == Flow::Stopped {
             return Ok(Flow::Stopped);
         }
+        if let Err(EngineError::Provider(CrmError::Unavailable(why))) = fed {
+            return self.unavailable(entity, &start, why).await;
+        }
         fed?;
         if let Some(ids) = feeder.scanned.take() {
             self.scanned.insert(entity, ids);
         }
         Ok(Flow::Continue)
+    }
+
+    /// Of `entities`, those the provider has not said (in this run) that it lacks.
+    fn offered(&self, entities: &[Entity]) -> Vec<Entity> {
+        let run = &self.run;
+        entities
+            .iter()
+            .copied()
+            .filter(|&e| !run.unavailable(e))
+            .collect()
+    }
+
+    /// Ends the pull pass of an entity the provider does not offer to the account (an
+    /// edition or feature it lacks) with that as its one failure: the run goes on with
+    /// the other entities and ends partial, saying why. The pass keeps the cursor it
+    /// started from, so the next run's high-water mark is where it was.
+    async fn unavailable(
+        &mut self,
+        entity: Entity,
+        start: &super::PullCursor,
+        why: String,
+    ) -> Result<Flow, EngineError> {
+        tracing::warn!(entity = entity.as_str(), reason = %why, "the provider does not offer this entity to the account");
+        let mut stats = RunStats {
+            failed: 1,
+            ..RunStats::default()
+        };
+        self.charge(&mut stats);
+        let failure = RecordFailure::unavailable(entity, why);
+        let cursor = to_json(start)?;
+        self.commit_run_only(entity, Phase::Pull, cursor, true, stats, vec![failure])
+            .await
     }
 
     /// A retry run: the original run's failed records only. Fetched records that failed

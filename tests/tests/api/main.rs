@@ -7,6 +7,7 @@ mod audit_access;
 mod audit_changes;
 mod audit_export;
 mod between_runs;
+mod chatwoot_companies;
 mod chatwoot_hooks;
 mod concurrency;
 mod conflicts;

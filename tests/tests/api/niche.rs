@@ -312,6 +312,20 @@ async fn provider_capabilities(backend: Backend) -> anyhow::Result<()> {
     assert_eq!(body["capabilities"][0]["sync"], "full_scan", "{body}");
     assert_eq!(body["capabilities"][0]["deletions"], "after_full_scan");
     assert_eq!(body["capabilities"][0]["one_record_per_request"], true);
+    assert_eq!(body["capabilities"][0]["limit"], Value::Null);
+    // Companies: Enterprise only, and said so.
+    let companies = &body["capabilities"][1];
+    assert_eq!(
+        (companies["entity"].as_str(), companies["sync"].as_str()),
+        (Some("companies"), Some("full_scan")),
+        "{body}"
+    );
+    let limit = companies["limit"].as_str().unwrap_or_default();
+    assert!(
+        limit.contains("403 or 404") && limit.contains("Enterprise"),
+        "{limit}"
+    );
+    assert_eq!(body["entities"], json!(["contacts", "companies"]), "{body}");
     let tave = app.get("/v1/providers/tave", &app.admin).await?;
     let body = tave.expect(StatusCode::OK);
     assert_eq!(body["auth"]["header"], "X-API-KEY");

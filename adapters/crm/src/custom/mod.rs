@@ -35,8 +35,8 @@ pub use paging::next_link;
 pub use path::JsonPath;
 pub use spec::{
     AuthSpec, ClientAuth, CustomSpec, EntitySpec, FieldSpec, ListMethod, ListSpec, Pagination,
-    ParameterFormat, ParameterSpec, ReadSpec, RecordFilter, Scan, TimeFormat, UpdatedSinceSpec,
-    WriteCall, WriteMethod, WriteSpec,
+    ParameterFormat, ParameterSpec, ReadSpec, RecordFilter, Scan, TimeFormat, UnavailableSpec,
+    UpdatedSinceSpec, WriteCall, WriteMethod, WriteSpec,
 };
 
 pub use templates::{template, template_text};
@@ -172,10 +172,14 @@ impl CustomAdapter {
         &self.spec
     }
 
+    /// The entity's endpoints. A spec without them (one written before the provider's
+    /// template had the entity, or for a provider without it) lacks the entity, as an
+    /// account without an edition does: only that entity's passes end.
     fn entity_spec(&self, entity: Entity) -> Result<&EntitySpec, CrmError> {
         self.spec.entity(entity).ok_or_else(|| {
-            CrmError::Config(format!(
-                "this custom provider has no {} endpoint",
+            let name = self.spec.name.as_deref().unwrap_or("this custom provider");
+            CrmError::Unavailable(format!(
+                "the integration's spec for {name} describes no {} endpoint",
                 entity.as_str()
             ))
         })
@@ -388,7 +392,8 @@ impl CustomAdapter {
         let reply = self
             .http
             .send::<Value>(Lane::General, |c| auth.apply(c.get(url.clone())))
-            .await?;
+            .await
+            .map_err(|e| self.unavailable(spec, e))?;
         let link = next_link_of(&reply.headers);
         let body = reply.body.unwrap_or(Value::Null);
         let records_path = JsonPath::parse(&spec.list.records_path)
@@ -429,6 +434,14 @@ impl CustomAdapter {
             .join("\u{1f}")
             .as_bytes());
         if resume.as_ref().and_then(|r| r.last_page) == Some(page_hash) {
+            if spec.pagination.repeat_ends_list(items.len()) {
+                // Every record of it was read with the previous page.
+                return Ok(Fetched {
+                    records: Vec::new(),
+                    next: None,
+                    oldest: None,
+                });
+            }
             return Err(CrmError::Malformed(
                 "the provider returned the same page twice; pagination stopped".into(),
             ));
@@ -480,6 +493,22 @@ impl CustomAdapter {
         })
     }
 
+    /// A list refusal the spec says means the account lacks the entity, as
+    /// [`CrmError::Unavailable`] in the spec's words (never the provider's text, which
+    /// could echo the request); any other error as it is.
+    fn unavailable(&self, spec: &EntitySpec, error: CrmError) -> CrmError {
+        let CrmError::Rejected { status, .. } = &error else {
+            return error;
+        };
+        match &spec.unavailable {
+            Some(u) if u.statuses.contains(status) => {
+                let name = self.spec.name.as_deref().unwrap_or("the provider");
+                CrmError::Unavailable(format!("{name} answered {status}: {}", u.reason))
+            }
+            _ => error,
+        }
+    }
+
     async fn pull(
         &self,
         credentials: &Credentials,
@@ -528,7 +557,8 @@ impl CustomAdapter {
             .read
             .as_ref()
             .ok_or_else(|| CrmError::Config("this entity has no read endpoint".into()))?;
-        let id: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
+        let id: String =
+            url::form_urlencoded::byte_serialize(spec.list.raw_id(id).as_bytes()).collect();
         self.url(&read.path.replace("{id}", &id))
     }
 
@@ -599,7 +629,8 @@ impl CustomAdapter {
             },
             PushKind::Update { id } => match &write.update {
                 Some(call) => {
-                    let id: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
+                    let raw = spec.list.raw_id(id);
+                    let id: String = url::form_urlencoded::byte_serialize(raw.as_bytes()).collect();
                     (call, call.path.replace("{id}", &id))
                 }
                 None => return Ok(Err("this custom provider cannot update records".into())),
@@ -648,6 +679,7 @@ impl CustomAdapter {
                         .as_ref()
                         .and_then(|b| p.get(b))
                         .and_then(path::scalar_text)
+                        .map(|raw| spec.list.our_id(&raw))
                 });
                 let id = id.or_else(|| match &op.kind {
                     PushKind::Update { id } => Some(id.clone()),
@@ -765,6 +797,7 @@ fn parse_record(
     let id = get(&list.id_path)
         .and_then(path::scalar_text)
         .filter(|id| !id.is_empty())
+        .map(|raw| list.our_id(&raw))
         .ok_or("no id at id_path")?;
     let updated_at = match &list.updated_at_path {
         Some(path) => get(path)

@@ -182,6 +182,22 @@ pub struct EntitySpec {
     /// Returned as is by `fields()`; else derived from `list.fields`.
     #[serde(default)]
     pub fields_catalogue: Option<Vec<FieldSpec>>,
+    /// Answers of the list endpoint meaning the account does not have this entity at
+    /// all (an edition or feature it lacks), rather than a failed request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<UnavailableSpec>,
+}
+
+/// When the provider answers a list request with one of `statuses`, the entity is
+/// not offered to this account: the pull fails with [`CrmError::Unavailable`] saying
+/// `reason`, and the engine ends that entity's pass alone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnavailableSpec {
+    /// Client errors other than 401 and 429 (which mean a bad key and a rate limit).
+    pub statuses: Vec<u16>,
+    /// Why, in words: `companies are not enabled for this account (an Enterprise feature)`.
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,6 +213,12 @@ pub struct ListSpec {
     #[serde(default)]
     pub records_path: String,
     pub id_path: String,
+    /// Put before every id of this entity (and taken off in its URLs), for an API
+    /// whose entities share one id sequence (Chatwoot's contact 17 and company 17):
+    /// syncledger knows a CRM record by its id within the integration, whatever the
+    /// entity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_prefix: Option<String>,
     /// Required unless the entity is read by full scan; without it a record's
     /// modification time is when it was read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -211,6 +233,22 @@ pub struct ListSpec {
     /// scalar member of the record.
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
+}
+
+impl ListSpec {
+    /// The id syncledger knows a record by: the provider's, after `id_prefix`.
+    pub fn our_id(&self, raw: &str) -> String {
+        format!("{}{raw}", self.id_prefix.as_deref().unwrap_or(""))
+    }
+
+    /// The provider's id of a record syncledger knows as `id` (an id without the
+    /// prefix, linked before the spec had one, is the provider's as it is).
+    pub fn raw_id<'a>(&self, id: &'a str) -> &'a str {
+        self.id_prefix
+            .as_deref()
+            .and_then(|prefix| id.strip_prefix(prefix))
+            .unwrap_or(id)
+    }
 }
 
 /// Only `GET` lists are supported: a listing must be safe to retry.
@@ -334,6 +372,25 @@ pub enum Pagination {
 
 fn one() -> u32 {
     1
+}
+
+impl Pagination {
+    /// Whether a page of `len` records that repeats the previous page's ids ends the
+    /// list rather than showing a looping API. For page and offset paging it does when
+    /// the page is not a full one: fewer records than a page holds is a last page (the
+    /// API repeats it for any later page number), more is the whole list (the API
+    /// ignores the paging parameter, as one Chatwoot version's companies index does).
+    /// A full page repeated could be either an API ignoring the parameter with more
+    /// records behind, or the last page: that stays an error, since ending there would
+    /// make a full scan take every later record for deleted.
+    pub fn repeat_ends_list(&self, len: usize) -> bool {
+        let full = match self {
+            Pagination::Page { size, .. } => *size,
+            Pagination::Offset { limit, .. } => *limit,
+            _ => return false,
+        };
+        usize::try_from(full).is_ok_and(|full| len != full)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -701,6 +758,17 @@ impl EntitySpec {
             bad(&format!("{name}.list.id_path"), "required");
         }
         check_path(&format!("{name}.list.id_path"), &list.id_path, bad);
+        let prefix_ok = |p: &str| {
+            (1..=16).contains(&p.len())
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':'))
+        };
+        if list.id_prefix.as_deref().is_some_and(|p| !prefix_ok(p)) {
+            bad(
+                &format!("{name}.list.id_prefix"),
+                "1 to 16 letters, digits, `-`, `_` or `:`",
+            );
+        }
         match (&list.updated_at_path, self.scan) {
             (Some(p), _) if p.trim().is_empty() => {
                 bad(&format!("{name}.list.updated_at_path"), "must not be empty")
@@ -852,6 +920,22 @@ impl EntitySpec {
         if let Some(p) = &self.delete_flag_path {
             check_path(&format!("{name}.delete_flag_path"), p, bad);
         }
+        if let Some(unavailable) = &self.unavailable {
+            let at = format!("{name}.unavailable");
+            if unavailable.statuses.is_empty() {
+                bad(&format!("{at}.statuses"), "name at least one status");
+            }
+            let odd = |s: &&u16| !(400..500).contains(*s) || matches!(**s, 401 | 429);
+            if unavailable.statuses.iter().any(|s| odd(&s)) {
+                bad(
+                    &format!("{at}.statuses"),
+                    "only client errors other than 401 and 429",
+                );
+            }
+            if unavailable.reason.trim().is_empty() {
+                bad(&format!("{at}.reason"), "required");
+            }
+        }
         if let Some(catalogue) = &self.fields_catalogue {
             for (i, field) in catalogue.iter().enumerate() {
                 if field.name.trim().is_empty() {
@@ -910,6 +994,95 @@ impl EntitySpec {
                     );
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(size: u32) -> Pagination {
+        Pagination::Page {
+            page_param: "page".into(),
+            size_param: None,
+            size,
+            first_page: 1,
+            min_size: None,
+        }
+    }
+
+    #[test]
+    fn only_a_page_other_than_full_ends_the_list_when_repeated() {
+        let chatwoot = page(25);
+        assert!(chatwoot.repeat_ends_list(3), "a short last page repeated");
+        assert!(chatwoot.repeat_ends_list(60), "an unpaginated index");
+        assert!(
+            !chatwoot.repeat_ends_list(25),
+            "a full page: maybe more behind"
+        );
+        let offset = Pagination::Offset {
+            offset_param: "offset".into(),
+            limit_param: "limit".into(),
+            limit: 10,
+        };
+        assert!(offset.repeat_ends_list(4) && !offset.repeat_ends_list(10));
+        let cursor = Pagination::Cursor {
+            param: "c".into(),
+            cursor_path: "next".into(),
+            limit_param: None,
+            limit: None,
+        };
+        assert!(!cursor.repeat_ends_list(4), "a cursor repeated is a loop");
+        assert!(!Pagination::None.repeat_ends_list(4));
+    }
+
+    #[test]
+    fn an_id_prefix_is_added_to_ids_and_taken_off_for_urls() {
+        let mut list = ListSpec {
+            path: "/c".into(),
+            method: ListMethod::GET,
+            query: BTreeMap::new(),
+            records_path: String::new(),
+            id_path: "id".into(),
+            id_prefix: Some("company:".into()),
+            updated_at_path: None,
+            updated_at_format: TimeFormat::Rfc3339,
+            created_at_path: None,
+            fields: BTreeMap::new(),
+        };
+        assert_eq!(list.our_id("17"), "company:17");
+        assert_eq!(list.raw_id("company:17"), "17");
+        assert_eq!(list.raw_id("17"), "17", "linked before the prefix");
+        list.id_prefix = None;
+        assert_eq!(
+            (list.our_id("17").as_str(), list.raw_id("17")),
+            ("17", "17")
+        );
+    }
+
+    #[test]
+    fn unavailable_answers_are_client_errors_with_a_reason() {
+        let text = |statuses: &str, reason: &str| {
+            format!(
+                r#"{{"base_url": "https://x.example", "auth": {{"type": "bearer"}},
+                "companies": {{"list": {{"path": "/c", "id_path": "id"}}, "scan": {{"type": "full"}},
+                "unavailable": {{"statuses": {statuses}, "reason": "{reason}"}}}}}}"#
+            )
+        };
+        assert!(CustomSpec::from_json(&text("[403, 404]", "not enabled")).is_ok());
+        for (statuses, reason, needle) in [
+            ("[]", "r", "companies.unavailable.statuses"),
+            ("[401]", "r", "companies.unavailable.statuses"),
+            ("[429]", "r", "companies.unavailable.statuses"),
+            ("[500]", "r", "companies.unavailable.statuses"),
+            ("[404]", " ", "companies.unavailable.reason"),
+        ] {
+            let refused = CustomSpec::from_json(&text(statuses, reason));
+            assert!(
+                matches!(&refused, Err(CrmError::Config(m)) if m.contains(needle)),
+                "{statuses} {reason}: {refused:?}"
+            );
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Chatwoot's Application API, contacts only: `api_access_token`, pages of 15 in
+//! Chatwoot's Application API, contacts (companies: [`super::companies`]): `api_access_token`, pages of 15 in
 //! `{"meta": {"count", "current_page"}, "payload": [..]}`, Unix-second `created_at`
 //! and no modification time; `custom_attributes` and `additional_attributes` merged
 //! on update; errors `{"error": ..}` (401, 404) and `{"message", "attributes"}` (422).
@@ -32,12 +32,17 @@ pub fn router() -> Router<Arc<NicheState>> {
         )
 }
 
-fn error(status: StatusCode, message: &str) -> Response {
+pub(super) fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
 /// The request's key and account, or the answer refusing it.
-fn check(state: &NicheState, key: &str, headers: &HeaderMap, account: &str) -> Option<Response> {
+pub(super) fn check(
+    state: &NicheState,
+    key: &str,
+    headers: &HeaderMap,
+    account: &str,
+) -> Option<Response> {
     if !state.admit(key, headers, "api_access_token") {
         return Some(error(StatusCode::UNAUTHORIZED, "Invalid Access Token"));
     }

@@ -9,18 +9,28 @@
 //! | `chatwoot` | `api_access_token` header  | `GET /api/v1/accounts/{account}/contacts?page=N`, 15 a page, `{"meta","payload"}`, Unix seconds, no modification time |
 //! | `tave`     | `X-API-KEY` header         | `GET /api/v2/address-book?page=&pageSize=&sortBy=modified desc`, `{"type","meta","items"}`, RFC 3339 `modified` |
 //!
+//! Chatwoot's companies (Enterprise): `GET|POST /api/v1/accounts/{account}/companies`,
+//! 25 a page, `sort`, and `GET|PUT|PATCH|DELETE …/companies/{id}`; see [`companies`].
+//!
 //! Control API (no auth): `POST /_sandbox/records` with a record (its `id` kept when
 //! given, else assigned; Tave's `modified` kept when given, else now) creates or
-//! replaces it; `GET`/`DELETE /_sandbox/records/{id}`; `GET /_sandbox/counters`.
+//! replaces it; `GET`/`DELETE /_sandbox/records/{id}`; `GET /_sandbox/counters`;
+//! `POST /_sandbox/faults` (the shared fault JSON) and `DELETE` to clear them.
+//! Chatwoot's companies: `POST /_sandbox/companies`, `GET`/`DELETE
+//! /_sandbox/companies/{id}`, and `POST /_sandbox/companies/mode` with `{"mode":
+//! "enabled" | "absent" | "disabled" | "unpaginated"}` (see [`CompaniesMode`]).
 
 mod chatwoot;
+mod companies;
 mod state;
 mod tave;
+
+pub use companies::CompaniesMode;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use tokio::sync::watch;
 
@@ -49,6 +59,10 @@ pub struct NicheSandboxConfig {
     pub same_timestamp_group: usize,
     /// The largest Tave page served, whatever `pageSize` asks (the vendor's is 100).
     pub max_page_size: usize,
+    /// Seeded Chatwoot companies.
+    pub companies: usize,
+    /// How the Chatwoot instance answers its companies routes at the start.
+    pub companies_mode: CompaniesMode,
 }
 
 impl NicheSandboxConfig {
@@ -61,6 +75,8 @@ impl NicheSandboxConfig {
             records: 20,
             same_timestamp_group: 3,
             max_page_size: 100,
+            companies: 0,
+            companies_mode: CompaniesMode::Enabled,
         }
     }
 }
@@ -83,22 +99,33 @@ impl Sandbox {
         let base_url = format!("http://{}", listener.local_addr()?);
         let (stop, stopped) = watch::channel(false);
         let dialect = config.dialect;
-        let state = Arc::new(NicheState::new(config));
+        let state = Arc::new(NicheState::new(config, stopped.clone()));
         let api = match dialect {
-            Dialect::Chatwoot => chatwoot::router(),
+            Dialect::Chatwoot => chatwoot::router().merge(companies::router()),
             Dialect::Tave => tave::router(),
         };
         let app = Router::new()
             .merge(api)
+            .route("/_sandbox/companies", post(companies::control_upsert))
             .route(
-                "/_sandbox/records",
-                axum::routing::post(state::control_upsert),
+                "/_sandbox/companies/{id}",
+                get(companies::control_get).delete(companies::control_delete),
             )
+            .route("/_sandbox/companies/mode", post(companies::control_mode))
+            .route(
+                "/_sandbox/faults",
+                post(state::control_faults).delete(state::control_clear_faults),
+            )
+            .route("/_sandbox/records", post(state::control_upsert))
             .route(
                 "/_sandbox/records/{id}",
                 get(state::control_get).delete(state::control_delete),
             )
             .route("/_sandbox/counters", get(state::control_counters))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                crate::faults::track::<NicheState>,
+            ))
             .with_state(state.clone());
         Ok(Sandbox::serve(
             listener, base_url, app, state, stop, stopped,

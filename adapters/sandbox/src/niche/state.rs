@@ -5,18 +5,23 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{json, Map, Value};
 
+use super::companies::CompaniesMode;
 use super::{Dialect, NicheSandboxConfig};
+use crate::faults::{Action, FaultHost, FaultQueue};
 use crate::grants::TokenPair;
+use tokio::sync::watch;
 
 pub struct NicheState {
     pub config: NicheSandboxConfig,
     inner: Mutex<Inner>,
+    /// Flips when the sandbox stops (ends a held `timeout` fault).
+    pub stopped: watch::Receiver<bool>,
 }
 
 #[derive(Default)]
@@ -24,7 +29,12 @@ pub struct Inner {
     /// By id.
     pub records: BTreeMap<String, Map<String, Value>>,
     next_id: u64,
+    /// Chatwoot's companies, by id.
+    pub companies: BTreeMap<String, Map<String, Value>>,
+    next_company_id: u64,
+    pub companies_mode: CompaniesMode,
     pub counters: BTreeMap<String, u64>,
+    pub faults: FaultQueue,
 }
 
 /// Where seeded timestamps start: 2024-01-01T00:00:00Z.
@@ -34,8 +44,11 @@ const SEED_EPOCH: i64 = 1_704_067_200;
 const SEED_SPACING: i64 = 3_600;
 
 impl NicheState {
-    pub fn new(config: NicheSandboxConfig) -> Self {
-        let mut inner = Inner::default();
+    pub fn new(config: NicheSandboxConfig, stopped: watch::Receiver<bool>) -> Self {
+        let mut inner = Inner {
+            companies_mode: config.companies_mode,
+            ..Inner::default()
+        };
         let group = i64::try_from(config.same_timestamp_group.max(1)).unwrap_or(1);
         let at = |i: usize| SEED_EPOCH + i64::try_from(i).unwrap_or(0) / group * SEED_SPACING;
         for i in 0..config.records {
@@ -65,9 +78,20 @@ impl NicheState {
                 inner.insert(config.dialect, record);
             }
         }
+        if config.dialect == Dialect::Chatwoot {
+            for i in 0..config.companies {
+                let record = json!({
+                    "name": format!("Company {i}"), "domain": format!("company{i}.example"),
+                    "description": null, "avatar_url": "", "contacts_count": i % 4,
+                    "created_at": stamp(at(i)), "updated_at": stamp(at(i)),
+                });
+                inner.insert_company(record);
+            }
+        }
         Self {
             config,
             inner: Mutex::new(inner),
+            stopped,
         }
     }
 
@@ -134,6 +158,107 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// Stores a Chatwoot company (a JSON object), giving it a numeric id and ISO 8601
+    /// timestamps where it has none; returns it.
+    pub fn insert_company(&mut self, record: Value) -> Map<String, Value> {
+        let mut record = match record {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        };
+        let id = match record.get("id").and_then(Value::as_u64) {
+            Some(id) => id,
+            None => self.next_company_id + 1,
+        };
+        self.next_company_id = self.next_company_id.max(id);
+        let now = json!(stamp(Utc::now().timestamp()));
+        record.insert("id".into(), json!(id));
+        for member in ["created_at", "updated_at"] {
+            record.entry(member).or_insert(now.clone());
+        }
+        record.entry("contacts_count").or_insert(json!(0));
+        self.companies.insert(id.to_string(), record.clone());
+        record
+    }
+}
+
+/// The counter a request is counted under (what its handler's `admit` uses): `GET
+/// contacts`, `PUT contact`, `PATCH company`, `GET address-book/{id}`, ...
+fn counter_key(method: &Method, path: &str) -> Option<String> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (noun, one) = match segments.as_slice() {
+        ["api", "v1", "accounts", _, noun] => (*noun, false),
+        ["api", "v1", "accounts", _, noun, _] => (*noun, true),
+        ["api", "v2", "address-book"] => return Some(format!("{method} address-book")),
+        ["api", "v2", "address-book", _] => return Some(format!("{method} address-book/{{id}}")),
+        _ => return None,
+    };
+    let verb = match (noun, method.as_str()) {
+        ("contacts", "PATCH") => "PUT",
+        ("companies", "PUT") => "PATCH",
+        (_, verb) => verb,
+    };
+    let noun = match (noun, one) {
+        ("contacts", true) => "contact",
+        ("companies", true) => "company",
+        (noun, _) => noun,
+    };
+    Some(format!("{verb} {noun}"))
+}
+
+/// Faults are taken per path. Requests reaching a handler are counted there (`admit`);
+/// a faulted one is counted here, under the same name, as the other sandboxes do.
+impl FaultHost for NicheState {
+    fn count_and_take(&self, method: &Method, path: &str) -> Option<Action> {
+        let mut inner = self.lock();
+        let action = inner.faults.take(path)?;
+        if let Some(key) = counter_key(method, path) {
+            *inner.counters.entry(key).or_default() += 1;
+        }
+        Some(action)
+    }
+
+    fn stopped(&self) -> watch::Receiver<bool> {
+        self.stopped.clone()
+    }
+
+    fn fault_response(&self, status: StatusCode) -> Response {
+        let mut response = match self.config.dialect {
+            Dialect::Chatwoot => (status, Json(json!({"error": "injected fault"}))).into_response(),
+            Dialect::Tave => {
+                let body = json!({"type": "unknown", "title": "injected fault",
+                    "detail": null, "status": status.as_u16()});
+                (status, Json(body)).into_response()
+            }
+        };
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("0"));
+        }
+        response
+    }
+
+    const TRUNCATED_BODY: &'static str = r#"{"meta":{"count":3},"payload":[{"id":"#;
+}
+
+/// `POST /_sandbox/faults`: the shared fault JSON (one fault or a list).
+pub async fn control_faults(State(state): State<Arc<NicheState>>, body: Bytes) -> Response {
+    match crate::control_body::faults(&body) {
+        Ok(specs) => {
+            let mut inner = state.lock();
+            specs.into_iter().for_each(|spec| inner.faults.push(spec));
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
+    }
+}
+
+pub async fn control_clear_faults(State(state): State<Arc<NicheState>>) -> StatusCode {
+    state.lock().faults.clear();
+    StatusCode::NO_CONTENT
+}
+
 impl crate::Simulator for NicheState {
     fn counters(&self) -> BTreeMap<String, u64> {
         self.lock().counters.clone()
@@ -189,4 +314,31 @@ pub async fn control_delete(
 
 pub async fn control_counters(State(state): State<Arc<NicheState>>) -> Json<Value> {
     Json(json!(state.lock().counters.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faulted_requests_count_under_their_handlers_names() {
+        let key = |m: Method, p: &str| counter_key(&m, p);
+        assert_eq!(
+            key(Method::GET, "/api/v1/accounts/7/companies").as_deref(),
+            Some("GET companies")
+        );
+        assert_eq!(
+            key(Method::PUT, "/api/v1/accounts/7/companies/3").as_deref(),
+            Some("PATCH company")
+        );
+        assert_eq!(
+            key(Method::PATCH, "/api/v1/accounts/7/contacts/3").as_deref(),
+            Some("PUT contact")
+        );
+        assert_eq!(
+            key(Method::GET, "/api/v2/address-book/01hq").as_deref(),
+            Some("GET address-book/{id}")
+        );
+        assert_eq!(key(Method::GET, "/elsewhere"), None);
+    }
 }
