@@ -721,7 +721,7 @@ async fn deletions_can_be_turned_off_when_recents_does_not_report_them() {
     control(
         &sandbox,
         reqwest::Method::DELETE,
-        "records/persons/7",
+        "records/persons/3",
         Value::Null,
     )
     .await;

@@ -99,7 +99,8 @@ async fn field_catalogues_page_and_carry_hashed_custom_keys() {
 async fn soft_deletes_leave_the_lists_and_show_in_recents() {
     let sandbox = start(3).await;
     let client = reqwest::Client::new();
-    let url = format!("{}/api/v2/persons/5", sandbox.base_url());
+    // Persons are numbered on their own (from 1), as Pipedrive does.
+    let url = format!("{}/api/v2/persons/2", sandbox.base_url());
     let response = client
         .delete(&url)
         .header("x-api-token", "sandbox-api-token")
@@ -107,7 +108,7 @@ async fn soft_deletes_leave_the_lists_and_show_in_recents() {
         .await
         .expect("delete");
     assert_eq!(response.status(), 200);
-    let (status, _) = get(&sandbox, "/api/v2/persons/5").await;
+    let (status, _) = get(&sandbox, "/api/v2/persons/2").await;
     assert_eq!(status, 404);
     let (_, recents) = get(
         &sandbox,
@@ -121,7 +122,7 @@ async fn soft_deletes_leave_the_lists_and_show_in_recents() {
         .filter(|r| r["data"]["active_flag"] == json!(false))
         .collect();
     assert_eq!(deleted.len(), 1);
-    assert_eq!(deleted[0]["id"], json!(5));
+    assert_eq!(deleted[0]["id"], json!(2));
 }
 
 #[tokio::test]
@@ -183,7 +184,7 @@ async fn control_bodies_with_unknown_fields_are_refused_and_change_nothing() {
     }
     let response = client
         .delete(format!(
-            "{}/_sandbox/records/persons/5?hrad=true",
+            "{}/_sandbox/records/persons/2?hrad=true",
             sandbox.base_url()
         ))
         .send()
@@ -193,9 +194,9 @@ async fn control_bodies_with_unknown_fields_are_refused_and_change_nothing() {
     let text = response.text().await.expect("body");
     assert!(text.contains("unknown parameter `hrad`"), "{text}");
     // Nothing refused took effect: no fault, no limit, the token and counters kept
-    // (person 5 is still there).
+    // (person 2 is still there).
     for _ in 0..2 {
-        let (status, _) = get(&sandbox, "/api/v2/persons/5").await;
+        let (status, _) = get(&sandbox, "/api/v2/persons/2").await;
         assert_eq!(status, 200);
     }
     let counted: Value = client
