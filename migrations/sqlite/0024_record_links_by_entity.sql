@@ -7,16 +7,17 @@ CREATE TABLE record_links_by_entity
 (
     workspace_id    TEXT NOT NULL,
     integration_id  TEXT NOT NULL,
-    entity          TEXT NOT NULL DEFAULT '',
     remote_id       TEXT NOT NULL,
     record_id       TEXT NOT NULL,
     pending_push    BIGINT NOT NULL DEFAULT 0,
+    -- Last, where PostgreSQL's ADD COLUMN puts it: both backends' rows read alike.
+    entity          TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (workspace_id, integration_id, entity, remote_id)
 );
 INSERT INTO record_links_by_entity
-       (workspace_id, integration_id, entity, remote_id, record_id, pending_push)
-SELECT l.workspace_id, l.integration_id, COALESCE(r.entity, ''), l.remote_id, l.record_id,
-       l.pending_push
+       (workspace_id, integration_id, remote_id, record_id, pending_push, entity)
+SELECT l.workspace_id, l.integration_id, l.remote_id, l.record_id, l.pending_push,
+       COALESCE(r.entity, '')
   FROM record_links l LEFT JOIN records r ON r.id = l.record_id;
 DROP TABLE record_links;
 ALTER TABLE record_links_by_entity RENAME TO record_links;
