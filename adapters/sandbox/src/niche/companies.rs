@@ -18,25 +18,10 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::chatwoot::{check, error};
-use super::state::{object, stamp, NicheState};
+use super::state::{object, stamp, CompaniesMode, NicheState};
 
 /// The companies controller's page size (upstream PR #12840).
 const PER_PAGE: usize = 25;
-
-/// How the instance answers its companies routes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CompaniesMode {
-    /// Enterprise with the feature on: paged as upstream does now.
-    #[default]
-    Enabled,
-    /// A Community-edition instance: the routes do not exist (Rails' 404 page).
-    Absent,
-    /// A newer Enterprise instance with the account's `companies` feature off: 403.
-    Disabled,
-    /// The version whose index ignores `page` and lists every company.
-    Unpaginated,
-}
 
 pub fn router() -> Router<Arc<NicheState>> {
     Router::new()

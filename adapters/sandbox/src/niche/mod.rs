@@ -25,7 +25,7 @@ mod companies;
 mod state;
 mod tave;
 
-pub use companies::CompaniesMode;
+pub use state::CompaniesMode;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

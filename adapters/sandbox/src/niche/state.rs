@@ -9,13 +9,28 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, TimeZone, Utc};
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::companies::CompaniesMode;
 use super::{Dialect, NicheSandboxConfig};
 use crate::faults::{Action, FaultHost, FaultQueue};
 use crate::grants::TokenPair;
 use tokio::sync::watch;
+
+/// How the instance answers its companies routes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompaniesMode {
+    /// Enterprise with the feature on: paged as upstream does now.
+    #[default]
+    Enabled,
+    /// A Community-edition instance: the routes do not exist (Rails' 404 page).
+    Absent,
+    /// A newer Enterprise instance with the account's `companies` feature off: 403.
+    Disabled,
+    /// The version whose index ignores `page` and lists every company.
+    Unpaginated,
+}
 
 pub struct NicheState {
     pub config: NicheSandboxConfig,
