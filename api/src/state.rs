@@ -110,7 +110,9 @@ impl AppState {
             format!("api:{pid}"),
             serve_worker(instance),
         );
-        let wake = Arc::new(Notify::new());
+        // The followers (read models, destinations, webhooks) wake on commands (through
+        // `fresh`) and on every commit of this process's runs.
+        let wake = runs.committed();
         let fresh = ReadYourWrites::new(store.clone(), wake.clone(), bus.clone());
         let engine = Engine::new(
             store.clone(),

@@ -15,7 +15,7 @@ use syncledger_engine::webhook_endpoints::EndpointInput;
 use syncledger_engine::Engine;
 use syncledger_projections::Runner;
 use syncledger_store::Metadata;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum WebhooksCommand {
@@ -89,7 +89,7 @@ impl CliEngine {
         );
         // The engine answers commands once its read models show them: a runner of this
         // process's own keeps them up to date while the command runs.
-        let wake = Arc::new(Notify::new());
+        let wake = runs.committed();
         let fresh = ReadYourWrites::new(store.clone(), wake.clone(), LocalBus::new());
         let engine = Engine::new(
             store.clone(),

@@ -509,6 +509,11 @@ impl EndpointWorker {
             if *shutdown.borrow() {
                 break;
             }
+            // Listening before the round reads the feed: a commit that lands between the
+            // read and the wait still wakes the worker.
+            let woken = wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
             match self.round(&mut shutdown).await {
                 Ok(Some(Halt::Gone)) => break,
                 Ok(Some(Halt::Shutdown)) => break,
@@ -516,7 +521,7 @@ impl EndpointWorker {
                     backoff = StdDuration::from_millis(200);
                     tokio::select! {
                         _ = shutdown.changed() => {}
-                        _ = wake.notified() => {}
+                        _ = woken => {}
                         _ = tokio::time::sleep(IDLE) => {}
                     }
                 }

@@ -327,6 +327,11 @@ impl Worker {
             if *shutdown.borrow() {
                 break;
             }
+            // Listening before the step reads the feed: a commit that lands between the
+            // read and the wait still wakes the worker.
+            let woken = wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
             match self.step(&mut target, &mut held_tried, &mut carry).await {
                 Ok(Step::Gone) => break,
                 Ok(Step::Busy) => backoff = Duration::from_millis(200),
@@ -334,7 +339,7 @@ impl Worker {
                     backoff = Duration::from_millis(200);
                     tokio::select! {
                         _ = shutdown.changed() => {}
-                        _ = wake.notified() => {}
+                        _ = woken => {}
                         _ = tokio::time::sleep(IDLE) => {}
                     }
                 }

@@ -176,6 +176,11 @@ impl Runner {
         while !*shutdown.borrow() {
             let stopping = shutdown.clone();
             let asked = move || *stopping.borrow() || stopping.has_changed().is_err();
+            // Listening before the feed is read: a commit that lands between the last
+            // read and the wait still wakes the runner.
+            let woken = wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
             match self.catch_up_unless(asked).await {
                 Ok(_) => backoff = Duration::from_millis(100),
                 Err(e) => {
@@ -185,7 +190,7 @@ impl Runner {
             }
             tokio::select! {
                 _ = shutdown.changed() => {}
-                _ = wake.notified() => {}
+                _ = woken => {}
                 _ = tokio::time::sleep(backoff) => {}
             }
         }

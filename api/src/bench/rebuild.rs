@@ -165,6 +165,8 @@ pub(super) struct Log<'a> {
     records: Vec<Rec>,
     /// Simulated time: one millisecond per event, ending about now.
     clock: DateTime<Utc>,
+    /// Woken after each append, as a server's runs wake its followers.
+    pub(super) wake: Option<std::sync::Arc<tokio::sync::Notify>>,
 }
 
 impl<'a> Log<'a> {
@@ -181,7 +183,18 @@ impl<'a> Log<'a> {
             integrations: Vec::new(),
             records: Vec::new(),
             clock: Utc::now() - Duration::milliseconds(target as i64),
+            wake: None,
         }
+    }
+
+    /// Appends what is buffered, and wakes whoever follows the feed.
+    async fn flush(&mut self) -> anyhow::Result<()> {
+        append(&self.store.events, &self.buf).await?;
+        self.buf.clear();
+        if let Some(wake) = &self.wake {
+            wake.notify_waiters();
+        }
+        Ok(())
     }
 
     fn full(&self) -> bool {
@@ -205,8 +218,7 @@ impl<'a> Log<'a> {
             .push(NewEvent::of::<A>(id, sequence, event, &meta)?);
         self.written += 1;
         if self.buf.len() >= APPEND_CHUNK || self.full() {
-            append(&self.store.events, &self.buf).await?;
-            self.buf.clear();
+            self.flush().await?;
         }
         Ok(())
     }
@@ -225,8 +237,7 @@ impl<'a> Log<'a> {
         }
         // Ended by its runs, the log may hold a part-filled chunk.
         if !self.buf.is_empty() {
-            append(&self.store.events, &self.buf).await?;
-            self.buf.clear();
+            self.flush().await?;
         }
         Ok(())
     }

@@ -233,6 +233,8 @@ async fn bench(settings: &Settings, args: &SinkBenchArgs, target_url: &str) -> a
     };
     let mut log = Log::new(&store, shape);
     log.workspace = workspace.clone();
+    // Each append wakes the sink, as a server's runs do (`SyncRuns::committed`).
+    log.wake = Some(bench.wake.clone());
     let started = Instant::now();
     let appending = async {
         log.write().await?;

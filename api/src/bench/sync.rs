@@ -298,7 +298,9 @@ async fn bench(settings: &Settings, args: &SyncBenchArgs) -> anyhow::Result<()> 
     let n = args.records;
     let full_min = (dialect.full_min)(n);
     let realistic = args.rate_limit == "realistic";
-    let live = args.live.then(|| LiveProjections::start(&store, settings));
+    let live = args
+        .live
+        .then(|| LiveProjections::start(&store, settings, runs.committed()));
     let full = phase(
         &runs,
         &store,
@@ -375,8 +377,8 @@ async fn bench(settings: &Settings, args: &SyncBenchArgs) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Every projection following the log during the full import, as in `serve` (the runner
-/// polls the log every 100 ms when idle; nothing here wakes it earlier).
+/// Every projection following the log during the full import, as in `serve`: woken by
+/// each commit of the run (`SyncRuns::committed`), else polling every 100 ms.
 struct LiveProjections {
     stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -385,16 +387,16 @@ struct LiveProjections {
 }
 
 impl LiveProjections {
-    fn start(store: &Store, settings: &Settings) -> Self {
+    fn start(
+        store: &Store,
+        settings: &Settings,
+        wake: std::sync::Arc<tokio::sync::Notify>,
+    ) -> Self {
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         let runner =
             syncledger_projections::Runner::new(store.clone(), syncledger_projections::all())
                 .with_batch(settings.projection_batch);
-        let task = tokio::spawn(async move {
-            runner
-                .run(shutdown, std::sync::Arc::new(tokio::sync::Notify::new()))
-                .await
-        });
+        let task = tokio::spawn(async move { runner.run(shutdown, wake).await });
         LiveProjections {
             stop,
             task,

@@ -191,7 +191,10 @@ impl Execution<'_> {
             .append_all(&self.services.store.events, batches)
             .await
         {
-            Ok(()) => Ok(Commit::Done),
+            Ok(()) => {
+                self.services.committed.notify_waiters();
+                Ok(Commit::Done)
+            }
             Err(AppendError::Conflict) => {
                 let (run, version) = self
                     .services

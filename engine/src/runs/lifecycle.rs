@@ -139,7 +139,10 @@ async fn record_end(
     let mut strikes = 0;
     loop {
         match services.runs.execute(run_id, command.clone(), meta).await {
-            Ok(()) => return Ok(true),
+            Ok(()) => {
+                services.committed.notify_waiters();
+                return Ok(true);
+            }
             Err(CommandError::Domain(SyncRunError::InvalidTransition { .. })) => return Ok(false),
             Err(CommandError::Store(e)) if strikes < STORE_RETRIES => {
                 tracing::warn!(run_id, error = %e, "could not record the run's end; retrying once the store answers");

@@ -124,6 +124,10 @@ pub(crate) struct Services {
     /// end: the next delivery waits on it rather than polling the run's status.
     pub import_slots:
         std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Notified after each append a run makes (its pages, its end): this process's
+    /// followers of the feed (read models, destinations, webhooks) wait on it, so a
+    /// run's records reach them as they commit instead of at their next poll.
+    pub committed: Arc<tokio::sync::Notify>,
 }
 
 fn integration_error(e: CommandError<IntegrationError>) -> RunError {
@@ -238,8 +242,15 @@ impl SyncRuns {
                 webhooks_pending: Default::default(),
                 imports: Default::default(),
                 import_slots: Default::default(),
+                committed: Default::default(),
             }),
         }
+    }
+
+    /// The notifier woken after each append this process's runs make (see
+    /// [`Services::committed`]): give it to the feed's followers as their wake-up.
+    pub fn committed(&self) -> Arc<tokio::sync::Notify> {
+        self.services.committed.clone()
     }
 
     /// Notes a webhook that arrived while a run was active on the integration.

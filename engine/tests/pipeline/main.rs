@@ -17,3 +17,4 @@ mod crm;
 mod group_commit;
 mod resume;
 mod support;
+mod wake;
