@@ -653,6 +653,13 @@ fn spawn_background(
             )));
         }
         None => {
+            // Runs' commits poke the follower, as commands do: live streams see a run's
+            // events as they commit.
+            tasks.push(tokio::spawn(syncledger_bus::forward_commits(
+                state.runs.committed(),
+                state.bus.clone(),
+                shutdown.clone(),
+            )));
             let (feed, bus, rx) = (state.store.feed(), state.bus.clone(), shutdown.clone());
             tasks.push(tokio::spawn(syncledger_bus::run_local_follower(
                 feed, bus, rx,

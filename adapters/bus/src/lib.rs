@@ -27,7 +27,9 @@ mod shutdown;
 pub use checkpoint::{load_checkpoint, save_checkpoint, Checkpoint};
 pub use event::{parse_stream_id, subject_token, BusEvent};
 pub use jobs::{Job, JobQueue, JobQueueConfig, DEFAULT_ACK_WAIT};
-pub use local::{run_local_follower, run_local_follower_from, LocalBus, LOCAL_BUS_CAPACITY};
+pub use local::{
+    forward_commits, run_local_follower, run_local_follower_from, LocalBus, LOCAL_BUS_CAPACITY,
+};
 pub use nats::{message_id, run_nats_publisher, NatsBus, NatsConfig, NATS_PUBLISHER_CHECKPOINT};
 
 /// Events read from the feed per batch, by the follower and the publisher.

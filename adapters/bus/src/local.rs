@@ -76,6 +76,31 @@ impl LocalBus {
     }
 }
 
+/// Pokes `bus`'s follower each time `commits` is notified (a process's runs notify it
+/// after each append), until `shutdown`: a run's events reach live streams as they
+/// commit instead of at the follower's next poll. The first wait is registered before
+/// this returns, and each next one before the bus is poked, so no notification between
+/// two is lost.
+pub fn forward_commits(
+    commits: Arc<Notify>,
+    bus: LocalBus,
+    mut shutdown: watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut next = Box::pin(commits.clone().notified_owned());
+    next.as_mut().enable();
+    async move {
+        loop {
+            tokio::select! {
+                _ = &mut next => {}
+                _ = stopped(&mut shutdown) => return,
+            }
+            next = Box::pin(commits.clone().notified_owned());
+            next.as_mut().enable();
+            bus.notify();
+        }
+    }
+}
+
 /// Publish every event committed from now on (from the feed's head) to `bus`, until
 /// `shutdown` turns true (or its sender is dropped). Database errors are logged and retried.
 pub async fn run_local_follower(feed: Feed, bus: LocalBus, mut shutdown: watch::Receiver<bool>) {
@@ -141,5 +166,40 @@ pub async fn run_local_follower_from(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// How long a test waits for a poke that must come.
+    const BOUND: Duration = Duration::from_secs(60);
+
+    /// A commit notified once the forwarder is made, before it first runs, pokes the
+    /// follower; so does each one after a poke.
+    #[tokio::test]
+    async fn each_commit_pokes_the_follower() {
+        let (bus, commits) = (LocalBus::new(), Arc::new(Notify::new()));
+        let (stop, shutdown) = watch::channel(false);
+        let forwarder = forward_commits(commits.clone(), bus.clone(), shutdown);
+        let mut poked = Box::pin(bus.poke.clone().notified_owned());
+        poked.as_mut().enable();
+        commits.notify_waiters();
+        let task = tokio::spawn(forwarder);
+        tokio::time::timeout(BOUND, poked)
+            .await
+            .expect("the commit before the first run was lost");
+        for n in 0..3 {
+            let mut poked = Box::pin(bus.poke.clone().notified_owned());
+            poked.as_mut().enable();
+            commits.notify_waiters();
+            tokio::time::timeout(BOUND, poked)
+                .await
+                .unwrap_or_else(|_| panic!("commit {n} after a poke was lost"));
+        }
+        let _ = stop.send(true);
+        task.await.expect("the forwarder ends on shutdown");
     }
 }
