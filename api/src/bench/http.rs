@@ -207,7 +207,7 @@ async fn measure(
 /// A full HubSpot import through the API: an integration on an in-process sandbox,
 /// connected by OAuth, and one full run waited for.
 #[cfg(feature = "sandbox")]
-async fn import(
+pub(super) async fn import(
     state: &crate::state::AppState,
     client: &reqwest::Client,
     base: &str,
@@ -278,7 +278,7 @@ async fn import(
 }
 
 #[cfg(not(feature = "sandbox"))]
-async fn import(
+pub(super) async fn import(
     _state: &crate::state::AppState,
     _client: &reqwest::Client,
     _base: &str,

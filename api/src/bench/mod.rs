@@ -11,12 +11,14 @@
 //! - `sink.rs` (`bench sink`): the Postgres destination sink's rows per second and lag;
 //! - `import.rs` (`bench import`): a CSV import's rows per second, new and again.
 //! - `merge.rs` (`bench merge`): per-field three-way conflict detection, µs per record.
+//! - `live.rs` (`bench live`): commit → live-stream client latency while an import runs.
 //!
 //! Each prints JSON lines on stdout. Nothing here is used by `serve` or the tests.
 
 mod as_of;
 mod http;
 mod import;
+mod live;
 mod merge;
 mod pages;
 mod rebuild;
@@ -28,6 +30,7 @@ mod webhooks;
 pub use as_of::AsOfBenchArgs;
 pub use http::HttpBenchArgs;
 pub use import::ImportBenchArgs;
+pub use live::LiveBenchArgs;
 pub use merge::MergeBenchArgs;
 pub use pages::PagesBenchArgs;
 pub use rebuild::RebuildBenchArgs;
@@ -77,6 +80,9 @@ pub enum BenchWhat {
     /// Per-field three-way conflict detection on generated records, in memory: µs per
     /// record (p50, p99, mean) and records per second; one JSON line.
     Merge(MergeBenchArgs),
+    /// The latency from an event's commit to a live-stream client (`GET
+    /// /v1/events/stream`) while a full import runs: p50/p99, events lost; one JSON line.
+    Live(LiveBenchArgs),
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -117,6 +123,7 @@ pub async fn run(settings: &Settings, command: BenchCommand) -> anyhow::Result<E
         Some(BenchWhat::Rebuild(args)) => rebuild::run(settings, args).await,
         Some(BenchWhat::Pages(args)) => pages::run(settings, args).await,
         Some(BenchWhat::Http(args)) => http::run(settings, args).await,
+        Some(BenchWhat::Live(args)) => live::run(settings, args).await,
         Some(BenchWhat::Webhooks(args)) => webhooks::run(settings, args).await,
         Some(BenchWhat::Sink(args)) => sink::run(settings, args).await,
         Some(BenchWhat::Import(args)) => import::run(settings, args).await,

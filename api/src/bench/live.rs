@@ -1,0 +1,242 @@
+//! `syncledger bench live`: how long a committed event takes to reach a client of the
+//! live stream (`GET /v1/events/stream`) while a full HubSpot import runs.
+//!
+//! The server runs in this process on scratch storage, as `serve` does (its read-model
+//! runner, sink, webhooks and the embedded bus follower, woken by each commit of the
+//! import's run). One client holds the workspace's stream open over HTTP while the
+//! import of N records per object type runs through the API. For every event of the
+//! workspace committed after the stream opened, the latency is the instant the client
+//! parsed it less the instant the event was written (its `recorded_at`, stamped by the
+//! append that committed it; one machine, one clock). One JSON line: events expected
+//! and received (a client too slow for the bus's buffer loses events; they are
+//! counted, not hidden), latency p50/p99/max, and the import's own rate.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use syncledger_domain::Plan;
+use syncledger_store::Position;
+use tokio::sync::watch;
+
+use super::{round2, round3};
+use crate::config::Settings;
+use crate::Application;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct LiveBenchArgs {
+    /// Records per object type (contacts and companies) the import brings in.
+    #[arg(long, default_value_t = 20_000)]
+    pub records: usize,
+    /// A PostgreSQL server: a fresh database is created on it for the run and dropped
+    /// after. Without it, a fresh SQLite file.
+    #[arg(long, env = "SYNCLEDGER_BENCH_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+/// How long the client may still wait, once the import has ended, for events it has
+/// not received (lost ones never come).
+const STRAGGLERS: Duration = Duration::from_secs(30);
+
+pub async fn run(base: &Settings, args: LiveBenchArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(args.records >= 1, "--records must be at least 1");
+    let base = Settings {
+        addr: "127.0.0.1:0".parse()?,
+        rate_limit_per_minute: u32::MAX,
+        provider_pacing: false,
+        // The import talks to a sandbox on loopback with the sandbox OAuth app.
+        environment: Some(crate::config::Environment::Development),
+        scheduler_interval_secs: 0,
+        // The import's run is executed by the bench itself, as `bench http` does.
+        workers: 0,
+        ..base.clone()
+    };
+    let url = args.database_url.clone();
+    super::on_scratch(base, url.as_deref(), |settings| async move {
+        let app = Application::build(settings).await?;
+        let base = format!("http://{}", app.addr());
+        let state = app.state();
+        let (stop, stopped) = watch::channel(false);
+        let server = tokio::spawn(app.run(stopped));
+        let result = measure(&state, &base, &args).await;
+        let _ = stop.send(true);
+        server.await.context("the API task")??;
+        state.store.close().await;
+        result
+    })
+    .await
+}
+
+/// One event as the client saw it.
+struct Seen {
+    at: Position,
+    latency: Duration,
+}
+
+async fn measure(
+    state: &crate::state::AppState,
+    base: &str,
+    args: &LiveBenchArgs,
+) -> anyhow::Result<()> {
+    let (workspace, token) =
+        syncledger_engine::workspaces::create_workspace(&state.store, "bench", Plan::Enterprise)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let client = reqwest::Client::new();
+    let stream = client
+        .get(format!("{base}/v1/events/stream"))
+        .bearer_auth(&token.bearer)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        stream.status().is_success(),
+        "GET /v1/events/stream: {}",
+        stream.status()
+    );
+    // The stream is subscribed once its answer has begun: what commits after this head
+    // must reach it.
+    let opened = state.store.feed().head().await?;
+    let (done, finished) = watch::channel(None::<usize>);
+    let reader = tokio::spawn(read(stream, opened, finished));
+
+    let started = Instant::now();
+    super::http::import(state, &client, base, &token.bearer, args.records).await?;
+    let import_s = started.elapsed().as_secs_f64();
+    let expected = events_of(state, &workspace, opened).await?;
+    let _ = done.send(Some(expected));
+    let seen = reader.await.context("the stream's reader")??;
+
+    let mut latencies: Vec<Duration> = seen
+        .iter()
+        .filter(|s| s.at > opened)
+        .map(|s| s.latency)
+        .collect();
+    latencies.sort_unstable();
+    let ms = |d: Option<&Duration>| d.map_or(0.0, |d| round3(d.as_secs_f64() * 1000.0));
+    let pct = |p: f64| {
+        let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
+        ms(latencies.get(i))
+    };
+    let store = if state.store.is_postgres() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    println!(
+        "{}",
+        json!({
+            "bench": "live", "store": store, "records_per_type": args.records,
+            "import_s": round2(import_s),
+            "import_records_per_s": round2((args.records * 2) as f64 / import_s),
+            "events_expected": expected, "events_received": latencies.len(),
+            "events_lost": expected.saturating_sub(latencies.len()),
+            "p50_ms": pct(0.50), "p99_ms": pct(0.99), "max_ms": ms(latencies.last()),
+        })
+    );
+    Ok(())
+}
+
+/// The workspace's events in the feed after `after`: what the stream must deliver.
+async fn events_of(
+    state: &crate::state::AppState,
+    workspace: &str,
+    mut after: Position,
+) -> anyhow::Result<usize> {
+    let feed = state.store.feed();
+    let mut count = 0;
+    loop {
+        let page = feed.read(after, 10_000).await?;
+        let Some(last) = page.last() else {
+            return Ok(count);
+        };
+        after = last.position;
+        count += page
+            .iter()
+            .filter(|e| e.workspace_id() == workspace)
+            .count();
+    }
+}
+
+/// Reads the stream's events, each with its latency, until `finished` says how many
+/// are expected and that many after `opened` have come (or [`STRAGGLERS`] has passed).
+async fn read(
+    mut stream: reqwest::Response,
+    opened: Position,
+    mut finished: watch::Receiver<Option<usize>>,
+) -> anyhow::Result<Vec<Seen>> {
+    let mut seen = Vec::new();
+    let mut buffer = String::new();
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let after_opened = seen.iter().filter(|s: &&Seen| s.at > opened).count();
+        let expected = *finished.borrow();
+        if let Some(expected) = expected {
+            if after_opened >= expected {
+                return Ok(seen);
+            }
+            let end = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + STRAGGLERS);
+            if tokio::time::Instant::now() >= end {
+                return Ok(seen);
+            }
+        }
+        let wait_end = async {
+            match deadline {
+                Some(end) => tokio::time::sleep_until(end).await,
+                None => {
+                    let _ = finished.changed().await;
+                }
+            }
+        };
+        let chunk = tokio::select! {
+            chunk = stream.chunk() => chunk?,
+            _ = wait_end => continue,
+        };
+        let Some(chunk) = chunk else {
+            return Ok(seen);
+        };
+        let now = Utc::now();
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let frame: String = buffer.drain(..end + 2).collect();
+            if let Some(event) = parse(&frame, now) {
+                seen.push(event);
+            }
+        }
+    }
+}
+
+/// An SSE frame's event: its place and how long it took to arrive at `now`. Comments
+/// (keep-alives) and frames without JSON data are skipped.
+fn parse(frame: &str, now: DateTime<Utc>) -> Option<Seen> {
+    let data: String = frame
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(str::trim_start)
+        .collect();
+    let event: Value = serde_json::from_str(&data).ok()?;
+    let recorded: DateTime<Utc> = event["recorded_at"].as_str()?.parse().ok()?;
+    Some(Seen {
+        at: Position {
+            tx: event["tx"].as_i64().unwrap_or(0),
+            pos: event["position"].as_i64()?,
+        },
+        latency: (now - recorded).to_std().unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+
+    #[test]
+    fn a_frame_gives_its_place_and_latency() {
+        let now = "2026-12-07T10:00:00.250Z".parse().unwrap_or_default();
+        let frame = "id: 7:42\nevent: RecordCreated\ndata: {\"position\":42,\"tx\":7,\
+                     \"recorded_at\":\"2026-12-07T10:00:00.200Z\"}\n\n";
+        let seen = parse(frame, now).map(|s| (s.at.tx, s.at.pos, s.latency.as_millis()));
+        assert_eq!(seen, Some((7, 42, 50)));
+        assert!(parse(": keep-alive\n\n", now).is_none());
+    }
+}
