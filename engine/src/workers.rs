@@ -2,7 +2,8 @@
 //! run ids from an in-process queue; with NATS configured, run ids go through a JetStream
 //! work queue that any number of `syncledger worker` processes share. Either way the run
 //! itself guarantees at most one active run per integration and resumes from its last
-//! committed page, so a run handed out twice is harmless.
+//! committed page, so a run handed out twice is executed correctly (the in-process queue
+//! also drops a run it already has in hand, which would only cost provider calls).
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -35,26 +36,64 @@ pub trait Dispatcher: Send + Sync {
 #[derive(Clone)]
 pub struct LocalWorkers {
     tx: mpsc::UnboundedSender<String>,
+    in_hand: InHand,
+}
+
+/// The runs queued or executing in this process. A run handed out while it is in hand
+/// is not queued again: a second execution would take the run over from the first (both
+/// calling the CRM for the same pages). That happened when the start-up resume listed
+/// a run this very process had just started (same instance name) and handed it out.
+#[derive(Clone, Default)]
+struct InHand(Arc<std::sync::Mutex<HashSet<String>>>);
+
+impl InHand {
+    /// Takes `run_id` in hand; false when it already is.
+    fn take(&self, run_id: &str) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(run_id.to_owned())
+    }
+
+    fn release(&self, run_id: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(run_id);
+    }
 }
 
 #[async_trait]
 impl Dispatcher for LocalWorkers {
     async fn dispatch(&self, run_id: &str) -> Result<(), EngineError> {
-        self.tx
-            .send(run_id.to_string())
-            .map_err(|_| EngineError::Store("the worker pool has stopped".into()))
+        if !self.in_hand.take(run_id) {
+            tracing::debug!(run_id, "sync run already in hand in this process");
+            return Ok(());
+        }
+        self.tx.send(run_id.to_string()).map_err(|_| {
+            self.in_hand.release(run_id);
+            EngineError::Store("the worker pool has stopped".into())
+        })
     }
 }
 
 /// The receiving end of the in-process queue, until its workers are spawned.
 pub struct LocalQueue {
     rx: mpsc::UnboundedReceiver<String>,
+    in_hand: InHand,
 }
 
 /// An in-process run queue: the dispatcher, and the queue its workers drain.
 pub fn local_queue() -> (LocalWorkers, LocalQueue) {
     let (tx, rx) = mpsc::unbounded_channel::<String>();
-    (LocalWorkers { tx }, LocalQueue { rx })
+    let in_hand = InHand::default();
+    (
+        LocalWorkers {
+            tx,
+            in_hand: in_hand.clone(),
+        },
+        LocalQueue { rx, in_hand },
+    )
 }
 
 impl LocalQueue {
@@ -70,6 +109,7 @@ impl LocalQueue {
         (0..options.concurrency.max(1))
             .map(|_| {
                 let (runs, rx, mut stop) = (runs.clone(), rx.clone(), shutdown.clone());
+                let in_hand = self.in_hand.clone();
                 tokio::spawn(async move {
                     loop {
                         let next = {
@@ -86,7 +126,7 @@ impl LocalQueue {
                             tokio::time::sleep(options.grace).await;
                         };
                         tokio::select! {
-                            _ = execute_logged(&runs, &run_id) => {}
+                            _ = execute_logged(&runs, &run_id) => in_hand.release(&run_id),
                             _ = overdue => {
                                 // Dropped between two awaits, as a crash would stop it: the
                                 // run resumes from its last committed page at the next start.
@@ -341,5 +381,29 @@ async fn execute_local(runs: SyncRuns, run_id: String, mut abandon: watch::Recei
         _ = raised(&mut abandon) => {
             tracing::info!(run_id, "sync run abandoned at shutdown");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run handed out while it is queued or executing here is queued once; once its
+    /// execution has ended it can be handed out again.
+    #[tokio::test]
+    async fn a_run_in_hand_is_not_queued_twice() -> Result<(), EngineError> {
+        let (workers, mut queue) = local_queue();
+        workers.dispatch("r1").await?;
+        workers.dispatch_again("r1", "serve:x#dead").await?;
+        workers.dispatch("r2").await?;
+        let mut queued = Vec::new();
+        while let Ok(id) = queue.rx.try_recv() {
+            queued.push(id);
+        }
+        assert_eq!(queued, ["r1", "r2"]);
+        queue.in_hand.release("r1");
+        workers.dispatch("r1").await?;
+        assert_eq!(queue.rx.try_recv().ok().as_deref(), Some("r1"));
+        Ok(())
     }
 }
