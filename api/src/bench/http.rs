@@ -48,17 +48,11 @@ pub async fn run(base: &Settings, args: HttpBenchArgs) -> anyhow::Result<ExitCod
     anyhow::ensure!(args.clients >= 1, "--clients must be at least 1");
     anyhow::ensure!(args.seconds >= 1, "--seconds must be at least 1");
     let base = Settings {
-        addr: "127.0.0.1:0".parse()?,
         metrics_addr: Some("127.0.0.1:0".parse()?),
-        rate_limit_per_minute: u32::MAX,
+        // The import talks to a sandbox on loopback, unpaced; its run is executed by the
+        // bench itself (`import`), as `bench sync` does: it ends when the call returns.
         provider_pacing: false,
-        // The import talks to a sandbox on loopback with the sandbox OAuth app.
-        environment: Some(crate::config::Environment::Development),
-        scheduler_interval_secs: 0,
-        // The import's run is executed by the bench itself (`import`), as `bench sync`
-        // does: it ends when the call returns, with nothing to poll.
-        workers: 0,
-        ..base.clone()
+        ..super::in_process(base)?
     };
     let url = args.database_url.clone();
     super::on_scratch(base, url.as_deref(), |settings| async move {

@@ -23,7 +23,6 @@ use tokio::sync::watch;
 
 use super::{round2, round3};
 use crate::config::Settings;
-use crate::Application;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct LiveBenchArgs {
@@ -42,29 +41,14 @@ const STRAGGLERS: Duration = Duration::from_secs(30);
 
 pub async fn run(base: &Settings, args: LiveBenchArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.records >= 1, "--records must be at least 1");
+    // The import talks to a sandbox on loopback, unpaced.
     let base = Settings {
-        addr: "127.0.0.1:0".parse()?,
-        rate_limit_per_minute: u32::MAX,
         provider_pacing: false,
-        // The import talks to a sandbox on loopback with the sandbox OAuth app.
-        environment: Some(crate::config::Environment::Development),
-        scheduler_interval_secs: 0,
-        // The import's run is executed by the bench itself, as `bench http` does.
-        workers: 0,
-        ..base.clone()
+        ..super::in_process(base)?
     };
     let url = args.database_url.clone();
-    super::on_scratch(base, url.as_deref(), |settings| async move {
-        let app = Application::build(settings).await?;
-        let base = format!("http://{}", app.addr());
-        let state = app.state();
-        let (stop, stopped) = watch::channel(false);
-        let server = tokio::spawn(app.run(stopped));
-        let result = measure(&state, &base, &args).await;
-        let _ = stop.send(true);
-        server.await.context("the API task")??;
-        state.store.close().await;
-        result
+    super::serving_on_scratch(base, url.as_deref(), |state, base| async move {
+        measure(&state, &base, &args).await
     })
     .await
 }

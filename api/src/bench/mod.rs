@@ -175,6 +175,48 @@ where
     Ok(ExitCode::SUCCESS)
 }
 
+/// `base` for a `serve` inside a benchmark: a free loopback port, no rate limit, no
+/// scheduler, and no run workers (the benchmark executes its runs itself); development
+/// mode, so that sandboxes and receivers on loopback are allowed.
+fn in_process(base: &Settings) -> anyhow::Result<Settings> {
+    Ok(Settings {
+        addr: "127.0.0.1:0".parse()?,
+        rate_limit_per_minute: u32::MAX,
+        environment: Some(crate::config::Environment::Development),
+        scheduler_interval_secs: 0,
+        workers: 0,
+        ..base.clone()
+    })
+}
+
+/// `serve` in this process on scratch storage ([`on_scratch`]) while `measure` runs
+/// (handed the server's state and base URL); then the server is shut down and the
+/// store closed.
+async fn serving_on_scratch<F, Fut>(
+    settings: Settings,
+    database_url: Option<&str>,
+    measure: F,
+) -> anyhow::Result<ExitCode>
+where
+    F: FnOnce(crate::state::AppState, String) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    use anyhow::Context;
+    on_scratch(settings, database_url, |settings| async move {
+        let app = crate::Application::build(settings).await?;
+        let base = format!("http://{}", app.addr());
+        let state = app.state();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(app.run(stopped));
+        let result = measure(state.clone(), base).await;
+        let _ = stop.send(true);
+        server.await.context("the API task")??;
+        state.store.close().await;
+        result
+    })
+    .await
+}
+
 struct TempPgDb {
     admin_url: String,
     url: String,

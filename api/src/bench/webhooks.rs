@@ -22,11 +22,10 @@ use serde_json::{json, Value};
 use syncledger_domain::Plan;
 use syncledger_engine::webhook_endpoints::EndpointInput;
 use syncledger_store::Metadata;
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 
 use super::{round2, round3};
 use crate::config::Settings;
-use crate::Application;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct WebhooksBenchArgs {
@@ -45,28 +44,14 @@ pub struct WebhooksBenchArgs {
 pub async fn run(base: &Settings, args: WebhooksBenchArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.messages >= 1, "--messages must be at least 1");
     anyhow::ensure!(args.clients >= 1, "--clients must be at least 1");
+    // The receiver is on loopback.
     let base = Settings {
-        addr: "127.0.0.1:0".parse()?,
-        rate_limit_per_minute: u32::MAX,
-        // The receiver is on loopback.
-        environment: Some(crate::config::Environment::Development),
         allow_loopback_providers: true,
-        scheduler_interval_secs: 0,
-        workers: 0,
-        ..base.clone()
+        ..super::in_process(base)?
     };
     let url = args.database_url.clone();
-    super::on_scratch(base, url.as_deref(), |settings| async move {
-        let app = Application::build(settings).await?;
-        let base = format!("http://{}", app.addr());
-        let state = app.state();
-        let (stop, stopped) = watch::channel(false);
-        let server = tokio::spawn(app.run(stopped));
-        let result = measure(&state, &base, &args).await;
-        let _ = stop.send(true);
-        server.await.context("the API task")??;
-        state.store.close().await;
-        result
+    super::serving_on_scratch(base, url.as_deref(), |state, base| async move {
+        measure(&state, &base, &args).await
     })
     .await
 }
