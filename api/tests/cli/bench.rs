@@ -171,3 +171,25 @@ async fn bench_sync_live_reports_the_read_models_lag_at_the_runs_end() {
     assert!(lag["lag_seconds"].as_f64() >= Some(0.0), "{out}");
     assert_eq!(lines[2]["events"], lag["events"], "{out}");
 }
+
+/// `bench live` on the embedded store: every event of the workspace committed while the
+/// stream was open reaches it (at this size nothing overflows the bus), and the
+/// latencies are ordered.
+#[tokio::test]
+async fn bench_live_receives_every_event_the_import_commits() {
+    let env = TestEnv::sqlite();
+    let out = env.run_ok(&["bench", "live", "--records", "200"]).await;
+    let (lines, _) = json_lines(&out);
+    let line = lines
+        .iter()
+        .find(|l| l["bench"] == "live")
+        .unwrap_or_else(|| panic!("no live line: {out}"));
+    let expected = line["events_expected"].as_u64().unwrap_or_default();
+    // Two entities of 200 records, an event each, besides the run's own.
+    assert!(expected >= 400, "{out}");
+    assert_eq!(line["events_received"].as_u64(), Some(expected), "{out}");
+    assert_eq!(line["events_lost"], 0, "{out}");
+    let ms = |k: &str| line[k].as_f64().unwrap_or(-1.0);
+    assert!(0.0 <= ms("p50_ms") && ms("p50_ms") <= ms("p99_ms"), "{out}");
+    assert!(ms("p99_ms") <= ms("max_ms"), "{out}");
+}

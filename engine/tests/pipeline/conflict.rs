@@ -85,22 +85,18 @@ async fn a_stale_page_makes_its_group_commit_page_by_page(store: Store) -> anyho
         .flat_map(|(i, commit)| std::iter::repeat_n(i, commit.len()))
         .collect();
     let per_page: Vec<usize> = commits.concat();
-    let alone = |page: usize| commits[commit_of[page]].len() == 1;
-    // The stale page's group conflicted, so its pages went in one at a time: the stale
-    // one conflicting again, with its records written one by one, the page before it
-    // whole.
-    assert!(alone(STALE_PAGE), "{commits:?}");
+    // The stale page's group conflicted and went in again page by page: the stale page
+    // alone, conflicting again, with its records written one by one; every other page
+    // whole, in a commit of its own or of a later group. Which pages shared the stale
+    // page's group is not asserted: the committer shares its task with the feeder, so
+    // its first group is page 0 and whatever was decided before it was first polled, and
+    // on a loaded machine the groups came out as pages [0-2] [3-7] (CI) and [0] [1-4]
+    // [5-7] (an earlier CI run), as well as the usual [0] [1-7].
+    assert_eq!(commits[commit_of[STALE_PAGE]].len(), 1, "{commits:?}");
     assert_eq!(per_page[STALE_PAGE], 0, "{commits:?}");
-    assert_eq!(per_page[STALE_PAGE - 1], PER_PAGE, "{commits:?}");
-    // Which pages the first group took depends on when the committer was first polled
-    // (it shares its task with the feeder): page 0 and whatever had been decided by
-    // then. Either that group reached the stale page, and then it conflicted and every
-    // page up to the stale one went in alone; or it committed whole before the stale
-    // page, and then every page from the stale one to page 5, all decided while that
-    // commit waited for the lock (see main.rs), formed the next group, which conflicted.
-    if !(0..=STALE_PAGE).all(alone) {
-        for page in STALE_PAGE..=5 {
-            assert!(alone(page), "page {page}: {commits:?}");
+    for (page, &written) in per_page.iter().enumerate() {
+        if page != STALE_PAGE {
+            assert_eq!(written, PER_PAGE, "page {page}: {commits:?}");
         }
     }
 
