@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use syncledger_domain::audit::{field_changes, FieldChange};
+use syncledger_domain::merge::Fields;
 use syncledger_domain::record::{Record, RecordEvent};
 use syncledger_domain::Aggregate;
 use syncledger_store::StoredEvent;
@@ -37,6 +38,9 @@ pub(super) async fn record_changes(
     ids.dedup();
     let mut states: BTreeMap<String, Folded<Record>> = load_all(conn, table, &ids).await?;
     let mut changes = HashMap::new();
+    // Each record's values after its latest event in the batch: the next event's
+    // "before", instead of building them again from the state.
+    let mut after_last: HashMap<&str, Fields> = HashMap::new();
     for e in records {
         let event: RecordEvent = crate::decode(e)?;
         let row = states
@@ -52,14 +56,18 @@ pub(super) async fn record_changes(
         if e.sequence <= row.version {
             continue;
         }
-        let before = row.state.values();
+        let before = after_last
+            .remove(e.aggregate_id.as_str())
+            .unwrap_or_else(|| row.state.values());
         row.state.apply(&event);
         row.version = e.sequence;
         row.last_position = e.position.pos;
-        let changed = field_changes(&before, &row.state.values());
+        let after = row.state.values();
+        let changed = field_changes(&before, &after);
         if !changed.is_empty() {
             changes.insert(e.position.pos, changed);
         }
+        after_last.insert(e.aggregate_id.as_str(), after);
     }
     save(conn, table, &states).await?;
     Ok(changes)
