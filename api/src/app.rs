@@ -648,8 +648,14 @@ fn spawn_background(
     match &state.nats {
         Some(nats) => {
             let (store, nats, rx) = (state.store.clone(), nats.clone(), shutdown.clone());
-            tasks.push(tokio::spawn(syncledger_bus::run_nats_publisher(
-                store, nats, rx,
+            // Woken by this process's runs as they commit; other processes' commits are
+            // found by its poll.
+            tasks.push(tokio::spawn(syncledger_bus::run_nats_publisher_woken(
+                store,
+                nats,
+                state.runs.committed(),
+                syncledger_bus::POLL_INTERVAL,
+                rx,
             )));
         }
         None => {

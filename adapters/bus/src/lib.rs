@@ -30,7 +30,10 @@ pub use jobs::{Job, JobQueue, JobQueueConfig, DEFAULT_ACK_WAIT};
 pub use local::{
     forward_commits, run_local_follower, run_local_follower_from, LocalBus, LOCAL_BUS_CAPACITY,
 };
-pub use nats::{message_id, run_nats_publisher, NatsBus, NatsConfig, NATS_PUBLISHER_CHECKPOINT};
+pub use nats::{
+    message_id, run_nats_publisher, run_nats_publisher_woken, NatsBus, NatsConfig,
+    NATS_PUBLISHER_CHECKPOINT,
+};
 
 /// Events read from the feed per batch, by the follower and the publisher.
 pub const BATCH_SIZE: i64 = 500;

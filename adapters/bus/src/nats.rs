@@ -15,10 +15,11 @@ use async_nats::jetstream::ErrorCode;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use syncledger_store::config::redact_url;
 use syncledger_store::{Feed, Position, Store};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 /// The publisher's row in `projection_checkpoints`.
 pub const NATS_PUBLISHER_CHECKPOINT: &str = "nats_publisher";
@@ -450,7 +451,22 @@ pub(crate) fn is_not_found(kind: GetStreamErrorKind) -> bool {
 /// tail (only its own store's messages count) and skips them; JetStream's duplicate window
 /// catches any it missed. Errors are
 /// logged and retried with backoff; the loop never gives up.
-pub async fn run_nats_publisher(store: Store, nats: NatsBus, mut shutdown: watch::Receiver<bool>) {
+pub async fn run_nats_publisher(store: Store, nats: NatsBus, shutdown: watch::Receiver<bool>) {
+    let never = Arc::new(Notify::new());
+    run_nats_publisher_woken(store, nats, never, POLL_INTERVAL, shutdown).await
+}
+
+/// [`run_nats_publisher`], reading the feed again as soon as `wake` is notified (a
+/// process's runs notify it after each commit, see `SyncRuns::committed`) and otherwise
+/// every `poll` while idle. The wait is registered before each read, so a commit between
+/// the read and the wait still wakes it.
+pub async fn run_nats_publisher_woken(
+    store: Store,
+    nats: NatsBus,
+    wake: Arc<Notify>,
+    poll: std::time::Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut publisher = Publisher {
         feed: store.feed(),
         store,
@@ -465,11 +481,15 @@ pub async fn run_nats_publisher(store: Store, nats: NatsBus, mut shutdown: watch
         if is_stopped(&shutdown) {
             return;
         }
+        let woken = wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
         match publisher.step().await {
             Ok(0) => {
                 backoff.reset();
-                if sleep_or_stop(POLL_INTERVAL, &mut shutdown).await {
-                    return;
+                tokio::select! {
+                    _ = woken => {}
+                    stop = sleep_or_stop(poll, &mut shutdown) => if stop { return },
                 }
             }
             Ok(_) => backoff.reset(),

@@ -7,14 +7,16 @@ mod common;
 use common::{append_events, with_nats};
 use futures::StreamExt;
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 use syncledger_bus::{
-    load_checkpoint, message_id, run_nats_publisher, BusEvent, NatsBus, NATS_PUBLISHER_CHECKPOINT,
+    load_checkpoint, message_id, run_nats_publisher, run_nats_publisher_woken, BusEvent, NatsBus,
+    NATS_PUBLISHER_CHECKPOINT,
 };
 use syncledger_store::Store;
 use syncledger_testkit::db::{postgres_store, sqlite_store};
 use syncledger_testkit::wait_until;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 const CATCH_UP: Duration = Duration::from_secs(30);
 
@@ -93,6 +95,33 @@ async fn publisher_is_exactly_once_across_restart_and_crash() {
     with_nats(|nats| async move {
         let (store, _dir) = sqlite_store().await;
         restart_scenario(nats, store, false).await;
+    })
+    .await;
+}
+
+/// A publisher whose poll is an hour away publishes an idle-time commit at once when it
+/// is woken (as a process's runs wake it after each commit), and again for the next.
+#[tokio::test]
+async fn a_woken_publisher_does_not_wait_for_its_poll() {
+    with_nats(|nats| async move {
+        let (store, _dir) = sqlite_store().await;
+        let wake = Arc::new(Notify::new());
+        let (stop, rx) = watch::channel(false);
+        let task = tokio::spawn(run_nats_publisher_woken(
+            store.clone(),
+            nats.clone(),
+            wake.clone(),
+            Duration::from_secs(3600),
+            rx,
+        ));
+        for _ in 0..3 {
+            append_events(&store, "ws-woken", "integration", 2).await;
+            wake.notify_waiters();
+            wait_for_checkpoint_at_head(&store).await;
+        }
+        assert_eq!(stream_messages(&nats).await.len(), 6);
+        let _ = stop.send(true);
+        task.await.expect("the publisher stops");
     })
     .await;
 }
