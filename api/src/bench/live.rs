@@ -35,9 +35,9 @@ pub struct LiveBenchArgs {
     pub database_url: Option<String>,
 }
 
-/// How long the client may still wait, once the import has ended, for events it has
-/// not received (lost ones never come).
-const STRAGGLERS: Duration = Duration::from_secs(30);
+/// How long the client waits, once the import has ended, for the import's last event
+/// before the bench fails (it arrives at once unless the stream is broken).
+const LAST_EVENT: Duration = Duration::from_secs(60);
 
 pub async fn run(base: &Settings, args: LiveBenchArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.records >= 1, "--records must be at least 1");
@@ -82,7 +82,7 @@ async fn measure(
     // The stream is subscribed once its answer has begun: what commits after this head
     // must reach it.
     let opened = state.store.feed().head().await?;
-    let (done, finished) = watch::channel(None::<usize>);
+    let (done, finished) = watch::channel(None::<Expected>);
     let reader = tokio::spawn(read(stream, opened, finished));
 
     let started = Instant::now();
@@ -90,13 +90,13 @@ async fn measure(
     let import_s = started.elapsed().as_secs_f64();
     let expected = events_of(state, &workspace, opened).await?;
     let _ = done.send(Some(expected));
-    let seen = reader.await.context("the stream's reader")??;
-
-    let mut latencies: Vec<Duration> = seen
-        .iter()
-        .filter(|s| s.at > opened)
+    let mut latencies: Vec<Duration> = reader
+        .await
+        .context("the stream's reader")??
+        .into_iter()
         .map(|s| s.latency)
         .collect();
+    let expected = expected.count;
     latencies.sort_unstable();
     let ms = |d: Option<&Duration>| d.map_or(0.0, |d| round3(d.as_secs_f64() * 1000.0));
     let pct = |p: f64| {
@@ -122,69 +122,81 @@ async fn measure(
     Ok(())
 }
 
-/// The workspace's events in the feed after `after`: what the stream must deliver.
+/// What the stream must deliver: the workspace's events committed after it opened, and
+/// the last one's place.
+#[derive(Clone, Copy)]
+struct Expected {
+    count: usize,
+    last: Position,
+}
+
+/// The workspace's events in the feed after `after`.
 async fn events_of(
     state: &crate::state::AppState,
     workspace: &str,
     mut after: Position,
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<Expected> {
     let feed = state.store.feed();
-    let mut count = 0;
+    let mut expected = Expected {
+        count: 0,
+        last: after,
+    };
     loop {
         let page = feed.read(after, 10_000).await?;
-        let Some(last) = page.last() else {
-            return Ok(count);
+        let Some(end) = page.last() else {
+            return Ok(expected);
         };
-        after = last.position;
-        count += page
-            .iter()
-            .filter(|e| e.workspace_id() == workspace)
-            .count();
+        after = end.position;
+        for e in page.iter().filter(|e| e.workspace_id() == workspace) {
+            expected.count += 1;
+            expected.last = e.position;
+        }
     }
 }
 
-/// Reads the stream's events, each with its latency, until `finished` says how many
-/// are expected and that many after `opened` have come (or [`STRAGGLERS`] has passed).
+/// Reads the stream's events committed after `opened`, each with its latency, until the
+/// last one `finished` names has come. The stream delivers in commit order and a client
+/// that falls behind loses the oldest events, never the newest, so once the last has
+/// come nothing more will.
 async fn read(
     mut stream: reqwest::Response,
     opened: Position,
-    mut finished: watch::Receiver<Option<usize>>,
+    mut finished: watch::Receiver<Option<Expected>>,
 ) -> anyhow::Result<Vec<Seen>> {
     let mut seen = Vec::new();
     let mut buffer = String::new();
-    let mut deadline: Option<tokio::time::Instant> = None;
+    let mut newest = opened;
+    let mut deadline = None;
     loop {
-        let after_opened = seen.iter().filter(|s: &&Seen| s.at > opened).count();
-        let expected = *finished.borrow();
-        if let Some(expected) = expected {
-            if after_opened >= expected {
-                return Ok(seen);
-            }
-            let end = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + STRAGGLERS);
-            if tokio::time::Instant::now() >= end {
+        if let Some(expected) = *finished.borrow() {
+            if newest >= expected.last {
                 return Ok(seen);
             }
         }
-        let wait_end = async {
-            match deadline {
-                Some(end) => tokio::time::sleep_until(end).await,
-                None => {
-                    let _ = finished.changed().await;
+        let chunk = match deadline {
+            // Before the import has ended: whatever comes first.
+            None => tokio::select! {
+                chunk = stream.chunk() => chunk?,
+                _ = finished.changed() => {
+                    deadline = Some(tokio::time::Instant::now() + LAST_EVENT);
+                    continue;
                 }
-            }
-        };
-        let chunk = tokio::select! {
-            chunk = stream.chunk() => chunk?,
-            _ = wait_end => continue,
+            },
+            Some(end) => tokio::time::timeout_at(end, stream.chunk())
+                .await
+                .map_err(|_| {
+                    anyhow::anyhow!("the import's last event never reached the stream")
+                })??,
         };
         let Some(chunk) = chunk else {
-            return Ok(seen);
+            anyhow::bail!("the stream ended before the import's last event");
         };
         let now = Utc::now();
         buffer.push_str(&String::from_utf8_lossy(&chunk));
         while let Some(end) = buffer.find("\n\n") {
             let frame: String = buffer.drain(..end + 2).collect();
-            if let Some(event) = parse(&frame, now) {
+            if let Some(event) = parse(&frame, now).filter(|e| e.at > opened) {
+                newest = newest.max(event.at);
                 seen.push(event);
             }
         }
