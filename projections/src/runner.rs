@@ -1,29 +1,141 @@
 //! The projection runner: feed → projections, with the checkpoint in the same transaction.
+//!
+//! Each projection follows the feed at its own pace (one follower per projection): a
+//! slow read model (the audit log hashes every event) no longer holds back a fast one
+//! (`records`, which dashboards and runs read), and their transactions overlap. The
+//! followers share what they read from the feed ([`Reads`]): a batch is read, and its
+//! payloads parsed, once for all of them, and the next batch is read while the current
+//! one is applied.
 
 use crate::checkpoint::{self, Checkpoint};
 use crate::statistics::{self, Growth};
 use crate::{Projection, ProjectionError, Tables};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use syncledger_store::{Position, Store, StoredEvent};
-use tokio::sync::{watch, Notify};
+use tokio::sync::{watch, Notify, OnceCell, Semaphore};
 
 pub const DEFAULT_BATCH: i64 = 500;
 
-/// One batch as read from the feed: the events after `after`, at most `limit` of them.
-struct SharedRead {
-    after: Position,
-    limit: i64,
-    events: Arc<Vec<StoredEvent>>,
+/// Batch transactions one runner's followers hold at once on PostgreSQL: enough to
+/// overlap their round trips, few enough to leave the pool's connections to commands
+/// and runs. SQLite has one writer: there they take turns (one at a time, first come
+/// first served), which also keeps them off SQLite's busy-wait sleeps.
+const PARALLEL_APPLIES: usize = 4;
+
+/// Batches kept for followers behind the leading one; a follower further behind than
+/// this reads the feed for itself.
+const KEPT_READS: usize = 16;
+
+type Batch = Arc<Vec<StoredEvent>>;
+
+/// What one runner's followers read from the feed, by the position read after. A
+/// follower that arrives at a position another has read (or is reading) takes that
+/// batch instead of reading again. That is safe because the feed only hands out events
+/// no transaction still in progress can precede: any read is a prefix of the final
+/// order, and stays right to apply later (a later reader may have found more events
+/// there; it applies the shorter batch and reads on from its end). Batches every
+/// follower has passed are dropped.
+#[derive(Default)]
+struct Reads {
+    inner: Mutex<ReadsInner>,
 }
 
+#[derive(Default)]
+struct ReadsInner {
+    batches: BTreeMap<Position, Arc<OnceCell<Batch>>>,
+    /// Where each follower stood after its last batch.
+    at: HashMap<&'static str, Position>,
+}
+
+impl Reads {
+    fn inner(&self) -> MutexGuard<'_, ReadsInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The batch after `after`: shared if it was read, else read now (once, however
+    /// many followers ask at the same time).
+    async fn get<F, R>(&self, after: Position, read: F) -> Result<Batch, ProjectionError>
+    where
+        F: FnOnce() -> R,
+        R: std::future::Future<Output = Result<Vec<StoredEvent>, sqlx::Error>>,
+    {
+        let cell = {
+            let mut inner = self.inner();
+            let cell = inner.batches.entry(after).or_default().clone();
+            while inner.batches.len() > KEPT_READS {
+                inner.batches.pop_first();
+            }
+            cell
+        };
+        let batch = cell
+            .get_or_try_init(|| async { read().await.map(Arc::new) })
+            .await?
+            .clone();
+        if batch.is_empty() {
+            // Nothing there yet: whoever asks next must read the feed again.
+            let mut inner = self.inner();
+            if inner
+                .batches
+                .get(&after)
+                .is_some_and(|c| Arc::ptr_eq(c, &cell))
+            {
+                inner.batches.remove(&after);
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Followers that will read, standing at the start until they say where they are.
+    fn following(names: impl IntoIterator<Item = &'static str>) -> Self {
+        let reads = Reads::default();
+        reads.inner().at = names.into_iter().map(|n| (n, Position::START)).collect();
+        reads
+    }
+
+    /// `follower` has applied everything up to `to`: drop what no follower still needs.
+    fn stands_at(&self, follower: &'static str, to: Position) {
+        let mut inner = self.inner();
+        inner.at.insert(follower, to);
+        if let Some(slowest) = inner.at.values().min().copied() {
+            inner.batches = inner.batches.split_off(&slowest);
+        }
+    }
+
+    #[cfg(test)]
+    fn kept(&self) -> Vec<Position> {
+        self.inner().batches.keys().copied().collect()
+    }
+}
+
+/// What the followers of one pass share: their reads and their turns to apply.
+struct Shared {
+    reads: Reads,
+    slots: Semaphore,
+}
+
+impl Shared {
+    fn new(store: &Store, projections: &[Arc<dyn Projection>]) -> Arc<Self> {
+        let slots = if store.is_postgres() {
+            PARALLEL_APPLIES
+        } else {
+            1
+        };
+        Arc::new(Shared {
+            reads: Reads::following(projections.iter().map(|p| p.name())),
+            slots: Semaphore::new(slots),
+        })
+    }
+}
+
+#[derive(Clone)]
 pub struct Runner {
     store: Store,
     projections: Vec<Arc<dyn Projection>>,
     batch: i64,
     /// When each projection's tables are next analyzed (`statistics`).
-    growth: Mutex<HashMap<&'static str, Growth>>,
+    growth: Arc<Mutex<HashMap<&'static str, Growth>>>,
     first_analyze: i64,
 }
 
@@ -33,7 +145,7 @@ impl Runner {
             store,
             projections,
             batch: DEFAULT_BATCH,
-            growth: Mutex::default(),
+            growth: Arc::default(),
             first_analyze: statistics::FIRST,
         }
     }
@@ -59,46 +171,66 @@ impl Runner {
         tables: &Tables,
         batch: i64,
     ) -> Result<usize, ProjectionError> {
-        Self::step_reading(store, projection, key, tables, batch, &mut None).await
+        Self::step_reading(store, projection, key, tables, batch, None).await
     }
 
-    /// [`Runner::step_into`], taking the batch from `shared` when it was read from the
-    /// feed at this projection's checkpoint (and leaving there what it read itself).
-    /// Reusing an earlier read is safe: the feed only hands out events no transaction
-    /// still in progress can precede, so any read is a prefix of the final order.
+    /// [`Runner::step_into`], taking the batch from `reads` when a follower of the same
+    /// pass read it, and reading the next one there while this one is applied.
     async fn step_reading(
         store: &Store,
         projection: &dyn Projection,
         key: &str,
         tables: &Tables,
         batch: i64,
-        shared: &mut Option<SharedRead>,
+        reads: Option<&Reads>,
     ) -> Result<usize, ProjectionError> {
         let mut tx = store.any.begin().await?;
         let cp = checkpoint::lock(&mut tx, key).await?;
-        let events = match shared {
-            Some(read) if read.after == cp.position && read.limit == batch => read.events.clone(),
-            _ => {
-                let events = Arc::new(store.feed().read(cp.position, batch).await?);
-                *shared = Some(SharedRead {
-                    after: cp.position,
-                    limit: batch,
-                    events: events.clone(),
-                });
-                events
+        if let Some(reads) = reads {
+            reads.stands_at(projection.name(), cp.position);
+        }
+        let events = match reads {
+            Some(reads) => {
+                let after = cp.position;
+                reads
+                    .get(
+                        after,
+                        || async move { store.feed().read(after, batch).await },
+                    )
+                    .await?
             }
+            None => Arc::new(store.feed().read(cp.position, batch).await?),
         };
-        let Some(last) = events.last() else {
+        let Some(last) = events.last().map(|e| e.position) else {
             tx.rollback().await?;
             return Ok(0);
         };
-        projection.apply(&mut tx, tables, &events).await?;
-        let next = Checkpoint {
-            position: last.position,
-            events: cp.events + events.len() as i64,
+        let apply = async {
+            projection.apply(&mut tx, tables, &events).await?;
+            let next = Checkpoint {
+                position: last,
+                events: cp.events + events.len() as i64,
+            };
+            checkpoint::save(&mut tx, key, next).await?;
+            tx.commit().await?;
+            Ok::<_, ProjectionError>(())
         };
-        checkpoint::save(&mut tx, key, next).await?;
-        tx.commit().await?;
+        // A full batch says more is there: read it now, for this follower's next step
+        // and the others'. A failed read ahead is only a read not saved; the next step
+        // reads again and reports.
+        let ahead = async {
+            if let (Some(reads), true) = (reads, events.len() as i64 >= batch) {
+                let read = || async move { store.feed().read(last, batch).await };
+                if let Err(e) = reads.get(last, read).await {
+                    tracing::debug!(error = %e, "reading the feed ahead failed");
+                }
+            }
+        };
+        let (applied, ()) = tokio::join!(apply, ahead);
+        applied?;
+        if let Some(reads) = reads {
+            reads.stands_at(projection.name(), last);
+        }
         Ok(events.len())
     }
 
@@ -106,24 +238,31 @@ impl Runner {
     /// enough events to the projection since it last did, its tables are analyzed after the
     /// batch commits (`statistics`); a failed `ANALYZE` is logged, the batch stands.
     pub async fn step(&self, projection: &dyn Projection) -> Result<usize, ProjectionError> {
-        self.step_sharing(projection, &mut None).await
+        self.step_sharing(projection, None).await
     }
 
     async fn step_sharing(
         &self,
         projection: &dyn Projection,
-        shared: &mut Option<SharedRead>,
+        shared: Option<&Shared>,
     ) -> Result<usize, ProjectionError> {
         let tables = Tables::live(projection.tables());
-        let applied = Self::step_reading(
-            &self.store,
-            projection,
-            projection.name(),
-            &tables,
-            self.batch,
-            shared,
-        )
-        .await?;
+        let applied = {
+            // The semaphore is never closed: a turn is always granted.
+            let _turn = match shared {
+                Some(shared) => shared.slots.acquire().await.ok(),
+                None => None,
+            };
+            Self::step_reading(
+                &self.store,
+                projection,
+                projection.name(),
+                &tables,
+                self.batch,
+                shared.map(|s| &s.reads),
+            )
+            .await?
+        };
         if applied > 0 && self.store.is_postgres() && self.due(projection.name(), applied) {
             if let Err(e) = statistics::analyze(&self.store, projection.tables()).await {
                 tracing::warn!(projection = projection.name(), error = %e, "ANALYZE of the read model failed");
@@ -147,44 +286,82 @@ impl Runner {
 
     /// Apply batches until every projection has caught up, or until `stop()` answers true
     /// between two batches: a backlog of any size never holds up a shutdown for longer
-    /// than the batch in progress (the rest is applied by the next process).
+    /// than the batches in progress (the rest is applied by the next process). The
+    /// projections catch up side by side, sharing their reads of the feed.
     pub async fn catch_up_unless(&self, stop: impl Fn() -> bool) -> Result<usize, ProjectionError> {
+        let shared = Shared::new(&self.store, &self.projections);
+        let each = self
+            .projections
+            .iter()
+            .map(|p| self.drain(p.as_ref(), &shared, &stop));
         let mut total = 0;
-        // The projections usually stand at the same checkpoint: each batch of the feed is
-        // read (and its payloads decoded) once per round, not once per projection.
-        let mut shared = None;
-        loop {
-            let mut applied = 0;
-            for p in &self.projections {
-                if stop() {
-                    return Ok(total + applied);
-                }
-                applied += self.step_sharing(p.as_ref(), &mut shared).await?;
+        for applied in futures::future::join_all(each).await {
+            total += applied?;
+        }
+        Ok(total)
+    }
+
+    /// Batches of one projection until it has caught up or `stop()` answers true.
+    async fn drain(
+        &self,
+        projection: &dyn Projection,
+        shared: &Shared,
+        stop: &impl Fn() -> bool,
+    ) -> Result<usize, ProjectionError> {
+        let mut total = 0;
+        while !stop() {
+            match self.step_sharing(projection, Some(shared)).await? {
+                0 => break,
+                applied => total += applied,
             }
-            if applied == 0 {
-                return Ok(total);
+        }
+        Ok(total)
+    }
+
+    /// Follow the feed until `shutdown` turns true: one task per projection, each
+    /// applying batches as soon as it can. A batch in progress always finishes (commits
+    /// or rolls back as a whole) before its task exits; the batches after it are left to
+    /// the next start.
+    pub async fn run(&self, shutdown: watch::Receiver<bool>, wake: Arc<Notify>) {
+        let shared = Shared::new(&self.store, &self.projections);
+        let followers: Vec<_> = self
+            .projections
+            .iter()
+            .map(|p| {
+                let (runner, p, shared) = (self.clone(), p.clone(), shared.clone());
+                let (shutdown, wake) = (shutdown.clone(), wake.clone());
+                tokio::spawn(
+                    async move { runner.follow(p.as_ref(), &shared, shutdown, wake).await },
+                )
+            })
+            .collect();
+        for follower in followers {
+            if let Err(e) = follower.await {
+                tracing::error!(error = %e, "a projection follower stopped abnormally");
             }
-            total += applied;
         }
     }
 
-    /// Follow the feed until `shutdown` turns true. A batch in progress always finishes
-    /// (commits or rolls back as a whole) before the loop exits; the batches after it are
-    /// left to the next start.
-    pub async fn run(&self, mut shutdown: watch::Receiver<bool>, wake: Arc<Notify>) {
+    async fn follow(
+        &self,
+        projection: &dyn Projection,
+        shared: &Shared,
+        mut shutdown: watch::Receiver<bool>,
+        wake: Arc<Notify>,
+    ) {
         let mut backoff = Duration::from_millis(100);
         while !*shutdown.borrow() {
             let stopping = shutdown.clone();
             let asked = move || *stopping.borrow() || stopping.has_changed().is_err();
             // Listening before the feed is read: a commit that lands between the last
-            // read and the wait still wakes the runner.
+            // read and the wait still wakes the follower.
             let woken = wake.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
-            match self.catch_up_unless(asked).await {
+            match self.drain(projection, shared, &asked).await {
                 Ok(_) => backoff = Duration::from_millis(100),
                 Err(e) => {
-                    tracing::warn!(error = %e, "projection batch failed; retrying");
+                    tracing::warn!(projection = projection.name(), error = %e, "projection batch failed; retrying");
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
             }
@@ -194,5 +371,104 @@ impl Runner {
                 _ = tokio::time::sleep(backoff) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn at(pos: i64) -> Position {
+        Position { tx: 0, pos }
+    }
+
+    fn events(from: i64, n: i64) -> Vec<StoredEvent> {
+        (from + 1..=from + n)
+            .map(|pos| StoredEvent {
+                position: at(pos),
+                aggregate_type: "t".into(),
+                aggregate_id: "a".into(),
+                sequence: pos,
+                event_type: "E".into(),
+                event_version: "1".into(),
+                payload: serde_json::Value::Null,
+                metadata: serde_json::Value::Null,
+                recorded_at: chrono::Utc::now(),
+            })
+            .collect()
+    }
+
+    /// Reads `n` events after `after`, counting the reads.
+    async fn read(reads: &Reads, count: &AtomicUsize, after: i64, n: i64) -> Batch {
+        let batch = reads
+            .get(at(after), || async move {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+                Ok(events(after, n))
+            })
+            .await;
+        batch.unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn followers_at_one_position_share_one_read() {
+        let (reads, count) = (Reads::default(), AtomicUsize::new(0));
+        let (a, b) = tokio::join!(read(&reads, &count, 0, 3), read(&reads, &count, 0, 3));
+        assert_eq!(count.load(Ordering::SeqCst), 1, "asked at the same time");
+        assert!(Arc::ptr_eq(&a, &b));
+        let c = read(&reads, &count, 0, 3).await;
+        assert_eq!(count.load(Ordering::SeqCst), 1, "asked later");
+        assert!(Arc::ptr_eq(&a, &c));
+        read(&reads, &count, 3, 3).await;
+        assert_eq!(count.load(Ordering::SeqCst), 2, "another position is read");
+    }
+
+    /// An empty read is an answer for now only: the next follower there reads again.
+    #[tokio::test]
+    async fn an_empty_read_is_not_kept() {
+        let (reads, count) = (Reads::default(), AtomicUsize::new(0));
+        assert!(read(&reads, &count, 5, 0).await.is_empty());
+        assert_eq!(read(&reads, &count, 5, 2).await.len(), 2);
+        assert_eq!(count.load(Ordering::SeqCst), 2);
+        assert_eq!(reads.kept(), vec![at(5)]);
+    }
+
+    /// A batch stays while a follower still stands before it, and goes once all have
+    /// passed it.
+    #[tokio::test]
+    async fn batches_go_when_every_follower_has_passed_them() {
+        let (reads, count) = (Reads::following(["fast", "slow"]), AtomicUsize::new(0));
+        for after in [0, 2, 4] {
+            read(&reads, &count, after, 2).await;
+        }
+        reads.stands_at("fast", at(4));
+        assert_eq!(
+            reads.kept(),
+            vec![at(0), at(2), at(4)],
+            "slow has not begun"
+        );
+        reads.stands_at("slow", at(2));
+        assert_eq!(reads.kept(), vec![at(2), at(4)]);
+        reads.stands_at("slow", at(4));
+        assert_eq!(reads.kept(), vec![at(4)]);
+        reads.stands_at("fast", at(6));
+        reads.stands_at("slow", at(6));
+        assert!(reads.kept().is_empty());
+    }
+
+    /// However far the leader runs ahead, at most `KEPT_READS` batches are kept: the
+    /// oldest go first, and a follower that needed one reads it again.
+    #[tokio::test]
+    async fn the_kept_batches_are_bounded() {
+        let (reads, count) = (Reads::following(["slow"]), AtomicUsize::new(0));
+        for after in 0..(KEPT_READS as i64 + 4) {
+            read(&reads, &count, after, 1).await;
+        }
+        let kept = reads.kept();
+        assert_eq!(kept.len(), KEPT_READS);
+        assert_eq!(kept.first(), Some(&at(4)));
+        read(&reads, &count, 0, 1).await;
+        assert_eq!(count.load(Ordering::SeqCst), KEPT_READS + 5);
     }
 }
