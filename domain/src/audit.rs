@@ -26,46 +26,75 @@ pub struct ChainedEvent<'a> {
 
 /// Compact JSON with keys sorted at every depth.
 pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
     write_canonical(value, &mut out);
-    out
+    // Only whole UTF-8 texts are written (serde_json's own output and ASCII punctuation).
+    String::from_utf8(out).unwrap_or_default()
 }
 
-fn write_canonical(value: &Value, out: &mut String) {
+/// Written straight into `out`, with no copy of the value and no text per scalar: the
+/// audit projection hashes every event it applies.
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
+            // serde_json's map iterates in key order unless its `preserve_order` feature is
+            // on; sorting an ordered list is cheap, and keeps the form canonical either way.
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                if let Some(v) = map.get(k) {
-                    write_canonical(v, out);
-                }
+                write_json(k, out);
+                out.push(b':');
+                write_canonical(v, out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, v) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(v, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        scalar => out.push_str(&scalar.to_string()),
+        scalar => write_json(scalar, out),
     }
 }
 
+/// A string or scalar as compact JSON (as `Value::to_string` writes it).
+fn write_json<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    // Serializing a string, number, boolean or null into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, value);
+}
+
+/// The canonical form of the event: the object `serde_json::to_value(event)` would give,
+/// written with its keys in order (as [`canonical_json`] would), without building that
+/// copy of the payload first.
 pub fn canonical_bytes(event: &ChainedEvent<'_>) -> Vec<u8> {
-    let value = serde_json::to_value(event).unwrap_or(Value::Null);
-    canonical_json(&value).into_bytes()
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(b"{\"aggregate_id\":");
+    write_json(event.aggregate_id, &mut out);
+    out.extend_from_slice(b",\"aggregate_type\":");
+    write_json(event.aggregate_type, &mut out);
+    out.extend_from_slice(b",\"event_type\":");
+    write_json(event.event_type, &mut out);
+    out.extend_from_slice(b",\"event_version\":");
+    write_json(event.event_version, &mut out);
+    out.extend_from_slice(b",\"metadata\":");
+    write_canonical(event.metadata, &mut out);
+    out.extend_from_slice(b",\"payload\":");
+    write_canonical(event.payload, &mut out);
+    out.extend_from_slice(b",\"position\":");
+    write_json(&event.position, &mut out);
+    out.extend_from_slice(b",\"sequence\":");
+    write_json(&event.sequence, &mut out);
+    out.push(b'}');
+    out
 }
 
 pub fn chain_hash(prev_hash: &str, canonical: &[u8]) -> String {
@@ -101,7 +130,76 @@ mod tests {
         assert_ne!(h1, chain_hash(GENESIS, b"evenT"));
     }
 
+    /// The form every stored chain was hashed with (before it was written without
+    /// copies): each key and scalar as its own text.
+    fn reference_json(value: &Value) -> String {
+        match value {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                let parts: Vec<String> = keys
+                    .into_iter()
+                    .map(|k| format!("{}:{}", Value::String(k.clone()), reference_json(&map[k])))
+                    .collect();
+                format!("{{{}}}", parts.join(","))
+            }
+            Value::Array(items) => {
+                let parts: Vec<String> = items.iter().map(reference_json).collect();
+                format!("[{}]", parts.join(","))
+            }
+            scalar => scalar.to_string(),
+        }
+    }
+
+    /// ... of a copy of the event as a value.
+    fn reference(event: &ChainedEvent<'_>) -> Vec<u8> {
+        reference_json(&serde_json::to_value(event).unwrap_or(Value::Null)).into_bytes()
+    }
+
+    /// Any JSON: scalars (text with quotes, escapes and non-ASCII; integers and floats),
+    /// arrays and objects, nested.
+    fn json() -> impl Strategy<Value = Value> {
+        let scalar = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            (-1e12f64..1e12).prop_map(Value::from),
+            "[a-z\"\\\\\n\u{7f}é𝄞 ]{0,8}".prop_map(Value::String),
+        ];
+        scalar.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-zA-Z_\"é]{0,6}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
     proptest! {
+        /// The hashes of every chain already stored depend on these bytes staying the same.
+        #[test]
+        fn canonical_bytes_are_those_every_chain_was_hashed_with(
+            payload in json(),
+            metadata in json(),
+            ids in "[a-z0-9\"-]{0,12}",
+            position in any::<i64>(),
+            sequence in any::<i64>(),
+        ) {
+            let event = ChainedEvent {
+                position,
+                aggregate_type: "record",
+                aggregate_id: &ids,
+                sequence,
+                event_type: "FieldsChanged",
+                event_version: "1.0",
+                payload: &payload,
+                metadata: &metadata,
+            };
+            prop_assert_eq!(canonical_bytes(&event), reference(&event));
+            prop_assert_eq!(canonical_json(&payload), reference_json(&payload));
+        }
+
         #[test]
         fn canonical_json_round_trips(keys in proptest::collection::btree_map("[a-z\"\\\\]{0,6}", any::<i64>(), 0..8)) {
             let v = serde_json::to_value(&keys).unwrap_or_default();

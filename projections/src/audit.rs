@@ -30,7 +30,8 @@ pub const NAME: &str = "audit_log";
 /// A readable line for the event, with secrets left out.
 pub fn summarize(e: &StoredEvent) -> String {
     fn typed<E: DomainEvent>(v: &Value) -> Option<String> {
-        serde_json::from_value::<E>(v.clone())
+        // Read from the parsed payload in place (`from_value` would want a copy of it).
+        <E as serde::Deserialize>::deserialize(v)
             .ok()
             .map(|e| e.summary())
     }
