@@ -103,6 +103,12 @@ pub struct SyncBenchArgs {
     /// catch up (a `live_lag` line, before the `projection` catch-up line).
     #[arg(long)]
     pub live: bool,
+    /// Instead of the phases above: one full import alone, then this many at once, each
+    /// in a workspace of its own (as many customers' runs would be) on a task of its own
+    /// (as that many workers run them); a `concurrent` line compares the aggregate with
+    /// the run alone and says how evenly the runs shared.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(2..=64))]
+    pub concurrent: Option<u16>,
 }
 
 /// The sandbox child process and its address.
@@ -236,64 +242,18 @@ async fn bench(settings: &Settings, args: &SyncBenchArgs) -> anyhow::Result<()> 
         "bench",
     );
     let runs = SyncRuns::new(&store, connections, "bench");
-    let (ws, _) =
-        syncledger_engine::workspaces::create_workspace(&store, "bench", Plan::Enterprise)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let meta = Metadata::new("bench", &ws, uuid::Uuid::now_v7().to_string());
-
-    // A pull-only integration of contacts, holding sandbox-issued tokens.
-    let id = uuid::Uuid::now_v7().to_string();
-    let integrations = store.cqrs::<Integration>();
-    let create = IntegrationCommand::Create {
-        integration_id: id.clone(),
-        workspace_id: ws.clone(),
-        provider: args.provider.clone(),
-        name: "bench".into(),
-        sync_config: SyncConfig {
-            direction: Direction::Pull,
-            frequency: Frequency::Manual,
-            entities: vec![Entity::Contacts],
-            conflict_strategy: ConflictStrategy::LastWriteWins,
-            on_crm_delete: Default::default(),
-            on_app_archive: Default::default(),
-        },
-        base_url: Some(sandbox.base_url.clone()),
-        spec: None,
-        at: Utc::now(),
-    };
-    integrations.execute(&id, create, &meta).await?;
-    let pair = sandbox.post("/_sandbox/tokens", json!({})).await?;
-    let token = |k: &str| {
-        pair[k]
-            .as_str()
-            .map(str::to_string)
-            .context("sandbox tokens")
-    };
-    let tokens = Tokens {
-        access_token: SecretString::from(token("access_token")?),
-        refresh_token: Some(SecretString::from(token("refresh_token")?)),
-        expires_at: Some(
-            Utc::now() + chrono::Duration::seconds(pair["expires_in"].as_i64().unwrap_or(1800)),
-        ),
-        // Zoho's token response names the API domain (the sandbox); HubSpot's none.
-        instance_url: pair["api_domain"].as_str().map(str::to_string),
-    };
-    let (kind, secret, expires_at) =
-        seal_credentials(&vault, &ws, &Credentials::OAuth2(tokens)).await?;
-    integrations
-        .execute(
-            &id,
-            IntegrationCommand::StoreCredentials {
-                kind,
-                secret,
-                expires_at,
-                refresh_token: None,
-                at: Utc::now(),
-            },
-            &meta,
-        )
-        .await?;
+    let (id, meta) = connect(&store, &vault, &sandbox, &args.provider, "bench").await?;
+    if let Some(k) = args.concurrent {
+        let others = Others {
+            store: &store,
+            vault: &vault,
+            sandbox: &sandbox,
+        };
+        concurrent(&runs, others, args, &id, &meta, usize::from(k)).await?;
+        drop(sandbox.child);
+        store.close().await;
+        return Ok(());
+    }
 
     let n = args.records;
     let full_min = (dialect.full_min)(n);
@@ -374,6 +334,177 @@ async fn bench(settings: &Settings, args: &SyncBenchArgs) -> anyhow::Result<()> 
     }
     drop(sandbox.child);
     store.close().await;
+    Ok(())
+}
+
+/// A workspace named `name` with a pull-only integration of contacts on the sandbox,
+/// holding sandbox-issued tokens: its id and the metadata its commands carry.
+async fn connect(
+    store: &Store,
+    vault: &syncledger_vault::Vault,
+    sandbox: &SandboxProcess,
+    provider: &str,
+    name: &str,
+) -> anyhow::Result<(String, Metadata)> {
+    let (ws, _) = syncledger_engine::workspaces::create_workspace(store, name, Plan::Enterprise)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let meta = Metadata::new("bench", &ws, uuid::Uuid::now_v7().to_string());
+
+    // A pull-only integration of contacts, holding sandbox-issued tokens.
+    let id = uuid::Uuid::now_v7().to_string();
+    let integrations = store.cqrs::<Integration>();
+    let create = IntegrationCommand::Create {
+        integration_id: id.clone(),
+        workspace_id: ws.clone(),
+        provider: provider.to_string(),
+        name: "bench".into(),
+        sync_config: SyncConfig {
+            direction: Direction::Pull,
+            frequency: Frequency::Manual,
+            entities: vec![Entity::Contacts],
+            conflict_strategy: ConflictStrategy::LastWriteWins,
+            on_crm_delete: Default::default(),
+            on_app_archive: Default::default(),
+        },
+        base_url: Some(sandbox.base_url.clone()),
+        spec: None,
+        at: Utc::now(),
+    };
+    integrations.execute(&id, create, &meta).await?;
+    let pair = sandbox.post("/_sandbox/tokens", json!({})).await?;
+    let token = |k: &str| {
+        pair[k]
+            .as_str()
+            .map(str::to_string)
+            .context("sandbox tokens")
+    };
+    let tokens = Tokens {
+        access_token: SecretString::from(token("access_token")?),
+        refresh_token: Some(SecretString::from(token("refresh_token")?)),
+        expires_at: Some(
+            Utc::now() + chrono::Duration::seconds(pair["expires_in"].as_i64().unwrap_or(1800)),
+        ),
+        // Zoho's token response names the API domain (the sandbox); HubSpot's none.
+        instance_url: pair["api_domain"].as_str().map(str::to_string),
+    };
+    let (kind, secret, expires_at) =
+        seal_credentials(vault, &ws, &Credentials::OAuth2(tokens)).await?;
+    integrations
+        .execute(
+            &id,
+            IntegrationCommand::StoreCredentials {
+                kind,
+                secret,
+                expires_at,
+                refresh_token: None,
+                at: Utc::now(),
+            },
+            &meta,
+        )
+        .await?;
+
+    Ok((id, meta))
+}
+
+/// What the concurrent phase needs besides the runs: where it makes its workspaces.
+struct Others<'a> {
+    store: &'a Store,
+    vault: &'a syncledger_vault::Vault,
+    sandbox: &'a SandboxProcess,
+}
+
+/// `--concurrent K`: a full import alone, then K at once. The aggregate is the records
+/// of all K over the time until the last ended; each run's own rate is its records over
+/// its own time (all start together).
+async fn concurrent(
+    runs: &SyncRuns,
+    others: Others<'_>,
+    args: &SyncBenchArgs,
+    alone: &str,
+    meta: &Metadata,
+    k: usize,
+) -> anyhow::Result<()> {
+    let n = args.records;
+    let started = Instant::now();
+    let run_id = runs
+        .trigger(alone, RunKind::Full, Trigger::Manual, None, meta)
+        .await?;
+    let status = runs.execute(&run_id).await?;
+    anyhow::ensure!(
+        status == RunStatus::Completed,
+        "the run alone ended {}",
+        status.as_str()
+    );
+    let alone_rate = n as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    println!(
+        "{}",
+        json!({"phase": "alone", "records": n, "seconds": round2(started.elapsed().as_secs_f64()),
+               "records_per_s": round2(alone_rate)})
+    );
+    let mut queued = Vec::with_capacity(k);
+    for i in 0..k {
+        let name = format!("bench-{i}");
+        let (id, meta) = connect(
+            others.store,
+            others.vault,
+            others.sandbox,
+            &args.provider,
+            &name,
+        )
+        .await?;
+        queued.push(
+            runs.trigger(&id, RunKind::Full, Trigger::Manual, None, &meta)
+                .await?,
+        );
+    }
+    let started = Instant::now();
+    let each: Vec<_> = queued
+        .into_iter()
+        .map(|run_id| {
+            let runs = runs.clone();
+            tokio::spawn(async move {
+                let status = runs.execute(&run_id).await;
+                let took = started.elapsed().as_secs_f64();
+                (status, runs.load(&run_id).await, took)
+            })
+        })
+        .collect();
+    let mut seconds = Vec::with_capacity(k);
+    for run in each {
+        let (status, run, took) = run.await?;
+        let (status, run) = (status?, run?.context("a concurrent run")?);
+        anyhow::ensure!(
+            status == RunStatus::Completed,
+            "a concurrent run ended {}",
+            status.as_str()
+        );
+        // Each run imports every contact into its own workspace: else its rate means nothing.
+        anyhow::ensure!(
+            run.stats.created == n as u64,
+            "a concurrent run created {} of {n} records",
+            run.stats.created
+        );
+        seconds.push(took);
+    }
+    let wall = seconds.iter().copied().fold(0.0, f64::max).max(1e-9);
+    let first = seconds.iter().copied().fold(f64::INFINITY, f64::min);
+    let rates: Vec<f64> = seconds.iter().map(|s| n as f64 / s.max(1e-9)).collect();
+    let mean = rates.iter().sum::<f64>() / k as f64;
+    let slowest = rates.iter().copied().fold(f64::INFINITY, f64::min);
+    let fastest = rates.iter().copied().fold(0.0, f64::max);
+    let aggregate = (n * k) as f64 / wall;
+    println!(
+        "{}",
+        json!({"phase": "concurrent", "runs": k, "records_per_run": n,
+               "seconds": round2(wall), "first_ended_s": round2(first),
+               "aggregate_records_per_s": round2(aggregate),
+               "alone_records_per_s": round2(alone_rate),
+               "aggregate_vs_alone": round3(aggregate / alone_rate.max(1e-9)),
+               "run_records_per_s": {"min": round2(slowest), "mean": round2(mean), "max": round2(fastest)},
+               "slowest_vs_mean": round3(slowest / mean.max(1e-9)),
+               "peak_rss_mb": peak_rss_mb()})
+    );
     Ok(())
 }
 

@@ -172,6 +172,39 @@ async fn bench_sync_live_reports_the_read_models_lag_at_the_runs_end() {
     assert_eq!(lines[2]["events"], lag["events"], "{out}");
 }
 
+/// `bench sync --concurrent K`: one import alone, then K at once, each creating every
+/// contact in its own workspace (the bench checks that), and a line that compares them.
+#[tokio::test]
+async fn bench_sync_concurrent_compares_k_runs_with_one_alone() {
+    let env = TestEnv::sqlite();
+    let out = env
+        .run_ok(&["bench", "sync", "--records", "150", "--concurrent", "3"])
+        .await;
+    let (lines, phases) = json_lines(&out);
+    assert_eq!(phases, ["alone", "concurrent"], "{out}");
+    let (alone, together) = (&lines[0], &lines[1]);
+    assert_eq!(together["runs"], 3, "{out}");
+    assert_eq!(together["records_per_run"], 150, "{out}");
+    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(-1.0);
+    let rates = &together["run_records_per_s"];
+    assert!(
+        0.0 < f(&rates["min"]) && f(&rates["min"]) <= f(&rates["mean"]),
+        "{out}"
+    );
+    assert!(f(&rates["mean"]) <= f(&rates["max"]), "{out}");
+    let slowest = f(&together["slowest_vs_mean"]);
+    assert!(0.0 < slowest && slowest <= 1.0, "{out}");
+    let aggregate = 450.0 / f(&together["seconds"]);
+    assert!(
+        (aggregate / f(&together["aggregate_records_per_s"]) - 1.0).abs() < 0.02,
+        "{out}"
+    );
+    assert_eq!(
+        together["alone_records_per_s"], alone["records_per_s"],
+        "{out}"
+    );
+}
+
 /// `bench live` on the embedded store: every event of the workspace committed while the
 /// stream was open reaches it (at this size nothing overflows the bus), and the
 /// latencies are ordered.
