@@ -10,6 +10,12 @@
 //! append that committed it; one machine, one clock). One JSON line: events expected
 //! and received (a client too slow for the bus's buffer loses events; they are
 //! counted, not hidden), latency p50/p99/max, and the import's own rate.
+//!
+//! Meanwhile a second client edits one app record every `OWN_EFFECT_EVERY` and reads the
+//! records list (`GET /v1/records?q=`, the read model) until the edit shows there: the
+//! time from sending the edit to seeing it listed is a command's own effect under the
+//! import (`own_effect_p50_ms`, `_p99_ms`), and `own_effect_late` counts the edits whose
+//! first list read after the answer did not show them yet.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -38,6 +44,11 @@ pub struct LiveBenchArgs {
 /// How long the client waits, once the import has ended, for the import's last event
 /// before the bench fails (it arrives at once unless the stream is broken).
 const LAST_EVENT: Duration = Duration::from_secs(60);
+
+/// How often the second client edits its record while the import runs.
+const OWN_EFFECT_EVERY: Duration = Duration::from_millis(50);
+/// How long an edit may take to show in the list before the bench fails.
+const OWN_EFFECT_BOUND: Duration = Duration::from_secs(30);
 
 pub async fn run(base: &Settings, args: LiveBenchArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.records >= 1, "--records must be at least 1");
@@ -85,9 +96,19 @@ async fn measure(
     let (done, finished) = watch::channel(None::<Expected>);
     let reader = tokio::spawn(read(stream, opened, finished));
 
+    let (importing, imported) = watch::channel(false);
+    let editor = tokio::spawn(own_effects(
+        client.clone(),
+        base.to_string(),
+        token.bearer.clone(),
+        imported,
+    ));
     let started = Instant::now();
-    super::http::import(state, &client, base, &token.bearer, args.records).await?;
+    let import = super::http::import(state, &client, base, &token.bearer, args.records).await;
     let import_s = started.elapsed().as_secs_f64();
+    let _ = importing.send(true);
+    let own = editor.await.context("the editing client")??;
+    import?;
     let expected = events_of(state, &workspace, opened).await?;
     let _ = done.send(Some(expected));
     let mut latencies: Vec<Duration> = reader
@@ -117,9 +138,104 @@ async fn measure(
             "events_expected": expected, "events_received": latencies.len(),
             "events_lost": expected.saturating_sub(latencies.len()),
             "p50_ms": pct(0.50), "p99_ms": pct(0.99), "max_ms": ms(latencies.last()),
+            "own_effects": own.latencies.len(), "own_effect_late": own.late,
+            "own_effect_p50_ms": percentile_ms(&own.latencies, 0.50),
+            "own_effect_p99_ms": percentile_ms(&own.latencies, 0.99),
+            "own_effect_max_ms": percentile_ms(&own.latencies, 1.0),
         })
     );
     Ok(())
+}
+
+/// The `p` percentile of sorted `latencies`, in ms.
+fn percentile_ms(latencies: &[Duration], p: f64) -> f64 {
+    let i = ((latencies.len() as f64 - 1.0).max(0.0) * p).round() as usize;
+    latencies
+        .get(i)
+        .map_or(0.0, |d| round3(d.as_secs_f64() * 1000.0))
+}
+
+/// The edits' times to show in the list (sorted), and how many were not there yet at
+/// the first read after their answer.
+struct OwnEffects {
+    latencies: Vec<Duration>,
+    late: usize,
+}
+
+/// Creates an app contact, then until `done` edits its job title every
+/// `OWN_EFFECT_EVERY` and reads the list until the new title shows.
+async fn own_effects(
+    client: reqwest::Client,
+    base: String,
+    bearer: String,
+    mut done: watch::Receiver<bool>,
+) -> anyhow::Result<OwnEffects> {
+    let email = "own-effect@bench.invalid";
+    let created: Value = client
+        .post(format!("{base}/v1/records"))
+        .bearer_auth(&bearer)
+        .json(&json!({"entity": "contacts", "fields": {"email": email, "jobtitle": "edit 0"}}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let id = created["id"]
+        .as_str()
+        .context("the created record's id")?
+        .to_string();
+    let mut own = OwnEffects {
+        latencies: Vec::new(),
+        late: 0,
+    };
+    let mut tick = tokio::time::interval(OWN_EFFECT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for n in 1.. {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = done.wait_for(|d| *d) => break,
+        }
+        let title = format!("edit {n}");
+        let sent = Instant::now();
+        client
+            .patch(format!("{base}/v1/records/{id}"))
+            .bearer_auth(&bearer)
+            .json(&json!({"fields": {"jobtitle": title}}))
+            .send()
+            .await?
+            .error_for_status()?;
+        let mut first = true;
+        loop {
+            let page: Value = client
+                .get(format!("{base}/v1/records"))
+                .query(&[("entity", "contacts"), ("q", email)])
+                .bearer_auth(&bearer)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            let shown = page["data"].as_array().is_some_and(|rows| {
+                rows.iter().any(|r| {
+                    r["id"] == id.as_str() && r["fields"]["jobtitle"]["value"] == title.as_str()
+                })
+            });
+            if shown {
+                break;
+            }
+            if first {
+                own.late += 1;
+                first = false;
+            }
+            anyhow::ensure!(
+                sent.elapsed() < OWN_EFFECT_BOUND,
+                "an edit did not show in the records list within {OWN_EFFECT_BOUND:?}"
+            );
+        }
+        own.latencies.push(sent.elapsed());
+    }
+    own.latencies.sort_unstable();
+    Ok(own)
 }
 
 /// What the stream must deliver: the workspace's events committed after it opened, and
