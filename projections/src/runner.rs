@@ -324,19 +324,17 @@ impl Runner {
     /// the next start.
     pub async fn run(&self, shutdown: watch::Receiver<bool>, wake: Arc<Notify>) {
         let shared = Shared::new(&self.store, &self.projections);
-        let followers: Vec<_> = self
-            .projections
-            .iter()
-            .map(|p| {
-                let (runner, p, shared) = (self.clone(), p.clone(), shared.clone());
-                let (shutdown, wake) = (shutdown.clone(), wake.clone());
-                tokio::spawn(
-                    async move { runner.follow(p.as_ref(), &shared, shutdown, wake).await },
-                )
-            })
-            .collect();
-        for follower in followers {
-            if let Err(e) = follower.await {
+        // A set, so that dropping this future (a task aborted) stops the followers too,
+        // as it stopped the one loop they replace.
+        let mut followers = tokio::task::JoinSet::new();
+        for p in &self.projections {
+            let (runner, p, shared) = (self.clone(), p.clone(), shared.clone());
+            let (shutdown, wake) = (shutdown.clone(), wake.clone());
+            followers
+                .spawn(async move { runner.follow(p.as_ref(), &shared, shutdown, wake).await });
+        }
+        while let Some(ended) = followers.join_next().await {
+            if let Err(e) = ended {
                 tracing::error!(error = %e, "a projection follower stopped abnormally");
             }
         }

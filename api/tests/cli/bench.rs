@@ -227,7 +227,13 @@ async fn bench_live_receives_every_event_the_import_commits() {
     assert!(ms("p99_ms") <= ms("max_ms"), "{out}");
     // The editing client's first edit goes at once; each is timed until it is listed.
     assert!(line["own_effects"].as_u64() >= Some(1), "{out}");
-    assert!(line["own_effect_late"].as_u64() <= line["own_effects"].as_u64(), "{out}");
+    assert!(
+        line["own_effect_late"].as_u64() <= line["own_effects"].as_u64(),
+        "{out}"
+    );
     let own = |k: &str| ms(&format!("own_effect_{k}_ms"));
-    assert!(0.0 < own("p50") && own("p50") <= own("p99") && own("p99") <= own("max"), "{out}");
+    assert!(
+        0.0 < own("p50") && own("p50") <= own("p99") && own("p99") <= own("max"),
+        "{out}"
+    );
 }

@@ -361,6 +361,37 @@ async fn postgres_a_stuck_projection_does_not_hold_back_the_others() -> anyhow::
     .await
 }
 
+/// A runner whose task is aborted (as a server's background tasks are at the end of a
+/// grace period) stops its followers with it: none goes on applying batches. Each
+/// follower holds the wake-up notifier; once all are gone only the test holds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aborted_runner_stops_its_followers() -> anyhow::Result<()> {
+    with_sqlite(|store| async move {
+        seed_workspace(&store, "Acme").await?;
+        let wake = Arc::new(Notify::new());
+        let (_stop, shutdown) = watch::channel(false);
+        let live = runner(&store, 2);
+        let task = tokio::spawn({
+            let wake = wake.clone();
+            async move { live.run(shutdown, wake).await }
+        });
+        let followers = syncledger_projections::all().len();
+        wait_until(Duration::from_secs(20), "every follower has started", || {
+            let held = Arc::strong_count(&wake);
+            async move { held > followers }
+        })
+        .await;
+        task.abort();
+        wait_until(Duration::from_secs(20), "every follower has stopped", || {
+            let held = Arc::strong_count(&wake);
+            async move { held == 1 }
+        })
+        .await;
+        Ok(())
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_shutdown_stops_after_the_current_batch() -> anyhow::Result<()> {
     with_sqlite(shutdown_stops_after_the_current_batch).await
