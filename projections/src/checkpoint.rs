@@ -35,6 +35,47 @@ pub async fn lock(conn: &mut sqlx::AnyConnection, name: &str) -> Result<Checkpoi
     })
 }
 
+/// As [`lock`], unless another transaction holds the checkpoint's lock (it is applying
+/// a batch of the same projection): then `None` at once, instead of queueing behind it.
+/// A queued transaction holds a transaction id while it waits, and on PostgreSQL that
+/// holds back the feed for every reader (it hands out only events no open transaction
+/// can precede); many waiters became a convoy, each in turn finding little to apply.
+/// On SQLite, whose lock is the database's, the same as [`lock`].
+pub async fn try_lock(
+    conn: &mut sqlx::AnyConnection,
+    name: &str,
+) -> Result<Option<Checkpoint>, sqlx::Error> {
+    if conn.backend_name() != "PostgreSQL" {
+        return lock(conn, name).await.map(Some);
+    }
+    let free = sqlx::query(
+        "SELECT tx, position, events FROM projection_checkpoints WHERE projection = $1
+            FOR UPDATE SKIP LOCKED",
+    )
+    .bind(name)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(r) = free {
+        return Ok(Some(Checkpoint {
+            position: Position {
+                tx: r.try_get("tx")?,
+                pos: r.try_get("position")?,
+            },
+            events: r.try_get("events")?,
+        }));
+    }
+    let exists: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM projection_checkpoints WHERE projection = $1")
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await?;
+    match exists {
+        Some(_) => Ok(None),
+        // The first batch ever: the row is created (and locked) as `lock` does.
+        None => lock(conn, name).await.map(Some),
+    }
+}
+
 pub async fn save(
     conn: &mut sqlx::AnyConnection,
     name: &str,

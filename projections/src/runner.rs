@@ -137,6 +137,9 @@ pub struct Runner {
     /// When each projection's tables are next analyzed (`statistics`).
     growth: Arc<Mutex<HashMap<&'static str, Growth>>>,
     first_analyze: i64,
+    /// Skip a projection whose checkpoint another transaction holds (see
+    /// [`checkpoint::try_lock`]) instead of waiting for it.
+    yielding: bool,
 }
 
 impl Runner {
@@ -147,6 +150,7 @@ impl Runner {
             batch: DEFAULT_BATCH,
             growth: Arc::default(),
             first_analyze: statistics::FIRST,
+            yielding: false,
         }
     }
 
@@ -154,6 +158,17 @@ impl Runner {
     /// [`statistics::FIRST`]), then at each doubling.
     pub fn with_first_analyze(mut self, events: i64) -> Self {
         self.first_analyze = events;
+        self
+    }
+
+    /// A projection whose batch another transaction is applying (another runner, in this
+    /// process or another) is skipped, as if caught up, instead of waited for: for a
+    /// caller that waits for a checkpoint to reach a position by itself (a run before it
+    /// reads the records read model), or that will look again when woken (`run`, whose
+    /// followers always yield). [`Runner::catch_up`] then returns without having applied
+    /// what the other transaction holds.
+    pub fn yielding(mut self) -> Self {
+        self.yielding = true;
         self
     }
 
@@ -171,7 +186,7 @@ impl Runner {
         tables: &Tables,
         batch: i64,
     ) -> Result<usize, ProjectionError> {
-        Self::step_reading(store, projection, key, tables, batch, None).await
+        Self::step_reading(store, projection, key, tables, batch, None, false).await
     }
 
     /// [`Runner::step_into`], taking the batch from `reads` when a follower of the same
@@ -183,9 +198,20 @@ impl Runner {
         tables: &Tables,
         batch: i64,
         reads: Option<&Reads>,
+        yielding: bool,
     ) -> Result<usize, ProjectionError> {
         let mut tx = store.any.begin().await?;
-        let cp = checkpoint::lock(&mut tx, key).await?;
+        let cp = if yielding {
+            match checkpoint::try_lock(&mut tx, key).await? {
+                Some(cp) => cp,
+                None => {
+                    tx.rollback().await?;
+                    return Ok(0);
+                }
+            }
+        } else {
+            checkpoint::lock(&mut tx, key).await?
+        };
         if let Some(reads) = reads {
             reads.stands_at(projection.name(), cp.position);
         }
@@ -260,6 +286,7 @@ impl Runner {
                 &tables,
                 self.batch,
                 shared.map(|s| &s.reads),
+                self.yielding,
             )
             .await?
         };
@@ -327,8 +354,11 @@ impl Runner {
         // A set, so that dropping this future (a task aborted) stops the followers too,
         // as it stopped the one loop they replace.
         let mut followers = tokio::task::JoinSet::new();
+        // A follower finding its projection's batch in another's hands looks again at its
+        // next wake-up or poll, instead of waiting in the lock's queue.
+        let yielding = self.clone().yielding();
         for p in &self.projections {
-            let (runner, p, shared) = (self.clone(), p.clone(), shared.clone());
+            let (runner, p, shared) = (yielding.clone(), p.clone(), shared.clone());
             let (shutdown, wake) = (shutdown.clone(), wake.clone());
             followers
                 .spawn(async move { runner.follow(p.as_ref(), &shared, shutdown, wake).await });

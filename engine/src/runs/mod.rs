@@ -229,6 +229,9 @@ impl SyncRuns {
                 Arc::new(syncledger_projections::sync_runs::SyncRuns),
             ],
         )
+        // Concurrent runs each bring these read models up to their own events; one applies
+        // while the others wait for the checkpoint (they used to queue on its lock, in turn).
+        .yielding()
         .with_batch(2000);
         SyncRuns {
             services: Arc::new(Services {

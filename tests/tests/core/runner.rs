@@ -376,17 +376,68 @@ async fn an_aborted_runner_stops_its_followers() -> anyhow::Result<()> {
             async move { live.run(shutdown, wake).await }
         });
         let followers = syncledger_projections::all().len();
-        wait_until(Duration::from_secs(20), "every follower has started", || {
-            let held = Arc::strong_count(&wake);
-            async move { held > followers }
-        })
+        wait_until(
+            Duration::from_secs(20),
+            "every follower has started",
+            || {
+                let held = Arc::strong_count(&wake);
+                async move { held > followers }
+            },
+        )
         .await;
         task.abort();
-        wait_until(Duration::from_secs(20), "every follower has stopped", || {
-            let held = Arc::strong_count(&wake);
-            async move { held == 1 }
-        })
+        wait_until(
+            Duration::from_secs(20),
+            "every follower has stopped",
+            || {
+                let held = Arc::strong_count(&wake);
+                async move { held == 1 }
+            },
+        )
         .await;
+        Ok(())
+    })
+    .await
+}
+
+/// A yielding runner (a run bringing the records read model up to its own events) does
+/// not queue behind another transaction applying the same projection: it returns at
+/// once, and applies once that transaction has ended. Ten concurrent runs used to queue
+/// on the checkpoint's lock one behind the other, each holding back the feed meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_yielding_runner_does_not_wait_for_a_held_checkpoint() -> anyhow::Result<()> {
+    with_postgres(|store| async move {
+        seed_workspace(&store, "Acme").await?;
+        feed_settled(&store).await;
+        let records = || {
+            syncledger_projections::runner::Runner::new(
+                store.clone(),
+                vec![Arc::new(syncledger_projections::records::Records)],
+            )
+        };
+        // Another applier holds the checkpoint (its row is created by a first batch).
+        records()
+            .with_batch(1)
+            .step(&syncledger_projections::records::Records)
+            .await?;
+        let mut holder = store.any.begin().await?;
+        let held = checkpoint::lock(&mut holder, "records").await?;
+        assert_eq!(held.events, 1);
+        let applied =
+            tokio::time::timeout(Duration::from_secs(10), records().yielding().catch_up())
+                .await
+                .map_err(|_| {
+                    anyhow::anyhow!("the yielding runner waited for the held checkpoint")
+                })??;
+        assert_eq!(applied, 0, "nothing applied while the checkpoint is held");
+        // The plain runner waits its turn: it is still waiting when the holder ends.
+        let waiting = tokio::spawn({
+            let plain = records();
+            async move { plain.catch_up().await }
+        });
+        holder.rollback().await?;
+        assert_eq!(waiting.await?? as i64, EVENTS_PER_WORKSPACE - 1);
+        assert_eq!(records().yielding().catch_up().await?, 0, "caught up");
         Ok(())
     })
     .await
