@@ -30,6 +30,20 @@ const KEPT_READS: usize = 16;
 
 type Batch = Arc<Vec<StoredEvent>>;
 
+/// What one step did: the events it applied, and where the checkpoint stands after it
+/// (`None` when another transaction held the checkpoint and a yielding step skipped it).
+struct Stepped {
+    applied: usize,
+    at: Option<Position>,
+}
+
+impl Stepped {
+    const NOTHING: Stepped = Stepped {
+        applied: 0,
+        at: None,
+    };
+}
+
 /// What one runner's followers read from the feed, by the position read after. A
 /// follower that arrives at a position another has read (or is reading) takes that
 /// batch instead of reading again. That is safe because the feed only hands out events
@@ -186,7 +200,9 @@ impl Runner {
         tables: &Tables,
         batch: i64,
     ) -> Result<usize, ProjectionError> {
-        Self::step_reading(store, projection, key, tables, batch, None, false).await
+        Self::step_reading(store, projection, key, tables, batch, None, false)
+            .await
+            .map(|s| s.applied)
     }
 
     /// [`Runner::step_into`], taking the batch from `reads` when a follower of the same
@@ -199,14 +215,14 @@ impl Runner {
         batch: i64,
         reads: Option<&Reads>,
         yielding: bool,
-    ) -> Result<usize, ProjectionError> {
+    ) -> Result<Stepped, ProjectionError> {
         let mut tx = store.any.begin().await?;
         let cp = if yielding {
             match checkpoint::try_lock(&mut tx, key).await? {
                 Some(cp) => cp,
                 None => {
                     tx.rollback().await?;
-                    return Ok(0);
+                    return Ok(Stepped::NOTHING);
                 }
             }
         } else {
@@ -229,7 +245,10 @@ impl Runner {
         };
         let Some(last) = events.last().map(|e| e.position) else {
             tx.rollback().await?;
-            return Ok(0);
+            return Ok(Stepped {
+                applied: 0,
+                at: Some(cp.position),
+            });
         };
         let apply = async {
             projection.apply(&mut tx, tables, &events).await?;
@@ -257,23 +276,26 @@ impl Runner {
         if let Some(reads) = reads {
             reads.stands_at(projection.name(), last);
         }
-        Ok(events.len())
+        Ok(Stepped {
+            applied: events.len(),
+            at: Some(last),
+        })
     }
 
     /// One batch for one projection on its live tables. When this runner has applied
     /// enough events to the projection since it last did, its tables are analyzed after the
     /// batch commits (`statistics`); a failed `ANALYZE` is logged, the batch stands.
     pub async fn step(&self, projection: &dyn Projection) -> Result<usize, ProjectionError> {
-        self.step_sharing(projection, None).await
+        self.step_sharing(projection, None).await.map(|s| s.applied)
     }
 
     async fn step_sharing(
         &self,
         projection: &dyn Projection,
         shared: Option<&Shared>,
-    ) -> Result<usize, ProjectionError> {
+    ) -> Result<Stepped, ProjectionError> {
         let tables = Tables::live(projection.tables());
-        let applied = {
+        let stepped = {
             // The semaphore is never closed: a turn is always granted.
             let _turn = match shared {
                 Some(shared) => shared.slots.acquire().await.ok(),
@@ -290,12 +312,13 @@ impl Runner {
             )
             .await?
         };
+        let applied = stepped.applied;
         if applied > 0 && self.store.is_postgres() && self.due(projection.name(), applied) {
             if let Err(e) = statistics::analyze(&self.store, projection.tables()).await {
                 tracing::warn!(projection = projection.name(), error = %e, "ANALYZE of the read model failed");
             }
         }
-        Ok(applied)
+        Ok(stepped)
     }
 
     fn due(&self, projection: &'static str, applied: usize) -> bool {
@@ -306,9 +329,20 @@ impl Runner {
             .add(applied)
     }
 
-    /// Apply batches until every projection has caught up with the feed.
+    /// Apply batches until every projection has applied the feed as far as it reached
+    /// when called. Events committed meanwhile may be applied too, but are not waited
+    /// for: under a steady stream of commits (imports running) a caller that chased the
+    /// head would never return.
     pub async fn catch_up(&self) -> Result<usize, ProjectionError> {
-        self.catch_up_unless(|| false).await
+        let head = self.store.feed().head().await?;
+        self.catch_up_to(head).await
+    }
+
+    /// Apply batches until every projection's checkpoint has reached `target` (or the
+    /// feed holds nothing more for it yet). A yielding runner skips a projection another
+    /// transaction is applying: its caller looks at the checkpoint itself.
+    pub async fn catch_up_to(&self, target: Position) -> Result<usize, ProjectionError> {
+        self.catch_up_where(Some(target), || false).await
     }
 
     /// Apply batches until every projection has caught up, or until `stop()` answers true
@@ -316,11 +350,19 @@ impl Runner {
     /// than the batches in progress (the rest is applied by the next process). The
     /// projections catch up side by side, sharing their reads of the feed.
     pub async fn catch_up_unless(&self, stop: impl Fn() -> bool) -> Result<usize, ProjectionError> {
+        self.catch_up_where(None, stop).await
+    }
+
+    async fn catch_up_where(
+        &self,
+        target: Option<Position>,
+        stop: impl Fn() -> bool,
+    ) -> Result<usize, ProjectionError> {
         let shared = Shared::new(&self.store, &self.projections);
         let each = self
             .projections
             .iter()
-            .map(|p| self.drain(p.as_ref(), &shared, &stop));
+            .map(|p| self.drain(p.as_ref(), &shared, target, &stop));
         let mut total = 0;
         for applied in futures::future::join_all(each).await {
             total += applied?;
@@ -328,18 +370,25 @@ impl Runner {
         Ok(total)
     }
 
-    /// Batches of one projection until it has caught up or `stop()` answers true.
+    /// Batches of one projection until it has caught up (with the feed, or to `target`)
+    /// or `stop()` answers true.
     async fn drain(
         &self,
         projection: &dyn Projection,
         shared: &Shared,
+        target: Option<Position>,
         stop: &impl Fn() -> bool,
     ) -> Result<usize, ProjectionError> {
         let mut total = 0;
         while !stop() {
-            match self.step_sharing(projection, Some(shared)).await? {
-                0 => break,
-                applied => total += applied,
+            let stepped = self.step_sharing(projection, Some(shared)).await?;
+            total += stepped.applied;
+            let reached = match (target, stepped.at) {
+                (Some(target), Some(at)) => at >= target,
+                _ => false,
+            };
+            if stepped.applied == 0 || reached {
+                break;
             }
         }
         Ok(total)
@@ -386,7 +435,7 @@ impl Runner {
             let woken = wake.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
-            match self.drain(projection, shared, &asked).await {
+            match self.drain(projection, shared, None, &asked).await {
                 Ok(_) => backoff = Duration::from_millis(100),
                 Err(e) => {
                     tracing::warn!(projection = projection.name(), error = %e, "projection batch failed; retrying");

@@ -503,6 +503,7 @@ async fn concurrent(
                "aggregate_vs_alone": round3(aggregate / alone_rate.max(1e-9)),
                "run_records_per_s": {"min": round2(slowest), "mean": round2(mean), "max": round2(fastest)},
                "slowest_vs_mean": round3(slowest / mean.max(1e-9)),
+               "run_seconds": seconds.iter().map(|s| round2(*s)).collect::<Vec<_>>(),
                "peak_rss_mb": peak_rss_mb()})
     );
     Ok(())

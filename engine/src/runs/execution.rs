@@ -154,9 +154,15 @@ impl<'a> Execution<'a> {
             .map_err(store_err)?;
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
         let mut pause = std::time::Duration::from_millis(2);
+        let Some(target) = target else { return Ok(()) };
         loop {
-            self.services.catch_up.catch_up().await.map_err(store_err)?;
-            let Some(target) = target else { return Ok(()) };
+            // Up to this run's own events only: applying everything other runs commit
+            // meanwhile would chase their imports for as long as they last.
+            self.services
+                .catch_up
+                .catch_up_to(target)
+                .await
+                .map_err(store_err)?;
             let seen =
                 syncledger_projections::checkpoint::read(&self.services.store.any, "records")
                     .await
