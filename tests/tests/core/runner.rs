@@ -205,15 +205,20 @@ async fn postgres_lag_follows_the_checkpoints() -> anyhow::Result<()> {
     with_postgres(lag_follows_the_checkpoints).await
 }
 
-/// A projection that asks for shutdown while it applies its first batch, as a SIGTERM
-/// arriving mid-batch would.
-struct StopsTheRunner {
+/// A projection that first does what the test says (`before`), then applies the batch as
+/// `inner` does: one asking for shutdown mid-batch, one stuck in its batch, one whose
+/// every batch makes the log grow.
+struct Before<F> {
     inner: Arc<dyn syncledger_projections::Projection>,
-    stop: watch::Sender<bool>,
+    before: F,
 }
 
 #[async_trait::async_trait]
-impl syncledger_projections::Projection for StopsTheRunner {
+impl<F, Fut> syncledger_projections::Projection for Before<F>
+where
+    F: Fn() -> Fut + Send + Sync,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     fn name(&self) -> &'static str {
         self.inner.name()
     }
@@ -226,7 +231,7 @@ impl syncledger_projections::Projection for StopsTheRunner {
         tables: &Tables,
         events: &[syncledger_store::StoredEvent],
     ) -> Result<(), syncledger_projections::ProjectionError> {
-        self.stop.send_replace(true);
+        (self.before)().await;
         self.inner.apply(conn, tables, events).await
     }
 }
@@ -246,7 +251,19 @@ async fn shutdown_stops_after_the_current_batch(store: Store) -> anyhow::Result<
     let mut projections = syncledger_projections::all();
     let first = projections.remove(0);
     let first_name = first.name();
-    projections.insert(0, Arc::new(StopsTheRunner { inner: first, stop }));
+    // The first projection asks for shutdown as it applies its first batch, as a SIGTERM
+    // arriving mid-batch would.
+    let before = move || {
+        stop.send_replace(true);
+        std::future::ready(())
+    };
+    projections.insert(
+        0,
+        Arc::new(Before {
+            inner: first,
+            before,
+        }),
+    );
     let live =
         syncledger_projections::runner::Runner::new(store.clone(), projections).with_batch(2);
     tokio::time::timeout(
@@ -274,31 +291,6 @@ async fn shutdown_stops_after_the_current_batch(store: Store) -> anyhow::Result<
     Ok(())
 }
 
-/// A projection that waits in its first batch until it is released: a slow read model.
-struct Stuck {
-    inner: Arc<dyn syncledger_projections::Projection>,
-    release: Arc<Notify>,
-}
-
-#[async_trait::async_trait]
-impl syncledger_projections::Projection for Stuck {
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-    fn tables(&self) -> &'static [&'static str] {
-        self.inner.tables()
-    }
-    async fn apply(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        tables: &Tables,
-        events: &[syncledger_store::StoredEvent],
-    ) -> Result<(), syncledger_projections::ProjectionError> {
-        self.release.notified().await;
-        self.inner.apply(conn, tables, events).await
-    }
-}
-
 /// A projection stuck in a batch holds back only itself: every other one follows the
 /// feed to its head meanwhile (the runner used to apply the projections in turn, each
 /// round waiting on the slowest). PostgreSQL only: SQLite has one writer, so there a
@@ -314,9 +306,15 @@ async fn postgres_a_stuck_projection_does_not_hold_back_the_others() -> anyhow::
         let stuck = first.name();
         projections.insert(
             0,
-            Arc::new(Stuck {
+            Arc::new(Before {
                 inner: first,
-                release: release.clone(),
+                before: {
+                    let release = release.clone();
+                    move || {
+                        let release = release.clone();
+                        async move { release.notified().await }
+                    }
+                },
             }),
         );
         let live =
@@ -443,35 +441,6 @@ async fn postgres_a_yielding_runner_does_not_wait_for_a_held_checkpoint() -> any
     .await
 }
 
-/// A projection each of whose batches makes a writer append a whole workspace more (and
-/// waits until it has): the log grows faster than it is applied, as while imports run.
-struct Feeding {
-    inner: Arc<dyn syncledger_projections::Projection>,
-    more: tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<()>>,
-}
-
-#[async_trait::async_trait]
-impl syncledger_projections::Projection for Feeding {
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-    fn tables(&self) -> &'static [&'static str] {
-        self.inner.tables()
-    }
-    async fn apply(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        tables: &Tables,
-        events: &[syncledger_store::StoredEvent],
-    ) -> Result<(), syncledger_projections::ProjectionError> {
-        let (done, written) = tokio::sync::oneshot::channel();
-        if self.more.send(done).await.is_ok() {
-            let _ = written.await;
-        }
-        self.inner.apply(conn, tables, events).await
-    }
-}
-
 /// `catch_up` applies the log as far as it reached when called, and returns, however
 /// fast the log grows meanwhile: it used to chase the head, so a run bringing the
 /// records read model up to its own start applied every other run's import first (one
@@ -498,9 +467,19 @@ async fn postgres_catch_up_does_not_chase_a_growing_log() -> anyhow::Result<()> 
             Arc::new(syncledger_projections::integration_status::IntegrationStatus);
         let live = syncledger_projections::runner::Runner::new(
             store.clone(),
-            vec![Arc::new(Feeding {
+            // Each batch makes the writer append a whole workspace more, and waits until it
+            // has: the log grows faster than it is applied, as while imports run.
+            vec![Arc::new(Before {
                 inner: status,
-                more,
+                before: move || {
+                    let more = more.clone();
+                    async move {
+                        let (done, written) = tokio::sync::oneshot::channel();
+                        if more.send(done).await.is_ok() {
+                            let _ = written.await;
+                        }
+                    }
+                },
             })],
         )
         .with_batch(2);
