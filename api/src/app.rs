@@ -615,7 +615,8 @@ fn spawn_background(
 ) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
     let runner = Runner::new(state.store.clone(), syncledger_projections::all())
-        .with_batch(settings.projection_batch);
+        .with_batch(settings.projection_batch)
+        .with_parallelism(settings.projection_parallelism as usize);
     let wake = state.projections_wake.clone();
     let rx = shutdown.clone();
     tasks.push(tokio::spawn(async move { runner.run(rx, wake).await }));

@@ -67,6 +67,9 @@ pub struct Settings {
     pub rate_limit_per_minute: u32,
     /// Events per projection batch.
     pub projection_batch: i64,
+    /// Read models that may apply a batch at the same time on PostgreSQL (1: they take
+    /// turns; 0 counts as 1). SQLite has one writer: there they always take turns.
+    pub projection_parallelism: u32,
     /// The HubSpot app's OAuth client id (unset: not configured; in development the
     /// sandbox app stands in).
     pub hubspot_client_id: String,
@@ -159,6 +162,7 @@ impl Default for Settings {
             log_format: LogFormat::Text,
             rate_limit_per_minute: 1200,
             projection_batch: 500,
+            projection_parallelism: 1,
             hubspot_client_id: String::new(),
             hubspot_client_secret: SecretString::from(""),
             salesforce_client_id: String::new(),
@@ -216,6 +220,10 @@ pub const ENV_KEYS: [(&str, &str); COUNT] = [
     ("log_format", "SYNCLEDGER_LOG_FORMAT"),
     ("rate_limit_per_minute", "SYNCLEDGER_RATE_LIMIT_PER_MINUTE"),
     ("projection_batch", "SYNCLEDGER_PROJECTION_BATCH"),
+    (
+        "projection_parallelism",
+        "SYNCLEDGER_PROJECTION_PARALLELISM",
+    ),
     ("hubspot_client_id", "SYNCLEDGER_HUBSPOT_CLIENT_ID"),
     ("hubspot_client_secret", "SYNCLEDGER_HUBSPOT_CLIENT_SECRET"),
     ("salesforce_client_id", "SYNCLEDGER_SALESFORCE_CLIENT_ID"),
@@ -287,7 +295,7 @@ pub const ENV_KEYS: [(&str, &str); COUNT] = [
 ];
 
 /// How many settings there are.
-const COUNT: usize = 43;
+const COUNT: usize = 44;
 
 /// `SYNCLEDGER_*` variables the binary reads that are not settings: the worker's and the
 /// benches' command-line defaults (clap `env`) and the crash points of the recovery tests.
@@ -348,6 +356,10 @@ impl Settings {
             .set_default("log_format", "text")?
             .set_default("rate_limit_per_minute", defaults.rate_limit_per_minute)?
             .set_default("projection_batch", defaults.projection_batch)?
+            .set_default(
+                "projection_parallelism",
+                i64::from(defaults.projection_parallelism),
+            )?
             .set_default("provider_pacing", defaults.provider_pacing)?
             .set_default("nats_job_ack_wait_secs", defaults.nats_job_ack_wait_secs)?
             .set_default("workers", defaults.workers)?
@@ -604,6 +616,7 @@ impl Settings {
             ),
             ("rate_limit_per_minute", json!(self.rate_limit_per_minute)),
             ("projection_batch", json!(self.projection_batch)),
+            ("projection_parallelism", json!(self.projection_parallelism)),
             ("hubspot_client_id", json!(self.hubspot_client_id)),
             ("hubspot_client_secret", secret(&self.hubspot_client_secret)),
             ("salesforce_client_id", json!(self.salesforce_client_id)),

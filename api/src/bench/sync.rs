@@ -527,7 +527,8 @@ impl LiveProjections {
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         let runner =
             syncledger_projections::Runner::new(store.clone(), syncledger_projections::all())
-                .with_batch(settings.projection_batch);
+                .with_batch(settings.projection_batch)
+                .with_parallelism(settings.projection_parallelism as usize);
         let task = tokio::spawn(async move { runner.run(shutdown, wake).await });
         LiveProjections {
             stop,

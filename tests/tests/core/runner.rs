@@ -293,8 +293,9 @@ async fn shutdown_stops_after_the_current_batch(store: Store) -> anyhow::Result<
 
 /// A projection stuck in a batch holds back only itself: every other one follows the
 /// feed to its head meanwhile (the runner used to apply the projections in turn, each
-/// round waiting on the slowest). PostgreSQL only: SQLite has one writer, so there a
-/// batch in progress holds every other projection's batch until it ends.
+/// round waiting on the slowest), when they may apply side by side (`with_parallelism`).
+/// PostgreSQL only: SQLite has one writer, so there a batch in progress holds every other
+/// projection's batch until it ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_stuck_projection_does_not_hold_back_the_others() -> anyhow::Result<()> {
     with_postgres(|store| async move {
@@ -317,8 +318,10 @@ async fn postgres_a_stuck_projection_does_not_hold_back_the_others() -> anyhow::
                 },
             }),
         );
-        let live =
-            syncledger_projections::runner::Runner::new(store.clone(), projections).with_batch(4);
+        // Side by side: with one turn at a time the stuck batch would hold every other.
+        let live = syncledger_projections::runner::Runner::new(store.clone(), projections)
+            .with_batch(4)
+            .with_parallelism(4);
         let (stop, shutdown) = watch::channel(false);
         let task = tokio::spawn(async move { live.run(shutdown, Arc::new(Notify::new())).await });
         let others: Vec<&str> = syncledger_projections::names()
