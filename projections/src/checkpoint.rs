@@ -26,6 +26,11 @@ pub async fn lock(conn: &mut sqlx::AnyConnection, name: &str) -> Result<Checkpoi
     .bind(rfc3339(chrono::Utc::now()))
     .fetch_one(&mut *conn)
     .await?;
+    from_row(&row)
+}
+
+/// A checkpoint row's `tx`, `position` and `events`.
+fn from_row(row: &sqlx::any::AnyRow) -> Result<Checkpoint, sqlx::Error> {
     Ok(Checkpoint {
         position: Position {
             tx: row.try_get("tx")?,
@@ -55,14 +60,8 @@ pub async fn try_lock(
     .bind(name)
     .fetch_optional(&mut *conn)
     .await?;
-    if let Some(r) = free {
-        return Ok(Some(Checkpoint {
-            position: Position {
-                tx: r.try_get("tx")?,
-                pos: r.try_get("position")?,
-            },
-            events: r.try_get("events")?,
-        }));
+    if let Some(row) = free {
+        return from_row(&row).map(Some);
     }
     let exists: Option<i64> =
         sqlx::query_scalar("SELECT 1 FROM projection_checkpoints WHERE projection = $1")
@@ -102,16 +101,7 @@ pub async fn read(pool: &sqlx::AnyPool, name: &str) -> Result<Option<Checkpoint>
     .bind(name)
     .fetch_optional(pool)
     .await?;
-    row.map(|r| {
-        Ok(Checkpoint {
-            position: Position {
-                tx: r.try_get("tx")?,
-                pos: r.try_get("position")?,
-            },
-            events: r.try_get("events")?,
-        })
-    })
-    .transpose()
+    row.as_ref().map(from_row).transpose()
 }
 
 pub async fn delete(conn: &mut sqlx::AnyConnection, name: &str) -> Result<(), sqlx::Error> {

@@ -107,7 +107,16 @@ impl Reads {
     fn stands_at(&self, follower: &'static str, to: Position) {
         let mut inner = self.inner();
         inner.at.insert(follower, to);
-        if let Some(slowest) = inner.at.values().min().copied() {
+        let Some(slowest) = inner.at.values().min().copied() else {
+            return;
+        };
+        // Most calls drop nothing: only split (which moves the kept part) when some batch
+        // lies behind every follower.
+        if inner
+            .batches
+            .first_key_value()
+            .is_some_and(|(k, _)| *k < slowest)
+        {
             inner.batches = inner.batches.split_off(&slowest);
         }
     }

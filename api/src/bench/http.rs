@@ -163,12 +163,7 @@ async fn measure(
     // The scrape after the run, whatever the mode: its size.
     let last = client.get(metrics).send().await?.text().await?;
     latencies.sort_unstable();
-    let pct = |p: f64| {
-        let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
-        latencies
-            .get(i)
-            .map_or(0.0, |d| round3(d.as_secs_f64() * 1000.0))
-    };
+    let pct = |p: f64| super::quantile_ms(&latencies, p);
     let (scrapes, scrape_ms) = scraped.map_or((0, 0.0), |(n, spent, _)| {
         let mean = if n == 0 {
             0.0

@@ -27,7 +27,7 @@ use syncledger_domain::Plan;
 use syncledger_store::Position;
 use tokio::sync::watch;
 
-use super::{round2, round3};
+use super::{quantile_ms, round2};
 use crate::config::Settings;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -119,11 +119,6 @@ async fn measure(
         .collect();
     let expected = expected.count;
     latencies.sort_unstable();
-    let ms = |d: Option<&Duration>| d.map_or(0.0, |d| round3(d.as_secs_f64() * 1000.0));
-    let pct = |p: f64| {
-        let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
-        ms(latencies.get(i))
-    };
     let store = if state.store.is_postgres() {
         "postgres"
     } else {
@@ -137,22 +132,15 @@ async fn measure(
             "import_records_per_s": round2((args.records * 2) as f64 / import_s),
             "events_expected": expected, "events_received": latencies.len(),
             "events_lost": expected.saturating_sub(latencies.len()),
-            "p50_ms": pct(0.50), "p99_ms": pct(0.99), "max_ms": ms(latencies.last()),
+            "p50_ms": quantile_ms(&latencies, 0.50), "p99_ms": quantile_ms(&latencies, 0.99),
+            "max_ms": quantile_ms(&latencies, 1.0),
             "own_effects": own.latencies.len(), "own_effect_late": own.late,
-            "own_effect_p50_ms": percentile_ms(&own.latencies, 0.50),
-            "own_effect_p99_ms": percentile_ms(&own.latencies, 0.99),
-            "own_effect_max_ms": percentile_ms(&own.latencies, 1.0),
+            "own_effect_p50_ms": quantile_ms(&own.latencies, 0.50),
+            "own_effect_p99_ms": quantile_ms(&own.latencies, 0.99),
+            "own_effect_max_ms": quantile_ms(&own.latencies, 1.0),
         })
     );
     Ok(())
-}
-
-/// The `p` percentile of sorted `latencies`, in ms.
-fn percentile_ms(latencies: &[Duration], p: f64) -> f64 {
-    let i = ((latencies.len() as f64 - 1.0).max(0.0) * p).round() as usize;
-    latencies
-        .get(i)
-        .map_or(0.0, |d| round3(d.as_secs_f64() * 1000.0))
 }
 
 /// The edits' times to show in the list (sorted), and how many were not there yet at

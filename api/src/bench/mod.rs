@@ -142,6 +142,18 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
+/// The value at quantile `p` (0 to 1) of `sorted`, by nearest rank, as every bench
+/// reports its percentiles; `None` when there is none.
+fn quantile<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
+    let i = ((sorted.len() as f64 - 1.0).max(0.0) * p).round() as usize;
+    sorted.get(i).copied()
+}
+
+/// [`quantile`] of sorted durations, in milliseconds (0 when there is none).
+fn quantile_ms(sorted: &[std::time::Duration], p: f64) -> f64 {
+    quantile(sorted, p).map_or(0.0, |d| round3(d.as_secs_f64() * 1000.0))
+}
+
 /// Runs a benchmark on scratch storage: a new data directory, and a new database on
 /// the PostgreSQL server `database_url` names (else a SQLite file in that directory),
 /// dropped afterwards whether the benchmark succeeded or not. `base` is adjusted

@@ -352,10 +352,7 @@ async fn bench(settings: &Settings, args: &SinkBenchArgs, target_url: &str) -> a
         args.live
     );
     lags.sort_by(f64::total_cmp);
-    let pct = |p: f64| {
-        let i = ((lags.len() as f64 - 1.0) * p).round() as usize;
-        lags.get(i).copied().map_or(0.0, round3)
-    };
+    let pct = |p: f64| super::quantile(&lags, p).map_or(0.0, round3);
     println!(
         "{}",
         json!({"bench": "sink", "phase": "live", "store": backend, "records": args.live,

@@ -414,6 +414,20 @@ struct Others<'a> {
     sandbox: &'a SandboxProcess,
 }
 
+/// Executes a full run and checks that it completed and created all `n` records: each
+/// run imports every contact into a workspace of its own, else its rate means nothing.
+async fn import_all(runs: &SyncRuns, run_id: &str, n: usize) -> anyhow::Result<()> {
+    let status = runs.execute(run_id).await?;
+    let run = runs.load(run_id).await?.context("the run")?;
+    anyhow::ensure!(
+        status == RunStatus::Completed && run.stats.created == n as u64,
+        "a full run ended {} having created {} of {n} records",
+        status.as_str(),
+        run.stats.created
+    );
+    Ok(())
+}
+
 /// `--concurrent K`: a full import alone, then K at once. The aggregate is the records
 /// of all K over the time until the last ended; each run's own rate is its records over
 /// its own time (all start together).
@@ -430,12 +444,7 @@ async fn concurrent(
     let run_id = runs
         .trigger(alone, RunKind::Full, Trigger::Manual, None, meta)
         .await?;
-    let status = runs.execute(&run_id).await?;
-    anyhow::ensure!(
-        status == RunStatus::Completed,
-        "the run alone ended {}",
-        status.as_str()
-    );
+    import_all(runs, &run_id, n).await?;
     let alone_rate = n as f64 / started.elapsed().as_secs_f64().max(1e-9);
     println!(
         "{}",
@@ -464,28 +473,14 @@ async fn concurrent(
         .map(|run_id| {
             let runs = runs.clone();
             tokio::spawn(async move {
-                let status = runs.execute(&run_id).await;
-                let took = started.elapsed().as_secs_f64();
-                (status, runs.load(&run_id).await, took)
+                import_all(&runs, &run_id, n).await?;
+                anyhow::Ok(started.elapsed().as_secs_f64())
             })
         })
         .collect();
     let mut seconds = Vec::with_capacity(k);
     for run in each {
-        let (status, run, took) = run.await?;
-        let (status, run) = (status?, run?.context("a concurrent run")?);
-        anyhow::ensure!(
-            status == RunStatus::Completed,
-            "a concurrent run ended {}",
-            status.as_str()
-        );
-        // Each run imports every contact into its own workspace: else its rate means nothing.
-        anyhow::ensure!(
-            run.stats.created == n as u64,
-            "a concurrent run created {} of {n} records",
-            run.stats.created
-        );
-        seconds.push(took);
+        seconds.push(run.await??);
     }
     let wall = seconds.iter().copied().fold(0.0, f64::max).max(1e-9);
     let first = seconds.iter().copied().fold(f64::INFINITY, f64::min);

@@ -222,10 +222,7 @@ async fn measure(
         })
         .collect();
     lags.sort_by(f64::total_cmp);
-    let pct = |p: f64| {
-        let i = ((lags.len() as f64 - 1.0) * p).round() as usize;
-        lags.get(i).copied().map_or(0.0, round3)
-    };
+    let pct = |p: f64| super::quantile(&lags, p).map_or(0.0, round3);
     let line = json!({
         "bench": "webhooks",
         "phase": "live",
